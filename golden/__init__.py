@@ -1,0 +1,1 @@
+"""Golden models (NumPy only)."""

@@ -1,0 +1,56 @@
+"""Small validation helpers shared by the golden models (private)."""
+
+import numpy as np
+
+from qnnfab.errors import ConfigError
+
+__all__ = ["as_int_array", "check_ndim", "check_range", "as_pair", "ConfigError"]
+
+
+def as_int_array(x, where, field):
+    """Return ``x`` as an integer ndarray; raise ConfigError for floats with fractions."""
+    a = np.asarray(x)
+    if a.dtype == np.bool_:
+        return a.astype(np.int64)
+    if np.issubdtype(a.dtype, np.integer):
+        return a
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size and not np.all(np.isfinite(a)):
+            raise ConfigError(where, field, "contains NaN or infinity", "pass finite integer values")
+        if a.size and not np.all(a == np.round(a)):
+            raise ConfigError(where, field, f"must hold integers, got dtype {a.dtype} with fractional values",
+                              "quantize first (see qnnfab.golden.fixedpoint)")
+        return a.astype(np.int64)
+    raise ConfigError(where, field, f"must be an integer array, got dtype {a.dtype}", "pass an integer ndarray")
+
+
+def check_ndim(a, ndims, where, field, layout):
+    if a.ndim not in ((ndims,) if isinstance(ndims, int) else tuple(ndims)):
+        raise ConfigError(where, field, f"expected layout {layout}, got shape {a.shape}",
+                          f"reshape to {layout}")
+
+
+def check_range(a, lo, hi, where, field, what):
+    """Raise unless lo <= a <= hi everywhere."""
+    if a.size == 0:
+        return
+    amin, amax = a.min(), a.max()
+    if amin < lo or amax > hi:
+        raise ConfigError(where, field, f"values must be {what} (range [{lo}, {hi}]), found [{amin}, {amax}]",
+                          f"clip or re-quantize {field} into [{lo}, {hi}]")
+
+
+def as_pair(v, where, field, minimum=1):
+    """Turn an int or a 2-sequence into a pair of ints >= minimum."""
+    if isinstance(v, (int, np.integer)):
+        p = (int(v), int(v))
+    else:
+        try:
+            p = tuple(int(e) for e in v)
+        except TypeError:
+            raise ConfigError(where, field, f"must be an int or a pair of ints, got {v!r}") from None
+        if len(p) != 2:
+            raise ConfigError(where, field, f"must be an int or a pair of ints, got {v!r}", "pass (rows, cols)")
+    if min(p) < minimum:
+        raise ConfigError(where, field, f"must be >= {minimum}, got {v!r}", f"use a value >= {minimum}")
+    return p

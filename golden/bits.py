@@ -1,0 +1,210 @@
+"""Bipolar bit packing and packed XNOR-popcount products.
+
+Conventions (ARCHITECTURE.md): bipolar bit 1 means +1, bit 0 means -1.
+
+Packed layout: a vector of N bits along the last axis is stored as
+``ceil(N / 64)`` ``uint64`` words; element ``i`` is bit ``i % 64`` (LSB = 0) of
+word ``i // 64``. Bits past N in the last word (padding) are 0 when produced
+by :func:`pack_bits`; the popcount functions below never count them, whatever
+they hold, because they mask the last word.
+
+For two bipolar vectors of N terms the XNOR popcount is
+``P = #{i : w_i == x_i}`` (0 <= P <= N) and the dot product is ``2P - N``.
+"""
+
+import numpy as np
+
+from ._util import ConfigError, as_int_array, check_range
+
+__all__ = [
+    "bipolar_to_bits", "bits_to_bipolar", "pack_bits", "unpack_bits", "n_words",
+    "xnor_popcount", "xnor_popcount_matvec", "xnor_popcount_matmul",
+    "popcount_to_dot", "dot_to_popcount",
+]
+
+_LE_U64 = np.dtype("<u8")
+
+
+def n_words(n):
+    """Number of 64-bit words that hold ``n`` bits."""
+    return (int(n) + 63) // 64
+
+
+def bipolar_to_bits(x):
+    """{-1, +1} values (any shape, integer or float dtype) -> uint8 bits (1 for +1)."""
+    a = np.asarray(x)
+    if a.size and not np.all((a == 1) | (a == -1)):
+        raise ConfigError("bipolar_to_bits", "x", "values must be -1 or +1", "binarize with np.where(x >= 0, 1, -1)")
+    return (a > 0).astype(np.uint8)
+
+
+def bits_to_bipolar(bits):
+    """{0, 1} bits (any shape) -> int8 values {-1, +1} (1 -> +1, 0 -> -1)."""
+    b = as_int_array(bits, "bits_to_bipolar", "bits")
+    check_range(b, 0, 1, "bits_to_bipolar", "bits", "bits")
+    return (2 * b.astype(np.int8) - 1).astype(np.int8)
+
+
+def pack_bits(bits, check=True):
+    """Pack bits along the last axis into little-endian uint64 words.
+
+    ``bits``: (..., N) array of 0/1 (bool or integer). Returns (..., ceil(N/64))
+    ``uint64``; element i -> bit i % 64 of word i // 64; padding bits are 0.
+    N = 0 gives (..., 0). ``check=False`` skips the 0/1 value check (any
+    nonzero value then counts as 1).
+    """
+    b = np.asarray(bits)
+    if b.ndim == 0:
+        raise ConfigError("pack_bits", "bits", "needs at least one axis (..., N)", "pass a 1-D or larger array")
+    if check and b.dtype != np.bool_:
+        b = as_int_array(b, "pack_bits", "bits")
+        check_range(b, 0, 1, "pack_bits", "bits", "bits")
+    n = b.shape[-1]
+    nw = n_words(n)
+    by = np.packbits(b.astype(bool, copy=False), axis=-1, bitorder="little")
+    pad = nw * 8 - by.shape[-1]
+    if pad:
+        by = np.concatenate([by, np.zeros(by.shape[:-1] + (pad,), np.uint8)], axis=-1)
+    by = np.ascontiguousarray(by)
+    return by.view(_LE_U64).astype(np.uint64, copy=False).reshape(b.shape[:-1] + (nw,))
+
+
+def unpack_bits(words, n):
+    """Inverse of :func:`pack_bits`: (..., W) uint64 -> (..., n) uint8 bits, n <= 64*W."""
+    w = np.asarray(words)
+    if w.dtype != np.uint64:
+        raise ConfigError("unpack_bits", "words", f"dtype must be uint64, got {w.dtype}", "pack with pack_bits")
+    if w.ndim == 0 or not 0 <= n <= 64 * w.shape[-1]:
+        raise ConfigError("unpack_bits", "n", f"{n} bits do not fit in words of shape {w.shape}",
+                          "pass the N given to pack_bits")
+    by = np.ascontiguousarray(w.astype(_LE_U64, copy=False)).view(np.uint8)
+    return np.unpackbits(by, axis=-1, count=n, bitorder="little")
+
+
+def _last_word_mask(n):
+    r = n % 64
+    return np.uint64((1 << r) - 1) if r else np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _check_packed(a, n, where, field):
+    a = np.asarray(a)
+    if a.dtype != np.uint64:
+        raise ConfigError(where, field, f"packed words must be uint64, got {a.dtype}",
+                          "pack with pack_bits, or pass n=None for unpacked bits")
+    if a.ndim == 0 or a.shape[-1] != n_words(n):
+        raise ConfigError(where, field, f"last axis must hold ceil({n}/64) = {n_words(n)} words, got shape {a.shape}",
+                          "pack N bits with pack_bits(bits) and pass the same n")
+    return a
+
+
+def _prepare(w, x, n, where):
+    """Return packed (w, x, n); accepts unpacked bits when n is None."""
+    if n is None:
+        w = np.asarray(w)
+        x = np.asarray(x)
+        if w.ndim < 1 or x.ndim < 1 or w.shape[-1] != x.shape[-1]:
+            raise ConfigError(where, "x", f"last axes must match: w {w.shape} vs x {x.shape}",
+                              "both operands need the same number N of bits on the last axis")
+        n = w.shape[-1]
+        return pack_bits(w), pack_bits(x), n
+    n = int(n)
+    if n < 0:
+        raise ConfigError(where, "n", f"must be >= 0, got {n}")
+    return _check_packed(w, n, where, "w"), _check_packed(x, n, where, "x"), n
+
+
+def xnor_popcount(a, b, n=None):
+    """Elementwise-broadcast XNOR popcount over the last axis.
+
+    ``a``, ``b``: unpacked bits (..., N) when ``n`` is None, else packed uint64
+    (..., ceil(n/64)). Leading axes broadcast. Returns int64 (...,) with
+    P = number of equal bits among the first n.
+    """
+    a, b, n = _prepare(a, b, n, "xnor_popcount")
+    if n == 0:
+        return np.zeros(np.broadcast_shapes(a.shape[:-1], b.shape[:-1]), np.int64)
+    d = a ^ b
+    d[..., -1] &= _last_word_mask(n)
+    return n - np.bitwise_count(d).sum(axis=-1, dtype=np.int64)
+
+
+def xnor_popcount_matmul(w, x, n=None, chunk=128):
+    """Packed XNOR-popcount matrix product: out[b, m] = P(w[m], x[b]).
+
+    ``w``: (M, N) bits, or (M, ceil(n/64)) uint64 words when ``n`` is given.
+    ``x``: (B, N) bits, or (B, ceil(n/64)) uint64 words.
+    Returns (B, M) int64 popcounts in [0, N]. Exact for any N: padding bits of
+    the last word are masked. Works in batch chunks of ``chunk`` rows, one
+    64-bit word column at a time, to stay in cache.
+    """
+    w, x, n = _prepare(w, x, n, "xnor_popcount_matmul")
+    if w.ndim != 2 or x.ndim != 2:
+        raise ConfigError("xnor_popcount_matmul", "w/x", f"need w (M, words) and x (B, words), got {w.shape} and {x.shape}",
+                          "use xnor_popcount_matvec for a single vector")
+    return _packed_matmul(w, x, n, chunk)
+
+
+def _packed_matmul(w, x, n, chunk=128):
+    """Core kernel: w (M, W) uint64, x (B, W) uint64 -> (B, M) int64 matches."""
+    M, W = w.shape
+    B = x.shape[0]
+    out = np.empty((B, M), np.int64)
+    if n == 0:
+        out[...] = 0
+        return out
+    if B == 0 or M == 0:
+        return out
+    wt = np.ascontiguousarray(w.T)  # (W, M)
+    wt[-1] &= _last_word_mask(n)
+    xm = np.ascontiguousarray(x)
+    if n % 64:
+        xm = xm.copy()
+        xm[:, -1] &= _last_word_mask(n)
+    acc_dtype = np.uint16 if n < 65536 else np.uint32 if n < 2**32 else np.uint64
+    ch = max(1, int(chunk))
+    tmp = np.empty((min(ch, B), M), np.uint64)
+    cnt = np.empty((min(ch, B), M), np.uint8)
+    acc = np.empty((min(ch, B), M), acc_dtype)
+    for s in range(0, B, ch):
+        e = min(B, s + ch)
+        k = e - s
+        a = acc[:k]
+        a[...] = 0
+        for j in range(W):
+            np.bitwise_xor(xm[s:e, j:j + 1], wt[j], out=tmp[:k])
+            np.bitwise_count(tmp[:k], out=cnt[:k])
+            np.add(a, cnt[:k], out=a)
+        np.subtract(n, a, out=out[s:e], dtype=np.int64, casting="unsafe")
+    return out
+
+
+def xnor_popcount_matvec(w, x, n=None):
+    """XNOR-popcount matrix-vector product (the MVTU accumulator of a binary layer).
+
+    ``w``: (M, N) weight bits (row m = output channel m), or packed
+    (M, ceil(n/64)) uint64 when ``n`` is given.
+    ``x``: (N,) input bits or (..., N) for a batch (packed: (..., ceil(n/64))).
+    Returns int64 (M,) or (..., M): P[m] = #{i : w[m, i] == x[i]}, 0 <= P <= N.
+    The bipolar dot product is ``popcount_to_dot(P, N) = 2P - N``.
+    """
+    w, x, n = _prepare(w, x, n, "xnor_popcount_matvec")
+    if w.ndim != 2:
+        raise ConfigError("xnor_popcount_matvec", "w", f"must be 2-D (M, N), got shape {w.shape}",
+                          "reshape conv weights with conv_weights_to_matrix")
+    lead = x.shape[:-1]
+    out = _packed_matmul(w, x.reshape(-1, x.shape[-1]), n)
+    return out.reshape(lead + (w.shape[0],))
+
+
+def popcount_to_dot(p, n):
+    """Bipolar dot product from an XNOR popcount: 2P - N (int64)."""
+    return 2 * np.asarray(p, np.int64) - int(n)
+
+
+def dot_to_popcount(d, n):
+    """Inverse of :func:`popcount_to_dot`: (d + N) / 2; d must have the parity of N."""
+    d = np.asarray(d, np.int64)
+    if d.size and np.any((d + int(n)) % 2):
+        raise ConfigError("dot_to_popcount", "d", "dot products of N bipolar terms have the parity of N",
+                          "check that n is the vector length")
+    return (d + int(n)) // 2

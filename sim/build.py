@@ -1,0 +1,105 @@
+"""Amaranth -> Verilog -> simulator build, cached by content hash.
+
+A build directory is keyed by a SHA-256 of the Verilog text, the top-level
+name, the simulator, its version and the build options, so every test that
+simulates the same design compiles it once, across pytest-xdist workers
+(a file lock serialises concurrent builds of one key) and across runs.
+
+The cache lives in ``$QNNFAB_CACHE`` (default ``~/.cache/qnnfab``).
+"""
+
+import fcntl
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from .toolchain import simulator_name, verilator_version
+
+__all__ = ["to_verilog", "cache_dir", "Build", "build"]
+
+# Options every Verilator build gets. Tracing support is compiled in so that a
+# failing test can be re-run with a waveform without another build.
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
+                  "-CFLAGS", "-O1")
+
+
+def to_verilog(component, name):
+    """Convert an Amaranth component to Verilog text with module ``name``."""
+    return verilog.convert(component, name=name, emit_src=False)
+
+
+def cache_dir():
+    root = os.environ.get("QNNFAB_CACHE")
+    if root:
+        p = Path(root)
+    else:
+        p = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnfab"
+    p = p.resolve()
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+@dataclass
+class Build:
+    """A compiled simulation model."""
+    simulator: str
+    toplevel: str
+    directory: Path
+    verilog_path: Path
+    key: str
+    cached: bool        # True when an earlier build was reused
+    seconds: float      # time spent building (0 when cached)
+
+
+def _key(verilog_text, toplevel, sim, args):
+    h = hashlib.sha256()
+    for part in (verilog_text, toplevel, sim, verilator_version() if sim == "verilator" else "",
+                 repr(args), "qnnfab-build-v1"):
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+def build(verilog_text, toplevel, *, log=None):
+    """Build ``verilog_text`` (top module ``toplevel``); reuse a cached build.
+
+    Returns a :class:`Build`. ``log`` is an optional callable for progress
+    messages.
+    """
+    from cocotb_tools.runner import get_runner
+
+    sim = simulator_name()
+    args = VERILATOR_ARGS if sim == "verilator" else ()
+    key = _key(verilog_text, toplevel, sim, args)
+    bdir = cache_dir() / "builds" / f"{toplevel}-{sim}-{key}"
+    bdir.mkdir(parents=True, exist_ok=True)
+    vpath = bdir / f"{toplevel}.v"
+    done = bdir / "build.ok"
+    with open(bdir / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if done.exists():
+                return Build(sim, toplevel, bdir, vpath, key, True, 0.0)
+            if log:
+                log(f"building {toplevel} with {sim} in {bdir}")
+            vpath.write_text(verilog_text)
+            t0 = time.monotonic()
+            runner = get_runner(sim)
+            runner.build(
+                sources=[vpath],
+                hdl_toplevel=toplevel,
+                build_dir=bdir,
+                build_args=list(args),
+                waves=True,
+                always=True,
+                log_file=bdir / "build.log",
+            )
+            seconds = time.monotonic() - t0
+            done.write_text(f"{seconds:.1f}\n")
+            return Build(sim, toplevel, bdir, vpath, key, False, seconds)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,201 @@
+"""cocotb helpers for ``amaranth.lib.stream`` ports (used inside the simulator).
+
+Amaranth names the ports of a stream member ``i`` as ``i__payload``,
+``i__valid`` and ``i__ready``. :class:`StreamSource` drives such an input with
+randomized valid gaps, :class:`StreamSink` takes an output with randomized
+ready, and :func:`run_streams` clocks any number of both in one coroutine (one
+trigger pair per cycle, which keeps Verilator runs fast).
+
+Timing discipline: inputs change only just after the falling clock edge;
+handshakes are sampled in the read-only phase before the next rising edge, so
+``valid & ready`` seen there is exactly the transfer the rising edge performs.
+The sink also checks the stream rule that an offered word stays valid and
+unchanged until it is taken.
+"""
+
+import json
+import os
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+
+from .runner import METRICS_ENV, PARAMS_ENV, SEED_ENV
+
+__all__ = ["bench_params", "bench_seed", "bench_random", "write_metrics", "start",
+           "StreamSource", "StreamSink", "run_streams", "pack_fields", "unpack_fields"]
+
+
+def bench_params():
+    """The parameter dict the regression passed to this bench."""
+    return json.loads(os.environ.get(PARAMS_ENV, "{}"))
+
+
+def bench_seed():
+    return int(os.environ.get(SEED_ENV, "1"))
+
+
+def bench_random(salt=0):
+    """A :class:`random.Random` seeded from the regression seed (and ``salt``)."""
+    return random.Random(bench_seed() * 1_000_003 + salt)
+
+
+def write_metrics(**figures):
+    """Report figures (cycle counts, ...) back to the regression runner."""
+    path = os.environ.get(METRICS_ENV)
+    if not path:
+        return
+    old = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+    old.update(figures)
+    with open(path, "w") as f:
+        json.dump(old, f)
+
+
+async def start(dut, reset_cycles=2):
+    """Start a 10 ns clock on ``dut.clk`` and pulse ``dut.rst``."""
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    for _ in range(reset_cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+def pack_fields(values, widths):
+    """Pack integers into one word, first field at the least significant bits."""
+    word, shift = 0, 0
+    for v, w in zip(values, widths):
+        word |= (int(v) & ((1 << w) - 1)) << shift
+        shift += w
+    return word
+
+
+def unpack_fields(word, widths, signed=False):
+    """Inverse of :func:`pack_fields`; ``signed`` sign-extends every field."""
+    out = []
+    for w in widths:
+        v = word & ((1 << w) - 1)
+        if signed and v >> (w - 1):
+            v -= 1 << w
+        out.append(v)
+        word >>= w
+    return out
+
+
+class StreamSource:
+    """Drives ``<prefix>__valid/__payload`` from a queue of integers.
+
+    ``valid_prob`` is the chance per cycle of offering the next word (1.0 =
+    no gaps). Once offered, a word stays until it is taken.
+    """
+
+    def __init__(self, dut, prefix, rng, valid_prob=1.0):
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.rng = rng
+        self.valid_prob = valid_prob
+        self.queue = []
+        self._pos = 0
+        self.offering = False
+        self.sent_cycles = []
+        self.valid.value = 0
+
+    def send(self, words):
+        self.queue.extend(int(w) for w in words)
+
+    @property
+    def idle(self):
+        return self._pos >= len(self.queue) and not self.offering
+
+    def _drive(self):
+        if not self.offering and self._pos < len(self.queue) and (
+                self.valid_prob >= 1.0 or self.rng.random() < self.valid_prob):
+            self.payload.value = self.queue[self._pos]
+            self._pos += 1
+            self.offering = True
+        self.valid.value = 1 if self.offering else 0
+
+    def _sample(self, cycle):
+        if self.offering and int(self.ready.value):
+            self.offering = False
+            self.sent_cycles.append(cycle)
+
+
+class StreamSink:
+    """Takes words from ``<prefix>__valid/__payload``, ready with ``ready_prob``."""
+
+    def __init__(self, dut, prefix, rng, ready_prob=1.0, name=None):
+        self.name = name or prefix
+        self.valid = getattr(dut, f"{prefix}__valid")
+        self.payload = getattr(dut, f"{prefix}__payload")
+        self.ready = getattr(dut, f"{prefix}__ready")
+        self.rng = rng
+        self.ready_prob = ready_prob
+        self.words = []
+        self.cycles = []
+        self._ready_now = 0
+        self._held = None
+        self.ready.value = 0
+
+    def _drive(self):
+        r = 1 if (self.ready_prob >= 1.0 or self.rng.random() < self.ready_prob) else 0
+        self._ready_now = r
+        self.ready.value = r
+
+    def _sample(self, cycle):
+        v = int(self.valid.value)
+        if self._held is not None:
+            if not v:
+                raise AssertionError(f"{self.name}: valid dropped at cycle {cycle} "
+                                     "before the offered word was taken")
+            word = int(self.payload.value)
+            if word != self._held:
+                raise AssertionError(f"{self.name}: payload changed from {self._held:#x} to "
+                                     f"{word:#x} at cycle {cycle} while stalled")
+        if v:
+            word = int(self.payload.value)
+            if self._ready_now:
+                self.words.append(word)
+                self.cycles.append(cycle)
+                self._held = None
+            else:
+                self._held = word
+        else:
+            self._held = None
+
+
+async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None):
+    """Clock sources and sinks until every sink has ``expected[i]`` words.
+
+    Returns the number of cycles run. Raises ``AssertionError`` (with the
+    counts) when ``max_cycles`` pass first.
+    """
+    clk = clk if clk is not None else dut.clk
+    cycle = 0
+    while True:
+        await FallingEdge(clk)
+        for s in sources:
+            s._drive()
+        for k in sinks:
+            k._drive()
+        await ReadOnly()
+        for s in sources:
+            s._sample(cycle)
+        for k in sinks:
+            k._sample(cycle)
+        cycle += 1
+        if all(len(k.words) >= n for k, n in zip(sinks, expected)):
+            break
+        if cycle >= max_cycles:
+            got = ", ".join(f"{k.name}: {len(k.words)}/{n}" for k, n in zip(sinks, expected))
+            raise AssertionError(f"timeout after {cycle} cycles waiting for outputs ({got})")
+    await FallingEdge(clk)
+    for s in sources:
+        s.valid.value = 0
+    for k in sinks:
+        k.ready.value = 0
+    return cycle

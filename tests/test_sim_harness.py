@@ -1,0 +1,76 @@
+"""The harness itself: caching, failure reporting, registry, command line."""
+
+import pytest
+
+from qnnfab.errors import ConfigError
+from qnnfab.rtl.xnor_popcount import XnorPopcount
+from qnnfab.sim import registry
+from qnnfab.sim.runner import RegressionFailure, run_bench
+
+
+class _OffByOnePopcount(XnorPopcount):
+    """A deliberately broken design: its count is wrong whenever bit 0 of w is 1."""
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module, Signal
+        m = Module()
+        m.submodules.ok = inner = XnorPopcount(self.simd, self.pipeline)
+        m.d.comb += [
+            inner.i.valid.eq(self.i.valid), inner.i.payload.eq(self.i.payload),
+            self.i.ready.eq(inner.i.ready),
+            self.o.valid.eq(inner.o.valid), inner.o.ready.eq(self.o.ready),
+        ]
+        flag = Signal()
+        # remember bit 0 of w alongside the pipeline
+        with m.If(inner.i.ready):
+            m.d.sync += flag.eq(self.i.payload.w[0])
+        m.d.comb += self.o.payload.eq(inner.o.payload + flag)
+        return m
+
+
+@pytest.mark.cocotb
+def test_a_wrong_design_fails_with_seed_and_waveform():
+    params = {"simd": 8, "pipeline": 0}
+    reg = registry.get("xnor_popcount")
+    with pytest.raises(RegressionFailure) as info:
+        run_bench("xnor_popcount_broken", _OffByOnePopcount(8, 0), reg.module, params, seed=1234)
+    msg = str(info.value)
+    assert "seed 1234" in msg and "QNNFAB_SEED=1234" in msg
+    assert "waveform:" in msg and ".vcd" in msg
+    assert "expected" in msg
+
+
+@pytest.mark.cocotb
+def test_same_design_is_built_once():
+    params = {"simd": 5, "pipeline": 1}
+    first = registry.run_case("xnor_popcount", params, seed=1)
+    second = registry.run_case("xnor_popcount", params, seed=2)
+    assert second.build_cached
+    assert first.metrics["words_per_cycle"] == 1.0
+
+
+def test_unknown_regression_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no regression named 'nope'.*xnor_popcount"):
+        registry.get("nope")
+
+
+def test_every_regression_has_cases_and_a_design():
+    regs = registry.regressions()
+    assert "xnor_popcount" in regs
+    for name, reg in regs.items():
+        assert reg.cases, f"{name} has no cases"
+        for params in reg.cases:
+            assert reg.design(params) is not None
+
+
+def test_cli_lists_regressions(capsys):
+    from qnnfab.cli import main
+    assert main(["sim", "--list"]) == 0
+    assert "xnor_popcount" in capsys.readouterr().out
+
+
+def test_cli_reports_unknown_name_in_one_line(capsys):
+    from qnnfab.cli import main
+    assert main(["sim", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("qnnfab: error:") and err.count("\n") == 1
