@@ -128,14 +128,15 @@ def xnor_popcount(a, b, n=None):
     return n - np.bitwise_count(d).sum(axis=-1, dtype=np.int64)
 
 
-def xnor_popcount_matmul(w, x, n=None, chunk=128):
+def xnor_popcount_matmul(w, x, n=None, chunk=None):
     """Packed XNOR-popcount matrix product: out[b, m] = P(w[m], x[b]).
 
     ``w``: (M, N) bits, or (M, ceil(n/64)) uint64 words when ``n`` is given.
     ``x``: (B, N) bits, or (B, ceil(n/64)) uint64 words.
     Returns (B, M) int64 popcounts in [0, N]. Exact for any N: padding bits of
-    the last word are masked. Works in batch chunks of ``chunk`` rows, one
-    64-bit word column at a time, to stay in cache.
+    the last word are masked. Works in batch chunks of ``chunk`` rows (default:
+    about 128k outputs per chunk), one 64-bit word column at a time, to stay
+    in cache.
     """
     w, x, n = _prepare(w, x, n, "xnor_popcount_matmul")
     if w.ndim != 2 or x.ndim != 2:
@@ -144,8 +145,13 @@ def xnor_popcount_matmul(w, x, n=None, chunk=128):
     return _packed_matmul(w, x, n, chunk)
 
 
-def _packed_matmul(w, x, n, chunk=128):
-    """Core kernel: w (M, W) uint64, x (B, W) uint64 -> (B, M) int64 matches."""
+def _packed_matmul(w, x, n, chunk=None, mask_last=True):
+    """Core kernel: w (M, W) uint64, x (B, W) uint64 -> (B, M) int64 matches, n - popcount(w ^ x).
+
+    ``mask_last``: clear bits past n in the last word. With False, the caller
+    guarantees that every padding bit is 0 in both operands (e.g. per-pixel
+    channel words), so padding never counts as a mismatch.
+    """
     M, W = w.shape
     B = x.shape[0]
     out = np.empty((B, M), np.int64)
@@ -154,14 +160,14 @@ def _packed_matmul(w, x, n, chunk=128):
         return out
     if B == 0 or M == 0:
         return out
-    wt = np.ascontiguousarray(w.T)  # (W, M)
-    wt[-1] &= _last_word_mask(n)
+    wt = np.array(w.T, order="C")  # (W, M), a copy we may mask
     xm = np.ascontiguousarray(x)
-    if n % 64:
+    if mask_last and n % 64:
+        wt[-1] &= _last_word_mask(n)
         xm = xm.copy()
         xm[:, -1] &= _last_word_mask(n)
     acc_dtype = np.uint16 if n < 65536 else np.uint32 if n < 2**32 else np.uint64
-    ch = max(1, int(chunk))
+    ch = max(16, 131072 // max(1, M)) if chunk is None else max(1, int(chunk))
     tmp = np.empty((min(ch, B), M), np.uint64)
     cnt = np.empty((min(ch, B), M), np.uint8)
     acc = np.empty((min(ch, B), M), acc_dtype)

@@ -90,8 +90,12 @@ def exact_matmul(x, w, max_abs_x=None, max_abs_w=None):
         dt = np.float32
     elif bound < 2**53:
         dt = np.float64
-    else:
+    elif bound < 2**63:
         return np.matmul(x.astype(np.int64), w.astype(np.int64).T)
+    else:
+        raise ConfigError("exact_matmul", "x/w", f"sums can reach {bound} (N={n}, max|x|={max_abs_x}, "
+                          f"max|w|={max_abs_w}), more than a 64-bit accumulator holds",
+                          "use narrower weights/activations or split N")
     r = np.matmul(x.astype(dt), w.astype(dt).T)
     return r.astype(np.int64)
 

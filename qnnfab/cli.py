@@ -17,6 +17,7 @@ EPILOG_MAIN = """examples:
   qnnfab sim --list                 list the cocotb regressions
   qnnfab sim xnor_popcount          run one regression on Verilator
   qnnfab sim                        run them all
+  qnnfab demo                       the end-to-end demo
 """
 
 
@@ -69,6 +70,11 @@ def _cmd_sim(args):
     return 0
 
 
+def _cmd_demo(args):
+    from qnnfab import demo
+    return demo.run(args.out, args.seed)
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="qnnfab",
@@ -91,6 +97,15 @@ def build_parser():
     s.add_argument("--seed", type=int, default=None,
                    help="random seed (default: fresh per case, printed; or $QNNFAB_SEED)")
     s.set_defaults(func=_cmd_sim)
+
+    d = sub.add_parser(
+        "demo", help="the main job: end-to-end check (Verilog, lint, Verilator vs golden, Yosys)",
+        description="Run the end-to-end demo and print what it checked.",
+        epilog="example:\n  qnnfab demo --out out/demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    d.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    d.add_argument("--seed", type=int, default=None, help="random seed for the regressions")
+    d.set_defaults(func=_cmd_demo)
     return p
 
 

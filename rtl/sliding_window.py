@@ -1,0 +1,287 @@
+"""Sliding-window buffer: lowers a streamed feature map to the im2col stream.
+
+The hardware counterpart of finn-hlslib's ConvolutionInputGenerator and of
+:func:`qnnfab.golden.im2col`: it takes a feature map in raster order and emits,
+for every output pixel, the K x K window in (ky, kx, c) order, so that a
+matrix-vector unit with weights ``conv_weights_to_matrix(w)`` computes the
+convolution.
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from qnnfab.errors import ConfigError
+
+__all__ = ["SlidingWindow", "sliding_window_geometry"]
+
+
+def _check_int(where, field, value, minimum, fix):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(where, field, f"must be an integer >= {minimum}, got {value!r}", fix)
+
+
+def sliding_window_geometry(height, width, kernel, stride, pad, where="SlidingWindow"):
+    """(OH, OW) of a K x K window with ``stride`` over a ``pad``-padded image.
+
+    Raises :class:`ConfigError` when the kernel does not fit the padded image.
+    """
+    if height + 2 * pad < kernel or width + 2 * pad < kernel:
+        raise ConfigError(where, "kernel",
+                          f"{kernel}x{kernel} kernel does not fit a {height}x{width} image with padding {pad}",
+                          f"use a kernel <= {min(height, width) + 2 * pad} or pad >= "
+                          f"{(kernel - min(height, width) + 1) // 2}")
+    return (height + 2 * pad - kernel) // stride + 1, (width + 2 * pad - kernel) // stride + 1
+
+
+class SlidingWindow(wiring.Component):
+    """Streaming sliding-window (im2col) generator over line buffers.
+
+    Parameters
+    ----------
+    height, width : int
+        Input image size H x W (need not be square), >= 1.
+    channels : int
+        Channels C per pixel.
+    simd : int
+        Channels per stream word; must divide ``channels``. CW = C / SIMD
+        words per pixel.
+    kernel : int
+        Window size K, 1..7 (square K x K).
+    stride : int
+        Step S between windows, >= 1 (same in both directions).
+    pad : int
+        P rows/columns of padding on every side, 0 <= P < K. The window never
+        lies entirely in the padding.
+    pad_value : int
+        Element value inserted for the padding (``0 <= pad_value < 2**bits``);
+        for bipolar data (bits = 1) 0 pads with -1 and 1 pads with +1.
+    bits : int
+        Bits per element (1 for bipolar).
+
+    Ports
+    -----
+    i : stream of ``unsigned(simd * bits)``
+        The feature map, NHWC raster order: for y, for x, for channel word;
+        element ``j`` of a word (channel ``w * SIMD + j``) at bits
+        ``[j*bits, (j+1)*bits)``. Images follow each other back to back.
+    o : stream of ``unsigned(simd * bits)``
+        The im2col stream: for oy, for ox (OH x OW output pixels, raster
+        order), for ky, for kx, for channel word. Words of padding positions
+        hold ``pad_value`` in every element. OH = (H + 2P - K) // S + 1,
+        likewise OW.
+
+    Line buffer
+    -----------
+    One simple dual-port memory of ``min(K, H) * W * CW`` words of
+    ``SIMD * bits`` bits, i.e. exactly ``min(K, H) * W * C * bits`` bits
+    (K x W x C bits for bipolar data once the image has K rows), used as a
+    circular buffer of the last ``min(K, H) * W`` input pixels. A pixel slot is
+    recycled as soon as no current or later window needs it, tracked per
+    pixel (not per row), so the input is stalled only when all slots hold
+    pixels still to be read. Control is a handful of counters and comparators.
+
+    Timing
+    ------
+    The output register is loaded one cycle after a word is read from the
+    buffer; a word written at one clock edge can be read in the next cycle,
+    so the latency from the input word that completes a window to that
+    window's last output word is 2 cycles. The read side emits one word per
+    cycle whenever the word it needs has arrived (padding words need none)
+    and the output is not stalled; ``o.valid`` never depends on ``o.ready``.
+    With the output unstalled and the input always valid, back-to-back
+    images take ``OH * OW * K * K * CW`` cycles each when the window reuse
+    K/S > 1 makes the output the bottleneck, plus a few stall cycles per
+    output row when the buffer cannot run a full row ahead (W + 2P < 2K, or
+    S > 1); see ``bench/bench_sliding_window.py`` for measured figures.
+    """
+
+    def __init__(self, height, width, channels, simd, kernel, stride=1, pad=0, pad_value=0, bits=1):
+        where = "SlidingWindow"
+        _check_int(where, "height", height, 1, "use an image height >= 1")
+        _check_int(where, "width", width, 1, "use an image width >= 1")
+        _check_int(where, "channels", channels, 1, "use channels >= 1")
+        _check_int(where, "simd", simd, 1, "use SIMD >= 1 dividing channels")
+        _check_int(where, "kernel", kernel, 1, "use a kernel size 1..7")
+        _check_int(where, "stride", stride, 1, "use stride >= 1")
+        _check_int(where, "pad", pad, 0, "use pad >= 0")
+        _check_int(where, "bits", bits, 1, "use bits >= 1 (1 for bipolar)")
+        if kernel > 7:
+            raise ConfigError(where, "kernel", f"must be 1..7, got {kernel}", "use a kernel size 1..7")
+        if channels % simd:
+            raise ConfigError(where, "simd", f"SIMD={simd} does not divide channels={channels}",
+                              f"choose SIMD among the divisors of {channels}")
+        if pad >= kernel:
+            raise ConfigError(where, "pad", f"pad={pad} >= kernel={kernel} gives windows made only of padding",
+                              f"use pad <= {kernel - 1}")
+        if not isinstance(pad_value, int) or not 0 <= pad_value < (1 << bits):
+            raise ConfigError(where, "pad_value", f"must be an element value in [0, {(1 << bits) - 1}], "
+                              f"got {pad_value!r}", "for bipolar data use 0 (-1) or 1 (+1)")
+        self.out_height, self.out_width = sliding_window_geometry(height, width, kernel, stride, pad, where)
+        self.height, self.width, self.channels, self.simd = height, width, channels, simd
+        self.kernel, self.stride, self.pad, self.pad_value, self.bits = kernel, stride, pad, pad_value, bits
+        self.cw = channels // simd
+        self.word_bits = simd * bits
+        self.buffer_rows = min(kernel, height)
+        self.buffer_words = self.buffer_rows * width * self.cw
+        self.buffer_bits = self.buffer_words * self.word_bits
+        self.in_words = height * width * self.cw
+        self.out_words = self.out_height * self.out_width * kernel * kernel * self.cw
+        self.latency = 2
+        super().__init__({
+            "i": In(stream.Signature(unsigned(self.word_bits))),
+            "o": Out(stream.Signature(unsigned(self.word_bits))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        H, W, K, S, P = self.height, self.width, self.kernel, self.stride, self.pad
+        CW, KR = self.cw, self.buffer_rows
+        OH, OW = self.out_height, self.out_width
+        WCW = W * CW
+        DEPTH = self.buffer_words
+
+        m.submodules.mem = mem = Memory(shape=unsigned(self.word_bits), depth=DEPTH, init=[])
+        wr = mem.write_port()
+        rd = mem.read_port(domain="sync")
+
+        # ---- write side: raster position of the next input word -----------------
+        wimg = Signal(2)               # image counter mod 4
+        wy = Signal(range(H))
+        wx = Signal(range(W))
+        wc = Signal(range(CW))
+        waddr = Signal(range(DEPTH))   # circular: linear word index mod DEPTH
+
+        # ---- read side: loop counters of the next output word ------------------
+        rimg = Signal(2)
+        oy = Signal(range(OH))
+        ox = Signal(range(OW))
+        ky = Signal(range(K))
+        kx = Signal(range(K))
+        c = Signal(range(CW))
+        kxc = Signal(range(K * CW))    # kx * CW + c
+        iy_top = Signal(range(-P, (OH - 1) * S - P + 1), init=-P)    # oy * S - P
+        ix_left = Signal(range(-P, (OW - 1) * S - P + 1), init=-P)   # ox * S - P
+        left_off = Signal(range(-P * CW, ((OW - 1) * S - P) * CW + 1), init=-P * CW)  # ix_left * CW
+        # buffer slot of a row: row iy of image n lives in slot (n*H + iy) mod KR
+        top0 = (-P) % KR
+        top_base = Signal(range(DEPTH), init=top0 * WCW)   # slot(iy_top) * W * CW
+        row_base = Signal(range(DEPTH), init=top0 * WCW)   # slot(iy) * W * CW
+
+        iy = Signal(range(-P, H + P + K + S))
+        ix = Signal(range(-P, W + P + K + S))
+        m.d.comb += [iy.eq(iy_top + ky), ix.eq(ix_left + kx)]
+        real = Signal()
+        m.d.comb += real.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W))
+
+        # writer's row, in the reader's image frame (writer is at most one image
+        # behind the reader (only unused rows/columns left) or one image ahead)
+        diff = Signal(2)
+        m.d.comb += diff.eq(wimg - rimg)
+        wy_eff = Signal(range(-H, 2 * H))
+        with m.Switch(diff):
+            with m.Case(0):
+                m.d.comb += wy_eff.eq(wy)
+            with m.Case(1):
+                m.d.comb += wy_eff.eq(wy + H)
+            with m.Default():
+                m.d.comb += wy_eff.eq(wy - H)
+
+        # the word the reader needs now has been written
+        written = Signal()
+        m.d.comb += written.eq((wy_eff > iy) | ((wy_eff == iy) & ((wx > ix) | ((wx == ix) & (wc > c)))))
+
+        # oldest pixel any current or later window needs: (fy, fx) of the reader's image
+        fy = Signal(range(H))
+        fx = Signal(range(W))
+        rowwise = Signal()
+        m.d.comb += rowwise.eq((oy != OH - 1) & ((iy_top + S <= 0) | (iy_top >= H - 1)))
+        with m.If(iy_top < 0):
+            m.d.comb += fy.eq(0)
+        with m.Elif(iy_top > H - 1):
+            m.d.comb += fy.eq(H - 1)
+        with m.Else():
+            m.d.comb += fy.eq(iy_top)
+        with m.If(rowwise | (ix_left < 0)):
+            m.d.comb += fx.eq(0)
+        with m.Elif(ix_left > W - 1):
+            m.d.comb += fx.eq(W - 1)
+        with m.Else():
+            m.d.comb += fx.eq(ix_left)
+        # a slot is free when the pixel it would hold is < F + KR*W (linear order)
+        fy_lim = Signal(range(H + KR))
+        m.d.comb += fy_lim.eq(fy + KR)
+        room = Signal()
+        m.d.comb += room.eq((wy_eff < fy_lim) | ((wy_eff == fy_lim) & (wx < fx)))
+
+        # ---- write ---------------------------------------------------------------
+        m.d.comb += [
+            self.i.ready.eq(room),
+            wr.addr.eq(waddr),
+            wr.data.eq(self.i.payload),
+            wr.en.eq(self.i.valid & room),
+        ]
+        with m.If(self.i.valid & room):
+            m.d.sync += waddr.eq(Mux(waddr == DEPTH - 1, 0, waddr + 1))
+            with m.If(wc == CW - 1):
+                m.d.sync += wc.eq(0)
+                with m.If(wx == W - 1):
+                    m.d.sync += wx.eq(0)
+                    with m.If(wy == H - 1):
+                        m.d.sync += [wy.eq(0), wimg.eq(wimg + 1)]
+                    with m.Else():
+                        m.d.sync += wy.eq(wy + 1)
+                with m.Else():
+                    m.d.sync += wx.eq(wx + 1)
+            with m.Else():
+                m.d.sync += wc.eq(wc + 1)
+
+        # ---- read ----------------------------------------------------------------
+        advance = Signal()
+        issue = Signal()
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            issue.eq(advance & (~real | written)),
+            rd.addr.eq(row_base + left_off + kxc),
+            rd.en.eq(advance),
+        ]
+        padflag = Signal()
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(~real | written), padflag.eq(~real)]
+        pad_word = Const(sum(self.pad_value << (j * self.bits) for j in range(self.simd)), self.word_bits)
+        m.d.comb += self.o.payload.eq(Mux(padflag, pad_word, rd.data))
+
+        def mod_add(sig, step):
+            step %= DEPTH
+            return Mux(sig >= DEPTH - step, sig - (DEPTH - step), sig + step)
+
+        row_step = (S % KR) * WCW
+        img_step = ((H - (OH - 1) * S) % KR) * WCW
+        with m.If(issue):
+            with m.If(c == CW - 1):
+                m.d.sync += c.eq(0)
+                with m.If(kx == K - 1):
+                    m.d.sync += [kx.eq(0), kxc.eq(0)]
+                    with m.If(ky == K - 1):
+                        m.d.sync += ky.eq(0)
+                        with m.If(ox == OW - 1):
+                            m.d.sync += [ox.eq(0), ix_left.eq(-P), left_off.eq(-P * CW)]
+                            with m.If(oy == OH - 1):
+                                m.d.sync += [oy.eq(0), iy_top.eq(-P), rimg.eq(rimg + 1),
+                                             top_base.eq(mod_add(top_base, img_step)),
+                                             row_base.eq(mod_add(top_base, img_step))]
+                            with m.Else():
+                                m.d.sync += [oy.eq(oy + 1), iy_top.eq(iy_top + S),
+                                             top_base.eq(mod_add(top_base, row_step)),
+                                             row_base.eq(mod_add(top_base, row_step))]
+                        with m.Else():
+                            m.d.sync += [ox.eq(ox + 1), ix_left.eq(ix_left + S),
+                                         left_off.eq(left_off + S * CW), row_base.eq(top_base)]
+                    with m.Else():
+                        m.d.sync += [ky.eq(ky + 1), row_base.eq(mod_add(row_base, WCW))]
+                with m.Else():
+                    m.d.sync += [kx.eq(kx + 1), kxc.eq(kxc + 1)]
+            with m.Else():
+                m.d.sync += [c.eq(c + 1), kxc.eq(kxc + 1)]
+        return m

@@ -1,0 +1,174 @@
+"""Multi-threshold unit: PE-parallel activation = number of sorted thresholds T with acc >= T.
+
+Semantics (QONNX MultiThreshold, FINN compiler): for channel c with sorted
+thresholds T[c, 0] <= ... <= T[c, N-1] the output is ``#{i : acc >= T[c, i]}``
+in [0, N], an unsigned n-bit value with n = bit_length(N) (N = 1: a binary
+activation, bit 1 = +1; N = 2^n - 1: an unsigned n-bit activation). Ties count
+(``>=``), unlike BNN-PYNQ's old strict ``>``.
+
+Implementation: a binary search, one pipeline stage per output bit (MSB
+first), each stage with one comparator per PE and its own on-chip memory of
+the thresholds it can need (layout: :func:`qnnfab.rtl.weight_layout.threshold_stage_tables`).
+Rows with fewer than 2^n - 1 thresholds are padded with a value no
+accumulator reaches. Thresholds are first clamped into [lo, hi + 1] of the
+accumulator range (which changes no output), so the threshold width is derived
+from the accumulator range, not from the given values.
+"""
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from qnnfab.errors import ConfigError
+
+from .dot_product import range_shape
+from .weight_layout import threshold_stage_tables
+
+__all__ = ["Threshold", "check_thresholds", "prepare_thresholds", "threshold_search", "wrap_increment"]
+
+
+def check_thresholds(where, thresholds, rows, pe):
+    """Validate a (rows, N) integer threshold matrix sorted ascending per row; return int64."""
+    t = np.asarray(thresholds)
+    if t.ndim != 2 or t.shape[0] != rows or t.shape[1] < 1:
+        raise ConfigError(where, "thresholds", f"must have shape ({rows}, N) with N >= 1, got {t.shape}",
+                          "pass one sorted row of thresholds per output channel (thresholds[:, None] for one each)")
+    if not np.issubdtype(t.dtype, np.integer):
+        if np.issubdtype(t.dtype, np.floating) and np.all(np.isfinite(t)) and np.all(t == np.round(t)):
+            t = t.astype(np.int64)
+        else:
+            raise ConfigError(where, "thresholds", f"must be integers (the accumulator is an integer), got {t.dtype}",
+                              "round real thresholds up with np.ceil for acc >= T")
+    t = t.astype(np.int64)
+    if t.shape[1] > 1 and np.any(np.diff(t, axis=1) < 0):
+        bad = int(np.nonzero(np.any(np.diff(t, axis=1) < 0, axis=1))[0][0])
+        raise ConfigError(where, "thresholds", f"row {bad} is not sorted ascending", "np.sort(thresholds, axis=1)")
+    return t
+
+
+def prepare_thresholds(t, lo, hi):
+    """Clamp thresholds to [lo, hi + 1]; return (clamped, n bits, pad value, memory shape)."""
+    n = int(t.shape[1]).bit_length()
+    c = np.clip(t, lo, hi + 1)
+    pad = hi + 1
+    vmax = int(c.max()) if t.shape[1] == (1 << n) - 1 else max(int(c.max()), pad)
+    return c, n, pad, range_shape(min(int(c.min()), 0), vmax)
+
+
+def threshold_search(m, accs, fold, valid, enable, tables, t_shape, folds, name="th"):
+    """Binary-search thresholding of ``accs`` (one per PE) in ``len(tables[0])`` pipeline stages.
+
+    ``fold`` selects the threshold rows (0 .. folds-1), ``valid`` travels with
+    the data; every register and memory read port advances when ``enable``.
+    Returns ``(counts, valid_out)``: comb n-bit counts (one per PE) and valid,
+    ``n`` register stages after the inputs.
+    """
+    pe, n = len(accs), len(tables[0])
+    cur_acc, cur_prefix, cur_fold, cur_valid = list(accs), [None] * pe, fold, valid
+    for s in range(n):
+        r_fold = Signal(fold.shape(), name=f"{name}_fold{s}")
+        r_valid = Signal(name=f"{name}_valid{s}")
+        r_acc = [Signal(a.shape(), name=f"{name}_acc{s}_{p}") for p, a in enumerate(accs)]
+        r_prefix = [Signal(s, name=f"{name}_q{s}_{p}") for p in range(pe)]
+        with m.If(enable):
+            m.d.sync += [r_fold.eq(cur_fold), r_valid.eq(cur_valid)]
+            m.d.sync += [r.eq(a) for r, a in zip(r_acc, cur_acc)]
+            if s:
+                m.d.sync += [r.eq(q) for r, q in zip(r_prefix, cur_prefix)]
+        nxt = []
+        for p in range(pe):
+            mem = Memory(shape=t_shape, depth=folds << s, init=tables[p][s])
+            m.submodules[f"{name}_mem{s}_{p}"] = mem
+            rd = mem.read_port(domain="sync")
+            addr = Cat(cur_prefix[p], cur_fold) if s else cur_fold
+            m.d.comb += [rd.addr.eq(addr), rd.en.eq(enable)]
+            bit = Signal(name=f"{name}_ge{s}_{p}")
+            m.d.comb += bit.eq(r_acc[p] >= rd.data)
+            nxt.append(Cat(bit, r_prefix[p]) if s else bit)
+        cur_acc, cur_prefix, cur_fold, cur_valid = r_acc, nxt, r_fold, r_valid
+    return cur_prefix, cur_valid
+
+
+class Threshold(wiring.Component):
+    """Streaming PE-parallel multi-threshold unit.
+
+    Parameters
+    ----------
+    thresholds : ndarray (C, N) of integers, sorted ascending per row
+        Row c holds the thresholds of channel c; N >= 1.
+    pe : int
+        Channels processed per word; must divide C.
+    in_width : int
+        Accumulator width in bits.
+    in_signed : bool
+        Accumulators are two's complement (True) or unsigned (False).
+
+    Ports
+    -----
+    i : stream of ``unsigned(pe * in_width)``: PE accumulators, element p at
+        bits [p*in_width, (p+1)*in_width). Word j of a pixel holds channels
+        (j % (C/PE)) * PE + p: words cycle through the C/PE channel folds.
+    o : stream of ``unsigned(pe * n)``: PE counts in [0, N], n = bit_length(N)
+        bits each, element p at the LSBs first; same channel order.
+
+    Timing
+    ------
+    Latency ``n + 1`` cycles from an input transfer to ``o.valid``; one word
+    per cycle. ``i.ready = ~o.valid | o.ready``.
+    """
+
+    def __init__(self, thresholds, *, pe, in_width, in_signed=True, name="threshold"):
+        where = name
+        if not isinstance(in_width, int) or in_width < 1:
+            raise ConfigError(where, "in_width", f"must be a positive integer, got {in_width!r}",
+                              "pass the accumulator width in bits")
+        t = np.asarray(thresholds)
+        if t.ndim != 2:
+            raise ConfigError(where, "thresholds", f"must be 2-D (C, N), got shape {t.shape}",
+                              "use thresholds[:, None] for one threshold per channel")
+        c = t.shape[0]
+        if not isinstance(pe, int) or pe < 1 or c % pe:
+            raise ConfigError(where, "pe", f"must be a positive divisor of C = {c}, got {pe!r}",
+                              f"choose PE among {[d for d in range(1, c + 1) if c % d == 0]}")
+        t = check_thresholds(where, t, c, pe)
+        lo, hi = ((-(1 << (in_width - 1)), (1 << (in_width - 1)) - 1) if in_signed
+                  else (0, (1 << in_width) - 1))
+        clamped, n, pad, t_shape = prepare_thresholds(t, lo, hi)
+        self.channels, self.pe, self.folds = c, pe, c // pe
+        self.in_width, self.in_signed = in_width, in_signed
+        self.out_bits = n
+        self.count = t.shape[1]
+        self.threshold_shape = t_shape
+        self.latency = n + 1
+        self._tables = threshold_stage_tables(clamped, pe, n, pad)
+        super().__init__({
+            "i": In(stream.Signature(unsigned(pe * in_width))),
+            "o": Out(stream.Signature(unsigned(pe * n))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.in_width
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        fold = Signal(range(self.folds))
+        with m.If(self.i.valid & advance):
+            m.d.sync += fold.eq(wrap_increment(fold, self.folds))
+        accs = []
+        for p in range(self.pe):
+            e = self.i.payload[p * w:(p + 1) * w]
+            accs.append(e.as_signed() if self.in_signed else e)
+        counts, valid = threshold_search(m, accs, fold, self.i.valid, advance, self._tables,
+                                         self.threshold_shape, self.folds)
+        with m.If(advance):
+            m.d.sync += [self.o.valid.eq(valid), self.o.payload.eq(Cat(*counts))]
+        return m
+
+
+def wrap_increment(counter, modulus):
+    """``counter + 1`` wrapping to 0 after ``modulus - 1``."""
+    if modulus == 1:
+        return Const(0, 0)
+    return Mux(counter == modulus - 1, 0, counter + 1)

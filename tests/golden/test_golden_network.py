@@ -1,0 +1,137 @@
+"""Network forward pass: fast path == slow reference == float32 network, on the named topologies and random nets."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from qnnfab.errors import ConfigError
+from qnnfab.golden import (FC, TOPOLOGIES, Conv, MaxPool, Network, Threshold, binarize_input, cnv_input_codes,
+                           float_forward, kind_range, make_network)
+
+
+def random_input(net, b, rng):
+    lo, hi = kind_range(net.input_kind, net.input_bits)
+    return rng.integers(lo, hi + 1, (b,) + net.input_shape)
+
+
+@pytest.mark.parametrize("name", ["LFC-small", "CNV-small"])
+def test_small_topologies_fast_equals_reference_and_float(name):
+    net = make_network(name, seed=3)
+    rng = np.random.default_rng(0)
+    x = random_input(net, 9, rng)
+    fast, fast_all = net.forward(x, return_all=True)
+    ref, ref_all = net.forward(x, method="reference", return_all=True)
+    assert fast.shape == (9, 10)
+    assert np.array_equal(fast, ref)
+    for a, b in zip(fast_all, ref_all):
+        assert np.array_equal(a, b)
+    assert np.array_equal(fast, float_forward(net, x))
+    # activations are not degenerate (thresholds from random BN split the data)
+    mid = fast_all[1]
+    assert 0.2 < mid.mean() < 0.8
+    # chunked batches give the same answer
+    assert np.array_equal(net.forward(x, chunk=2), fast)
+
+
+def test_named_topologies_have_the_published_shapes():
+    lfc = make_network("LFC")
+    fcs = [layer.weights.shape for layer in lfc.layers if isinstance(layer, FC)]
+    assert fcs == [(1024, 784), (1024, 1024), (1024, 1024), (10, 1024)]
+    assert lfc.input_kind == "bipolar" and lfc.output_kind == "acc"
+    cnv = make_network("CNV")
+    convs = [(inf.in_shape, inf.out_shape) for layer, inf in zip(cnv.layers, cnv.infos) if isinstance(layer, Conv)]
+    assert [o for _, o in convs] == [(30, 30, 64), (28, 28, 64), (12, 12, 128), (10, 10, 128), (3, 3, 256),
+                                     (1, 1, 256)]
+    assert [layer.weights.shape for layer in cnv.layers if isinstance(layer, FC)] == [(512, 256), (512, 512),
+                                                                                       (10, 512)]
+    assert cnv.input_shape == (32, 32, 3) and (cnv.input_kind, cnv.input_bits) == ("int", 8)
+    assert set(TOPOLOGIES) >= {"LFC", "CNV", "LFC-small", "CNV-small"}
+    rng = np.random.default_rng(1)
+    x = cnv_input_codes(rng.integers(0, 256, (2, 32, 32, 3)))
+    assert x.min() >= -128 and x.max() <= 127
+    assert np.array_equal(cnv.forward(x), float_forward(cnv, x))
+    xl = binarize_input(rng.random((3, 784)))
+    assert np.array_equal(lfc.forward(xl), float_forward(lfc, xl))
+
+
+@st.composite
+def random_net(draw):
+    """Random conv/pool/threshold/FC stack; returns (layers, input_shape, input_kind, input_bits)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    in_kind, in_bits = draw(st.sampled_from([("bipolar", None), ("uint", 2), ("int", 8)]))
+    kind, bits = in_kind, in_bits
+    h, w = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    c = draw(st.sampled_from([1, 3, 64, 70, 100]))
+    in_shape = shape = (h, w, c)
+    layers = []
+    for _ in range(draw(st.integers(1, 3))):
+        k = draw(st.integers(1, 3))
+        pad = draw(st.integers(0, 1))
+        if shape[0] + 2 * pad < k or shape[1] + 2 * pad < k:
+            k = 1
+        stride = draw(st.integers(1, 3))  # stride > kernel included
+        oc = draw(st.sampled_from([1, 5, 65, 100]))
+        wk, wb = draw(st.sampled_from([("bipolar", None), ("bipolar", None), ("ternary", None), ("int", 3)]))
+        lo, hi = kind_range(wk, wb)
+        n = k * k * shape[2]
+        wts = rng.integers(lo, hi + 1, (oc, n))
+        pv = int(draw(st.sampled_from([0, 1]))) if kind == "bipolar" else int(draw(st.sampled_from([0, 1])))
+        layers.append(Conv(wts, k, stride, pad, pv, wk, wb))
+        shape = ((shape[0] + 2 * pad - k) // stride + 1, (shape[1] + 2 * pad - k) // stride + 1, oc)
+        nt = draw(st.sampled_from([1, 3]))
+        spread = max(1, int(np.sqrt(n)) * (1 if kind == "bipolar" else 2))
+        t = np.sort(rng.integers(-spread, spread + 1, (oc, nt)), axis=1)
+        if wk == "bipolar" and kind == "bipolar":
+            t = t + n // 2  # popcount domain
+        layers.append(Threshold(t, "bipolar" if nt == 1 else "uint"))
+        kind, bits = ("bipolar", None) if nt == 1 else ("uint", 2)
+        if draw(st.booleans()) and min(shape[:2]) >= 2:
+            stride = draw(st.sampled_from([None, 1, 3]))
+            layers.append(MaxPool(2, stride))
+            s = 2 if stride is None else stride
+            shape = ((shape[0] - 2) // s + 1, (shape[1] - 2) // s + 1, shape[2])
+    n = shape[0] * shape[1] * shape[2]
+    wk, wb = draw(st.sampled_from([("bipolar", None), ("ternary", None)]))
+    lo, hi = kind_range(wk, wb)
+    layers.append(FC(rng.integers(lo, hi + 1, (draw(st.integers(1, 70)), n)), wk, wb))
+    return layers, in_shape, in_kind, in_bits
+
+
+@settings(max_examples=40, deadline=None)
+@given(spec=random_net(), b=st.integers(1, 4), seed=st.integers(0, 2**32 - 1))
+def test_random_networks_fast_equals_reference(spec, b, seed):
+    layers, in_shape, kind, bits = spec
+    net = Network(layers, in_shape, kind, bits)
+    x = random_input(net, b, np.random.default_rng(seed))
+    fast, fa = net.forward(x, return_all=True)
+    ref, ra = net.forward(x, method="reference", return_all=True)
+    for i, (p, q) in enumerate(zip(fa, ra)):
+        assert np.array_equal(p, q), f"layer {i}"
+    assert np.array_equal(fast, ref)
+
+
+def test_padded_bipolar_conv_pads_with_configured_bit():
+    w = np.ones((1, 9), np.uint8)  # all +1 weights: popcount = number of +1 inputs in the window
+    x = np.ones((1, 1, 1, 1), np.uint8)
+    for pv, expect in ((0, 1), (1, 9)):
+        net = Network([Conv(w, 3, 1, 1, pv)], (1, 1, 1), "bipolar")
+        assert net.forward(x).tolist() == [[[[expect]]]]
+        assert net.forward(x, method="reference").tolist() == [[[[expect]]]]
+
+
+def test_bad_network_configs_name_the_layer():
+    with pytest.raises(ConfigError, match=r"layer 0 \(FC 'fc0'\): weights"):
+        Network([FC(np.zeros((4, 5), np.uint8), name="fc0")], (6,))
+    with pytest.raises(ConfigError, match=r"layer 1 \(FC\).*Threshold"):
+        Network([FC(np.zeros((4, 6), np.uint8)), FC(np.zeros((4, 4), np.uint8))], (6,))
+    with pytest.raises(ConfigError, match=r"layer 1 \(Threshold\): thresholds"):
+        Network([FC(np.zeros((4, 6), np.uint8)), Threshold(np.array([[2, 1]] * 4))], (6,))
+    with pytest.raises(ConfigError, match="layer 0"):
+        Network([Conv(np.zeros((4, 27), np.uint8), 3)], (2, 2, 3))
+    with pytest.raises(ConfigError, match="layer 0"):
+        Network([FC(np.full((4, 6), 2))], (6,))
+    net = Network([FC(np.zeros((4, 6), np.uint8))], (6,))
+    with pytest.raises(ConfigError, match="shape"):
+        net.forward(np.zeros((6,), np.uint8))
+    with pytest.raises(ConfigError, match="range"):
+        net.forward(np.full((1, 6), 3))
