@@ -12,6 +12,7 @@ statistics are written with ``tee -o FILE stat -json`` and read from the file.
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,16 @@ def count_cells(cells):
     return r
 
 
+def yosys_safe_names(text):
+    """Rename Amaranth's array-element wires (``\\x.data[0] ``) to ``\\x.data__0 ``.
+
+    Such escaped names collide with the per-bit names ABC9 creates and make
+    ``synth_xilinx`` abort with ``Assert `count_id(wire->name) == 0'``
+    (YosysHQ/yosys#4349). The rename only touches escaped identifiers.
+    """
+    return re.sub(r"\\([A-Za-z0-9_.$]+)\[([0-9]+)\] ", r"\\\1__\2 ", text)
+
+
 def _cache_root():
     root = os.environ.get("QNNFAB_CACHE") or (
         Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnfab")
@@ -96,6 +107,7 @@ def synth_xc7(design, top="top", *, cache=True):
     else:
         from amaranth.back import verilog
         text = verilog.convert(design, name=top, emit_src=False)
+    text = yosys_safe_names(text)
     key = hashlib.sha256((text + "\0" + top + "\0" + SCRIPT).encode()).hexdigest()[:24]
     cfile = _cache_root() / f"{top}-{key}.json"
     if cache and cfile.exists():

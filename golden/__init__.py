@@ -16,3 +16,8 @@ from .matvec import (binary_weight_matvec, exact_matmul, int_matvec, kind_range,
 from .network import (CNV_INPUT_FORMAT, FC, TOPOLOGIES, Conv, MaxPool, Network, Threshold, binarize_input,
                       cnv_input_codes, float_forward, make_cnv, make_lfc, make_network)
 from .threshold import FoldedBN, bn_sign, bn_to_thresholds, check_thresholds, fold_flips_into_weights, multithreshold
+from .quantizers import (AffineParams, affine_dequantize, affine_matmul, affine_quantize, binary_quantize,
+                         choose_affine_params, quantize_multiplier, rounding_divide_by_pot,
+                         rounding_doubling_high_mul, sign_quantize, syq_quantize, ternary_quantize,
+                         xnor_net_quantize)
+from .systolic import SystolicResult, systolic_matmul

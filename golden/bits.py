@@ -167,20 +167,39 @@ def _packed_matmul(w, x, n, chunk=None, mask_last=True):
         xm = xm.copy()
         xm[:, -1] &= _last_word_mask(n)
     acc_dtype = np.uint16 if n < 65536 else np.uint32 if n < 2**32 else np.uint64
-    ch = max(16, 131072 // max(1, M)) if chunk is None else max(1, int(chunk))
-    tmp = np.empty((min(ch, B), M), np.uint64)
-    cnt = np.empty((min(ch, B), M), np.uint8)
-    acc = np.empty((min(ch, B), M), acc_dtype)
-    for s in range(0, B, ch):
-        e = min(B, s + ch)
-        k = e - s
-        a = acc[:k]
-        a[...] = 0
-        for j in range(W):
-            np.bitwise_xor(xm[s:e, j:j + 1], wt[j], out=tmp[:k])
-            np.bitwise_count(tmp[:k], out=cnt[:k])
-            np.add(a, cnt[:k], out=a)
-        np.subtract(n, a, out=out[s:e], dtype=np.int64, casting="unsafe")
+    # the contiguous inner loop should be long: rows of x (transposed form) when M is small
+    if M >= 512:
+        ch = max(16, 131072 // M) if chunk is None else max(1, int(chunk))
+        tmp = np.empty((min(ch, B), M), np.uint64)
+        cnt = np.empty((min(ch, B), M), np.uint8)
+        acc = np.empty((min(ch, B), M), acc_dtype)
+        for s in range(0, B, ch):
+            e = min(B, s + ch)
+            k = e - s
+            a = acc[:k]
+            a[...] = 0
+            for j in range(W):
+                np.bitwise_xor(xm[s:e, j:j + 1], wt[j], out=tmp[:k])
+                np.bitwise_count(tmp[:k], out=cnt[:k])
+                np.add(a, cnt[:k], out=a)
+            np.subtract(n, a, out=out[s:e], dtype=np.int64, casting="unsafe")
+    else:
+        xt = np.ascontiguousarray(xm.T)  # (W, B)
+        wc = np.ascontiguousarray(wt.T)  # (M, W)
+        ch = max(1024, 262144 // M) if chunk is None else max(1, int(chunk))
+        tmp = np.empty((M, min(ch, B)), np.uint64)
+        cnt = np.empty((M, min(ch, B)), np.uint8)
+        acc = np.empty((M, min(ch, B)), acc_dtype)
+        for s in range(0, B, ch):
+            e = min(B, s + ch)
+            k = e - s
+            a = acc[:, :k]
+            a[...] = 0
+            for j in range(W):
+                np.bitwise_xor(wc[:, j:j + 1], xt[j, s:e], out=tmp[:, :k])
+                np.bitwise_count(tmp[:, :k], out=cnt[:, :k])
+                np.add(a, cnt[:, :k], out=a)
+            np.subtract(n, a.T, out=out[s:e], dtype=np.int64, casting="unsafe")
     return out
 
 

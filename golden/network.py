@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._util import ConfigError, as_int_array, as_pair, check_range
-from .bits import _packed_matmul, n_words, pack_bits, unpack_bits
+from .bits import _packed_matmul, pack_bits, unpack_bits
 from .conv import conv_output_size, im2col, maxpool, pool_output_size
 from .fixedpoint import FixedFormat, quantize
 from .matvec import exact_matmul, kind_range, value_range
@@ -53,6 +53,8 @@ __all__ = ["FC", "Conv", "MaxPool", "Threshold", "Network", "TOPOLOGIES", "make_
 
 @dataclass
 class FC:
+    """Fully connected layer: weights (MH, MW) stored values of ``w_kind`` (bipolar: bits); NHWC-flattened input."""
+
     weights: np.ndarray
     w_kind: str = "bipolar"
     w_bits: int | None = None
@@ -61,6 +63,8 @@ class FC:
 
 @dataclass
 class Conv:
+    """Convolution: weights (OFM, KH*KW*IFM) in (ky, kx, c) column order; ``pad_value`` is a stored value."""
+
     weights: np.ndarray
     kernel: int | tuple = 3
     stride: int | tuple = 1
@@ -73,6 +77,8 @@ class Conv:
 
 @dataclass
 class MaxPool:
+    """Max pool without padding (stride defaults to kernel); bipolar bits pool with OR."""
+
     kernel: int | tuple = 2
     stride: int | tuple | None = None
     name: str = ""
@@ -80,6 +86,8 @@ class MaxPool:
 
 @dataclass
 class Threshold:
+    """MultiThreshold: thresholds (C, N) or (1, N) sorted ascending; out_kind "bipolar" (N = 1) or "uint"."""
+
     thresholds: np.ndarray
     out_kind: str = "bipolar"
     name: str = ""
@@ -229,13 +237,15 @@ class Network:
         return x
 
     # ------------------------------------------------------------------ forward passes
-    def forward(self, x, method="fast", return_all=False, chunk=None):
+    def forward(self, x, method="fast", return_all=False, chunk=None, threads=1):
         """Run a batch. ``x``: (B,) + input_shape stored values. Returns (B,) + output_shape.
 
         ``method``: "fast" (packed XNOR-popcount / exact BLAS) or "reference"
         (slow loops). ``return_all``: also return the list of every layer's
         output (the same array types as the final output). ``chunk``: frames
         per pass in fast mode (default: sized to keep intermediates ~64 MB).
+        ``threads`` > 1 runs chunks concurrently (NumPy releases the GIL in
+        its loops; results are identical).
         """
         x = self._check_input(x)
         if method == "reference":
@@ -248,7 +258,19 @@ class Network:
                             else 2) for inf in self.infos] +
                             [math.prod(inf.out_shape[:-1]) * inf.n // 8 for inf in self.infos if inf.n])
             chunk = max(1, min(B, (8 << 20) // max(1, per_frame)))
-        parts = [self._forward_fast(x[s:s + chunk], return_all) for s in range(0, B, chunk)]
+            if threads > 1:
+                chunk = max(1, min(chunk, -(-B // int(threads))))
+        starts = range(0, B, chunk)
+        if threads > 1 and len(starts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            for i, layer in enumerate(self.layers):  # fill the weight caches before going parallel
+                if isinstance(layer, (FC, Conv)):
+                    self._packed_weights(i) if self.infos[i].binary else self._weights(i)
+            with ThreadPoolExecutor(int(threads)) as ex:
+                parts = list(ex.map(lambda s: self._forward_fast(x[s:s + chunk], return_all), starts))
+        else:
+            parts = [self._forward_fast(x[s:s + chunk], return_all) for s in starts]
         if len(parts) == 1:
             return parts[0]
         if return_all:
@@ -302,7 +324,7 @@ class Network:
                             a = _pad_words(a, layer.pad, padword)
                         cols = im2col(a, layer.kernel, layer.stride, 0)
                         oh, ow = cols.shape[1:3]
-                        acc = _packed_matmul(wp, cols.reshape(-1, cols.shape[-1]), inf.n, mask_last=True)
+                        acc = _packed_matmul(wp, cols.reshape(-1, cols.shape[-1]), inf.n, mask_last=False)
                         acc = acc.reshape(B, oh, ow, -1)
                 else:
                     if packed:

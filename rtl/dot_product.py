@@ -17,16 +17,16 @@ int        k     signed k-bit integer
 =========  ====  =====================================================
 
 Bipolar x bipolar uses XNOR + popcount (the count P of agreeing lanes, the
-dot product is 2P - SIMD); every other pair is added or subtracted with
+dot product is 2P - SIMD; full adders on groups of three lanes first, so the
+XNORs fold into 6-input LUTs); every other pair is added or subtracted with
 multiplexers (bipolar/ternary operands: no multiplier) or multiplied (int x
 int/uint).
 """
 
-from amaranth.hdl import Cat, Const, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
 
-from .xnor_popcount import adder_tree, popcount_width
 
-__all__ = ["range_shape", "kind_bits", "value_range", "lane_products", "sum_tree", "dot_product"]
+__all__ = ["range_shape", "kind_bits", "value_range", "lane_products", "sum_tree", "tree_depth", "xnor_popcount", "dot_product"]
 
 
 def range_shape(lo, hi):
@@ -98,12 +98,18 @@ def lane_products(m, w, x, simd, w_kind, w_bits, x_kind, x_bits, name="lane"):
 
 def _reg_levels(depth, stages):
     stages = max(0, min(stages, depth))
-    reg_after = {round(depth * (k + 1) / (stages + 1)) for k in range(stages)} if stages else set()
+    reg_after = {max(1, round(depth * (k + 1) / (stages + 1))) for k in range(stages)}
     k = depth
     while len(reg_after) < stages:
         reg_after.add(k)
         k -= 1
     return reg_after
+
+
+def tree_depth(simd, binary):
+    """Adder levels of :func:`dot_product` for ``simd`` lanes (the most pipeline registers it takes)."""
+    n = (simd + 2) // 3 if binary else simd
+    return (n - 1).bit_length()
 
 
 def sum_tree(m, terms, stages, enable, name="st"):
@@ -142,6 +148,33 @@ def sum_tree(m, terms, stages, enable, name="st"):
     return v, lo, hi, len(reg_after)
 
 
+def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
+    """XNOR popcount of two SIMD-bit words, sized for 6-input LUTs.
+
+    The first level counts the agreeing lanes of groups of three (six inputs:
+    one LUT6 per output bit, sum and carry of a full adder on the XNORs); the
+    2-bit group counts are then summed by :func:`sum_tree` (carry chains).
+    Returns ``(value, 0, simd, latency)`` with ``value`` unsigned.
+    """
+    xnor = Signal(simd, name=f"{name}_xnor")
+    m.d.comb += xnor.eq(~(w[:simd] ^ x[:simd]))
+    terms = []
+    for g in range(0, simd, 3):
+        bits = [xnor[k] for k in range(g, min(g + 3, simd))]
+        if len(bits) == 1:
+            terms.append((bits[0], 0, 1))
+            continue
+        s = Signal(2, name=f"{name}_fa{g // 3}")
+        if len(bits) == 2:
+            a, b = bits
+            m.d.comb += s.eq(Cat(a ^ b, a & b))
+        else:
+            a, b, c = bits
+            m.d.comb += s.eq(Cat(a ^ b ^ c, (a & b) | (a & c) | (b & c)))
+        terms.append((s, 0, len(bits)))
+    return sum_tree(m, terms, stages, enable, name=name)
+
+
 def dot_product(m, w, x, simd, w_kind, w_bits, x_kind, x_bits, stages, enable, name="dp"):
     """Dot product of one SIMD-wide weight word and input word.
 
@@ -151,9 +184,6 @@ def dot_product(m, w, x, simd, w_kind, w_bits, x_kind, x_bits, stages, enable, n
     lie on the path.
     """
     if w_kind == "bipolar" and x_kind == "bipolar":
-        xnor = Signal(simd, name=f"{name}_xnor")
-        m.d.comb += xnor.eq(~(w[:simd] ^ x[:simd]))
-        total, lat = adder_tree(m, [xnor[k] for k in range(simd)], stages, enable, name=name)
-        return total, 0, simd, lat
+        return xnor_popcount(m, w, x, simd, stages, enable, name=name)
     terms = lane_products(m, w, x, simd, w_kind, w_bits, x_kind, x_bits, name=f"{name}_t")
     return sum_tree(m, terms, stages, enable, name=name)

@@ -22,6 +22,11 @@ def _check_int(where, field, value, minimum, fix):
         raise ConfigError(where, field, f"must be an integer >= {minimum}, got {value!r}", fix)
 
 
+def _counter(n, name=None):
+    """A counter over 0..n-1, at least one bit wide (no zero-width signals in the Verilog)."""
+    return Signal(range(max(n, 2)), name=name)
+
+
 def sliding_window_geometry(height, width, kernel, stride, pad, where="SlidingWindow"):
     """(OH, OW) of a K x K window with ``stride`` over a ``pad``-padded image.
 
@@ -91,10 +96,14 @@ class SlidingWindow(wiring.Component):
     cycle whenever the word it needs has arrived (padding words need none)
     and the output is not stalled; ``o.valid`` never depends on ``o.ready``.
     With the output unstalled and the input always valid, back-to-back
-    images take ``OH * OW * K * K * CW`` cycles each when the window reuse
-    K/S > 1 makes the output the bottleneck, plus a few stall cycles per
-    output row when the buffer cannot run a full row ahead (W + 2P < 2K, or
-    S > 1); see ``bench/bench_sliding_window.py`` for measured figures.
+    images take ``max(OH*OW*K*K*CW, H*W*CW) + R`` cycles each: the output is
+    the bottleneck when the window reuse K*K/S^2 exceeds 1, the input
+    otherwise. R is a refill stall at image boundaries, 0 when the last
+    windows of one image and the first windows of the next fit together in
+    the K buffered rows (e.g. K=3 with P=1), else about one buffer row:
+    measured 32x32x64, K=3, SIMD=64, P=1: 9216 cycles (R=0);
+    SIMD=32, P=0: 16259 for 16200 (R=59, +0.4%); K=2, S=2: R = a few cycles
+    per image (``bench/bench_sliding_window.py``, ``qnnfab sim sliding_window``).
     """
 
     def __init__(self, height, width, channels, simd, kernel, stride=1, pad=0, pad_value=0, bits=1):
@@ -142,38 +151,42 @@ class SlidingWindow(wiring.Component):
         WCW = W * CW
         DEPTH = self.buffer_words
 
-        m.submodules.mem = mem = Memory(shape=unsigned(self.word_bits), depth=DEPTH, init=[])
+        # (a 1-word buffer is declared with 2 words: Verilog has no zero-width address)
+        m.submodules.mem = mem = Memory(shape=unsigned(self.word_bits), depth=max(DEPTH, 2), init=[])
         wr = mem.write_port()
         rd = mem.read_port(domain="sync")
 
         # ---- write side: raster position of the next input word -----------------
         wimg = Signal(2)               # image counter mod 4
-        wy = Signal(range(H))
-        wx = Signal(range(W))
-        wc = Signal(range(CW))
-        waddr = Signal(range(DEPTH))   # circular: linear word index mod DEPTH
+        wy = _counter(H, "wy")
+        wx = _counter(W, "wx")
+        wc = _counter(CW, "wc")
+        waddr = _counter(DEPTH, "waddr")   # circular: linear word index mod DEPTH
 
         # ---- read side: loop counters of the next output word ------------------
         rimg = Signal(2)
-        oy = Signal(range(OH))
-        ox = Signal(range(OW))
-        ky = Signal(range(K))
-        kx = Signal(range(K))
-        c = Signal(range(CW))
-        kxc = Signal(range(K * CW))    # kx * CW + c
-        iy_top = Signal(range(-P, (OH - 1) * S - P + 1), init=-P)    # oy * S - P
-        ix_left = Signal(range(-P, (OW - 1) * S - P + 1), init=-P)   # ox * S - P
-        left_off = Signal(range(-P * CW, ((OW - 1) * S - P) * CW + 1), init=-P * CW)  # ix_left * CW
+        oy = _counter(OH, "oy")
+        ox = _counter(OW, "ox")
+        ky = _counter(K, "ky")
+        kx = _counter(K, "kx")
+        c = _counter(CW, "c")
+        kxc = _counter(K * CW, "kxc")    # kx * CW + c
+        iy_top = Signal(range(-P, max((OH - 1) * S - P + 1, 2)), init=-P)    # oy * S - P
+        ix_left = Signal(range(-P, max((OW - 1) * S - P + 1, 2)), init=-P)   # ox * S - P
+        left_off = Signal(range(-P * CW, max(((OW - 1) * S - P) * CW + 1, 2)), init=-P * CW)  # ix_left * CW
         # buffer slot of a row: row iy of image n lives in slot (n*H + iy) mod KR
         top0 = (-P) % KR
-        top_base = Signal(range(DEPTH), init=top0 * WCW)   # slot(iy_top) * W * CW
-        row_base = Signal(range(DEPTH), init=top0 * WCW)   # slot(iy) * W * CW
+        top_base = Signal(range(max(DEPTH, 2)), init=top0 * WCW)   # slot(iy_top) * W * CW
+        row_base = Signal(range(max(DEPTH, 2)), init=top0 * WCW)   # slot(iy) * W * CW
 
         iy = Signal(range(-P, H + P + K + S))
         ix = Signal(range(-P, W + P + K + S))
         m.d.comb += [iy.eq(iy_top + ky), ix.eq(ix_left + kx)]
         real = Signal()
-        m.d.comb += real.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W))
+        if P:
+            m.d.comb += real.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W))
+        else:
+            m.d.comb += real.eq((iy < H) & (ix < W))
 
         # writer's row, in the reader's image frame (writer is at most one image
         # behind the reader (only unused rows/columns left) or one image ahead)
@@ -193,19 +206,22 @@ class SlidingWindow(wiring.Component):
         m.d.comb += written.eq((wy_eff > iy) | ((wy_eff == iy) & ((wx > ix) | ((wx == ix) & (wc > c)))))
 
         # oldest pixel any current or later window needs: (fy, fx) of the reader's image
-        fy = Signal(range(H))
-        fx = Signal(range(W))
+        fy = _counter(H, "fy")
+        fx = _counter(W, "fx")
         rowwise = Signal()
-        m.d.comb += rowwise.eq((oy != OH - 1) & ((iy_top + S <= 0) | (iy_top >= H - 1)))
-        with m.If(iy_top < 0):
+        # (constant sub-conditions are folded here: Verilator lints constant comparisons)
+        top_same = (iy_top + S <= 0) if P >= S else False
+        bottom_same = (iy_top >= H - 1) if H - 1 > -P else True
+        m.d.comb += rowwise.eq((oy != OH - 1) & (top_same | bottom_same))
+        with m.If((iy_top < 0) if P else False):
             m.d.comb += fy.eq(0)
-        with m.Elif(iy_top > H - 1):
+        with m.Elif((iy_top > H - 1) if (OH - 1) * S - P > H - 1 else False):
             m.d.comb += fy.eq(H - 1)
         with m.Else():
             m.d.comb += fy.eq(iy_top)
-        with m.If(rowwise | (ix_left < 0)):
+        with m.If(rowwise | ((ix_left < 0) if P else False)):
             m.d.comb += fx.eq(0)
-        with m.Elif(ix_left > W - 1):
+        with m.Elif((ix_left > W - 1) if (OW - 1) * S - P > W - 1 else False):
             m.d.comb += fx.eq(W - 1)
         with m.Else():
             m.d.comb += fx.eq(ix_left)

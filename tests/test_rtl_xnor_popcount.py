@@ -14,7 +14,7 @@ def _reference(w, x, simd):
     return sum(1 for k in range(simd) if ((w >> k) & 1) == ((x >> k) & 1))
 
 
-@pytest.mark.parametrize("simd,pipeline", [(1, 0), (3, 5), (16, 1), (33, 2)])
+@pytest.mark.parametrize("simd,pipeline", [(1, 0), (2, 1), (3, 5), (16, 1), (33, 2), (64, 6)])
 def test_counts_equal_bits_with_latency(simd, pipeline):
     dut = XnorPopcount(simd, pipeline)
     rng = random.Random(simd * 100 + pipeline)
@@ -41,6 +41,31 @@ def test_counts_equal_bits_with_latency(simd, pipeline):
     sim.run()
     # sampled after each tick, so each result is seen exactly once while valid
     assert got[:len(pairs)] == [_reference(w, x, simd) for w, x in pairs]
+
+
+@pytest.mark.parametrize("simd,pipeline", [(2, 1), (5, 2), (16, 4), (64, 6), (7, 9)])
+def test_latency_is_the_clamped_pipeline_plus_one(simd, pipeline):
+    # documented: pipeline registers clamp to the tree depth ceil(log2(simd)); the output is registered
+    dut = XnorPopcount(simd, pipeline)
+    expected = min(pipeline, (simd - 1).bit_length()) + 1
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.i.payload, {"w": 0, "x": 0})
+        ctx.set(dut.i.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        for cycle in range(1, 12):
+            if ctx.get(dut.o.valid):
+                seen.append((cycle, ctx.get(dut.o.payload)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [(expected, simd)]
 
 
 def test_bad_parameters_raise_clear_errors():

@@ -1,6 +1,9 @@
 """XNOR-popcount unit against golden popcount(~(w ^ x)), random data and backpressure."""
 
 import cocotb
+import numpy as np
+
+from qnnfab.golden.bits import xnor_popcount
 
 from qnnfab.rtl.xnor_popcount import XnorPopcount
 from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start,
@@ -39,7 +42,7 @@ async def _run(dut, n, valid_prob, ready_prob, salt):
     snk = StreamSink(dut, "o", rng, ready_prob)
     src.send(wi | (xi << simd) for wi, xi in zip(w, x))  # payload: w low, x high
     cycles = await run_streams(dut, [src], [snk], [n], max_cycles=20 * n + 100)
-    expected = _golden(w, x, simd)  # TODO golden
+    expected = _golden(w, x, simd)
     for k, (got, exp) in enumerate(zip(snk.words, expected)):
         assert got == exp, (f"word {k}: w={w[k]:#x} x={x[k]:#x}: got {got}, expected {exp}")
     return cycles, src, snk
@@ -66,6 +69,10 @@ async def one_word_per_cycle_when_unstalled(dut):
     write_metrics(words=n, words_per_cycle=n / span, latency=latency, cycles=cycles)
 
 
+def _bits(words, simd):
+    """Integer words -> (n, simd) array of bits, bit k of a word at column k."""
+    return np.array([[(v >> k) & 1 for k in range(simd)] for v in words], dtype=np.uint8)
+
+
 def _golden(w, x, simd):
-    mask = (1 << simd) - 1
-    return [bin(~(a ^ b) & mask).count("1") for a, b in zip(w, x)]
+    return [int(v) for v in xnor_popcount(_bits(w, simd), _bits(x, simd))]

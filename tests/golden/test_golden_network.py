@@ -135,3 +135,44 @@ def test_bad_network_configs_name_the_layer():
         net.forward(np.zeros((6,), np.uint8))
     with pytest.raises(ConfigError, match="range"):
         net.forward(np.full((1, 6), 3))
+
+
+@pytest.mark.parametrize("c,k,pad,pv", [(100, 3, 0, 0), (130, 2, 1, 1), (64, 3, 1, 1), (65, 1, 0, 0), (3, 3, 1, 1)])
+def test_multiword_channel_packing_is_exact(c, k, pad, pv):
+    """Channels not a multiple of 64 leave padding bits inside every pixel's words; none may count."""
+    rng = np.random.default_rng(c + k)
+    n = k * k * c
+    o = 4 + 2 * pad - k + 1
+    layers = [Conv(rng.integers(0, 2, (7, n)), k, 1, pad, pv), Threshold(np.full((7, 1), n // 2)),
+              FC(rng.integers(0, 2, (5, 7 * o * o)))]
+    net = Network(layers, (4, 4, c), "bipolar")
+    x = rng.integers(0, 2, (3, 4, 4, c))
+    fast, fa = net.forward(x, return_all=True)
+    ref, ra = net.forward(x, method="reference", return_all=True)
+    assert np.array_equal(fa[0], ra[0]) and np.array_equal(fast, ref)
+
+
+def test_folded_integer_mlp_matches_float_bn_network_signs():
+    """A float BNN (+-1 weights, float batch norm, sign) and its folded integer Network agree exactly."""
+    from qnnfab.golden import bn_sign, bn_to_thresholds, fold_flips_into_weights
+
+    rng = np.random.default_rng(7)
+    sizes = [130, 96, 70, 33]
+    x = rng.integers(0, 2, (200, sizes[0]), dtype=np.uint8)
+    layers = []
+    a_float = 2.0 * x - 1
+    for j, (n, m) in enumerate(zip(sizes[:-1], sizes[1:])):
+        w = rng.integers(0, 2, (m, n), dtype=np.uint8)
+        gamma = rng.normal(0, 1, m)
+        gamma[:3] = 0.0
+        beta, mu = rng.normal(0, 1, m), rng.normal(0, 3, m)
+        sigma = rng.uniform(0.5, 2, m) * np.sqrt(n)
+        a_float = 2.0 * bn_sign(a_float @ (2.0 * w - 1).T, gamma, beta, mu, sigma) - 1  # float network
+        folded = bn_to_thresholds(gamma, beta, mu, sigma, domain="popcount", n=n)
+        w2, t2 = fold_flips_into_weights(w, folded)
+        layers += [FC(w2, name=f"fc{j}"), Threshold(t2, name=f"th{j}")]
+    net = Network(layers, (sizes[0],), "bipolar")
+    out = net.forward(x)
+    assert np.array_equal(2 * out.astype(int) - 1, a_float)
+    assert 0.1 < out.mean() < 0.9
+    assert np.array_equal(net.forward(x, threads=2, chunk=64), out)

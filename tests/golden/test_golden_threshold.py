@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from qnnfab.errors import ConfigError
-from qnnfab.golden import (bn_sign, bn_to_thresholds, fold_flips_into_weights, multithreshold, pack_bits,
+from qnnfab.golden import (bn_sign, bn_to_thresholds, fold_flips_into_weights, multithreshold,
                            xnor_popcount_matmul)
 
 SET = settings(max_examples=60, deadline=None)

@@ -1,0 +1,108 @@
+"""Resources of the MVTU and the threshold unit (Yosys synth_xilinx -family xc7).
+
+Prints:
+* the XNOR-popcount/accumulate datapath alone (weights as an input port, no
+  memories) at PE=SIMD=32: LUTs per binary PE x SIMD lane (target <= 1.5);
+* full MVTUs (weights in on-chip memory) for a sweep of sizes: LUT, FF,
+  BRAM36, LUTRAM, DSP (bipolar x bipolar must use 0 DSP);
+* the threshold unit at N=4-bit output (15 thresholds), 16-bit input, C=64,
+  PE=4 (thresholds in on-chip memory).
+
+``python bench/bench_mvtu.py [--quick]``: --quick skips the 1024 x 1024 MVTU.
+Results are cached by Verilog hash in $QNNFAB_CACHE/yosys.
+"""
+
+import sys
+import time
+
+import numpy as np
+from amaranth.hdl import Module, Signal, unsigned, Mux, Cat
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from qnnfab.boards.yosys import synth_xc7
+from qnnfab.rtl.dot_product import dot_product, range_shape
+from qnnfab.rtl.mvtu import MVTU
+from qnnfab.rtl.threshold import Threshold
+
+
+class Datapath(wiring.Component):
+    """PE x SIMD bipolar datapath of the MVTU without weight storage: registered
+    weight/input words in, XNOR-popcount trees, accumulators out."""
+
+    def __init__(self, pe, simd, mw, pipeline):
+        self.pe, self.simd, self.mw, self.pipeline = pe, simd, mw, pipeline
+        self.acc_shape = range_shape(0, mw)
+        super().__init__({"w": In(pe * simd), "x": In(simd), "first": In(1), "valid": In(1),
+                          "acc": Out(pe * self.acc_shape.width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        w, x, first, valid = Signal(self.pe * self.simd), Signal(self.simd), Signal(), Signal()
+        m.d.sync += [w.eq(self.w), x.eq(self.x), first.eq(self.first), valid.eq(self.valid)]
+        en = Signal()
+        m.d.comb += en.eq(1)
+        accs = []
+        for p in range(self.pe):
+            v, lo, hi, lat = dot_product(m, w[p * self.simd:(p + 1) * self.simd], x, self.simd, "bipolar", None,
+                                         "bipolar", None, self.pipeline, en, name=f"pe{p}")
+            f, vv = first, valid
+            for s in range(lat):
+                f2, v2 = Signal(), Signal()
+                m.d.sync += [f2.eq(f), v2.eq(vv)]
+                f, vv = f2, v2
+            acc = Signal(self.acc_shape, name=f"acc{p}")
+            with m.If(vv):
+                m.d.sync += acc.eq(Mux(f, 0, acc) + v)
+            accs.append(acc)
+        m.d.comb += self.acc.eq(Cat(*accs))
+        return m
+
+
+def _mvtu(mh, mw, pe, simd, thr, pipeline=1, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 2, (mh, mw))
+    t = None
+    if thr:
+        t = np.sort(rng.integers(0, mw + 1, (mh, thr)), axis=1)
+    return MVTU(w, t, pe=pe, simd=simd, weight_kind="bipolar", act_kind="bipolar", pipeline=pipeline)
+
+
+def _timed(label, comp, top):
+    t0 = time.monotonic()
+    r = synth_xc7(comp, top=top)
+    return r, time.monotonic() - t0
+
+
+def main(argv):
+    quick = "--quick" in argv
+    print("== XNOR-popcount + accumulate datapath, weights as a port (no memories)")
+    print(f"{'PE':>4} {'SIMD':>4} {'MW':>5} {'pipe':>4} {'LUT':>6} {'LUT/lane':>8} {'FF':>6} {'CARRY4':>6} {'DSP':>4}")
+    for pe, simd, mw, pipe in [(1, 32, 1024, 1), (32, 32, 1024, 1), (32, 32, 1024, 2)]:
+        r, dt = _timed("dp", Datapath(pe, simd, mw, pipe), "mvtu_datapath")
+        print(f"{pe:>4} {simd:>4} {mw:>5} {pipe:>4} {r.lut:>6} {r.lut / (pe * simd):>8.2f} {r.ff:>6} "
+              f"{r.carry4:>6} {r.dsp:>4}   ({dt:.1f} s)", flush=True)
+
+    print("== full MVTU, bipolar x bipolar, weights in on-chip memory")
+    print(f"{'MH':>5} {'MW':>5} {'PE':>3} {'SIMD':>4} {'thr':>3} {'LUT':>6} {'LUT/lane':>8} {'FF':>6} "
+          f"{'BRAM36':>6} {'LUTRAM':>6} {'DSP':>4}")
+    cfgs = [(64, 64, 8, 8, 1), (256, 256, 16, 16, 1), (256, 256, 32, 32, 1)]
+    if not quick:
+        cfgs.append((1024, 1024, 32, 32, 1))
+    for mh, mw, pe, simd, thr in cfgs:
+        r, dt = _timed("mvtu", _mvtu(mh, mw, pe, simd, thr), "mvtu")
+        print(f"{mh:>5} {mw:>5} {pe:>3} {simd:>4} {thr:>3} {r.lut:>6} {r.lut / (pe * simd):>8.2f} {r.ff:>6} "
+              f"{r.bram36:>6} {r.lutram:>6} {r.dsp:>4}   ({dt:.1f} s)", flush=True)
+
+    print("== threshold unit: N=15 thresholds (4-bit out), 16-bit signed input, C=64, PE=4")
+    rng = np.random.default_rng(1)
+    t = np.sort(rng.integers(-30000, 30000, (64, 15)), axis=1)
+    th = Threshold(t, pe=4, in_width=16)
+    r, dt = _timed("th", th, "threshold")
+    print(f"LUT {r.lut}  FF {r.ff}  LUTRAM {r.lutram}  BRAM36 {r.bram36}  DSP {r.dsp}  CARRY4 {r.carry4}"
+          f"  latency {th.latency}   ({dt:.1f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,433 @@
+"""Network configs: one TOML file (topology + folding) and one ``.npz`` (weights).
+
+A config describes a network once; :mod:`qnnfab.golden` runs it bit-exactly
+and :class:`qnnfab.rtl.dataflow.Dataflow` turns it into hardware.
+
+TOML format::
+
+    [network]
+    name = "lfc-small"
+    input_shape = [64]            # (N,) for FC inputs, [H, W, C] for images
+    input_kind = "bipolar"        # "bipolar" | "uint" | "int"
+    input_bits = 8                # for "uint" / "int"
+    weights = "lfc_small.npz"     # relative to the TOML file, or "random"
+    seed = 1                      # for weights = "random"
+
+    [[layer]]
+    name = "fc0"
+    type = "fc"                   # "fc" | "conv" | "maxpool"
+    out = 64                      # rows MH (fc) / output channels (conv)
+    act = "bipolar"               # "bipolar" (1 threshold), "uint2" (3 thresholds), "acc" (raw)
+    weight_kind = "bipolar"       # "bipolar" | "ternary" | "int" (with weight_bits)
+    pe = 16                       # divides out
+    simd = 32                     # divides the input length (fc) / input channels (conv)
+    # conv only: kernel = 3, stride = 1, pad = 0, pad_value = 0
+    # maxpool: kernel = 2, stride = 2 (simd = channels per word, default: previous PE)
+    # optional: fifo_depth = N (words of the FIFO in front of this layer)
+
+The ``.npz`` holds ``<layer>/weights`` (fc: (MH, MW) stored values, bipolar
+as bits 1 = +1; conv: (OFM, IFM, K, K), OIHW) and ``<layer>/thresholds``
+((MH, N) integers sorted ascending per row, in the accumulator domain: the
+XNOR popcount for bipolar x bipolar layers, the integer dot product
+otherwise). Every problem raises :class:`~qnnfab.errors.ConfigError` naming
+the layer and the field, before any hardware is built.
+"""
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qnnfab.errors import ConfigError
+
+__all__ = ["LayerSpec", "NetConfig", "load", "loads", "save_weights", "divisors"]
+
+LAYER_TYPES = ("fc", "conv", "maxpool")
+WEIGHT_KINDS = ("bipolar", "ternary", "int")
+INPUT_KINDS = ("bipolar", "uint", "int")
+
+
+def divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclass
+class LayerSpec:
+    """One hardware layer (fc/conv followed by its activation, or a max pool)."""
+    name: str
+    type: str
+    out: int = 0
+    act: str = "bipolar"            # "bipolar" | "uint<n>" | "acc"
+    weight_kind: str = "bipolar"
+    weight_bits: int | None = None
+    pe: int = 1
+    simd: int = 1
+    kernel: int = 1
+    stride: int = 1
+    pad: int = 0
+    pad_value: int = 0
+    fifo_depth: int | None = None
+    weights: np.ndarray | None = field(default=None, repr=False)      # fc (MH, MW); conv OIHW
+    thresholds: np.ndarray | None = field(default=None, repr=False)   # (MH, N) or None
+    # derived by NetConfig: shapes and kinds around the layer
+    in_shape: tuple = ()
+    out_shape: tuple = ()
+    in_kind: str = ""
+    in_bits: int = 1
+    out_kind: str = ""              # "bipolar" | "uint" | "acc"
+    out_bits: int = 1               # element width on the stream
+    out_signed: bool = False
+
+    @property
+    def act_bits(self):
+        """Output bits of the activation (0 for raw accumulators)."""
+        if self.act == "bipolar":
+            return 1
+        if self.act == "acc":
+            return 0
+        return int(self.act[4:])
+
+    @property
+    def n_thresholds(self):
+        if self.act == "acc":
+            return 0
+        return (1 << self.act_bits) - 1
+
+
+@dataclass
+class NetConfig:
+    name: str
+    input_shape: tuple
+    input_kind: str
+    input_bits: int | None
+    layers: list
+    source: str = ""
+
+    # ---- golden model -------------------------------------------------
+    def golden(self):
+        """The same network as a :class:`qnnfab.golden.Network` (bit-exact reference)."""
+        from qnnfab.golden import network as gn
+        from qnnfab.golden.conv import conv_weights_to_matrix
+        layers = []
+        for L in self.layers:
+            if L.type == "maxpool":
+                layers.append(gn.MaxPool(L.kernel, L.stride, name=L.name))
+                continue
+            wk = L.weight_kind
+            if L.type == "fc":
+                layers.append(gn.FC(L.weights, w_kind=wk, w_bits=L.weight_bits, name=L.name))
+            else:
+                layers.append(gn.Conv(conv_weights_to_matrix(L.weights), L.kernel, L.stride, L.pad,
+                                      L.pad_value, w_kind=wk, w_bits=L.weight_bits, name=L.name))
+            if L.act != "acc":
+                layers.append(gn.Threshold(L.thresholds, "bipolar" if L.act == "bipolar" else "uint",
+                                           name=f"{L.name}_act"))
+        return gn.Network(layers, self.input_shape, self.input_kind, self.input_bits, self.name)
+
+    # ---- performance model --------------------------------------------
+    def layer_cycles(self, L):
+        """Cycles per frame of layer ``L`` at one step per cycle (FINN's model)."""
+        if L.type == "fc":
+            mw = math.prod(L.in_shape)
+            return (L.out // L.pe) * (mw // L.simd)
+        if L.type == "conv":
+            oh, ow, _ = L.out_shape
+            c = L.in_shape[2]
+            mvtu = oh * ow * (L.out // L.pe) * (L.kernel * L.kernel * c // L.simd)
+            window = max(oh * ow * L.kernel * L.kernel * c // L.simd,
+                         L.in_shape[0] * L.in_shape[1] * c // L.simd)
+            return max(mvtu, window)
+        h, w, c = L.in_shape
+        oh, ow, _ = L.out_shape
+        return max(oh * ow * L.kernel * L.kernel * c // L.simd, h * w * c // L.simd)
+
+    def throughput(self, f_clk=100e6):
+        """Rows ``(layer, cycles/frame)`` plus the bottleneck and frames/s at ``f_clk``."""
+        rows = [(L.name, self.layer_cycles(L)) for L in self.layers]
+        worst = max(rows, key=lambda r: r[1])
+        return rows, worst, f_clk / worst[1]
+
+    def input_words(self):
+        """Input words per frame (first layer's SIMD elements per word)."""
+        first = self.layers[0]
+        return math.prod(self.input_shape) // first.simd
+
+
+# ---------------------------------------------------------------------------
+# loading and validation
+
+def _req(table, key, where, kind=None):
+    if key not in table:
+        raise ConfigError(where, key, "is missing", f"add `{key} = ...` to the config")
+    v = table[key]
+    if kind is not None and not isinstance(v, kind):
+        raise ConfigError(where, key, f"must be {kind.__name__}, got {v!r}")
+    return v
+
+
+def _int(table, key, where, default=None, minimum=0):
+    v = table.get(key, default)
+    if v is None:
+        raise ConfigError(where, key, "is missing", f"add `{key} = ...`")
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise ConfigError(where, key, f"must be an integer >= {minimum}, got {v!r}")
+    return v
+
+
+def _random_weights(spec, in_len, in_kind, in_bits, rng):
+    """Random weights and thresholds that keep the activations balanced."""
+    n = in_len
+    if spec.weight_kind == "bipolar":
+        w = rng.integers(0, 2, size=(spec.out, n))
+        wvals = 2 * w - 1
+    elif spec.weight_kind == "ternary":
+        w = rng.integers(-1, 2, size=(spec.out, n))
+        wvals = w
+    else:
+        hi = 1 << (spec.weight_bits - 1)
+        w = rng.integers(-hi, hi, size=(spec.out, n))
+        wvals = w
+    if spec.act == "acc":
+        t = None
+    else:
+        # accumulator statistics of random inputs, estimated by sampling
+        if in_kind == "bipolar":
+            x = rng.integers(0, 2, size=(64, n))
+        elif in_kind == "uint":
+            x = rng.integers(0, 1 << in_bits, size=(64, n))
+        else:
+            x = rng.integers(-(1 << (in_bits - 1)), 1 << (in_bits - 1), size=(64, n))
+        if in_kind == "bipolar" and spec.weight_kind == "bipolar":
+            acc = (x[:, None, :] == w[None, :, :]).sum(-1)           # popcount domain
+        else:
+            xv = 2 * x - 1 if in_kind == "bipolar" else x
+            acc = xv @ wvals.T
+        mean, std = acc.mean(0), acc.std(0) + 1.0
+        k = spec.n_thresholds
+        q = (np.arange(1, k + 1) / (k + 1))  # quantiles of a standard normal, roughly
+        z = np.sqrt(2) * np.array([math.erfc(2 * p) * 0 + _probit(p) for p in q])
+        t = np.ceil(mean[:, None] + std[:, None] * (z[None, :] + rng.normal(0, 0.2, (spec.out, 1))))
+        t = np.sort(t.astype(np.int64), axis=1)
+    if spec.type == "conv":
+        c = spec.in_shape[2]
+        w = w.reshape(spec.out, spec.kernel, spec.kernel, c).transpose(0, 3, 1, 2)  # (ky,kx,c) -> OIHW
+    return w.astype(np.int64), t
+
+
+def _probit(p):
+    # inverse of the standard normal CDF divided by sqrt(2) (erfinv), by bisection
+    lo, hi = -6.0, 6.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(-mid) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def loads(text, base_dir=".", source="<string>"):
+    """Parse and validate a config from TOML text (weights relative to ``base_dir``)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, "toml", f"is not valid TOML: {e}") from None
+    net = doc.get("network")
+    if not isinstance(net, dict):
+        raise ConfigError(source, "[network]", "table is missing", "start the file with a [network] table")
+    name = str(net.get("name", Path(source).stem))
+    where = f"network '{name}'"
+    shape = _req(net, "input_shape", where, list)
+    if len(shape) not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ConfigError(where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}")
+    in_kind = net.get("input_kind", "bipolar")
+    if in_kind not in INPUT_KINDS:
+        raise ConfigError(where, "input_kind", f"unknown kind {in_kind!r}", f"use one of {INPUT_KINDS}")
+    in_bits = None if in_kind == "bipolar" else _int(net, "input_bits", where, minimum=1)
+    layers_t = doc.get("layer")
+    if not isinstance(layers_t, list) or not layers_t:
+        raise ConfigError(where, "[[layer]]", "no layers", "add [[layer]] tables")
+
+    weights_src = net.get("weights", "random")
+    store = None
+    rng = None
+    if weights_src == "random":
+        rng = np.random.default_rng(_int(net, "seed", where, default=0))
+    else:
+        path = Path(base_dir) / weights_src
+        if not path.exists():
+            raise ConfigError(where, "weights", f"file {path} does not exist",
+                              "export weights with `qnnfab train` or set weights = \"random\"")
+        store = dict(np.load(path))
+
+    specs, seen = [], set()
+    cur_shape, cur_kind, cur_bits = tuple(shape), in_kind, (in_bits or 1)
+    prev_pe = None
+    for idx, t in enumerate(layers_t):
+        lname = str(t.get("name", f"layer{idx}"))
+        lw = f"layer {idx} '{lname}'"
+        if lname in seen:
+            raise ConfigError(lw, "name", "is used twice", "give every layer a unique name")
+        seen.add(lname)
+        ltype = t.get("type")
+        if ltype not in LAYER_TYPES:
+            raise ConfigError(lw, "type", f"unknown layer type {ltype!r}", f"use one of {LAYER_TYPES}")
+        known = {"name", "type", "out", "act", "weight_kind", "weight_bits", "pe", "simd", "kernel",
+                 "stride", "pad", "pad_value", "fifo_depth"}
+        extra = set(t) - known
+        if extra:
+            raise ConfigError(lw, sorted(extra)[0], "is not a known field", f"known fields: {sorted(known)}")
+        if cur_kind == "acc":
+            raise ConfigError(lw, "input", "the previous layer outputs raw accumulators (act = \"acc\")",
+                              "only the last layer may use act = \"acc\"")
+        s = LayerSpec(lname, ltype)
+        s.in_shape, s.in_kind, s.in_bits = cur_shape, cur_kind, cur_bits
+        s.fifo_depth = t.get("fifo_depth")
+        if s.fifo_depth is not None:
+            _int(t, "fifo_depth", lw, minimum=2)
+        if ltype == "maxpool":
+            if len(cur_shape) != 3:
+                raise ConfigError(lw, "type", f"max pooling needs an image input, got shape {cur_shape}",
+                                  "put max pools between convolutions")
+            s.kernel = _int(t, "kernel", lw, default=2, minimum=1)
+            s.stride = _int(t, "stride", lw, default=s.kernel, minimum=1)
+            h, w, c = cur_shape
+            s.simd = _int(t, "simd", lw, default=prev_pe or c, minimum=1)
+            if c % s.simd:
+                raise ConfigError(lw, "simd", f"{s.simd} does not divide the {c} channels",
+                                  f"choose simd among {divisors(c)}")
+            if h < s.kernel or w < s.kernel:
+                raise ConfigError(lw, "kernel", f"{s.kernel} is larger than the {h}x{w} input",
+                                  "use a smaller pool or remove it")
+            oh, ow = (h - s.kernel) // s.stride + 1, (w - s.kernel) // s.stride + 1
+            s.out_shape = (oh, ow, c)
+            s.out_kind, s.out_bits = cur_kind, cur_bits
+            s.pe = s.simd
+            specs.append(s)
+            cur_shape = s.out_shape
+            prev_pe = s.pe
+            continue
+        s.out = _int(t, "out", lw, minimum=1)
+        s.act = t.get("act", "bipolar")
+        if not (s.act in ("bipolar", "acc") or re.fullmatch(r"uint([1-9]|1[0-6])", s.act)):
+            raise ConfigError(lw, "act", f"unknown activation {s.act!r}",
+                              "use \"bipolar\", \"uint<n>\" (e.g. \"uint2\") or \"acc\" (raw, last layer)")
+        s.weight_kind = t.get("weight_kind", "bipolar")
+        if s.weight_kind not in WEIGHT_KINDS:
+            raise ConfigError(lw, "weight_kind", f"unknown kind {s.weight_kind!r}", f"use one of {WEIGHT_KINDS}")
+        if s.weight_kind == "int":
+            s.weight_bits = _int(t, "weight_bits", lw, minimum=2)
+        s.pe = _int(t, "pe", lw, default=1, minimum=1)
+        s.simd = _int(t, "simd", lw, default=1, minimum=1)
+        if s.out % s.pe:
+            raise ConfigError(lw, "pe", f"{s.pe} does not divide out = {s.out}",
+                              f"choose pe among {divisors(s.out)}")
+        if ltype == "fc":
+            mw = math.prod(cur_shape)
+            if len(cur_shape) == 3 and cur_shape[2] % s.simd:
+                raise ConfigError(lw, "simd", f"{s.simd} does not divide the {cur_shape[2]} channels of "
+                                  f"the flattened {cur_shape} input", f"choose simd among {divisors(cur_shape[2])}")
+            if mw % s.simd:
+                raise ConfigError(lw, "simd", f"{s.simd} does not divide the input length {mw}",
+                                  f"choose simd among {divisors(mw)}")
+            s.out_shape = (s.out,)
+            in_len = mw
+        else:
+            if len(cur_shape) != 3:
+                raise ConfigError(lw, "type", f"convolution needs an image input, got shape {cur_shape}",
+                                  "put convolutions before the fully connected layers")
+            s.kernel = _int(t, "kernel", lw, default=3, minimum=1)
+            s.stride = _int(t, "stride", lw, default=1, minimum=1)
+            s.pad = _int(t, "pad", lw, default=0, minimum=0)
+            s.pad_value = t.get("pad_value", 0)
+            h, w, c = cur_shape
+            if c % s.simd:
+                raise ConfigError(lw, "simd", f"{s.simd} does not divide the {c} input channels",
+                                  f"choose simd among {divisors(c)}")
+            if h + 2 * s.pad < s.kernel or w + 2 * s.pad < s.kernel:
+                raise ConfigError(lw, "kernel", f"{s.kernel}x{s.kernel} kernel is larger than the padded "
+                                  f"{h}x{w} input (pad {s.pad})", "add padding or use a smaller kernel")
+            oh = (h + 2 * s.pad - s.kernel) // s.stride + 1
+            ow = (w + 2 * s.pad - s.kernel) // s.stride + 1
+            s.out_shape = (oh, ow, s.out)
+            in_len = s.kernel * s.kernel * c
+        # weights
+        if store is None:
+            s.weights, s.thresholds = _random_weights(s, in_len, cur_kind, cur_bits, rng)
+        else:
+            key = f"{lname}/weights"
+            if key not in store:
+                raise ConfigError(lw, "weights", f"{key!r} is not in the weights file",
+                                  f"the file has: {sorted(store)[:8]}")
+            s.weights = np.asarray(store[key])
+            expect = (s.out, in_len) if ltype == "fc" else (s.out, cur_shape[2], s.kernel, s.kernel)
+            if s.weights.shape != expect:
+                raise ConfigError(lw, "weights", f"has shape {s.weights.shape}, expected {expect}",
+                                  "fc weights are (out, in); conv weights are OIHW (out, in_ch, k, k)")
+            tkey = f"{lname}/thresholds"
+            if s.act == "acc":
+                s.thresholds = None
+            else:
+                if tkey not in store:
+                    raise ConfigError(lw, "thresholds", f"{tkey!r} is not in the weights file",
+                                      "store (out, 2^n - 1) thresholds, or set act = \"acc\"")
+                s.thresholds = np.asarray(store[tkey])
+                if s.thresholds.shape != (s.out, s.n_thresholds):
+                    raise ConfigError(lw, "thresholds", f"has shape {s.thresholds.shape}, expected "
+                                      f"{(s.out, s.n_thresholds)} for act = {s.act!r}",
+                                      "one row of 2^n - 1 thresholds per output channel")
+                if np.any(np.diff(s.thresholds, axis=1) < 0):
+                    bad = int(np.nonzero(np.any(np.diff(s.thresholds, axis=1) < 0, axis=1))[0][0])
+                    raise ConfigError(lw, "thresholds", f"row {bad} is not sorted ascending",
+                                      "sort each row (np.sort(t, axis=1))")
+        _check_weight_values(s, lw)
+        if s.act == "acc":
+            s.out_kind, s.out_signed = "acc", not (cur_kind == "bipolar" and s.weight_kind == "bipolar")
+        elif s.act == "bipolar":
+            s.out_kind, s.out_bits = "bipolar", 1
+        else:
+            s.out_kind, s.out_bits = "uint", s.act_bits
+        specs.append(s)
+        cur_shape, cur_kind, cur_bits = s.out_shape, s.out_kind, s.out_bits
+        prev_pe = s.pe
+    if specs[-1].type == "maxpool" and False:
+        pass
+    cfg = NetConfig(name, tuple(shape), in_kind, in_bits, specs, source)
+    # the golden model re-validates kinds and ranges; report its errors as config errors
+    cfg.golden()
+    return cfg
+
+
+def _check_weight_values(s, lw):
+    w = s.weights
+    if not np.issubdtype(w.dtype, np.integer):
+        raise ConfigError(lw, "weights", f"must be integers, got dtype {w.dtype}", "quantize them first")
+    lo, hi = {"bipolar": (0, 1), "ternary": (-1, 1)}.get(
+        s.weight_kind, (-(1 << ((s.weight_bits or 2) - 1)), (1 << ((s.weight_bits or 2) - 1)) - 1))
+    if w.size and (w.min() < lo or w.max() > hi):
+        raise ConfigError(lw, "weights", f"values must lie in [{lo}, {hi}] for {s.weight_kind} weights, "
+                          f"found [{w.min()}, {w.max()}]",
+                          "bipolar weights are stored as bits (1 = +1)" if s.weight_kind == "bipolar"
+                          else "re-quantize the weights")
+
+
+def load(path):
+    """Load and validate a config file (TOML); weights relative to its folder."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(str(path), "config", "file does not exist", "pass the path of a .toml config")
+    return loads(p.read_text(), p.parent, str(p))
+
+
+def save_weights(path, cfg):
+    """Write the weights and thresholds of ``cfg`` to an ``.npz`` in the loader's layout."""
+    arrays = {}
+    for L in cfg.layers:
+        if L.weights is not None:
+            arrays[f"{L.name}/weights"] = L.weights
+        if L.thresholds is not None:
+            arrays[f"{L.name}/thresholds"] = L.thresholds
+    np.savez_compressed(path, **arrays)

@@ -1,0 +1,275 @@
+"""Matrix-vector-threshold unit (MVTU): a folded matrix-vector product followed by thresholding.
+
+The role of FINN's MVAU/MVTU: ``y = W @ x`` for a stream of input vectors,
+computing one PE x SIMD tile of the weight matrix per cycle, then either the
+multi-threshold activation of every row or the raw accumulator.
+"""
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from qnnfab.errors import ConfigError
+
+from .dot_product import dot_product, kind_bits, range_shape, tree_depth, value_range
+from .threshold import check_thresholds, prepare_thresholds, threshold_search, wrap_increment
+from .weight_layout import threshold_stage_tables, weight_words
+
+__all__ = ["MVTU", "WEIGHT_KINDS", "ACT_KINDS"]
+
+WEIGHT_KINDS = ("bipolar", "ternary", "int")
+ACT_KINDS = ("bipolar", "uint", "int")
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+class MVTU(wiring.Component):
+    """Folded matrix-vector(-threshold) unit.
+
+    Parameters
+    ----------
+    weights : ndarray (MH, MW) of integers
+        Stored weights, row r = output channel r: "bipolar" bits (1 = +1),
+        "ternary" values in {-1, 0, 1}, "int" signed ``weight_bits``-bit values.
+    thresholds : ndarray (MH, N) of integers sorted ascending per row, or None
+        Output = #{i : acc >= T[r, i]} (n = bit_length(N) bits; N = 1 is a
+        binary activation, N = 2^n - 1 an unsigned n-bit one). None outputs
+        the raw accumulator. Thresholds are in the accumulator's domain (below).
+    pe, simd : int
+        Rows and columns per cycle; PE divides MH, SIMD divides MW.
+    weight_kind : "bipolar" | "ternary" | "int";  weight_bits : int (for "int")
+    act_kind : "bipolar" | "uint" | "int";  act_bits : int (for "uint"/"int")
+    vectors : int
+        Vectors per frame (e.g. a convolution's output pixels); only used for
+        :attr:`cycles_per_frame`: the hardware processes vectors back to back.
+    pipeline : int
+        Pipeline registers inside each PE's adder tree, clamped to its depth
+        :func:`qnnfab.rtl.dot_product.tree_depth` (``self.pipeline``).
+
+    Accumulator domain: bipolar x bipolar accumulates the XNOR popcount
+    P in [0, MW] (unsigned, as FINN; the dot product is 2P - MW); every other
+    combination accumulates the signed integer dot product of the values, of
+    width ``acc_width`` derived from MW and the operand ranges.
+
+    Ports
+    -----
+    i : stream of ``unsigned(simd * ab)`` (ab = 1 bipolar, else act_bits):
+        SIMD input elements, element 0 at the LSBs; word sf of a vector holds
+        x[sf*SIMD : (sf+1)*SIMD]; MW/SIMD words per vector.
+    o : stream of ``unsigned(pe * ob)``: PE output elements, element p of word
+        nf = row nf*PE + p at bits [p*ob, (p+1)*ob); MH/PE words per vector,
+        rows in order. ob = n (thresholds) or acc_width (raw; two's
+        complement unless bipolar x bipolar).
+
+    Timing
+    ------
+    The input vector is written into one half of a double buffer while the
+    other half is being computed; the computation of a vector's first row
+    fold follows its words as they arrive. Unstalled, one PE x SIMD step per
+    cycle, so a frame takes ``vectors * (MH/PE) * (MW/SIMD) + latency`` cycles
+    from the first input transfer to the last output transfer (inclusive),
+    with ``latency = 3 + pipeline + n`` (n = 0 for raw output): input
+    write (1), weight/buffer read (1), adder-tree registers, accumulator and
+    output register (1), one stage per output bit of the threshold search.
+    A stalled output (``o.valid & ~o.ready``) freezes the computation; input
+    words are still accepted while a buffer half is free.
+    """
+
+    def __init__(self, weights, thresholds=None, *, pe, simd, weight_kind="bipolar", weight_bits=None,
+                 act_kind="bipolar", act_bits=None, vectors=1, pipeline=0, name="mvtu"):
+        where = name
+        if weight_kind not in WEIGHT_KINDS:
+            raise ConfigError(where, "weight_kind", f"unknown weight kind {weight_kind!r}",
+                              f"use one of {WEIGHT_KINDS}")
+        if act_kind not in ACT_KINDS:
+            raise ConfigError(where, "act_kind", f"unknown activation kind {act_kind!r}", f"use one of {ACT_KINDS}")
+        if weight_kind == "int" and (not isinstance(weight_bits, int) or weight_bits < 2):
+            raise ConfigError(where, "weight_bits", f"int weights need a width >= 2, got {weight_bits!r}",
+                              "pass weight_bits=k (use weight_kind='bipolar' for 1-bit)")
+        if act_kind in ("uint", "int") and (not isinstance(act_bits, int) or act_bits < (2 if act_kind == "int" else 1)):
+            raise ConfigError(where, "act_bits", f"{act_kind} activations need a width "
+                              f">= {2 if act_kind == 'int' else 1}, got {act_bits!r}", "pass act_bits=k")
+        w = np.asarray(weights)
+        if w.ndim != 2 or 0 in w.shape:
+            raise ConfigError(where, "weights", f"must be a non-empty 2-D (MH, MW) array, got shape {w.shape}",
+                              "pass the weight matrix with one row per output channel")
+        if not np.issubdtype(w.dtype, np.integer):
+            if w.dtype == np.bool_ or (np.issubdtype(w.dtype, np.floating) and np.all(w == np.round(w))):
+                w = w.astype(np.int64)
+            else:
+                raise ConfigError(where, "weights", f"must hold integers, got dtype {w.dtype}",
+                                  "quantize the weights first")
+        w = w.astype(np.int64)
+        mh, mw = w.shape
+        lo_s, hi_s = {"bipolar": (0, 1), "ternary": (-1, 1)}.get(
+            weight_kind, (-(1 << ((weight_bits or 2) - 1)), (1 << ((weight_bits or 2) - 1)) - 1))
+        if w.min() < lo_s or w.max() > hi_s:
+            raise ConfigError(where, "weights", f"values must lie in [{lo_s}, {hi_s}] for {weight_kind} weights"
+                              f"{'' if weight_kind != 'int' else f' of {weight_bits} bits'}, found "
+                              f"[{w.min()}, {w.max()}]",
+                              "bipolar weights are stored as bits (1 = +1)" if weight_kind == "bipolar"
+                              else "re-quantize the weights or widen weight_bits")
+        for field, val, n in (("pe", pe, mh), ("simd", simd, mw)):
+            if not isinstance(val, int) or val < 1 or n % val:
+                raise ConfigError(where, field, f"must be a positive divisor of {'MH' if field == 'pe' else 'MW'}"
+                                  f" = {n}, got {val!r}", f"choose {field.upper()} among {_divisors(n)}")
+        if not isinstance(vectors, int) or vectors < 1:
+            raise ConfigError(where, "vectors", f"must be a positive integer, got {vectors!r}",
+                              "pass the number of vectors per frame (output pixels)")
+        if not isinstance(pipeline, int) or pipeline < 0:
+            raise ConfigError(where, "pipeline", f"must be >= 0, got {pipeline!r}", "use 0 for no tree registers")
+
+        self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
+        self.nf, self.sf = mh // pe, mw // simd
+        self.weight_kind, self.act_kind = weight_kind, act_kind
+        self.weight_bits = kind_bits(weight_kind, weight_bits)
+        self.act_bits = kind_bits(act_kind, act_bits)
+        self.vectors = vectors
+        self.binary = weight_kind == "bipolar" and act_kind == "bipolar"
+        if self.binary:
+            self.acc_range = (0, mw)
+        else:
+            wr, xr = value_range(weight_kind, weight_bits), value_range(act_kind, act_bits)
+            c = [wr[0] * xr[0], wr[0] * xr[1], wr[1] * xr[0], wr[1] * xr[1]]
+            self.acc_range = (mw * min(c), mw * max(c))
+        self.acc_shape = range_shape(*self.acc_range)
+        self.acc_width = self.acc_shape.width
+        self.acc_signed = self.acc_shape.signed
+        self.pipeline = min(pipeline, tree_depth(simd, self.binary))
+
+        if thresholds is None:
+            self.out_bits = 0
+            self.threshold_count = 0
+            self.out_elem_width = self.acc_width
+            self._tables = None
+        else:
+            t = check_thresholds(where, thresholds, mh, pe)
+            clamped, n, pad, t_shape = prepare_thresholds(t, *self.acc_range)
+            self.out_bits = n
+            self.threshold_count = t.shape[1]
+            self.out_elem_width = n
+            self.threshold_shape = t_shape
+            self._tables = threshold_stage_tables(clamped, pe, n, pad)
+        self._weight_words = weight_words(w, pe, simd, self.weight_bits)
+
+        self.in_width = simd * self.act_bits
+        self.out_width = pe * self.out_elem_width
+        self.latency = 3 + self.pipeline + self.out_bits
+        self.cycles_per_vector = self.nf * self.sf
+        self.cycles_per_frame = vectors * self.cycles_per_vector + self.latency
+        super().__init__({
+            "i": In(stream.Signature(unsigned(self.in_width))),
+            "o": Out(stream.Signature(unsigned(self.out_width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        SF, NF, PE = self.sf, self.nf, self.pe
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+
+        # ---- input double buffer: bank b holds words b*SF .. b*SF + SF-1
+        m.submodules.ibuf = ibuf = Memory(shape=unsigned(self.in_width), depth=2 * SF, init=[])
+        wr = ibuf.write_port()
+        rd = ibuf.read_port(domain="sync")
+        full = [Signal(name="full0"), Signal(name="full1")]
+        wbank = Signal()
+        windex = Signal(range(SF))
+        wfull = Signal()
+        m.d.comb += [
+            wfull.eq(Mux(wbank, full[1], full[0])),
+            self.i.ready.eq(~wfull),
+            wr.addr.eq(Mux(wbank, SF + windex, windex)),
+            wr.data.eq(self.i.payload),
+            wr.en.eq(self.i.valid & ~wfull),
+        ]
+        wlast = Signal()
+        m.d.comb += wlast.eq(self.i.valid & ~wfull & (windex == SF - 1))
+        with m.If(self.i.valid & ~wfull):
+            m.d.sync += windex.eq(wrap_increment(windex, SF))
+            with m.If(windex == SF - 1):
+                m.d.sync += wbank.eq(~wbank)
+
+        # ---- reader: nf outer, sf inner; fold 0 may follow the writer word by word
+        rbank = Signal()
+        sf = Signal(range(SF))
+        nf = Signal(range(NF))
+        widx = Signal(range(NF * SF))
+        rfull = Signal()
+        avail = Signal()
+        go = Signal()
+        rlast = Signal()
+        m.d.comb += [
+            rfull.eq(Mux(rbank, full[1], full[0])),
+            avail.eq(rfull | ((wbank == rbank) & (windex > sf))),
+            go.eq(avail & advance),
+            rlast.eq(go & (widx == NF * SF - 1)),
+            rd.addr.eq(Mux(rbank, SF + sf, sf)),
+            rd.en.eq(advance),
+        ]
+        with m.If(go):
+            m.d.sync += [sf.eq(wrap_increment(sf, SF)), widx.eq(wrap_increment(widx, NF * SF))]
+            with m.If(sf == SF - 1):
+                m.d.sync += nf.eq(wrap_increment(nf, NF))
+            with m.If(rlast):
+                m.d.sync += rbank.eq(~rbank)
+        for b in range(2):
+            set_b = wlast & (wbank == b)
+            clr_b = rlast & (rbank == b)
+            with m.If(set_b):
+                m.d.sync += full[b].eq(1)
+            with m.Elif(clr_b):
+                m.d.sync += full[b].eq(0)
+
+        # ---- stage 1: memory data; control travels alongside
+        v1, first1, last1 = Signal(), Signal(), Signal()
+        nf1 = Signal(range(NF))
+        with m.If(advance):
+            m.d.sync += [v1.eq(go), first1.eq(sf == 0), last1.eq(sf == SF - 1), nf1.eq(nf)]
+        dots = []
+        lat = 0
+        for p in range(PE):
+            mem = Memory(shape=unsigned(self.simd * self.weight_bits), depth=NF * SF,
+                         init=self._weight_words[p])
+            m.submodules[f"wmem{p}"] = mem
+            wrd = mem.read_port(domain="sync")
+            m.d.comb += [wrd.addr.eq(widx), wrd.en.eq(advance)]
+            v, lo, hi, lat = dot_product(m, wrd.data, rd.data, self.simd, self.weight_kind, self.weight_bits,
+                                         self.act_kind, self.act_bits, self.pipeline, advance, name=f"pe{p}")
+            assert lat == self.pipeline
+            dots.append(v)
+        valid, first, last, fold = v1, first1, last1, nf1
+        for s in range(lat):
+            nv, nfi, nla, nfo = Signal(name=f"v_p{s}"), Signal(name=f"first_p{s}"), Signal(name=f"last_p{s}"), \
+                Signal(range(NF), name=f"nf_p{s}")
+            with m.If(advance):
+                m.d.sync += [nv.eq(valid), nfi.eq(first), nla.eq(last), nfo.eq(fold)]
+            valid, first, last, fold = nv, nfi, nla, nfo
+
+        # ---- accumulate
+        acc_next = []
+        for p in range(PE):
+            acc = Signal(self.acc_shape, name=f"acc{p}")
+            nxt = Signal(self.acc_shape, name=f"acc_next{p}")
+            m.d.comb += nxt.eq(Mux(first, 0, acc) + dots[p])
+            with m.If(advance & valid):
+                m.d.sync += acc.eq(nxt)
+            acc_next.append(nxt)
+        done = Signal()
+        m.d.comb += done.eq(valid & last)
+
+        # ---- output: raw accumulator or threshold search
+        if self._tables is None:
+            outs, ovalid = acc_next, done
+        else:
+            outs, ovalid = threshold_search(m, acc_next, fold, done, advance, self._tables,
+                                            self.threshold_shape, NF)
+        with m.If(advance):
+            m.d.sync += self.o.valid.eq(ovalid)
+            with m.If(ovalid):
+                m.d.sync += self.o.payload.eq(Cat(*[o.as_unsigned() for o in outs]))
+        return m

@@ -1,0 +1,57 @@
+"""Stream FIFO: ``amaranth.lib.fifo.SyncFIFOBuffered`` behind stream ports."""
+
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from qnnfab.errors import ConfigError
+
+__all__ = ["StreamFIFO"]
+
+
+class StreamFIFO(wiring.Component):
+    """First-in first-out buffer between two streams of ``width``-bit words.
+
+    Parameters
+    ----------
+    width : int
+        Payload bits, >= 1.
+    depth : int
+        Words held, >= 2 (SyncFIFOBuffered keeps its last entry in the output
+        register; larger depths use a block/distributed RAM).
+
+    Ports
+    -----
+    i : stream of ``unsigned(width)``; ``i.ready`` = not full.
+    o : stream of ``unsigned(width)``; ``o.valid`` = not empty, registered,
+        independent of ``o.ready``; the head word stays until taken.
+
+    Timing: a word written into an empty FIFO is offered 2 cycles later; one
+    word per cycle in and out.
+    """
+
+    def __init__(self, width, depth):
+        for field, v, lo in (("width", width, 1), ("depth", depth, 2)):
+            if not isinstance(v, int) or v < lo:
+                raise ConfigError("StreamFIFO", field, f"must be an integer >= {lo}, got {v!r}",
+                                  f"use {field} >= {lo}")
+        self.width, self.depth = width, depth
+        self.latency = 2
+        super().__init__({
+            "i": In(stream.Signature(unsigned(width))),
+            "o": Out(stream.Signature(unsigned(width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth)
+        m.d.comb += [
+            fifo.w_data.eq(self.i.payload),
+            fifo.w_en.eq(self.i.valid),
+            self.i.ready.eq(fifo.w_rdy),
+            self.o.payload.eq(fifo.r_data),
+            self.o.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.o.ready),
+        ]
+        return m

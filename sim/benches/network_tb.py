@@ -1,0 +1,126 @@
+"""Whole network (config + weights) frame by frame against the golden forward pass."""
+
+import math
+from pathlib import Path
+
+import cocotb
+import numpy as np
+
+from qnnfab import netconfig
+from qnnfab.rtl.dataflow import Dataflow
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_streams, start,
+                               StreamSink, StreamSource, unpack_fields, write_metrics)
+
+NAME = "network"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CASES = [
+    {"config": "lfc_small.toml", "frames": 100},
+    {"config": "cnv_small.toml", "frames": 100},
+]
+
+
+def config_path(params):
+    p = Path(params["config"])
+    return p if p.is_absolute() else CONFIGS / p
+
+
+def design(params):
+    return Dataflow(netconfig.load(config_path(params)))
+
+
+def summarize(result):
+    m = result.metrics
+    return (f"{m['frames']} frames identical to golden; steady state {m['cycles_per_frame']:.1f} "
+            f"cycles/frame vs model {m['model_cycles']} ({m['bottleneck']}), "
+            f"{100 * (m['cycles_per_frame'] / m['model_cycles'] - 1):+.2f}%; "
+            f"sim {m['sim_frames_per_s']:.1f} frames/s, {m['sim_cycles_per_s']:.0f} cycles/s")
+
+
+def random_frames(cfg, n, seed):
+    """Random stored input values of the config's input kind, (n,) + input_shape."""
+    rng = np.random.default_rng(seed)
+    shape = (n,) + cfg.input_shape
+    if cfg.input_kind == "bipolar":
+        return rng.integers(0, 2, size=shape)
+    if cfg.input_kind == "uint":
+        return rng.integers(0, 1 << cfg.input_bits, size=shape)
+    half = 1 << (cfg.input_bits - 1)
+    return rng.integers(-half, half, size=shape)
+
+
+def input_words(cfg, frames):
+    """Frames -> stream words: NHWC order, SIMD elements per word, element 0 at the LSBs."""
+    simd = cfg.layers[0].simd
+    bits = 1 if cfg.input_kind == "bipolar" else cfg.input_bits
+    flat = frames.reshape(frames.shape[0], -1)
+    words = []
+    for f in flat:
+        for k in range(0, f.size, simd):
+            words.append(pack_fields(f[k:k + simd], [bits] * simd))
+    return words
+
+
+async def _run(dut, frames_n, valid_prob, ready_prob, salt):
+    p = bench_params()
+    cfg = netconfig.load(config_path(p))
+    rng = bench_random(salt)
+    frames = random_frames(cfg, frames_n, rng.getrandbits(32))
+    golden = cfg.golden()
+    scores = golden.forward(frames).reshape(frames_n, -1)
+    labels = np.argmax(scores, axis=1)
+    top = Dataflow(cfg)  # only for its derived port formats (not elaborated here)
+    src = StreamSource(dut, "s_axis", rng, valid_prob, axis=True)
+    snk = StreamSink(dut, "m_axis", rng, ready_prob, axis=True)
+    words = input_words(cfg, frames)
+    src.send(words)
+    got_labels, tlast_cycles = [], []
+
+    def watch(cycle):
+        if int(dut.label_valid.value):
+            got_labels.append(int(dut.label.value))
+        if int(dut.m_axis_tvalid.value) and int(dut.m_axis_tready.value) and int(dut.m_axis_tlast.value):
+            tlast_cycles.append(cycle)
+
+    n_out = frames_n * top.out_words
+    max_cycles = 20 * frames_n * max(c for _, c in top.model) + 20 * len(words) + 5000
+    cycles = await run_streams(dut, [src], [snk], [n_out], max_cycles, monitors=[watch])
+    for extra in range(1, 4):  # no label may follow the last frame's
+        await cocotb.triggers.FallingEdge(dut.clk)
+        await cocotb.triggers.ReadOnly()
+        watch(cycles + extra)
+    got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
+                                                                   signed=top.out_signed)])
+    got = got.reshape(frames_n, -1)
+    for f in range(frames_n):
+        if not np.array_equal(got[f], scores[f]):
+            bad = int(np.nonzero(got[f] != scores[f])[0][0])
+            raise AssertionError(f"frame {f}: output {bad} is {got[f][bad]}, golden {scores[f][bad]} "
+                                 f"(hardware {got[f].tolist()}, golden {scores[f].tolist()})")
+    assert len(tlast_cycles) == frames_n, f"tlast seen {len(tlast_cycles)} times for {frames_n} frames"
+    assert got_labels == labels.tolist(), f"labels {got_labels[:10]}... vs golden {labels[:10].tolist()}..."
+    return cycles, tlast_cycles, top
+
+
+@cocotb.test()
+async def frames_match_golden_under_random_gaps_and_backpressure(dut):
+    await start(dut)
+    p = bench_params()
+    await _run(dut, max(4, p["frames"] // 5), valid_prob=0.7, ready_prob=0.5, salt=1)
+
+
+@cocotb.test()
+async def steady_state_cycles_per_frame_match_the_bottleneck(dut):
+    import time
+    await start(dut)
+    p = bench_params()
+    n = p["frames"]
+    t0 = time.monotonic()
+    cycles, tl, top = await _run(dut, n, 1.0, 1.0, salt=2)
+    wall = time.monotonic() - t0
+    skip = min(n // 4, 10)  # the pipeline fills during the first frames
+    per_frame = (tl[-1] - tl[skip]) / (n - 1 - skip)
+    bottleneck, model = max(top.model, key=lambda r: r[1])
+    write_metrics(frames=n, cycles_per_frame=per_frame, model_cycles=model, bottleneck=bottleneck,
+                  first_frame_latency=tl[0], sim_frames_per_s=n / wall, sim_cycles_per_s=cycles / wall)
+    assert abs(per_frame / model - 1) <= 0.02, (
+        f"steady state {per_frame:.1f} cycles/frame, bottleneck {bottleneck} model {model}: off by more than 2%")

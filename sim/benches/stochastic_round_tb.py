@@ -1,0 +1,82 @@
+"""Rounding stage (stochastic / nearest / truncate) against golden shift_round + lfsr_words."""
+
+import cocotb
+import numpy as np
+
+from qnnfab.golden.fixedpoint import shift_round
+from qnnfab.golden.lfsr import lfsr_words
+from qnnfab.rtl.stochastic_round import StochasticRound
+from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start,
+                               StreamSink, StreamSource, write_metrics)
+
+NAME = "stochastic_round"
+CASES = [
+    {"in_fmt": [8, 12], "out_fmt": [4, 4], "mode": "stochastic", "lfsr_width": 16, "seed": 0xACE1},
+    {"in_fmt": [8, 12], "out_fmt": [4, 4], "mode": "nearest", "lfsr_width": None, "seed": 1},
+    {"in_fmt": [8, 12], "out_fmt": [4, 4], "mode": "truncate", "lfsr_width": None, "seed": 1},
+    {"in_fmt": [20, 28], "out_fmt": [2, 1], "mode": "stochastic", "lfsr_width": 32, "seed": 0x1234567},
+    {"in_fmt": [3, 2], "out_fmt": [1, 0], "mode": "stochastic", "lfsr_width": 3, "seed": 5},
+]
+
+
+def design(params):
+    return StochasticRound(tuple(params["in_fmt"]), tuple(params["out_fmt"]), params["mode"],
+                           lfsr_width=params["lfsr_width"], seed=params["seed"])
+
+
+def summarize(result):
+    m = result.metrics
+    return f"{m.get('values', 0)} values, {m.get('words_per_cycle', 0):.3f}/cycle unstalled, latency {m.get('latency')}"
+
+
+def _values(n, width, rng):
+    lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
+    v = [rng.randint(lo, hi) for _ in range(n)]
+    v[:6] = [lo, hi, 0, -1, lo + 1, hi - 1]
+    return v
+
+
+def _golden(vals, p, d, steps):
+    out_w = sum(p["out_fmt"])
+    if p["mode"] == "stochastic":
+        rb = (lfsr_words(len(vals), d, p["lfsr_width"], p["seed"], steps_per_cycle=steps)[:, 0].astype(np.int64)
+              if d else np.zeros(len(vals), np.int64))
+    else:
+        rb = None
+    return shift_round(np.array(vals, np.int64), d, p["mode"], rb, out_w).tolist()
+
+
+async def _run(dut, n, valid_prob, ready_prob, salt):
+    p = bench_params()
+    dsg = design(p)
+    rng = bench_random(salt)
+    vals = _values(n, dsg.in_width, rng)
+    src = StreamSource(dut, "i", rng, valid_prob)
+    snk = StreamSink(dut, "o", rng, ready_prob)
+    mask = (1 << dsg.in_width) - 1
+    src.send(v & mask for v in vals)
+    cycles = await run_streams(dut, [src], [snk], [n], max_cycles=30 * n + 100)
+    exp = _golden(vals, p, dsg.drop_bits, dsg.steps_per_cycle)
+    ow = dsg.out_width
+    for k, (got, e) in enumerate(zip(snk.words, exp)):
+        g = got - (1 << ow) if got >> (ow - 1) else got
+        assert g == e, f"value {k}: acc={vals[k]}: got {g}, golden {e}"
+    return cycles, src, snk
+
+
+@cocotb.test()
+async def rounding_matches_golden_under_backpressure(dut):
+    await start(dut)
+    await _run(dut, 1500, valid_prob=0.7, ready_prob=0.5, salt=1)
+
+
+@cocotb.test()
+async def one_value_per_cycle_latency_one_unstalled(dut):
+    await start(dut)
+    n = 500
+    cycles, src, snk = await _run(dut, n, 1.0, 1.0, salt=2)
+    lat = snk.cycles[0] - src.sent_cycles[0]
+    assert lat == 1, f"latency {lat}, documented 1"
+    span = snk.cycles[-1] - snk.cycles[0] + 1
+    assert span == n, f"{n} values took {span} cycles"
+    write_metrics(values=n, words_per_cycle=n / span, latency=lat)

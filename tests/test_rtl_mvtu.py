@@ -1,0 +1,159 @@
+"""MVTU and the per-PE weight layout in Amaranth's own simulator (fast unit tests)."""
+
+import bisect
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from qnnfab.errors import ConfigError
+from qnnfab.golden.bits import xnor_popcount_matvec
+from qnnfab.golden.matvec import quantized_matvec
+from qnnfab.golden.threshold import multithreshold
+from qnnfab.rtl.mvtu import MVTU
+from qnnfab.rtl.weight_layout import pack_elements, threshold_stage_tables, weight_words, word_values
+
+
+def stream_through(dut, words, n_out, valid_prob, ready_prob, seed):
+    """Drive dut.i with ``words`` (random gaps), take ``n_out`` words from dut.o (random ready).
+
+    Returns (outputs, input transfer cycles, output transfer cycles); checks that an
+    offered output stays valid and unchanged until taken.
+    """
+    rng = random.Random(seed)
+    outs, in_cyc, out_cyc = [], [], []
+
+    async def bench(ctx):
+        pos, cyc, offering, held = 0, 0, False, None
+        while len(outs) < n_out:
+            assert cyc < 20000, "timeout"
+            if not offering and pos < len(words) and rng.random() < valid_prob:
+                ctx.set(dut.i.payload, words[pos])
+                ctx.set(dut.i.valid, 1)
+                offering = True
+            rdy = int(rng.random() < ready_prob)
+            ctx.set(dut.o.ready, rdy)
+            i_fire = offering and ctx.get(dut.i.ready)
+            ov, op = ctx.get(dut.o.valid), ctx.get(dut.o.payload)
+            if held is not None:
+                assert ov and op == held, f"output changed while stalled at cycle {cyc}"
+            if ov and rdy:
+                outs.append(op)
+                out_cyc.append(cyc)
+            held = op if (ov and not rdy) else None
+            await ctx.tick()
+            if i_fire:
+                in_cyc.append(cyc)
+                pos += 1
+                offering = False
+                ctx.set(dut.i.valid, 0)
+            cyc += 1
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return outs, in_cyc, out_cyc
+
+
+def _stored(rng, kind, bits, shape):
+    lo, hi = {"bipolar": (0, 1), "ternary": (-1, 1), "uint": (0, (1 << (bits or 1)) - 1)}.get(
+        kind, (-(1 << ((bits or 2) - 1)), (1 << ((bits or 2) - 1)) - 1))
+    return rng.integers(lo, hi, endpoint=True, size=shape)
+
+
+def test_weight_layout_places_row_r_in_pe_r_mod_pe_fold_r_div_pe():
+    rng = np.random.default_rng(0)
+    mh, mw, pe, simd, bits = 6, 10, 3, 5, 4
+    w = rng.integers(-8, 8, size=(mh, mw))
+    words = weight_words(w, pe, simd, bits)
+    sf = mw // simd
+    for r in range(mh):
+        for c in range(mw):
+            word = words[r % pe][(r // pe) * sf + c // simd]
+            assert word_values(word, simd, bits, signed=True)[c % simd] == w[r, c]
+
+
+def test_threshold_stage_tables_binary_search_counts_like_bisect():
+    rng = np.random.default_rng(1)
+    c, pe, n = 6, 2, 3
+    for count in (1, 5, 7):
+        t = np.sort(rng.integers(-20, 20, size=(c, count)), axis=1)
+        pad = 100
+        tables = threshold_stage_tables(t, pe, max(1, count.bit_length()), pad)
+        nb = count.bit_length()
+        for ch in range(c):
+            for acc in range(-22, 23):
+                q = 0
+                for s in range(nb):   # the search the hardware does, MSB first
+                    q = (q << 1) | int(acc >= tables[ch % pe][s][(ch // pe) * (1 << s) + q])
+                assert q == bisect.bisect_right(t[ch].tolist(), acc), (count, ch, acc)
+
+
+CASES = [  # mh, mw, pe, simd, wk, wb, ak, ab, thresholds per row (0 = raw), vectors, pipeline
+    (4, 8, 2, 4, "bipolar", None, "bipolar", None, 1, 3, 0),
+    (6, 15, 3, 5, "bipolar", None, "bipolar", None, 0, 3, 1),
+    (6, 12, 2, 1, "ternary", None, "uint", 3, 7, 2, 0),
+    (10, 9, 5, 3, "int", 4, "int", 6, 0, 3, 1),
+    (3, 4, 3, 4, "int", 3, "bipolar", None, 2, 4, 2),
+    (4, 6, 1, 6, "bipolar", None, "int", 5, 3, 2, 0),
+]
+
+
+@pytest.mark.parametrize("mh,mw,pe,simd,wk,wb,ak,ab,nthr,vectors,pipe", CASES)
+def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, pipe):
+    rng = np.random.default_rng(mh * 1000 + mw)
+    w = _stored(rng, wk, wb, (mh, mw))
+    x = _stored(rng, ak, ab, (2 * vectors, mw))
+    if wk == ak == "bipolar":
+        acc = xnor_popcount_matvec(w, x)
+    else:
+        acc = quantized_matvec(w, x, wk, ak, wb, ab)
+    t = np.sort(rng.integers(acc.min() - 1, acc.max() + 2, size=(mh, nthr)), axis=1) if nthr else None
+    dut = MVTU(w, t, pe=pe, simd=simd, weight_kind=wk, weight_bits=wb, act_kind=ak, act_bits=ab,
+               vectors=vectors, pipeline=pipe)
+    expected = acc if t is None else multithreshold(acc, t)
+    words = [pack_elements(x[v, s:s + simd], dut.act_bits) for v in range(2 * vectors) for s in range(0, mw, simd)]
+    signed = t is None and dut.acc_signed
+    # first: random gaps and backpressure over 2 frames
+    outs, _, _ = stream_through(dut, words, 2 * vectors * mh // pe, 0.6, 0.5, seed=mh + mw)
+    got = np.array([word_values(o, pe, dut.out_elem_width, signed) for o in outs]).reshape(2 * vectors, mh)
+    np.testing.assert_array_equal(got, expected)
+    # then: one frame unstalled, cycles = vectors * NF * SF + latency
+    n = vectors * mw // simd
+    outs, ic, oc = stream_through(dut, words[:n], vectors * mh // pe, 1.0, 1.0, seed=0)
+    assert oc[-1] - ic[0] + 1 == vectors * (mh // pe) * (mw // simd) + dut.latency == dut.cycles_per_frame
+    assert dut.latency == 3 + dut.pipeline + (0 if t is None else nthr.bit_length())
+
+
+def test_widths_are_derived_from_the_reachable_range():
+    w = np.ones((2, 1024), int)
+    assert MVTU(w, pe=1, simd=32).acc_width == 11                   # popcount 0..1024
+    d = MVTU(np.full((2, 9), -8), pe=2, simd=3, weight_kind="int", weight_bits=4, act_kind="int", act_bits=8)
+    assert (d.acc_width, d.acc_signed) == (15, True)                 # 9 * (-8) * (-128) = 9216
+    assert d.in_width == 24 and d.out_width == 30
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"pe": 3}, "pe"),
+    ({"simd": 5}, "simd"),
+    ({"pe": 0}, "pe"),
+    ({"weight_kind": "binary"}, "weight_kind"),
+    ({"act_kind": "uint"}, "act_bits"),
+    ({"weight_kind": "int"}, "weight_bits"),
+    ({"vectors": 0}, "vectors"),
+    ({"weights": np.full((4, 8), 2)}, "weights"),
+    ({"weights": np.ones(8, int)}, "weights"),
+    ({"weights": np.full((4, 8), 2), "weight_kind": "ternary"}, "weights"),
+    ({"thresholds": np.zeros((3, 1), int)}, "thresholds"),
+    ({"thresholds": np.array([[2, 1]] * 4)}, "thresholds"),
+    ({"thresholds": np.full((4, 1), 0.5)}, "thresholds"),
+])
+def test_bad_configuration_raises_config_error_naming_the_field(kwargs, field):
+    args = {"weights": np.ones((4, 8), int), "thresholds": None, "pe": 2, "simd": 4}
+    args.update(kwargs)
+    w, t = args.pop("weights"), args.pop("thresholds")
+    with pytest.raises(ConfigError) as e:
+        MVTU(w, t, **args)
+    assert e.value.field == field and e.value.fix
