@@ -11,13 +11,17 @@ import os
 import sys
 import time
 
-from qnnfab.errors import QnnfabError
+from qnnfab.errors import ConfigError, QnnfabError
 
 EPILOG_MAIN = """examples:
   qnnfab sim --list                 list the cocotb regressions
   qnnfab sim xnor_popcount          run one regression on Verilator
   qnnfab sim                        run them all
   qnnfab demo                       the end-to-end demo
+  qnnfab boards                     supported boards
+  qnnfab generate --board pynq-z2 --config configs/lfc_small.toml --out out/lfc
+  qnnfab report --config configs/cnv_small.toml --png cnv.png
+  qnnfab fold --config configs/lfc_w1a1.toml --fastest --out lfc_fast.toml
 """
 
 
@@ -25,6 +29,16 @@ def _cmd_sim(args):
     from qnnfab.sim import registry
 
     regs = registry.regressions()
+    if args.config:
+        if args.names:
+            raise ConfigError("qnnfab sim", "--config", "cannot be combined with regression names",
+                              "run `qnnfab sim --config FILE` on its own")
+        from qnnfab import netconfig
+        from pathlib import Path
+        path = Path(args.config).resolve()
+        netconfig.load(path)  # validate before any build
+        jobs = [("network", {"config": str(path), "frames": args.frames})]
+        return _run_jobs(regs, jobs, ["network"], args.seed)
     if args.list:
         width = max(len(n) for n in regs) if regs else 0
         for name, reg in regs.items():
@@ -37,6 +51,11 @@ def _cmd_sim(args):
     for n in names:
         for params in regs[n].cases:
             jobs.append((n, params))
+    return _run_jobs(regs, jobs, names, args.seed)
+
+
+def _run_jobs(regs, jobs, names, seed):
+    from qnnfab.sim import registry
     failed = []
     t_all = time.monotonic()
     print(f"qnnfab sim: {len(jobs)} cases in {len(names)} regression(s), "
@@ -46,7 +65,7 @@ def _cmd_sim(args):
         print(f"{label} ...", end="", flush=True)
         t0 = time.monotonic()
         try:
-            res = registry.run_case(n, params, seed=args.seed)
+            res = registry.run_case(n, params, seed=seed)
         except QnnfabError as e:
             dt = time.monotonic() - t0
             print(f" FAIL ({dt:.1f} s)", flush=True)
@@ -70,6 +89,99 @@ def _cmd_sim(args):
     return 0
 
 
+def _load_config(path):
+    from qnnfab import netconfig
+    return netconfig.load(path)
+
+
+def _cmd_boards(args):
+    from qnnfab.boards import BOARDS
+    print(f"{'board':<10} {'part':<18} {'LUT':>7} {'FF':>8} {'BRAM36':>7} {'DSP':>4}  clock")
+    for name, plat in BOARDS.items():
+        d = plat.capacity
+        clk = plat().default_clk_frequency / 1e6
+        print(f"{name:<10} {d.part:<18} {d.lut:>7,} {d.ff:>8,} {d.bram36:>7} {d.dsp:>4}  {clk:g} MHz")
+    return 0
+
+
+def _report(cfg, board, jobs, clock_mhz):
+    from qnnfab.boards.report import format_report, network_report
+    print(f"synthesizing {len(cfg.layers)} layers with Yosys (cached; {jobs} in parallel) ...", flush=True)
+    rep = network_report(cfg, jobs=jobs, f_clk=clock_mhz * 1e6,
+                         progress=lambda msg: print(msg, flush=True))
+    return rep, format_report(rep, board.capacity)
+
+
+def _cmd_report(args):
+    from qnnfab.boards import get_board
+    from qnnfab.boards.report import plot_report
+    board = get_board(args.board)
+    cfg = _load_config(args.config)
+    rep, text = _report(cfg, board, args.jobs, args.clock)
+    print(text)
+    if args.png:
+        plot_report(rep, args.png)
+        print(f"bar chart: {args.png}")
+    return 0
+
+
+def _cmd_generate(args):
+    from pathlib import Path
+    from qnnfab.boards import check_fits, get_board
+    from qnnfab.boards.fold import estimate
+    from qnnfab.boards.plan import write_accelerator, write_build_plan
+    from qnnfab.boards.report import plot_report
+    board = get_board(args.board)
+    cfg = _load_config(args.config)
+    out = Path(args.out)
+    # checks before any Verilog is written: the model, then Yosys
+    check_fits(f"network '{cfg.name}' (model estimate)", estimate(cfg), board.capacity, margin=1.0)
+    text = None
+    if not args.no_report:
+        rep, text = _report(cfg, board, args.jobs, args.clock)
+        check_fits(f"network '{cfg.name}'", rep.total, board.capacity)
+    out.mkdir(parents=True, exist_ok=True)
+    name = write_accelerator(cfg, out / "accel" / f"qnnfab_{cfg.name.replace('-', '_')}.v")
+    print(f"accelerator IP (AXI-Stream ports): {out / 'accel'}/ (module {name})")
+    files = write_build_plan(cfg, board, out / "plan")
+    print(f"build plan for {args.board} (Vivado: cd {out / 'plan'} && sh build_top.sh): {', '.join(files)}")
+    if text is not None:
+        (out / "report.txt").write_text(text + "\n")
+        plot_report(rep, out / "report.png")
+        print(text)
+        print(f"report: {out / 'report.txt'}, {out / 'report.png'}")
+    return 0
+
+
+def _cmd_fold(args):
+    from pathlib import Path
+    from qnnfab import netconfig
+    from qnnfab.boards import get_board
+    from qnnfab.boards.fold import auto_fold
+    board = get_board(args.board)
+    cfg = _load_config(args.config)
+    if (args.fps is None) == (not args.fastest):
+        raise ConfigError("qnnfab fold", "--fps/--fastest", "give exactly one of them",
+                          "e.g. --fps 100000 or --fastest")
+    res = auto_fold(cfg, board.capacity, target_fps=args.fps, f_clk=args.clock * 1e6)
+    print(f"{'layer':<12} {'type':<8} {'SIMD':>5} {'PE':>4} {'cycles/frame':>13}")
+    for L, (_, cyc) in zip(cfg.layers, res.cycles):
+        mark = "  <- bottleneck" if L.name == res.bottleneck[0] else ""
+        print(f"{L.name:<12} {L.type:<8} {L.simd:>5} {L.pe:>4} {cyc:>13,}{mark}")
+    e = res.estimate
+    fps = args.clock * 1e6 / res.bottleneck[1]
+    print(f"{fps:,.0f} frames/s at {args.clock:g} MHz ({res.reason}); estimated {e.lut + e.lutram:,} LUT, "
+          f"{e.bram36:g} BRAM36 of {board.capacity.part}")
+    out = Path(args.out)
+    ref = cfg.weights_ref
+    if ref != "random":
+        import os
+        ref = os.path.relpath(ref, out.resolve().parent)
+    out.write_text(netconfig.dumps(cfg, ref))
+    print(f"folded config: {out}")
+    return 0
+
+
 def _cmd_demo(args):
     from qnnfab import demo
     return demo.run(args.out, args.seed)
@@ -90,13 +202,65 @@ def build_parser():
                     "builds its design once (cached by Verilog hash) and compares every "
                     "output with qnnfab.golden under random gaps and backpressure.",
         epilog="examples:\n  qnnfab sim --list\n  qnnfab sim xnor_popcount --seed 42\n"
+               "  qnnfab sim --config configs/lfc_small.toml --frames 200\n"
                "  SIM=icarus qnnfab sim xnor_popcount   (when iverilog is installed)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("names", nargs="*", metavar="NAME", help="regressions to run (default: all)")
     s.add_argument("--list", action="store_true", help="list the regressions and exit")
+    s.add_argument("--config", metavar="FILE", help="run the whole-network regression on this config")
+    s.add_argument("--frames", type=int, default=100, help="frames per test with --config (default 100)")
     s.add_argument("--seed", type=int, default=None,
                    help="random seed (default: fresh per case, printed; or $QNNFAB_SEED)")
     s.set_defaults(func=_cmd_sim)
+
+    b = sub.add_parser("boards", help="list the supported boards",
+                       description="List the supported boards with their device capacities.",
+                       epilog="example:\n  qnnfab boards", formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.set_defaults(func=_cmd_boards)
+
+    def board_args(sp, report=True):
+        sp.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
+        sp.add_argument("--board", default="pynq-z2", help="target board (default pynq-z2; see `qnnfab boards`)")
+        sp.add_argument("--clock", type=float, default=100.0, metavar="MHZ",
+                        help="clock for the throughput figures (default 100 MHz, as BNN-PYNQ)")
+        if report:
+            sp.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (default 2)")
+
+    g = sub.add_parser(
+        "generate", help="Verilog + build plan + resource report for a board",
+        description="Validate the config, synthesize every layer with Yosys (cached) and check the "
+                    "design fits the board, then write the accelerator Verilog (AXI-Stream ports), "
+                    "the board's build plan (Vivado Tcl, XDC, build script) and the report.",
+        epilog="example:\n  qnnfab generate --board pynq-z2 --config configs/lfc_small.toml --out out/lfc",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    board_args(g)
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    g.add_argument("--no-report", action="store_true", help="skip Yosys (model-based fit check only)")
+    g.set_defaults(func=_cmd_generate)
+
+    r = sub.add_parser(
+        "report", help="resources and throughput per layer, bottleneck, PNG chart",
+        description="Synthesize every layer with Yosys synth_xilinx (cached, in parallel) and print "
+                    "LUT/FF/BRAM/DSP and cycles per frame per layer against the board.",
+        epilog="example:\n  qnnfab report --config configs/lfc_small.toml --png lfc.png",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    board_args(r)
+    r.add_argument("--png", metavar="FILE", help="write a bar chart of cycles and LUTs per layer")
+    r.set_defaults(func=_cmd_report)
+
+    f = sub.add_parser(
+        "fold", help="choose PE/SIMD per layer for a frame rate, or the fastest that fits",
+        description="FINN-style folding search: raise the bottleneck layer's SIMD, then PE, until the "
+                    "target is met or the board's budget (80%% LUT, 90%% BRAM, per-lane cost model "
+                    "calibrated on Yosys) is reached; writes the folded config.",
+        epilog="examples:\n  qnnfab fold --config configs/cnv_w1a1.toml --fps 3000 --out cnv_3k.toml\n"
+               "  qnnfab fold --config configs/lfc_w1a1.toml --fastest --out lfc_fast.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    board_args(f, report=False)
+    f.add_argument("--fps", type=float, help="target frames per second at --clock")
+    f.add_argument("--fastest", action="store_true", help="the fastest folding that fits the board")
+    f.add_argument("--out", required=True, metavar="FILE", help="where to write the folded config")
+    f.set_defaults(func=_cmd_fold)
 
     d = sub.add_parser(
         "demo", help="the main job: end-to-end check (Verilog, lint, Verilator vs golden, Yosys)",

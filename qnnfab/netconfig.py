@@ -43,7 +43,7 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 
-__all__ = ["LayerSpec", "NetConfig", "load", "loads", "save_weights", "divisors"]
+__all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "divisors"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool")
 WEIGHT_KINDS = ("bipolar", "ternary", "int")
@@ -105,6 +105,8 @@ class NetConfig:
     input_bits: int | None
     layers: list
     source: str = ""
+    weights_ref: str = "random"     # the [network] weights entry, as an absolute path or "random"
+    seed: int = 0
 
     # ---- golden model -------------------------------------------------
     def golden(self):
@@ -393,9 +395,9 @@ def loads(text, base_dir=".", source="<string>"):
         specs.append(s)
         cur_shape, cur_kind, cur_bits = s.out_shape, s.out_kind, s.out_bits
         prev_pe = s.pe
-    if specs[-1].type == "maxpool" and False:
-        pass
-    cfg = NetConfig(name, tuple(shape), in_kind, in_bits, specs, source)
+    ref = "random" if store is None else str((Path(base_dir) / weights_src).resolve())
+    cfg = NetConfig(name, tuple(shape), in_kind, in_bits, specs, source, ref,
+                    int(net.get("seed", 0)))
     # the golden model re-validates kinds and ranges; report its errors as config errors
     cfg.golden()
     return cfg
@@ -420,6 +422,34 @@ def load(path):
     if not p.exists():
         raise ConfigError(str(path), "config", "file does not exist", "pass the path of a .toml config")
     return loads(p.read_text(), p.parent, str(p))
+
+
+def dumps(cfg, weights_ref=None):
+    """The config as TOML text (the same topology and folding; ``weights_ref``
+    overrides the weights entry, e.g. a path relative to the new file)."""
+    ref = weights_ref if weights_ref is not None else cfg.weights_ref
+    out = ["[network]", f'name = "{cfg.name}"', f"input_shape = {list(cfg.input_shape)}",
+           f'input_kind = "{cfg.input_kind}"']
+    if cfg.input_bits:
+        out.append(f"input_bits = {cfg.input_bits}")
+    out.append(f'weights = "{ref}"')
+    if ref == "random":
+        out.append(f"seed = {cfg.seed}")
+    for L in cfg.layers:
+        out += ["", "[[layer]]", f'name = "{L.name}"', f'type = "{L.type}"']
+        if L.type == "maxpool":
+            out += [f"kernel = {L.kernel}", f"stride = {L.stride}", f"simd = {L.simd}"]
+        else:
+            out += [f"out = {L.out}", f'act = "{L.act}"', f'weight_kind = "{L.weight_kind}"']
+            if L.weight_bits:
+                out.append(f"weight_bits = {L.weight_bits}")
+            if L.type == "conv":
+                out += [f"kernel = {L.kernel}", f"stride = {L.stride}", f"pad = {L.pad}",
+                        f"pad_value = {L.pad_value}"]
+            out += [f"pe = {L.pe}", f"simd = {L.simd}"]
+        if L.fifo_depth:
+            out.append(f"fifo_depth = {L.fifo_depth}")
+    return "\n".join(out) + "\n"
 
 
 def save_weights(path, cfg):

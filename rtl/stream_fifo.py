@@ -18,8 +18,10 @@ class StreamFIFO(wiring.Component):
     width : int
         Payload bits, >= 1.
     depth : int
-        Words held, >= 2 (SyncFIFOBuffered keeps its last entry in the output
-        register; larger depths use a block/distributed RAM).
+        Words held in the FIFO memory, >= 2, plus one in the output register
+        (``SyncFIFOBuffered(depth + 1)``: a buffered FIFO of depth d keeps d-1
+        words in memory, and one of depth 2 alternates between full and empty,
+        halving the throughput).
 
     Ports
     -----
@@ -45,7 +47,7 @@ class StreamFIFO(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.width, depth=self.depth + 1)
         m.d.comb += [
             fifo.w_data.eq(self.i.payload),
             fifo.w_en.eq(self.i.valid),

@@ -10,10 +10,17 @@ do not point at real problems:
   ``\\i__payload.w`` for struct fields, kept for waveforms;
 * ``DECLFILENAME``: the file name differs from the module name;
 * ``WIDTHEXPAND``: operands zero/sign-extended to the result width, exactly as
-  Amaranth's arithmetic rules specify.
+  Amaranth's arithmetic rules specify;
+* ``WIDTHTRUNC`` on a logical NOT: Amaranth writes ``x == 0`` as ``!x`` for a
+  multi-bit ``x`` (a reduction, not a truncation);
+* ``ASCRANGE`` of ``[-1:0]``: a zero-width signal (``Signal(range(1))``),
+  which Amaranth declares but never reads as a value;
+* ``CASEINCOMPLETE``: every combinational ``always @*`` block Amaranth writes
+  first assigns the signal's default, then the ``case``, so a value without a
+  case arm keeps that default (no latch; ``LATCH`` stays a problem).
 
-Everything else (``WIDTHTRUNC``, ``LATCH``, ``MULTIDRIVEN``, ``UNOPTFLAT``
-combinational loops, ``CASEINCOMPLETE``, ...) is reported as a problem.
+Everything else (other ``WIDTHTRUNC``, ``LATCH``, ``MULTIDRIVEN``,
+``UNOPTFLAT`` combinational loops, ...) is reported as a problem.
 """
 
 import re
@@ -25,9 +32,20 @@ from .toolchain import setup_verilator
 
 __all__ = ["lint", "BENIGN"]
 
-BENIGN = frozenset({"PROCASSINIT", "UNUSEDSIGNAL", "UNUSEDPARAM", "DECLFILENAME", "WIDTHEXPAND"})
+BENIGN = frozenset({"PROCASSINIT", "UNUSEDSIGNAL", "UNUSEDPARAM", "DECLFILENAME", "WIDTHEXPAND",
+                    "CASEINCOMPLETE"})
 
 _WARN = re.compile(r"^%(Warning|Error)-?([A-Z0-9_]*): (.*)$")
+
+
+def _benign(code, msg):
+    if code in BENIGN:
+        return True
+    if code == "WIDTHTRUNC" and "Logical operator LOGNOT" in msg:
+        return True
+    if code == "ASCRANGE" and "[-1:0]" in msg:
+        return True
+    return False
 
 
 def lint(verilog_text, top):
@@ -48,7 +66,7 @@ def lint(verilog_text, top):
         if not code and msg.startswith("Exiting due to"):
             continue
         entry = (code or kind.upper(), msg.replace(str(path), f"{top}.v"))
-        (benign if code in BENIGN else problems).append(entry)
+        (benign if _benign(code, msg) else problems).append(entry)
     if proc.returncode != 0 and not problems and not benign:
         problems.append(("ERROR", proc.stderr.strip()[-2000:]))
     return problems, benign

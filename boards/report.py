@@ -1,0 +1,134 @@
+"""Per-layer resource and throughput report of a network config.
+
+Every stage of the dataflow (MVTU/conv/max-pool, FIFOs and width converters,
+the latter two summed per layer) is synthesized on its own with Yosys
+``synth_xilinx -family xc7`` (cached by Verilog hash), in parallel, with
+progress output. The table sets each layer's LUT/FF/BRAM/DSP against the
+device and its cycles per frame against the bottleneck.
+"""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .device import check_fits
+from .yosys import Resources, synth_xc7
+
+__all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "plot_report"]
+
+
+@dataclass
+class LayerReport:
+    name: str
+    type: str
+    pe: int
+    simd: int
+    cycles: int
+    resources: Resources
+
+
+@dataclass
+class NetworkReport:
+    name: str
+    layers: list
+    total: Resources
+    bottleneck: str
+    bottleneck_cycles: int
+    f_clk: float
+
+    @property
+    def frames_per_s(self):
+        return self.f_clk / self.bottleneck_cycles
+
+
+def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print):
+    """Synthesize every stage of ``cfg``'s dataflow; return a :class:`NetworkReport`."""
+    from qnnfab.rtl.dataflow import Dataflow
+
+    top = Dataflow(cfg)
+    owner = {}
+    current = None
+    # FIFOs and width converters belong to the layer they feed
+    pending = []
+    for kind, name, comp in top.stages:
+        if kind in ("fifo", "width"):
+            pending.append((name, comp))
+            continue
+        current = name
+        for n, c in pending:
+            owner[n] = (current, c)
+        pending = []
+        owner[name] = (current, comp)
+    items = list(owner.items())
+    results = {}
+    t0 = time.monotonic()
+
+    def run(item):
+        stage, (layer, comp) = item
+        return stage, layer, synth_xc7(comp, top=stage.replace("-", "_"))
+
+    done = 0
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for stage, layer, res in pool.map(run, items):
+            done += 1
+            results.setdefault(layer, Resources())
+            results[layer] = results[layer] + res
+            if progress:
+                progress(f"  [{done}/{len(items)}] synthesized {stage}: {res.lut} LUT, {res.ff} FF, "
+                         f"{res.bram36:g} BRAM36, {res.dsp} DSP ({time.monotonic() - t0:.0f} s)")
+    layers = []
+    total = Resources()
+    for L in cfg.layers:
+        r = results.get(L.name, Resources())
+        total = total + r
+        layers.append(LayerReport(L.name, L.type, L.pe, L.simd, cfg.layer_cycles(L), r))
+    worst = max(layers, key=lambda x: x.cycles)
+    return NetworkReport(cfg.name, layers, total, worst.name, worst.cycles, f_clk)
+
+
+def format_report(rep, device=None):
+    """The report as a text table (and utilisation lines when ``device`` is given)."""
+    lines = [f"network {rep.name}: per-layer resources (Yosys synth_xilinx -family xc7) and cycles/frame",
+             f"{'layer':<12} {'type':<8} {'PE':>4} {'SIMD':>5} {'cycles':>9} {'LUT':>8} {'LUTRAM':>7} "
+             f"{'FF':>8} {'BRAM36':>7} {'DSP':>4}"]
+    for L in rep.layers:
+        r = L.resources
+        mark = "  <- bottleneck" if L.name == rep.bottleneck else ""
+        lines.append(f"{L.name:<12} {L.type:<8} {L.pe:>4} {L.simd:>5} {L.cycles:>9,} {r.lut:>8,} "
+                     f"{r.lutram:>7,} {r.ff:>8,} {r.bram36:>7g} {r.dsp:>4}{mark}")
+    t = rep.total
+    lines.append(f"{'total':<12} {'':<8} {'':>4} {'':>5} {'':>9} {t.lut:>8,} {t.lutram:>7,} {t.ff:>8,} "
+                 f"{t.bram36:>7g} {t.dsp:>4}")
+    lines.append(f"bottleneck {rep.bottleneck}: {rep.bottleneck_cycles:,} cycles/frame -> "
+                 f"{rep.frames_per_s:,.0f} frames/s at {rep.f_clk / 1e6:g} MHz")
+    if device is not None:
+        for name, (u, cap, frac) in device.utilisation(t).items():
+            lines.append(f"  {name:<7} {u:>10,.0f} of {cap:>8,} ({100 * frac:5.1f}%) on {device.part}")
+    return "\n".join(lines)
+
+
+def plot_report(rep, path):
+    """A PNG with two bar charts per layer: cycles/frame and LUTs."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [L.name for L in rep.layers]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(max(6, 1.2 * len(names) + 4), 3.8))
+    colors = ["tab:red" if n == rep.bottleneck else "tab:blue" for n in names]
+    a.bar(names, [L.cycles for L in rep.layers], color=colors)
+    a.set_title("cycles per frame (red: bottleneck)")
+    a.set_ylabel("cycles")
+    b.bar(names, [L.resources.lut + L.resources.lutram for L in rep.layers], color="tab:green")
+    b.set_title("LUTs (logic + LUT-RAM)")
+    for ax in (a, b):
+        ax.tick_params(axis="x", rotation=45)
+    fig.suptitle(f"{rep.name}: {rep.frames_per_s:,.0f} frames/s at {rep.f_clk / 1e6:g} MHz")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fits_or_raise(rep, device):
+    check_fits(f"network '{rep.name}'", rep.total, device)

@@ -1,0 +1,138 @@
+"""Datasets for the quantization-aware trainer (:mod:`qnnfab.golden.train`), NumPy + gzip only.
+
+A :class:`Dataset` holds integer pixels ready for a network whose first layer
+takes ``pixel_bits``-bit unsigned inputs (input kind "uint", as CNV's first
+layer takes fixed-point pixels): ``x_*`` are (B, F) int64 in
+[0, 2^pixel_bits - 1] (images flattened in NHWC order (h, w, c), the order
+:class:`qnnfab.golden.FC` flattens them in), ``y_*`` are (B,) int64 labels in
+[0, classes). ``input_shape`` records the original image shape (for display;
+the trainer's MLP uses the flattened F).
+
+Shipped data (nothing is downloaded at run time): ``data/digits.csv.gz`` is
+scikit-learn's copy of the UCI "Optical Recognition of Handwritten Digits"
+test set (E. Alpaydin, C. Kaynak, 1998): 1797 8x8 images, pixels 0..16, taken
+unchanged from the scikit-learn 1.9.1 wheel (``sklearn/datasets/data/``,
+BSD-3-Clause, Copyright (c) 2007-2026 The scikit-learn developers; the UCI
+data are CC BY 4.0). ``data/DIGITS_NOTICE.txt`` holds the full notice. Each
+CSV row is 64 pixels (row-major) followed by the label.
+
+Bring your own data with :func:`from_arrays` (e.g. MNIST uint8 arrays with
+``pixel_bits=8``, or float images in [0, 1] quantized to ``pixel_bits``).
+"""
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._util import ConfigError
+
+__all__ = ["Dataset", "load_digits", "from_arrays", "split", "DATA_DIR"]
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+@dataclass
+class Dataset:
+    """Train/test arrays of integer pixels (see the module docstring for layouts)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    name: str = "custom"
+    pixel_bits: int = 8
+    input_shape: tuple = ()
+    classes: int = 0
+
+    def __post_init__(self):
+        where = f"dataset '{self.name}'"
+        self.pixel_bits = int(self.pixel_bits)
+        if not 1 <= self.pixel_bits <= 16:
+            raise ConfigError(where, "pixel_bits", f"must be 1..16, got {self.pixel_bits}",
+                              "pass the bit width of the unsigned pixels")
+        hi = (1 << self.pixel_bits) - 1
+        for part in ("train", "test"):
+            x = np.asarray(getattr(self, f"x_{part}"))
+            y = np.asarray(getattr(self, f"y_{part}"))
+            if x.ndim < 2 or x.shape[0] != y.shape[0] or y.ndim != 1:
+                raise ConfigError(where, f"x_{part}", f"shape {x.shape} does not match labels {y.shape}",
+                                  "pass x (B, ...) and y (B,)")
+            if not np.issubdtype(x.dtype, np.integer):
+                raise ConfigError(where, f"x_{part}", f"must hold integer pixels, got dtype {x.dtype}",
+                                  "use from_arrays() to quantize float images")
+            if x.size and (x.min() < 0 or x.max() > hi):
+                raise ConfigError(where, f"x_{part}", f"pixels must lie in [0, {hi}] for pixel_bits = "
+                                  f"{self.pixel_bits}, found [{x.min()}, {x.max()}]",
+                                  "raise pixel_bits or rescale the pixels")
+            if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
+                raise ConfigError(where, f"y_{part}", "labels must be integers >= 0", "pass class indices")
+            if not self.input_shape:
+                self.input_shape = tuple(int(s) for s in x.shape[1:])
+            setattr(self, f"x_{part}", x.reshape(x.shape[0], -1).astype(np.int64))
+            setattr(self, f"y_{part}", y.astype(np.int64))
+        if self.x_train.shape[1] != self.x_test.shape[1]:
+            raise ConfigError(where, "x_test", f"has {self.x_test.shape[1]} features, x_train has "
+                              f"{self.x_train.shape[1]}", "use the same image size for both")
+        if not self.classes:
+            self.classes = int(max(self.y_train.max(initial=0), self.y_test.max(initial=0))) + 1
+
+    @property
+    def features(self):
+        return int(self.x_train.shape[1])
+
+    def subset(self, n_train=None, n_test=None):
+        """The first ``n_train`` / ``n_test`` examples (quick runs and tests)."""
+        return Dataset(self.x_train[:n_train], self.y_train[:n_train], self.x_test[:n_test], self.y_test[:n_test],
+                       self.name, self.pixel_bits, self.input_shape, self.classes)
+
+    def __repr__(self):
+        return (f"Dataset({self.name!r}, train={len(self.y_train)}, test={len(self.y_test)}, "
+                f"features={self.features}, classes={self.classes}, pixel_bits={self.pixel_bits})")
+
+
+def split(x, y, test_fraction=0.25, seed=0):
+    """Seeded random split: returns (x_train, y_train, x_test, y_test); the test part has ceil(B * fraction)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if not 0 < test_fraction < 1:
+        raise ConfigError("split", "test_fraction", f"must be in (0, 1), got {test_fraction}", "e.g. 0.25")
+    perm = np.random.default_rng(seed).permutation(len(y))
+    n_test = int(np.ceil(len(y) * test_fraction))  # as scikit-learn's train_test_split
+    te, tr = perm[:n_test], perm[n_test:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+def load_digits(test_fraction=0.25, seed=0, path=None):
+    """The shipped 8x8 digits: 1797 images, 5-bit pixels (0..16), seeded 75/25 split (1347 / 450)."""
+    p = Path(path) if path is not None else DATA_DIR / "digits.csv.gz"
+    if not p.exists():
+        raise ConfigError("load_digits", "path", f"{p} does not exist",
+                          "reinstall qnnfab (the data file ships as package data)")
+    with gzip.open(p, "rt") as f:
+        raw = np.loadtxt(f, delimiter=",", dtype=np.int64)
+    x, y = raw[:, :-1], raw[:, -1]
+    xtr, ytr, xte, yte = split(x.reshape(-1, 8, 8, 1), y, test_fraction, seed)
+    return Dataset(xtr, ytr, xte, yte, name="digits", pixel_bits=5, input_shape=(8, 8, 1), classes=10)
+
+
+def from_arrays(x_train, y_train, x_test, y_test, pixel_bits=8, name="custom", classes=None):
+    """Wrap user arrays (e.g. MNIST / CIFAR-10) as a :class:`Dataset`.
+
+    ``x_*``: (B, ...) images, either integers in [0, 2^pixel_bits - 1] (e.g.
+    uint8 with ``pixel_bits=8``) or floats in [0, 1], which are quantized to
+    round(x * (2^pixel_bits - 1)). Images (B, H, W, C) are flattened in NHWC
+    order. ``y_*``: (B,) class indices.
+    """
+    hi = (1 << int(pixel_bits)) - 1
+    xs = []
+    for part, x in (("x_train", x_train), ("x_test", x_test)):
+        x = np.asarray(x)
+        if np.issubdtype(x.dtype, np.floating):
+            if x.size and (np.nanmin(x) < 0 or np.nanmax(x) > 1 or not np.all(np.isfinite(x))):
+                raise ConfigError(f"dataset '{name}'", part, "float pixels must lie in [0, 1]",
+                                  "scale the images to [0, 1] or pass integer pixels")
+            x = np.round(x * hi).astype(np.int64)
+        xs.append(x)
+    return Dataset(xs[0], np.asarray(y_train), xs[1], np.asarray(y_test), name=name, pixel_bits=pixel_bits,
+                   classes=classes or 0)

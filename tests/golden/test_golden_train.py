@@ -1,0 +1,325 @@
+"""Tests of the quantization-aware trainer (qnnfab.golden.train) and the dataset interface."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from qnnfab import netconfig
+from qnnfab.errors import ConfigError
+from qnnfab.golden import multithreshold
+from qnnfab.golden import train as T
+from qnnfab.golden.datasets import Dataset, from_arrays, load_digits, split
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+# ---------------------------------------------------------------------- datasets
+
+def test_load_digits_split(digits):
+    assert (len(digits.y_train), len(digits.y_test)) == (1347, 450)
+    assert digits.features == 64 and digits.classes == 10 and digits.pixel_bits == 5
+    assert digits.x_train.min() == 0 and digits.x_train.max() == 16
+    assert set(np.unique(digits.y_test)) == set(range(10))
+    again = load_digits()
+    assert np.array_equal(again.x_test, digits.x_test) and np.array_equal(again.y_train, digits.y_train)
+    other = load_digits(seed=1)
+    assert not np.array_equal(other.y_test, digits.y_test)
+    # the split is a partition of the 1797 images
+    allx = np.concatenate([digits.x_train, digits.x_test])
+    assert len(allx) == 1797
+
+
+def test_split_partition():
+    x = np.arange(40).reshape(20, 2)
+    y = np.arange(20)
+    xtr, ytr, xte, yte = split(x, y, 0.25, seed=3)
+    assert len(yte) == 5 and sorted(np.concatenate([ytr, yte]).tolist()) == list(range(20))
+    assert np.array_equal(xte[:, 0], 2 * yte)
+
+
+def test_from_arrays_quantizes_and_validates():
+    rng = np.random.default_rng(0)
+    xf = rng.random((10, 4, 4, 1))
+    ds = from_arrays(xf, rng.integers(0, 3, 10), xf[:4], np.array([0, 1, 2, 1]), pixel_bits=4, name="toy")
+    assert ds.x_train.shape == (10, 16) and ds.x_train.max() <= 15 and ds.input_shape == (4, 4, 1)
+    assert np.array_equal(ds.x_train, np.round(xf.reshape(10, -1) * 15))
+    assert ds.classes == 3
+    with pytest.raises(ConfigError, match="pixel_bits"):
+        from_arrays(np.full((2, 3), 300), [0, 1], np.zeros((1, 3), int), [0], pixel_bits=8)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        from_arrays(np.full((2, 3), 1.5), [0, 1], np.zeros((1, 3)), [0])
+    with pytest.raises(ConfigError, match="x_train"):
+        Dataset(np.zeros((3, 2), int), np.zeros(2, int), np.zeros((1, 2), int), np.zeros(1, int))
+
+
+# ---------------------------------------------------------------------- elementary pieces
+
+def test_progressive_v_schedule():
+    total = 101
+    v = np.array([T.progressive_v(s, total) for s in range(total)])
+    assert v[0] == pytest.approx(1.0) and v[-1] == pytest.approx(1000.0)
+    assert np.all(np.diff(v) > 0)
+    # logarithmic rise: log v is linear in the step
+    assert np.allclose(np.diff(np.log10(v)), 3.0 / (total - 1))
+    assert v[50] == pytest.approx(math.sqrt(1000.0))
+    assert T.progressive_v(5, 11, 2.0, 8.0) == pytest.approx(4.0)
+    # final weights sign(theta): theta = clip(v P) has the sign of P (0 -> +1)
+    p = np.array([-0.5, -1e-4, 0.0, 2e-4, 0.3])
+    th = T.binarize(p, "progressive", v=1000.0)
+    assert np.array_equal(th, [-1.0, -0.1, 0.0, 0.2, 1.0])
+    assert np.array_equal(T.binarize(p, "ste"), [-1, -1, 1, 1, 1])
+
+
+def test_stochastic_binarization_probabilities():
+    rng = np.random.default_rng(7)
+    w = np.array([-1.5, -1.0, -0.6, -0.2, 0.0, 0.3, 0.8, 1.0, 2.0])
+    n = 40000
+    samples = np.stack([T.binarize(w, "stochastic", rng) for _ in range(n)])
+    assert set(np.unique(samples)) <= {-1.0, 1.0}
+    freq = (samples > 0).mean(0)
+    p = T.hard_sigmoid(w)
+    assert np.array_equal(p, [0, 0, 0.2, 0.4, 0.5, 0.65, 0.9, 1, 1])
+    sigma = np.sqrt(p * (1 - p) / n)
+    assert np.all(np.abs(freq - p) <= 5 * sigma + 1e-12), (freq, p)
+    assert np.all(freq[[0, 1]] == 0) and np.all(freq[[7, 8]] == 1)
+
+
+def test_ste_sign_forward_and_mask():
+    y = np.array([-2.0, -1.0, -0.3, 0.0, 0.5, 1.0, 1.01])
+    f, m = T.ste_sign(y)
+    assert np.array_equal(f, [-1, -1, -1, 1, 1, 1, 1])
+    assert np.array_equal(m, [0, 1, 1, 1, 1, 1, 0])
+    # the mask is the derivative of hard tanh (finite differences away from the kinks)
+    h = 1e-6
+    for yy in (-1.5, -0.7, 0.2, 0.9, 1.3):
+        fd = (np.clip(yy + h, -1, 1) - np.clip(yy - h, -1, 1)) / (2 * h)
+        assert fd == pytest.approx(T.ste_sign(np.array([yy]))[1][0])
+
+
+# ---------------------------------------------------------------------- gradients
+
+def _toy_model(scheme, sizes, rng, act="relu"):
+    layers = T._init(sizes, scheme, rng)
+    for L in layers:
+        if L.gamma is not None:
+            L.gamma = rng.uniform(0.5, 1.5, L.gamma.shape) * rng.choice([-1, 1], L.gamma.shape)
+            L.beta = rng.normal(0, 0.5, L.beta.shape)
+        if L.bias is not None:
+            L.bias = rng.normal(0, 0.3, L.bias.shape)
+    return T.TrainResult(scheme, sizes, 4, layers, log_alpha=-0.7, act=act, eps=1e-4)
+
+
+def _loss(model, x, y, loss, v=1.0, rng=None):
+    m = copy.deepcopy(model)
+    return T._train_step(m, x, y, rng, v, loss, False)[0]
+
+
+@pytest.mark.parametrize("act,loss", [("relu", "ce"), ("hardtanh", "ce"), ("hardtanh", "hinge"), ("relu", "hinge")])
+def test_float_gradients_finite_differences(act, loss):
+    """Dense + BN (batch statistics) + activation + loss backward against central differences."""
+    rng = np.random.default_rng(11)
+    sizes = (7, 6, 5, 4)
+    model = _toy_model("float", sizes, rng, act)
+    x = rng.integers(0, 16, (9, 7)).astype(np.float64)
+    y = rng.integers(0, 4, 9)
+    _, grads, _ = T._train_step(copy.deepcopy(model), x, y, None, 1.0, loss, False)
+    h = 1e-6
+    checked = 0
+    for i, L in enumerate(model.layers):
+        for name in ("w", "gamma", "beta", "bias"):
+            arr = getattr(L, name)
+            if arr is None:
+                continue
+            g = grads[i][name]
+            for idx in list(np.ndindex(arr.shape))[:6]:
+                plus, minus = copy.deepcopy(model), copy.deepcopy(model)
+                getattr(plus.layers[i], name)[idx] += h
+                getattr(minus.layers[i], name)[idx] -= h
+                fd = (_loss(plus, x, y, loss) - _loss(minus, x, y, loss)) / (2 * h)
+                assert g[idx] == pytest.approx(fd, rel=1e-4, abs=1e-7), (i, name, idx)
+                checked += 1
+    assert checked > 30
+
+
+@pytest.mark.parametrize("loss", ["ce", "hinge"])
+def test_binary_last_layer_gradients_finite_differences(loss, monkeypatch):
+    """STE network: the float parts after the last sign (last-layer weights as reals, the scale alpha)."""
+    rng = np.random.default_rng(5)
+    sizes = (8, 6, 6, 3)
+    model = _toy_model("ste", sizes, rng)
+    x = rng.integers(0, 16, (10, 8)).astype(np.float64)
+    y = rng.integers(0, 3, 10)
+    _, grads, ga = T._train_step(copy.deepcopy(model), x, y, None, 1.0, loss, False)
+    # evaluate the loss as a function of the real-valued last-layer matrix Wq = sign(W)
+    real = copy.deepcopy(model)
+    for L in real.layers:
+        L.w = np.where(L.w >= 0, 1.0, -1.0)
+    monkeypatch.setattr(T, "binarize", lambda w, scheme, rng=None, v=1.0: w)
+    h = 1e-6
+    last = len(sizes) - 2
+    for idx in np.ndindex(real.layers[last].w.shape):
+        plus, minus = copy.deepcopy(real), copy.deepcopy(real)
+        plus.layers[last].w[idx] += h
+        minus.layers[last].w[idx] -= h
+        fd = (_loss(plus, x, y, loss) - _loss(minus, x, y, loss)) / (2 * h)
+        # STE: dL/dW = dL/dWq where |W| <= 1 (always, the latent weights are clipped)
+        assert grads[last]["w"][idx] == pytest.approx(fd, rel=1e-5, abs=1e-8)
+    plus, minus = copy.deepcopy(real), copy.deepcopy(real)
+    plus.log_alpha += h
+    minus.log_alpha -= h
+    assert ga == pytest.approx((_loss(plus, x, y, loss) - _loss(minus, x, y, loss)) / (2 * h), rel=1e-5)
+
+
+def test_ste_and_progressive_weight_gradient_factors():
+    w = np.array([-1.0, -0.5, 0.0, 0.002, 0.9])
+    assert np.array_equal(T._wgrad_factor(w, "ste", 1.0), [1, 1, 1, 1, 1])
+    assert np.array_equal(T._wgrad_factor(np.array([1.2, -3.0]), "ste", 1.0), [0, 0])
+    # progressive: d clip(v P)/dP = v inside |v P| < 1, 0 outside
+    assert np.array_equal(T._wgrad_factor(w, "progressive", 1000.0), [0, 0, 1000, 0, 0])
+    assert np.array_equal(T._wgrad_factor(w, "progressive", 1.0), [0, 1, 1, 1, 1])
+
+
+# ---------------------------------------------------------------------- BN folding and export
+
+def _float_bits(d, gamma, beta, mean, var, eps, scale):
+    return (gamma * (d * scale - mean) / np.sqrt(var + eps) + beta >= 0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bn_fold_first_layer_uint_pixels(seed):
+    """uint pixels x bipolar weights: dot-domain thresholds (incl. gamma < 0 flips, gamma = 0, exact ties)."""
+    rng = np.random.default_rng(seed)
+    mh, mw, bits = 24, 20, 5
+    scale = 1 / 31
+    wbits = rng.integers(0, 2, (mh, mw))
+    x = rng.integers(0, 32, (500, mw))
+    d = x @ (2 * wbits - 1).T
+    gamma = rng.normal(0, 1, mh)
+    gamma[:3] = 0.0
+    beta = rng.normal(0, 0.5, mh)
+    mean = rng.normal(0, 2, mh) * scale * 10
+    var = rng.uniform(0.5, 4, mh) * (scale * 30) ** 2
+    eps = 1e-4
+    # ties: rows whose real threshold is an integer reached by the data
+    beta[3:6] = 0.0
+    mean[3:6] = d[0, 3:6] * scale
+    # rows always on / always off
+    beta[6], gamma[6] = 1e6, 1.0
+    beta[7], gamma[7] = -1e6, 1.0
+    w, t = T.bn_fold_layer(wbits, gamma, beta, mean, var, eps, "uint", bits, scale)
+    assert t.shape == (mh, 1) and t.dtype == np.int64
+    assert np.array_equal(w[gamma >= 0], wbits[gamma >= 0]) and np.array_equal(w[gamma < 0], 1 - wbits[gamma < 0])
+    acc = x @ (2 * w - 1).T
+    got = multithreshold(acc, t)
+    want = _float_bits(d, gamma, beta, mean, var, eps, scale)
+    assert np.array_equal(got, want.astype(np.int64))
+    hi = mw * 31
+    assert t.min() >= -hi and t.max() <= hi + 1
+
+
+def test_bn_fold_hidden_popcount():
+    rng = np.random.default_rng(3)
+    mh, mw = 16, 33
+    wbits = rng.integers(0, 2, (mh, mw))
+    a = rng.integers(0, 2, (400, mw))
+    d = (2 * a - 1) @ (2 * wbits - 1).T
+    gamma, beta = rng.normal(0, 1, mh), rng.normal(0, 0.5, mh)
+    mean, var = rng.normal(0, 3, mh), rng.uniform(10, 40, mh)
+    w, t = T.bn_fold_layer(wbits, gamma, beta, mean, var, 1e-4, "bipolar")
+    pop = (a[:, None, :] == w[None]).sum(-1)
+    assert np.array_equal(multithreshold(pop, t), _float_bits(d, gamma, beta, mean, var, 1e-4, 1.0).astype(np.int64))
+
+
+def _check_export(result, ds, tmp_path, name):
+    toml_path, npz_path = T.export(result, tmp_path, name)
+    assert toml_path.exists() and npz_path.exists()
+    cfg = netconfig.load(toml_path)
+    assert cfg.input_kind == "uint" and cfg.input_bits == ds.pixel_bits
+    net = cfg.golden()
+    n_last = result.sizes[-2]
+    for x in (ds.x_test, ds.x_train):
+        out = net.forward(x)
+        # the hardware output is the last layer's popcount P = (d + n) / 2: same argmax as d
+        assert np.array_equal(out.argmax(1), T.predict(result, x))
+        assert np.array_equal(2 * out - n_last, T.scores(result, x))
+    ref = net.forward(ds.x_test[:20], method="reference")
+    assert np.array_equal(ref, net.forward(ds.x_test[:20]))
+    return cfg
+
+
+@pytest.mark.parametrize("scheme", ["ste", "stochastic", "progressive"])
+def test_exported_network_reproduces_trained_predictions(scheme, digits, tmp_path):
+    """The key check: the integer network in the golden model == the trained binarized network, every image."""
+    r = T.train(digits, scheme, hidden=(64, 32), epochs=3, batch=64, seed=1)
+    assert r.test_acc > 0.3                      # trained at all (accuracy is benchmarked elsewhere)
+    cfg = _check_export(r, digits, tmp_path, f"d-{scheme}")
+    assert [(L.simd, L.pe) for L in cfg.layers] == [(8, 16), (32, 16), (32, 10)]
+    acc = float(np.mean(cfg.golden().forward(digits.x_test).argmax(1) == digits.y_test))
+    assert acc == r.test_acc
+
+
+def test_export_with_negative_and_zero_gamma(digits, tmp_path):
+    """Perturbed BN parameters (gamma < 0 rows flip weight bits, gamma = 0 rows are constant)."""
+    r = T.train(digits.subset(300, 200), "ste", hidden=(32, 48), epochs=2, batch=32, seed=2)
+    rng = np.random.default_rng(9)
+    for L in r.layers[:-1]:
+        n = len(L.gamma)
+        L.gamma = L.gamma * rng.choice([-1.0, 1.0], n)
+        L.gamma[rng.integers(0, n, 3)] = 0.0
+        L.beta = L.beta + rng.normal(0, 0.3, n)
+    assert any((L.gamma < 0).any() for L in r.layers[:-1])
+    _check_export(r, digits, tmp_path, "perturbed")
+
+
+def test_training_improves_over_chance_on_held_out(digits):
+    small = digits.subset(400, 450)
+    seen = []
+    r = T.train(small, "ste", hidden=(64, 64), epochs=4, batch=32, seed=0,
+                progress=lambda *a: seen.append(a))
+    assert r.test_acc == T.accuracy(r, small.x_test, small.y_test)
+    assert r.test_acc > 0.7                      # chance is 0.1
+    assert [s[0] for s in seen] == [1, 2, 3, 4]
+    assert len(r.history["loss"]) == 4 and r.history["loss"][-1] < r.history["loss"][0]
+    f = T.train(small, "float", hidden=(64, 64), epochs=4, batch=32, seed=0)
+    assert f.test_acc > 0.8
+
+
+def test_train_is_deterministic_per_seed(digits):
+    small = digits.subset(200, 50)
+    a = T.train(small, "stochastic", hidden=(16,), epochs=2, seed=4)
+    b = T.train(small, "stochastic", hidden=(16,), epochs=2, seed=4)
+    assert a.history["loss"] == b.history["loss"]
+    assert all(np.array_equal(x.w, y.w) for x, y in zip(a.layers, b.layers))
+
+
+def test_errors(digits, tmp_path):
+    small = digits.subset(50, 10)
+    with pytest.raises(ConfigError, match="scheme"):
+        T.train(small, "ternary")
+    with pytest.raises(ConfigError, match="batch"):
+        T.train(small, "ste", batch=1)
+    with pytest.raises(ConfigError, match="hidden"):
+        T.train(small, "ste", hidden=())
+    with pytest.raises(ConfigError, match="loss"):
+        T.train(small, "ste", loss="mse")
+    f = T.train(small, "float", hidden=(8,), epochs=1)
+    with pytest.raises(ConfigError, match="float"):
+        T.export(f, tmp_path)
+    r = T.train(small, "ste", hidden=(8,), epochs=1)
+    with pytest.raises(ConfigError, match="folding"):
+        T.export(r, tmp_path, "x", folding=[(1, 1)])
+    with pytest.raises(ConfigError, match="x"):
+        T.predict(r, small.x_test[:, :10])
+
+
+def test_default_folding_divides():
+    assert T.default_folding((64, 256, 256, 10)) == [(8, 16), (32, 16), (32, 10)]
+    fold = T.default_folding((784, 100, 30, 7))
+    sizes = (784, 100, 30, 7)
+    for i, (simd, pe) in enumerate(fold):
+        assert sizes[i] % simd == 0 and sizes[i + 1] % pe == 0
