@@ -120,6 +120,9 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
     ``target_fps=None`` means the fastest design within the budgets (fractions
     of the device's LUTs and block RAMs).
     """
+    if target_fps is not None and not (target_fps > 0 and math.isfinite(target_fps)):
+        raise ConfigError("qnnfab fold", "--fps", f"must be a positive number, got {target_fps:g}",
+                          "e.g. --fps 3000, or --fastest")
     target_cycles = None if target_fps is None else f_clk / target_fps
     if target_cycles is not None and target_cycles < 1:
         raise ConfigError("qnnfab fold", "--fps", f"{target_fps:g} frames/s needs less than one cycle per "

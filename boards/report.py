@@ -46,6 +46,7 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print):
     from qnnfab.rtl.dataflow import Dataflow
 
     top = Dataflow(cfg)
+    top._MustUse__silence = True  # only its stages are synthesized, one by one
     owner = {}
     current = None
     # FIFOs and width converters belong to the layer they feed

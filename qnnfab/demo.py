@@ -1,60 +1,105 @@
-"""``qnnfab demo``: the main job of the README.
+"""``qnnfab demo``: the main job of the README, from data to checked hardware.
 
-For now (until the whole-network flow lands) it runs the end-to-end check of
-the toolchain on the first verified module, the XNOR-popcount unit:
-
-1. generate its Verilog into ``out/demo/``,
-2. lint it with ``verilator --lint-only -Wall``,
-3. run its cocotb regression on Verilator against ``qnnfab.golden`` for every
-   configured SIMD width, with random gaps and backpressure,
-4. synthesize it with Yosys ``synth_xilinx -family xc7`` and report LUTs,
-
-and prints what it checked.
+1. train a binarized MLP (64-256-256-10, first layer on 5-bit pixels) on the
+   8x8 digits shipped with qnnfab, with the three binarization schemes and a
+   float baseline of the same size (progress per epoch), and plot the curves;
+2. export the STE network (integer weights + folded thresholds, ``.npz`` and
+   ``.toml``), check that the integer network reproduces every prediction;
+3. generate its hardware for PYNQ-Z2: per-layer Yosys resources, fit check,
+   accelerator Verilog and the board's build plan;
+4. simulate the whole accelerator on Verilator over every test image, with
+   random gaps and backpressure on part of them and unstalled on all of them,
+   comparing every output word with the golden model;
+5. print accuracy (float, binarized, hardware), hardware vs golden agreement,
+   cycles per frame, frames/s at 100 MHz and the resource table.
 """
 
+import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from qnnfab.errors import QnnfabError
 
 
-def run(out="out/demo", seed=None):
-    from qnnfab.boards.yosys import synth_xc7
-    from qnnfab.rtl.xnor_popcount import XnorPopcount
+def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2", jobs=2):
+    from qnnfab import netconfig
+    from qnnfab.boards import check_fits, get_board
+    from qnnfab.boards.plan import write_accelerator, write_build_plan
+    from qnnfab.boards.report import format_report, network_report, plot_report
+    from qnnfab.golden.datasets import load_digits
     from qnnfab.sim import registry
-    from qnnfab.sim.build import to_verilog
-    from qnnfab.sim.lint import lint
+    from qnnfab.training import format_table, plot_curves, run_training
 
     t_all = time.monotonic()
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
-    reg = registry.get("xnor_popcount")
-    print("qnnfab demo: end-to-end check of the toolchain on the XNOR-popcount unit")
-    print(f"[1/4] Verilog -> {outdir}/")
-    for p in reg.cases:
-        name = f"xnor_popcount_simd{p['simd']}"
-        (outdir / f"{name}.v").write_text(to_verilog(reg.design(p), name))
-    print(f"      {len(reg.cases)} files written")
-    print("[2/4] verilator --lint-only -Wall")
-    for p in reg.cases:
-        problems, benign = lint(to_verilog(reg.design(p), "xnor_popcount"), "xnor_popcount")
-        if problems:
-            raise QnnfabError(f"lint of xnor_popcount {p}: " +
-                              "; ".join(f"{c}: {m}" for c, m in problems))
-        print(f"      simd={p['simd']:<4} no problems ({len(benign)} Amaranth-idiom warnings)")
-    print("[3/4] cocotb regression on Verilator against qnnfab.golden")
-    for p in reg.cases:
-        t0 = time.monotonic()
-        r = registry.run_case("xnor_popcount", p, seed=seed)
-        m = r.metrics
-        how = "cached build" if r.build_cached else f"built in {r.build_seconds:.0f} s"
-        print(f"      simd={p['simd']:<4} pipeline={p['pipeline']} ok: {r.tests} tests, seed {r.seed}, "
-              f"latency {m.get('latency')} cycles, {m.get('words_per_cycle', 0):.2f} words/cycle "
-              f"({time.monotonic() - t0:.1f} s, {how})", flush=True)
-    print("[4/4] Yosys synth_xilinx -family xc7")
-    for p in reg.cases:
-        res = synth_xc7(XnorPopcount(p["simd"], p["pipeline"]), top="xnor_popcount")
-        print(f"      simd={p['simd']:<4} {res.lut:5d} LUT ({res.lut / p['simd']:.2f}/lane) "
-              f"{res.ff:5d} FF  {res.dsp} DSP", flush=True)
-    print(f"qnnfab demo: all checks passed in {time.monotonic() - t_all:.0f} s")
+    ds = load_digits()
+    print(f"qnnfab demo: {ds.name}, {len(ds.y_train)} training / {len(ds.y_test)} test images, "
+          f"{ds.features} pixels of {ds.pixel_bits} bits -> MLP {ds.features}-256-256-{ds.classes}")
+
+    print(f"[1/5] training the float baseline and three binarization schemes ({epochs} epochs each)")
+    results = run_training(ds, hidden=(256, 256), epochs=epochs, seed=train_seed, out_dir=outdir / "train")
+    print(format_table(results))
+    curves = plot_curves(results, outdir / "training_curves.png")
+    print(f"      training curves: {curves}")
+
+    chosen = next(r for r in results if r.scheme == "ste")
+    cfg_path = chosen.toml_path
+    print(f"[2/5] exported the STE network: {cfg_path} (+ .npz); integer network "
+          f"{100 * chosen.integer_acc:.2f}% = trained {100 * chosen.test_acc:.2f}%, "
+          f"agreement {100 * chosen.agreement:.2f}%")
+    cfg = netconfig.load(cfg_path)
+
+    board = get_board(board_name)
+    print(f"[3/5] generating the hardware for {board_name} ({board.capacity.part})")
+    rep = network_report(cfg, jobs=jobs, f_clk=100e6, progress=lambda m: print("    " + m, flush=True))
+    check_fits(f"network '{cfg.name}'", rep.total, board.capacity)
+    hw = outdir / "hw"
+    module = write_accelerator(cfg, hw / "accel" / f"{module_name(cfg)}.v")
+    files = write_build_plan(cfg, board, hw / "plan")
+    (hw / "report.txt").write_text(format_report(rep, board.capacity) + "\n")
+    plot_report(rep, hw / "report.png")
+    print(f"      accelerator {module}: {hw / 'accel'}; build plan: {hw / 'plan'} ({len(files)} files); "
+          f"report: {hw / 'report.txt'}")
+
+    print(f"[4/5] Verilator: the whole accelerator over all {len(ds.y_test)} test images vs the golden model")
+    inputs = outdir / "test_images.npz"
+    np.savez(inputs, x=ds.x_test, y=ds.y_test)
+    t0 = time.monotonic()
+    res = registry.run_case("network", {"config": str(Path(cfg_path).resolve()), "frames": len(ds.y_test),
+                                        "inputs": str(inputs.resolve())},
+                            seed=seed, log=lambda m: print("    " + m, flush=True))
+    m = res.metrics
+    hw_labels = np.array(m["labels"])
+    golden_labels = cfg.golden().forward(ds.x_test).argmax(1)
+    hw_acc = float(np.mean(hw_labels == ds.y_test))
+    agree = float(np.mean(hw_labels == golden_labels))
+    how = "cached build" if res.build_cached else f"built in {res.build_seconds:.0f} s"
+    print(f"      {res.tests} cocotb tests passed (seed {res.seed}, {how}, "
+          f"{time.monotonic() - t0:.0f} s): every output word equal to the golden model")
+
+    print("[5/5] summary")
+    base = next(r for r in results if r.scheme == "float")
+    print(f"  accuracy     float {100 * base.test_acc:.2f}%   binarized (STE) {100 * chosen.test_acc:.2f}%   "
+          f"hardware {100 * hw_acc:.2f}%")
+    for r in results:
+        if r.scheme not in ("float", "ste"):
+            print(f"               {r.scheme} {100 * r.test_acc:.2f}% (exported, not simulated)")
+    print(f"  hardware vs golden: {100 * agree:.2f}% of {len(hw_labels)} images agree "
+          f"(scores compared word by word)")
+    fps = 100e6 / m["cycles_per_frame"]
+    print(f"  throughput   {m['cycles_per_frame']:.1f} cycles/frame measured in steady state "
+          f"(model {m['model_cycles']}, bottleneck {m['bottleneck']}) -> {fps:,.0f} frames/s at 100 MHz; "
+          f"first frame after {m['first_frame_latency']} cycles")
+    print(format_report(rep, board.capacity))
+    print(f"  simulation   {m['sim_frames_per_s']:.0f} frames/s, {m['sim_cycles_per_s']:,.0f} cycles/s on Verilator")
+    if agree != 1.0:
+        raise QnnfabError(f"hardware and golden disagree on {100 * (1 - agree):.2f}% of the images")
+    print(f"qnnfab demo: done in {time.monotonic() - t_all:.0f} s; outputs in {outdir}/")
     return 0
+
+
+def module_name(cfg):
+    return "qnnfab_" + "".join(c if c.isalnum() else "_" for c in cfg.name)

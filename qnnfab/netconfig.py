@@ -166,7 +166,8 @@ def _req(table, key, where, kind=None):
         raise ConfigError(where, key, "is missing", f"add `{key} = ...` to the config")
     v = table[key]
     if kind is not None and not isinstance(v, kind):
-        raise ConfigError(where, key, f"must be {kind.__name__}, got {v!r}")
+        raise ConfigError(where, key, f"must be a {kind.__name__}, got {v!r}",
+                          f"write `{key} = [...]`" if kind is list else f"give `{key}` a {kind.__name__}")
     return v
 
 
@@ -175,7 +176,8 @@ def _int(table, key, where, default=None, minimum=0):
     if v is None:
         raise ConfigError(where, key, "is missing", f"add `{key} = ...`")
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ConfigError(where, key, f"must be an integer >= {minimum}, got {v!r}")
+        raise ConfigError(where, key, f"must be an integer >= {minimum}, got {v!r}",
+                          f"set `{key} = <integer >= {minimum}>`")
     return v
 
 
@@ -236,7 +238,8 @@ def loads(text, base_dir=".", source="<string>"):
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(source, "toml", f"is not valid TOML: {e}") from None
+        raise ConfigError(source, "toml", f"is not valid TOML: {e}",
+                          "correct the file at that line and column (format: qnnfab/netconfig.py)") from None
     net = doc.get("network")
     if not isinstance(net, dict):
         raise ConfigError(source, "[network]", "table is missing", "start the file with a [network] table")
@@ -244,7 +247,8 @@ def loads(text, base_dir=".", source="<string>"):
     where = f"network '{name}'"
     shape = _req(net, "input_shape", where, list)
     if len(shape) not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ConfigError(where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}")
+        raise ConfigError(where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}",
+                          "e.g. input_shape = [784] or [32, 32, 3]")
     in_kind = net.get("input_kind", "bipolar")
     if in_kind not in INPUT_KINDS:
         raise ConfigError(where, "input_kind", f"unknown kind {in_kind!r}", f"use one of {INPUT_KINDS}")

@@ -156,7 +156,8 @@ class LFSR(wiring.Component):
             raise ConfigError("LFSR", "steps_per_cycle", f"must be an int >= 1, got {steps_per_cycle!r}",
                               "use the number of random bits taken per cycle")
         if not isinstance(lanes, int) or lanes < 1:
-            raise ConfigError("LFSR", "lanes", f"must be an int >= 1, got {lanes!r}")
+            raise ConfigError("LFSR", "lanes", f"must be an int >= 1, got {lanes!r}",
+                              "use one lane per independent random word")
         self.seed = seed
         self.steps_per_cycle = steps_per_cycle
         self.lanes = lanes

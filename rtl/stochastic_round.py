@@ -40,7 +40,8 @@ def check_format(fmt, where, field):
         raise ConfigError(where, field, f"must be an (I, F) pair, got {fmt!r}",
                           "pass (integer bits incl. sign, fraction bits)") from None
     if not isinstance(i, int) or not isinstance(f, int):
-        raise ConfigError(where, field, f"I and F must be ints, got {fmt!r}")
+        raise ConfigError(where, field, f"I and F must be ints, got {fmt!r}",
+                          "pass (integer bits incl. sign, fraction bits), e.g. (1, 15)")
     if f < 0 or i + f < 1 or i + f > MAX_WIDTH:
         raise ConfigError(where, field, f"format ({i}, {f}) cannot be represented: need F >= 0 and "
                           f"1 <= I + F <= {MAX_WIDTH}", f"use at most {MAX_WIDTH} bits in total")

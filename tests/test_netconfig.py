@@ -1,0 +1,421 @@
+"""Network configs (qnnfab.netconfig): the shipped configs, round trips, and every ConfigError."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qnnfab import netconfig
+from qnnfab.errors import ConfigError
+from qnnfab.golden import network as gn
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
+
+
+def _random_input(cfg, rng, batch):
+    shape = (batch,) + tuple(cfg.input_shape)
+    if cfg.input_kind == "bipolar":
+        return rng.integers(0, 2, size=shape)
+    if cfg.input_kind == "uint":
+        return rng.integers(0, 1 << cfg.input_bits, size=shape)
+    half = 1 << (cfg.input_bits - 1)
+    return rng.integers(-half, half, size=shape)
+
+
+def _assert_same(a, b):
+    assert a.name == b.name
+    assert tuple(a.input_shape) == tuple(b.input_shape)
+    assert (a.input_kind, a.input_bits) == (b.input_kind, b.input_bits)
+    assert [L.name for L in a.layers] == [L.name for L in b.layers]
+    for x, y in zip(a.layers, b.layers):
+        for f in ("type", "out", "act", "weight_kind", "weight_bits", "pe", "simd", "kernel", "stride", "pad",
+                  "pad_value", "fifo_depth", "in_shape", "out_shape", "in_kind", "in_bits", "out_kind",
+                  "out_bits"):
+            assert getattr(x, f) == getattr(y, f), (x.name, f)
+        if x.weights is None:
+            assert y.weights is None
+        else:
+            np.testing.assert_array_equal(x.weights, y.weights)
+        if x.thresholds is None:
+            assert y.thresholds is None, x.name
+        else:
+            np.testing.assert_array_equal(x.thresholds, y.thresholds)
+
+
+# --------------------------------------------------------------------------- the shipped configs
+
+def test_there_are_configs():
+    names = {p.name for p in CONFIGS}
+    assert {"lfc_small.toml", "cnv_small.toml", "cnv_w1a1.toml", "lfc_w1a1.toml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_loads_and_its_golden_network_builds(path):
+    cfg = netconfig.load(path)
+    assert cfg.layers
+    net = cfg.golden()
+    assert isinstance(net, gn.Network)
+    assert tuple(net.input_shape) == tuple(cfg.input_shape)
+    # the golden output has the shape of the last layer's output
+    assert tuple(net.output_shape) == tuple(cfg.layers[-1].out_shape)
+    for L in cfg.layers:
+        if L.type != "maxpool":
+            assert L.out % L.pe == 0, L.name
+        # thresholds (if any) are one sorted row of 2^n - 1 values per output
+        if L.thresholds is not None:
+            assert L.thresholds.shape == (L.out, L.n_thresholds)
+            assert np.all(np.diff(L.thresholds, axis=1) >= 0)
+    rows, worst, fps = cfg.throughput()
+    assert worst[1] == max(c for _, c in rows) and fps > 0
+    y = net.forward(_random_input(cfg, np.random.default_rng(0), 2))
+    assert y.shape == (2,) + tuple(cfg.layers[-1].out_shape)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_dumps_loads_round_trip(path):
+    cfg = netconfig.load(path)
+    text = netconfig.dumps(cfg)
+    again = netconfig.loads(text, base_dir=path.parent)
+    _assert_same(cfg, again)
+    # and dumping again is a fixed point
+    assert netconfig.dumps(again) == text
+
+
+def test_round_trip_through_an_npz(tmp_path):
+    cfg = netconfig.load(ROOT / "configs" / "cnv_small.toml")
+    cfg.layers[1].fifo_depth = 7
+    netconfig.save_weights(tmp_path / "w.npz", cfg)
+    (tmp_path / "net.toml").write_text(netconfig.dumps(cfg, "w.npz"))
+    again = netconfig.load(tmp_path / "net.toml")
+    assert again.weights_ref == str((tmp_path / "w.npz").resolve())
+    _assert_same(cfg, again)
+    # same network, bit for bit
+    x = _random_input(cfg, np.random.default_rng(5), 3)
+    np.testing.assert_array_equal(cfg.golden().forward(x), again.golden().forward(x))
+
+
+# --------------------------------------------------------------------------- random weights
+
+MIXED = """
+[network]
+name = "mixed"
+input_shape = [48]
+input_kind = "uint"
+input_bits = 4
+weights = "random"
+seed = {seed}
+
+[[layer]]
+name = "t0"
+type = "fc"
+out = 32
+act = "uint2"
+weight_kind = "ternary"
+pe = 4
+simd = 8
+
+[[layer]]
+name = "i1"
+type = "fc"
+out = 24
+act = "bipolar"
+weight_kind = "int"
+weight_bits = 3
+pe = 6
+simd = 4
+
+[[layer]]
+name = "b2"
+type = "fc"
+out = 16
+act = "bipolar"
+pe = 2
+simd = 8
+
+[[layer]]
+name = "out"
+type = "fc"
+out = 4
+act = "acc"
+pe = 2
+simd = 4
+"""
+
+
+@pytest.mark.parametrize("source", [p.stem for p in CONFIGS] + ["mixed-1", "mixed-2"])
+def test_random_weights_are_sorted_in_range_and_balanced(source):
+    if source.startswith("mixed"):
+        cfg = netconfig.loads(MIXED.format(seed=int(source[-1])))
+    else:
+        cfg = netconfig.load(ROOT / "configs" / f"{source}.toml")
+    for L in cfg.layers:
+        if L.type == "maxpool":
+            continue
+        lo, hi = {"bipolar": (0, 1), "ternary": (-1, 1)}.get(
+            L.weight_kind, (-(1 << ((L.weight_bits or 2) - 1)), (1 << ((L.weight_bits or 2) - 1)) - 1))
+        assert lo <= L.weights.min() and L.weights.max() <= hi, L.name
+        if L.act == "acc":
+            assert L.thresholds is None
+        else:
+            assert L.thresholds.shape == (L.out, L.n_thresholds)
+            assert np.all(np.diff(L.thresholds, axis=1) >= 0), L.name
+    net = cfg.golden()
+    x = _random_input(cfg, np.random.default_rng(1), 16)
+    _, outs = net.forward(x, return_all=True)
+    checked = 0
+    for layer, y in zip(net.layers, outs):
+        if not isinstance(layer, gn.Threshold):
+            continue
+        n = layer.thresholds.shape[1]
+        frac = float(np.mean(y)) / n  # bipolar: fraction of +1; uint: mean level over the top level
+        assert 0.2 <= frac <= 0.8, (layer.name, frac)
+        checked += 1
+    assert checked == sum(1 for L in cfg.layers if L.type != "maxpool" and L.act != "acc")
+
+
+def test_random_weights_depend_on_the_seed_only():
+    a = netconfig.loads(MIXED.format(seed=1))
+    b = netconfig.loads(MIXED.format(seed=1))
+    c = netconfig.loads(MIXED.format(seed=2))
+    np.testing.assert_array_equal(a.layers[0].weights, b.layers[0].weights)
+    assert not np.array_equal(a.layers[0].weights, c.layers[0].weights)
+
+
+# --------------------------------------------------------------------------- errors
+
+def _net(shape="[64]", kind="bipolar", bits=None, weights="random"):
+    s = f'[network]\nname = "t"\ninput_shape = {shape}\ninput_kind = "{kind}"\nweights = "{weights}"\n'
+    if bits:
+        s += f"input_bits = {bits}\n"
+    return s
+
+
+def _layer(**kw):
+    s = "\n[[layer]]\n"
+    for k, v in kw.items():
+        s += f'{k} = "{v}"\n' if isinstance(v, str) else f"{k} = {v}\n"
+    return s
+
+
+def _expect(text_or_fn, where, field, *also, fix=True):
+    with pytest.raises(ConfigError) as ei:
+        if callable(text_or_fn):
+            text_or_fn()
+        else:
+            netconfig.loads(text_or_fn)
+    e = ei.value
+    msg = str(e)
+    assert where in msg, msg
+    assert e.field == field and f": {field}:" in msg, msg
+    if fix:
+        assert "fix:" in msg, msg
+    for s in also:
+        assert s in msg, msg
+    return e
+
+
+def test_pe_not_dividing_out_lists_the_divisors():
+    text = _net() + _layer(name="fc0", type="fc", out=48, pe=5, simd=8)
+    e = _expect(text, "'fc0'", "pe", "48")
+    assert "[1, 2, 3, 4, 6, 8, 12, 16, 24, 48]" in str(e)
+
+
+def test_pe_not_dividing_out_of_a_later_conv():
+    text = (_net("[8, 8, 3]", "int", 8) + _layer(name="c0", type="conv", out=8, pe=8, simd=3)
+            + _layer(name="c1", type="conv", out=12, pe=8, simd=8))
+    e = _expect(text, "layer 1 'c1'", "pe")
+    assert "[1, 2, 3, 4, 6, 12]" in str(e)
+
+
+def test_simd_not_dividing_the_fc_input_length():
+    text = _net("[60]") + _layer(name="fc0", type="fc", out=8, pe=2, simd=8)
+    _expect(text, "'fc0'", "simd", "60", "[1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60]")
+
+
+def test_simd_not_dividing_the_conv_channels():
+    text = _net("[8, 8, 6]", "int", 8) + _layer(name="c0", type="conv", out=8, pe=2, simd=4)
+    _expect(text, "'c0'", "simd", "6 input channels", "[1, 2, 3, 6]")
+
+
+def test_simd_not_dividing_the_channels_of_a_flattened_image():
+    # 4 divides the length 4*4*6 = 96 but not the 6 channels the words arrive in
+    text = _net("[4, 4, 6]") + _layer(name="f0", type="fc", out=8, pe=2, simd=4)
+    _expect(text, "'f0'", "simd", "6 channels", "[1, 2, 3, 6]")
+
+
+def test_simd_not_dividing_the_maxpool_channels():
+    text = _net("[8, 8, 4]") + _layer(name="p0", type="maxpool", kernel=2, simd=3)
+    _expect(text, "'p0'", "simd", "[1, 2, 4]")
+
+
+def test_layer_after_an_acc_layer():
+    text = (_net() + _layer(name="fc0", type="fc", out=16, act="acc")
+            + _layer(name="fc1", type="fc", out=8))
+    _expect(text, "'fc1'", "input", "acc")
+
+
+def test_unknown_layer_type():
+    _expect(_net() + _layer(name="d0", type="dense", out=8), "'d0'", "type", "dense", "maxpool")
+
+
+def test_unknown_field():
+    _expect(_net() + _layer(name="fc0", type="fc", out=8, pee=4), "'fc0'", "pee", "known fields")
+
+
+def test_unknown_activation():
+    _expect(_net() + _layer(name="fc0", type="fc", out=8, act="relu"), "'fc0'", "act", "relu", "uint2")
+
+
+def test_duplicate_names():
+    text = _net() + _layer(name="fc0", type="fc", out=16) + _layer(name="fc0", type="fc", out=8)
+    _expect(text, "layer 1 'fc0'", "name", "twice")
+
+
+def test_kernel_larger_than_the_padded_image():
+    text = _net("[4, 4, 3]", "int", 8) + _layer(name="c0", type="conv", out=8, kernel=7, pad=1)
+    _expect(text, "'c0'", "kernel", "7x7", "4x4", "pad 1")
+    # the same kernel fits with enough padding
+    ok = netconfig.loads(_net("[4, 4, 3]", "int", 8) + _layer(name="c0", type="conv", out=8, kernel=7, pad=2))
+    assert ok.layers[0].out_shape == (2, 2, 8)
+
+
+def test_maxpool_larger_than_the_image():
+    text = _net("[2, 2, 4]") + _layer(name="p0", type="maxpool", kernel=3)
+    _expect(text, "'p0'", "kernel")
+
+
+def test_conv_after_fc_needs_an_image():
+    text = _net() + _layer(name="fc0", type="fc", out=16) + _layer(name="c0", type="conv", out=8)
+    _expect(text, "'c0'", "type")
+
+
+def test_missing_weights_file(tmp_path):
+    (tmp_path / "n.toml").write_text(_net(weights="nope.npz") + _layer(name="fc0", type="fc", out=8))
+    _expect(lambda: netconfig.load(tmp_path / "n.toml"), "network 't'", "weights", "nope.npz")
+
+
+def test_missing_config_file(tmp_path):
+    _expect(lambda: netconfig.load(tmp_path / "none.toml"), "none.toml", "config", "does not exist")
+
+
+def test_invalid_toml(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("[network\nname = 1\n")
+    with pytest.raises(ConfigError) as ei:
+        netconfig.load(p)
+    assert ei.value.field == "toml"
+    assert "bad.toml" in str(ei.value) and "TOML" in str(ei.value)
+
+
+def test_missing_network_table_and_layers():
+    _expect("[[layer]]\nname = 'a'\n", "<string>", "[network]")
+    _expect(_net(), "network 't'", "[[layer]]")
+
+
+# ---- errors in a weights file
+
+SMALL = """
+[network]
+name = "small"
+input_shape = [32]
+input_kind = "bipolar"
+weights = "{weights}"
+seed = 4
+
+[[layer]]
+name = "fc0"
+type = "fc"
+out = 16
+act = "bipolar"
+pe = 4
+simd = 8
+
+[[layer]]
+name = "fc1"
+type = "fc"
+out = 8
+act = "uint2"
+weight_kind = "{kind1}"
+{bits1}pe = 2
+simd = 4
+
+[[layer]]
+name = "fc_out"
+type = "fc"
+out = 4
+act = "acc"
+pe = 2
+simd = 8
+"""
+
+
+def _npz_case(tmp_path, mutate, kind1="ternary", bits1=None):
+    bits = f"weight_bits = {bits1}\n" if bits1 else ""
+    cfg = netconfig.loads(SMALL.format(weights="random", kind1=kind1, bits1=bits))
+    arrays = {}
+    for L in cfg.layers:
+        arrays[f"{L.name}/weights"] = L.weights.copy()
+        if L.thresholds is not None:
+            arrays[f"{L.name}/thresholds"] = L.thresholds.copy()
+    mutate(arrays)
+    np.savez(tmp_path / "w.npz", **arrays)
+    p = tmp_path / "net.toml"
+    p.write_text(SMALL.format(weights="w.npz", kind1=kind1, bits1=bits))
+    return lambda: netconfig.load(p)
+
+
+def test_npz_unchanged_loads(tmp_path):
+    cfg = _npz_case(tmp_path, lambda a: None)()
+    assert [L.name for L in cfg.layers] == ["fc0", "fc1", "fc_out"]
+
+
+def test_npz_unsorted_thresholds(tmp_path):
+    def mutate(a):
+        t = a["fc1/thresholds"]
+        t[5] = [9, 3, 4]
+        a["fc1/thresholds"] = t
+    _expect(_npz_case(tmp_path, mutate), "'fc1'", "thresholds", "row 5", "sort")
+
+
+def test_npz_thresholds_of_the_wrong_shape(tmp_path):
+    def mutate(a):
+        a["fc1/thresholds"] = a["fc1/thresholds"][:, :1]   # 1 threshold for a uint2 activation
+    _expect(_npz_case(tmp_path, mutate), "'fc1'", "thresholds", "(8, 1)", "(8, 3)")
+
+
+def test_npz_missing_thresholds(tmp_path):
+    _expect(_npz_case(tmp_path, lambda a: a.pop("fc0/thresholds")), "'fc0'", "thresholds")
+
+
+def test_npz_missing_weights(tmp_path):
+    _expect(_npz_case(tmp_path, lambda a: a.pop("fc1/weights")), "'fc1'", "weights", "fc1/weights")
+
+
+def test_npz_wrong_weight_shape(tmp_path):
+    def mutate(a):
+        a["fc1/weights"] = a["fc1/weights"].T.copy()
+    _expect(_npz_case(tmp_path, mutate), "'fc1'", "weights", "(16, 8)", "(8, 16)")
+
+
+@pytest.mark.parametrize("kind,bits,layer,bad", [
+    ("ternary", None, "fc0", 2),      # bipolar weights are stored as bits 0/1
+    ("ternary", None, "fc0", -1),
+    ("ternary", None, "fc1", 2),      # ternary: -1..1
+    ("ternary", None, "fc1", -2),
+    ("int", 3, "fc1", 4),             # int3: -4..3
+    ("int", 3, "fc1", -5),
+])
+def test_npz_weight_values_out_of_range(tmp_path, kind, bits, layer, bad):
+    def mutate(a):
+        w = a[f"{layer}/weights"]
+        w[1, 2] = bad
+    e = _expect(_npz_case(tmp_path, mutate, kind, bits), f"'{layer}'", "weights")
+    assert re.search(r"\[-?\d+, -?\d+\]", str(e)), str(e)
+
+
+def test_npz_float_weights(tmp_path):
+    def mutate(a):
+        a["fc1/weights"] = a["fc1/weights"] + 0.5
+    _expect(_npz_case(tmp_path, mutate), "'fc1'", "weights")
