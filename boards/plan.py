@@ -19,6 +19,7 @@ Not generated yet: the PS7 + AXI DMA block design and the PYNQ overlay
 from pathlib import Path
 
 from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import io
 
 __all__ = ["SelfTestTop", "write_build_plan", "write_accelerator"]
 
@@ -52,7 +53,8 @@ class SelfTestTop(Elaboratable):
             m.d.sync += label.eq(accel.label)
         if platform is not None:
             for k in range(4):
-                m.d.comb += platform.request("led", k).o.eq(label[k])
+                m.submodules[f"led{k}"] = led = io.Buffer("o", platform.request("led", k, dir="-"))
+                m.d.comb += led.o.eq(label[k])
         return m
 
 

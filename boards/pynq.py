@@ -40,13 +40,6 @@ class PynqZ1Platform(XilinxPlatform):
     board_name = "pynq-z1"
 
 
-class PynqZ2Platform(XilinxPlatform):
-    """TUL PYNQ-Z2."""
-    device = "xc7z020"
-    package = "clg400"
-    speed = "1"
-    default_clk = "clk125"
-    resources = _pynq_resources()
-    connectors = []
-    capacity = XC7Z020
+class PynqZ2Platform(PynqZ1Platform):
+    """TUL PYNQ-Z2: the same part and the same pins for these resources."""
     board_name = "pynq-z2"

@@ -152,6 +152,18 @@ class NetConfig:
         worst = max(rows, key=lambda r: r[1])
         return rows, worst, f_clk / worst[1]
 
+    def random_inputs(self, n, seed=0):
+        """``n`` random frames of stored input values, shape (n,) + input_shape
+        (bits for bipolar, k-bit codes for uint/int), int64."""
+        rng = np.random.default_rng(seed)
+        shape = (n,) + self.input_shape
+        if self.input_kind == "bipolar":
+            return rng.integers(0, 2, size=shape)
+        if self.input_kind == "uint":
+            return rng.integers(0, 1 << self.input_bits, size=shape)
+        half = 1 << (self.input_bits - 1)
+        return rng.integers(-half, half, size=shape)
+
     def input_words(self):
         """Input words per frame (first layer's SIMD elements per word)."""
         first = self.layers[0]

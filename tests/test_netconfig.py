@@ -15,13 +15,7 @@ CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
 
 
 def _random_input(cfg, rng, batch):
-    shape = (batch,) + tuple(cfg.input_shape)
-    if cfg.input_kind == "bipolar":
-        return rng.integers(0, 2, size=shape)
-    if cfg.input_kind == "uint":
-        return rng.integers(0, 1 << cfg.input_bits, size=shape)
-    half = 1 << (cfg.input_bits - 1)
-    return rng.integers(-half, half, size=shape)
+    return cfg.random_inputs(batch, int(rng.integers(0, 2**31)))
 
 
 def _assert_same(a, b):

@@ -45,19 +45,7 @@ def bench_frames(cfg, params, n, seed):
             raise AssertionError(f"inputs {params['inputs']}: frames of shape {x.shape[1:]}, "
                                  f"the network takes {cfg.input_shape}")
         return x[:n]
-    return random_frames(cfg, n, seed)
-
-
-def random_frames(cfg, n, seed):
-    """Random stored input values of the config's input kind, (n,) + input_shape."""
-    rng = np.random.default_rng(seed)
-    shape = (n,) + cfg.input_shape
-    if cfg.input_kind == "bipolar":
-        return rng.integers(0, 2, size=shape)
-    if cfg.input_kind == "uint":
-        return rng.integers(0, 1 << cfg.input_bits, size=shape)
-    half = 1 << (cfg.input_bits - 1)
-    return rng.integers(-half, half, size=shape)
+    return cfg.random_inputs(n, seed)
 
 
 def input_words(cfg, frames):
