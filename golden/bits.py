@@ -19,7 +19,7 @@ from ._util import ConfigError, as_int_array, check_range
 __all__ = [
     "bipolar_to_bits", "bits_to_bipolar", "pack_bits", "unpack_bits", "n_words",
     "xnor_popcount", "xnor_popcount_matvec", "xnor_popcount_matmul",
-    "popcount_to_dot", "dot_to_popcount",
+    "popcount_to_dot", "dot_to_popcount", "PairedSgemm",
 ]
 
 _LE_U64 = np.dtype("<u8")
@@ -219,6 +219,97 @@ def xnor_popcount_matvec(w, x, n=None):
     lead = x.shape[:-1]
     out = _packed_matmul(w, x.reshape(-1, x.shape[-1]), n)
     return out.reshape(lead + (w.shape[0],))
+
+
+_F32_EXACT = 1 << 24  # float32 holds every integer of magnitude <= 2^24 exactly
+
+
+class PairedSgemm:
+    """Exact XNOR-popcount product through float32 BLAS, two outputs per multiply-add.
+
+    ``wbits``: (M, N) weight bits (1 = +1), N >= 1, M >= 1. Output rows m and
+    m + M2 (M2 = ceil(M/2)) share one float32 weight column
+    ``wp[:, m] = s(w[m]) + B * s(w[m + M2])`` with s(bit) = 2*bit - 1 (the
+    second term is absent for m + M2 >= M) and B the smallest power of two
+    > 2N. For input bits x in {0, 1} (float32), ``v = x @ wp`` equals
+    ``d_lo + B * d_hi`` with ``d = sum_i x_i s(w_i)``, |d| <= N < B/2. Every
+    product and partial sum is an integer of magnitude <= N * (B + 1) < 2^24,
+    so float32 arithmetic is exact whatever the BLAS summation order; the
+    split ``d_hi = rint(v / B)``, ``d_lo = v - B * d_hi`` is exact too. The
+    XNOR popcount is ``P = d + (N - |w|)`` (|w| = number of 1 bits of the
+    row): with A_xy = #{i : x_i = x, w_i = y}, d = A_11 - A_10 and
+    N - |w| = A_00 + A_10, so P = A_11 + A_00.
+
+    Use :meth:`exact` to check that N fits (N <= 2047).
+    """
+
+    def __init__(self, wbits):
+        w = np.asarray(wbits)
+        if w.ndim != 2 or 0 in w.shape:
+            raise ConfigError("PairedSgemm", "wbits", f"must be a non-empty (M, N) bit matrix, got shape {w.shape}")
+        self.M, self.N = M, N = w.shape
+        self.base = self.slot_base(N)
+        if not self.base:
+            raise ConfigError("PairedSgemm", "wbits", f"N = {N} terms do not fit two per float32 exactly",
+                              "use xnor_popcount_matmul for N > 2047")
+        self.M2 = M2 = (M + 1) // 2
+        self.Mh = Mh = M - M2
+        s = 2 * (w != 0).astype(np.float32) - 1
+        wp = s[:M2].copy()
+        wp[:Mh] += np.float32(self.base) * s[M2:]
+        self.wt = np.ascontiguousarray(wp.T)  # (N, M2)
+        self.offset = N - np.count_nonzero(w, axis=1).astype(np.int64)  # N - |w| per row
+
+    @staticmethod
+    def slot_base(n):
+        """B = smallest power of two > 2n if two n-term dot products fit one float32 exactly, else 0."""
+        n = int(n)
+        b = 1 << (2 * n).bit_length()
+        return b if n >= 1 and n * (b + 1) < _F32_EXACT else 0
+
+    @classmethod
+    def exact(cls, n):
+        """True when products of length ``n`` can use this class."""
+        return cls.slot_base(n) != 0
+
+    def _gemm(self, x):
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.N:
+            raise ConfigError("PairedSgemm", "x", f"must be (B, {self.N}) bits, got shape {x.shape}")
+        return x.astype(np.float32, copy=False) @ self.wt
+
+    def _split(self, v):
+        hi = np.multiply(v[:, :self.Mh], np.float32(1.0 / self.base))
+        np.rint(hi, out=hi)
+        lo = v.copy()
+        lo[:, :self.Mh] -= hi * np.float32(self.base)
+        return lo, hi
+
+    def popcount(self, x):
+        """x (B, N) 0/1 bits (any numeric dtype) -> (B, M) int64 XNOR popcounts P in [0, N]."""
+        lo, hi = self._split(self._gemm(x))
+        out = np.empty((lo.shape[0], self.M), np.int64)
+        out[:, :self.M2] = lo
+        out[:, self.M2:] = hi
+        out += self.offset
+        return out
+
+    def threshold_bits(self, x, t):
+        """x (B, N) 0/1 bits -> (B, M) float32 0/1: 1 where P[b, m] >= t[m] (t: (M,) or (1,) integers)."""
+        t = np.broadcast_to(np.asarray(t, np.int64), (self.M,))
+        # compare d >= t - offset; P is in [0, N], so clipping t to [-1, N + 1] keeps every decision
+        td = (np.clip(t, -1, self.N + 1) - self.offset).astype(np.float32)
+        v = self._gemm(x)
+        B, M2, Mh, base = v.shape[0], self.M2, self.Mh, np.float32(self.base)
+        out = np.empty((B, self.M), np.float32)
+        # d_hi >= T  <=>  v >= B*T - B/2, since |d_lo| < B/2
+        np.greater_equal(v[:, :Mh], base * td[M2:] - base / 2, out=out[:, M2:])
+        hi = np.multiply(v, np.float32(1.0 / self.base))
+        np.rint(hi, out=hi)
+        hi *= -base
+        hi += v  # d_lo in every column (d_hi = 0 where there is no second row)
+        np.greater_equal(hi, td[:M2], out=out[:, :M2])
+        return out
 
 
 def popcount_to_dot(p, n):

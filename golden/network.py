@@ -29,10 +29,13 @@ Input: ``x`` of shape (B,) + input_shape holding stored values of
 ap_fixed<8,1> pixels). Output: the last layer's output for every frame;
 "acc" and "uint" as int64, "bipolar" as uint8 bits.
 
-``Network.forward(x, method="fast")`` uses packed uint64 XNOR-popcount for
-bipolar x bipolar layers (activations packed per pixel in channel words) and
-exact float BLAS otherwise; ``method="reference"`` is a slow loop
-implementation used to check it. Both are bit-exact and agree.
+``Network.forward(x, method="fast")`` uses, for bipolar x bipolar layers,
+exact float32 BLAS with two outputs per multiply-add (bits.PairedSgemm) for
+fully connected layers of up to 2047 inputs, packed uint64 XNOR-popcount
+otherwise (activations packed per pixel in channel words), and exact float
+BLAS for the other layers; ``method="packed"`` is the same but never uses
+PairedSgemm; ``method="reference"`` is a slow loop implementation used to
+check them. All are bit-exact and agree.
 """
 
 import math
@@ -41,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._util import ConfigError, as_int_array, as_pair, check_range
-from .bits import _packed_matmul, pack_bits, unpack_bits
+from .bits import PairedSgemm, _packed_matmul, pack_bits, unpack_bits
 from .conv import conv_output_size, im2col, maxpool, pool_output_size
 from .fixedpoint import FixedFormat, quantize
 from .matvec import exact_matmul, kind_range, value_range
@@ -108,6 +111,7 @@ class _Info:
     binary: bool = False  # bipolar x bipolar (popcount accumulator)
     wv: np.ndarray | None = None  # weight values (int64), cached
     wpacked: np.ndarray | None = None  # packed weights for binary layers, cached
+    blas: object = None  # PairedSgemm for binary FC layers (False: not exact, use packed words), cached
 
 
 def _where(i, layer):
@@ -240,9 +244,11 @@ class Network:
     def forward(self, x, method="fast", return_all=False, chunk=None, threads=1):
         """Run a batch. ``x``: (B,) + input_shape stored values. Returns (B,) + output_shape.
 
-        ``method``: "fast" (packed XNOR-popcount / exact BLAS) or "reference"
-        (slow loops). ``return_all``: also return the list of every layer's
-        output (the same array types as the final output). ``chunk``: frames
+        ``method``: "fast" (float32-paired / packed XNOR-popcount, exact
+        BLAS), "packed" (packed XNOR-popcount for every binary layer) or
+        "reference" (slow loops); all give identical results.
+        ``return_all``: also return the list of every layer's output (the
+        same array types as the final output). ``chunk``: frames
         per pass in fast mode (default: sized to keep intermediates ~64 MB).
         ``threads`` > 1 runs chunks concurrently (NumPy releases the GIL in
         its loops; results are identical).
@@ -250,8 +256,9 @@ class Network:
         x = self._check_input(x)
         if method == "reference":
             return self._forward_reference(x, return_all)
-        if method != "fast":
-            raise ConfigError(self.name, "method", f"must be 'fast' or 'reference', got {method!r}")
+        if method not in ("fast", "packed"):
+            raise ConfigError(self.name, "method", f"must be 'fast', 'packed' or 'reference', got {method!r}")
+        use_blas = method == "fast"
         B = x.shape[0]
         if chunk is None:
             per_frame = max([math.prod(self.input_shape)] + [math.prod(inf.out_shape) * (1 if inf.out_kind != "acc"
@@ -267,10 +274,12 @@ class Network:
             for i, layer in enumerate(self.layers):  # fill the weight caches before going parallel
                 if isinstance(layer, (FC, Conv)):
                     self._packed_weights(i) if self.infos[i].binary else self._weights(i)
+                    if use_blas:
+                        self._blas(i)
             with ThreadPoolExecutor(int(threads)) as ex:
-                parts = list(ex.map(lambda s: self._forward_fast(x[s:s + chunk], return_all), starts))
+                parts = list(ex.map(lambda s: self._forward_fast(x[s:s + chunk], return_all, use_blas), starts))
         else:
-            parts = [self._forward_fast(x[s:s + chunk], return_all) for s in starts]
+            parts = [self._forward_fast(x[s:s + chunk], return_all, use_blas) for s in starts]
         if len(parts) == 1:
             return parts[0]
         if return_all:
@@ -298,26 +307,49 @@ class Network:
                 inf.wpacked = pack_bits(w, check=False)
         return inf.wpacked
 
-    def _forward_fast(self, x, return_all):
-        # state: (kind, array, packed) ; packed bipolar arrays hold channel words on the last axis
-        kind, bits = self.input_kind, self.input_bits
-        if kind == "bipolar":
-            a, packed = pack_bits(x, check=False), True
-        else:
-            a, packed = x.astype(np.int64), False
-        alls = []
+    def _blas(self, i):
+        """PairedSgemm of binary FC layer i, or None (not a binary FC, or N too large to be exact)."""
+        inf, layer = self.infos[i], self.layers[i]
+        if inf.blas is None:
+            ok = isinstance(layer, FC) and inf.binary and inf.out_shape[0] >= 1 and PairedSgemm.exact(inf.n)
+            inf.blas = PairedSgemm(np.asarray(layer.weights)) if ok else False
+        return inf.blas or None
+
+    def _forward_fast(self, x, return_all, use_blas=True):
+        """Fast pass. Activation state ``form``: "packed" (channel words on the last axis), "bits" (unpacked
+        0/1 of any numeric dtype, full shape) or "val" (int64 values / accumulators)."""
         B = x.shape[0]
+        a, form = x, ("bits" if self.input_kind == "bipolar" else "val")
+        alls = []
+        skip = False
+        nl = len(self.layers)
         for i, (layer, inf) in enumerate(zip(self.layers, self.infos)):
+            if skip:  # Threshold fused into the previous FC
+                skip = False
+                continue
             if isinstance(layer, (FC, Conv)):
-                if inf.binary:
+                pg = self._blas(i) if use_blas else None
+                if pg is not None:
+                    rows = (unpack_bits(a, inf.in_shape[-1]) if form == "packed" else a).reshape(B, -1)
+                    nxt = self.layers[i + 1] if i + 1 < nl else None
+                    if (not return_all and isinstance(nxt, Threshold) and self.infos[i + 1].out_kind == "bipolar"):
+                        a, form, skip = pg.threshold_bits(rows, nxt.thresholds[:, 0]), "bits", True
+                        continue
+                    a, form = pg.popcount(rows), "val"
+                elif inf.binary:
                     wp = self._packed_weights(i)
                     if isinstance(layer, FC):
-                        c = inf.in_shape[-1]
-                        if len(inf.in_shape) == 3 and c % 64:
-                            a = pack_bits(unpack_bits(a, c).reshape(B, -1), check=False)
-                        rows = a.reshape(B, -1)
-                        acc = _packed_matmul(wp, rows, inf.n, mask_last=True)
+                        if form == "packed":
+                            c = inf.in_shape[-1]
+                            if len(inf.in_shape) == 3 and c % 64:
+                                a = pack_bits(unpack_bits(a, c).reshape(B, -1), check=False)
+                            rows = a.reshape(B, -1)
+                        else:
+                            rows = pack_bits(a.reshape(B, -1), check=False)
+                        a = _packed_matmul(wp, rows, inf.n, mask_last=True)
                     else:
+                        if form != "packed":
+                            a = pack_bits(a, check=False)
                         if as_pair(layer.pad, "", "", 0) != (0, 0):
                             c = inf.in_shape[2]
                             padword = pack_bits(np.full(c, int(layer.pad_value), np.uint8), check=False)
@@ -325,11 +357,10 @@ class Network:
                         cols = im2col(a, layer.kernel, layer.stride, 0)
                         oh, ow = cols.shape[1:3]
                         acc = _packed_matmul(wp, cols.reshape(-1, cols.shape[-1]), inf.n, mask_last=False)
-                        acc = acc.reshape(B, oh, ow, -1)
+                        a = acc.reshape(B, oh, ow, -1)
+                    form = "val"
                 else:
-                    if packed:
-                        a = unpack_bits(a, inf.in_shape[-1]).astype(np.int64)
-                        packed = False
+                    a = _values(a, form, inf.in_shape[-1])
                     xv = 2 * a - 1 if inf.in_kind == "bipolar" else a
                     wv = self._weights(i)
                     xl, xh = value_range(inf.in_kind, inf.in_bits)
@@ -344,19 +375,21 @@ class Network:
                         cols = im2col(xv.astype(dt), layer.kernel, layer.stride, layer.pad, pv)
                         oh, ow = cols.shape[1:3]
                         acc = exact_matmul(cols.reshape(-1, cols.shape[-1]), wv, mx, mw).reshape(B, oh, ow, -1)
-                a, packed = acc, False
+                    a, form = acc, "val"
             elif isinstance(layer, MaxPool):
-                a = maxpool(a, layer.kernel, layer.stride, "packed" if packed else "int")
+                if form == "bits" and inf.in_kind == "bipolar":
+                    a, form = pack_bits(a, check=False), "packed"
+                a = maxpool(a, layer.kernel, layer.stride, "packed" if form == "packed" else "int")
             elif isinstance(layer, Threshold):
+                a = _values(a, form, inf.in_shape[-1])
                 t = layer.thresholds
                 if inf.out_kind == "bipolar":
-                    a = pack_bits(a >= t[:, 0], check=False)
-                    packed = True
+                    a, form = a >= t[:, 0], "bits"
                 else:
-                    a = multithreshold(a, t, check=False)
+                    a, form = multithreshold(a, t, check=False), "val"
             if return_all:
-                alls.append(unpack_bits(a, inf.out_shape[-1]) if packed else a)
-        out = unpack_bits(a, self.output_shape[-1]) if packed else a
+                alls.append(_values(a, form, inf.out_shape[-1], np.uint8))
+        out = _values(a, form, self.output_shape[-1], np.uint8)
         return (out, alls) if return_all else out
 
     def _forward_reference(self, x, return_all):
@@ -414,6 +447,15 @@ class Network:
                 alls.append(a.astype(np.uint8) if kind == "bipolar" else a)
         out = a.astype(np.uint8) if kind == "bipolar" else a
         return (out, alls) if return_all else out
+
+
+def _values(a, form, c, bits_dtype=np.int64):
+    """Activation state -> plain values: packed/unpacked bits as ``bits_dtype`` 0/1 (c channels), values as is."""
+    if form == "packed":
+        return unpack_bits(a, c).astype(bits_dtype, copy=False)
+    if form == "bits":
+        return a.astype(bits_dtype, copy=False)
+    return a
 
 
 def _pad_words(a, pad, padword):
