@@ -17,13 +17,14 @@ int        k     signed k-bit integer
 =========  ====  =====================================================
 
 Bipolar x bipolar uses XNOR + popcount (the count P of agreeing lanes, the
-dot product is 2P - SIMD; full adders on groups of three lanes first, so the
-XNORs fold into 6-input LUTs); every other pair is added or subtracted with
+dot product is 2P - SIMD: full adders on groups of three lanes, then chains of
+carry-chain adders whose small addends, raw lane pairs or full-adder outputs,
+fold into the adder bits' 6-input LUTs; see :func:`xnor_popcount`); every other pair is added or subtracted with
 multiplexers (bipolar/ternary operands: no multiplier) or multiplied (int x
 int/uint).
 """
 
-from amaranth.hdl import Cat, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 
 
 __all__ = ["range_shape", "kind_bits", "value_range", "lane_products", "sum_tree", "tree_depth", "xnor_popcount", "dot_product"]
@@ -148,31 +149,225 @@ def sum_tree(m, terms, stages, enable, name="st"):
     return v, lo, hi, len(reg_after)
 
 
-def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
-    """XNOR popcount of two SIMD-bit words, sized for 6-input LUTs.
+_CHAIN_LANES = 32  # lanes per adder chain; longer SIMD words sum several chains in a tree
 
-    The first level counts the agreeing lanes of groups of three (six inputs:
-    one LUT6 per output bit, sum and carry of a full adder on the XNORs); the
-    2-bit group counts are then summed by :func:`sum_tree` (carry chains).
-    Returns ``(value, 0, simd, latency)`` with ``value`` unsigned.
+
+def _table_bits(m, inputs, fn, nbits, name):
+    """The ``nbits``-bit value ``fn(bits)`` of the 1-bit ``inputs``, as plain logic.
+
+    Written as a truth table (a ``Switch`` on the inputs, no ``+``), so that
+    synthesis merges each bit into the LUT of the adder bit it feeds.
     """
-    xnor = Signal(simd, name=f"{name}_xnor")
-    m.d.comb += xnor.eq(~(w[:simd] ^ x[:simd]))
-    terms = []
-    for g in range(0, simd, 3):
-        bits = [xnor[k] for k in range(g, min(g + 3, simd))]
-        if len(bits) == 1:
-            terms.append((bits[0], 0, 1))
-            continue
-        s = Signal(2, name=f"{name}_fa{g // 3}")
-        if len(bits) == 2:
-            a, b = bits
-            m.d.comb += s.eq(Cat(a ^ b, a & b))
+    out = Signal(nbits, name=name)
+    with m.Switch(Cat(*inputs)):
+        for v in range(1 << len(inputs)):
+            value = fn([(v >> j) & 1 for j in range(len(inputs))])
+            if value:
+                with m.Case(v):
+                    m.d.comb += out.eq(value)
+    return out
+
+
+def _chain_step(raw, sig):
+    """Greedy choice of the next ``B`` of a chain: (raw lanes, {weight exponent: count}, value max, bits, lowest exponent)."""
+    if raw:
+        k = min(2, raw)
+        n0 = min(5 - 2 * k, sig.get(0, 0), 3 - k)
+        return k, {0: n0}, k + n0, (k + n0).bit_length(), 0
+    e0 = min(e for e, n in sig.items() if n)
+    best = None
+    for n0 in range(1, min(5, sig[e0]) + 1):
+        for n1 in range(0, min(5 - n0, sig.get(e0 + 1, 0)) + 1):
+            vmax = n0 + 2 * n1
+            score = ((n0 + n1) / vmax.bit_length(), n0 + n1)
+            if best is None or score > best[0]:
+                best = (score, {e0: n0, e0 + 1: n1}, vmax)
+    _, take, vmax = best
+    return 0, take, vmax, vmax.bit_length(), e0
+
+
+def _plan_chain(n_lanes, n_raw):
+    """Plan of one chain over ``n_lanes`` lanes keeping ``n_raw`` of them for the adders' ``B``.
+
+    Returns ``(groups, start, steps, luts)``: ``groups`` full adders over three
+    lanes (2 LUTs each), ``start`` the raw lanes of the first value when no
+    full adder starts the chain, ``steps`` the ``(raw, take, ci)`` of every
+    adder and ``luts`` the LUT6 estimate.
+    """
+    groups = (n_lanes - n_raw) // 3
+    raw = n_lanes - 3 * groups
+    sig = {0: groups, 1: groups}
+    luts = 2 * groups
+    if groups:
+        start = 0
+        sig[0] -= 1
+        sig[1] -= 1
+    else:
+        start = min(2, raw)
+        raw -= start
+        luts += start.bit_length()
+    steps = []
+    while raw or any(sig.values()):
+        k, take, vmax, bits, e0 = _chain_step(raw, sig)
+        raw -= k
+        for e, n in take.items():
+            sig[e] = sig.get(e, 0) - n
+        ci = sig.get(0, 0) > 0
+        if ci:
+            sig[0] -= 1
+        steps.append((k, take, ci))
+        luts += bits
+    return groups, start, steps, luts
+
+
+def _best_plan(n_lanes):
+    # Yosys' ABC often shares one lane's XNOR between the sum and carry LUTs of
+    # a full adder (3 LUTs instead of 2): count that, keeping more raw lanes.
+    plans = [_plan_chain(n_lanes, r) for r in range(0, min(n_lanes, 16) + 1)]
+    return min(plans, key=lambda p: (p[3] + 0.7 * p[0], len(p[2])))
+
+
+def chain_depth(n_lanes):
+    """Adder levels of one XNOR-popcount chain (the full adders count as the first)."""
+    return 1 + len(_best_plan(n_lanes)[2])
+
+
+def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
+    """XNOR popcount of two SIMD-bit words, sized for 6-input LUTs and carry chains.
+
+    The lanes are split into chains of at most 32. Each chain first counts the
+    agreeing lanes of groups of three (a full adder on the XNORs: one LUT6 per
+    output bit), then sums those counts with a chain of carry-chain adders
+    ``R + B + ci`` where every bit of the small addend ``B`` is a function of
+    at most five bits (two raw lanes, or full-adder outputs) so that it merges
+    into the single LUT6 of the adder bit (``R_i ^ B_i``), and the carry input
+    takes one more bit. The chain results are summed by a balanced adder tree.
+    ``stages`` pipeline registers (clamped to :func:`tree_depth`) are spread
+    over all levels. Returns ``(value, 0, simd, latency)`` with ``value``
+    unsigned.
+    """
+    nchains = -(-simd // _CHAIN_LANES)
+    sizes = [simd // nchains + (1 if c < simd % nchains else 0) for c in range(nchains)]
+    plans = [_best_plan(n) for n in sizes]
+    chain_levels = max(1 + len(p[2]) for p in plans)
+    tree_levels = (nchains - 1).bit_length()
+    depth = chain_levels + tree_levels
+    nstages = min(stages, tree_depth(simd, True))
+    reg_after = _reg_levels(depth, nstages)
+    extra = nstages - len(reg_after)   # shallow trees: remaining registers at the output
+
+    def reg(v, nm):
+        r = Signal.like(v, name=nm)
+        with m.If(enable):
+            m.d.sync += r.eq(v)
+        return r
+
+    # per chain state: running sum (value, max), raw lanes [(w, x)], signals {exponent: [bit]}
+    states = []
+    base = 0
+    for c, (n, (groups, start, steps, _)) in enumerate(zip(sizes, plans)):
+        lanes = [(w[k], x[k]) for k in range(base, base + n)]
+        base += n
+        pre = f"{name}_c{c}"
+        sig = {0: [], 1: []}
+        for g in range(groups):
+            ins = [b for p in lanes[3 * g:3 * g + 3] for b in p]
+            fa = _table_bits(m, ins, lambda v: sum(v[2 * j] == v[2 * j + 1] for j in range(3)), 2,
+                             f"{pre}_fa{g}")
+            sig[0].append(fa[0])
+            sig[1].append(fa[1])
+        raw = lanes[3 * groups:]
+        if groups:
+            r = Signal(2, name=f"{pre}_r0")
+            m.d.comb += r.eq(Cat(sig[0].pop(0), sig[1].pop(0)))
+            rmax = 3
         else:
-            a, b, c = bits
-            m.d.comb += s.eq(Cat(a ^ b ^ c, (a & b) | (a & c) | (b & c)))
-        terms.append((s, 0, len(bits)))
-    return sum_tree(m, terms, stages, enable, name=name)
+            ins = [b for p in raw[:start] for b in p]
+            r = _table_bits(m, ins, lambda v: sum(v[2 * j] == v[2 * j + 1] for j in range(start)),
+                            max(1, start.bit_length()), f"{pre}_r0")
+            raw = raw[start:]
+            rmax = start
+        states.append({"r": r, "max": rmax, "raw": raw, "sig": sig, "steps": list(steps), "pre": pre})
+
+    def register_states(lvl):
+        for st in states:
+            st["r"] = reg(st["r"], f"{st['pre']}_q{lvl}")
+            st["raw"] = [(reg(a, f"{st['pre']}_q{lvl}_w{j}"), reg(b, f"{st['pre']}_q{lvl}_x{j}"))
+                         for j, (a, b) in enumerate(st["raw"])]
+            st["sig"] = {e: [reg(s, f"{st['pre']}_q{lvl}_s{e}_{j}") for j, s in enumerate(lst)]
+                         for e, lst in st["sig"].items()}
+
+    for lvl in range(1, chain_levels + 1):
+        if lvl > 1:
+            for st in states:
+                if not st["steps"]:
+                    continue
+                k, take, ci = st["steps"].pop(0)
+                ins, wts = [], []
+                for p in st["raw"][:k]:
+                    ins += list(p)
+                    wts += [None, None]
+                st["raw"] = st["raw"][k:]
+                e0 = 0 if k else min(e for e, n in take.items() if n)
+                for e, n in sorted(take.items()):
+                    for _ in range(n):
+                        ins.append(st["sig"][e].pop(0))
+                        wts.append(1 << (e - e0))
+                bmax = k + sum(wt for wt in wts if wt)
+
+                def fn(v, wts=wts):
+                    total, j = 0, 0
+                    while j < len(wts):
+                        if wts[j] is None:
+                            total += v[j] == v[j + 1]
+                            j += 2
+                        else:
+                            total += wts[j] * v[j]
+                            j += 1
+                    return total
+                bsig = _table_bits(m, ins, fn, bmax.bit_length(), f"{st['pre']}_b{lvl}")
+                total = st["max"] + (bmax << e0) + (1 if ci else 0)
+                # keep: stops Yosys' alumacc from merging the chain into one $macc
+                r = Signal(total.bit_length(), name=f"{st['pre']}_s{lvl}", attrs={"keep": 1})
+                # R + (B << e0) as P + Q with P = R[:top] and Q = (B << e0) | R[top:] << top:
+                # Yosys makes the narrower operand the carry chain's DI, which must
+                # be R (a signal) so that B merges into the adder bits' LUTs.
+                top = e0 + len(bsig)
+                p_op = st["r"][:top]
+                q_op = Cat(Const(0, e0), bsig, st["r"][top:]) if e0 else Cat(bsig, st["r"][top:])
+                if ci:
+                    m.d.comb += r.eq(p_op + q_op + st["sig"][0].pop(0))
+                else:
+                    m.d.comb += r.eq(p_op + q_op)
+                st["r"], st["max"] = r, total
+        if lvl in reg_after:
+            register_states(lvl)
+
+    level = [(st["r"], 0, st["max"]) for st in states]
+    for st in states:
+        assert not st["steps"] and not st["raw"] and not any(st["sig"].values())
+    lvl = chain_levels
+    while len(level) > 1:
+        lvl += 1
+        nxt = []
+        for i in range(0, len(level), 2):
+            if i + 1 < len(level):
+                (a, _, ahi), (b, _, bhi) = level[i], level[i + 1]
+                s = Signal(range_shape(0, ahi + bhi), name=f"{name}_t{lvl}_{i // 2}")
+                m.d.comb += s.eq(a + b)
+                nxt.append((s, 0, ahi + bhi))
+            else:
+                nxt.append(level[i])
+        if lvl in reg_after:
+            nxt = [(reg(v, f"{name}_tq{lvl}_{j}"), lo, hi) for j, (v, lo, hi) in enumerate(nxt)]
+        level = nxt
+    v, _, hi = level[0]
+    assert hi == simd
+    for j in range(extra):
+        v = reg(v, f"{name}_oq{j}")
+    out = Signal(range_shape(0, simd), name=f"{name}_sum")
+    m.d.comb += out.eq(v)
+    return out, 0, simd, nstages
 
 
 def dot_product(m, w, x, simd, w_kind, w_bits, x_kind, x_bits, stages, enable, name="dp"):
