@@ -152,20 +152,37 @@ def sum_tree(m, terms, stages, enable, name="st"):
 _CHAIN_LANES = 32  # lanes per adder chain; longer SIMD words sum several chains in a tree
 
 
-def _table_bits(m, inputs, fn, nbits, name):
-    """The ``nbits``-bit value ``fn(bits)`` of the 1-bit ``inputs``, as plain logic.
+def _logic_sum(m, terms, nbits, name):
+    """The ``nbits``-bit sum of ``terms`` (``(1-bit value, weight)``, weights powers of two) as plain logic.
 
-    Written as a truth table (a ``Switch`` on the inputs, no ``+``), so that
-    synthesis merges each bit into the LUT of the adder bit it feeds.
+    Written with ``^ & |`` full and half adders per bit column (no ``+``), so
+    that Yosys keeps it as logic and ABC merges each output bit (a function of
+    at most six inputs) into the LUT of the adder bit it feeds.
     """
+    cols = {}
+    for bit, wt in terms:
+        cols.setdefault(wt.bit_length() - 1, []).append(bit)
+    bits = []
+    for e in range(nbits):
+        col = cols.get(e, [])
+        while len(col) > 1:
+            if len(col) >= 3:
+                a, b, c = col.pop(0), col.pop(0), col.pop(0)
+                col.append(a ^ b ^ c)
+                cols.setdefault(e + 1, []).append((a & b) | (a & c) | (b & c))
+            else:
+                a, b = col.pop(0), col.pop(0)
+                col.append(a ^ b)
+                cols.setdefault(e + 1, []).append(a & b)
+        bits.append(col[0] if col else Const(0, 1))
     out = Signal(nbits, name=name)
-    with m.Switch(Cat(*inputs)):
-        for v in range(1 << len(inputs)):
-            value = fn([(v >> j) & 1 for j in range(len(inputs))])
-            if value:
-                with m.Case(v):
-                    m.d.comb += out.eq(value)
+    m.d.comb += out.eq(Cat(*bits))
     return out
+
+
+def _agree(a, b):
+    """1 where the bipolar bits agree (XNOR)."""
+    return ~(a ^ b)
 
 
 def _chain_step(raw, sig):
@@ -271,9 +288,7 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
         pre = f"{name}_c{c}"
         sig = {0: [], 1: []}
         for g in range(groups):
-            ins = [b for p in lanes[3 * g:3 * g + 3] for b in p]
-            fa = _table_bits(m, ins, lambda v: sum(v[2 * j] == v[2 * j + 1] for j in range(3)), 2,
-                             f"{pre}_fa{g}")
+            fa = _logic_sum(m, [(_agree(a, b), 1) for a, b in lanes[3 * g:3 * g + 3]], 2, f"{pre}_fa{g}")
             sig[0].append(fa[0])
             sig[1].append(fa[1])
         raw = lanes[3 * groups:]
@@ -282,9 +297,8 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
             m.d.comb += r.eq(Cat(sig[0].pop(0), sig[1].pop(0)))
             rmax = 3
         else:
-            ins = [b for p in raw[:start] for b in p]
-            r = _table_bits(m, ins, lambda v: sum(v[2 * j] == v[2 * j + 1] for j in range(start)),
-                            max(1, start.bit_length()), f"{pre}_r0")
+            r = _logic_sum(m, [(_agree(a, b), 1) for a, b in raw[:start]], max(1, start.bit_length()),
+                           f"{pre}_r0")
             raw = raw[start:]
             rmax = start
         states.append({"r": r, "max": rmax, "raw": raw, "sig": sig, "steps": list(steps), "pre": pre})
@@ -303,29 +317,14 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
                 if not st["steps"]:
                     continue
                 k, take, ci = st["steps"].pop(0)
-                ins, wts = [], []
-                for p in st["raw"][:k]:
-                    ins += list(p)
-                    wts += [None, None]
+                terms = [(_agree(a, b), 1) for a, b in st["raw"][:k]]
                 st["raw"] = st["raw"][k:]
                 e0 = 0 if k else min(e for e, n in take.items() if n)
                 for e, n in sorted(take.items()):
                     for _ in range(n):
-                        ins.append(st["sig"][e].pop(0))
-                        wts.append(1 << (e - e0))
-                bmax = k + sum(wt for wt in wts if wt)
-
-                def fn(v, wts=wts):
-                    total, j = 0, 0
-                    while j < len(wts):
-                        if wts[j] is None:
-                            total += v[j] == v[j + 1]
-                            j += 2
-                        else:
-                            total += wts[j] * v[j]
-                            j += 1
-                    return total
-                bsig = _table_bits(m, ins, fn, bmax.bit_length(), f"{st['pre']}_b{lvl}")
+                        terms.append((st["sig"][e].pop(0), 1 << (e - e0)))
+                bmax = sum(wt for _, wt in terms)
+                bsig = _logic_sum(m, terms, bmax.bit_length(), f"{st['pre']}_b{lvl}")
                 total = st["max"] + (bmax << e0) + (1 if ci else 0)
                 # keep: stops Yosys' alumacc from merging the chain into one $macc
                 r = Signal(total.bit_length(), name=f"{st['pre']}_s{lvl}", attrs={"keep": 1})
