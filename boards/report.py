@@ -94,7 +94,7 @@ def format_report(rep, device=None):
              f"{'FF':>8} {'BRAM36':>7} {'DSP':>4}"]
     for L in rep.layers:
         r = L.resources
-        mark = "  <- bottleneck" if L.name == rep.bottleneck else ""
+        mark = "  <- bottleneck" if L.cycles == rep.bottleneck_cycles else ""
         lines.append(f"{L.name:<12} {L.type:<8} {L.pe:>4} {L.simd:>5} {L.cycles:>9,} {r.lut:>8,} "
                      f"{r.lutram:>7,} {r.ff:>8,} {r.bram36:>7g} {r.dsp:>4}{mark}")
     t = rep.total
@@ -116,7 +116,7 @@ def plot_report(rep, path):
 
     names = [L.name for L in rep.layers]
     fig, (a, b) = plt.subplots(1, 2, figsize=(max(6, 1.2 * len(names) + 4), 3.8))
-    colors = ["tab:red" if n == rep.bottleneck else "tab:blue" for n in names]
+    colors = ["tab:red" if L.cycles == rep.bottleneck_cycles else "tab:blue" for L in rep.layers]
     a.bar(names, [L.cycles for L in rep.layers], color=colors)
     a.set_title("cycles per frame (red: bottleneck)")
     a.set_ylabel("cycles")
