@@ -50,15 +50,16 @@ def _matrices(p, dsg, rng):
     lo_a, hi_a, lo_b, hi_b = -(1 << (wa - 1)), (1 << (wa - 1)) - 1, -(1 << (wb - 1)), (1 << (wb - 1)) - 1
     a = np.array([[rng.randint(lo_a, hi_a) for _ in range(K)] for _ in range(M)], np.int64)
     b = np.array([[rng.randint(lo_b, hi_b) for _ in range(N)] for _ in range(K)], np.int64)
-    # extremes: a whole row of A at the minimum, B columns at the minimum / maximum
-    # (min*min products are the largest positive ones, min*max the most negative)
+    for x, lo, hi in ((a, lo_a, hi_a), (b, lo_b, hi_b)):
+        mask = np.array([[rng.random() < 0.15 for _ in range(x.shape[1])] for _ in range(x.shape[0])])
+        x[mask] = lo if rng.random() < 0.5 else hi
+    # extremes, set last so that nothing overwrites them: a whole row of A at the
+    # minimum, B columns at the minimum / maximum (min*min products are the
+    # largest positive ones, min*max the most negative)
     a[0, :] = lo_a
     b[:, 0] = lo_b
     if N > 1:
         b[:, 1] = hi_b
-    for x, lo, hi in ((a, lo_a, hi_a), (b, lo_b, hi_b)):
-        mask = np.array([[rng.random() < 0.15 for _ in range(x.shape[1])] for _ in range(x.shape[0])])
-        x[mask] = lo if rng.random() < 0.5 else hi
     return a, b
 
 
