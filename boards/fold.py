@@ -48,7 +48,7 @@ def estimate_layer(L):
     """Estimated :class:`Resources` of one layer at its current PE/SIMD."""
     if L.type == "maxpool":
         h, w, c = L.in_shape
-        bits = L.in_kind == "bipolar" and 1 or L.in_bits
+        bits = L.in_bits  # 1 for bipolar data
         buf = L.kernel * w * c * bits
         return Resources(lut=20 + 2 * L.simd * bits, ff=40 + L.simd * bits,
                          bram36=math.ceil(buf / 36864) if buf >= 8192 else 0,
@@ -56,7 +56,7 @@ def estimate_layer(L):
     binary = L.in_kind == "bipolar" and L.weight_kind == "bipolar"
     in_len = math.prod(L.in_shape) if L.type == "fc" else L.kernel * L.kernel * L.in_shape[2]
     lanes = L.pe * L.simd
-    abits = 1 if L.in_kind == "bipolar" else L.in_bits
+    abits = L.in_bits  # 1 for bipolar data
     wbits = {"bipolar": 1, "ternary": 2}.get(L.weight_kind, L.weight_bits or 1)
     lane = BINARY_LANE_LUT if binary else BIT_LANE_LUT * max(abits, wbits)
     tbits = max(1, L.act_bits)

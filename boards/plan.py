@@ -21,7 +21,7 @@ from pathlib import Path
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io
 
-__all__ = ["SelfTestTop", "write_build_plan", "write_accelerator"]
+__all__ = ["SelfTestTop", "accelerator_name", "write_build_plan", "write_accelerator"]
 
 
 class SelfTestTop(Elaboratable):
@@ -58,16 +58,22 @@ class SelfTestTop(Elaboratable):
         return m
 
 
-def write_accelerator(cfg, path):
-    """Write the accelerator IP's Verilog (AXI-Stream ports) to ``path``."""
+def accelerator_name(cfg):
+    """The Verilog module (and file) name of ``cfg``'s accelerator."""
+    return "qnnfab_" + "".join(c if c.isalnum() else "_" for c in cfg.name)
+
+
+def write_accelerator(cfg, out_dir):
+    """Write the accelerator IP's Verilog (AXI-Stream ports) into ``out_dir``;
+    return ``(module name, path)``."""
     from amaranth.back import verilog
     from qnnfab.rtl.dataflow import Dataflow
 
-    top = Dataflow(cfg)
-    name = "qnnfab_" + "".join(c if c.isalnum() else "_" for c in cfg.name)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(verilog.convert(top, name=name, emit_src=False))
-    return name
+    name = accelerator_name(cfg)
+    path = Path(out_dir) / f"{name}.v"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(verilog.convert(Dataflow(cfg), name=name, emit_src=False))
+    return name, path
 
 
 def write_build_plan(cfg, platform_cls, out_dir):

@@ -11,7 +11,6 @@ statistics are written with ``tee -o FILE stat -json`` and read from the file.
 
 import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from qnnfab.cache import cache_dir
 from qnnfab.errors import QnnfabError
 
 __all__ = ["Resources", "synth_xc7", "count_cells"]
@@ -88,14 +88,6 @@ def yosys_safe_names(text):
     return re.sub(r"\\([A-Za-z0-9_.$]+)\[([0-9]+)\] ", r"\\\1__\2 ", text)
 
 
-def _cache_root():
-    root = os.environ.get("QNNFAB_CACHE") or (
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnfab")
-    p = Path(root) / "yosys"
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
 def synth_xc7(design, top="top", *, cache=True):
     """Synthesize ``design`` (Verilog text or an Amaranth component) for xc7.
 
@@ -109,7 +101,7 @@ def synth_xc7(design, top="top", *, cache=True):
         text = verilog.convert(design, name=top, emit_src=False)
     text = yosys_safe_names(text)
     key = hashlib.sha256((text + "\0" + top + "\0" + SCRIPT).encode()).hexdigest()[:24]
-    cfile = _cache_root() / f"{top}-{key}.json"
+    cfile = cache_dir("yosys") / f"{top}-{key}.json"
     if cache and cfile.exists():
         cells = json.loads(cfile.read_text())
         return count_cells(cells)

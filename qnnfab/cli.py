@@ -141,7 +141,7 @@ def _cmd_generate(args):
         rep, text = _report(cfg, board, args.jobs, args.clock)
         check_fits(f"network '{cfg.name}'", rep.total, board.capacity)
     out.mkdir(parents=True, exist_ok=True)
-    name = write_accelerator(cfg, out / "accel" / f"qnnfab_{cfg.name.replace('-', '_')}.v")
+    name, _ = write_accelerator(cfg, out / "accel")
     print(f"accelerator IP (AXI-Stream ports): {out / 'accel'}/ (module {name})")
     files = write_build_plan(cfg, board, out / "plan")
     print(f"build plan for {args.board} (Vivado: cd {out / 'plan'} && sh build_top.sh): {', '.join(files)}")

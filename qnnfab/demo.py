@@ -14,7 +14,6 @@
    cycles per frame, frames/s at 100 MHz and the resource table.
 """
 
-import sys
 import time
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2"
     rep = network_report(cfg, jobs=jobs, f_clk=100e6, progress=lambda m: print("    " + m, flush=True))
     check_fits(f"network '{cfg.name}'", rep.total, board.capacity)
     hw = outdir / "hw"
-    module = write_accelerator(cfg, hw / "accel" / f"{module_name(cfg)}.v")
+    module, _ = write_accelerator(cfg, hw / "accel")
     files = write_build_plan(cfg, board, hw / "plan")
     (hw / "report.txt").write_text(format_report(rep, board.capacity) + "\n")
     plot_report(rep, hw / "report.png")
@@ -100,6 +99,3 @@ def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2"
     print(f"qnnfab demo: done in {time.monotonic() - t_all:.0f} s; outputs in {outdir}/")
     return 0
 
-
-def module_name(cfg):
-    return "qnnfab_" + "".join(c if c.isalnum() else "_" for c in cfg.name)

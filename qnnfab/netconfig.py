@@ -224,7 +224,7 @@ def _random_weights(spec, in_len, in_kind, in_bits, rng):
         mean, std = acc.mean(0), acc.std(0) + 1.0
         k = spec.n_thresholds
         q = (np.arange(1, k + 1) / (k + 1))  # quantiles of a standard normal, roughly
-        z = np.sqrt(2) * np.array([math.erfc(2 * p) * 0 + _probit(p) for p in q])
+        z = np.sqrt(2) * np.array([_probit(p) for p in q])
         t = np.ceil(mean[:, None] + std[:, None] * (z[None, :] + rng.normal(0, 0.2, (spec.out, 1))))
         t = np.sort(t.astype(np.int64), axis=1)
     if spec.type == "conv":

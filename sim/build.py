@@ -18,6 +18,8 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
+from qnnfab.cache import cache_dir
+
 from .toolchain import setup_verilator, simulator_name, verilator_version
 
 __all__ = ["to_verilog", "cache_dir", "Build", "build"]
@@ -37,17 +39,6 @@ MAKE_VARIABLES = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0",
 def to_verilog(component, name):
     """Convert an Amaranth component to Verilog text with module ``name``."""
     return verilog.convert(component, name=name, emit_src=False)
-
-
-def cache_dir():
-    root = os.environ.get("QNNFAB_CACHE")
-    if root:
-        p = Path(root)
-    else:
-        p = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnfab"
-    p = p.resolve()
-    p.mkdir(parents=True, exist_ok=True)
-    return p
 
 
 @dataclass
