@@ -1,4 +1,4 @@
-"""Output-stationary systolic array model (values and output timing).
+"""Output-stationary systolic array model (values, output order, stochastic rounding lanes).
 
 Array: R x C processing elements (PEs). A tile computes
 ``C_tile = A_tile (R x K) . B_tile (K x C)``; larger products are folded into
@@ -13,28 +13,20 @@ rounding stage (one per column) drops ``D = Fa + Fb - Fout`` bits with
 round-to-nearest (+2^(D-1)), truncation, or stochastic rounding (+ D LFSR
 bits), then saturates to ``out_fmt`` (see fixedpoint.shift_round).
 
-Timing (cycle 0 = the cycle the first skewed operands of the first tile enter
-the array, after ``input_latency`` register stages): row i of A enters
-skewed by i cycles and moves right one PE per cycle, column j of B enters
-skewed by j and moves down one PE per cycle, so PE(i, j) performs step s
-(A[i, s] * B[s, j]) of tile t at cycle ``start_t + input_latency + s + i + j``.
-Its result is registered at the end of step K-1 and passes through the
-column-j rounding stage (``round_latency`` register stages), so it *leaves
-the array* (valid at the output of column j) at::
-
-    out_cycle = start_t + input_latency + K + i + j + round_latency - 1
-
-(default input_latency = 0, round_latency = 1: K + i + j). The results of
-column j leave in row order, one per cycle, so one rounding stage per column
-suffices. Tiles are issued back to back every ``tile_period`` cycles
-(default ``max(K, R)``: a PE starts the next tile as it hands its result to the
-output; the column stage needs R cycles per tile); ``start_t = t * tile_period``.
+Output order: the array emits one row of a tile per output word, tiles in
+issue order (row tiles outer, column tiles inner), rows in order; results of
+zero-padded rows are not emitted. ``emit_index[m, n]`` is the index of the
+output word (a row of C results, padded columns included) that carries
+result (m, n). When
+each result leaves is the hardware's timing contract, stated and modelled
+once, in :mod:`qnnfab.golden.systolic_timing`.
 
 Stochastic rounding: column j has its own LFSR lane
 (``lfsr.lfsr_words(..., lanes=C)``, lane seeds from ``lane_seeds``). A lane
 advances ``steps_per_cycle`` steps each time its column emits a result (it is
-enabled by the output valid, so stalls do not change the stream); the first
-result of the column uses the lane's seed state.
+enabled by the output valid, so stalls do not change the stream): output
+word k (``emit_index`` k) is rounded with every lane's k-th random word, the
+first with the seed states.
 """
 
 import math
@@ -54,26 +46,24 @@ class SystolicResult:
     """Outputs of :func:`systolic_matmul`; all arrays (M, N) int64.
 
     ``values``: rounded, saturated output codes (``out_fmt``); ``acc``: the
-    wide accumulators; ``out_cycle``: cycle each result leaves the array;
-    ``random``: the random word each result was rounded with (0 unless
-    stochastic); ``tiles``: number of tiles; ``total_cycles``: last out_cycle + 1;
+    wide accumulators; ``emit_index``: index of the output word carrying each
+    result; ``random``: the random word each result was
+    rounded with (0 unless stochastic); ``tiles``: number of tiles;
     ``drop_bits``: D; ``acc_width``: accumulator width used.
     """
 
     values: np.ndarray
     acc: np.ndarray
-    out_cycle: np.ndarray
+    emit_index: np.ndarray
     random: np.ndarray
     tiles: int
-    total_cycles: int
     drop_bits: int
     acc_width: int
 
 
 def systolic_matmul(a, b, a_fmt, b_fmt, out_fmt, rows, cols, rounding="nearest", acc_width=None,
-                    input_latency=0, round_latency=1, tile_period=None,
                     lfsr_width=24, lfsr_seed=1, steps_per_cycle=None, random_bits=None):
-    """Model an R x C output-stationary array computing ``a @ b`` (timing and rounding in the module docstring).
+    """Model an R x C output-stationary array computing ``a @ b`` (order and rounding in the module docstring).
 
     ``a``: (M, K) integer codes of ``a_fmt``; ``b``: (K, N) codes of ``b_fmt``;
     ``rows``, ``cols``: R, C of the array. ``rounding``: "nearest",
@@ -114,14 +104,12 @@ def systolic_matmul(a, b, a_fmt, b_fmt, out_fmt, rows, cols, rounding="nearest",
     else:
         acc = np.matmul(a, b)
     tr, tc = -(-M // R), -(-N // C)
-    period = max(K, R) if tile_period is None else int(tile_period)
-    if period < max(K, R):
-        raise ConfigError(where, "tile_period", f"{period} < max(K, R) = {max(K, R)} makes tiles collide",
-                          "use tile_period >= max(K, R)")
     ii = np.arange(M)[:, None]
     jj = np.arange(N)[None, :]
-    tile = (ii // R) * tc + (jj // C)
-    out_cycle = tile * period + int(input_latency) + K + (ii % R) + (jj % C) + int(round_latency) - 1
+    # output word of (m, n): earlier row tiles sent tc * R words; within row tile ti, each
+    # earlier column tile sent its rows (R, or fewer in the last row tile, cut to M)
+    emit_index = np.broadcast_to((ii // R) * (tc * R) + (jj // C) * np.minimum(R, M - (ii // R) * R) + ii % R,
+                                 (M, N)).copy()
     rnd = np.zeros((M, N), np.int64)
     if rounding == "stochastic":
         if random_bits is not None:
@@ -131,20 +119,14 @@ def systolic_matmul(a, b, a_fmt, b_fmt, out_fmt, rows, cols, rounding="nearest",
         else:
             if lfsr_width <= d:
                 raise ConfigError(where, "lfsr_width", f"must exceed the {d} dropped bits", "use a wider LFSR")
-            # lane j serves array column j: the k-th result the column emits (in out_cycle order,
-            # i.e. tiles in issue order, rows in order; zero-padded rows emit nothing) uses word k
-            per_lane = M * tc  # every column tile sends all M rows through each lane
+            # lane j serves array column j; output word k uses every lane's word k
+            per_lane = M * tc  # output words: every column tile sends all M rows
             words = lfsr_words(per_lane, d, lfsr_width, lfsr_seed, C, steps_per_cycle)  # (emits, lanes)
-            for j in range(min(C, N)):
-                colsel = np.arange(j, N, C)
-                oc = out_cycle[:, colsel]
-                ranks = np.empty(oc.size, np.int64)
-                ranks[np.argsort(oc.ravel(), kind="stable")] = np.arange(oc.size)
-                rnd[:, colsel] = words[ranks.reshape(oc.shape), j].astype(np.int64)
+            rnd = words[emit_index, jj % C].astype(np.int64)
         values = shift_round(acc, d, "stochastic", rnd, out_fmt.width)
     elif rounding in ("nearest", "truncate"):
         values = shift_round(acc, d, rounding, None, out_fmt.width)
     else:
         raise ConfigError(where, "rounding", f"must be 'nearest', 'truncate' or 'stochastic', got {rounding!r}")
-    return SystolicResult(values=values, acc=acc, out_cycle=out_cycle, random=rnd, tiles=tr * tc,
-                          total_cycles=int(out_cycle.max()) + 1, drop_bits=d, acc_width=acc_width)
+    return SystolicResult(values=values, acc=acc, emit_index=emit_index, random=rnd, tiles=tr * tc,
+                          drop_bits=d, acc_width=acc_width)
