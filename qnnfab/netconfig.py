@@ -423,13 +423,13 @@ def _check_weight_values(s, lw):
     w = s.weights
     if not np.issubdtype(w.dtype, np.integer):
         raise ConfigError(lw, "weights", f"must be integers, got dtype {w.dtype}", "quantize them first")
-    lo, hi = {"bipolar": (0, 1), "ternary": (-1, 1)}.get(
-        s.weight_kind, (-(1 << ((s.weight_bits or 2) - 1)), (1 << ((s.weight_bits or 2) - 1)) - 1))
-    if w.size and (w.min() < lo or w.max() > hi):
-        raise ConfigError(lw, "weights", f"values must lie in [{lo}, {hi}] for {s.weight_kind} weights, "
-                          f"found [{w.min()}, {w.max()}]",
-                          "bipolar weights are stored as bits (1 = +1)" if s.weight_kind == "bipolar"
-                          else "re-quantize the weights")
+    # the range rule of the golden model (stored integers of the kind), reported for this layer
+    from qnnfab.golden._util import check_range
+    from qnnfab.golden.matvec import kind_range
+    lo, hi = kind_range(s.weight_kind, s.weight_bits, lw)
+    what = ("bipolar weights, stored as bits (1 = +1)" if s.weight_kind == "bipolar"
+            else f"{s.weight_kind}{s.weight_bits or ''} weights")
+    check_range(w, lo, hi, lw, "weights", what)
 
 
 def load(path):

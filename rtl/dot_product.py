@@ -113,10 +113,11 @@ def tree_depth(simd, binary):
     return (n - 1).bit_length()
 
 
-def sum_tree(m, terms, stages, enable, name="st"):
+def sum_tree(m, terms, stages, enable, name="st", domain="sync"):
     """Balanced adder tree over (value, lo, hi) terms with ``stages`` pipeline registers.
 
-    Registers update when ``enable`` is high. Returns ``(sum, lo, hi, latency)``.
+    Registers (in clock domain ``domain``) update when ``enable`` is high.
+    Returns ``(sum, lo, hi, latency)``.
     """
     level = list(terms)
     depth, n = 0, len(level)
@@ -141,7 +142,7 @@ def sum_tree(m, terms, stages, enable, name="st"):
             for j, (v, vlo, vhi) in enumerate(nxt):
                 r = Signal(range_shape(vlo, vhi), name=f"{name}_r{lvl}_{j}")
                 with m.If(enable):
-                    m.d.sync += r.eq(v)
+                    m.d[domain] += r.eq(v)
                 regd.append((r, vlo, vhi))
             nxt = regd
         level = nxt

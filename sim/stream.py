@@ -5,6 +5,9 @@ Amaranth names the ports of a stream member ``i`` as ``i__payload``,
 randomized valid gaps, :class:`StreamSink` takes an output with randomized
 ready, and :func:`run_streams` clocks any number of both in one coroutine (one
 trigger pair per cycle, which keeps Verilator runs fast).
+:func:`run_stream_test` is the common shape of a one-input, one-output bench:
+stream the input words through the design under random gaps and backpressure
+and compare every output word with the golden one (:func:`check_words`).
 
 Timing discipline: inputs change only just after the falling clock edge;
 handshakes are sampled in the read-only phase before the next rising edge, so
@@ -17,14 +20,15 @@ import json
 import os
 import random
 
-import cocotb
+import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly
 
 from .runner import METRICS_ENV, PARAMS_ENV, SEED_ENV
 
 __all__ = ["bench_params", "bench_seed", "bench_random", "write_metrics", "start",
-           "StreamSource", "StreamSink", "run_streams", "pack_fields", "unpack_fields"]
+           "StreamSource", "StreamSink", "run_streams", "pack_fields", "unpack_fields", "pack_rows",
+           "check_words", "run_stream_test", "StreamRun", "steady_cycles"]
 
 
 def bench_params():
@@ -71,6 +75,13 @@ def pack_fields(values, widths):
         word |= (int(v) & ((1 << w) - 1)) << shift
         shift += w
     return word
+
+
+def pack_rows(elems, bits):
+    """One word per row of ``elems`` (its last axis), ``bits`` per element, element 0 at the LSBs."""
+    e = np.asarray(elems)
+    rows = e.reshape(-1, e.shape[-1])
+    return [pack_fields(row, [bits] * len(row)) for row in rows]
 
 
 def unpack_fields(word, widths, signed=False):
@@ -212,3 +223,75 @@ async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None, monit
         for f in monitors:
             f(cycle)
     return cycle
+
+
+def _show(v, fmt):
+    return format(v, fmt) if isinstance(v, int) else str(v)
+
+
+def check_words(got, expected, decode=None, describe=None, fmt="#x"):
+    """Compare output words with the golden ones, in order.
+
+    ``decode(word)`` turns a received word into the value compared with
+    ``expected[k]`` (default: the word itself); ``describe(k)`` adds context to
+    the message. Raises ``AssertionError`` naming the first mismatching word
+    index, the value got and the value expected (``fmt`` formats integers), or
+    the counts when the number of words differs.
+    """
+    if len(got) != len(expected):
+        raise AssertionError(f"{len(got)} output words, expected {len(expected)}")
+    for k, (word, exp) in enumerate(zip(got, expected)):
+        g = decode(word) if decode else word
+        g = g.tolist() if hasattr(g, "tolist") else g
+        exp = exp.tolist() if hasattr(exp, "tolist") else exp
+        if g != exp:
+            where = f" ({describe(k)})" if describe else ""
+            raise AssertionError(f"word {k}{where}: got {_show(g, fmt)}, expected {_show(exp, fmt)}")
+
+
+class StreamRun:
+    """What :func:`run_stream_test` ran: ``cycles``, the ``source`` and the ``sink``."""
+
+    def __init__(self, cycles, source, sink):
+        self.cycles, self.source, self.sink = cycles, source, sink
+
+    @property
+    def latency(self):
+        """Cycles from the first input transfer to the first output transfer."""
+        return self.sink.cycles[0] - self.source.sent_cycles[0]
+
+    @property
+    def output_span(self):
+        """Cycles from the first to the last output transfer, both included."""
+        return self.sink.cycles[-1] - self.sink.cycles[0] + 1
+
+
+def steady_cycles(sink, per, n):
+    """Steady-state cycles per group of ``per`` output words over ``n`` groups (``n`` >= 2).
+
+    Measured between the last words of the first and the last group; returns
+    ``(cycles per group, [cycle of the last word of every group])``.
+    """
+    ends = [sink.cycles[(i + 1) * per - 1] for i in range(n)]
+    return (ends[-1] - ends[0]) / (n - 1), ends
+
+
+async def run_stream_test(dut, words, expected, rng, valid_prob=1.0, ready_prob=1.0, *, max_cycles,
+                          decode=None, describe=None, fmt="#x", source="i", sink="o"):
+    """Stream ``words`` into ``<source>`` and check ``<sink>`` against ``expected``.
+
+    Starts the clock and resets the design first (:func:`start`). The source
+    offers a word with ``valid_prob`` per cycle and the sink is ready with
+    ``ready_prob`` (both drawn from ``rng``); the sink checks the hold-stable
+    rule. Runs until ``len(expected)`` words came out (an
+    ``AssertionError`` after ``max_cycles``), then compares them with
+    :func:`check_words` (``decode``, ``describe``, ``fmt``). Returns a
+    :class:`StreamRun`.
+    """
+    await start(dut)
+    src = StreamSource(dut, source, rng, valid_prob)
+    snk = StreamSink(dut, sink, rng, ready_prob)
+    src.send(words)
+    cycles = await run_streams(dut, [src], [snk], [len(expected)], max_cycles=max_cycles)
+    check_words(snk.words, expected, decode=decode, describe=describe, fmt=fmt)
+    return StreamRun(cycles, src, snk)

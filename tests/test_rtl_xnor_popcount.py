@@ -6,7 +6,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from qnnfab.errors import ConfigError
-from qnnfab.rtl.xnor_popcount import XnorPopcount
+from qnnfab.rtl.xnor_popcount import XnorPopcount, adder_tree
 
 
 def _reference(w, x, simd):
@@ -43,11 +43,13 @@ def test_counts_equal_bits_with_latency(simd, pipeline):
     assert got[:len(pairs)] == [_reference(w, x, simd) for w, x in pairs]
 
 
-@pytest.mark.parametrize("simd,pipeline", [(2, 1), (5, 2), (16, 4), (64, 6), (7, 9)])
+@pytest.mark.parametrize("simd,pipeline", [(2, 1), (5, 2), (16, 4), (64, 6), (7, 9), (13, 2), (96, 3)])
 def test_latency_is_the_clamped_pipeline_plus_one(simd, pipeline):
-    # documented: pipeline registers clamp to the tree depth ceil(log2(simd)); the output is registered
+    # documented: pipeline registers clamp to the popcount's adder levels
+    # ceil(log2(ceil(simd / 3))); the output is registered
     dut = XnorPopcount(simd, pipeline)
-    expected = min(pipeline, (simd - 1).bit_length()) + 1
+    expected = min(pipeline, (-(-simd // 3) - 1).bit_length()) + 1
+    assert dut.latency == expected
     seen = []
 
     async def bench(ctx):
@@ -73,3 +75,28 @@ def test_bad_parameters_raise_clear_errors():
         XnorPopcount(0)
     with pytest.raises(ConfigError, match="pipeline"):
         XnorPopcount(4, -1)
+
+
+@pytest.mark.parametrize("n,stages", [(1, 0), (5, 0), (5, 2), (12, 9)])
+def test_adder_tree_sums_the_bits_after_its_latency(n, stages):
+    from amaranth.hdl import Module, Signal
+    m = Module()
+    bits = Signal(n)
+    total, latency = adder_tree(m, [bits[k] for k in range(n)], stages, 1)
+    assert latency == min(stages, (n - 1).bit_length()) and len(total) == max(1, n.bit_length())
+    m.d.sync += Signal(name="tick").eq(1)   # a clock domain even when the tree has no register
+    values = [0, (1 << n) - 1] + [random.Random(n).getrandbits(n) for _ in range(6)]
+    got = []
+
+    async def bench(ctx):
+        for v in values + [0] * latency:
+            ctx.set(bits, v)
+            await ctx.delay(1e-9)
+            got.append(ctx.get(total))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got[latency:] == [bin(v).count("1") for v in values]

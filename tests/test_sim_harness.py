@@ -74,3 +74,31 @@ def test_cli_reports_unknown_name_in_one_line(capsys):
     assert main(["sim", "nope"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("qnnfab: error:") and err.count("\n") == 1
+
+
+def test_pack_rows_packs_the_last_axis_element_zero_low():
+    import numpy as np
+    from qnnfab.sim.stream import pack_fields, pack_rows
+    a = np.array([[[1, 0, 3], [2, 2, 0]]])
+    assert pack_rows(a, 2) == [0b110001, 0b001010]
+    assert pack_rows(a, 2) == [pack_fields(r, [2] * 3) for r in a.reshape(-1, 3)]
+
+
+def test_check_words_names_the_first_mismatch_and_counts():
+    import numpy as np
+    from qnnfab.sim.stream import check_words
+    check_words([1, 2, 3], np.array([1, 2, 3]))
+    with pytest.raises(AssertionError, match=r"^word 1 \(image 0\): got 0x5, expected 0x2$"):
+        check_words([1, 5, 7], [1, 2, 3], describe=lambda k: f"image {k // 4}")
+    with pytest.raises(AssertionError, match="2 output words, expected 3"):
+        check_words([1, 2], [1, 2, 3])
+    # decoded words against rows of an array, decimal
+    with pytest.raises(AssertionError, match=r"word 0: got \[1, 2\], expected \[1, 3\]"):
+        check_words([0x21], np.array([[1, 3]]), decode=lambda w: [w & 15, w >> 4], fmt="d")
+
+
+def test_steady_cycles_between_group_ends():
+    from types import SimpleNamespace
+    from qnnfab.sim.stream import steady_cycles
+    sink = SimpleNamespace(cycles=[3, 4, 10, 11, 17, 18])
+    assert steady_cycles(sink, 2, 3) == (7.0, [4, 11, 18])

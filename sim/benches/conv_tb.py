@@ -13,8 +13,8 @@ import numpy as np
 
 from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold, xnor_popcount_matmul
 from qnnfab.rtl.conv import ConvLayer
-from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start,
-                               StreamSink, StreamSource, write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_stream_test,
+                               steady_cycles, write_metrics)
 
 NAME = "conv"
 CASES = [
@@ -68,12 +68,6 @@ def summarize(result):
             f"-> {m.get('ratio', 0):.4f}")
 
 
-def _pack(elems, bits):
-    e = np.asarray(elems)
-    e = e.reshape(-1, e.shape[-1])
-    return [sum(int(v) << (j * bits) for j, v in enumerate(row)) for row in e]
-
-
 def _golden(imgs, w, T, p):
     cols = im2col(imgs, p["k"], p["s"], p["p"], p["pv"])
     cols = cols.reshape(-1, cols.shape[-1])
@@ -92,36 +86,29 @@ async def _run(dut, n_img, valid_prob, ready_prob, salt):
     rng = bench_random(salt)
     nrng = np.random.default_rng(rng.getrandbits(32))
     imgs = nrng.integers(0, 1 << p["ab"], size=(n_img, p["h"], p["w"], p["ifm"]))
-    expected = _pack(_golden(imgs, w, T, p).reshape(-1, p["pe"]), layer.mvtu.out_elem_width)
-    src = StreamSource(dut, "i", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
-    src.send(_pack(imgs.reshape(-1, p["simd"]), p["ab"]))
-    limit = int(n_img * layer.cycles_per_image / min(valid_prob, ready_prob) * 3) + 20 * imgs.size + 500
-    cycles = await run_streams(dut, [src], [snk], [len(expected)], max_cycles=limit)
+    expected = pack_rows(_golden(imgs, w, T, p).reshape(-1, p["pe"]), layer.mvtu.out_elem_width)
     per = len(expected) // n_img
-    for k, (got, exp) in enumerate(zip(snk.words, expected)):
-        assert got == exp, f"word {k} (image {k // per}, pixel {(k % per) * p['pe'] // p['ofm']}): " \
-                           f"got {got:#x}, expected {exp:#x}"
-    return cycles, src, snk, per, layer
+    limit = int(n_img * layer.cycles_per_image / min(valid_prob, ready_prob) * 3) + 20 * imgs.size + 500
+    run = await run_stream_test(dut, pack_rows(imgs.reshape(-1, p["simd"]), p["ab"]), expected, rng,
+                                valid_prob, ready_prob, max_cycles=limit,
+                                describe=lambda k: f"image {k // per}, pixel {(k % per) * p['pe'] // p['ofm']}")
+    return run, per, layer
 
 
 @cocotb.test()
 async def conv_matches_golden_under_random_gaps_and_backpressure(dut):
-    await start(dut)
     await _run(dut, 3, valid_prob=0.6, ready_prob=0.5, salt=1)
 
 
 @cocotb.test()
 async def cycles_per_image_unstalled(dut):
-    await start(dut)
     n_img = 4
-    _, src, snk, per, layer = await _run(dut, n_img, 1.0, 1.0, salt=2)
-    ends = [snk.cycles[(i + 1) * per - 1] for i in range(n_img)]
-    steady = (ends[-1] - ends[0]) / (n_img - 1)
+    run, per, layer = await _run(dut, n_img, 1.0, 1.0, salt=2)
+    steady, ends = steady_cycles(run.sink, per, n_img)
     ideal = layer.cycles_per_image
     sw = layer.window
     refill = (sw.buffer_rows * layer.width + layer.kernel) * sw.cw   # one buffer refill per image at most
     assert ideal <= steady <= 1.02 * ideal + refill, f"{steady} cycles/image, ideal {ideal}, refill bound {refill}"
     write_metrics(cycles_per_image=steady, window_cycles=layer.window_cycles, mvtu_cycles=layer.mvtu_cycles,
                   ideal=ideal, ratio=steady / ideal, first_image_cycles=ends[0] + 1,
-                  latency_first_word=snk.cycles[0] - src.sent_cycles[0])
+                  latency_first_word=run.latency)

@@ -5,8 +5,8 @@ import numpy as np
 
 from qnnfab.golden import maxpool
 from qnnfab.rtl.maxpool import MaxPool
-from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start,
-                               StreamSink, StreamSource, write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_stream_test,
+                               steady_cycles, write_metrics)
 
 NAME = "maxpool"
 CASES = [
@@ -35,12 +35,6 @@ def summarize(result):
             f"(input {m.get('in_words', '?')} words, window stream {m.get('window_words', '?')})")
 
 
-def _pack(elems, bits):
-    e = np.asarray(elems)
-    e = e.reshape(-1, e.shape[-1])
-    return [sum(int(v) << (j * bits) for j, v in enumerate(row)) for row in e]
-
-
 async def _run(dut, n_img, valid_prob, ready_prob, salt):
     p = bench_params()
     rng = bench_random(salt)
@@ -51,31 +45,24 @@ async def _run(dut, n_img, valid_prob, ready_prob, salt):
         imgs[1] = 0
         imgs[1, nrng.integers(p["h"]), nrng.integers(p["w"])] = 1   # a lone +1 pixel
     golden = maxpool(imgs, p["k"], p["s"], kind="bipolar" if p["kind"] == "bipolar" else "uint")
-    expected = _pack(golden.reshape(-1, p["simd"]), p["bits"])
-    src = StreamSource(dut, "i", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
-    src.send(_pack(imgs.reshape(-1, p["simd"]), p["bits"]))
-    cycles = await run_streams(dut, [src], [snk], [len(expected)], max_cycles=40 * imgs.size + 40 * len(expected) + 200)
-    for k, (got, exp) in enumerate(zip(snk.words, expected)):
-        assert got == exp, f"word {k}: got {got:#x}, expected {exp:#x}"
-    return cycles, src, snk, len(expected) // n_img
+    expected = pack_rows(golden.reshape(-1, p["simd"]), p["bits"])
+    run = await run_stream_test(dut, pack_rows(imgs.reshape(-1, p["simd"]), p["bits"]), expected, rng,
+                                valid_prob, ready_prob, max_cycles=40 * imgs.size + 40 * len(expected) + 200)
+    return run, len(expected) // n_img
 
 
 @cocotb.test()
 async def pool_matches_golden_under_random_gaps_and_backpressure(dut):
-    await start(dut)
     await _run(dut, 4, valid_prob=0.6, ready_prob=0.5, salt=1)
 
 
 @cocotb.test()
 async def cycles_per_image_unstalled(dut):
-    await start(dut)
     p = bench_params()
     n_img = 4
-    _, src, snk, per = await _run(dut, n_img, 1.0, 1.0, salt=2)
+    run, per = await _run(dut, n_img, 1.0, 1.0, salt=2)
     mp = design(p)
-    ends = [snk.cycles[(i + 1) * per - 1] for i in range(n_img)]
-    steady = (ends[-1] - ends[0]) / (n_img - 1)
+    steady, _ = steady_cycles(run.sink, per, n_img)
     ideal = mp.cycles_per_image            # max(window stream words, input words)
     bound = ideal + (mp.window.buffer_rows * p["w"] + p["k"]) * mp.cw + mp.out_height * p["s"] * mp.cw
     assert ideal <= steady <= bound, f"{steady} cycles/image, ideal {ideal}, bound {bound}"

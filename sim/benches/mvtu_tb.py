@@ -8,8 +8,8 @@ from qnnfab.golden.matvec import quantized_matvec
 from qnnfab.golden.threshold import multithreshold
 from qnnfab.rtl.dot_product import tree_depth
 from qnnfab.rtl.mvtu import MVTU
-from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start, StreamSink, StreamSource,
-                               pack_fields, unpack_fields, write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_stream_test, unpack_fields,
+                               write_metrics)
 
 NAME = "mvtu"
 # out: "raw" accumulator, or N thresholds per row (1 = binary, 2^n - 1 = n-bit, others padded)
@@ -92,36 +92,29 @@ async def _run(dut, vectors, valid_prob, ready_prob, salt, edges):
     acc = _golden_acc(p, w, x)
     expected = acc if t is None else multithreshold(acc, t)
     raw_signed = t is None and not (p["wk"] == "bipolar" and p["ak"] == "bipolar")
-    if t is None:
-        a_lo, a_hi = int(acc.min()), int(acc.max())
-        ew = len(dut.o__payload) // pe
-    else:
-        ew = int(t.shape[1]).bit_length()
-    src = StreamSource(dut, "i", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
-    src.send(words)
-    n_out = vectors * p["mh"] // pe
-    nf_sf = (p["mh"] // pe) * (p["mw"] // simd)
-    cycles = await run_streams(dut, [src], [snk], [n_out], max_cycles=int(vectors * nf_sf / (valid_prob * ready_prob)) * 4 + 200)
-    got = np.array([unpack_fields(wd, [ew] * pe, signed=raw_signed) for wd in snk.words]).reshape(vectors, p["mh"])
-    for v in range(vectors):
-        for r in range(p["mh"]):
-            assert got[v, r] == expected[v, r], (
-                f"vector {v} row {r} (PE {r % pe}, fold {r // pe}): got {got[v, r]}, expected {expected[v, r]}"
-                f" (acc {acc[v, r]}{'' if t is None else f', thresholds {t[r].tolist()}'})")
-    return cycles, src, snk, nf_sf
+    ew = len(dut.o__payload) // pe if t is None else int(t.shape[1]).bit_length()
+    nf = p["mh"] // pe
+    nf_sf = nf * (p["mw"] // simd)
+
+    def where(k):   # output word k: rows fold * PE .. fold * PE + PE - 1 of vector k // NF
+        v, r = k // nf, (k % nf) * pe
+        return (f"vector {v} rows {r}..{r + pe - 1} (fold {r // pe}, one per PE), acc {acc[v, r:r + pe].tolist()}"
+                f"{'' if t is None else f', thresholds {t[r:r + pe].tolist()}'}")
+
+    run = await run_stream_test(dut, words, expected.reshape(-1, pe), rng, valid_prob, ready_prob,
+                                max_cycles=int(vectors * nf_sf / (valid_prob * ready_prob)) * 4 + 200,
+                                decode=lambda wd: unpack_fields(wd, [ew] * pe, signed=raw_signed), describe=where)
+    return run.cycles, run.source, run.sink, nf_sf
 
 
 @cocotb.test()
 async def rows_match_golden_under_random_gaps_and_backpressure(dut):
-    await start(dut)
     p = bench_params()
     await _run(dut, 2 * p["vectors"] + 2, valid_prob=0.6, ready_prob=0.5, salt=1, edges=True)
 
 
 @cocotb.test()
 async def frame_cycles_equal_folds_plus_constant_latency(dut):
-    await start(dut)
     p = bench_params()
     v = p["vectors"]
     cycles, src, snk, nf_sf = await _run(dut, v, 1.0, 1.0, salt=2, edges=False)

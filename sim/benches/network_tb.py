@@ -1,6 +1,5 @@
 """Whole network (config + weights) frame by frame against the golden forward pass."""
 
-import math
 from pathlib import Path
 
 import cocotb

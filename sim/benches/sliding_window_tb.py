@@ -12,8 +12,8 @@ import numpy as np
 
 from qnnfab.golden import im2col
 from qnnfab.rtl.sliding_window import SlidingWindow
-from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start,
-                               StreamSink, StreamSource, write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_stream_test,
+                               steady_cycles, write_metrics)
 
 NAME = "sliding_window"
 CASES = [
@@ -46,12 +46,6 @@ def summarize(result):
             f"(ideal {m.get('ideal', '?')}), {m.get('out_words', '?')} words/image")
 
 
-def _pack(elems, bits):
-    e = np.asarray(elems)
-    e = e.reshape(-1, e.shape[-1])
-    return [sum(int(v) << (j * bits) for j, v in enumerate(row)) for row in e]
-
-
 async def _run(dut, n_img, valid_prob, ready_prob, salt):
     p = bench_params()
     rng = bench_random(salt)
@@ -61,45 +55,38 @@ async def _run(dut, n_img, valid_prob, ready_prob, salt):
         imgs[0] = (1 << p["bits"]) - 1
         imgs[1] = 0
     cols = im2col(imgs, p["k"], p["s"], p["p"], p["pv"])
-    expected = _pack(cols.reshape(-1, p["simd"]), p["bits"])
-    src = StreamSource(dut, "i", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
-    src.send(_pack(imgs.reshape(-1, p["simd"]), p["bits"]))
-    cycles = await run_streams(dut, [src], [snk], [len(expected)], max_cycles=30 * len(expected) + 30 * imgs.size + 200)
-    for k, (got, exp) in enumerate(zip(snk.words, expected)):
-        assert got == exp, f"word {k} (image {k // (len(expected) // n_img)}): got {got:#x}, expected {exp:#x}"
-    return cycles, src, snk, len(expected) // n_img
+    expected = pack_rows(cols.reshape(-1, p["simd"]), p["bits"])
+    per = len(expected) // n_img
+    run = await run_stream_test(dut, pack_rows(imgs.reshape(-1, p["simd"]), p["bits"]), expected, rng,
+                                valid_prob, ready_prob, max_cycles=30 * len(expected) + 30 * imgs.size + 200,
+                                describe=lambda k: f"image {k // per}")
+    return run, per
 
 
 @cocotb.test()
 async def im2col_stream_matches_golden_under_random_gaps_and_backpressure(dut):
-    await start(dut)
     await _run(dut, 4, valid_prob=0.6, ready_prob=0.5, salt=1)
 
 
 @cocotb.test()
 async def input_starved_output_matches_golden(dut):
     # rare input, eager output: the read side must wait word by word
-    await start(dut)
     await _run(dut, 2, valid_prob=0.15, ready_prob=0.9, salt=2)
 
 
 @cocotb.test()
 async def cycles_per_image_unstalled(dut):
-    await start(dut)
     p = bench_params()
     n_img = 4
-    cycles, src, snk, per = await _run(dut, n_img, 1.0, 1.0, salt=3)
+    run, per = await _run(dut, n_img, 1.0, 1.0, salt=3)
     sw = design(p)
     ideal = max(sw.out_words, sw.in_words)
-    ends = [snk.cycles[(i + 1) * per - 1] for i in range(n_img)]
-    steady = (ends[-1] - ends[0]) / (n_img - 1)
-    span = snk.cycles[-1] - snk.cycles[0] + 1
+    steady, ends = steady_cycles(run.sink, per, n_img)
     # bounded by the ideal plus one refill of the buffer per image (image boundary)
     # and a one-pixel hiccup per output row; a slower design fails here
     bound = ideal + (sw.buffer_rows * p["w"] + p["k"]) * sw.cw + sw.out_height * p["s"] * sw.cw
     assert steady <= bound, f"{steady} cycles/image, bound {bound} (ideal {ideal})"
     assert steady >= ideal, f"{steady} cycles/image below the ideal {ideal}?"
     write_metrics(cycles_per_image=steady, ideal=ideal, out_words=sw.out_words, in_words=sw.in_words,
-                  first_image_cycles=ends[0] + 1, words_per_cycle=len(snk.words) / span,
+                  first_image_cycles=ends[0] + 1, words_per_cycle=len(run.sink.words) / run.output_span,
                   buffer_bits=sw.buffer_bits)

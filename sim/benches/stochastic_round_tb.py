@@ -6,8 +6,7 @@ import numpy as np
 from qnnfab.golden.fixedpoint import shift_round
 from qnnfab.golden.lfsr import lfsr_words
 from qnnfab.rtl.stochastic_round import StochasticRound
-from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start,
-                               StreamSink, StreamSource, write_metrics)
+from qnnfab.sim.stream import bench_params, bench_random, run_stream_test, unpack_fields, write_metrics
 
 NAME = "stochastic_round"
 CASES = [
@@ -51,32 +50,26 @@ async def _run(dut, n, valid_prob, ready_prob, salt):
     dsg = design(p)
     rng = bench_random(salt)
     vals = _values(n, dsg.in_width, rng)
-    src = StreamSource(dut, "i", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
     mask = (1 << dsg.in_width) - 1
-    src.send(v & mask for v in vals)
-    cycles = await run_streams(dut, [src], [snk], [n], max_cycles=30 * n + 100)
     exp = _golden(vals, p, dsg.drop_bits, dsg.steps_per_cycle)
     ow = dsg.out_width
-    for k, (got, e) in enumerate(zip(snk.words, exp)):
-        g = got - (1 << ow) if got >> (ow - 1) else got
-        assert g == e, f"value {k}: acc={vals[k]}: got {g}, golden {e}"
-    return cycles, src, snk
+    return await run_stream_test(dut, [v & mask for v in vals], exp, rng, valid_prob, ready_prob,
+                                 max_cycles=30 * n + 100, fmt="d",
+                                 decode=lambda word: unpack_fields(word, [ow], signed=True)[0],
+                                 describe=lambda k: f"value {k}, acc={vals[k]}")
 
 
 @cocotb.test()
 async def rounding_matches_golden_under_backpressure(dut):
-    await start(dut)
     await _run(dut, 1500, valid_prob=0.7, ready_prob=0.5, salt=1)
 
 
 @cocotb.test()
 async def one_value_per_cycle_latency_one_unstalled(dut):
-    await start(dut)
     n = 500
-    cycles, src, snk = await _run(dut, n, 1.0, 1.0, salt=2)
-    lat = snk.cycles[0] - src.sent_cycles[0]
+    run = await _run(dut, n, 1.0, 1.0, salt=2)
+    lat = run.latency
     assert lat == 1, f"latency {lat}, documented 1"
-    span = snk.cycles[-1] - snk.cycles[0] + 1
+    span = run.output_span
     assert span == n, f"{n} values took {span} cycles"
     write_metrics(values=n, words_per_cycle=n / span, latency=lat)

@@ -5,8 +5,8 @@ import numpy as np
 
 from qnnfab.golden.threshold import multithreshold
 from qnnfab.rtl.threshold import Threshold
-from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start, StreamSink, StreamSource,
-                               pack_fields, unpack_fields, write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_stream_test, unpack_fields,
+                               write_metrics)
 
 NAME = "threshold"
 CASES = [
@@ -57,37 +57,33 @@ async def _run(dut, pixels, valid_prob, ready_prob, salt):
         acc[k, ch] = np.clip(t[ch, idx] - (k % 2), lo, hi)
     acc[0, 0], acc[-1, -1] = lo, hi
     words = [pack_fields(acc[k, f:f + pe], [p["width"]] * pe) for k in range(pixels) for f in range(0, c, pe)]
-    src = StreamSource(dut, "i", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
-    src.send(words)
-    cycles = await run_streams(dut, [src], [snk], [len(words)],
-                               max_cycles=int(len(words) / (valid_prob * ready_prob)) * 4 + 100)
     nbits = int(p["n"]).bit_length()
-    got = np.array([unpack_fields(wd, [nbits] * pe) for wd in snk.words]).reshape(pixels, c)
-    expected = multithreshold(acc, t)
-    for k in range(pixels):
-        for ch in range(c):
-            assert got[k, ch] == expected[k, ch], (
-                f"pixel {k} channel {ch}: acc {acc[k, ch]}, thresholds {t[ch].tolist()}: "
-                f"got {got[k, ch]}, expected {expected[k, ch]}")
-    return cycles, src, snk
+    expected = multithreshold(acc, t).reshape(-1, pe)   # one row of PE counts per output word
+    folds = c // pe
+
+    def where(k):
+        px, ch = k // folds, (k % folds) * pe
+        return (f"pixel {px} channels {ch}..{ch + pe - 1}: acc {acc[px, ch:ch + pe].tolist()}, "
+                f"thresholds {t[ch:ch + pe].tolist()}")
+
+    return await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob,
+                                 max_cycles=int(len(words) / (valid_prob * ready_prob)) * 4 + 100,
+                                 decode=lambda wd: unpack_fields(wd, [nbits] * pe), describe=where)
 
 
 @cocotb.test()
 async def counts_match_golden_with_ties_under_backpressure(dut):
-    await start(dut)
     await _run(dut, 40, valid_prob=0.7, ready_prob=0.6, salt=1)
 
 
 @cocotb.test()
 async def one_word_per_cycle_with_latency_n_plus_one(dut):
-    await start(dut)
     p = bench_params()
-    cycles, src, snk = await _run(dut, 30, 1.0, 1.0, salt=2)
-    n = len(snk.words)
-    latency = snk.cycles[0] - src.sent_cycles[0]
+    run = await _run(dut, 30, 1.0, 1.0, salt=2)
+    n = len(run.sink.words)
+    latency = run.latency
     expected = int(p["n"]).bit_length() + 1
     assert latency == expected, f"latency {latency}, expected {expected}"
-    span = snk.cycles[-1] - snk.cycles[0] + 1
+    span = run.output_span
     assert span == n, f"{n} words took {span} cycles at the output"
     write_metrics(words=n, latency=latency, words_per_cycle=n / span)

@@ -3,8 +3,8 @@
 import cocotb
 
 from qnnfab.rtl.width_converter import WidthConverter
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_streams, start,
-                               StreamSink, StreamSource, unpack_fields, write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_stream_test,
+                               unpack_fields, write_metrics)
 
 NAME = "width_converter"
 CASES = [
@@ -33,28 +33,22 @@ async def _run(dut, valid_prob, ready_prob, salt):
     # a whole number of both word sizes
     n_elems = ie * oe * rng.randint(8, 40)
     elems = [rng.getrandbits(b) for _ in range(n_elems)]
-    src = StreamSource(dut, "i", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
-    src.send(pack_fields(elems[k:k + ie], [b] * ie) for k in range(0, n_elems, ie))
-    n_out = n_elems // oe
-    cycles = await run_streams(dut, [src], [snk], [n_out], max_cycles=20 * n_elems + 100)
-    got = [e for w in snk.words for e in unpack_fields(w, [b] * oe)]
-    # first principles: the element sequence is unchanged
-    for k, (g, e) in enumerate(zip(got, elems)):
-        assert g == e, f"element {k}: got {g}, expected {e}"
-    assert len(got) == n_elems
-    return n_elems, cycles, snk
+    words = [pack_fields(elems[k:k + ie], [b] * ie) for k in range(0, n_elems, ie)]
+    # first principles: the element sequence is unchanged, regrouped OE elements per word
+    expected = [elems[k:k + oe] for k in range(0, n_elems, oe)]
+    run = await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob, max_cycles=20 * n_elems + 100,
+                                decode=lambda w: unpack_fields(w, [b] * oe),
+                                describe=lambda k: f"elements {k * oe}..{k * oe + oe - 1}")
+    return n_elems, run.cycles, run.sink
 
 
 @cocotb.test()
 async def elements_keep_their_order_under_backpressure(dut):
-    await start(dut)
     await _run(dut, 0.6, 0.5, 1)
 
 
 @cocotb.test()
 async def runs_at_the_rate_of_the_wider_side(dut):
-    await start(dut)
     p = bench_params()
     n_elems, cycles, snk = await _run(dut, 1.0, 1.0, 2)
     span = snk.cycles[-1] - snk.cycles[0] + 1

@@ -6,8 +6,7 @@ import numpy as np
 from qnnfab.golden.bits import xnor_popcount
 
 from qnnfab.rtl.xnor_popcount import XnorPopcount
-from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start,
-                               StreamSink, StreamSource, write_metrics)
+from qnnfab.sim.stream import bench_params, bench_random, pack_fields, run_stream_test, write_metrics
 
 NAME = "xnor_popcount"
 CASES = [
@@ -38,35 +37,30 @@ async def _run(dut, n, valid_prob, ready_prob, salt):
     # the edges: all equal, all different
     w[:2] = [(1 << simd) - 1, 0]
     x[:2] = [(1 << simd) - 1, (1 << simd) - 1]
-    src = StreamSource(dut, "i", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
-    src.send(wi | (xi << simd) for wi, xi in zip(w, x))  # payload: w low, x high
-    cycles = await run_streams(dut, [src], [snk], [n], max_cycles=20 * n + 100)
-    expected = _golden(w, x, simd)
-    for k, (got, exp) in enumerate(zip(snk.words, expected)):
-        assert got == exp, (f"word {k}: w={w[k]:#x} x={x[k]:#x}: got {got}, expected {exp}")
-    return cycles, src, snk
+    words = [pack_fields([wi, xi], [simd, simd]) for wi, xi in zip(w, x)]  # payload: w low, x high
+    return await run_stream_test(dut, words, _golden(w, x, simd), rng, valid_prob, ready_prob,
+                                 max_cycles=20 * n + 100, fmt="d",
+                                 describe=lambda k: f"w={w[k]:#x} x={x[k]:#x}")
 
 
 @cocotb.test()
 async def popcount_matches_golden_under_random_backpressure(dut):
-    await start(dut)
     await _run(dut, 400, valid_prob=0.7, ready_prob=0.6, salt=1)
 
 
 @cocotb.test()
 async def one_word_per_cycle_when_unstalled(dut):
-    await start(dut)
     n = 200
-    cycles, src, snk = await _run(dut, n, 1.0, 1.0, salt=2)
-    latency = snk.cycles[0] - src.sent_cycles[0]
+    run = await _run(dut, n, 1.0, 1.0, salt=2)
+    latency = run.latency
     p = bench_params()
-    # documented: pipeline registers are clamped to the adder-tree depth, plus the output register
-    expected_latency = min(p["pipeline"], (p["simd"] - 1).bit_length()) + 1
+    # documented: pipeline registers are clamped to the popcount's adder levels
+    # ceil(log2(ceil(simd / 3))), plus the output register
+    expected_latency = min(p["pipeline"], (-(-p["simd"] // 3) - 1).bit_length()) + 1
     assert latency == expected_latency, f"latency {latency}, expected {expected_latency}"
-    span = snk.cycles[-1] - snk.cycles[0] + 1
+    span = run.output_span
     assert span == n, f"{n} words took {span} cycles at the output"
-    write_metrics(words=n, words_per_cycle=n / span, latency=latency, cycles=cycles)
+    write_metrics(words=n, words_per_cycle=n / span, latency=latency, cycles=run.cycles)
 
 
 def _bits(words, simd):
