@@ -3,48 +3,65 @@
 For each binarized scheme the network is exported (qnnfab.golden.train.export),
 loaded back through qnnfab.netconfig and run in the integer golden model; the
 table shows its accuracy and its agreement with the trained network's own
-predictions (must be 100.00%).
+predictions (must be 100.00%), and the training seconds per run (BLAS pinned
+to one thread: the figures are one-core figures).
 
-    .venv/bin/python bench/bench_train.py [--epochs 30] [--hidden 256,256] [--seeds 0] [--out DIR]
+    .venv/bin/python bench/bench_train.py [--epochs 30] [--hidden 256,256] [--act-bits 1] [--seeds 0] [--out DIR]
+    .venv/bin/python bench/bench_train.py --hidden c16,c32,p2,128 --act-bits 2
+
+``--hidden``: n = fully connected, c<n> / c<n>k<k> = 3x3 / kxk convolution,
+p<k> = max pool (qnnfab.golden.train.parse_hidden).
 """
 
-import argparse
-import tempfile
-import time
+import os
 
-import numpy as np
+# one core: pin BLAS to a single thread before NumPy loads it (multi-threaded
+# BLAS on these small matrices is much slower on a shared 2-core machine)
+for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
 
-from qnnfab import netconfig
-from qnnfab.golden import train as T
-from qnnfab.golden.datasets import load_digits
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from qnnfab import netconfig  # noqa: E402
+from qnnfab.golden import train as T  # noqa: E402
+from qnnfab.golden.datasets import load_digits  # noqa: E402
+from qnnfab.training import describe_arch  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--hidden", default="256,256")
+    ap.add_argument("--hidden", default="256,256", help="e.g. 256,256 or c16,c32,p2,128")
+    ap.add_argument("--act-bits", type=int, default=1, help="hidden activation bits (binarized schemes)")
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds (mean and min-max shown)")
     ap.add_argument("--schemes", default=",".join(T.SCHEMES))
     ap.add_argument("--out", default=None, help="export folder (default: a temporary one)")
     args = ap.parse_args()
-    hidden = tuple(int(h) for h in args.hidden.split(","))
+    hidden = tuple(t for t, _ in T.parse_hidden(args.hidden))
     seeds = [int(s) for s in args.seeds.split(",")]
     ds = load_digits()
-    print(f"dataset: {ds}; MLP {ds.features}-{'-'.join(map(str, hidden))}-{ds.classes}, "
-          f"first layer {ds.pixel_bits}-bit uint pixels x bipolar weights; {args.epochs} epochs, batch {args.batch}")
+    print(f"dataset: {ds}; {describe_arch(ds, hidden, args.act_bits)}, first layer {ds.pixel_bits}-bit uint "
+          f"pixels x bipolar weights; {args.epochs} epochs, batch {args.batch}; BLAS threads "
+          f"{os.environ['OPENBLAS_NUM_THREADS']}")
     out_dir = args.out or tempfile.mkdtemp(prefix="qnnfab_train_")
     rows = []
     t_all = time.perf_counter()
     for scheme in args.schemes.split(","):
         accs, ints, agree, secs = [], [], [], []
         for seed in seeds:
-            r = T.train(ds, scheme, hidden=hidden, epochs=args.epochs, batch=args.batch, seed=seed)
+            r = T.train(ds, scheme, hidden=hidden, epochs=args.epochs, batch=args.batch, seed=seed,
+                        act_bits=args.act_bits)
             accs.append(r.test_acc)
             secs.append(r.seconds)
             if r.binarized:
-                toml_path, _ = T.export(r, out_dir, f"digits-{scheme}-s{seed}")
-                out = netconfig.load(toml_path).golden().forward(ds.x_test)
+                toml_path, _ = T.export(r, out_dir, f"digits-{scheme}-a{args.act_bits}-s{seed}")
+                cfg = netconfig.load(toml_path)
+                out = cfg.golden().forward(ds.x_test.reshape((-1,) + cfg.input_shape))
                 pred = out.argmax(1)
                 ints.append(float(np.mean(pred == ds.y_test)))
                 agree.append(float(np.mean(pred == T.predict(r, ds.x_test))))
@@ -59,8 +76,8 @@ def main():
 
     float_acc = next((np.mean(a) for s, a, *_ in rows if s == "float"), None)
     print()
-    print(f"| scheme | test accuracy | exported integer net (golden) | agreement with trained net | "
-          f"vs float | train time |")
+    print("| scheme | test accuracy | exported integer net (golden) | agreement with trained net | "
+          "vs float | train time |")
     print("|---|---|---|---|---|---|")
     for scheme, accs, ints, agree, secs in rows:
         gap = "-" if float_acc is None or scheme == "float" else f"{100 * (np.mean(accs) - float_acc):+.2f} pts"

@@ -5,8 +5,11 @@ takes ``pixel_bits``-bit unsigned inputs (input kind "uint", as CNV's first
 layer takes fixed-point pixels): ``x_*`` are (B, F) int64 in
 [0, 2^pixel_bits - 1] (images flattened in NHWC order (h, w, c), the order
 :class:`qnnfab.golden.FC` flattens them in), ``y_*`` are (B,) int64 labels in
-[0, classes). ``input_shape`` records the original image shape (for display;
-the trainer's MLP uses the flattened F).
+[0, classes). ``input_shape`` records the original image shape (H, W, C):
+the trainer's MLPs use the flattened F, its convolutional networks reshape
+the rows back to (H, W, C) (``x.reshape((-1,) + input_shape)``); a dataset
+built from flat (B, F) arrays has ``input_shape == (F,)`` and can only train
+MLPs.
 
 Shipped data (nothing is downloaded at run time): ``data/digits.csv.gz`` is
 scikit-learn's copy of the UCI "Optical Recognition of Handwritten Digits"

@@ -1,21 +1,37 @@
-"""Quantization-aware training of small binarized MLPs in NumPy, and export to a qnnfab network config.
+"""Quantization-aware training of small binarized MLPs and convolutional BNNs in NumPy, and export to a qnnfab network config.
 
-Network (``sizes = (F, H1, ..., Hk, classes)``)::
+Architecture (``hidden`` entries, then a fully connected output layer)::
 
-    x (B, F) uint pixels of pixel_bits bits
-    -> [Dense(W_1) -> BatchNorm -> sign] -> ... -> [Dense(W_k) -> BatchNorm -> sign]
+    x (B, F) or (B, H, W, C) uint pixels of pixel_bits bits (NHWC)
+    -> [Conv kxk (stride 1, no padding) -> BatchNorm -> act] and [MaxPool k]   "c<n>", "c<n>k<k>", "p<k>"
+    -> [Dense(W) -> BatchNorm -> act] ...                                     an int n
     -> Dense(W_out) -> alpha * z           (scores; argmax = label)
 
-Binarized schemes (weights are +-1 in every Dense, ``sign(0) = +1``):
+Convolutions and pools come first and need an image dataset
+(``Dataset.input_shape == (H, W, C)``); feature maps are NHWC and are
+flattened in (h, w, c) order before the first Dense layer, exactly as
+:class:`qnnfab.golden.FC` flattens them. A convolution is ``im2col(a) @ W.T``
+with ``W`` (out, k*k*C) in (ky, kx, c) column order
+(:func:`qnnfab.golden.conv.im2col`); a max pool (k x k, stride k, floor)
+follows the activation and pools the activation values (bipolar: max of +-1
+= OR of the bits; k-bit: max of the levels), exactly what the hardware pools.
+A pool may not come first (nothing to pool but pixels).
+
+Binarized schemes (weights are +-1 in every Dense/Conv, ``sign(0) = +1``):
 
 - the first layer multiplies the integer pixels by bipolar weights (as
   CNV's first layer: add/subtract); its BN input is ``z = s * d`` with ``d``
   the integer dot product and ``s = 1 / (2^pixel_bits - 1)``;
-- hidden layers are bipolar x bipolar (``d = 2P - n``, P the XNOR popcount);
+- hidden layers read the previous activations: bipolar (``act_bits=1``:
+  ``d = 2P - n``, P the XNOR popcount, ``z = d``) or unsigned k-bit levels
+  (``act_bits=k >= 2``: ``d`` the integer dot product of the levels
+  0..m = 2^k - 1 with the +-1 weights, ``z = d * (1 / m)``, the same way the
+  first layer reads its pixels);
 - the last layer has no BN: the scores are ``alpha * d`` with one learnable
   positive scalar ``alpha`` (training only: it changes no argmax), so the
-  hardware's raw accumulator (popcount P = (d + n) / 2) has the same argmax
-  (first index on ties) as the trained network.
+  hardware's raw accumulator (popcount P = (d + n) / 2 for bipolar inputs,
+  the dot product d itself for k-bit inputs) has the same argmax (first
+  index on ties) as the trained network.
 
 Weight schemes (``scheme``):
 
@@ -32,33 +48,70 @@ Weight schemes (``scheme``):
                    (:func:`progressive_v`); gradient dtheta/dP = v where
                    |v P| < 1; evaluation/export use sign(theta) = sign(P).
                    With ``progressive_acts=True`` the hidden activations are
-                   clip(v * y, -1, 1) during training too (default: sign + STE).
+                   clip(v * y, -1, 1) during training too (default: sign +
+                   STE); only defined for ``act_bits=1`` (ConfigError else).
 ``"float"``        baseline of the same size: float weights, BN, ``act``
                    ("relu" or "hardtanh") activations, biased last layer,
-                   float pixels x * s.
+                   float pixels x * s; ignores ``act_bits``.
 
-Activations of binarized layers: forward sign(y) (y >= 0 -> +1), backward
-the gradient where |y| <= 1 (hard tanh STE). Loss: softmax cross-entropy
-(``loss="ce"``) or squared hinge (``"hinge"``); Adam with an exponential
-learning-rate decay from ``lr`` to ``lr * lr_decay``; BN uses batch statistics
-in training. After every epoch the BN statistics of the deterministic
+Activations of binarized layers (BN output ``y``):
+
+- ``act_bits=1``: forward sign(y) (y >= 0 -> +1), backward the gradient
+  where |y| <= 1 (hard tanh STE).
+- ``act_bits=k >= 2`` (PACT/DoReFa style, m = 2^k - 1): training forward
+  ``floor(clip(y, 0, 1) * m + 0.5) / m`` (round half up, the same rounding
+  as inference), backward the gradient where 0 <= y <= 1. Inference level
+  = number of j in 1..m with
+  ``gamma * (z - mu) / sigma + (beta - (j - 0.5) / m) >= 0``, evaluated
+  exactly so in float64: m BN + sign stages with biases beta - c_j. Their
+  BNs start at gamma = beta = 0.5 (outputs centred in the STE window) and
+  the default learning rate is 0.03 (0.1 for act_bits = 1).
+
+Performance: NumPy only; convolutions are one 2-D BLAS product over
+im2col windows (backward: col2im, a loop over (ky, kx) only). On small
+matrices a multi-threaded BLAS is much slower on a busy machine: set
+``OPENBLAS_NUM_THREADS=1`` (bench/bench_train.py does).
+
+Loss: softmax cross-entropy (``loss="ce"``) or squared hinge (``"hinge"``);
+Adam with an exponential learning-rate decay from ``lr`` to ``lr * lr_decay``;
+BN uses batch statistics in training (per channel over batch and positions for
+convolutions). After every epoch the BN statistics of the deterministic
 binarized network are recomputed over the training set (``recalibrate``,
 default on) and that network is evaluated; the final model is that network.
 
 Inference semantics (:func:`predict`, :func:`scores`): float64, BN as
-``gamma * (s * d - mu) / sigma + beta >= 0`` with ``sigma = sqrt(var + eps)``,
-exactly the expression :func:`qnnfab.golden.bn_to_thresholds` folds, so the
-exported integer network (:func:`export`) reproduces every prediction.
+``gamma * (s * d - mu) / sigma + beta_j >= 0`` with ``sigma = sqrt(var + eps)``
+(``beta_j = beta`` for bipolar, ``beta - (j - 0.5) / m`` for k-bit), exactly
+the expression :func:`qnnfab.golden.bn_to_thresholds` folds, so the exported
+integer network (:func:`export`) reproduces every prediction bit for bit.
 
-Export: ``<name>.npz`` with ``fc<i>/weights`` (bits, 1 = +1) and
-``fc<i>/thresholds`` ((MH, 1) int64; first layer in the dot-product domain,
-hidden layers in the popcount domain; rows with gamma < 0 have their weight
-bits inverted by :func:`qnnfab.golden.fold_flips_into_weights`), plus
-``<name>.toml`` in the :mod:`qnnfab.netconfig` format (input_kind "uint",
-input_bits = pixel_bits, last layer act "acc").
+Export: ``<name>.npz`` with ``<layer>/weights`` (bits, 1 = +1; fc (MH, MW),
+conv OIHW) and ``<layer>/thresholds`` ((MH, 1) for bipolar, (MH, 2^k - 1)
+sorted ascending for "uint<k>" activations; int64; first layer and layers
+reading k-bit levels in the dot-product domain with acc_range
++-n (2^bits - 1), layers reading bipolar activations in the popcount domain;
+rows with gamma < 0 have their weight bits inverted (acc <= T <=> -acc >= -T
+in the dot domain, P' = n - P in the popcount domain,
+:func:`qnnfab.golden.fold_flips_into_weights`) and their thresholds
+transformed and re-sorted; gamma == 0 rows are constants (all thresholds at
+the accumulator's minimum or above its maximum)), plus ``<name>.toml`` in the
+:mod:`qnnfab.netconfig` format: layers "conv<i>" (type "conv", kernel k),
+"pool<i>" (type "maxpool", kernel k, stride k) and "fc<i>" (``i`` the layer's
+index), input_shape [H, W, C] when the network starts with a convolution
+else [F], input_kind "uint", input_bits = pixel_bits, hidden act "bipolar"
+or "uint<k>", last layer act "acc". Default folding
+(:func:`default_folding`): MLPs as before ((8, 16) first layer, (32, 16)
+hidden, (32, 10) last, largest divisors); conv nets: conv simd = largest
+divisor of the input channels <= 8, pe = largest divisor of the output
+channels <= 8, and every fc layer after them the smallest simd * pe (simd
+dividing the channels of the flattened map) that keeps it within the
+slowest convolution's cycles per frame, so the fc layers cost few LUTs (a
+digits conv net stays a few thousand LUTs and builds on Verilator in under
+a minute).
 """
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,13 +119,17 @@ from pathlib import Path
 import numpy as np
 
 from ._util import ConfigError
+from .conv import im2col
 from .threshold import bn_to_thresholds, fold_flips_into_weights
 
 __all__ = ["SCHEMES", "TrainResult", "train", "predict", "scores", "accuracy", "export", "integer_layers",
-           "progressive_v", "hard_sigmoid", "binarize", "default_folding", "bn_fold_layer", "ste_sign"]
+           "progressive_v", "hard_sigmoid", "binarize", "default_folding", "bn_fold_layer", "ste_sign",
+           "kbit_act", "parse_hidden", "arch_string", "col2im"]
 
 SCHEMES = ("ste", "stochastic", "progressive", "float")
 LOSSES = ("ce", "hinge")
+CONV_FOLD = (8, 8)
+KBIT_BN_INIT = (0.5, 0.5)    # k-bit activations: BN output starts centred in the STE window [0, 1]          # default (simd, pe) targets of convolutions
 
 
 # ---------------------------------------------------------------------- elementary pieces
@@ -112,10 +169,22 @@ def ste_sign(y):
     return np.where(y >= 0, 1.0, -1.0), (np.abs(y) <= 1.0).astype(np.float64)
 
 
-def _act(y, kind, v):
+def kbit_act(y, bits):
+    """(forward, backward mask) of the unsigned ``bits``-bit training activation (m = 2^bits - 1).
+
+    Forward ``floor(clip(y, 0, 1) * m + 0.5) / m`` (levels / m, round half up
+    as the inference thresholds ``y >= (j - 0.5) / m`` do); mask ``0 <= y <= 1``.
+    """
+    m = (1 << int(bits)) - 1
+    return np.floor(np.clip(y, 0.0, 1.0) * m + 0.5) / m, ((y >= 0.0) & (y <= 1.0)).astype(np.float64)
+
+
+def _act(y, kind, v, bits=1):
     """Activation forward value and derivative factor (elementwise)."""
     if kind == "sign":
         return ste_sign(y)
+    if kind == "kbit":
+        return kbit_act(y, bits)
     if kind == "relu":
         return np.maximum(y, 0.0), (y > 0).astype(np.float64)
     if kind == "hardtanh":
@@ -134,17 +203,145 @@ def _wgrad_factor(w, scheme, v):
     return 1.0
 
 
+def col2im(cols, in_shape, kernel):
+    """Adjoint of ``im2col(x, kernel)`` (stride 1, no padding): (B, OH, OW, k*k*C) -> (B, H, W, C) sums.
+
+    Column index (ky*k + kx)*C + c as in :func:`qnnfab.golden.conv.im2col`; loops over (ky, kx) only.
+    """
+    B, oh, ow, _ = cols.shape
+    h, w, c = in_shape
+    k = int(kernel)
+    d = cols.reshape(B, oh, ow, k, k, c)
+    out = np.zeros((B, h, w, c), cols.dtype)
+    for ky in range(k):
+        for kx in range(k):
+            out[:, ky:ky + oh, kx:kx + ow, :] += d[:, :, :, ky, kx, :]
+    return out
+
+
+def _pool_windows(a, k):
+    """(B, H, W, C) -> (B, OH, OW, C, k*k) windows of a k x k, stride-k, floor max pool."""
+    B, h, w, c = a.shape
+    oh, ow = h // k, w // k
+    v = a[:, :oh * k, :ow * k].reshape(B, oh, k, ow, k, c).transpose(0, 1, 3, 5, 2, 4)
+    return v.reshape(B, oh, ow, c, k * k)
+
+
+def _pool_forward(a, k):
+    """Max pool forward; returns (output, argmax index per window) (first maximal element)."""
+    v = _pool_windows(a, k)
+    idx = v.argmax(-1)
+    return np.take_along_axis(v, idx[..., None], -1)[..., 0], idx
+
+
+def _pool_backward(dout, idx, in_shape, k):
+    """Route the gradient of every window to its (first) maximal element."""
+    B, oh, ow, c = dout.shape
+    g = np.zeros((B, oh, ow, c, k * k), dout.dtype)
+    np.put_along_axis(g, idx[..., None], dout[..., None], -1)
+    g = g.reshape(B, oh, ow, c, k, k).transpose(0, 1, 4, 2, 5, 3).reshape(B, oh * k, ow * k, c)
+    h, w, _ = in_shape
+    if (oh * k, ow * k) == (h, w):
+        return g
+    dx = np.zeros((B, h, w, c), dout.dtype)
+    dx[:, :oh * k, :ow * k] = g
+    return dx
+
+
+# ---------------------------------------------------------------------- architecture
+
+_ENTRY = re.compile(r"(?:(\d+)|c(\d+)(?:k(\d+))?|p(\d+))")
+
+
+def parse_hidden(hidden):
+    """``hidden`` -> list of (entry text, spec): spec ("fc", n), ("conv", n, k) or ("pool", k).
+
+    ``hidden``: a sequence of ints / strings, or one comma-separated string
+    ("c16,c32,p2,128"). Entries: n (Dense of n units), "c<n>" (3x3 conv, n
+    channels), "c<n>k<k>" (kxk conv), "p<k>" (k x k max pool, stride k).
+    """
+    if isinstance(hidden, str):
+        hidden = [h.strip() for h in hidden.split(",")]
+    elif isinstance(hidden, (int, np.integer)):
+        hidden = [hidden]
+    out = []
+    for i, h in enumerate(hidden):
+        text = str(h).strip().lower() if not isinstance(h, (int, np.integer)) else str(int(h))
+        m = _ENTRY.fullmatch(text)
+        if isinstance(h, (float, bool)) or m is None:
+            raise ConfigError("train", "hidden", f"entry {i} {h!r} is not a layer",
+                              "use n (fully connected), 'c<n>' / 'c<n>k<k>' (convolution) or 'p<k>' (max pool)")
+        n = int(m.group(1) or m.group(2) or m.group(4))
+        if n < 1 or (m.group(3) is not None and int(m.group(3)) < 1):
+            raise ConfigError("train", "hidden", f"entry {i} {h!r} has a zero size", "sizes and kernels are >= 1")
+        if m.group(1):
+            out.append((text, ("fc", n)))
+        elif m.group(2):
+            out.append((text, ("conv", n, int(m.group(3) or 3))))
+        else:
+            out.append((text, ("pool", n)))
+    return out
+
+
+def _geometry(entries, input_shape, features, classes, where):
+    """Layer geometry: list of (kind, n_or_k, kernel, in_shape, out_shape) including the output Dense."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or math.prod(shape) != features or not entries or entries[0][1][0] == "fc":
+        shape = (features,)                     # an MLP reads the NHWC-flattened pixels
+    geo = []
+    fc_seen = False
+    for i, (text, spec) in enumerate(entries):
+        kind = spec[0]
+        if kind in ("conv", "pool"):
+            if fc_seen:
+                raise ConfigError(where, "hidden", f"entry {i} {text!r} comes after a fully connected layer",
+                                  "put convolutions and pools before the fully connected layers")
+            if len(shape) != 3:
+                raise ConfigError(where, "hidden", f"entry {i} {text!r} needs an image dataset "
+                                  f"(input_shape (H, W, C)), the input is {shape}",
+                                  "use fully connected layers only, or a dataset with image input_shape")
+            h, w, c = shape
+            if kind == "conv":
+                n, k = spec[1], spec[2]
+                if k > h or k > w:
+                    raise ConfigError(where, "hidden", f"entry {i} {text!r}: {k}x{k} kernel is larger than the "
+                                      f"{h}x{w} feature map", "use a smaller kernel or fewer layers before it")
+                out = (h - k + 1, w - k + 1, n)
+            else:
+                k = spec[1]
+                if not geo:
+                    raise ConfigError(where, "hidden", f"entry {i} {text!r}: a pool cannot come first",
+                                      "put a convolution before the pool")
+                if h // k < 1 or w // k < 1:
+                    raise ConfigError(where, "hidden", f"entry {i} {text!r}: a {k}x{k} pool makes the {h}x{w} "
+                                      "feature map empty", "use a smaller pool or drop it")
+                out = (h // k, w // k, c)
+            geo.append((kind, spec[1], k, shape, out))
+        else:
+            fc_seen = True
+            out = (spec[1],)
+            geo.append(("fc", spec[1], 0, shape, out))
+        shape = out
+    geo.append(("fc", int(classes), 0, shape, (int(classes),)))
+    return geo
+
+
 # ---------------------------------------------------------------------- model
 
 @dataclass
 class Layer:
-    """One Dense layer: ``w`` (out, in) real-valued parameters; BN (None for the last layer)."""
-    w: np.ndarray
+    """One layer. ``kind`` "fc": ``w`` (out, in); "conv": ``w`` (out, k*k*C) in (ky, kx, c) column order;
+    "pool": no parameters. BN (None for the last layer and pools)."""
+    w: np.ndarray | None
     gamma: np.ndarray | None = None
     beta: np.ndarray | None = None
     mean: np.ndarray | None = None
     var: np.ndarray | None = None
     bias: np.ndarray | None = None      # float scheme, last layer only
+    kind: str = "fc"
+    kernel: int = 0
+    in_shape: tuple = ()
+    out_shape: tuple = ()
 
 
 @dataclass
@@ -152,7 +349,10 @@ class TrainResult:
     """A trained network and its training record.
 
     ``layers``: list of :class:`Layer` (the final, recalibrated model);
-    ``log_alpha``: last-layer score scale (binarized schemes);
+    ``sizes``: (input features, flattened output size of every layer ...,
+    classes) (for an MLP: (F, H1, ..., classes)); ``act_bits``: hidden
+    activation bits (1 = bipolar); ``input_shape``: (H, W, C) for conv nets,
+    else (F,); ``log_alpha``: last-layer score scale (binarized schemes);
     ``history``: per epoch lists "epoch", "loss", "train_acc", "test_acc",
     "lr", "v" (accuracies of the deterministic binarized network, or of the
     float network, in [0, 1]); ``train_acc``/``test_acc``: final values;
@@ -171,6 +371,12 @@ class TrainResult:
     test_acc: float = float("nan")
     seconds: float = 0.0
     params: dict = field(default_factory=dict)
+    act_bits: int = 1
+    input_shape: tuple = ()
+
+    def __post_init__(self):
+        if not self.input_shape:
+            self.input_shape = tuple(self.layers[0].in_shape) or (int(self.sizes[0]),)
 
     @property
     def input_scale(self):
@@ -180,59 +386,140 @@ class TrainResult:
     def binarized(self):
         return self.scheme != "float"
 
+    @property
+    def kbit(self):
+        """Hidden activations are unsigned k-bit levels (binarized schemes with act_bits >= 2)."""
+        return self.binarized and self.act_bits > 1
 
-def _init(sizes, scheme, rng):
+    @property
+    def levels(self):
+        """m = 2^act_bits - 1."""
+        return (1 << self.act_bits) - 1
+
+    @property
+    def arch(self):
+        """The architecture as a string, e.g. "8x8x1 c16 c32 p2 128 10 (act_bits 2)"."""
+        return arch_string(self)
+
+    def layer_scale(self, i):
+        """BN input scale of binarized layer ``i``: 1/(2^pixel_bits - 1) (first), 1/m (k-bit input), 1 (bipolar)."""
+        if i == 0:
+            return self.input_scale
+        return 1.0 / self.levels if self.kbit else 1.0
+
+
+def arch_string(result):
+    """``"<input> <entries> <classes>"``, e.g. ``"8x8x1 c16 c32 p2 128 10"`` (+ act_bits when > 1)."""
+    parts = ["x".join(map(str, result.input_shape))]
+    for L in result.layers:
+        if L.kind == "conv":
+            parts.append(f"c{L.w.shape[0]}" + ("" if L.kernel == 3 else f"k{L.kernel}"))
+        elif L.kind == "pool":
+            parts.append(f"p{L.kernel}")
+        else:
+            parts.append(str(L.w.shape[0]))
+    s = " ".join(parts)
+    return s + (f" (act_bits {result.act_bits})" if result.kbit else "")
+
+
+def _init(sizes, scheme, rng, geo=None, bn_init=(1.0, 0.0)):
+    """Initial layers: an MLP of ``sizes`` or the layers of geometry ``geo`` (see :func:`_geometry`).
+
+    ``bn_init``: initial (gamma, beta) of the hidden BNs.
+    """
+    if geo is None:
+        geo = [("fc", n_out, 0, (n_in,), (n_out,)) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
     layers = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        last = i == len(sizes) - 2
+    for i, (kind, n, k, in_shape, out_shape) in enumerate(geo):
+        last = i == len(geo) - 1
+        if kind == "pool":
+            layers.append(Layer(None, kind="pool", kernel=k, in_shape=in_shape, out_shape=out_shape))
+            continue
+        n_in = k * k * in_shape[2] if kind == "conv" else math.prod(in_shape)
         if scheme == "float":
-            lim = math.sqrt(6.0 / (n_in + n_out))
+            lim = math.sqrt(6.0 / (n_in + n))
         else:
             lim = 1.0 if scheme == "progressive" else 0.5
-        L = Layer(rng.uniform(-lim, lim, (n_out, n_in)))
+        L = Layer(rng.uniform(-lim, lim, (n, n_in)), kind=kind, kernel=k, in_shape=in_shape, out_shape=out_shape)
         if not last:
-            L.gamma, L.beta = np.ones(n_out), np.zeros(n_out)
-            L.mean, L.var = np.zeros(n_out), np.ones(n_out)
+            L.gamma, L.beta = np.full(n, float(bn_init[0])), np.full(n, float(bn_init[1]))
+            L.mean, L.var = np.zeros(n), np.ones(n)
         elif scheme == "float":
-            L.bias = np.zeros(n_out)
+            L.bias = np.zeros(n)
         layers.append(L)
     return layers
 
 
 def _eval_weights(layers, scheme):
-    """The inference weights: +-1 (binarized schemes) or the float weights."""
+    """The inference weights: +-1 (binarized schemes) or the float weights (None for pools)."""
     if scheme == "float":
         return [L.w for L in layers]
-    return [np.where(L.w >= 0, 1.0, -1.0) for L in layers]
+    return [None if L.w is None else np.where(L.w >= 0, 1.0, -1.0) for L in layers]
+
+
+def _as_input(model, x):
+    """Pixels (B, F) or (B, H, W, C) -> float64 in the first layer's layout ((B, F) or NHWC)."""
+    a = np.asarray(x, np.float64)
+    a = a.reshape(a.shape[0], -1)
+    if model.layers[0].kind == "conv":
+        a = a.reshape((a.shape[0],) + tuple(model.layers[0].in_shape))
+    return a
+
+
+def _dot(a, L, w):
+    """Dense: (B, ...) -> (B, out); conv: (B, H, W, C) -> (B, OH, OW, out)."""
+    if L.kind == "conv":
+        return _mm(im2col(a, L.kernel), w.T)
+    return a.reshape(a.shape[0], -1) @ w.T
+
+
+def _mm(a, b):
+    """(..., K) @ (K, N) as one 2-D BLAS product (N-D matmul would loop over small stacked matrices)."""
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[1],))
+
+
+def _bn_axes(z):
+    """BN reduction axes: batch (Dense) or batch and positions (conv)."""
+    return 0 if z.ndim == 2 else tuple(range(z.ndim - 1))
 
 
 def _forward_eval(model, x, stats=None, collect=False):
     """Inference forward in float64. ``stats``: optional per-layer (mean, var) overriding the stored ones.
 
     Returns (scores (B, classes), list of BN-input batches if ``collect``).
-    Binarized: dot products d are exact integers; z = s * d (first layer) or d.
+    Binarized: dot products d are exact integers; z = layer_scale(i) * d.
     """
     s = model.input_scale
     ws = _eval_weights(model.layers, model.scheme)
-    a = np.asarray(x, np.float64)
+    a = _as_input(model, x)
     if model.scheme == "float":
         a = a * s
+    m = model.levels
     zs = []
     for i, (L, w) in enumerate(zip(model.layers, ws)):
-        d = a @ w.T
+        if L.kind == "pool":
+            a = _pool_windows(a, L.kernel).max(-1)
+            zs.append(None)
+            continue
+        d = _dot(a, L, w)
         if L.gamma is None:
             if model.scheme == "float":
                 return d + L.bias, zs
             return d, zs                        # integer dot products: the hardware's argmax
-        z = d * s if (i == 0 and model.scheme != "float") else d
+        sc = model.layer_scale(i) if model.binarized else 1.0
+        z = d * sc if sc != 1.0 else d
         if collect:
             zs.append(z)
         mean, var = (L.mean, L.var) if stats is None else stats[i]
-        y = L.gamma * (z - mean) / np.sqrt(var + model.eps) + L.beta
         if model.scheme == "float":
-            a = _act(y, model.act, 1.0)[0]
+            a = _act(L.gamma * (z - mean) / np.sqrt(var + model.eps) + L.beta, model.act, 1.0)[0]
+        elif not model.kbit:
+            a = np.where(L.gamma * (z - mean) / np.sqrt(var + model.eps) + L.beta >= 0, 1.0, -1.0)
         else:
-            a = np.where(y >= 0, 1.0, -1.0)
+            y0 = L.gamma * (z - mean) / np.sqrt(var + model.eps)
+            a = np.zeros(y0.shape)
+            for j in range(1, m + 1):
+                a += y0 + (L.beta - (j - 0.5) / m) >= 0
     raise AssertionError("unreachable")
 
 
@@ -240,24 +527,28 @@ def _population_stats(model, x):
     """BN mean/var of every hidden layer of the inference network over ``x``, computed layer by layer."""
     stats = [(L.mean, L.var) for L in model.layers]
     for i, L in enumerate(model.layers[:-1]):
+        if L.gamma is None:
+            continue
         _, zs = _forward_eval(model, x, stats, collect=True)
         z = zs[i]
-        stats[i] = (z.mean(0), z.var(0))
+        ax = _bn_axes(z)
+        stats[i] = (z.mean(ax), z.var(ax))
     return stats
 
 
 def scores(result, x):
     """Raw output of the trained inference network: (B, classes) float64.
 
-    Binarized schemes: the integer dot products d of the last layer (the
-    exported network outputs the popcount (d + n) / 2: same argmax).
+    ``x``: (B, F) pixels or images (B, H, W, C) (NHWC). Binarized schemes: the
+    integer dot products d of the last layer (the exported network outputs the
+    popcount (d + n) / 2 for bipolar hidden activations, d itself for k-bit
+    ones: same argmax).
     """
     x = np.asarray(x)
-    if x.ndim > 2 and math.prod(x.shape[1:]) == result.sizes[0]:
-        x = x.reshape(x.shape[0], -1)           # images (B, H, W, C): NHWC-flattened as the FC layer does
-    if x.ndim != 2 or x.shape[1] != result.sizes[0]:
-        raise ConfigError("predict", "x", f"expected (B, {result.sizes[0]}) pixels, got {x.shape}",
-                          "flatten the images (Dataset does)")
+    F = math.prod(result.input_shape)
+    if x.ndim < 2 or math.prod(x.shape[1:]) != F or (x.ndim > 2 and tuple(x.shape[1:]) != result.input_shape):
+        raise ConfigError("predict", "x", f"expected (B, {F}) pixels or (B,) + {result.input_shape} images, "
+                          f"got {x.shape}", "flatten the images (Dataset does)")
     return _forward_eval(result, x)[0]
 
 
@@ -274,31 +565,40 @@ def accuracy(result, x, y):
 # ---------------------------------------------------------------------- training step
 
 def _train_step(model, x, y, rng, v, loss_kind, prog_acts, momentum=0.1):
-    """Forward + backward on one batch. Returns (loss, grads) with grads a list of dicts per layer (+ "log_alpha")."""
+    """Forward + backward on one batch. Returns (loss, grads, log_alpha grad); grads: a dict per layer."""
     scheme, s, eps = model.scheme, model.input_scale, model.eps
     B = x.shape[0]
-    a = x * s
+    a = _as_input(model, x) * s
+    if scheme == "float":
+        kind = model.act
+    elif model.kbit:
+        kind = "kbit"
+    else:
+        kind = "progressive" if (scheme == "progressive" and prog_acts) else "sign"
     cache = []
     for i, L in enumerate(model.layers):
+        if L.kind == "pool":
+            a, idx = _pool_forward(a, L.kernel)
+            cache.append(idx)
+            continue
         wq = binarize(L.w, scheme, rng, v)
-        z = a @ wq.T
+        a_in = im2col(a, L.kernel) if L.kind == "conv" else a.reshape(B, -1)
+        z = _mm(a_in, wq.T) if L.kind == "conv" else a_in @ wq.T
         if L.gamma is None:
-            cache.append((a, wq, None))
+            cache.append((a_in, wq, None))
             break
-        mu, var = z.mean(0), z.var(0)
+        ax = _bn_axes(z)
+        cnt = z.size // z.shape[-1]
+        mu, var = z.mean(ax), z.var(ax)
         L.mean = (1 - momentum) * L.mean + momentum * mu
-        L.var = (1 - momentum) * L.var + momentum * var * B / max(B - 1, 1)
+        L.var = (1 - momentum) * L.var + momentum * var * cnt / max(cnt - 1, 1)
         std = np.sqrt(var + eps)
         xhat = (z - mu) / std
         yv = L.gamma * xhat + L.beta
-        if scheme == "float":
-            kind = model.act
-        else:
-            kind = "progressive" if (scheme == "progressive" and prog_acts) else "sign"
-        a_next, mask = _act(yv, kind, v)
-        cache.append((a, wq, (xhat, std, mask)))
+        a_next, mask = _act(yv, kind, v, model.act_bits)
+        cache.append((a_in, wq, (xhat, std, mask)))
         a = a_next
-    z_out = a @ wq.T
+    z_out = z
     if scheme == "float":
         out = z_out + model.layers[-1].bias
         alpha = 1.0
@@ -315,9 +615,9 @@ def _train_step(model, x, y, rng, v, loss_kind, prog_acts, momentum=0.1):
         dout = (p - onehot) / B
     else:
         t = 2 * onehot - 1
-        m = np.maximum(0.0, 1.0 - t * out)
-        loss = float(np.mean(np.sum(m * m, 1)))
-        dout = -2.0 * t * m / B
+        mm = np.maximum(0.0, 1.0 - t * out)
+        loss = float(np.mean(np.sum(mm * mm, 1)))
+        dout = -2.0 * t * mm / B
     grads = [dict() for _ in model.layers]
     if scheme == "float":
         grads[-1]["bias"] = dout.sum(0)
@@ -326,19 +626,31 @@ def _train_step(model, x, y, rng, v, loss_kind, prog_acts, momentum=0.1):
     else:
         log_alpha_grad = float(np.sum(dout * z_out) * alpha)
         dz = dout * alpha
+    # dz: gradient w.r.t. the current layer's output (pre-BN z for compute layers, pooled values for pools)
     for i in range(len(model.layers) - 1, -1, -1):
         L = model.layers[i]
+        if L.kind == "pool":
+            dz = _pool_backward(dz.reshape((B,) + tuple(L.out_shape)), cache[i], L.in_shape, L.kernel)
+            continue
         a_in, wq, bn = cache[i]
         if bn is not None:
             xhat, std, mask = bn
-            dyv = dz * mask
-            grads[i]["gamma"] = np.sum(dyv * xhat, 0)
-            grads[i]["beta"] = np.sum(dyv, 0)
+            dyv = dz.reshape(xhat.shape) * mask
+            ax = _bn_axes(xhat)
+            cnt = xhat.size // xhat.shape[-1]
+            grads[i]["gamma"] = np.sum(dyv * xhat, ax)
+            grads[i]["beta"] = np.sum(dyv, ax)
             dxhat = dyv * L.gamma
-            dz = (B * dxhat - dxhat.sum(0) - xhat * np.sum(dxhat * xhat, 0)) / (B * std)
-        grads[i]["w"] = (dz.T @ a_in) * _wgrad_factor(L.w, scheme, v)
-        if i:
-            dz = dz @ wq
+            dz = (cnt * dxhat - dxhat.sum(ax) - xhat * np.sum(dxhat * xhat, ax)) / (cnt * std)
+        if L.kind == "conv":
+            k_in = a_in.shape[-1]
+            grads[i]["w"] = (dz.reshape(-1, dz.shape[-1]).T @ a_in.reshape(-1, k_in)) * _wgrad_factor(L.w, scheme, v)
+            if i:
+                dz = col2im(_mm(dz, wq), L.in_shape, L.kernel)
+        else:
+            grads[i]["w"] = (dz.T @ a_in) * _wgrad_factor(L.w, scheme, v)
+            if i:
+                dz = dz @ wq
     return loss, grads, log_alpha_grad
 
 
@@ -367,16 +679,24 @@ class _Box:
 
 def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None, lr_decay=0.1, seed=0,
           loss="ce", act="relu", v_start=1.0, v_end=1000.0, progressive_acts=False, recalibrate=True,
-          eps=1e-4, progress=None):
+          eps=1e-4, progress=None, act_bits=1):
     """Train one network on a :class:`qnnfab.golden.datasets.Dataset`; returns a :class:`TrainResult`.
 
     ``scheme``: "ste" | "stochastic" | "progressive" | "float". ``hidden``:
-    hidden layer sizes. ``lr``: Adam learning rate (default 0.1 for the
-    binarized schemes, whose latent weights live in [-1, 1]; 0.003 for float), decayed
-    exponentially to ``lr * lr_decay`` at the last epoch. ``batch``: mini-batch
-    size (the last partial batch of an epoch is dropped if smaller than 2).
-    ``progress(epoch, loss, train_acc, test_acc)`` is called after every epoch
-    (1-based epoch, mean training loss, accuracies in [0, 1]).
+    hidden layers, ints (Dense sizes) and strings "c<n>" / "c<n>k<k>"
+    (convolution, n channels, 3x3 or kxk, stride 1, no padding) and "p<k>"
+    (k x k max pool), or one comma-separated string ("c16,c32,p2,128");
+    see :func:`parse_hidden`. ``act_bits``: hidden activation bits of the
+    binarized schemes (1: sign / bipolar; k >= 2: unsigned k-bit levels; the
+    float baseline ignores it). ``lr``: Adam learning rate (default 0.1 for
+    the binarized schemes, whose latent weights live in [-1, 1]; 0.03 with
+    k-bit activations, whose BNs start at gamma = beta = 0.5 so that the BN
+    outputs start inside the STE window [0, 1]; 0.003 for float), decayed
+    exponentially to ``lr * lr_decay`` at the last epoch.
+    ``batch``: mini-batch size (the last partial batch of an epoch is dropped
+    if smaller than 2). ``progress(epoch, loss, train_acc, test_acc)`` is
+    called after every epoch (1-based epoch, mean training loss, accuracies
+    in [0, 1]).
     """
     where = f"train(scheme={scheme!r})"
     if scheme not in SCHEMES:
@@ -385,10 +705,17 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
         raise ConfigError(where, "loss", f"unknown loss {loss!r}", f"use one of {LOSSES}")
     if act not in ("relu", "hardtanh"):
         raise ConfigError(where, "act", f"unknown float activation {act!r}", "use 'relu' or 'hardtanh'")
-    hidden = tuple(int(h) for h in hidden)
-    if not hidden or min(hidden) < 1:
-        raise ConfigError(where, "hidden", f"needs one or more positive layer sizes, got {hidden}",
-                          "e.g. hidden=(256, 256)")
+    if isinstance(act_bits, bool) or not isinstance(act_bits, (int, np.integer)) or not 1 <= int(act_bits) <= 8:
+        raise ConfigError(where, "act_bits", f"must be an integer 1..8, got {act_bits!r}",
+                          "1 = bipolar (sign), k >= 2 = unsigned k-bit activations")
+    act_bits = int(act_bits)
+    if progressive_acts and act_bits > 1 and scheme == "progressive":
+        raise ConfigError(where, "progressive_acts", f"is only defined for act_bits = 1 (got {act_bits})",
+                          "use progressive_acts=False with k-bit activations")
+    entries = parse_hidden(hidden)
+    if not entries:
+        raise ConfigError(where, "hidden", f"needs one or more layers, got {hidden!r}",
+                          "e.g. hidden=(256, 256) or 'c16,c32,p2,128'")
     for name, val in (("epochs", epochs), ("batch", batch)):
         if int(val) < 1:
             raise ConfigError(where, name, f"must be >= 1, got {val}")
@@ -396,20 +723,27 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
         raise ConfigError(where, "batch", "batch norm needs batches of 2 or more", "use batch >= 2")
     if not 0 < v_start <= v_end:
         raise ConfigError(where, "v_start", f"need 0 < v_start <= v_end, got {v_start}, {v_end}", "e.g. 1 and 1000")
+    geo = _geometry(entries, dataset.input_shape, dataset.features, dataset.classes, where)
     if lr is None:
-        lr = 0.003 if scheme == "float" else 0.1
+        lr = 0.003 if scheme == "float" else (0.1 if act_bits == 1 else 0.03)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     xtr, ytr = dataset.x_train.astype(np.float64), dataset.y_train
     xte, yte = dataset.x_test.astype(np.float64), dataset.y_test
-    sizes = (dataset.features,) + hidden + (int(dataset.classes),)
-    model = TrainResult(scheme, sizes, dataset.pixel_bits, _init(sizes, scheme, rng),
-                        log_alpha=-0.5 * math.log(hidden[-1]), act=act, eps=float(eps), dataset=dataset.name)
-    model.params = dict(hidden=hidden, epochs=int(epochs), batch=int(batch), lr=float(lr), lr_decay=float(lr_decay),
-                        seed=seed, loss=loss, act=act, v_start=v_start, v_end=v_end,
-                        progressive_acts=progressive_acts, recalibrate=recalibrate, eps=eps)
+    sizes = (dataset.features,) + tuple(math.prod(g[4]) for g in geo)
+    layers = _init(sizes, scheme, rng, geo, bn_init=KBIT_BN_INIT if (scheme != "float" and act_bits > 1) else (1.0, 0.0))
+    model = TrainResult(scheme, sizes, dataset.pixel_bits, layers,
+                        log_alpha=-0.5 * math.log(sizes[-2]), act=act, eps=float(eps), dataset=dataset.name,
+                        act_bits=act_bits if scheme != "float" else 1, input_shape=tuple(geo[0][3]))
+    if layers[0].kind == "conv":
+        xtr, xte = xtr.reshape((-1,) + model.input_shape), xte.reshape((-1,) + model.input_shape)
+    model.params = dict(hidden=tuple(t for t, _ in entries), epochs=int(epochs), batch=int(batch), lr=float(lr),
+                        lr_decay=float(lr_decay), seed=seed, loss=loss, act=act, v_start=v_start, v_end=v_end,
+                        progressive_acts=progressive_acts, recalibrate=recalibrate, eps=eps, act_bits=act_bits)
     params = {}
     for i, L in enumerate(model.layers):
+        if L.w is None:
+            continue
         params[(i, "w")] = (L, "w")
         if L.gamma is not None:
             params[(i, "gamma")] = (L, "gamma")
@@ -442,7 +776,8 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
             opt.step(params, flat, lr_ep)
             if scheme != "float":        # BinaryNet clipping; progressive P kept in [-1, 1] too
                 for L in model.layers:
-                    np.clip(L.w, -1.0, 1.0, out=L.w)
+                    if L.w is not None:
+                        np.clip(L.w, -1.0, 1.0, out=L.w)
             losses.append(l)
             step += 1
         model.log_alpha = float(alpha_box.value)
@@ -467,40 +802,60 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
 
 # ---------------------------------------------------------------------- export
 
-def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, scale=1.0):
-    """Fold one binarized layer's BN + sign into (weight bits, (MH, 1) int64 thresholds) for acc >= T.
+def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, scale=1.0, out_bits=1):
+    """Fold one binarized layer's BN + activation into (weight bits, (MH, N) int64 thresholds) for acc >= T.
 
-    ``wbits`` (MH, MW) weight bits (1 = +1). ``in_kind`` "uint": the
-    accumulator is the integer dot product d of ``in_bits``-bit pixels and
-    the BN input is ``scale * d``; "bipolar": the accumulator is the XNOR
-    popcount P (d = 2P - MW). Rows with gamma < 0 get inverted weight bits.
+    ``wbits`` (MH, MW) weight bits (1 = +1; conv: the (ky, kx, c) matrix).
+    ``in_kind`` "uint": the accumulator is the integer dot product d of
+    ``in_bits``-bit unsigned inputs and the BN input is ``scale * d``;
+    "bipolar": the accumulator is the XNOR popcount P (d = 2P - MW).
+    ``out_bits`` 1: sign, N = 1; k >= 2: N = m = 2^k - 1 thresholds, stage j
+    folds ``gamma * (x - mean) / sigma + (beta - (j - 0.5) / m) >= 0``; each
+    row sorted ascending (output = number of thresholds acc >= to). Rows with
+    gamma < 0 get inverted weight bits (all stages flip together).
     """
     mh, mw = wbits.shape
     sigma = np.sqrt(np.asarray(var, np.float64) + eps)
-    if in_kind == "uint":
-        hi = mw * ((1 << int(in_bits)) - 1)
-        folded = bn_to_thresholds(gamma, beta, mean, sigma, domain="dot", scale=scale, acc_range=(-hi, hi))
-    elif in_kind == "bipolar":
-        folded = bn_to_thresholds(gamma, beta, mean, sigma, domain="popcount", n=mw)
-    else:
-        raise ConfigError("bn_fold_layer", "in_kind", f"must be 'uint' or 'bipolar', got {in_kind!r}")
-    w, t = fold_flips_into_weights(wbits, folded, "bipolar")
-    return w.astype(np.int64), np.asarray(t, np.int64).reshape(mh, 1)
+    beta = np.asarray(beta, np.float64)
+    m = (1 << int(out_bits)) - 1
+    offsets = [0.0] if out_bits == 1 else [(j - 0.5) / m for j in range(1, m + 1)]
+    cols, w_out = [], None
+    for c in offsets:
+        b = beta if out_bits == 1 else beta - c
+        if in_kind == "uint":
+            hi = mw * ((1 << int(in_bits)) - 1)
+            folded = bn_to_thresholds(gamma, b, mean, sigma, domain="dot", scale=scale, acc_range=(-hi, hi))
+        elif in_kind == "bipolar":
+            folded = bn_to_thresholds(gamma, b, mean, sigma, domain="popcount", n=mw)
+        else:
+            raise ConfigError("bn_fold_layer", "in_kind", f"must be 'uint' or 'bipolar', got {in_kind!r}")
+        w_out, t = fold_flips_into_weights(wbits, folded, "bipolar")
+        cols.append(np.asarray(t, np.int64).reshape(mh))
+    t = np.sort(np.stack(cols, axis=1), axis=1)
+    return w_out.astype(np.int64), t.astype(np.int64)
 
 
 def integer_layers(result):
-    """The exported integer network: list of (weight bits (MH, MW) int64, thresholds (MH, 1) int64 or None)."""
+    """The exported integer network, one entry per layer: (weight bits (MH, MW) int64 (conv: (ky, kx, c)
+    columns), thresholds (MH, N) int64 or None for the last layer); None for max pools."""
     if not result.binarized:
         raise ConfigError("export", "scheme", "the float baseline has no integer form",
                           "export a binarized scheme (ste, stochastic, progressive)")
     out = []
+    out_bits = result.act_bits if result.kbit else 1
     for i, L in enumerate(result.layers):
+        if L.kind == "pool":
+            out.append(None)
+            continue
         wbits = (L.w >= 0).astype(np.int64)
         if L.gamma is None:
             out.append((wbits, None))
         elif i == 0:
             out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "uint", result.pixel_bits,
-                                     result.input_scale))
+                                     result.input_scale, out_bits))
+        elif result.kbit:
+            out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "uint", result.act_bits,
+                                     result.layer_scale(i), out_bits))
         else:
             out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "bipolar"))
     return out
@@ -510,8 +865,52 @@ def _largest_divisor(n, target):
     return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
 
 
-def default_folding(sizes, first=(8, 16), hidden=(32, 16), last=(32, 10)):
-    """(simd, pe) per layer: the largest divisors of the sizes not above the targets (simd, pe)."""
+def _conv_cycles(L, simd, pe):
+    """Cycles per frame of a conv layer (qnnfab.netconfig.NetConfig.layer_cycles, stride 1, no padding)."""
+    h, w, c = L.in_shape
+    oh, ow, n = L.out_shape
+    k = L.kernel
+    return max(oh * ow * (n // pe) * (k * k * c // simd), oh * ow * k * k * c // simd, h * w * c // simd)
+
+
+def _balanced_fc_folding(L, budget, target):
+    """Smallest simd * pe (simd dividing the channels of a flattened map) within the targets whose
+    cycles (out / pe) * (in / simd) stay within ``budget``; the largest folding if none does."""
+    n_in = math.prod(L.in_shape)
+    ch = L.in_shape[2] if len(L.in_shape) == 3 else n_in
+    out = L.w.shape[0]
+    cands = [(s, p) for s in range(1, min(ch, target[0]) + 1) if ch % s == 0
+             for p in range(1, min(out, target[1]) + 1) if out % p == 0]
+    ok = [(s * p, -s, s, p) for s, p in cands if (out // p) * (n_in // s) <= budget]
+    if ok:
+        _, _, s, p = min(ok)
+        return s, p
+    return _largest_divisor(ch, target[0]), _largest_divisor(out, target[1])
+
+
+def default_folding(sizes, first=(8, 16), hidden=(32, 16), last=(32, 10), conv=CONV_FOLD):
+    """(simd, pe) per conv/fc layer: the largest divisors of the sizes not above the targets (simd, pe).
+
+    ``sizes``: MLP sizes (F, H1, ..., classes), or a :class:`TrainResult`.
+    Conv nets: conv simd = largest divisor of the input channels <= conv[0],
+    pe = largest divisor of the output channels <= conv[1]; each fc layer
+    after them gets the smallest simd * pe (within the hidden / last targets,
+    simd dividing the channels of a flattened feature map) that keeps it
+    within the slowest convolution's cycles per frame (rate balancing: a
+    faster fc only costs LUTs). Pools take no entry (they run at the
+    previous layer's PE).
+    """
+    if isinstance(sizes, TrainResult):
+        comp = [L for L in sizes.layers if L.kind != "pool"]
+        if not any(L.kind == "conv" for L in comp):
+            return default_folding(sizes.sizes, first, hidden, last, conv)
+        fold = [(_largest_divisor(L.in_shape[2], conv[0]), _largest_divisor(L.w.shape[0], conv[1]))
+                for L in comp if L.kind == "conv"]
+        budget = max(_conv_cycles(L, simd, pe) for L, (simd, pe) in zip(comp, fold))
+        for j, L in enumerate(comp[len(fold):]):
+            tgt = last if j == len(comp) - len(fold) - 1 else hidden
+            fold.append(_balanced_fc_folding(L, budget, tgt))
+        return fold
     fold = []
     n_layers = len(sizes) - 1
     for i in range(n_layers):
@@ -523,32 +922,47 @@ def default_folding(sizes, first=(8, 16), hidden=(32, 16), last=(32, 10)):
 def export(result, out_dir, name=None, folding=None):
     """Write ``<name>.npz`` and ``<name>.toml`` (qnnfab.netconfig format) into ``out_dir``.
 
-    ``folding``: optional list of (simd, pe) per layer (default
-    :func:`default_folding`). Returns (toml_path, npz_path).
+    ``folding``: optional list of (simd, pe), one per conv/fc layer (pools
+    run at the previous layer's PE; default :func:`default_folding`).
+    Returns (toml_path, npz_path). Conv nets take input frames (B, H, W, C).
     """
     name = name or f"{result.dataset or 'net'}-{result.scheme}"
     if not all(c.isalnum() or c in "-_." for c in name):
         raise ConfigError("export", "name", f"{name!r} is not a plain file name", "use letters, digits, - _ .")
     layers = integer_layers(result)
-    folding = folding or default_folding(result.sizes)
-    if len(folding) != len(layers):
-        raise ConfigError("export", "folding", f"has {len(folding)} entries for {len(layers)} layers",
-                          "give one (simd, pe) per layer")
+    n_comp = sum(e is not None for e in layers)
+    folding = folding or default_folding(result)
+    if len(folding) != n_comp:
+        raise ConfigError("export", "folding", f"has {len(folding)} entries for {n_comp} conv/fc layers",
+                          "give one (simd, pe) per conv/fc layer")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     npz_path, toml_path = out / f"{name}.npz", out / f"{name}.toml"
     arrays = {}
-    lines = ["# exported by qnnfab.golden.train.export", f"# scheme = {result.scheme}, sizes = {list(result.sizes)}, "
+    act = f"uint{result.act_bits}" if result.kbit else "bipolar"
+    lines = ["# exported by qnnfab.golden.train.export", f"# scheme = {result.scheme}, arch = {result.arch}, "
              f"test accuracy = {result.test_acc:.4f}", "", "[network]", f'name = "{name}"',
-             f"input_shape = [{result.sizes[0]}]", 'input_kind = "uint"', f"input_bits = {result.pixel_bits}",
+             f"input_shape = {list(result.input_shape)}", 'input_kind = "uint"', f"input_bits = {result.pixel_bits}",
              f'weights = "{npz_path.name}"']
-    for i, ((w, t), (simd, pe)) in enumerate(zip(layers, folding)):
-        lname = f"fc{i}"
-        arrays[f"{lname}/weights"] = w
+    fold_it = iter(folding)
+    for i, (L, e) in enumerate(zip(result.layers, layers)):
+        if e is None:
+            lines += ["", "[[layer]]", f'name = "pool{i}"', 'type = "maxpool"', f"kernel = {L.kernel}",
+                      f"stride = {L.kernel}"]
+            continue
+        w, t = e
+        simd, pe = next(fold_it)
+        lname = f"{L.kind}{i}"
+        if L.kind == "conv":
+            k, c = L.kernel, L.in_shape[2]
+            w = w.reshape(w.shape[0], k, k, c).transpose(0, 3, 1, 2)       # (ky, kx, c) columns -> OIHW
+        arrays[f"{lname}/weights"] = np.ascontiguousarray(w)
         if t is not None:
             arrays[f"{lname}/thresholds"] = t
-        lines += ["", "[[layer]]", f'name = "{lname}"', 'type = "fc"', f"out = {w.shape[0]}",
-                  f'act = "{"acc" if t is None else "bipolar"}"', 'weight_kind = "bipolar"', f"pe = {pe}",
+        lines += ["", "[[layer]]", f'name = "{lname}"', f'type = "{L.kind}"', f"out = {w.shape[0]}"]
+        if L.kind == "conv":
+            lines += [f"kernel = {L.kernel}", "stride = 1", "pad = 0"]
+        lines += [f'act = "{"acc" if t is None else act}"', 'weight_kind = "bipolar"', f"pe = {pe}",
                   f"simd = {simd}"]
     np.savez_compressed(npz_path, **arrays)
     toml_path.write_text("\n".join(lines) + "\n")

@@ -11,7 +11,12 @@ import os
 import sys
 import time
 
-from qnnfab.errors import ConfigError, QnnfabError
+# One BLAS thread unless the user chose otherwise: the trainer's and the golden
+# model's matrices are small, and on a loaded 2-core machine OpenBLAS's thread
+# pool made training 10-20x slower. Must be set before NumPy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from qnnfab.errors import ConfigError, QnnfabError  # noqa: E402
 
 EPILOG_MAIN = """examples:
   qnnfab sim --list                 list the cocotb regressions
@@ -184,20 +189,22 @@ def _cmd_fold(args):
 
 def _cmd_demo(args):
     from qnnfab import demo
-    return demo.run(args.out, args.seed, epochs=args.epochs, board_name=args.board)
+    return demo.run(args.out, args.seed, epochs=args.epochs, board_name=args.board, hidden=args.hidden,
+                    act_bits=args.act_bits)
 
 
 def _cmd_train(args):
     from pathlib import Path
     from qnnfab.golden.datasets import load_digits
-    from qnnfab.training import format_table, plot_curves, run_training
+    from qnnfab.golden.train import parse_hidden
+    from qnnfab.training import describe_arch, format_table, plot_curves, run_training
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
-    hidden = tuple(int(h) for h in args.hidden.split(","))
+    hidden = tuple(t for t, _ in parse_hidden(args.hidden))
     ds = load_digits()
     print(f"training on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images, "
-          f"MLP {ds.features}-{'-'.join(map(str, hidden))}-{ds.classes}, {args.epochs} epochs")
+          f"{describe_arch(ds, hidden, args.act_bits)}, {args.epochs} epochs")
     results = run_training(ds, schemes, hidden=hidden, epochs=args.epochs, batch=args.batch,
-                           seed=args.seed, out_dir=args.out)
+                           seed=args.seed, out_dir=args.out, act_bits=args.act_bits)
     print(format_table(results))
     for r in results:
         if r.toml_path:
@@ -205,6 +212,17 @@ def _cmd_train(args):
     png = plot_curves(results, Path(args.out) / "training_curves.png")
     print(f"training curves: {png}")
     return 0
+
+
+def arch_args(p):
+    """--hidden and --act-bits: the trained network's architecture (train and demo)."""
+    p.add_argument("--hidden", default="256,256",
+                   help="hidden layers, comma-separated: n = fully connected, c<n> / c<n>k<k> = 3x3 / kxk "
+                        "convolution with n channels, p<k> = k x k max pool (default 256,256; "
+                        "e.g. c64,p2,256)")
+    p.add_argument("--act-bits", type=int, default=1,
+                   help="hidden activation bits of the binarized networks: 1 = bipolar (sign), "
+                        "k >= 2 = unsigned k-bit (default 1; the float baseline uses relu)")
 
 
 def build_parser():
@@ -284,32 +302,36 @@ def build_parser():
 
     d = sub.add_parser(
         "demo", help="the main job: train, export, generate, simulate on Verilator, report",
-        description="Train a binarized MLP on the shipped digits (three schemes + float), export it, "
+        description="Train a binarized MLP (or conv net, --hidden) on the shipped digits (three schemes + "
+                    "float), export the STE network, "
                     "generate its hardware for PYNQ-Z2 (Yosys report, Verilog, build plan), simulate "
                     "the whole accelerator on Verilator over every test image against the golden "
                     "model, and print accuracy, agreement, cycles/frame, frames/s and resources.",
-        epilog="example:\n  qnnfab demo --out out/demo",
+        epilog="examples:\n  qnnfab demo --out out/demo\n"
+               "  qnnfab demo --hidden c64,p2,256 --act-bits 2 --out out/demo-conv",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     d.add_argument("--seed", type=int, default=None, help="random seed for the regressions")
     d.add_argument("--epochs", type=int, default=30, help="training epochs per scheme (default 30)")
     d.add_argument("--board", default="pynq-z2", help="target board (default pynq-z2)")
+    arch_args(d)
     d.set_defaults(func=_cmd_demo)
 
     t = sub.add_parser(
         "train", help="quantization-aware training on the shipped digits, export for hardware",
-        description="Train a float baseline and binarized MLPs (STE, stochastic, progressive "
+        description="Train a float baseline and binarized MLPs or conv nets (STE, stochastic, progressive "
                     "binarization) on scikit-learn's 8x8 digits shipped with qnnfab, export every "
                     "binarized network as .npz + .toml, check the integer export reproduces every "
                     "prediction, print the accuracy table and plot the training curves.",
         epilog="example:\n  qnnfab train --epochs 30 --out out/train\n"
+               "  qnnfab train --hidden c64,p2,256 --act-bits 2 --out out/train-conv\n"
                "  qnnfab sim --config out/train/digits-ste.toml --frames 100",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--schemes", default="float,ste,stochastic,progressive",
                    help="comma-separated schemes (default: all four)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch", type=int, default=32)
-    t.add_argument("--hidden", default="256,256", help="hidden layer sizes (default 256,256)")
+    arch_args(t)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="out/train", help="export folder (default out/train)")
     t.set_defaults(func=_cmd_train)

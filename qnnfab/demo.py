@@ -1,8 +1,10 @@
 """``qnnfab demo``: the main job of the README, from data to checked hardware.
 
-1. train a binarized MLP (64-256-256-10, first layer on 5-bit pixels) on the
-   8x8 digits shipped with qnnfab, with the three binarization schemes and a
-   float baseline of the same size (progress per epoch), and plot the curves;
+1. train a binarized MLP (64-256-256-10 by default, first layer on 5-bit
+   pixels; ``hidden``/``act_bits`` choose another MLP or a small conv net and
+   k-bit activations) on the 8x8 digits shipped with qnnfab, with the three
+   binarization schemes and a float baseline of the same size (progress per
+   epoch), and plot the curves;
 2. export the STE network (integer weights + folded thresholds, ``.npz`` and
    ``.toml``), check that the integer network reproduces every prediction;
 3. generate its hardware for PYNQ-Z2: per-layer Yosys resources, fit check,
@@ -22,24 +24,28 @@ import numpy as np
 from qnnfab.errors import QnnfabError
 
 
-def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2", jobs=2):
+def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2", jobs=2, hidden="256,256",
+        act_bits=1):
     from qnnfab import netconfig
     from qnnfab.boards import check_fits, get_board
     from qnnfab.boards.plan import write_accelerator, write_build_plan
     from qnnfab.boards.report import format_report, network_report, plot_report
     from qnnfab.golden.datasets import load_digits
+    from qnnfab.golden.train import parse_hidden
     from qnnfab.sim import registry
-    from qnnfab.training import format_table, plot_curves, run_training
+    from qnnfab.training import describe_arch, format_table, plot_curves, run_training
 
     t_all = time.monotonic()
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     ds = load_digits()
+    hidden = tuple(t for t, _ in parse_hidden(hidden))
     print(f"qnnfab demo: {ds.name}, {len(ds.y_train)} training / {len(ds.y_test)} test images, "
-          f"{ds.features} pixels of {ds.pixel_bits} bits -> MLP {ds.features}-256-256-{ds.classes}")
+          f"{ds.features} pixels of {ds.pixel_bits} bits -> {describe_arch(ds, hidden, act_bits)}")
 
     print(f"[1/5] training the float baseline and three binarization schemes ({epochs} epochs each)")
-    results = run_training(ds, hidden=(256, 256), epochs=epochs, seed=train_seed, out_dir=outdir / "train")
+    results = run_training(ds, hidden=hidden, act_bits=act_bits, epochs=epochs, seed=train_seed,
+                           out_dir=outdir / "train")
     print(format_table(results))
     curves = plot_curves(results, outdir / "training_curves.png")
     print(f"      training curves: {curves}")
@@ -65,14 +71,15 @@ def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2"
 
     print(f"[4/5] Verilator: the whole accelerator over all {len(ds.y_test)} test images vs the golden model")
     inputs = outdir / "test_images.npz"
-    np.savez(inputs, x=ds.x_test, y=ds.y_test)
+    x_test = ds.x_test.reshape((-1,) + cfg.input_shape)      # (B, 64) or (B, 8, 8, 1) as the network takes
+    np.savez(inputs, x=x_test, y=ds.y_test)
     t0 = time.monotonic()
     res = registry.run_case("network", {"config": str(Path(cfg_path).resolve()), "frames": len(ds.y_test),
                                         "inputs": str(inputs.resolve())},
                             seed=seed, log=lambda m: print("    " + m, flush=True))
     m = res.metrics
     hw_labels = np.array(m["labels"])
-    golden_labels = cfg.golden().forward(ds.x_test).argmax(1)
+    golden_labels = cfg.golden().forward(x_test).argmax(1)
     hw_acc = float(np.mean(hw_labels == ds.y_test))
     agree = float(np.mean(hw_labels == golden_labels))
     how = "cached build" if res.build_cached else f"built in {res.build_seconds:.0f} s"

@@ -17,7 +17,7 @@ import numpy as np
 
 from qnnfab.errors import QnnfabError
 
-__all__ = ["SchemeResult", "run_training", "plot_curves", "format_table"]
+__all__ = ["SchemeResult", "run_training", "plot_curves", "format_table", "describe_arch"]
 
 SCHEME_ORDER = ("float", "ste", "stochastic", "progressive")
 SCHEME_LABEL = {"float": "float (same size)", "ste": "STE (BinaryNet)",
@@ -40,8 +40,13 @@ def _bar(done, total, width=24):
 
 
 def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30, batch=32, seed=0,
-                 out_dir="out/train", stream=sys.stdout):
-    """Train every scheme; export the binarized ones into ``out_dir``; return the results."""
+                 out_dir="out/train", stream=sys.stdout, act_bits=1):
+    """Train every scheme; export the binarized ones into ``out_dir``; return the results.
+
+    ``hidden``: layer sizes and "c<n>" / "c<n>k<k>" / "p<k>" entries (or one
+    comma-separated string), see :func:`qnnfab.golden.train.parse_hidden`;
+    ``act_bits``: hidden activation bits of the binarized schemes.
+    """
     from qnnfab import netconfig
     from qnnfab.golden import train as T
 
@@ -61,7 +66,8 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
                 stream.write(line + "\n")  # a few lines in logs
             stream.flush()
 
-        r = T.train(dataset, scheme, hidden=hidden, epochs=epochs, batch=batch, seed=seed, progress=progress)
+        r = T.train(dataset, scheme, hidden=hidden, epochs=epochs, batch=batch, seed=seed, progress=progress,
+                    act_bits=act_bits)
         if tty:
             stream.write("\n")
         sr = SchemeResult(scheme, r, r.test_acc)
@@ -69,7 +75,7 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
             name = f"{dataset.name}-{scheme}".replace("_", "-")
             toml_path, _ = T.export(r, out_dir, name)
             golden = netconfig.load(toml_path).golden()
-            pred = golden.forward(dataset.x_test).argmax(1)
+            pred = golden.forward(dataset.x_test.reshape((-1,) + golden.input_shape)).argmax(1)
             sr.integer_acc = float(np.mean(pred == dataset.y_test))
             sr.agreement = float(np.mean(pred == T.predict(r, dataset.x_test)))
             sr.toml_path = toml_path
@@ -78,6 +84,19 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
                                   f"trained network on {100 * (1 - sr.agreement):.2f}% of the test images")
         results.append(sr)
     return results
+
+
+def describe_arch(dataset, hidden, act_bits=1):
+    """The architecture as text: "MLP 64-256-256-10" or "conv net 8x8x1 c16 c32 p2 128 10" (+ act_bits)."""
+    from qnnfab.golden import train as T
+    entries = T.parse_hidden(hidden)
+    T._geometry(entries, dataset.input_shape, dataset.features, dataset.classes, "qnnfab train --hidden")
+    if all(spec[0] == "fc" for _, spec in entries):
+        s = f"MLP {dataset.features}-{'-'.join(t for t, _ in entries)}-{dataset.classes}"
+    else:
+        shape = "x".join(map(str, dataset.input_shape))
+        s = f"conv net {shape} {' '.join(t for t, _ in entries)} {dataset.classes}"
+    return s + (f", {act_bits}-bit hidden activations" if act_bits > 1 else "")
 
 
 def format_table(results):

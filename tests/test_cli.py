@@ -41,7 +41,7 @@ def _bad_config(tmp_path):
 # --------------------------------------------------------------------------- help
 
 def test_there_are_the_documented_subcommands():
-    assert {"sim", "boards", "generate", "report", "fold", "demo"} <= set(_subcommands())
+    assert {"sim", "boards", "generate", "report", "fold", "demo", "train"} <= set(_subcommands())
 
 
 @pytest.mark.parametrize("cmd", _subcommands())
@@ -201,3 +201,27 @@ def test_config_too_big_for_the_board_writes_no_verilog(tmp_path, capsys):
     line = _error_line(capsys, rc)
     assert "resources" in line and "LUT" in line
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- train
+
+def test_train_conv_kbit_exports_configs_that_load(tmp_path, capsys):
+    out = tmp_path / "train"
+    rc = main(["train", "--schemes", "ste", "--hidden", "c4,p2,16", "--act-bits", "2", "--epochs", "1",
+               "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "conv net 8x8x1 c4 p2 16 10, 2-bit hidden activations" in text
+    cfg = netconfig.load(out / "digits-ste.toml")
+    assert [L.type for L in cfg.layers] == ["conv", "maxpool", "fc", "fc"]
+    assert cfg.layers[0].act == "uint2" and cfg.input_shape == (8, 8, 1)
+    assert (out / "training_curves.png").stat().st_size > 0
+    # the table's agreement column: the exported integer network predicts what the trained one does
+    row = next(line for line in text.splitlines() if line.startswith("STE"))
+    assert row.rstrip().endswith("100.00%"), row
+
+
+@pytest.mark.parametrize("hidden, entry", [("c8,x3", "x3"), ("16,c8", "c8"), ("p2,16", "p2")])
+def test_train_bad_hidden_is_one_line_naming_the_entry(hidden, entry, tmp_path, capsys):
+    rc = main(["train", "--schemes", "ste", "--hidden", hidden, "--epochs", "1", "--out", str(tmp_path)])
+    assert entry in _error_line(capsys, rc)

@@ -323,3 +323,250 @@ def test_default_folding_divides():
     sizes = (784, 100, 30, 7)
     for i, (simd, pe) in enumerate(fold):
         assert sizes[i] % simd == 0 and sizes[i + 1] % pe == 0
+
+
+# ---------------------------------------------------------------------- conv nets and k-bit activations
+
+def test_parse_hidden_entries():
+    assert T.parse_hidden("c16,c32k5,p2,128") == [("c16", ("conv", 16, 3)), ("c32k5", ("conv", 32, 5)),
+                                                  ("p2", ("pool", 2)), ("128", ("fc", 128))]
+    assert T.parse_hidden((64, "C8", " p3 ")) == [("64", ("fc", 64)), ("c8", ("conv", 8, 3)), ("p3", ("pool", 3))]
+    assert T.parse_hidden(7) == [("7", ("fc", 7))]
+
+
+@pytest.mark.parametrize("hidden,entry", [
+    ("c16x", "c16x"), ("c8,q2", "q2"), ("c0", "c0"), ((1.5,), "1.5"),
+    ("32,c8", "c8"),              # conv after a fully connected layer
+    ("p2,c8", "p2"),              # a pool cannot come first
+    ("c4,p8", "p8"),              # 6x6 map, 8x8 pool: empty
+    ("c4k9", "c4k9"),             # kernel larger than the 8x8 image
+    ("c4,c4k7", "c4k7"),          # kernel larger than the 6x6 map
+])
+def test_bad_hidden_specs_name_the_entry(digits, hidden, entry):
+    with pytest.raises(ConfigError, match="hidden") as e:
+        T.train(digits.subset(20, 5), "ste", hidden=hidden, epochs=1)
+    assert repr(entry) in str(e.value) or entry in str(e.value)
+
+
+def test_conv_needs_image_dataset_and_other_errors(digits):
+    rng = np.random.default_rng(0)
+    flat = from_arrays(rng.integers(0, 16, (20, 64)), rng.integers(0, 3, 20), rng.integers(0, 16, (5, 64)),
+                       rng.integers(0, 3, 5), pixel_bits=4)
+    assert flat.input_shape == (64,)
+    with pytest.raises(ConfigError, match="'c4'.*image dataset"):
+        T.train(flat, "ste", hidden="c4,8", epochs=1)
+    small = digits.subset(20, 5)
+    for bad in (0, 9, 1.5, True):
+        with pytest.raises(ConfigError, match="act_bits"):
+            T.train(small, "ste", hidden=(8,), act_bits=bad)
+    with pytest.raises(ConfigError, match="progressive_acts"):
+        T.train(small, "progressive", hidden=(8,), act_bits=2, progressive_acts=True)
+    r = T.train(small, "ste", hidden="c4,p2,8", epochs=1)
+    with pytest.raises(ConfigError, match="x"):
+        T.predict(r, small.x_test[:, :10])
+    assert np.array_equal(T.predict(r, small.x_test), T.predict(r, small.x_test.reshape(-1, 8, 8, 1)))
+
+
+def test_kbit_act_forward_and_mask():
+    y = np.array([-0.5, 0.0, 0.1, 1 / 6 - 1e-12, 1 / 6, 0.5, 0.84, 1.0, 1.2])
+    f, m = T.kbit_act(y, 2)                      # levels 0..3, thresholds (j - 0.5) / 3
+    assert np.allclose(f * 3, [0, 0, 0, 0, 1, 2, 3, 3, 3])
+    assert np.array_equal(m, [0, 1, 1, 1, 1, 1, 1, 1, 0])
+    f1, _ = T.kbit_act(np.linspace(-1, 2, 301), 3)
+    assert set(np.round(f1 * 7).astype(int)) == set(range(8))
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 7, 6, 4))
+    for k in (1, 2, 3):
+        cols = rng.normal(size=T.im2col(x, k).shape)
+        assert np.sum(T.im2col(x, k) * cols) == pytest.approx(np.sum(x * T.col2im(cols, x.shape[1:], k)))
+
+
+def _toy_conv_model(scheme, hidden, in_shape, classes, rng, act="relu", act_bits=1):
+    geo = T._geometry(T.parse_hidden(hidden), in_shape, math.prod(in_shape), classes, "toy")
+    sizes = (math.prod(in_shape),) + tuple(math.prod(g[4]) for g in geo)
+    layers = T._init(sizes, scheme, rng, geo)
+    for L in layers:
+        if L.gamma is not None:
+            L.gamma = rng.uniform(0.5, 1.5, L.gamma.shape) * rng.choice([-1, 1], L.gamma.shape)
+            L.beta = rng.normal(0, 0.5, L.beta.shape)
+        if L.bias is not None:
+            L.bias = rng.normal(0, 0.3, L.bias.shape)
+    return T.TrainResult(scheme, sizes, 4, layers, log_alpha=-0.7, act=act, eps=1e-4, act_bits=act_bits,
+                         input_shape=tuple(in_shape))
+
+
+@pytest.mark.parametrize("act,loss,hidden", [("relu", "ce", "c3,p2,5"), ("hardtanh", "hinge", "c4k2,c3,p2,6"),
+                                             ("hardtanh", "ce", "c3,c2k2,4")])
+def test_conv_gradients_finite_differences(act, loss, hidden):
+    """Conv (im2col / col2im) + BN over batch and positions + activation + max pool + Dense, float relaxation."""
+    rng = np.random.default_rng(4)
+    model = _toy_conv_model("float", hidden, (6, 6, 2), 4, rng, act)
+    x = rng.integers(0, 16, (7, 72)).astype(np.float64)
+    y = rng.integers(0, 4, 7)
+    _, grads, _ = T._train_step(copy.deepcopy(model), x, y, None, 1.0, loss, False)
+    h = 1e-6
+    checked = 0
+    for i, L in enumerate(model.layers):
+        for name in ("w", "gamma", "beta", "bias"):
+            arr = getattr(L, name)
+            if arr is None:
+                continue
+            g = grads[i][name]
+            assert g.shape == arr.shape
+            for idx in list(np.ndindex(arr.shape))[::max(1, arr.size // 6)][:6]:
+                plus, minus = copy.deepcopy(model), copy.deepcopy(model)
+                getattr(plus.layers[i], name)[idx] += h
+                getattr(minus.layers[i], name)[idx] -= h
+                fd = (_loss(plus, x, y, loss) - _loss(minus, x, y, loss)) / (2 * h)
+                assert g[idx] == pytest.approx(fd, rel=1e-4, abs=1e-7), (i, name, idx)
+                checked += 1
+    assert checked > 20
+
+
+def _fold_levels(d, gamma, beta, mean, var, eps, scale, m):
+    y0 = gamma * (d * scale - mean) / np.sqrt(var + eps)
+    return sum((y0 + (beta - (j - 0.5) / m) >= 0).astype(np.int64) for j in range(1, m + 1))
+
+
+@pytest.mark.parametrize("in_kind,bits", [("uint", 2), ("uint", 3), ("bipolar", 2)])
+def test_bn_fold_kbit_thresholds(in_kind, bits):
+    """k-bit activations: m thresholds per row, sorted; gamma < 0 rows flip the weights, gamma = 0 constant."""
+    rng = np.random.default_rng(bits)
+    mh, mw, m = 30, 18, (1 << bits) - 1
+    wbits = rng.integers(0, 2, (mh, mw))
+    if in_kind == "uint":
+        xin = rng.integers(0, 4, (600, mw))
+        d = xin @ (2 * wbits - 1).T
+        scale = 1 / 3
+    else:
+        xin = rng.integers(0, 2, (600, mw))
+        d = (2 * xin - 1) @ (2 * wbits - 1).T
+        scale = 1.0
+    gamma = rng.normal(0, 1, mh)
+    gamma[:4] = 0.0
+    beta = rng.normal(0.3, 0.6, mh)
+    beta[0], beta[1] = -0.2, 1.5                    # constant 0 and constant m
+    mean = rng.normal(0, 1, mh) * scale * 4
+    var = rng.uniform(0.5, 3, mh) * (scale * 5) ** 2
+    eps = 1e-4
+    mean[5:8] = d[0, 5:8] * scale                   # exact ties
+    beta[5:8] = 0.5 / m
+    w, t = T.bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, 2, scale, out_bits=bits)
+    assert t.shape == (mh, m) and t.dtype == np.int64 and np.all(np.diff(t, axis=1) >= 0)
+    assert np.array_equal(w[gamma >= 0], wbits[gamma >= 0]) and np.array_equal(w[gamma < 0], 1 - wbits[gamma < 0])
+    if in_kind == "uint":
+        acc = xin @ (2 * w - 1).T
+    else:
+        acc = (xin[:, None, :] == w[None]).sum(-1)
+    got = multithreshold(acc, t)
+    want = _fold_levels(d, gamma, beta, mean, var, eps, scale, m)
+    assert np.array_equal(got, want)
+    assert np.all(got[:, 0] == 0) and np.all(got[:, 1] == m)
+    assert len(np.unique(want)) == m + 1            # every level is reached
+
+
+def _check_export_any(result, ds, tmp_path, name):
+    """Export, reload through netconfig, compare the golden integer network with the trained one on every image."""
+    toml_path, _ = T.export(result, tmp_path, name)
+    cfg = netconfig.load(toml_path)
+    assert cfg.input_kind == "uint" and cfg.input_bits == ds.pixel_bits
+    assert cfg.input_shape == result.input_shape
+    net = cfg.golden()
+    last = result.layers[-1]
+    for x in (ds.x_test, ds.x_train):
+        xs = x.reshape((-1,) + cfg.input_shape)
+        out = net.forward(xs)
+        assert np.array_equal(out.argmax(1), T.predict(result, x))
+        if result.kbit:                          # last layer reads k-bit levels: the dot product itself
+            assert np.array_equal(out, T.scores(result, x))
+        else:                                    # popcount P = (d + n) / 2
+            assert np.array_equal(2 * out - last.w.shape[1], T.scores(result, x))
+    xs = ds.x_test[:10].reshape((-1,) + cfg.input_shape)
+    assert np.array_equal(net.forward(xs, method="reference"), net.forward(xs))
+    acc = float(np.mean(net.forward(ds.x_test.reshape((-1,) + cfg.input_shape)).argmax(1) == ds.y_test))
+    assert acc == result.test_acc
+    return cfg
+
+
+def test_export_mlp_kbit_exact(digits, tmp_path):
+    r = T.train(digits, "ste", hidden=(64, 32), epochs=3, batch=64, seed=1, act_bits=2)
+    assert r.kbit and r.test_acc > 0.5
+    cfg = _check_export_any(r, digits, tmp_path, "mlp-a2")
+    assert [L.act for L in cfg.layers] == ["uint2", "uint2", "acc"]
+    assert [L.thresholds.shape for L in cfg.layers[:2]] == [(64, 3), (32, 3)]
+    assert [(L.simd, L.pe) for L in cfg.layers] == [(8, 16), (32, 16), (32, 10)]
+
+
+@pytest.mark.parametrize("act_bits,hidden", [(1, "c8,p2,24"), (2, "c6,c8,p2,16"), (3, "c8k2,p2,12")])
+def test_export_conv_exact(digits, tmp_path, act_bits, hidden):
+    small = digits.subset(500, 450)
+    r = T.train(small, "ste", hidden=hidden, epochs=2, batch=32, seed=3, act_bits=act_bits)
+    assert r.test_acc > 0.3
+    cfg = _check_export_any(r, small, tmp_path, f"conv-a{act_bits}")
+    kinds = [L.type for L in cfg.layers]
+    assert kinds[0] == "conv" and "maxpool" in kinds and kinds[-1] == "fc"
+    conv = [L for L in cfg.layers if L.type == "conv"]
+    for L, TL in zip(conv, [L for L in r.layers if L.kind == "conv"]):
+        assert L.weights.shape == (TL.w.shape[0], TL.in_shape[2], TL.kernel, TL.kernel)
+        assert L.in_shape[2] % L.simd == 0 and L.out % L.pe == 0 and L.simd <= 8 and L.pe <= 8
+        assert L.act == ("bipolar" if act_bits == 1 else f"uint{act_bits}")
+
+
+@pytest.mark.parametrize("act_bits,hidden", [(2, (24, 16)), (2, "c6,p2,c8,12"), (1, "c6,c8,p2,12")])
+def test_export_with_negative_and_zero_gamma_kbit_and_conv(digits, tmp_path, act_bits, hidden):
+    """Forced gamma < 0 (weights inverted, thresholds transformed and re-sorted) and gamma = 0 (constants)."""
+    small = digits.subset(300, 200)
+    r = T.train(small, "ste", hidden=hidden, epochs=2, batch=32, seed=2, act_bits=act_bits)
+    rng = np.random.default_rng(9)
+    for L in r.layers:
+        if L.gamma is None:
+            continue
+        n = len(L.gamma)
+        L.gamma = L.gamma * rng.choice([-1.0, 1.0], n)
+        L.gamma[rng.choice(n, 2, replace=False)] = 0.0
+        L.beta = L.beta + rng.normal(0, 0.3, n)
+    r.test_acc = T.accuracy(r, small.x_test, small.y_test)
+    assert all((L.gamma < 0).any() and (L.gamma == 0).any() for L in r.layers if L.gamma is not None)
+    _check_export_any(r, small, tmp_path, "perturbed-k")
+
+
+def test_conv_training_improves_over_chance(digits):
+    small = digits.subset(600, 450)
+    r = T.train(small, "ste", hidden="c8,p2,32", epochs=4, batch=32, seed=0, act_bits=2)
+    assert r.arch == "8x8x1 c8 p2 32 10 (act_bits 2)"
+    assert r.test_acc > 0.7                      # chance is 0.1
+    assert r.history["loss"][-1] < r.history["loss"][0]
+    f = T.train(small, "float", hidden="c8,p2,32", epochs=4, batch=32, seed=0)
+    assert f.test_acc > 0.7
+
+
+def test_default_folding_of_conv_nets(digits):
+    r = T.train(digits.subset(40, 5), "ste", hidden="c16,c32,p2,128", epochs=1)
+    # convs: largest divisors <= (8, 8); fcs: the smallest simd * pe within the slowest conv's cycles
+    assert T.default_folding(r) == [(1, 8), (8, 8), (16, 1), (2, 1)]
+    assert T.default_folding(r, conv=(4, 2)) == [(1, 2), (4, 2), (2, 1), (1, 1)]
+    mlp = T.train(digits.subset(40, 5), "ste", hidden=(32, 16), epochs=1)
+    assert T.default_folding(mlp) == T.default_folding(mlp.sizes) == [(8, 16), (32, 16), (16, 10)]
+    for h in ("c64,p2,256", "c6,c8,p2,16", "c8k2,p2,c4,12,12"):
+        r = T.train(digits.subset(40, 5), "ste", hidden=h, epochs=1)
+        fold = T.default_folding(r)
+        cfg = netconfig.loads(_folded_toml(r, fold))
+        cycles = [cfg.layer_cycles(L) for L in cfg.layers]
+        conv_max = max(c for c, L in zip(cycles, cfg.layers) if L.type == "conv")
+        assert max(c for c, L in zip(cycles, cfg.layers) if L.type == "fc") <= conv_max
+
+
+def _folded_toml(result, fold):
+    lines = ["[network]", f"input_shape = {list(result.input_shape)}", 'input_kind = "uint"', "input_bits = 5"]
+    it = iter(fold)
+    for i, L in enumerate(result.layers):
+        if L.kind == "pool":
+            lines += ["[[layer]]", f'name = "l{i}"', 'type = "maxpool"', f"kernel = {L.kernel}"]
+            continue
+        simd, pe = next(it)
+        lines += ["[[layer]]", f'name = "l{i}"', f'type = "{L.kind}"', f"out = {L.w.shape[0]}", f"pe = {pe}",
+                  f"simd = {simd}"] + ([f"kernel = {L.kernel}"] if L.kind == "conv" else [])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,35 @@
+"""A trained convolutional BNN with 2-bit activations, exported and run whole on Verilator.
+
+Trains a tiny conv net (8x8x1 -> c8 -> p2 -> 16 -> 10, act_bits=2) on a slice
+of the shipped digits, exports it (qnnfab.golden.train.export), and streams
+real test images through the generated accelerator: every output word must
+equal the golden model (the bench checks it) and the hardware labels must
+equal the trained network's own predictions.
+"""
+
+import numpy as np
+import pytest
+
+from qnnfab import netconfig
+from qnnfab.golden import train as T
+from qnnfab.golden.datasets import load_digits
+from qnnfab.sim import registry
+
+
+@pytest.mark.cocotb
+def test_trained_conv_kbit_network_on_verilator(tmp_path):
+    ds = load_digits().subset(600, 40)
+    r = T.train(ds, "ste", hidden="c8,p2,16", epochs=3, batch=32, seed=0, act_bits=2)
+    assert r.test_acc > 0.5
+    toml_path, _ = T.export(r, tmp_path, "digits-conv-a2")
+    cfg = netconfig.load(toml_path)
+    assert [L.type for L in cfg.layers] == ["conv", "maxpool", "fc", "fc"]
+    assert [L.act for L in cfg.layers if L.type != "maxpool"] == ["uint2", "uint2", "acc"]
+    x = ds.x_test.reshape((-1,) + cfg.input_shape)
+    inputs = tmp_path / "test_images.npz"
+    np.savez(inputs, x=x, y=ds.y_test)
+    want = T.predict(r, ds.x_test)
+    res = registry.run_case("network", {"config": str(toml_path.resolve()), "frames": len(x),
+                                        "inputs": str(inputs.resolve())}, seed=1, log=print)
+    assert res.tests == 2                       # both cocotb tests of the network bench ran and passed
+    assert np.array_equal(np.array(res.metrics["labels"]), want)
