@@ -726,6 +726,8 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
     geo = _geometry(entries, dataset.input_shape, dataset.features, dataset.classes, where)
     if lr is None:
         lr = 0.003 if scheme == "float" else (0.1 if act_bits == 1 else 0.03)
+    if not (isinstance(lr, (int, float, np.floating)) and math.isfinite(lr) and lr > 0):
+        raise ConfigError(where, "lr", f"must be a finite number > 0, got {lr!r}", "e.g. lr=0.01")
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
     xtr, ytr = dataset.x_train.astype(np.float64), dataset.y_train

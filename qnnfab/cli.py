@@ -204,7 +204,7 @@ def _cmd_train(args):
     print(f"training on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images, "
           f"{describe_arch(ds, hidden, args.act_bits)}, {args.epochs} epochs")
     results = run_training(ds, schemes, hidden=hidden, epochs=args.epochs, batch=args.batch,
-                           seed=args.seed, out_dir=args.out, act_bits=args.act_bits)
+                           seed=args.seed, out_dir=args.out, act_bits=args.act_bits, lr=args.lr)
     print(format_table(results))
     for r in results:
         if r.toml_path:
@@ -333,6 +333,9 @@ def build_parser():
     t.add_argument("--batch", type=int, default=32)
     arch_args(t)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate of the binarized schemes (default 0.1, or 0.03 with --act-bits >= 2; "
+                        "progressive conv nets train better at 0.01)")
     t.add_argument("--out", default="out/train", help="export folder (default out/train)")
     t.set_defaults(func=_cmd_train)
     return p

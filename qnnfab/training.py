@@ -40,12 +40,14 @@ def _bar(done, total, width=24):
 
 
 def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30, batch=32, seed=0,
-                 out_dir="out/train", stream=sys.stdout, act_bits=1):
+                 out_dir="out/train", stream=sys.stdout, act_bits=1, lr=None):
     """Train every scheme; export the binarized ones into ``out_dir``; return the results.
 
     ``hidden``: layer sizes and "c<n>" / "c<n>k<k>" / "p<k>" entries (or one
     comma-separated string), see :func:`qnnfab.golden.train.parse_hidden`;
-    ``act_bits``: hidden activation bits of the binarized schemes.
+    ``act_bits``: hidden activation bits of the binarized schemes; ``lr``:
+    Adam learning rate of every binarized scheme (default: the trainer's per
+    scheme default; the float baseline always uses its own).
     """
     from qnnfab import netconfig
     from qnnfab.golden import train as T
@@ -67,7 +69,7 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
             stream.flush()
 
         r = T.train(dataset, scheme, hidden=hidden, epochs=epochs, batch=batch, seed=seed, progress=progress,
-                    act_bits=act_bits)
+                    act_bits=act_bits, lr=None if scheme == "float" else lr)
         if tty:
             stream.write("\n")
         sr = SchemeResult(scheme, r, r.test_acc)

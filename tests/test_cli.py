@@ -225,3 +225,8 @@ def test_train_conv_kbit_exports_configs_that_load(tmp_path, capsys):
 def test_train_bad_hidden_is_one_line_naming_the_entry(hidden, entry, tmp_path, capsys):
     rc = main(["train", "--schemes", "ste", "--hidden", hidden, "--epochs", "1", "--out", str(tmp_path)])
     assert entry in _error_line(capsys, rc)
+
+
+def test_train_bad_learning_rate_is_one_line(tmp_path, capsys):
+    rc = main(["train", "--schemes", "ste", "--lr", "-1", "--epochs", "1", "--out", str(tmp_path)])
+    assert "lr" in _error_line(capsys, rc)
