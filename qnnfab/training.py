@@ -40,7 +40,7 @@ def _bar(done, total, width=24):
 
 
 def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30, batch=32, seed=0,
-                 out_dir="out/train", stream=sys.stdout, act_bits=1, lr=None):
+                 out_dir="out/train", stream=None, act_bits=1, lr=None):
     """Train every scheme; export the binarized ones into ``out_dir``; return the results.
 
     ``hidden``: layer sizes and "c<n>" / "c<n>k<k>" / "p<k>" entries (or one
@@ -52,6 +52,7 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
     from qnnfab import netconfig
     from qnnfab.golden import train as T
 
+    stream = sys.stdout if stream is None else stream   # looked up per call (tests capture it)
     results = []
     for scheme in schemes:
         t0 = time.monotonic()
