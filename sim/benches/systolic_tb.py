@@ -29,6 +29,9 @@ CASES = [
      "sat": False},
     {"R": 4, "C": 6, "a": [1, 7], "b": [1, 7], "c": [2, 2], "mode": "stochastic", "K": 24, "tr": 2, "tc": 1,
      "sat": True},
+    # the 8x8 array of the bench figures, 16-bit words (Gupta et al.'s WL 16)
+    {"R": 8, "C": 8, "a": [2, 14], "b": [2, 14], "c": [4, 12], "mode": "stochastic", "K": 16, "tr": 1, "tc": 2,
+     "sat": False},
 ]
 
 
