@@ -5,6 +5,12 @@ the latter two summed per layer) is synthesized on its own with Yosys
 ``synth_xilinx -family xc7`` (cached by Verilog hash), in parallel, with
 progress output. The table sets each layer's LUT/FF/BRAM/DSP against the
 device and its cycles per frame against the bottleneck.
+
+The same Yosys runs give each stage's logic delay (``sta`` with the cell
+delays of Yosys' Xilinx library, :attr:`Resources.logic_ps`); a layer's is the
+worst of its stages. ``1e3 / logic_ns`` MHz of the worst layer is an optimistic
+Fmax bound (cell delays only: clock-to-out, logic and setup, no routing), not a
+timing-closure result.
 """
 
 import time
@@ -40,9 +46,24 @@ class NetworkReport:
     def frames_per_s(self):
         return self.f_clk / self.bottleneck_cycles
 
+    @property
+    def worst_logic(self):
+        """The layer with the longest logic delay, or None when no layer has timing."""
+        timed = [L for L in self.layers if L.resources.logic_ps is not None]
+        return max(timed, key=lambda L: L.resources.logic_ps) if timed else None
 
-def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print):
-    """Synthesize every stage of ``cfg``'s dataflow; return a :class:`NetworkReport`."""
+    @property
+    def fmax_bound_mhz(self):
+        """``1e3 / logic_ns`` of the worst layer (cell delays only, no routing): an
+        optimistic upper bound on the clock, not timing closure; None without timing."""
+        w = self.worst_logic
+        return None if w is None else 1e6 / w.resources.logic_ps
+
+
+def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
+    """Synthesize every stage of ``cfg``'s dataflow; return a :class:`NetworkReport`.
+
+    ``timing`` runs Yosys ``sta`` in the same runs (``logic_ps`` per layer)."""
     from qnnfab.rtl.dataflow import Dataflow
 
     top = Dataflow(cfg)
@@ -66,7 +87,7 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print):
 
     def run(item):
         stage, (layer, comp) = item
-        return stage, layer, synth_xc7(comp, top=stage.replace("-", "_"))
+        return stage, layer, synth_xc7(comp, top=stage.replace("-", "_"), timing=timing)
 
     done = 0
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -75,8 +96,9 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print):
             results.setdefault(layer, Resources())
             results[layer] = results[layer] + res
             if progress:
+                logic = f", logic {res.logic_ns:.2f} ns" if res.logic_ps is not None else ""
                 progress(f"  [{done}/{len(items)}] synthesized {stage}: {res.lut} LUT, {res.ff} FF, "
-                         f"{res.bram36:g} BRAM36, {res.dsp} DSP ({time.monotonic() - t0:.0f} s)")
+                         f"{res.bram36:g} BRAM36, {res.dsp} DSP{logic} ({time.monotonic() - t0:.0f} s)")
     layers = []
     total = Resources()
     for L in cfg.layers:
@@ -91,17 +113,33 @@ def format_report(rep, device=None):
     """The report as a text table (and utilisation lines when ``device`` is given)."""
     lines = [f"network {rep.name}: per-layer resources (Yosys synth_xilinx -family xc7) and cycles/frame",
              f"{'layer':<12} {'type':<8} {'PE':>4} {'SIMD':>5} {'cycles':>9} {'LUT':>8} {'LUTRAM':>7} "
-             f"{'FF':>8} {'BRAM36':>7} {'DSP':>4}"]
+             f"{'FF':>8} {'BRAM36':>7} {'DSP':>4} {'logic ns':>8}"]
+    worst = rep.worst_logic
     for L in rep.layers:
         r = L.resources
-        mark = "  <- bottleneck" if L.cycles == rep.bottleneck_cycles else ""
+        marks = []
+        if L.cycles == rep.bottleneck_cycles:
+            marks.append("bottleneck")
+        if worst is not None and r.logic_ps == worst.resources.logic_ps:
+            marks.append("longest path")
+        mark = "  <- " + ", ".join(marks) if marks else ""
+        ns = f"{r.logic_ns:.2f}" if r.logic_ps is not None else "-"
         lines.append(f"{L.name:<12} {L.type:<8} {L.pe:>4} {L.simd:>5} {L.cycles:>9,} {r.lut:>8,} "
-                     f"{r.lutram:>7,} {r.ff:>8,} {r.bram36:>7g} {r.dsp:>4}{mark}")
+                     f"{r.lutram:>7,} {r.ff:>8,} {r.bram36:>7g} {r.dsp:>4} {ns:>8}{mark}")
     t = rep.total
     lines.append(f"{'total':<12} {'':<8} {'':>4} {'':>5} {'':>9} {t.lut:>8,} {t.lutram:>7,} {t.ff:>8,} "
                  f"{t.bram36:>7g} {t.dsp:>4}")
     lines.append(f"bottleneck {rep.bottleneck}: {rep.bottleneck_cycles:,} cycles/frame -> "
                  f"{rep.frames_per_s:,.0f} frames/s at {rep.f_clk / 1e6:g} MHz")
+    if worst is not None:
+        ns = worst.resources.logic_ns
+        lines.append(f"logic delay (Yosys sta, cell delays only): worst {worst.name} {ns:.2f} ns -> "
+                     f"Fmax bound {rep.fmax_bound_mhz:,.0f} MHz")
+        lines.append("  optimistic bound, not timing closure: clock-to-out + logic + setup, no routing "
+                     "delay (Vivado's Fmax will be lower)")
+        if rep.f_clk > 1e6 * rep.fmax_bound_mhz:
+            lines.append(f"  the {rep.f_clk / 1e6:g} MHz clock is above this bound: "
+                         f"{worst.name} cannot meet timing as is (pipeline it)")
     if device is not None:
         for name, (u, cap, frac) in device.utilisation(t).items():
             lines.append(f"  {name:<7} {u:>10,.0f} of {cap:>8,} ({100 * frac:5.1f}%) on {device.part}")

