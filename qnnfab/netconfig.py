@@ -12,6 +12,7 @@ TOML format::
     input_bits = 8                # for "uint" / "int"
     weights = "lfc_small.npz"     # relative to the TOML file, or "random"
     seed = 1                      # for weights = "random"
+    pipeline = 0                  # default of the layers' pipeline (below)
 
     [[layer]]
     name = "fc0"
@@ -24,6 +25,9 @@ TOML format::
     # conv only: kernel = 3, stride = 1, pad = 0, pad_value = 0
     # maxpool: kernel = 2, stride = 2 (simd = channels per word, default: previous PE)
     # optional: fifo_depth = N (words of the FIFO in front of this layer)
+    # optional: pipeline = N (fc/conv: registers inside the popcount / adder
+    #   tree, clamped to its depth; each adds a cycle of latency, not of
+    #   throughput, and shortens the longest path: see `qnnfab report`)
 
 The ``.npz`` holds ``<layer>/weights`` (fc: (MH, MW) stored values, bipolar
 as bits 1 = +1; conv: (OFM, IFM, K, K), OIHW) and ``<layer>/thresholds``
@@ -70,6 +74,7 @@ class LayerSpec:
     pad: int = 0
     pad_value: int = 0
     fifo_depth: int | None = None
+    pipeline: int = 0
     weights: np.ndarray | None = field(default=None, repr=False)      # fc (MH, MW); conv OIHW
     thresholds: np.ndarray | None = field(default=None, repr=False)   # (MH, N) or None
     # derived by NetConfig: shapes and kinds around the layer
@@ -257,6 +262,12 @@ def loads(text, base_dir=".", source="<string>"):
         raise ConfigError(source, "[network]", "table is missing", "start the file with a [network] table")
     name = str(net.get("name", Path(source).stem))
     where = f"network '{name}'"
+    net_known = {"name", "input_shape", "input_kind", "input_bits", "weights", "seed", "pipeline"}
+    extra = set(net) - net_known
+    if extra:
+        raise ConfigError(where, sorted(extra)[0], "is not a known [network] field",
+                          f"known fields: {sorted(net_known)}")
+    net_pipeline = _int(net, "pipeline", where, default=0)
     shape = _req(net, "input_shape", where, list)
     if len(shape) not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
         raise ConfigError(where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}",
@@ -294,7 +305,7 @@ def loads(text, base_dir=".", source="<string>"):
         if ltype not in LAYER_TYPES:
             raise ConfigError(lw, "type", f"unknown layer type {ltype!r}", f"use one of {LAYER_TYPES}")
         known = {"name", "type", "out", "act", "weight_kind", "weight_bits", "pe", "simd", "kernel",
-                 "stride", "pad", "pad_value", "fifo_depth"}
+                 "stride", "pad", "pad_value", "fifo_depth", "pipeline"}
         extra = set(t) - known
         if extra:
             raise ConfigError(lw, sorted(extra)[0], "is not a known field", f"known fields: {sorted(known)}")
@@ -304,6 +315,10 @@ def loads(text, base_dir=".", source="<string>"):
         s = LayerSpec(lname, ltype)
         s.in_shape, s.in_kind, s.in_bits = cur_shape, cur_kind, cur_bits
         s.fifo_depth = t.get("fifo_depth")
+        s.pipeline = _int(t, "pipeline", lw, default=net_pipeline)
+        if ltype == "maxpool" and "pipeline" in t:
+            raise ConfigError(lw, "pipeline", "a max pool has no adder tree to pipeline",
+                              "set pipeline on fc/conv layers only")
         if s.fifo_depth is not None:
             _int(t, "fifo_depth", lw, minimum=2)
         if ltype == "maxpool":
@@ -463,6 +478,8 @@ def dumps(cfg, weights_ref=None):
                 out += [f"kernel = {L.kernel}", f"stride = {L.stride}", f"pad = {L.pad}",
                         f"pad_value = {L.pad_value}"]
             out += [f"pe = {L.pe}", f"simd = {L.simd}"]
+            if L.pipeline:
+                out.append(f"pipeline = {L.pipeline}")
         if L.fifo_depth:
             out.append(f"fifo_depth = {L.fifo_depth}")
     return "\n".join(out) + "\n"

@@ -116,11 +116,14 @@ class Dataflow(wiring.Component):
         (lowest index on ties), valid for one cycle after the frame's last
         output word transfers.
 
+    ``pipeline``: registers inside every fc/conv layer's popcount / adder
+    tree (default: each layer's ``pipeline`` from the config).
+
     ``self.stages`` lists ``(kind, name, component)`` in stream order;
     ``self.model`` the per-layer cycles per frame.
     """
 
-    def __init__(self, cfg, *, pipeline=0):
+    def __init__(self, cfg, *, pipeline=None):
         self.cfg = cfg
         self.stages = []
         prev = None  # (elems per word, bits per element) of the previous output
@@ -142,17 +145,18 @@ class Dataflow(wiring.Component):
                 self.stages.append(("fifo", f"{L.name}_fifo", StreamFIFO(L.simd * in_bits, depth)))
             act_kind = L.in_kind
             act_bits = None if act_kind == "bipolar" else L.in_bits
+            pipe = L.pipeline if pipeline is None else pipeline
             if L.type == "fc":
                 comp = MVTU(L.weights, L.thresholds, pe=L.pe, simd=L.simd, weight_kind=L.weight_kind,
                             weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits, vectors=1,
-                            pipeline=pipeline, name=where)
+                            pipeline=pipe, name=where)
                 out_bits = comp.out_width // L.pe
             elif L.type == "conv":
                 h, w, _ = L.in_shape
                 comp = ConvLayer(h, w, L.weights, L.thresholds, stride=L.stride, pad=L.pad,
                                  pad_value=L.pad_value, simd=L.simd, pe=L.pe, weight_kind=L.weight_kind,
                                  weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits,
-                                 pipeline=pipeline, name=where)
+                                 pipeline=pipe, name=where)
                 out_bits = comp.mvtu.out_width // L.pe
             else:
                 h, w, c = L.in_shape

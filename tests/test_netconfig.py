@@ -413,3 +413,31 @@ def test_npz_float_weights(tmp_path):
     def mutate(a):
         a["fc1/weights"] = a["fc1/weights"] + 0.5
     _expect(_npz_case(tmp_path, mutate), "'fc1'", "weights")
+
+
+# --------------------------------------------------------------------------- pipeline
+
+def test_pipeline_defaults_from_the_network_and_is_overridden_per_layer():
+    text = (_net().replace('name = "t"\n', 'name = "t"\npipeline = 2\n')
+            + _layer(name="fc0", type="fc", out=16, pe=4, simd=16)
+            + _layer(name="fc1", type="fc", out=10, act="acc", pe=2, simd=16, pipeline=0))
+    cfg = netconfig.loads(text)
+    assert [L.pipeline for L in cfg.layers] == [2, 0]
+    again = netconfig.loads(netconfig.dumps(cfg))
+    assert [L.pipeline for L in again.layers] == [2, 0]
+    from qnnfab.rtl.dataflow import Dataflow
+    mvtus = [c for kind, _, c in Dataflow(cfg).stages if kind == "fc"]
+    assert [m.pipeline for m in mvtus] == [2, 0]
+    flat = [c for kind, _, c in Dataflow(cfg, pipeline=0).stages if kind == "fc"]
+    assert [m.latency - f.latency for m, f in zip(mvtus, flat)] == [2, 0]   # a cycle per register
+    assert [m.pipeline for kind, _, m in Dataflow(cfg, pipeline=1).stages if kind == "fc"] == [1, 1]
+    assert netconfig.loads(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16)).layers[0].pipeline == 0
+
+
+def test_pipeline_errors():
+    _expect(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, pipeline=-1), "'fc0'", "pipeline",
+            ">= 0")
+    _expect(_net(shape="[4, 4, 2]") + _layer(name="pool", type="maxpool", kernel=2, pipeline=1)
+            + _layer(name="fc0", type="fc", out=4, act="acc", pe=1, simd=2), "'pool'", "pipeline", "max pool")
+    _expect(_net().replace('name = "t"\n', 'name = "t"\npipline = 1\n')
+            + _layer(name="fc0", type="fc", out=16, pe=4, simd=16), "network 't'", "pipline", "known")

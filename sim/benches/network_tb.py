@@ -15,6 +15,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CASES = [
     {"config": "lfc_small.toml", "frames": 100},
     {"config": "cnv_small.toml", "frames": 100},
+    # every fc/conv with 2 registers in its popcount tree (the config's pipeline, overridden)
+    {"config": "lfc_small.toml", "frames": 40, "pipeline": 2},
 ]
 
 
@@ -24,7 +26,7 @@ def config_path(params):
 
 
 def design(params):
-    return Dataflow(netconfig.load(config_path(params)))
+    return Dataflow(netconfig.load(config_path(params)), pipeline=params.get("pipeline"))
 
 
 def summarize(result):
@@ -68,7 +70,7 @@ async def _run(dut, frames_n, valid_prob, ready_prob, salt):
     golden = cfg.golden()
     scores = golden.forward(frames).reshape(frames_n, -1)
     labels = np.argmax(scores, axis=1)
-    top = Dataflow(cfg)  # only for its derived port formats (not elaborated here)
+    top = design(p)  # only for its derived port formats (not elaborated here)
     top._MustUse__silence = True
     src = StreamSource(dut, "s_axis", rng, valid_prob, axis=True)
     snk = StreamSink(dut, "m_axis", rng, ready_prob, axis=True)
