@@ -103,14 +103,19 @@ def test_ste_sign_forward_and_mask():
 
 # ---------------------------------------------------------------------- gradients
 
-def _toy_model(scheme, sizes, rng, act="relu"):
-    layers = T._init(sizes, scheme, rng)
+def _randomize_bn(layers, rng):
+    """Random BN parameters (both signs of gamma) and biases, so the gradient checks see every case."""
     for L in layers:
         if L.gamma is not None:
             L.gamma = rng.uniform(0.5, 1.5, L.gamma.shape) * rng.choice([-1, 1], L.gamma.shape)
             L.beta = rng.normal(0, 0.5, L.beta.shape)
         if L.bias is not None:
             L.bias = rng.normal(0, 0.3, L.bias.shape)
+    return layers
+
+
+def _toy_model(scheme, sizes, rng, act="relu"):
+    layers = _randomize_bn(T._init(sizes, scheme, rng), rng)
     return T.TrainResult(scheme, sizes, 4, layers, log_alpha=-0.7, act=act, eps=1e-4)
 
 
@@ -394,13 +399,7 @@ def test_col2im_is_the_adjoint_of_im2col():
 def _toy_conv_model(scheme, hidden, in_shape, classes, rng, act="relu", act_bits=1):
     geo = T._geometry(T.parse_hidden(hidden), in_shape, math.prod(in_shape), classes, "toy")
     sizes = (math.prod(in_shape),) + tuple(math.prod(g[4]) for g in geo)
-    layers = T._init(sizes, scheme, rng, geo)
-    for L in layers:
-        if L.gamma is not None:
-            L.gamma = rng.uniform(0.5, 1.5, L.gamma.shape) * rng.choice([-1, 1], L.gamma.shape)
-            L.beta = rng.normal(0, 0.5, L.beta.shape)
-        if L.bias is not None:
-            L.bias = rng.normal(0, 0.3, L.bias.shape)
+    layers = _randomize_bn(T._init(sizes, scheme, rng, geo), rng)
     return T.TrainResult(scheme, sizes, 4, layers, log_alpha=-0.7, act=act, eps=1e-4, act_bits=act_bits,
                          input_shape=tuple(in_shape))
 
