@@ -20,7 +20,8 @@ data are CC BY 4.0). ``data/DIGITS_NOTICE.txt`` holds the full notice. Each
 CSV row is 64 pixels (row-major) followed by the label.
 
 Bring your own data with :func:`from_arrays` (e.g. MNIST uint8 arrays with
-``pixel_bits=8``, or float images in [0, 1] quantized to ``pixel_bits``).
+``pixel_bits=8``, or float images in [0, 1] quantized to ``pixel_bits``), or
+with :func:`load_npz` from one ``.npz`` file (``qnnfab train --data FILE``).
 """
 
 import gzip
@@ -31,7 +32,7 @@ import numpy as np
 
 from ._util import ConfigError
 
-__all__ = ["Dataset", "load_digits", "from_arrays", "split", "DATA_DIR"]
+__all__ = ["Dataset", "load_digits", "from_arrays", "load_npz", "split", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -139,3 +140,34 @@ def from_arrays(x_train, y_train, x_test, y_test, pixel_bits=8, name="custom", c
         xs.append(x)
     return Dataset(xs[0], np.asarray(y_train), xs[1], np.asarray(y_test), name=name, pixel_bits=pixel_bits,
                    classes=classes or 0)
+
+
+def load_npz(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
+    """A dataset from one ``.npz`` file (``qnnfab train --data FILE``).
+
+    The file holds ``x_train``, ``y_train``, ``x_test``, ``y_test`` (as
+    :func:`from_arrays` takes them: integer pixels in [0, 2^pixel_bits - 1]
+    or floats in [0, 1]; images (B, H, W, C) or (B, H, W), channel last), or
+    just ``x`` and ``y``, split with :func:`split` (``test_fraction``, ``seed``).
+    E.g. MNIST: ``np.savez("mnist.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)`` with the
+    uint8 images, ``pixel_bits=8``.
+    """
+    p = Path(path)
+    where = f"dataset file {p}"
+    if not p.exists():
+        raise ConfigError(where, "path", "does not exist", "pass an .npz with x_train, y_train, x_test, y_test")
+    try:
+        z = dict(np.load(p, allow_pickle=False))
+    except (OSError, ValueError, EOFError) as e:
+        raise ConfigError(where, "path", f"is not a readable .npz ({e})", "write it with numpy.savez") from None
+    if {"x_train", "y_train", "x_test", "y_test"} <= set(z):
+        parts = [z["x_train"], z["y_train"], z["x_test"], z["y_test"]]
+    elif {"x", "y"} <= set(z):
+        parts = list(split(z["x"], z["y"], test_fraction, seed))
+    else:
+        raise ConfigError(where, "arrays", f"holds {sorted(z)}",
+                          "store x_train, y_train, x_test, y_test (or x, y to be split)")
+    for k in (0, 2):   # (B, H, W) grey images -> (B, H, W, 1)
+        if parts[k].ndim == 3:
+            parts[k] = parts[k][..., None]
+    return from_arrays(*parts, pixel_bits=pixel_bits, name=name or p.stem)

@@ -195,12 +195,12 @@ def _cmd_demo(args):
 
 def _cmd_train(args):
     from pathlib import Path
-    from qnnfab.golden.datasets import load_digits
+    from qnnfab.golden.datasets import load_digits, load_npz
     from qnnfab.golden.train import parse_hidden
     from qnnfab.training import describe_arch, format_table, plot_curves, run_training
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     hidden = tuple(t for t, _ in parse_hidden(args.hidden))
-    ds = load_digits()
+    ds = load_digits() if args.data is None else load_npz(args.data, pixel_bits=args.pixel_bits)
     print(f"training on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images, "
           f"{describe_arch(ds, hidden, args.act_bits)}, {args.epochs} epochs")
     results = run_training(ds, schemes, hidden=hidden, epochs=args.epochs, batch=args.batch,
@@ -333,6 +333,11 @@ def build_parser():
     t.add_argument("--batch", type=int, default=32)
     arch_args(t)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data", metavar="FILE.npz", default=None,
+                   help="your own images instead of the shipped digits: x_train, y_train, x_test, y_test "
+                        "(or x, y), integer pixels or floats in [0, 1], (B, H, W[, C]) or (B, F)")
+    t.add_argument("--pixel-bits", type=int, default=8,
+                   help="bits of the --data pixels (default 8; floats are quantized to this)")
     t.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate of the binarized schemes (default 0.1, or 0.03 with --act-bits >= 2; "
                         "progressive conv nets train better at 0.01)")

@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qnnfab import netconfig
@@ -230,3 +231,23 @@ def test_train_bad_hidden_is_one_line_naming_the_entry(hidden, entry, tmp_path, 
 def test_train_bad_learning_rate_is_one_line(tmp_path, capsys):
     rc = main(["train", "--schemes", "ste", "--lr", "-1", "--epochs", "1", "--out", str(tmp_path)])
     assert "lr" in _error_line(capsys, rc)
+
+
+def test_train_on_your_own_npz(tmp_path, capsys):
+    # two classes any network separates: bright top half vs bright bottom half of 4x4 grey images
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 120)
+    x = rng.integers(0, 60, (120, 4, 4)).astype(np.uint8)
+    x[y == 0, :2] += 180
+    x[y == 1, 2:] += 180
+    data = tmp_path / "halves.npz"
+    np.savez(data, x=x, y=y)
+    rc = main(["train", "--data", str(data), "--schemes", "ste", "--hidden", "16", "--epochs", "3",
+               "--out", str(tmp_path / "out")])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "training on halves: 90 train / 30 test images, MLP 16-16-2" in text
+    cfg = netconfig.load(tmp_path / "out" / "halves-ste.toml")
+    assert cfg.input_bits == 8 and cfg.input_shape == (16,)
+    row = next(line for line in text.splitlines() if line.startswith("STE"))
+    assert float(row.split()[2].rstrip("%")) > 90.0, row        # held-out accuracy of the trained network

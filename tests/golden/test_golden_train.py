@@ -560,3 +560,24 @@ def _folded_toml(result, fold):
         lines += ["[[layer]]", f'name = "l{i}"', f'type = "{L.kind}"', f"out = {L.w.shape[0]}", f"pe = {pe}",
                   f"simd = {simd}"] + ([f"kernel = {L.kernel}"] if L.kind == "conv" else [])
     return "\n".join(lines) + "\n"
+
+
+def test_load_npz_both_layouts_and_errors(tmp_path):
+    from qnnfab.golden.datasets import load_npz
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (20, 5, 4), dtype=np.uint8)        # grey (B, H, W) images
+    y = rng.integers(0, 3, 20)
+    np.savez(tmp_path / "split.npz", x_train=x[:15], y_train=y[:15], x_test=x[15:], y_test=y[15:])
+    ds = load_npz(tmp_path / "split.npz")
+    assert ds.name == "split" and ds.input_shape == (5, 4, 1) and ds.pixel_bits == 8
+    assert np.array_equal(ds.x_test, x[15:].reshape(5, -1)) and np.array_equal(ds.y_train, y[:15])
+    np.savez(tmp_path / "xy.npz", x=rng.random((40, 6)), y=rng.integers(0, 2, 40))
+    ds = load_npz(tmp_path / "xy.npz", pixel_bits=4, test_fraction=0.25)
+    assert (len(ds.y_train), len(ds.y_test)) == (30, 10) and ds.x_train.max() <= 15
+    np.savez(tmp_path / "bad.npz", images=x)
+    with pytest.raises(ConfigError, match="x_train"):
+        load_npz(tmp_path / "bad.npz")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_npz(tmp_path / "missing.npz")
+    with pytest.raises(ConfigError, match="pixel_bits"):
+        load_npz(tmp_path / "split.npz", pixel_bits=4)             # 8-bit pixels do not fit in 4 bits
