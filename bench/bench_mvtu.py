@@ -16,7 +16,7 @@ import sys
 import time
 
 import numpy as np
-from amaranth.hdl import Module, Signal, unsigned, Mux, Cat
+from amaranth.hdl import Module, Signal, Mux, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 

@@ -10,7 +10,6 @@ contract (qnnfab.golden.systolic_timing), which the cocotb regression
 """
 
 import argparse
-import re
 import sys
 import time
 

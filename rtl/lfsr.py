@@ -18,7 +18,7 @@ golden :func:`qnnfab.golden.lfsr.lane_seeds` convention), which spaces the
 lanes evenly around the sequence so their words are decorrelated.
 """
 
-from amaranth.hdl import Module, Signal, Cat, unsigned
+from amaranth.hdl import Module, Cat, unsigned
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 

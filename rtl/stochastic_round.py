@@ -17,7 +17,7 @@ value rounded uses ``qnnfab.golden.lfsr.lfsr_words(n + 1, D, lfsr_width,
 seed)[n]`` whatever the stream timing.
 """
 
-from amaranth.hdl import Module, Signal, Mux, signed, unsigned
+from amaranth.hdl import Module, Signal, Mux, signed
 from amaranth.lib import wiring, stream
 from amaranth.lib.wiring import In, Out
 

@@ -77,7 +77,7 @@ def test_weight_layout_places_row_r_in_pe_r_mod_pe_fold_r_div_pe():
 
 def test_threshold_stage_tables_binary_search_counts_like_bisect():
     rng = np.random.default_rng(1)
-    c, pe, n = 6, 2, 3
+    c, pe = 6, 2
     for count in (1, 5, 7):
         t = np.sort(rng.integers(-20, 20, size=(c, count)), axis=1)
         pad = 100

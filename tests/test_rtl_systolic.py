@@ -15,7 +15,7 @@ from qnnfab.rtl.systolic import SystolicArray
 
 def golden_tiles(dut, tiles):
     """Expected output words (list of C-lists) of ``tiles`` = [(A (R,K), B (K,C)), ...]."""
-    R, C = dut.rows, dut.cols
+    C = dut.cols
     acc = np.concatenate([a.astype(np.int64) @ b.astype(np.int64) for a, b in tiles])  # (T*R, C)
     rb = np.zeros(acc.shape, np.int64)  # D = 0: no random bits
     if dut.mode == "stochastic" and dut.drop_bits:
