@@ -1,13 +1,15 @@
-"""Accuracy of quantization-aware training on the shipped 8x8 digits: float baseline vs the three binarization schemes.
+"""Accuracy of quantization-aware training on the shipped 8x8 digits: float baseline vs the binarized / ternary schemes.
 
 For each binarized scheme the network is exported (qnnfab.golden.train.export),
 loaded back through qnnfab.netconfig and run in the integer golden model; the
 table shows its accuracy and its agreement with the trained network's own
-predictions (must be 100.00%), and the training seconds per run (BLAS pinned
+predictions (must be 100.00%), the fraction of zero weights in it (ternary
+scheme; 0 for bipolar weights), and the training seconds per run (BLAS pinned
 to one thread: the figures are one-core figures).
 
     .venv/bin/python bench/bench_train.py [--epochs 30] [--hidden 256,256] [--act-bits 1] [--seeds 0] [--out DIR]
     .venv/bin/python bench/bench_train.py --hidden c16,c32,p2,128 --act-bits 2
+    .venv/bin/python bench/bench_train.py --schemes float,ste,ternary
 
 ``--hidden``: n = fully connected, c<n> / c<n>k<k> = 3x3 / kxk convolution,
 p<k> = max pool (qnnfab.golden.train.parse_hidden).
@@ -46,13 +48,13 @@ def main():
     seeds = [int(s) for s in args.seeds.split(",")]
     ds = load_digits()
     print(f"dataset: {ds}; {describe_arch(ds, hidden, args.act_bits)}, first layer {ds.pixel_bits}-bit uint "
-          f"pixels x bipolar weights; {args.epochs} epochs, batch {args.batch}; BLAS threads "
+          f"pixels x bipolar (ternary: -1/0/+1) weights; {args.epochs} epochs, batch {args.batch}; BLAS threads "
           f"{os.environ['OPENBLAS_NUM_THREADS']}")
     out_dir = args.out or tempfile.mkdtemp(prefix="qnnfab_train_")
     rows = []
     t_all = time.perf_counter()
     for scheme in args.schemes.split(","):
-        accs, ints, agree, secs = [], [], [], []
+        accs, ints, agree, secs, zeros = [], [], [], [], []
         for seed in seeds:
             r = T.train(ds, scheme, hidden=hidden, epochs=args.epochs, batch=args.batch, seed=seed,
                         act_bits=args.act_bits)
@@ -65,7 +67,12 @@ def main():
                 pred = out.argmax(1)
                 ints.append(float(np.mean(pred == ds.y_test)))
                 agree.append(float(np.mean(pred == T.predict(r, ds.x_test))))
-        rows.append((scheme, accs, ints, agree, secs))
+                if r.weight_kind == "bipolar":
+                    zeros.append(0.0)
+                else:
+                    ws = [L.weights for L in cfg.layers if L.weights is not None]
+                    zeros.append(sum(int(np.sum(w == 0)) for w in ws) / sum(w.size for w in ws))
+        rows.append((scheme, accs, ints, agree, secs, zeros))
     total = time.perf_counter() - t_all
 
     def fmt(v):
@@ -77,11 +84,11 @@ def main():
     float_acc = next((np.mean(a) for s, a, *_ in rows if s == "float"), None)
     print()
     print("| scheme | test accuracy | exported integer net (golden) | agreement with trained net | "
-          "vs float | train time |")
-    print("|---|---|---|---|---|---|")
-    for scheme, accs, ints, agree, secs in rows:
+          "vs float | zero weights | train time |")
+    print("|---|---|---|---|---|---|---|")
+    for scheme, accs, ints, agree, secs, zeros in rows:
         gap = "-" if float_acc is None or scheme == "float" else f"{100 * (np.mean(accs) - float_acc):+.2f} pts"
-        print(f"| {scheme} | {fmt(accs)} | {fmt(ints)} | {fmt(agree)} | {gap} | {np.mean(secs):.1f} s |")
+        print(f"| {scheme} | {fmt(accs)} | {fmt(ints)} | {fmt(agree)} | {gap} | {fmt(zeros)} | {np.mean(secs):.1f} s |")
     print(f"\nseeds {seeds}; total {total:.1f} s (training + export + golden runs); exports in {out_dir}")
 
 

@@ -17,7 +17,9 @@ follows the activation and pools the activation values (bipolar: max of +-1
 = OR of the bits; k-bit: max of the levels), exactly what the hardware pools.
 A pool may not come first (nothing to pool but pixels).
 
-Binarized schemes (weights are +-1 in every Dense/Conv, ``sign(0) = +1``):
+Binarized schemes (weights are +-1 in every Dense/Conv, ``sign(0) = +1``;
+the "ternary" scheme has weights in {-1, 0, +1} and the same layer
+structure, with ``d`` always the signed integer dot product):
 
 - the first layer multiplies the integer pixels by bipolar weights (as
   CNV's first layer: add/subtract); its BN input is ``z = s * d`` with ``d``
@@ -50,6 +52,23 @@ Weight schemes (``scheme``):
                    With ``progressive_acts=True`` the hidden activations are
                    clip(v * y, -1, 1) during training too (default: sign +
                    STE); only defined for ``act_bits=1`` (ConfigError else).
+``"ternary"``      ternary weight networks (TWN, Li & Liu 2016; SYQ with one
+                   scale per layer): per layer ``delta = 0.7 * mean(|W|)``
+                   of the latent weights, forward ``sign(W)`` where
+                   ``|W| > delta`` else 0 (:func:`ternarize`); STE gradient
+                   where |W| <= 1, W clipped to [-1, 1]; evaluation/export
+                   use the same ternarization of the final W. TWN's scale
+                   alpha (> 0, one per layer) is left out: it multiplies the
+                   BN input z of a hidden layer, which BN normalizes away
+                   (batch statistics in training, statistics recomputed on
+                   the integer network by ``recalibrate``), and the scores of
+                   the last layer, whose learnable ``alpha`` absorbs it; the
+                   trained inference network uses exactly the exported
+                   integer weights. Exported as weight_kind "ternary" (stored
+                   values -1/0/+1) with every layer's thresholds in the
+                   dot-product domain (also layers reading bipolar
+                   activations: ``d = sum w x``, x = +-1, acc_range +-n;
+                   no XNOR popcount), and the last layer outputs ``d``.
 ``"float"``        baseline of the same size: float weights, BN, ``act``
                    ("relu" or "hardtanh") activations, biased last layer,
                    float pixels x * s; ignores ``act_bits``.
@@ -85,13 +104,15 @@ Inference semantics (:func:`predict`, :func:`scores`): float64, BN as
 the expression :func:`qnnfab.golden.bn_to_thresholds` folds, so the exported
 integer network (:func:`export`) reproduces every prediction bit for bit.
 
-Export: ``<name>.npz`` with ``<layer>/weights`` (bits, 1 = +1; fc (MH, MW),
-conv OIHW) and ``<layer>/thresholds`` ((MH, 1) for bipolar, (MH, 2^k - 1)
-sorted ascending for "uint<k>" activations; int64; first layer and layers
-reading k-bit levels in the dot-product domain with acc_range
-+-n (2^bits - 1), layers reading bipolar activations in the popcount domain;
-rows with gamma < 0 have their weight bits inverted (acc <= T <=> -acc >= -T
-in the dot domain, P' = n - P in the popcount domain,
+Export: ``<name>.npz`` with ``<layer>/weights`` (bits, 1 = +1; "ternary":
+the values -1/0/+1; fc (MH, MW), conv OIHW) and ``<layer>/thresholds``
+((MH, 1) for bipolar, (MH, 2^k - 1) sorted ascending for "uint<k>"
+activations; int64; first layer and layers reading k-bit levels in the
+dot-product domain with acc_range +-n (2^bits - 1), layers reading bipolar
+activations in the popcount domain (ternary weights: the dot-product
+domain, acc_range +-n); rows with gamma < 0 have their weight bits inverted
+(ternary: their weights negated) (acc <= T <=> -acc >= -T in the dot
+domain, P' = n - P in the popcount domain,
 :func:`qnnfab.golden.fold_flips_into_weights`) and their thresholds
 transformed and re-sorted; gamma == 0 rows are constants (all thresholds at
 the accumulator's minimum or above its maximum)), plus ``<name>.toml`` in the
@@ -99,7 +120,8 @@ the accumulator's minimum or above its maximum)), plus ``<name>.toml`` in the
 "pool<i>" (type "maxpool", kernel k, stride k) and "fc<i>" (``i`` the layer's
 index), input_shape [H, W, C] when the network starts with a convolution
 else [F], input_kind "uint", input_bits = pixel_bits, hidden act "bipolar"
-or "uint<k>", last layer act "acc". Default folding
+or "uint<k>", last layer act "acc", weight_kind "bipolar" ("ternary" for
+the ternary scheme). Default folding
 (:func:`default_folding`): MLPs as before ((8, 16) first layer, (32, 16)
 hidden, (32, 10) last, largest divisors); conv nets: conv simd = largest
 divisor of the input channels <= 8, pe = largest divisor of the output
@@ -123,10 +145,11 @@ from .conv import im2col
 from .threshold import bn_to_thresholds, fold_flips_into_weights
 
 __all__ = ["SCHEMES", "TrainResult", "train", "predict", "scores", "accuracy", "export", "integer_layers",
-           "progressive_v", "hard_sigmoid", "binarize", "default_folding", "bn_fold_layer", "ste_sign",
-           "kbit_act", "parse_hidden", "arch_string", "col2im"]
+           "progressive_v", "hard_sigmoid", "binarize", "ternarize", "TWN_DELTA", "default_folding", "bn_fold_layer",
+           "ste_sign", "kbit_act", "parse_hidden", "arch_string", "col2im"]
 
-SCHEMES = ("ste", "stochastic", "progressive", "float")
+SCHEMES = ("ste", "stochastic", "progressive", "float", "ternary")
+TWN_DELTA = 0.7              # ternary threshold delta = TWN_DELTA * mean(|W|) per layer (Li & Liu 2016)
 LOSSES = ("ce", "hinge")
 CONV_FOLD = (8, 8)
 KBIT_BN_INIT = (0.5, 0.5)    # k-bit activations: BN output starts centred in the STE window [0, 1]          # default (simd, pe) targets of convolutions
@@ -147,14 +170,31 @@ def hard_sigmoid(w):
     return np.clip((np.asarray(w, np.float64) + 1.0) * 0.5, 0.0, 1.0)
 
 
+def ternarize(w, factor=TWN_DELTA):
+    """TWN ternarization of one layer's latent weights: float64 in {-1, 0, +1}, same shape.
+
+    ``delta = factor * mean(|w|)`` over the whole layer; ``sign(w)`` where
+    ``|w| > delta`` (strictly, as in TWN; :func:`qnnfab.golden.quantizers.sign_quantize`
+    keeps ``|w| >= eta``), else 0. The per-layer scale alpha of TWN / SYQ
+    (:func:`qnnfab.golden.quantizers.ternary_quantize` with granularity
+    "layer") is not applied: BN and the output scale absorb it.
+    """
+    w = np.asarray(w, np.float64)
+    delta = float(factor) * float(np.mean(np.abs(w))) if w.size else 0.0
+    return np.where(np.abs(w) > delta, np.where(w >= 0, 1.0, -1.0), 0.0)
+
+
 def binarize(w, scheme="ste", rng=None, v=1.0):
     """Training-time weights of ``scheme`` from the real-valued parameters ``w``.
 
     "ste": sign(w) (0 -> +1); "stochastic": +1 with probability hard_sigmoid(w)
-    (needs ``rng``); "progressive": clip(v * w, -1, 1); "float": w itself.
+    (needs ``rng``); "progressive": clip(v * w, -1, 1); "ternary":
+    :func:`ternarize`; "float": w itself.
     """
     if scheme == "ste":
         return np.where(w >= 0, 1.0, -1.0)
+    if scheme == "ternary":
+        return ternarize(w)
     if scheme == "stochastic":
         return np.where(rng.random(w.shape) < hard_sigmoid(w), 1.0, -1.0)
     if scheme == "progressive":
@@ -196,7 +236,7 @@ def _act(y, kind, v, bits=1):
 
 def _wgrad_factor(w, scheme, v):
     """d(training weight)/d(parameter): STE 1 inside [-1, 1]; progressive v where |v w| < 1; float 1."""
-    if scheme in ("ste", "stochastic"):
+    if scheme in ("ste", "stochastic", "ternary"):
         return (np.abs(w) <= 1.0).astype(np.float64)
     if scheme == "progressive":
         return v * (np.abs(v * w) < 1.0)
@@ -387,6 +427,11 @@ class TrainResult:
         return self.scheme != "float"
 
     @property
+    def weight_kind(self):
+        """Exported weight kind: "ternary" for the ternary scheme, else "bipolar"."""
+        return "ternary" if self.scheme == "ternary" else "bipolar"
+
+    @property
     def kbit(self):
         """Hidden activations are unsigned k-bit levels (binarized schemes with act_bits >= 2)."""
         return self.binarized and self.act_bits > 1
@@ -451,9 +496,11 @@ def _init(sizes, scheme, rng, geo=None, bn_init=(1.0, 0.0)):
 
 
 def _eval_weights(layers, scheme):
-    """The inference weights: +-1 (binarized schemes) or the float weights (None for pools)."""
+    """The inference weights: +-1 (binarized schemes), {-1, 0, +1} (ternary) or the float weights (None for pools)."""
     if scheme == "float":
         return [L.w for L in layers]
+    if scheme == "ternary":
+        return [None if L.w is None else ternarize(L.w) for L in layers]
     return [None if L.w is None else np.where(L.w >= 0, 1.0, -1.0) for L in layers]
 
 
@@ -542,7 +589,7 @@ def scores(result, x):
     ``x``: (B, F) pixels or images (B, H, W, C) (NHWC). Binarized schemes: the
     integer dot products d of the last layer (the exported network outputs the
     popcount (d + n) / 2 for bipolar hidden activations, d itself for k-bit
-    ones: same argmax).
+    ones and for ternary weights: same argmax).
     """
     x = np.asarray(x)
     F = math.prod(result.input_shape)
@@ -553,7 +600,7 @@ def scores(result, x):
 
 
 def predict(result, x):
-    """Predicted labels (B,) int64 of the trained network (binarized: deterministic sign weights)."""
+    """Predicted labels (B,) int64 of the trained network (deterministic sign weights; ternary: :func:`ternarize`)."""
     return np.argmax(scores(result, x), axis=1)
 
 
@@ -682,7 +729,7 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
           eps=1e-4, progress=None, act_bits=1):
     """Train one network on a :class:`qnnfab.golden.datasets.Dataset`; returns a :class:`TrainResult`.
 
-    ``scheme``: "ste" | "stochastic" | "progressive" | "float". ``hidden``:
+    ``scheme``: "ste" | "stochastic" | "progressive" | "ternary" | "float". ``hidden``:
     hidden layers, ints (Dense sizes) and strings "c<n>" / "c<n>k<k>"
     (convolution, n channels, 3x3 or kxk, stride 1, no padding) and "p<k>"
     (k x k max pool), or one comma-separated string ("c16,c32,p2,128");
@@ -804,10 +851,14 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
 
 # ---------------------------------------------------------------------- export
 
-def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, scale=1.0, out_bits=1):
+def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, scale=1.0, out_bits=1,
+                  w_kind="bipolar"):
     """Fold one binarized layer's BN + activation into (weight bits, (MH, N) int64 thresholds) for acc >= T.
 
-    ``wbits`` (MH, MW) weight bits (1 = +1; conv: the (ky, kx, c) matrix).
+    ``wbits`` (MH, MW) weight bits (1 = +1; conv: the (ky, kx, c) matrix);
+    ``w_kind`` "ternary": ``wbits`` are the values -1/0/+1 instead, the
+    accumulator is always the integer dot product (also for "bipolar"
+    inputs: d = sum w x, x = +-1, acc_range +-MW) and flipped rows are negated.
     ``in_kind`` "uint": the accumulator is the integer dot product d of
     ``in_bits``-bit unsigned inputs and the BN input is ``scale * d``;
     "bipolar": the accumulator is the XNOR popcount P (d = 2P - MW).
@@ -816,6 +867,8 @@ def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, sca
     row sorted ascending (output = number of thresholds acc >= to). Rows with
     gamma < 0 get inverted weight bits (all stages flip together).
     """
+    if w_kind not in ("bipolar", "ternary"):
+        raise ConfigError("bn_fold_layer", "w_kind", f"must be 'bipolar' or 'ternary', got {w_kind!r}")
     mh, mw = wbits.shape
     sigma = np.sqrt(np.asarray(var, np.float64) + eps)
     beta = np.asarray(beta, np.float64)
@@ -827,11 +880,13 @@ def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, sca
         if in_kind == "uint":
             hi = mw * ((1 << int(in_bits)) - 1)
             folded = bn_to_thresholds(gamma, b, mean, sigma, domain="dot", scale=scale, acc_range=(-hi, hi))
+        elif in_kind == "bipolar" and w_kind == "ternary":
+            folded = bn_to_thresholds(gamma, b, mean, sigma, domain="dot", scale=scale, acc_range=(-mw, mw))
         elif in_kind == "bipolar":
             folded = bn_to_thresholds(gamma, b, mean, sigma, domain="popcount", n=mw)
         else:
             raise ConfigError("bn_fold_layer", "in_kind", f"must be 'uint' or 'bipolar', got {in_kind!r}")
-        w_out, t = fold_flips_into_weights(wbits, folded, "bipolar")
+        w_out, t = fold_flips_into_weights(wbits, folded, w_kind)
         cols.append(np.asarray(t, np.int64).reshape(mh))
     t = np.sort(np.stack(cols, axis=1), axis=1)
     return w_out.astype(np.int64), t.astype(np.int64)
@@ -839,27 +894,32 @@ def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, sca
 
 def integer_layers(result):
     """The exported integer network, one entry per layer: (weight bits (MH, MW) int64 (conv: (ky, kx, c)
-    columns), thresholds (MH, N) int64 or None for the last layer); None for max pools."""
+    columns; ternary scheme: the values -1/0/+1), thresholds (MH, N) int64 or None for the last layer);
+    None for max pools."""
     if not result.binarized:
         raise ConfigError("export", "scheme", "the float baseline has no integer form",
-                          "export a binarized scheme (ste, stochastic, progressive)")
+                          "export a binarized scheme (ste, stochastic, progressive, ternary)")
     out = []
     out_bits = result.act_bits if result.kbit else 1
+    wk = result.weight_kind
     for i, L in enumerate(result.layers):
         if L.kind == "pool":
             out.append(None)
             continue
-        wbits = (L.w >= 0).astype(np.int64)
+        if wk == "ternary":
+            wbits = ternarize(L.w).astype(np.int64)
+        else:
+            wbits = (L.w >= 0).astype(np.int64)
         if L.gamma is None:
             out.append((wbits, None))
         elif i == 0:
             out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "uint", result.pixel_bits,
-                                     result.input_scale, out_bits))
+                                     result.input_scale, out_bits, w_kind=wk))
         elif result.kbit:
             out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "uint", result.act_bits,
-                                     result.layer_scale(i), out_bits))
+                                     result.layer_scale(i), out_bits, w_kind=wk))
         else:
-            out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "bipolar"))
+            out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "bipolar", w_kind=wk))
     return out
 
 
@@ -964,7 +1024,7 @@ def export(result, out_dir, name=None, folding=None):
         lines += ["", "[[layer]]", f'name = "{lname}"', f'type = "{L.kind}"', f"out = {w.shape[0]}"]
         if L.kind == "conv":
             lines += [f"kernel = {L.kernel}", "stride = 1", "pad = 0"]
-        lines += [f'act = "{"acc" if t is None else act}"', 'weight_kind = "bipolar"', f"pe = {pe}",
+        lines += [f'act = "{"acc" if t is None else act}"', f'weight_kind = "{result.weight_kind}"', f"pe = {pe}",
                   f"simd = {simd}"]
     np.savez_compressed(npz_path, **arrays)
     toml_path.write_text("\n".join(lines) + "\n")

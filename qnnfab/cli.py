@@ -328,7 +328,8 @@ def build_parser():
                "  qnnfab sim --config out/train/digits-ste.toml --frames 100",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--schemes", default="float,ste,stochastic,progressive",
-                   help="comma-separated schemes (default: all four)")
+                   help="comma-separated schemes among float, ste, stochastic, progressive, ternary "
+                        "(default: the first four)")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch", type=int, default=32)
     arch_args(t)

@@ -21,7 +21,8 @@ __all__ = ["SchemeResult", "run_training", "plot_curves", "format_table", "descr
 
 SCHEME_ORDER = ("float", "ste", "stochastic", "progressive")
 SCHEME_LABEL = {"float": "float (same size)", "ste": "STE (BinaryNet)",
-                "stochastic": "stochastic binarization", "progressive": "progressive (Lammie 2020)"}
+                "stochastic": "stochastic binarization", "progressive": "progressive (Lammie 2020)",
+                "ternary": "ternary (TWN)"}
 
 
 @dataclass

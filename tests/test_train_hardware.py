@@ -33,3 +33,20 @@ def test_trained_conv_kbit_network_on_verilator(tmp_path):
                                         "inputs": str(inputs.resolve())}, seed=1, log=print)
     assert res.tests == 2                       # both cocotb tests of the network bench ran and passed
     assert np.array_equal(np.array(res.metrics["labels"]), want)
+
+
+@pytest.mark.cocotb
+def test_trained_ternary_mlp_on_verilator(tmp_path):
+    # ternary weights x bipolar activations: the signed dot product, not the XNOR popcount
+    ds = load_digits().subset(600, 40)
+    r = T.train(ds, "ternary", hidden=(32,), epochs=3, batch=32, seed=0)
+    toml_path, _ = T.export(r, tmp_path, "digits-ternary")
+    cfg = netconfig.load(toml_path)
+    assert [L.weight_kind for L in cfg.layers] == ["ternary", "ternary"]
+    assert any((L.weights == 0).any() for L in cfg.layers)
+    inputs = tmp_path / "test_images.npz"
+    np.savez(inputs, x=ds.x_test, y=ds.y_test)
+    res = registry.run_case("network", {"config": str(toml_path.resolve()), "frames": len(ds.y_test),
+                                        "inputs": str(inputs.resolve())}, seed=2, log=print)
+    assert res.tests == 2
+    assert np.array_equal(np.array(res.metrics["labels"]), T.predict(r, ds.x_test))

@@ -312,7 +312,7 @@ def test_train_is_deterministic_per_seed(digits):
 def test_errors(digits, tmp_path):
     small = digits.subset(50, 10)
     with pytest.raises(ConfigError, match="scheme"):
-        T.train(small, "ternary")
+        T.train(small, "quaternary")              # ("ternary" is a scheme now)
     with pytest.raises(ConfigError, match="batch"):
         T.train(small, "ste", batch=1)
     with pytest.raises(ConfigError, match="hidden"):
@@ -581,3 +581,138 @@ def test_load_npz_both_layouts_and_errors(tmp_path):
         load_npz(tmp_path / "missing.npz")
     with pytest.raises(ConfigError, match="pixel_bits"):
         load_npz(tmp_path / "split.npz", pixel_bits=4)             # 8-bit pixels do not fit in 4 bits
+
+
+# ---------------------------------------------------------------------- ternary weights (TWN)
+
+def test_ternarize_rule():
+    """delta = 0.7 * mean |W| per layer; sign(W) where |W| > delta, else 0; the STE mask and binarize agree."""
+    from qnnfab.golden.quantizers import ternary_quantize
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-1, 1, (20, 30))
+    q = T.ternarize(w)
+    delta = 0.7 * np.mean(np.abs(w))
+    assert T.TWN_DELTA == 0.7
+    assert set(np.unique(q)) == {-1.0, 0.0, 1.0}
+    assert np.array_equal(q == 0, np.abs(w) <= delta)
+    nz = q != 0
+    assert np.array_equal(q[nz], np.sign(w[nz]))
+    assert 0.2 < np.mean(q == 0) < 0.5                    # uniform weights: P(|w| <= 0.35) = 0.35
+    assert np.array_equal(T.binarize(w, "ternary"), q)
+    qq, alpha = ternary_quantize(w, delta, "layer")       # SYQ with one scale (no exact ties here)
+    assert np.array_equal(qq, q) and alpha.shape == (1, 1)
+    assert np.array_equal(T.ternarize(np.full((2, 3), -0.5)), np.full((2, 3), -1.0))   # |w| = mean > 0.7 mean
+    assert np.array_equal(T.ternarize(np.zeros((2, 3))), np.zeros((2, 3)))
+    assert np.array_equal(T.ternarize(np.array([[0.1, 0.1, 0.1, 0.1, -4.0]])), [[0, 0, 0, 0, -1]])
+    g = np.array([-1.5, -1.0, 0.0, 0.3, 1.0, 2.0])
+    assert np.array_equal(T._wgrad_factor(g, "ternary", 1.0), [0, 1, 1, 1, 1, 0])
+
+
+def test_bn_fold_ternary_reading_bipolar_is_dot_domain():
+    """Ternary weights x bipolar inputs: thresholds on d = sum w x (acc_range +-n), flipped rows negated."""
+    rng = np.random.default_rng(5)
+    mh, mw = 16, 33
+    w3 = rng.integers(-1, 2, (mh, mw))
+    a = rng.integers(0, 2, (400, mw))
+    d = (2 * a - 1) @ w3.T
+    gamma, beta = rng.normal(0, 1, mh), rng.normal(0, 0.5, mh)
+    gamma[:2] = 0.0
+    mean, var = rng.normal(0, 3, mh), rng.uniform(5, 30, mh)
+    for out_bits in (1, 2):
+        w, t = T.bn_fold_layer(w3, gamma, beta, mean, var, 1e-4, "bipolar", out_bits=out_bits, w_kind="ternary")
+        assert np.array_equal(w[gamma >= 0], w3[gamma >= 0]) and np.array_equal(w[gamma < 0], -w3[gamma < 0])
+        assert t.min() >= -mw and t.max() <= mw + 1
+        got = multithreshold((2 * a - 1) @ w.T, t)
+        if out_bits == 1:
+            want = _float_bits(d, gamma, beta, mean, var, 1e-4, 1.0).astype(np.int64)
+        else:
+            want = _fold_levels(d, gamma, beta, mean, var, 1e-4, 1.0, 3)
+        assert np.array_equal(got, want)
+
+
+def _check_ternary_export(result, ds, tmp_path, name):
+    """Export a ternary net, reload, compare the golden integer network with the trained one on every image."""
+    toml_path, _ = T.export(result, tmp_path, name)
+    cfg = netconfig.load(toml_path)
+    comp = [L for L in cfg.layers if L.type != "maxpool"]
+    tl = [L for L in result.layers if L.kind != "pool"]
+    assert all(L.weight_kind == "ternary" for L in comp)
+    for L, TL in zip(comp, tl):
+        w = L.weights if L.type == "fc" else L.weights.transpose(0, 2, 3, 1).reshape(L.out, -1)   # OIHW -> rows
+        q = T.ternarize(TL.w).astype(np.int64)
+        flip = np.zeros(L.out, bool) if TL.gamma is None else TL.gamma < 0
+        assert np.array_equal(w, np.where(flip[:, None], -q, q))       # flipped rows negated
+        assert (w == 0).any() and set(np.unique(w)) <= {-1, 0, 1}
+        if L.thresholds is not None:
+            n = w.shape[1]
+            assert L.thresholds.min() >= -n * 255 and L.thresholds.max() <= n * 255 + 1
+    net = cfg.golden()
+    for x in (ds.x_test, ds.x_train):
+        xs = x.reshape((-1,) + cfg.input_shape)
+        out = net.forward(xs)
+        assert np.array_equal(out, T.scores(result, x))                 # the dot product itself, not a popcount
+        assert np.array_equal(out.argmax(1), T.predict(result, x))
+    xs = ds.x_test[:10].reshape((-1,) + cfg.input_shape)
+    assert np.array_equal(net.forward(xs, method="reference"), net.forward(xs))
+    acc = float(np.mean(net.forward(ds.x_test.reshape((-1,) + cfg.input_shape)).argmax(1) == ds.y_test))
+    assert acc == result.test_acc
+    return cfg
+
+
+def test_export_ternary_mlp_bipolar_exact(digits, tmp_path):
+    r = T.train(digits, "ternary", hidden=(64, 32), epochs=3, batch=64, seed=1)
+    assert r.weight_kind == "ternary" and not r.kbit and r.test_acc > 0.5
+    cfg = _check_ternary_export(r, digits, tmp_path, "mlp-tern")
+    assert [L.act for L in cfg.layers] == ["bipolar", "bipolar", "acc"]
+    assert [(L.simd, L.pe) for L in cfg.layers] == [(8, 16), (32, 16), (32, 10)]
+
+
+def test_export_ternary_conv_kbit_exact(digits, tmp_path):
+    small = digits.subset(500, 450)
+    r = T.train(small, "ternary", hidden="c6,c8,p2,16", epochs=2, batch=32, seed=3, act_bits=2)
+    assert r.kbit and r.test_acc > 0.3
+    cfg = _check_ternary_export(r, small, tmp_path, "conv-tern-a2")
+    assert [L.type for L in cfg.layers] == ["conv", "conv", "maxpool", "fc", "fc"]
+    assert [L.act for L in cfg.layers if L.type != "maxpool"] == ["uint2", "uint2", "uint2", "acc"]
+
+
+@pytest.mark.parametrize("act_bits,hidden", [(1, (24, 16)), (2, "c6,p2,c8,12"), (1, "c6,c8,p2,12")])
+def test_export_ternary_with_negative_and_zero_gamma(digits, tmp_path, act_bits, hidden):
+    small = digits.subset(300, 200)
+    r = T.train(small, "ternary", hidden=hidden, epochs=2, batch=32, seed=2, act_bits=act_bits)
+    rng = np.random.default_rng(9)
+    for L in r.layers:
+        if L.gamma is None:
+            continue
+        n = len(L.gamma)
+        L.gamma = L.gamma * rng.choice([-1.0, 1.0], n)
+        L.gamma[rng.choice(n, 2, replace=False)] = 0.0
+        L.beta = L.beta + rng.normal(0, 0.3, n)
+    r.test_acc = T.accuracy(r, small.x_test, small.y_test)
+    assert all((L.gamma < 0).any() and (L.gamma == 0).any() for L in r.layers if L.gamma is not None)
+    _check_ternary_export(r, small, tmp_path, "perturbed-tern")
+
+
+def test_ternary_training_learns(digits):
+    small = digits.subset(400, 450)
+    r = T.train(small, "ternary", hidden=(64, 64), epochs=4, batch=32, seed=0)
+    assert r.test_acc == T.accuracy(r, small.x_test, small.y_test)
+    assert r.test_acc > 0.7                      # chance is 0.1
+    assert r.history["loss"][-1] < r.history["loss"][0]
+    for L in r.layers:
+        assert np.abs(L.w).max() <= 1.0          # latent weights clipped
+        assert 0.05 < np.mean(T.ternarize(L.w) == 0) < 0.8
+    with pytest.raises(ConfigError, match="float baseline"):
+        T.integer_layers(T.train(small.subset(40, 10), "float", hidden=(8,), epochs=1))
+
+
+def test_run_training_ternary_scheme_not_default(digits, tmp_path):
+    import io
+
+    from qnnfab.training import SCHEME_LABEL, SCHEME_ORDER, format_table, run_training
+    assert "ternary" in T.SCHEMES and "ternary" not in SCHEME_ORDER
+    assert SCHEME_LABEL["ternary"] == "ternary (TWN)"
+    res = run_training(digits.subset(300, 100), ["ternary"], hidden=(16,), epochs=1, out_dir=tmp_path,
+                       stream=io.StringIO())
+    assert res[0].agreement == 1.0 and res[0].toml_path.exists()
+    assert "ternary (TWN)" in format_table(res)
