@@ -470,7 +470,7 @@ def _check_export_any(result, ds, tmp_path, name):
         xs = x.reshape((-1,) + cfg.input_shape)
         out = net.forward(xs)
         assert np.array_equal(out.argmax(1), T.predict(result, x))
-        if result.kbit:                          # last layer reads k-bit levels: the dot product itself
+        if result.kbit or result.weight_kind == "ternary":   # k-bit inputs or ternary weights: the dot product
             assert np.array_equal(out, T.scores(result, x))
         else:                                    # popcount P = (d + n) / 2
             assert np.array_equal(2 * out - last.w.shape[1], T.scores(result, x))
@@ -505,12 +505,10 @@ def test_export_conv_exact(digits, tmp_path, act_bits, hidden):
         assert L.act == ("bipolar" if act_bits == 1 else f"uint{act_bits}")
 
 
-@pytest.mark.parametrize("act_bits,hidden", [(2, (24, 16)), (2, "c6,p2,c8,12"), (1, "c6,c8,p2,12")])
-def test_export_with_negative_and_zero_gamma_kbit_and_conv(digits, tmp_path, act_bits, hidden):
-    """Forced gamma < 0 (weights inverted, thresholds transformed and re-sorted) and gamma = 0 (constants)."""
-    small = digits.subset(300, 200)
-    r = T.train(small, "ste", hidden=hidden, epochs=2, batch=32, seed=2, act_bits=act_bits)
-    rng = np.random.default_rng(9)
+def _perturb_gammas(r, ds, seed=9):
+    """Every BN gets gamma < 0 rows (weights inverted, thresholds transformed and re-sorted) and two
+    gamma = 0 rows (constants); test_acc is recomputed for the perturbed network."""
+    rng = np.random.default_rng(seed)
     for L in r.layers:
         if L.gamma is None:
             continue
@@ -518,9 +516,20 @@ def test_export_with_negative_and_zero_gamma_kbit_and_conv(digits, tmp_path, act
         L.gamma = L.gamma * rng.choice([-1.0, 1.0], n)
         L.gamma[rng.choice(n, 2, replace=False)] = 0.0
         L.beta = L.beta + rng.normal(0, 0.3, n)
-    r.test_acc = T.accuracy(r, small.x_test, small.y_test)
+    r.test_acc = T.accuracy(r, ds.x_test, ds.y_test)
     assert all((L.gamma < 0).any() and (L.gamma == 0).any() for L in r.layers if L.gamma is not None)
-    _check_export_any(r, small, tmp_path, "perturbed-k")
+
+
+@pytest.mark.parametrize("scheme,act_bits,hidden", [
+    ("ste", 2, (24, 16)), ("ste", 2, "c6,p2,c8,12"), ("ste", 1, "c6,c8,p2,12"),
+    ("ternary", 1, (24, 16)), ("ternary", 2, "c6,p2,c8,12"), ("ternary", 1, "c6,c8,p2,12")])
+def test_export_with_negative_and_zero_gamma_kbit_conv_ternary(digits, tmp_path, scheme, act_bits, hidden):
+    """Forced gamma < 0 (weights inverted, thresholds transformed and re-sorted) and gamma = 0 (constants)."""
+    small = digits.subset(300, 200)
+    r = T.train(small, scheme, hidden=hidden, epochs=2, batch=32, seed=2, act_bits=act_bits)
+    _perturb_gammas(r, small)
+    check = _check_ternary_export if scheme == "ternary" else _check_export_any
+    check(r, small, tmp_path, f"perturbed-{scheme}")
 
 
 def test_conv_training_improves_over_chance(digits):
@@ -646,16 +655,7 @@ def _check_ternary_export(result, ds, tmp_path, name):
         if L.thresholds is not None:
             n = w.shape[1]
             assert L.thresholds.min() >= -n * 255 and L.thresholds.max() <= n * 255 + 1
-    net = cfg.golden()
-    for x in (ds.x_test, ds.x_train):
-        xs = x.reshape((-1,) + cfg.input_shape)
-        out = net.forward(xs)
-        assert np.array_equal(out, T.scores(result, x))                 # the dot product itself, not a popcount
-        assert np.array_equal(out.argmax(1), T.predict(result, x))
-    xs = ds.x_test[:10].reshape((-1,) + cfg.input_shape)
-    assert np.array_equal(net.forward(xs, method="reference"), net.forward(xs))
-    acc = float(np.mean(net.forward(ds.x_test.reshape((-1,) + cfg.input_shape)).argmax(1) == ds.y_test))
-    assert acc == result.test_acc
+    assert _check_export_any(result, ds, tmp_path, name + "-again").layers[0].weight_kind == "ternary"
     return cfg
 
 
@@ -676,21 +676,6 @@ def test_export_ternary_conv_kbit_exact(digits, tmp_path):
     assert [L.act for L in cfg.layers if L.type != "maxpool"] == ["uint2", "uint2", "uint2", "acc"]
 
 
-@pytest.mark.parametrize("act_bits,hidden", [(1, (24, 16)), (2, "c6,p2,c8,12"), (1, "c6,c8,p2,12")])
-def test_export_ternary_with_negative_and_zero_gamma(digits, tmp_path, act_bits, hidden):
-    small = digits.subset(300, 200)
-    r = T.train(small, "ternary", hidden=hidden, epochs=2, batch=32, seed=2, act_bits=act_bits)
-    rng = np.random.default_rng(9)
-    for L in r.layers:
-        if L.gamma is None:
-            continue
-        n = len(L.gamma)
-        L.gamma = L.gamma * rng.choice([-1.0, 1.0], n)
-        L.gamma[rng.choice(n, 2, replace=False)] = 0.0
-        L.beta = L.beta + rng.normal(0, 0.3, n)
-    r.test_acc = T.accuracy(r, small.x_test, small.y_test)
-    assert all((L.gamma < 0).any() and (L.gamma == 0).any() for L in r.layers if L.gamma is not None)
-    _check_ternary_export(r, small, tmp_path, "perturbed-tern")
 
 
 def test_ternary_training_learns(digits):
