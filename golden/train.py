@@ -530,10 +530,13 @@ def _bn_axes(z):
     return 0 if z.ndim == 2 else tuple(range(z.ndim - 1))
 
 
-def _forward_eval(model, x, stats=None, collect=False):
-    """Inference forward in float64. ``stats``: optional per-layer (mean, var) overriding the stored ones.
+def _forward_eval(model, x, recalibrate=False):
+    """Inference forward in float64; returns the scores (B, classes).
 
-    Returns (scores (B, classes), list of BN-input batches if ``collect``).
+    ``recalibrate``: set every BN's mean/var to the population statistics of
+    its input over ``x`` as the pass reaches it (layer i's input depends only
+    on the layers before it, already recalibrated), then use them: one pass
+    recalibrates the whole network and gives its scores.
     Binarized: dot products d are exact integers; z = layer_scale(i) * d.
     """
     s = model.input_scale
@@ -542,22 +545,21 @@ def _forward_eval(model, x, stats=None, collect=False):
     if model.scheme == "float":
         a = a * s
     m = model.levels
-    zs = []
     for i, (L, w) in enumerate(zip(model.layers, ws)):
         if L.kind == "pool":
             a = _pool_windows(a, L.kernel).max(-1)
-            zs.append(None)
             continue
         d = _dot(a, L, w)
         if L.gamma is None:
             if model.scheme == "float":
-                return d + L.bias, zs
-            return d, zs                        # integer dot products: the hardware's argmax
+                return d + L.bias
+            return d                            # integer dot products: the hardware's argmax
         sc = model.layer_scale(i) if model.binarized else 1.0
         z = d * sc if sc != 1.0 else d
-        if collect:
-            zs.append(z)
-        mean, var = (L.mean, L.var) if stats is None else stats[i]
+        if recalibrate:
+            ax = _bn_axes(z)
+            L.mean, L.var = z.mean(ax), z.var(ax)
+        mean, var = L.mean, L.var
         if model.scheme == "float":
             a = _act(L.gamma * (z - mean) / np.sqrt(var + model.eps) + L.beta, model.act, 1.0)[0]
         elif not model.kbit:
@@ -568,19 +570,6 @@ def _forward_eval(model, x, stats=None, collect=False):
             for j in range(1, m + 1):
                 a += y0 + (L.beta - (j - 0.5) / m) >= 0
     raise AssertionError("unreachable")
-
-
-def _population_stats(model, x):
-    """BN mean/var of every hidden layer of the inference network over ``x``, computed layer by layer."""
-    stats = [(L.mean, L.var) for L in model.layers]
-    for i, L in enumerate(model.layers[:-1]):
-        if L.gamma is None:
-            continue
-        _, zs = _forward_eval(model, x, stats, collect=True)
-        z = zs[i]
-        ax = _bn_axes(z)
-        stats[i] = (z.mean(ax), z.var(ax))
-    return stats
 
 
 def scores(result, x):
@@ -596,7 +585,7 @@ def scores(result, x):
     if x.ndim < 2 or math.prod(x.shape[1:]) != F or (x.ndim > 2 and tuple(x.shape[1:]) != result.input_shape):
         raise ConfigError("predict", "x", f"expected (B, {F}) pixels or (B,) + {result.input_shape} images, "
                           f"got {x.shape}", "flatten the images (Dataset does)")
-    return _forward_eval(result, x)[0]
+    return _forward_eval(result, x)
 
 
 def predict(result, x):
@@ -830,13 +819,9 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
             losses.append(l)
             step += 1
         model.log_alpha = float(alpha_box.value)
-        if recalibrate:
-            stats = _population_stats(model, xtr)
-            for L, (m, var) in zip(model.layers, stats):
-                if L.gamma is not None:
-                    L.mean, L.var = m, var
-        tr_acc = float(np.mean(np.argmax(_forward_eval(model, xtr)[0], 1) == ytr))
-        te_acc = float(np.mean(np.argmax(_forward_eval(model, xte)[0], 1) == yte)) if len(yte) else float("nan")
+        # one pass over the training set recalibrates the BN statistics and scores it
+        tr_acc = float(np.mean(np.argmax(_forward_eval(model, xtr, recalibrate), 1) == ytr))
+        te_acc = float(np.mean(np.argmax(_forward_eval(model, xte), 1) == yte)) if len(yte) else float("nan")
         mloss = float(np.mean(losses)) if losses else float("nan")
         for k, val in (("epoch", ep + 1), ("loss", mloss), ("train_acc", tr_acc), ("test_acc", te_acc),
                        ("lr", lr_ep), ("v", v)):
