@@ -169,6 +169,25 @@ class NetConfig:
         half = 1 << (self.input_bits - 1)
         return rng.integers(-half, half, size=shape)
 
+    def topology_hash(self):
+        """32-bit identity of the hardware this config builds, weights excluded.
+
+        Covers the input format and every layer's type, shape, kinds and
+        folding (what fixes the generated ports, memories and datapaths), not
+        the network's name, its weight values or thresholds. Two configs with
+        the same hash run on the same bitstream when weights are loaded at run
+        time; the overlay's identity register and the weights image's header
+        carry it.
+        """
+        import hashlib
+        import json
+        desc = [list(self.input_shape), self.input_kind, self.input_bits]
+        for L in self.layers:
+            desc.append([L.type, L.out, L.act, L.weight_kind, L.weight_bits, L.pe, L.simd, L.kernel,
+                         L.stride, L.pad, L.pad_value, L.fifo_depth, L.pipeline, list(L.in_shape)])
+        text = json.dumps(desc, separators=(",", ":"))
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
     def input_words(self):
         """Input words per frame (first layer's SIMD elements per word)."""
         first = self.layers[0]

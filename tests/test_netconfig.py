@@ -441,3 +441,17 @@ def test_pipeline_errors():
             + _layer(name="fc0", type="fc", out=4, act="acc", pe=1, simd=2), "'pool'", "pipeline", "max pool")
     _expect(_net().replace('name = "t"\n', 'name = "t"\npipline = 1\n')
             + _layer(name="fc0", type="fc", out=16, pe=4, simd=16), "network 't'", "pipline", "known")
+
+
+def test_topology_hash_ignores_weights_and_name_but_not_folding():
+    text = (ROOT / "configs" / "lfc_small.toml").read_text()
+    base = netconfig.loads(text, ROOT / "configs")
+    reseeded = netconfig.loads(re.sub(r"(?m)^seed = \d+", "seed = 12345", text).replace(
+        'name = "lfc-small"', 'name = "other"'), ROOT / "configs")
+    assert any((a.weights != b.weights).any() for a, b in zip(base.layers, reseeded.layers))
+    assert reseeded.topology_hash() == base.topology_hash()
+    refolded = netconfig.loads(re.sub(r"(?m)^pe = (\d+)", lambda m: f"pe = {int(m[1]) // 2}", text, count=1),
+                               ROOT / "configs")
+    assert refolded.layers[0].pe != base.layers[0].pe
+    assert refolded.topology_hash() != base.topology_hash()
+    assert 0 <= base.topology_hash() < 2**32
