@@ -47,7 +47,8 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 
-__all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "divisors"]
+__all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "divisors", "check_name",
+           "safe_name", "LIMITS"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool")
 WEIGHT_KINDS = ("bipolar", "ternary", "int")
@@ -56,6 +57,57 @@ INPUT_KINDS = ("bipolar", "uint", "int")
 
 def divisors(n):
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+# Names become Verilog module names, cache file names and output file names:
+# only these characters, checked before any of them is built.
+NAME_RULES = {
+    "layer": (re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}"),
+              "a letter, then up to 63 letters, digits or _ (e.g. fc0, conv_1)"),
+    "network": (re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}"),
+                "a letter, then up to 63 letters, digits, _ or - (e.g. lfc-small)"),
+}
+# suffixes of the stages Dataflow adds in front of a layer (<layer>_fifo, <layer>_dwc)
+RESERVED_SUFFIXES = ("_fifo", "_dwc")
+
+
+def check_name(where, field, name, kind="layer"):
+    """Raise :class:`ConfigError` unless ``name`` follows the rule of ``kind``
+    ("layer" or "network", see ``NAME_RULES``); return it."""
+    pattern, rule = NAME_RULES[kind]
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        raise ConfigError(where, field, f"{name!r} is not a valid {kind} name",
+                          f"use {rule}")
+    if kind == "layer" and name.endswith(RESERVED_SUFFIXES):
+        raise ConfigError(where, field, f"{name!r} ends in one of {RESERVED_SUFFIXES}, reserved for the "
+                          "stages in front of a layer", "choose another name")
+    return name
+
+
+def safe_name(text, default="net"):
+    """``text`` made into a valid network name (other characters become ``-``)."""
+    s = re.sub(r"[^A-Za-z0-9_-]+", "-", str(text)).strip("-_")[:64]
+    if not s or not s[0].isalpha():
+        s = (default + "-" + s)[:64].rstrip("-_")
+    return s
+
+
+# Sizes a config may ask for, checked before any array is allocated: far above
+# what fits on the supported devices (xc7z020: 4.9 Mbit of BRAM), low enough
+# that loading (random weights included) stays quick.
+LIMITS = {
+    "weight_bits_per_layer": 1 << 24,     # 16 Mbit of weights in one layer
+    "map_elements": 1 << 22,              # elements of any feature map (input or output)
+    "thresholds_per_layer": 1 << 20,      # out * (2^act_bits - 1)
+    "fifo_depth": 1 << 16,
+    "data_bits": 16,                      # input_bits, weight_bits (and act uint<n>)
+    "kernel": 7,                          # the sliding window's largest kernel
+}
+
+
+def _check_size(where, field, value, limit, what, fix):
+    if value > limit:
+        raise ConfigError(where, field, f"{what} is {value:,}, above the limit of {limit:,}", fix)
 
 
 @dataclass
@@ -279,8 +331,9 @@ def loads(text, base_dir=".", source="<string>"):
     net = doc.get("network")
     if not isinstance(net, dict):
         raise ConfigError(source, "[network]", "table is missing", "start the file with a [network] table")
-    name = str(net.get("name", Path(source).stem))
-    where = f"network '{name}'"
+    name = net.get("name", safe_name(Path(source).stem))
+    where = f"network {name!r}" if not isinstance(name, str) else f"network '{name}'"
+    check_name(where, "name", name, "network")
     net_known = {"name", "input_shape", "input_kind", "input_bits", "weights", "seed", "pipeline"}
     extra = set(net) - net_known
     if extra:
@@ -294,29 +347,36 @@ def loads(text, base_dir=".", source="<string>"):
     in_kind = net.get("input_kind", "bipolar")
     if in_kind not in INPUT_KINDS:
         raise ConfigError(where, "input_kind", f"unknown kind {in_kind!r}", f"use one of {INPUT_KINDS}")
-    in_bits = None if in_kind == "bipolar" else _int(net, "input_bits", where, minimum=1)
+    _check_size(where, "input_shape", math.prod(shape), LIMITS["map_elements"], "the number of input elements",
+                "use a smaller input")
+    in_bits = None
+    if in_kind != "bipolar":
+        in_bits = _int(net, "input_bits", where, minimum=2 if in_kind == "int" else 1)
+        _check_size(where, "input_bits", in_bits, LIMITS["data_bits"], "the input width",
+                    f"use input_bits <= {LIMITS['data_bits']}")
     layers_t = doc.get("layer")
     if not isinstance(layers_t, list) or not layers_t:
         raise ConfigError(where, "[[layer]]", "no layers", "add [[layer]] tables")
 
     weights_src = net.get("weights", "random")
+    if not isinstance(weights_src, str) or not weights_src:
+        raise ConfigError(where, "weights", f"must be a file name or \"random\", got {weights_src!r}",
+                          "write weights = \"net.npz\" (relative to the config) or weights = \"random\"")
+    seed = _int(net, "seed", where, default=0)
     store = None
     rng = None
     if weights_src == "random":
-        rng = np.random.default_rng(_int(net, "seed", where, default=0))
+        rng = np.random.default_rng(seed)
     else:
-        path = Path(base_dir) / weights_src
-        if not path.exists():
-            raise ConfigError(where, "weights", f"file {path} does not exist",
-                              "export weights with `qnnfab train` or set weights = \"random\"")
-        store = dict(np.load(path))
+        store = _load_weights_file(Path(base_dir) / weights_src, where)
 
     specs, seen = [], set()
     cur_shape, cur_kind, cur_bits = tuple(shape), in_kind, (in_bits or 1)
     prev_pe = None
     for idx, t in enumerate(layers_t):
-        lname = str(t.get("name", f"layer{idx}"))
-        lw = f"layer {idx} '{lname}'"
+        lname = t.get("name", f"layer{idx}")
+        lw = f"layer {idx} {lname!r}"
+        check_name(lw, "name", lname, "layer")
         if lname in seen:
             raise ConfigError(lw, "name", "is used twice", "give every layer a unique name")
         seen.add(lname)
@@ -334,17 +394,22 @@ def loads(text, base_dir=".", source="<string>"):
         s = LayerSpec(lname, ltype)
         s.in_shape, s.in_kind, s.in_bits = cur_shape, cur_kind, cur_bits
         s.fifo_depth = t.get("fifo_depth")
+        if s.fifo_depth is not None:
+            _int(t, "fifo_depth", lw, minimum=2)
+            _check_size(lw, "fifo_depth", s.fifo_depth, LIMITS["fifo_depth"], "the FIFO depth",
+                        "use a smaller fifo_depth (or leave it out for the default)")
         s.pipeline = _int(t, "pipeline", lw, default=net_pipeline)
         if ltype == "maxpool" and "pipeline" in t:
             raise ConfigError(lw, "pipeline", "a max pool has no adder tree to pipeline",
                               "set pipeline on fc/conv layers only")
-        if s.fifo_depth is not None:
-            _int(t, "fifo_depth", lw, minimum=2)
         if ltype == "maxpool":
             if len(cur_shape) != 3:
                 raise ConfigError(lw, "type", f"max pooling needs an image input, got shape {cur_shape}",
                                   "put max pools between convolutions")
-            s.kernel = _int(t, "kernel", lw, default=2, minimum=1)
+            if cur_kind == "int":
+                raise ConfigError(lw, "type", "max pooling of signed (int) inputs is not supported in hardware",
+                                  "pool after the first convolution, or use input_kind = \"uint\"")
+            s.kernel = _kernel(t, lw, 2)
             s.stride = _int(t, "stride", lw, default=s.kernel, minimum=1)
             h, w, c = cur_shape
             s.simd = _int(t, "simd", lw, default=prev_pe or c, minimum=1)
@@ -364,14 +429,20 @@ def loads(text, base_dir=".", source="<string>"):
             continue
         s.out = _int(t, "out", lw, minimum=1)
         s.act = t.get("act", "bipolar")
-        if not (s.act in ("bipolar", "acc") or re.fullmatch(r"uint([1-9]|1[0-6])", s.act)):
+        if not isinstance(s.act, str) or not (s.act in ("bipolar", "acc")
+                                               or re.fullmatch(r"uint([1-9]|1[0-6])", s.act)):
             raise ConfigError(lw, "act", f"unknown activation {s.act!r}",
                               "use \"bipolar\", \"uint<n>\" (e.g. \"uint2\") or \"acc\" (raw, last layer)")
         s.weight_kind = t.get("weight_kind", "bipolar")
-        if s.weight_kind not in WEIGHT_KINDS:
+        if not isinstance(s.weight_kind, str) or s.weight_kind not in WEIGHT_KINDS:
             raise ConfigError(lw, "weight_kind", f"unknown kind {s.weight_kind!r}", f"use one of {WEIGHT_KINDS}")
         if s.weight_kind == "int":
             s.weight_bits = _int(t, "weight_bits", lw, minimum=2)
+            _check_size(lw, "weight_bits", s.weight_bits, LIMITS["data_bits"], "the weight width",
+                        f"use weight_bits <= {LIMITS['data_bits']}")
+        elif "weight_bits" in t:
+            raise ConfigError(lw, "weight_bits", f"applies to weight_kind = \"int\" only, not {s.weight_kind!r}",
+                              "remove weight_bits or set weight_kind = \"int\"")
         s.pe = _int(t, "pe", lw, default=1, minimum=1)
         s.simd = _int(t, "simd", lw, default=1, minimum=1)
         if s.out % s.pe:
@@ -391,10 +462,13 @@ def loads(text, base_dir=".", source="<string>"):
             if len(cur_shape) != 3:
                 raise ConfigError(lw, "type", f"convolution needs an image input, got shape {cur_shape}",
                                   "put convolutions before the fully connected layers")
-            s.kernel = _int(t, "kernel", lw, default=3, minimum=1)
+            s.kernel = _kernel(t, lw, 3)
             s.stride = _int(t, "stride", lw, default=1, minimum=1)
             s.pad = _int(t, "pad", lw, default=0, minimum=0)
-            s.pad_value = t.get("pad_value", 0)
+            if s.pad >= s.kernel:
+                raise ConfigError(lw, "pad", f"pad = {s.pad} >= kernel = {s.kernel} gives windows made only of "
+                                  "padding", f"use pad <= {s.kernel - 1}")
+            s.pad_value = _pad_value(t, lw, cur_kind, cur_bits)
             h, w, c = cur_shape
             if c % s.simd:
                 raise ConfigError(lw, "simd", f"{s.simd} does not divide the {c} input channels",
@@ -406,6 +480,14 @@ def loads(text, base_dir=".", source="<string>"):
             ow = (w + 2 * s.pad - s.kernel) // s.stride + 1
             s.out_shape = (oh, ow, s.out)
             in_len = s.kernel * s.kernel * c
+        _check_size(lw, "out", math.prod(s.out_shape), LIMITS["map_elements"], "the number of output elements",
+                    "use a smaller out")
+        wbits = 1 if s.weight_kind == "bipolar" else 2 if s.weight_kind == "ternary" else s.weight_bits
+        _check_size(lw, "out", s.out * in_len * wbits, LIMITS["weight_bits_per_layer"],
+                    f"the weight memory in bits ({s.out} x {in_len} weights of {wbits} bits)",
+                    "use a smaller out or input")
+        _check_size(lw, "act", s.out * s.n_thresholds, LIMITS["thresholds_per_layer"],
+                    f"the number of thresholds ({s.out} x {s.n_thresholds})", "use fewer activation bits or a smaller out")
         # weights
         if store is None:
             s.weights, s.thresholds = _random_weights(s, in_len, cur_kind, cur_bits, rng)
@@ -427,6 +509,9 @@ def loads(text, base_dir=".", source="<string>"):
                     raise ConfigError(lw, "thresholds", f"{tkey!r} is not in the weights file",
                                       "store (out, 2^n - 1) thresholds, or set act = \"acc\"")
                 s.thresholds = np.asarray(store[tkey])
+                if not np.issubdtype(s.thresholds.dtype, np.integer):
+                    raise ConfigError(lw, "thresholds", f"must be integers, got dtype {s.thresholds.dtype}",
+                                      "store integer thresholds in the accumulator domain")
                 if s.thresholds.shape != (s.out, s.n_thresholds):
                     raise ConfigError(lw, "thresholds", f"has shape {s.thresholds.shape}, expected "
                                       f"{(s.out, s.n_thresholds)} for act = {s.act!r}",
@@ -446,11 +531,54 @@ def loads(text, base_dir=".", source="<string>"):
         cur_shape, cur_kind, cur_bits = s.out_shape, s.out_kind, s.out_bits
         prev_pe = s.pe
     ref = "random" if store is None else str((Path(base_dir) / weights_src).resolve())
-    cfg = NetConfig(name, tuple(shape), in_kind, in_bits, specs, source, ref,
-                    int(net.get("seed", 0)))
+    cfg = NetConfig(name, tuple(shape), in_kind, in_bits, specs, source, ref, seed)
     # the golden model re-validates kinds and ranges; report its errors as config errors
     cfg.golden()
     return cfg
+
+
+def _kernel(table, where, default):
+    k = _int(table, "kernel", where, default=default, minimum=1)
+    _check_size(where, "kernel", k, LIMITS["kernel"], "the kernel size", f"use kernel <= {LIMITS['kernel']}")
+    return k
+
+
+def _pad_value(table, where, kind, bits):
+    """The conv padding as a stored input value: 0/1 for bipolar (-1/+1), [0, 2^bits) for uint; for int
+    inputs the hardware pads with a non-negative code, so [0, 2^(bits-1))."""
+    v = table.get("pad_value", 0)
+    lo, hi = 0, 1 if kind == "bipolar" else (1 << bits) - 1 if kind == "uint" else (1 << (bits - 1)) - 1
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        what = {"bipolar": "bipolar inputs (0 = -1, 1 = +1)", "uint": f"{bits}-bit uint inputs",
+                "int": f"{bits}-bit int inputs (negative padding is not supported in hardware)"}[kind]
+        raise ConfigError(where, "pad_value", f"must be an integer in [{lo}, {hi}] for {what}, got {v!r}",
+                          f"set pad_value = <integer in [{lo}, {hi}]> (default 0)")
+    return v
+
+
+def _load_weights_file(path, where):
+    """The arrays of a weights ``.npz`` (no pickled objects), or a ConfigError saying what is wrong."""
+    fix = "export weights with `qnnfab train` or netconfig.save_weights(), or set weights = \"random\""
+    if not path.exists():
+        raise ConfigError(where, "weights", f"file {path} does not exist", fix)
+    if not path.is_file():
+        raise ConfigError(where, "weights", f"{path} is not a file", fix)
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ConfigError(where, "weights", f"{path} holds a single array, not an .npz of "
+                              "<layer>/weights and <layer>/thresholds", fix)
+        with z:
+            return {k: z[k] for k in z.files}
+    except ConfigError:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e) or "object" in str(e):
+            raise ConfigError(where, "weights", f"{path} holds object arrays (pickled data)",
+                              "store integer arrays only") from None
+        raise ConfigError(where, "weights", f"{path} is not a readable .npz ({e})", fix) from None
+    except (OSError, EOFError, KeyError) as e:
+        raise ConfigError(where, "weights", f"{path} is not a readable .npz ({e})", fix) from None
 
 
 def _check_weight_values(s, lw):
