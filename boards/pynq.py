@@ -38,8 +38,13 @@ class PynqZ1Platform(XilinxPlatform):
     connectors = []
     capacity = XC7Z020
     board_name = "pynq-z1"
+    #: Vivado board part (board files from the Vivado board store / Digilent)
+    vivado_board_part = "www.digilentinc.com:pynq-z1:part0:1.0"
+    #: DDR3 behind the PS (bytes), reachable from the PL through S_AXI_HP0
+    ddr_bytes = 512 * 2**20
 
 
 class PynqZ2Platform(PynqZ1Platform):
     """TUL PYNQ-Z2: the same part and the same pins for these resources."""
     board_name = "pynq-z2"
+    vivado_board_part = "tul.com.tw:pynq-z2:part0:1.0"

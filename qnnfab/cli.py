@@ -134,7 +134,7 @@ def _cmd_generate(args):
     from pathlib import Path
     from qnnfab.boards import check_fits, get_board
     from qnnfab.boards.fold import estimate
-    from qnnfab.boards.plan import write_accelerator, write_build_plan
+    from qnnfab.boards.plan import write_accelerator, write_build_plan, write_overlay
     from qnnfab.boards.report import plot_report
     board = get_board(args.board)
     cfg = _load_config(args.config)
@@ -148,8 +148,17 @@ def _cmd_generate(args):
     out.mkdir(parents=True, exist_ok=True)
     name, _ = write_accelerator(cfg, out / "accel")
     print(f"accelerator IP (AXI-Stream ports): {out / 'accel'}/ (module {name})")
-    files = write_build_plan(cfg, board, out / "plan")
-    print(f"build plan for {args.board} (Vivado: cd {out / 'plan'} && sh build_top.sh): {', '.join(files)}")
+    if args.top == "overlay":
+        bd, files, parts = write_overlay(cfg, board, args.clock, out / "overlay")
+        print(f"PYNQ overlay for {args.board} at {args.clock:g} MHz (Vivado: {out / 'overlay'}/build.sh): "
+              f"{', '.join(files)}")
+        if parts.stand_in:
+            print("  the AXI shell and driver are not in this version: overlay/ holds the bare accelerator "
+                  "as a stand-in and cannot be built yet (see its README.md)")
+    else:
+        files = write_build_plan(cfg, board, out / "plan", clock_mhz=args.clock)
+        print(f"self-test build plan for {args.board} (Vivado: cd {out / 'plan'} && sh build_top.sh): "
+              f"{', '.join(files)}")
     if text is not None:
         (out / "report.txt").write_text(text + "\n")
         plot_report(rep, out / "report.png")
@@ -265,15 +274,23 @@ def build_parser():
             sp.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (default 2)")
 
     g = sub.add_parser(
-        "generate", help="Verilog + build plan + resource report for a board",
+        "generate", help="Verilog + PYNQ overlay (Vivado Tcl, driver) + resource report for a board",
         description="Validate the config, synthesize every layer with Yosys (cached) and check the "
                     "design fits the board, then write the accelerator Verilog (AXI-Stream ports), "
-                    "the board's build plan (Vivado Tcl, XDC, build script) and the report.",
-        epilog="example:\n  qnnfab generate --board pynq-z2 --config configs/lfc_small.toml --out out/lfc",
+                    "the PYNQ overlay folder (AXI shell, Vivado block design Tcl and build.sh, driver, "
+                    "README; no Vivado needed to write it) and the report. --clock is FCLK_CLK0 of "
+                    "the block design and the frequency the build constrains.",
+        epilog="examples:\n  qnnfab generate --board pynq-z2 --config configs/lfc_small.toml --out out/lfc\n"
+               "  qnnfab generate --board pynq-z1 --clock 125 --config configs/lfc_small.toml --out out/lfc-z1\n"
+               "  qnnfab generate --top selftest --config configs/lfc_small.toml --out out/lfc-selftest",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     board_args(g)
     g.add_argument("--out", required=True, metavar="DIR", help="output folder")
     g.add_argument("--no-report", action="store_true", help="skip Yosys (model-based fit check only)")
+    g.add_argument("--top", choices=("overlay", "selftest"), default="overlay",
+                   help="overlay (default): the accelerator in an AXI shell beside the Zynq PS, Vivado "
+                        "block design Tcl + build.sh, driver; selftest: a standalone top (LFSR frames in, "
+                        "label on the LEDs) as Amaranth's build plan")
     g.set_defaults(func=_cmd_generate)
 
     r = sub.add_parser(

@@ -125,10 +125,15 @@ def test_generate_writes_verilog_and_a_build_plan(tmp_path, capsys):
     v = vs[0].read_text()
     for port in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "m_axis_tdata", "m_axis_tlast", "label"):
         assert port in v, port
+    # the default top is the PYNQ overlay (tests/test_vivado.py checks its Tcl)
+    assert (out / "overlay" / "block_design.tcl").exists() and (out / "overlay" / "build.sh").exists()
+    assert not (out / "report.txt").exists()  # --no-report
+    out = tmp_path / "selftest"
+    assert main(["generate", "--no-report", "--top", "selftest", "--config", LFC_SMALL, "--out", str(out)]) == 0
+    capsys.readouterr()
     xdc = (out / "plan" / "top.xdc").read_text()
     assert "H16" in xdc  # PYNQ-Z2's 125 MHz clock pin
     assert (out / "plan" / "build_top.sh").exists()
-    assert not (out / "report.txt").exists()  # --no-report
 
 
 # --------------------------------------------------------------------------- errors
