@@ -20,6 +20,8 @@ from qnnfab.errors import ConfigError, QnnfabError  # noqa: E402
 
 EPILOG_MAIN = """examples:
   qnnfab sim --list                 list the cocotb regressions
+  qnnfab sim --config configs/cnv_small.toml --frames 1000   a whole network at Verilator speed
+  qnnfab verify --config X.toml --data test.npz              a data set through the hardware
   qnnfab sim xnor_popcount          run one regression on Verilator
   qnnfab sim                        run them all
   qnnfab demo                       the end-to-end demo
@@ -41,7 +43,14 @@ def _cmd_sim(args):
         from qnnfab import netconfig
         from pathlib import Path
         path = Path(args.config).resolve()
-        netconfig.load(path)  # validate before any build
+        cfg = netconfig.load(path)  # validate before any build
+        if args.frames < 1:
+            raise ConfigError("qnnfab sim", "--frames", f"must be at least 1, got {args.frames}",
+                              "give the number of frames to simulate, e.g. --frames 100")
+        if args.engine == "compiled":
+            seed = args.seed if args.seed is not None else 1
+            frames = cfg.random_inputs(args.frames, seed)
+            return _simulate_compiled(cfg, frames, None, seed)
         jobs = [("network", {"config": str(path), "frames": args.frames})]
         return _run_jobs(regs, jobs, ["network"], args.seed)
     if args.list:
@@ -57,6 +66,42 @@ def _cmd_sim(args):
         for params in regs[n].cases:
             jobs.append((n, params))
     return _run_jobs(regs, jobs, names, args.seed)
+
+
+def _simulate_compiled(cfg, frames, labels, seed):
+    """Frames through the compiled engine: the summary lines, exit 1 on any difference from golden."""
+    import numpy as np
+    from qnnfab.sim.compiled import verify_network
+    n = frames.shape[0]
+    print(f"qnnfab sim: {n} frames of network '{cfg.name}' on the compiled engine (Verilator), seed {seed}",
+          flush=True)
+    res = verify_network(cfg, frames, seed=seed, log=lambda m: print("  " + m, flush=True))
+    how = "cached build" if res.build.cached else f"built in {res.build.seconds:.0f} s"
+    print(f"  {res.stalled_frames} frames under random gaps and backpressure: every word equal to golden, "
+          f"stream rules kept ({how})")
+    print(f"simulation: {n} frames, {res.cycles} cycles, {res.cycles_per_second:,.0f} cycles/s (compiled)")
+    rows, (bottleneck, model), _ = cfg.throughput()
+    print(f"steady state: {res.cycles_per_frame:.1f} cycles/frame (model {model}, bottleneck {bottleneck})"
+          if n >= 2 else "steady state: needs at least 2 frames")
+    print(f"hardware vs golden: {res.frames_identical} of {n} frames identical, "
+          f"labels agree on {100 * res.agreement:.2f}%")
+    if labels is not None:
+        print(f"accuracy: hardware {100 * res.accuracy(labels):.2f}%, golden "
+              f"{100 * float(np.mean(res.golden_labels == labels)):.2f}% on {n} labelled frames")
+    if not res.identical:
+        print(f"qnnfab sim: MISMATCH: {res.first_mismatch}")
+        return 1
+    return 0
+
+
+def _cmd_verify(args):
+    from qnnfab.sim.datafile import load_frames
+    cfg = _load_config(args.config)
+    frames, labels = load_frames(args.data, cfg)
+    if args.limit is not None:
+        frames = frames[:args.limit]
+        labels = None if labels is None else labels[:args.limit]
+    return _simulate_compiled(cfg, frames, labels, args.seed)
 
 
 def _run_jobs(regs, jobs, names, seed):
@@ -256,9 +301,28 @@ def build_parser():
     s.add_argument("--list", action="store_true", help="list the regressions and exit")
     s.add_argument("--config", metavar="FILE", help="run the whole-network regression on this config")
     s.add_argument("--frames", type=int, default=100, help="frames per test with --config (default 100)")
+    s.add_argument("--engine", choices=("compiled", "cocotb"), default="compiled",
+                   help="with --config: 'compiled' (default) runs a Verilator C++ testbench at full speed; "
+                        "'cocotb' runs the cycle-by-cycle cocotb network regression")
     s.add_argument("--seed", type=int, default=None,
                    help="random seed (default: fresh per case, printed; or $QNNFAB_SEED)")
     s.set_defaults(func=_cmd_sim)
+
+    v = sub.add_parser(
+        "verify", help="run a whole data set through the hardware (compiled engine) against the golden model",
+        description="Stream every frame of a data set through the network's accelerator on the compiled "
+                    "Verilator engine (a fifth of them also under random gaps and backpressure), compare "
+                    "every output word with the golden model and print accuracy, agreement and cycles/frame. "
+                    "Exit 1 when any word differs.",
+        epilog="examples:\n  qnnfab verify --config out/train/digits-ste.toml --data out/demo/test_images.npz\n"
+               "data: an .npz with x (or x_test): frames of stored input values, shape (B,) + the network's "
+               "input_shape (or (B, features)), and optionally y (or y_test): labels",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
+    v.add_argument("--data", required=True, metavar="FILE.npz", help="frames (x / x_test) and labels (y / y_test)")
+    v.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N frames")
+    v.add_argument("--seed", type=int, default=1, help="seed of the random gaps and backpressure (default 1)")
+    v.set_defaults(func=_cmd_verify)
 
     b = sub.add_parser("boards", help="list the supported boards",
                        description="List the supported boards with their device capacities.",

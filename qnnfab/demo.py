@@ -9,9 +9,10 @@
    ``.toml``), check that the integer network reproduces every prediction;
 3. generate its hardware for PYNQ-Z2: per-layer Yosys resources, fit check,
    accelerator Verilog and the board's build plan;
-4. simulate the whole accelerator on Verilator over every test image, with
-   random gaps and backpressure on part of them and unstalled on all of them,
-   comparing every output word with the golden model;
+4. simulate the whole accelerator on Verilator over every test image with
+   the compiled engine (:mod:`qnnfab.sim.compiled`), with random gaps and
+   backpressure on part of them and unstalled on all of them, comparing every
+   output word with the golden model;
 5. print accuracy (float, binarized, hardware), hardware vs golden agreement,
    cycles per frame, frames/s at 100 MHz and the resource table.
 """
@@ -32,7 +33,7 @@ def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2"
     from qnnfab.boards.report import format_report, network_report, plot_report
     from qnnfab.golden.datasets import load_digits
     from qnnfab.golden.train import parse_hidden
-    from qnnfab.sim import registry
+    from qnnfab.sim.compiled import verify_network
     from qnnfab.training import describe_arch, format_table, plot_curves, run_training
 
     t_all = time.monotonic()
@@ -69,22 +70,19 @@ def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2"
     print(f"      accelerator {module}: {hw / 'accel'}; build plan: {hw / 'plan'} ({len(files)} files); "
           f"report: {hw / 'report.txt'}")
 
-    print(f"[4/5] Verilator: the whole accelerator over all {len(ds.y_test)} test images vs the golden model")
-    inputs = outdir / "test_images.npz"
+    print(f"[4/5] Verilator (compiled engine): the whole accelerator over all {len(ds.y_test)} test images "
+          "vs the golden model")
     x_test = ds.x_test.reshape((-1,) + cfg.input_shape)      # (B, 64) or (B, 8, 8, 1) as the network takes
-    np.savez(inputs, x=x_test, y=ds.y_test)
+    np.savez(outdir / "test_images.npz", x=x_test, y=ds.y_test)
     t0 = time.monotonic()
-    res = registry.run_case("network", {"config": str(Path(cfg_path).resolve()), "frames": len(ds.y_test),
-                                        "inputs": str(inputs.resolve())},
-                            seed=seed, log=lambda m: print("    " + m, flush=True))
-    m = res.metrics
-    hw_labels = np.array(m["labels"])
-    golden_labels = cfg.golden().forward(x_test).argmax(1)
-    hw_acc = float(np.mean(hw_labels == ds.y_test))
-    agree = float(np.mean(hw_labels == golden_labels))
-    how = "cached build" if res.build_cached else f"built in {res.build_seconds:.0f} s"
-    print(f"      {res.tests} cocotb tests passed (seed {res.seed}, {how}, "
-          f"{time.monotonic() - t0:.0f} s): every output word equal to the golden model")
+    ver = verify_network(cfg, x_test, seed=1 if seed is None else seed, log=lambda m: print("    " + m, flush=True))
+    hw_labels = ver.labels
+    hw_acc = ver.accuracy(ds.y_test)
+    agree = ver.agreement
+    how = "cached build" if ver.build.cached else f"built in {ver.build.seconds:.0f} s"
+    print(f"      {ver.frames_identical} of {ver.frames} images identical to the golden model word by word "
+          f"({ver.stalled_frames} also under random gaps and backpressure; {how}, "
+          f"{time.monotonic() - t0:.0f} s); data set: {outdir / 'test_images.npz'} (qnnfab verify --data)")
 
     print("[5/5] summary")
     base = next(r for r in results if r.scheme == "float")
@@ -95,14 +93,14 @@ def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2"
             print(f"               {r.scheme} {100 * r.test_acc:.2f}% (exported, not simulated)")
     print(f"  hardware vs golden: {100 * agree:.2f}% of {len(hw_labels)} images agree "
           f"(scores compared word by word)")
-    fps = 100e6 / m["cycles_per_frame"]
-    print(f"  throughput   {m['cycles_per_frame']:.1f} cycles/frame measured in steady state "
-          f"(model {m['model_cycles']}, bottleneck {m['bottleneck']}) -> {fps:,.0f} frames/s at 100 MHz; "
-          f"first frame after {m['first_frame_latency']} cycles")
+    _, (bottleneck, model), _ = cfg.throughput()
+    fps = 100e6 / ver.cycles_per_frame
+    print(f"  throughput   {ver.cycles_per_frame:.1f} cycles/frame measured in steady state "
+          f"(model {model}, bottleneck {bottleneck}) -> {fps:,.0f} frames/s at 100 MHz")
     print(format_report(rep, board.capacity))
-    print(f"  simulation   {m['sim_frames_per_s']:.0f} frames/s, {m['sim_cycles_per_s']:,.0f} cycles/s on Verilator")
-    if agree != 1.0:
-        raise QnnfabError(f"hardware and golden disagree on {100 * (1 - agree):.2f}% of the images")
+    print(f"  simulation   {ver.cycles:,} cycles at {ver.cycles_per_second:,.0f} cycles/s (compiled Verilator engine)")
+    if not ver.identical or agree != 1.0:
+        raise QnnfabError(f"hardware and golden disagree: {ver.first_mismatch or f'{100 * (1 - agree):.2f}% of labels'}")
     print(f"qnnfab demo: done in {time.monotonic() - t_all:.0f} s; outputs in {outdir}/")
     return 0
 
