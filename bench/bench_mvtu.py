@@ -21,9 +21,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.boards.yosys import synth_xc7
+from qnnfab.kinds import DataKind
 from qnnfab.rtl.dot_product import dot_product, range_shape
 from qnnfab.rtl.mvtu import MVTU
 from qnnfab.rtl.threshold import Threshold
+
+
+BIPOLAR = DataKind("bipolar")
 
 
 class Datapath(wiring.Component):
@@ -44,8 +48,9 @@ class Datapath(wiring.Component):
         m.d.comb += en.eq(1)
         accs = []
         for p in range(self.pe):
-            v, lo, hi, lat = dot_product(m, w[p * self.simd:(p + 1) * self.simd], x, self.simd, "bipolar", None,
-                                         "bipolar", None, self.pipeline, en, name=f"pe{p}")
+            v, lo, hi, lat = dot_product(m, w[p * self.simd:(p + 1) * self.simd], x, simd=self.simd,
+                                         w_kind=BIPOLAR, x_kind=BIPOLAR, stages=self.pipeline, enable=en,
+                                         name=f"pe{p}")
             f, vv = first, valid
             for s in range(lat):
                 f2, v2 = Signal(), Signal()

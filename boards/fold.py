@@ -30,6 +30,8 @@ import math
 from dataclasses import dataclass
 
 from qnnfab.errors import ConfigError
+from qnnfab.folding import layer_cycles, pe_choices, simd_choices
+from qnnfab.kinds import DataKind
 
 from .yosys import Resources
 
@@ -38,10 +40,6 @@ __all__ = ["estimate_layer", "estimate", "auto_fold", "FoldResult"]
 BINARY_LANE_LUT = 2.3
 BIT_LANE_LUT = 1.5
 PE_LUT = 12
-
-
-def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def estimate_layer(L):
@@ -57,7 +55,7 @@ def estimate_layer(L):
     in_len = math.prod(L.in_shape) if L.type == "fc" else L.kernel * L.kernel * L.in_shape[2]
     lanes = L.pe * L.simd
     abits = L.in_bits  # 1 for bipolar data
-    wbits = {"bipolar": 1, "ternary": 2}.get(L.weight_kind, L.weight_bits or 1)
+    wbits = DataKind.of(L.weight_kind, L.weight_bits).width
     lane = BINARY_LANE_LUT if binary else BIT_LANE_LUT * max(abits, wbits)
     tbits = max(1, L.act_bits)
     acc_bits = max(1, (in_len * (1 << max(abits, wbits))).bit_length())
@@ -90,19 +88,10 @@ def estimate(cfg):
 
 def _steps(L):
     """Valid (simd, pe) settings in increasing parallelism: SIMD first, then PE."""
+    simds = simd_choices(L.type, L.in_shape)
     if L.type == "maxpool":
-        c = L.in_shape[2]
-        return [(s, s) for s in _divisors(c)]
-    if L.type == "fc":
-        limit = math.prod(L.in_shape)
-        simds = _divisors(limit)
-        if len(L.in_shape) == 3:  # the flattened image arrives in channel words
-            simds = [s for s in simds if L.in_shape[2] % s == 0]
-    else:
-        simds = _divisors(L.in_shape[2])
-    steps = [(s, 1) for s in simds]
-    steps += [(simds[-1], p) for p in _divisors(L.out) if p > 1]
-    return steps
+        return [(s, s) for s in simds]
+    return [(s, 1) for s in simds] + [(simds[-1], p) for p in pe_choices(L.out) if p > 1]
 
 
 @dataclass
@@ -142,7 +131,7 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
                           f"(PE = SIMD = 1) on {device.part}", "use a smaller network or a larger device")
     reason = "every layer is fully parallel"
     while True:
-        cycles = [(L, cfg.layer_cycles(L)) for L in cfg.layers]
+        cycles = [(L, layer_cycles(L)) for L in cfg.layers]
         worst, wc = max(cycles, key=lambda t: t[1])
         if target_cycles is not None and wc <= target_cycles:
             reason = f"target {target_fps:,.0f} frames/s reached"
@@ -170,6 +159,6 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
                                   f"reachable is {f_clk / wc:,.0f} frames/s",
                                   "lower the target, or run `qnnfab fold --fastest`")
             break
-    rows = [(L.name, cfg.layer_cycles(L)) for L in cfg.layers]
+    rows = [(L.name, layer_cycles(L)) for L in cfg.layers]
     bottleneck = max(rows, key=lambda r: r[1])
     return FoldResult(cfg, rows, bottleneck, estimate(cfg), reason)

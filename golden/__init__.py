@@ -11,8 +11,9 @@ from .conv import conv_output_size, conv_weights_to_matrix, im2col, maxpool, poo
 from .fixedpoint import (FixedFormat, quantize, round_nearest, saturate, shift_round, stochastic_round, to_float,
                          truncate)
 from .lfsr import LFSR, MAXIMAL_TAPS, is_maximal, lane_seeds, lfsr_words
-from .matvec import (binary_weight_matvec, exact_matmul, int_matvec, kind_range, quantized_matvec, ternary_matvec,
-                     to_values)
+from qnnfab.kinds import DataKind
+
+from .matvec import binary_weight_matvec, exact_matmul, int_matvec, quantized_matvec, ternary_matvec, to_values
 from .network import (CNV_INPUT_FORMAT, FC, TOPOLOGIES, Conv, MaxPool, Network, Threshold, binarize_input,
                       cnv_input_codes, float_forward, make_cnv, make_lfc, make_network)
 from .threshold import FoldedBN, bn_sign, bn_to_thresholds, check_thresholds, fold_flips_into_weights, multithreshold

@@ -3,6 +3,7 @@
 import numpy as np
 
 from qnnfab.errors import ConfigError
+from qnnfab.kinds import check_range
 
 __all__ = ["as_int_array", "check_ndim", "check_range", "as_pair", "ConfigError"]
 
@@ -28,16 +29,6 @@ def check_ndim(a, ndims, where, field, layout):
     if a.ndim not in ((ndims,) if isinstance(ndims, int) else tuple(ndims)):
         raise ConfigError(where, field, f"expected layout {layout}, got shape {a.shape}",
                           f"reshape to {layout}")
-
-
-def check_range(a, lo, hi, where, field, what):
-    """Raise unless lo <= a <= hi everywhere."""
-    if a.size == 0:
-        return
-    amin, amax = a.min(), a.max()
-    if amin < lo or amax > hi:
-        raise ConfigError(where, field, f"values must be {what} (range [{lo}, {hi}]), found [{amin}, {amax}]",
-                          f"clip or re-quantize {field} into [{lo}, {hi}]")
 
 
 def as_pair(v, where, field, minimum=1):

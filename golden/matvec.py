@@ -1,15 +1,7 @@
 """Quantized matrix-vector products, exact in integers.
 
-Data kinds (a kind + a bit width k describe how an integer array is read):
-
-===========  ==========================  =================================
-kind         stored as                   value
-===========  ==========================  =================================
-"bipolar"    bits {0, 1}                 0 -> -1, 1 -> +1 (k = 1)
-"ternary"    integers {-1, 0, +1}        itself (k = 2)
-"uint"       integers [0, 2^k - 1]       itself
-"int"        integers [-2^(k-1), 2^(k-1)-1]  itself (two's complement)
-===========  ==========================  =================================
+Operands are integer arrays of a data kind (:class:`qnnfab.kinds.DataKind`:
+"bipolar" bits read as -1/+1, "ternary", k-bit "uint" and "int").
 
 Layouts: weights ``w`` are (M, N), row m = output channel m (for a
 convolution, the (ky, kx, c) im2col column order, see conv.py); activations
@@ -25,46 +17,20 @@ combination.
 
 import numpy as np
 
-from ._util import ConfigError, as_int_array, check_range
+from qnnfab.kinds import DataKind
 
-__all__ = ["KINDS", "kind_range", "to_values", "exact_matmul", "quantized_matvec",
-           "binary_weight_matvec", "ternary_matvec", "int_matvec"]
+from ._util import ConfigError, as_int_array
 
-KINDS = ("bipolar", "ternary", "uint", "int")
-
-
-def kind_range(kind, bits=None, where="kind_range"):
-    """(lo, hi) of the *stored* integers of a data kind ("bipolar" stores bits)."""
-    if kind == "bipolar":
-        return 0, 1
-    if kind == "ternary":
-        return -1, 1
-    if kind in ("uint", "int"):
-        if bits is None or int(bits) < 1 or int(bits) > 62:
-            raise ConfigError(where, "bits", f"kind {kind!r} needs a bit width 1..62, got {bits!r}",
-                              "pass bits=k for k-bit data")
-        k = int(bits)
-        return (0, 2**k - 1) if kind == "uint" else (-(2 ** (k - 1)), 2 ** (k - 1) - 1)
-    raise ConfigError(where, "kind", f"unknown data kind {kind!r}", f"use one of {KINDS}")
-
-
-def value_range(kind, bits=None, where="value_range"):
-    """(lo, hi) of the arithmetic *values* of a data kind."""
-    if kind == "bipolar":
-        return -1, 1
-    return kind_range(kind, bits, where)
+__all__ = ["to_values", "exact_matmul", "quantized_matvec", "binary_weight_matvec", "ternary_matvec", "int_matvec"]
 
 
 def to_values(a, kind, bits=None, where="to_values", field="x", check=True):
-    """Stored integers -> int64 arithmetic values (bipolar bits map to -1/+1)."""
+    """Stored integers of ``kind`` (``bits`` wide) -> int64 arithmetic values (bipolar bits map to -1/+1)."""
     a = as_int_array(a, where, field)
-    lo, hi = kind_range(kind, bits, where)
+    dk = DataKind.of(kind, bits, where)
     if check:
-        check_range(a, lo, hi, where, field, f"{kind}{'' if bits is None else bits} data")
-    a = a.astype(np.int64, copy=False)
-    if kind == "bipolar":
-        return 2 * a - 1
-    return a
+        dk.check_stored(a, where, field, f"{kind}{'' if bits is None else bits} data")
+    return dk.values(a)
 
 
 def exact_matmul(x, w, max_abs_x=None, max_abs_w=None):
@@ -118,9 +84,7 @@ def quantized_matvec(w, x, w_kind, x_kind, w_bits=None, x_bits=None):
                           "pass x with layout (..., N)")
     wv = to_values(w, w_kind, w_bits, where, "w")
     xv = to_values(x, x_kind, x_bits, where, "x")
-    wl, wh = value_range(w_kind, w_bits)
-    xl, xh = value_range(x_kind, x_bits)
-    return exact_matmul(xv, wv, max(abs(xl), abs(xh)), max(abs(wl), abs(wh)))
+    return exact_matmul(xv, wv, DataKind.of(x_kind, x_bits).max_abs, DataKind.of(w_kind, w_bits).max_abs)
 
 
 def binary_weight_matvec(w_bits, x, x_kind="uint", x_width=8):

@@ -43,11 +43,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._util import ConfigError, as_int_array, as_pair, check_range
+from qnnfab.kinds import ACTIVATION_KINDS, KINDS, DataKind, accumulator_range
+
+from ._util import ConfigError, as_int_array, as_pair
 from .bits import PairedSgemm, _packed_matmul, pack_bits, unpack_bits
 from .conv import conv_output_size, im2col, maxpool, pool_output_size
 from .fixedpoint import FixedFormat, quantize
-from .matvec import exact_matmul, kind_range, value_range
+from .matvec import exact_matmul
 from .threshold import bn_to_thresholds, check_thresholds, fold_flips_into_weights, multithreshold
 
 __all__ = ["FC", "Conv", "MaxPool", "Threshold", "Network", "TOPOLOGIES", "make_network", "make_lfc", "make_cnv",
@@ -119,13 +121,6 @@ def _where(i, layer):
     return f"layer {i} ({type(layer).__name__}{nm})"
 
 
-def _dot_range(n, wk, wb, xk, xb):
-    wl, wh = value_range(wk, wb)
-    xl, xh = value_range(xk, xb)
-    prods = [wl * xl, wl * xh, wh * xl, wh * xh]
-    return n * min(prods), n * max(prods)
-
-
 @dataclass
 class Network:
     """A list of layers plus the input description (see module docstring)."""
@@ -141,9 +136,9 @@ class Network:
         self.input_shape = tuple(int(s) for s in self.input_shape)
         if len(self.input_shape) not in (1, 3):
             raise ConfigError(self.name, "input_shape", f"must be (N,) or (H, W, C), got {self.input_shape}")
-        if self.input_kind not in ("bipolar", "uint", "int"):
-            raise ConfigError(self.name, "input_kind", f"must be 'bipolar', 'uint' or 'int', got {self.input_kind!r}")
-        kind_range(self.input_kind, self.input_bits, f"{self.name} input")
+        if self.input_kind not in ACTIVATION_KINDS:
+            raise ConfigError(self.name, "input_kind", f"must be one of {ACTIVATION_KINDS}, got {self.input_kind!r}")
+        DataKind.of(self.input_kind, self.input_bits, f"{self.name} input")
         self.infos = []
         shape, kind, bits = self.input_shape, self.input_kind, self.input_bits
         acc_range = None
@@ -158,15 +153,14 @@ class Network:
         if isinstance(layer, (FC, Conv)):
             if kind == "acc":
                 raise ConfigError(where, "input", "reads a raw accumulator", "insert a Threshold layer before it")
-            if layer.w_kind not in ("bipolar", "ternary", "int", "uint"):
-                raise ConfigError(where, "w_kind", f"unknown weight kind {layer.w_kind!r}",
-                                  "use 'bipolar', 'ternary', 'int' or 'uint'")
+            if layer.w_kind not in KINDS:
+                raise ConfigError(where, "w_kind", f"unknown weight kind {layer.w_kind!r}", f"use one of {KINDS}")
             w = as_int_array(layer.weights, where, "weights")
             if w.ndim != 2:
                 raise ConfigError(where, "weights", f"must be 2-D (out, in), got shape {w.shape}",
                                   "use conv_weights_to_matrix for 4-D conv weights")
-            lo, hi = kind_range(layer.w_kind, layer.w_bits, where)
-            check_range(w, lo, hi, where, "weights", f"{layer.w_kind} weights")
+            wk = DataKind.of(layer.w_kind, layer.w_bits, where)
+            wk.check_stored(w, where, "weights", f"{layer.w_kind} weights")
             if isinstance(layer, FC):
                 n = math.prod(shape)
                 if w.shape[1] != n:
@@ -182,14 +176,14 @@ class Network:
                 if w.shape[1] != n:
                     raise ConfigError(where, "weights", f"has {w.shape[1]} columns, expected KH*KW*IFM = "
                                       f"{kh}*{kw}*{shape[2]} = {n}", "reshape with conv_weights_to_matrix")
-                plo, phi = kind_range(kind, bits, where)
+                plo, phi = DataKind.of(kind, bits, where).stored_range
                 if not plo <= int(layer.pad_value) <= phi:
                     raise ConfigError(where, "pad_value", f"{layer.pad_value} is not a valid {kind} value",
                                       "bipolar data pads with bit 0 (-1) or 1 (+1)")
                 oh, ow = conv_output_size(shape[:2], layer.kernel, layer.stride, layer.pad, where)
                 out_shape = (oh, ow, w.shape[0])
             binary = layer.w_kind == "bipolar" and kind == "bipolar"
-            rng_ = (0, n) if binary else _dot_range(n, layer.w_kind, layer.w_bits, kind, bits)
+            rng_ = accumulator_range(n, wk, DataKind.of(kind, bits, where))
             return _Info(shape, out_shape, kind, bits, "acc", None, rng_, n, binary)
         if isinstance(layer, MaxPool):
             if len(shape) != 3:
@@ -236,8 +230,8 @@ class Network:
         if x.shape[1:] != self.input_shape:
             raise ConfigError(self.name, "x", f"expected shape (B,) + {self.input_shape}, got {x.shape}",
                               "add a leading batch axis (x[None] for one frame)")
-        lo, hi = kind_range(self.input_kind, self.input_bits, self.name)
-        check_range(x, lo, hi, self.name, "x", f"{self.input_kind} input")
+        DataKind.of(self.input_kind, self.input_bits, self.name).check_stored(x, self.name, "x",
+                                                                              f"{self.input_kind} input")
         return x
 
     # ------------------------------------------------------------------ forward passes
@@ -363,9 +357,8 @@ class Network:
                     a = _values(a, form, inf.in_shape[-1])
                     xv = 2 * a - 1 if inf.in_kind == "bipolar" else a
                     wv = self._weights(i)
-                    xl, xh = value_range(inf.in_kind, inf.in_bits)
-                    wl, wh = value_range(layer.w_kind, layer.w_bits)
-                    mx, mw = max(abs(xl), abs(xh)), max(abs(wl), abs(wh))
+                    mx = DataKind.of(inf.in_kind, inf.in_bits).max_abs
+                    mw = DataKind.of(layer.w_kind, layer.w_bits).max_abs
                     if isinstance(layer, FC):
                         acc = exact_matmul(xv.reshape(B, -1), wv, mx, mw)
                     else:

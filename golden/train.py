@@ -140,6 +140,9 @@ from pathlib import Path
 
 import numpy as np
 
+from qnnfab.folding import conv_cycles, divisors, fc_cycles, largest_divisor
+from qnnfab.kinds import DataKind, accumulator_range
+
 from ._util import ConfigError
 from .conv import im2col
 from .threshold import bn_to_thresholds, fold_flips_into_weights
@@ -854,7 +857,10 @@ def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, sca
     """
     if w_kind not in ("bipolar", "ternary"):
         raise ConfigError("bn_fold_layer", "w_kind", f"must be 'bipolar' or 'ternary', got {w_kind!r}")
+    if in_kind not in ("uint", "bipolar"):
+        raise ConfigError("bn_fold_layer", "in_kind", f"must be 'uint' or 'bipolar', got {in_kind!r}")
     mh, mw = wbits.shape
+    acc_range = accumulator_range(mw, DataKind.of(w_kind), DataKind.of(in_kind, in_bits, "bn_fold_layer"))
     sigma = np.sqrt(np.asarray(var, np.float64) + eps)
     beta = np.asarray(beta, np.float64)
     m = (1 << int(out_bits)) - 1
@@ -862,15 +868,10 @@ def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, sca
     cols, w_out = [], None
     for c in offsets:
         b = beta if out_bits == 1 else beta - c
-        if in_kind == "uint":
-            hi = mw * ((1 << int(in_bits)) - 1)
-            folded = bn_to_thresholds(gamma, b, mean, sigma, domain="dot", scale=scale, acc_range=(-hi, hi))
-        elif in_kind == "bipolar" and w_kind == "ternary":
-            folded = bn_to_thresholds(gamma, b, mean, sigma, domain="dot", scale=scale, acc_range=(-mw, mw))
-        elif in_kind == "bipolar":
+        if in_kind == "bipolar" and w_kind == "bipolar":
             folded = bn_to_thresholds(gamma, b, mean, sigma, domain="popcount", n=mw)
         else:
-            raise ConfigError("bn_fold_layer", "in_kind", f"must be 'uint' or 'bipolar', got {in_kind!r}")
+            folded = bn_to_thresholds(gamma, b, mean, sigma, domain="dot", scale=scale, acc_range=acc_range)
         w_out, t = fold_flips_into_weights(wbits, folded, w_kind)
         cols.append(np.asarray(t, np.int64).reshape(mh))
     t = np.sort(np.stack(cols, axis=1), axis=1)
@@ -908,31 +909,18 @@ def integer_layers(result):
     return out
 
 
-def _largest_divisor(n, target):
-    return max(d for d in range(1, min(n, target) + 1) if n % d == 0)
-
-
-def _conv_cycles(L, simd, pe):
-    """Cycles per frame of a conv layer (qnnfab.netconfig.NetConfig.layer_cycles, stride 1, no padding)."""
-    h, w, c = L.in_shape
-    oh, ow, n = L.out_shape
-    k = L.kernel
-    return max(oh * ow * (n // pe) * (k * k * c // simd), oh * ow * k * k * c // simd, h * w * c // simd)
-
-
 def _balanced_fc_folding(L, budget, target):
     """Smallest simd * pe (simd dividing the channels of a flattened map) within the targets whose
     cycles (out / pe) * (in / simd) stay within ``budget``; the largest folding if none does."""
     n_in = math.prod(L.in_shape)
     ch = L.in_shape[2] if len(L.in_shape) == 3 else n_in
     out = L.w.shape[0]
-    cands = [(s, p) for s in range(1, min(ch, target[0]) + 1) if ch % s == 0
-             for p in range(1, min(out, target[1]) + 1) if out % p == 0]
-    ok = [(s * p, -s, s, p) for s, p in cands if (out // p) * (n_in // s) <= budget]
+    cands = [(s, p) for s in divisors(ch) if s <= target[0] for p in divisors(out) if p <= target[1]]
+    ok = [(s * p, -s, s, p) for s, p in cands if fc_cycles(out, n_in, p, s) <= budget]
     if ok:
         _, _, s, p = min(ok)
         return s, p
-    return _largest_divisor(ch, target[0]), _largest_divisor(out, target[1])
+    return largest_divisor(ch, target[0]), largest_divisor(out, target[1])
 
 
 def default_folding(sizes, first=(8, 16), hidden=(32, 16), last=(32, 10), conv=CONV_FOLD):
@@ -951,9 +939,9 @@ def default_folding(sizes, first=(8, 16), hidden=(32, 16), last=(32, 10), conv=C
         comp = [L for L in sizes.layers if L.kind != "pool"]
         if not any(L.kind == "conv" for L in comp):
             return default_folding(sizes.sizes, first, hidden, last, conv)
-        fold = [(_largest_divisor(L.in_shape[2], conv[0]), _largest_divisor(L.w.shape[0], conv[1]))
+        fold = [(largest_divisor(L.in_shape[2], conv[0]), largest_divisor(L.w.shape[0], conv[1]))
                 for L in comp if L.kind == "conv"]
-        budget = max(_conv_cycles(L, simd, pe) for L, (simd, pe) in zip(comp, fold))
+        budget = max(conv_cycles(L.in_shape, L.out_shape, L.kernel, pe, simd) for L, (simd, pe) in zip(comp, fold))
         for j, L in enumerate(comp[len(fold):]):
             tgt = last if j == len(comp) - len(fold) - 1 else hidden
             fold.append(_balanced_fc_folding(L, budget, tgt))
@@ -962,7 +950,7 @@ def default_folding(sizes, first=(8, 16), hidden=(32, 16), last=(32, 10), conv=C
     n_layers = len(sizes) - 1
     for i in range(n_layers):
         tgt = first if i == 0 else (last if i == n_layers - 1 else hidden)
-        fold.append((_largest_divisor(sizes[i], tgt[0]), _largest_divisor(sizes[i + 1], tgt[1])))
+        fold.append((largest_divisor(sizes[i], tgt[0]), largest_divisor(sizes[i + 1], tgt[1])))
     return fold
 
 

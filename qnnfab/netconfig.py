@@ -42,21 +42,19 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
+from qnnfab import folding
 from qnnfab.errors import ConfigError
+from qnnfab.folding import divisors
+from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
 
-__all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "divisors", "check_name",
+__all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "check_name",
            "safe_name", "LIMITS"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool")
-WEIGHT_KINDS = ("bipolar", "ternary", "int")
-INPUT_KINDS = ("bipolar", "uint", "int")
-
-
-def divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 # Names become Verilog module names, cache file names and output file names:
@@ -188,20 +186,8 @@ class NetConfig:
 
     # ---- performance model --------------------------------------------
     def layer_cycles(self, L):
-        """Cycles per frame of layer ``L`` at one step per cycle (FINN's model)."""
-        if L.type == "fc":
-            mw = math.prod(L.in_shape)
-            return (L.out // L.pe) * (mw // L.simd)
-        if L.type == "conv":
-            oh, ow, _ = L.out_shape
-            c = L.in_shape[2]
-            mvtu = oh * ow * (L.out // L.pe) * (L.kernel * L.kernel * c // L.simd)
-            window = max(oh * ow * L.kernel * L.kernel * c // L.simd,
-                         L.in_shape[0] * L.in_shape[1] * c // L.simd)
-            return max(mvtu, window)
-        h, w, c = L.in_shape
-        oh, ow, _ = L.out_shape
-        return max(oh * ow * L.kernel * L.kernel * c // L.simd, h * w * c // L.simd)
+        """Cycles per frame of layer ``L`` (:func:`qnnfab.folding.layer_cycles`)."""
+        return folding.layer_cycles(L)
 
     def throughput(self, f_clk=100e6):
         """Rows ``(layer, cycles/frame)`` plus the bottleneck and frames/s at ``f_clk``."""
@@ -212,14 +198,8 @@ class NetConfig:
     def random_inputs(self, n, seed=0):
         """``n`` random frames of stored input values, shape (n,) + input_shape
         (bits for bipolar, k-bit codes for uint/int), int64."""
-        rng = np.random.default_rng(seed)
-        shape = (n,) + self.input_shape
-        if self.input_kind == "bipolar":
-            return rng.integers(0, 2, size=shape)
-        if self.input_kind == "uint":
-            return rng.integers(0, 1 << self.input_bits, size=shape)
-        half = 1 << (self.input_bits - 1)
-        return rng.integers(-half, half, size=shape)
+        lo, hi = DataKind.of(self.input_kind, self.input_bits).stored_range
+        return np.random.default_rng(seed).integers(lo, hi + 1, size=(n,) + self.input_shape)
 
     def topology_hash(self):
         """32-bit identity of the hardware this config builds, weights excluded.
@@ -272,53 +252,28 @@ def _int(table, key, where, default=None, minimum=0):
 def _random_weights(spec, in_len, in_kind, in_bits, rng):
     """Random weights and thresholds that keep the activations balanced."""
     n = in_len
-    if spec.weight_kind == "bipolar":
-        w = rng.integers(0, 2, size=(spec.out, n))
-        wvals = 2 * w - 1
-    elif spec.weight_kind == "ternary":
-        w = rng.integers(-1, 2, size=(spec.out, n))
-        wvals = w
-    else:
-        hi = 1 << (spec.weight_bits - 1)
-        w = rng.integers(-hi, hi, size=(spec.out, n))
-        wvals = w
+    wk, xk = DataKind.of(spec.weight_kind, spec.weight_bits), DataKind.of(in_kind, in_bits)
+    lo, hi = wk.stored_range
+    w = rng.integers(lo, hi + 1, size=(spec.out, n))
     if spec.act == "acc":
         t = None
     else:
         # accumulator statistics of random inputs, estimated by sampling
-        if in_kind == "bipolar":
-            x = rng.integers(0, 2, size=(64, n))
-        elif in_kind == "uint":
-            x = rng.integers(0, 1 << in_bits, size=(64, n))
-        else:
-            x = rng.integers(-(1 << (in_bits - 1)), 1 << (in_bits - 1), size=(64, n))
+        lo, hi = xk.stored_range
+        x = rng.integers(lo, hi + 1, size=(64, n))
         if in_kind == "bipolar" and spec.weight_kind == "bipolar":
             acc = (x[:, None, :] == w[None, :, :]).sum(-1)           # popcount domain
         else:
-            xv = 2 * x - 1 if in_kind == "bipolar" else x
-            acc = xv @ wvals.T
+            acc = xk.values(x) @ wk.values(w).T
         mean, std = acc.mean(0), acc.std(0) + 1.0
         k = spec.n_thresholds
-        q = (np.arange(1, k + 1) / (k + 1))  # quantiles of a standard normal, roughly
-        z = np.sqrt(2) * np.array([_probit(p) for p in q])
+        z = np.array([NormalDist().inv_cdf(j / (k + 1)) for j in range(1, k + 1)])  # normal quantiles
         t = np.ceil(mean[:, None] + std[:, None] * (z[None, :] + rng.normal(0, 0.2, (spec.out, 1))))
         t = np.sort(t.astype(np.int64), axis=1)
     if spec.type == "conv":
         c = spec.in_shape[2]
         w = w.reshape(spec.out, spec.kernel, spec.kernel, c).transpose(0, 3, 1, 2)  # (ky,kx,c) -> OIHW
     return w.astype(np.int64), t
-
-
-def _probit(p):
-    # inverse of the standard normal CDF divided by sqrt(2) (erfinv), by bisection
-    lo, hi = -6.0, 6.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if 0.5 * math.erfc(-mid) < p:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 def loads(text, base_dir=".", source="<string>"):
@@ -345,8 +300,8 @@ def loads(text, base_dir=".", source="<string>"):
         raise ConfigError(where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}",
                           "e.g. input_shape = [784] or [32, 32, 3]")
     in_kind = net.get("input_kind", "bipolar")
-    if in_kind not in INPUT_KINDS:
-        raise ConfigError(where, "input_kind", f"unknown kind {in_kind!r}", f"use one of {INPUT_KINDS}")
+    if in_kind not in ACTIVATION_KINDS:
+        raise ConfigError(where, "input_kind", f"unknown kind {in_kind!r}", f"use one of {ACTIVATION_KINDS}")
     _check_size(where, "input_shape", math.prod(shape), LIMITS["map_elements"], "the number of input elements",
                 "use a smaller input")
     in_bits = None
@@ -482,7 +437,7 @@ def loads(text, base_dir=".", source="<string>"):
             in_len = s.kernel * s.kernel * c
         _check_size(lw, "out", math.prod(s.out_shape), LIMITS["map_elements"], "the number of output elements",
                     "use a smaller out")
-        wbits = 1 if s.weight_kind == "bipolar" else 2 if s.weight_kind == "ternary" else s.weight_bits
+        wbits = DataKind.of(s.weight_kind, s.weight_bits, lw).width
         _check_size(lw, "out", s.out * in_len * wbits, LIMITS["weight_bits_per_layer"],
                     f"the weight memory in bits ({s.out} x {in_len} weights of {wbits} bits)",
                     "use a smaller out or input")
@@ -547,7 +502,7 @@ def _pad_value(table, where, kind, bits):
     """The conv padding as a stored input value: 0/1 for bipolar (-1/+1), [0, 2^bits) for uint; for int
     inputs the hardware pads with a non-negative code, so [0, 2^(bits-1))."""
     v = table.get("pad_value", 0)
-    lo, hi = 0, 1 if kind == "bipolar" else (1 << bits) - 1 if kind == "uint" else (1 << (bits - 1)) - 1
+    lo, hi = 0, DataKind.of(kind, bits, where).stored_range[1]
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
         what = {"bipolar": "bipolar inputs (0 = -1, 1 = +1)", "uint": f"{bits}-bit uint inputs",
                 "int": f"{bits}-bit int inputs (negative padding is not supported in hardware)"}[kind]
@@ -585,13 +540,10 @@ def _check_weight_values(s, lw):
     w = s.weights
     if not np.issubdtype(w.dtype, np.integer):
         raise ConfigError(lw, "weights", f"must be integers, got dtype {w.dtype}", "quantize them first")
-    # the range rule of the golden model (stored integers of the kind), reported for this layer
-    from qnnfab.golden._util import check_range
-    from qnnfab.golden.matvec import kind_range
-    lo, hi = kind_range(s.weight_kind, s.weight_bits, lw)
+    kind = DataKind.of(s.weight_kind, s.weight_bits, lw)
     what = ("bipolar weights, stored as bits (1 = +1)" if s.weight_kind == "bipolar"
-            else f"{s.weight_kind}{s.weight_bits or ''} weights")
-    check_range(w, lo, hi, lw, "weights", what)
+            else f"{kind.name} weights")
+    kind.check_stored(w, lw, "weights", what)
 
 
 def load(path):

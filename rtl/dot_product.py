@@ -5,16 +5,9 @@ synthesise the datapath alone. Every intermediate signal gets the narrowest
 shape that holds its reachable range, so overflow is impossible by
 construction.
 
-Element encodings (one element per lane, ``bits`` wide, two's complement):
-
-=========  ====  =====================================================
-kind       bits  value
-=========  ====  =====================================================
-bipolar    1     bit 1 -> +1, bit 0 -> -1
-ternary    2     0b01 -> +1, 0b00 -> 0, 0b11 -> -1 (0b10 never stored)
-uint       k     unsigned k-bit integer
-int        k     signed k-bit integer
-=========  ====  =====================================================
+Operands are words of SIMD elements of a :class:`qnnfab.kinds.DataKind`
+(element 0 at the LSBs; bipolar 1 bit, ternary 2-bit two's complement, k-bit
+uint/int).
 
 Bipolar x bipolar uses XNOR + popcount (the count P of agreeing lanes, the
 dot product is 2P - SIMD: full adders on groups of three lanes, then chains of
@@ -26,8 +19,9 @@ int/uint).
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 
+from qnnfab.kinds import product_range
 
-__all__ = ["range_shape", "kind_bits", "value_range", "lane_products", "sum_tree", "tree_depth", "xnor_popcount", "dot_product"]
+__all__ = ["range_shape", "lane_products", "sum_tree", "tree_depth", "xnor_popcount", "dot_product"]
 
 
 def range_shape(lo, hi):
@@ -38,42 +32,22 @@ def range_shape(lo, hi):
     return signed(max(1, (-lo - 1).bit_length(), hi.bit_length()) + 1)
 
 
-def kind_bits(kind, bits=None):
-    """Element width of a data kind."""
-    return {"bipolar": 1, "ternary": 2}.get(kind, bits)
-
-
-def value_range(kind, bits=None):
-    """(lo, hi) arithmetic values of a kind."""
-    if kind == "bipolar":
-        return -1, 1
-    if kind == "ternary":
-        return -1, 1
-    if kind == "uint":
-        return 0, (1 << bits) - 1
-    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-
-
-def _product_range(a, b):
-    c = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]]
-    return min(c), max(c)
-
-
 def _as_value(e, kind):
     """Stored element -> signed/unsigned Amaranth value (not for bipolar/ternary)."""
     return e.as_signed() if kind == "int" else e
 
 
-def lane_products(m, w, x, simd, w_kind, w_bits, x_kind, x_bits, name="lane"):
+def lane_products(m, w, x, *, simd, w_kind, x_kind, name="lane"):
     """Products of ``simd`` lanes; returns a list of (signal, lo, hi).
 
-    ``w``/``x``: packed words (element 0 at the LSBs). Not for bipolar x bipolar
-    (use :func:`dot_product`, which takes the XNOR-popcount path).
+    ``w``/``x``: packed words of :class:`~qnnfab.kinds.DataKind` ``w_kind`` /
+    ``x_kind`` (element 0 at the LSBs). Not for bipolar x bipolar (use
+    :func:`dot_product`, which takes the XNOR-popcount path).
     """
-    wb, xb = kind_bits(w_kind, w_bits), kind_bits(x_kind, x_bits)
-    wr, xr = value_range(w_kind, w_bits), value_range(x_kind, x_bits)
-    lo, hi = _product_range(wr, xr)
+    wb, xb = w_kind.width, x_kind.width
+    lo, hi = product_range(w_kind, x_kind)
     shape = range_shape(lo, hi)
+    w_kind, x_kind = w_kind.kind, x_kind.kind
     terms = []
     for k in range(simd):
         we = w[k * wb:(k + 1) * wb]
@@ -370,15 +344,16 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
     return out, 0, simd, nstages
 
 
-def dot_product(m, w, x, simd, w_kind, w_bits, x_kind, x_bits, stages, enable, name="dp"):
+def dot_product(m, w, x, *, simd, w_kind, x_kind, stages, enable, name="dp"):
     """Dot product of one SIMD-wide weight word and input word.
 
-    Returns ``(value, lo, hi, latency)``. Bipolar x bipolar returns the XNOR
-    popcount P in [0, simd] (unsigned); other kinds return the signed sum of
-    the lane products. ``latency`` pipeline registers (enabled by ``enable``)
-    lie on the path.
+    ``w_kind``/``x_kind``: the :class:`~qnnfab.kinds.DataKind` of the
+    elements. Returns ``(value, lo, hi, latency)``. Bipolar x bipolar returns
+    the XNOR popcount P in [0, simd] (unsigned); other kinds return the signed
+    sum of the lane products. ``stages`` pipeline registers (enabled by
+    ``enable``, clamped to :func:`tree_depth`) lie on the path: ``latency``.
     """
-    if w_kind == "bipolar" and x_kind == "bipolar":
+    if w_kind.kind == "bipolar" and x_kind.kind == "bipolar":
         return xnor_popcount(m, w, x, simd, stages, enable, name=name)
-    terms = lane_products(m, w, x, simd, w_kind, w_bits, x_kind, x_bits, name=f"{name}_t")
+    terms = lane_products(m, w, x, simd=simd, w_kind=w_kind, x_kind=x_kind, name=f"{name}_t")
     return sum_tree(m, terms, stages, enable, name=name)

@@ -12,19 +12,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError
+from qnnfab.folding import divisors
+from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind, accumulator_range
 
-from .dot_product import dot_product, kind_bits, range_shape, tree_depth, value_range
+from .dot_product import dot_product, range_shape, tree_depth
 from .threshold import check_thresholds, prepare_thresholds, threshold_search, wrap_increment
 from .weight_layout import threshold_stage_tables, weight_words
 
-__all__ = ["MVTU", "WEIGHT_KINDS", "ACT_KINDS"]
-
-WEIGHT_KINDS = ("bipolar", "ternary", "int")
-ACT_KINDS = ("bipolar", "uint", "int")
-
-
-def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
+__all__ = ["MVTU"]
 
 
 class MVTU(wiring.Component):
@@ -85,8 +80,9 @@ class MVTU(wiring.Component):
         if weight_kind not in WEIGHT_KINDS:
             raise ConfigError(where, "weight_kind", f"unknown weight kind {weight_kind!r}",
                               f"use one of {WEIGHT_KINDS}")
-        if act_kind not in ACT_KINDS:
-            raise ConfigError(where, "act_kind", f"unknown activation kind {act_kind!r}", f"use one of {ACT_KINDS}")
+        if act_kind not in ACTIVATION_KINDS:
+            raise ConfigError(where, "act_kind", f"unknown activation kind {act_kind!r}",
+                              f"use one of {ACTIVATION_KINDS}")
         if weight_kind == "int" and (not isinstance(weight_bits, int) or weight_bits < 2):
             raise ConfigError(where, "weight_bits", f"int weights need a width >= 2, got {weight_bits!r}",
                               "pass weight_bits=k (use weight_kind='bipolar' for 1-bit)")
@@ -105,8 +101,8 @@ class MVTU(wiring.Component):
                                   "quantize the weights first")
         w = w.astype(np.int64)
         mh, mw = w.shape
-        lo_s, hi_s = {"bipolar": (0, 1), "ternary": (-1, 1)}.get(
-            weight_kind, (-(1 << ((weight_bits or 2) - 1)), (1 << ((weight_bits or 2) - 1)) - 1))
+        wkind, akind = DataKind.of(weight_kind, weight_bits, where), DataKind.of(act_kind, act_bits, where)
+        lo_s, hi_s = wkind.stored_range
         if w.min() < lo_s or w.max() > hi_s:
             raise ConfigError(where, "weights", f"values must lie in [{lo_s}, {hi_s}] for {weight_kind} weights"
                               f"{'' if weight_kind != 'int' else f' of {weight_bits} bits'}, found "
@@ -116,7 +112,7 @@ class MVTU(wiring.Component):
         for field, val, n in (("pe", pe, mh), ("simd", simd, mw)):
             if not isinstance(val, int) or val < 1 or n % val:
                 raise ConfigError(where, field, f"must be a positive divisor of {'MH' if field == 'pe' else 'MW'}"
-                                  f" = {n}, got {val!r}", f"choose {field.upper()} among {_divisors(n)}")
+                                  f" = {n}, got {val!r}", f"choose {field.upper()} among {divisors(n)}")
         if not isinstance(vectors, int) or vectors < 1:
             raise ConfigError(where, "vectors", f"must be a positive integer, got {vectors!r}",
                               "pass the number of vectors per frame (output pixels)")
@@ -126,16 +122,11 @@ class MVTU(wiring.Component):
         self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
         self.nf, self.sf = mh // pe, mw // simd
         self.weight_kind, self.act_kind = weight_kind, act_kind
-        self.weight_bits = kind_bits(weight_kind, weight_bits)
-        self.act_bits = kind_bits(act_kind, act_bits)
+        self.weight_dkind, self.act_dkind = wkind, akind
+        self.weight_bits, self.act_bits = wkind.width, akind.width
         self.vectors = vectors
         self.binary = weight_kind == "bipolar" and act_kind == "bipolar"
-        if self.binary:
-            self.acc_range = (0, mw)
-        else:
-            wr, xr = value_range(weight_kind, weight_bits), value_range(act_kind, act_bits)
-            c = [wr[0] * xr[0], wr[0] * xr[1], wr[1] * xr[0], wr[1] * xr[1]]
-            self.acc_range = (mw * min(c), mw * max(c))
+        self.acc_range = accumulator_range(mw, wkind, akind)
         self.acc_shape = range_shape(*self.acc_range)
         self.acc_width = self.acc_shape.width
         self.acc_signed = self.acc_shape.signed
@@ -238,8 +229,9 @@ class MVTU(wiring.Component):
             m.submodules[f"wmem{p}"] = mem
             wrd = mem.read_port(domain="sync")
             m.d.comb += [wrd.addr.eq(widx), wrd.en.eq(advance)]
-            v, lo, hi, lat = dot_product(m, wrd.data, rd.data, self.simd, self.weight_kind, self.weight_bits,
-                                         self.act_kind, self.act_bits, self.pipeline, advance, name=f"pe{p}")
+            v, lo, hi, lat = dot_product(m, wrd.data, rd.data, simd=self.simd, w_kind=self.weight_dkind,
+                                         x_kind=self.act_dkind, stages=self.pipeline, enable=advance,
+                                         name=f"pe{p}")
             assert lat == self.pipeline
             dots.append(v)
         valid, first, last, fold = v1, first1, last1, nf1

@@ -9,6 +9,7 @@ from qnnfab import netconfig
 from qnnfab.boards import XC7Z020
 from qnnfab.boards.fold import auto_fold, estimate, estimate_layer
 from qnnfab.errors import ConfigError
+from qnnfab.folding import divisors
 
 ROOT = Path(__file__).resolve().parent.parent
 F_CLK = 100e6
@@ -18,10 +19,6 @@ def _load(name):
     return netconfig.load(ROOT / "configs" / f"{name}.toml")
 
 
-def _divisors(n):
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def _in_len(L):
     return math.prod(L.in_shape) if L.type == "fc" else L.kernel * L.kernel * L.in_shape[2]
 
@@ -29,13 +26,13 @@ def _in_len(L):
 def _settings(L):
     """Every valid (simd, pe) of a layer, from first principles (PE | out, SIMD | input)."""
     if L.type == "maxpool":
-        return [(s, s) for s in _divisors(L.in_shape[2])]
+        return [(s, s) for s in divisors(L.in_shape[2])]
     if L.type == "fc":
-        simds = [s for s in _divisors(math.prod(L.in_shape))
+        simds = [s for s in divisors(math.prod(L.in_shape))
                  if len(L.in_shape) == 1 or L.in_shape[2] % s == 0]
     else:
-        simds = _divisors(L.in_shape[2])
-    return [(s, p) for s in simds for p in _divisors(L.out)]
+        simds = divisors(L.in_shape[2])
+    return [(s, p) for s in simds for p in divisors(L.out)]
 
 
 def _assert_valid_folding(cfg):
@@ -63,7 +60,7 @@ def _step_down(L):
         below = [s for s in simds if s < L.simd]
         return (below[-1], below[-1]) if below else None
     if L.pe > 1:
-        return L.simd, max(p for p in _divisors(L.out) if p < L.pe)
+        return L.simd, max(p for p in divisors(L.out) if p < L.pe)
     below = [s for s in simds if s < L.simd]
     return (below[-1], 1) if below else None
 
@@ -209,7 +206,7 @@ def test_maxpool_lanes_cost_more_luts():
     cfg = _load("cnv_w1a1")
     pool = next(L for L in cfg.layers if L.type == "maxpool")
     luts = []
-    for s in _divisors(pool.in_shape[2]):
+    for s in divisors(pool.in_shape[2]):
         pool.simd = pool.pe = s
         luts.append(estimate_layer(pool).lut)
     assert luts == sorted(luts) and luts[0] < luts[-1]

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from qnnfab.errors import ConfigError
-from qnnfab.golden import (binary_weight_matvec, exact_matmul, int_matvec, kind_range, quantized_matvec,
-                           ternary_matvec)
+from qnnfab.golden import binary_weight_matvec, exact_matmul, int_matvec, quantized_matvec, ternary_matvec
+from qnnfab.kinds import DataKind
 
 SET = settings(max_examples=60, deadline=None)
 KIND = st.sampled_from([("bipolar", None), ("ternary", None), ("uint", 1), ("uint", 4), ("uint", 8),
@@ -25,8 +25,8 @@ def slow_matvec(w, x, wk, xk):
 @given(m=st.integers(1, 6), n=st.integers(1, 140), wk=KIND, xk=KIND, seed=st.integers(0, 2**32 - 1))
 def test_quantized_matvec_matches_loops(m, n, wk, xk, seed):
     rng = np.random.default_rng(seed)
-    wlo, whi = kind_range(*wk)
-    xlo, xhi = kind_range(*xk)
+    wlo, whi = DataKind.of(*wk).stored_range
+    xlo, xhi = DataKind.of(*xk).stored_range
     w = rng.integers(wlo, whi + 1, (m, n))
     x = rng.integers(xlo, xhi + 1, (3, n))
     # push extremes in, they set the accumulator bound

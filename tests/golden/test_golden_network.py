@@ -6,11 +6,12 @@ from hypothesis import given, settings, strategies as st
 
 from qnnfab.errors import ConfigError
 from qnnfab.golden import (FC, TOPOLOGIES, Conv, MaxPool, Network, Threshold, binarize_input, cnv_input_codes,
-                           float_forward, kind_range, make_network)
+                           float_forward, make_network)
+from qnnfab.kinds import DataKind
 
 
 def random_input(net, b, rng):
-    lo, hi = kind_range(net.input_kind, net.input_bits)
+    lo, hi = DataKind.of(net.input_kind, net.input_bits).stored_range
     return rng.integers(lo, hi + 1, (b,) + net.input_shape)
 
 
@@ -72,7 +73,7 @@ def random_net(draw):
         stride = draw(st.integers(1, 3))  # stride > kernel included
         oc = draw(st.sampled_from([1, 5, 65, 100]))
         wk, wb = draw(st.sampled_from([("bipolar", None), ("bipolar", None), ("ternary", None), ("int", 3)]))
-        lo, hi = kind_range(wk, wb)
+        lo, hi = DataKind.of(wk, wb).stored_range
         n = k * k * shape[2]
         wts = rng.integers(lo, hi + 1, (oc, n))
         pv = int(draw(st.sampled_from([0, 1]))) if kind == "bipolar" else int(draw(st.sampled_from([0, 1])))
@@ -92,7 +93,7 @@ def random_net(draw):
             shape = ((shape[0] - 2) // s + 1, (shape[1] - 2) // s + 1, shape[2])
     n = shape[0] * shape[1] * shape[2]
     wk, wb = draw(st.sampled_from([("bipolar", None), ("ternary", None)]))
-    lo, hi = kind_range(wk, wb)
+    lo, hi = DataKind.of(wk, wb).stored_range
     layers.append(FC(rng.integers(lo, hi + 1, (draw(st.integers(1, 70)), n)), wk, wb))
     return layers, in_shape, in_kind, in_bits
 
