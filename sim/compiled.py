@@ -41,16 +41,17 @@ import numpy as np
 from qnnfab.cache import cache_dir
 from qnnfab.errors import QnnfabError
 
+from .build import _keep_runtime as keep_runtime
 from .toolchain import setup_verilator, verilator_version
 
 __all__ = ["StreamPorts", "CompiledBuild", "CompiledRun", "SimulationMismatch", "build_compiled",
-           "network_ports", "pack_words", "unpack_words", "simulate_network", "check_network",
-           "steady_cycles_per_frame"]
+           "network_ports", "pack_words", "unpack_words", "testbench_source", "run_testbench", "NetworkBench",
+           "check_network", "steady_cycles_per_frame", "Verification", "verify_network"]
 
 # -O2 on the per-cycle code pays for itself from a few hundred thousand cycles
 # on; the run-once code (constructors) stays at -O0 as in the cocotb builds.
 MAKE_VARIABLES = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
-VERILATOR_ARGS = ("--cc", "--exe", "--build", "--no-timing", "--x-assign", "fast", "--x-initial", "fast",
+VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast", "--x-initial", "fast",
                   "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
 
 
@@ -334,6 +335,22 @@ def _key(verilog_text, tb_text, toplevel):
     return h.hexdigest()[:20]
 
 
+def _runtime_dir():
+    """Cache of Verilator's design-independent runtime objects for these flags."""
+    h = hashlib.sha256(repr((str(setup_verilator()), verilator_version(), VERILATOR_ARGS, MAKE_VARIABLES,
+                             os.environ.get("CXX", ""))).encode()).hexdigest()[:16]
+    return cache_dir() / "compiled-runtime" / h
+
+
+def _seed_runtime(runtime, obj):
+    """Copy cached runtime objects into a generated model folder (fresh times:
+    make sees them newer than the generated makefile they depend on)."""
+    if (runtime / "ok").exists():
+        for f in runtime.iterdir():
+            if f.name.startswith("verilated") and f.suffix in (".o", ".d"):
+                shutil.copyfile(f, obj / f.name)
+
+
 def build_compiled(verilog_text, toplevel, tb_text, *, log=None):
     """Build (or reuse) the Verilator executable of ``verilog_text`` + ``tb_text``.
 
@@ -360,20 +377,28 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None):
             (tmp / f"{toplevel}.v").write_text(verilog_text)
             (tmp / "tb.cpp").write_text(tb_text)
             t0 = time.monotonic()
-            cmd = ["verilator", *VERILATOR_ARGS, "-j", str(min(2, os.cpu_count() or 1)),
-                   "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb",
-                   "--MAKEFLAGS", " ".join(MAKE_VARIABLES), f"{toplevel}.v", "tb.cpp"]
-            proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-            (tmp / "build.log").write_text(proc.stdout + proc.stderr)
-            if proc.returncode != 0:
-                tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
-                raise QnnfabError(f"Verilator build of the compiled testbench failed "
-                                  f"(log: {tmp / 'build.log'}):\n{tail}")
+            jobs = str(min(2, os.cpu_count() or 1))
+            runtime = _runtime_dir()
+            steps = [["verilator", *VERILATOR_ARGS, "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb",
+                      f"{toplevel}.v", "tb.cpp"],
+                     ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", jobs, *MAKE_VARIABLES, "Vtb"]]
+            log_text = ""
+            for k, cmd in enumerate(steps):
+                if k == 1:
+                    _seed_runtime(runtime, tmp / "obj")
+                proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+                log_text += proc.stdout + proc.stderr
+                (tmp / "build.log").write_text(log_text)
+                if proc.returncode != 0:
+                    tail = "\n".join(log_text.splitlines()[-20:])
+                    raise QnnfabError(f"Verilator build of the compiled testbench failed "
+                                      f"(log: {tmp / 'build.log'}):\n{tail}")
+            keep_runtime(runtime, tmp / "obj")
             seconds = time.monotonic() - t0
             (tmp / "build.seconds").write_text(f"{seconds:.1f}\n")
             tmp.rename(final)
-        except BaseException:
-            if tmp.exists() and not (tmp / "build.log").exists():
+        except BaseException as e:
+            if not isinstance(e, QnnfabError):  # keep a failed build's log for the message
                 shutil.rmtree(tmp, ignore_errors=True)
             raise
         return CompiledBuild(final, exe, key, False, seconds)
