@@ -20,11 +20,11 @@ import json
 import os
 import random
 
-import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from .runner import METRICS_ENV, PARAMS_ENV, SEED_ENV
+from .words import pack_fields, pack_rows, unpack_fields
 
 __all__ = ["bench_params", "bench_seed", "bench_random", "write_metrics", "start",
            "StreamSource", "StreamSink", "run_streams", "pack_fields", "unpack_fields", "pack_rows",
@@ -66,34 +66,6 @@ async def start(dut, reset_cycles=2):
     for _ in range(reset_cycles):
         await FallingEdge(dut.clk)
     dut.rst.value = 0
-
-
-def pack_fields(values, widths):
-    """Pack integers into one word, first field at the least significant bits."""
-    word, shift = 0, 0
-    for v, w in zip(values, widths):
-        word |= (int(v) & ((1 << w) - 1)) << shift
-        shift += w
-    return word
-
-
-def pack_rows(elems, bits):
-    """One word per row of ``elems`` (its last axis), ``bits`` per element, element 0 at the LSBs."""
-    e = np.asarray(elems)
-    rows = e.reshape(-1, e.shape[-1])
-    return [pack_fields(row, [bits] * len(row)) for row in rows]
-
-
-def unpack_fields(word, widths, signed=False):
-    """Inverse of :func:`pack_fields`; ``signed`` sign-extends every field."""
-    out = []
-    for w in widths:
-        v = word & ((1 << w) - 1)
-        if signed and v >> (w - 1):
-            v -= 1 << w
-        out.append(v)
-        word >>= w
-    return out
 
 
 def _stream_signals(dut, prefix, axis):

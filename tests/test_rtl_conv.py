@@ -7,7 +7,8 @@ from qnnfab.errors import ConfigError
 from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold, xnor_popcount_matmul
 from qnnfab.rtl.conv import ConvLayer
 
-from test_rtl_sliding_window import pack_words, run_stream
+from qnnfab.sim.amaranth_stream import stream_through
+from qnnfab.sim.words import pack_rows
 
 
 def golden_conv(imgs, w, T, stride, pad, pad_value, act_kind, act_bits):
@@ -53,8 +54,8 @@ def test_conv_matches_golden_with_gaps(H, W, IFM, OFM, K, S, P, PV, SIMD, PE, AK
                     act_kind=AK, act_bits=AB if AK != "bipolar" else None)
     out = golden_conv(imgs, w, T, S, P, PV, AK, AB)
     ob = dut.mvtu.out_elem_width
-    exp = pack_words(out.reshape(-1, PE), ob)
-    got, _ = run_stream(dut, pack_words(imgs.reshape(-1, SIMD), AB), len(exp), 0.7, 0.6, seed=K)
+    exp = pack_rows(out.reshape(-1, PE), ob)
+    got = stream_through(dut, pack_rows(imgs.reshape(-1, SIMD), AB), len(exp), 0.7, 0.6, seed=K).words
     assert got == exp
 
 
@@ -69,14 +70,3 @@ def test_bad_parameters_raise_clear_errors():
     with pytest.raises(ConfigError, match="weights"):
         ConvLayer(4, 4, np.zeros((2, 4, 3, 2), int), None, simd=4, pe=1)
 
-
-def test_stream_fifo_passes_words_in_order_under_gaps():
-    from qnnfab.rtl.stream_fifo import StreamFIFO
-    dut = StreamFIFO(7, 5)
-    words = [(k * 37) % 128 for k in range(200)]
-    got, _ = run_stream(dut, words, len(words), 0.6, 0.5, seed=9)
-    assert got == words
-    got, cyc = run_stream(StreamFIFO(7, 4), words, len(words), 1.0, 1.0, seed=9)
-    assert got == words and cyc[-1] - cyc[0] == len(words) - 1   # one word per cycle
-    with pytest.raises(ConfigError, match="depth"):
-        StreamFIFO(8, 1)

@@ -1,66 +1,27 @@
 """MVTU and the per-PE weight layout in Amaranth's own simulator (fast unit tests)."""
 
 import bisect
-import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from qnnfab.errors import ConfigError
 from qnnfab.golden.bits import xnor_popcount_matvec
 from qnnfab.golden.matvec import quantized_matvec
 from qnnfab.golden.threshold import multithreshold
 from qnnfab.rtl.mvtu import MVTU
-from qnnfab.rtl.weight_layout import pack_elements, threshold_stage_tables, weight_words, word_values
+from qnnfab.rtl.weight_layout import threshold_stage_tables, weight_words, word_values
+from qnnfab.sim.amaranth_stream import stream_through
+from qnnfab.sim.words import pack_rows, unpack_fields
 
 
-def stream_through(dut, words, n_out, valid_prob, ready_prob, seed):
-    """Drive dut.i with ``words`` (random gaps), take ``n_out`` words from dut.o (random ready).
-
-    Returns (outputs, input transfer cycles, output transfer cycles); checks that an
-    offered output stays valid and unchanged until taken.
-    """
-    rng = random.Random(seed)
-    outs, in_cyc, out_cyc = [], [], []
-
-    async def bench(ctx):
-        pos, cyc, offering, held = 0, 0, False, None
-        while len(outs) < n_out:
-            assert cyc < 20000, "timeout"
-            if not offering and pos < len(words) and rng.random() < valid_prob:
-                ctx.set(dut.i.payload, words[pos])
-                ctx.set(dut.i.valid, 1)
-                offering = True
-            rdy = int(rng.random() < ready_prob)
-            ctx.set(dut.o.ready, rdy)
-            i_fire = offering and ctx.get(dut.i.ready)
-            ov, op = ctx.get(dut.o.valid), ctx.get(dut.o.payload)
-            if held is not None:
-                assert ov and op == held, f"output changed while stalled at cycle {cyc}"
-            if ov and rdy:
-                outs.append(op)
-                out_cyc.append(cyc)
-            held = op if (ov and not rdy) else None
-            await ctx.tick()
-            if i_fire:
-                in_cyc.append(cyc)
-                pos += 1
-                offering = False
-                ctx.set(dut.i.valid, 0)
-            cyc += 1
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return outs, in_cyc, out_cyc
+def _stored_range(kind, bits):
+    return {"bipolar": (0, 1), "ternary": (-1, 1), "uint": (0, (1 << (bits or 1)) - 1)}.get(
+        kind, (-(1 << ((bits or 2) - 1)), (1 << ((bits or 2) - 1)) - 1))
 
 
 def _stored(rng, kind, bits, shape):
-    lo, hi = {"bipolar": (0, 1), "ternary": (-1, 1), "uint": (0, (1 << (bits or 1)) - 1)}.get(
-        kind, (-(1 << ((bits or 2) - 1)), (1 << ((bits or 2) - 1)) - 1))
-    return rng.integers(lo, hi, endpoint=True, size=shape)
+    return rng.integers(*_stored_range(kind, bits), endpoint=True, size=shape)
 
 
 def test_weight_layout_places_row_r_in_pe_r_mod_pe_fold_r_div_pe():
@@ -106,6 +67,9 @@ def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, 
     rng = np.random.default_rng(mh * 1000 + mw)
     w = _stored(rng, wk, wb, (mh, mw))
     x = _stored(rng, ak, ab, (2 * vectors, mw))
+    # the extremes of both ranges meet in every lane: min x min, min x max, max x min, max x max
+    w[0], w[-1] = _stored_range(wk, wb)
+    x[0], x[1] = _stored_range(ak, ab)
     if wk == ak == "bipolar":
         acc = xnor_popcount_matvec(w, x)
     else:
@@ -114,15 +78,16 @@ def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, 
     dut = MVTU(w, t, pe=pe, simd=simd, weight_kind=wk, weight_bits=wb, act_kind=ak, act_bits=ab,
                vectors=vectors, pipeline=pipe)
     expected = acc if t is None else multithreshold(acc, t)
-    words = [pack_elements(x[v, s:s + simd], dut.act_bits) for v in range(2 * vectors) for s in range(0, mw, simd)]
+    words = pack_rows(x.reshape(-1, simd), dut.act_bits)
     signed = t is None and dut.acc_signed
     # first: random gaps and backpressure over 2 frames
-    outs, _, _ = stream_through(dut, words, 2 * vectors * mh // pe, 0.6, 0.5, seed=mh + mw)
-    got = np.array([word_values(o, pe, dut.out_elem_width, signed) for o in outs]).reshape(2 * vectors, mh)
+    outs = stream_through(dut, words, 2 * vectors * mh // pe, 0.6, 0.5, seed=mh + mw).words
+    got = np.array([unpack_fields(o, [dut.out_elem_width] * pe, signed) for o in outs]).reshape(2 * vectors, mh)
     np.testing.assert_array_equal(got, expected)
     # then: one frame unstalled, cycles = vectors * NF * SF + latency
     n = vectors * mw // simd
-    outs, ic, oc = stream_through(dut, words[:n], vectors * mh // pe, 1.0, 1.0, seed=0)
+    run = stream_through(dut, words[:n], vectors * mh // pe)
+    ic, oc = run.in_cycles, run.out_cycles
     assert oc[-1] - ic[0] + 1 == vectors * (mh // pe) * (mw // simd) + dut.latency == dut.cycles_per_frame
     assert dut.latency == 3 + dut.pipeline + (0 if t is None else nthr.bit_length())
 

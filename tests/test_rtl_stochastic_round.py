@@ -1,45 +1,20 @@
 """Rounding stage in Amaranth's simulator against qnnfab.golden.fixedpoint."""
 
-import random
-
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from qnnfab.errors import ConfigError
 from qnnfab.golden.fixedpoint import shift_round
 from qnnfab.golden.lfsr import lfsr_words
 from qnnfab.rtl.stochastic_round import StochasticRound
+from qnnfab.sim.amaranth_stream import stream_through
+from qnnfab.sim.words import unpack_fields
 
 
 def run(dut, values, valid_prob, ready_prob, seed):
-    rng = random.Random(seed)
-    got = []
-
-    async def bench(ctx):
-        pos = 0
-        offering = False
-        for _ in range(40 * len(values) + 20):
-            if not offering and pos < len(values) and rng.random() < valid_prob:
-                ctx.set(dut.i.payload, values[pos])
-                offering = True
-            ctx.set(dut.i.valid, offering)
-            rdy = rng.random() < ready_prob
-            ctx.set(dut.o.ready, rdy)
-            if offering and ctx.get(dut.i.ready):
-                offering = False
-                pos += 1
-            if rdy and ctx.get(dut.o.valid):
-                got.append(ctx.get(dut.o.payload))
-            await ctx.tick()
-            if len(got) == len(values):
-                break
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return got
+    """Round ``values`` through the stage; the outputs as signed integers."""
+    words = stream_through(dut, values, len(values), valid_prob, ready_prob, seed=seed).words
+    return [unpack_fields(w, [dut.out_width], signed=True)[0] for w in words]
 
 
 @pytest.mark.parametrize("in_fmt,out_fmt,mode,lfsr_width,steps", [
@@ -56,13 +31,23 @@ def test_matches_golden_under_backpressure(in_fmt, out_fmt, mode, lfsr_width, st
     rng = np.random.default_rng(w)
     vals = rng.integers(-(1 << (w - 1)), 1 << (w - 1), 300)
     vals[:4] = [-(1 << (w - 1)), (1 << (w - 1)) - 1, 0, -1]
-    got = run(dut, [int(v) for v in vals], 0.7, 0.5, seed=w)
     d = dut.drop_bits
+    ties = []
+    if d:   # exact ties m + 1/2 (in output LSBs) over the whole input range, negative ones included
+        ms = sorted({-(1 << (w - 1 - d)), -2, -1, 0, 1, 2, (1 << (w - 1 - d)) - 1})
+        ties = [(m << d) + (1 << (d - 1)) for m in ms]
+        vals[4:4 + len(ties)] = ties
+    got = run(dut, [int(v) for v in vals], 0.7, 0.5, seed=w)
     rb = np.zeros(len(vals), np.int64)  # D = 0: no random bits
     if mode == "stochastic" and d:
         rb = lfsr_words(len(vals), d, dut.lfsr_width, 5, steps_per_cycle=dut.steps_per_cycle)[:, 0].astype(np.int64)
     exp = shift_round(vals, d, mode, rb, dut.out_width)
     assert got == exp.tolist()
+    lo, hi = -(1 << (dut.out_width - 1)), (1 << (dut.out_width - 1)) - 1
+    if mode == "nearest":   # first principles: m + 1/2 goes up to m + 1 (then saturates)
+        assert got[4:4 + len(ties)] == [min(hi, max(lo, (t >> d) + 1)) for t in ties]
+    if mode == "truncate":  # and down to m when truncating
+        assert got[4:4 + len(ties)] == [min(hi, max(lo, t >> d)) for t in ties]
 
 
 def test_bad_formats_and_lfsr_raise():

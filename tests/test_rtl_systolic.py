@@ -4,13 +4,14 @@ import random
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from qnnfab.errors import ConfigError
 from qnnfab.golden.fixedpoint import shift_round
 from qnnfab.golden.lfsr import lfsr_words
 from qnnfab.golden.systolic_timing import input_cycles, output_cycles
 from qnnfab.rtl.systolic import SystolicArray
+from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams
+from qnnfab.sim.words import unpack_fields
 
 
 def golden_tiles(dut, tiles):
@@ -38,44 +39,24 @@ def random_tiles(rng, dut, ks, extreme=0.2):
 
 
 def simulate(dut, tiles, valid_prob=1.0, ready_prob=1.0, seed=0):
-    """Drive the tiles; return (words, out_cycles, accept_cycles_per_step)."""
+    """Stream the tiles through the array; return (output rows as C-lists, out cycles, input transfer cycles)."""
     rng = random.Random(seed)
-    steps = []
+    a_words, b_words = [], []
     for a, b in tiles:
         k = a.shape[1]
         for s in range(k):
-            steps.append(([int(x) for x in a[:, s]], [int(x) for x in b[s]], int(s == k - 1)))
+            a_words.append({"data": [int(x) for x in a[:, s]], "last": int(s == k - 1)})
+            b_words.append([int(x) for x in b[s]])
     n_out = len(tiles) * dut.rows
-    words, ocyc, acyc = [], [], []
-
-    async def bench(ctx):
-        pos, cyc = 0, 0
-        while len(words) < n_out:
-            offer = pos < len(steps) and (valid_prob >= 1 or rng.random() < valid_prob)
-            if offer:
-                a, b, last = steps[pos]
-                ctx.set(dut.a.payload, {"data": a, "last": last})
-                ctx.set(dut.b.payload, b)
-            ctx.set(dut.a.valid, offer)
-            ctx.set(dut.b.valid, offer)
-            rdy = ready_prob >= 1 or rng.random() < ready_prob
-            ctx.set(dut.o.ready, rdy)
-            if offer and ctx.get(dut.a.ready):
-                assert ctx.get(dut.b.ready)
-                acyc.append(cyc)
-                pos += 1
-            if ctx.get(dut.o.valid) and rdy:
-                words.append([int(x) for x in ctx.get(dut.o.payload)])
-                ocyc.append(cyc)
-            await ctx.tick()
-            cyc += 1
-            assert cyc < 50 * (len(steps) + n_out) + 200, "timeout"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return words, ocyc, acyc
+    src_a = StreamSource(dut.a, a_words, valid_prob=valid_prob, rng=rng, name="a")
+    src_b = StreamSource(dut.b, b_words, valid_prob=valid_prob, rng=rng, name="b")
+    snk = StreamSink(dut.o, ready_prob=ready_prob, rng=rng, name="o")
+    run_streams(dut, [src_a, src_b], [snk], [n_out], extra_cycles=2 * (dut.rows + dut.cols) + 8,
+                max_cycles=50 * (len(a_words) + n_out) + 200)
+    assert src_a.sent_cycles == src_b.sent_cycles, "a and b must transfer together"
+    assert len(snk.words) == n_out, f"{len(snk.words) - n_out} output word(s) after the last tile's rows"
+    words = [unpack_fields(w, [dut.c_width] * dut.cols, signed=True) for w in snk.words]
+    return words, snk.cycles, src_a.sent_cycles
 
 
 CASES = [
@@ -109,6 +90,31 @@ def test_values_match_golden_under_backpressure(rows, cols, a_fmt, b_fmt, c_fmt,
     tiles = random_tiles(np.random.default_rng(rows * 5 + cols), dut, ks)
     words, _, _ = simulate(dut, tiles, valid_prob=0.6, ready_prob=0.3, seed=11)
     assert words == golden_tiles(dut, tiles)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "truncate", "stochastic"])
+def test_every_product_of_two_codes_rounds_like_golden(mode):
+    # K = 1 tiles over all (a, b) code pairs: every residue of the D = 4 dropped bits, exact ties included
+    dut = SystolicArray(1, 1, (1, 3), (1, 3), (2, 2), k_max=1, mode=mode, seed=0x33)
+    codes = range(-8, 8)
+    tiles = [(np.array([[a]]), np.array([[b]])) for a in codes for b in codes]
+    words, _, _ = simulate(dut, tiles, valid_prob=0.8, ready_prob=0.7, seed=5)
+    assert words == golden_tiles(dut, tiles)
+    if mode == "nearest":   # first principles: a tie (a*b = 16 m + 8) goes up, to m + 1
+        ties = [(a * b, w[0]) for (a, b), w in zip([(a, b) for a in codes for b in codes], words) if a * b % 16 == 8]
+        assert ties and all(q == (p - 8) // 16 + 1 for p, q in ties), ties
+
+
+@pytest.mark.parametrize("k_max", [1, 16])
+def test_accumulator_is_exact_at_k_max(k_max):
+    # K = k_max steps of min x min, min x max, max x min and max x max; the output format is the
+    # accumulator's own (D = 0), so every sum must come out exactly, the largest 2^6 * k_max included
+    dut = SystolicArray(2, 2, (1, 3), (1, 3), (8 + (k_max - 1).bit_length() - 6, 6), k_max=k_max, mode="truncate")
+    assert dut.drop_bits == 0 and dut.c_width == dut.acc_width
+    a = np.array([[-8] * k_max, [7] * k_max])
+    b = np.array([[-8, 7]] * k_max)
+    words, _, _ = simulate(dut, [(a, b)] * 2, valid_prob=0.9, ready_prob=0.8, seed=k_max)
+    assert words == [[64 * k_max, -56 * k_max], [-56 * k_max, 49 * k_max]] * 2
 
 
 def test_bad_configurations_raise():

@@ -6,9 +6,8 @@ import pytest
 from qnnfab.errors import ConfigError
 from qnnfab.golden.threshold import multithreshold
 from qnnfab.rtl.threshold import Threshold
-from qnnfab.rtl.weight_layout import pack_elements, word_values
-
-from test_rtl_mvtu import stream_through
+from qnnfab.sim.amaranth_stream import stream_through
+from qnnfab.sim.words import pack_rows, unpack_fields
 
 
 @pytest.mark.parametrize("c,n,pe,width,signed", [
@@ -22,11 +21,12 @@ def test_counts_thresholds_passed_including_ties(c, n, pe, width, signed):
     acc[1] = np.clip(t[:, -1], lo, hi)
     acc[2], acc[3] = lo, hi
     dut = Threshold(t, pe=pe, in_width=width, in_signed=signed)
-    words = [pack_elements(acc[k, f:f + pe], width) for k in range(12) for f in range(0, c, pe)]
-    outs, ic, oc = stream_through(dut, words, len(words), 0.7, 0.6, seed=c)
-    got = np.array([word_values(o, pe, dut.out_bits, False) for o in outs]).reshape(12, c)
+    words = pack_rows(acc.reshape(-1, pe), width)
+    outs = stream_through(dut, words, len(words), 0.7, 0.6, seed=c).words
+    got = np.array([unpack_fields(o, [dut.out_bits] * pe) for o in outs]).reshape(12, c)
     np.testing.assert_array_equal(got, multithreshold(acc, t))
-    outs, ic, oc = stream_through(dut, words, len(words), 1.0, 1.0, seed=0)
+    run = stream_through(dut, words, len(words))
+    ic, oc = run.in_cycles, run.out_cycles
     assert oc[0] - ic[0] == dut.latency == n.bit_length() + 1
     assert oc[-1] - oc[0] + 1 == len(words)
 

@@ -7,6 +7,7 @@ from amaranth.sim import Simulator
 
 from qnnfab.errors import ConfigError
 from qnnfab.rtl.xnor_popcount import XnorPopcount, adder_tree
+from qnnfab.sim.amaranth_stream import stream_through
 
 
 def _reference(w, x, simd):
@@ -15,32 +16,17 @@ def _reference(w, x, simd):
 
 
 @pytest.mark.parametrize("simd,pipeline", [(1, 0), (2, 1), (3, 5), (16, 1), (33, 2), (64, 6)])
-def test_counts_equal_bits_with_latency(simd, pipeline):
+def test_counts_equal_bits_under_gaps_and_backpressure(simd, pipeline):
     dut = XnorPopcount(simd, pipeline)
     rng = random.Random(simd * 100 + pipeline)
-    pairs = [(rng.getrandbits(simd), rng.getrandbits(simd)) for _ in range(40)]
-    got = []
-
-    async def bench(ctx):
-        ctx.set(dut.o.ready, 1)
-        for w, x in pairs:
-            ctx.set(dut.i.payload, {"w": w, "x": x})
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick()
-            if ctx.get(dut.o.valid):
-                got.append(ctx.get(dut.o.payload))
-        ctx.set(dut.i.valid, 0)
-        for _ in range(dut.latency + 1):
-            await ctx.tick()
-            if ctx.get(dut.o.valid):
-                got.append(ctx.get(dut.o.payload))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    # sampled after each tick, so each result is seen exactly once while valid
-    assert got[:len(pairs)] == [_reference(w, x, simd) for w, x in pairs]
+    full = (1 << simd) - 1
+    pairs = [(0, 0), (full, full), (0, full), (full, 0)]      # all agree, all agree, none, none
+    pairs += [(rng.getrandbits(simd), rng.getrandbits(simd)) for _ in range(40)]
+    words = [{"w": w, "x": x} for w, x in pairs]
+    expected = [_reference(w, x, simd) for w, x in pairs]
+    assert stream_through(dut, words, len(words), 0.7, 0.6, seed=simd).words == expected
+    run = stream_through(dut, words, len(words))             # unstalled: one per cycle
+    assert run.words == expected and run.out_cycles == [c + dut.latency for c in run.in_cycles]
 
 
 @pytest.mark.parametrize("simd,pipeline", [(2, 1), (5, 2), (16, 4), (64, 6), (7, 9), (13, 2), (96, 3)])
@@ -50,24 +36,8 @@ def test_latency_is_the_clamped_pipeline_plus_one(simd, pipeline):
     dut = XnorPopcount(simd, pipeline)
     expected = min(pipeline, (-(-simd // 3) - 1).bit_length()) + 1
     assert dut.latency == expected
-    seen = []
-
-    async def bench(ctx):
-        ctx.set(dut.o.ready, 1)
-        ctx.set(dut.i.payload, {"w": 0, "x": 0})
-        ctx.set(dut.i.valid, 1)
-        await ctx.tick()
-        ctx.set(dut.i.valid, 0)
-        for cycle in range(1, 12):
-            if ctx.get(dut.o.valid):
-                seen.append((cycle, ctx.get(dut.o.payload)))
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    assert seen == [(expected, simd)]
+    run = stream_through(dut, [{"w": 0, "x": 0}], 1, extra_cycles=12)
+    assert run.words == [simd] and run.out_cycles[0] - run.in_cycles[0] == expected
 
 
 def test_bad_parameters_raise_clear_errors():
