@@ -1,6 +1,6 @@
 """Accuracy of quantization-aware training on the shipped 8x8 digits: float baseline vs the binarized / ternary schemes.
 
-For each binarized scheme the network is exported (qnnfab.golden.train.export),
+For each binarized scheme the network is exported (qnnfab.train.export),
 loaded back through qnnfab.netconfig and run in the integer golden model; the
 table shows its accuracy and its agreement with the trained network's own
 predictions (must be 100.00%), the fraction of zero weights in it (ternary
@@ -12,7 +12,7 @@ to one thread: the figures are one-core figures).
     .venv/bin/python bench/bench_train.py --schemes float,ste,ternary
 
 ``--hidden``: n = fully connected, c<n> / c<n>k<k> = 3x3 / kxk convolution,
-p<k> = max pool (qnnfab.golden.train.parse_hidden).
+p<k> = max pool (qnnfab.train.trainer.parse_hidden).
 """
 
 import os
@@ -29,8 +29,9 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from qnnfab import netconfig  # noqa: E402
-from qnnfab.golden import train as T  # noqa: E402
-from qnnfab.golden.datasets import load_digits  # noqa: E402
+from qnnfab.train import trainer as T  # noqa: E402
+from qnnfab.train.export import export  # noqa: E402
+from qnnfab.train.datasets import load_digits  # noqa: E402
 from qnnfab.training import describe_arch  # noqa: E402
 
 
@@ -61,7 +62,7 @@ def main():
             accs.append(r.test_acc)
             secs.append(r.seconds)
             if r.binarized:
-                toml_path, _ = T.export(r, out_dir, f"digits-{scheme}-a{args.act_bits}-s{seed}")
+                toml_path, _ = export(r, out_dir, f"digits-{scheme}-a{args.act_bits}-s{seed}")
                 cfg = netconfig.load(toml_path)
                 out = cfg.golden().forward(ds.x_test.reshape((-1,) + cfg.input_shape))
                 pred = out.argmax(1)

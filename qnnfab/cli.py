@@ -249,8 +249,8 @@ def _cmd_demo(args):
 
 def _cmd_train(args):
     from pathlib import Path
-    from qnnfab.golden.datasets import load_digits, load_npz
-    from qnnfab.golden.train import parse_hidden
+    from qnnfab.train.datasets import load_digits, load_npz
+    from qnnfab.train.trainer import parse_hidden
     from qnnfab.training import describe_arch, format_table, plot_curves, run_training
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     hidden = tuple(t for t, _ in parse_hidden(args.hidden))

@@ -31,8 +31,8 @@ def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2"
     from qnnfab.boards import check_fits, get_board
     from qnnfab.boards.plan import write_accelerator, write_build_plan
     from qnnfab.boards.report import format_report, network_report, plot_report
-    from qnnfab.golden.datasets import load_digits
-    from qnnfab.golden.train import parse_hidden
+    from qnnfab.train.datasets import load_digits
+    from qnnfab.train.trainer import parse_hidden
     from qnnfab.sim.compiled import verify_network
     from qnnfab.training import describe_arch, format_table, plot_curves, run_training
 

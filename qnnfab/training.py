@@ -1,6 +1,6 @@
 """``qnnfab train``: train the float baseline and the binarized schemes, export, compare.
 
-Runs :func:`qnnfab.golden.train.train` for each scheme with a progress line
+Runs :func:`qnnfab.train.trainer.train` for each scheme with a progress line
 per epoch, exports every binarized network (``.npz`` + ``.toml`` that
 ``qnnfab generate`` / ``qnnfab sim --config`` accept), runs the exported
 integer network through the golden model and checks that its predictions
@@ -28,7 +28,7 @@ SCHEME_LABEL = {"float": "float (same size)", "ste": "STE (BinaryNet)",
 @dataclass
 class SchemeResult:
     scheme: str
-    result: object            # golden.train.TrainResult
+    result: object            # qnnfab.train.trainer.TrainResult
     test_acc: float
     integer_acc: float | None = None
     agreement: float | None = None
@@ -45,13 +45,14 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
     """Train every scheme; export the binarized ones into ``out_dir``; return the results.
 
     ``hidden``: layer sizes and "c<n>" / "c<n>k<k>" / "p<k>" entries (or one
-    comma-separated string), see :func:`qnnfab.golden.train.parse_hidden`;
+    comma-separated string), see :func:`qnnfab.train.trainer.parse_hidden`;
     ``act_bits``: hidden activation bits of the binarized schemes; ``lr``:
     Adam learning rate of every binarized scheme (default: the trainer's per
     scheme default; the float baseline always uses its own).
     """
     from qnnfab import netconfig
-    from qnnfab.golden import train as T
+    from qnnfab.train import trainer as T
+    from qnnfab.train.export import export
 
     stream = sys.stdout if stream is None else stream   # looked up per call (tests capture it)
     results = []
@@ -77,7 +78,7 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
         sr = SchemeResult(scheme, r, r.test_acc)
         if r.binarized:
             name = f"{dataset.name}-{scheme}".replace("_", "-")
-            toml_path, _ = T.export(r, out_dir, name)
+            toml_path, _ = export(r, out_dir, name)
             golden = netconfig.load(toml_path).golden()
             pred = golden.forward(dataset.x_test.reshape((-1,) + golden.input_shape)).argmax(1)
             sr.integer_acc = float(np.mean(pred == dataset.y_test))
@@ -92,7 +93,7 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
 
 def describe_arch(dataset, hidden, act_bits=1):
     """The architecture as text: "MLP 64-256-256-10" or "conv net 8x8x1 c16 c32 p2 128 10" (+ act_bits)."""
-    from qnnfab.golden import train as T
+    from qnnfab.train import trainer as T
     entries = T.parse_hidden(hidden)
     T._geometry(entries, dataset.input_shape, dataset.features, dataset.classes, "qnnfab train --hidden")
     if all(spec[0] == "fc" for _, spec in entries):

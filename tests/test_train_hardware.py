@@ -1,7 +1,7 @@
 """A trained convolutional BNN with 2-bit activations, exported and run whole on Verilator.
 
 Trains a tiny conv net (8x8x1 -> c8 -> p2 -> 16 -> 10, act_bits=2) on a slice
-of the shipped digits, exports it (qnnfab.golden.train.export), and streams
+of the shipped digits, exports it (qnnfab.train.export), and streams
 real test images through the generated accelerator: every output word must
 equal the golden model (the bench checks it) and the hardware labels must
 equal the trained network's own predictions.
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from qnnfab import netconfig
-from qnnfab.golden import train as T
-from qnnfab.golden.datasets import load_digits
+from qnnfab.train import trainer as T
+from qnnfab.train.export import export
+from qnnfab.train.datasets import load_digits
 from qnnfab.sim import registry
 
 
@@ -21,7 +22,7 @@ def test_trained_conv_kbit_network_on_verilator(tmp_path):
     ds = load_digits().subset(600, 40)
     r = T.train(ds, "ste", hidden="c8,p2,16", epochs=3, batch=32, seed=0, act_bits=2)
     assert r.test_acc > 0.5
-    toml_path, _ = T.export(r, tmp_path, "digits-conv-a2")
+    toml_path, _ = export(r, tmp_path, "digits-conv-a2")
     cfg = netconfig.load(toml_path)
     assert [L.type for L in cfg.layers] == ["conv", "maxpool", "fc", "fc"]
     assert [L.act for L in cfg.layers if L.type != "maxpool"] == ["uint2", "uint2", "acc"]
@@ -40,7 +41,7 @@ def test_trained_ternary_mlp_on_verilator(tmp_path):
     # ternary weights x bipolar activations: the signed dot product, not the XNOR popcount
     ds = load_digits().subset(600, 40)
     r = T.train(ds, "ternary", hidden=(32,), epochs=3, batch=32, seed=0)
-    toml_path, _ = T.export(r, tmp_path, "digits-ternary")
+    toml_path, _ = export(r, tmp_path, "digits-ternary")
     cfg = netconfig.load(toml_path)
     assert [L.weight_kind for L in cfg.layers] == ["ternary", "ternary"]
     assert any((L.weights == 0).any() for L in cfg.layers)

@@ -1,4 +1,4 @@
-"""Datasets for the quantization-aware trainer (:mod:`qnnfab.golden.train`), NumPy + gzip only.
+"""Datasets for the quantization-aware trainer (:mod:`qnnfab.train.trainer`), NumPy + gzip only.
 
 A :class:`Dataset` holds integer pixels ready for a network whose first layer
 takes ``pixel_bits``-bit unsigned inputs (input kind "uint", as CNV's first
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._util import ConfigError
+from qnnfab.errors import ConfigError
 
 __all__ = ["Dataset", "load_digits", "from_arrays", "load_npz", "split", "DATA_DIR"]
 

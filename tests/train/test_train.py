@@ -1,4 +1,4 @@
-"""Tests of the quantization-aware trainer (qnnfab.golden.train) and the dataset interface."""
+"""Tests of the quantization-aware trainer (qnnfab.train) and the dataset interface."""
 
 import copy
 import math
@@ -9,8 +9,9 @@ import pytest
 from qnnfab import netconfig
 from qnnfab.errors import ConfigError
 from qnnfab.golden import multithreshold
-from qnnfab.golden import train as T
-from qnnfab.golden.datasets import Dataset, from_arrays, load_digits, split
+from qnnfab.train import export as E
+from qnnfab.train import trainer as T
+from qnnfab.train.datasets import Dataset, from_arrays, load_digits, split
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +224,7 @@ def test_bn_fold_first_layer_uint_pixels(seed):
     # rows always on / always off
     beta[6], gamma[6] = 1e6, 1.0
     beta[7], gamma[7] = -1e6, 1.0
-    w, t = T.bn_fold_layer(wbits, gamma, beta, mean, var, eps, "uint", bits, scale)
+    w, t = E.bn_fold_layer(wbits, gamma, beta, mean, var, eps, "uint", bits, scale)
     assert t.shape == (mh, 1) and t.dtype == np.int64
     assert np.array_equal(w[gamma >= 0], wbits[gamma >= 0]) and np.array_equal(w[gamma < 0], 1 - wbits[gamma < 0])
     acc = x @ (2 * w - 1).T
@@ -242,13 +243,13 @@ def test_bn_fold_hidden_popcount():
     d = (2 * a - 1) @ (2 * wbits - 1).T
     gamma, beta = rng.normal(0, 1, mh), rng.normal(0, 0.5, mh)
     mean, var = rng.normal(0, 3, mh), rng.uniform(10, 40, mh)
-    w, t = T.bn_fold_layer(wbits, gamma, beta, mean, var, 1e-4, "bipolar")
+    w, t = E.bn_fold_layer(wbits, gamma, beta, mean, var, 1e-4, "bipolar")
     pop = (a[:, None, :] == w[None]).sum(-1)
     assert np.array_equal(multithreshold(pop, t), _float_bits(d, gamma, beta, mean, var, 1e-4, 1.0).astype(np.int64))
 
 
 def _check_export(result, ds, tmp_path, name):
-    toml_path, npz_path = T.export(result, tmp_path, name)
+    toml_path, npz_path = E.export(result, tmp_path, name)
     assert toml_path.exists() and npz_path.exists()
     cfg = netconfig.load(toml_path)
     assert cfg.input_kind == "uint" and cfg.input_bits == ds.pixel_bits
@@ -321,17 +322,17 @@ def test_errors(digits, tmp_path):
         T.train(small, "ste", loss="mse")
     f = T.train(small, "float", hidden=(8,), epochs=1)
     with pytest.raises(ConfigError, match="float"):
-        T.export(f, tmp_path)
+        E.export(f, tmp_path)
     r = T.train(small, "ste", hidden=(8,), epochs=1)
     with pytest.raises(ConfigError, match="folding"):
-        T.export(r, tmp_path, "x", folding=[(1, 1)])
+        E.export(r, tmp_path, "x", folding=[(1, 1)])
     with pytest.raises(ConfigError, match="x"):
         T.predict(r, small.x_test[:, :10])
 
 
 def test_default_folding_divides():
-    assert T.default_folding((64, 256, 256, 10)) == [(8, 16), (32, 16), (32, 10)]
-    fold = T.default_folding((784, 100, 30, 7))
+    assert E.default_folding((64, 256, 256, 10)) == [(8, 16), (32, 16), (32, 10)]
+    fold = E.default_folding((784, 100, 30, 7))
     sizes = (784, 100, 30, 7)
     for i, (simd, pe) in enumerate(fold):
         assert sizes[i] % simd == 0 and sizes[i + 1] % pe == 0
@@ -444,7 +445,7 @@ def test_bn_fold_kbit_thresholds(in_kind, bits):
     eps = 1e-4
     mean[5:8] = d[0, 5:8] * scale                   # exact ties
     beta[5:8] = 0.5 / m
-    w, t = T.bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, 2, scale, out_bits=bits)
+    w, t = E.bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, 2, scale, out_bits=bits)
     assert t.shape == (mh, m) and t.dtype == np.int64 and np.all(np.diff(t, axis=1) >= 0)
     assert np.array_equal(w[gamma >= 0], wbits[gamma >= 0]) and np.array_equal(w[gamma < 0], 1 - wbits[gamma < 0])
     if in_kind == "uint":
@@ -460,7 +461,7 @@ def test_bn_fold_kbit_thresholds(in_kind, bits):
 
 def _check_export_any(result, ds, tmp_path, name):
     """Export, reload through netconfig, compare the golden integer network with the trained one on every image."""
-    toml_path, _ = T.export(result, tmp_path, name)
+    toml_path, _ = E.export(result, tmp_path, name)
     cfg = netconfig.load(toml_path)
     assert cfg.input_kind == "uint" and cfg.input_bits == ds.pixel_bits
     assert cfg.input_shape == result.input_shape
@@ -545,13 +546,13 @@ def test_conv_training_improves_over_chance(digits):
 def test_default_folding_of_conv_nets(digits):
     r = T.train(digits.subset(40, 5), "ste", hidden="c16,c32,p2,128", epochs=1)
     # convs: largest divisors <= (8, 8); fcs: the smallest simd * pe within the slowest conv's cycles
-    assert T.default_folding(r) == [(1, 8), (8, 8), (16, 1), (2, 1)]
-    assert T.default_folding(r, conv=(4, 2)) == [(1, 2), (4, 2), (2, 1), (1, 1)]
+    assert E.default_folding(r) == [(1, 8), (8, 8), (16, 1), (2, 1)]
+    assert E.default_folding(r, conv=(4, 2)) == [(1, 2), (4, 2), (2, 1), (1, 1)]
     mlp = T.train(digits.subset(40, 5), "ste", hidden=(32, 16), epochs=1)
-    assert T.default_folding(mlp) == T.default_folding(mlp.sizes) == [(8, 16), (32, 16), (16, 10)]
+    assert E.default_folding(mlp) == E.default_folding(mlp.sizes) == [(8, 16), (32, 16), (16, 10)]
     for h in ("c64,p2,256", "c6,c8,p2,16", "c8k2,p2,c4,12,12"):
         r = T.train(digits.subset(40, 5), "ste", hidden=h, epochs=1)
-        fold = T.default_folding(r)
+        fold = E.default_folding(r)
         cfg = netconfig.loads(_folded_toml(r, fold))
         cycles = [cfg.layer_cycles(L) for L in cfg.layers]
         conv_max = max(c for c, L in zip(cycles, cfg.layers) if L.type == "conv")
@@ -572,7 +573,7 @@ def _folded_toml(result, fold):
 
 
 def test_load_npz_both_layouts_and_errors(tmp_path):
-    from qnnfab.golden.datasets import load_npz
+    from qnnfab.train.datasets import load_npz
     rng = np.random.default_rng(3)
     x = rng.integers(0, 256, (20, 5, 4), dtype=np.uint8)        # grey (B, H, W) images
     y = rng.integers(0, 3, 20)
@@ -628,7 +629,7 @@ def test_bn_fold_ternary_reading_bipolar_is_dot_domain():
     gamma[:2] = 0.0
     mean, var = rng.normal(0, 3, mh), rng.uniform(5, 30, mh)
     for out_bits in (1, 2):
-        w, t = T.bn_fold_layer(w3, gamma, beta, mean, var, 1e-4, "bipolar", out_bits=out_bits, w_kind="ternary")
+        w, t = E.bn_fold_layer(w3, gamma, beta, mean, var, 1e-4, "bipolar", out_bits=out_bits, w_kind="ternary")
         assert np.array_equal(w[gamma >= 0], w3[gamma >= 0]) and np.array_equal(w[gamma < 0], -w3[gamma < 0])
         assert t.min() >= -mw and t.max() <= mw + 1
         got = multithreshold((2 * a - 1) @ w.T, t)
@@ -641,7 +642,7 @@ def test_bn_fold_ternary_reading_bipolar_is_dot_domain():
 
 def _check_ternary_export(result, ds, tmp_path, name):
     """Export a ternary net, reload, compare the golden integer network with the trained one on every image."""
-    toml_path, _ = T.export(result, tmp_path, name)
+    toml_path, _ = E.export(result, tmp_path, name)
     cfg = netconfig.load(toml_path)
     comp = [L for L in cfg.layers if L.type != "maxpool"]
     tl = [L for L in result.layers if L.kind != "pool"]
@@ -688,7 +689,7 @@ def test_ternary_training_learns(digits):
         assert np.abs(L.w).max() <= 1.0          # latent weights clipped
         assert 0.05 < np.mean(T.ternarize(L.w) == 0) < 0.8
     with pytest.raises(ConfigError, match="float baseline"):
-        T.integer_layers(T.train(small.subset(40, 10), "float", hidden=(8,), epochs=1))
+        E.integer_layers(T.train(small.subset(40, 10), "float", hidden=(8,), epochs=1))
 
 
 def test_run_training_ternary_scheme_not_default(digits, tmp_path):
