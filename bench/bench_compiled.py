@@ -89,12 +89,8 @@ def engines(paths, compiled_frames, cocotb_frames):
 def digits_networks(out_dir):
     """Train the two digits demo networks (STE) and export them; yield (label, config path, dataset)."""
     from qnnfab.training import run_training
-    try:
-        from qnnfab.train.datasets import load_digits
-        from qnnfab.train.train import parse_hidden
-    except ImportError:  # the trainer's older home
-        from qnnfab.golden.datasets import load_digits
-        from qnnfab.golden.train import parse_hidden
+    from qnnfab.train.datasets import load_digits
+    from qnnfab.train.trainer import parse_hidden
     ds = load_digits()
     for hidden, act_bits in (("256,256", 1), ("c64,p2,256", 2)):
         h = tuple(t for t, _ in parse_hidden(hidden))
