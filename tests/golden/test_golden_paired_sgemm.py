@@ -8,7 +8,7 @@ from qnnfab.errors import ConfigError
 from qnnfab.golden.bits import PairedSgemm, xnor_popcount_matmul
 from qnnfab.golden.network import make_network
 
-from test_golden_network import random_input, random_net
+from random_nets import random_input, random_net
 from qnnfab.golden.network import Network
 
 
