@@ -14,7 +14,7 @@ timing-closure result.
 """
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from .device import check_fits
@@ -90,15 +90,24 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
         return stage, layer, synth_xc7(comp, top=stage.replace("-", "_"), timing=timing)
 
     done = 0
+    # one progress line per stage as it finishes (in completion order: a slow first stage
+    # must not hide the others)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for stage, layer, res in pool.map(run, items):
-            done += 1
-            results.setdefault(layer, Resources())
-            results[layer] = results[layer] + res
-            if progress:
-                logic = f", logic {res.logic_ns:.2f} ns" if res.logic_ps is not None else ""
-                progress(f"  [{done}/{len(items)}] synthesized {stage}: {res.lut} LUT, {res.ff} FF, "
-                         f"{res.bram36:g} BRAM36, {res.dsp} DSP{logic} ({time.monotonic() - t0:.0f} s)")
+        futures = [pool.submit(run, item) for item in items]
+        try:
+            for fut in as_completed(futures):
+                stage, layer, res = fut.result()
+                done += 1
+                results.setdefault(layer, Resources())
+                results[layer] = results[layer] + res
+                if progress:
+                    logic = f", logic {res.logic_ns:.2f} ns" if res.logic_ps is not None else ""
+                    progress(f"  [{done}/{len(items)}] synthesized {stage}: {res.lut} LUT, {res.ff} FF, "
+                             f"{res.bram36:g} BRAM36, {res.dsp} DSP{logic} ({time.monotonic() - t0:.0f} s)")
+        except BaseException:  # an error or Ctrl-C: start no further Yosys run
+            for fut in futures:
+                fut.cancel()
+            raise
     layers = []
     total = Resources()
     for L in cfg.layers:

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from qnnfab.cache import cache_dir
+from qnnfab.cache import atomic_write_text, cache_dir, read_entry
 from qnnfab.errors import QnnfabError
 
 __all__ = ["Resources", "synth_xc7", "count_cells", "parse_sta", "sta_path"]
@@ -183,8 +183,10 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
     extra = ("\0" + STA_BUFG) if timing else ""
     key = hashlib.sha256((text + "\0" + top + "\0" + script + extra).encode()).hexdigest()[:24]
     cfile = cache_dir("yosys") / f"{top}-{key}.json"
-    if cache and cfile.exists():
-        return _from_cache(json.loads(cfile.read_text()))
+    if cache:
+        entry = read_entry(cfile, _parse_entry)
+        if entry is not None:
+            return _from_cache(entry)
     with tempfile.TemporaryDirectory(prefix="qnnfab-yosys-") as tmp:
         src = Path(tmp) / "design.v"
         stat = Path(tmp) / "stat.json"
@@ -213,8 +215,17 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
     else:
         entry = cells  # the format of the entries without STA (same key as before)
     if proc.returncode == 0:  # an STA failure is not cached: the next run retries
-        cfile.write_text(json.dumps(entry))
+        atomic_write_text(cfile, json.dumps(entry))
     return _from_cache(entry)
+
+
+def _parse_entry(text):
+    """A cache entry's JSON, checked to be one this module wrote (else ValueError)."""
+    entry = json.loads(text)
+    cells = entry.get("cells", entry) if isinstance(entry, dict) else None
+    if not isinstance(cells, dict) or not all(isinstance(n, int) for n in cells.values()):
+        raise ValueError("not a cell count table")
+    return entry
 
 
 def _from_cache(entry):

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir"]
+__all__ = ["cache_dir", "atomic_write_text", "read_entry"]
 
 
 def cache_dir(sub=None):
@@ -16,3 +16,50 @@ def cache_dir(sub=None):
         p = p / sub
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def atomic_write_text(path, text):
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a
+    rename: readers see the old file or the whole new one, never a part (a crash,
+    a full disk or Ctrl-C leaves at most a stray ``.tmp`` file, never a truncated entry)."""
+    import tempfile
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_entry(path, parse, warn=None):
+    """``parse(text of path)``, or None when the entry is missing or unreadable (a miss:
+    the caller rebuilds it). An unreadable entry is removed, with a warning."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:   # ValueError: not UTF-8
+        text, err = None, e
+    if text is not None:
+        try:
+            return parse(text)
+        except Exception as e:  # any parse failure means a damaged entry
+            err = e
+    if warn is None:
+        import sys
+
+        def warn(msg):
+            print(f"qnnfab: warning: {msg}", file=sys.stderr, flush=True)
+    warn(f"unreadable cache entry {path} ({type(err).__name__}: {err}); rebuilding it")
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return None

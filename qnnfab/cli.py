@@ -7,9 +7,12 @@ without a Python traceback.
 """
 
 import argparse
+import math
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 # One BLAS thread unless the user chose otherwise: the trainer's and the golden
 # model's matrices are small, and on a loaded 2-core machine OpenBLAS's thread
@@ -32,26 +35,151 @@ EPILOG_MAIN = """examples:
 """
 
 
+# ---------------------------------------------------------------------------
+# argument checks: every one runs before any long work (and before anything is written)
+
+def _number(where, option, value, *, minimum=None, above=None, integer=False, fix=None):
+    """Raise ConfigError unless ``value`` is a finite number (> ``above`` / >= ``minimum``)."""
+    if value is None:
+        return value
+    ok = math.isfinite(value) and (above is None or value > above) and (minimum is None or value >= minimum)
+    if not ok:
+        rule = f"> {above:g}" if above is not None else f">= {minimum:g}" if minimum is not None else "finite"
+        raise ConfigError(where, option, f"must be a {'whole' if integer else 'finite'} number {rule}, "
+                          f"got {value!r}", fix or f"pass {option} <number {rule}>")
+    return value
+
+
+def _probe_writable(folder, where, option, shown):
+    """Create and delete a file in ``folder`` (os.access says yes to root even on /proc)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ConfigError(where, option, f"cannot write in {shown} ({e.strerror})",
+                          "choose a folder you can write to") from None
+
+
+def check_out_file(where, option, path, suffix):
+    """An output file: ``suffix`` extension, an existing writable folder, not a directory itself."""
+    p = Path(path)
+    if p.suffix.lower() != suffix:
+        raise ConfigError(where, option, f"{path!r} does not end in {suffix}",
+                          f"name the file e.g. {p.stem or 'out'}{suffix}")
+    if p.is_dir():
+        raise ConfigError(where, option, f"{path} is a directory", f"name a file in it, e.g. {p / ('out' + suffix)}")
+    parent = p.parent
+    if not parent.is_dir():
+        raise ConfigError(where, option, f"the folder {parent} does not exist", f"create it first (mkdir -p {parent})")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ConfigError(where, option, f"{path} is not writable", "choose another file")
+    _probe_writable(parent, where, option, parent)
+    return p
+
+
+class OutDir:
+    """An output folder named by the user, checked (and created) at argument parsing.
+
+    ``empty=True``: it must be missing or empty, unless ``force`` and an earlier
+    run of qnnfab marked it (``MARK``): then its whole content is replaced.
+    Folders created here are removed again by :meth:`undo` when a later check
+    fails, so a failing command leaves nothing behind.
+    """
+    MARK = ".qnnfab-generated"
+
+    def __init__(self, where, option, path, *, empty=False, force=False):
+        self.path = p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise ConfigError(where, option, f"{path} exists and is not a folder",
+                              "name a new or existing folder")
+        anc = p
+        while not anc.exists():
+            anc = anc.parent
+        if not anc.is_dir():
+            raise ConfigError(where, option, f"{anc} is not a folder", "name a folder path")
+        self.created = []
+        self.replace = False
+        if p.is_dir() and empty and any(p.iterdir()):
+            if not force:
+                raise ConfigError(where, option, f"{path} is not empty (an earlier run's files would mix with "
+                                  "this one's)", "name a new or empty folder, or add --force to replace a folder "
+                                  "that qnnfab generate wrote")
+            if not (p / self.MARK).exists():
+                raise ConfigError(where, option, f"{path} is not empty and was not written by qnnfab generate "
+                                  "(no .qnnfab-generated in it); --force replaces only such folders",
+                                  "name a new or empty folder")
+            self.replace = True
+        missing = []
+        q = p
+        while not q.exists():
+            missing.append(q)
+            q = q.parent
+        try:
+            for d in reversed(missing):
+                d.mkdir()
+                self.created.append(d)
+        except OSError as e:
+            self.undo()
+            raise ConfigError(where, option, f"cannot create {path} ({e.strerror})",
+                              "choose a folder you can write to") from None
+        try:
+            _probe_writable(p, where, option, p)
+        except ConfigError:
+            self.undo()
+            raise
+
+    def clear(self):
+        """Remove the content of a folder an earlier run wrote (``--force``), then mark it ours."""
+        import shutil
+        if self.replace:
+            for f in self.path.iterdir():
+                if f.is_dir() and not f.is_symlink():
+                    shutil.rmtree(f)
+                else:
+                    f.unlink()
+        (self.path / self.MARK).write_text("written by qnnfab generate; --force replaces this folder's content\n")
+
+    def undo(self):
+        for d in reversed(self.created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        self.created = []
+
+
+def _check_board(name):
+    from qnnfab.boards import get_board
+    return get_board(name)
+
+
 def _cmd_sim(args):
     from qnnfab.sim import registry
 
+    where = "qnnfab sim"
+    if args.list and (args.config or args.names):
+        raise ConfigError(where, "--list", "lists the regressions and runs nothing: it cannot be combined with "
+                          + ("--config" if args.config else "regression names"), "run `qnnfab sim --list` on its own")
+    if args.frames is not None and not args.config:
+        raise ConfigError(where, "--frames", "applies to the whole-network regression only",
+                          "add --config FILE, or drop --frames")
+    if args.seed is not None and not 0 <= args.seed < 2**31:
+        raise ConfigError(where, "--seed", f"must be in [0, 2^31), got {args.seed}", "e.g. --seed 42")
     regs = registry.regressions()
     if args.config:
         if args.names:
-            raise ConfigError("qnnfab sim", "--config", "cannot be combined with regression names",
+            raise ConfigError(where, "--config", "cannot be combined with regression names",
                               "run `qnnfab sim --config FILE` on its own")
         from qnnfab import netconfig
-        from pathlib import Path
+        frames = 100 if args.frames is None else args.frames
+        if frames < 1:
+            raise ConfigError(where, "--frames", f"must be >= 1, got {frames}", "e.g. --frames 100")
         path = Path(args.config).resolve()
         cfg = netconfig.load(path)  # validate before any build
-        if args.frames < 1:
-            raise ConfigError("qnnfab sim", "--frames", f"must be at least 1, got {args.frames}",
-                              "give the number of frames to simulate, e.g. --frames 100")
         if args.engine == "compiled":
             seed = args.seed if args.seed is not None else 1
-            frames = cfg.random_inputs(args.frames, seed)
-            return _simulate_compiled(cfg, frames, None, seed)
-        jobs = [("network", {"config": str(path), "frames": args.frames})]
+            return _simulate_compiled(cfg, cfg.random_inputs(frames, seed), None, seed)
+        jobs = [("network", {"config": str(path), "frames": frames})]
         return _run_jobs(regs, jobs, ["network"], args.seed)
     if args.list:
         width = max(len(n) for n in regs) if regs else 0
@@ -96,6 +224,11 @@ def _simulate_compiled(cfg, frames, labels, seed):
 
 def _cmd_verify(args):
     from qnnfab.sim.datafile import load_frames
+    where = "qnnfab verify"
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(where, "--limit", f"must be >= 1, got {args.limit}", "e.g. --limit 100, or leave it out")
+    if not 0 <= args.seed < 2**31:
+        raise ConfigError(where, "--seed", f"must be in [0, 2^31), got {args.seed}", "e.g. --seed 1")
     cfg = _load_config(args.config)
     frames, labels = load_frames(args.data, cfg)
     if args.limit is not None:
@@ -162,10 +295,19 @@ def _report(cfg, board, jobs, clock_mhz):
     return rep, format_report(rep, board.capacity)
 
 
+def _check_clock_jobs(args, where):
+    _number(where, "--clock", args.clock, above=0, fix="pass the clock in MHz, e.g. --clock 100")
+    if getattr(args, "jobs", None) is not None and args.jobs < 1:
+        raise ConfigError(where, "--jobs", f"must be >= 1, got {args.jobs}", "e.g. --jobs 2")
+
+
 def _cmd_report(args):
-    from qnnfab.boards import get_board
     from qnnfab.boards.report import plot_report
-    board = get_board(args.board)
+    where = "qnnfab report"
+    _check_clock_jobs(args, where)
+    if args.png:
+        check_out_file(where, "--png", args.png, ".png")
+    board = _check_board(args.board)
     cfg = _load_config(args.config)
     rep, text = _report(cfg, board, args.jobs, args.clock)
     print(text)
@@ -176,21 +318,27 @@ def _cmd_report(args):
 
 
 def _cmd_generate(args):
-    from pathlib import Path
     from qnnfab.boards import check_fits, get_board
     from qnnfab.boards.fold import estimate
     from qnnfab.boards.plan import write_accelerator, write_build_plan, write_overlay
     from qnnfab.boards.report import plot_report
+    where = "qnnfab generate"
+    _check_clock_jobs(args, where)
     board = get_board(args.board)
     cfg = _load_config(args.config)
-    out = Path(args.out)
-    # checks before any Verilog is written: the model, then Yosys
-    check_fits(f"network '{cfg.name}' (model estimate)", estimate(cfg), board.capacity, margin=1.0)
-    text = None
-    if not args.no_report:
-        rep, text = _report(cfg, board, args.jobs, args.clock)
-        check_fits(f"network '{cfg.name}'", rep.total, board.capacity)
-    out.mkdir(parents=True, exist_ok=True)
+    # checks before any Verilog is written: the folder, the model, then Yosys
+    out_dir = OutDir(where, "--out", args.out, empty=True, force=args.force)
+    out = out_dir.path
+    try:
+        check_fits(f"network '{cfg.name}' (model estimate)", estimate(cfg), board.capacity, margin=1.0)
+        text = None
+        if not args.no_report:
+            rep, text = _report(cfg, board, args.jobs, args.clock)
+            check_fits(f"network '{cfg.name}'", rep.total, board.capacity)
+    except BaseException:
+        out_dir.undo()
+        raise
+    out_dir.clear()
     name, _ = write_accelerator(cfg, out / "accel")
     print(f"accelerator IP (AXI-Stream ports): {out / 'accel'}/ (module {name})")
     if args.top == "overlay":
@@ -213,15 +361,17 @@ def _cmd_generate(args):
 
 
 def _cmd_fold(args):
-    from pathlib import Path
     from qnnfab import netconfig
-    from qnnfab.boards import get_board
     from qnnfab.boards.fold import auto_fold
-    board = get_board(args.board)
-    cfg = _load_config(args.config)
+    where = "qnnfab fold"
     if (args.fps is None) == (not args.fastest):
-        raise ConfigError("qnnfab fold", "--fps/--fastest", "give exactly one of them",
+        raise ConfigError(where, "--fps/--fastest", "give exactly one of them",
                           "e.g. --fps 100000 or --fastest")
+    _check_clock_jobs(args, where)
+    _number(where, "--fps", args.fps, above=0, fix="e.g. --fps 100000, or --fastest")
+    check_out_file(where, "--out", args.out, ".toml")
+    board = _check_board(args.board)
+    cfg = _load_config(args.config)
     res = auto_fold(cfg, board.capacity, target_fps=args.fps, f_clk=args.clock * 1e6)
     print(f"{'layer':<12} {'type':<8} {'SIMD':>5} {'PE':>4} {'cycles/frame':>13}")
     for L, (_, cyc) in zip(cfg.layers, res.cycles):
@@ -243,18 +393,88 @@ def _cmd_fold(args):
 
 def _cmd_demo(args):
     from qnnfab import demo
+    where = "qnnfab demo"
+    check_train_args(args, where)
+    _check_board(args.board)
+    OutDir(where, "--out", args.out)
     return demo.run(args.out, args.seed, epochs=args.epochs, board_name=args.board, hidden=args.hidden,
                     act_bits=args.act_bits)
 
 
+def check_train_args(args, where="qnnfab train"):
+    """Every training argument, before the first epoch: the schemes, the numbers, the
+    architecture (and its size once exported); returns (schemes, hidden)."""
+    from qnnfab import netconfig
+    from qnnfab.golden.train import SCHEMES, parse_hidden
+    schemes = [s.strip() for s in args.schemes.split(",")] if hasattr(args, "schemes") else []
+    if hasattr(args, "schemes"):
+        bad = [s for s in schemes if s not in SCHEMES]
+        if not args.schemes.strip() or bad:
+            raise ConfigError(where, "--schemes", f"unknown scheme {bad[0]!r}" if bad and bad[0] else
+                              f"{args.schemes!r} names no scheme", f"comma-separated, among {', '.join(SCHEMES)}")
+        dup = sorted({s for s in schemes if schemes.count(s) > 1})
+        if dup:
+            raise ConfigError(where, "--schemes", f"{dup[0]!r} is named twice", "name each scheme once")
+    for opt, v in (("--epochs", args.epochs), ("--batch", getattr(args, "batch", 1))):
+        if v < 1:
+            raise ConfigError(where, opt, f"must be >= 1, got {v}", f"e.g. {opt} 30" if opt == "--epochs" else
+                              f"e.g. {opt} 32")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed < 2**31:
+        raise ConfigError(where, "--seed", f"must be in [0, 2^31), got {seed}", "e.g. --seed 0")
+    _number(where, "--lr", getattr(args, "lr", None), above=0, fix="e.g. --lr 0.1")
+    top = netconfig.LIMITS["data_bits"]
+    if not 1 <= args.act_bits <= top:
+        raise ConfigError(where, "--act-bits", f"must be 1..{top} (as act = \"uint<n>\" in a config), "
+                          f"got {args.act_bits}", "e.g. --act-bits 2")
+    if getattr(args, "pixel_bits", None) is not None:
+        if getattr(args, "data", None) is None:
+            raise ConfigError(where, "--pixel-bits", "applies to --data only (the shipped digits have 5-bit "
+                              "pixels)", "add --data FILE.npz, or drop --pixel-bits")
+        if not 1 <= args.pixel_bits <= top:
+            raise ConfigError(where, "--pixel-bits", f"must be 1..{top}, got {args.pixel_bits}", "e.g. --pixel-bits 8")
+    entries = parse_hidden(args.hidden)
+    for text, spec in entries:
+        if spec[0] != "pool":
+            n = spec[1] * ((1 << args.act_bits) - 1)
+            if n > netconfig.LIMITS["thresholds_per_layer"]:
+                raise ConfigError(where, "--hidden", f"{text} with {args.act_bits}-bit activations needs {n:,} "
+                                  f"thresholds, above the limit of {netconfig.LIMITS['thresholds_per_layer']:,}",
+                                  "use fewer units or fewer --act-bits")
+    return schemes, tuple(t for t, _ in entries)
+
+
+def warn(text):
+    print(f"qnnfab: warning: {text}", file=sys.stderr, flush=True)
+
+
+def _warn_label_gaps(ds):
+    """Labels are class indices: a class without training images (often one stray label)
+    still gets an output of its own. Say so, with the counts."""
+    counts = ds.label_counts()
+    empty = [c for c in range(len(counts)) if counts[c] == 0]
+    if not empty:
+        return
+    shown = ", ".join(f"{c}: {n}" for c, n in enumerate(counts) if n)
+    gaps = f"{len(empty)} of them ({', '.join(map(str, empty[:5]))}{', ...' if len(empty) > 5 else ''})"
+    warn(f"dataset '{ds.name}': labels 0..{len(counts) - 1} make {len(counts)} classes, {gaps} without a "
+         f"training image; images per label: {shown} (renumber the labels 0..N-1 if that is not meant)")
+
+
 def _cmd_train(args):
-    from pathlib import Path
+    from qnnfab import netconfig
     from qnnfab.train.datasets import load_digits, load_npz
-    from qnnfab.train.trainer import parse_hidden
     from qnnfab.training import describe_arch, format_table, plot_curves, run_training
-    schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
-    hidden = tuple(t for t, _ in parse_hidden(args.hidden))
-    ds = load_digits() if args.data is None else load_npz(args.data, pixel_bits=args.pixel_bits)
+    where = "qnnfab train"
+    schemes, hidden = check_train_args(args, where)
+    if args.data is None:
+        ds = load_digits()
+    else:
+        ds = load_npz(args.data, pixel_bits=8 if args.pixel_bits is None else args.pixel_bits)
+        ds.name = netconfig.safe_name(ds.name, "data")  # it names the exported networks and files
+        _warn_label_gaps(ds)
+    describe_arch(ds, hidden, args.act_bits)  # the architecture fits the images
+    out = OutDir(where, "--out", args.out)
     print(f"training on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images, "
           f"{describe_arch(ds, hidden, args.act_bits)}, {args.epochs} epochs")
     results = run_training(ds, schemes, hidden=hidden, epochs=args.epochs, batch=args.batch,
@@ -263,7 +483,7 @@ def _cmd_train(args):
     for r in results:
         if r.toml_path:
             print(f"exported {r.scheme}: {r.toml_path}  (qnnfab generate/sim --config accept it)")
-    png = plot_curves(results, Path(args.out) / "training_curves.png")
+    png = plot_curves(results, out.path / "training_curves.png")
     print(f"training curves: {png}")
     return 0
 
@@ -275,8 +495,8 @@ def arch_args(p):
                         "convolution with n channels, p<k> = k x k max pool (default 256,256; "
                         "e.g. c64,p2,256)")
     p.add_argument("--act-bits", type=int, default=1,
-                   help="hidden activation bits of the binarized networks: 1 = bipolar (sign), "
-                        "k >= 2 = unsigned k-bit (default 1; the float baseline uses relu)")
+                   help="hidden activation bits of the binarized networks, 1..16 as a config's act: 1 = bipolar "
+                        "(sign), k >= 2 = unsigned k-bit, act = \"uint<k>\" (default 1; the float baseline uses relu)")
 
 
 def build_parser():
@@ -300,12 +520,12 @@ def build_parser():
     s.add_argument("names", nargs="*", metavar="NAME", help="regressions to run (default: all)")
     s.add_argument("--list", action="store_true", help="list the regressions and exit")
     s.add_argument("--config", metavar="FILE", help="run the whole-network regression on this config")
-    s.add_argument("--frames", type=int, default=100, help="frames per test with --config (default 100)")
+    s.add_argument("--frames", type=int, default=None, help="frames per test with --config (>= 1, default 100)")
     s.add_argument("--engine", choices=("compiled", "cocotb"), default="compiled",
                    help="with --config: 'compiled' (default) runs a Verilator C++ testbench at full speed; "
                         "'cocotb' runs the cycle-by-cycle cocotb network regression")
     s.add_argument("--seed", type=int, default=None,
-                   help="random seed (default: fresh per case, printed; or $QNNFAB_SEED)")
+                   help="random seed in [0, 2^31) (default: fresh per case, printed; or $QNNFAB_SEED)")
     s.set_defaults(func=_cmd_sim)
 
     v = sub.add_parser(
@@ -333,9 +553,10 @@ def build_parser():
         sp.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
         sp.add_argument("--board", default="pynq-z2", help="target board (default pynq-z2; see `qnnfab boards`)")
         sp.add_argument("--clock", type=float, default=100.0, metavar="MHZ",
-                        help="clock for the throughput figures (default 100 MHz, as BNN-PYNQ)")
+                        help="clock in MHz (> 0) of the frames/s figures (default 100, as BNN-PYNQ's figures; "
+                             "the board's oscillator is 125 MHz, see the README)")
         if report:
-            sp.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (default 2)")
+            sp.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (>= 1, default 2)")
 
     g = sub.add_parser(
         "generate", help="Verilog + PYNQ overlay (Vivado Tcl, driver) + resource report for a board",
@@ -346,10 +567,18 @@ def build_parser():
                     "the block design and the frequency the build constrains.",
         epilog="examples:\n  qnnfab generate --board pynq-z2 --config configs/lfc_small.toml --out out/lfc\n"
                "  qnnfab generate --board pynq-z1 --clock 125 --config configs/lfc_small.toml --out out/lfc-z1\n"
-               "  qnnfab generate --top selftest --config configs/lfc_small.toml --out out/lfc-selftest",
+               "  qnnfab generate --top selftest --config configs/lfc_small.toml --out out/lfc-selftest\n"
+               "  qnnfab generate --config configs/cnv_small.toml --out out/lfc --force   (replace it)\n"
+               "--out must be new or empty; --force replaces the content of a folder that qnnfab generate "
+               "wrote earlier.\nFirst run: minutes (Yosys per layer, one progress line each); later runs "
+               "reuse the cache.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     board_args(g)
-    g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    g.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: new or empty (an earlier run's files never mix with this one's)")
+    g.add_argument("--force", action="store_true",
+                   help="replace the whole content of an --out folder that an earlier qnnfab generate wrote "
+                        "(marked by its .qnnfab-generated file; other non-empty folders are never touched)")
     g.add_argument("--no-report", action="store_true", help="skip Yosys (model-based fit check only)")
     g.add_argument("--top", choices=("overlay", "selftest"), default="overlay",
                    help="overlay (default): the accelerator in an AXI shell beside the Zynq PS, Vivado "
@@ -364,7 +593,8 @@ def build_parser():
         epilog="example:\n  qnnfab report --config configs/lfc_small.toml --png lfc.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     board_args(r)
-    r.add_argument("--png", metavar="FILE", help="write a bar chart of cycles and LUTs per layer")
+    r.add_argument("--png", metavar="FILE.png",
+                   help="write a bar chart of cycles and LUTs per layer (a .png in an existing folder)")
     r.set_defaults(func=_cmd_report)
 
     f = sub.add_parser(
@@ -376,9 +606,10 @@ def build_parser():
                "  qnnfab fold --config configs/lfc_w1a1.toml --fastest --out lfc_fast.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     board_args(f, report=False)
-    f.add_argument("--fps", type=float, help="target frames per second at --clock")
+    f.add_argument("--fps", type=float, help="target frames per second (> 0) at --clock")
     f.add_argument("--fastest", action="store_true", help="the fastest folding that fits the board")
-    f.add_argument("--out", required=True, metavar="FILE", help="where to write the folded config")
+    f.add_argument("--out", required=True, metavar="FILE.toml",
+                   help="where to write the folded config (a .toml in an existing folder)")
     f.set_defaults(func=_cmd_fold)
 
     d = sub.add_parser(
@@ -392,8 +623,8 @@ def build_parser():
                "  qnnfab demo --hidden c64,p2,256 --act-bits 2 --out out/demo-conv",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    d.add_argument("--seed", type=int, default=None, help="random seed for the regressions")
-    d.add_argument("--epochs", type=int, default=30, help="training epochs per scheme (default 30)")
+    d.add_argument("--seed", type=int, default=None, help="random seed in [0, 2^31) for the regressions")
+    d.add_argument("--epochs", type=int, default=30, help="training epochs per scheme (>= 1, default 30)")
     d.add_argument("--board", default="pynq-z2", help="target board (default pynq-z2)")
     arch_args(d)
     d.set_defaults(func=_cmd_demo)
@@ -411,19 +642,22 @@ def build_parser():
     t.add_argument("--schemes", default="float,ste,stochastic,progressive",
                    help="comma-separated schemes among float, ste, stochastic, progressive, ternary "
                         "(default: the first four)")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--epochs", type=int, default=30, help="training epochs per scheme (>= 1, default 30)")
+    t.add_argument("--batch", type=int, default=32, help="minibatch size (>= 1, default 32)")
     arch_args(t)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0,
+                   help="seed in [0, 2^31) of the weight initialisation and the shuffling (default 0)")
     t.add_argument("--data", metavar="FILE.npz", default=None,
                    help="your own images instead of the shipped digits: x_train, y_train, x_test, y_test "
-                        "(or x, y), integer pixels or floats in [0, 1], (B, H, W[, C]) or (B, F)")
-    t.add_argument("--pixel-bits", type=int, default=8,
-                   help="bits of the --data pixels (default 8; floats are quantized to this)")
+                        "(or x, y, split 75/25), integer pixels or floats in [0, 1], (B, H, W[, C]) or (B, F), "
+                        "labels 0..classes-1; see the README")
+    t.add_argument("--pixel-bits", type=int, default=None,
+                   help="bits (1..16) of the --data pixels (default 8; floats are quantized to this)")
     t.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate of the binarized schemes (default 0.1, or 0.03 with --act-bits >= 2; "
                         "progressive conv nets train better at 0.01)")
-    t.add_argument("--out", default="out/train", help="export folder (default out/train)")
+    t.add_argument("--out", default="out/train", metavar="DIR",
+                   help="export folder, created if missing (default out/train)")
     t.set_defaults(func=_cmd_train)
     return p
 
@@ -440,6 +674,13 @@ def main(argv=None):
         print(f"qnnfab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # components built but never elaborated (an interrupted report) would warn at exit
+        import warnings
+        try:
+            from amaranth.hdl import UnusedElaboratable
+            warnings.simplefilter("ignore", UnusedElaboratable)
+        except ImportError:
+            pass
         print("qnnfab: interrupted", file=sys.stderr)
         return 130
 

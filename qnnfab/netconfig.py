@@ -519,6 +519,10 @@ def _load_weights_file(path, where):
     if not path.is_file():
         raise ConfigError(where, "weights", f"{path} is not a file", fix)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+            raise ConfigError(where, "weights", f"{path} is not a readable .npz (not a NumPy file)", fix)
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):
             raise ConfigError(where, "weights", f"{path} holds a single array, not an .npz of "

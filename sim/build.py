@@ -12,13 +12,14 @@ import fcntl
 import hashlib
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import verilog
 
-from qnnfab.cache import cache_dir
+from qnnfab.cache import atomic_write_text, cache_dir
 
 from .toolchain import setup_verilator, simulator_name, verilator_version
 
@@ -113,11 +114,21 @@ def _keep_runtime(rdir, bdir):
     for f in bdir.iterdir():
         if f.name.startswith("verilated") and f.suffix in (".o", ".d"):
             shutil.copy2(f, tmp / f.name)
-    (tmp / "ok").write_text("1\n")
+    atomic_write_text(tmp / "ok", "1\n")
     try:
         tmp.rename(rdir)
     except OSError:  # another worker got there first
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build_complete(bdir, sim, toplevel):
+    """The simulator's model is there (Verilator: the executable named after the top; Icarus: ``sim.vvp``)."""
+    if sim == "verilator":
+        exe = bdir / toplevel
+        return exe.is_file() and os.access(exe, os.X_OK)
+    if sim == "icarus":
+        return (bdir / "sim.vvp").is_file()
+    return True
 
 
 def build(verilog_text, toplevel, *, waves=False, log=None):
@@ -140,7 +151,11 @@ def build(verilog_text, toplevel, *, waves=False, log=None):
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             if done.exists():
-                return Build(sim, toplevel, bdir, vpath, key, True, 0.0)
+                if _build_complete(bdir, sim, toplevel):
+                    return Build(sim, toplevel, bdir, vpath, key, True, 0.0)
+                print(f"qnnfab: warning: cached build {bdir} is incomplete; rebuilding it", file=sys.stderr,
+                      flush=True)
+                done.unlink()
             if log:
                 log(f"building {toplevel} with {sim} in {bdir}")
             vpath.write_text(verilog_text)
@@ -168,7 +183,7 @@ def build(verilog_text, toplevel, *, waves=False, log=None):
             seconds = time.monotonic() - t0
             if rdir is not None:
                 _keep_runtime(rdir, bdir)
-            done.write_text(f"{seconds:.1f}\n")
+            atomic_write_text(done, f"{seconds:.1f}\n")   # written last: the build is complete
             return Build(sim, toplevel, bdir, vpath, key, False, seconds)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

@@ -32,9 +32,10 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 
-__all__ = ["Dataset", "load_digits", "from_arrays", "load_npz", "split", "DATA_DIR"]
+__all__ = ["Dataset", "load_digits", "from_arrays", "load_npz", "split", "DATA_DIR", "MAX_CLASSES"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+MAX_CLASSES = 1024   # labels 0..1023: the output layer has one score per class
 
 
 @dataclass
@@ -57,12 +58,17 @@ class Dataset:
             raise ConfigError(where, "pixel_bits", f"must be 1..16, got {self.pixel_bits}",
                               "pass the bit width of the unsigned pixels")
         hi = (1 << self.pixel_bits) - 1
+        shapes = {}
         for part in ("train", "test"):
             x = np.asarray(getattr(self, f"x_{part}"))
             y = np.asarray(getattr(self, f"y_{part}"))
             if x.ndim < 2 or x.shape[0] != y.shape[0] or y.ndim != 1:
                 raise ConfigError(where, f"x_{part}", f"shape {x.shape} does not match labels {y.shape}",
                                   "pass x (B, ...) and y (B,)")
+            if x.shape[0] == 0 or 0 in x.shape[1:]:
+                raise ConfigError(where, f"x_{part}", f"is empty (shape {x.shape})",
+                                  f"store at least one image in x_{part} (and its label in y_{part})")
+            shapes[part] = x.shape[1:]
             if not np.issubdtype(x.dtype, np.integer):
                 raise ConfigError(where, f"x_{part}", f"must hold integer pixels, got dtype {x.dtype}",
                                   "use from_arrays() to quantize float images")
@@ -72,15 +78,25 @@ class Dataset:
                                   "raise pixel_bits or rescale the pixels")
             if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
                 raise ConfigError(where, f"y_{part}", "labels must be integers >= 0", "pass class indices")
+            if y.size and y.max() >= MAX_CLASSES:
+                raise ConfigError(where, f"y_{part}", f"has label {y.max()}: labels are class indices "
+                                  f"0..{MAX_CLASSES - 1}", "number the classes 0, 1, 2, ...")
             if not self.input_shape:
                 self.input_shape = tuple(int(s) for s in x.shape[1:])
             setattr(self, f"x_{part}", x.reshape(x.shape[0], -1).astype(np.int64))
             setattr(self, f"y_{part}", y.astype(np.int64))
+        if shapes["train"] != shapes["test"]:
+            raise ConfigError(where, "x_test", f"images are {shapes['test']}, x_train's are {shapes['train']}",
+                              "use the same image shape for both")
         if self.x_train.shape[1] != self.x_test.shape[1]:
             raise ConfigError(where, "x_test", f"has {self.x_test.shape[1]} features, x_train has "
                               f"{self.x_train.shape[1]}", "use the same image size for both")
         if not self.classes:
             self.classes = int(max(self.y_train.max(initial=0), self.y_test.max(initial=0))) + 1
+
+    def label_counts(self):
+        """Training images per class, (classes,) int64."""
+        return np.bincount(self.y_train, minlength=self.classes)
 
     @property
     def features(self):

@@ -1,0 +1,507 @@
+"""Bad input on the command line: exit code 2 and one line naming what is wrong and the
+fix (or a warning where the input is odd but usable), before any long work, and nothing
+written outside the folders the user named.
+
+Every case runs ``qnnfab.cli.main`` in-process inside an empty working folder with its
+own empty build cache; after a failing case both must still be empty (so no Yosys run,
+no Verilator build and no stray file happened), and the named output must not exist.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qnnfab import netconfig
+from qnnfab.cache import atomic_write_text, read_entry
+from qnnfab.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+LFC_SMALL = ROOT / "configs" / "lfc_small.toml"
+
+CONV = """[network]
+name = "tiny-conv"
+input_shape = [6, 6, 2]
+input_kind = "{kind}"
+{bits}
+weights = "random"
+
+[[layer]]
+name = "conv0"
+type = "conv"
+out = 4
+kernel = 3
+pe = 2
+simd = 2
+{conv}
+
+[[layer]]
+name = "fc_out"
+type = "fc"
+out = 2
+act = "acc"
+simd = 4
+"""
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    """An empty working folder and an empty build cache for one case."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    return work
+
+
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+def _fails(argv, capsys, *words):
+    """Run ``qnnfab argv`` in the current folder; check exit 2, one line naming ``words``
+    and a fix, and that nothing was written there or in the build cache."""
+    work = Path.cwd()
+    before = _tree(work)
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert rc == 2, (rc, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("qnnfab: error:") and "(fix:" in line, line
+    assert "Traceback" not in out + err
+    for w in words:
+        assert w in line, (w, line)
+    assert "epoch" not in out and "synthesiz" not in out, out   # before any long work
+    assert _tree(work) == before, "files written"
+    cache = Path(os.environ["QNNFAB_CACHE"])
+    assert not cache.exists() or not any(cache.rglob("*")), _tree(cache)
+    return line
+
+
+def _config(text, name="net.toml"):
+    p = Path.cwd() / name
+    p.write_text(text)
+    return p
+
+
+# --------------------------------------------------------------------------- output paths
+
+def test_fold_out_is_an_existing_folder(cwd, capsys):
+    (cwd / "dir").mkdir()
+    _fails(["fold", "--config", LFC_SMALL, "--fastest", "--out", "dir"], capsys, "--out", "dir")
+
+
+@pytest.mark.parametrize("out, words", [
+    ("/nonexistent/x.toml", ["--out", "/nonexistent", "does not exist"]),
+    ("x.txt", ["--out", ".toml"]),
+    ("x", ["--out", ".toml"]),
+    ("/proc/x.toml", ["--out", "cannot write"]),
+])
+def test_fold_out_file_is_checked_first(cwd, capsys, out, words):
+    _fails(["fold", "--config", LFC_SMALL, "--fastest", "--out", out], capsys, *words)
+
+
+@pytest.mark.parametrize("png, words", [
+    ("/nonexistent/x.png", ["--png", "does not exist"]),
+    ("x.jpgg", ["--png", ".png"]),
+    ("DIR", ["--png", ".png"]),
+    ("DIR.png", ["--png", "is a directory"]),
+    ("/proc/x.png", ["--png", "cannot write"]),
+])
+def test_report_png_is_checked_before_yosys(cwd, capsys, png, words):
+    (cwd / "DIR").mkdir()
+    (cwd / "DIR.png").mkdir()
+    _fails(["report", "--config", LFC_SMALL, "--png", png], capsys, *words)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: p.write_text("x"), ["--out", "not a folder"]),
+    (lambda p: None, ["--out", "cannot create"]),
+])
+def test_generate_out_is_checked_before_yosys(cwd, capsys, make, words):
+    target = cwd / "gen" if "not a folder" in words else Path("/proc/qnnfab-gen")
+    make(target)
+    _fails(["generate", "--config", LFC_SMALL, "--out", target], capsys, *words)
+    assert not Path("/proc/qnnfab-gen").exists()
+
+
+def test_generate_out_below_a_file(cwd, capsys):
+    (cwd / "file").write_text("x")
+    _fails(["generate", "--config", LFC_SMALL, "--out", "file/sub"], capsys, "--out", "not a folder")
+
+
+@pytest.mark.parametrize("out", ["/proc/train", "file", "file/sub"])
+def test_train_out_is_checked_before_the_first_epoch(cwd, capsys, out):
+    (cwd / "file").write_text("x")
+    _fails(["train", "--schemes", "ste", "--epochs", "1", "--hidden", "8", "--out", out], capsys, "--out")
+
+
+def test_demo_out_is_checked_first(cwd, capsys):
+    (cwd / "file").write_text("x")
+    _fails(["demo", "--epochs", "1", "--out", "file"], capsys, "--out", "not a folder")
+
+
+# --------------------------------------------------------------------------- stale output
+
+def test_generate_refuses_a_non_empty_folder_without_force(cwd, capsys):
+    out = cwd / "gen"
+    out.mkdir()
+    (out / "report.txt").write_text("network lfc-small\n")
+    _fails(["generate", "--no-report", "--config", LFC_SMALL, "--out", out], capsys, "not empty", "--force")
+    # --force touches only folders that qnnfab generate wrote
+    _fails(["generate", "--no-report", "--force", "--config", LFC_SMALL, "--out", out], capsys,
+           "not written by qnnfab generate")
+    assert (out / "report.txt").read_text() == "network lfc-small\n"
+
+
+def test_generate_force_replaces_what_an_earlier_run_wrote(cwd, capsys):
+    out = cwd / "gen"
+    assert main(["generate", "--no-report", "--config", str(LFC_SMALL), "--out", str(out)]) == 0
+    first = set(_tree(out))
+    assert ".qnnfab-generated" in first and any(p.startswith("accel/") for p in first)
+    (out / "report.txt").write_text("network lfc-small\n")          # stale, from an earlier run
+    (out / "accel" / "old_module.v").write_text("module old; endmodule\n")
+    capsys.readouterr()
+    _fails(["generate", "--no-report", "--config", LFC_SMALL, "--out", out], capsys, "not empty", "--force")
+    assert main(["generate", "--no-report", "--force", "--config", str(LFC_SMALL), "--out", str(out)]) == 0
+    assert set(_tree(out)) == first       # the stale report and module are gone
+
+
+# --------------------------------------------------------------------------- names
+
+@pytest.mark.parametrize("name", ["fc 0", "fc/out", "../../escaped", "", "0fc", "fc-0", "fc0_fifo", "x" * 65,
+                                  "ü"])
+def test_layer_names_must_be_identifiers(cwd, capsys, name):
+    text = LFC_SMALL.read_text().replace('name = "fc1"', f'name = "{name}"')
+    p = _config(text)
+    line = _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys, "name")
+    assert "letter" in line or "reserved" in line
+    assert not (cwd / "gen").exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "a b", "", "-net", "net.v"])
+def test_network_names_must_be_identifiers(cwd, capsys, name):
+    text = LFC_SMALL.read_text().replace('name = "lfc-small"', f'name = "{name}"')
+    p = _config(text)
+    _fails(["report", "--config", p], capsys, "name", "letter")
+
+
+def test_a_name_never_becomes_a_path_outside_the_cache(tmp_path, monkeypatch):
+    # the Yosys cache file is named after the stage: a name that passes load is a plain file name
+    for bad in ("../../escaped", "fc/out"):
+        text = LFC_SMALL.read_text().replace('name = "fc1"', f'name = "{bad}"')
+        with pytest.raises(netconfig.ConfigError, match="not a valid layer name"):
+            netconfig.loads(text)
+    assert netconfig.safe_name("../my data") == "my-data"
+    assert netconfig.safe_name("7") == "net-7"
+    netconfig.check_name("t", "name", netconfig.safe_name("../my data"), "network")
+
+
+# --------------------------------------------------------------------------- config values
+
+def _npz_with(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("edit, words", [
+    (('weights = "random"', "weights = 5"), ["weights", "random"]),
+    (('weights = "random"', 'weights = ""'), ["weights"]),
+    (('weights = "random"', 'weights = "sub"'), ["weights", "not a file"]),
+    (('weights = "random"', 'weights = "text.txt"'), ["weights", "readable"]),
+    (('weights = "random"', 'weights = "single.npy"'), ["weights", "single array"]),
+    (('weights = "random"', 'weights = "objects.npz"'), ["weights", "object"]),
+    (('weights = "random"', 'weights = "floats.npz"'), ["weights", "integers"]),
+    (("out = 64\n", "out = 1000000000\n"), ["out", "above the limit"]),
+    (("input_shape = [64]", "input_shape = [100000, 100000]"), ["input_shape"]),
+    (('input_kind = "bipolar"', 'input_kind = "uint"\ninput_bits = 99'), ["input_bits", "16"]),
+    (('input_kind = "bipolar"', 'input_kind = "int"\ninput_bits = 1'), ["input_bits", ">= 2"]),
+    (('act = "bipolar"\npe = 8', 'act = "bipolar"\nweight_kind = "int"\nweight_bits = 99\npe = 8'),
+     ["weight_bits", "16"]),
+    (('act = "bipolar"\npe = 8', 'act = "bipolar"\nweight_bits = 4\npe = 8'), ["weight_bits", "int"]),
+    (('act = "bipolar"\npe = 8', 'act = "bipolar"\nfifo_depth = 1000000000\npe = 8'), ["fifo_depth"]),
+    (('act = "bipolar"\npe = 8', 'act = 5\npe = 8'), ["act"]),
+    (('act = "bipolar"\npe = 8', 'act = "uint16"\npe = 8'), ["act", "thresholds", "above the limit"]),
+    (("seed = 1", "seed = -1"), ["seed"]),
+])
+def test_configs_that_load_also_build(cwd, capsys, edit, words):
+    (cwd / "sub").mkdir()
+    (cwd / "text.txt").write_text("not weights\n")
+    np.save(cwd / "single.npy", np.zeros(3, dtype=np.int64))
+    np.savez(cwd / "objects.npz", **{"fc0/weights": np.array([None, 1], dtype=object)})
+    cfg = netconfig.load(LFC_SMALL)
+    arrays = {f"{L.name}/weights": L.weights.astype(np.float32) for L in cfg.layers}
+    arrays.update({f"{L.name}/thresholds": L.thresholds for L in cfg.layers if L.thresholds is not None})
+    np.savez(cwd / "floats.npz", **arrays)
+    old, new = edit
+    text = LFC_SMALL.read_text()
+    assert old in text
+    p = _config(text.replace(old, new, 1))
+    _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys, *words)
+
+
+@pytest.mark.parametrize("kind, bits, conv, words", [
+    ("bipolar", "", 'pad = 3', ["pad", "kernel"]),
+    ("bipolar", "", 'pad = 4', ["pad"]),
+    ("int", "input_bits = 8", 'pad = 1\npad_value = -1', ["pad_value", "negative"]),
+    ("uint", "input_bits = 4", 'pad = 1\npad_value = 16', ["pad_value", "[0, 15]"]),
+    ("bipolar", "", 'pad = 1\npad_value = "zero"', ["pad_value"]),
+    ("bipolar", "", 'pad = 1\npad_value = 2', ["pad_value", "[0, 1]"]),
+    ("bipolar", "", 'kernel = 9', ["kernel"]),
+])
+def test_conv_settings_the_hardware_cannot_build(cwd, capsys, kind, bits, conv, words):
+    text = CONV.format(kind=kind, bits=bits, conv=conv)
+    if "kernel = 9" in conv:
+        text = text.replace("kernel = 3\n", "")
+    p = _config(text)
+    _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys, *words)
+
+
+@pytest.mark.parametrize("kind, bits, conv", [
+    ("bipolar", "", "pad = 2\npad_value = 1"),
+    ("int", "input_bits = 8", "pad = 1\npad_value = 127"),
+    ("uint", "input_bits = 4", "pad = 2\npad_value = 15"),
+])
+def test_conv_edges_that_load_do_build(kind, bits, conv):
+    from amaranth.back import rtlil
+    from qnnfab.rtl.dataflow import Dataflow
+    cfg = netconfig.loads(CONV.format(kind=kind, bits=bits, conv=conv))
+    rtlil.convert(Dataflow(cfg), name="top")
+
+
+def test_max_pool_of_int_inputs_is_refused(cwd, capsys):
+    text = CONV.format(kind="int", bits="input_bits = 8", conv="").replace(
+        '[[layer]]\nname = "conv0"', '[[layer]]\nname = "pool0"\ntype = "maxpool"\n\n[[layer]]\nname = "conv0"', 1)
+    p = _config(text)
+    _fails(["report", "--config", p], capsys, "pool0", "int")
+
+
+# --------------------------------------------------------------------------- sim arguments
+
+@pytest.mark.parametrize("argv, words", [
+    (["--config", LFC_SMALL, "--frames", "0"], ["--frames", ">= 1"]),
+    (["--config", LFC_SMALL, "--frames", "-3"], ["--frames", ">= 1"]),
+    (["--list", "--config", LFC_SMALL], ["--list", "--config"]),
+    (["--list", "xnor_popcount"], ["--list"]),
+    (["xnor_popcount", "--frames", "5"], ["--frames", "--config"]),
+    (["xnor_popcount", "--seed", "-1"], ["--seed"]),
+    (["no_such_regression"], ["no_such_regression"]),
+])
+def test_sim_arguments(cwd, capsys, argv, words):
+    _fails(["sim", *argv], capsys, *words)
+
+
+# --------------------------------------------------------------------------- report arguments
+
+@pytest.mark.parametrize("cmd", ["report", "generate", "fold"])
+@pytest.mark.parametrize("clock", ["-100", "0", "nan", "inf"])
+def test_clock_must_be_a_positive_number(cwd, capsys, cmd, clock):
+    extra = {"report": [], "generate": ["--out", "gen"], "fold": ["--fastest", "--out", "x.toml"]}[cmd]
+    _fails([cmd, "--config", LFC_SMALL, "--clock", clock, *extra], capsys, "--clock", "> 0")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["report", "--config", LFC_SMALL, "--jobs", "0"], ["--jobs"]),
+    (["fold", "--config", LFC_SMALL, "--fps", "nan", "--out", "x.toml"], ["--fps"]),
+    (["fold", "--config", LFC_SMALL, "--fps", "0", "--out", "x.toml"], ["--fps"]),
+])
+def test_other_numbers(cwd, capsys, argv, words):
+    _fails(argv, capsys, *words)
+
+
+# --------------------------------------------------------------------------- training arguments
+
+TRAIN = ["train", "--epochs", "1", "--hidden", "8", "--out", "out"]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--schemes", "ste,foo"], ["--schemes", "'foo'"]),
+    (["--schemes", ""], ["--schemes"]),
+    (["--schemes", " , "], ["--schemes"]),
+    (["--schemes", "ste,ste"], ["--schemes", "twice"]),
+    (["--lr", "nan"], ["--lr"]),
+    (["--lr", "inf"], ["--lr"]),
+    (["--lr", "0"], ["--lr"]),
+    (["--seed", "-1"], ["--seed"]),
+    (["--seed", str(2**40)], ["--seed"]),
+    (["--epochs", "0"], ["--epochs"]),
+    (["--batch", "0"], ["--batch"]),
+    (["--act-bits", "0"], ["--act-bits", "1..16"]),
+    (["--act-bits", "17"], ["--act-bits", "1..16"]),
+    (["--act-bits", "16", "--hidden", "256"], ["--hidden", "thresholds"]),
+    (["--pixel-bits", "4"], ["--pixel-bits", "--data"]),
+    (["--hidden", "c4,q3"], ["hidden", "q3"]),
+    (["--hidden", "c4k9"], ["hidden"]),
+])
+def test_training_arguments_before_the_first_epoch(cwd, capsys, argv, words):
+    _fails(TRAIN + ["--schemes", "ste"] + argv, capsys, *words)
+    assert not (cwd / "out").exists()
+
+
+def _data(cwd, **arrays):
+    p = cwd / "d.npz"
+    np.savez(p, **arrays)
+    return p
+
+
+def _images(n, shape=(4, 4), seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n,) + shape).astype(np.uint8), rng.integers(0, 2, n)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("empty_train", ["x_train", "empty"]),
+    ("empty_test", ["x_test", "empty"]),
+    ("huge_label", ["y_train", "1000000000"]),
+    ("shapes", ["x_test", "(4, 4, 1)", "(16,"]),
+    ("objects", ["readable"]),
+    ("missing", ["does not exist"]),
+    ("pixel_bits", ["--pixel-bits"]),
+    ("floats", ["[0, 1]"]),
+])
+def test_training_data_is_checked_before_the_first_epoch(cwd, capsys, case, words):
+    x, y = _images(20)
+    extra = []
+    if case == "empty_train":
+        p = _data(cwd, x_train=x[:0], y_train=y[:0], x_test=x, y_test=y)
+    elif case == "empty_test":
+        p = _data(cwd, x_train=x, y_train=y, x_test=x[:0], y_test=y[:0])
+    elif case == "huge_label":
+        y = y.copy()
+        y[3] = 10**9
+        p = _data(cwd, x_train=x, y_train=y, x_test=x, y_test=y % 2)
+    elif case == "shapes":
+        p = _data(cwd, x_train=x, y_train=y, x_test=x.reshape(20, 16), y_test=y)
+    elif case == "objects":
+        p = _data(cwd, x=np.array([None] * 20, dtype=object), y=y)
+    elif case == "missing":
+        p = cwd / "none.npz"
+    elif case == "pixel_bits":
+        p = _data(cwd, x=x, y=y)
+        extra = ["--pixel-bits", "0"]
+    else:
+        p = _data(cwd, x=x / 255.0 * 2, y=y)
+    _fails(TRAIN + ["--schemes", "ste", "--data", p, *extra], capsys, *words)
+
+
+def test_a_stray_label_is_a_warning_with_the_counts(cwd, capsys):
+    x, y = _images(24)
+    y = y.copy()
+    y[5] = 12                         # one stray label: a 13-class network
+    p = _data(cwd, x=x, y=y)
+    rc = main(TRAIN + ["--schemes", "ste", "--data", str(p)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    warning = [line for line in err.splitlines() if line.startswith("qnnfab: warning:")]
+    assert len(warning) == 1, err
+    w = warning[0]
+    assert "labels 0..12 make 13 classes" in w and "10 of them (2, 3, 4, 5, 6, ...)" in w, w
+    split = np.load(p)["y"]
+    assert "12: 1" in w or "12:" not in w   # the stray image may land in the test part
+    assert "epoch" in out     # it trains
+
+
+def test_a_dataset_file_name_becomes_a_valid_network_name(cwd, capsys):
+    x, y = _images(24)
+    p = cwd / "my data.v2.npz"
+    np.savez(p, x=x, y=y)
+    rc = main(TRAIN + ["--schemes", "ste", "--data", str(p)])
+    capsys.readouterr()
+    assert rc == 0
+    cfg = netconfig.load(cwd / "out" / "my-data-v2-ste.toml")
+    assert cfg.name == "my-data-v2-ste"
+
+
+# --------------------------------------------------------------------------- the build cache
+
+def test_atomic_write_leaves_the_old_entry_when_interrupted(tmp_path, monkeypatch):
+    p = tmp_path / "entry.json"
+    atomic_write_text(p, '{"a": 1}')
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(p, '{"a": 2, "long": "' + "x" * 100000 + '"}')
+    monkeypatch.undo()
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert _tree(tmp_path) == ["entry.json"]          # no temporary file left behind
+
+
+@pytest.mark.parametrize("damage", [b'{"cells": {"LUT4": 1', b"", b"\xff\xfe", b"[1, 2]", b'{"cells": {"LUT4": "x"}}'])
+def test_an_unreadable_cache_entry_is_a_miss_with_a_warning(tmp_path, capsys, damage):
+    from qnnfab.boards.yosys import _parse_entry
+    p = tmp_path / "e.json"
+    p.write_bytes(damage)
+    assert read_entry(p, _parse_entry) is None
+    err = capsys.readouterr().err
+    assert err.startswith("qnnfab: warning: unreadable cache entry") and "rebuilding" in err
+    assert not p.exists()
+    assert read_entry(p, _parse_entry) is None and capsys.readouterr().err == ""   # a plain miss now
+
+
+def test_a_truncated_yosys_entry_is_rebuilt(tmp_path, monkeypatch, capsys):
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+    from qnnfab.boards.yosys import synth_xc7
+
+    class Adder(wiring.Component):
+        a: In(4)
+        b: In(4)
+        s: Out(5)
+
+        def elaborate(self, platform):
+            m = Module()
+            r = Signal(5)
+            m.d.sync += r.eq(self.a + self.b)
+            m.d.comb += self.s.eq(r)
+            return m
+
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
+    first = synth_xc7(Adder(), top="adder")
+    (entry,) = (tmp_path / "yosys").glob("adder-*.json")
+    entry.write_text(entry.read_text()[:10])            # a crash / full disk mid-write
+    again = synth_xc7(Adder(), top="adder")
+    assert again == first and first.ff == 5
+    assert "unreadable cache entry" in capsys.readouterr().err
+    assert json.loads(entry.read_text())                # rewritten whole
+    assert [p.name for p in (tmp_path / "yosys").iterdir()] == [entry.name]
+
+
+def test_a_verilator_build_without_its_executable_is_not_reused(tmp_path):
+    from qnnfab.sim.build import _build_complete
+    (tmp_path / "build.ok").write_text("1.0\n")
+    assert not _build_complete(tmp_path, "verilator", "top")
+    exe = tmp_path / "top"
+    exe.write_text("#!/bin/sh\n")
+    assert not _build_complete(tmp_path, "verilator", "top")
+    exe.chmod(0o755)
+    assert _build_complete(tmp_path, "verilator", "top")
+
+
+# --------------------------------------------------------------------------- interrupts
+
+def test_an_interrupted_report_is_one_line(tmp_path):
+    # Ctrl-C while the Yosys runs are under way (the stages built, most never elaborated)
+    code = ("import os, signal, sys, time\n"
+            "import qnnfab.boards.report as r\n"
+            "from amaranth.back import rtlil\n"
+            "def synth(comp, *a, **k):\n"
+            "    rtlil.convert(comp)\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(2)\n"
+            "r.synth_xc7 = synth\n"
+            "from qnnfab.cli import main\n"
+            f"sys.exit(main(['report', '--config', {str(LFC_SMALL)!r}]))\n")
+    env = dict(os.environ, QNNFAB_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["qnnfab: interrupted"], proc.stderr
