@@ -405,7 +405,7 @@ def check_train_args(args, where="qnnfab train"):
     """Every training argument, before the first epoch: the schemes, the numbers, the
     architecture (and its size once exported); returns (schemes, hidden)."""
     from qnnfab import netconfig
-    from qnnfab.golden.train import SCHEMES, parse_hidden
+    from qnnfab.train.trainer import SCHEMES, parse_hidden
     schemes = [s.strip() for s in args.schemes.split(",")] if hasattr(args, "schemes") else []
     if hasattr(args, "schemes"):
         bad = [s for s in schemes if s not in SCHEMES]
