@@ -289,7 +289,8 @@ def _cmd_boards(args):
 
 def _report(cfg, board, jobs, clock_mhz):
     from qnnfab.boards.report import format_report, network_report
-    print(f"synthesizing {len(cfg.layers)} layers with Yosys (cached; {jobs} in parallel) ...", flush=True)
+    print(f"synthesizing {len(cfg.layers)} layers with Yosys (cached; {jobs} in parallel; a line per stage as "
+          "it finishes) ...", flush=True)
     rep = network_report(cfg, jobs=jobs, f_clk=clock_mhz * 1e6,
                          progress=lambda msg: print(msg, flush=True))
     return rep, format_report(rep, board.capacity)

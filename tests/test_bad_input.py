@@ -505,3 +505,26 @@ def test_an_interrupted_report_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["qnnfab: interrupted"], proc.stderr
+
+
+# --------------------------------------------------------------------------- help
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+    from qnnfab.cli import build_parser
+    parser = build_parser()
+    (subs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [f"{name} {'/'.join(a.option_strings) or a.dest}"
+               for name, sp in subs.choices.items() for a in sp._actions
+               if not isinstance(a, argparse._HelpAction) and not (a.help or "").strip()]
+    assert not missing, missing
+
+
+def test_act_bits_range_is_the_configs():
+    # --act-bits k exports act = "uint<k>": the largest k the trainer takes is the largest a config takes
+    top = netconfig.LIMITS["data_bits"]
+    text = LFC_SMALL.read_text().replace('act = "bipolar"\npe = 8', f'act = "uint{top}"\npe = 8', 1)
+    text = text.replace("out = 64\n", "out = 8\n", 1)
+    assert netconfig.loads(text).layers[0].act_bits == top
+    with pytest.raises(netconfig.ConfigError, match="act"):
+        netconfig.loads(text.replace(f'"uint{top}"', f'"uint{top + 1}"'))
