@@ -25,7 +25,8 @@ from pathlib import Path
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import io
 
-__all__ = ["SelfTestTop", "accelerator_name", "write_build_plan", "write_accelerator", "write_overlay"]
+__all__ = ["SelfTestTop", "accelerator_name", "check_clock", "mmcm_settings", "write_build_plan",
+           "write_accelerator", "write_overlay"]
 
 
 def mmcm_settings(f_in_mhz, f_out_mhz):
@@ -54,6 +55,30 @@ def mmcm_settings(f_in_mhz, f_out_mhz):
             if best is None or key < best[0]:
                 best = (key, (d, m8 / 8, o8 / 8, f))
     return best[1]
+
+
+#: FCLK_CLK0 range of the Zynq-7000 PS (DS187: PL clocks up to 250 MHz; 1000 MHz / (63 * 63) at least)
+FCLK_MHZ = (0.26, 250.0)
+#: highest global clock (BUFG) of the -1 speed grade (DS187)
+BUFG_MAX_MHZ = 464.0
+
+
+def check_clock(top, clock_mhz, board):
+    """Raise :class:`ConfigError` (before anything is written) when the board cannot clock
+    ``top`` ("overlay": FCLK_CLK0 of the PS; "selftest": an MMCM on the board's oscillator)
+    at ``clock_mhz``."""
+    from qnnfab.errors import ConfigError
+    lo, hi = FCLK_MHZ
+    if top == "overlay" and not lo <= clock_mhz <= hi:
+        raise ConfigError("qnnfab generate", "--clock", f"{clock_mhz:g} MHz is outside the {lo:g}-{hi:g} MHz "
+                          "the Zynq PS makes on FCLK_CLK0", "choose e.g. --clock 100")
+    if top == "selftest":
+        f_in = board().default_clk_frequency / 1e6
+        achieved = mmcm_settings(f_in, clock_mhz)[3]
+        if clock_mhz > BUFG_MAX_MHZ or abs(achieved - clock_mhz) > 1e-3 * clock_mhz:
+            raise ConfigError("qnnfab generate", "--clock", f"an MMCM on the {f_in:g} MHz oscillator cannot make "
+                              f"{clock_mhz:g} MHz for a global clock (closest {achieved:.6g} MHz, at most "
+                              f"{BUFG_MAX_MHZ:g} MHz)", "choose e.g. --clock 100")
 
 
 class SelfTestTop(Elaboratable):

@@ -321,11 +321,12 @@ def _cmd_report(args):
 def _cmd_generate(args):
     from qnnfab.boards import check_fits, get_board
     from qnnfab.boards.fold import estimate
-    from qnnfab.boards.plan import write_accelerator, write_build_plan, write_overlay
+    from qnnfab.boards.plan import check_clock, write_accelerator, write_build_plan, write_overlay
     from qnnfab.boards.report import plot_report
     where = "qnnfab generate"
     _check_clock_jobs(args, where)
     board = get_board(args.board)
+    check_clock(args.top, args.clock, board)
     cfg = _load_config(args.config)
     # checks before any Verilog is written: the folder, the model, then Yosys
     out_dir = OutDir(where, "--out", args.out, empty=True, force=args.force)

@@ -376,6 +376,22 @@ def test_generate_writes_the_overlay_folder_without_vivado(tmp_path, capsys, mon
     assert not (out / "plan").exists()
 
 
+@pytest.mark.parametrize("top, clock", [("overlay", "251"), ("overlay", "0.1"), ("selftest", "500"),
+                                        ("selftest", "2")])
+def test_generate_refuses_a_clock_the_board_cannot_make(tmp_path, capsys, top, clock):
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--top", top, "--clock", clock, "--config", LFC_SMALL, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--clock" in err[0] and f"{float(clock):g} MHz" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("top, clock", [("overlay", "250"), ("overlay", "142.857"), ("selftest", "464")])
+def test_clock_check_accepts_the_limits(top, clock):
+    from qnnfab.boards.plan import check_clock
+    check_clock(top, float(clock), BOARDS["pynq-z2"])
+
+
 def _mmcm_mhz(f_in, d, mult, div):
     vco = f_in / d * mult
     assert 600 <= vco <= 1200 and 10 <= f_in / d <= 450      # DS187, -1 speed grade
