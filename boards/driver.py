@@ -1,0 +1,258 @@
+"""Python driver of a qnnfab overlay: images in, labels and scores out.
+
+Runs on a PYNQ board with only numpy and ``pynq``; ``qnnfab generate`` copies
+this file next to the bitstream, with ``qnnfab_overlay_map.py`` (the register
+map) and ``network.json`` (the network's buffer formats). The same class runs
+in co-simulation (``qnnfab sim overlay``) with another backend.
+
+Example (on the board, in the overlay folder)::
+
+    from driver import Accelerator
+    acc = Accelerator("overlay.bit")
+    labels = acc.classify(images)       # images: (N,) + input shape, uint8/bool
+
+The driver reaches the hardware only through a backend object with five
+methods (:class:`PynqBackend` is the board's, a thin layer over ``pynq``):
+``read(offset)`` / ``write(offset, value)`` (32-bit registers of the
+shell), ``allocate(shape, dtype)`` (a physically contiguous numpy array with
+``.device_address``, ``.flush()``, ``.invalidate()``), and ``wait()`` (pause
+between two polls of STATUS; returns the seconds it waited).
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+try:
+    from qnnfab import overlay_map as om
+except ImportError:          # on the board: the copy written next to this file
+    import qnnfab_overlay_map as om
+
+__all__ = ["Accelerator", "OverlayError", "PynqBackend", "pack_inputs", "unpack_records"]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class OverlayError(RuntimeError):
+    """The overlay reported an error, or is not the one this driver expects."""
+
+
+class PynqBackend:
+    """The board: ``pynq.Overlay(bitfile)``, the shell's registers through
+    ``pynq.MMIO``, buffers from ``pynq.allocate``, polling with short sleeps."""
+
+    def __init__(self, bitfile, ip_name=None, poll_seconds=50e-6):
+        import pynq
+        self.pynq = pynq
+        self.overlay = pynq.Overlay(bitfile)
+        ips = {k: v for k, v in self.overlay.ip_dict.items() if ip_name is None or k == ip_name}
+        ips = {k: v for k, v in ips.items() if "overlay" in v.get("type", k) or ip_name is not None}
+        if len(ips) != 1:
+            raise OverlayError(f"{bitfile}: expected one qnnfab shell in the design, found "
+                               f"{sorted(ips) or 'none'} (pass ip_name= one of {sorted(self.overlay.ip_dict)})")
+        ip = next(iter(ips.values()))
+        self.mmio = pynq.MMIO(ip["phys_addr"], ip.get("addr_range", om.BLOCK_BYTES))
+        self.poll_seconds = poll_seconds
+
+    def read(self, offset):
+        return self.mmio.read(offset)
+
+    def write(self, offset, value):
+        self.mmio.write(offset, value)
+
+    def allocate(self, shape, dtype):
+        return self.pynq.allocate(shape, dtype=dtype)
+
+    def wait(self):
+        time.sleep(self.poll_seconds)
+        return self.poll_seconds
+
+
+def _element_range(fm):
+    if fm.input_kind == "bipolar":
+        return 0, 1
+    if fm.input_kind == "uint":
+        return 0, (1 << fm.input_bits) - 1
+    half = 1 << (fm.input_bits - 1)
+    return -half, half - 1
+
+
+def pack_inputs(fm, images, out=None):
+    """Images (N,) + input shape -> the input buffer's bytes, (N, in_frame_bytes) uint8.
+
+    Element values are the network's stored input values: bits (0 = -1,
+    1 = +1) for a bipolar input, k-bit codes for uint, two's complement k-bit
+    values for int. ``out``: an array to fill (the DMA buffer)."""
+    n = images.shape[0]
+    x = images.reshape(n, fm.in_words, fm.in_simd).astype(np.int64) & ((1 << fm.input_bits) - 1)
+    bits = ((x[..., None] >> np.arange(fm.input_bits)) & 1).astype(np.uint8)
+    bits = bits.reshape(n, fm.in_words, fm.in_word_bits)
+    slot_bits = 8 * fm.in_slot_bytes
+    if slot_bits > fm.in_word_bits:
+        bits = np.concatenate([bits, np.zeros((n, fm.in_words, slot_bits - fm.in_word_bits), np.uint8)], axis=2)
+    packed = np.packbits(bits, axis=2, bitorder="little").reshape(n, fm.in_words * fm.in_slot_bytes)
+    if out is None:
+        out = np.zeros((n, fm.in_frame_bytes), np.uint8)
+    else:
+        out[:, packed.shape[1]:] = 0
+    out[:, :packed.shape[1]] = packed
+    return out
+
+
+def unpack_records(fm, records):
+    """Output records (N, out_record_bytes) uint8 -> (scores (N, n_scores) int64,
+    labels (N,) int64, frame indices (N,) int64 from the label words)."""
+    n = records.shape[0]
+    slots = records[:, :fm.out_items * fm.out_slot_bytes].reshape(n, fm.out_items, fm.out_slot_bytes)
+    bits = np.unpackbits(slots[:, :fm.out_words], axis=2, bitorder="little")
+    bits = bits[:, :, :fm.out_word_bits].reshape(n, fm.out_words, fm.out_elems, fm.out_bits)
+    scores = (bits.astype(np.int64) << np.arange(fm.out_bits)).sum(axis=3).reshape(n, fm.n_scores)
+    if fm.out_signed:
+        scores = np.where(scores >= 1 << (fm.out_bits - 1), scores - (1 << fm.out_bits), scores)
+    label_word = slots[:, fm.out_words, :4].copy().view("<u4").reshape(n).astype(np.int64)
+    return scores, label_word & 0xFFFF, label_word >> 16
+
+
+class Accelerator:
+    """A qnnfab network on the board (or in co-simulation).
+
+    ``Accelerator(bitfile)`` loads the bitstream with pynq; ``network``
+    (default: ``network.json`` next to this file) describes the buffer
+    formats; ``backend`` replaces the board (co-simulation). The shell's
+    identity registers must match ``network`` or the constructor raises
+    :class:`OverlayError`.
+
+    Buffers for ``batch_size`` frames are allocated once and reused; a
+    larger batch runs in chunks.
+    """
+
+    def __init__(self, bitfile=None, *, network=None, backend=None, batch_size=1024, timeout=10.0):
+        if network is None:
+            with open(os.path.join(HERE, "network.json")) as f:
+                network = json.load(f)
+        self.formats = network if isinstance(network, om.Formats) else om.Formats.from_dict(network)
+        if backend is None:
+            if bitfile is None:
+                raise ValueError("Accelerator: give the bitstream (e.g. Accelerator('overlay.bit'))")
+            backend = PynqBackend(bitfile)
+        if not (isinstance(batch_size, int) and batch_size > 0):
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+        self.backend = backend
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.last_cycles = None
+        self._check_identity()
+        fm = self.formats
+        self.in_buf = backend.allocate((batch_size, fm.in_frame_bytes), np.uint8)
+        self.out_buf = backend.allocate((batch_size, fm.out_record_bytes), np.uint8)
+
+    # ---- registers ------------------------------------------------------
+    def read(self, name):
+        return self.backend.read(om.OFFSET[name])
+
+    def write(self, name, value):
+        self.backend.write(om.OFFSET[name], value)
+
+    def _check_identity(self):
+        fm = self.formats
+        got = {name: self.read(name) for name in ("IDENTITY", "TOPOLOGY", "FEATURES", "IN_FRAME_BYTES",
+                                                  "OUT_RECORD_BYTES")}
+        want = {"IDENTITY": om.IDENTITY, "TOPOLOGY": fm.topology_hash, "FEATURES": fm.features(),
+                "IN_FRAME_BYTES": fm.in_frame_bytes, "OUT_RECORD_BYTES": fm.out_record_bytes}
+        if got["IDENTITY"] != want["IDENTITY"]:
+            raise OverlayError(f"no qnnfab shell of register map version {om.MAP_VERSION} here: IDENTITY reads "
+                               f"0x{got['IDENTITY']:08X}, expected 0x{want['IDENTITY']:08X}")
+        bad = [f"{k} 0x{got[k]:X} (expected 0x{want[k]:X})" for k in want if got[k] != want[k]]
+        if bad:
+            raise OverlayError(f"the bitstream was built for another network than '{fm.name}': "
+                               + ", ".join(bad) + " (use the driver folder generated with this bitstream)")
+
+    # ---- images ---------------------------------------------------------
+    def check_images(self, images):
+        """``images`` as an (N,) + input shape integer array; clear errors otherwise."""
+        fm = self.formats
+        images = np.asarray(images)
+        if images.dtype == bool:
+            images = images.astype(np.uint8)
+        if not np.issubdtype(images.dtype, np.integer):
+            raise TypeError(f"images must be integer or bool arrays (the network's {fm.input_kind} "
+                            f"{fm.input_bits}-bit input values), not {images.dtype}")
+        if images.shape == fm.input_shape:
+            images = images[None]
+        if images.ndim != len(fm.input_shape) + 1 or images.shape[1:] != fm.input_shape:
+            raise ValueError(f"images must have shape (N,) + {fm.input_shape} (or {fm.input_shape} "
+                             f"for one image), not {images.shape}")
+        lo, hi = _element_range(fm)
+        if images.size and (images.min() < lo or images.max() > hi):
+            raise ValueError(f"image values must lie in [{lo}, {hi}] ({fm.input_kind} input of "
+                             f"{fm.input_bits} bits), found [{images.min()}, {images.max()}]")
+        return images
+
+    # ---- running ----------------------------------------------------------
+    def run(self, images):
+        """Run ``images``; return ``(scores (N, n_scores), labels (N,))``, int64."""
+        images = self.check_images(images)
+        fm = self.formats
+        n = images.shape[0]
+        scores = np.zeros((n, fm.n_scores), np.int64)
+        labels = np.zeros(n, np.int64)
+        for lo in range(0, n, self.batch_size):
+            hi = min(n, lo + self.batch_size)
+            scores[lo:hi], labels[lo:hi] = self._run_chunk(images[lo:hi])
+        return scores, labels
+
+    def classify(self, images):
+        """The label (arg-max of the scores) of every image, (N,) int64."""
+        return self.run(images)[1]
+
+    def scores(self, images):
+        """The last layer's scores of every image, (N, n_scores) int64."""
+        return self.run(images)[0]
+
+    def _run_chunk(self, images):
+        fm = self.formats
+        k = images.shape[0]
+        pack_inputs(fm, images, out=self.in_buf[:k])
+        self.in_buf.flush()
+        self.write("IN_ADDR", self.in_buf.device_address)
+        self.write("OUT_ADDR", self.out_buf.device_address)
+        self.write("FRAMES", k)
+        self.write("STATUS", om.STATUS_DONE)
+        self.write("CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_START)
+        status = self._wait_done()
+        error = self.read("ERROR")
+        self.last_cycles = self.read("CYCLES")
+        self.write("STATUS", om.STATUS_DONE)
+        if status & om.STATUS_ERROR:
+            raise OverlayError(f"run of {k} frames ended with error {om.ERROR_NAMES.get(error & 0xFF, error)} "
+                               f"(ERROR 0x{error:X})")
+        self.out_buf.invalidate()
+        scores, labels, index = unpack_records(fm, self.out_buf[:k])
+        if not np.array_equal(index, np.arange(k) & 0xFFFF):
+            bad = int(np.nonzero(index != (np.arange(k) & 0xFFFF))[0][0])
+            raise OverlayError(f"output record {bad} carries frame index {index[bad]}: the output buffer "
+                               "was not written in order")
+        return scores, labels
+
+    def _wait_done(self):
+        waited = 0.0
+        while True:
+            status = self.read("STATUS")
+            if status & om.STATUS_DONE and not status & om.STATUS_BUSY:
+                return status
+            if waited > self.timeout:
+                raise OverlayError(f"no DONE after {self.timeout} s (STATUS 0x{status:X}, "
+                                   f"FRAMES_DONE {self.read('FRAMES_DONE')}); write CTRL.SOFT_RESET to recover")
+            waited += self.backend.wait()
+
+    def soft_reset(self):
+        """Abort whatever runs and return the shell to idle."""
+        self.write("CTRL", om.CTRL_SOFT_RESET)
+
+    def close(self):
+        for buf in (self.in_buf, self.out_buf):
+            free = getattr(buf, "freebuffer", None)
+            if free is not None:
+                free()

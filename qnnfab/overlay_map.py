@@ -1,0 +1,194 @@
+"""The overlay's register map, error codes and DDR buffer formats: ONE definition.
+
+Used by the shell RTL (:mod:`qnnfab.rtl.overlay`), the Python driver
+(:mod:`qnnfab.boards.driver`), the co-simulation and the generators of the
+Vivado Tcl and the README. Pure Python without imports from qnnfab: the
+generated overlay folder carries a verbatim copy of this file
+(``qnnfab_overlay_map.py``) next to the driver, so the board needs neither
+qnnfab nor Amaranth.
+
+Registers (AXI4-Lite, 32-bit, byte offsets in a 4 KiB block)
+-------------------------------------------------------------
+======== ============ ====== ===============================================
+offset   name         access meaning
+======== ============ ====== ===============================================
+0x00     CTRL         W/R    bit 0 START, bit 1 SOFT_RESET, bit 3 LOAD_WEIGHTS
+                             (write 1: a one-cycle command; read as 0);
+                             bit 2 IRQ_ENABLE (kept, read back)
+0x04     STATUS       R/W1C  bit 0 BUSY, bit 1 DONE (a run or command ended,
+                             sticky; write 1 to clear it and the interrupt),
+                             bit 2 ERROR (ERROR register is not 0)
+0x08     ERROR        R      bits 7:0 error code (``ERRORS``) of the last
+                             run/command, bits 15:8 the accelerator's
+                             ``wload_error`` when the code is WLOAD
+0x0C     FRAMES_DONE  R      frames whose output record went to the write DMA
+0x10     IN_ADDR      RW     input buffer (bus aligned, not 0)
+0x14     OUT_ADDR     RW     output buffer (bus aligned, not 0)
+0x18     FRAMES       RW     frames to run (1 .. 2^32-1)
+0x1C     CYCLES       R      clock cycles of the last run, START to DONE
+0x20     WEIGHTS_ADDR RW     weights image in DDR (bus aligned, not 0)
+0x24     WEIGHTS_LEN  RW     weights image length in bytes (not 0)
+0x40     IDENTITY     R      ``IDENTITY`` (magic "QNF" and the map version)
+0x44     TOPOLOGY     R      ``NetConfig.topology_hash()`` of the network
+0x48     FEATURES     R      bits 7:0 bus bytes, bit 8 runtime weights
+0x4C     IN_FRAME_BYTES  R   bytes per input frame in DDR
+0x50     OUT_RECORD_BYTES R  bytes per output record in DDR
+======== ============ ====== ===============================================
+
+The interrupt output is ``IRQ_ENABLE & DONE`` (level, active high).
+
+Buffer formats in DDR (little endian, ``bus`` = AXI data width in bytes)
+-------------------------------------------------------------------------
+Input: frame after frame, each ``in_frame_bytes`` long. A frame is the
+network's input words (the first layer's SIMD elements each, element 0 at
+the LSBs, NHWC raster order) in slots of ``in_slot_bytes`` (the word's width
+rounded up to a power-of-two number of bytes, zero-padded), then zero
+padding to a whole number of bus words.
+
+Output: one record per frame, ``out_record_bytes`` long: the score words
+(the last layer's PE scores each, ``out_bits`` two's complement bits per
+score when ``out_signed``, score 0 at the LSBs) in slots of
+``out_slot_bytes`` (power of two, at least 4), then one slot with the label
+word (bits 15:0 the arg-max label, bits 31:16 the frame's index in the run
+modulo 2^16), then zero padding to a whole number of bus words.
+"""
+
+__all__ = ["REGISTERS", "Register", "CTRL_START", "CTRL_SOFT_RESET", "CTRL_IRQ_ENABLE",
+           "CTRL_LOAD_WEIGHTS", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "ERRORS", "ERROR_NAMES",
+           "IDENTITY", "MAP_VERSION", "MAX_BURST", "BLOCK_BYTES", "Formats", "slot_bytes"]
+
+MAP_VERSION = 1
+IDENTITY = (0x514E46 << 8) | MAP_VERSION          # "QNF" + version
+BLOCK_BYTES = 4096                                # the AXI4-Lite address space (12 bits)
+
+# AXI4 master bursts: at most 16 beats (the AXI3 limit of the Zynq-7000 HP
+# ports: longer AXI4 bursts would be split by the interconnect anyway, and 16
+# keeps the DMA FIFOs small), each inside one aligned block of 16 beats, so no
+# burst crosses a 4 KiB boundary at any bus width up to 256 bytes.
+MAX_BURST = 16
+
+
+class Register:
+    """One 32-bit register: ``name``, byte ``offset``, ``access`` "rw" (held in
+    the register file) or "ro" (read from the shell; a write is a command the
+    shell sees as a strobe)."""
+
+    def __init__(self, name, offset, access, doc):
+        self.name, self.offset, self.access, self.doc = name, offset, access, doc
+
+    def __repr__(self):
+        return f"Register({self.name!r}, 0x{self.offset:02X}, {self.access!r})"
+
+
+REGISTERS = [
+    Register("CTRL", 0x00, "ro", "commands START/SOFT_RESET/LOAD_WEIGHTS, IRQ_ENABLE"),
+    Register("STATUS", 0x04, "ro", "BUSY, DONE (write 1 to clear), ERROR"),
+    Register("ERROR", 0x08, "ro", "error code of the last run or command"),
+    Register("FRAMES_DONE", 0x0C, "ro", "frames whose output record went to the write DMA"),
+    Register("IN_ADDR", 0x10, "rw", "input buffer address"),
+    Register("OUT_ADDR", 0x14, "rw", "output buffer address"),
+    Register("FRAMES", 0x18, "rw", "frames to run"),
+    Register("CYCLES", 0x1C, "ro", "clock cycles of the last run"),
+    Register("WEIGHTS_ADDR", 0x20, "rw", "weights image address"),
+    Register("WEIGHTS_LEN", 0x24, "rw", "weights image length in bytes"),
+    Register("IDENTITY", 0x40, "ro", "magic and register map version"),
+    Register("TOPOLOGY", 0x44, "ro", "topology hash of the network"),
+    Register("FEATURES", 0x48, "ro", "bus bytes, runtime weights"),
+    Register("IN_FRAME_BYTES", 0x4C, "ro", "bytes per input frame"),
+    Register("OUT_RECORD_BYTES", 0x50, "ro", "bytes per output record"),
+]
+OFFSET = {r.name: r.offset for r in REGISTERS}
+
+CTRL_START = 1 << 0
+CTRL_SOFT_RESET = 1 << 1
+CTRL_IRQ_ENABLE = 1 << 2
+CTRL_LOAD_WEIGHTS = 1 << 3
+STATUS_BUSY = 1 << 0
+STATUS_DONE = 1 << 1
+STATUS_ERROR = 1 << 2
+FEATURE_RUNTIME_WEIGHTS = 1 << 8
+
+# Error codes (ERROR bits 7:0). Every bad use ends in DONE with one of them
+# and the shell back in idle; a soft reset ends with DONE clear and code 0.
+ERRORS = {
+    "OK": 0,
+    "ZERO_FRAMES": 1,          # START with FRAMES = 0
+    "START_WHILE_BUSY": 2,     # START during a run: the run is aborted
+    "IN_ADDR": 3,              # IN_ADDR is 0 or not bus aligned
+    "OUT_ADDR": 4,             # OUT_ADDR is 0 or not bus aligned
+    "READ_SLVERR": 5,          # a read burst answered SLVERR: the run is aborted
+    "READ_DECERR": 6,          # ... DECERR
+    "WRITE_SLVERR": 7,         # a write burst answered SLVERR: the run is aborted
+    "WRITE_DECERR": 8,         # ... DECERR
+    "WEIGHTS_UNSUPPORTED": 9,  # LOAD_WEIGHTS on a bitstream with constant weights
+    "WEIGHTS_ADDR": 10,        # WEIGHTS_ADDR is 0 or not bus aligned
+    "WEIGHTS_LEN": 11,         # WEIGHTS_LEN is 0
+    "WLOAD": 12,               # the accelerator rejected the weights image (ERROR bits 15:8)
+}
+ERROR_NAMES = {v: k for k, v in ERRORS.items()}
+
+
+def slot_bytes(bits, minimum=1):
+    """Bytes of a slot holding a ``bits``-wide word: a power of two >= ``minimum``."""
+    n = max(minimum, -(-bits // 8))
+    return 1 << (n - 1).bit_length()
+
+
+class Formats:
+    """What the shell and the driver agree on for one network and bus width.
+
+    Built by the generator from the network config and kept as JSON next to
+    the driver (:meth:`to_dict` / :meth:`from_dict`). Fields: ``name``,
+    ``input_shape``, ``input_kind`` ("bipolar", "uint", "int"), ``input_bits``
+    (bits per input element), ``in_simd`` (elements per input word),
+    ``out_elems`` (scores per output word), ``out_bits``, ``out_signed``,
+    ``out_words`` (per frame), ``topology_hash``, ``bus_bytes``,
+    ``runtime_weights``.
+    """
+
+    FIELDS = ("name", "input_shape", "input_kind", "input_bits", "in_simd", "out_elems", "out_bits",
+              "out_signed", "out_words", "topology_hash", "bus_bytes", "runtime_weights")
+
+    def __init__(self, **kw):
+        missing = [f for f in self.FIELDS if f not in kw]
+        if missing:
+            raise TypeError(f"Formats: missing fields {missing}")
+        for f in self.FIELDS:
+            setattr(self, f, kw[f])
+        self.input_shape = tuple(self.input_shape)
+        if self.bus_bytes not in (4, 8, 16):
+            raise ValueError(f"bus_bytes must be 4, 8 or 16, not {self.bus_bytes!r}")
+        n_in = 1
+        for s in self.input_shape:
+            n_in *= s
+        self.in_elems = n_in
+        self.in_words = n_in // self.in_simd
+        self.in_word_bits = self.in_simd * self.input_bits
+        self.in_slot_bytes = slot_bytes(self.in_word_bits)
+        self.in_frame_beats = -(-self.in_words * self.in_slot_bytes // self.bus_bytes)
+        self.in_frame_bytes = self.in_frame_beats * self.bus_bytes
+        self.n_scores = self.out_words * self.out_elems
+        self.out_word_bits = self.out_elems * self.out_bits
+        self.out_slot_bytes = slot_bytes(self.out_word_bits, minimum=4)
+        self.out_items = self.out_words + 1
+        self.out_record_beats = -(-self.out_items * self.out_slot_bytes // self.bus_bytes)
+        self.out_record_bytes = self.out_record_beats * self.bus_bytes
+
+    def to_dict(self):
+        d = {f: getattr(self, f) for f in self.FIELDS}
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{f: d[f] for f in cls.FIELDS})
+
+    def features(self):
+        """The FEATURES register value."""
+        return self.bus_bytes | (FEATURE_RUNTIME_WEIGHTS if self.runtime_weights else 0)
+
+    def __eq__(self, other):
+        return isinstance(other, Formats) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return f"Formats({self.to_dict()!r})"

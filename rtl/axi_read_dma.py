@@ -1,0 +1,129 @@
+"""AXI4 read DMA: a run of beats from memory into a stream, bursts issued ahead."""
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from qnnfab.overlay_map import MAX_BURST
+
+__all__ = ["AxiReadDma", "axi_read_members", "burst_length"]
+
+
+def axi_read_members(data_width, prefix="m_"):
+    """Signature members of an AXI4 master's read channels (ID width 1)."""
+    return {f"{prefix}{k}": v for k, v in {
+        "arid": Out(1), "araddr": Out(32), "arlen": Out(8), "arsize": Out(3), "arburst": Out(2),
+        "arlock": Out(1), "arcache": Out(4), "arprot": Out(3), "arvalid": Out(1), "arready": In(1),
+        "rid": In(1), "rdata": In(data_width), "rresp": In(2), "rlast": In(1), "rvalid": In(1),
+        "rready": Out(1),
+    }.items()}
+
+
+def burst_length(m, addr, remaining, bus_bytes, name):
+    """Beats of the next burst from byte address ``addr`` with ``remaining``
+    beats to go: up to the end of the aligned block of ``MAX_BURST`` beats
+    (so no burst crosses 4 KiB), at most ``remaining``. A 5-bit signal."""
+    shift = (bus_bytes - 1).bit_length()
+    beat = addr[shift:shift + 4]
+    to_block_end = Signal(range(MAX_BURST + 1), name=f"{name}_to_block_end")
+    length = Signal(range(MAX_BURST + 1), name=f"{name}_length")
+    m.d.comb += [
+        to_block_end.eq(MAX_BURST - beat),
+        length.eq(Mux(remaining < to_block_end, remaining, to_block_end)),
+    ]
+    return length
+
+
+class AxiReadDma(wiring.Component):
+    """Reads ``beats`` bus words from byte address ``addr`` into the stream ``o``.
+
+    Parameters: ``data_width`` (bus bits: 32, 64 or 128), ``fifo_depth``
+    (beats buffered, at least 2 * MAX_BURST), ``count_width`` (bits of
+    ``beats``).
+
+    Control: ``start`` (one cycle, while not ``busy``) latches ``addr`` (bus
+    aligned) and ``beats``. INCR bursts of at most ``MAX_BURST`` beats, none
+    crossing a 16-beat block (hence never 4 KiB), are issued while the FIFO
+    has room for every beat already requested, so RREADY stays high and
+    several bursts are in flight. ``o`` carries the beats in address order.
+
+    ``error`` is the first non-OKAY RRESP of the run (2 = SLVERR, 3 =
+    DECERR; 0 = none), cleared by ``start``; after it no more bursts are
+    issued and data is dropped. ``abort`` (level) does the same. ``drained``
+    is high when no burst is outstanding (the AXI side is quiet: the DMA
+    may be reset); ``done`` when every beat of the run has arrived.
+    """
+
+    def __init__(self, data_width=64, fifo_depth=64, count_width=40):
+        if data_width not in (32, 64, 128):
+            raise ValueError(f"data_width must be 32, 64 or 128, not {data_width!r}")
+        if fifo_depth < 2 * MAX_BURST:
+            raise ValueError(f"fifo_depth must be at least {2 * MAX_BURST}, not {fifo_depth!r}")
+        self.data_width, self.fifo_depth, self.count_width = data_width, fifo_depth, count_width
+        super().__init__({
+            "start": In(1), "addr": In(32), "beats": In(count_width), "abort": In(1),
+            "drained": Out(1), "done": Out(1), "error": Out(2),
+            "o": Out(stream.Signature(data_width)),
+            **axi_read_members(data_width),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus_bytes = self.data_width // 8
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.data_width, depth=self.fifo_depth)
+        cur = Signal(32)
+        remaining = Signal(self.count_width)
+        ar_valid = Signal()
+        ar_addr = Signal(32)
+        ar_len = Signal(8)
+        reserved = Signal(range(self.fifo_depth + 1))     # beats requested and not yet taken/dropped
+        bursts = Signal(range(self.fifo_depth + 1))       # bursts requested, last beat not yet in
+        error = Signal(2)
+        stopped = Signal()
+        m.d.comb += stopped.eq(self.abort | (error != 0))
+
+        length = burst_length(m, cur, remaining, bus_bytes, "ar")
+        issue = Signal()
+        m.d.comb += issue.eq(~ar_valid & (remaining != 0) & ~stopped &
+                             (reserved + length <= self.fifo_depth))
+        m.d.comb += [
+            self.m_arid.eq(0), self.m_araddr.eq(ar_addr), self.m_arlen.eq(ar_len),
+            self.m_arsize.eq((bus_bytes - 1).bit_length()), self.m_arburst.eq(1),
+            self.m_arlock.eq(0), self.m_arcache.eq(0b0011), self.m_arprot.eq(0),
+            self.m_arvalid.eq(ar_valid),
+        ]
+        with m.If(issue):
+            m.d.sync += [
+                ar_valid.eq(1), ar_addr.eq(cur), ar_len.eq(length - 1),
+                cur.eq(cur + length * bus_bytes), remaining.eq(remaining - length),
+            ]
+        with m.If(ar_valid & self.m_arready):
+            m.d.sync += ar_valid.eq(0)
+
+        beat_in = Signal()
+        m.d.comb += [
+            self.m_rready.eq(fifo.w_rdy | stopped),
+            beat_in.eq(self.m_rvalid & self.m_rready),
+            fifo.w_data.eq(self.m_rdata),
+            fifo.w_en.eq(beat_in & ~stopped & ~self.m_rresp[1]),
+        ]
+        dropped = Signal()
+        m.d.comb += dropped.eq(beat_in & ~fifo.w_en)
+        with m.If(beat_in & self.m_rresp[1] & (error == 0)):
+            m.d.sync += error.eq(self.m_rresp)
+
+        wiring.connect(m, fifo.r_stream, wiring.flipped(self.o))
+        taken = Signal()
+        m.d.comb += taken.eq(self.o.valid & self.o.ready)
+        m.d.sync += reserved.eq(reserved + Mux(issue, length, 0) - taken - dropped)
+        m.d.sync += bursts.eq(bursts + issue - (beat_in & self.m_rlast))
+
+        with m.If(self.start):
+            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), error.eq(0)]
+        m.d.comb += [
+            self.error.eq(error),
+            self.drained.eq(~ar_valid & (bursts == 0)),
+            self.done.eq(~ar_valid & (bursts == 0) & (remaining == 0)),
+        ]
+        return m

@@ -1,0 +1,252 @@
+"""The PYNQ overlay shell: the accelerator as a Zynq peripheral (AXI4-Lite + AXI4 master)."""
+
+from amaranth.hdl import ClockDomain, Module, ResetInserter, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from qnnfab import overlay_map as om
+
+from .axi_read_dma import AxiReadDma, axi_read_members
+from .axi_write_dma import AxiWriteDma, axi_write_members
+from .axil_registers import AxiLiteRegisters, axil_slave_members
+from .dataflow import Dataflow
+from .frame_unpacker import FrameUnpacker
+from .record_packer import RecordPacker
+
+__all__ = ["OverlayShell", "overlay_formats"]
+
+DMA_FIFO_BEATS = 64
+
+
+def _accelerator_ports(accel):
+    """The one place that knows the accelerator's stream ports (CONTRACTS section 1).
+
+    Returns ``(input, output)``: ``input`` = (payload, valid, ready) of the
+    input word stream, ``output`` = (score word, last, valid, ready)."""
+    return ((accel.s_axis_tdata, accel.s_axis_tvalid, accel.s_axis_tready),
+            (accel.m_axis_tdata, accel.m_axis_tlast, accel.m_axis_tvalid, accel.m_axis_tready))
+
+
+def overlay_formats(cfg, accel, data_width):
+    """The :class:`~qnnfab.overlay_map.Formats` of ``accel`` (a Dataflow of ``cfg``)."""
+    bits = 1 if cfg.input_kind == "bipolar" else cfg.input_bits
+    (i_data, _, _), (o_data, _, _, _) = _accelerator_ports(accel)
+    simd = cfg.layers[0].simd
+    if len(i_data) != simd * bits:
+        raise AssertionError(f"input word of {len(i_data)} bits, expected {simd} x {bits}")
+    if len(o_data) != accel.out_elems * accel.out_bits:
+        raise AssertionError(f"output word of {len(o_data)} bits, expected {accel.out_elems} x {accel.out_bits}")
+    return om.Formats(
+        name=cfg.name, input_shape=list(cfg.input_shape), input_kind=cfg.input_kind, input_bits=bits,
+        in_simd=simd, out_elems=accel.out_elems, out_bits=accel.out_bits, out_signed=accel.out_signed,
+        out_words=accel.out_words, topology_hash=cfg.topology_hash(), bus_bytes=data_width // 8,
+        runtime_weights=hasattr(accel, "wload"))
+
+
+def _ports(data_width):
+    members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
+    members.update({f"s_axi_control_{k}": v for k, v in axil_slave_members(12).items()})
+    members.update(axi_read_members(data_width, "m_axi_gmem_"))
+    members.update(axi_write_members(data_width, "m_axi_gmem_"))
+    return members
+
+
+class OverlayShell(wiring.Component):
+    """The accelerator of ``cfg`` behind an AXI4-Lite register file and an AXI4 DMA.
+
+    Ports (CONTRACTS section 2): ``ap_clk``; ``ap_rst_n`` (active low,
+    synchronous); ``s_axi_control_*`` (AXI4-Lite slave, 32-bit data, 12-bit
+    address; registers in :mod:`qnnfab.overlay_map`); ``m_axi_gmem_*`` (AXI4
+    master, ``data_width`` 32/64/128 bits, 32-bit address, ID width 1);
+    ``interrupt`` (level, high while DONE and IRQ_ENABLE).
+
+    A run (CTRL.START): checks FRAMES and the buffer addresses (a bad value
+    ends the run at once with its error code), resets the datapath for one
+    cycle, then the read DMA streams ``FRAMES`` input frames from IN_ADDR
+    through a :class:`FrameUnpacker` into the accelerator while the write
+    DMA writes each frame's record (:class:`RecordPacker`) from OUT_ADDR on;
+    both keep several bursts in flight. The run ends (DONE) when every
+    record is written and acknowledged.
+
+    Aborts: a START during a run, or an error response on either side, stops
+    both DMAs from issuing bursts, lets the outstanding ones finish (read
+    data is dropped; owed write beats carry data already buffered for the
+    output buffer), resets the datapath and ends in DONE with the error
+    code. SOFT_RESET does the same from any state but ends with DONE clear
+    and code 0. Nothing is written outside the output buffer's records of
+    the run.
+
+    LOAD_WEIGHTS: the accelerator has no ``wload`` port yet, so the command
+    ends at once with WEIGHTS_UNSUPPORTED (the registers are reserved).
+    """
+
+    def __init__(self, cfg, data_width=64, *, pipeline=None):
+        if data_width not in (32, 64, 128):
+            raise ValueError(f"data_width must be 32, 64 or 128, not {data_width!r}")
+        self.cfg = cfg
+        self.data_width = data_width
+        self.accel = Dataflow(cfg, pipeline=pipeline)
+        self.formats = overlay_formats(cfg, self.accel, data_width)
+        super().__init__(_ports(data_width))
+
+    def elaborate(self, platform):
+        m = Module()
+        fm = self.formats
+        bus_bits = self.data_width
+        bus_bytes = bus_bits // 8
+        cd = ClockDomain("sync", local=True)
+        m.domains.sync = cd
+        m.d.comb += [cd.clk.eq(self.ap_clk), cd.rst.eq(~self.ap_rst_n)]
+
+        flush = Signal()                 # resets the datapath (only while the AXI side is quiet)
+        count_width = 32 + max(fm.in_frame_beats, fm.out_record_beats).bit_length()
+        regs = AxiLiteRegisters(om.REGISTERS, addr_width=12)
+        m.submodules.regs = regs
+        rd = AxiReadDma(bus_bits, DMA_FIFO_BEATS, count_width)
+        wr = AxiWriteDma(bus_bits, DMA_FIFO_BEATS, count_width)
+        unpacker = FrameUnpacker(bus_bits, fm.in_word_bits, 8 * fm.in_slot_bytes, fm.in_words)
+        packer = RecordPacker(bus_bits, fm.out_word_bits, 8 * fm.out_slot_bytes, len(self.accel.label))
+        m.submodules.read_dma = ResetInserter({"sync": flush})(rd)
+        m.submodules.write_dma = ResetInserter({"sync": flush})(wr)
+        m.submodules.unpacker = ResetInserter({"sync": flush})(unpacker)
+        m.submodules.packer = ResetInserter({"sync": flush})(packer)
+        m.submodules.accel = ResetInserter({"sync": flush})(self.accel)
+
+        # AXI ports
+        for k in axil_slave_members(12):
+            ours, theirs = getattr(regs, f"s_{k}"), getattr(self, f"s_axi_control_{k}")
+            m.d.comb += (theirs.eq(ours) if k in ("awready", "wready", "bresp", "bvalid", "arready",
+                                                   "rdata", "rresp", "rvalid") else ours.eq(theirs))
+        for dma, members in ((rd, axi_read_members(bus_bits, "")), (wr, axi_write_members(bus_bits, ""))):
+            for k, member in members.items():
+                ours, theirs = getattr(dma, f"m_{k}"), getattr(self, f"m_axi_gmem_{k}")
+                m.d.comb += theirs.eq(ours) if member.flow == wiring.Out else ours.eq(theirs)
+
+        # datapath: read DMA -> unpacker -> accelerator -> packer -> write DMA
+        wiring.connect(m, rd.o, unpacker.i)
+        (i_data, i_valid, i_ready), (o_data, o_last, o_valid, o_ready) = _accelerator_ports(self.accel)
+        m.d.comb += [
+            i_data.eq(unpacker.o.payload), i_valid.eq(unpacker.o.valid), unpacker.o.ready.eq(i_ready),
+            packer.scores.payload.data.eq(o_data), packer.scores.payload.last.eq(o_last),
+            packer.scores.valid.eq(o_valid), o_ready.eq(packer.scores.ready),
+            packer.label.eq(self.accel.label), packer.label_valid.eq(self.accel.label_valid),
+        ]
+        wiring.connect(m, packer.o, wr.i)
+
+        # control and status
+        irq_enable = Signal()
+        done = Signal()
+        code = Signal(8)
+        soft = Signal()
+        cycles = Signal(32)
+        frames_done = Signal(32)
+        ctrl_write = regs.CTRL_write
+        wdata = regs.wdata_out
+        start_cmd = Signal()
+        soft_cmd = Signal()
+        weights_cmd = Signal()
+        m.d.comb += [
+            start_cmd.eq(ctrl_write & wdata[0]),
+            soft_cmd.eq(ctrl_write & wdata[1]),
+            weights_cmd.eq(ctrl_write & wdata[3]),
+        ]
+        with m.If(ctrl_write):
+            m.d.sync += irq_enable.eq(wdata[2])
+        with m.If(regs.STATUS_write & wdata[1]):
+            m.d.sync += done.eq(0)
+        with m.If(packer.record_done):
+            m.d.sync += frames_done.eq(frames_done + 1)
+
+        align = bus_bytes - 1
+
+        def bad_addr(a):
+            return (a == 0) | ((a & align) != 0)
+
+        def finish(error):
+            m.d.sync += [done.eq(1), code.eq(error)]
+            m.next = "IDLE"
+
+        busy = Signal()
+        with m.FSM(name="control"):
+            with m.State("IDLE"):
+                with m.If(soft_cmd):
+                    m.d.sync += [done.eq(0), code.eq(0), soft.eq(1)]
+                    m.next = "FLUSH"
+                with m.Elif(start_cmd):
+                    m.d.sync += [done.eq(0), code.eq(0), soft.eq(0)]
+                    with m.If(regs.FRAMES == 0):
+                        finish(om.ERRORS["ZERO_FRAMES"])
+                    with m.Elif(bad_addr(regs.IN_ADDR)):
+                        finish(om.ERRORS["IN_ADDR"])
+                    with m.Elif(bad_addr(regs.OUT_ADDR)):
+                        finish(om.ERRORS["OUT_ADDR"])
+                    with m.Else():
+                        m.d.sync += [cycles.eq(0), frames_done.eq(0)]
+                        m.next = "PREPARE"
+                with m.Elif(weights_cmd):
+                    m.d.sync += [done.eq(0), code.eq(0)]
+                    finish(om.ERRORS["WEIGHTS_UNSUPPORTED"])
+            with m.State("PREPARE"):
+                m.d.comb += [flush.eq(1), busy.eq(1)]
+                m.d.sync += [cycles.eq(cycles + 1), frames_done.eq(0)]
+                with m.If(soft_cmd):
+                    m.d.sync += soft.eq(1)
+                    m.next = "FLUSH"
+                with m.Else():
+                    m.next = "LAUNCH"
+            with m.State("LAUNCH"):
+                m.d.comb += [
+                    busy.eq(1),
+                    rd.start.eq(1), rd.addr.eq(regs.IN_ADDR), rd.beats.eq(regs.FRAMES * fm.in_frame_beats),
+                    wr.start.eq(1), wr.addr.eq(regs.OUT_ADDR),
+                    wr.beats.eq(regs.FRAMES * fm.out_record_beats),
+                ]
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(soft_cmd):
+                    m.d.sync += soft.eq(1)
+                    m.next = "ABORT"
+                with m.Else():
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += busy.eq(1)
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(soft_cmd):
+                    m.d.sync += [soft.eq(1), code.eq(0)]
+                    m.next = "ABORT"
+                with m.Elif(start_cmd):
+                    m.d.sync += code.eq(om.ERRORS["START_WHILE_BUSY"])
+                    m.next = "ABORT"
+                with m.Elif(rd.error != 0):
+                    m.d.sync += code.eq(om.ERRORS["READ_SLVERR"] + rd.error[0])
+                    m.next = "ABORT"
+                with m.Elif(wr.error != 0):
+                    m.d.sync += code.eq(om.ERRORS["WRITE_SLVERR"] + wr.error[0])
+                    m.next = "ABORT"
+                with m.Elif(wr.done & rd.done):
+                    finish(om.ERRORS["OK"])
+            with m.State("ABORT"):
+                m.d.comb += [busy.eq(1), rd.abort.eq(1), wr.abort.eq(1)]
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(soft_cmd):
+                    m.d.sync += [soft.eq(1), code.eq(0)]
+                with m.If(rd.drained & wr.drained):
+                    m.next = "FLUSH"
+            with m.State("FLUSH"):
+                m.d.comb += [busy.eq(1), flush.eq(1)]
+                m.d.sync += done.eq(~soft)
+                m.next = "IDLE"
+
+        m.d.comb += [
+            regs.CTRL.eq(irq_enable << 2),
+            regs.STATUS.eq(busy | (done << 1) | ((code != 0) << 2)),
+            regs.ERROR.eq(code),
+            regs.FRAMES_DONE.eq(frames_done),
+            regs.CYCLES.eq(cycles),
+            regs.IDENTITY.eq(om.IDENTITY),
+            regs.TOPOLOGY.eq(fm.topology_hash),
+            regs.FEATURES.eq(fm.features()),
+            regs.IN_FRAME_BYTES.eq(fm.in_frame_bytes),
+            regs.OUT_RECORD_BYTES.eq(fm.out_record_bytes),
+            self.interrupt.eq(irq_enable & done),
+        ]
+        return m

@@ -1,0 +1,534 @@
+"""The overlay shell + accelerator driven by the board's Python driver, with cocotbext-axi as the board.
+
+The PS is an ``AxiLiteMaster`` on ``s_axi_control``, DDR an ``AxiRam`` on
+``m_axi_gmem`` with random pauses on its five channels; the blocking driver
+(:class:`qnnfab.boards.driver.Accelerator`) runs in a thread through
+``cocotb.task.bridge``/``resume`` (:class:`CosimBackend`) and waits on the
+interrupt. Every frame's scores and label are compared with the golden model;
+all of DDR outside the output records of a run is compared with a host
+shadow copy after every run (random guard bytes everywhere else).
+
+Case parameters: ``config``, ``frames`` (batch sizes run in turn),
+``width`` (AXI data bits), ``batch_size`` (driver chunk), ``pause``
+(probability of a pause per channel and cycle), ``bad_use`` (the error and
+recovery cases instead), ``measure`` (one unstalled batch, figures only).
+"""
+
+import logging
+import random
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.task import bridge, resume
+from cocotb.triggers import ClockCycles, First, RisingEdge, ReadOnly
+
+from qnnfab import netconfig
+from qnnfab import overlay_map as om
+from qnnfab.sim.stream import bench_params, bench_random, write_metrics
+
+NAME = "overlay"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+KBIT_FC = """
+[network]
+name = "fc-kbit"
+input_shape = [24]
+input_kind = "uint"
+input_bits = 4
+weights = "random"
+seed = 5
+
+[[layer]]
+name = "fc0"
+type = "fc"
+out = 16
+act = "uint2"
+weight_kind = "int"
+weight_bits = 2
+pe = 4
+simd = 6
+
+[[layer]]
+name = "fc_out"
+type = "fc"
+out = 6
+act = "acc"
+weight_kind = "int"
+weight_bits = 3
+pe = 3
+simd = 4
+"""
+CASES = [
+    {"config": "lfc_small.toml", "frames": [1, 7, 100], "width": 64, "batch_size": 64, "pause": 0.3},
+    {"config": "cnv_small.toml", "frames": [7], "width": 64, "batch_size": 4, "pause": 0.3},
+    {"config": "fc-kbit", "frames": [1, 7], "width": 32, "batch_size": 8, "pause": 0.5},
+    {"config": "fc-kbit", "frames": [7], "width": 128, "batch_size": 8, "pause": 0.2},
+    {"config": "lfc_small.toml", "bad_use": True, "width": 64, "pause": 0.3},
+]
+
+RAM_BYTES = 1 << 20
+CLOCK_NS = 10
+
+
+def load_config(params):
+    if params["config"] == "fc-kbit":
+        return netconfig.loads(KBIT_FC, source="overlay_tb fc-kbit")
+    p = Path(params["config"])
+    return netconfig.load(p if p.is_absolute() else CONFIGS / p)
+
+
+def design(params):
+    from qnnfab.rtl.overlay import OverlayShell
+    return OverlayShell(load_config(params), params.get("width", 64))
+
+
+def summarize(result):
+    m = result.metrics
+    if "shell_cycles_per_frame" not in m:
+        return f"{m.get('frames_checked', 0)} frames equal to golden" + (
+            f"; {m['bad_use_cases']} bad-use cases ended in their status" if "bad_use_cases" in m else "")
+    return (f"{m['frames']} frames: shell {m['shell_cycles_per_frame']:.1f} cycles/frame steady state, "
+            f"run {m['run_cycles']} cycles; read {m['read_beats_per_cycle']:.3f} beats/cycle, "
+            f"write {m['write_beats_per_cycle']:.3f}")
+
+
+# ---------------------------------------------------------------------------
+# the board: DDR with guard bytes and fault windows, the PS, the driver backend
+
+class FaultyMemory:
+    """DDR contents (a bytearray) whose AXI accesses fail inside given windows.
+
+    ``read_faults``/``write_faults``: lists of ``(lo, hi)`` byte ranges where
+    an AXI read/write makes AxiRam answer SLVERR (DECERR when ``decerr``).
+    Host accesses (the driver's flush/invalidate) use ``data`` directly."""
+
+    def __init__(self, size):
+        self.data = bytearray(size)
+        self.read_faults, self.write_faults = [], []
+
+    def __len__(self):
+        return len(self.data)
+
+    @staticmethod
+    def _hits(faults, key):
+        return any(key.start < hi and lo < key.stop for lo, hi in faults)
+
+    def __getitem__(self, key):
+        if self._hits(self.read_faults, key):
+            raise IOError(f"read fault at 0x{key.start:x}")
+        return self.data[key]
+
+    def __setitem__(self, key, value):
+        if self._hits(self.write_faults, key):
+            raise IOError(f"write fault at 0x{key.start:x}")
+        self.data[key] = value
+
+
+class Board:
+    """Clock, reset, AxiLiteMaster (PS GP0), AxiRam (DDR behind HP0)."""
+
+    def __init__(self, dut, rng, pause):
+        from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiResp
+        self.dut, self.rng = dut, rng
+        self.mem = FaultyMemory(RAM_BYTES)
+        self.decerr = False
+        Clock(dut.ap_clk, CLOCK_NS, unit="ns").start()
+        dut.ap_rst_n.value = 0
+        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_control"), dut.ap_clk, dut.ap_rst_n,
+                                  reset_active_level=False)
+        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_gmem"), dut.ap_clk, dut.ap_rst_n,
+                          reset_active_level=False, mem=self.mem)
+        for part in (self.axil.write_if, self.axil.read_if, self.ram.write_if, self.ram.read_if):
+            part.log.setLevel(logging.WARNING)
+        # SLVERR -> DECERR on request (AxiRam itself answers SLVERR on a failed access)
+        for channel, field in ((self.ram.read_if.r_channel, "rresp"), (self.ram.write_if.b_channel, "bresp")):
+            self._wrap_send(channel, field, AxiResp)
+        self.set_pause(pause)
+        # random guard bytes everywhere; the shadow is what DDR must hold
+        self.mem.data[:] = rng.randbytes(RAM_BYTES)
+        self.shadow = bytearray(self.mem.data)
+        self.next_free = 0x1000
+
+    def _wrap_send(self, channel, field, resp):
+        orig = channel.send
+
+        async def send(obj):
+            if self.decerr and int(getattr(obj, field)) == resp.SLVERR:
+                setattr(obj, field, resp.DECERR)
+            await orig(obj)
+        channel.send = send
+
+    def set_pause(self, p):
+        rng = random.Random(self.rng.getrandbits(32))
+
+        def gen():
+            while True:
+                yield rng.random() < p
+        ram = self.ram
+        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
+                   ram.read_if.ar_channel, ram.read_if.r_channel):
+            ch.set_pause_generator(gen() if p > 0 else None)
+
+    async def reset(self):
+        self.dut.ap_rst_n.value = 0
+        await ClockCycles(self.dut.ap_clk, 4)
+        self.dut.ap_rst_n.value = 1
+        await ClockCycles(self.dut.ap_clk, 2)
+
+    def carve(self, nbytes):
+        """A page-aligned DDR range with at least one guard page after it."""
+        addr = self.next_free
+        self.next_free = (addr + nbytes + 0x1FFF) & ~0xFFF
+        if self.next_free > RAM_BYTES:
+            raise MemoryError("co-simulation DDR is full")
+        return addr
+
+    def host_write(self, addr, data):
+        self.mem.data[addr:addr + len(data)] = data
+        self.shadow[addr:addr + len(data)] = data
+
+    def check_ddr(self, allowed=()):
+        """DDR equals the shadow outside ``allowed`` ``(lo, hi)`` ranges (which
+        are then taken into the shadow). Returns a message or None."""
+        got = np.frombuffer(self.mem.data, np.uint8)
+        want = np.frombuffer(self.shadow, np.uint8)
+        mask = np.ones(RAM_BYTES, bool)
+        for lo, hi in allowed:
+            mask[lo:hi] = False
+        bad = np.nonzero((got != want) & mask)[0]
+        for lo, hi in allowed:
+            self.shadow[lo:hi] = self.mem.data[lo:hi]
+        if bad.size:
+            return (f"DDR changed outside the output records: {bad.size} bytes, first at 0x{bad[0]:x} "
+                    f"(0x{want[bad[0]]:02x} -> 0x{got[bad[0]]:02x})")
+        return None
+
+
+class SimBuffer(np.ndarray):
+    """A host array backed by a DDR range (what ``pynq.allocate`` returns)."""
+
+    def flush(self):
+        base = self.base_buffer
+        base.board.host_write(base.device_address, bytes(np.ascontiguousarray(base).view(np.uint8)))
+
+    def invalidate(self):
+        base = self.base_buffer
+        n = base.nbytes
+        base.view(np.uint8).reshape(-1)[:] = np.frombuffer(
+            bytes(base.board.mem.data[base.device_address:base.device_address + n]), np.uint8)
+
+    @property
+    def base_buffer(self):
+        b = self
+        while not hasattr(b, "board") and isinstance(b.base, SimBuffer):
+            b = b.base
+        return b
+
+    @property
+    def device_address(self):
+        b = self.base_buffer
+        return b._address + (self.__array_interface__["data"][0] - b.__array_interface__["data"][0])
+
+
+class CosimBackend:
+    """The driver's backend in co-simulation: registers through the AxiLiteMaster,
+    buffers in the AxiRam, waits on the interrupt. Its methods are called from
+    the driver's thread (``bridge``); each blocks while the simulator runs."""
+
+    def __init__(self, board, wait_cycles=4000):
+        self.board = board
+        self.wait_cycles = wait_cycles
+        self.reads = 0
+        self.waits = 0
+
+    def read(self, offset):
+        self.reads += 1
+        return resume(self.board.axil.read_dword)(offset)
+
+    def write(self, offset, value):
+        resume(self.board.axil.write_dword)(offset, value)
+
+    def allocate(self, shape, dtype):
+        arr = np.zeros(shape, dtype).view(SimBuffer)
+        arr.board = self.board
+        arr._address = self.board.carve(arr.nbytes)
+        arr.flush()
+        return arr
+
+    def wait(self):
+        self.waits += 1
+        return resume(self._wait)()
+
+    async def _wait(self):
+        dut = self.board.dut
+        if int(dut.interrupt.value):
+            return 0.0
+        await First(RisingEdge(dut.interrupt), ClockCycles(dut.ap_clk, self.wait_cycles))
+        return self.wait_cycles * CLOCK_NS * 1e-9
+
+
+# ---------------------------------------------------------------------------
+
+def network_images(cfg, n, rng):
+    """Random images in the driver's input types: bool (bipolar), uint8, int8."""
+    x = cfg.random_inputs(n, rng.getrandbits(32))
+    if cfg.input_kind == "bipolar":
+        return x.astype(bool)
+    return x.astype(np.uint8 if cfg.input_kind == "uint" else np.int8)
+
+
+def golden(cfg, images):
+    scores = cfg.golden().forward(images.astype(np.int64)).reshape(images.shape[0], -1)
+    return scores, np.argmax(scores, axis=1)
+
+
+def compare(n, got_scores, got_labels, want_scores, want_labels, what):
+    for f in range(n):
+        if not np.array_equal(got_scores[f], want_scores[f]):
+            raise AssertionError(f"{what}: frame {f} scores {got_scores[f].tolist()}, golden "
+                                 f"{want_scores[f].tolist()}")
+        if got_labels[f] != want_labels[f]:
+            raise AssertionError(f"{what}: frame {f} label {got_labels[f]}, golden {want_labels[f]}")
+
+
+def make_accelerator(board, shell_formats, batch_size):
+    from qnnfab.boards.driver import Accelerator
+    return Accelerator(network=shell_formats.to_dict(), backend=CosimBackend(board), batch_size=batch_size)
+
+
+P = bench_params()
+
+
+async def _setup(salt):
+    dut = cocotb.top
+    rng = bench_random(salt)
+    board = Board(dut, rng, P.get("pause", 0.0))
+    await board.reset()
+    return board, rng, load_config(P), design(P).formats
+
+
+if not P.get("bad_use") and not P.get("measure"):
+    @cocotb.test()
+    async def driver_scores_and_labels_equal_golden_under_random_axi_pauses(dut):
+        board, rng, cfg, fm = await _setup(1)
+        acc = await bridge(make_accelerator)(board, fm, P["batch_size"])
+        checked = 0
+        for n in P["frames"]:
+            images = network_images(cfg, n, rng)
+            scores, labels = await bridge(acc.run)(images)
+            k = min(n, acc.batch_size)
+            out = acc.out_buf.device_address
+            problem = board.check_ddr([(out, out + k * fm.out_record_bytes)])
+            assert problem is None, f"batch of {n}: {problem}"
+            want_scores, want_labels = golden(cfg, images)
+            compare(n, scores, labels, want_scores, want_labels, f"batch of {n}")
+            last = n - (n - 1) // acc.batch_size * acc.batch_size
+            frames_done = await board.axil.read_dword(om.OFFSET["FRAMES_DONE"])
+            assert frames_done == last, f"FRAMES_DONE {frames_done} after a last chunk of {last} frames"
+            checked += n
+        # the other entry points on the last images
+        assert np.array_equal(await bridge(acc.classify)(images), want_labels)
+        assert np.array_equal(await bridge(acc.scores)(images[0]), want_scores[:1])
+        board.check_ddr([(out, out + acc.batch_size * fm.out_record_bytes)])
+        write_metrics(frames_checked=checked)
+
+
+# ---------------------------------------------------------------------------
+# bad use: every case ends in its status, idle, DDR untouched; then a good run
+
+async def read_reg(board, name):
+    return await board.axil.read_dword(om.OFFSET[name])
+
+
+async def write_reg(board, name, value):
+    await board.axil.write_dword(om.OFFSET[name], value)
+
+
+async def wait_idle(board, max_cycles=50_000):
+    """Poll STATUS until BUSY clears; a hang fails after ``max_cycles``."""
+    for _ in range(max_cycles // 100):
+        status = await read_reg(board, "STATUS")
+        if not status & om.STATUS_BUSY:
+            return status
+        await ClockCycles(board.dut.ap_clk, 100)
+    raise AssertionError(f"shell still busy after {max_cycles} cycles (STATUS 0x{status:x}): it hangs")
+
+
+async def expect_end(board, what, code, allowed=(), done=True):
+    status = await wait_idle(board)
+    error = await read_reg(board, "ERROR")
+    want_status = (om.STATUS_DONE if done else 0) | (om.STATUS_ERROR if code else 0)
+    assert status == want_status and error == code, (
+        f"{what}: STATUS 0x{status:x} ERROR {error} ({om.ERROR_NAMES.get(error)}), expected "
+        f"STATUS 0x{want_status:x} ERROR {code} ({om.ERROR_NAMES[code]})")
+    await ReadOnly()
+    irq = int(board.dut.interrupt.value)
+    assert irq == int(done), f"{what}: interrupt {irq} with DONE {int(done)} and IRQ_ENABLE set"
+    await RisingEdge(board.dut.ap_clk)
+    await write_reg(board, "STATUS", om.STATUS_DONE)
+    assert not (await read_reg(board, "STATUS")) & om.STATUS_DONE, f"{what}: DONE not cleared by W1C"
+    await ReadOnly()
+    assert int(board.dut.interrupt.value) == 0, f"{what}: interrupt still high after DONE was cleared"
+    await RisingEdge(board.dut.ap_clk)
+    problem = board.check_ddr(allowed)
+    assert problem is None, f"{what}: {problem}"
+
+
+async def start_run(board, in_addr, out_addr, frames):
+    await write_reg(board, "IN_ADDR", in_addr)
+    await write_reg(board, "OUT_ADDR", out_addr)
+    await write_reg(board, "FRAMES", frames)
+    await write_reg(board, "CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_START)
+
+
+if P.get("bad_use"):
+    @cocotb.test()
+    async def bad_use_ends_in_its_error_code_and_the_shell_recovers(dut):
+        board, rng, cfg, fm = await _setup(2)
+        acc = await bridge(make_accelerator)(board, fm, 64)
+        E = om.ERRORS
+        n = 40
+        images = network_images(cfg, n, rng)
+        want_scores, want_labels = golden(cfg, images)
+        await bridge(pack_into)(acc, images)
+        ina, outa = acc.in_buf.device_address, acc.out_buf.device_address
+        out_all = [(outa, outa + n * fm.out_record_bytes)]
+        cases = 0
+
+        async def good_run(what):
+            scores, labels = await bridge(acc.run)(images[:7])
+            compare(7, scores, labels, want_scores, want_labels, f"good run after {what}")
+            problem = board.check_ddr([(outa, outa + 7 * fm.out_record_bytes)])
+            assert problem is None, f"good run after {what}: {problem}"
+            await bridge(pack_into)(acc, images)
+
+        # argument checks: nothing moves on the bus
+        for what, (i, o, f), code in [
+            ("zero frames", (ina, outa, 0), E["ZERO_FRAMES"]),
+            ("input address 0", (0, outa, n), E["IN_ADDR"]),
+            ("unaligned input address", (ina + fm.bus_bytes // 2, outa, n), E["IN_ADDR"]),
+            ("output address 0", (ina, 0, n), E["OUT_ADDR"]),
+            ("unaligned output address", (ina, outa + 4, n), E["OUT_ADDR"]),
+        ]:
+            await start_run(board, i, o, f)
+            await expect_end(board, what, code)
+            cases += 1
+        await write_reg(board, "CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_LOAD_WEIGHTS)
+        await expect_end(board, "load weights without a wload port", E["WEIGHTS_UNSUPPORTED"])
+        cases += 1
+        await good_run("argument errors")
+
+        # START during a run aborts it
+        await start_run(board, ina, outa, n)
+        await ClockCycles(dut.ap_clk, 300)
+        assert (await read_reg(board, "STATUS")) & om.STATUS_BUSY, "run of 40 frames already over"
+        await write_reg(board, "CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_START)
+        await expect_end(board, "start while busy", E["START_WHILE_BUSY"], out_all)
+        cases += 1
+        await good_run("start while busy")
+
+        # error responses on read and write, in the middle of the buffers
+        for side, decerr in (("READ", False), ("READ", True), ("WRITE", False), ("WRITE", True)):
+            board.decerr = decerr
+            if side == "READ":
+                lo = ina + (n // 2) * fm.in_frame_bytes
+                board.mem.read_faults = [(lo, lo + 1)]
+            else:
+                lo = outa + (n // 2) * fm.out_record_bytes
+                board.mem.write_faults = [(lo, lo + 1)]
+            await start_run(board, ina, outa, n)
+            name = f"{side}_{'DECERR' if decerr else 'SLVERR'}"
+            await expect_end(board, f"{name} response", E[name], out_all)
+            board.mem.read_faults, board.mem.write_faults, board.decerr = [], [], False
+            cases += 1
+            await good_run(name)
+
+        # soft reset in the middle of a run, and while DDR stops answering writes
+        await start_run(board, ina, outa, n)
+        await ClockCycles(dut.ap_clk, 300)
+        await write_reg(board, "CTRL", om.CTRL_SOFT_RESET)
+        await expect_end(board, "soft reset during a run", E["OK"], out_all, done=False)
+        cases += 1
+        await good_run("soft reset")
+        board.ram.write_if.b_channel.set_pause_generator(iter(lambda: True, None))
+        await start_run(board, ina, outa, n)
+        await ClockCycles(dut.ap_clk, 600)
+        await write_reg(board, "CTRL", om.CTRL_SOFT_RESET)
+        await ClockCycles(dut.ap_clk, 200)
+        assert (await read_reg(board, "STATUS")) & om.STATUS_BUSY, "no write response came, yet the shell is idle"
+        board.set_pause(P.get("pause", 0.0))
+        await expect_end(board, "soft reset while write responses stall", E["OK"], out_all, done=False)
+        cases += 1
+        await good_run("soft reset under stalled writes")
+
+        # the driver's own checks
+        from qnnfab.boards.driver import OverlayError
+        other = om.Formats.from_dict({**fm.to_dict(), "topology_hash": fm.topology_hash ^ 1})
+        try:
+            await bridge(make_accelerator)(board, other, 4)
+        except OverlayError as e:
+            assert "another network" in str(e), e
+        else:
+            raise AssertionError("a driver for another topology accepted the bitstream")
+        for bad, exc, words in [
+            (images[:, :-1], ValueError, "shape"),
+            (images.astype(np.float32), TypeError, "integer"),
+            (np.full(images.shape, 2, np.uint8), ValueError, "values"),
+        ]:
+            try:
+                await bridge(acc.run)(bad)
+            except exc as e:
+                assert words in str(e), e
+            else:
+                raise AssertionError(f"driver accepted bad images ({words})")
+        write_metrics(bad_use_cases=cases, frames_checked=7 * 9)
+
+
+def pack_into(acc, images):
+    """Put ``images`` into the driver's input buffer (for register-level runs)."""
+    from qnnfab.boards.driver import pack_inputs
+    pack_inputs(acc.formats, images, out=acc.in_buf[:images.shape[0]])
+    acc.in_buf.flush()
+
+
+# ---------------------------------------------------------------------------
+# figures: one unstalled batch, AXI beats and the record completion times
+
+if P.get("measure"):
+    @cocotb.test()
+    async def shell_throughput_unstalled(dut):
+        board, rng, cfg, fm = await _setup(3)
+        n = P["frames"][0]
+        acc = await bridge(make_accelerator)(board, fm, n)
+        images = network_images(cfg, n, rng)
+        stats = {"r": 0, "w": 0, "cycle": 0, "w_done": [], "first": None, "last": None}
+
+        async def monitor():
+            while True:
+                await RisingEdge(dut.ap_clk)
+                await ReadOnly()
+                stats["cycle"] += 1
+                r = int(dut.m_axi_gmem_rvalid.value) and int(dut.m_axi_gmem_rready.value)
+                w = int(dut.m_axi_gmem_wvalid.value) and int(dut.m_axi_gmem_wready.value)
+                if r or w:
+                    stats["first"] = stats["first"] or stats["cycle"]
+                    stats["last"] = stats["cycle"]
+                stats["r"] += r
+                if w:
+                    stats["w"] += 1
+                    if stats["w"] % fm.out_record_beats == 0:
+                        stats["w_done"].append(stats["cycle"])
+        mon = cocotb.start_soon(monitor())
+        scores, labels = await bridge(acc.run)(images)
+        mon.cancel()
+        want_scores, want_labels = golden(cfg, images)
+        compare(n, scores, labels, want_scores, want_labels, "unstalled batch")
+        t = stats["w_done"]
+        skip = min(10, n // 4)
+        span = stats["last"] - stats["first"] + 1
+        write_metrics(frames=n, run_cycles=acc.last_cycles,
+                      shell_cycles_per_frame=(t[-1] - t[skip]) / (n - 1 - skip),
+                      read_beats=stats["r"], write_beats=stats["w"],
+                      read_beats_per_cycle=stats["r"] / span, write_beats_per_cycle=stats["w"] / span,
+                      frames_checked=n)
