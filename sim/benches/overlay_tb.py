@@ -83,6 +83,14 @@ def design(params):
     return OverlayShell(load_config(params), params.get("width", 64))
 
 
+def formats(params):
+    """The shell's buffer formats (the shell built for them only, not elaborated)."""
+    shell = design(params)
+    shell._MustUse__silence = True
+    shell.accel._MustUse__silence = True
+    return shell.formats
+
+
 def summarize(result):
     m = result.metrics
     if "shell_cycles_per_frame" not in m:
@@ -144,6 +152,9 @@ class Board:
         # SLVERR -> DECERR on request (AxiRam itself answers SLVERR on a failed access)
         for channel, field in ((self.ram.read_if.r_channel, "rresp"), (self.ram.write_if.b_channel, "bresp")):
             self._wrap_send(channel, field, AxiResp)
+        self.bursts = {"ar": 0, "aw": 0}
+        for channel, kind in ((self.ram.read_if.ar_channel, "ar"), (self.ram.write_if.aw_channel, "aw")):
+            self._check_bursts(channel, kind)
         self.set_pause(pause)
         # random guard bytes everywhere; the shadow is what DDR must hold
         self.mem.data[:] = rng.randbytes(RAM_BYTES)
@@ -158,6 +169,25 @@ class Board:
                 setattr(obj, field, resp.DECERR)
             await orig(obj)
         channel.send = send
+
+    def _check_bursts(self, channel, kind):
+        """Every burst: INCR, full bus words, at most MAX_BURST beats, inside one
+        aligned block of MAX_BURST beats (so never across 4 KiB; AxiRam checks that too)."""
+        orig = channel.recv
+        bus_bytes = len(getattr(self.dut, "m_axi_gmem_wdata")) // 8
+
+        async def recv():
+            t = await orig()
+            addr, length = int(getattr(t, f"{kind}addr")), int(getattr(t, f"{kind}len")) + 1
+            size, burst = int(getattr(t, f"{kind}size")), int(getattr(t, f"{kind}burst"))
+            block = om.MAX_BURST * bus_bytes
+            assert burst == 1 and 1 << size == bus_bytes and addr % bus_bytes == 0, (
+                f"{kind} burst at 0x{addr:x}: burst type {burst}, size {1 << size} bytes")
+            assert length <= om.MAX_BURST and addr // block == (addr + length * bus_bytes - 1) // block, (
+                f"{kind} burst at 0x{addr:x} of {length} beats leaves its {om.MAX_BURST}-beat block")
+            self.bursts[kind] += 1
+            return t
+        channel.recv = recv
 
     def set_pause(self, p):
         rng = random.Random(self.rng.getrandbits(32))
@@ -305,7 +335,7 @@ async def _setup(salt):
     rng = bench_random(salt)
     board = Board(dut, rng, P.get("pause", 0.0))
     await board.reset()
-    return board, rng, load_config(P), design(P).formats
+    return board, rng, load_config(P), formats(P)
 
 
 if not P.get("bad_use") and not P.get("measure"):
@@ -418,6 +448,21 @@ if P.get("bad_use"):
         await expect_end(board, "load weights without a wload port", E["WEIGHTS_UNSUPPORTED"])
         cases += 1
         await good_run("argument errors")
+
+        # buffers at odd bus-aligned addresses that straddle 4 KiB boundaries
+        from qnnfab.boards.driver import unpack_records
+        from qnnfab.boards.driver import pack_inputs
+        k = 20
+        in_odd = board.carve(3 * 4096) + 4096 - 3 * fm.bus_bytes
+        out_odd = board.carve(3 * 4096) + 4096 - 5 * fm.bus_bytes
+        board.host_write(in_odd, pack_inputs(fm, images[:k]).tobytes())
+        await start_run(board, in_odd, out_odd, k)
+        await expect_end(board, "run across 4 KiB boundaries", E["OK"], [(out_odd, out_odd + k * fm.out_record_bytes)])
+        raw = np.frombuffer(bytes(board.mem.data[out_odd:out_odd + k * fm.out_record_bytes]), np.uint8)
+        s, lab, idx = unpack_records(fm, raw.reshape(k, fm.out_record_bytes))
+        compare(k, s, lab, want_scores, want_labels, "run across 4 KiB boundaries")
+        assert np.array_equal(idx, np.arange(k)), f"frame indices {idx.tolist()}"
+        cases += 1
 
         # START during a run aborts it
         await start_run(board, ina, outa, n)

@@ -1,0 +1,255 @@
+"""The overlay's pieces on Amaranth's simulator: the buffer formats the driver
+writes and reads against the shell's unpacker and packer, the AXI4-Lite
+register file, the register map and the generated files. The whole shell
+with the driver runs in the ``overlay`` cocotb regression."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+from amaranth.hdl import Cat
+from amaranth.sim import Simulator
+
+from qnnfab import overlay_map as om
+from qnnfab.boards.driver import pack_inputs, unpack_records
+from qnnfab.rtl.axil_registers import AxiLiteRegisters
+from qnnfab.rtl.frame_unpacker import FrameUnpacker
+from qnnfab.rtl.record_packer import RecordPacker
+
+
+def formats(**kw):
+    base = dict(name="t", input_shape=[12], input_kind="bipolar", input_bits=1, in_simd=4, out_elems=2,
+                out_bits=7, out_signed=True, out_words=3, topology_hash=0x1234, bus_bytes=8,
+                runtime_weights=False)
+    base.update(kw)
+    return om.Formats(**base)
+
+
+def element_words(fm, images):
+    """The accelerator's input words, from the definition: SIMD elements per
+    word, element 0 at the LSBs, ``input_bits`` two's complement bits each."""
+    mask = (1 << fm.input_bits) - 1
+    words = []
+    for img in images.reshape(images.shape[0], -1):
+        for k in range(0, img.size, fm.in_simd):
+            words.append(sum((int(v) & mask) << (j * fm.input_bits) for j, v in enumerate(img[k:k + fm.in_simd])))
+    return words
+
+
+def run(dut, testbench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
+@pytest.mark.parametrize("kw", [
+    dict(input_kind="bipolar", input_bits=1, in_simd=4, input_shape=[12], bus_bytes=8),    # 4-bit words in bytes
+    dict(input_kind="uint", input_bits=5, in_simd=3, input_shape=[4, 3, 3], bus_bytes=4),  # 15 bits in 2 bytes
+    dict(input_kind="int", input_bits=8, in_simd=3, input_shape=[2, 2, 6], bus_bytes=8),   # 24 bits in 4 bytes
+    dict(input_kind="int", input_bits=8, in_simd=8, input_shape=[16], bus_bytes=8),        # slot = bus word
+    dict(input_kind="uint", input_bits=4, in_simd=24, input_shape=[48], bus_bytes=4),      # 96 bits over 4 words
+], ids=["bipolar-4", "uint5x3-bus32", "int8x3", "slot-is-bus", "slot-spans-4-bus-words"])
+def test_unpacker_turns_the_drivers_input_buffer_into_the_networks_input_words(kw):
+    fm = formats(**kw)
+    rng = np.random.default_rng(1)
+    lo, hi = (0, 2) if fm.input_kind == "bipolar" else (
+        (0, 1 << fm.input_bits) if fm.input_kind == "uint" else (-(1 << fm.input_bits - 1), 1 << fm.input_bits - 1))
+    images = rng.integers(lo, hi, size=(5,) + fm.input_shape)
+    buf = pack_inputs(fm, images)
+    assert buf.shape == (5, fm.in_frame_bytes)
+    beats = [int.from_bytes(bytes(buf.reshape(-1)[k:k + fm.bus_bytes]), "little")
+             for k in range(0, buf.size, fm.bus_bytes)]
+    want = element_words(fm, images)
+    dut = FrameUnpacker(8 * fm.bus_bytes, fm.in_word_bits, 8 * fm.in_slot_bytes, fm.in_words)
+    got = []
+    pyrng = random.Random(2)
+
+    async def tb(ctx):
+        k = 0
+        for _ in range(40 * len(want) + 100):
+            if len(got) == len(want):
+                break
+            ctx.set(dut.i.valid, 0)
+            if k < len(beats) and pyrng.random() < 0.7:
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, beats[k])
+            ctx.set(dut.o.ready, pyrng.random() < 0.6)
+            _, _, i_taken, o_taken, o_word = await ctx.tick().sample(
+                dut.i.valid & dut.i.ready, dut.o.valid & dut.o.ready, dut.o.payload)
+            if i_taken:
+                k += 1
+            if o_taken:
+                got.append(o_word)
+        assert len(got) == len(want), f"{len(got)} of {len(want)} input words came out"
+        assert k == len(beats), f"{k} of {len(beats)} bus words taken for {len(want)} input words"
+
+    run(dut, tb)
+    assert got == want
+
+
+@pytest.mark.parametrize("kw", [
+    dict(out_elems=2, out_bits=7, out_signed=True, out_words=3, bus_bytes=8),     # 14-bit words, 2 slots per beat
+    dict(out_elems=5, out_bits=7, out_signed=False, out_words=2, bus_bytes=8),    # lfc_small: 35 bits in 8 bytes
+    dict(out_elems=3, out_bits=9, out_signed=True, out_words=1, bus_bytes=16),    # padding inside one beat
+    dict(out_elems=10, out_bits=9, out_signed=True, out_words=1, bus_bytes=4),    # 90 bits over 4 bus words
+], ids=["two-per-beat", "lfc-small", "bus128", "slot-spans-4-bus-words"])
+def test_packer_records_read_back_by_the_driver_as_the_scores_and_labels_fed_in(kw):
+    fm = formats(**kw)
+    rng = np.random.default_rng(3)
+    frames = 6
+    lo, hi = (-(1 << fm.out_bits - 1), 1 << fm.out_bits - 1) if fm.out_signed else (0, 1 << fm.out_bits)
+    scores = rng.integers(lo, hi, size=(frames, fm.n_scores))
+    labels = rng.integers(0, fm.n_scores, size=frames)
+    mask = (1 << fm.out_bits) - 1
+    words = [[sum((int(v) & mask) << (j * fm.out_bits) for j, v in enumerate(row[w * fm.out_elems:(w + 1) * fm.out_elems]))
+              for w in range(fm.out_words)] for row in scores]
+    dut = RecordPacker(8 * fm.bus_bytes, fm.out_word_bits, 8 * fm.out_slot_bytes, 8)
+    beats = []
+    pyrng = random.Random(4)
+    n_beats = frames * fm.out_record_beats
+
+    async def tb(ctx):
+        f = w = 0
+        label_due = None
+        records = 0
+        for _ in range(40 * n_beats + 100):
+            if len(beats) == n_beats:
+                break
+            ctx.set(dut.scores.valid, 0)
+            ctx.set(dut.label_valid, 0)
+            if label_due == 0:
+                ctx.set(dut.label_valid, 1)
+                ctx.set(dut.label, int(labels[f - 1]))
+            if f < frames and pyrng.random() < 0.8:
+                ctx.set(dut.scores.valid, 1)
+                ctx.set(dut.scores.payload.data, words[f][w])
+                ctx.set(dut.scores.payload.last, w == fm.out_words - 1)
+            ctx.set(dut.o.ready, pyrng.random() < 0.6)
+            _, _, s_taken, o_taken, beat, done = await ctx.tick().sample(
+                dut.scores.valid & dut.scores.ready, dut.o.valid & dut.o.ready, dut.o.payload, dut.record_done)
+            label_due = None if label_due is None or label_due == 0 else label_due - 1
+            records += done
+            if s_taken:
+                w += 1
+                if w == fm.out_words:
+                    f, w = f + 1, 0
+                    label_due = 0          # Dataflow's label comes the cycle after the last word
+            if o_taken:
+                beats.append(beat)
+        assert len(beats) == n_beats, f"{len(beats)} of {n_beats} bus words came out"
+        assert records == frames
+
+    run(dut, tb)
+    raw = b"".join(b.to_bytes(fm.bus_bytes, "little") for b in beats)
+    records = np.frombuffer(raw, np.uint8).reshape(frames, fm.out_record_bytes)
+    got_scores, got_labels, index = unpack_records(fm, records)
+    assert np.array_equal(got_scores, scores)
+    assert np.array_equal(got_labels, labels)
+    assert np.array_equal(index, np.arange(frames))
+    pad = records[:, fm.out_items * fm.out_slot_bytes:]
+    assert not pad.any(), "record padding is not zero"
+
+
+def test_register_file_reads_writes_strobes_and_commands():
+    regs = [om.Register("A", 0x00, "rw", ""), om.Register("B", 0x04, "ro", ""), om.Register("C", 0x10, "rw", "")]
+    dut = AxiLiteRegisters(regs, addr_width=12)
+
+    async def write(ctx, addr, data, strb=0xF, w_first=False):
+        """AW and W offered in separate cycles (either first); returns the
+        cycle the ``*_write`` strobes were seen and the strobed data."""
+        seen = []
+        order = [("w", data), ("aw", addr)] if w_first else [("aw", addr), ("w", data)]
+        for kind, val in order:
+            if kind == "aw":
+                ctx.set(dut.s_awaddr, val)
+                ctx.set(dut.s_awvalid, 1)
+            else:
+                ctx.set(dut.s_wdata, val)
+                ctx.set(dut.s_wstrb, strb)
+                ctx.set(dut.s_wvalid, 1)
+            while True:
+                *_, ready, strobes, wd = await ctx.tick().sample(
+                    dut.s_awready if kind == "aw" else dut.s_wready,
+                    Cat(dut.A_write, dut.B_write, dut.C_write), dut.wdata_out)
+                if ready:
+                    break
+            ctx.set(dut.s_awvalid if kind == "aw" else dut.s_wvalid, 0)
+        ctx.set(dut.s_bready, 1)
+        for _ in range(4):
+            *_, bvalid, strobes, wd = await ctx.tick().sample(dut.s_bvalid, Cat(dut.A_write, dut.B_write, dut.C_write),
+                                                           dut.wdata_out)
+            if strobes:
+                seen.append((strobes, wd))
+            if bvalid:
+                break
+        else:
+            raise AssertionError("no write response")
+        ctx.set(dut.s_bready, 0)
+        return seen
+
+    async def tb(ctx):
+        ctx.set(dut.B, 0xB0B0B0B0)
+        seen = await write(ctx, 0x00, 0x11223344)
+        assert seen == [(0b001, 0x11223344)], seen
+        seen = await write(ctx, 0x10, 0xAABBCCDD, strb=0b0101, w_first=True)
+        assert seen == [(0b100, 0x00BB00DD)], seen
+        seen = await write(ctx, 0x04, 0xFFFFFFFF)
+        assert seen == [(0b010, 0xFFFFFFFF)], seen          # a command: B itself holds nothing
+        assert ctx.get(dut.A) == 0x11223344
+        assert ctx.get(dut.C) == 0x00BB00DD
+        for addr, want in ((0x00, 0x11223344), (0x04, 0xB0B0B0B0), (0x10, 0x00BB00DD), (0x08, 0), (0xFFC, 0)):
+            ctx.set(dut.s_araddr, addr)
+            ctx.set(dut.s_arvalid, 1)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.s_arready)
+                if ready:
+                    break
+            ctx.set(dut.s_arvalid, 0)
+            ctx.set(dut.s_rready, 0)
+            for _ in range(2):                                    # the response waits for RREADY
+                _, _, rvalid, rdata, resp, arready = await ctx.tick().sample(
+                    dut.s_rvalid, dut.s_rdata, dut.s_rresp, dut.s_arready)
+                assert rvalid and not arready and rdata == want and resp == 0, (hex(addr), rvalid, hex(rdata))
+            ctx.set(dut.s_rready, 1)
+            _, _, rvalid = await ctx.tick().sample(dut.s_rvalid)
+            ctx.set(dut.s_rready, 0)
+            assert not ctx.get(dut.s_rvalid)
+
+    run(dut, tb)
+
+
+def test_formats_round_trip_and_register_map_is_consistent():
+    fm = formats()
+    assert om.Formats.from_dict(json.loads(json.dumps(fm.to_dict()))) == fm
+    assert fm.in_slot_bytes == 1 and fm.in_frame_bytes == 8          # 3 words of 4 bits, one bus word
+    assert fm.out_slot_bytes == 4 and fm.out_record_bytes == 16       # 3 score words + label, 4 bytes each
+    offsets = [r.offset for r in om.REGISTERS]
+    assert len(set(offsets)) == len(offsets) and all(o % 4 == 0 and o < om.BLOCK_BYTES for o in offsets)
+    assert len(set(om.ERRORS.values())) == len(om.ERRORS)
+    assert om.slot_bytes(24) == 4 and om.slot_bytes(35) == 8 and om.slot_bytes(3, minimum=4) == 4
+
+
+def test_generated_driver_folder_runs_without_qnnfab(tmp_path):
+    """driver.py next to its map and network.json imports with numpy only."""
+    import subprocess
+    import sys
+    from qnnfab import netconfig
+    from qnnfab.boards.overlay import driver_files, overlay_verilog
+    from pathlib import Path
+    cfg = netconfig.load(Path(__file__).resolve().parents[1] / "configs" / "lfc_small.toml")
+    name, text = overlay_verilog(cfg)
+    assert name == "qnnfab_lfc_small_overlay" and f"module {name}(" in text
+    for port in ("ap_clk", "ap_rst_n", "interrupt", "s_axi_control_awaddr", "m_axi_gmem_arlen", "m_axi_gmem_wstrb"):
+        assert port in text
+    for fname, body in driver_files(cfg).items():
+        (tmp_path / fname).write_text(body)
+    code = ("import sys; sys.modules['qnnfab'] = None\n"
+            "import numpy as np, driver\n"
+            "fm = driver.om.Formats.from_dict(__import__('json').load(open('network.json')))\n"
+            "b = driver.pack_inputs(fm, np.ones((2, 64), np.uint8))\n"
+            "print(fm.name, b.shape, b[0, :8].tolist())\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "lfc-small" and "[255, 255, 255, 255, 255, 255, 255, 255]" in out.stdout
