@@ -1,6 +1,6 @@
 """The PYNQ overlay shell: the accelerator as a Zynq peripheral (AXI4-Lite + AXI4 master)."""
 
-from amaranth.hdl import ClockDomain, Module, ResetInserter, Signal
+from amaranth.hdl import ClockDomain, Module, ResetInserter, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -32,10 +32,11 @@ def overlay_formats(cfg, accel, data_width):
     bits = 1 if cfg.input_kind == "bipolar" else cfg.input_bits
     (i_data, _, _), (o_data, _, _, _) = _accelerator_ports(accel)
     simd = cfg.layers[0].simd
-    if len(i_data) != simd * bits:
-        raise AssertionError(f"input word of {len(i_data)} bits, expected {simd} x {bits}")
-    if len(o_data) != accel.out_elems * accel.out_bits:
-        raise AssertionError(f"output word of {len(o_data)} bits, expected {accel.out_elems} x {accel.out_bits}")
+    in_width, out_width = (Value.cast(x).shape().width for x in (i_data, o_data))
+    if in_width != simd * bits:
+        raise AssertionError(f"input word of {in_width} bits, expected {simd} x {bits}")
+    if out_width != accel.out_elems * accel.out_bits:
+        raise AssertionError(f"output word of {out_width} bits, expected {accel.out_elems} x {accel.out_bits}")
     return om.Formats(
         name=cfg.name, input_shape=list(cfg.input_shape), input_kind=cfg.input_kind, input_bits=bits,
         in_simd=simd, out_elems=accel.out_elems, out_bits=accel.out_bits, out_signed=accel.out_signed,

@@ -59,6 +59,44 @@ weight_bits = 3
 pe = 3
 simd = 4
 """
+# the demo's network (qnnfab demo: digits MLP 64-256-256-10 on 5-bit pixels,
+# default folding) with random weights, and a network whose input stream
+# needs a full 64-bit bus word every cycle (the read DMA at full rate)
+DIGITS_MLP = """
+[network]
+name = "digits-mlp"
+input_shape = [64]
+input_kind = "uint"
+input_bits = 5
+weights = "random"
+seed = 7
+""" + "".join(f"""
+[[layer]]
+name = "{n}"
+type = "fc"
+out = {o}
+act = "{a}"
+pe = {pe}
+simd = {simd}
+""" for n, o, a, pe, simd in (("fc0", 256, "bipolar", 16, 8), ("fc1", 256, "bipolar", 16, 32),
+                              ("fc_out", 10, "acc", 10, 32)))
+DMA_BOUND = """
+[network]
+name = "dma-bound"
+input_shape = [1024]
+input_kind = "bipolar"
+weights = "random"
+seed = 8
+
+[[layer]]
+name = "fc_out"
+type = "fc"
+out = 8
+act = "acc"
+pe = 8
+simd = 64
+"""
+NAMED_CONFIGS = {"fc-kbit": KBIT_FC, "digits-mlp": DIGITS_MLP, "dma-bound": DMA_BOUND}
 CASES = [
     {"config": "lfc_small.toml", "frames": [1, 7, 100], "width": 64, "batch_size": 64, "pause": 0.3},
     {"config": "cnv_small.toml", "frames": [7], "width": 64, "batch_size": 4, "pause": 0.3},
@@ -72,8 +110,8 @@ CLOCK_NS = 10
 
 
 def load_config(params):
-    if params["config"] == "fc-kbit":
-        return netconfig.loads(KBIT_FC, source="overlay_tb fc-kbit")
+    if params["config"] in NAMED_CONFIGS:
+        return netconfig.loads(NAMED_CONFIGS[params["config"]], source=f"overlay_tb {params['config']}")
     p = Path(params["config"])
     return netconfig.load(p if p.is_absolute() else CONFIGS / p)
 
@@ -308,6 +346,18 @@ def network_images(cfg, n, rng):
     return x.astype(np.uint8 if cfg.input_kind == "uint" else np.int8)
 
 
+def input_images(cfg, n, rng):
+    """``params["inputs"]`` (an .npz with ``x`` of shape (B,) + input_shape)
+    when given, else random images."""
+    if not P.get("inputs"):
+        return network_images(cfg, n, rng)
+    x = np.load(P["inputs"])["x"][:n]
+    if x.shape[1:] != cfg.input_shape:
+        raise AssertionError(f"inputs {P['inputs']}: images of shape {x.shape[1:]}, the network takes "
+                             f"{cfg.input_shape}")
+    return x.astype(np.uint8) if cfg.input_kind == "uint" else x.astype(network_images(cfg, 1, rng).dtype)
+
+
 def golden(cfg, images):
     scores = cfg.golden().forward(images.astype(np.int64)).reshape(images.shape[0], -1)
     return scores, np.argmax(scores, axis=1)
@@ -345,8 +395,9 @@ if not P.get("bad_use") and not P.get("measure"):
         acc = await bridge(make_accelerator)(board, fm, P["batch_size"])
         checked = 0
         for n in P["frames"]:
-            images = network_images(cfg, n, rng)
+            images = input_images(cfg, n, rng)
             scores, labels = await bridge(acc.run)(images)
+            cycles_of_last = acc.last_cycles
             k = min(n, acc.batch_size)
             out = acc.out_buf.device_address
             problem = board.check_ddr([(out, out + k * fm.out_record_bytes)])
@@ -357,11 +408,12 @@ if not P.get("bad_use") and not P.get("measure"):
             frames_done = await board.axil.read_dword(om.OFFSET["FRAMES_DONE"])
             assert frames_done == last, f"FRAMES_DONE {frames_done} after a last chunk of {last} frames"
             checked += n
+            labels_of_last = labels.tolist()
         # the other entry points on the last images
         assert np.array_equal(await bridge(acc.classify)(images), want_labels)
         assert np.array_equal(await bridge(acc.scores)(images[0]), want_scores[:1])
         board.check_ddr([(out, out + acc.batch_size * fm.out_record_bytes)])
-        write_metrics(frames_checked=checked)
+        write_metrics(frames_checked=checked, labels=labels_of_last, cycles=cycles_of_last)
 
 
 # ---------------------------------------------------------------------------
