@@ -1,6 +1,6 @@
 """The PYNQ overlay shell: the accelerator as a Zynq peripheral (AXI4-Lite + AXI4 master)."""
 
-from amaranth.hdl import ClockDomain, Module, ResetInserter, Signal, Value
+from amaranth.hdl import ClockDomain, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,6 +12,7 @@ from .axil_registers import AxiLiteRegisters, axil_slave_members
 from .dataflow import Dataflow
 from .frame_unpacker import FrameUnpacker
 from .record_packer import RecordPacker
+from .weight_words import WeightWords
 
 __all__ = ["OverlayShell", "overlay_formats"]
 
@@ -25,6 +26,14 @@ def _accelerator_ports(accel):
     input word stream, ``output`` = (score word, last, valid, ready)."""
     return ((accel.s_axis_tdata, accel.s_axis_tvalid, accel.s_axis_tready),
             (accel.m_axis_tdata, accel.m_axis_tlast, accel.m_axis_tvalid, accel.m_axis_tready))
+
+
+def _weights_port(accel):
+    """The accelerator's weights-image port (CONTRACTS section 3), or None:
+    ``(wload stream, wload_done, wload_error)``."""
+    if not hasattr(accel, "wload"):
+        return None
+    return accel.wload, accel.wload_done, accel.wload_error
 
 
 def overlay_formats(cfg, accel, data_width):
@@ -77,8 +86,14 @@ class OverlayShell(wiring.Component):
     and code 0. Nothing is written outside the output buffer's records of
     the run.
 
-    LOAD_WEIGHTS: the accelerator has no ``wload`` port yet, so the command
-    ends at once with WEIGHTS_UNSUPPORTED (the registers are reserved).
+    LOAD_WEIGHTS: when the accelerator has a ``wload`` port (runtime
+    weights), checks WEIGHTS_ADDR (bus aligned, not 0) and WEIGHTS_LEN (not
+    0), then the read DMA streams the image's ``ceil(WEIGHTS_LEN / 8)``
+    64-bit words (:class:`WeightWords`) into ``wload``; the command ends
+    (DONE) when the accelerator reports ``wload_done``, with code WLOAD and
+    its ``wload_error`` in ERROR bits 15:8 when that is not 0. The datapath
+    is not reset after a load (the loaded weights stay). Without a ``wload``
+    port the command ends at once with WEIGHTS_UNSUPPORTED.
     """
 
     def __init__(self, cfg, data_width=64, *, pipeline=None):
@@ -124,7 +139,21 @@ class OverlayShell(wiring.Component):
                 m.d.comb += theirs.eq(ours) if member.flow == wiring.Out else ours.eq(theirs)
 
         # datapath: read DMA -> unpacker -> accelerator -> packer -> write DMA
-        wiring.connect(m, rd.o, unpacker.i)
+        weights = _weights_port(self.accel)
+        loading = Signal()               # the read DMA feeds the weights image, not frames
+        m.d.comb += [unpacker.i.payload.eq(rd.o.payload), unpacker.i.valid.eq(rd.o.valid & ~loading)]
+        if weights is None:
+            m.d.comb += rd.o.ready.eq(unpacker.i.ready)
+        else:
+            wload, wload_done, wload_error = weights
+            m.submodules.weight_words = words = ResetInserter({"sync": flush})(WeightWords(bus_bits))
+            m.d.comb += [
+                words.i.payload.eq(rd.o.payload), words.i.valid.eq(rd.o.valid & loading),
+                rd.o.ready.eq(Mux(loading, words.i.ready, unpacker.i.ready)),
+                wload.payload.data.eq(words.o.payload.data), wload.payload.last.eq(words.o.payload.last),
+                wload.valid.eq(words.o.valid), words.o.ready.eq(wload.ready),
+                words.words.eq((regs.WEIGHTS_LEN + 7) >> 3),
+            ]
         (i_data, i_valid, i_ready), (o_data, o_last, o_valid, o_ready) = _accelerator_ports(self.accel)
         m.d.comb += [
             i_data.eq(unpacker.o.payload), i_valid.eq(unpacker.o.valid), unpacker.o.ready.eq(i_ready),
@@ -138,6 +167,7 @@ class OverlayShell(wiring.Component):
         irq_enable = Signal()
         done = Signal()
         code = Signal(8)
+        wload_code = Signal(8)
         soft = Signal()
         cycles = Signal(32)
         frames_done = Signal(32)
@@ -171,10 +201,10 @@ class OverlayShell(wiring.Component):
         with m.FSM(name="control"):
             with m.State("IDLE"):
                 with m.If(soft_cmd):
-                    m.d.sync += [done.eq(0), code.eq(0), soft.eq(1)]
+                    m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(1)]
                     m.next = "FLUSH"
                 with m.Elif(start_cmd):
-                    m.d.sync += [done.eq(0), code.eq(0), soft.eq(0)]
+                    m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(0)]
                     with m.If(regs.FRAMES == 0):
                         finish(om.ERRORS["ZERO_FRAMES"])
                     with m.Elif(bad_addr(regs.IN_ADDR)):
@@ -185,8 +215,17 @@ class OverlayShell(wiring.Component):
                         m.d.sync += [cycles.eq(0), frames_done.eq(0)]
                         m.next = "PREPARE"
                 with m.Elif(weights_cmd):
-                    m.d.sync += [done.eq(0), code.eq(0)]
-                    finish(om.ERRORS["WEIGHTS_UNSUPPORTED"])
+                    m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(0)]
+                    if weights is None:
+                        finish(om.ERRORS["WEIGHTS_UNSUPPORTED"])
+                    else:
+                        with m.If(bad_addr(regs.WEIGHTS_ADDR)):
+                            finish(om.ERRORS["WEIGHTS_ADDR"])
+                        with m.Elif(regs.WEIGHTS_LEN == 0):
+                            finish(om.ERRORS["WEIGHTS_LEN"])
+                        with m.Else():
+                            m.d.sync += cycles.eq(0)
+                            m.next = "WLAUNCH"
             with m.State("PREPARE"):
                 m.d.comb += [flush.eq(1), busy.eq(1)]
                 m.d.sync += [cycles.eq(cycles + 1), frames_done.eq(0)]
@@ -225,6 +264,39 @@ class OverlayShell(wiring.Component):
                     m.next = "ABORT"
                 with m.Elif(wr.done & rd.done):
                     finish(om.ERRORS["OK"])
+            if weights is not None:
+                shift = (bus_bytes - 1).bit_length()
+                with m.State("WLAUNCH"):
+                    m.d.comb += [
+                        busy.eq(1), loading.eq(1), words.start.eq(1),
+                        rd.start.eq(1), rd.addr.eq(regs.WEIGHTS_ADDR),
+                        rd.beats.eq((regs.WEIGHTS_LEN + (bus_bytes - 1)) >> shift),
+                    ]
+                    m.d.sync += cycles.eq(cycles + 1)
+                    m.next = "WLOAD"
+                with m.State("WLOAD"):
+                    m.d.comb += [busy.eq(1), loading.eq(1)]
+                    m.d.sync += cycles.eq(cycles + 1)
+                    with m.If(soft_cmd):
+                        m.d.sync += [soft.eq(1), code.eq(0)]
+                        m.next = "ABORT"
+                    with m.Elif(start_cmd):
+                        m.d.sync += code.eq(om.ERRORS["START_WHILE_BUSY"])
+                        m.next = "ABORT"
+                    with m.Elif(rd.error != 0):
+                        m.d.sync += code.eq(om.ERRORS["READ_SLVERR"] + rd.error[0])
+                        m.next = "ABORT"
+                    with m.Elif(wload_done):
+                        with m.If(wload_error != 0):
+                            m.d.sync += [code.eq(om.ERRORS["WLOAD"]), wload_code.eq(wload_error)]
+                        m.next = "WEND"
+                with m.State("WEND"):
+                    # the loader has ended; let the read DMA finish (nothing is reset)
+                    m.d.comb += [busy.eq(1), loading.eq(1), rd.abort.eq(1)]
+                    m.d.sync += cycles.eq(cycles + 1)
+                    with m.If(rd.drained):
+                        m.d.sync += done.eq(1)
+                        m.next = "IDLE"
             with m.State("ABORT"):
                 m.d.comb += [busy.eq(1), rd.abort.eq(1), wr.abort.eq(1)]
                 m.d.sync += cycles.eq(cycles + 1)
@@ -240,7 +312,7 @@ class OverlayShell(wiring.Component):
         m.d.comb += [
             regs.CTRL.eq(irq_enable << 2),
             regs.STATUS.eq(busy | (done << 1) | ((code != 0) << 2)),
-            regs.ERROR.eq(code),
+            regs.ERROR.eq(code | (wload_code << 8)),
             regs.FRAMES_DONE.eq(frames_done),
             regs.CYCLES.eq(cycles),
             regs.IDENTITY.eq(om.IDENTITY),

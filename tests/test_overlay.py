@@ -253,3 +253,45 @@ def test_generated_driver_folder_runs_without_qnnfab(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "lfc-small" and "[255, 255, 255, 255, 255, 255, 255, 255]" in out.stdout
+
+
+@pytest.mark.parametrize("bus_bits", [32, 64, 128])
+@pytest.mark.parametrize("words", [1, 5])
+def test_weight_words_cuts_the_image_into_64_bit_words_with_last_on_the_final_one(bus_bits, words):
+    from qnnfab.rtl.weight_words import WeightWords
+    rng = random.Random(bus_bits * 10 + words)
+    image = [rng.getrandbits(64) for _ in range(words)]
+    raw = b"".join(w.to_bytes(8, "little") for w in image)
+    bus_bytes = bus_bits // 8
+    raw += bytes(-len(raw) % bus_bytes)
+    beats = [int.from_bytes(raw[k:k + bus_bytes], "little") for k in range(0, len(raw), bus_bytes)]
+    dut = WeightWords(bus_bits)
+    got = []
+
+    async def tb(ctx):
+        for load in range(2):                        # the count restarts with start
+            ctx.set(dut.words, words)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            k = 0
+            out = []
+            for _ in range(20 * len(beats) + 50):
+                if len(out) == words and k == len(beats):
+                    break
+                ctx.set(dut.i.valid, 0)
+                if k < len(beats) and rng.random() < 0.7:
+                    ctx.set(dut.i.valid, 1)
+                    ctx.set(dut.i.payload, beats[k])
+                ctx.set(dut.o.ready, rng.random() < 0.6)
+                _, _, i_taken, o_taken, word, last = await ctx.tick().sample(
+                    dut.i.valid & dut.i.ready, dut.o.valid & dut.o.ready, dut.o.payload.data, dut.o.payload.last)
+                k += i_taken
+                if o_taken:
+                    out.append((word, last))
+            assert k == len(beats), f"load {load}: {k} of {len(beats)} bus words taken"
+            got.append(out)
+
+    run(dut, tb)
+    want = [(w, int(j == words - 1)) for j, w in enumerate(image)]
+    assert got == [want, want]

@@ -227,6 +227,39 @@ class Board:
             return t
         channel.recv = recv
 
+    def watch(self):
+        """Record, per cycle, new AR/AW requests presented by the shell and
+        error responses (for "no burst after an error or abort" checks)."""
+        self.cycle = 0
+        self.presented = {"ar": [], "aw": []}
+        self.error_at = {"r": [], "b": []}
+        dut = self.dut
+
+        async def monitor():
+            pending = {"ar": False, "aw": False}
+            while True:
+                await RisingEdge(dut.ap_clk)
+                await ReadOnly()
+                self.cycle += 1
+                for ch in ("ar", "aw"):
+                    valid = int(getattr(dut, f"m_axi_gmem_{ch}valid").value)
+                    ready = int(getattr(dut, f"m_axi_gmem_{ch}ready").value)
+                    if valid and not pending[ch]:
+                        self.presented[ch].append(self.cycle)
+                    pending[ch] = bool(valid and not ready)
+                for ch in ("r", "b"):
+                    if (int(getattr(dut, f"m_axi_gmem_{ch}valid").value)
+                            and int(getattr(dut, f"m_axi_gmem_{ch}ready").value)
+                            and int(getattr(dut, f"m_axi_gmem_{ch}resp").value) >= 2):
+                        self.error_at[ch].append(self.cycle)
+        cocotb.start_soon(monitor())
+
+    def bursts_after(self, kind, cycle):
+        """New ``kind`` ("ar"/"aw") requests presented more than 3 cycles after
+        ``cycle`` (a request decided before the error or abort took effect may
+        still appear: the error registers, then the abort reaches the other DMA)."""
+        return [c for c in self.presented[kind] if c > cycle + 3]
+
     def set_pause(self, p):
         rng = random.Random(self.rng.getrandbits(32))
 
@@ -468,6 +501,7 @@ if P.get("bad_use"):
     @cocotb.test()
     async def bad_use_ends_in_its_error_code_and_the_shell_recovers(dut):
         board, rng, cfg, fm = await _setup(2)
+        board.watch()
         acc = await bridge(make_accelerator)(board, fm, 64)
         E = om.ERRORS
         n = 40
@@ -521,7 +555,11 @@ if P.get("bad_use"):
         await ClockCycles(dut.ap_clk, 300)
         assert (await read_reg(board, "STATUS")) & om.STATUS_BUSY, "run of 40 frames already over"
         await write_reg(board, "CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_START)
+        aborted_at = board.cycle
         await expect_end(board, "start while busy", E["START_WHILE_BUSY"], out_all)
+        for kind in ("ar", "aw"):
+            late = board.bursts_after(kind, aborted_at)
+            assert not late, f"start while busy: {kind} bursts requested after the abort: cycles {late}"
         cases += 1
         await good_run("start while busy")
 
@@ -537,6 +575,12 @@ if P.get("bad_use"):
             await start_run(board, ina, outa, n)
             name = f"{side}_{'DECERR' if decerr else 'SLVERR'}"
             await expect_end(board, f"{name} response", E[name], out_all)
+            resp = "r" if side == "READ" else "b"
+            assert board.error_at[resp], f"{name}: no error response seen on the bus"
+            for kind in ("ar", "aw"):
+                late = board.bursts_after(kind, board.error_at[resp][0])
+                assert not late, f"{name}: {kind} bursts requested after the error response: cycles {late}"
+            board.error_at = {"r": [], "b": []}
             board.mem.read_faults, board.mem.write_faults, board.decerr = [], [], False
             cases += 1
             await good_run(name)
@@ -545,7 +589,11 @@ if P.get("bad_use"):
         await start_run(board, ina, outa, n)
         await ClockCycles(dut.ap_clk, 300)
         await write_reg(board, "CTRL", om.CTRL_SOFT_RESET)
+        aborted_at = board.cycle
         await expect_end(board, "soft reset during a run", E["OK"], out_all, done=False)
+        for kind in ("ar", "aw"):
+            late = board.bursts_after(kind, aborted_at)
+            assert not late, f"soft reset: {kind} bursts requested after it: cycles {late}"
         cases += 1
         await good_run("soft reset")
         board.ram.write_if.b_channel.set_pause_generator(iter(lambda: True, None))
