@@ -1,0 +1,763 @@
+"""QONNX models into qnnfab configs: Brevitas-style and streamlined graphs.
+
+:func:`import_qonnx` walks the graph's data path from its input and turns it
+into qnnfab layers, folding every scale, bias, batch norm and activation
+quantizer into integer weights and integer thresholds, the way FINN's
+streamlining does, but exactly (with rational arithmetic):
+
+* a linear layer (``MatMul``, ``Gemm``, ``Conv``) takes integer weight codes:
+  from a ``BipolarQuant``/``Quant`` node on its weights (codes and a scale,
+  scalar or per output channel) or from integer-valued initializers (a
+  streamlined graph). Its input codes come from the previous activation (or
+  the input quantizer) with their scale;
+* between a layer and its activation, ``Add``/``Sub``/``Mul``/``Div`` by
+  constants, biases and ``BatchNormalization`` compose into one affine map per
+  output channel: pre-activation ``z = A * acc + B`` of the integer accumulator;
+* the activation (``BipolarQuant``, an unsigned k-bit ``Quant``, a
+  ``MultiThreshold``, optionally after a ``Relu``) becomes the count of
+  integer thresholds reached, with the graph's own tie rules (``>=`` for
+  MultiThreshold and sign, half-to-even for ``Quant``'s ROUND). Rows with
+  ``A < 0`` are flipped by negating their weights, rows with ``A = 0`` are
+  constant;
+* ``MaxPool`` (after an activation), ``Pad`` (constant), ``Transpose``,
+  ``Flatten``/``Reshape``, ``Identity``/``Dropout`` shape the data path; an
+  FC after a flatten of NCHW data gets its weight columns permuted to the
+  hardware's NHWC order.
+
+Anything else (an op, a padding mode, a residual branch, a signed activation
+quantizer, scales that make a row's thresholds depend on the input) is
+refused with a :class:`~qnnfab.errors.ConfigError` naming the node, its op
+type and why. A last layer without activation outputs its accumulators; a
+positive affine map after it (one scale and bias for all outputs) keeps the
+arg-max and is reported in :attr:`Imported.notes`.
+
+The graph input is either quantized by the model (a ``Quant`` or
+``BipolarQuant`` on it: :class:`InputCodes` turns float inputs into the codes
+the hardware reads, exactly as that node does) or annotated with an integer
+QONNX datatype (BIPOLAR, UINTk, INTk) whose values the hardware reads.
+"""
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from qnnfab.errors import ConfigError
+from qnnfab.kinds import DataKind
+
+__all__ = ["InputCodes", "Imported", "import_qonnx", "write_imported"]
+
+_SKIP = {"Identity", "Dropout"}
+_ARITH = {"Add", "Sub", "Mul", "Div"}
+
+
+@dataclass
+class InputCodes:
+    """How the model turns its float input into the codes the hardware reads.
+
+    ``kind`` is a :class:`DataKind` name ("bipolar", "uint8", "int4", ...).
+    ``scale``/``zero_point``/``rounding`` describe the input quantizer (None
+    for a graph whose input already holds codes). ``layout`` is the graph
+    input's layout ("NCHW" or "NC"); :meth:`to_codes` returns NHWC frames.
+    """
+    kind: str
+    bits: int | None
+    scale: float | None = None
+    zero_point: float = 0.0
+    rounding: str = "ROUND"
+    narrow: bool = False
+    layout: str = "NC"
+
+    def to_codes(self, x):
+        """Float model inputs (the graph's input layout, batch first) -> stored hardware frames (NHWC)."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.layout == "NCHW":
+            x = x.transpose(0, 2, 3, 1)
+        if self.scale is None:
+            codes = x
+        elif self.kind == "bipolar":
+            codes = np.where(x / np.float32(self.scale) >= 0, 1, 0)
+            return codes.astype(np.int64)
+        else:
+            y = x / np.float32(self.scale) + np.float32(self.zero_point)
+            kind = DataKind.of(*_kind_bits(self.kind))
+            lo, hi = kind.stored_range
+            if self.narrow and kind.signed:
+                lo += 1
+            codes = _ROUNDING[self.rounding](np.clip(y, lo, hi)) - np.float32(self.zero_point)
+        if self.kind == "bipolar":
+            return ((np.asarray(codes) + 1) // 2).astype(np.int64)
+        return np.rint(codes).astype(np.int64)
+
+    def to_json(self):
+        return json.dumps(self.__dict__, indent=1)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls(**json.loads(text))
+
+
+def _kind_bits(name):
+    m = re.fullmatch(r"(bipolar|ternary|uint|int)(\d*)", name)
+    return m[1], (int(m[2]) if m[2] else None)
+
+
+_ROUNDING = {
+    "ROUND": np.round, "HALF_EVEN": np.round, "FLOOR": np.floor, "CEIL": np.ceil, "DOWN": np.fix,
+    "UP": lambda v: np.sign(v) * np.ceil(np.abs(v)),
+    "HALF_UP": lambda v: np.sign(v) * np.floor(np.abs(v) + 0.5),
+}
+
+
+@dataclass
+class Imported:
+    """What :func:`import_qonnx` made: the config, the input codes, and notes for the user."""
+    cfg: object
+    input_codes: InputCodes
+    notes: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------
+
+def _refuse(node, why, fix="qnnfab's hardware supports the ops listed in `qnnfab import --help`"):
+    where = f"node '{node.name}' ({node.op_type})" if node is not None else "graph"
+    raise ConfigError(where, "op", why, fix)
+
+
+@dataclass
+class _Act:
+    """Activation codes on the data path: their kind and the scale of their values."""
+    kind: DataKind
+    scale: np.ndarray          # scalar (float64) per value
+
+
+@dataclass
+class _Pending:
+    """A linear layer whose activation is still to come."""
+    node: object
+    type: str
+    weights: np.ndarray        # value-domain integer weights (MH, MW) or (O, I, K, K)
+    wkind: DataKind
+    xkind: DataKind
+    A: np.ndarray              # (MH,) float64: z = A * acc + B (acc: integer dot product of values)
+    B: np.ndarray
+    conv: dict
+    relu: bool = False
+
+
+class _Walker:
+    def __init__(self, model):
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.transformation.infer_shapes import InferShapes
+        self.m = ModelWrapper(model).transform(InferShapes())
+        g = self.m.graph
+        self.inits = {t.name for t in g.initializer}
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.layers = []           # dicts for the config
+        self.notes = []
+
+    # --- parameters: initializers or constant sub-graphs (a Quant on weights) ---
+    def const(self, name):
+        v = self.m.get_initializer(name)
+        if v is not None:
+            return np.asarray(v, dtype=np.float64)
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            from onnx import numpy_helper
+            return numpy_helper.to_array(node.attribute[0].t).astype(np.float64)
+        return None
+
+    def is_param(self, name):
+        if name in self.inits:
+            return True
+        node = self.producer.get(name)
+        return node is not None and node.op_type in ("Constant", "Quant", "BipolarQuant", "Transpose", "Identity") \
+            and all(self.is_param(i) for i in node.input if i)
+
+    def weight_codes(self, name, consumer):
+        """(integer value codes, scale (scalar or per output row of the codes), DataKind) of a weight input."""
+        node = self.producer.get(name)
+        if node is not None and node.op_type in ("Transpose", "Identity"):
+            codes, scale, kind = self.weight_codes(node.input[0], consumer)
+            if node.op_type == "Transpose":
+                perm = list(self.m.get_nodeattr(node, "perm") if hasattr(self.m, "get_nodeattr") else
+                            next(a.ints for a in node.attribute if a.name == "perm"))
+                codes = codes.transpose(perm)
+                if np.ndim(scale) == codes.ndim:
+                    scale = np.transpose(scale, perm)
+            return codes, scale, kind
+        if node is not None and node.op_type == "BipolarQuant":
+            w = self.const(node.input[0])
+            s = self.const(node.input[1])
+            if w is None or s is None:
+                _refuse(node, "its weights or scale are not constant")
+            if np.any(s <= 0):
+                _refuse(node, "a weight scale is not positive")
+            codes = np.where(w / s >= 0, 1, -1)
+            return codes.astype(np.int64), s, DataKind.of("bipolar")
+        if node is not None and node.op_type == "Quant":
+            w, s, zp, bw = (self.const(i) for i in node.input[:4])
+            if any(v is None for v in (w, s, zp, bw)):
+                _refuse(node, "its weights, scale, zero point or bit width are not constant")
+            attrs = {a.name: a for a in node.attribute}
+            signed = bool(attrs["signed"].i) if "signed" in attrs else True
+            narrow = bool(attrs["narrow"].i) if "narrow" in attrs else False
+            mode = attrs["rounding_mode"].s.decode().upper() if "rounding_mode" in attrs else "ROUND"
+            bits = int(bw)
+            if np.any(zp != 0):
+                _refuse(node, "a weight zero point is not 0", "quantize weights symmetrically")
+            if np.any(s <= 0):
+                _refuse(node, "a weight scale is not positive")
+            if bits < 2 or bits != bw:
+                _refuse(node, f"bit width {float(bw)} is not an integer >= 2")
+            from qonnx.custom_op.general.intquant import max_int, min_int
+            lo, hi = min_int(signed, narrow, bits), max_int(signed, narrow, bits)
+            y = (w.astype(np.float32) / s.astype(np.float32)).astype(np.float32)
+            codes = _ROUNDING[mode](np.clip(y, lo, hi)).astype(np.int64)
+            if bits == 2 and signed and narrow:
+                return codes, s, DataKind.of("ternary")
+            if not signed:
+                _refuse(node, "unsigned weights", "export signed weight quantizers")
+            return codes, s, DataKind.of("int", bits)
+        w = self.const(name)
+        if w is None:
+            _refuse(consumer, f"its weight input {name!r} is not a constant")
+        if not np.array_equal(w, np.rint(w)):
+            _refuse(consumer, "its weights are not integers and no Quant node gives their codes",
+                    "export the model with its weight quantizers (QONNX) or streamline it first")
+        codes = np.rint(w).astype(np.int64)
+        annotated = self.m.get_tensor_datatype(name).name
+        return codes, np.float64(1.0), _kind_of_values(codes, annotated)
+
+
+def _kind_of_values(codes, annotated=None):
+    """The weight kind of integer ``codes``: the QONNX annotation when there is one, else the narrowest that holds them."""
+    m = re.fullmatch(r"INT(\d+)", annotated or "")
+    if annotated == "BIPOLAR":
+        kind = DataKind.of("bipolar")
+    elif annotated == "TERNARY":
+        kind = DataKind.of("ternary")
+    elif m and int(m[1]) >= 2:
+        kind = DataKind.of("int", int(m[1]))
+    elif codes.size and set(np.unique(codes).tolist()) <= {-1, 1}:
+        return DataKind.of("bipolar")
+    elif set(np.unique(codes).tolist()) <= {-1, 0, 1}:
+        return DataKind.of("ternary")
+    else:
+        lo, hi = int(codes.min()), int(codes.max())
+        return DataKind.of("int", max(2, max((-lo - 1).bit_length() if lo < 0 else 0, hi.bit_length()) + 1))
+    lo, hi = kind.value_range
+    if codes.min() < lo or codes.max() > hi:
+        raise ConfigError("graph", "weights", f"values outside the annotated {annotated} range", "fix the annotation")
+    return kind
+
+
+def _attr(node, name, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            from onnx import helper
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _per_channel(node, v, channels, axis_len_ok=True):
+    """A constant as one value per output channel (scalar or per-channel, any broadcast shape)."""
+    a = np.asarray(v, dtype=np.float64)
+    if a.size == 1:
+        return np.full(channels, float(a.reshape(-1)[0]))
+    flat = a.reshape(-1)
+    if flat.size == channels and sum(d > 1 for d in a.shape) <= 1:
+        return flat.copy()
+    _refuse(node, f"its constant of shape {a.shape} is neither a scalar nor one value per channel ({channels})")
+
+
+def _frac(x):
+    return Fraction(float(x))
+
+
+def _ceil(q):
+    return -((-q.numerator) // q.denominator)
+
+
+def _flip_negative_rows(p):
+    """Rows with A < 0 compute -z' with z' = (-A) * (-acc) + B: negate their weights (as FINN does),
+    so every row's pre-activation grows with its accumulator. In the value domain, before
+    :func:`_to_hardware_domain`."""
+    neg = p.A < 0
+    p.weights[neg] = -p.weights[neg]
+    p.A = np.abs(p.A)
+    lo, hi = p.wkind.value_range
+    if p.wkind.kind == "int" and (p.weights.min() < lo or p.weights.max() > hi):
+        p.wkind = DataKind.of("int", p.wkind.bits + 1)     # -(-2^(k-1)) needs one more bit
+
+
+def _threshold_rows(pending, levels, acc_lo, acc_hi):
+    """Integer thresholds (MH, len(levels)) of z = A*acc + B (A >= 0) against ``levels``:
+    a list of (t, strict) per output count j (counts z >= t, or z > t)."""
+    A, B = pending.A, pending.B
+    rows = []
+    for r in range(len(A)):
+        a, b = _frac(A[r]), _frac(B[r])
+        row = []
+        for t, strict in levels:
+            if pending.relu and (t < 0 or (t == 0 and not strict)):
+                row.append(acc_lo)       # relu(z) reaches every level at or below 0
+                continue
+            t = _frac(t)
+            if a == 0:
+                hit = b > t if strict else b >= t
+                row.append(acc_lo if hit else acc_hi + 1)
+                continue
+            q = (t - b) / a
+            T = (math.floor(q) + 1) if strict else _ceil(q)
+            row.append(min(max(T, acc_lo), acc_hi + 1))
+        rows.append(row)
+    return np.array(rows, dtype=np.int64)
+
+
+def import_qonnx(model, name="imported"):
+    """Import a QONNX model (``onnx.ModelProto`` or a path); return :class:`Imported`.
+
+    The config has PE = SIMD = 1 (fold it with :func:`qnnfab.boards.fold.auto_fold`
+    or ``qnnfab fold``); weights are stored integers, thresholds in the
+    hardware's accumulator domain.
+    """
+    import onnx
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    w = _Walker(model)
+    g = w.m.graph
+    if len(g.input) != 1 or len(g.output) != 1:
+        _refuse(None, f"{len(g.input)} inputs and {len(g.output)} outputs", "export a single-input, single-output model")
+    inp = g.input[0].name
+    shape = [d.dim_value for d in g.input[0].type.tensor_type.shape.dim]
+    if len(shape) == 4:
+        layout, hw_shape = "NCHW", (shape[2], shape[3], shape[1])
+    elif len(shape) == 2:
+        layout, hw_shape = "NC", (shape[1],)
+    else:
+        _refuse(None, f"input of rank {len(shape)}", "give a (N, C, H, W) image or (N, F) vector input")
+    consumers = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    first = consumers.get(inp, [None])[0]
+    if first is not None and first.op_type == "Transpose" and list(_attr(first, "perm")) == [0, 3, 1, 2]:
+        layout, hw_shape = "NHWC", (shape[1], shape[2], shape[3])
+
+    codes = None
+    annotated = w.m.get_tensor_datatype(inp).name
+    cur = inp
+    act = None
+    if annotated != "FLOAT32":
+        kind = _annotated_kind(annotated)
+        if kind is None:
+            _refuse(None, f"the input is annotated {annotated}", "annotate it BIPOLAR, UINTk or INTk, or quantize it")
+        act = _Act(kind, np.float64(1.0))
+        codes = InputCodes(kind.kind if kind.kind == "bipolar" else kind.name, kind.bits if kind.kind != "bipolar" else None,
+                           layout=layout if layout != "NHWC" else "NHWC")
+    pending = None
+    pad = None
+    flat_perm = None
+    cur_shape = hw_shape
+    n_layer = 0
+
+    while True:
+        nexts = [n for n in consumers.get(cur, []) if not w.is_param(n.output[0]) or cur in n.input[:1]]
+        if cur == g.output[0].name:
+            if nexts:
+                _refuse(nexts[0], "the graph output is also used inside the graph")
+            break
+        if len(nexts) != 1:
+            _refuse(nexts[1] if nexts else None, f"tensor {cur!r} feeds {len(nexts)} nodes",
+                    "qnnfab's dataflow is a chain: no branches or residual adds")
+        node = nexts[0]
+        op = node.op_type
+        if node.input[0] != cur:
+            _refuse(node, "the data path is not its first input")
+        out = node.output[0]
+        if op in _SKIP:
+            pass
+        elif op in ("Quant", "BipolarQuant") and pending is None and act is None:
+            codes, act = _input_quant(w, node, layout)
+        elif op in ("Quant", "BipolarQuant", "MultiThreshold"):
+            if pending is None:
+                _refuse(node, "an activation without a linear layer before it")
+            act = _activation(w, node, pending, act, n_layer)
+            n_layer += 1
+            pending = None
+        elif op == "Relu":
+            if pending is None:
+                _refuse(node, "a Relu outside a layer")
+            pending.relu = True
+        elif op in _ARITH or op == "BatchNormalization":
+            if act is None:
+                _refuse(node, "arithmetic on the unquantized input", "quantize the input first")
+            if pending is None:
+                if op == "Mul" and (s := w.const(node.input[1])) is not None and s.size == 1 and float(s) > 0:
+                    act = _Act(act.kind, act.scale * float(s))     # a rescale of the codes' values
+                elif op == "Div" and (s := w.const(node.input[1])) is not None and s.size == 1 and float(s) > 0:
+                    act = _Act(act.kind, act.scale / float(s))
+                else:
+                    _refuse(node, "arithmetic on activations outside a layer changes the integer codes")
+            else:
+                _compose(w, node, pending)
+        elif op in ("MatMul", "Gemm", "Conv"):
+            if act is None:
+                _refuse(node, "a linear layer on the unquantized input",
+                        "quantize the input (Quant/BipolarQuant) or annotate its integer datatype")
+            if pending is not None:
+                _refuse(node, "two linear layers without an activation between them")
+            pending, cur_shape = _linear(w, node, act, layout, cur_shape, flat_perm, pad)
+            pad = None
+            flat_perm = None
+            layout = "NCHW" if op == "Conv" else "NC"
+        elif op == "MaxPool":
+            if pending is not None:
+                _refuse(node, "a max pool before the activation", "pool after the activation (as FINN's CNV does)")
+            k = list(_attr(node, "kernel_shape"))
+            s = list(_attr(node, "strides", k))
+            if k[0] != k[1] or s[0] != s[1] or any(_attr(node, "pads", [0, 0, 0, 0])) or _attr(node, "ceil_mode", 0):
+                _refuse(node, f"kernel {k}, strides {s}, pads or ceil_mode", "use square kernels, no padding")
+            if act.kind.kind not in ("bipolar", "uint"):
+                _refuse(node, f"a max pool of {act.kind.name} data")
+            h, wd, c = cur_shape
+            cur_shape = ((h - k[0]) // s[0] + 1, (wd - k[0]) // s[0] + 1, c)
+            w.layers.append(dict(name=f"pool{n_layer}", type="maxpool", kernel=k[0], stride=s[0]))
+            n_layer += 1
+        elif op == "Transpose":
+            perm = list(_attr(node, "perm"))
+            if layout == "NCHW" and perm == [0, 2, 3, 1]:
+                layout = "NHWC"
+            elif layout == "NHWC" and perm == [0, 3, 1, 2]:
+                layout = "NCHW"
+            else:
+                _refuse(node, f"permutation {perm} of {layout} data")
+        elif op in ("Flatten", "Reshape"):
+            if op == "Flatten" and _attr(node, "axis", 1) != 1:
+                _refuse(node, "flattening from an axis other than 1")
+            if op == "Reshape":
+                target = w.const(node.input[1])
+                if target is None or len(target) != 2:
+                    _refuse(node, "a reshape to anything but (N, features)")
+            if layout == "NCHW":
+                h, wd, c = cur_shape
+                flat_perm = np.arange(h * wd * c).reshape(c, h, wd).transpose(1, 2, 0).reshape(-1)
+            layout = "NC"
+            cur_shape = (math.prod(cur_shape),)
+        elif op == "Pad":
+            pad = _pad(w, node, act)
+        else:
+            _refuse(node, "is not an op qnnfab's hardware implements")
+        cur = out
+    if pending is not None:
+        _last_layer(w, pending, n_layer)
+    if not w.layers:
+        _refuse(None, "no layers", "export a model with at least one linear layer")
+    if codes is None:
+        _refuse(None, "the input is neither quantized by the model nor annotated with an integer datatype")
+    cfg = _config(name, hw_shape, codes, w.layers)
+    return Imported(cfg, codes, w.notes)
+
+
+def _annotated_kind(name):
+    if name == "BIPOLAR":
+        return DataKind.of("bipolar")
+    m = re.fullmatch(r"(U?)INT(\d+)", name)
+    if m and int(m[2]) >= 1:
+        return DataKind.of("uint" if m[1] else "int", int(m[2]))
+    return None
+
+
+def _input_quant(w, node, layout):
+    s = w.const(node.input[1])
+    if s is None or s.size != 1 or float(s) <= 0:
+        _refuse(node, "the input scale is not one positive constant")
+    if node.op_type == "BipolarQuant":
+        kind = DataKind.of("bipolar")
+        return InputCodes("bipolar", None, float(s), layout=layout), _Act(kind, np.float64(float(s)))
+    zp, bw = w.const(node.input[2]), w.const(node.input[3])
+    signed = bool(_attr(node, "signed", 1))
+    narrow = bool(_attr(node, "narrow", 0))
+    mode = _attr(node, "rounding_mode", b"ROUND")
+    mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
+    if zp is None or bw is None or zp.size != 1 or float(zp) != 0 or float(bw) != int(bw):
+        _refuse(node, "the input quantizer needs a zero point of 0 and an integer bit width")
+    bits = int(bw)
+    if narrow and not signed:
+        _refuse(node, "a narrow unsigned input quantizer")
+    kind = DataKind.of("int" if signed else "uint", bits)
+    return (InputCodes(kind.name, bits, float(s), 0.0, mode, narrow, layout), _Act(kind, np.float64(float(s))))
+
+
+def _pad(w, node, act):
+    mode = _attr(node, "mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    pads = w.const(node.input[1])
+    if mode != "constant" or pads is None or len(pads) != 8:
+        _refuse(node, f"mode {mode!r} or non-constant pads", "pad with a constant")
+    p = [int(v) for v in pads]
+    if p[0] or p[1] or p[4] or p[5] or len({p[2], p[3], p[6], p[7]}) != 1:
+        _refuse(node, f"pads {p}: only the same padding on every side of H and W")
+    value = 0.0
+    if len(node.input) > 2 and node.input[2]:
+        value = float(w.const(node.input[2]))
+    code = value / float(act.scale)
+    stored = act.kind.stored(np.array(code))
+    if code != round(code) or act.kind.values(stored) != code or not (
+            act.kind.stored_range[0] <= int(stored) <= act.kind.stored_range[1]):
+        _refuse(node, f"pad value {value} is not a {act.kind.name} code at scale {float(act.scale)}")
+    return p[2], int(stored)
+
+
+def _linear(w, node, act, layout, cur_shape, flat_perm, pad):
+    op = node.op_type
+    if op == "Conv":
+        if layout != "NCHW":
+            _refuse(node, f"a convolution of {layout} data")
+        codes, scale, wkind = w.weight_codes(node.input[1], node)     # (O, I, K, K)
+        k = list(_attr(node, "kernel_shape", codes.shape[2:]))
+        s = list(_attr(node, "strides", [1, 1]))
+        pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+        if _attr(node, "group", 1) != 1 or any(d != 1 for d in _attr(node, "dilations", [1, 1])):
+            _refuse(node, "grouped or dilated convolution")
+        if k[0] != k[1] or s[0] != s[1] or len(set(pads)) != 1:
+            _refuse(node, f"kernel {k}, strides {s}, pads {pads}: only square kernels and even padding")
+        p, pv = pads[0], 0
+        if pad is not None:
+            if p:
+                _refuse(node, "padding both in a Pad node and in the convolution")
+            p, pv = pad
+        elif p:
+            zero = act.kind.stored(np.array(0))
+            if act.kind.kind == "bipolar":
+                _refuse(node, "zero padding of bipolar data (-1/+1 have no zero)",
+                        "pad with -1 or +1 in a Pad node before the convolution")
+            pv = int(zero)
+        h, wd, c = cur_shape
+        if codes.shape[1] != c:
+            _refuse(node, f"weights for {codes.shape[1]} input channels, the data has {c}")
+        O = codes.shape[0]
+        out_shape = ((h + 2 * p - k[0]) // s[0] + 1, (wd + 2 * p - k[0]) // s[0] + 1, O)
+        conv = dict(kernel=k[0], stride=s[0], pad=p, pad_value=pv)
+        wscale = _per_channel(node, scale, O)
+        n_bias = 2
+    else:
+        if layout != "NC":
+            _refuse(node, f"a matrix product of {layout} data", "flatten first")
+        codes, scale, wkind = w.weight_codes(node.input[1], node)
+        trans_b = op == "Gemm" and _attr(node, "transB", 0)
+        if op == "Gemm" and (_attr(node, "transA", 0) or _attr(node, "alpha", 1.0) != 1.0
+                             or _attr(node, "beta", 1.0) != 1.0):
+            _refuse(node, "transA, alpha or beta other than the defaults")
+        codes = codes if trans_b else codes.T            # (MH, MW)
+        sc = np.asarray(scale, dtype=np.float64)
+        if sc.size > 1:
+            sc = sc.reshape(-1) if sc.ndim <= 1 or (trans_b and sc.shape[-1] == 1) or (not trans_b and sc.shape[0] == 1) \
+                else _refuse(node, f"weight scale of shape {sc.shape} is not per output channel")
+        O = codes.shape[0]
+        wscale = _per_channel(node, sc, O)
+        if codes.shape[1] != math.prod(cur_shape):
+            _refuse(node, f"weights for {codes.shape[1]} inputs, the data has {math.prod(cur_shape)}")
+        if flat_perm is not None:
+            codes = codes[:, flat_perm]
+        out_shape = (O,)
+        conv = {}
+        n_bias = 2
+    A = wscale * float(act.scale)
+    B = np.zeros(O)
+    pending = _Pending(node, "conv" if op == "Conv" else "fc", codes.copy(), wkind, act.kind, A, B, conv)
+    if len(node.input) > n_bias and node.input[n_bias]:
+        bias = w.const(node.input[n_bias])
+        if bias is None:
+            _refuse(node, "its bias is not constant")
+        pending.B = pending.B + _per_channel(node, bias, O)
+    return pending, out_shape
+
+
+def _compose(w, node, p):
+    """Fold an elementwise constant op or a batch norm into ``z = A * acc + B``."""
+    op = node.op_type
+    O = len(p.A)
+    if p.relu:
+        _refuse(node, "arithmetic after a Relu inside a layer")
+    if op == "BatchNormalization":
+        gamma, beta, mean, var = (w.const(i) for i in node.input[1:5])
+        if any(v is None for v in (gamma, beta, mean, var)):
+            _refuse(node, "its parameters are not constant")
+        eps = np.float32(_attr(node, "epsilon", 1e-5))
+        sd = np.sqrt(var.astype(np.float32) + eps).astype(np.float64)
+        g = _per_channel(node, gamma, O) / _per_channel(node, sd, O)
+        p.A = p.A * g
+        p.B = (p.B - _per_channel(node, mean, O)) * g + _per_channel(node, beta, O)
+        return
+    c = w.const(node.input[1])
+    if c is None:
+        _refuse(node, "its second input is not a constant", "only constant scales and biases fold")
+    c = _per_channel(node, c, O)
+    if op == "Add":
+        p.B = p.B + c
+    elif op == "Sub":
+        p.B = p.B - c
+    elif op == "Mul":
+        p.A, p.B = p.A * c, p.B * c
+    else:
+        if np.any(c == 0):
+            _refuse(node, "division by zero")
+        p.A, p.B = p.A / c, p.B / c
+
+
+def _acc_bounds(p):
+    """(lo, hi) of the hardware accumulator and the affine map from it to the value-domain dot product."""
+    n = p.weights[0].size
+    binary = p.wkind.kind == "bipolar" and p.xkind.kind == "bipolar"
+    if binary:
+        return 0, n, binary
+    from qnnfab.kinds import accumulator_range
+    lo, hi = accumulator_range(n, p.wkind, p.xkind)
+    return lo, hi, binary
+
+
+def _to_hardware_domain(p, binary):
+    """Rewrite z = A*D + B (D the value-domain dot product) for the popcount P of a
+    binary layer: D = 2P - N."""
+    if binary:
+        n = p.weights[0].size
+        p.B = p.B - p.A * n
+        p.A = 2 * p.A
+
+
+def _activation(w, node, p, act, idx):
+    lo, hi, binary = _acc_bounds(p)
+    _flip_negative_rows(p)
+    _to_hardware_domain(p, binary)
+    op = node.op_type
+    if op == "BipolarQuant":
+        s = w.const(node.input[1])
+        if s is None or np.any(s <= 0):
+            _refuse(node, "its scale is not positive and constant")
+        levels, out_kind, out_scale = [(0.0, False)], DataKind.of("bipolar"), float(np.asarray(s).reshape(-1)[0])
+        if s.size > 1 and not np.all(s == s.reshape(-1)[0]):
+            _refuse(node, "per-channel activation scales", "use one scale per activation quantizer")
+    elif op == "Quant":
+        s, zp, bw = (w.const(i) for i in node.input[1:4])
+        if s is None or zp is None or bw is None or s.size != 1 or float(s) <= 0:
+            _refuse(node, "its scale, zero point or bit width are not one positive constant each")
+        if float(zp) != 0 or bool(_attr(node, "signed", 1)) or bool(_attr(node, "narrow", 0)):
+            _refuse(node, "a signed, narrow or offset activation quantizer",
+                    "qnnfab's hidden activations are unsigned k-bit (zero point 0) or bipolar")
+        bits = int(bw)
+        if bits != float(bw) or not 1 <= bits <= 16:
+            _refuse(node, f"activation bit width {float(bw)}")
+        mode = _attr(node, "rounding_mode", b"ROUND")
+        mode = (mode.decode() if isinstance(mode, bytes) else mode).upper()
+        sc = float(s)
+        if mode in ("ROUND", "HALF_EVEN"):
+            levels = [(sc * (j - 0.5), j % 2 == 1) for j in range(1, 1 << bits)]
+        elif mode == "FLOOR":
+            levels = [(sc * j, False) for j in range(1, 1 << bits)]
+        elif mode == "CEIL":
+            levels = [(sc * (j - 1), True) for j in range(1, 1 << bits)]
+        else:
+            _refuse(node, f"rounding mode {mode}")
+        out_kind, out_scale = DataKind.of("uint", bits), sc
+    else:
+        t = w.const(node.input[1])
+        if t is None:
+            _refuse(node, "its thresholds are not constant")
+        t = np.atleast_2d(t)
+        scale_, bias_ = float(_attr(node, "out_scale", 1.0)), float(_attr(node, "out_bias", 0.0))
+        n_t = t.shape[1]
+        if (scale_, bias_) == (2.0, -1.0) and n_t == 1:
+            out_kind = DataKind.of("bipolar")
+        elif (scale_, bias_) == (1.0, 0.0):
+            bits = max(1, n_t.bit_length())
+            out_kind = DataKind.of("uint", bits)
+        else:
+            _refuse(node, f"out_scale {scale_} and out_bias {bias_}",
+                    "use (2, -1) with one threshold (bipolar) or (1, 0) (unsigned counts)")
+        O = len(p.A)
+        if t.shape[0] not in (1, O):
+            _refuse(node, f"thresholds for {t.shape[0]} channels, the layer has {O}")
+        t = np.broadcast_to(t, (O, n_t))
+        rows = []
+        missing = (1 << out_kind.bits) - 1 - n_t if out_kind.kind == "uint" else 0
+        for r in range(O):   # per-row thresholds: one row at a time through the same rule
+            sub = _Pending(p.node, p.type, p.weights[r:r + 1], p.wkind, p.xkind, p.A[r:r + 1], p.B[r:r + 1], p.conv, p.relu)
+            row = _threshold_rows(sub, [(float(v), False) for v in t[r]], lo, hi)[0]
+            rows.append(np.concatenate([row, np.full(missing, hi + 1)]))
+        _emit(w, p, np.array(rows, dtype=np.int64), out_kind, idx)
+        return _Act(out_kind, np.float64(1.0))
+    thr = _threshold_rows(p, levels, lo, hi)
+    _emit(w, p, thr, out_kind, idx)
+    return _Act(out_kind, np.float64(out_scale))
+
+
+def _emit(w, p, thresholds, out_kind, idx):
+    weights = p.wkind.stored(p.weights)
+    act = "bipolar" if out_kind.kind == "bipolar" else f"uint{out_kind.bits}"
+    w.layers.append(dict(name=f"{p.type}{idx}", type=p.type, out=len(p.A), act=act, weight_kind=p.wkind.kind,
+                         weight_bits=p.wkind.bits if p.wkind.kind == "int" else None,
+                         weights=weights, thresholds=np.sort(thresholds, axis=1), **p.conv))
+
+
+def _last_layer(w, p, idx):
+    lo, hi, binary = _acc_bounds(p)
+    _to_hardware_domain(p, binary)
+    if np.any(p.A <= 0) or not (np.all(p.A == p.A[0]) and np.all(p.B == p.B[0])):
+        _refuse(p.node, "the last layer's outputs are scaled per channel, shifted by a bias per class or scaled by a "
+                "non-positive factor", "the hardware outputs raw accumulators: train the last layer without bias and "
+                "end with one positive scale for all outputs")
+    if p.relu:
+        _refuse(p.node, "a Relu on the last layer's outputs")
+    if (p.A[0], p.B[0]) != (1.0, 0.0):
+        w.notes.append(f"the model's outputs are {p.A[0]:g} * (hardware scores) + {p.B[0]:g}: "
+                       "the same arg-max; compare labels or the integer scores")
+    weights = p.wkind.stored(p.weights)
+    w.layers.append(dict(name=f"{p.type}{idx}", type=p.type, out=len(p.A), act="acc", weight_kind=p.wkind.kind,
+                         weight_bits=p.wkind.bits if p.wkind.kind == "int" else None, weights=weights,
+                         thresholds=None, **p.conv))
+
+
+def _config(name, hw_shape, codes, layers):
+    """The NetConfig (PE = SIMD = 1) of the imported layers, validated by netconfig."""
+    import tempfile
+
+    from qnnfab import netconfig
+    kind, bits = _kind_bits(codes.kind)
+    lines = ["[network]", f"name = {json.dumps(name)}", f"input_shape = {list(hw_shape)}",
+             f"input_kind = {json.dumps(kind)}"]
+    if kind != "bipolar":
+        lines.append(f"input_bits = {bits}")
+    lines.append('weights = "weights.npz"')
+    arrays = {}
+    for L in layers:
+        lines += ["", "[[layer]]"]
+        for k, v in L.items():
+            if k in ("weights", "thresholds"):
+                if v is not None:
+                    arrays[f"{L['name']}/{k}"] = v
+            elif v is not None:
+                lines.append(f"{k} = {json.dumps(v)}")
+    with tempfile.TemporaryDirectory(prefix="qnnfab-import-") as d:
+        np.savez(Path(d) / "weights.npz", **arrays)
+        cfg = netconfig.loads("\n".join(lines) + "\n", d, f"<import of {name}>")
+    cfg.weights_ref = "<imported>"
+    return cfg
+
+
+def write_imported(imported, out_dir):
+    """Write ``<name>.toml``, ``<name>.npz`` and ``<name>.input_codes.json`` into ``out_dir``; return the config path."""
+    from qnnfab import netconfig
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = imported.cfg.name
+    netconfig.save_weights(out / f"{stem}.npz", imported.cfg)
+    toml = out / f"{stem}.toml"
+    toml.write_text(netconfig.dumps(imported.cfg, f"{stem}.npz"))
+    (out / f"{stem}.input_codes.json").write_text(imported.input_codes.to_json() + "\n")
+    return toml
