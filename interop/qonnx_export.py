@@ -34,14 +34,14 @@ import numpy as np
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind, accumulator_range
 
-__all__ = ["export_qonnx", "save_qonnx", "qonnx_datatype", "input_values", "stored_outputs", "with_batch",
+__all__ = ["export_qonnx", "save_qonnx", "require_onnx", "qonnx_datatype", "input_values", "stored_outputs", "with_batch",
            "execute", "FLOAT_EXACT"]
 
 FLOAT_EXACT = 1 << 24       # float32 integers are exact below this magnitude
 DOMAIN = "qonnx.custom_op.general"
 
 
-def _require_onnx():
+def require_onnx():
     try:
         import onnx  # noqa: F401
         import qonnx  # noqa: F401
@@ -117,7 +117,7 @@ def _check_exact(L, where):
 
 def export_qonnx(cfg):
     """The QONNX model of ``cfg`` (an ``onnx.ModelProto`` with datatype annotations)."""
-    _require_onnx()
+    require_onnx()
     from onnx import TensorProto, helper
     from qonnx.core.datatype import DataType
     from qonnx.core.modelwrapper import ModelWrapper

@@ -393,6 +393,58 @@ def _cmd_fold(args):
     return 0
 
 
+def _cmd_import(args):
+    from qnnfab import netconfig
+    from qnnfab.boards import get_board
+    from qnnfab.boards.fold import auto_fold
+    from qnnfab.interop.qonnx_export import require_onnx
+    from qnnfab.interop.qonnx_import import import_qonnx, write_imported
+    where = "qnnfab import"
+    model = Path(args.model)
+    if not model.is_file():
+        raise ConfigError(where, "MODEL", f"{model} is not a file", "pass a QONNX model (.onnx)")
+    name = args.name or netconfig.safe_name(model.stem, "imported")
+    netconfig.check_name(where, "--name", name, "network")
+    board = get_board(args.board)
+    _number(where, "--fps", args.fps, above=0)
+    require_onnx()
+    out = OutDir(where, "--out", args.out)
+    try:
+        imp = import_qonnx(model, name=name)
+        fold = auto_fold(imp.cfg, board.capacity, target_fps=args.fps, lut_budget=0.5)
+    except BaseException:
+        out.undo()
+        raise
+    toml = write_imported(imp, out.path)
+    cfg = netconfig.load(toml)
+    print(f"imported {model}: {len(cfg.layers)} layers -> {toml} (+ {name}.npz)")
+    for L in cfg.layers:
+        extra = "" if L.type == "maxpool" else f", {L.weight_kind}{L.weight_bits or ''} weights, act {L.act}"
+        print(f"  {L.name:<8} {L.type:<8} {L.in_shape} -> {L.out_shape}{extra}, PE {L.pe} SIMD {L.simd}")
+    print(f"folding: {fold.reason}; bottleneck {fold.bottleneck[0]}, {fold.bottleneck[1]:,} cycles/frame")
+    codes = imp.input_codes
+    how = ("the graph input holds them already" if codes.scale is None else
+           f"the model's input quantizer: {codes.rounding.lower()}(x / {codes.scale:g}), clipped")
+    print(f"input codes the hardware reads: {codes.kind} ({how}); in Python: "
+          f"InputCodes.from_json(open('{out.path / (name + '.input_codes.json')}').read()).to_codes(x) "
+          "(from qnnfab.interop.qonnx_import)")
+    for note in imp.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def _cmd_export(args):
+    from qnnfab.interop.qonnx_export import require_onnx, save_qonnx
+    where = "qnnfab export"
+    path = check_out_file(where, "--out", args.out, ".onnx")
+    cfg = _load_config(args.config)
+    require_onnx()
+    save_qonnx(cfg, path)
+    print(f"QONNX model of network '{cfg.name}': {path} (qonnx.core.onnx_exec.execute_onnx runs it; "
+          "input: values, NCHW or (N, F), batch 1)")
+    return 0
+
+
 def _cmd_demo(args):
     from qnnfab import demo
     where = "qnnfab demo"
@@ -485,6 +537,11 @@ def _cmd_train(args):
     for r in results:
         if r.toml_path:
             print(f"exported {r.scheme}: {r.toml_path}  (qnnfab generate/sim --config accept it)")
+            if args.qonnx:
+                from qnnfab.interop.qonnx_export import save_qonnx
+                onnx_path = Path(r.toml_path).with_suffix(".onnx")
+                save_qonnx(netconfig.load(r.toml_path), onnx_path)
+                print(f"exported {r.scheme} as QONNX: {onnx_path}")
     png = plot_curves(results, out.path / "training_curves.png")
     print(f"training curves: {png}")
     return 0
@@ -614,6 +671,37 @@ def build_parser():
                    help="where to write the folded config (a .toml in an existing folder)")
     f.set_defaults(func=_cmd_fold)
 
+    im = sub.add_parser(
+        "import", help="a QONNX model (Brevitas export or FINN-streamlined) -> qnnfab config + weights",
+        description="Read a QONNX model and write a qnnfab config (TOML), its weights (.npz) and the input "
+                    "codes the hardware reads (.input_codes.json). Brevitas-style graphs (Quant/BipolarQuant on "
+                    "weights and activations, MatMul/Gemm/Conv, BatchNormalization, Mul/Add scales and biases, "
+                    "Relu before unsigned k-bit activations, MaxPool, Pad, Flatten/Reshape/Transpose) and "
+                    "streamlined graphs (integer weights + MultiThreshold) fold into integer weights and "
+                    "thresholds exactly; anything else is refused naming the node. Needs qnnfab[onnx].",
+        epilog="examples:\n  qnnfab import model.onnx --out out/imported\n"
+               "  qnnfab import model.onnx --out out/imported --name digits --fps 100000\n"
+               "  qnnfab sim --config out/imported/digits.toml --frames 100",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    im.add_argument("model", metavar="MODEL.onnx", help="the QONNX model")
+    im.add_argument("--out", required=True, metavar="DIR", help="folder for the config, weights and input codes")
+    im.add_argument("--name", default=None, help="network name (default: the model file's name)")
+    im.add_argument("--board", default="pynq-z2", help="board whose budget bounds the default folding (default pynq-z2)")
+    im.add_argument("--fps", type=float, default=None,
+                    help="fold for this frame rate at 100 MHz (default: the fastest within half the board's LUTs)")
+    im.set_defaults(func=_cmd_import)
+
+    ex = sub.add_parser(
+        "export", help="a qnnfab network as a QONNX model (for FINN, qonnx, netron)",
+        description="Write the network as a QONNX model in FINN's streamlined form: MatMul/Conv with integer "
+                    "weights (datatype annotations), MultiThreshold activations, MaxPool; execute_onnx runs it "
+                    "to the golden model's outputs. Needs qnnfab[onnx].",
+        epilog="example:\n  qnnfab export --config configs/cnv_small.toml --out cnv_small.onnx",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
+    ex.add_argument("--out", required=True, metavar="FILE.onnx", help="the QONNX model to write")
+    ex.set_defaults(func=_cmd_export)
+
     d = sub.add_parser(
         "demo", help="the main job: train, export, generate, simulate on Verilator, report",
         description="Train a binarized MLP (or conv net, --hidden) on the shipped digits (three schemes + "
@@ -660,6 +748,8 @@ def build_parser():
                         "progressive conv nets train better at 0.01)")
     t.add_argument("--out", default="out/train", metavar="DIR",
                    help="export folder, created if missing (default out/train)")
+    t.add_argument("--qonnx", action="store_true",
+                   help="also write every exported network as a QONNX model (.onnx, needs qnnfab[onnx])")
     t.set_defaults(func=_cmd_train)
     return p
 

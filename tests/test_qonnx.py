@@ -297,3 +297,54 @@ def test_write_imported_writes_a_loadable_config(tmp_path):
     x = rng.integers(0, 16, (10, 16))
     np.testing.assert_array_equal(cfg.golden().forward(x), imp.cfg.golden().forward(x))
     assert (tmp_path / "digits_mlp.input_codes.json").exists()
+
+
+# ---------------------------------------------------------------------------
+# command line
+
+def test_cli_export_then_import_round_trips(tmp_path, capsys):
+    from qnnfab.cli import main
+    onnx_path = tmp_path / "cnv.onnx"
+    assert main(["export", "--config", str(ROOT / "configs" / "cnv_small.toml"), "--out", str(onnx_path)]) == 0
+    assert main(["import", str(onnx_path), "--out", str(tmp_path / "imp"), "--name", "cnv_back"]) == 0
+    out = capsys.readouterr().out
+    assert "input codes the hardware reads: int8" in out
+    back = netconfig.load(tmp_path / "imp" / "cnv_back.toml")
+    _same_layers(netconfig.load(ROOT / "configs" / "cnv_small.toml"), back)
+
+
+def test_cli_import_refuses_an_unsupported_graph_and_writes_nothing(tmp_path, capsys):
+    from qnnfab.cli import main
+    g = _G()
+    x = g.quant("x", 1.0, 3, signed=False)
+    y = g.op("Sigmoid", [g.op("MatMul", [x, g.bipolar(g.c(np.ones((2, 2), np.float32)), np.ones(1, np.float32))])])
+    import onnx
+    onnx.save(g.model(y, [1, 2], [1, 2]), str(tmp_path / "bad.onnx"))
+    assert main(["import", str(tmp_path / "bad.onnx"), "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(Sigmoid)" in err and "is not an op" in err
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["import", "missing.onnx", "--out", "x"], "is not a file"),
+    (["export", "--config", str(ROOT / "configs" / "lfc_small.toml"), "--out", "model.txt"], "does not end in .onnx"),
+])
+def test_cli_bad_arguments_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    from qnnfab.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trainer_writes_qonnx_that_runs_to_its_predictions(tmp_path, capsys):
+    from qnnfab.cli import main
+    assert main(["train", "--schemes", "ste", "--epochs", "1", "--out", str(tmp_path), "--qonnx"]) == 0
+    onnx_path = next(tmp_path.glob("*.onnx"))
+    cfg = netconfig.load(onnx_path.with_suffix(".toml"))
+    import onnx
+    x = cfg.random_inputs(16, 3)
+    got = stored_outputs(cfg, execute(onnx.load(str(onnx_path)), input_values(cfg, x)))
+    np.testing.assert_array_equal(got, cfg.golden().forward(x))
