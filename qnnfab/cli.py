@@ -64,8 +64,8 @@ def check_out_file(where, option, path, suffix):
     """An output file: ``suffix`` extension, an existing writable folder, not a directory itself."""
     p = Path(path)
     if p.suffix.lower() != suffix:
-        raise ConfigError(where, option, f"{path!r} does not end in {suffix}",
-                          f"name the file e.g. {p.stem or 'out'}{suffix}")
+        stem = p.stem if p.stem and not p.stem.startswith(".") else "out"
+        raise ConfigError(where, option, f"{path!r} does not end in {suffix}", f"name the file e.g. {stem}{suffix}")
     if p.is_dir():
         raise ConfigError(where, option, f"{path} is a directory", f"name a file in it, e.g. {p / ('out' + suffix)}")
     parent = p.parent
@@ -88,6 +88,8 @@ class OutDir:
     MARK = ".qnnfab-generated"
 
     def __init__(self, where, option, path, *, empty=False, force=False):
+        if not str(path).strip():
+            raise ConfigError(where, option, "is an empty path", "name a folder, e.g. out/net")
         self.path = p = Path(path)
         if p.exists() and not p.is_dir():
             raise ConfigError(where, option, f"{path} exists and is not a folder",

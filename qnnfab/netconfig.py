@@ -325,6 +325,10 @@ def loads(text, base_dir=".", source="<string>"):
     else:
         store = _load_weights_file(Path(base_dir) / weights_src, where)
 
+    bad = next((k for k, t in enumerate(layers_t) if not isinstance(t, dict)), None)
+    if bad is not None:
+        raise ConfigError(where, "[[layer]]", f"entry {bad} is {layers_t[bad]!r}, not a table",
+                          "write each layer as a [[layer]] table")
     specs, seen = [], set()
     cur_shape, cur_kind, cur_bits = tuple(shape), in_kind, (in_bits or 1)
     prev_pe = None
@@ -513,31 +517,9 @@ def _pad_value(table, where, kind, bits):
 
 def _load_weights_file(path, where):
     """The arrays of a weights ``.npz`` (no pickled objects), or a ConfigError saying what is wrong."""
-    fix = "export weights with `qnnfab train` or netconfig.save_weights(), or set weights = \"random\""
-    if not path.exists():
-        raise ConfigError(where, "weights", f"file {path} does not exist", fix)
-    if not path.is_file():
-        raise ConfigError(where, "weights", f"{path} is not a file", fix)
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-        if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
-            raise ConfigError(where, "weights", f"{path} is not a readable .npz (not a NumPy file)", fix)
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ConfigError(where, "weights", f"{path} holds a single array, not an .npz of "
-                              "<layer>/weights and <layer>/thresholds", fix)
-        with z:
-            return {k: z[k] for k in z.files}
-    except ConfigError:
-        raise
-    except ValueError as e:
-        if "pickle" in str(e) or "object" in str(e):
-            raise ConfigError(where, "weights", f"{path} holds object arrays (pickled data)",
-                              "store integer arrays only") from None
-        raise ConfigError(where, "weights", f"{path} is not a readable .npz ({e})", fix) from None
-    except (OSError, EOFError, KeyError) as e:
-        raise ConfigError(where, "weights", f"{path} is not a readable .npz ({e})", fix) from None
+    from qnnfab.npzfile import read_npz
+    return read_npz(path, where, "weights", "export weights with `qnnfab train` or netconfig.save_weights(), "
+                    "or set weights = \"random\"")
 
 
 def _check_weight_values(s, lw):
@@ -555,7 +537,15 @@ def load(path):
     p = Path(path)
     if not p.exists():
         raise ConfigError(str(path), "config", "file does not exist", "pass the path of a .toml config")
-    return loads(p.read_text(), p.parent, str(p))
+    if not p.is_file():
+        raise ConfigError(str(path), "config", "is not a file", "pass the path of a .toml config")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        reason = "not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror
+        raise ConfigError(str(path), "config", f"cannot be read as TOML ({reason})",
+                          "pass the path of a .toml config") from None
+    return loads(text, p.parent, str(p))
 
 
 def dumps(cfg, weights_ref=None):

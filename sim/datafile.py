@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from qnnfab.errors import ConfigError
+from qnnfab.npzfile import read_npz
 
 __all__ = ["load_frames"]
 
@@ -28,14 +29,7 @@ def load_frames(path, cfg):
     against its input shape and kind; every problem is a :class:`ConfigError`."""
     p = Path(path)
     where = str(path)
-    if not p.is_file():
-        raise ConfigError(where, "--data", "is not a file", "pass an .npz with x (frames) and optionally y (labels)")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            store = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise ConfigError(where, "--data", f"is not a readable .npz ({e})",
-                          "write it with numpy.savez(path, x=frames, y=labels)") from None
+    store = read_npz(p, where, "--data", "write it with numpy.savez(path, x=frames, y=labels)")
     xname, x = _pick(store, ("x", "x_test"))
     if x is None:
         raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")

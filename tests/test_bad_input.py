@@ -278,6 +278,27 @@ def test_conv_edges_that_load_do_build(kind, bits, conv):
     rtlil.convert(Dataflow(cfg), name="top")
 
 
+@pytest.mark.parametrize("content, words", [
+    (None, ["config", "not a file"]),
+    (b"\xff\xfe\x00[network]", ["config", "UTF-8"]),
+    (b'layer = [1, 2]\n[network]\ninput_shape = [4]\n', ["[[layer]]", "not a table"]),
+    (b"[network\n", ["toml", "line"]),
+])
+def test_config_files_that_are_not_configs(cwd, capsys, content, words):
+    p = cwd / "c.toml"
+    if content is None:
+        p.mkdir()
+    else:
+        p.write_bytes(content)
+    _fails(["sim", "--config", p], capsys, *words)
+
+
+@pytest.mark.parametrize("path", ["", " "])
+def test_empty_output_paths(cwd, capsys, path):
+    _fails(["generate", "--config", LFC_SMALL, "--out", path], capsys, "--out", "empty")
+    _fails(["fold", "--config", LFC_SMALL, "--fastest", "--out", path], capsys, "--out", ".toml")
+
+
 def test_max_pool_of_int_inputs_is_refused(cwd, capsys):
     text = CONV.format(kind="int", bits="input_bits = 8", conv="").replace(
         '[[layer]]\nname = "conv0"', '[[layer]]\nname = "pool0"\ntype = "maxpool"\n\n[[layer]]\nname = "conv0"', 1)
@@ -363,7 +384,7 @@ def _images(n, shape=(4, 4), seed=0):
     ("empty_test", ["x_test", "empty"]),
     ("huge_label", ["y_train", "1000000000"]),
     ("shapes", ["x_test", "(4, 4, 1)", "(16,"]),
-    ("objects", ["readable"]),
+    ("objects", ["object arrays"]),
     ("missing", ["does not exist"]),
     ("pixel_bits", ["--pixel-bits"]),
     ("floats", ["[0, 1]"]),

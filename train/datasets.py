@@ -170,12 +170,8 @@ def load_npz(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
     """
     p = Path(path)
     where = f"dataset file {p}"
-    if not p.exists():
-        raise ConfigError(where, "path", "does not exist", "pass an .npz with x_train, y_train, x_test, y_test")
-    try:
-        z = dict(np.load(p, allow_pickle=False))
-    except (OSError, ValueError, EOFError) as e:
-        raise ConfigError(where, "path", f"is not a readable .npz ({e})", "write it with numpy.savez") from None
+    from qnnfab.npzfile import read_npz
+    z = read_npz(p, where, "path", "write x_train, y_train, x_test, y_test (or x, y) with numpy.savez")
     if {"x_train", "y_train", "x_test", "y_test"} <= set(z):
         parts = [z["x_train"], z["y_train"], z["x_test"], z["y_test"]]
     elif {"x", "y"} <= set(z):
