@@ -212,6 +212,8 @@ class _Walker:
                 _refuse(node, "a weight zero point is not 0", "quantize weights symmetrically")
             if np.any(s <= 0):
                 _refuse(node, "a weight scale is not positive")
+            if bits == 1 and signed:   # qonnx runs a signed 1-bit Quant as the sign, as BipolarQuant
+                return np.where(w / s >= 0, 1, -1).astype(np.int64), s, DataKind.of("bipolar")
             if bits < 2 or bits != bw:
                 _refuse(node, f"bit width {float(bw)} is not an integer >= 2")
             from qonnx.custom_op.general.intquant import max_int, min_int
@@ -473,11 +475,18 @@ def _annotated_kind(name):
     return None
 
 
+def _is_sign(w, node):
+    """A signed 1-bit Quant with zero point 0 and one positive scale: qonnx runs it as the sign."""
+    s, zp, bw = (w.const(i) for i in node.input[1:4])
+    return (bw is not None and bw.size == 1 and float(bw) == 1 and bool(_attr(node, "signed", 1)) and
+            zp is not None and not np.any(zp) and s is not None and s.size == 1 and float(s) > 0)
+
+
 def _input_quant(w, node, layout):
     s = w.const(node.input[1])
     if s is None or s.size != 1 or float(s) <= 0:
         _refuse(node, "the input scale is not one positive constant")
-    if node.op_type == "BipolarQuant":
+    if node.op_type == "BipolarQuant" or _is_sign(w, node):
         kind = DataKind.of("bipolar")
         return InputCodes("bipolar", None, float(s), layout=layout), _Act(kind, np.float64(float(s)))
     zp, bw = w.const(node.input[2]), w.const(node.input[3])
@@ -643,6 +652,8 @@ def _activation(w, node, p, act, idx):
         levels, out_kind, out_scale = [(0.0, False)], DataKind.of("bipolar"), float(np.asarray(s).reshape(-1)[0])
         if s.size > 1 and not np.all(s == s.reshape(-1)[0]):
             _refuse(node, "per-channel activation scales", "use one scale per activation quantizer")
+    elif op == "Quant" and _is_sign(w, node):
+        levels, out_kind, out_scale = [(0.0, False)], DataKind.of("bipolar"), float(w.const(node.input[1]))
     elif op == "Quant":
         s, zp, bw = (w.const(i) for i in node.input[1:4])
         if s is None or zp is None or bw is None or s.size != 1 or float(s) <= 0:

@@ -173,9 +173,14 @@ def _bn(g, x, c, rng, gamma_sign=None):
     return g.op("BatchNormalization", [x, g.c(gamma), g.c(beta), g.c(mean), g.c(var)], epsilon=1e-5)
 
 
-def brevitas_mlp(rng, act_bits, w_bits, feats=16, hidden=8, classes=4):
-    """Quant input -> [Quant/BipolarQuant weights MatMul, BN, (Relu +) activation quant] x 2 -> MatMul -> Mul scale."""
+def brevitas_mlp(rng, act_bits, w_bits, sign_as_quant=False, feats=16, hidden=8, classes=4):
+    """Quant input -> [Quant/BipolarQuant weights MatMul, BN, (Relu +) activation quant] x 2 -> MatMul -> Mul scale.
+
+    ``sign_as_quant``: binary weights and activations as signed 1-bit ``Quant`` nodes (qonnx runs them
+    as the sign), as some Brevitas quantizers export them."""
     g = _G()
+    if sign_as_quant:
+        g.bipolar = lambda x, scale: g.quant(x, float(np.asarray(scale).reshape(-1)[0]), 1, signed=True)
     x = g.quant("x", 0.125, 4, signed=False)          # the model quantizes its own float input
     width = feats
     for layer in range(2):
@@ -233,10 +238,11 @@ def _check_import(model, x_float, rng):
     return imp
 
 
-@pytest.mark.parametrize("act_bits,w_bits", [(1, 1), (2, 1), (1, 2), (2, 3), (3, 4)])
-def test_brevitas_style_mlp_imports_exactly(act_bits, w_bits):
+@pytest.mark.parametrize("act_bits,w_bits,sign_as_quant", [(1, 1, False), (2, 1, False), (1, 2, False), (2, 3, False),
+                                                           (3, 4, False), (1, 1, True)])
+def test_brevitas_style_mlp_imports_exactly(act_bits, w_bits, sign_as_quant):
     rng = np.random.default_rng(act_bits * 10 + w_bits)
-    model = brevitas_mlp(rng, act_bits, w_bits)
+    model = brevitas_mlp(rng, act_bits, w_bits, sign_as_quant)
     x = rng.uniform(0, 2, (64, 16))
     # place some inputs exactly on quantizer ties (half codes) of the input quantizer
     x[:8, :] = (rng.integers(0, 30, (8, 16)) + 0.5) * 0.125
