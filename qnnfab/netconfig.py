@@ -471,6 +471,9 @@ def loads(text, base_dir=".", source="<string>"):
                 if not np.issubdtype(s.thresholds.dtype, np.integer):
                     raise ConfigError(lw, "thresholds", f"must be integers, got dtype {s.thresholds.dtype}",
                                       "store integer thresholds in the accumulator domain")
+                if s.thresholds.size and s.thresholds.max() > np.iinfo(np.int64).max:
+                    raise ConfigError(lw, "thresholds", f"value {s.thresholds.max()} does not fit 64-bit signed "
+                                      "integers", "store int64 thresholds in the accumulator domain")
                 if s.thresholds.shape != (s.out, s.n_thresholds):
                     raise ConfigError(lw, "thresholds", f"has shape {s.thresholds.shape}, expected "
                                       f"{(s.out, s.n_thresholds)} for act = {s.act!r}",

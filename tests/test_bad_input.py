@@ -249,6 +249,34 @@ def test_configs_that_load_also_build(cwd, capsys, edit, words):
     _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys, *words)
 
 
+def _thresholds(dtype, value=None):
+    def mutate(arrays):
+        t = arrays["fc0/thresholds"].astype(dtype)
+        if value is not None:
+            t[:] = value
+        arrays["fc0/thresholds"] = t
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (_thresholds(np.float64), ["fc0", "thresholds", "integers"]),
+    (_thresholds(np.bool_), ["fc0", "thresholds", "integers"]),
+    (_thresholds(np.uint64, 2**63 + 5), ["fc0", "thresholds", "64-bit"]),
+    (lambda a: a.pop("fc1/thresholds"), ["fc1", "thresholds", "not in the weights file"]),
+    (lambda a: a.pop("fc2/weights"), ["fc2", "weights", "not in the weights file"]),
+    (lambda a: a.__setitem__("fc0/weights", a["fc0/weights"][None]), ["fc0", "weights", "shape"]),
+    (lambda a: a.__setitem__("fc0/weights", a["fc0/weights"] * 2), ["fc0", "weights", "range"]),
+])
+def test_weights_file_contents(cwd, capsys, mutate, words):
+    cfg = netconfig.load(LFC_SMALL)
+    arrays = {f"{L.name}/weights": L.weights for L in cfg.layers}
+    arrays.update({f"{L.name}/thresholds": L.thresholds for L in cfg.layers if L.thresholds is not None})
+    mutate(arrays)
+    np.savez(cwd / "w.npz", **arrays)
+    p = _config(netconfig.dumps(cfg, "w.npz"))
+    _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys, *words)
+
+
 @pytest.mark.parametrize("kind, bits, conv, words", [
     ("bipolar", "", 'pad = 3', ["pad", "kernel"]),
     ("bipolar", "", 'pad = 4', ["pad"]),
