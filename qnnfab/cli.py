@@ -560,8 +560,15 @@ def arch_args(p):
                         "(sign), k >= 2 = unsigned k-bit, act = \"uint<k>\" (default 1; the float baseline uses relu)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with qnnfab's one-line errors (exit 2), naming the command's --help."""
+
+    def error(self, message):
+        self.exit(2, f"qnnfab: error: {self.prog}: {message} (fix: see `{self.prog} --help`)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="qnnfab",
         description="Open hardware generator for quantized neural networks.",
         epilog=EPILOG_MAIN, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -580,3 +580,21 @@ def test_act_bits_range_is_the_configs():
     assert netconfig.loads(text).layers[0].act_bits == top
     with pytest.raises(netconfig.ConfigError, match="act"):
         netconfig.loads(text.replace(f'"uint{top}"', f'"uint{top + 1}"'))
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["report", "--config", "x.toml", "--clock", "abc"], ["--clock", "abc", "qnnfab report --help"]),
+    (["nope"], ["nope", "qnnfab --help"]),
+    (["train", "--epochs"], ["--epochs", "qnnfab train --help"]),
+    (["generate", "--config", "x.toml"], ["--out", "required"]),
+])
+def test_argument_syntax_errors_are_one_line(cwd, capsys, argv, words):
+    with pytest.raises(SystemExit) as ei:
+        main(argv)
+    assert ei.value.code == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qnnfab: error:") and "(fix:" in lines[0], err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert _tree(cwd) == []
