@@ -166,14 +166,17 @@ class StreamSink:
             self.cycles.append(cycle)
 
 
-def run_streams(dut, sources, sinks, counts, *, max_cycles, extra_cycles=0, monitors=()):
+def run_streams(dut, sources, sinks, counts, *, max_cycles, extra_cycles=0, drivers=(), monitors=()):
     """Simulate ``dut`` (clock domain ``sync``) with its sources and sinks.
 
     Runs until every sink has ``counts[k]`` words, then ``extra_cycles`` more
     (words that come out then are kept: callers check there are none too
-    many). ``monitors``: callables ``f(ctx, cycle)`` run every cycle before the
-    clock tick (to sample side-band outputs). Raises ``AssertionError`` (with
-    the counts) when ``max_cycles`` pass first. Returns the cycles run.
+    many). Every cycle, ``drivers`` (callables ``f(ctx, cycle)``) run first,
+    to set side-band inputs (or queue words on a source with ``send``); then
+    the sources and sinks; then ``monitors`` (``f(ctx, cycle)``, after the
+    cycle's transfers are known, before the clock tick) to sample side-band
+    outputs. Raises ``AssertionError`` (with the counts) when ``max_cycles``
+    pass first. Returns the cycles run.
     """
     done = {"cycles": 0}
 
@@ -184,6 +187,8 @@ def run_streams(dut, sources, sinks, counts, *, max_cycles, extra_cycles=0, moni
                 got = ", ".join(f"{k.name}: {len(k.words)}/{n}" for k, n in zip(sinks, counts))
                 pending = ", ".join(f"{s.name}: {len(s.sent_cycles)}/{len(s.queue)} sent" for s in sources)
                 raise AssertionError(f"timeout after {cycle} cycles waiting for outputs ({got}; {pending})")
+            for f in drivers:
+                f(ctx, cycle)
             for s in sources:
                 s._drive(ctx)
             for k in sinks:

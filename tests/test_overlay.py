@@ -16,6 +16,7 @@ from qnnfab.boards.driver import pack_inputs, unpack_records
 from qnnfab.rtl.axil_registers import AxiLiteRegisters
 from qnnfab.rtl.frame_unpacker import FrameUnpacker
 from qnnfab.rtl.record_packer import RecordPacker
+from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams, stream_through
 
 
 def formats(**kw):
@@ -63,30 +64,9 @@ def test_unpacker_turns_the_drivers_input_buffer_into_the_networks_input_words(k
              for k in range(0, buf.size, fm.bus_bytes)]
     want = element_words(fm, images)
     dut = FrameUnpacker(8 * fm.bus_bytes, fm.in_word_bits, 8 * fm.in_slot_bytes, fm.in_words)
-    got = []
-    pyrng = random.Random(2)
-
-    async def tb(ctx):
-        k = 0
-        for _ in range(40 * len(want) + 100):
-            if len(got) == len(want):
-                break
-            ctx.set(dut.i.valid, 0)
-            if k < len(beats) and pyrng.random() < 0.7:
-                ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, beats[k])
-            ctx.set(dut.o.ready, pyrng.random() < 0.6)
-            _, _, i_taken, o_taken, o_word = await ctx.tick().sample(
-                dut.i.valid & dut.i.ready, dut.o.valid & dut.o.ready, dut.o.payload)
-            if i_taken:
-                k += 1
-            if o_taken:
-                got.append(o_word)
-        assert len(got) == len(want), f"{len(got)} of {len(want)} input words came out"
-        assert k == len(beats), f"{k} of {len(beats)} bus words taken for {len(want)} input words"
-
-    run(dut, tb)
-    assert got == want
+    result = stream_through(dut, beats, len(want), 0.7, 0.6, seed=2)
+    assert len(result.in_cycles) == len(beats), f"{len(result.in_cycles)} of {len(beats)} bus words taken"
+    assert result.words == want
 
 
 @pytest.mark.parametrize("kw", [
@@ -106,42 +86,25 @@ def test_packer_records_read_back_by_the_driver_as_the_scores_and_labels_fed_in(
     words = [[sum((int(v) & mask) << (j * fm.out_bits) for j, v in enumerate(row[w * fm.out_elems:(w + 1) * fm.out_elems]))
               for w in range(fm.out_words)] for row in scores]
     dut = RecordPacker(8 * fm.bus_bytes, fm.out_word_bits, 8 * fm.out_slot_bytes, 8)
-    beats = []
-    pyrng = random.Random(4)
     n_beats = frames * fm.out_record_beats
+    pyrng = random.Random(4)
+    src = StreamSource(dut.scores, [{"data": words[f][w], "last": int(w == fm.out_words - 1)}
+                                    for f in range(frames) for w in range(fm.out_words)],
+                       valid_prob=0.8, rng=pyrng, name="scores")
+    snk = StreamSink(dut.o, ready_prob=0.6, rng=pyrng, name="o")
+    done = []
 
-    async def tb(ctx):
-        f = w = 0
-        label_due = None
-        records = 0
-        for _ in range(40 * n_beats + 100):
-            if len(beats) == n_beats:
-                break
-            ctx.set(dut.scores.valid, 0)
-            ctx.set(dut.label_valid, 0)
-            if label_due == 0:
-                ctx.set(dut.label_valid, 1)
-                ctx.set(dut.label, int(labels[f - 1]))
-            if f < frames and pyrng.random() < 0.8:
-                ctx.set(dut.scores.valid, 1)
-                ctx.set(dut.scores.payload.data, words[f][w])
-                ctx.set(dut.scores.payload.last, w == fm.out_words - 1)
-            ctx.set(dut.o.ready, pyrng.random() < 0.6)
-            _, _, s_taken, o_taken, beat, done = await ctx.tick().sample(
-                dut.scores.valid & dut.scores.ready, dut.o.valid & dut.o.ready, dut.o.payload, dut.record_done)
-            label_due = None if label_due is None or label_due == 0 else label_due - 1
-            records += done
-            if s_taken:
-                w += 1
-                if w == fm.out_words:
-                    f, w = f + 1, 0
-                    label_due = 0          # Dataflow's label comes the cycle after the last word
-            if o_taken:
-                beats.append(beat)
-        assert len(beats) == n_beats, f"{len(beats)} of {n_beats} bus words came out"
-        assert records == frames
+    def label(ctx, cycle):   # as Dataflow: the frame's label the cycle after its last word transferred
+        sent = len(src.sent_cycles)
+        due = sent and src.sent_cycles[-1] == cycle - 1 and sent % fm.out_words == 0
+        ctx.set(dut.label_valid, bool(due))
+        ctx.set(dut.label, int(labels[sent // fm.out_words - 1]) if due else pyrng.getrandbits(8))
 
-    run(dut, tb)
+    run_streams(dut, [src], [snk], [n_beats], max_cycles=40 * n_beats + 100, extra_cycles=8, drivers=[label],
+                monitors=[lambda ctx, cycle: done.append(ctx.get(dut.record_done))])
+    beats = snk.words
+    assert len(beats) == n_beats, f"{len(beats)} bus words came out, expected {n_beats}"
+    assert sum(done) == frames
     raw = b"".join(b.to_bytes(fm.bus_bytes, "little") for b in beats)
     records = np.frombuffer(raw, np.uint8).reshape(frames, fm.out_record_bytes)
     got_scores, got_labels, index = unpack_records(fm, records)
@@ -266,32 +229,21 @@ def test_weight_words_cuts_the_image_into_64_bit_words_with_last_on_the_final_on
     raw += bytes(-len(raw) % bus_bytes)
     beats = [int.from_bytes(raw[k:k + bus_bytes], "little") for k in range(0, len(raw), bus_bytes)]
     dut = WeightWords(bus_bits)
-    got = []
+    src = StreamSource(dut.i, [], valid_prob=0.7, rng=rng, name="i")
+    snk = StreamSink(dut.o, ready_prob=0.6, rng=rng, name="o")
+    starts = [0]                                 # two loads: the count restarts with start
 
-    async def tb(ctx):
-        for load in range(2):                        # the count restarts with start
-            ctx.set(dut.words, words)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            k = 0
-            out = []
-            for _ in range(20 * len(beats) + 50):
-                if len(out) == words and k == len(beats):
-                    break
-                ctx.set(dut.i.valid, 0)
-                if k < len(beats) and rng.random() < 0.7:
-                    ctx.set(dut.i.valid, 1)
-                    ctx.set(dut.i.payload, beats[k])
-                ctx.set(dut.o.ready, rng.random() < 0.6)
-                _, _, i_taken, o_taken, word, last = await ctx.tick().sample(
-                    dut.i.valid & dut.i.ready, dut.o.valid & dut.o.ready, dut.o.payload.data, dut.o.payload.last)
-                k += i_taken
-                if o_taken:
-                    out.append((word, last))
-            assert k == len(beats), f"load {load}: {k} of {len(beats)} bus words taken"
-            got.append(out)
+    def load(ctx, cycle):                        # a start cycle, then the image's bus words
+        ctx.set(dut.words, words)
+        ctx.set(dut.start, cycle == starts[-1])
+        if cycle == starts[-1] + 1:
+            src.send(beats)
+        elif len(starts) == 1 and cycle > 1 and src.idle and len(snk.words) == words:
+            starts.append(cycle + 1)
 
-    run(dut, tb)
+    run_streams(dut, [src], [snk], [2 * words], max_cycles=40 * len(beats) + 100, extra_cycles=8, drivers=[load])
+    assert len(src.sent_cycles) == 2 * len(beats), f"{len(src.sent_cycles)} of 2 x {len(beats)} bus words taken"
+    out = [(w & (2**64 - 1), w >> 64) for w in snk.words]
+    got = [out[:words], out[words:]]
     want = [(w, int(j == words - 1)) for j, w in enumerate(image)]
     assert got == [want, want]
