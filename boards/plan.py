@@ -169,105 +169,99 @@ def write_build_plan(cfg, platform_cls, out_dir, clock_mhz=100.0):
 
 @dataclass(frozen=True)
 class OverlayParts:
-    """What the overlay work provides for the folder (CONTRACTS section 2).
+    """What the overlay shell provides for the folder (CONTRACTS section 2).
 
     ``shell_verilog``: Verilog text of module ``f"{accelerator_name(cfg)}_overlay"``;
-    ``driver_file``/``driver_source``: the driver module's file name and text;
-    ``register_map``: rows ``(offset, name, access, meaning)`` from the one
-    register-map definition; ``stand_in``: True while these are not on main yet.
+    ``driver_files``: ``{file name: text}`` of the driver folder;
+    ``registers``: the register map (:data:`qnnfab.overlay_map.REGISTERS`);
+    ``formats``: the DDR buffer formats (:class:`qnnfab.overlay_map.Formats`).
     """
     shell_verilog: str
-    driver_file: str | None
-    driver_source: str | None
-    register_map: tuple
-    stand_in: bool
+    driver_files: dict
+    registers: tuple
+    formats: object
 
 
-def overlay_parts(cfg):
-    """THE SEAM to the overlay shell, its driver and its register map.
-
-    The AXI shell (``s_axi_control`` registers, ``m_axi_gmem`` DMA,
-    ``interrupt``) and the driver are not on main yet. Until they are, this
-    returns a stand-in: the bare accelerator's Verilog, no driver, no register
-    map, and ``stand_in=True`` (the folder then says so and cannot be built).
-    Replace the body with the overlay's functions; nothing else changes.
-    """
+def overlay_parts(cfg, data_width=64):
+    """The overlay shell's Verilog, driver files, register map and buffer formats
+    (:mod:`qnnfab.boards.overlay`, :mod:`qnnfab.overlay_map`) at AXI ``data_width``."""
     from amaranth.back import verilog
-    from qnnfab.rtl.dataflow import Dataflow
-    text = verilog.convert(Dataflow(cfg), name=f"{accelerator_name(cfg)}_overlay", emit_src=False)
-    return OverlayParts(shell_verilog=text, driver_file=None, driver_source=None, register_map=(),
-                        stand_in=True)
+    from qnnfab import overlay_map
+    from .overlay import driver_files, overlay_name, overlay_shell
+    shell = overlay_shell(cfg, data_width)
+    text = verilog.convert(shell, name=overlay_name(cfg), emit_src=False)
+    return OverlayParts(shell_verilog=text, driver_files=driver_files(cfg, data_width, formats=shell.formats),
+                        registers=tuple(overlay_map.REGISTERS), formats=shell.formats)
 
 
-def write_overlay(cfg, board, clock_mhz, out_dir):
+def write_overlay(cfg, board, clock_mhz, out_dir, data_width=64):
     """Write the PYNQ overlay folder for ``cfg`` on ``board`` (a platform class) at
-    ``clock_mhz`` into ``out_dir``: shell Verilog, its IP Integrator view, the
-    Vivado Tcl and ``build.sh``, the driver and a README. Returns
-    ``(BlockDesign, file names, OverlayParts)``. Needs no Vivado."""
+    ``clock_mhz`` into ``out_dir``: the shell's Verilog (AXI ``data_width``), its
+    IP Integrator view, the Vivado Tcl and ``build.sh``, the driver files and a
+    README. Returns ``(BlockDesign, file names)``. Needs no Vivado."""
     from .vivado import BlockDesign, shell_ports, write_vivado_project
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    parts = overlay_parts(cfg)
+    parts = overlay_parts(cfg, data_width)
     project = accelerator_name(cfg)
     shell = f"{project}_overlay"
     ports = shell_ports(parts.shell_verilog, shell)
-    gmem_width = ports.get("m_axi_gmem_wdata", ("output", 64))[1]
-    addr_width = ports.get("s_axi_control_awaddr", ("input", 12))[1]
     bd = BlockDesign(project=project, board=board, clock_mhz=clock_mhz, shell_module=shell,
-                     gmem_data_width=gmem_width, control_addr_width=addr_width)
+                     gmem_data_width=ports["m_axi_gmem_wdata"][1],
+                     control_addr_width=ports["s_axi_control_awaddr"][1])
     (out / bd.sources[0]).write_text(parts.shell_verilog)
-    files = [bd.sources[0]]
-    files += write_vivado_project(out, bd, None if parts.stand_in else parts.shell_verilog)
-    if parts.driver_source is not None:
-        (out / parts.driver_file).write_text(parts.driver_source)
-        files.append(parts.driver_file)
+    files = [bd.sources[0]] + write_vivado_project(out, bd, parts.shell_verilog)
+    for name, text in parts.driver_files.items():
+        (out / name).write_text(text)
+        files.append(name)
     (out / "README.md").write_text(overlay_readme(cfg, bd, parts))
     files.append("README.md")
-    return bd, files, parts
+    return bd, files
 
 
-def _input_format(cfg):
-    first = cfg.layers[0]
-    kind = {"bipolar": "1 bit per element (1 = +1, 0 = -1)",
-            "uint": f"{cfg.input_bits}-bit unsigned per element",
-            "int": f"{cfg.input_bits}-bit two's complement per element"}.get(cfg.input_kind, cfg.input_kind)
-    shape = " x ".join(str(d) for d in cfg.input_shape)
-    order = "channel-last (NHWC) raster order" if len(cfg.input_shape) == 3 else "index order"
-    return (f"{shape} elements, {kind}, in {order}; {first.simd} elements per input word "
-            f"(element 0 in the least significant bits), {cfg.input_words()} words per frame")
-
-
-def _output_format(cfg):
-    last = cfg.layers[-1]
-    return (f"{last.out} scores per frame (the last layer's raw accumulators, {last.pe} per output word, "
-            f"score 0 in the least significant bits) and the arg-max label (ties to the lowest index)")
+def _formats_lines(cfg, fm):
+    """README lines on the accelerator's words and their DDR buffers (``fm``: overlay Formats)."""
+    kind = {"bipolar": "1 bit (1 = +1, 0 = -1)", "uint": f"{fm.input_bits}-bit unsigned",
+            "int": f"{fm.input_bits}-bit two's complement"}.get(fm.input_kind, fm.input_kind)
+    shape = " x ".join(str(d) for d in fm.input_shape)
+    order = "channel-last (NHWC) raster order" if len(fm.input_shape) == 3 else "index order"
+    sign = "two's complement" if fm.out_signed else "unsigned"
+    return [
+        f"* Input frame: {shape} elements of {kind}, in {order}. The accelerator takes "
+        f"{fm.in_simd} elements per word (element 0 in the least significant bits), {fm.in_words} "
+        f"words per frame. In DDR each word sits in a {fm.in_slot_bytes}-byte little-endian slot "
+        f"(zero-padded), and a frame takes {fm.in_frame_bytes} bytes (whole {fm.bus_bytes}-byte bus "
+        "words); frames follow each other.",
+        f"* Output record, one per frame: {fm.n_scores} scores (the last layer's raw accumulators, "
+        f"{fm.out_bits}-bit {sign}), {fm.out_elems} per word in {fm.out_words} words of "
+        f"{fm.out_slot_bytes}-byte slots (score 0 in the least significant bits), then one slot with "
+        "the label word (bits 15:0 the arg-max label, ties to the lowest index; bits 31:16 the "
+        f"frame's index in the run modulo 2^16); {fm.out_record_bytes} bytes per record.",
+        "* The driver packs images into input frames and unpacks records into scores and labels "
+        "(`pack_inputs`, `unpack_records` in `driver.py`); `network.json` holds these numbers.",
+    ]
 
 
 def overlay_readme(cfg, bd, parts):
     """README.md of the overlay folder: files, build, run, block design, formats, registers."""
     from .vivado import CONTROL_BASE, IP_VLNV, SHELL_CELL, VIVADO_VERSIONS
     b = bd.board
-    driver = parts.driver_file
-    module = driver[:-3] if driver else None
+    fm = parts.formats
+    to_copy = [f"{bd.project}.bit", f"{bd.project}.hwh", *parts.driver_files]
     lines = [f"# qnnfab overlay `{bd.project}` for {b.board_name.upper()}", "",
              f"Network `{cfg.name}` ({len(cfg.layers)} layers, topology hash "
              f"0x{cfg.topology_hash():08x}) in an AXI shell for the Zynq PS, "
-             f"FCLK_CLK0 {bd.clock_mhz:g} MHz. Written by `qnnfab generate`; generate again rather "
-             "than editing these files.", ""]
-    if parts.stand_in:
-        lines += ["**Not buildable yet**: the AXI shell and the driver are not part of this qnnfab "
-                  f"version. `{bd.sources[0]}` holds the bare accelerator (AXI-Stream ports) under the "
-                  "shell's name, and there is no driver; the Tcl and build script are complete "
-                  "but expect the shell's ports.", ""]
-    lines += ["| file | what it is |", "| --- | --- |",
-              f"| `{bd.sources[0]}` | the accelerator in its AXI shell: AXI4-Lite registers "
-              "(`s_axi_control`), AXI4 master to DDR (`m_axi_gmem`), `interrupt` |",
-              f"| `{bd.sources[1]}` | the same ports with Vivado's interface attributes; the block "
-              "design references this module |",
-              "| `block_design.tcl` | Vivado project, block design, synthesis, implementation, bitstream |",
-              "| `build.sh` | runs it: `vivado -mode batch -source block_design.tcl` |"]
-    if driver:
-        lines.append(f"| `{driver}` | the Python driver (numpy and `pynq` on the board) |")
+             f"FCLK_CLK0 {bd.clock_mhz:g} MHz, {bd.gmem_data_width}-bit AXI master. Written by "
+             "`qnnfab generate`; generate again rather than editing these files.", "",
+             "| file | what it is |", "| --- | --- |",
+             f"| `{bd.sources[0]}` | the accelerator in its AXI shell: AXI4-Lite registers "
+             "(`s_axi_control`), AXI4 master to DDR (`m_axi_gmem`), `interrupt` |",
+             f"| `{bd.sources[1]}` | the same ports with Vivado's interface attributes; the block "
+             "design references this module |",
+             "| `block_design.tcl` | Vivado project, block design, synthesis, implementation, bitstream |",
+             "| `build.sh` | runs it: `vivado -mode batch -source block_design.tcl` |"]
+    lines += [f"| `{name}` | driver folder: copy it to the board with the bitstream |"
+              for name in parts.driver_files]
     lines += [f"| `{bd.project}.bit`, `{bd.project}.hwh` | written by the build: bitstream and "
               "hardware handoff, side by side as `pynq.Overlay` needs them |",
               "| `timing_summary.rpt`, `utilization.rpt`, `vivado/` | written by the build |", "",
@@ -277,20 +271,21 @@ def overlay_readme(cfg, bd, parts):
               f"`{b.vivado_board_part}`): install them from Vivado's store, or set "
               "`QNNFAB_BOARD_FILES` to a folder that holds them. `QNNFAB_VIVADO_JOBS` sets the "
               "parallel runs (default 2). The script stops with a message when an IP version "
-              f"is missing from the catalog, when the PS cannot make {bd.clock_mhz:g} MHz, or "
-              "when timing is not met (setup or hold); only then does it copy the bitstream "
+              f"is missing from the catalog, when the PS cannot make {bd.clock_mhz:g} MHz (within 1%), "
+              "or when timing is not met (setup or hold); only then does it copy the bitstream "
               "and the handoff here.", "",
               "## Run on the board", "",
-              f"Copy `{bd.project}.bit`, `{bd.project}.hwh`"
-              + (f" and `{driver}`" if driver else "") + " to the board (PYNQ image), then in Python:", "",
-              "```python"]
-    if module:
-        lines += [f"from {module} import Accelerator",
-                  f'acc = Accelerator("{bd.project}.bit")',
-                  "labels = acc.classify(images)   # images: uint8/bool array, one frame per row"]
-    else:
-        lines.append("# the driver is not part of this folder yet (see above)")
-    lines += ["```", "",
+              "Copy " + ", ".join(f"`{f}`" for f in to_copy) + " into one folder on the board "
+              "(a PYNQ image has numpy and `pynq`), then, in Python in that folder:", "",
+              "```python",
+              "from driver import Accelerator",
+              f'acc = Accelerator("{bd.project}.bit")',
+              f"labels = acc.classify(images)   # images: ({', '.join(['N', *map(str, fm.input_shape)])}) "
+              "integer array",
+              "```", "",
+              "`acc.scores(images)` gives the scores. The driver checks the shell's identity "
+              "registers (register map version, topology hash, buffer sizes) and refuses a "
+              "bitstream built for another network.", "",
               "## Block design", "",
               "| cell | IP (VLNV) | role |", "| --- | --- | --- |",
               f"| `ps7` | `{IP_VLNV['ps7']}` | Zynq PS with the board preset; FCLK_CLK0 = "
@@ -305,21 +300,20 @@ def overlay_readme(cfg, bd, parts):
               f"{bd.control_range // 1024} KiB) in the PS's GP0 window; the shell's master sees DDR "
               f"at 0x00000000 ({b.ddr_bytes // 2**20} MiB) through HP0. The interrupt drives "
               "IRQ_F2P[0] (PYNQ takes a single interrupt there without an interrupt controller).", "",
-              "## Accelerator word formats", "",
-              "The shell's DMA feeds the accelerator these words from the input buffer and writes "
-              "its results to the output buffer; the driver packs images and unpacks scores.", "",
-              f"* Input: {_input_format(cfg)}.",
-              f"* Output: {_output_format(cfg)}.", ""]
-    if parts.register_map:
-        lines += ["## Register map", "",
-                  f"Offsets from 0x{CONTROL_BASE:08X}; 32-bit registers.", "",
-                  "| offset | name | access | meaning |", "| --- | --- | --- | --- |"]
-        lines += [f"| 0x{off:03X} | `{name}` | {access} | {meaning} |"
-                  for off, name, access, meaning in parts.register_map]
-        lines.append("")
-    lines += ["## What was checked without a board", "",
-              "Checked by qnnfab's tests: the accelerator against the golden model on Verilator, "
-              "and this Tcl's structure (cells and VLNVs, connections, address map, clock, board "
-              "part) against the config. Only Vivado and a board show that Vivado accepts the "
-              "Tcl, that the design closes timing at this clock, and that it runs from real DDR.", ""]
+              "## Word formats", "",
+              *_formats_lines(cfg, fm), "",
+              "## Register map", "",
+              f"32-bit registers at 0x{CONTROL_BASE:08X} + offset (from `qnnfab_overlay_map.py`, the "
+              "one definition the shell, the driver and this README use). rw: held in the register "
+              "file; ro: read from the shell, a write is a command to it (CTRL: START, SOFT_RESET, "
+              "LOAD_WEIGHTS; STATUS: write 1 to clear DONE).", "",
+              "| offset | name | access | meaning |", "| --- | --- | --- | --- |",
+              *[f"| 0x{r.offset:02X} | `{r.name}` | {r.access} | {r.doc} |" for r in parts.registers], "",
+              "## What was checked without a board", "",
+              "Checked by qnnfab's tests: the accelerator against the golden model on Verilator; the "
+              "shell, this driver and the accelerator together in co-simulation (`qnnfab sim overlay`: "
+              "cocotbext-axi models of the PS's AXI4-Lite master and of DDR with random latencies); this "
+              "Tcl's structure (cells and VLNVs, connections, address map, clock, board part) against the "
+              "config. Only Vivado and a board show that Vivado accepts the Tcl, that the design closes "
+              "timing at this clock, and that it runs from real DDR through the PS.", ""]
     return "\n".join(lines)

@@ -346,12 +346,9 @@ def _cmd_generate(args):
     name, _ = write_accelerator(cfg, out / "accel")
     print(f"accelerator IP (AXI-Stream ports): {out / 'accel'}/ (module {name})")
     if args.top == "overlay":
-        bd, files, parts = write_overlay(cfg, board, args.clock, out / "overlay")
-        print(f"PYNQ overlay for {args.board} at {args.clock:g} MHz (Vivado: {out / 'overlay'}/build.sh): "
-              f"{', '.join(files)}")
-        if parts.stand_in:
-            print("  the AXI shell and driver are not in this version: overlay/ holds the bare accelerator "
-                  "as a stand-in and cannot be built yet (see its README.md)")
+        _, files = write_overlay(cfg, board, args.clock, out / "overlay", data_width=args.data_width)
+        print(f"PYNQ overlay for {args.board} at {args.clock:g} MHz, {args.data_width}-bit AXI master "
+              f"(Vivado: {out / 'overlay'}/build.sh; then see its README.md): {', '.join(files)}")
     else:
         files = write_build_plan(cfg, board, out / "plan", clock_mhz=args.clock)
         print(f"self-test build plan for {args.board} (Vivado: cd {out / 'plan'} && sh build_top.sh): "
@@ -652,6 +649,9 @@ def build_parser():
                    help="overlay (default): the accelerator in an AXI shell beside the Zynq PS, Vivado "
                         "block design Tcl + build.sh, driver; selftest: a standalone top (LFSR frames in, "
                         "label on the LEDs) as Amaranth's build plan")
+    g.add_argument("--data-width", type=int, choices=(32, 64, 128), default=64, metavar="BITS",
+                   help="data width of the overlay's AXI master to DDR: 32, 64 (default, the HP port's) "
+                        "or 128")
     g.set_defaults(func=_cmd_generate)
 
     r = sub.add_parser(

@@ -360,20 +360,44 @@ def test_generate_writes_the_overlay_folder_without_vivado(tmp_path, capsys, mon
     text = capsys.readouterr().out
     assert rc == 0, text
     ov = out / "overlay"
+    assert sorted(p.name for p in ov.iterdir()) == sorted([
+        "qnnfab_lfc_small_overlay.v", "qnnfab_lfc_small_overlay_bd.v", "block_design.tcl", "build.sh",
+        "driver.py", "qnnfab_overlay_map.py", "network.json", "README.md"])
+    # the shell under the contract's name, and its IP Integrator view with the same ports
     shell = (ov / "qnnfab_lfc_small_overlay.v").read_text()
-    assert re.search(r"^module qnnfab_lfc_small_overlay\(", shell, re.M)
+    view = (ov / "qnnfab_lfc_small_overlay_bd.v").read_text()
+    ports = shell_ports(shell, "qnnfab_lfc_small_overlay")
+    assert ports["m_axi_gmem_rdata"] == ("input", 64) and ports["s_axi_control_awaddr"] == ("input", 12)
+    assert re.search(r"^module qnnfab_lfc_small_overlay_bd \(", view, re.M)
+    assert all(re.search(rf"\b{p}\b", view) for p in ports)
+    assert "FREQ_HZ 125000000" in view
     v = BlockDesignView((ov / "block_design.tcl").read_text())
     assert float(v.props["ps7"]["CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ"]) == 125.0
+    assert v.props["ps7"]["CONFIG.PCW_S_AXI_HP0_DATA_WIDTH"] == "64"
     assert [w[2] for w in v.find("set_property") if w[1] == "board_part"] == [BOARD_PARTS["pynq-z1"]]
     assert os.access(ov / "build.sh", os.X_OK)
     readme = (ov / "README.md").read_text()
-    assert "./build.sh" in readme and "qnnfab_lfc_small.bit" in readme and "0x40000000" in readme
-    assert "xilinx.com:ip:processing_system7:5.5" in readme
-    # the folder README states the accelerator's word formats from the config: 64 bipolar inputs,
-    # 16 per word (4 words); 10 scores, 5 per word
-    assert "16 elements per input word" in readme and "4 words per frame" in readme
-    assert "10 scores per frame" in readme and "5 per output word" in readme
+    assert "./build.sh" in readme and 'Accelerator("qnnfab_lfc_small.bit")' in readme
+    assert "0x40000000" in readme and "xilinx.com:ip:processing_system7:5.5" in readme
+    # the word formats from the config: 64 bipolar inputs, 16 per word (4 words); 10 scores, 5 per word
+    assert "16 elements per word" in readme and "4 words per frame" in readme
+    assert "10 scores" in readme and "5 per word in 2 words" in readme
+    # the register map from its one definition
+    from qnnfab import overlay_map
+    for r in overlay_map.REGISTERS:
+        assert f"| 0x{r.offset:02X} | `{r.name}` |" in readme
     assert not (out / "plan").exists()
+
+
+def test_generate_data_width_reaches_the_shell_and_the_hp_port(tmp_path, capsys):
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--data-width", "32", "--config", LFC_SMALL, "--out", str(out)])
+    assert rc == 0, capsys.readouterr().out
+    ov = out / "overlay"
+    assert shell_ports((ov / "qnnfab_lfc_small_overlay.v").read_text(),
+                       "qnnfab_lfc_small_overlay")["m_axi_gmem_wdata"] == ("output", 32)
+    v = BlockDesignView((ov / "block_design.tcl").read_text())
+    assert v.props["ps7"]["CONFIG.PCW_S_AXI_HP0_DATA_WIDTH"] == "32"
 
 
 @pytest.mark.parametrize("top, clock", [("overlay", "251"), ("overlay", "0.1"), ("selftest", "500"),
