@@ -13,6 +13,9 @@ TOML format::
     weights = "lfc_small.npz"     # relative to the TOML file, or "random"
     seed = 1                      # for weights = "random"
     pipeline = 0                  # default of the layers' pipeline (below)
+    weights_mode = "const"        # "const": weights are constants of the hardware;
+                                  # "runtime": RAMs loaded with a weights image
+                                  # (`qnnfab pack-weights`, qnnfab/rtl/weights_image.py)
 
     [[layer]]
     name = "fc0"
@@ -55,6 +58,7 @@ __all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "
            "safe_name", "LIMITS"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool")
+WEIGHTS_MODES = ("const", "runtime")
 
 
 # Names become Verilog module names, cache file names and output file names:
@@ -162,6 +166,7 @@ class NetConfig:
     source: str = ""
     weights_ref: str = "random"     # the [network] weights entry, as an absolute path or "random"
     seed: int = 0
+    weights_mode: str = "const"     # "const" | "runtime" (WEIGHTS_MODES)
 
     # ---- golden model -------------------------------------------------
     def golden(self):
@@ -289,12 +294,16 @@ def loads(text, base_dir=".", source="<string>"):
     name = net.get("name", safe_name(Path(source).stem))
     where = f"network {name!r}" if not isinstance(name, str) else f"network '{name}'"
     check_name(where, "name", name, "network")
-    net_known = {"name", "input_shape", "input_kind", "input_bits", "weights", "seed", "pipeline"}
+    net_known = {"name", "input_shape", "input_kind", "input_bits", "weights", "seed", "pipeline", "weights_mode"}
     extra = set(net) - net_known
     if extra:
         raise ConfigError(where, sorted(extra)[0], "is not a known [network] field",
                           f"known fields: {sorted(net_known)}")
     net_pipeline = _int(net, "pipeline", where, default=0)
+    weights_mode = net.get("weights_mode", "const")
+    if weights_mode not in WEIGHTS_MODES:
+        raise ConfigError(where, "weights_mode", f"unknown mode {weights_mode!r}",
+                          'use weights_mode = "const" (weights in the hardware) or "runtime" (loaded at run time)')
     shape = _req(net, "input_shape", where, list)
     if len(shape) not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
         raise ConfigError(where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}",
@@ -493,7 +502,7 @@ def loads(text, base_dir=".", source="<string>"):
         cur_shape, cur_kind, cur_bits = s.out_shape, s.out_kind, s.out_bits
         prev_pe = s.pe
     ref = "random" if store is None else str((Path(base_dir) / weights_src).resolve())
-    cfg = NetConfig(name, tuple(shape), in_kind, in_bits, specs, source, ref, seed)
+    cfg = NetConfig(name, tuple(shape), in_kind, in_bits, specs, source, ref, seed, weights_mode)
     # the golden model re-validates kinds and ranges; report its errors as config errors
     cfg.golden()
     return cfg
@@ -562,6 +571,8 @@ def dumps(cfg, weights_ref=None):
     out.append(f'weights = "{ref}"')
     if ref == "random":
         out.append(f"seed = {cfg.seed}")
+    if cfg.weights_mode != "const":
+        out.append(f'weights_mode = "{cfg.weights_mode}"')
     for L in cfg.layers:
         out += ["", "[[layer]]", f'name = "{L.name}"', f'type = "{L.type}"']
         if L.type == "maxpool":

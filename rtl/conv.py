@@ -42,8 +42,9 @@ class ConvLayer(wiring.Component):
         Input channels per word (divides IFM); also the MVTU's SIMD.
     pe : int
         Output channels per output word (divides OFM).
-    weight_kind, weight_bits, act_kind, act_bits, pipeline :
-        Passed to :class:`MVTU`.
+    weight_kind, weight_bits, act_kind, act_bits, pipeline, runtime :
+        Passed to :class:`MVTU` (``runtime``: weights loaded at run time
+        through the ``load`` port, which goes to the MVTU's).
     fifo_depth : int
         Words of :class:`StreamFIFO` between window generator and MVTU
         (0: none). The MVTU also double-buffers one input vector.
@@ -68,7 +69,7 @@ class ConvLayer(wiring.Component):
 
     def __init__(self, height, width, weights, thresholds=None, *, stride=1, pad=0, pad_value=0, simd, pe,
                  weight_kind="bipolar", weight_bits=None, act_kind="bipolar", act_bits=None, pipeline=0,
-                 fifo_depth=2, name="conv"):
+                 fifo_depth=2, runtime=False, name="conv"):
         w = np.asarray(weights)
         if w.ndim != 4 or w.shape[2] != w.shape[3] or 0 in w.shape:
             raise ConfigError(name, "weights", f"must be 4-D (OFM, IFM, K, K) with a square kernel, got shape "
@@ -86,7 +87,7 @@ class ConvLayer(wiring.Component):
         oh, ow = self.window.out_height, self.window.out_width
         self.mvtu = MVTU(matrix, thresholds, pe=pe, simd=simd, weight_kind=weight_kind, weight_bits=weight_bits,
                          act_kind=act_kind, act_bits=act_bits, vectors=oh * ow, pipeline=pipeline,
-                         name=f"{name} (mvtu)")
+                         runtime=runtime, name=f"{name} (mvtu)")
         self.fifo = StreamFIFO(self.window.word_bits, fifo_depth) if fifo_depth else None
         self.height, self.width, self.ifm, self.ofm, self.kernel = height, width, ifm, ofm, k
         self.stride, self.pad, self.pad_value = stride, pad, pad_value
@@ -98,10 +99,13 @@ class ConvLayer(wiring.Component):
         self.window_cycles = max(self.window.out_words, self.window.in_words)
         self.mvtu_cycles = oh * ow * self.mvtu.cycles_per_vector
         self.cycles_per_image = max(self.window_cycles, self.mvtu_cycles)
-        super().__init__({
+        ports = {
             "i": In(stream.Signature(unsigned(self.window.word_bits))),
             "o": Out(stream.Signature(unsigned(self.mvtu.out_width))),
-        })
+        }
+        if runtime:
+            ports["load"] = self.mvtu.signature.members["load"]
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -115,4 +119,6 @@ class ConvLayer(wiring.Component):
         else:
             wiring.connect(m, self.window.o, self.mvtu.i)
         wiring.connect(m, self.mvtu.o, wiring.flipped(self.o))
+        if self.mvtu.runtime:
+            wiring.connect(m, wiring.flipped(self.load), self.mvtu.load)
         return m

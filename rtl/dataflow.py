@@ -20,6 +20,8 @@ from .conv import ConvLayer
 from .maxpool import MaxPool
 from .mvtu import MVTU
 from .stream_fifo import StreamFIFO
+from .weight_loader import WeightLoader, wload_signature
+from .weights_image import ERROR_BITS, image_groups
 from .width_converter import WidthConverter
 
 __all__ = ["Dataflow", "ArgMax", "fifo_depth_for"]
@@ -116,15 +118,31 @@ class Dataflow(wiring.Component):
         (lowest index on ties), valid for one cycle after the frame's last
         output word transfers.
 
+    wload, wload_done, wload_error : only with ``weights_mode = "runtime"``:
+        the weights image stream (64-bit words, ``last`` on the final one),
+        a one-cycle pulse when a load ended and its
+        :class:`~qnnfab.rtl.weights_image.WloadError` code (see
+        :class:`~qnnfab.rtl.weight_loader.WeightLoader`). A load is taken only
+        while no frame is in flight (from a frame's first input word to its
+        last output word); input words wait while a load runs. Until the
+        first correct load the outputs are undefined.
+
     ``pipeline``: registers inside every fc/conv layer's popcount / adder
     tree (default: each layer's ``pipeline`` from the config).
+    ``weights_mode``: "const" (weights are constants of the hardware) or
+    "runtime" (RAMs loaded through ``wload``); default: the config's.
 
     ``self.stages`` lists ``(kind, name, component)`` in stream order;
     ``self.model`` the per-layer cycles per frame.
     """
 
-    def __init__(self, cfg, *, pipeline=None):
+    def __init__(self, cfg, *, pipeline=None, weights_mode=None):
         self.cfg = cfg
+        self.weights_mode = weights_mode or getattr(cfg, "weights_mode", "const")
+        if self.weights_mode not in ("const", "runtime"):
+            raise ConfigError(f"network '{cfg.name}'", "weights_mode", f"unknown mode {self.weights_mode!r}",
+                              'use "const" or "runtime"')
+        runtime = self.weights_mode == "runtime"
         self.stages = []
         prev = None  # (elems per word, bits per element) of the previous output
         prev_cycles = 0
@@ -149,14 +167,14 @@ class Dataflow(wiring.Component):
             if L.type == "fc":
                 comp = MVTU(L.weights, L.thresholds, pe=L.pe, simd=L.simd, weight_kind=L.weight_kind,
                             weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits, vectors=1,
-                            pipeline=pipe, name=where)
+                            pipeline=pipe, runtime=runtime, name=where)
                 out_bits = comp.out_width // L.pe
             elif L.type == "conv":
                 h, w, _ = L.in_shape
                 comp = ConvLayer(h, w, L.weights, L.thresholds, stride=L.stride, pad=L.pad,
                                  pad_value=L.pad_value, simd=L.simd, pe=L.pe, weight_kind=L.weight_kind,
                                  weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits,
-                                 pipeline=pipe, name=where)
+                                 pipeline=pipe, runtime=runtime, name=where)
                 out_bits = comp.mvtu.out_width // L.pe
             else:
                 h, w, c = L.in_shape
@@ -175,13 +193,18 @@ class Dataflow(wiring.Component):
         self.out_width = self.out_elems * self.out_bits
         self.out_signed = bool(last.out_kind == "acc" and last.out_signed)
         self.model = [(L.name, cfg.layer_cycles(L)) for L in cfg.layers]
-        super().__init__({
+        ports = {
             "s_axis_tdata": In(self.in_width), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
             "m_axis_tdata": Out(self.out_width), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
             "m_axis_tlast": Out(1),
             "label": Out(range(max(2, self.out_words * self.out_elems))), "label_valid": Out(1),
-        })
+        }
+        self.loader = None
+        if runtime:
+            self.loader = WeightLoader(image_groups(self), cfg.topology_hash())
+            ports.update({"wload": In(wload_signature()), "wload_done": Out(1), "wload_error": Out(ERROR_BITS)})
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -192,10 +215,13 @@ class Dataflow(wiring.Component):
         for a, b in zip(comps, comps[1:]):
             wiring.connect(m, a.o, b.i)
         first, last = comps[0], comps[-1]
+        hold = self._weight_loading(m, comps) if self.loader is not None else 0
         m.d.comb += [
             first.i.payload.eq(self.s_axis_tdata),
-            first.i.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(first.i.ready),
+            first.i.valid.eq(self.s_axis_tvalid & ~hold) if self.loader is not None
+            else first.i.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(first.i.ready & ~hold) if self.loader is not None
+            else self.s_axis_tready.eq(first.i.ready),
             self.m_axis_tdata.eq(last.o.payload),
             self.m_axis_tvalid.eq(last.o.valid),
             last.o.ready.eq(self.m_axis_tready),
@@ -212,3 +238,34 @@ class Dataflow(wiring.Component):
             self.label.eq(am.label), self.label_valid.eq(am.label_valid),
         ]
         return m
+
+    def _weight_loading(self, m, comps):
+        """Add the weight loader and the frames-in-flight count; return the input hold signal."""
+        m.submodules.weight_loader = ld = self.loader
+        wiring.connect(m, wiring.flipped(self.wload), ld.wload)
+        m.d.comb += [self.wload_done.eq(ld.done), self.wload_error.eq(ld.error)]
+        offset = 0
+        for comp in comps:
+            if hasattr(comp, "load"):
+                n = len(comp.load.en)
+                m.d.comb += [comp.load.addr.eq(ld.load.addr), comp.load.data.eq(ld.load.data),
+                             comp.load.en.eq(ld.load.en[offset:offset + n])]
+                offset += n
+        assert offset == len(ld.groups)
+        # frames in flight: from the first input word of a frame to the last output word
+        in_word = Signal(range(max(2, self.in_words)))
+        in_flight = Signal(16)
+        start = Signal()
+        end = Signal()
+        m.d.comb += [
+            start.eq(self.s_axis_tvalid & self.s_axis_tready & (in_word == 0)),
+            end.eq(self.m_axis_tvalid & self.m_axis_tready & self.m_axis_tlast),
+            ld.busy.eq(in_flight != 0),
+        ]
+        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+            m.d.sync += in_word.eq(Mux(in_word == self.in_words - 1, 0, in_word + 1))
+        with m.If(start & ~end):
+            m.d.sync += in_flight.eq(in_flight + 1)
+        with m.Elif(end & ~start):
+            m.d.sync += in_flight.eq(in_flight - 1)
+        return ld.active

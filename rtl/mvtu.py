@@ -16,8 +16,10 @@ from qnnfab.folding import divisors
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind, accumulator_range
 
 from .dot_product import dot_product, range_shape, tree_depth
+from .loadable_memory import bus_size, load_bus, weight_memory
 from .threshold import check_thresholds, prepare_thresholds, threshold_search, wrap_increment
 from .weight_layout import threshold_stage_tables, weight_words
+from .weights_image import MemoryGroup
 
 __all__ = ["MVTU"]
 
@@ -44,6 +46,13 @@ class MVTU(wiring.Component):
     pipeline : int
         Pipeline registers inside each PE's adder tree, clamped to its depth
         :func:`qnnfab.rtl.dot_product.tree_depth` (``self.pipeline``).
+    runtime : bool
+        False: the weights and thresholds are constants of the hardware.
+        True: they live in RAMs without initial contents, filled through the
+        ``load`` port (:attr:`memory_groups`, :meth:`memory_contents`; image
+        layout: :mod:`qnnfab.rtl.weights_image`); the hardware then depends
+        only on the shapes and kinds, not on the values (the threshold width
+        covers the whole accumulator range).
 
     Accumulator domain: bipolar x bipolar accumulates the XNOR popcount
     P in [0, MW] (unsigned, as FINN; the dot product is 2P - MW); every other
@@ -59,6 +68,9 @@ class MVTU(wiring.Component):
         nf = row nf*PE + p at bits [p*ob, (p+1)*ob); MH/PE words per vector,
         rows in order. ob = n (thresholds) or acc_width (raw; two's
         complement unless bipolar x bipolar).
+    load : (runtime only) the load bus of :mod:`qnnfab.rtl.loadable_memory`,
+        one enable per entry of :attr:`memory_groups`. Write only while no
+        vector is being computed.
 
     Timing
     ------
@@ -75,7 +87,7 @@ class MVTU(wiring.Component):
     """
 
     def __init__(self, weights, thresholds=None, *, pe, simd, weight_kind="bipolar", weight_bits=None,
-                 act_kind="bipolar", act_bits=None, vectors=1, pipeline=0, name="mvtu"):
+                 act_kind="bipolar", act_bits=None, vectors=1, pipeline=0, runtime=False, name="mvtu"):
         where = name
         if weight_kind not in WEIGHT_KINDS:
             raise ConfigError(where, "weight_kind", f"unknown weight kind {weight_kind!r}",
@@ -140,22 +152,39 @@ class MVTU(wiring.Component):
         else:
             t = check_thresholds(where, thresholds, mh, pe)
             clamped, n, pad, t_shape = prepare_thresholds(t, *self.acc_range)
+            if runtime:  # wide enough for any thresholds (clamped into the accumulator range)
+                t_shape = range_shape(min(self.acc_range[0], 0), self.acc_range[1] + 1)
             self.out_bits = n
             self.threshold_count = t.shape[1]
             self.out_elem_width = n
             self.threshold_shape = t_shape
             self._tables = threshold_stage_tables(clamped, pe, n, pad)
         self._weight_words = weight_words(w, pe, simd, self.weight_bits)
+        self.runtime = bool(runtime)
+        self.memory_groups = [MemoryGroup(name, "weights", pe, simd * self.weight_bits, self.nf * self.sf)]
+        for s in range(self.out_bits):
+            self.memory_groups.append(MemoryGroup(name, f"thresholds{s}", pe, self.threshold_shape.width,
+                                                  self.nf << s, self.threshold_shape.signed))
 
         self.in_width = simd * self.act_bits
         self.out_width = pe * self.out_elem_width
         self.latency = 3 + self.pipeline + self.out_bits
         self.cycles_per_vector = self.nf * self.sf
         self.cycles_per_frame = vectors * self.cycles_per_vector + self.latency
-        super().__init__({
+        ports = {
             "i": In(stream.Signature(unsigned(self.in_width))),
             "o": Out(stream.Signature(unsigned(self.out_width))),
-        })
+        }
+        if self.runtime:
+            ports["load"] = In(load_bus(*bus_size(self.memory_groups), len(self.memory_groups)))
+        super().__init__(ports)
+
+    def memory_contents(self):
+        """Logical words of every memory group: per group, PE lists of ``depth`` integers."""
+        out = [self._weight_words]
+        for s in range(self.out_bits):
+            out.append([self._tables[p][s] for p in range(self.pe)])
+        return out
 
     def elaborate(self, platform):
         m = Module()
@@ -223,13 +252,12 @@ class MVTU(wiring.Component):
             m.d.sync += [v1.eq(go), first1.eq(sf == 0), last1.eq(sf == SF - 1), nf1.eq(nf)]
         dots = []
         lat = 0
+        load = self.load if self.runtime else None
         for p in range(PE):
-            mem = Memory(shape=unsigned(self.simd * self.weight_bits), depth=NF * SF,
-                         init=self._weight_words[p])
-            m.submodules[f"wmem{p}"] = mem
-            wrd = mem.read_port(domain="sync")
-            m.d.comb += [wrd.addr.eq(widx), wrd.en.eq(advance)]
-            v, lo, hi, lat = dot_product(m, wrd.data, rd.data, simd=self.simd, w_kind=self.weight_dkind,
+            wdata = weight_memory(m, f"wmem{p}", shape=unsigned(self.simd * self.weight_bits), depth=NF * SF,
+                                  addr=widx, enable=advance, init=None if load is not None else self._weight_words[p],
+                                  load=load, group=self.memory_groups[0], index=0, lane=p, port_name="wrd")
+            v, lo, hi, lat = dot_product(m, wdata, rd.data, simd=self.simd, w_kind=self.weight_dkind,
                                          x_kind=self.act_dkind, stages=self.pipeline, enable=advance,
                                          name=f"pe{p}")
             assert lat == self.pipeline
@@ -259,7 +287,8 @@ class MVTU(wiring.Component):
             outs, ovalid = acc_next, done
         else:
             outs, ovalid = threshold_search(m, acc_next, fold, done, advance, self._tables,
-                                            self.threshold_shape, NF)
+                                            self.threshold_shape, NF, load=load,
+                                            groups=self.memory_groups[1:], first_index=1)
         with m.If(advance):
             m.d.sync += self.o.valid.eq(ovalid)
             with m.If(ovalid):

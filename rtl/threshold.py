@@ -18,12 +18,12 @@ from the accumulator range, not from the given values.
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError
 
 from .dot_product import range_shape
+from .loadable_memory import weight_memory
 from .weight_layout import threshold_stage_tables
 
 __all__ = ["Threshold", "check_thresholds", "prepare_thresholds", "threshold_search", "wrap_increment"]
@@ -57,13 +57,16 @@ def prepare_thresholds(t, lo, hi):
     return c, n, pad, range_shape(min(int(c.min()), 0), vmax)
 
 
-def threshold_search(m, accs, fold, valid, enable, tables, t_shape, folds, name="th"):
+def threshold_search(m, accs, fold, valid, enable, tables, t_shape, folds, name="th", *, load=None, groups=None,
+                     first_index=0):
     """Binary-search thresholding of ``accs`` (one per PE) in ``len(tables[0])`` pipeline stages.
 
     ``fold`` selects the threshold rows (0 .. folds-1), ``valid`` travels with
     the data; every register and memory read port advances when ``enable``.
     Returns ``(counts, valid_out)``: comb n-bit counts (one per PE) and valid,
-    ``n`` register stages after the inputs.
+    ``n`` register stages after the inputs. With a ``load`` bus the stage
+    memories are RAMs (``groups[s]``, enable bit ``first_index + s``) and
+    ``tables`` only gives their count: see :mod:`qnnfab.rtl.loadable_memory`.
     """
     pe, n = len(accs), len(tables[0])
     cur_acc, cur_prefix, cur_fold, cur_valid = list(accs), [None] * pe, fold, valid
@@ -79,13 +82,12 @@ def threshold_search(m, accs, fold, valid, enable, tables, t_shape, folds, name=
                 m.d.sync += [r.eq(q) for r, q in zip(r_prefix, cur_prefix)]
         nxt = []
         for p in range(pe):
-            mem = Memory(shape=t_shape, depth=folds << s, init=tables[p][s])
-            m.submodules[f"{name}_mem{s}_{p}"] = mem
-            rd = mem.read_port(domain="sync")
             addr = Cat(cur_prefix[p], cur_fold) if s else cur_fold
-            m.d.comb += [rd.addr.eq(addr), rd.en.eq(enable)]
+            tdata = weight_memory(m, f"{name}_mem{s}_{p}", shape=t_shape, depth=folds << s, addr=addr,
+                                  enable=enable, init=None if load is not None else tables[p][s], load=load,
+                                  group=groups[s] if load is not None else None, index=first_index + s, lane=p)
             bit = Signal(name=f"{name}_ge{s}_{p}")
-            m.d.comb += bit.eq(r_acc[p] >= rd.data)
+            m.d.comb += bit.eq(r_acc[p] >= tdata)
             nxt.append(Cat(bit, r_prefix[p]) if s else bit)
         cur_acc, cur_prefix, cur_fold, cur_valid = r_acc, nxt, r_fold, r_valid
     return cur_prefix, cur_valid

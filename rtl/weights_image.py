@@ -1,0 +1,219 @@
+"""The weights image: the one definition of how runtime weights are laid out.
+
+A network built with ``weights_mode = "runtime"`` keeps the weights and
+thresholds of every fc/conv layer in RAMs without initial contents; they are
+filled through the accelerator's ``wload`` port with a *weights image*. The
+packer (:func:`pack_image`, ``qnnfab pack-weights``), the loader hardware
+(:class:`qnnfab.rtl.weight_loader.WeightLoader`), the memories of
+:class:`~qnnfab.rtl.mvtu.MVTU` and the drivers all use the definitions below.
+
+Image = 64-bit words, little-endian (byte 8k is the LSB of word k)::
+
+    word 0   MAGIC (bits 0-31) | VERSION (bits 32-47) | 0 (bits 48-63)
+    word 1   NetConfig.topology_hash() (bits 0-31) | body words (bits 32-63)
+    word 2.. the body: every memory group in order (below), row by row
+
+Memory groups, in layer order (fc and conv layers; max pools have none):
+the layer's weight memories, then its threshold stage memories 0 .. n-1
+(layouts: :mod:`qnnfab.rtl.weight_layout`). A group is the PE memories of one
+kind, each ``width`` bits x ``depth`` logical words. In runtime mode each PE
+memory stores ``pack`` consecutive logical words per physical word (``pack``
+= the smallest power of two with ``PE * width * pack >= 64``, no more than
+the depth needs), so narrow memories fill at close to 64 bits per cycle::
+
+    physical word a of PE p  =  logical words a*pack .. a*pack + pack-1,
+                                word a*pack + j at bits [j*width, (j+1)*width)
+    row a of the group       =  physical words of PE 0, 1, .. PE-1 at
+                                bits [p*pack*width, (p+1)*pack*width)
+
+Row ``a`` goes into the image as ``row_words = ceil(row_bits / 64)``
+consecutive words, most significant first (bits [64k, 64k+64), zero-padded,
+for k = row_words-1 down to 0), rows in order a = 0 .. stored_depth-1. The
+loader shifts the words of a row through a register and writes the row
+(the last word at the LSBs) into every PE memory of the group in the cycle
+its last word arrives: one image word per cycle.
+Logical words beyond ``depth`` in the last row are zero. Values are stored in
+``width``-bit two's complement (signed thresholds).
+
+Errors (``wload_error`` with ``wload_done``; :class:`WloadError`): the one
+list of codes, shared by the hardware, the drivers and the tests.
+"""
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from qnnfab.errors import ConfigError
+
+__all__ = ["MAGIC", "VERSION", "WORD_BITS", "HEADER_WORDS", "WloadError", "ERROR_BITS", "MemoryGroup",
+           "header_words", "group_rows", "image_groups", "pack_image", "pack_words", "read_header",
+           "check_image", "image_words", "save_image"]
+
+MAGIC = 0x49574E51          # b"QNWI" as a little-endian 32-bit word
+VERSION = 1
+WORD_BITS = 64
+HEADER_WORDS = 2
+
+
+class WloadError(IntEnum):
+    """``wload_error`` codes (valid in the cycle ``wload_done`` pulses)."""
+    OK = 0
+    BAD_HEADER = 1      # word 0 is not MAGIC | VERSION, or the body length differs from this network's
+    WRONG_NETWORK = 2   # the topology hash is not this accelerator's (an image of another network)
+    TRUNCATED = 3       # ``last`` came before the end of the body (weights partly written)
+    TOO_LONG = 4        # no ``last`` on the final body word; the excess up to ``last`` was discarded
+    BUSY = 5            # a frame was in flight: the whole image was discarded, weights unchanged
+
+
+ERROR_BITS = max(e.value for e in WloadError).bit_length()
+
+
+@dataclass(frozen=True)
+class MemoryGroup:
+    """The PE memories of one kind in one layer (see the module docstring)."""
+    layer: str
+    memory: str         # "weights" or "thresholds<s>"
+    pe: int
+    width: int          # bits of one logical word
+    depth: int          # logical words per PE memory
+    signed: bool = False
+
+    @property
+    def pack(self):
+        p = 1
+        while self.pe * self.width * p < WORD_BITS and p < self.depth:
+            p *= 2
+        return p
+
+    @property
+    def stored_width(self):
+        return self.width * self.pack
+
+    @property
+    def stored_depth(self):
+        return -(-self.depth // self.pack)
+
+    @property
+    def row_bits(self):
+        return self.pe * self.stored_width
+
+    @property
+    def row_words(self):
+        return -(-self.row_bits // WORD_BITS)
+
+    @property
+    def words(self):
+        """Image words of this group."""
+        return self.stored_depth * self.row_words
+
+
+def header_words(topology_hash, body_words):
+    """The two header words of an image."""
+    return [MAGIC | (VERSION << 32), (topology_hash & 0xFFFF_FFFF) | (body_words << 32)]
+
+
+def group_rows(group, contents):
+    """Rows of ``group`` (ints of ``row_bits`` bits) from ``contents``: PE lists of ``depth`` logical words."""
+    w, k = group.width, group.pack
+    mask = (1 << w) - 1
+    rows = []
+    for a in range(group.stored_depth):
+        row = 0
+        for p in range(group.pe):
+            base = p * group.stored_width
+            words = contents[p]
+            for j in range(k):
+                i = a * k + j
+                if i < group.depth:
+                    row |= (int(words[i]) & mask) << (base + j * w)
+        rows.append(row)
+    return rows
+
+
+def _layer_units(top):
+    """(MVTU, layer name) of every fc/conv stage of a Dataflow, in stream order."""
+    out = []
+    for kind, name, comp in top.stages:
+        if kind == "fc":
+            out.append((comp, name))
+        elif kind == "conv":
+            out.append((comp.mvtu, name))
+    return out
+
+
+def image_groups(top):
+    """All memory groups of a Dataflow ``top`` in image order (index = loader enable bit)."""
+    return [g for mvtu, _ in _layer_units(top) for g in mvtu.memory_groups]
+
+
+def pack_words(top):
+    """The weights image of Dataflow ``top`` (built from its config's weights) as 64-bit words."""
+    body = []
+    for mvtu, _ in _layer_units(top):
+        for group, contents in zip(mvtu.memory_groups, mvtu.memory_contents()):
+            for row in group_rows(group, contents):
+                for k in reversed(range(group.row_words)):
+                    body.append((row >> (WORD_BITS * k)) & ((1 << WORD_BITS) - 1))
+    return header_words(top.cfg.topology_hash(), len(body)) + body
+
+
+def image_words(cfg):
+    """Header + body words of ``cfg`` (its layout only: no weights needed beyond the config's)."""
+    return pack_words(_dataflow(cfg))
+
+
+def _dataflow(cfg):
+    from .dataflow import Dataflow
+    top = Dataflow(cfg, weights_mode="runtime")
+    # only its layout is read: nothing here is elaborated
+    for c in [top, top.loader] + [c for _, _, c in top.stages] + [
+            getattr(c, n) for _, _, c in top.stages for n in ("window", "mvtu", "fifo") if getattr(c, n, None)]:
+        c._MustUse__silence = True
+    return top
+
+
+def pack_image(cfg):
+    """The weights image of ``cfg`` (its weights and thresholds) as bytes."""
+    return b"".join(w.to_bytes(8, "little") for w in image_words(cfg))
+
+
+def save_image(cfg, path):
+    """Write :func:`pack_image` to ``path`` atomically; return the number of bytes."""
+    import os
+    from pathlib import Path
+    data = pack_image(cfg)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return len(data)
+
+
+def read_header(data):
+    """``(magic, version, topology_hash, body_words)`` of an image (bytes)."""
+    if len(data) < 8 * HEADER_WORDS:
+        raise ConfigError("weights image", "header", f"is {len(data)} bytes, shorter than the "
+                          f"{8 * HEADER_WORDS}-byte header", "pack the image with `qnnfab pack-weights`")
+    w0 = int.from_bytes(data[0:8], "little")
+    w1 = int.from_bytes(data[8:16], "little")
+    return w0 & 0xFFFF_FFFF, (w0 >> 32) & 0xFFFF, w1 & 0xFFFF_FFFF, w1 >> 32
+
+
+def check_image(data, topology_hash, body_words=None):
+    """Raise :class:`ConfigError` unless ``data`` is a complete image for ``topology_hash``."""
+    magic, version, thash, n = read_header(data)
+    fix = "pack the image with `qnnfab pack-weights --config <the accelerator's config>`"
+    if magic != MAGIC or version != VERSION:
+        raise ConfigError("weights image", "header", f"magic {magic:#010x} version {version} is not a "
+                          f"qnnfab weights image (magic {MAGIC:#010x} version {VERSION})", fix)
+    if thash != topology_hash:
+        raise ConfigError("weights image", "topology hash", f"{thash:#010x} is another network's; this "
+                          f"accelerator is {topology_hash:#010x}", fix)
+    if body_words is not None and n != body_words:
+        raise ConfigError("weights image", "length", f"the header says {n} body words, this accelerator "
+                          f"takes {body_words}", fix)
+    need = 8 * (HEADER_WORDS + n)
+    if len(data) < need:
+        raise ConfigError("weights image", "length", f"is {len(data)} bytes, the header announces {need}",
+                          "the file is truncated: pack it again")
+    return n
+

@@ -1,0 +1,367 @@
+"""Runtime weights: one accelerator build loads networks A, B, A through ``wload``; bad images end in error codes.
+
+Each case builds one ``weights_mode = "runtime"`` accelerator (its Verilog does
+not depend on the weights) and, without rebuilding, loads the weights image of
+network A (the case's config), runs frames (every output = golden(A)), loads
+network B (the same topology with other random weights and thresholds), runs
+frames (= golden(B)) and loads A again. The error tests load a truncated image,
+wrong headers, an over-long image and an image offered while a frame is in
+flight, check the ``wload_error`` code, that the weights are untouched where
+the contract says so, and that the next correct load makes the accelerator
+usable again.
+"""
+
+import cocotb
+import numpy as np
+from cocotb.triggers import FallingEdge, ReadOnly
+
+from qnnfab import netconfig
+from qnnfab.rtl import weights_image as wi
+from qnnfab.rtl.dataflow import Dataflow
+from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start, StreamSink, StreamSource,
+                               unpack_fields, write_metrics)
+
+from .network_tb import CONFIGS, input_words
+
+NAME = "weights_reload"
+
+# Reduced networks (CI runs every case): binarized MLP, k-bit MLP (int and ternary
+# weights, 2-bit activations: signed thresholds, several threshold stages), conv net.
+NETS = {
+    "lfc_small": (CONFIGS / "lfc_small.toml").read_text(),
+    "kbit": """
+[network]
+name = "kbit-small"
+input_shape = [32]
+input_kind = "uint"
+input_bits = 2
+weights = "random"
+seed = 3
+
+[[layer]]
+name = "fc0"
+type = "fc"
+out = 32
+act = "uint2"
+weight_kind = "int"
+weight_bits = 3
+pe = 4
+simd = 8
+
+[[layer]]
+name = "fc1"
+type = "fc"
+out = 16
+act = "uint2"
+weight_kind = "ternary"
+pe = 2
+simd = 4
+
+[[layer]]
+name = "fc_out"
+type = "fc"
+out = 10
+act = "acc"
+weight_kind = "int"
+weight_bits = 2
+pe = 5
+simd = 8
+""",
+    "conv": """
+[network]
+name = "conv-tiny"
+input_shape = [8, 8, 3]
+input_kind = "int"
+input_bits = 4
+weights = "random"
+seed = 4
+
+[[layer]]
+name = "conv0"
+type = "conv"
+out = 8
+kernel = 3
+act = "bipolar"
+pe = 4
+simd = 3
+
+[[layer]]
+name = "pool0"
+type = "maxpool"
+kernel = 2
+
+[[layer]]
+name = "fc0"
+type = "fc"
+out = 16
+act = "uint2"
+pe = 4
+simd = 8
+
+[[layer]]
+name = "fc_out"
+type = "fc"
+out = 10
+act = "acc"
+pe = 5
+simd = 4
+""",
+}
+
+CASES = [{"net": "lfc_small"}, {"net": "kbit"}, {"net": "conv"}]
+
+
+def network(params, which="A"):
+    """Network A (the case's config) or B (same topology, other seed) in runtime mode."""
+    text = NETS[params["net"]]
+    seed = {"A": 101, "B": 202}[which]
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("seed ="):
+            line = f"seed = {seed}"
+        lines.append(line)
+        if line == "[network]":
+            lines.append('weights_mode = "runtime"')
+    return netconfig.loads("\n".join(lines) + "\n", CONFIGS, f"{params['net']}-{which}")
+
+
+def design(params):
+    return Dataflow(network(params, "A"))
+
+
+def summarize(result):
+    m = result.metrics
+    return (f"load {m['load_cycles']} cycles for {m['image_words']} image words "
+            f"({m['load_cycles'] / m['image_words']:.3f}x the 64-bit port bound); A, B, A and 6 error cases")
+
+
+def image(cfg):
+    return wi.image_words(cfg)
+
+
+class Bench:
+    def __init__(self, dut, rng):
+        self.dut, self.rng = dut, rng
+        p = bench_params()
+        self.params = p
+        self.a, self.b = network(p, "A"), network(p, "B")
+        self.top = design(p)
+        self.top._MustUse__silence = True  # only its port formats are read
+
+    async def load(self, words, *, valid_prob=1.0, last_at=None, frame_words=(), release_frames=None):
+        """Stream ``words`` into ``wload`` (``last`` on word ``last_at``, default the final one).
+
+        Returns (error code, cycles from the first word offered to ``wload_done``).
+        Checks that ``wload.ready`` is high and that ``wload_done`` pulses once.
+        """
+        dut = self.dut
+        last_at = len(words) - 1 if last_at is None else last_at
+        src = StreamSource(dut, "wload", self.rng, valid_prob)
+        src.send([(w & ((1 << 64) - 1)) | ((1 if k == last_at else 0) << 64) for k, w in enumerate(words)])
+        dones = []
+        cycle = 0
+        while True:
+            await FallingEdge(dut.clk)
+            src._drive()
+            await ReadOnly()
+            if src.offering:
+                assert int(dut.wload__ready.value) == 1, f"wload.ready low at cycle {cycle}"
+            src._sample(cycle)
+            if int(dut.wload_done.value):
+                dones.append((cycle, int(dut.wload_error.value)))
+            cycle += 1
+            if src.idle and (dones or cycle > len(words) * 20 + 50):
+                break
+        for _ in range(3):  # no second pulse
+            await FallingEdge(dut.clk)
+            await ReadOnly()
+            if int(dut.wload_done.value):
+                dones.append((cycle, int(dut.wload_error.value)))
+            cycle += 1
+        await FallingEdge(dut.clk)
+        src.valid.value = 0
+        assert len(dones) == 1, f"wload_done pulsed {len(dones)} times ({dones}), expected once"
+        return dones[0][1], dones[0][0] + 1
+
+    async def expect_load(self, words, code, **kw):
+        err, cycles = await self.load(words, **kw)
+        assert err == code, f"wload_error {err} ({wi.WloadError(err).name if err < 6 else '?'}), " \
+                            f"expected {code.value} ({code.name})"
+        return cycles
+
+    async def frames(self, cfg, n, *, valid_prob=0.7, ready_prob=0.6):
+        """Stream ``n`` random frames; every output word must equal golden(cfg)."""
+        dut, top = self.dut, self.top
+        x = cfg.random_inputs(n, self.rng.getrandbits(32))
+        want = cfg.golden().forward(x).reshape(n, -1)
+        src = StreamSource(dut, "s_axis", self.rng, valid_prob, axis=True)
+        snk = StreamSink(dut, "m_axis", self.rng, ready_prob, axis=True)
+        src.send(input_words(cfg, x))
+        budget = 30 * n * max(c for _, c in top.model) + 5000
+        await run_streams(dut, [src], [snk], [n * top.out_words], budget)
+        got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
+                                                                       signed=top.out_signed)]).reshape(n, -1)
+        for f in range(n):
+            if not np.array_equal(got[f], want[f]):
+                raise AssertionError(f"network {cfg.source}, frame {f}: hardware {got[f].tolist()}, "
+                                     f"golden {want[f].tolist()}")
+        return x
+
+    async def drive(self, sources, sinks, until, limit):
+        """Clock ``sources``/``sinks`` until ``until()`` holds (checked each cycle), then stop driving."""
+        dut = self.dut
+        for cycle in range(limit):
+            await FallingEdge(dut.clk)
+            for s in sources:
+                s._drive()
+            for k in sinks:
+                k._drive()
+            await ReadOnly()
+            for s in sources:
+                s._sample(cycle)
+            for k in sinks:
+                k._sample(cycle)
+            if until():
+                break
+        else:
+            raise AssertionError(f"condition not reached in {limit} cycles")
+        await FallingEdge(dut.clk)
+        for s in sources:
+            assert not s.offering
+            s.valid.value = 0
+        for k in sinks:
+            k.ready.value = 0
+
+    def differ(self):
+        """A and B must disagree on these frames (else a failed load could pass unseen)."""
+        x = self.a.random_inputs(4, 5)
+        ya, yb = self.a.golden().forward(x), self.b.golden().forward(x)
+        assert not np.array_equal(ya, yb), "networks A and B give the same outputs: pick other seeds"
+
+
+@cocotb.test()
+async def reload_a_b_a_without_rebuilding(dut):
+    await start(dut)
+    t = Bench(dut, bench_random(1))
+    t.differ()
+    img_a, img_b = image(t.a), image(t.b)
+    assert len(img_a) == len(img_b)
+    cycles = await t.expect_load(img_a, wi.WloadError.OK)
+    await t.frames(t.a, 3)
+    await t.expect_load(img_b, wi.WloadError.OK, valid_prob=0.6)
+    await t.frames(t.b, 3)
+    await t.expect_load(img_a, wi.WloadError.OK)
+    await t.frames(t.a, 3, valid_prob=1.0, ready_prob=1.0)
+    write_metrics(load_cycles=cycles, image_words=len(img_a))
+
+
+@cocotb.test()
+async def truncated_image_is_an_error_and_the_next_load_recovers(dut):
+    await start(dut)
+    t = Bench(dut, bench_random(2))
+    img_a, img_b = image(t.a), image(t.b)
+    await t.expect_load(img_a, wi.WloadError.OK)
+    # body cut short: B's first half is written, then last
+    await t.expect_load(img_b[:len(img_b) // 2], wi.WloadError.TRUNCATED)
+    # cut in the header and one word before the end
+    await t.expect_load(img_b[:1], wi.WloadError.TRUNCATED)
+    await t.expect_load(img_b[:2], wi.WloadError.TRUNCATED)
+    await t.expect_load(img_b[:-1], wi.WloadError.TRUNCATED)
+    await t.expect_load(img_b, wi.WloadError.OK)
+    await t.frames(t.b, 2)
+
+
+@cocotb.test()
+async def wrong_headers_are_refused_and_leave_the_weights_untouched(dut):
+    await start(dut)
+    t = Bench(dut, bench_random(3))
+    img_a, img_b = image(t.a), image(t.b)
+    await t.expect_load(img_a, wi.WloadError.OK)
+    bad_magic = [img_b[0] ^ 1] + img_b[1:]
+    bad_version = [img_b[0] ^ (1 << 33)] + img_b[1:]
+    other_net = [img_b[0], img_b[1] ^ (1 << 31)] + img_b[2:]
+    bad_length = [img_b[0], img_b[1] + (1 << 32)] + img_b[2:]
+    await t.expect_load(bad_magic, wi.WloadError.BAD_HEADER)
+    await t.expect_load(bad_version, wi.WloadError.BAD_HEADER, valid_prob=0.5)
+    await t.expect_load(other_net, wi.WloadError.WRONG_NETWORK)
+    await t.expect_load(bad_length, wi.WloadError.BAD_HEADER)
+    await t.frames(t.a, 2)           # B's body never reached the memories
+    await t.expect_load(img_b, wi.WloadError.OK)
+    await t.frames(t.b, 2)
+
+
+@cocotb.test()
+async def over_long_image_is_an_error_after_a_complete_write(dut):
+    await start(dut)
+    t = Bench(dut, bench_random(4))
+    img_a, img_b = image(t.a), image(t.b)
+    await t.expect_load(img_a, wi.WloadError.OK)
+    await t.expect_load(img_b + [0xDEAD, 0xBEEF, 7], wi.WloadError.TOO_LONG)
+    await t.frames(t.b, 2)           # the body was complete: B is loaded
+    # last missing on the final word but present later: same code
+    await t.expect_load(img_a + [1], wi.WloadError.TOO_LONG)
+    await t.expect_load(img_a, wi.WloadError.OK)
+    await t.frames(t.a, 2)
+
+
+@cocotb.test()
+async def load_during_a_frame_is_refused_and_the_frame_completes(dut):
+    await start(dut)
+    t = Bench(dut, bench_random(5))
+    cfg, top = t.a, t.top
+    img_a, img_b = image(t.a), image(t.b)
+    await t.expect_load(img_a, wi.WloadError.OK)
+    x = cfg.random_inputs(1, 9)
+    want = cfg.golden().forward(x).reshape(-1)
+    words = input_words(cfg, x)
+    # first input word of a frame accepted, then an image: refused
+    src = StreamSource(dut, "s_axis", t.rng, 1.0, axis=True)
+    snk = StreamSink(dut, "m_axis", t.rng, 0.0, axis=True)   # hold the output: the frame stays in flight
+    slowest = max(c for _, c in top.model)
+    src.send(words[:1])
+    await t.drive([src], [snk], lambda: src.idle, 20)
+    await t.expect_load(img_b, wi.WloadError.BUSY)
+    # the rest of the frame; its output is held back by the sink: the frame is still in flight
+    src.send(words[1:])
+    await t.drive([src], [snk], lambda: src.idle, 20 * len(words) + 100)
+    for _ in range(3 * slowest + 50):
+        await FallingEdge(dut.clk)
+    assert int(dut.m_axis_tvalid.value) == 1, "the frame's output should be waiting"
+    await t.expect_load(img_b, wi.WloadError.BUSY, valid_prob=0.5)
+    snk.ready_prob = 1.0
+    await run_streams(dut, [src], [snk], [top.out_words], 100 + 30 * slowest)
+    got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
+                                                                   signed=top.out_signed)])
+    assert np.array_equal(got, want), f"frame during refused loads: {got.tolist()} vs golden(A) {want.tolist()}"
+    # idle now: the load is taken
+    await t.expect_load(img_b, wi.WloadError.OK)
+    await t.frames(t.b, 2)
+
+
+@cocotb.test()
+async def frames_wait_while_a_load_runs(dut):
+    """Input offered during a load waits for its end, then computes with the new weights."""
+    await start(dut)
+    t = Bench(dut, bench_random(6))
+    cfg, top = t.b, t.top
+    img_a, img_b = image(t.a), image(t.b)
+    await t.expect_load(img_a, wi.WloadError.OK)
+    x = cfg.random_inputs(2, 3)
+    want = cfg.golden().forward(x).reshape(-1)
+    wl = StreamSource(dut, "wload", t.rng, 1.0)
+    wl.send([w | ((k == len(img_b) - 1) << 64) for k, w in enumerate(img_b)])
+    src = StreamSource(dut, "s_axis", t.rng, 1.0, axis=True)
+    snk = StreamSink(dut, "m_axis", t.rng, 1.0, axis=True)
+    src.send(input_words(cfg, x))
+    taken_during_load = []
+
+    def watch(cycle):
+        if int(dut.s_axis_tvalid.value) and int(dut.s_axis_tready.value) and not wl.idle:
+            taken_during_load.append(cycle)
+
+    await run_streams(dut, [wl, src], [snk], [2 * top.out_words], 30 * (len(img_b) + 4 * max(
+        c for _, c in top.model)), monitors=[watch])
+    assert not taken_during_load, f"input words taken during the load at cycles {taken_during_load[:5]}"
+    got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
+                                                                   signed=top.out_signed)])
+    assert np.array_equal(got, want), "frames queued behind a load must use the new weights (golden(B))"
