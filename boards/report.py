@@ -4,7 +4,8 @@ Every stage of the dataflow (MVTU/conv/max-pool, FIFOs and width converters,
 the latter two summed per layer) is synthesized on its own with Yosys
 ``synth_xilinx -family xc7`` (cached by Verilog hash), in parallel, with
 progress output. The table sets each layer's LUT/FF/BRAM/DSP against the
-device and its cycles per frame against the bottleneck.
+device and its cycles per frame against the bottleneck. A runtime-weights
+network (``weights_mode = "runtime"``) adds a row for its weight loader.
 
 The same Yosys runs give each stage's logic delay (``sta`` with the cell
 delays of Yosys' Xilinx library, :attr:`Resources.logic_ps`); a layer's is the
@@ -82,6 +83,8 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
         pending = []
         owner[name] = (current, comp)
     items = list(owner.items())
+    if top.loader is not None:
+        items.append(("weight_loader", ("weight_loader", top.loader)))
     results = {}
     t0 = time.monotonic()
 
@@ -114,6 +117,10 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
         r = results.get(L.name, Resources())
         total = total + r
         layers.append(LayerReport(L.name, L.type, L.pe, L.simd, cfg.layer_cycles(L), r))
+    if "weight_loader" in results:
+        r = results["weight_loader"]
+        total = total + r
+        layers.append(LayerReport("weight_loader", "loader", 0, 0, 0, r))
     worst = max(layers, key=lambda x: x.cycles)
     return NetworkReport(cfg.name, layers, total, worst.name, worst.cycles, f_clk)
 

@@ -32,6 +32,7 @@ EPILOG_MAIN = """examples:
   qnnfab generate --board pynq-z2 --config configs/lfc_small.toml --out out/lfc
   qnnfab report --config configs/cnv_small.toml --png cnv.png
   qnnfab fold --config configs/lfc_w1a1.toml --fastest --out lfc_fast.toml
+  qnnfab pack-weights --config configs/lfc_small.toml --out lfc_small.bin
 """
 
 
@@ -274,9 +275,24 @@ def _run_jobs(regs, jobs, names, seed):
     return 0
 
 
-def _load_config(path):
+def _load_config(path, weights_mode=None):
     from qnnfab import netconfig
-    return netconfig.load(path)
+    cfg = netconfig.load(path)
+    if weights_mode is not None:
+        cfg.weights_mode = weights_mode
+    return cfg
+
+
+def _cmd_pack_weights(args):
+    from qnnfab.rtl.weights_image import WORD_BITS, read_header, save_image
+    out = check_out_file("qnnfab pack-weights", "--out", args.out, ".bin")
+    cfg = _load_config(args.config)
+    n = save_image(cfg, out)
+    _, _, thash, body = read_header(out.read_bytes()[:16])
+    print(f"weights image of '{cfg.name}': {out} ({n:,} bytes: 2 header + {body:,} body words of "
+          f"{WORD_BITS} bits), topology hash {thash:#010x}; load it into a weights_mode = \"runtime\" "
+          f"accelerator of this topology")
+    return 0
 
 
 def _cmd_boards(args):
@@ -311,7 +327,7 @@ def _cmd_report(args):
     if args.png:
         check_out_file(where, "--png", args.png, ".png")
     board = _check_board(args.board)
-    cfg = _load_config(args.config)
+    cfg = _load_config(args.config, args.weights_mode)
     rep, text = _report(cfg, board, args.jobs, args.clock)
     print(text)
     if args.png:
@@ -329,7 +345,7 @@ def _cmd_generate(args):
     _check_clock_jobs(args, where)
     board = get_board(args.board)
     check_clock(args.top, args.clock, board)
-    cfg = _load_config(args.config)
+    cfg = _load_config(args.config, args.weights_mode)
     # checks before any Verilog is written: the folder, the model, then Yosys
     out_dir = OutDir(where, "--out", args.out, empty=True, force=args.force)
     out = out_dir.path
@@ -345,6 +361,10 @@ def _cmd_generate(args):
     out_dir.clear()
     name, _ = write_accelerator(cfg, out / "accel")
     print(f"accelerator IP (AXI-Stream ports): {out / 'accel'}/ (module {name})")
+    if cfg.weights_mode == "runtime":
+        from qnnfab.rtl.weights_image import save_image
+        n = save_image(cfg, out / "accel" / "weights.bin")
+        print(f"runtime weights: load {out / 'accel' / 'weights.bin'} ({n:,} bytes) through the wload port")
     if args.top == "overlay":
         _, files = write_overlay(cfg, board, args.clock, out / "overlay", data_width=args.data_width)
         print(f"PYNQ overlay for {args.board} at {args.clock:g} MHz, {args.data_width}-bit AXI master "
@@ -622,6 +642,10 @@ def build_parser():
                              "the board's oscillator is 125 MHz, see the README)")
         if report:
             sp.add_argument("--jobs", type=int, default=2, help="parallel Yosys runs (>= 1, default 2)")
+            sp.add_argument("--weights-mode", choices=("const", "runtime"), default=None,
+                            help="const: weights are constants of the hardware; runtime: RAMs loaded "
+                                 "with a weights image through the wload port (default: the config's "
+                                 "weights_mode, else const)")
 
     g = sub.add_parser(
         "generate", help="Verilog + PYNQ overlay (Vivado Tcl, driver) + resource report for a board",
@@ -727,6 +751,18 @@ def build_parser():
     d.add_argument("--board", default="pynq-z2", help="target board (default pynq-z2)")
     arch_args(d)
     d.set_defaults(func=_cmd_demo)
+
+    w = sub.add_parser(
+        "pack-weights", help="write the weights image of a config (for weights_mode = \"runtime\")",
+        description="Pack the config's weights and thresholds into a weights image: two header words "
+                    "(magic, layout version, topology hash, length) and every layer's memories "
+                    "(layout: qnnfab/rtl/weights_image.py), for the wload port of a runtime-weights "
+                    "accelerator of the same topology.",
+        epilog="example:\n  qnnfab pack-weights --config configs/lfc_small.toml --out lfc_small.bin",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    w.add_argument("--config", required=True, metavar="FILE", help="network config (TOML) with its weights")
+    w.add_argument("--out", required=True, metavar="FILE", help="where to write the image (.bin)")
+    w.set_defaults(func=_cmd_pack_weights)
 
     t = sub.add_parser(
         "train", help="quantization-aware training on the shipped digits, export for hardware",

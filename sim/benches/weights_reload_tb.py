@@ -109,11 +109,13 @@ simd = 4
 }
 
 CASES = [{"net": "lfc_small"}, {"net": "kbit"}, {"net": "conv"}]
+# bench/bench_weights.py passes {"config": <path of a config with random weights>, "reload_only": True}:
+# the A-B-A test alone, on a full-size network, for the load time.
 
 
 def network(params, which="A"):
     """Network A (the case's config) or B (same topology, other seed) in runtime mode."""
-    text = NETS[params["net"]]
+    text = NETS[params["net"]] if "net" in params else open(params["config"]).read()
     seed = {"A": 101, "B": 202}[which]
     lines = []
     for line in text.splitlines():
@@ -122,7 +124,8 @@ def network(params, which="A"):
         lines.append(line)
         if line == "[network]":
             lines.append('weights_mode = "runtime"')
-    return netconfig.loads("\n".join(lines) + "\n", CONFIGS, f"{params['net']}-{which}")
+    name = params.get("net") or params["config"]
+    return netconfig.loads("\n".join(lines) + "\n", CONFIGS, f"{name}-{which}")
 
 
 def design(params):
@@ -255,7 +258,11 @@ async def reload_a_b_a_without_rebuilding(dut):
     write_metrics(load_cycles=cycles, image_words=len(img_a))
 
 
-@cocotb.test()
+def _reload_only():
+    return bool(bench_params().get("reload_only"))
+
+
+@cocotb.test(skip=_reload_only())
 async def truncated_image_is_an_error_and_the_next_load_recovers(dut):
     await start(dut)
     t = Bench(dut, bench_random(2))
@@ -271,7 +278,7 @@ async def truncated_image_is_an_error_and_the_next_load_recovers(dut):
     await t.frames(t.b, 2)
 
 
-@cocotb.test()
+@cocotb.test(skip=_reload_only())
 async def wrong_headers_are_refused_and_leave_the_weights_untouched(dut):
     await start(dut)
     t = Bench(dut, bench_random(3))
@@ -290,7 +297,7 @@ async def wrong_headers_are_refused_and_leave_the_weights_untouched(dut):
     await t.frames(t.b, 2)
 
 
-@cocotb.test()
+@cocotb.test(skip=_reload_only())
 async def over_long_image_is_an_error_after_a_complete_write(dut):
     await start(dut)
     t = Bench(dut, bench_random(4))
@@ -304,7 +311,7 @@ async def over_long_image_is_an_error_after_a_complete_write(dut):
     await t.frames(t.a, 2)
 
 
-@cocotb.test()
+@cocotb.test(skip=_reload_only())
 async def load_during_a_frame_is_refused_and_the_frame_completes(dut):
     await start(dut)
     t = Bench(dut, bench_random(5))
@@ -338,7 +345,7 @@ async def load_during_a_frame_is_refused_and_the_frame_completes(dut):
     await t.frames(t.b, 2)
 
 
-@cocotb.test()
+@cocotb.test(skip=_reload_only())
 async def frames_wait_while_a_load_runs(dut):
     """Input offered during a load waits for its end, then computes with the new weights."""
     await start(dut)

@@ -1,0 +1,118 @@
+"""Runtime weights against constant weights: resources, Verilator build time, weight-load time.
+
+For each network (default lfc_w1a1 and cnv_w1a1, BNN-PYNQ's foldings):
+
+* LUT / FF / BRAM36 of the whole dataflow (Yosys ``synth_xilinx``, per stage,
+  as ``qnnfab report``; runtime adds the weight loader), const vs runtime,
+  beside BNN-PYNQ's published figures (which load their weights at run time);
+* Verilator build time of the whole accelerator, const vs runtime, in this run
+  (fresh build folders; Verilator's design-independent runtime objects are
+  reused as in every qnnfab build);
+* weight-load time: the ``weights_reload`` regression on the runtime build
+  (loads network A, runs frames = golden(A), loads B, frames = golden(B),
+  loads A again); cycles from the first image word to ``wload_done`` against
+  the 64-bit port bound (image bits / 64) and against the weights' own bits / 64.
+
+Run: ``python bench/bench_weights.py [--configs a.toml b.toml] [--skip-build]``.
+Long (the const full-size builds take minutes each); prints as it goes.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+
+# BNN-PYNQ (REFERENCES.md): LUT, BRAM36 of the W1A1 overlays (weights loaded at run time)
+BNN_PYNQ = {"lfc-w1a1": (28_360, 110), "cnv-w1a1": (26_072, 124)}
+
+
+def resources(cfg, mode):
+    from qnnfab.boards.report import network_report
+    cfg.weights_mode = mode
+    rep = network_report(cfg, jobs=2, progress=None, timing=False)
+    return rep.total
+
+
+def build_seconds(cfg, mode):
+    """Verilator build of the whole accelerator in a fresh cache folder; seconds."""
+    from qnnfab import cache
+    from qnnfab.rtl.dataflow import Dataflow
+    from qnnfab.sim import build as sb
+    cfg.weights_mode = mode
+    text = sb.to_verilog(Dataflow(cfg), "network")
+    shared = cache.cache_dir()
+    with tempfile.TemporaryDirectory(prefix="qnnfab-buildtime-") as tmp:
+        if (shared / "verilator-runtime").is_dir():
+            shutil.copytree(shared / "verilator-runtime", Path(tmp) / "verilator-runtime")
+        old = os.environ.get("QNNFAB_CACHE")
+        os.environ["QNNFAB_CACHE"] = tmp
+        try:
+            t0 = time.monotonic()
+            b = sb.build(text, "network")
+            wall = time.monotonic() - t0
+        finally:
+            if old is None:
+                del os.environ["QNNFAB_CACHE"]
+            else:
+                os.environ["QNNFAB_CACHE"] = old
+    assert not b.cached
+    return wall, len(text)
+
+
+def load_cycles(path):
+    from qnnfab.sim import registry
+    res = registry.run_case("weights_reload", {"config": str(path), "reload_only": True})
+    return res.metrics
+
+
+def weight_bits(cfg):
+    """Bits of the weights and thresholds themselves (no padding)."""
+    from qnnfab.rtl import weights_image as wi
+    top = wi._dataflow(cfg)
+    return sum(g.pe * g.width * g.depth for g in wi.image_groups(top))
+
+
+def main(argv=None):
+    from qnnfab import netconfig
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", nargs="+", default=[str(ROOT / "configs" / "lfc_w1a1.toml"),
+                                                     str(ROOT / "configs" / "cnv_w1a1.toml")])
+    ap.add_argument("--skip-build", action="store_true", help="no Verilator build times")
+    ap.add_argument("--skip-load", action="store_true", help="no load-time simulation")
+    args = ap.parse_args(argv)
+    for path in args.configs:
+        cfg = netconfig.load(path)
+        print(f"== {cfg.name} ({path})", flush=True)
+        for mode in ("const", "runtime"):
+            t0 = time.monotonic()
+            r = resources(cfg, mode)
+            ref = BNN_PYNQ.get(cfg.name)
+            refs = f"   (BNN-PYNQ: {ref[0]:,} LUT, {ref[1]} BRAM36)" if ref and mode == "runtime" else ""
+            print(f"  resources {mode:<7}: {r.lut + r.lutram:>8,} LUT ({r.lutram:,} as LUTRAM) {r.ff:>8,} FF "
+                  f"{r.bram36:>6g} BRAM36{refs}   [Yosys, {time.monotonic() - t0:.0f} s]", flush=True)
+        if not args.skip_build:
+            times = {}
+            for mode in ("const", "runtime"):
+                secs, size = build_seconds(cfg, mode)
+                times[mode] = secs
+                print(f"  Verilator build {mode:<7}: {secs:7.1f} s  (Verilog {size / 1e6:.1f} MB)", flush=True)
+            print(f"  runtime build is {times['const'] / times['runtime']:.1f}x faster", flush=True)
+        if not args.skip_load:
+            m = load_cycles(path)
+            words = m["image_words"]
+            payload = weight_bits(netconfig.load(path)) / 64
+            print(f"  weight load: {m['load_cycles']:,} cycles for an image of {words:,} words "
+                  f"({words * 8:,} bytes): {m['load_cycles'] / words:.3f}x the port bound (image bits / 64); "
+                  f"{m['load_cycles'] / payload:.3f}x the weights' own bits / 64 ({payload:,.0f})", flush=True)
+            print("  reload A -> B -> A on one build: every frame equal to its network's golden model", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
