@@ -1,0 +1,209 @@
+"""Runtime weights: the image layout, the packer, the loader and runtime-mode hardware (Amaranth's simulator).
+
+The cycle-accurate regression of record is ``qnnfab sim weights_reload``
+(cocotb on Verilator, every error code); these are the fast checks.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.sim import Simulator
+
+from qnnfab import netconfig
+from qnnfab.cli import main
+from qnnfab.errors import ConfigError
+from qnnfab.rtl import weights_image as wi
+from qnnfab.rtl.dataflow import Dataflow
+from qnnfab.sim.benches.network_tb import input_words
+from qnnfab.sim.benches.weights_reload_tb import NETS, network
+from qnnfab.sim.stream import unpack_fields
+
+ROOT = Path(__file__).resolve().parent.parent
+LFC_SMALL = ROOT / "configs" / "lfc_small.toml"
+
+
+def _silenced(top):
+    top._MustUse__silence = True
+    return top
+
+
+def _verilog(cfg, mode):
+    return verilog.convert(Dataflow(cfg, weights_mode=mode), name="top", emit_src=False)
+
+
+def test_runtime_verilog_does_not_depend_on_the_weights_and_const_does():
+    a, b = network({"net": "kbit"}, "A"), network({"net": "kbit"}, "B")
+    assert not np.array_equal(a.layers[0].weights, b.layers[0].weights)
+    assert _verilog(a, "runtime") == _verilog(b, "runtime")
+    assert _verilog(a, "const") != _verilog(b, "const")
+
+
+def _unpack_body(words, groups):
+    """Independent reader of the documented layout: per group, PE lists of logical words."""
+    pos = wi.HEADER_WORDS
+    out = []
+    for g in groups:
+        per_pe = [[None] * g.depth for _ in range(g.pe)]
+        for a in range(g.stored_depth):
+            row = 0
+            for k in range(g.row_words):            # most significant word first
+                row = (row << 64) | words[pos]
+                pos += 1
+            for p in range(g.pe):
+                for j in range(g.pack):
+                    i = a * g.pack + j
+                    bits = (row >> (p * g.pack * g.width + j * g.width)) & ((1 << g.width) - 1)
+                    if i < g.depth:
+                        per_pe[p][i] = bits
+                    else:
+                        assert bits == 0, "padding must be zero"
+        out.append(per_pe)
+    assert pos == len(words)
+    return out
+
+
+@pytest.mark.parametrize("net", ["kbit", "conv"])
+def test_image_holds_every_weight_where_the_layout_says(net):
+    cfg = network({"net": net}, "A")
+    words = wi.image_words(cfg)
+    top = _silenced(Dataflow(cfg))
+    groups = wi.image_groups(top)
+    assert words[0] == wi.MAGIC | (wi.VERSION << 32)
+    assert words[1] == cfg.topology_hash() | ((len(words) - 2) << 32)
+    body = _unpack_body(words, groups)
+    k = 0
+    for L in cfg.layers:
+        if L.type == "maxpool":
+            continue
+        g, mem = groups[k], body[k]
+        assert g.memory == "weights"
+        w = L.weights if L.type == "fc" else L.weights.transpose(0, 2, 3, 1).reshape(L.out, -1)
+        mh, mw = w.shape
+        sf, bits = mw // L.simd, g.width // L.simd
+        for r in range(mh):                      # row r: PE r % PE, fold r // PE (ARCHITECTURE.md)
+            for c in range(mw):
+                word = mem[r % L.pe][(r // L.pe) * sf + c // L.simd]
+                e = (word >> ((c % L.simd) * bits)) & ((1 << bits) - 1)
+                assert e == int(w[r, c]) & ((1 << bits) - 1), (L.name, r, c)
+        # threshold stage 0 of a 1-threshold (bipolar) layer holds T[r, 0]; stages follow
+        stages = L.n_thresholds.bit_length() if L.act != "acc" else 0
+        if stages == 1:
+            t, tg = body[k + 1], groups[k + 1]
+            for r in range(mh):
+                v = t[r % L.pe][r // L.pe]
+                if tg.signed and v >> (tg.width - 1):
+                    v -= 1 << tg.width
+                assert v == L.thresholds[r, 0], (L.name, r)
+        k += 1 + stages
+    assert k == len(groups)
+
+
+def test_every_group_fills_more_than_half_of_its_words():
+    for net in NETS:
+        top = _silenced(Dataflow(network({"net": net}, "A")))
+        for g in wi.image_groups(top):
+            assert g.pack & (g.pack - 1) == 0
+            used = g.pe * g.width * g.depth
+            assert used * 2 > g.words * 64 or g.row_bits < 64, g
+
+
+def _load_then_frames(cfg_loaded, cfg_build, image, frames=2):
+    """Amaranth simulation: load ``image`` into ``cfg_build``'s runtime hardware, stream frames."""
+    top = Dataflow(cfg_build, weights_mode="runtime")
+    x = cfg_loaded.random_inputs(frames, 1)
+    words = input_words(cfg_loaded, x)
+    outs, res = [], {}
+
+    async def bench(ctx):
+        for k, w in enumerate(image):
+            ctx.set(top.wload.payload, {"data": w, "last": int(k == len(image) - 1)})
+            ctx.set(top.wload.valid, 1)
+            await ctx.tick()
+            assert ctx.get(top.wload.ready)
+            if ctx.get(top.wload_done):
+                res["error"] = ctx.get(top.wload_error)
+        ctx.set(top.wload.valid, 0)
+        for _ in range(2):
+            await ctx.tick()
+            if ctx.get(top.wload_done):
+                res["error"] = ctx.get(top.wload_error)
+        pos = 0
+        ctx.set(top.m_axis_tready, 1)
+        for _ in range(20000):
+            ctx.set(top.s_axis_tvalid, int(pos < len(words)))
+            if pos < len(words):
+                ctx.set(top.s_axis_tdata, words[pos])
+            fire = pos < len(words) and ctx.get(top.s_axis_tready)
+            if ctx.get(top.m_axis_tvalid):
+                outs.append(ctx.get(top.m_axis_tdata))
+            await ctx.tick()
+            pos += int(bool(fire))
+            if len(outs) >= frames * top.out_words:
+                break
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    got = [e for w in outs for e in unpack_fields(w, [top.out_bits] * top.out_elems, signed=top.out_signed)]
+    return res.get("error"), got, cfg_loaded.golden().forward(x).reshape(-1).tolist()
+
+
+def test_kbit_network_loaded_at_run_time_matches_golden():
+    """Groups of different row lengths (1 and 2 words) and signed multi-stage thresholds."""
+    a, b = network({"net": "kbit"}, "A"), network({"net": "kbit"}, "B")
+    err, got, want = _load_then_frames(b, a, wi.image_words(b))
+    assert err == wi.WloadError.OK
+    assert got == want
+
+
+def test_image_of_another_topology_is_refused_by_the_hardware():
+    a = network({"net": "kbit"}, "A")
+    other = netconfig.loads(NETS["kbit"].replace("pe = 4\n", "pe = 8\n", 1), ROOT / "configs")
+    assert other.topology_hash() != a.topology_hash()
+    err, _, _ = _load_then_frames(a, a, wi.image_words(other), frames=1)
+    assert err == wi.WloadError.WRONG_NETWORK
+
+
+def test_error_codes_are_distinct_and_fit_the_port():
+    codes = [e.value for e in wi.WloadError]
+    assert len(set(codes)) == len(codes) and wi.WloadError.OK == 0
+    assert max(codes) < 1 << wi.ERROR_BITS
+
+
+def test_check_image_names_what_is_wrong():
+    cfg = netconfig.load(LFC_SMALL)
+    data = wi.pack_image(cfg)
+    n = wi.check_image(data, cfg.topology_hash())
+    assert len(data) == 8 * (n + wi.HEADER_WORDS)
+    with pytest.raises(ConfigError, match="another network"):
+        wi.check_image(data, cfg.topology_hash() ^ 1)
+    with pytest.raises(ConfigError, match="truncated"):
+        wi.check_image(data[:-8], cfg.topology_hash())
+    with pytest.raises(ConfigError, match="not a qnnfab weights image"):
+        wi.check_image(b"\0" * 16 + data[16:], cfg.topology_hash())
+    with pytest.raises(ConfigError, match="header"):
+        wi.check_image(data[:9], cfg.topology_hash())
+
+
+def test_weights_mode_in_the_config(tmp_path):
+    text = LFC_SMALL.read_text().replace("[network]", '[network]\nweights_mode = "runtime"')
+    cfg = netconfig.loads(text, ROOT / "configs")
+    assert cfg.weights_mode == "runtime"
+    assert netconfig.loads(netconfig.dumps(cfg), ROOT / "configs").weights_mode == "runtime"
+    assert netconfig.load(LFC_SMALL).weights_mode == "const"
+    with pytest.raises(ConfigError, match="weights_mode"):
+        netconfig.loads(text.replace('"runtime"', '"ram"'), ROOT / "configs")
+
+
+def test_pack_weights_command(tmp_path, capsys):
+    out = tmp_path / "w.bin"
+    assert main(["pack-weights", "--config", str(LFC_SMALL), "--out", str(out)]) == 0
+    cfg = netconfig.load(LFC_SMALL)
+    assert out.read_bytes() == wi.pack_image(cfg)
+    assert f"{cfg.topology_hash():#010x}" in capsys.readouterr().out
+    rc = main(["pack-weights", "--config", str(LFC_SMALL), "--out", str(tmp_path / "no" / "w.bin")])
+    assert rc == 2
+    assert "--out" in capsys.readouterr().err
