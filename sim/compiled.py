@@ -480,7 +480,9 @@ class NetworkBench:
 
         from .build import to_verilog
         self.cfg = cfg
-        self.top = top if top is not None else Dataflow(cfg, pipeline=pipeline)
+        # a runtime-weights config runs with its weights as constants here (the same datapath);
+        # loading them through wload is the weights_reload regression's job
+        self.top = top if top is not None else Dataflow(cfg, pipeline=pipeline, weights_mode="const")
         self.ports = network_ports(self.top)
         self.in_words_per_frame = cfg.input_words()
         self.in_simd = cfg.layers[0].simd

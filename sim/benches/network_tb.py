@@ -26,7 +26,8 @@ def config_path(params):
 
 
 def design(params):
-    return Dataflow(netconfig.load(config_path(params)), pipeline=params.get("pipeline"))
+    # runtime-weights configs run with constant weights here (loading: the weights_reload regression)
+    return Dataflow(netconfig.load(config_path(params)), pipeline=params.get("pipeline"), weights_mode="const")
 
 
 def summarize(result):
