@@ -34,8 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ["configs/lfc_small.toml", "configs/cnv_small.toml"]
 
-# BNN-PYNQ (Umuroglu et al., FINN, FPGA'17 / BNN-PYNQ repository), PYNQ-Z1 at
-# 100 MHz; /work/shared/REFERENCES.md.
+# BNN-PYNQ (Umuroglu et al., FINN, FPGA'17, and the BNN-PYNQ repository's
+# published figures), PYNQ-Z1 at 100 MHz.
 REFERENCES = {
     "lfc": dict(name="BNN-PYNQ LFC W1A1", model=512, fps=118_883, lut=28_360, bram36=110, dsp=4),
     "cnv": dict(name="BNN-PYNQ CNV W1A1", model=32_768, fps=3_050, lut=26_072, bram36=124, dsp=24),

@@ -18,7 +18,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from .device import check_fits
 from .yosys import Resources, synth_xc7
 
 __all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "plot_report"]
@@ -183,7 +182,3 @@ def plot_report(rep, path):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def fits_or_raise(rep, device):
-    check_fits(f"network '{rep.name}'", rep.total, device)

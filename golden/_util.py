@@ -5,7 +5,7 @@ import numpy as np
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import check_range
 
-__all__ = ["as_int_array", "check_ndim", "check_range", "as_pair", "ConfigError"]
+__all__ = ["as_int_array", "check_range", "as_pair", "ConfigError"]
 
 
 def as_int_array(x, where, field):
@@ -24,11 +24,6 @@ def as_int_array(x, where, field):
         return a.astype(np.int64)
     raise ConfigError(where, field, f"must be an integer array, got dtype {a.dtype}", "pass an integer ndarray")
 
-
-def check_ndim(a, ndims, where, field, layout):
-    if a.ndim not in ((ndims,) if isinstance(ndims, int) else tuple(ndims)):
-        raise ConfigError(where, field, f"expected layout {layout}, got shape {a.shape}",
-                          f"reshape to {layout}")
 
 
 def as_pair(v, where, field, minimum=1):

@@ -1,6 +1,6 @@
 """Bipolar bit packing and packed XNOR-popcount products.
 
-Conventions (ARCHITECTURE.md): bipolar bit 1 means +1, bit 0 means -1.
+Convention (the "bipolar" kind of :mod:`qnnfab.kinds`): bit 1 means +1, bit 0 means -1.
 
 Packed layout: a vector of N bits along the last axis is stored as
 ``ceil(N / 64)`` ``uint64`` words; element ``i`` is bit ``i % 64`` (LSB = 0) of

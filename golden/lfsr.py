@@ -32,7 +32,7 @@ from ._util import ConfigError
 __all__ = ["MAXIMAL_TAPS", "LFSR", "lane_seeds", "lfsr_words", "is_maximal", "step_state"]
 
 #: Maximal-length taps (bit numbers 1..n) for widths 3..32. 8..32 from
-#: REFERENCES.md (XAPP052); 3..7 chosen here; all verified primitive by tests.
+#: Xilinx XAPP052 (Alfke, 1996); 3..7 chosen here; all verified primitive by tests.
 MAXIMAL_TAPS = {
     3: (3, 2), 4: (4, 3), 5: (5, 3), 6: (6, 5), 7: (7, 6),
     8: (8, 6, 5, 4), 9: (9, 5), 10: (10, 7), 11: (11, 9), 12: (12, 6, 4, 1),

@@ -17,6 +17,8 @@ multiplexers (bipolar/ternary operands: no multiplier) or multiplied (int x
 int/uint).
 """
 
+from typing import NamedTuple
+
 from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 
 from qnnfab.kinds import product_range
@@ -160,12 +162,27 @@ def _agree(a, b):
     return ~(a ^ b)
 
 
+class AdderStep(NamedTuple):
+    """One carry-chain adder ``R + (B << e) + ci`` of a popcount chain: what its small addend ``B`` sums."""
+    raw: int            # raw lanes (XNORs of weight 1)
+    take: dict          # {weight exponent: count} of full-adder output bits
+    carry_in: bool      # one more weight-1 full-adder bit enters as the carry input
+
+
+class ChainPlan(NamedTuple):
+    """Plan of one XNOR-popcount chain (see :func:`xnor_popcount`)."""
+    groups: int         # full adders over three lanes (2 LUTs each)
+    start: int          # raw lanes of the chain's first value when no full adder starts it
+    steps: list         # the AdderStep of every adder, in chain order
+    luts: int           # LUT6 estimate
+
+
 def _chain_step(raw, sig):
-    """Greedy choice of the next ``B`` of a chain: (raw lanes, {weight exponent: count}, value max, bits, lowest exponent)."""
+    """Greedy choice of the next ``B`` of a chain: (raw lanes, {weight exponent: count}, bits of ``B``)."""
     if raw:
         k = min(2, raw)
         n0 = min(5 - 2 * k, sig.get(0, 0), 3 - k)
-        return k, {0: n0}, k + n0, (k + n0).bit_length(), 0
+        return k, {0: n0}, (k + n0).bit_length()
     e0 = min(e for e, n in sig.items() if n)
     best = None
     for n0 in range(1, min(5, sig[e0]) + 1):
@@ -175,17 +192,11 @@ def _chain_step(raw, sig):
             if best is None or score > best[0]:
                 best = (score, {e0: n0, e0 + 1: n1}, vmax)
     _, take, vmax = best
-    return 0, take, vmax, vmax.bit_length(), e0
+    return 0, take, vmax.bit_length()
 
 
 def _plan_chain(n_lanes, n_raw):
-    """Plan of one chain over ``n_lanes`` lanes keeping ``n_raw`` of them for the adders' ``B``.
-
-    Returns ``(groups, start, steps, luts)``: ``groups`` full adders over three
-    lanes (2 LUTs each), ``start`` the raw lanes of the first value when no
-    full adder starts the chain, ``steps`` the ``(raw, take, ci)`` of every
-    adder and ``luts`` the LUT6 estimate.
-    """
+    """The :class:`ChainPlan` of one chain over ``n_lanes`` lanes keeping ``n_raw`` of them for the adders' ``B``."""
     groups = (n_lanes - n_raw) // 3
     raw = n_lanes - 3 * groups
     sig = {0: groups, 1: groups}
@@ -200,28 +211,24 @@ def _plan_chain(n_lanes, n_raw):
         luts += start.bit_length()
     steps = []
     while raw or any(sig.values()):
-        k, take, vmax, bits, e0 = _chain_step(raw, sig)
+        k, take, bits = _chain_step(raw, sig)
         raw -= k
         for e, n in take.items():
             sig[e] = sig.get(e, 0) - n
         ci = sig.get(0, 0) > 0
         if ci:
             sig[0] -= 1
-        steps.append((k, take, ci))
+        steps.append(AdderStep(k, take, ci))
         luts += bits
-    return groups, start, steps, luts
+    return ChainPlan(groups, start, steps, luts)
 
 
 def _best_plan(n_lanes):
     # Yosys' ABC often shares one lane's XNOR between the sum and carry LUTs of
     # a full adder (3 LUTs instead of 2): count that, keeping more raw lanes.
     plans = [_plan_chain(n_lanes, r) for r in range(0, min(n_lanes, 16) + 1)]
-    return min(plans, key=lambda p: (p[3] + 0.7 * p[0], len(p[2])))
+    return min(plans, key=lambda p: (p.luts + 0.7 * p.groups, len(p.steps)))
 
-
-def chain_depth(n_lanes):
-    """Adder levels of one XNOR-popcount chain (the full adders count as the first)."""
-    return 1 + len(_best_plan(n_lanes)[2])
 
 
 def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
@@ -241,7 +248,7 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
     nchains = -(-simd // _CHAIN_LANES)
     sizes = [simd // nchains + (1 if c < simd % nchains else 0) for c in range(nchains)]
     plans = [_best_plan(n) for n in sizes]
-    chain_levels = max(1 + len(p[2]) for p in plans)
+    chain_levels = max(1 + len(p.steps) for p in plans)
     tree_levels = (nchains - 1).bit_length()
     depth = chain_levels + tree_levels
     nstages = min(stages, tree_depth(simd, True))
@@ -257,7 +264,8 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
     # per chain state: running sum (value, max), raw lanes [(w, x)], signals {exponent: [bit]}
     states = []
     base = 0
-    for c, (n, (groups, start, steps, _)) in enumerate(zip(sizes, plans)):
+    for c, (n, plan) in enumerate(zip(sizes, plans)):
+        groups, start = plan.groups, plan.start
         lanes = [(w[k], x[k]) for k in range(base, base + n)]
         base += n
         pre = f"{name}_c{c}"
@@ -276,7 +284,7 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
                            f"{pre}_r0")
             raw = raw[start:]
             rmax = start
-        states.append({"r": r, "max": rmax, "raw": raw, "sig": sig, "steps": list(steps), "pre": pre})
+        states.append({"r": r, "max": rmax, "raw": raw, "sig": sig, "steps": list(plan.steps), "pre": pre})
 
     def register_states(lvl):
         for st in states:
@@ -291,7 +299,8 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
             for st in states:
                 if not st["steps"]:
                     continue
-                k, take, ci = st["steps"].pop(0)
+                step = st["steps"].pop(0)
+                k, take, ci = step.raw, step.take, step.carry_in
                 terms = [(_agree(a, b), 1) for a, b in st["raw"][:k]]
                 st["raw"] = st["raw"][k:]
                 e0 = 0 if k else min(e for e, n in take.items() if n)

@@ -1,6 +1,6 @@
 """Per-PE memory layouts of folded weights and thresholds (shared by the RTL and the generator).
 
-Folding (ARCHITECTURE.md): a layer with an (MH, MW) weight matrix runs on PE
+Folding (:mod:`qnnfab.folding`): a layer with an (MH, MW) weight matrix runs on PE
 processing elements, each consuming SIMD columns per cycle. NF = MH / PE neuron
 folds, SF = MW / SIMD synapse folds; row ``r`` is computed by PE ``r % PE`` in
 fold ``r // PE``; the loop order is nf outer, sf inner.

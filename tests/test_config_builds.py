@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from qnnfab import netconfig
 from qnnfab.errors import ConfigError
 from qnnfab.folding import divisors
+from qnnfab.kinds import DataKind
 
 amaranth_rtlil = pytest.importorskip("amaranth.back.rtlil")
 
@@ -113,7 +114,7 @@ def config_text(seed):
                 pad = t["pad"] = pick(_integers(0, max(0, kk - 1)), _sampled_from([-1, kk, kk + 1]))
                 t["stride"] = s = pick(_integers(1, 2), _integers(-1, 3))
                 b = min(max(bits, 2), 16)
-                hi = 1 if cur_kind == "bipolar" else (1 << b) - 1 if cur_kind == "uint" else (1 << (b - 1)) - 1
+                hi = DataKind.of(cur_kind, b).stored_range[1]
                 t["pad_value"] = pick(_integers(0, max(0, min(hi, 3))), _sampled_from([-1, 2, "zero", 99]))
                 t["simd"] = pick(_sampled_from(_divisors(c)), _integers(-1, 9))
                 ok = all(isinstance(v, int) for v in (k, pad, s)) and k >= 1 and s >= 1 and pad >= 0

@@ -9,6 +9,7 @@ import pytest
 from qnnfab import netconfig
 from qnnfab.errors import ConfigError
 from qnnfab.golden import network as gn
+from qnnfab.kinds import DataKind
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
@@ -147,8 +148,7 @@ def test_random_weights_are_sorted_in_range_and_balanced(source):
     for L in cfg.layers:
         if L.type == "maxpool":
             continue
-        lo, hi = {"bipolar": (0, 1), "ternary": (-1, 1)}.get(
-            L.weight_kind, (-(1 << ((L.weight_bits or 2) - 1)), (1 << ((L.weight_bits or 2) - 1)) - 1))
+        lo, hi = DataKind.of(L.weight_kind, L.weight_bits).stored_range   # (tests/test_kinds.py)
         assert lo <= L.weights.min() and L.weights.max() <= hi, L.name
         if L.act == "acc":
             assert L.thresholds is None

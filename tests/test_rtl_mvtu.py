@@ -9,19 +9,15 @@ from qnnfab.errors import ConfigError
 from qnnfab.golden.bits import xnor_popcount_matvec
 from qnnfab.golden.matvec import quantized_matvec
 from qnnfab.golden.threshold import multithreshold
+from qnnfab.kinds import DataKind
 from qnnfab.rtl.mvtu import MVTU
 from qnnfab.rtl.weight_layout import threshold_stage_tables, weight_words, word_values
 from qnnfab.sim.amaranth_stream import stream_through
 from qnnfab.sim.words import pack_rows, unpack_fields
 
 
-def _stored_range(kind, bits):
-    return {"bipolar": (0, 1), "ternary": (-1, 1), "uint": (0, (1 << (bits or 1)) - 1)}.get(
-        kind, (-(1 << ((bits or 2) - 1)), (1 << ((bits or 2) - 1)) - 1))
-
-
 def _stored(rng, kind, bits, shape):
-    return rng.integers(*_stored_range(kind, bits), endpoint=True, size=shape)
+    return rng.integers(*DataKind.of(kind, bits).stored_range, endpoint=True, size=shape)
 
 
 def test_weight_layout_places_row_r_in_pe_r_mod_pe_fold_r_div_pe():
@@ -68,8 +64,8 @@ def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, 
     w = _stored(rng, wk, wb, (mh, mw))
     x = _stored(rng, ak, ab, (2 * vectors, mw))
     # the extremes of both ranges meet in every lane: min x min, min x max, max x min, max x max
-    w[0], w[-1] = _stored_range(wk, wb)
-    x[0], x[1] = _stored_range(ak, ab)
+    w[0], w[-1] = DataKind.of(wk, wb).stored_range
+    x[0], x[1] = DataKind.of(ak, ab).stored_range
     if wk == ak == "bipolar":
         acc = xnor_popcount_matvec(w, x)
     else:

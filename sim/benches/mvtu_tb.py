@@ -6,6 +6,7 @@ import numpy as np
 from qnnfab.golden.bits import xnor_popcount_matvec
 from qnnfab.golden.matvec import quantized_matvec
 from qnnfab.golden.threshold import multithreshold
+from qnnfab.kinds import DataKind
 from qnnfab.rtl.dot_product import tree_depth
 from qnnfab.rtl.mvtu import MVTU
 from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_stream_test, unpack_fields,
@@ -33,11 +34,6 @@ CASES = [
 ]
 
 
-def _stored_range(kind, bits):
-    return {"bipolar": (0, 1), "ternary": (-1, 1), "uint": (0, (1 << bits) - 1)}.get(
-        kind, (-(1 << (bits - 1)), (1 << (bits - 1)) - 1))
-
-
 def _golden_acc(p, w, x):
     """Accumulator domain documented by MVTU: popcount for bipolar x bipolar, else the dot product."""
     if p["wk"] == "bipolar" and p["ak"] == "bipolar":
@@ -49,11 +45,11 @@ def _golden_acc(p, w, x):
 def arrays(p):
     """Weights and thresholds of a case: fixed by the parameters (they are baked into the Verilog)."""
     rng = np.random.default_rng([p["mh"], p["mw"], p["pe"], p["simd"]])
-    w = rng.integers(*_stored_range(p["wk"], p["wb"]), endpoint=True, size=(p["mh"], p["mw"]))
+    w = rng.integers(*DataKind.of(p["wk"], p["wb"]).stored_range, endpoint=True, size=(p["mh"], p["mw"]))
     t = None
     if p["out"] != "raw":
         # thresholds spread over the accumulators of a probe batch, a few beyond the reachable range
-        probe = rng.integers(*_stored_range(p["ak"], p["ab"]), endpoint=True, size=(64, p["mw"]))
+        probe = rng.integers(*DataKind.of(p["ak"], p["ab"]).stored_range, endpoint=True, size=(64, p["mw"]))
         acc = _golden_acc(p, w, probe)
         lo, hi = acc.min(axis=0), acc.max(axis=0)
         t = np.stack([rng.integers(lo[r] - 2, hi[r] + 3, size=p["out"]) for r in range(p["mh"])])
@@ -81,7 +77,7 @@ async def _run(dut, vectors, valid_prob, ready_prob, salt, edges):
     rng = bench_random(salt)
     nrng = np.random.default_rng(rng.getrandbits(32))
     w, t = arrays(p)
-    lo, hi = _stored_range(p["ak"], p["ab"])
+    lo, hi = DataKind.of(p["ak"], p["ab"]).stored_range
     x = nrng.integers(lo, hi, endpoint=True, size=(vectors, p["mw"]))
     if edges and vectors >= 2:
         x[0, :] = hi              # extremes of the input range
