@@ -21,7 +21,7 @@ def get_board(name):
     try:
         return BOARDS[name.lower()]
     except KeyError:
-        raise ConfigError("--board", "board", f"unknown board {name!r}",
+        raise ConfigError("get_board", "name", f"unknown board {name!r}",
                           f"choose one of: {', '.join(BOARDS)}") from None
 
 

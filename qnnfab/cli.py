@@ -799,6 +799,28 @@ def build_parser():
     return p
 
 
+# Library arguments and the options that set them: (where, field) -> option; where None
+# matches any place (e.g. a network), whose name the message keeps.
+_CLI_OPTIONS = {
+    ("auto_fold", "target_fps"): "--fps",
+    (None, "target_fps"): "--fps",
+    ("get_board", "name"): "--board",
+    ("regression", "name"): "NAME",
+    (None, "data"): "--data",
+}
+
+
+def _in_cli_terms(e, command):
+    """The library's :class:`ConfigError` ``e`` naming the command-line option instead of the argument."""
+    option = _CLI_OPTIONS.get((e.where, e.field))
+    if option is not None:
+        return ConfigError(f"qnnfab {command}", option, e.problem, e.fix)
+    option = _CLI_OPTIONS.get((None, e.field))
+    if option is not None:
+        return ConfigError(e.where, option, e.problem, e.fix)
+    return e
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -808,6 +830,8 @@ def main(argv=None):
     try:
         return args.func(args)
     except QnnfabError as e:
+        if isinstance(e, ConfigError):
+            e = _in_cli_terms(e, args.command)
         print(f"qnnfab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

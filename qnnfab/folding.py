@@ -20,7 +20,9 @@ measures them):
 
 import math
 
-__all__ = ["divisors", "largest_divisor", "simd_choices", "pe_choices", "fc_cycles", "conv_cycles",
+from qnnfab.errors import ConfigError, check_int
+
+__all__ = ["divisors", "largest_divisor", "check_divisor", "simd_choices", "pe_choices", "fc_cycles", "conv_cycles",
            "maxpool_cycles", "layer_cycles"]
 
 
@@ -32,6 +34,15 @@ def divisors(n):
 def largest_divisor(n, limit):
     """The largest divisor of ``n`` not above ``limit`` (1 if ``limit`` < 1)."""
     return max(d for d in divisors(n) if d <= max(1, limit))
+
+
+def check_divisor(where, field, value, n, of):
+    """Return ``value`` if it is a positive integer dividing ``n`` (named ``of``, e.g. "MH"), else raise
+    :class:`~qnnfab.errors.ConfigError` listing the divisors."""
+    check_int(where, field, value, 1, f"choose {field} among {divisors(n)}")
+    if n % value:
+        raise ConfigError(where, field, f"must divide {of} = {n}, not {value!r}", f"choose {field} among {divisors(n)}")
+    return value
 
 
 def simd_choices(layer_type, in_shape):

@@ -50,7 +50,7 @@ from statistics import NormalDist
 import numpy as np
 
 from qnnfab import folding
-from qnnfab.errors import ConfigError
+from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import divisors
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
 
@@ -248,10 +248,7 @@ def _int(table, key, where, default=None, minimum=0):
     v = table.get(key, default)
     if v is None:
         raise ConfigError(where, key, "is missing", f"add `{key} = ...`")
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise ConfigError(where, key, f"must be an integer >= {minimum}, got {v!r}",
-                          f"set `{key} = <integer >= {minimum}>`")
-    return v
+    return check_int(where, key, v, minimum, f"set `{key} = <integer >= {minimum}>`")
 
 
 def _random_weights(spec, in_len, in_kind, in_bits, rng):

@@ -75,8 +75,8 @@ class ConvLayer(wiring.Component):
             raise ConfigError(name, "weights", f"must be 4-D (OFM, IFM, K, K) with a square kernel, got shape "
                               f"{w.shape}", "pass OIHW conv weights (PyTorch layout)")
         ofm, ifm, k, _ = w.shape
-        if not isinstance(fifo_depth, int) or fifo_depth < 0 or fifo_depth == 1:
-            raise ConfigError(name, "fifo_depth", f"must be 0 (no FIFO) or >= 2, got {fifo_depth!r}",
+        if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 0 or fifo_depth == 1:
+            raise ConfigError(name, "fifo_depth", f"must be 0 (no FIFO) or >= 2, not {fifo_depth!r}",
                               "use 0 or a depth >= 2")
         bits = 1 if act_kind == "bipolar" else act_bits
         try:

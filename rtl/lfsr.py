@@ -22,7 +22,7 @@ from amaranth.hdl import Module, Cat, unsigned
 from amaranth.lib import wiring, data
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
+from qnnfab.errors import ConfigError, check_int
 from qnnfab.golden.lfsr import MAXIMAL_TAPS
 
 __all__ = ["LFSR", "lfsr_taps", "step_masks", "jump_state", "lane_seed_values", "lfsr_update"]
@@ -149,15 +149,11 @@ class LFSR(wiring.Component):
     def __init__(self, width, seed=1, steps_per_cycle=1, lanes=1, taps=None):
         self.width, self.taps = lfsr_taps(width, taps)
         mask = (1 << self.width) - 1
-        if not isinstance(seed, int) or not 0 < seed <= mask:
-            raise ConfigError("LFSR", "seed", f"must be in 1..{mask} (0 locks up an XOR LFSR), got {seed!r}",
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed <= mask:
+            raise ConfigError("LFSR", "seed", f"must be in 1..{mask} (0 locks up an XOR LFSR), not {seed!r}",
                               f"use a nonzero seed that fits in {self.width} bits")
-        if not isinstance(steps_per_cycle, int) or steps_per_cycle < 1:
-            raise ConfigError("LFSR", "steps_per_cycle", f"must be an int >= 1, got {steps_per_cycle!r}",
-                              "use the number of random bits taken per cycle")
-        if not isinstance(lanes, int) or lanes < 1:
-            raise ConfigError("LFSR", "lanes", f"must be an int >= 1, got {lanes!r}",
-                              "use one lane per independent random word")
+        check_int("LFSR", "steps_per_cycle", steps_per_cycle, 1, "use the number of random bits taken per cycle")
+        check_int("LFSR", "lanes", lanes, 1, "use one lane per independent random word")
         self.seed = seed
         self.steps_per_cycle = steps_per_cycle
         self.lanes = lanes

@@ -114,7 +114,7 @@ class MaxPool(wiring.Component):
     def __init__(self, height, width, channels, simd, kernel, stride=None, kind="bipolar", bits=1):
         where = "MaxPool"
         if kind not in ("bipolar", "uint"):
-            raise ConfigError(where, "kind", f"must be 'bipolar' or 'uint', got {kind!r}",
+            raise ConfigError(where, "kind", f"must be 'bipolar' or 'uint', not {kind!r}",
                               "use 'bipolar' for 1-bit +-1 data, 'uint' for unsigned activations")
         if kind == "bipolar":
             bits = 1

@@ -11,8 +11,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
-from qnnfab.folding import divisors
+from qnnfab.errors import ConfigError, check_int
+from qnnfab.folding import check_divisor
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind, accumulator_range
 
 from .dot_product import dot_product, range_shape, tree_depth
@@ -95,12 +95,10 @@ class MVTU(wiring.Component):
         if act_kind not in ACTIVATION_KINDS:
             raise ConfigError(where, "act_kind", f"unknown activation kind {act_kind!r}",
                               f"use one of {ACTIVATION_KINDS}")
-        if weight_kind == "int" and (not isinstance(weight_bits, int) or weight_bits < 2):
-            raise ConfigError(where, "weight_bits", f"int weights need a width >= 2, got {weight_bits!r}",
-                              "pass weight_bits=k (use weight_kind='bipolar' for 1-bit)")
-        if act_kind in ("uint", "int") and (not isinstance(act_bits, int) or act_bits < (2 if act_kind == "int" else 1)):
-            raise ConfigError(where, "act_bits", f"{act_kind} activations need a width "
-                              f">= {2 if act_kind == 'int' else 1}, got {act_bits!r}", "pass act_bits=k")
+        if weight_kind == "int":
+            check_int(where, "weight_bits", weight_bits, 2, "pass weight_bits=k (use weight_kind='bipolar' for 1-bit)")
+        if act_kind in ("uint", "int"):
+            check_int(where, "act_bits", act_bits, 2 if act_kind == "int" else 1, "pass act_bits=k")
         w = np.asarray(weights)
         if w.ndim != 2 or 0 in w.shape:
             raise ConfigError(where, "weights", f"must be a non-empty 2-D (MH, MW) array, got shape {w.shape}",
@@ -121,15 +119,10 @@ class MVTU(wiring.Component):
                               f"[{w.min()}, {w.max()}]",
                               "bipolar weights are stored as bits (1 = +1)" if weight_kind == "bipolar"
                               else "re-quantize the weights or widen weight_bits")
-        for field, val, n in (("pe", pe, mh), ("simd", simd, mw)):
-            if not isinstance(val, int) or val < 1 or n % val:
-                raise ConfigError(where, field, f"must be a positive divisor of {'MH' if field == 'pe' else 'MW'}"
-                                  f" = {n}, got {val!r}", f"choose {field.upper()} among {divisors(n)}")
-        if not isinstance(vectors, int) or vectors < 1:
-            raise ConfigError(where, "vectors", f"must be a positive integer, got {vectors!r}",
-                              "pass the number of vectors per frame (output pixels)")
-        if not isinstance(pipeline, int) or pipeline < 0:
-            raise ConfigError(where, "pipeline", f"must be >= 0, got {pipeline!r}", "use 0 for no tree registers")
+        check_divisor(where, "pe", pe, mh, "MH")
+        check_divisor(where, "simd", simd, mw, "MW")
+        check_int(where, "vectors", vectors, 1, "pass the number of vectors per frame (output pixels)")
+        check_int(where, "pipeline", pipeline, 0, "use 0 for no tree registers")
 
         self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
         self.nf, self.sf = mh // pe, mw // simd

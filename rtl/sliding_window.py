@@ -12,14 +12,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
+from qnnfab.errors import ConfigError, check_int
 
 __all__ = ["SlidingWindow", "sliding_window_geometry"]
-
-
-def _check_int(where, field, value, minimum, fix):
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(where, field, f"must be an integer >= {minimum}, got {value!r}", fix)
 
 
 def _counter(n, name=None):
@@ -108,25 +103,25 @@ class SlidingWindow(wiring.Component):
 
     def __init__(self, height, width, channels, simd, kernel, stride=1, pad=0, pad_value=0, bits=1):
         where = "SlidingWindow"
-        _check_int(where, "height", height, 1, "use an image height >= 1")
-        _check_int(where, "width", width, 1, "use an image width >= 1")
-        _check_int(where, "channels", channels, 1, "use channels >= 1")
-        _check_int(where, "simd", simd, 1, "use SIMD >= 1 dividing channels")
-        _check_int(where, "kernel", kernel, 1, "use a kernel size 1..7")
-        _check_int(where, "stride", stride, 1, "use stride >= 1")
-        _check_int(where, "pad", pad, 0, "use pad >= 0")
-        _check_int(where, "bits", bits, 1, "use bits >= 1 (1 for bipolar)")
+        check_int(where, "height", height, 1, "use an image height >= 1")
+        check_int(where, "width", width, 1, "use an image width >= 1")
+        check_int(where, "channels", channels, 1, "use channels >= 1")
+        check_int(where, "simd", simd, 1, "use SIMD >= 1 dividing channels")
+        check_int(where, "kernel", kernel, 1, "use a kernel size 1..7")
+        check_int(where, "stride", stride, 1, "use stride >= 1")
+        check_int(where, "pad", pad, 0, "use pad >= 0")
+        check_int(where, "bits", bits, 1, "use bits >= 1 (1 for bipolar)")
         if kernel > 7:
-            raise ConfigError(where, "kernel", f"must be 1..7, got {kernel}", "use a kernel size 1..7")
+            raise ConfigError(where, "kernel", f"must be 1..7, not {kernel}", "use a kernel size 1..7")
         if channels % simd:
             raise ConfigError(where, "simd", f"SIMD={simd} does not divide channels={channels}",
                               f"choose SIMD among the divisors of {channels}")
         if pad >= kernel:
             raise ConfigError(where, "pad", f"pad={pad} >= kernel={kernel} gives windows made only of padding",
                               f"use pad <= {kernel - 1}")
-        if not isinstance(pad_value, int) or not 0 <= pad_value < (1 << bits):
+        if isinstance(pad_value, bool) or not isinstance(pad_value, int) or not 0 <= pad_value < (1 << bits):
             raise ConfigError(where, "pad_value", f"must be an element value in [0, {(1 << bits) - 1}], "
-                              f"got {pad_value!r}", "for bipolar data use 0 (-1) or 1 (+1)")
+                              f"not {pad_value!r}", "for bipolar data use 0 (-1) or 1 (+1)")
         self.out_height, self.out_width = sliding_window_geometry(height, width, kernel, stride, pad, where)
         self.height, self.width, self.channels, self.simd = height, width, channels, simd
         self.kernel, self.stride, self.pad, self.pad_value, self.bits = kernel, stride, pad, pad_value, bits

@@ -37,10 +37,10 @@ def check_format(fmt, where, field):
     try:
         i, f = (fmt.I, fmt.F) if hasattr(fmt, "I") else tuple(fmt)
     except (TypeError, ValueError):
-        raise ConfigError(where, field, f"must be an (I, F) pair, got {fmt!r}",
+        raise ConfigError(where, field, f"must be an (I, F) pair, not {fmt!r}",
                           "pass (integer bits incl. sign, fraction bits)") from None
-    if not isinstance(i, int) or not isinstance(f, int):
-        raise ConfigError(where, field, f"I and F must be ints, got {fmt!r}",
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in (i, f)):
+        raise ConfigError(where, field, f"I and F must be ints, not {fmt!r}",
                           "pass (integer bits incl. sign, fraction bits), e.g. (1, 15)")
     if f < 0 or i + f < 1 or i + f > MAX_WIDTH:
         raise ConfigError(where, field, f"format ({i}, {f}) cannot be represented: need F >= 0 and "
@@ -52,7 +52,7 @@ def check_rounding(where, mode, drop_bits, lfsr_width, steps_per_cycle, seed):
     """Validate the rounding parameters; return ``(lfsr_width, steps_per_cycle)``
     (both None when no random bits are needed)."""
     if mode not in MODES:
-        raise ConfigError(where, "mode", f"must be one of {MODES}, got {mode!r}",
+        raise ConfigError(where, "mode", f"must be one of {MODES}, not {mode!r}",
                           "choose 'stochastic', 'nearest' or 'truncate'")
     if drop_bits < 0:
         raise ConfigError(where, "formats", f"the output keeps more fraction bits than the input has "
@@ -61,7 +61,7 @@ def check_rounding(where, mode, drop_bits, lfsr_width, steps_per_cycle, seed):
         return None, None
     if lfsr_width is None:
         lfsr_width = min(32, max(16, drop_bits + 8))
-    if not isinstance(lfsr_width, int) or lfsr_width <= drop_bits:
+    if isinstance(lfsr_width, bool) or not isinstance(lfsr_width, int) or lfsr_width <= drop_bits:
         raise ConfigError(where, "lfsr_width", f"{lfsr_width!r} bits cannot supply {drop_bits} random bits "
                           "sliced from a wider register",
                           f"use an LFSR of at least {drop_bits + 1} bits (the D bits come from a wider LFSR), "
@@ -69,11 +69,11 @@ def check_rounding(where, mode, drop_bits, lfsr_width, steps_per_cycle, seed):
     lfsr_taps(lfsr_width, None, where)
     if steps_per_cycle is None:
         steps_per_cycle = drop_bits
-    if not isinstance(steps_per_cycle, int) or steps_per_cycle < drop_bits:
+    if isinstance(steps_per_cycle, bool) or not isinstance(steps_per_cycle, int) or steps_per_cycle < drop_bits:
         raise ConfigError(where, "steps_per_cycle", f"{steps_per_cycle!r} < D = {drop_bits}: consecutive "
                           "random words would share shifted bits", f"use steps_per_cycle >= {drop_bits}")
-    if not isinstance(seed, int) or not 0 < seed < (1 << lfsr_width):
-        raise ConfigError(where, "seed", f"must be in 1..{(1 << lfsr_width) - 1}, got {seed!r}",
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < (1 << lfsr_width):
+        raise ConfigError(where, "seed", f"must be in 1..{(1 << lfsr_width) - 1}, not {seed!r}",
                           "use a nonzero seed (0 locks up the LFSR)")
     return lfsr_width, steps_per_cycle
 

@@ -5,7 +5,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
+from qnnfab.errors import check_int
 
 __all__ = ["StreamFIFO"]
 
@@ -34,10 +34,8 @@ class StreamFIFO(wiring.Component):
     """
 
     def __init__(self, width, depth):
-        for field, v, lo in (("width", width, 1), ("depth", depth, 2)):
-            if not isinstance(v, int) or v < lo:
-                raise ConfigError("StreamFIFO", field, f"must be an integer >= {lo}, got {v!r}",
-                                  f"use {field} >= {lo}")
+        check_int("StreamFIFO", "width", width, 1)
+        check_int("StreamFIFO", "depth", depth, 2)
         self.width, self.depth = width, depth
         self.latency = 2
         super().__init__({

@@ -51,7 +51,7 @@ from amaranth.hdl import Module, Signal, Mux, Array, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
+from qnnfab.errors import ConfigError, check_int
 
 from .lfsr import LFSR
 from .stochastic_round import MAX_WIDTH, check_format, check_rounding, round_expr
@@ -90,8 +90,7 @@ class SystolicArray(wiring.Component):
                  lfsr_width=None, seed=1, steps_per_cycle=None):
         where = "SystolicArray"
         for name, v in (("rows", rows), ("cols", cols), ("k_max", k_max)):
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(where, name, f"must be an int >= 1, got {v!r}", f"use {name} >= 1")
+            check_int(where, name, v, 1)
         self.rows, self.cols, self.k_max = rows, cols, k_max
         self.a_fmt = check_format(a_fmt, where, "a_fmt")
         self.b_fmt = check_format(b_fmt, where, "b_fmt")

@@ -20,7 +20,8 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
+from qnnfab.errors import ConfigError, check_int
+from qnnfab.folding import check_divisor
 
 from .dot_product import range_shape
 from .loadable_memory import weight_memory
@@ -123,17 +124,13 @@ class Threshold(wiring.Component):
 
     def __init__(self, thresholds, *, pe, in_width, in_signed=True, name="threshold"):
         where = name
-        if not isinstance(in_width, int) or in_width < 1:
-            raise ConfigError(where, "in_width", f"must be a positive integer, got {in_width!r}",
-                              "pass the accumulator width in bits")
+        check_int(where, "in_width", in_width, 1, "pass the accumulator width in bits")
         t = np.asarray(thresholds)
         if t.ndim != 2:
             raise ConfigError(where, "thresholds", f"must be 2-D (C, N), got shape {t.shape}",
                               "use thresholds[:, None] for one threshold per channel")
         c = t.shape[0]
-        if not isinstance(pe, int) or pe < 1 or c % pe:
-            raise ConfigError(where, "pe", f"must be a positive divisor of C = {c}, got {pe!r}",
-                              f"choose PE among {[d for d in range(1, c + 1) if c % d == 0]}")
+        check_divisor(where, "pe", pe, c, "C")
         t = check_thresholds(where, t, c, pe)
         lo, hi = ((-(1 << (in_width - 1)), (1 << (in_width - 1)) - 1) if in_signed
                   else (0, (1 << in_width) - 1))

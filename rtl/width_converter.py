@@ -9,7 +9,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
+from qnnfab.errors import check_int
 
 __all__ = ["WidthConverter"]
 
@@ -48,9 +48,7 @@ class WidthConverter(wiring.Component):
 
     def __init__(self, in_elems, out_elems, bits, name="width_converter"):
         for field, v in (("in_elems", in_elems), ("out_elems", out_elems), ("bits", bits)):
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(name, field, f"must be a positive integer, got {v!r}",
-                                  f"use {field} >= 1")
+            check_int(name, field, v, 1)
         self.in_elems, self.out_elems, self.bits = in_elems, out_elems, bits
         self.capacity = in_elems + out_elems
         super().__init__({

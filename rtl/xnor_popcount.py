@@ -11,7 +11,7 @@ from amaranth.hdl import Signal, Module, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
+from qnnfab.errors import check_int
 
 from .dot_product import sum_tree, tree_depth, xnor_popcount
 
@@ -65,12 +65,8 @@ class XnorPopcount(wiring.Component):
     """
 
     def __init__(self, simd, pipeline=0):
-        if not isinstance(simd, int) or simd < 1:
-            raise ConfigError("XnorPopcount", "simd", f"must be a positive integer, got {simd!r}",
-                              "use SIMD >= 1")
-        if not isinstance(pipeline, int) or pipeline < 0:
-            raise ConfigError("XnorPopcount", "pipeline", f"must be >= 0, got {pipeline!r}",
-                              "use 0 for a purely combinational tree")
+        check_int("XnorPopcount", "simd", simd, 1, "use SIMD >= 1")
+        check_int("XnorPopcount", "pipeline", pipeline, 0, "use 0 for a purely combinational tree")
         self.simd = simd
         self.pipeline = min(pipeline, tree_depth(simd, True))
         self.latency = self.pipeline + 1

@@ -29,7 +29,7 @@ def load_frames(path, cfg):
     against its input shape and kind; every problem is a :class:`ConfigError`."""
     p = Path(path)
     where = str(path)
-    store = read_npz(p, where, "--data", "write it with numpy.savez(path, x=frames, y=labels)")
+    store = read_npz(p, where, "data", "write it with numpy.savez(path, x=frames, y=labels)")
     xname, x = _pick(store, ("x", "x_test"))
     if x is None:
         raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")

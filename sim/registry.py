@@ -57,7 +57,7 @@ def regressions():
 def get(name):
     regs = regressions()
     if name not in regs:
-        raise ConfigError("qnnfab sim", "NAME", f"no regression named {name!r}",
+        raise ConfigError("regression", "name", f"no regression named {name!r}",
                           f"choose one of: {', '.join(regs)}")
     return regs[name]
 

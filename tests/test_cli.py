@@ -148,8 +148,26 @@ def test_unknown_board(tmp_path, capsys):
 
 def test_unknown_board_in_fold(tmp_path, capsys):
     rc = main(["fold", "--board", "nope", "--config", LFC_SMALL, "--fastest", "--out", str(tmp_path / "x.toml")])
-    _error_line(capsys, rc)
+    line = _error_line(capsys, rc)
+    assert "qnnfab fold: --board: unknown board 'nope'" in line
     assert not (tmp_path / "x.toml").exists()
+
+
+@pytest.mark.parametrize("config, fps, where", [("lfc_small", "1e12", "qnnfab fold"),
+                                               ("cnv_small", "1e6", "network 'cnv-small'")])
+def test_fold_errors_name_the_fps_option(tmp_path, capsys, config, fps, where):
+    # the library names its argument (target_fps); the command line names its option.
+    # cnv_small cannot reach one cycle per frame (its windows take one cycle per output pixel)
+    rc = main(["fold", "--config", LFC_SMALL.replace("lfc_small", config), "--fps", fps, "--clock", "1",
+               "--out", str(tmp_path / "x.toml")])
+    line = _error_line(capsys, rc)
+    assert line.startswith(f"qnnfab: error: {where}: --fps: ") and "target_fps" not in line
+    assert not (tmp_path / "x.toml").exists()
+
+
+def test_unknown_regression_names_the_argument(capsys):
+    line = _error_line(capsys, main(["sim", "nosuchbench"]))
+    assert "qnnfab sim: NAME: no regression named 'nosuchbench'" in line
 
 
 def test_missing_config_file(tmp_path, capsys):
