@@ -22,6 +22,7 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
+from qnnfab.kinds import DataKind
 
 from .dot_product import range_shape
 from .loadable_memory import weight_memory
@@ -132,8 +133,7 @@ class Threshold(wiring.Component):
         c = t.shape[0]
         check_divisor(where, "pe", pe, c, "C")
         t = check_thresholds(where, t, c, pe)
-        lo, hi = ((-(1 << (in_width - 1)), (1 << (in_width - 1)) - 1) if in_signed
-                  else (0, (1 << in_width) - 1))
+        lo, hi = DataKind.of("int" if in_signed else "uint", in_width, where).stored_range
         clamped, n, pad, t_shape = prepare_thresholds(t, lo, hi)
         self.channels, self.pe, self.folds = c, pe, c // pe
         self.in_width, self.in_signed = in_width, in_signed

@@ -40,6 +40,7 @@ import numpy as np
 
 from qnnfab.cache import cache_dir
 from qnnfab.errors import QnnfabError
+from qnnfab.kinds import DataKind
 
 from .build import _keep_runtime as keep_runtime
 from .toolchain import setup_verilator, verilator_version
@@ -486,7 +487,7 @@ class NetworkBench:
         self.ports = network_ports(self.top)
         self.in_words_per_frame = cfg.input_words()
         self.in_simd = cfg.layers[0].simd
-        self.in_bits = 1 if cfg.input_kind == "bipolar" else cfg.input_bits
+        self.in_bits = DataKind.of(cfg.input_kind, cfg.input_bits).width
         self._verilog = to_verilog(self.top, self.TOPLEVEL)
         self._tb = testbench_source(self.ports, self.TOPLEVEL, self.in_words_per_frame)
         self._log = log

@@ -82,7 +82,7 @@ async def _run(dut, vectors, valid_prob, ready_prob, salt, edges):
     if edges and vectors >= 2:
         x[0, :] = hi              # extremes of the input range
         x[1, :] = lo
-    ab = 1 if p["ak"] == "bipolar" else p["ab"]
+    ab = DataKind.of(p["ak"], p["ab"]).width
     simd, pe = p["simd"], p["pe"]
     words = [pack_fields(x[v, s:s + simd], [ab] * simd) for v in range(vectors) for s in range(0, p["mw"], simd)]
     acc = _golden_acc(p, w, x)

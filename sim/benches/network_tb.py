@@ -6,6 +6,7 @@ import cocotb
 import numpy as np
 
 from qnnfab import netconfig
+from qnnfab.kinds import DataKind
 from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_streams, start,
                                StreamSink, StreamSource, unpack_fields, write_metrics)
@@ -53,7 +54,7 @@ def bench_frames(cfg, params, n, seed):
 def input_words(cfg, frames):
     """Frames -> stream words: NHWC order, SIMD elements per word, element 0 at the LSBs."""
     simd = cfg.layers[0].simd
-    bits = 1 if cfg.input_kind == "bipolar" else cfg.input_bits
+    bits = DataKind.of(cfg.input_kind, cfg.input_bits).width
     flat = frames.reshape(frames.shape[0], -1)
     words = []
     for f in flat:
