@@ -70,15 +70,15 @@ def check_clock(top, clock_mhz, board):
     from qnnfab.errors import ConfigError
     lo, hi = FCLK_MHZ
     if top == "overlay" and not lo <= clock_mhz <= hi:
-        raise ConfigError("qnnfab generate", "--clock", f"{clock_mhz:g} MHz is outside the {lo:g}-{hi:g} MHz "
-                          "the Zynq PS makes on FCLK_CLK0", "choose e.g. --clock 100")
+        raise ConfigError("check_clock", "clock_mhz", f"{clock_mhz:g} MHz is outside the {lo:g}-{hi:g} MHz "
+                          "the Zynq PS makes on FCLK_CLK0", "choose e.g. 100 MHz")
     if top == "selftest":
         f_in = board().default_clk_frequency / 1e6
         achieved = mmcm_settings(f_in, clock_mhz)[3]
         if clock_mhz > BUFG_MAX_MHZ or abs(achieved - clock_mhz) > 1e-3 * clock_mhz:
-            raise ConfigError("qnnfab generate", "--clock", f"an MMCM on the {f_in:g} MHz oscillator cannot make "
+            raise ConfigError("check_clock", "clock_mhz", f"an MMCM on the {f_in:g} MHz oscillator cannot make "
                               f"{clock_mhz:g} MHz for a global clock (closest {achieved:.6g} MHz, at most "
-                              f"{BUFG_MAX_MHZ:g} MHz)", "choose e.g. --clock 100")
+                              f"{BUFG_MAX_MHZ:g} MHz)", "choose e.g. 100 MHz")
 
 
 class SelfTestTop(Elaboratable):

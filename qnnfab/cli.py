@@ -805,6 +805,7 @@ _CLI_OPTIONS = {
     ("auto_fold", "target_fps"): "--fps",
     (None, "target_fps"): "--fps",
     ("get_board", "name"): "--board",
+    ("check_clock", "clock_mhz"): "--clock",
     ("regression", "name"): "NAME",
     (None, "data"): "--data",
 }
