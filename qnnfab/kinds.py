@@ -148,7 +148,7 @@ def _checked_bits(kind, bits, where):
     if kind not in KINDS:
         raise ConfigError(where, "kind", f"unknown data kind {kind!r}", f"use one of {KINDS}")
     if bits is None or isinstance(bits, bool) or not isinstance(bits, Integral) or not 1 <= bits <= MAX_BITS:
-        raise ConfigError(where, "bits", f"kind {kind!r} needs a bit width 1..{MAX_BITS}, got {bits!r}",
+        raise ConfigError(where, "bits", f"kind {kind!r} needs a bit width 1..{MAX_BITS}, not {bits!r}",
                           "pass bits=k for k-bit data")
     return int(bits)
 
