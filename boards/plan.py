@@ -276,7 +276,8 @@ def overlay_readme(cfg, bd, parts):
               "and the handoff here.", "",
               "## Run on the board", "",
               "Copy " + ", ".join(f"`{f}`" for f in to_copy) + " into one folder on the board "
-              "(a PYNQ image has numpy and `pynq`), then, in Python in that folder:", "",
+              "(a PYNQ image, 2.7 or later: numpy and `pynq`, which lists RTL module references such as the "
+              "shell in `Overlay.ip_dict`), then, in Python in that folder:", "",
               "```python",
               "from driver import Accelerator",
               f'acc = Accelerator("{bd.project}.bit")',

@@ -352,6 +352,7 @@ def test_ipi_view_refuses_a_shell_off_the_contract():
 # --------------------------------------------------------------------------- generate, without Vivado
 
 def test_generate_writes_the_overlay_folder_without_vivado(tmp_path, capsys, monkeypatch):
+    path = os.environ["PATH"]
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     assert shutil.which("vivado") is None
     out = tmp_path / "gen"
@@ -359,6 +360,7 @@ def test_generate_writes_the_overlay_folder_without_vivado(tmp_path, capsys, mon
                "--out", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
+    monkeypatch.setenv("PATH", path)   # Verilator's lint below needs perl
     ov = out / "overlay"
     assert sorted(p.name for p in ov.iterdir()) == sorted([
         "qnnfab_lfc_small_overlay.v", "qnnfab_lfc_small_overlay_bd.v", "block_design.tcl", "build.sh",
@@ -371,6 +373,13 @@ def test_generate_writes_the_overlay_folder_without_vivado(tmp_path, capsys, mon
     assert re.search(r"^module qnnfab_lfc_small_overlay_bd \(", view, re.M)
     assert all(re.search(rf"\b{p}\b", view) for p in ports)
     assert "FREQ_HZ 125000000" in view
+    # Verilator elaborates the view around the real shell: every port it connects exists, widths match
+    from qnnfab.sim.lint import lint
+    problems, _ = lint(shell + view, "qnnfab_lfc_small_overlay_bd")
+    first_view_line = shell.count("\n") + 1
+    in_view = [p for p in problems if p[0] != "SYMRSVDWORD" and
+               (not (m := re.search(r"\.v:(\d+):", p[1])) or int(m.group(1)) >= first_view_line)]
+    assert in_view == []
     v = BlockDesignView((ov / "block_design.tcl").read_text())
     assert float(v.props["ps7"]["CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ"]) == 125.0
     assert v.props["ps7"]["CONFIG.PCW_S_AXI_HP0_DATA_WIDTH"] == "64"
