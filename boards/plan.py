@@ -194,6 +194,10 @@ def overlay_parts(cfg, data_width=64):
                         registers=tuple(overlay_map.REGISTERS), formats=shell.formats)
 
 
+#: the weights image in the overlay folder of a ``weights_mode = "runtime"`` network
+RUNTIME_WEIGHTS_FILE = "weights.bin"
+
+
 def write_overlay(cfg, board, clock_mhz, out_dir, data_width=64):
     """Write the PYNQ overlay folder for ``cfg`` on ``board`` (a platform class) at
     ``clock_mhz`` into ``out_dir``: the shell's Verilog (AXI ``data_width``), its
@@ -214,6 +218,10 @@ def write_overlay(cfg, board, clock_mhz, out_dir, data_width=64):
     for name, text in parts.driver_files.items():
         (out / name).write_text(text)
         files.append(name)
+    if cfg.weights_mode == "runtime":
+        from qnnfab.rtl.weights_image import save_image
+        save_image(cfg, out / RUNTIME_WEIGHTS_FILE)
+        files.append(RUNTIME_WEIGHTS_FILE)
     (out / "README.md").write_text(overlay_readme(cfg, bd, parts))
     files.append("README.md")
     return bd, files
@@ -244,10 +252,13 @@ def _formats_lines(cfg, fm):
 
 def overlay_readme(cfg, bd, parts):
     """README.md of the overlay folder: files, build, run, block design, formats, registers."""
+    from qnnfab import overlay_map as om
     from .vivado import CONTROL_BASE, IP_VLNV, SHELL_CELL, VIVADO_VERSIONS
     b = bd.board
     fm = parts.formats
-    to_copy = [f"{bd.project}.bit", f"{bd.project}.hwh", *parts.driver_files]
+    runtime = cfg.weights_mode == "runtime"
+    to_copy = [f"{bd.project}.bit", f"{bd.project}.hwh", *parts.driver_files] + \
+        ([RUNTIME_WEIGHTS_FILE] if runtime else [])
     lines = [f"# qnnfab overlay `{bd.project}` for {b.board_name.upper()}", "",
              f"Network `{cfg.name}` ({len(cfg.layers)} layers, topology hash "
              f"0x{cfg.topology_hash():08x}) in an AXI shell for the Zynq PS, "
@@ -262,6 +273,8 @@ def overlay_readme(cfg, bd, parts):
              "| `build.sh` | runs it: `vivado -mode batch -source block_design.tcl` |"]
     lines += [f"| `{name}` | driver folder: copy it to the board with the bitstream |"
               for name in parts.driver_files]
+    if runtime:
+        lines.append(f"| `{RUNTIME_WEIGHTS_FILE}` | the network's weights image, loaded at run time |")
     lines += [f"| `{bd.project}.bit`, `{bd.project}.hwh` | written by the build: bitstream and "
               "hardware handoff, side by side as `pynq.Overlay` needs them |",
               "| `timing_summary.rpt`, `utilization.rpt`, `vivado/` | written by the build |", "",
@@ -286,8 +299,16 @@ def overlay_readme(cfg, bd, parts):
               "```", "",
               "`acc.scores(images)` gives the scores. The driver checks the shell's identity "
               "registers (register map version, topology hash, buffer sizes) and refuses a "
-              "bitstream built for another network.", "",
-              "## Block design", "",
+              "bitstream built for another network.", ""]
+    if runtime:
+        lines += [f"Runtime weights: this bitstream holds no weights. Load `{RUNTIME_WEIGHTS_FILE}` (copy it "
+                  "too; `qnnfab pack-weights` writes the image of any network of the same topology) through "
+                  "the shell before classifying: put it in a `pynq.allocate` buffer, write the buffer's "
+                  "address and the image's length in bytes to WEIGHTS_ADDR and WEIGHTS_LEN, write "
+                  f"LOAD_WEIGHTS (bit {om.CTRL_LOAD_WEIGHTS.bit_length() - 1}) to CTRL, wait for DONE in STATUS "
+                  f"and check that ERROR is 0 (code {om.ERRORS['WLOAD']}, WLOAD: the accelerator refused "
+                  "the image, its reason in ERROR bits 15:8).", ""]
+    lines += ["## Block design", "",
               "| cell | IP (VLNV) | role |", "| --- | --- | --- |",
               f"| `ps7` | `{IP_VLNV['ps7']}` | Zynq PS with the board preset; FCLK_CLK0 = "
               f"{bd.clock_mhz:g} MHz; M_AXI_GP0; S_AXI_HP0 ({bd.hp0_data_width}-bit); IRQ_F2P |",

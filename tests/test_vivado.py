@@ -398,6 +398,20 @@ def test_generate_writes_the_overlay_folder_without_vivado(tmp_path, capsys, mon
     assert not (out / "plan").exists()
 
 
+def test_generate_runtime_weights_puts_the_image_in_the_overlay_folder(tmp_path, capsys):
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--weights-mode", "runtime", "--config", LFC_SMALL, "--out", str(out)])
+    assert rc == 0, capsys.readouterr().out
+    ov = out / "overlay"
+    image = (ov / "weights.bin").read_bytes()
+    assert image == (out / "accel" / "weights.bin").read_bytes()
+    assert image[:4] == b"QNWI"
+    import json
+    assert json.loads((ov / "network.json").read_text())["runtime_weights"] is True
+    readme = (ov / "README.md").read_text()
+    assert "`weights.bin`" in readme and "LOAD_WEIGHTS (bit 3)" in readme and "WEIGHTS_ADDR" in readme
+
+
 def test_generate_data_width_reaches_the_shell_and_the_hp_port(tmp_path, capsys):
     out = tmp_path / "gen"
     rc = main(["generate", "--no-report", "--data-width", "32", "--config", LFC_SMALL, "--out", str(out)])
