@@ -209,8 +209,8 @@ connect_bd_intf_net [get_bd_intf_pins {mem}/M00_AXI] [get_bd_intf_pins {ps7}/S_A
 connect_bd_net [get_bd_pins {shell}/{INTERRUPT}] [get_bd_pins {ps7}/IRQ_F2P]
 
 # address map: the registers in the GP0 window, all of DDR for the shell's master
-assign_bd_address -offset 0x{CONTROL_BASE:08X} -range {_size(bd.control_range)} -target_address_space [get_bd_addr_spaces {ps7}/Data] [get_bd_addr_segs {shell}/s_axi_control/*]
-assign_bd_address -offset 0x00000000 -range {_size(b.ddr_bytes)} -target_address_space [get_bd_addr_spaces {shell}/m_axi_gmem] [get_bd_addr_segs {ps7}/S_AXI_HP0/HP0_DDR_LOWOCM]
+assign_bd_address -offset 0x{CONTROL_BASE:08X} -range {_size(bd.control_range)} -target_address_space [get_bd_addr_spaces {ps7}/Data] [get_bd_addr_segs {shell}/s_axi_control/*] -force
+assign_bd_address -offset 0x00000000 -range {_size(b.ddr_bytes)} -target_address_space [get_bd_addr_spaces {shell}/m_axi_gmem] [get_bd_addr_segs {ps7}/S_AXI_HP0/HP0_DDR_LOWOCM] -force
 validate_bd_design
 set fclk0 [get_property CONFIG.PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ [get_bd_cells {ps7}]]
 if {{abs($fclk0 - {_mhz(bd.clock_mhz)}) > {_mhz(bd.clock_mhz * 0.01)}}} {{

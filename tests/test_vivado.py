@@ -141,8 +141,10 @@ class BlockDesignView:
                 cell = bracket(w[3], "get_bd_cells")[0]
                 self.props.setdefault(cell, {}).update(zip(items[::2], items[1::2]))
             elif w[0] == "assign_bd_address":
+                segs = [x for x in w if x.startswith("[get_bd_addr_segs")]
+                assert len(segs) == 1, w
                 self.addresses.append((bracket(option(w, "-target_address_space"), "get_bd_addr_spaces")[0],
-                                       bracket(w[-1], "get_bd_addr_segs")[0],
+                                       bracket(segs[0], "get_bd_addr_segs")[0],
                                        int(option(w, "-offset"), 16), option(w, "-range")))
 
     def find(self, name):
