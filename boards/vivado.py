@@ -38,7 +38,7 @@ from pathlib import Path
 from qnnfab.errors import QnnfabError
 
 __all__ = ["IP_VLNV", "VIVADO_VERSIONS", "CONTROL_BASE", "SHELL_CELL", "BlockDesign",
-           "block_design_tcl", "build_script", "shell_ports", "ipi_view_verilog"]
+           "block_design_tcl", "build_script", "shell_ports", "ipi_view_verilog", "write_vivado_project"]
 
 #: Vivado releases the Tcl is written for (the IP versions below exist in all of them)
 VIVADO_VERSIONS = "2022.1 - 2024.2"
