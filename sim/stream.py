@@ -14,6 +14,15 @@ handshakes are sampled in the read-only phase before the next rising edge, so
 ``valid & ready`` seen there is exactly the transfer the rising edge performs.
 The sink also checks the stream rule that an offered word stays valid and
 unchanged until it is taken.
+
+Four-state rule (it bites on Icarus; Verilator has no X): from the first cycle
+the drivers clock, i.e. after reset, the DUT's ``valid`` and ``ready`` are
+never X or Z, and its payload is never X or Z while ``valid`` is high
+(:class:`UnknownValue` names the signal and the cycle).
+
+Reset in flight: :func:`run_reset_in_flight` streams frames, asserts reset at a
+random cycle in the middle of a frame, releases it and checks that fresh frames
+come out exactly as the golden model says (nothing of the old frames leaks).
 """
 
 import json
@@ -28,7 +37,21 @@ from .words import pack_fields, pack_rows, unpack_fields
 
 __all__ = ["bench_params", "bench_seed", "bench_random", "write_metrics", "start",
            "StreamSource", "StreamSink", "run_streams", "pack_fields", "unpack_fields", "pack_rows",
-           "check_words", "run_stream_test", "StreamRun", "steady_cycles"]
+           "check_words", "run_stream_test", "StreamRun", "steady_cycles", "UnknownValue", "known",
+           "pulse_reset", "run_reset_in_flight", "reset_point"]
+
+
+class UnknownValue(AssertionError):
+    """A stream signal of the DUT read X or Z where the stream rules need 0 or 1."""
+
+
+def known(handle, name, cycle):
+    """``int(handle.value)``; :class:`UnknownValue` when any bit is X or Z."""
+    value = handle.value
+    try:
+        return int(value)
+    except ValueError:
+        raise UnknownValue(f"{name} is {value} (X/Z) at cycle {cycle} after reset") from None
 
 
 def bench_params():
@@ -86,6 +109,7 @@ class StreamSource:
     """
 
     def __init__(self, dut, prefix, rng, valid_prob=1.0, axis=False):
+        self.name = prefix
         self.valid, self.ready, self.payload = _stream_signals(dut, prefix, axis)
         self.rng = rng
         self.valid_prob = valid_prob
@@ -111,7 +135,8 @@ class StreamSource:
         self.valid.value = 1 if self.offering else 0
 
     def _sample(self, cycle):
-        if self.offering and int(self.ready.value):
+        ready = known(self.ready, self.name + " ready", cycle)
+        if self.offering and ready:
             self.offering = False
             self.sent_cycles.append(cycle)
 
@@ -136,17 +161,17 @@ class StreamSink:
         self.ready.value = r
 
     def _sample(self, cycle):
-        v = int(self.valid.value)
+        v = known(self.valid, self.name + " valid", cycle)
+        if v:
+            word = known(self.payload, self.name + " payload (valid high)", cycle)
         if self._held is not None:
             if not v:
                 raise AssertionError(f"{self.name}: valid dropped at cycle {cycle} "
                                      "before the offered word was taken")
-            word = int(self.payload.value)
             if word != self._held:
                 raise AssertionError(f"{self.name}: payload changed from {self._held:#x} to "
                                      f"{word:#x} at cycle {cycle} while stalled")
         if v:
-            word = int(self.payload.value)
             if self._ready_now:
                 self.words.append(word)
                 self.cycles.append(cycle)
@@ -157,12 +182,15 @@ class StreamSink:
             self._held = None
 
 
-async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None, monitors=()):
+async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None, monitors=(), until=None):
     """Clock sources and sinks until every sink has ``expected[i]`` words.
 
     ``monitors`` are callables ``f(cycle)`` run in the read-only phase of every
-    cycle (to sample side-band outputs). Returns the number of cycles run.
-    Raises ``AssertionError`` (with the counts) when ``max_cycles`` pass first.
+    cycle (to sample side-band outputs). ``until(cycle)``, when given, stops the
+    run early as soon as it returns true (checked after the monitors). Returns
+    the number of cycles run. Raises ``AssertionError`` (with the counts) when
+    ``max_cycles`` pass first. Ends just after a falling edge with every
+    source's ``valid`` and every sink's ``ready`` low.
     """
     clk = clk if clk is not None else dut.clk
     cycle = 0
@@ -181,6 +209,8 @@ async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None, monit
             f(cycle)
         cycle += 1
         if all(len(k.words) >= n for k, n in zip(sinks, expected)):
+            break
+        if until is not None and until(cycle):
             break
         if cycle >= max_cycles:
             got = ", ".join(f"{k.name}: {len(k.words)}/{n}" for k, n in zip(sinks, expected))
@@ -267,3 +297,71 @@ async def run_stream_test(dut, words, expected, rng, valid_prob=1.0, ready_prob=
     cycles = await run_streams(dut, [src], [snk], [len(expected)], max_cycles=max_cycles)
     check_words(snk.words, expected, decode=decode, describe=describe, fmt=fmt)
     return StreamRun(cycles, src, snk)
+
+
+async def pulse_reset(dut, cycles):
+    """Assert ``dut.rst`` now (just after a falling edge) for ``cycles`` rising edges."""
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+def reset_point(rng, frame_words, frames_before):
+    """Input words to transfer before a reset in the middle of a frame.
+
+    The reset falls inside frame ``frames_before`` (0-based; 1 or more leaves
+    earlier frames' data in the design's memories), after at least one and
+    before the last of its ``frame_words`` words. One-word frames cannot be
+    cut: the reset then follows ``frames_before`` whole frames (while the
+    design still works on them).
+    """
+    if frame_words <= 1:
+        return frames_before
+    return frames_before * frame_words + rng.randint(1, frame_words - 1)
+
+
+async def run_reset_in_flight(dut, old_words, new_words, expected, rng, *, frame_words,
+                              valid_prob=0.7, ready_prob=0.5, max_cycles, decode=None,
+                              describe=None, fmt="#x", source="i", sink="o", axis=False,
+                              frames_before=1):
+    """Reset in the middle of a frame, then check fresh frames against the golden model.
+
+    Starts the clock and resets (:func:`start`), streams ``old_words`` (at
+    least ``frames_before + 1`` frames of ``frame_words`` input words) under
+    random gaps and backpressure until :func:`reset_point` words went in plus
+    0-3 random cycles (earlier outputs partly drained, the design's memories
+    holding old data), drops the word on offer and asserts reset for 1-3
+    cycles. After the release, ``new_words`` are streamed and the output words
+    must equal ``expected`` (with :func:`check_words`): a stale word from
+    before the reset shows as a mismatch or a missing word. Returns a dict of the reset point (words in, words out, cycle,
+    reset length) for the log.
+    """
+    await start(dut)
+    src = StreamSource(dut, source, rng, valid_prob, axis=axis)
+    snk = StreamSink(dut, sink, rng, ready_prob, axis=axis)
+    src.send(old_words)
+    cut = reset_point(rng, frame_words, frames_before)
+    if cut >= len(old_words):
+        raise ValueError(f"{len(old_words)} old words cannot be cut after {cut}")
+    extra = rng.randint(0, 3)
+    hit = []
+
+    def at_cut(cycle):
+        if len(src.sent_cycles) >= cut and not hit:
+            hit.append(cycle)
+        return bool(hit) and cycle >= hit[0] + extra
+
+    cycles = await run_streams(dut, [src], [snk], [len(old_words) * 1000], max_cycles, until=at_cut)
+    if not hit:
+        raise AssertionError(f"only {len(src.sent_cycles)} of {cut} input words went in "
+                             f"before the reset ({cycles} cycles)")
+    length = rng.randint(1, 3)
+    where = dict(words_in=len(src.sent_cycles), words_out=len(snk.words), cycle=cycles, reset_cycles=length)
+    await pulse_reset(dut, length)
+    fresh_src = StreamSource(dut, source, rng, valid_prob, axis=axis)
+    fresh_snk = StreamSink(dut, sink, rng, ready_prob, name=f"{sink} (after reset)", axis=axis)
+    fresh_src.send(new_words)
+    await run_streams(dut, [fresh_src], [fresh_snk], [len(expected)], max_cycles)
+    check_words(fresh_snk.words, expected, decode=decode, describe=describe, fmt=fmt)
+    return where

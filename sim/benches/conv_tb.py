@@ -13,7 +13,7 @@ import numpy as np
 
 from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold, xnor_popcount_matmul
 from qnnfab.rtl.conv import ConvLayer
-from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_stream_test,
+from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_reset_in_flight, run_stream_test,
                                steady_cycles, write_metrics)
 
 NAME = "conv"
@@ -79,20 +79,26 @@ def _golden(imgs, w, T, p):
     return multithreshold(acc, T)
 
 
-async def _run(dut, n_img, valid_prob, ready_prob, salt):
-    p = bench_params()
+def _stimulus(p, layer, n_img, rng):
+    """(input words, golden output words, describe, cycle limit) of ``n_img`` random images."""
     w, T = _case(p)
-    layer = design(p)
-    rng = bench_random(salt)
     nrng = np.random.default_rng(rng.getrandbits(32))
     imgs = nrng.integers(0, 1 << p["ab"], size=(n_img, p["h"], p["w"], p["ifm"]))
     expected = pack_rows(_golden(imgs, w, T, p).reshape(-1, p["pe"]), layer.mvtu.out_elem_width)
     per = len(expected) // n_img
-    limit = int(n_img * layer.cycles_per_image / min(valid_prob, ready_prob) * 3) + 20 * imgs.size + 500
-    run = await run_stream_test(dut, pack_rows(imgs.reshape(-1, p["simd"]), p["ab"]), expected, rng,
-                                valid_prob, ready_prob, max_cycles=limit,
-                                describe=lambda k: f"image {k // per}, pixel {(k % per) * p['pe'] // p['ofm']}")
-    return run, per, layer
+    limit = int(n_img * layer.cycles_per_image * 3) + 20 * imgs.size + 500
+    return (pack_rows(imgs.reshape(-1, p["simd"]), p["ab"]), expected,
+            lambda k: f"image {k // per}, pixel {(k % per) * p['pe'] // p['ofm']}", limit)
+
+
+async def _run(dut, n_img, valid_prob, ready_prob, salt):
+    p = bench_params()
+    layer = design(p)
+    rng = bench_random(salt)
+    words, expected, describe, limit = _stimulus(p, layer, n_img, rng)
+    run = await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob,
+                                max_cycles=int(limit / min(valid_prob, ready_prob)), describe=describe)
+    return run, len(expected) // n_img, layer
 
 
 @cocotb.test()
@@ -112,3 +118,18 @@ async def cycles_per_image_unstalled(dut):
     write_metrics(cycles_per_image=steady, window_cycles=layer.window_cycles, mvtu_cycles=layer.mvtu_cycles,
                   ideal=ideal, ratio=steady / ideal, first_image_cycles=ends[0] + 1,
                   latency_first_word=run.latency)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    """Reset in the middle of the second or third image (window buffer, FIFO and
+    MVTU accumulators holding old data); fresh images convolve as from power-up."""
+    p = bench_params()
+    layer = design(p)
+    rng = bench_random(3)
+    old, _, _, old_limit = _stimulus(p, layer, 3, rng)
+    words, expected, describe, limit = _stimulus(p, layer, 2, rng)
+    where = await run_reset_in_flight(dut, old, words, expected, rng, frame_words=len(old) // 3,
+                                      frames_before=rng.randint(1, 2), max_cycles=4 * (old_limit + limit),
+                                      describe=describe)
+    write_metrics(reset_in_flight=where)

@@ -5,7 +5,7 @@ import numpy as np
 
 from qnnfab.golden import maxpool
 from qnnfab.rtl.maxpool import MaxPool
-from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_stream_test,
+from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_reset_in_flight, run_stream_test,
                                steady_cycles, write_metrics)
 
 NAME = "maxpool"
@@ -35,9 +35,8 @@ def summarize(result):
             f"(input {m.get('in_words', '?')} words, window stream {m.get('window_words', '?')})")
 
 
-async def _run(dut, n_img, valid_prob, ready_prob, salt):
-    p = bench_params()
-    rng = bench_random(salt)
+def _stimulus(p, n_img, rng):
+    """(input words, golden output words) of ``n_img`` images (the first two edge cases when bipolar)."""
     nrng = np.random.default_rng(rng.getrandbits(32))
     imgs = nrng.integers(0, 1 << p["bits"], size=(n_img, p["h"], p["w"], p["c"]))
     if p["kind"] == "bipolar" and n_img > 1:
@@ -45,9 +44,14 @@ async def _run(dut, n_img, valid_prob, ready_prob, salt):
         imgs[1] = 0
         imgs[1, nrng.integers(p["h"]), nrng.integers(p["w"])] = 1   # a lone +1 pixel
     golden = maxpool(imgs, p["k"], p["s"], kind="bipolar" if p["kind"] == "bipolar" else "uint")
-    expected = pack_rows(golden.reshape(-1, p["simd"]), p["bits"])
-    run = await run_stream_test(dut, pack_rows(imgs.reshape(-1, p["simd"]), p["bits"]), expected, rng,
-                                valid_prob, ready_prob, max_cycles=40 * imgs.size + 40 * len(expected) + 200)
+    return pack_rows(imgs.reshape(-1, p["simd"]), p["bits"]), pack_rows(golden.reshape(-1, p["simd"]), p["bits"])
+
+
+async def _run(dut, n_img, valid_prob, ready_prob, salt):
+    rng = bench_random(salt)
+    words, expected = _stimulus(bench_params(), n_img, rng)
+    run = await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob,
+                                max_cycles=40 * len(words) + 40 * len(expected) + 200)
     return run, len(expected) // n_img
 
 
@@ -68,3 +72,17 @@ async def cycles_per_image_unstalled(dut):
     assert ideal <= steady <= bound, f"{steady} cycles/image, ideal {ideal}, bound {bound}"
     write_metrics(cycles_per_image=steady, in_words=mp.in_words, window_words=mp.window.out_words,
                   out_words=mp.out_words)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    """Reset in the middle of the second or third image (line buffer and running
+    maxima holding old pixels); fresh images pool as from power-up."""
+    p = bench_params()
+    rng = bench_random(3)
+    old, _ = _stimulus(p, 3, rng)
+    words, expected = _stimulus(p, 2, rng)
+    where = await run_reset_in_flight(dut, old, words, expected, rng, frame_words=len(old) // 3,
+                                      frames_before=rng.randint(1, 2),
+                                      max_cycles=40 * (len(old) + len(words) + len(expected)) + 400)
+    write_metrics(reset_in_flight=where)

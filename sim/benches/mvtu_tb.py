@@ -9,8 +9,8 @@ from qnnfab.golden.threshold import multithreshold
 from qnnfab.kinds import DataKind
 from qnnfab.rtl.dot_product import tree_depth
 from qnnfab.rtl.mvtu import MVTU
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_stream_test, unpack_fields,
-                               write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_reset_in_flight, run_stream_test,
+                               unpack_fields, write_metrics)
 
 NAME = "mvtu"
 # out: "raw" accumulator, or N thresholds per row (1 = binary, 2^n - 1 = n-bit, others padded)
@@ -72,9 +72,8 @@ def summarize(result):
             f"(= V*NF*SF + {m.get('latency', '?')}), {m.get('steps_per_cycle', 0):.3f} PExSIMD steps/cycle")
 
 
-async def _run(dut, vectors, valid_prob, ready_prob, salt, edges):
-    p = bench_params()
-    rng = bench_random(salt)
+def _stimulus(dut, p, vectors, rng, edges):
+    """(input words, golden output rows, check options, cycles per vector) of ``vectors`` random vectors."""
     nrng = np.random.default_rng(rng.getrandbits(32))
     w, t = arrays(p)
     lo, hi = DataKind.of(p["ak"], p["ab"]).stored_range
@@ -97,9 +96,15 @@ async def _run(dut, vectors, valid_prob, ready_prob, salt, edges):
         return (f"vector {v} rows {r}..{r + pe - 1} (fold {r // pe}, one per PE), acc {acc[v, r:r + pe].tolist()}"
                 f"{'' if t is None else f', thresholds {t[r:r + pe].tolist()}'}")
 
-    run = await run_stream_test(dut, words, expected.reshape(-1, pe), rng, valid_prob, ready_prob,
-                                max_cycles=int(vectors * nf_sf / (valid_prob * ready_prob)) * 4 + 200,
-                                decode=lambda wd: unpack_fields(wd, [ew] * pe, signed=raw_signed), describe=where)
+    options = dict(decode=lambda wd: unpack_fields(wd, [ew] * pe, signed=raw_signed), describe=where)
+    return words, expected.reshape(-1, pe), options, nf_sf
+
+
+async def _run(dut, vectors, valid_prob, ready_prob, salt, edges):
+    rng = bench_random(salt)
+    words, expected, options, nf_sf = _stimulus(dut, bench_params(), vectors, rng, edges)
+    run = await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob,
+                                max_cycles=int(vectors * nf_sf / (valid_prob * ready_prob)) * 4 + 200, **options)
     return run.cycles, run.source, run.sink, nf_sf
 
 
@@ -123,3 +128,16 @@ async def frame_cycles_equal_folds_plus_constant_latency(dut):
         f"frame of {v} vectors took {frame} cycles, expected {v} * {nf_sf} + {latency} = {v * nf_sf + latency}")
     write_metrics(vectors=v, cycles_per_frame=frame, latency=latency, cycles_per_vector=nf_sf,
                   steps_per_cycle=v * nf_sf / frame)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    """Reset in the middle of a vector (input buffer half written, accumulators and
+    fold counters mid-row, outputs waiting): fresh vectors give exactly their rows."""
+    p = bench_params()
+    rng = bench_random(3)
+    old, _, _, nf_sf = _stimulus(dut, p, 4, rng, edges=False)
+    words, expected, options, _ = _stimulus(dut, p, 3, rng, edges=True)
+    where = await run_reset_in_flight(dut, old, words, expected, rng, frame_words=p["mw"] // p["simd"],
+                                      frames_before=rng.randint(1, 2), max_cycles=40 * 7 * nf_sf + 400, **options)
+    write_metrics(reset_in_flight=where)

@@ -12,7 +12,7 @@ import numpy as np
 
 from qnnfab.golden import im2col
 from qnnfab.rtl.sliding_window import SlidingWindow
-from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_stream_test,
+from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_reset_in_flight, run_stream_test,
                                steady_cycles, write_metrics)
 
 NAME = "sliding_window"
@@ -46,19 +46,23 @@ def summarize(result):
             f"(ideal {m.get('ideal', '?')}), {m.get('out_words', '?')} words/image")
 
 
-async def _run(dut, n_img, valid_prob, ready_prob, salt):
-    p = bench_params()
-    rng = bench_random(salt)
+def _stimulus(p, n_img, rng):
+    """(input words, golden im2col words) of ``n_img`` images (all-max and all-zero first when 4 or more)."""
     nrng = np.random.default_rng(rng.getrandbits(32))
     imgs = nrng.integers(0, 1 << p["bits"], size=(n_img, p["h"], p["w"], p["c"]))
     if n_img >= 4:                      # the edges: all-max and all-zero images, the rest random
         imgs[0] = (1 << p["bits"]) - 1
         imgs[1] = 0
     cols = im2col(imgs, p["k"], p["s"], p["p"], p["pv"])
-    expected = pack_rows(cols.reshape(-1, p["simd"]), p["bits"])
+    return pack_rows(imgs.reshape(-1, p["simd"]), p["bits"]), pack_rows(cols.reshape(-1, p["simd"]), p["bits"])
+
+
+async def _run(dut, n_img, valid_prob, ready_prob, salt):
+    rng = bench_random(salt)
+    words, expected = _stimulus(bench_params(), n_img, rng)
     per = len(expected) // n_img
-    run = await run_stream_test(dut, pack_rows(imgs.reshape(-1, p["simd"]), p["bits"]), expected, rng,
-                                valid_prob, ready_prob, max_cycles=30 * len(expected) + 30 * imgs.size + 200,
+    run = await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob,
+                                max_cycles=30 * len(expected) + 30 * len(words) * bench_params()["simd"] + 200,
                                 describe=lambda k: f"image {k // per}")
     return run, per
 
@@ -90,3 +94,19 @@ async def cycles_per_image_unstalled(dut):
     write_metrics(cycles_per_image=steady, ideal=ideal, out_words=sw.out_words, in_words=sw.in_words,
                   first_image_cycles=ends[0] + 1, words_per_cycle=len(run.sink.words) / run.output_span,
                   buffer_bits=sw.buffer_bits)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    """Reset in the middle of the second or third image (line buffer full of old
+    rows, window counters mid-image); fresh images give exactly their im2col."""
+    p = bench_params()
+    rng = bench_random(4)
+    old, _ = _stimulus(p, 3, rng)
+    words, expected = _stimulus(p, 2, rng)
+    per = len(expected) // 2
+    where = await run_reset_in_flight(dut, old, words, expected, rng, frame_words=len(old) // 3,
+                                      frames_before=rng.randint(1, 2),
+                                      max_cycles=40 * (len(old) + len(words) + len(expected)) + 400,
+                                      describe=lambda k: f"fresh image {k // per}")
+    write_metrics(reset_in_flight=where)

@@ -6,7 +6,8 @@ import numpy as np
 from qnnfab.golden.fixedpoint import shift_round
 from qnnfab.golden.lfsr import lfsr_words
 from qnnfab.rtl.stochastic_round import StochasticRound
-from qnnfab.sim.stream import bench_params, bench_random, run_stream_test, unpack_fields, write_metrics
+from qnnfab.sim.stream import (bench_params, bench_random, run_reset_in_flight, run_stream_test, unpack_fields,
+                               write_metrics)
 
 NAME = "stochastic_round"
 CASES = [
@@ -45,18 +46,21 @@ def _golden(vals, p, d, steps):
     return shift_round(np.array(vals, np.int64), d, p["mode"], rb, out_w).tolist()
 
 
-async def _run(dut, n, valid_prob, ready_prob, salt):
-    p = bench_params()
+def _stimulus(p, n, rng):
+    """(input words, golden values, check options) of ``n`` values, the LFSR starting at its seed."""
     dsg = design(p)
-    rng = bench_random(salt)
     vals = _values(n, dsg.in_width, rng)
     mask = (1 << dsg.in_width) - 1
     exp = _golden(vals, p, dsg.drop_bits, dsg.steps_per_cycle)
     ow = dsg.out_width
-    return await run_stream_test(dut, [v & mask for v in vals], exp, rng, valid_prob, ready_prob,
-                                 max_cycles=30 * n + 100, fmt="d",
-                                 decode=lambda word: unpack_fields(word, [ow], signed=True)[0],
-                                 describe=lambda k: f"value {k}, acc={vals[k]}")
+    return [v & mask for v in vals], exp, dict(fmt="d", decode=lambda word: unpack_fields(word, [ow], signed=True)[0],
+                                               describe=lambda k: f"value {k}, acc={vals[k]}")
+
+
+async def _run(dut, n, valid_prob, ready_prob, salt):
+    rng = bench_random(salt)
+    words, exp, options = _stimulus(bench_params(), n, rng)
+    return await run_stream_test(dut, words, exp, rng, valid_prob, ready_prob, max_cycles=30 * n + 100, **options)
 
 
 @cocotb.test()
@@ -73,3 +77,15 @@ async def one_value_per_cycle_latency_one_unstalled(dut):
     span = run.output_span
     assert span == n, f"{n} values took {span} cycles"
     write_metrics(values=n, words_per_cycle=n / span, latency=lat)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    """The rounding LFSR restarts from its seed: fresh values round as from power-up."""
+    p = bench_params()
+    rng = bench_random(3)
+    old, _, _ = _stimulus(p, 80, rng)
+    words, exp, options = _stimulus(p, 80, rng)
+    where = await run_reset_in_flight(dut, old, words, exp, rng, frame_words=1, frames_before=rng.randint(8, 60),
+                                      max_cycles=3000, **options)
+    write_metrics(reset_in_flight=where)

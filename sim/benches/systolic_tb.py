@@ -8,7 +8,8 @@ from qnnfab.golden.fixedpoint import FixedFormat
 from qnnfab.golden.systolic import systolic_matmul
 from qnnfab.golden.systolic_timing import input_cycles, output_cycles
 from qnnfab.rtl.systolic import SystolicArray
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_streams, start,
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, pulse_reset,
+                               reset_point, run_streams, start,
                                StreamSink, StreamSource, unpack_fields, write_metrics)
 
 NAME = "systolic"
@@ -78,16 +79,11 @@ def _golden(p, dsg, a, b):
     return words, res.values
 
 
-async def _run(dut, valid_prob, ready_prob, salt):
-    p = bench_params()
-    dsg = design(p)
+def _sources(dut, p, dsg, a, b, rng, valid_prob):
+    """Sources of the ``a`` and ``b`` streams, loaded with every tile of ``a @ b``."""
     R, C, K = p["R"], p["C"], p["K"]
-    rng = bench_random(salt)
-    a, b = _matrices(p, dsg, rng)
-    tiles = p["tr"] * p["tc"]
     src_a = StreamSource(dut, "a", rng, valid_prob)
     src_b = StreamSource(dut, "b", rng, valid_prob)
-    snk = StreamSink(dut, "o", rng, ready_prob)
     for ti in range(p["tr"]):
         for tj in range(p["tc"]):
             for s in range(K):
@@ -95,6 +91,18 @@ async def _run(dut, valid_prob, ready_prob, salt):
                 row = [b[s, tj * C + j] for j in range(C)]
                 src_a.send([pack_fields(col + [int(s == K - 1)], [dsg.a_width] * R + [1])])
                 src_b.send([pack_fields(row, [dsg.b_width] * C)])
+    return src_a, src_b
+
+
+async def _run(dut, valid_prob, ready_prob, salt):
+    p = bench_params()
+    dsg = design(p)
+    R, C, K = p["R"], p["C"], p["K"]
+    rng = bench_random(salt)
+    a, b = _matrices(p, dsg, rng)
+    tiles = p["tr"] * p["tc"]
+    src_a, src_b = _sources(dut, p, dsg, a, b, rng, valid_prob)
+    snk = StreamSink(dut, "o", rng, ready_prob)
     n_out = tiles * R
     cycles = await run_streams(dut, [src_a, src_b], [snk], [n_out], max_cycles=40 * (tiles * K + n_out) + 200)
     assert src_a.sent_cycles == src_b.sent_cycles, "a and b words must transfer together"
@@ -152,3 +160,33 @@ async def values_under_random_backpressure(dut):
     """Random input gaps and random output backpressure: values and order."""
     await start(dut)
     await _run(dut, 0.7, 0.35, salt=3)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    """Reset in the middle of a tile (accumulators mid-sum, skew registers and output
+    rows holding old values, the rounding LFSR advanced); fresh tiles then match
+    the golden model from its power-up state."""
+    p = bench_params()
+    dsg = design(p)
+    await start(dut)
+    rng = bench_random(4)
+    a, b = _matrices(p, dsg, rng)
+    src_a, src_b = _sources(dut, p, dsg, a, b, rng, 0.7)
+    snk = StreamSink(dut, "o", rng, 0.5)
+    tiles = p["tr"] * p["tc"]
+    last = tiles - 1 if p["K"] > 1 else tiles - 2    # the cut must fall before the last input word
+    cut = reset_point(rng, p["K"], rng.randint(min(1, last), last))
+    extra = rng.randint(0, 3)
+    hit = []
+
+    def at_cut(cycle):
+        if len(src_a.sent_cycles) >= cut and not hit:
+            hit.append(cycle)
+        return bool(hit) and cycle >= hit[0] + extra
+
+    await run_streams(dut, [src_a, src_b], [snk], [10**9], max_cycles=40 * (tiles * p["K"] + tiles * p["R"]) + 200,
+                      until=at_cut)
+    await pulse_reset(dut, rng.randint(1, 3))
+    await _run(dut, 0.7, 0.5, salt=5)
+    write_metrics(reset_in_flight=dict(words_in=len(src_a.sent_cycles), words_out=len(snk.words)))

@@ -5,8 +5,8 @@ import numpy as np
 
 from qnnfab.golden.threshold import multithreshold
 from qnnfab.rtl.threshold import Threshold
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_stream_test, unpack_fields,
-                               write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_reset_in_flight, run_stream_test,
+                               unpack_fields, write_metrics)
 
 NAME = "threshold"
 CASES = [
@@ -42,9 +42,8 @@ def summarize(result):
     return f"{m.get('words', 0)} words, latency {m.get('latency', '?')}, {m.get('words_per_cycle', 0):.3f} words/cycle"
 
 
-async def _run(dut, pixels, valid_prob, ready_prob, salt):
-    p = bench_params()
-    rng = bench_random(salt)
+def _stimulus(p, pixels, rng):
+    """(input words, golden rows, run_stream_test options) of ``pixels`` random accumulator vectors."""
     nrng = np.random.default_rng(rng.getrandbits(32))
     t = thresholds(p)
     lo, hi = _range(p)
@@ -66,9 +65,14 @@ async def _run(dut, pixels, valid_prob, ready_prob, salt):
         return (f"pixel {px} channels {ch}..{ch + pe - 1}: acc {acc[px, ch:ch + pe].tolist()}, "
                 f"thresholds {t[ch:ch + pe].tolist()}")
 
+    return words, expected, dict(decode=lambda wd: unpack_fields(wd, [nbits] * pe), describe=where)
+
+
+async def _run(dut, pixels, valid_prob, ready_prob, salt):
+    rng = bench_random(salt)
+    words, expected, options = _stimulus(bench_params(), pixels, rng)
     return await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob,
-                                 max_cycles=int(len(words) / (valid_prob * ready_prob)) * 4 + 100,
-                                 decode=lambda wd: unpack_fields(wd, [nbits] * pe), describe=where)
+                                 max_cycles=int(len(words) / (valid_prob * ready_prob)) * 4 + 100, **options)
 
 
 @cocotb.test()
@@ -87,3 +91,16 @@ async def one_word_per_cycle_with_latency_n_plus_one(dut):
     span = run.output_span
     assert span == n, f"{n} words took {span} cycles at the output"
     write_metrics(words=n, latency=latency, words_per_cycle=n / span)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    p = bench_params()
+    rng = bench_random(3)
+    old, _, _ = _stimulus(p, 12, rng)
+    words, expected, options = _stimulus(p, 12, rng)
+    folds = p["c"] // p["pe"]     # one pixel (all channels) is a frame
+    where = await run_reset_in_flight(dut, old, words, expected, rng, frame_words=folds,
+                                      frames_before=rng.randint(1, 8), max_cycles=40 * len(words) + 200,
+                                      **options)
+    write_metrics(reset_in_flight=where)

@@ -3,7 +3,7 @@
 import cocotb
 
 from qnnfab.rtl.width_converter import WidthConverter
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_stream_test,
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_reset_in_flight, run_stream_test,
                                unpack_fields, write_metrics)
 
 NAME = "width_converter"
@@ -26,19 +26,26 @@ def summarize(result):
     return f"{m['elements']} elements, {m['out_words_per_cycle']:.3f} output words/cycle unstalled"
 
 
-async def _run(dut, valid_prob, ready_prob, salt):
-    p = bench_params()
+def _stimulus(p, groups, rng):
+    """(input words, golden output elements, check options) of ``groups`` x lcm-ish element groups."""
     ie, oe, b = p["in_elems"], p["out_elems"], p["bits"]
-    rng = bench_random(salt)
     # a whole number of both word sizes
-    n_elems = ie * oe * rng.randint(8, 40)
+    n_elems = ie * oe * groups
     elems = [rng.getrandbits(b) for _ in range(n_elems)]
     words = [pack_fields(elems[k:k + ie], [b] * ie) for k in range(0, n_elems, ie)]
     # first principles: the element sequence is unchanged, regrouped OE elements per word
     expected = [elems[k:k + oe] for k in range(0, n_elems, oe)]
+    return words, expected, dict(decode=lambda w: unpack_fields(w, [b] * oe),
+                                 describe=lambda k: f"elements {k * oe}..{k * oe + oe - 1}")
+
+
+async def _run(dut, valid_prob, ready_prob, salt):
+    p = bench_params()
+    rng = bench_random(salt)
+    words, expected, options = _stimulus(p, rng.randint(8, 40), rng)
+    n_elems = len(words) * p["in_elems"]
     run = await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob, max_cycles=20 * n_elems + 100,
-                                decode=lambda w: unpack_fields(w, [b] * oe),
-                                describe=lambda k: f"elements {k * oe}..{k * oe + oe - 1}")
+                                **options)
     return n_elems, run.cycles, run.sink
 
 
@@ -58,3 +65,18 @@ async def runs_at_the_rate_of_the_wider_side(dut):
     expected_span = (n_out - 1) / rate + 1
     assert span <= expected_span + 1, f"{n_out} words took {span} cycles, expected {expected_span}"
     write_metrics(elements=n_elems, out_words_per_cycle=n_out / span)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    """Reset with a partial output word assembled (or an input word half sent): the
+    element count restarts, fresh elements are grouped from the first one."""
+    p = bench_params()
+    rng = bench_random(3)
+    old, _, _ = _stimulus(p, 6, rng)
+    words, expected, options = _stimulus(p, 6, rng)
+    # a "frame" is one group of out_elems input words: cut inside one
+    where = await run_reset_in_flight(dut, old, words, expected, rng, frame_words=p["out_elems"],
+                                      frames_before=rng.randint(1, 4), max_cycles=40 * len(old) * p["in_elems"] + 200,
+                                      **options)
+    write_metrics(reset_in_flight=where)

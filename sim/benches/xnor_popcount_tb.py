@@ -6,7 +6,8 @@ import numpy as np
 from qnnfab.golden.bits import xnor_popcount
 
 from qnnfab.rtl.xnor_popcount import XnorPopcount
-from qnnfab.sim.stream import bench_params, bench_random, pack_fields, run_stream_test, write_metrics
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_reset_in_flight, run_stream_test,
+                               write_metrics)
 
 NAME = "xnor_popcount"
 CASES = [
@@ -28,19 +29,22 @@ def summarize(result):
             f"unstalled, latency {m.get('latency', '?')}")
 
 
-async def _run(dut, n, valid_prob, ready_prob, salt):
-    p = bench_params()
-    simd = p["simd"]
-    rng = bench_random(salt)
+def _stimulus(n, simd, rng):
+    """(input words, golden counts, describe) of ``n`` random operand pairs."""
     w = [rng.getrandbits(simd) for _ in range(n)]
     x = [rng.getrandbits(simd) for _ in range(n)]
     # the edges: all equal, all different
     w[:2] = [(1 << simd) - 1, 0]
     x[:2] = [(1 << simd) - 1, (1 << simd) - 1]
     words = [pack_fields([wi, xi], [simd, simd]) for wi, xi in zip(w, x)]  # payload: w low, x high
-    return await run_stream_test(dut, words, _golden(w, x, simd), rng, valid_prob, ready_prob,
-                                 max_cycles=20 * n + 100, fmt="d",
-                                 describe=lambda k: f"w={w[k]:#x} x={x[k]:#x}")
+    return words, _golden(w, x, simd), lambda k: f"w={w[k]:#x} x={x[k]:#x}"
+
+
+async def _run(dut, n, valid_prob, ready_prob, salt):
+    rng = bench_random(salt)
+    words, expected, describe = _stimulus(n, bench_params()["simd"], rng)
+    return await run_stream_test(dut, words, expected, rng, valid_prob, ready_prob,
+                                 max_cycles=20 * n + 100, fmt="d", describe=describe)
 
 
 @cocotb.test()
@@ -61,6 +65,18 @@ async def one_word_per_cycle_when_unstalled(dut):
     span = run.output_span
     assert span == n, f"{n} words took {span} cycles at the output"
     write_metrics(words=n, words_per_cycle=n / span, latency=latency, cycles=run.cycles)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    simd = bench_params()["simd"]
+    rng = bench_random(3)
+    old, _, _ = _stimulus(60, simd, rng)
+    words, expected, describe = _stimulus(60, simd, rng)
+    where = await run_reset_in_flight(dut, old, words, expected, rng, frame_words=1,
+                                      frames_before=rng.randint(8, 40), max_cycles=2000, fmt="d",
+                                      describe=describe)
+    write_metrics(reset_in_flight=where)
 
 
 def _bits(words, simd):
