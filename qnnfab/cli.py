@@ -27,6 +27,7 @@ EPILOG_MAIN = """examples:
   qnnfab verify --config X.toml --data test.npz              a data set through the hardware
   qnnfab sim xnor_popcount          run one regression on Verilator
   qnnfab sim                        run them all
+  qnnfab sim --simulator icarus     run them all on Icarus (four-state: X checks)
   qnnfab demo                       the end-to-end demo
   qnnfab boards                     supported boards
   qnnfab generate --board pynq-z2 --config configs/lfc_small.toml --out out/lfc
@@ -156,6 +157,19 @@ def _check_board(name):
     return get_board(name)
 
 
+def _simulator(args):
+    """The simulator ``--simulator`` or ``$SIM`` selects, checked before any build."""
+    from qnnfab.sim.toolchain import SIMULATORS, icarus_available
+    option = "--simulator" if args.simulator else "SIM"
+    sim = (args.simulator or os.environ.get("SIM") or "verilator").strip().lower()
+    if sim not in SIMULATORS:
+        raise ConfigError("qnnfab sim", option, f"unknown simulator {sim!r}", f"use one of: {', '.join(SIMULATORS)}")
+    if sim == "icarus" and not icarus_available():
+        raise ConfigError("qnnfab sim", option, "icarus: 'iverilog'/'vvp' are not on PATH",
+                          "install Icarus Verilog (apt-get install iverilog) or use verilator")
+    return sim
+
+
 def _cmd_sim(args):
     from qnnfab.sim import registry
 
@@ -179,11 +193,12 @@ def _cmd_sim(args):
             raise ConfigError(where, "--frames", f"must be >= 1, got {frames}", "e.g. --frames 100")
         path = Path(args.config).resolve()
         cfg = netconfig.load(path)  # validate before any build
-        if args.engine == "compiled":
+        sim = _simulator(args)
+        if args.engine == "compiled" and sim == "verilator":
             seed = args.seed if args.seed is not None else 1
             return _simulate_compiled(cfg, cfg.random_inputs(frames, seed), None, seed)
         jobs = [("network", {"config": str(path), "frames": frames})]
-        return _run_jobs(regs, jobs, ["network"], args.seed)
+        return _run_jobs(regs, jobs, ["network"], args.seed, sim)
     if args.list:
         width = max(len(n) for n in regs) if regs else 0
         for name, reg in regs.items():
@@ -192,11 +207,12 @@ def _cmd_sim(args):
     names = args.names or list(regs)
     for n in names:
         registry.get(n)  # validates the name before any build
+    sim = _simulator(args)
     jobs = []
     for n in names:
         for params in regs[n].cases:
             jobs.append((n, params))
-    return _run_jobs(regs, jobs, names, args.seed)
+    return _run_jobs(regs, jobs, names, args.seed, sim)
 
 
 def _simulate_compiled(cfg, frames, labels, seed):
@@ -240,18 +256,17 @@ def _cmd_verify(args):
     return _simulate_compiled(cfg, frames, labels, args.seed)
 
 
-def _run_jobs(regs, jobs, names, seed):
+def _run_jobs(regs, jobs, names, seed, simulator):
     from qnnfab.sim import registry
     failed = []
     t_all = time.monotonic()
-    print(f"qnnfab sim: {len(jobs)} cases in {len(names)} regression(s), "
-          f"simulator {os.environ.get('SIM', 'verilator')}", flush=True)
+    print(f"qnnfab sim: {len(jobs)} cases in {len(names)} regression(s), simulator {simulator}", flush=True)
     for k, (n, params) in enumerate(jobs, 1):
         label = f"[{k}/{len(jobs)}] {n} {registry.case_id(params)}"
         print(f"{label} ...", end="", flush=True)
         t0 = time.monotonic()
         try:
-            res = registry.run_case(n, params, seed=seed)
+            res = registry.run_case(n, params, seed=seed, simulator=simulator)
         except QnnfabError as e:
             dt = time.monotonic() - t0
             print(f" FAIL ({dt:.1f} s)", flush=True)
@@ -594,13 +609,15 @@ def build_parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     s = sub.add_parser(
-        "sim", help="run cocotb regressions on Verilator against the golden model",
+        "sim", help="run cocotb regressions on Verilator (or Icarus) against the golden model",
         description="Run named cocotb regressions (all when none is named). Each case "
                     "builds its design once (cached by Verilog hash) and compares every "
-                    "output with qnnfab.golden under random gaps and backpressure.",
+                    "output with qnnfab.golden under random gaps and backpressure. "
+                    "Verilator is the fast one; Icarus is four-state and checks that no "
+                    "stream handshake or valid payload is ever X after reset.",
         epilog="examples:\n  qnnfab sim --list\n  qnnfab sim xnor_popcount --seed 42\n"
                "  qnnfab sim --config configs/lfc_small.toml --frames 200\n"
-               "  SIM=icarus qnnfab sim xnor_popcount   (when iverilog is installed)",
+               "  qnnfab sim --simulator icarus maxpool conv   (or SIM=icarus; needs iverilog)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("names", nargs="*", metavar="NAME", help="regressions to run (default: all)")
     s.add_argument("--list", action="store_true", help="list the regressions and exit")
@@ -608,9 +625,11 @@ def build_parser():
     s.add_argument("--frames", type=int, default=None, help="frames per test with --config (>= 1, default 100)")
     s.add_argument("--engine", choices=("compiled", "cocotb"), default="compiled",
                    help="with --config: 'compiled' (default) runs a Verilator C++ testbench at full speed; "
-                        "'cocotb' runs the cycle-by-cycle cocotb network regression")
+                        "'cocotb' runs the cycle-by-cycle cocotb network regression (always so on Icarus)")
     s.add_argument("--seed", type=int, default=None,
                    help="random seed in [0, 2^31) (default: fresh per case, printed; or $QNNFAB_SEED)")
+    s.add_argument("--simulator", metavar="NAME", default=None,
+                   help="verilator (fast) or icarus (four-state X checks); default $SIM, else verilator")
     s.set_defaults(func=_cmd_sim)
 
     v = sub.add_parser(

@@ -158,16 +158,17 @@ def _build_complete(bdir, sim, toplevel):
     return True
 
 
-def build(verilog_text, toplevel, *, waves=False, log=None):
+def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
     """Build ``verilog_text`` (top module ``toplevel``); reuse a cached build.
 
-    ``waves=True`` compiles waveform tracing in (a separate cached build, used
-    to re-run a failing seed with a VCD). Returns a :class:`Build`. ``log`` is
-    an optional callable for progress messages.
+    ``simulator`` is ``"verilator"`` or ``"icarus"`` (default: ``$SIM``, else
+    Verilator). ``waves=True`` compiles waveform tracing in (a separate cached
+    build, used to re-run a failing seed with a waveform). Returns a
+    :class:`Build`. ``log`` is an optional callable for progress messages.
     """
     from cocotb_tools.runner import get_runner
 
-    sim = simulator_name()
+    sim = simulator_name(simulator)
     args = VERILATOR_ARGS if sim == "verilator" else ICARUS_ARGS
     key = _key(verilog_text, toplevel, sim, args + (("waves",) if waves else ()))
     bdir = cache_dir() / "builds" / f"{toplevel}-{sim}-{key}"

@@ -62,8 +62,9 @@ def get(name):
     return regs[name]
 
 
-def run_case(name, params, seed=None, log=None):
-    """Run regression ``name`` on one parameter dict; return a BenchResult."""
+def run_case(name, params, seed=None, log=None, simulator=None):
+    """Run regression ``name`` on one parameter dict (on ``simulator``, default
+    ``$SIM`` else Verilator); return a BenchResult."""
     reg = get(name)
     component = reg.design(params)
-    return run_bench(name, component, reg.module, params, seed, toplevel=name, log=log)
+    return run_bench(name, component, reg.module, params, seed, toplevel=name, log=log, simulator=simulator)

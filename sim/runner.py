@@ -42,6 +42,7 @@ class BenchResult:
     sim_seconds: float
     tests: int
     metrics: dict = field(default_factory=dict)
+    simulator: str = "verilator"
 
 
 def _read_results(path):
@@ -92,21 +93,22 @@ def _tail(path, lines=25):
 
 
 def run_bench(name, component, module, params, seed=None, *, toplevel=None, log=None,
-              keep=False):
+              keep=False, simulator=None):
     """Simulate ``component`` with the cocotb test module ``module``.
 
     ``params`` (JSON-serialisable dict) reaches the bench through
     ``$QNNFAB_BENCH_PARAMS``, the seed through ``$QNNFAB_BENCH_SEED`` and cocotb's
     own ``COCOTB_RANDOM_SEED``. A bench may write figures (cycle counts, ...)
     to the JSON file named by ``$QNNFAB_BENCH_METRICS``; they are returned in
-    :class:`BenchResult`.metrics.
+    :class:`BenchResult`.metrics. ``simulator``: ``"verilator"`` or
+    ``"icarus"`` (default: ``$SIM``, else Verilator).
     """
     if seed is None:
         env_seed = os.environ.get("QNNFAB_SEED")
         seed = int(env_seed) if env_seed else random.SystemRandom().randrange(1, 2**31)
     toplevel = toplevel or name
     verilog_text = to_verilog(component, toplevel)
-    bld = build(verilog_text, toplevel, log=log)
+    bld = build(verilog_text, toplevel, log=log, simulator=simulator)
 
     runs = cache_dir() / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -128,13 +130,14 @@ def run_bench(name, component, module, params, seed=None, *, toplevel=None, log=
         wave_dir = test_dir / "waves"
         wave_dir.mkdir()
         try:
-            wbld = build(verilog_text, toplevel, waves=True, log=log)
+            wbld = build(verilog_text, toplevel, waves=True, log=log, simulator=bld.simulator)
             _sim_test(wbld, module, toplevel, env, seed, wave_dir, True)
         except Exception as e:  # the failure report matters more than the waveform
             (wave_dir / "error.txt").write_text(f"waveform re-run failed: {e!r}\n")
         waves = sorted(wave_dir.glob("*.vcd")) + sorted(wave_dir.glob("*.fst"))
         wave_txt = str(waves[0]) if waves else f"(none written; see {wave_dir})"
-        lines = [f"regression {name} FAILED with seed {seed} (reproduce: QNNFAB_SEED={seed})",
+        lines = [f"regression {name} FAILED on {bld.simulator} with seed {seed} (reproduce: QNNFAB_SEED={seed}"
+                 f"{' SIM=icarus' if bld.simulator == 'icarus' else ''})",
                  f"  params: {json.dumps(params, sort_keys=True)}",
                  f"  waveform: {wave_txt}",
                  f"  log: {log_file}"]
@@ -152,4 +155,4 @@ def run_bench(name, component, module, params, seed=None, *, toplevel=None, log=
         metrics = json.loads(metrics_path.read_text())
     if not keep:
         shutil.rmtree(test_dir, ignore_errors=True)
-    return BenchResult(name, params, seed, bld.cached, bld.seconds, sim_seconds, tests, metrics)
+    return BenchResult(name, params, seed, bld.cached, bld.seconds, sim_seconds, tests, metrics, bld.simulator)

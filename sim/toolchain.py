@@ -66,14 +66,15 @@ def icarus_version():
     return out.splitlines()[0].strip() if out else "unknown"
 
 
-def simulator_name():
-    """The simulator selected by ``SIM`` (default ``verilator``)."""
-    sim = os.environ.get("SIM", "verilator").strip().lower() or "verilator"
+def simulator_name(choice=None):
+    """The simulator ``choice``, else the one ``$SIM`` selects (default ``verilator``), checked usable."""
+    where = "simulator" if choice else "SIM"
+    sim = (choice or os.environ.get("SIM", "verilator")).strip().lower() or "verilator"
     if sim not in SIMULATORS:
-        raise ToolError(f"SIM={sim!r} is not supported (fix: SIM=verilator or SIM=icarus)")
+        raise ToolError(f"{where}={sim!r} is not supported (fix: {where}=verilator or {where}=icarus)")
     if sim == "icarus" and not icarus_available():
-        raise ToolError("SIM=icarus but 'iverilog'/'vvp' are not on PATH "
-                        "(fix: apt-get install iverilog, or unset SIM to use Verilator)")
+        raise ToolError(f"{where}=icarus but 'iverilog'/'vvp' are not on PATH "
+                        "(fix: apt-get install iverilog, or use Verilator)")
     if sim == "verilator":
         setup_verilator()
     return sim

@@ -102,3 +102,71 @@ def test_steady_cycles_between_group_ends():
     from qnnfab.sim.stream import steady_cycles
     sink = SimpleNamespace(cycles=[3, 4, 10, 11, 17, 18])
     assert steady_cycles(sink, 2, 3) == (7.0, [4, 11, 18])
+
+
+needs_icarus = pytest.mark.skipif(
+    not __import__("qnnfab.sim.toolchain", fromlist=["x"]).icarus_available(),
+    reason="Icarus Verilog is not installed (fix: apt-get install iverilog)")
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_icarus_build_is_cached_and_keyed_apart_from_verilator():
+    params = {"simd": 5, "pipeline": 1}
+    first = registry.run_case("xnor_popcount", params, seed=1, simulator="icarus")
+    second = registry.run_case("xnor_popcount", params, seed=2, simulator="icarus")
+    assert first.simulator == second.simulator == "icarus"
+    assert second.build_cached
+    assert first.metrics["words_per_cycle"] == 1.0
+
+
+@pytest.mark.cocotb
+@needs_icarus
+def test_x_on_a_handshake_fails_the_regression(monkeypatch):
+    """Compiled under cocotb's default -g2012, Icarus never starts the
+    ``always @*`` blocks of Amaranth's Verilog: the max-pool's input ready reads
+    X after reset. The stream drivers must stop on it, naming the signal (this
+    is what the -g2005 of every Icarus build prevents)."""
+    from qnnfab.sim import build
+    monkeypatch.setattr(build, "ICARUS_ARGS", ())
+    reg = registry.get("maxpool")
+    params = reg.cases[0]
+    with pytest.raises(RegressionFailure) as info:
+        run_bench("maxpool", reg.design(params), reg.module, params, seed=7, simulator="icarus")
+    msg = str(info.value)
+    assert "on icarus" in msg and "SIM=icarus" in msg
+    assert "i ready is" in msg and "(X/Z)" in msg
+
+
+def test_known_names_x_and_z_and_passes_resolved_values():
+    from types import SimpleNamespace
+    from cocotb.types import LogicArray
+    from qnnfab.sim.stream import UnknownValue, known
+    assert known(SimpleNamespace(value=LogicArray("0101")), "o payload", 3) == 5
+    for bad in ("01X1", "Z000"):
+        with pytest.raises(UnknownValue, match=rf"^o valid is {bad} \(X/Z\) at cycle 9 after reset$"):
+            known(SimpleNamespace(value=LogicArray(bad)), "o valid", 9)
+
+
+def test_reset_point_falls_inside_the_chosen_frame():
+    import random
+    from qnnfab.sim.stream import reset_point
+    rng = random.Random(5)
+    cuts = {reset_point(rng, 6, 2) for _ in range(200)}
+    assert cuts == set(range(13, 18))          # frame 2 is words 12..17: after 1 to 5 of them
+    assert reset_point(rng, 1, 4) == 4         # one-word frames: after whole frames
+
+
+def test_cli_simulator_choice_is_checked_before_any_build(capsys, monkeypatch):
+    from qnnfab.cli import main
+    from qnnfab.sim import toolchain
+    assert main(["sim", "--simulator", "questa", "xnor_popcount"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--simulator" in err and "verilator, icarus" in err
+    monkeypatch.setattr(toolchain, "icarus_available", lambda: False)
+    assert main(["sim", "--simulator", "icarus", "xnor_popcount"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "apt-get install iverilog" in err
+    monkeypatch.setenv("SIM", "icarus")
+    assert main(["sim", "xnor_popcount"]) == 2
+    assert "SIM" in capsys.readouterr().err
