@@ -38,7 +38,7 @@ from .words import pack_fields, pack_rows, unpack_fields
 __all__ = ["bench_params", "bench_seed", "bench_random", "write_metrics", "start",
            "StreamSource", "StreamSink", "run_streams", "pack_fields", "unpack_fields", "pack_rows",
            "check_words", "run_stream_test", "StreamRun", "steady_cycles", "UnknownValue", "known",
-           "pulse_reset", "run_reset_in_flight", "reset_point"]
+           "pulse_reset", "reset_mid_stream", "run_reset_in_flight", "reset_point"]
 
 
 class UnknownValue(AssertionError):
@@ -321,6 +321,29 @@ def reset_point(rng, frame_words, frames_before):
     return frames_before * frame_words + rng.randint(1, frame_words - 1)
 
 
+async def reset_mid_stream(dut, sources, sinks, cut, rng, max_cycles):
+    """Clock ``sources``/``sinks`` until ``sources[0]`` has sent ``cut`` words, 0-3 more
+    random cycles, then drop every offer and assert reset for 1-3 cycles.
+
+    Returns where the reset fell (words in, words out, cycle, reset length).
+    """
+    extra = rng.randint(0, 3)
+    hit = []
+
+    def at_cut(cycle):
+        if len(sources[0].sent_cycles) >= cut and not hit:
+            hit.append(cycle)
+        return bool(hit) and cycle >= hit[0] + extra
+
+    cycles = await run_streams(dut, sources, sinks, [10**12] * len(sinks), max_cycles, until=at_cut)
+    if not hit:  # pragma: no cover - run_streams times out first
+        raise AssertionError(f"only {len(sources[0].sent_cycles)} of {cut} input words went in")
+    length = rng.randint(1, 3)
+    await pulse_reset(dut, length)
+    return dict(words_in=len(sources[0].sent_cycles), words_out=[len(k.words) for k in sinks],
+                cycle=cycles, reset_cycles=length)
+
+
 async def run_reset_in_flight(dut, old_words, new_words, expected, rng, *, frame_words,
                               valid_prob=0.7, ready_prob=0.5, max_cycles, decode=None,
                               describe=None, fmt="#x", source="i", sink="o", axis=False,
@@ -344,21 +367,7 @@ async def run_reset_in_flight(dut, old_words, new_words, expected, rng, *, frame
     cut = reset_point(rng, frame_words, frames_before)
     if cut >= len(old_words):
         raise ValueError(f"{len(old_words)} old words cannot be cut after {cut}")
-    extra = rng.randint(0, 3)
-    hit = []
-
-    def at_cut(cycle):
-        if len(src.sent_cycles) >= cut and not hit:
-            hit.append(cycle)
-        return bool(hit) and cycle >= hit[0] + extra
-
-    cycles = await run_streams(dut, [src], [snk], [len(old_words) * 1000], max_cycles, until=at_cut)
-    if not hit:
-        raise AssertionError(f"only {len(src.sent_cycles)} of {cut} input words went in "
-                             f"before the reset ({cycles} cycles)")
-    length = rng.randint(1, 3)
-    where = dict(words_in=len(src.sent_cycles), words_out=len(snk.words), cycle=cycles, reset_cycles=length)
-    await pulse_reset(dut, length)
+    where = await reset_mid_stream(dut, [src], [snk], cut, rng, max_cycles)
     fresh_src = StreamSource(dut, source, rng, valid_prob, axis=axis)
     fresh_snk = StreamSink(dut, sink, rng, ready_prob, name=f"{sink} (after reset)", axis=axis)
     fresh_src.send(new_words)

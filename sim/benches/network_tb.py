@@ -8,7 +8,7 @@ import numpy as np
 from qnnfab import netconfig
 from qnnfab.kinds import DataKind
 from qnnfab.rtl.dataflow import Dataflow
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, pulse_reset,
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream,
                                reset_point, run_streams, start, StreamSink, StreamSource, unpack_fields,
                                write_metrics)
 
@@ -153,15 +153,6 @@ async def restarts_cleanly_after_reset_in_flight(dut):
     src, snk = _ports(dut, rng, 0.7, 0.5)
     src.send(old)
     cut = reset_point(rng, per, rng.randint(1, 2))
-    extra = rng.randint(0, 3)
-    hit = []
-
-    def at_cut(cycle):
-        if len(src.sent_cycles) >= cut and not hit:
-            hit.append(cycle)
-        return bool(hit) and cycle >= hit[0] + extra
-
-    await run_streams(dut, [src], [snk], [10**9], 60 * len(old) + 20000, until=at_cut)
-    await pulse_reset(dut, rng.randint(1, 3))
+    where = await reset_mid_stream(dut, [src], [snk], cut, rng, 60 * len(old) + 20000)
     await _run(dut, 3, valid_prob=0.7, ready_prob=0.5, salt=4)
-    write_metrics(reset_in_flight=dict(words_in=len(src.sent_cycles), words_out=len(snk.words)))
+    write_metrics(reset_in_flight=where)

@@ -8,7 +8,7 @@ from qnnfab.golden.fixedpoint import FixedFormat
 from qnnfab.golden.systolic import systolic_matmul
 from qnnfab.golden.systolic_timing import input_cycles, output_cycles
 from qnnfab.rtl.systolic import SystolicArray
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, pulse_reset,
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream,
                                reset_point, run_streams, start,
                                StreamSink, StreamSource, unpack_fields, write_metrics)
 
@@ -177,16 +177,6 @@ async def restarts_cleanly_after_reset_in_flight(dut):
     tiles = p["tr"] * p["tc"]
     last = tiles - 1 if p["K"] > 1 else tiles - 2    # the cut must fall before the last input word
     cut = reset_point(rng, p["K"], rng.randint(min(1, last), last))
-    extra = rng.randint(0, 3)
-    hit = []
-
-    def at_cut(cycle):
-        if len(src_a.sent_cycles) >= cut and not hit:
-            hit.append(cycle)
-        return bool(hit) and cycle >= hit[0] + extra
-
-    await run_streams(dut, [src_a, src_b], [snk], [10**9], max_cycles=40 * (tiles * p["K"] + tiles * p["R"]) + 200,
-                      until=at_cut)
-    await pulse_reset(dut, rng.randint(1, 3))
+    where = await reset_mid_stream(dut, [src_a, src_b], [snk], cut, rng, 40 * (tiles * p["K"] + tiles * p["R"]) + 200)
     await _run(dut, 0.7, 0.5, salt=5)
-    write_metrics(reset_in_flight=dict(words_in=len(src_a.sent_cycles), words_out=len(snk.words)))
+    write_metrics(reset_in_flight=where)
