@@ -507,8 +507,14 @@ class NetworkBench:
         return pack_words(words, self.in_bits, self.ports.in_bytes)
 
     def run(self, frames, *, seed=1, valid_prob=1.0, ready_prob=1.0, check_handshake=None):
+        n = np.asarray(frames).shape[0]
+        _, (_, model), _ = self.cfg.throughput()
+        # a generous bound: every frame at its bottleneck, its words at the stalled rates, plus the pipeline
+        per_frame = model + (self.in_words_per_frame + self.top.out_words) / min(valid_prob, ready_prob)
+        max_cycles = int(20_000 + 4 * n * per_frame)
         return run_testbench(self.build, self.ports, self.pack(frames), self.top.out_words, seed=seed,
-                             valid_prob=valid_prob, ready_prob=ready_prob, check_handshake=check_handshake)
+                             valid_prob=valid_prob, ready_prob=ready_prob, check_handshake=check_handshake,
+                             max_cycles=max_cycles)
 
     def scores(self, run):
         """The run's output words as scores, shape (frames, outputs)."""
