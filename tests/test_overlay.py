@@ -247,3 +247,89 @@ def test_weight_words_cuts_the_image_into_64_bit_words_with_last_on_the_final_on
     got = [out[:words], out[words:]]
     want = [(w, int(j == words - 1)) for j, w in enumerate(image)]
     assert got == [want, want]
+
+
+def _dma_under_stop(kind, stop):
+    """Run a DMA against an always-ready slave; stop it (``abort`` high, or an
+    error response on the second burst) and return (cycle of the stop,
+    cycles of every new burst request, error, drained at the end)."""
+    from qnnfab.rtl.axi_read_dma import AxiReadDma
+    from qnnfab.rtl.axi_write_dma import AxiWriteDma
+    dut = (AxiWriteDma if kind == "write" else AxiReadDma)(64, 64, 40)
+    a = "aw" if kind == "write" else "ar"
+    log = {"requests": [], "stop": None}
+
+    async def tb(ctx):
+        ctx.set(dut.addr, 0x1000)
+        ctx.set(dut.beats, 400)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        ctx.set(getattr(dut, f"m_{a}ready"), 1)
+        if kind == "write":
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.m_wready, 1)
+        else:
+            ctx.set(dut.o.ready, 1)
+        bursts = []             # lengths of accepted bursts awaiting data (read) or a response (write)
+        beat = 0
+        responses = 0
+        for cycle in range(1500):
+            ctx.set(dut.i.payload if kind == "write" else dut.m_rdata, cycle)
+            if kind == "read":
+                ctx.set(dut.m_rvalid, bool(bursts))
+                ctx.set(dut.m_rlast, bool(bursts) and beat == bursts[0] - 1)
+                ctx.set(dut.m_rresp, 2 if stop == "error" and responses == 1 else 0)
+            else:
+                done_bursts = [b for b in bursts if b == 0]
+                ctx.set(dut.m_bvalid, bool(done_bursts))
+                ctx.set(dut.m_bresp, 2 if stop == "error" and responses == 1 else 0)
+            if stop == "abort" and responses == 2 and log["stop"] is None:
+                log["stop"] = cycle
+                ctx.set(dut.abort, 1)
+            if ctx.get(dut.drained) and (bursts or ctx.get(getattr(dut, f"m_{a}valid"))):
+                log.setdefault("early_drained", cycle)
+            _, _, a_valid, a_ready, a_len, rr, w_taken, wlast, b_taken = await ctx.tick().sample(
+                getattr(dut, f"m_{a}valid"), getattr(dut, f"m_{a}ready"), getattr(dut, f"m_{a}len"),
+                dut.m_rready if kind == "read" else dut.m_bready,
+                (dut.m_wvalid & dut.m_wready) if kind == "write" else dut.m_rvalid,
+                dut.m_wlast if kind == "write" else dut.m_rlast,
+                dut.m_bvalid & dut.m_bready if kind == "write" else dut.m_rvalid & dut.m_rready)
+            if a_valid and a_ready:
+                log["requests"].append(cycle)
+                bursts.append(a_len + 1)
+            if kind == "write":
+                if w_taken:
+                    i = next(k for k, b in enumerate(bursts) if b > 0)
+                    bursts[i] -= 1
+                if b_taken:
+                    bursts.remove(0)
+                    if stop == "error" and responses == 1:
+                        log["stop"] = cycle
+                    responses += 1
+            elif b_taken:
+                beat += 1
+                if beat == bursts[0]:
+                    bursts.pop(0)
+                    beat = 0
+                    if stop == "error" and responses == 1:
+                        log["stop"] = cycle
+                    responses += 1
+        log["error"] = ctx.get(dut.error)
+        log["drained"] = ctx.get(dut.drained)
+
+    run(dut, tb)
+    return log
+
+
+@pytest.mark.parametrize("kind", ["read", "write"])
+@pytest.mark.parametrize("stop", ["abort", "error"])
+def test_dma_requests_no_burst_after_abort_or_error_and_drains(kind, stop):
+    log = _dma_under_stop(kind, stop)
+    assert log["stop"] is not None, "the stop condition never came"
+    late = [c for c in log["requests"] if c > log["stop"] + 2]
+    assert not late, f"{kind} DMA requested bursts after the {stop} (cycle {log['stop']}): {late}"
+    assert log["requests"][-1] < log["stop"] + 3 and len(log["requests"]) >= 2
+    assert log["error"] == (2 if stop == "error" else 0)
+    assert log["drained"], f"{kind} DMA not drained after the {stop}"
+    assert "early_drained" not in log, f"{kind} DMA said drained at cycle {log['early_drained']} with bursts outstanding"

@@ -600,10 +600,14 @@ if P.get("bad_use"):
         await start_run(board, ina, outa, n)
         await ClockCycles(dut.ap_clk, 600)
         await write_reg(board, "CTRL", om.CTRL_SOFT_RESET)
-        await ClockCycles(dut.ap_clk, 200)
+        aborted_at = board.cycle
+        await ClockCycles(dut.ap_clk, 400)
         assert (await read_reg(board, "STATUS")) & om.STATUS_BUSY, "no write response came, yet the shell is idle"
         board.set_pause(P.get("pause", 0.0))
         await expect_end(board, "soft reset while write responses stall", E["OK"], out_all, done=False)
+        for kind in ("ar", "aw"):
+            late = board.bursts_after(kind, aborted_at)
+            assert not late, f"soft reset under stalled writes: {kind} bursts requested after it: cycles {late}"
         cases += 1
         await good_run("soft reset under stalled writes")
 
