@@ -42,12 +42,10 @@ DOMAIN = "qonnx.custom_op.general"
 
 
 def require_onnx():
-    try:
-        import onnx  # noqa: F401
-        import qonnx  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if not all(importlib.util.find_spec(m) for m in ("onnx", "qonnx", "onnxruntime")):
         raise ConfigError("qnnfab", "qonnx", "the QONNX tools are not installed",
-                          "pip install 'qnnfab[onnx]' (qonnx, onnx, onnxruntime)") from None
+                          "pip install 'qnnfab[onnx]' (qonnx, onnx, onnxruntime)")
 
 
 def qonnx_datatype(kind):
@@ -202,24 +200,36 @@ def with_batch(model, batch):
     from qonnx.transformation.infer_shapes import InferShapes
     m = ModelProto()
     m.CopyFrom(model)
+    inits = {t.name for t in m.graph.initializer}
     for vi in list(m.graph.input) + list(m.graph.output):
-        vi.type.tensor_type.shape.dim[0].dim_value = batch
+        if vi.name not in inits:   # some exporters list the initializers as graph inputs too
+            vi.type.tensor_type.shape.dim[0].dim_value = batch
     del m.graph.value_info[:]
     return ModelWrapper(m).transform(InferShapes())
+
+
+def _data_input(model):
+    inits = {t.name for t in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in inits)
 
 
 def execute(model, inputs):
     """Run ``model`` with qonnx's ``execute_onnx`` on a batch of graph inputs; return its output.
 
-    A model with a ``Reshape`` (whose target shape usually fixes batch 1) runs frame by frame."""
+    The batch runs as one graph when the graph's shapes allow another batch size, else frame by
+    frame (a ``Reshape`` to a fixed batch 1, as exporters write, does not)."""
     from qonnx.core.onnx_exec import execute_onnx
     inputs = np.asarray(inputs, dtype=np.float32)
-    if any(n.op_type == "Reshape" for n in model.graph.node):
-        w = with_batch(model, 1)
-        name, out = w.graph.input[0].name, w.graph.output[0].name
-        return np.concatenate([execute_onnx(w, {name: inputs[i:i + 1]})[out] for i in range(inputs.shape[0])])
-    w = with_batch(model, inputs.shape[0])
-    return execute_onnx(w, {w.graph.input[0].name: inputs})[w.graph.output[0].name]
+    if not any(n.op_type == "Reshape" for n in model.graph.node):
+        try:
+            w = with_batch(model, inputs.shape[0])
+        except Exception:  # noqa: BLE001  (shape inference refuses the new batch: one frame at a time)
+            pass
+        else:
+            return execute_onnx(w, {_data_input(w): inputs})[w.graph.output[0].name]
+    w = with_batch(model, 1)
+    name, out = _data_input(w), w.graph.output[0].name
+    return np.concatenate([execute_onnx(w, {name: inputs[i:i + 1]})[out] for i in range(inputs.shape[0])])
 
 
 def save_qonnx(cfg, path):

@@ -333,10 +333,11 @@ def import_qonnx(model, name="imported"):
         model = onnx.load(str(model))
     w = _Walker(model)
     g = w.m.graph
-    if len(g.input) != 1 or len(g.output) != 1:
-        _refuse(None, f"{len(g.input)} inputs and {len(g.output)} outputs", "export a single-input, single-output model")
-    inp = g.input[0].name
-    shape = [d.dim_value for d in g.input[0].type.tensor_type.shape.dim]
+    inputs = [i for i in g.input if i.name not in w.inits]    # some exporters list initializers as inputs
+    if len(inputs) != 1 or len(g.output) != 1:
+        _refuse(None, f"{len(inputs)} inputs and {len(g.output)} outputs", "export a single-input, single-output model")
+    inp = inputs[0].name
+    shape = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
     if len(shape) == 4:
         layout, hw_shape = "NCHW", (shape[2], shape[3], shape[1])
     elif len(shape) == 2:

@@ -223,8 +223,7 @@ def brevitas_cnn(rng, act_bits, flatten="Flatten"):
     return g.model(y, [1, 1, 8, 8], [1, 3])
 
 
-def _check_import(model, x_float, rng):
-    from qonnx.core.onnx_exec import execute_onnx  # noqa: F401  (execute() wraps it)
+def _check_import(model, x_float):
     imp = import_qonnx(model, name="brevitas")
     cfg = imp.cfg
     frames = imp.input_codes.to_codes(x_float)
@@ -246,7 +245,7 @@ def test_brevitas_style_mlp_imports_exactly(act_bits, w_bits, sign_as_quant):
     x = rng.uniform(0, 2, (64, 16))
     # place some inputs exactly on quantizer ties (half codes) of the input quantizer
     x[:8, :] = (rng.integers(0, 30, (8, 16)) + 0.5) * 0.125
-    imp = _check_import(model, x, rng)
+    imp = _check_import(model, x)
     assert imp.cfg.input_kind == "uint" and imp.cfg.input_bits == 4
     kinds = [L.weight_kind for L in imp.cfg.layers]
     assert kinds[0] == {1: "bipolar", 2: "ternary"}.get(w_bits, "int")
@@ -257,7 +256,7 @@ def test_brevitas_style_conv_net_imports_exactly(act_bits, flatten):
     rng = np.random.default_rng(act_bits)
     model = brevitas_cnn(rng, act_bits, flatten)
     x = rng.uniform(0, 2, (32, 1, 8, 8))
-    imp = _check_import(model, x, rng)
+    imp = _check_import(model, x)
     assert [L.type for L in imp.cfg.layers] == ["conv", "maxpool", "fc"]
 
 
@@ -354,3 +353,39 @@ def test_trainer_writes_qonnx_that_runs_to_its_predictions(tmp_path, capsys):
     x = cfg.random_inputs(16, 3)
     got = stored_outputs(cfg, execute(onnx.load(str(onnx_path)), input_values(cfg, x)))
     np.testing.assert_array_equal(got, cfg.golden().forward(x))
+
+
+# ---------------------------------------------------------------------------
+# real Brevitas exports (made by bench/bench_brevitas.py with torch + brevitas; no torch needed here)
+
+FIXTURES = ROOT / "tests" / "fixtures"
+BREVITAS = sorted(FIXTURES.glob("brevitas_*.onnx"))
+
+
+def test_the_brevitas_fixtures_are_there():
+    names = {p.stem for p in BREVITAS}
+    assert {f"brevitas_{n}_{e}" for n in ("mlp_w1a1", "cnn_w1a2") for e in ("torchscript", "dynamo")} <= names
+
+
+@pytest.mark.parametrize("path", BREVITAS, ids=lambda p: p.stem)
+def test_real_brevitas_exports_import_exactly_on_the_digits(path):
+    import onnx
+
+    from qnnfab.train.datasets import load_digits
+    model = onnx.load(str(path))
+    ds = load_digits()
+    inits = {t.name for t in model.graph.initializer}
+    data_in = next(i for i in model.graph.input if i.name not in inits)
+    rank = len(data_in.type.tensor_type.shape.dim)
+    x = (ds.x_test[:150] / float((1 << ds.pixel_bits) - 1)).astype(np.float32)   # as the bench trained them
+    x = x.reshape(-1, 64) if rank == 2 else x.reshape(-1, 1, 8, 8)       # one channel: NHWC = NCHW order
+    imp = import_qonnx(model, name="brevitas")
+    golden = imp.cfg.golden().forward(imp.input_codes.to_codes(x)).reshape(len(x), -1).astype(np.float64)
+    ref = execute(model, x)
+    a, b = np.polyfit(golden.reshape(-1), ref.reshape(-1), 1)
+    assert a > 0
+    np.testing.assert_allclose(ref, a * golden + b, atol=1e-4 * a)     # every score, every image
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    untied = top2[:, 1] - top2[:, 0] > 1e-3 * a     # float32 rounding in the graph splits integer ties
+    assert (golden.argmax(1)[untied] == ref.argmax(1)[untied]).all() and untied.mean() > 0.9
+    assert np.mean(golden.argmax(1) == ds.y_test[:150]) > 0.6             # a trained network, not noise
