@@ -389,3 +389,24 @@ def test_real_brevitas_exports_import_exactly_on_the_digits(path):
     untied = top2[:, 1] - top2[:, 0] > 1e-3 * a     # float32 rounding in the graph splits integer ties
     assert (golden.argmax(1)[untied] == ref.argmax(1)[untied]).all() and untied.mean() > 0.9
     assert np.mean(golden.argmax(1) == ds.y_test[:150]) > 0.6             # a trained network, not noise
+
+
+def test_streamlined_nhwc_graph_imports():
+    """A channels-last graph input (N, H, W, C) transposed to NCHW before the first convolution."""
+    cfg = netconfig.load(ROOT / "configs" / "cnv_small.toml")
+    model = export_qonnx(cfg)
+    g = model.graph
+    h, w, c = cfg.input_shape
+    old = g.input[0]
+    nhwc = helper.make_tensor_value_info("x_nhwc", TensorProto.FLOAT, [1, h, w, c])
+    g.node.insert(0, helper.make_node("Transpose", ["x_nhwc"], [old.name], name="to_nchw", perm=[0, 3, 1, 2]))
+    g.input.remove(old)
+    g.input.append(nhwc)
+    wrapper = ModelWrapper(model)
+    wrapper.set_tensor_datatype("x_nhwc", DataType[f"INT{cfg.input_bits}"])
+    imp = import_qonnx(wrapper.model, name="nhwc")
+    _same_layers(cfg, imp.cfg)
+    x = cfg.random_inputs(3, 2)
+    got = stored_outputs(cfg, execute(wrapper.model, x.astype(np.float32)))    # NHWC values go straight in
+    np.testing.assert_array_equal(got, _golden(cfg, x))
+    np.testing.assert_array_equal(imp.input_codes.to_codes(x), x)
