@@ -29,6 +29,10 @@ try:
     from qnnfab import overlay_map as om
 except ImportError:          # on the board: the copy written next to this file
     import qnnfab_overlay_map as om
+try:
+    from qnnfab.rtl import weights_image as wi
+except ImportError:          # on the board: the copy written next to this file
+    import qnnfab_weights_image as wi
 
 __all__ = ["Accelerator", "OverlayError", "PynqBackend", "pack_inputs", "unpack_records"]
 
@@ -246,6 +250,80 @@ class Accelerator:
                 raise OverlayError(f"no DONE after {self.timeout} s (STATUS 0x{status:X}, "
                                    f"FRAMES_DONE {self.read('FRAMES_DONE')}); write CTRL.SOFT_RESET to recover")
             waited += self.backend.wait()
+
+    # ---- runtime weights ---------------------------------------------------
+    def load_weights(self, weights, config=None):
+        """Load a weights image into a runtime-weights overlay (no frame may be running).
+
+        ``weights``: the image (bytes, a uint8 array, or the path of a ``.bin``
+        from ``qnnfab pack-weights``), or the path of an ``.npz`` of weights
+        and thresholds together with ``config`` (the network's TOML): packing
+        an ``.npz`` needs qnnfab installed. The header is checked here first
+        (another network's image, a truncated file: :class:`OverlayError`
+        without touching the hardware); the shell streams the image from DDR
+        into the accelerator and reports the hardware's check
+        (``WloadError``). Returns the number of image bytes loaded.
+        """
+        fm = self.formats
+        if not self.read("FEATURES") & om.FEATURE_RUNTIME_WEIGHTS:
+            raise OverlayError(f"this bitstream of '{fm.name}' has its weights built in (weights_mode = "
+                               "\"const\"): generate it with --weights-mode runtime to load weights")
+        data = self._weights_bytes(weights, config)
+        try:
+            wi.check_image(data, fm.topology_hash)
+        except ValueError as e:   # qnnfab's ConfigError is a ValueError too
+            raise OverlayError(f"weights image refused: {e}") from None
+        body = wi.read_header(data)[3]
+        n = 8 * (wi.HEADER_WORDS + body)
+        buf = self.backend.allocate((n + fm.bus_bytes,), np.uint8)
+        try:
+            buf[:n] = np.frombuffer(data[:n], np.uint8)
+            buf[n:] = 0
+            buf.flush()
+            self.write("WEIGHTS_ADDR", buf.device_address)
+            self.write("WEIGHTS_LEN", n)
+            self.write("STATUS", om.STATUS_DONE)
+            self.write("CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_LOAD_WEIGHTS)
+            status = self._wait_done()
+            error = self.read("ERROR")
+            self.write("STATUS", om.STATUS_DONE)
+        finally:
+            free = getattr(buf, "freebuffer", None)
+            if free is not None:
+                free()
+        if status & om.STATUS_ERROR:
+            code, werr = error & 0xFF, (error >> 8) & 0xFF
+            detail = ""
+            if code == om.ERRORS.get("WLOAD"):
+                detail = f": the accelerator reports {wi.WloadError(werr).name if werr < 8 else werr}"
+            raise OverlayError(f"loading weights ended with error {om.ERROR_NAMES.get(code, code)}{detail} "
+                               f"(ERROR 0x{error:X}); the weights are undefined until a load succeeds")
+        return n
+
+    @staticmethod
+    def _weights_bytes(weights, config):
+        if isinstance(weights, (bytes, bytearray, memoryview)):
+            return bytes(weights)
+        if isinstance(weights, np.ndarray):
+            return weights.astype(np.uint8, copy=False).tobytes()
+        path = os.fspath(weights)
+        if path.endswith(".npz"):
+            if config is None:
+                raise ValueError("load_weights: an .npz needs config= (the network's TOML) to be packed")
+            try:
+                from qnnfab import netconfig
+                from qnnfab.rtl.weights_image import pack_image
+            except ImportError:
+                raise OverlayError("packing an .npz needs qnnfab; run `qnnfab pack-weights --config "
+                                   f"{config} --out weights.bin` on a PC and load the .bin") from None
+            text = open(config).read()
+            npz = os.path.abspath(path)
+            lines = [f'weights = "{npz}"' if ln.strip().startswith("weights") and "=" in ln
+                     and ln.split("=")[0].strip() == "weights" else ln for ln in text.splitlines()]
+            cfg = netconfig.loads("\n".join(lines) + "\n", os.path.dirname(os.path.abspath(config)), config)
+            return pack_image(cfg)
+        with open(path, "rb") as f:
+            return f.read()
 
     def soft_reset(self):
         """Abort whatever runs and return the shell to idle."""

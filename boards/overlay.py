@@ -4,8 +4,10 @@
   under the module name :func:`overlay_name` (CONTRACTS section 2).
 * :func:`driver_files`: ``{file name: text}`` of what goes next to the
   bitstream: ``driver.py`` (:mod:`qnnfab.boards.driver`, verbatim),
-  ``qnnfab_overlay_map.py`` (:mod:`qnnfab.overlay_map`, verbatim) and
-  ``network.json`` (the network's buffer formats).
+  ``qnnfab_overlay_map.py`` (:mod:`qnnfab.overlay_map`, verbatim),
+  ``qnnfab_weights_image.py`` (:mod:`qnnfab.rtl.weights_image`, verbatim: the
+  weights image header the driver checks) and ``network.json`` (the
+  network's buffer formats).
 """
 
 import json
@@ -43,12 +45,14 @@ def overlay_verilog(cfg, data_width=64):
 def driver_files(cfg, data_width=64, formats=None):
     """``{file name: text}`` of the driver folder for ``cfg``'s overlay."""
     from qnnfab import overlay_map
+    from qnnfab.rtl import weights_image
     from . import driver
     if formats is None:
         formats = overlay_shell(cfg, data_width).formats
     return {
         "driver.py": Path(driver.__file__).read_text(),
         "qnnfab_overlay_map.py": Path(overlay_map.__file__).read_text(),
+        "qnnfab_weights_image.py": Path(weights_image.__file__).read_text(),
         "network.json": json.dumps(formats.to_dict(), indent=1) + "\n",
     }
 

@@ -37,12 +37,22 @@ Logical words beyond ``depth`` in the last row are zero. Values are stored in
 
 Errors (``wload_error`` with ``wload_done``; :class:`WloadError`): the one
 list of codes, shared by the hardware, the drivers and the tests.
+
+This file imports nothing from qnnfab at module level: the overlay's driver
+folder carries a verbatim copy (``qnnfab_weights_image.py``) for the header
+check on a board without qnnfab.
 """
 
 from dataclasses import dataclass
 from enum import IntEnum
 
-from qnnfab.errors import ConfigError
+
+def _error(where, field, problem, fix):
+    try:
+        from qnnfab.errors import ConfigError
+    except ImportError:      # the driver's copy on a board
+        return ValueError(f"{where}: {field}: {problem} (fix: {fix})")
+    return ConfigError(where, field, problem, fix)
 
 __all__ = ["MAGIC", "VERSION", "WORD_BITS", "HEADER_WORDS", "WloadError", "ERROR_BITS", "MemoryGroup",
            "header_words", "group_rows", "image_groups", "pack_image", "pack_words", "read_header",
@@ -191,29 +201,29 @@ def save_image(cfg, path):
 def read_header(data):
     """``(magic, version, topology_hash, body_words)`` of an image (bytes)."""
     if len(data) < 8 * HEADER_WORDS:
-        raise ConfigError("weights image", "header", f"is {len(data)} bytes, shorter than the "
-                          f"{8 * HEADER_WORDS}-byte header", "pack the image with `qnnfab pack-weights`")
+        raise _error("weights image", "header", f"is {len(data)} bytes, shorter than the "
+                     f"{8 * HEADER_WORDS}-byte header", "pack the image with `qnnfab pack-weights`")
     w0 = int.from_bytes(data[0:8], "little")
     w1 = int.from_bytes(data[8:16], "little")
     return w0 & 0xFFFF_FFFF, (w0 >> 32) & 0xFFFF, w1 & 0xFFFF_FFFF, w1 >> 32
 
 
 def check_image(data, topology_hash, body_words=None):
-    """Raise :class:`ConfigError` unless ``data`` is a complete image for ``topology_hash``."""
+    """Raise ConfigError unless ``data`` is a complete image for ``topology_hash``; return its body words."""
     magic, version, thash, n = read_header(data)
     fix = "pack the image with `qnnfab pack-weights --config <the accelerator's config>`"
     if magic != MAGIC or version != VERSION:
-        raise ConfigError("weights image", "header", f"magic {magic:#010x} version {version} is not a "
-                          f"qnnfab weights image (magic {MAGIC:#010x} version {VERSION})", fix)
+        raise _error("weights image", "header", f"magic {magic:#010x} version {version} is not a "
+                     f"qnnfab weights image (magic {MAGIC:#010x} version {VERSION})", fix)
     if thash != topology_hash:
-        raise ConfigError("weights image", "topology hash", f"{thash:#010x} is another network's; this "
-                          f"accelerator is {topology_hash:#010x}", fix)
+        raise _error("weights image", "topology hash", f"{thash:#010x} is another network's; this "
+                     f"accelerator is {topology_hash:#010x}", fix)
     if body_words is not None and n != body_words:
-        raise ConfigError("weights image", "length", f"the header says {n} body words, this accelerator "
-                          f"takes {body_words}", fix)
+        raise _error("weights image", "length", f"the header says {n} body words, this accelerator "
+                     f"takes {body_words}", fix)
     need = 8 * (HEADER_WORDS + n)
     if len(data) < need:
-        raise ConfigError("weights image", "length", f"is {len(data)} bytes, the header announces {need}",
-                          "the file is truncated: pack it again")
+        raise _error("weights image", "length", f"is {len(data)} bytes, the header announces {need}",
+                     "the file is truncated: pack it again")
     return n
 

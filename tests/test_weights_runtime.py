@@ -207,3 +207,30 @@ def test_pack_weights_command(tmp_path, capsys):
     rc = main(["pack-weights", "--config", str(LFC_SMALL), "--out", str(tmp_path / "no" / "w.bin")])
     assert rc == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_driver_checks_the_image_header_on_a_board_without_qnnfab(tmp_path):
+    import subprocess
+    import sys
+    from qnnfab.boards.overlay import driver_files
+    cfg = netconfig.load(LFC_SMALL)
+    for fname, body in driver_files(cfg).items():
+        (tmp_path / fname).write_text(body)
+    data = wi.pack_image(cfg)
+    (tmp_path / "good.bin").write_bytes(data)
+    bad = bytearray(data)
+    bad[9] ^= 0x40                                   # a bit of the topology hash
+    (tmp_path / "other.bin").write_bytes(bytes(bad))
+    code = ("import sys; sys.modules['qnnfab'] = None\n"
+            "import json, driver\n"
+            "fm = driver.om.Formats.from_dict(json.load(open('network.json')))\n"
+            "print(driver.wi.check_image(open('good.bin', 'rb').read(), fm.topology_hash))\n"
+            "try:\n"
+            "    driver.wi.check_image(open('other.bin', 'rb').read(), fm.topology_hash)\n"
+            "except ValueError as e:\n"
+            "    print('refused:', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == str(len(data) // 8 - wi.HEADER_WORDS)
+    assert lines[1].startswith("refused:") and "another network" in lines[1]

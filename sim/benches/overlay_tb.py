@@ -11,7 +11,9 @@ shadow copy after every run (random guard bytes everywhere else).
 Case parameters: ``config``, ``frames`` (batch sizes run in turn),
 ``width`` (AXI data bits), ``batch_size`` (driver chunk), ``pause``
 (probability of a pause per channel and cycle), ``bad_use`` (the error and
-recovery cases instead), ``measure`` (one unstalled batch, figures only).
+recovery cases instead), ``measure`` (one unstalled batch, figures only),
+``runtime`` (a runtime-weights build: the driver loads networks A, B, A and
+bad images instead).
 """
 
 import logging
@@ -103,17 +105,28 @@ CASES = [
     {"config": "fc-kbit", "frames": [1, 7], "width": 32, "batch_size": 8, "pause": 0.5},
     {"config": "fc-kbit", "frames": [7], "width": 128, "batch_size": 8, "pause": 0.2},
     {"config": "lfc_small.toml", "bad_use": True, "width": 64, "pause": 0.3},
+    {"config": "fc-kbit", "runtime": True, "frames": [7], "width": 64, "batch_size": 8, "pause": 0.3},
 ]
 
 RAM_BYTES = 1 << 20
 CLOCK_NS = 10
 
 
-def load_config(params):
+def load_config(params, seed=None):
+    """The case's network; with ``runtime``, in weights_mode runtime (``seed``: other random weights)."""
     if params["config"] in NAMED_CONFIGS:
-        return netconfig.loads(NAMED_CONFIGS[params["config"]], source=f"overlay_tb {params['config']}")
-    p = Path(params["config"])
-    return netconfig.load(p if p.is_absolute() else CONFIGS / p)
+        text, source = NAMED_CONFIGS[params["config"]], f"overlay_tb {params['config']}"
+    else:
+        p = Path(params["config"])
+        p = p if p.is_absolute() else CONFIGS / p
+        if not params.get("runtime"):
+            return netconfig.load(p)
+        text, source = p.read_text(), str(p)
+    if params.get("runtime"):
+        text = text.replace("[network]\n", '[network]\nweights_mode = "runtime"\n', 1)
+        if seed is not None:
+            text = "\n".join(f"seed = {seed}" if ln.startswith("seed =") else ln for ln in text.splitlines())
+    return netconfig.loads(text, CONFIGS, source=source)
 
 
 def design(params):
@@ -421,7 +434,7 @@ async def _setup(salt):
     return board, rng, load_config(P), formats(P)
 
 
-if not P.get("bad_use") and not P.get("measure"):
+if not P.get("bad_use") and not P.get("measure") and not P.get("runtime"):
     @cocotb.test()
     async def driver_scores_and_labels_equal_golden_under_random_axi_pauses(dut):
         board, rng, cfg, fm = await _setup(1)
@@ -632,6 +645,52 @@ if P.get("bad_use"):
             else:
                 raise AssertionError(f"driver accepted bad images ({words})")
         write_metrics(bad_use_cases=cases, frames_checked=7 * 9)
+
+
+if P.get("runtime"):
+    @cocotb.test()
+    async def driver_loads_weights_a_b_a_and_bad_images_are_refused(dut):
+        from qnnfab.boards.driver import OverlayError
+        from qnnfab.rtl import weights_image as wi
+        board, rng, cfg_a, fm = await _setup(4)
+        cfg_b = load_config(P, seed=991)
+        assert cfg_b.topology_hash() == cfg_a.topology_hash()
+        acc = await bridge(make_accelerator)(board, fm, P["batch_size"])
+        n = P["frames"][0]
+        images = network_images(cfg_a, n, rng)
+        img_a, img_b = wi.pack_image(cfg_a), wi.pack_image(cfg_b)
+        assert not np.array_equal(golden(cfg_a, images)[0], golden(cfg_b, images)[0])
+        for what, cfg, img in (("A", cfg_a, img_a), ("B", cfg_b, img_b), ("A again", cfg_a, img_a)):
+            loaded = await bridge(acc.load_weights)(img)
+            assert loaded == len(img)
+            scores, labels = await bridge(acc.run)(images)
+            compare(n, scores, labels, *golden(cfg, images), f"after loading {what}")
+
+        async def refused_by_driver(data, words):
+            try:
+                await bridge(acc.load_weights)(data)
+            except OverlayError as e:
+                assert words in str(e), str(e)
+                return
+            raise AssertionError(f"the driver loaded a bad image ({words})")
+        other = bytearray(img_b)
+        other[8] ^= 1                                    # topology hash
+        await refused_by_driver(bytes(other), "another network")
+        await refused_by_driver(img_b[:-8], "truncated")
+        # the hardware refuses it too (registers written directly, past the driver's check)
+        addr = board.carve(len(other))
+        board.host_write(addr, bytes(other))
+        await write_reg(board, "WEIGHTS_ADDR", addr)
+        await write_reg(board, "WEIGHTS_LEN", len(other))
+        await write_reg(board, "CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_LOAD_WEIGHTS)
+        status = await wait_idle(board)
+        error = await read_reg(board, "ERROR")
+        want = om.ERRORS["WLOAD"] | (wi.WloadError.WRONG_NETWORK << 8)
+        assert status & om.STATUS_ERROR and error == want, f"STATUS 0x{status:x} ERROR 0x{error:x}, want 0x{want:x}"
+        await write_reg(board, "STATUS", om.STATUS_DONE)
+        scores, labels = await bridge(acc.run)(images)   # a refused header leaves the weights of A
+        compare(n, scores, labels, *golden(cfg_a, images), "after a refused image")
+        write_metrics(frames_checked=4 * n, loads=3)
 
 
 def pack_into(acc, images):
