@@ -25,6 +25,8 @@ evenly around the sequence. The generator computes these constants in Python;
 the RTL only stores them as reset values.
 """
 
+import functools
+
 import numpy as np
 
 from ._util import ConfigError
@@ -241,6 +243,11 @@ def lane_seeds(width, base_seed, lanes, taps=None):
 
     Returns a list of Python ints (lane 0 = base_seed).
     """
+    return list(_lane_seeds(width, base_seed, lanes, None if taps is None else tuple(taps)))
+
+
+@functools.lru_cache(maxsize=256)
+def _lane_seeds(width, base_seed, lanes, taps):
     lanes = int(lanes)
     if lanes < 1:
         raise ConfigError("lane_seeds", "lanes", f"must be >= 1, got {lanes}")
@@ -254,19 +261,60 @@ def lane_seeds(width, base_seed, lanes, taps=None):
     for _ in range(lanes):
         seeds.append(s)
         s = _apply(cols, s)
-    return seeds
+    return tuple(seeds)
 
 
-def lfsr_words(cycles, bits, width, base_seed=1, lanes=1, steps_per_cycle=None, taps=None):
+def _apply_many(cols, states):
+    """The GF(2) linear map ``cols`` applied to every state of a uint64 array (vectorized :func:`_apply`)."""
+    out = np.zeros_like(states)
+    one = np.uint64(1)
+    for j, c in enumerate(cols):
+        if c:
+            out ^= ((states >> np.uint64(j)) & one) * np.uint64(c)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _cycle_jumps(width, taps, k):
+    """Maps of 2^m cycles (k steps each), m = 0..63: the jumps of the vectorized generator."""
+    jumps = [_map_power(_one_step_map(width, _tap_mask(taps)), k, width)]
+    for _ in range(63):
+        jumps.append(_compose(jumps[-1], jumps[-1]))
+    return jumps
+
+
+def lfsr_words(cycles, bits, width, base_seed=1, lanes=1, steps_per_cycle=None, taps=None, start=0):
     """Random words for ``lanes`` rounding lanes: uint64 array (cycles, lanes).
 
     Lane i is an independent ``width``-bit LFSR seeded with
     ``lane_seeds(width, base_seed, lanes)[i]``; word[c, i] = its state at cycle
-    c masked to ``bits`` LSBs; each cycle advances ``steps_per_cycle`` steps
-    (default ``bits``). Feed column i to the rounding stage of lane i.
+    ``start + c`` masked to ``bits`` LSBs; each cycle advances
+    ``steps_per_cycle`` steps (default ``bits``). Feed column i to the rounding
+    stage of lane i. ``start`` skips the words of earlier cycles (a stream that
+    continues where an earlier call of ``start`` cycles stopped).
+
+    Vectorized: the states of cycles [0, 2^m) are doubled to [0, 2^(m+1)) by
+    one application of the 2^m-cycle jump matrix to all of them at once; the
+    result equals :meth:`LFSR.words` cycle by cycle (tested).
     """
-    seeds = lane_seeds(width, base_seed, lanes, taps)
-    out = np.empty((int(cycles), len(seeds)), np.uint64)
-    for i, s in enumerate(seeds):
-        out[:, i] = LFSR(width, s, taps).words(cycles, bits, steps_per_cycle)
-    return out
+    cycles, start = int(cycles), int(start)
+    if cycles < 0 or not 0 <= start < 2**63:
+        raise ConfigError("lfsr_words", "cycles/start", f"must be >= 0 (start < 2^63), got {cycles}, {start}")
+    bits = int(bits)
+    width, taps = _check_width_taps(width, taps, "lfsr_words")
+    if not 0 <= bits < width:
+        raise ConfigError("lfsr_words", "bits", f"must be in 0..{width - 1} (less than the LFSR width), "
+                          f"got {bits}", "use a wider LFSR than the number of random bits")
+    k = max(1, int(bits if steps_per_cycle is None else steps_per_cycle))
+    jumps = _cycle_jumps(width, taps, k)
+    states = np.array(lane_seeds(width, base_seed, lanes, taps), np.uint64)[None, :]
+    m = 0
+    while start >> m:
+        if (start >> m) & 1:
+            states = _apply_many(jumps[m], states)
+        m += 1
+    m = 0
+    while states.shape[0] < cycles:
+        states = np.concatenate([states, _apply_many(jumps[m], states)])
+        m += 1
+    return states[:cycles] & np.uint64((1 << bits) - 1)

@@ -26,7 +26,9 @@ Stochastic rounding: column j has its own LFSR lane
 advances ``steps_per_cycle`` steps each time its column emits a result (it is
 enabled by the output valid, so stalls do not change the stream): output
 word k (``emit_index`` k) is rounded with every lane's k-th random word, the
-first with the seed states.
+first with the seed states. ``lfsr_start`` = n models a product that follows
+n earlier output words of the same array since reset (its lanes continue
+where they stopped): word k then uses the lanes' words n + k.
 """
 
 import math
@@ -60,16 +62,22 @@ class SystolicResult:
     drop_bits: int
     acc_width: int
 
+    @property
+    def words(self):
+        """Output words of the product: ``ceil(N / C)`` per row (what the LFSR lanes advance by)."""
+        return int(self.emit_index.max()) + 1 if self.emit_index.size else 0
+
 
 def systolic_matmul(a, b, a_fmt, b_fmt, out_fmt, rows, cols, rounding="nearest", acc_width=None,
-                    lfsr_width=24, lfsr_seed=1, steps_per_cycle=None, random_bits=None):
+                    lfsr_width=24, lfsr_seed=1, steps_per_cycle=None, random_bits=None, lfsr_start=0):
     """Model an R x C output-stationary array computing ``a @ b`` (order and rounding in the module docstring).
 
     ``a``: (M, K) integer codes of ``a_fmt``; ``b``: (K, N) codes of ``b_fmt``;
     ``rows``, ``cols``: R, C of the array. ``rounding``: "nearest",
     "truncate" or "stochastic". Stochastic bits come from ``cols`` LFSR lanes
     (``lfsr_width`` bits > D, base seed ``lfsr_seed``, ``steps_per_cycle``
-    default D), or from ``random_bits`` (M, N) when given. Returns a
+    default D, the lanes starting ``lfsr_start`` output words after reset),
+    or from ``random_bits`` (M, N) when given. Returns a
     :class:`SystolicResult`.
     """
     where = "systolic_matmul"
@@ -121,7 +129,8 @@ def systolic_matmul(a, b, a_fmt, b_fmt, out_fmt, rows, cols, rounding="nearest",
                 raise ConfigError(where, "lfsr_width", f"must exceed the {d} dropped bits", "use a wider LFSR")
             # lane j serves array column j; output word k uses every lane's word k
             per_lane = M * tc  # output words: every column tile sends all M rows
-            words = lfsr_words(per_lane, d, lfsr_width, lfsr_seed, C, steps_per_cycle)  # (emits, lanes)
+            words = lfsr_words(per_lane, d, lfsr_width, lfsr_seed, C, steps_per_cycle,
+                               start=lfsr_start)  # (emits, lanes)
             rnd = words[emit_index, jj % C].astype(np.int64)
         values = shift_round(acc, d, "stochastic", rnd, out_fmt.width)
     elif rounding in ("nearest", "truncate"):
