@@ -489,11 +489,26 @@ def _cmd_demo(args):
                     act_bits=args.act_bits)
 
 
+DEFAULT_SCHEMES = "float,ste,stochastic,progressive"   # qnnfab train without --schemes
+
+
 def check_train_args(args, where="qnnfab train"):
     """Every training argument, before the first epoch: the schemes, the numbers, the
     architecture (and its size once exported); returns (schemes, hidden)."""
     from qnnfab import netconfig
     from qnnfab.train.trainer import SCHEMES, parse_hidden
+    fixed = getattr(args, "fixed_point", None)
+    if getattr(args, "rounding", None) is not None and fixed is None:
+        raise ConfigError(where, "--rounding", "applies to --fixed-point training only",
+                          "add --fixed-point WL,FL (e.g. 16,14), or drop --rounding")
+    if fixed is not None:
+        from qnnfab.train.fixed_point import parse_fixed_point
+        parse_fixed_point(fixed, where, "--fixed-point")
+        if getattr(args, "schemes", None) is not None:
+            raise ConfigError(where, "--schemes", "does not apply to --fixed-point training (it trains the "
+                              "float architecture in fixed point)", "drop --schemes, or drop --fixed-point")
+    if getattr(args, "schemes", "") is None:
+        args.schemes = DEFAULT_SCHEMES
     schemes = [s.strip() for s in args.schemes.split(",")] if hasattr(args, "schemes") else []
     if hasattr(args, "schemes"):
         bad = [s for s in schemes if s not in SCHEMES]
@@ -522,6 +537,12 @@ def check_train_args(args, where="qnnfab train"):
         if not 1 <= args.pixel_bits <= top:
             raise ConfigError(where, "--pixel-bits", f"must be 1..{top}, got {args.pixel_bits}", "e.g. --pixel-bits 8")
     entries = parse_hidden(args.hidden)
+    if fixed is not None:
+        conv = [t for t, spec in entries if spec[0] != "fc"]
+        if conv:
+            raise ConfigError(where, "--hidden", f"{conv[0]} is not fully connected: --fixed-point trains the "
+                              "MLP only", "use fully connected sizes, e.g. --hidden 64")
+        return [], tuple(t for t, _ in entries)
     for text, spec in entries:
         if spec[0] != "pool":
             n = spec[1] * ((1 << args.act_bits) - 1)
@@ -555,6 +576,8 @@ def _cmd_train(args):
     from qnnfab.training import describe_arch, format_table, plot_curves, run_training
     where = "qnnfab train"
     schemes, hidden = check_train_args(args, where)
+    if args.fixed_point is not None:
+        return _train_fixed_point(args, hidden, where)
     if args.data is None:
         ds = load_digits()
     else:
@@ -578,6 +601,45 @@ def _cmd_train(args):
                 print(f"exported {r.scheme} as QONNX: {onnx_path}")
     png = plot_curves(results, out.path / "training_curves.png")
     print(f"training curves: {png}")
+    return 0
+
+
+def _train_fixed_point(args, hidden, where):
+    """qnnfab train --fixed-point WL,FL [--rounding R]: the float MLP trained on the array's arithmetic."""
+    from qnnfab import netconfig
+    from qnnfab.train.datasets import load_digits, load_npz
+    import numpy as np
+
+    from qnnfab.train.fixed_point import DEFAULT_LR, parse_fixed_point, train_fixed_point
+    fmt = parse_fixed_point(args.fixed_point, where, "--fixed-point")
+    rounding = args.rounding or "stochastic"
+    if args.data is None:
+        ds = load_digits()
+    else:
+        ds = load_npz(args.data, pixel_bits=8 if args.pixel_bits is None else args.pixel_bits)
+        ds.name = netconfig.safe_name(ds.name, "data")
+        _warn_label_gaps(ds)
+    out = OutDir(where, "--out", args.out)
+    sizes = tuple(int(h) for h in hidden)
+    lr = DEFAULT_LR if args.lr is None else args.lr
+    print(f"training on {ds.name} in fixed point <{fmt.width},{fmt.F}> with {rounding} rounding "
+          f"(every product on the golden 8x8 systolic array): MLP {ds.features}-"
+          f"{'-'.join(map(str, sizes))}-{ds.classes}, SGD lr {lr:g}, {args.epochs} epochs")
+
+    def progress(epoch, loss, train_err, test_err):
+        print(f"  epoch {epoch:3d}/{args.epochs}  loss {loss:6.3f}  train error {100 * train_err:6.2f}%  "
+              f"test error {100 * test_err:6.2f}%", flush=True)
+
+    r = train_fixed_point(ds, hidden=sizes, epochs=args.epochs, batch=args.batch, lr=lr, seed=args.seed,
+                          fixed_point=fmt, rounding=rounding, progress=progress)
+    name = f"{ds.name}-fixed{fmt.width}-{fmt.F}-{rounding}".replace("_", "-")
+    path = out.path / f"{name}.npz"
+    arrays = {f"w{i}": w for i, w in enumerate(r.weights)} | {f"b{i}": b for i, b in enumerate(r.biases)}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, wl=fmt.width, fl=fmt.F, test_err=np.array(r.history["test_err"]), **arrays)
+    os.replace(tmp, path)
+    print(f"test error {100 * (1 - r.test_acc):.2f}% after {args.epochs} epochs ({r.seconds:.0f} s, "
+          f"{r.array_words:,} array output words); weight and bias codes: {path}")
     return 0
 
 
@@ -793,7 +855,7 @@ def build_parser():
                "  qnnfab train --hidden c64,p2,256 --act-bits 2 --out out/train-conv\n"
                "  qnnfab sim --config out/train/digits-ste.toml --frames 100",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("--schemes", default="float,ste,stochastic,progressive",
+    t.add_argument("--schemes", default=None,
                    help="comma-separated schemes among float, ste, stochastic, progressive, ternary "
                         "(default: the first four)")
     t.add_argument("--epochs", type=int, default=30, help="training epochs per scheme (>= 1, default 30)")
@@ -812,6 +874,11 @@ def build_parser():
                         "progressive conv nets train better at 0.01)")
     t.add_argument("--out", default="out/train", metavar="DIR",
                    help="export folder, created if missing (default out/train)")
+    t.add_argument("--fixed-point", default=None, metavar="WL,FL",
+                   help="train the float MLP in <WL,FL> fixed point instead (Gupta et al.): every product on "
+                        "the golden systolic array, weights stored as codes; e.g. 16,14 (WL 2..24, FL 1..WL-2)")
+    t.add_argument("--rounding", default=None, choices=["stochastic", "nearest"],
+                   help="rounding of --fixed-point products and updates (default stochastic)")
     t.add_argument("--qonnx", action="store_true",
                    help="also write every exported network as a QONNX model (.onnx, needs qnnfab[onnx])")
     t.set_defaults(func=_cmd_train)
