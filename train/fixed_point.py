@@ -231,7 +231,8 @@ def train_fixed_point(dataset, hidden=(64,), epochs=20, batch=32, lr=DEFAULT_LR,
     products; ``progress(epoch, loss, train_err, test_err)`` after every
     epoch; ``record``: a list that receives every array product
     (:class:`ArrayModel`). Returns a :class:`FixedTrainResult` whose
-    ``history`` has per-epoch "loss", "train_err" and "test_err".
+    ``history`` has per-epoch "loss", "train_err", "test_err" and "changed"
+    (fraction of weights whose value changed during the epoch).
     """
     where = "train(fixed_point)"
     fmt = None if fixed_point is None else (fixed_point if isinstance(fixed_point, FixedFormat)
@@ -261,15 +262,17 @@ def train_fixed_point(dataset, hidden=(64,), epochs=20, batch=32, lr=DEFAULT_LR,
     arr = None if fmt is None else ArrayModel(fmt, rounding, array, record)
     xtr, ytr = _inputs(dataset.x_train, dataset.pixel_bits, fmt), np.asarray(dataset.y_train)
     xte, yte = _inputs(dataset.x_test, dataset.pixel_bits, fmt), np.asarray(dataset.y_test)
-    hist = {"epoch": [], "loss": [], "train_err": [], "test_err": []}
+    hist = {"epoch": [], "loss": [], "train_err": [], "test_err": [], "changed": []}
     n = len(ytr)
     for ep in range(int(epochs)):
         perm = rng.permutation(n)
+        before = [w.copy() for w in net.weights]
         losses = [_step(net, xtr[idx], ytr[idx], lr, arr, fmt, rounding, rng)
                   for idx in (perm[s:s + batch] for s in range(0, n, batch))]
         tr_err, te_err = _error(net, xtr, ytr, arr, fmt), _error(net, xte, yte, arr, fmt)
+        changed = sum(int(np.count_nonzero(w != w0)) for w, w0 in zip(net.weights, before))
         for k, v in (("epoch", ep + 1), ("loss", float(np.mean(losses))), ("train_err", tr_err),
-                     ("test_err", te_err)):
+                     ("test_err", te_err), ("changed", changed / sum(w.size for w in before))):
             hist[k].append(v)
         if progress is not None:
             progress(ep + 1, hist["loss"][-1], tr_err, te_err)

@@ -89,3 +89,25 @@ def test_random_words_are_roughly_uniform():
     w = LFSR(24, 12345).words(20000, 4)
     counts = np.bincount(w.astype(np.int64), minlength=16)
     assert counts.min() > 1100 and counts.max() < 1400
+
+
+@pytest.mark.parametrize("cycles,bits,width,seed,lanes,steps,start", [
+    (0, 3, 5, 1, 1, None, 0), (1, 4, 10, 3, 4, 3, 0), (37, 14, 24, 0x1D2C, 8, None, 5),
+    (100, 1, 3, 1, 2, 1, 7), (64, 7, 8, 9, 3, 16, 1000), (65, 0, 5, 1, 1, None, 3), (129, 12, 20, 77, 5, 13, 2**40 + 3)])
+def test_vectorized_words_equal_the_step_by_step_lfsr(cycles, bits, width, seed, lanes, steps, start):
+    # reference: each lane's LFSR object stepped one cycle at a time from its seed (jump() for huge starts)
+    words = lfsr_words(cycles, bits, width, seed, lanes, steps, start=start)
+    assert words.shape == (cycles, lanes) and words.dtype == np.uint64
+    k = bits if steps is None else steps
+    for i, s in enumerate(lane_seeds(width, seed, lanes)):
+        lf = LFSR(width, s)
+        lf.jump(start * max(1, k))
+        assert words[:, i].tolist() == lf.words(cycles, bits, steps).tolist(), (i, s)
+
+
+def test_words_with_start_continue_an_earlier_call():
+    whole = lfsr_words(300, 9, 16, 5, lanes=3)
+    assert np.array_equal(np.concatenate([lfsr_words(123, 9, 16, 5, 3), lfsr_words(177, 9, 16, 5, 3, start=123)]),
+                          whole)
+    with pytest.raises(ConfigError, match="start"):
+        lfsr_words(4, 3, 8, start=-1)

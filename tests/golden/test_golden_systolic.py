@@ -105,3 +105,45 @@ def test_errors():
         systolic_matmul(np.zeros((2, 2)), np.zeros((2, 2)), f, f, f, 2, 2, acc_width=10)
     with pytest.raises(ConfigError, match="a/b"):
         systolic_matmul(np.zeros((2, 3)), np.zeros((2, 2)), f, f, f, 2, 2)
+
+
+@pytest.mark.parametrize("rows,cols,m1,m2,n,k", [(2, 3, 4, 3, 7, 5), (4, 4, 8, 8, 4, 2), (3, 2, 3, 1, 5, 9)])
+def test_lfsr_start_continues_the_lanes_of_the_previous_product(rows, cols, m1, m2, n, k):
+    # two products issued one after the other (the first a whole number of row tiles) emit the same
+    # word stream as one product of the stacked A: the second continues the lanes after the first's words
+    rng = np.random.default_rng(rows * 100 + m1)
+    f, fo = FixedFormat(2, 6), FixedFormat(2, 4)
+    a = rng.integers(f.min_code, f.max_code + 1, (m1 + m2, k))
+    b = rng.integers(f.min_code, f.max_code + 1, (k, n))
+    args = (f, f, fo, rows, cols)
+    kw = dict(rounding="stochastic", lfsr_width=16, lfsr_seed=0x2B)
+    whole = systolic_matmul(a, b, *args, **kw)
+    first = systolic_matmul(a[:m1], b, *args, **kw)
+    second = systolic_matmul(a[m1:], b, *args, lfsr_start=first.words, **kw)
+    assert first.words == m1 * -(-n // cols)
+    assert np.array_equal(np.vstack([first.values, second.values]), whole.values)
+    assert np.array_equal(np.vstack([first.random, second.random]), whole.random)
+    assert not np.array_equal(second.random, systolic_matmul(a[m1:], b, *args, **kw).random)
+
+
+def test_lfsr_start_uses_each_columns_lane_word_by_word():
+    # element by element from first principles: result (m, n) = (acc + r) >> D, r = the D LSBs of lane
+    # (n mod C)'s LFSR after (start + word index) * D steps, word index = rows of earlier tiles
+    rows, cols, start = 2, 2, 1234
+    f, fo = FixedFormat(1, 7), FixedFormat(1, 3)
+    rng = np.random.default_rng(3)
+    a = rng.integers(-128, 128, (3, 4))
+    b = rng.integers(-128, 128, (4, 3))
+    res = systolic_matmul(a, b, f, f, fo, rows, cols, rounding="stochastic", lfsr_width=20, lfsr_seed=9,
+                          lfsr_start=start)
+    d = 11
+    seeds = lane_seeds(20, 9, cols)
+    # words: row tile 0 (rows 0-1): col tile 0 -> words 0,1; col tile 1 -> 2,3; row tile 1 (row 2): 4, 5
+    word = {(0, 0): 0, (1, 0): 1, (0, 1): 2, (1, 1): 3, (2, 0): 4, (2, 1): 5}
+    for m in range(3):
+        for n in range(3):
+            lf = LFSR(20, seeds[n % cols])
+            lf.jump((start + word[(m, n // cols)]) * d)
+            r = lf.state & ((1 << d) - 1)
+            acc = int(a[m] @ b[:, n])
+            assert res.values[m, n] == max(-8, min(7, (acc + r) >> d)), (m, n)
