@@ -79,7 +79,7 @@ def main():
     ap.add_argument("--hidden", default="64", help="fully connected sizes, e.g. 64 or 128,64")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fl", default=",".join(map(str, FLS)), help="fraction bits to sweep at WL 16")
-    ap.add_argument("--png", default="out/bench/fixed_point_training.png")
+    ap.add_argument("--png", default="out/bench/fixed_point_training.png", help="where the figure goes (README: docs/)")
     args = ap.parse_args()
     hidden = tuple(int(h) for h in args.hidden.split(","))
     fls = tuple(int(f) for f in args.fl.split(","))
