@@ -6,7 +6,7 @@ from qnnfab.errors import ConfigError
 
 from .yosys import Resources
 
-__all__ = ["Device", "XC7Z020", "check_fits"]
+__all__ = ["Device", "XC7Z020", "check_fits", "overflows", "describe_overflows"]
 
 
 @dataclass(frozen=True)
@@ -36,14 +36,23 @@ class Device:
 XC7Z020 = Device("xc7z020clg400-1", lut=53_200, ff=106_400, bram36=140, dsp=220, lutram=17_400)
 
 
-def check_fits(where, used: Resources, device: Device, margin=1.0):
+def overflows(used: Resources, device: Device, margin=1.0):
+    """The resources of ``used`` beyond ``margin`` of ``device``: a list of
+    ``(name, used, available, fraction)``, empty when the design fits. LUT
+    counts logic and LUT-RAM together (the LUTRAM row is its SLICEM share)."""
+    return [(name, u, cap, frac) for name, (u, cap, frac) in device.utilisation(used).items() if frac > margin]
+
+
+def describe_overflows(over):
+    """``LUT 166,136 of 53,200 (312%, 112,936 over)`` for each entry of :func:`overflows`."""
+    return ", ".join(f"{name} {u:,.0f} of {cap:,} ({100 * frac:.0f}%, {u - cap:,.0f} over)"
+                     for name, u, cap, frac in over)
+
+
+def check_fits(where, used: Resources, device: Device, margin=1.0, fix=None):
     """Raise :class:`ConfigError` naming the exhausted resource when ``used``
     does not fit ``device`` (``margin`` < 1 keeps headroom)."""
-    over = []
-    for name, (u, cap, frac) in device.utilisation(used).items():
-        if frac > margin:
-            over.append(f"{name} {u:,.0f} of {cap:,} ({100 * frac:.0f}%)")
+    over = overflows(used, device, margin)
     if over:
-        raise ConfigError(where, "resources",
-                          f"does not fit {device.part}: " + ", ".join(over),
-                          "reduce PE/SIMD of the largest layers (qnnfab fold) or pick a larger board")
+        raise ConfigError(where, "resources", f"does not fit {device.part}: " + describe_overflows(over),
+                          fix or "reduce PE/SIMD of the largest layers (qnnfab fold) or pick a larger board")

@@ -8,22 +8,11 @@ board. Layers other than the bottleneck are only raised when they become the
 bottleneck, so no layer ends much faster than it needs to be: the design is
 balanced.
 
-Resources come from a per-lane cost model calibrated on Yosys
-``synth_xilinx`` results of the MVTU (``bench/bench_mvtu.py``, the datapath
-with weights as inputs, and the full unit):
-
-* a bipolar x bipolar lane (XNOR + popcount share + accumulator share): 2.3 LUT;
-* a lane with k-bit activations or weights: 1.5 LUT per activation bit;
-* per PE: accumulator, threshold comparison and control, 12 LUT + 2 per
-  threshold bit;
-* weights: a PE's memory of NF*SF words of SIMD*wbits bits goes to block RAM
-  when it holds 8 kbit or more (RAMB18 halves: 16 kbit up to 8 bits wide,
-  18 kbit up to 72 bits wide, parallel halves for wider words), else to
-  LUT-RAM (64 bits per LUT);
-* per layer: sliding-window line buffers (K rows of W*C*bits) in block RAM.
-
-The model's purpose is to rank foldings and to keep the design inside the
-device; ``qnnfab report`` then measures the chosen design with Yosys.
+Resources come from :mod:`qnnfab.boards.cost`, the cost model calibrated on
+Yosys ``synth_xilinx`` of today's RTL (it follows Yosys' choice between block
+RAM and logic for the weight memories; ``bench/bench_cost_model.py`` prints
+it beside Yosys). Its purpose is to rank foldings and to keep the design
+inside the device; ``qnnfab report`` then measures the chosen design with Yosys.
 """
 
 import math
@@ -31,59 +20,11 @@ from dataclasses import dataclass
 
 from qnnfab.errors import ConfigError
 from qnnfab.folding import layer_cycles, pe_choices, simd_choices
-from qnnfab.kinds import DataKind
 
+from .cost import estimate, estimate_layer
 from .yosys import Resources
 
 __all__ = ["estimate_layer", "estimate", "auto_fold", "FoldResult"]
-
-BINARY_LANE_LUT = 2.3
-BIT_LANE_LUT = 1.5
-PE_LUT = 12
-
-
-def estimate_layer(L):
-    """Estimated :class:`Resources` of one layer at its current PE/SIMD."""
-    if L.type == "maxpool":
-        h, w, c = L.in_shape
-        bits = L.in_bits  # 1 for bipolar data
-        buf = L.kernel * w * c * bits
-        return Resources(lut=20 + 2 * L.simd * bits, ff=40 + L.simd * bits,
-                         bram36=math.ceil(buf / 36864) if buf >= 8192 else 0,
-                         lutram=0 if buf >= 8192 else math.ceil(buf / 64))
-    binary = L.in_kind == "bipolar" and L.weight_kind == "bipolar"
-    in_len = math.prod(L.in_shape) if L.type == "fc" else L.kernel * L.kernel * L.in_shape[2]
-    lanes = L.pe * L.simd
-    abits = L.in_bits  # 1 for bipolar data
-    wbits = DataKind.of(L.weight_kind, L.weight_bits).width
-    lane = BINARY_LANE_LUT if binary else BIT_LANE_LUT * max(abits, wbits)
-    tbits = max(1, L.act_bits)
-    acc_bits = max(1, (in_len * (1 << max(abits, wbits))).bit_length())
-    lut = lanes * lane + L.pe * (PE_LUT + 2 * acc_bits * (1 if L.act == "acc" else tbits))
-    ff = L.pe * acc_bits * 2 + L.simd * abits * 2
-    depth = (L.out // L.pe) * (in_len // L.simd)
-    word = L.simd * wbits
-    per_pe = depth * word
-    if per_pe >= 8192:
-        # RAMB18: 16 kbit at widths up to 8 (16K x 1 .. 2K x 8), 18 kbit up to
-        # 72 bits wide (simple dual port); wider words take parallel RAMB18s
-        n18 = max(math.ceil(word / 72), math.ceil(per_pe / (16384 if word < 9 else 18432)))
-        bram, lutram = L.pe * n18 / 2, 0
-    else:
-        bram, lutram = 0, L.pe * math.ceil(per_pe / 64)
-    if L.type == "conv":
-        h, w, c = L.in_shape
-        buf = L.kernel * w * c * abits
-        bram += math.ceil(buf / 36864) if buf >= 8192 else 0
-        lut += 30 + L.simd * abits * 2
-    return Resources(lut=int(lut), ff=int(ff), bram36=float(bram), lutram=int(lutram))
-
-
-def estimate(cfg):
-    total = Resources()
-    for L in cfg.layers:
-        total = total + estimate_layer(L)
-    return total
 
 
 def _steps(L):

@@ -18,9 +18,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
+from .device import describe_overflows, overflows
 from .yosys import Resources, synth_xc7
 
-__all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "plot_report"]
+__all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "fit_verdict", "plot_report"]
 
 
 @dataclass
@@ -157,8 +158,19 @@ def format_report(rep, device=None):
                          f"{worst.name} cannot meet timing as is (pipeline it)")
     if device is not None:
         for name, (u, cap, frac) in device.utilisation(t).items():
-            lines.append(f"  {name:<7} {u:>10,.0f} of {cap:>8,} ({100 * frac:5.1f}%) on {device.part}")
+            over = "  <- over" if frac > 1 else ""
+            lines.append(f"  {name:<7} {u:>10,.0f} of {cap:>8,} ({100 * frac:5.1f}%) on {device.part}{over}")
+        lines.append(fit_verdict(rep, device))
     return "\n".join(lines)
+
+
+def fit_verdict(rep, device):
+    """One line: the design fits ``device``, or which resources it exceeds and by how much."""
+    over = overflows(rep.total, device)
+    if not over:
+        return f"fits {device.part}"
+    return (f"DOES NOT FIT {device.part}: {describe_overflows(over)}; `qnnfab generate` refuses it "
+            "(reduce PE/SIMD of the largest layers, e.g. `qnnfab fold --fastest`)")
 
 
 def plot_report(rep, path):

@@ -353,6 +353,7 @@ def _cmd_report(args):
 
 def _cmd_generate(args):
     from qnnfab.boards import check_fits, get_board
+    from qnnfab.boards.device import describe_overflows, overflows
     from qnnfab.boards.fold import estimate
     from qnnfab.boards.plan import check_clock, write_accelerator, write_build_plan, write_overlay
     from qnnfab.boards.report import plot_report
@@ -364,12 +365,21 @@ def _cmd_generate(args):
     # checks before any Verilog is written: the folder, the model, then Yosys
     out_dir = OutDir(where, "--out", args.out, empty=True, force=args.force)
     out = out_dir.path
+    fix = ("reduce PE/SIMD of the largest layers (qnnfab fold --fastest) or pick a larger board; "
+           "--allow-overflow writes it anyway")
     try:
-        check_fits(f"network '{cfg.name}' (model estimate)", estimate(cfg), board.capacity, margin=1.0)
+        if args.allow_overflow:
+            over = overflows(estimate(cfg), board.capacity)
+            if over:
+                print(f"warning: network '{cfg.name}' (model estimate) does not fit {board.capacity.part}: "
+                      f"{describe_overflows(over)}; writing it anyway (--allow-overflow)", file=sys.stderr)
+        else:
+            check_fits(f"network '{cfg.name}' (model estimate)", estimate(cfg), board.capacity, fix=fix)
         text = None
         if not args.no_report:
             rep, text = _report(cfg, board, args.jobs, args.clock)
-            check_fits(f"network '{cfg.name}'", rep.total, board.capacity)
+            if not args.allow_overflow:
+                check_fits(f"network '{cfg.name}'", rep.total, board.capacity, fix=fix)
     except BaseException:
         out_dir.undo()
         raise
@@ -750,6 +760,9 @@ def build_parser():
                    help="replace the whole content of an --out folder that an earlier qnnfab generate wrote "
                         "(marked by its .qnnfab-generated file; other non-empty folders are never touched)")
     g.add_argument("--no-report", action="store_true", help="skip Yosys (model-based fit check only)")
+    g.add_argument("--allow-overflow", action="store_true",
+                   help="write the design even when it does not fit the board's part (by the model estimate "
+                        "or the Yosys report): a warning instead of the error; Vivado will fail to place it")
     g.add_argument("--top", choices=("overlay", "selftest"), default="overlay",
                    help="overlay (default): the accelerator in an AXI shell beside the Zynq PS, Vivado "
                         "block design Tcl + build.sh, driver; selftest: a standalone top (LFSR frames in, "

@@ -227,6 +227,44 @@ def test_config_too_big_for_the_board_writes_no_verilog(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_generate_refuses_a_design_over_the_part_naming_the_resource_and_the_override(tmp_path, capsys):
+    # lfc_w1a1_fast's weights are shallow ROMs that Yosys turns into logic: ~3x the LUTs
+    out = tmp_path / "gen"
+    rc = main(["generate", "--no-report", "--config", str(ROOT / "configs" / "lfc_w1a1_fast.toml"),
+               "--out", str(out)])
+    line = _error_line(capsys, rc)
+    assert "does not fit xc7z020" in line and "LUT" in line and "over)" in line, line
+    assert "--allow-overflow" in line
+    assert "BRAM36" not in line  # only the exceeded resource is named
+    assert not out.exists()
+
+
+def _report_of(total):
+    from qnnfab.boards.report import LayerReport, NetworkReport
+    from qnnfab.boards.yosys import Resources
+    layers = [LayerReport("fc0", "fc", 64, 64, 256, Resources(**total))]
+    return NetworkReport("n", layers, Resources(**total), "fc0", 256, 100e6)
+
+
+def test_report_says_plainly_which_resource_is_exceeded_and_by_how_much():
+    from qnnfab.boards import XC7Z020
+    from qnnfab.boards.report import format_report
+    text = format_report(_report_of(dict(lut=166_000, lutram=136, bram36=12)), XC7Z020)
+    assert "DOES NOT FIT xc7z020clg400-1: LUT 166,136 of 53,200 (312%, 112,936 over)" in text
+    assert "BRAM36 12 of" not in text.splitlines()[-1]
+    text = format_report(_report_of(dict(lut=1_000, bram36=141)), XC7Z020)
+    assert "DOES NOT FIT" in text and "BRAM36 141 of 140 (101%, 1 over)" in text and "LUT 1,000" not in \
+        text.splitlines()[-1]
+
+
+def test_report_says_a_design_that_uses_the_whole_part_fits():
+    from qnnfab.boards import XC7Z020
+    from qnnfab.boards.report import format_report
+    text = format_report(_report_of(dict(lut=53_000, lutram=200, bram36=140, dsp=220)), XC7Z020)
+    assert text.splitlines()[-1] == "fits xc7z020clg400-1"
+    assert "DOES NOT FIT" not in text
+
+
 # --------------------------------------------------------------------------- train
 
 def test_train_conv_kbit_exports_configs_that_load(tmp_path, capsys):

@@ -1,0 +1,229 @@
+"""Resource cost model of the dataflow stages, calibrated on Yosys ``synth_xilinx -family xc7``.
+
+One definition of what a layer costs, used by the auto-folder
+(:mod:`qnnfab.boards.fold`), the fit check of ``qnnfab generate`` before any
+Yosys run, and ``bench/bench_cost_model.py`` (which prints it beside Yosys).
+Each stage is counted the way the RTL builds it and the way Yosys maps it:
+
+* **Memories** follow Yosys' own choice (``memory_libmap`` in ``synth_xilinx``):
+  a read-only memory (weights, thresholds) costs ``bits / 64`` as logic
+  (``-logic-cost-rom 0.015625``) against 129 per RAMB18 and 257 per RAMB36 in
+  their simple-dual-port shapes (512 x 36 .. 16K x 1, 512 x 72 .. 32K x 1), and
+  becomes whichever is cheaper. So a ROM fills block RAM only when it would use
+  about half of it or more: a 208 x 64 weight memory (13 kbit) becomes logic.
+  A ROM in logic costs ``ceil(depth / 64)`` LUT6 per output bit alone (measured:
+  64 x 64 -> 64 LUT, 208 x 64 -> 256), but inside an MVTU, where ABC merges it
+  with the XNORs and the popcount, it costs far more:
+  :data:`ROM_BIT_LUT_IN_MVTU` LUTs per bit of the weight word, by depth.
+  Writable memories (input double buffers, line buffers, FIFOs) go to LUT-RAM
+  (RAM32M: 32 x 6, RAM64M: 64 x 3, 4 LUTs each; 128 deep: 2 banks) or, when
+  that costs more than block RAM (8 per LUT-RAM cell against 129 per RAMB18),
+  to block RAM.
+* **Datapath**: a bipolar x bipolar lane (XNOR + share of the popcount tree)
+  :data:`BINARY_LANE_LUT` (``bench/bench_xnor_popcount.py`` measures 1.44);
+  other lanes :data:`BIT_LANE_LUT` per activation bit times weight bit.
+* **Per PE**: accumulator (adder + clear multiplexer) and one comparator per
+  threshold stage, :data:`ACC_BIT_LUT` per accumulator bit each.
+* **Fixed** control per stage (counters, handshakes), measured.
+
+Figures are estimates: ``qnnfab report`` measures the design with Yosys, and
+``bench/bench_cost_model.py`` prints both with the error per layer.
+"""
+
+import math
+
+from qnnfab.kinds import DataKind, accumulator_range
+
+from .yosys import Resources
+
+__all__ = ["estimate_layer", "estimate_layers", "estimate", "rom_mapping", "ram_mapping", "rom_bit_lut_in_mvtu"]
+
+BINARY_LANE_LUT = 1.44      # XNOR + popcount share per bipolar lane
+BIT_LANE_LUT = 2.0          # per activation bit x weight bit of a k-bit lane (cnv conv0: 8-bit pixels)
+ACC_BIT_LUT = 1.0           # per PE and accumulator bit (adder, clear, threshold compare)
+EXTRA_STAGE_ACC_BIT_LUT = 0.5  # per further threshold-search stage (k-bit activations)
+# LUTs per stored bit of a PE's weight word (SIMD * weight bits) when the weight
+# ROM is logic inside an MVTU, by ROM depth NF*SF, for 256 ROM columns sharing
+# the address (PE * SIMD * weight bits). ABC merges ROM, XNOR and popcount, far
+# above the ceil(depth/64) LUT6 of the same ROM alone. Measured with Yosys on
+# today's RTL: depth 16, 64, 208, 256: MVTUs with PE=4, SIMD=64 (716, 1,743,
+# 3,943, 4,663 LUT); 32: lfc_small fc0/fc1; 256 also cnv_small fc0 (128 columns).
+# Linear between points, proportional to the depth below 16 and above 256.
+ROM_BIT_LUT_IN_MVTU = ((16, 1.0), (32, 2.04), (64, 5.1), (208, 13.7), (256, 17.0))
+# More columns on one address share more of the decoding: the cost per bit
+# scales as (columns / 256) ** -ROM_SHARING_EXPONENT, fitted on lfc_w1a1_fast
+# (4,096 columns: fc0 49,040 LUT at depth 208, fc1 57,721 at 256; 0.745x the
+# 256-column figures at both depths) and cnv_small fc0 (128 columns, 1.07x).
+ROM_SHARING_EXPONENT = 0.106
+MVTU_FIXED_LUT = 40         # counters, double-buffer and output handshake
+RAW_MVTU_FIXED_LUT = 10     # the same without a threshold stage
+WINDOW_FIXED_LUT = 140      # sliding-window address generation
+POOL_FIXED_LUT = 60
+FIFO_FIXED_LUT = 8
+WIDTH_CONVERTER_BIT_LUT = 1.5
+
+# Yosys memory_libmap costs (techlibs/xilinx/brams_xc4v.txt, lutrams_xc5v.txt, synth_xilinx)
+_ROM_LOGIC_COST_PER_BIT = 1 / 64
+_RAMB18 = (129, [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)])
+_RAMB36 = (257, [(32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72)])
+_LUTRAM_CELL_COST = 8
+
+
+def _bram(depth, width):
+    """(cost, RAMB36 equivalents) of the cheapest block-RAM shape for depth x width."""
+    best = None
+    for (cost, shapes), tile in ((_RAMB18, 0.5), (_RAMB36, 1.0)):
+        for d, w in shapes:
+            n = math.ceil(width / w) * math.ceil(depth / d)
+            if best is None or n * cost < best[0]:
+                best = (n * cost, n * tile)
+    return best
+
+
+def rom_mapping(depth, width):
+    """How Yosys maps a read-only depth x width memory: ``("logic", LUT6 of the plain ROM)``
+    or ``("bram", RAMB36 equivalents)``."""
+    cost, n36 = _bram(depth, width)
+    if depth * width * _ROM_LOGIC_COST_PER_BIT <= cost:
+        return "logic", width * math.ceil(depth / 64)
+    return "bram", n36
+
+
+def rom_bit_lut_in_mvtu(depth, columns=256):
+    """LUTs per weight-word bit of a logic weight ROM of ``depth`` words inside an
+    MVTU whose ROMs have ``columns`` bits in all (PE * SIMD * weight bits)."""
+    return _rom_bit_lut_256(depth) * (columns / 256) ** -ROM_SHARING_EXPONENT
+
+
+def _rom_bit_lut_256(depth):
+    pts = ROM_BIT_LUT_IN_MVTU
+    if depth <= pts[0][0]:
+        return pts[0][1] * depth / pts[0][0]
+    for (d0, g0), (d1, g1) in zip(pts, pts[1:]):
+        if depth <= d1:
+            return g0 + (g1 - g0) * (depth - d0) / (d1 - d0)
+    d1, g1 = pts[-1]
+    return g1 * depth / d1  # as the plain ROM's LUT6 count (not measured above 256)
+
+
+def _lutram_cells(depth, width):
+    if depth <= 32:
+        return math.ceil(width / 6)
+    if depth <= 64:
+        return math.ceil(width / 3)
+    return math.ceil(depth / 64) * math.ceil(width / 3)
+
+
+def ram_mapping(depth, width):
+    """How Yosys maps a writable depth x width memory (one write, one read port):
+    ``("lutram", LUTs)`` or ``("bram", RAMB36 equivalents)``."""
+    cells = _lutram_cells(depth, width)
+    cost, n36 = _bram(depth, width)
+    if cells * _LUTRAM_CELL_COST <= cost:
+        return "lutram", 4 * cells
+    return "bram", n36
+
+
+def _add_mem(res, kind, amount, logic_factor=1.0):
+    if kind == "bram":
+        res.bram36 += amount
+    elif kind == "lutram":
+        res.lutram += amount
+    else:
+        res.lut += amount * logic_factor
+
+
+def _mvtu(L, mh, mw, res):
+    pe, simd = L.pe, L.simd
+    nf, sf = mh // pe, mw // simd
+    wk = DataKind.of(L.weight_kind, L.weight_bits)
+    xk = DataKind.of(L.in_kind, L.in_bits if L.in_kind != "bipolar" else None)
+    binary = wk.kind == "bipolar" and xk.kind == "bipolar"
+    abits, wbits = xk.width, wk.width
+    lo, hi = accumulator_range(mw, wk, xk)
+    acc_bits = max(abs(lo), hi + 1).bit_length() + (1 if lo < 0 else 0)
+    lanes = pe * simd
+    res.lut += lanes * (BINARY_LANE_LUT if binary else BIT_LANE_LUT * abits * wbits)
+    stages = L.n_thresholds.bit_length()
+    res.lut += pe * acc_bits * (ACC_BIT_LUT + EXTRA_STAGE_ACC_BIT_LUT * max(0, stages - 1))
+    res.lut += MVTU_FIXED_LUT if stages else RAW_MVTU_FIXED_LUT
+    res.ff += pe * acc_bits * (2 + stages) + pe * max(stages, 1) + (simd * abits if binary else lanes * abits)
+    depth, width = nf * sf, simd * wbits
+    kind, amount = rom_mapping(depth, width)
+    if kind == "logic":
+        res.lut += pe * width * rom_bit_lut_in_mvtu(depth, pe * width)
+        res.ff += pe * width
+    else:
+        res.bram36 += pe * amount
+    # threshold memories, one per PE and search stage: the first (NF words)
+    # is absorbed into the per-PE figure above (measured), later ones are ROMs
+    for s in range(1, stages):
+        kind, amount = rom_mapping(nf << s, acc_bits)
+        _add_mem(res, kind, pe * amount)
+    kind, amount = ram_mapping(2 * sf, simd * abits)  # input double buffer
+    _add_mem(res, kind, amount)
+
+
+def _fifo(width, depth, res):
+    kind, amount = ram_mapping(depth + 1, width)
+    _add_mem(res, kind, amount)
+    res.lut += FIFO_FIXED_LUT
+    res.ff += width + 12
+
+
+def estimate_layer(L, prev=None):
+    """Estimated :class:`Resources` of layer ``L`` at its current PE/SIMD, with the
+    FIFO (and width converter) in front of it that the dataflow adds after
+    ``prev`` = ``(PE, element bits, cycles per frame)`` of the previous layer."""
+    res = Resources()
+    bits = L.in_bits
+    if prev is not None:
+        from qnnfab.rtl.dataflow import fifo_depth_for
+        pe_prev, bits_prev, cycles_prev = prev
+        if pe_prev != L.simd:  # width converter: a shift register of the wider word
+            res.lut += WIDTH_CONVERTER_BIT_LUT * max(pe_prev, L.simd) * bits + 10
+            res.ff += max(pe_prev, L.simd) * bits + 8
+        words = math.prod(L.in_shape) // L.simd
+        depth = L.fifo_depth or fifo_depth_for(words, cycles_prev, _cycles(L))
+        _fifo(L.simd * bits, depth, res)
+    if L.type == "maxpool":
+        h, w, c = L.in_shape
+        kind, amount = ram_mapping(max(2, L.kernel * w * c // L.simd), L.simd * bits)
+        _add_mem(res, kind, amount)
+        res.lut += POOL_FIXED_LUT + 2 * L.simd * bits
+        res.ff += 40 + 2 * L.simd * bits
+    elif L.type == "fc":
+        _mvtu(L, L.out, math.prod(L.in_shape), res)
+    else:
+        h, w, c = L.in_shape
+        k = L.kernel
+        kind, amount = ram_mapping(max(2, min(k, h) * w * (c // L.simd)), L.simd * bits)  # line buffer
+        _add_mem(res, kind, amount)
+        res.lut += WINDOW_FIXED_LUT
+        res.ff += 100 + L.simd * bits
+        _fifo(L.simd * bits, 2, res)  # window -> MVTU
+        _mvtu(L, L.out, k * k * c, res)
+    return Resources(lut=round(res.lut), ff=round(res.ff), bram36=float(res.bram36), lutram=round(res.lutram))
+
+
+def _cycles(L):
+    from qnnfab.folding import layer_cycles
+    return layer_cycles(L)
+
+
+def estimate_layers(cfg):
+    """``[(layer name, Resources)]``: :func:`estimate_layer` of every layer with its FIFO."""
+    rows, prev = [], None
+    for L in cfg.layers:
+        rows.append((L.name, estimate_layer(L, prev)))
+        out_bits = L.in_bits if L.type == "maxpool" else (L.out_bits if L.act != "acc" else 1)
+        prev = (L.pe, out_bits, _cycles(L))
+    return rows
+
+
+def estimate(cfg):
+    """Estimated :class:`Resources` of the whole dataflow of ``cfg``."""
+    total = Resources()
+    for _, r in estimate_layers(cfg):
+        total = total + r
+    return total
