@@ -133,7 +133,7 @@ def _add_mem(res, kind, amount, logic_factor=1.0):
         res.lut += amount * logic_factor
 
 
-def _mvtu(L, mh, mw, res):
+def _mvtu(L, mh, mw, res, runtime):
     pe, simd = L.pe, L.simd
     nf, sf = mh // pe, mw // simd
     wk = DataKind.of(L.weight_kind, L.weight_bits)
@@ -149,16 +149,16 @@ def _mvtu(L, mh, mw, res):
     res.lut += MVTU_FIXED_LUT if stages else RAW_MVTU_FIXED_LUT
     res.ff += pe * acc_bits * (2 + stages) + pe * max(stages, 1) + (simd * abits if binary else lanes * abits)
     depth, width = nf * sf, simd * wbits
-    kind, amount = rom_mapping(depth, width)
+    kind, amount = (ram_mapping if runtime else rom_mapping)(depth, width)
     if kind == "logic":
         res.lut += pe * width * rom_bit_lut_in_mvtu(depth, pe * width)
         res.ff += pe * width
     else:
-        res.bram36 += pe * amount
+        _add_mem(res, kind, pe * amount)
     # threshold memories, one per PE and search stage: the first (NF words)
     # is absorbed into the per-PE figure above (measured), later ones are ROMs
     for s in range(1, stages):
-        kind, amount = rom_mapping(nf << s, acc_bits)
+        kind, amount = (ram_mapping if runtime else rom_mapping)(nf << s, acc_bits)
         _add_mem(res, kind, pe * amount)
     kind, amount = ram_mapping(2 * sf, simd * abits)  # input double buffer
     _add_mem(res, kind, amount)
@@ -171,10 +171,12 @@ def _fifo(width, depth, res):
     res.ff += width + 12
 
 
-def estimate_layer(L, prev=None):
+def estimate_layer(L, prev=None, runtime=False):
     """Estimated :class:`Resources` of layer ``L`` at its current PE/SIMD, with the
     FIFO (and width converter) in front of it that the dataflow adds after
-    ``prev`` = ``(PE, element bits, cycles per frame)`` of the previous layer."""
+    ``prev`` = ``(PE, element bits, cycles per frame)`` of the previous layer.
+    ``runtime``: ``weights_mode = "runtime"``, weights and thresholds in RAMs
+    (mapped by the RAM rule; their packing and the weight loader are not modelled)."""
     res = Resources()
     bits = L.in_bits
     if prev is not None:
@@ -193,7 +195,7 @@ def estimate_layer(L, prev=None):
         res.lut += POOL_FIXED_LUT + 2 * L.simd * bits
         res.ff += 40 + 2 * L.simd * bits
     elif L.type == "fc":
-        _mvtu(L, L.out, math.prod(L.in_shape), res)
+        _mvtu(L, L.out, math.prod(L.in_shape), res, runtime)
     else:
         h, w, c = L.in_shape
         k = L.kernel
@@ -202,7 +204,7 @@ def estimate_layer(L, prev=None):
         res.lut += WINDOW_FIXED_LUT
         res.ff += 100 + L.simd * bits
         _fifo(L.simd * bits, 2, res)  # window -> MVTU
-        _mvtu(L, L.out, k * k * c, res)
+        _mvtu(L, L.out, k * k * c, res, runtime)
     return Resources(lut=round(res.lut), ff=round(res.ff), bram36=float(res.bram36), lutram=round(res.lutram))
 
 
@@ -214,8 +216,9 @@ def _cycles(L):
 def estimate_layers(cfg):
     """``[(layer name, Resources)]``: :func:`estimate_layer` of every layer with its FIFO."""
     rows, prev = [], None
+    runtime = getattr(cfg, "weights_mode", "const") == "runtime"
     for L in cfg.layers:
-        rows.append((L.name, estimate_layer(L, prev)))
+        rows.append((L.name, estimate_layer(L, prev, runtime)))
         out_bits = L.in_bits if L.type == "maxpool" else (L.out_bits if L.act != "acc" else 1)
         prev = (L.pe, out_bits, _cycles(L))
     return rows
