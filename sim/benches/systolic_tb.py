@@ -13,6 +13,9 @@ from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mi
                                StreamSink, StreamSource, unpack_fields, write_metrics)
 
 NAME = "systolic"
+# a case with "products": the path of an .npz of products (a0, b0, values0, a1, ...; the golden
+# values) streamed back to back from reset; only the products_from_file test runs
+FROM_FILE = "products" in bench_params()
 # tr x tc output tiles of R x C, inner dimension K; "sat": narrow output format,
 # the bench requires results saturating at both ends
 CASES = [
@@ -117,7 +120,7 @@ async def _run(dut, valid_prob, ready_prob, salt):
     return src_a, snk, lasts, cycles
 
 
-@cocotb.test()
+@cocotb.test(skip=FROM_FILE)
 async def values_and_cycles_exact_unstalled(dut):
     """Inputs always offered, output always ready: every input transfer cycle and
     every output word's cycle equal the golden timing contract."""
@@ -141,7 +144,7 @@ async def values_and_cycles_exact_unstalled(dut):
                   latency=snk.cycles[0] - lasts[0], timing_checked=exp_out is not None)
 
 
-@cocotb.test()
+@cocotb.test(skip=FROM_FILE)
 async def values_and_cycles_exact_with_input_gaps(dut):
     """Random valid gaps on both inputs, output always ready: output cycles follow
     the contract from the measured input transfer cycles."""
@@ -155,14 +158,14 @@ async def values_and_cycles_exact_with_input_gaps(dut):
     assert snk.cycles == exp_out, f"output words at {snk.cycles}, golden timing {exp_out}"
 
 
-@cocotb.test()
+@cocotb.test(skip=FROM_FILE)
 async def values_under_random_backpressure(dut):
     """Random input gaps and random output backpressure: values and order."""
     await start(dut)
     await _run(dut, 0.7, 0.35, salt=3)
 
 
-@cocotb.test()
+@cocotb.test(skip=FROM_FILE)
 async def restarts_cleanly_after_reset_in_flight(dut):
     """Reset in the middle of a tile (accumulators mid-sum, skew registers and output
     rows holding old values, the rounding LFSR advanced); fresh tiles then match
@@ -180,3 +183,45 @@ async def restarts_cleanly_after_reset_in_flight(dut):
     where = await reset_mid_stream(dut, [src_a, src_b], [snk], cut, rng, 40 * (tiles * p["K"] + tiles * p["R"]) + 200)
     await _run(dut, 0.7, 0.5, salt=5)
     write_metrics(reset_in_flight=where)
+
+
+@cocotb.test(skip=not FROM_FILE)
+async def products_from_file(dut):
+    """The products of a file (e.g. a fixed-point training run: qnnfab.train.fixed_point
+    with ``record``), issued back to back from reset so the LFSR lanes run on from
+    one product to the next as in training: every output word equals the file's
+    golden values. Each product's M must be a multiple of R (the bare array emits
+    every row of a tile); columns are zero-padded to whole tiles."""
+    p = bench_params()
+    dsg = design(p)
+    R, C = p["R"], p["C"]
+    with np.load(p["products"]) as f:
+        prods = [(f[f"a{i}"], f[f"b{i}"], f[f"values{i}"]) for i in range(int(f["count"]))]
+    await start(dut)
+    rng = bench_random(6)
+    src_a = StreamSource(dut, "a", rng, 1.0)
+    src_b = StreamSource(dut, "b", rng, 1.0)
+    snk = StreamSink(dut, "o", rng, 1.0)
+    expected, steps = [], 0
+    for a, b, values in prods:
+        M, K = a.shape
+        N = b.shape[1]
+        assert M % R == 0 and 1 <= K <= p["K"], f"product {a.shape} x {b.shape} does not fit the bench array"
+        tc = -(-N // C)
+        bp = np.zeros((K, tc * C), np.int64)
+        bp[:, :N] = b
+        for ti in range(M // R):
+            for tj in range(tc):
+                for s in range(K):
+                    src_a.send([pack_fields([int(x) for x in a[ti * R:(ti + 1) * R, s]] + [int(s == K - 1)],
+                                            [dsg.a_width] * R + [1])])
+                    src_b.send([pack_fields([int(x) for x in bp[s, tj * C:(tj + 1) * C]], [dsg.b_width] * C)])
+                for i in range(R):
+                    expected.append([int(x) for x in values[ti * R + i, tj * C:(tj + 1) * C]])
+                steps += K
+    cycles = await run_streams(dut, [src_a, src_b], [snk], [len(expected)],
+                               max_cycles=4 * (steps + len(expected) * (C + 2)) + 200)
+    for n, (word, e) in enumerate(zip(snk.words, expected)):
+        got = unpack_fields(word, [dsg.c_width] * C, signed=True)[:len(e)]
+        assert got == e, f"output word {n}: got {got}, golden {e}"
+    write_metrics(products=len(prods), words=len(expected), cycles=cycles)
