@@ -513,7 +513,12 @@ def check_train_args(args, where="qnnfab train"):
                           "add --fixed-point WL,FL (e.g. 16,14), or drop --rounding")
     if fixed is not None:
         from qnnfab.train.fixed_point import parse_fixed_point
+        from qnnfab.train.fixed_point import LR_FRAC
         parse_fixed_point(fixed, where, "--fixed-point")
+        lr = getattr(args, "lr", None)
+        if lr is not None and math.isfinite(lr) and 0 < lr and round(lr * (1 << LR_FRAC)) < 1:
+            raise ConfigError(where, "--lr", f"{lr:g} rounds to 0 in the {LR_FRAC}-bit fixed-point learning rate",
+                              f"use --lr >= 2^-{LR_FRAC} (e.g. 0.01)")
         if getattr(args, "schemes", None) is not None:
             raise ConfigError(where, "--schemes", "does not apply to --fixed-point training (it trains the "
                               "float architecture in fixed point)", "drop --schemes, or drop --fixed-point")

@@ -21,9 +21,11 @@ binarization) trained either in float32 (the baseline) or in fixed point
   then saturated;
 - the elementwise steps are exact on codes (bias add and saturation, ReLU and
   its mask; a layer output saturated at a bound passes no gradient that
-  would push it further out); the softmax and its gradient ``(p - onehot) / B`` are computed
-  in float64 and quantized to ``<WL, FL>`` with the chosen rounding (the
-  seed's host-side loss layer); inputs are pixels / (2^pixel_bits - 1),
+  would push it further out); the softmax of ``LOGIT_SCALE`` x scores and its
+  gradient ``LOGIT_SCALE (p - onehot) / B`` are computed in float64 and
+  quantized to ``<WL, FL>`` with the chosen rounding (the host-side loss
+  layer; the scale lets confident scores stay inside <16,14>'s [-2, 2));
+  inputs are pixels / (2^pixel_bits - 1),
   quantized with round-to-nearest.
 
 Round-to-nearest makes every update smaller than half an ulp (2^-(FL+1))

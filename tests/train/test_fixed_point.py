@@ -56,6 +56,14 @@ def test_stochastic_update_is_unbiased_and_keeps_sub_ulp_updates():
                             np.random.default_rng(1)) == 0).all()
 
 
+def test_saturated_outputs_pass_no_gradient_outward():
+    # z at the top may only come down (dz > 0 lowers it under w - lr g), at the bottom only go up
+    top, bottom = F14.max_code, F14.min_code
+    z = np.array([top, top, bottom, bottom, 5, top - 1, bottom + 1])
+    dz = np.array([-3, 3, 3, -3, -7, -2, 2])
+    assert FP._stop_at_saturation(dz, z, F14).tolist() == [0, 3, 0, -3, -7, -2, 2]
+
+
 # ---------------------------------------------------------------------- training
 
 def test_weights_stored_as_codes_and_training_deterministic_by_seed(small):
@@ -157,6 +165,7 @@ def test_train_rejects_bad_arguments(small):
     (["--fixed-point", "16,14", "--schemes", "float"], "--schemes: does not apply"),
     (["--fixed-point", "16,14", "--hidden", "c8,32"], "--hidden: c8 is not fully connected"),
     (["--fixed-point", "16,14", "--epochs", "0"], "--epochs"),
+    (["--fixed-point", "16,14", "--lr", "1e-9"], "--lr: 1e-09 rounds to 0"),
 ])
 def test_cli_rejects_bad_fixed_point_arguments_before_training(argv, match, tmp_path, capsys):
     from qnnfab.cli import main
