@@ -34,7 +34,8 @@ try:
 except ImportError:          # on the board: the copy written next to this file
     import qnnfab_weights_image as wi
 
-__all__ = ["Accelerator", "OverlayError", "PynqBackend", "pack_inputs", "unpack_records"]
+__all__ = ["Accelerator", "Gemm", "OverlayError", "PynqBackend", "pack_inputs", "unpack_records",
+           "pack_words", "unpack_words"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -331,6 +332,155 @@ class Accelerator:
 
     def close(self):
         for buf in (self.in_buf, self.out_buf):
+            free = getattr(buf, "freebuffer", None)
+            if free is not None:
+                free()
+
+
+# ---------------------------------------------------------------------------
+# the GEMM engine (qnnfab generate --gemm RxC): gemm(A, B) on matrices in DDR
+
+def pack_words(x, width, beats, bus_bytes):
+    """Integer array (..., E) -> bytes (..., beats * bus_bytes) uint8: each row one
+    word of E two's complement ``width``-bit elements, element 0 at the LSBs,
+    zero-padded to ``beats`` bus words."""
+    u = np.asarray(x, np.int64) & ((1 << width) - 1)
+    bits = ((u[..., None] >> np.arange(width)) & 1).astype(np.uint8)
+    bits = bits.reshape(u.shape[:-1] + (u.shape[-1] * width,))
+    pad = beats * bus_bytes * 8 - bits.shape[-1]
+    bits = np.concatenate([bits, np.zeros(bits.shape[:-1] + (pad,), np.uint8)], axis=-1)
+    return np.packbits(bits, axis=-1, bitorder="little")
+
+
+def unpack_words(raw, elems, width):
+    """Bytes (..., word bytes) uint8 -> (..., elems) int64 two's complement ``width``-bit elements."""
+    bits = np.unpackbits(np.asarray(raw, np.uint8), axis=-1, bitorder="little")[..., :elems * width]
+    bits = bits.reshape(bits.shape[:-1] + (elems, width)).astype(np.int64)
+    v = (bits << np.arange(width)).sum(axis=-1)
+    return np.where(v >= 1 << (width - 1), v - (1 << width), v)
+
+
+class Gemm:
+    """The systolic GEMM engine on the board (or in co-simulation).
+
+    ``Gemm(bitfile)`` loads the bitstream; ``engine`` (default ``gemm.json``
+    next to this file) is its :class:`GemmFormats` (array size, fixed-point
+    formats, K_MAX, bus width); ``backend`` replaces the board. The identity
+    registers must match ``engine`` or the constructor raises OverlayError.
+    """
+
+    def __init__(self, bitfile=None, *, engine=None, backend=None, timeout=10.0):
+        if engine is None:
+            with open(os.path.join(HERE, "gemm.json")) as f:
+                engine = json.load(f)
+        self.formats = engine if isinstance(engine, om.GemmFormats) else om.GemmFormats.from_dict(engine)
+        if backend is None:
+            if bitfile is None:
+                raise ValueError("Gemm: give the bitstream (e.g. Gemm('overlay.bit'))")
+            backend = PynqBackend(bitfile)
+        self.backend, self.timeout = backend, timeout
+        self.last_cycles = None
+        self._buffers = {}
+        want = self.formats.identity()
+        got = {k: self.read(k) for k in want}
+        bad = [f"{k} 0x{got[k]:X} (expected 0x{want[k]:X})" for k in want if got[k] != want[k]]
+        if bad:
+            raise OverlayError("the bitstream is not the GEMM engine of this driver folder: " + ", ".join(bad))
+
+    def read(self, name):
+        return self.backend.read(om.GEMM_OFFSET[name])
+
+    def write(self, name, value):
+        self.backend.write(om.GEMM_OFFSET[name], value)
+
+    def _buffer(self, role, nbytes):
+        buf = self._buffers.get(role)
+        if buf is None or buf.shape[0] < nbytes:
+            if buf is not None and getattr(buf, "freebuffer", None) is not None:
+                buf.freebuffer()
+            buf = self._buffers[role] = self.backend.allocate((nbytes,), np.uint8)
+        return buf
+
+    def _check(self, x, fmt, name):
+        x = np.asarray(x)
+        if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer) or 0 in x.shape:
+            raise ValueError(f"{name} must be a non-empty 2-D integer array of fixed-point codes, "
+                             f"not {x.dtype} {x.shape}")
+        w = sum(fmt)
+        lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
+        if x.min() < lo or x.max() > hi:
+            raise ValueError(f"{name} codes must lie in [{lo}, {hi}] (format I={fmt[0]}, F={fmt[1]}), "
+                             f"found [{x.min()}, {x.max()}]")
+        return x.astype(np.int64)
+
+    def gemm(self, a, b, fmt=None, rounding="stochastic"):
+        """``round(a @ b)``: (M, N) int64 codes of the output format.
+
+        ``a`` (M, K), ``b`` (K, N): integer codes of the engine's A and B
+        formats; ``fmt``: None or the formats ``(a_fmt, b_fmt, c_fmt)`` as
+        (I, F) pairs, which must be the engine's; ``rounding``: "stochastic"
+        or "nearest"."""
+        fm = self.formats
+        if fmt is not None and tuple(tuple(f) for f in fmt) != (fm.a_fmt, fm.b_fmt, fm.c_fmt):
+            raise ValueError(f"fmt {fmt!r}: this engine computes with a_fmt {fm.a_fmt}, b_fmt {fm.b_fmt}, "
+                             f"c_fmt {fm.c_fmt} (generate another engine for other formats)")
+        if rounding not in om.ROUNDINGS:
+            raise ValueError(f"rounding must be one of {sorted(om.ROUNDINGS)}, not {rounding!r}")
+        a = self._check(a, fm.a_fmt, "a")
+        b = self._check(b, fm.b_fmt, "b")
+        (M, K), (K2, N) = a.shape, b.shape
+        if K != K2:
+            raise ValueError(f"a is {M}x{K} and b is {K2}x{N}: inner dimensions differ")
+        if K > fm.k_max:
+            raise ValueError(f"K = {K} exceeds the engine's K_MAX {fm.k_max}")
+        R, C, bb = fm.rows, fm.cols, fm.bus_bytes
+        tr, tc = -(-M // R), -(-N // C)
+        if max(tr, tc) > om.MAX_TILES:
+            raise ValueError(f"{M}x{N} needs {tr}x{tc} tiles; at most {om.MAX_TILES} per side")
+        ap = np.zeros((tr * R, K), np.int64)
+        ap[:M] = a
+        bp = np.zeros((K, tc * C), np.int64)
+        bp[:, :N] = b
+        a_words = ap.reshape(tr, R, K).transpose(0, 2, 1)            # (tr, K, R): panel t, word k
+        b_words = bp.reshape(K, tc, C).transpose(1, 0, 2)            # (tc, K, C)
+        a_raw = pack_words(a_words, fm.a_width, fm.a_word_beats, bb).reshape(-1)
+        b_raw = pack_words(b_words, fm.b_width, fm.b_word_beats, bb).reshape(-1)
+        c_bytes = tr * tc * R * fm.c_word_beats * bb
+        bufs = {}
+        for role, raw in (("a", a_raw), ("b", b_raw)):
+            buf = bufs[role] = self._buffer(role, raw.size)
+            buf[:raw.size] = raw
+            buf.flush()
+        out = self._buffer("c", c_bytes)
+        self.write("A_ADDR", bufs["a"].device_address)
+        self.write("B_ADDR", bufs["b"].device_address)
+        self.write("C_ADDR", out.device_address)
+        self.write("ROW_TILES", tr)
+        self.write("COL_TILES", tc)
+        self.write("K", K)
+        self.write("ROUNDING", om.ROUNDINGS[rounding])
+        self.write("STATUS", om.STATUS_DONE)
+        self.write("CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_START)
+        waited = 0.0
+        while True:
+            status = self.read("STATUS")
+            if status & om.STATUS_DONE and not status & om.STATUS_BUSY:
+                break
+            if waited > self.timeout:
+                raise OverlayError(f"no DONE after {self.timeout} s (STATUS 0x{status:X}, TILES_DONE "
+                                   f"{self.read('TILES_DONE')}); write CTRL.SOFT_RESET to recover")
+            waited += self.backend.wait()
+        error = self.read("ERROR")
+        self.last_cycles = self.read("CYCLES")
+        self.write("STATUS", om.STATUS_DONE)
+        if status & om.STATUS_ERROR:
+            raise OverlayError(f"gemm {M}x{K}x{N} ended with error {om.ERROR_NAMES.get(error & 0xFF, error)}")
+        out.invalidate()
+        tiles = unpack_words(out[:c_bytes].reshape(tr, tc, R, fm.c_word_beats * bb), C, fm.c_width)
+        return tiles.transpose(0, 2, 1, 3).reshape(tr * R, tc * C)[:M, :N]
+
+    def close(self):
+        for buf in self._buffers.values():
             free = getattr(buf, "freebuffer", None)
             if free is not None:
                 free()

@@ -55,7 +55,8 @@ modulo 2^16), then zero padding to a whole number of bus words.
 
 __all__ = ["REGISTERS", "Register", "CTRL_START", "CTRL_SOFT_RESET", "CTRL_IRQ_ENABLE",
            "CTRL_LOAD_WEIGHTS", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "ERRORS", "ERROR_NAMES",
-           "IDENTITY", "MAP_VERSION", "MAX_BURST", "BLOCK_BYTES", "Formats", "slot_bytes"]
+           "IDENTITY", "MAP_VERSION", "MAX_BURST", "BLOCK_BYTES", "Formats", "slot_bytes",
+           "GEMM_IDENTITY", "GEMM_REGISTERS", "GEMM_OFFSET", "ROUNDINGS", "MAX_TILES", "GemmFormats"]
 
 MAP_VERSION = 1
 IDENTITY = (0x514E46 << 8) | MAP_VERSION          # "QNF" + version
@@ -124,6 +125,7 @@ ERRORS = {
     "WEIGHTS_ADDR": 10,        # WEIGHTS_ADDR is 0 or not bus aligned
     "WEIGHTS_LEN": 11,         # WEIGHTS_LEN is 0
     "WLOAD": 12,               # the accelerator rejected the weights image (ERROR bits 15:8)
+    "GEMM_SIZE": 13,           # GEMM: ROW_TILES, COL_TILES or K is 0, or K > K_MAX
 }
 ERROR_NAMES = {v: k for k, v in ERRORS.items()}
 
@@ -192,3 +194,108 @@ class Formats:
 
     def __repr__(self):
         return f"Formats({self.to_dict()!r})"
+
+
+# ---------------------------------------------------------------------------
+# The GEMM engine (qnnfab.rtl.gemm) behind the same shell: CTRL, STATUS,
+# ERROR, CYCLES and IDENTITY at the offsets and with the meaning above
+# (CTRL without LOAD_WEIGHTS); its own operands and identity words.
+#
+# ======== ============ ====== ===============================================
+# 0x0C     TILES_DONE   R      output tiles whose rows went to the write DMA
+# 0x10     A_ADDR       RW     A panels (bus aligned, not 0)
+# 0x14     B_ADDR       RW     B panels (bus aligned, not 0)
+# 0x18     C_ADDR       RW     output tiles (bus aligned, not 0)
+# 0x20     ROW_TILES    RW     ceil(M / R) (1 .. 65535)
+# 0x24     COL_TILES    RW     ceil(N / C) (1 .. 65535)
+# 0x28     K            RW     inner dimension (1 .. K_MAX)
+# 0x2C     ROUNDING     RW     bit 0: 1 stochastic, 0 round to nearest
+# 0x40     IDENTITY     R      ``GEMM_IDENTITY``
+# 0x44     ARRAY        R      bits 7:0 R, 15:8 C, 31:16 bus bytes
+# 0x48     K_MAX        R      largest K (the A panel memory's depth)
+# 0x4C     FORMATS      R      bytes 0..3: I_a, F_a, I_b, F_b
+# 0x50     OUT_FORMAT   R      byte 0: I_c, byte 1: F_c, bits 31:16 LFSR seed
+# ======== ============ ====== ===============================================
+#
+# Buffers (little endian): A is ROW_TILES panels, panel t = rows tR..tR+R-1 of A
+# (zero rows past M) as K words, word k = (A[tR, k], ..., A[tR+R-1, k]),
+# element 0 at the LSBs, each word in ``a_word_beats`` whole bus words.
+# B is COL_TILES panels, panel t = columns tC..tC+C-1 (zero columns past N)
+# as K words, word k = (B[k, tC], ..., B[k, tC+C-1]) in ``b_word_beats`` bus
+# words each. C is ROW_TILES * COL_TILES tiles in order (row tiles outer),
+# each R words (row i = (C[tR+i, tC], ..., C[tR+i, tC+C-1])) in
+# ``c_word_beats`` bus words each; the rows and columns past M, N are the
+# results of the zero padding. Rounding of the whole run is that of the
+# systolic array on the padded operands, its LFSR lanes started from the
+# seed at every START.
+
+GEMM_IDENTITY = (0x514E47 << 8) | MAP_VERSION     # "QNG" + version
+GEMM_REGISTERS = [r for r in REGISTERS if r.name in ("CTRL", "STATUS", "ERROR", "CYCLES")] + [
+    Register("TILES_DONE", 0x0C, "ro", "output tiles whose rows went to the write DMA"),
+    Register("A_ADDR", 0x10, "rw", "A panels address"),
+    Register("B_ADDR", 0x14, "rw", "B panels address"),
+    Register("C_ADDR", 0x18, "rw", "output tiles address"),
+    Register("ROW_TILES", 0x20, "rw", "row tiles ceil(M / R)"),
+    Register("COL_TILES", 0x24, "rw", "column tiles ceil(N / C)"),
+    Register("K", 0x28, "rw", "inner dimension"),
+    Register("ROUNDING", 0x2C, "rw", "1 stochastic, 0 nearest"),
+    Register("IDENTITY", 0x40, "ro", "magic and register map version"),
+    Register("ARRAY", 0x44, "ro", "R, C, bus bytes"),
+    Register("K_MAX", 0x48, "ro", "largest K"),
+    Register("FORMATS", 0x4C, "ro", "I_a, F_a, I_b, F_b"),
+    Register("OUT_FORMAT", 0x50, "ro", "I_c, F_c, LFSR seed"),
+]
+GEMM_OFFSET = {r.name: r.offset for r in GEMM_REGISTERS}
+ROUNDINGS = {"nearest": 0, "stochastic": 1}
+MAX_TILES = 0xFFFF
+
+
+def _beats(bits, bus_bytes):
+    return -(-bits // (8 * bus_bytes))
+
+
+class GemmFormats:
+    """What the GEMM engine and its driver agree on: array ``rows`` x ``cols``,
+    fixed-point formats ``a_fmt``, ``b_fmt``, ``c_fmt`` as [I, F], ``k_max``,
+    ``seed`` (LFSR), ``bus_bytes``; derived: ``a_word_beats``,
+    ``b_word_beats``, ``c_word_beats`` (bus words per A, B, output word)."""
+
+    FIELDS = ("rows", "cols", "a_fmt", "b_fmt", "c_fmt", "k_max", "seed", "bus_bytes")
+
+    def __init__(self, **kw):
+        missing = [f for f in self.FIELDS if f not in kw]
+        if missing:
+            raise TypeError(f"GemmFormats: missing fields {missing}")
+        for f in self.FIELDS:
+            setattr(self, f, kw[f])
+        self.a_fmt, self.b_fmt, self.c_fmt = (tuple(x) for x in (self.a_fmt, self.b_fmt, self.c_fmt))
+        self.a_width, self.b_width, self.c_width = (sum(x) for x in (self.a_fmt, self.b_fmt, self.c_fmt))
+        self.a_word_beats = _beats(self.rows * self.a_width, self.bus_bytes)
+        self.b_word_beats = _beats(self.cols * self.b_width, self.bus_bytes)
+        self.c_word_beats = _beats(self.cols * self.c_width, self.bus_bytes)
+
+    def to_dict(self):
+        d = {f: getattr(self, f) for f in self.FIELDS}
+        for f in ("a_fmt", "b_fmt", "c_fmt"):
+            d[f] = list(d[f])
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{f: d[f] for f in cls.FIELDS})
+
+    def identity(self):
+        """``{register: value}`` of the engine's identity registers."""
+        return {
+            "IDENTITY": GEMM_IDENTITY,
+            "ARRAY": self.rows | (self.cols << 8) | (self.bus_bytes << 16),
+            "K_MAX": self.k_max,
+            "FORMATS": self.a_fmt[0] | (self.a_fmt[1] << 8) | (self.b_fmt[0] << 16) | (self.b_fmt[1] << 24),
+            "OUT_FORMAT": self.c_fmt[0] | (self.c_fmt[1] << 8) | ((self.seed & 0xFFFF) << 16),
+        }
+
+    def __eq__(self, other):
+        return isinstance(other, GemmFormats) and self.to_dict() == other.to_dict()
+
+    def __repr__(self):
+        return f"GemmFormats({self.to_dict()!r})"

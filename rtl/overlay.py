@@ -14,7 +14,7 @@ from .frame_unpacker import FrameUnpacker
 from .record_packer import RecordPacker
 from .weight_words import WeightWords
 
-__all__ = ["OverlayShell", "overlay_formats"]
+__all__ = ["OverlayShell", "overlay_formats", "shell_ports", "shell_clock", "connect_shell_axi"]
 
 DMA_FIFO_BEATS = 64
 
@@ -53,12 +53,34 @@ def overlay_formats(cfg, accel, data_width):
         runtime_weights=hasattr(accel, "wload"))
 
 
-def _ports(data_width):
+def shell_ports(data_width):
+    """Signature members of a shell (CONTRACTS section 2): ``ap_clk``, ``ap_rst_n``,
+    ``interrupt``, ``s_axi_control_*`` (AXI4-Lite, 12-bit address), ``m_axi_gmem_*``."""
     members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
     members.update({f"s_axi_control_{k}": v for k, v in axil_slave_members(12).items()})
     members.update(axi_read_members(data_width, "m_axi_gmem_"))
     members.update(axi_write_members(data_width, "m_axi_gmem_"))
     return members
+
+
+def shell_clock(m, shell):
+    """The shell's ``sync`` domain: ``ap_clk``, synchronous reset while ``ap_rst_n`` is low."""
+    cd = ClockDomain("sync", local=True)
+    m.domains.sync = cd
+    m.d.comb += [cd.clk.eq(shell.ap_clk), cd.rst.eq(~shell.ap_rst_n)]
+
+
+def connect_shell_axi(m, shell, regs, rd, wr):
+    """Wire ``shell``'s ``s_axi_control_*`` to the register file ``regs``
+    (:class:`AxiLiteRegisters`) and its ``m_axi_gmem_*`` to the read and write DMAs."""
+    for k in axil_slave_members(12):
+        ours, theirs = getattr(regs, f"s_{k}"), getattr(shell, f"s_axi_control_{k}")
+        m.d.comb += (theirs.eq(ours) if k in ("awready", "wready", "bresp", "bvalid", "arready",
+                                               "rdata", "rresp", "rvalid") else ours.eq(theirs))
+    for dma, members in ((rd, axi_read_members(rd.data_width, "")), (wr, axi_write_members(wr.data_width, ""))):
+        for k, member in members.items():
+            ours, theirs = getattr(dma, f"m_{k}"), getattr(shell, f"m_axi_gmem_{k}")
+            m.d.comb += theirs.eq(ours) if member.flow == wiring.Out else ours.eq(theirs)
 
 
 class OverlayShell(wiring.Component):
@@ -103,16 +125,14 @@ class OverlayShell(wiring.Component):
         self.data_width = data_width
         self.accel = Dataflow(cfg, pipeline=pipeline)
         self.formats = overlay_formats(cfg, self.accel, data_width)
-        super().__init__(_ports(data_width))
+        super().__init__(shell_ports(data_width))
 
     def elaborate(self, platform):
         m = Module()
         fm = self.formats
         bus_bits = self.data_width
         bus_bytes = bus_bits // 8
-        cd = ClockDomain("sync", local=True)
-        m.domains.sync = cd
-        m.d.comb += [cd.clk.eq(self.ap_clk), cd.rst.eq(~self.ap_rst_n)]
+        shell_clock(m, self)
 
         flush = Signal()                 # resets the datapath (only while the AXI side is quiet)
         count_width = 32 + max(fm.in_frame_beats, fm.out_record_beats).bit_length()
@@ -128,15 +148,7 @@ class OverlayShell(wiring.Component):
         m.submodules.packer = ResetInserter({"sync": flush})(packer)
         m.submodules.accel = ResetInserter({"sync": flush})(self.accel)
 
-        # AXI ports
-        for k in axil_slave_members(12):
-            ours, theirs = getattr(regs, f"s_{k}"), getattr(self, f"s_axi_control_{k}")
-            m.d.comb += (theirs.eq(ours) if k in ("awready", "wready", "bresp", "bvalid", "arready",
-                                                   "rdata", "rresp", "rvalid") else ours.eq(theirs))
-        for dma, members in ((rd, axi_read_members(bus_bits, "")), (wr, axi_write_members(bus_bits, ""))):
-            for k, member in members.items():
-                ours, theirs = getattr(dma, f"m_{k}"), getattr(self, f"m_axi_gmem_{k}")
-                m.d.comb += theirs.eq(ours) if member.flow == wiring.Out else ours.eq(theirs)
+        connect_shell_axi(m, self, regs, rd, wr)
 
         # datapath: read DMA -> unpacker -> accelerator -> packer -> write DMA
         weights = _weights_port(self.accel)

@@ -83,11 +83,17 @@ class SystolicArray(wiring.Component):
         Rounding LFSR (width > D, default min(32, max(16, D + 8)); steps >= D,
         default D).
 
+    rounding_select : bool
+        With ``mode="stochastic"``: adds the input ``stochastic`` (level,
+        hold it while tiles are in flight): 1 rounds with the LFSR lanes, 0
+        rounds to nearest (+2^(D-1)); the lanes advance per output word
+        either way.
+
     Attributes: ``latency`` (= C + 3), ``acc_width``, ``drop_bits``.
     """
 
     def __init__(self, rows, cols, a_fmt, b_fmt, c_fmt, k_max=1024, mode="stochastic",
-                 lfsr_width=None, seed=1, steps_per_cycle=None):
+                 lfsr_width=None, seed=1, steps_per_cycle=None, rounding_select=False):
         where = "SystolicArray"
         for name, v in (("rows", rows), ("cols", cols), ("k_max", k_max)):
             check_int(where, name, v, 1)
@@ -110,6 +116,10 @@ class SystolicArray(wiring.Component):
         if self.lfsr_width is not None and (1 << self.lfsr_width) - 1 < cols:
             raise ConfigError(where, "lfsr_width", f"{cols} lanes exceed the states of a "
                               f"{self.lfsr_width}-bit LFSR", "use a wider LFSR")
+        if rounding_select and mode != "stochastic":
+            raise ConfigError(where, "rounding_select", f"needs mode 'stochastic', not {mode!r}",
+                              "build the array with mode='stochastic'")
+        self.rounding_select = rounding_select
         self.latency = cols + 3
         a_layout = data.StructLayout({"data": data.ArrayLayout(signed(self.a_width), rows),
                                       "last": unsigned(1)})
@@ -117,6 +127,7 @@ class SystolicArray(wiring.Component):
             "a": In(stream.Signature(a_layout)),
             "b": In(stream.Signature(data.ArrayLayout(signed(self.b_width), cols))),
             "o": Out(stream.Signature(data.ArrayLayout(signed(self.c_width), cols))),
+            **({"stochastic": In(1)} if rounding_select else {}),
         })
 
     def elaborate(self, platform):
@@ -225,6 +236,9 @@ class SystolicArray(wiring.Component):
             m.submodules.lfsr = lfsr = LFSR(self.lfsr_width, self.seed, self.steps_per_cycle, lanes=C)
             m.d.comb += lfsr.en.eq(drain)
             rnd = [lfsr.state[j] for j in range(C)]
+            if self.rounding_select:
+                half = 1 << (self.drop_bits - 1)
+                rnd = [Mux(self.stochastic, r[:self.drop_bits], half) for r in rnd]
         with m.If(can_out):
             m.d.sync += self.o.valid.eq(drain)
         for j in range(C):

@@ -16,18 +16,16 @@ recovery cases instead), ``measure`` (one unstalled batch, figures only),
 bad images instead).
 """
 
-import logging
-import random
 from pathlib import Path
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.task import bridge, resume
-from cocotb.triggers import ClockCycles, First, RisingEdge, ReadOnly
+from cocotb.task import bridge
+from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
 
 from qnnfab import netconfig
 from qnnfab import overlay_map as om
+from qnnfab.sim.axi_board import Board, CosimBackend
 from qnnfab.sim.stream import bench_params, bench_random, write_metrics
 
 NAME = "overlay"
@@ -108,8 +106,6 @@ CASES = [
     {"config": "fc-kbit", "runtime": True, "frames": [7], "width": 64, "batch_size": 8, "pause": 0.3},
 ]
 
-RAM_BYTES = 1 << 20
-CLOCK_NS = 10
 
 
 def load_config(params, seed=None):
@@ -150,236 +146,6 @@ def summarize(result):
     return (f"{m['frames']} frames: shell {m['shell_cycles_per_frame']:.1f} cycles/frame steady state, "
             f"run {m['run_cycles']} cycles; read {m['read_beats_per_cycle']:.3f} beats/cycle, "
             f"write {m['write_beats_per_cycle']:.3f}")
-
-
-# ---------------------------------------------------------------------------
-# the board: DDR with guard bytes and fault windows, the PS, the driver backend
-
-class FaultyMemory:
-    """DDR contents (a bytearray) whose AXI accesses fail inside given windows.
-
-    ``read_faults``/``write_faults``: lists of ``(lo, hi)`` byte ranges where
-    an AXI read/write makes AxiRam answer SLVERR (DECERR when ``decerr``).
-    Host accesses (the driver's flush/invalidate) use ``data`` directly."""
-
-    def __init__(self, size):
-        self.data = bytearray(size)
-        self.read_faults, self.write_faults = [], []
-
-    def __len__(self):
-        return len(self.data)
-
-    @staticmethod
-    def _hits(faults, key):
-        return any(key.start < hi and lo < key.stop for lo, hi in faults)
-
-    def __getitem__(self, key):
-        if self._hits(self.read_faults, key):
-            raise IOError(f"read fault at 0x{key.start:x}")
-        return self.data[key]
-
-    def __setitem__(self, key, value):
-        if self._hits(self.write_faults, key):
-            raise IOError(f"write fault at 0x{key.start:x}")
-        self.data[key] = value
-
-
-class Board:
-    """Clock, reset, AxiLiteMaster (PS GP0), AxiRam (DDR behind HP0)."""
-
-    def __init__(self, dut, rng, pause):
-        from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiResp
-        self.dut, self.rng = dut, rng
-        self.mem = FaultyMemory(RAM_BYTES)
-        self.decerr = False
-        Clock(dut.ap_clk, CLOCK_NS, unit="ns").start()
-        dut.ap_rst_n.value = 0
-        self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi_control"), dut.ap_clk, dut.ap_rst_n,
-                                  reset_active_level=False)
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_gmem"), dut.ap_clk, dut.ap_rst_n,
-                          reset_active_level=False, mem=self.mem)
-        for part in (self.axil.write_if, self.axil.read_if, self.ram.write_if, self.ram.read_if):
-            part.log.setLevel(logging.WARNING)
-        # SLVERR -> DECERR on request (AxiRam itself answers SLVERR on a failed access)
-        for channel, field in ((self.ram.read_if.r_channel, "rresp"), (self.ram.write_if.b_channel, "bresp")):
-            self._wrap_send(channel, field, AxiResp)
-        self.bursts = {"ar": 0, "aw": 0}
-        for channel, kind in ((self.ram.read_if.ar_channel, "ar"), (self.ram.write_if.aw_channel, "aw")):
-            self._check_bursts(channel, kind)
-        self.set_pause(pause)
-        # random guard bytes everywhere; the shadow is what DDR must hold
-        self.mem.data[:] = rng.randbytes(RAM_BYTES)
-        self.shadow = bytearray(self.mem.data)
-        self.next_free = 0x1000
-
-    def _wrap_send(self, channel, field, resp):
-        orig = channel.send
-
-        async def send(obj):
-            if self.decerr and int(getattr(obj, field)) == resp.SLVERR:
-                setattr(obj, field, resp.DECERR)
-            await orig(obj)
-        channel.send = send
-
-    def _check_bursts(self, channel, kind):
-        """Every burst: INCR, full bus words, at most MAX_BURST beats, inside one
-        aligned block of MAX_BURST beats (so never across 4 KiB; AxiRam checks that too)."""
-        orig = channel.recv
-        bus_bytes = len(getattr(self.dut, "m_axi_gmem_wdata")) // 8
-
-        async def recv():
-            t = await orig()
-            addr, length = int(getattr(t, f"{kind}addr")), int(getattr(t, f"{kind}len")) + 1
-            size, burst = int(getattr(t, f"{kind}size")), int(getattr(t, f"{kind}burst"))
-            block = om.MAX_BURST * bus_bytes
-            assert burst == 1 and 1 << size == bus_bytes and addr % bus_bytes == 0, (
-                f"{kind} burst at 0x{addr:x}: burst type {burst}, size {1 << size} bytes")
-            assert length <= om.MAX_BURST and addr // block == (addr + length * bus_bytes - 1) // block, (
-                f"{kind} burst at 0x{addr:x} of {length} beats leaves its {om.MAX_BURST}-beat block")
-            self.bursts[kind] += 1
-            return t
-        channel.recv = recv
-
-    def watch(self):
-        """Record, per cycle, new AR/AW requests presented by the shell and
-        error responses (for "no burst after an error or abort" checks)."""
-        self.cycle = 0
-        self.presented = {"ar": [], "aw": []}
-        self.error_at = {"r": [], "b": []}
-        dut = self.dut
-
-        async def monitor():
-            pending = {"ar": False, "aw": False}
-            while True:
-                await RisingEdge(dut.ap_clk)
-                await ReadOnly()
-                self.cycle += 1
-                for ch in ("ar", "aw"):
-                    valid = int(getattr(dut, f"m_axi_gmem_{ch}valid").value)
-                    ready = int(getattr(dut, f"m_axi_gmem_{ch}ready").value)
-                    if valid and not pending[ch]:
-                        self.presented[ch].append(self.cycle)
-                    pending[ch] = bool(valid and not ready)
-                for ch in ("r", "b"):
-                    if (int(getattr(dut, f"m_axi_gmem_{ch}valid").value)
-                            and int(getattr(dut, f"m_axi_gmem_{ch}ready").value)
-                            and int(getattr(dut, f"m_axi_gmem_{ch}resp").value) >= 2):
-                        self.error_at[ch].append(self.cycle)
-        cocotb.start_soon(monitor())
-
-    def bursts_after(self, kind, cycle):
-        """New ``kind`` ("ar"/"aw") requests presented more than 3 cycles after
-        ``cycle`` (a request decided before the error or abort took effect may
-        still appear: the error registers, then the abort reaches the other DMA)."""
-        return [c for c in self.presented[kind] if c > cycle + 3]
-
-    def set_pause(self, p):
-        rng = random.Random(self.rng.getrandbits(32))
-
-        def gen():
-            while True:
-                yield rng.random() < p
-        ram = self.ram
-        for ch in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
-                   ram.read_if.ar_channel, ram.read_if.r_channel):
-            ch.set_pause_generator(gen() if p > 0 else None)
-
-    async def reset(self):
-        self.dut.ap_rst_n.value = 0
-        await ClockCycles(self.dut.ap_clk, 4)
-        self.dut.ap_rst_n.value = 1
-        await ClockCycles(self.dut.ap_clk, 2)
-
-    def carve(self, nbytes):
-        """A page-aligned DDR range with at least one guard page after it."""
-        addr = self.next_free
-        self.next_free = (addr + nbytes + 0x1FFF) & ~0xFFF
-        if self.next_free > RAM_BYTES:
-            raise MemoryError("co-simulation DDR is full")
-        return addr
-
-    def host_write(self, addr, data):
-        self.mem.data[addr:addr + len(data)] = data
-        self.shadow[addr:addr + len(data)] = data
-
-    def check_ddr(self, allowed=()):
-        """DDR equals the shadow outside ``allowed`` ``(lo, hi)`` ranges (which
-        are then taken into the shadow). Returns a message or None."""
-        got = np.frombuffer(self.mem.data, np.uint8)
-        want = np.frombuffer(self.shadow, np.uint8)
-        mask = np.ones(RAM_BYTES, bool)
-        for lo, hi in allowed:
-            mask[lo:hi] = False
-        bad = np.nonzero((got != want) & mask)[0]
-        for lo, hi in allowed:
-            self.shadow[lo:hi] = self.mem.data[lo:hi]
-        if bad.size:
-            return (f"DDR changed outside the output records: {bad.size} bytes, first at 0x{bad[0]:x} "
-                    f"(0x{want[bad[0]]:02x} -> 0x{got[bad[0]]:02x})")
-        return None
-
-
-class SimBuffer(np.ndarray):
-    """A host array backed by a DDR range (what ``pynq.allocate`` returns)."""
-
-    def flush(self):
-        base = self.base_buffer
-        base.board.host_write(base.device_address, bytes(np.ascontiguousarray(base).view(np.uint8)))
-
-    def invalidate(self):
-        base = self.base_buffer
-        n = base.nbytes
-        base.view(np.uint8).reshape(-1)[:] = np.frombuffer(
-            bytes(base.board.mem.data[base.device_address:base.device_address + n]), np.uint8)
-
-    @property
-    def base_buffer(self):
-        b = self
-        while not hasattr(b, "board") and isinstance(b.base, SimBuffer):
-            b = b.base
-        return b
-
-    @property
-    def device_address(self):
-        b = self.base_buffer
-        return b._address + (self.__array_interface__["data"][0] - b.__array_interface__["data"][0])
-
-
-class CosimBackend:
-    """The driver's backend in co-simulation: registers through the AxiLiteMaster,
-    buffers in the AxiRam, waits on the interrupt. Its methods are called from
-    the driver's thread (``bridge``); each blocks while the simulator runs."""
-
-    def __init__(self, board, wait_cycles=4000):
-        self.board = board
-        self.wait_cycles = wait_cycles
-        self.reads = 0
-        self.waits = 0
-
-    def read(self, offset):
-        self.reads += 1
-        return resume(self.board.axil.read_dword)(offset)
-
-    def write(self, offset, value):
-        resume(self.board.axil.write_dword)(offset, value)
-
-    def allocate(self, shape, dtype):
-        arr = np.zeros(shape, dtype).view(SimBuffer)
-        arr.board = self.board
-        arr._address = self.board.carve(arr.nbytes)
-        arr.flush()
-        return arr
-
-    def wait(self):
-        self.waits += 1
-        return resume(self._wait)()
-
-    async def _wait(self):
-        dut = self.board.dut
-        if int(dut.interrupt.value):
-            return 0.0
-        await First(RisingEdge(dut.interrupt), ClockCycles(dut.ap_clk, self.wait_cycles))
-        return self.wait_cycles * CLOCK_NS * 1e-9
 
 
 # ---------------------------------------------------------------------------
