@@ -27,12 +27,14 @@ from qnnfab.sim.axi_board import Board, CosimBackend
 from qnnfab.sim.stream import bench_params, bench_random, write_metrics
 
 NAME = "gemm"
+# word widths: case 0 one bus word per A, B and output word; case 1 two bus
+# words per A and B word; case 2 two per B and output word
 CASES = [
     {"R": 4, "C": 4, "a": [2, 14], "b": [2, 14], "c": [4, 12], "k_max": 64, "width": 64, "pause": 0.3,
      "products": 4, "sat": False},
-    {"R": 3, "C": 2, "a": [4, 4], "b": [2, 6], "c": [3, 3], "k_max": 32, "width": 32, "pause": 0.5,
-     "products": 4, "sat": True},
-    {"R": 2, "C": 5, "a": [1, 7], "b": [1, 7], "c": [2, 6], "k_max": 16, "width": 128, "pause": 0.2,
+    {"R": 3, "C": 5, "a": [4, 8], "b": [4, 8], "c": [3, 3], "k_max": 32, "width": 32, "pause": 0.5,
+     "products": 3, "sat": True},
+    {"R": 2, "C": 5, "a": [1, 7], "b": [1, 7], "c": [2, 6], "k_max": 16, "width": 32, "pause": 0.2,
      "products": 3, "sat": True},
     {"R": 4, "C": 4, "a": [2, 14], "b": [2, 14], "c": [4, 12], "k_max": 64, "width": 64, "pause": 0.3,
      "bad_use": True},
@@ -109,7 +111,8 @@ async def _setup(salt, pause):
 
 def _make_driver(board, fm):
     from qnnfab.boards.driver import Gemm
-    return Gemm(engine=fm.to_dict(), backend=CosimBackend(board))
+    # a run that does not end within 2 ms of simulated time (200k cycles) fails
+    return Gemm(engine=fm.to_dict(), backend=CosimBackend(board), timeout=P.get("timeout", 2e-3))
 
 
 async def check_product(board, drv, array, a, b, rounding, what):
