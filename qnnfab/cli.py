@@ -359,6 +359,11 @@ def _cmd_generate(args):
     from qnnfab.boards.report import plot_report
     where = "qnnfab generate"
     _check_clock_jobs(args, where)
+    if args.gemm is not None:
+        return _generate_gemm(args, where)
+    if args.config is None:
+        raise ConfigError(where, "--config", "is required", "give --config FILE (or --gemm ROWSxCOLS for the "
+                          "GEMM engine)")
     board = get_board(args.board)
     check_clock(args.top, args.clock, board)
     cfg = _load_config(args.config, args.weights_mode)
@@ -403,6 +408,26 @@ def _cmd_generate(args):
         plot_report(rep, out / "report.png")
         print(text)
         print(f"report: {out / 'report.txt'}, {out / 'report.png'}")
+    return 0
+
+
+def _generate_gemm(args, where):
+    from qnnfab.boards import get_board
+    from qnnfab.boards.gemm import parse_array, write_gemm_overlay
+    from qnnfab.boards.plan import check_clock
+    if args.config is not None:
+        raise ConfigError(where, "--gemm", "cannot be combined with --config", "give one of them")
+    if args.top != "overlay":
+        raise ConfigError(where, "--gemm", f"has no --top {args.top}", "leave --top at overlay")
+    rows, cols = parse_array(args.gemm)
+    board = get_board(args.board)
+    check_clock("overlay", args.clock, board)
+    out_dir = OutDir(where, "--out", args.out, empty=True, force=args.force)
+    out_dir.clear()
+    _, files = write_gemm_overlay(rows, cols, board, args.clock, out_dir.path / "overlay",
+                                  data_width=args.data_width)
+    print(f"GEMM engine {rows}x{cols} overlay for {args.board} at {args.clock:g} MHz, {args.data_width}-bit "
+          f"AXI master (Vivado: {out_dir.path / 'overlay'}/build.sh): {', '.join(files)}")
     return 0
 
 
@@ -730,8 +755,8 @@ def build_parser():
                        epilog="example:\n  qnnfab boards", formatter_class=argparse.RawDescriptionHelpFormatter)
     b.set_defaults(func=_cmd_boards)
 
-    def board_args(sp, report=True):
-        sp.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
+    def board_args(sp, report=True, config_required=True):
+        sp.add_argument("--config", required=config_required, metavar="FILE", help="network config (TOML)")
         sp.add_argument("--board", default="pynq-z2", help="target board (default pynq-z2; see `qnnfab boards`)")
         sp.add_argument("--clock", type=float, default=100.0, metavar="MHZ",
                         help="clock in MHz (> 0) of the frames/s figures (default 100, as BNN-PYNQ's figures; "
@@ -758,7 +783,11 @@ def build_parser():
                "wrote earlier.\nFirst run: minutes (Yosys per layer, one progress line each); later runs "
                "reuse the cache.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    board_args(g)
+    board_args(g, config_required=False)
+    g.add_argument("--gemm", metavar="ROWSxCOLS",
+                   help="instead of a network (no --config): the systolic GEMM engine of ROWS x COLS PEs "
+                        "(16-bit <16,14> words, stochastic/nearest rounding) in the AXI shell, its Vivado "
+                        "folder and driver (driver.Gemm)")
     g.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: new or empty (an earlier run's files never mix with this one's)")
     g.add_argument("--force", action="store_true",

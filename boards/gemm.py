@@ -1,0 +1,97 @@
+"""The GEMM engine's PYNQ overlay folder: ``qnnfab generate --gemm RxC``.
+
+Writes, like the network overlay (:func:`qnnfab.boards.plan.write_overlay`),
+the shell's Verilog (module ``gemm_<R>x<C>_overlay``, CONTRACTS section 2
+ports), its IP Integrator view, the Vivado block design Tcl and ``build.sh``
+(:mod:`qnnfab.boards.vivado`), and the driver: ``driver.py``
+(:class:`qnnfab.boards.driver.Gemm`), ``qnnfab_overlay_map.py`` and
+``gemm.json`` (the engine's :class:`~qnnfab.overlay_map.GemmFormats`), and a
+README.
+"""
+
+import json
+import re
+from pathlib import Path
+
+from qnnfab.errors import ConfigError
+
+__all__ = ["DEFAULT_FORMATS", "parse_array", "gemm_shell", "write_gemm_overlay"]
+
+#: Gupta et al.'s 16-bit words: A, B and the output <WL 16, FL 14>
+DEFAULT_FORMATS = ((2, 14), (2, 14), (2, 14))
+DEFAULT_K_MAX = 1024
+DEFAULT_SEED = 1
+
+
+def parse_array(text, where="qnnfab generate", field="--gemm"):
+    """``"RxC"`` -> (R, C), each 1..255."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not m or not all(1 <= int(v) <= 255 for v in m.groups()):
+        raise ConfigError(where, field, f"{text!r} is not an array size ROWSxCOLS with 1..255 each",
+                          "e.g. --gemm 4x4 (14x14 is the largest that the xc7z020's 220 DSPs hold)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def module_name(rows, cols):
+    return f"gemm_{rows}x{cols}_overlay"
+
+
+def gemm_shell(rows, cols, data_width=64, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX, seed=DEFAULT_SEED):
+    from qnnfab.rtl.gemm import GemmShell
+    a, b, c = formats
+    return GemmShell(rows, cols, a, b, c, k_max=k_max, data_width=data_width, seed=seed)
+
+
+def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64):
+    """Write the GEMM overlay folder into ``out_dir``; return ``(BlockDesign, file names)``."""
+    from amaranth.back import verilog
+    from qnnfab import overlay_map
+    from . import driver
+    from .vivado import BlockDesign, write_vivado_project
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shell = gemm_shell(rows, cols, data_width)
+    fm = shell.formats
+    name = module_name(rows, cols)
+    text = verilog.convert(shell, name=name, emit_src=False)
+    bd = BlockDesign(project=f"gemm_{rows}x{cols}", board=board, clock_mhz=clock_mhz, shell_module=name,
+                     gmem_data_width=data_width)
+    (out / bd.sources[0]).write_text(text)
+    files = [bd.sources[0]] + write_vivado_project(out, bd, text)
+    extra = {
+        "driver.py": Path(driver.__file__).read_text(),
+        "qnnfab_overlay_map.py": Path(overlay_map.__file__).read_text(),
+        "gemm.json": json.dumps(fm.to_dict(), indent=1) + "\n",
+        "README.md": _readme(bd, fm),
+    }
+    for fname, t in extra.items():
+        (out / fname).write_text(t)
+        files.append(fname)
+    return bd, files
+
+
+def _readme(bd, fm):
+    (ai, af), (bi, bf), (ci, cf) = fm.a_fmt, fm.b_fmt, fm.c_fmt
+    return f"""# qnnfab GEMM engine `{bd.project}` for {bd.board.board_name.upper()}
+
+An {fm.rows} x {fm.cols} output-stationary systolic MACC array (one DSP48E1 per
+PE) with stochastic or round-to-nearest output rounding, behind the qnnfab
+AXI shell (AXI4-Lite registers, AXI4 master to DDR, {8 * fm.bus_bytes}-bit),
+FCLK_CLK0 {bd.clock_mhz:g} MHz.
+
+Formats: A codes <{ai + af}, {af}> (I={ai}, F={af}), B <{bi + bf}, {bf}>, output
+<{ci + cf}, {cf}>, saturated; K up to {fm.k_max}. Any M and N (zero-padded to
+whole {fm.rows} x {fm.cols} tiles by the driver).
+
+Build: `sh build.sh` (Vivado, see the network overlay README for versions);
+copy `{bd.project}.bit`, `{bd.project}.hwh`, `driver.py`,
+`qnnfab_overlay_map.py` and `gemm.json` to the board, then:
+
+```python
+from driver import Gemm
+g = Gemm("{bd.project}.bit")
+c = g.gemm(a, b, rounding="stochastic")   # a (M, K), b (K, N): integer codes
+```
+
+Registers and DDR layout: `qnnfab_overlay_map.py` (GEMM_REGISTERS).
+"""
