@@ -7,26 +7,29 @@
   (:mod:`qnnfab.boards.vivado`: ``block_design.tcl``, ``build.sh``), the Python
   driver and a README (word formats, register map, build and run): see
   :func:`write_overlay`.
-* ``accel/<name>.v``: the network accelerator (:class:`qnnfab.rtl.dataflow.Dataflow`)
-  with AXI-Stream style ports (``s_axis_*``, ``m_axis_*``, ``label``), to be
-  instantiated in a Vivado block design next to the Zynq PS and an AXI DMA.
+* ``accel/<name>.v``: the bare network accelerator
+  (:class:`qnnfab.rtl.axis_accelerator.AxiStreamAccelerator`: AXI4-Stream
+  ports ``s_axis_*``, ``m_axis_*``, ``aclk``, ``aresetn``, ``label``,
+  ``frame_error``), and ``accel/README.md`` documenting its ports and word
+  formats (:func:`accelerator_readme`).
 * ``plan/`` (``--top selftest``): Amaranth's Xilinx build plan for the board
   (Verilog, Tcl, constraints, ``build_top.sh``) of a *standalone self-test top*:
   ``--clock`` made by an MMCM from the board's 125 MHz oscillator, a frame
-  generator (a 32-bit LFSR) feeding the accelerator
-  back to back, the output always ready, the label of the last frame on the
+  generator (a 32-bit LFSR, ``tlast`` on every frame's last word) feeding the
+  accelerator back to back, the output always ready, the label of the last frame on the
   LEDs. It proves the design places, routes and meets
   timing on the part without the PS.
 """
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import ClockSignal, Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.lib import io
 
-__all__ = ["SelfTestTop", "accelerator_name", "check_clock", "mmcm_settings", "write_build_plan",
-           "write_accelerator", "write_overlay"]
+__all__ = ["SelfTestTop", "accelerator_name", "accelerator_readme", "check_clock", "mmcm_settings",
+           "write_build_plan", "write_accelerator", "write_overlay"]
 
 
 def mmcm_settings(f_in_mhz, f_out_mhz):
@@ -97,7 +100,7 @@ class SelfTestTop(Elaboratable):
     def elaborate(self, platform):
         from amaranth.hdl import ClockDomain, Instance
         from amaranth.lib.cdc import ResetSynchronizer
-        from qnnfab.rtl.dataflow import Dataflow
+        from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 
         m = Module()
         if platform is not None and self.clock_mhz is not None:
@@ -113,17 +116,23 @@ class SelfTestTop(Elaboratable):
             m.domains.sync = sync = ClockDomain("sync")
             m.submodules.bufg = Instance("BUFG", i_I=clk_out, o_O=sync.clk)
             m.submodules.reset_sync = ResetSynchronizer(~locked, domain="sync")
-        m.submodules.accel = accel = Dataflow(self.cfg)
+        m.submodules.accel = accel = AxiStreamAccelerator(self.cfg)
+        # (the platform's own sync domain, without an MMCM, has no reset)
+        m.d.comb += [accel.aclk.eq(ClockSignal()), accel.aresetn.eq(~ResetSignal(allow_reset_less=True))]
         lfsr = Signal(32, init=1)
+        words = accel.format.in_words
+        word = Signal(range(max(2, words)))
         with m.If(accel.s_axis_tready):
             fb = lfsr[31] ^ lfsr[21] ^ lfsr[1] ^ lfsr[0]
-            m.d.sync += lfsr.eq((lfsr << 1) | fb)
-        data = Signal(accel.in_width)
-        reps = -(-accel.in_width // 32)
+            m.d.sync += [lfsr.eq((lfsr << 1) | fb), word.eq(Mux(word == words - 1, 0, word + 1))]
+        width = len(accel.s_axis_tdata)
+        data = Signal(width)
+        reps = -(-width // 32)
         m.d.comb += [
-            data.eq(lfsr.replicate(reps)[:accel.in_width]),
+            data.eq(lfsr.replicate(reps)[:width]),
             accel.s_axis_tdata.eq(data),
             accel.s_axis_tvalid.eq(1),
+            accel.s_axis_tlast.eq(word == words - 1),
             accel.m_axis_tready.eq(1),
         ]
         label = Signal(4)
@@ -141,16 +150,101 @@ def accelerator_name(cfg):
     return "qnnfab_" + "".join(c if c.isalnum() else "_" for c in cfg.name)
 
 
+def accelerator_readme(cfg, top):
+    """The README written next to the accelerator's Verilog: ports and word formats
+    of ``top`` (an :class:`~qnnfab.rtl.axis_accelerator.AxiStreamAccelerator` of ``cfg``)."""
+    f = top.format
+    name = accelerator_name(cfg)
+    kind = cfg.input_kind
+    enc = {"bipolar": "1 bit per element, 1 = +1, 0 = -1",
+           "uint": f"unsigned {f.in_bits}-bit integers",
+           "int": f"two's complement {f.in_bits}-bit integers"}[kind]
+    shape = " x ".join(str(d) for d in cfg.input_shape)
+    last = cfg.layers[-1]
+    n_scores = f.out_elems * f.out_words
+    ext = "sign-extended" if f.out_signed else "zero-extended"
+    stype = f"{'int' if f.out_signed else 'uint'}{8 * f.score_bytes}" if f.score_bytes in (1, 2, 4, 8) else \
+        f"{8 * f.score_bytes}-bit {'signed' if f.out_signed else 'unsigned'}"
+    if last.out_kind == "acc":
+        mw = math.prod(last.in_shape) if last.type == "fc" else last.kernel ** 2 * last.in_shape[2]
+        what = (f"raw accumulators of the last layer '{last.name}', {f.out_bits} bits "
+                + ("(two's complement: signed dot products)" if f.out_signed
+                   else f"(unsigned XNOR popcounts P; the bipolar dot product is 2P - {mw})"))
+    else:
+        what = f"the last layer's ('{last.name}') {last.out_kind} activations, {f.out_bits}-bit unsigned"
+    spare = 8 * f.in_bytes - f.in_elems * f.in_bits
+    pad = f": the top {spare} bits are padding (ignored; send 0)" if spare else " (no padding)"
+    return f"""# {name}: the bare accelerator of network '{cfg.name}'
+
+`{name}.v` is one Verilog module generated by qnnfab from the network config.
+It streams frames in and scores out over AXI4-Stream; everything is
+synchronous to `aclk`.
+
+## Ports
+
+| port | dir | width | meaning |
+| --- | --- | --- | --- |
+| `aclk` | in | 1 | clock |
+| `aresetn` | in | 1 | synchronous reset, active low |
+| `s_axis_tdata` | in | {8 * f.in_bytes} | input word (below) |
+| `s_axis_tvalid`, `s_axis_tready` | in, out | 1 | AXI4-Stream handshake |
+| `s_axis_tlast` | in | 1 | must be high on the last word of every frame |
+| `m_axis_tdata` | out | {8 * f.out_bytes} | output word: scores (below) |
+| `m_axis_tvalid`, `m_axis_tready` | out, in | 1 | AXI4-Stream handshake |
+| `m_axis_tlast` | out | 1 | high on the last word of every output frame |
+| `label` | out | {len(top.label)} | arg-max of the frame's scores (lowest index on ties) |
+| `label_valid` | out | 1 | one-cycle pulse: `label` is valid (the cycle after the frame's last output word transfers) |
+| `frame_error` | out | 1 | high from the first badly framed input frame on, until reset |
+| `frame_error_pulse` | out | 1 | one-cycle pulse per badly framed input frame |
+
+## Input words
+
+A frame is one input of shape {shape} (H x W x C, channel-last, raster
+order: for each row, for each column, the channels), {kind}: {enc}.
+It is sent as {f.in_words} words of {f.in_elems} elements each, element 0
+at bit 0: element `j` of word `k` is element `k * {f.in_elems} + j` of the
+flattened frame, at bits `[{f.in_bits} * j, {f.in_bits} * j + {f.in_bits})`.
+`s_axis_tdata` is {8 * f.in_bytes} bits{pad}. Set `s_axis_tlast` on word {f.in_words - 1} of every frame.
+
+Framing errors: a frame that the sender ends with `tlast` before its last
+word is completed with zero words (its scores are meaningless); a frame whose
+last word comes without `tlast` is computed, and the words after it are
+discarded up to and including the next `tlast`. Either sets `frame_error`
+and pulses `frame_error_pulse`; the next frame starts aligned. Every frame
+ended with `tlast` yields exactly one output frame.
+
+## Output words
+
+{n_scores} scores per frame: {what}. They come as {f.out_words} words of
+{f.out_elems} scores; score `k` is in word `k // {f.out_elems}`, field
+`k % {f.out_elems}`. Each score has its own {f.score_bytes}-byte field
+(field `p` at bits `[{8 * f.score_bytes} * p, {8 * f.score_bytes} * (p + 1))`), {ext},
+so `m_axis_tdata` read as little-endian bytes is an array of {f.out_elems} `{stype}`.
+`m_axis_tlast` is high on word {f.out_words - 1} of every frame.
+
+## Throughput
+
+One input word per cycle at most; the slowest layer takes
+{max(c for _, c in top.model):,} cycles per frame (`qnnfab report` has the per-layer
+figures). Output words are held while `m_axis_tready` is low; the
+accelerator stalls rather than drops.
+"""
+
+
 def write_accelerator(cfg, out_dir):
-    """Write the accelerator IP's Verilog (AXI-Stream ports) into ``out_dir``;
-    return ``(module name, path)``."""
+    """Write the bare accelerator's Verilog (:class:`AxiStreamAccelerator`) and its
+    README (ports and word formats) into ``out_dir``; return ``(module name, path)``."""
     from amaranth.back import verilog
-    from qnnfab.rtl.dataflow import Dataflow
+    from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 
     name = accelerator_name(cfg)
-    path = Path(out_dir) / f"{name}.v"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(verilog.convert(Dataflow(cfg), name=name, emit_src=False))
+    top = AxiStreamAccelerator(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    readme = accelerator_readme(cfg, top)
+    path = out / f"{name}.v"
+    path.write_text(verilog.convert(top, name=name, emit_src=False))
+    (out / "README.md").write_text(readme)
     return name, path
 
 

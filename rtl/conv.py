@@ -11,10 +11,10 @@ import numpy as np
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.hdl import unsigned
 
 from qnnfab.errors import ConfigError
 
+from .lanes import element_shape
 from .mvtu import MVTU
 from .sliding_window import SlidingWindow
 from .stream_fifo import StreamFIFO
@@ -51,11 +51,13 @@ class ConvLayer(wiring.Component):
 
     Ports
     -----
-    i : stream of ``unsigned(simd * ab)``: input map, NHWC raster order,
-        SIMD channels per word (ab = 1 for bipolar, else act_bits).
-    o : stream of ``unsigned(pe * ob)``: output map, NHWC raster order, PE
-        channels per word (OFM / PE words per pixel), element p of word nf =
-        channel nf*PE + p, ob bits each (see :class:`MVTU`).
+    i : stream of ``lanes(element_shape(act_kind, act_bits), simd)``
+        (:mod:`qnnfab.rtl.lanes`): input map, NHWC raster order, SIMD
+        channels per word, ``payload[j]`` of word w of a pixel = channel
+        w * SIMD + j.
+    o : stream of ``lanes(out_shape, pe)``: output map, NHWC raster order, PE
+        channels per word (OFM / PE words per pixel), ``payload[p]`` of word
+        nf = channel nf*PE + p (``out_shape`` as :class:`MVTU`).
 
     Timing
     ------
@@ -78,17 +80,19 @@ class ConvLayer(wiring.Component):
         if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 0 or fifo_depth == 1:
             raise ConfigError(name, "fifo_depth", f"must be 0 (no FIFO) or >= 2, not {fifo_depth!r}",
                               "use 0 or a depth >= 2")
-        bits = 1 if act_kind == "bipolar" else act_bits
+        matrix = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(ofm, k * k * ifm)
         try:
-            self.window = SlidingWindow(height, width, ifm, simd, k, stride, pad, pad_value, bits)
+            elem = 1 if act_kind == "bipolar" else act_bits   # checked by the window (then the MVTU)
+            if act_kind == "int" and isinstance(elem, int) and elem >= 2:
+                elem = element_shape("int", elem)
+            self.window = SlidingWindow(height, width, ifm, simd, k, stride, pad, pad_value, elem)
         except ConfigError as e:
             raise ConfigError(f"{name} (sliding window)", e.field, e.problem, e.fix) from None
-        matrix = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(ofm, k * k * ifm)
         oh, ow = self.window.out_height, self.window.out_width
         self.mvtu = MVTU(matrix, thresholds, pe=pe, simd=simd, weight_kind=weight_kind, weight_bits=weight_bits,
                          act_kind=act_kind, act_bits=act_bits, vectors=oh * ow, pipeline=pipeline,
                          runtime=runtime, name=f"{name} (mvtu)")
-        self.fifo = StreamFIFO(self.window.word_bits, fifo_depth) if fifo_depth else None
+        self.fifo = StreamFIFO(self.window.o.payload.shape(), fifo_depth) if fifo_depth else None
         self.height, self.width, self.ifm, self.ofm, self.kernel = height, width, ifm, ofm, k
         self.stride, self.pad, self.pad_value = stride, pad, pad_value
         self.simd, self.pe = simd, pe
@@ -100,8 +104,8 @@ class ConvLayer(wiring.Component):
         self.mvtu_cycles = oh * ow * self.mvtu.cycles_per_vector
         self.cycles_per_image = max(self.window_cycles, self.mvtu_cycles)
         ports = {
-            "i": In(stream.Signature(unsigned(self.window.word_bits))),
-            "o": Out(stream.Signature(unsigned(self.mvtu.out_width))),
+            "i": In(stream.Signature(self.window.i.payload.shape())),
+            "o": Out(stream.Signature(self.mvtu.o.payload.shape())),
         }
         if runtime:
             ports["load"] = self.mvtu.signature.members["load"]

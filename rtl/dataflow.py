@@ -6,17 +6,22 @@ maxpool -> :class:`~qnnfab.rtl.maxpool.MaxPool`), chained with stream FIFOs,
 and a :class:`~qnnfab.rtl.width_converter.WidthConverter` wherever one
 layer's output word (PE elements) differs from the next layer's input word
 (SIMD elements).
+
+Every link carries ``lanes(element shape, n)`` words (:mod:`qnnfab.rtl.lanes`).
+The AXI-Stream top that is exported to users wraps this component:
+:class:`qnnfab.rtl.axis_accelerator.AxiStreamAccelerator`.
 """
 
 import math
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError
 
 from .conv import ConvLayer
+from .lanes import lanes
 from .maxpool import MaxPool
 from .mvtu import MVTU
 from .stream_fifo import StreamFIFO
@@ -46,36 +51,37 @@ class ArgMax(wiring.Component):
     """Observes the score stream and produces the arg-max label of every frame.
 
     ``valid``/``ready``/``payload`` are inputs that mirror the score stream's
-    signals (a tap, no backpressure of its own). Elements are ``pe`` values of
-    ``width`` bits (``is_signed``); ``words`` words make one frame of
-    ``pe * words`` scores. Ties go to the lowest index (as ``numpy.argmax``).
-    ``label`` holds the result from the cycle after the frame's last word
-    transfers, ``label_valid`` pulses for one cycle then.
+    signals (a tap, no backpressure of its own). ``payload`` is
+    ``lanes(shape, pe)`` (elements of ``width`` bits, ``signed(width)`` when
+    ``is_signed``); ``words`` words make one frame of ``pe * words`` scores,
+    score ``k * pe + p`` = ``payload[p]`` of word k. Ties go to the lowest
+    index (as ``numpy.argmax``). ``label`` holds the result from the cycle
+    after the frame's last word transfers, ``label_valid`` pulses for one
+    cycle then.
     """
 
     def __init__(self, pe, width, is_signed, words):
         self.pe, self.width, self.is_signed, self.words = pe, width, is_signed, words
+        self.shape = signed(width) if is_signed else unsigned(width)
         n = pe * words
         super().__init__({
-            "valid": In(1), "ready": In(1), "payload": In(pe * width),
+            "valid": In(1), "ready": In(1), "payload": In(lanes(self.shape, pe)),
             "label": Out(range(max(2, n))), "label_valid": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        pe, w = self.pe, self.width
-        shape = signed(w) if self.is_signed else unsigned(w)
+        pe, shape = self.pe, self.shape
         n = pe * self.words
         word = Signal(range(max(2, self.words)))
         best = Signal(shape)
         best_idx = Signal(range(max(2, n)))
         # best element of this word (first on ties)
-        cand_v, cand_i = [], []
+        cand_v = []
         for p in range(pe):
             v = Signal(shape, name=f"elem{p}")
-            m.d.comb += v.eq(self.payload[p * w:(p + 1) * w])
+            m.d.comb += v.eq(self.payload[p])
             cand_v.append(v)
-            cand_i.append(p)
         wv, wi = cand_v[0], Signal(range(max(2, pe)), name="wi0")
         m.d.comb += wi.eq(0)
         for p in range(1, pe):
@@ -105,15 +111,20 @@ class ArgMax(wiring.Component):
 class Dataflow(wiring.Component):
     """The streaming accelerator of a network config.
 
-    Ports (AXI-Stream style names)
-    -------------------------------
-    s_axis_tdata/tvalid/tready/tlast : input pixels or features, the first
-        layer's SIMD elements per word (element 0 at the LSBs), NHWC raster
-        order; ``input_words`` words per frame. ``tlast`` is accepted but not
-        needed: frame boundaries follow from the word count.
-    m_axis_tdata/tvalid/tready/tlast : the last layer's outputs, PE elements
-        per word (scores: raw accumulators, signed unless bipolar x bipolar);
-        ``tlast`` marks the last word of each frame.
+    Ports
+    -----
+    i : stream of ``lanes(in_shape, SIMD)`` (:mod:`qnnfab.rtl.lanes`): input
+        pixels or features, the first layer's SIMD elements per word,
+        ``payload[j]`` = element j (element 0 at the LSBs when flattened),
+        NHWC raster order; ``in_words`` (``cfg.input_words()``) words per
+        frame, frames back to back. ``in_shape``: ``unsigned(1)`` bipolar
+        (bit 1 = +1), ``unsigned(k)`` uint, ``signed(k)`` int inputs.
+    o : stream of ``StructLayout({"data": lanes(out_shape, PE), "last": 1})``:
+        the last layer's outputs, PE elements per word (``data[p]`` of word k
+        = output k*PE + p), ``out_words`` words per frame, ``last`` on the
+        last word of every frame. Scores (a last layer without thresholds)
+        are raw accumulators: unsigned popcounts for bipolar x bipolar,
+        else signed (``out_signed``); ``out_bits`` bits each.
     label, label_valid : arg-max of the last layer's outputs per frame
         (lowest index on ties), valid for one cycle after the frame's last
         output word transfers.
@@ -144,23 +155,11 @@ class Dataflow(wiring.Component):
                               'use "const" or "runtime"')
         runtime = self.weights_mode == "runtime"
         self.stages = []
-        prev = None  # (elems per word, bits per element) of the previous output
+        prev = None  # the previous stage's output element shape and elements per word
         prev_cycles = 0
         for idx, L in enumerate(cfg.layers):
             where = f"layer {idx} '{L.name}'"
-            in_bits = L.in_bits
             cycles = cfg.layer_cycles(L)
-            if prev is not None:
-                pe_prev, bits_prev = prev
-                if bits_prev != in_bits:
-                    raise ConfigError(where, "input", f"the previous layer outputs {bits_prev}-bit elements "
-                                      f"but this layer reads {in_bits}-bit ones", "match act and input kinds")
-                words = math.prod(L.in_shape) // L.simd
-                if pe_prev != L.simd:
-                    conv = WidthConverter(pe_prev, L.simd, in_bits, name=f"{L.name} width converter")
-                    self.stages.append(("width", f"{L.name}_dwc", conv))
-                depth = L.fifo_depth or fifo_depth_for(words, prev_cycles, cycles)
-                self.stages.append(("fifo", f"{L.name}_fifo", StreamFIFO(L.simd * in_bits, depth)))
             act_kind = L.in_kind
             act_bits = None if act_kind == "bipolar" else L.in_bits
             pipe = L.pipeline if pipeline is None else pipeline
@@ -168,36 +167,48 @@ class Dataflow(wiring.Component):
                 comp = MVTU(L.weights, L.thresholds, pe=L.pe, simd=L.simd, weight_kind=L.weight_kind,
                             weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits, vectors=1,
                             pipeline=pipe, runtime=runtime, name=where)
-                out_bits = comp.out_width // L.pe
             elif L.type == "conv":
                 h, w, _ = L.in_shape
                 comp = ConvLayer(h, w, L.weights, L.thresholds, stride=L.stride, pad=L.pad,
                                  pad_value=L.pad_value, simd=L.simd, pe=L.pe, weight_kind=L.weight_kind,
                                  weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits,
                                  pipeline=pipe, runtime=runtime, name=where)
-                out_bits = comp.mvtu.out_width // L.pe
             else:
                 h, w, c = L.in_shape
                 comp = MaxPool(h, w, c, L.simd, L.kernel, L.stride,
                                kind="bipolar" if act_kind == "bipolar" else "uint", bits=L.in_bits)
-                out_bits = L.in_bits
+            in_layout = comp.i.payload.shape()
+            if prev is not None:
+                prev_shape, pe_prev = prev
+                if prev_shape != in_layout.elem_shape:
+                    raise ConfigError(where, "input", f"the previous layer outputs {prev_shape} elements "
+                                      f"but this layer reads {in_layout.elem_shape} ones",
+                                      "match act and input kinds")
+                words = math.prod(L.in_shape) // L.simd
+                if pe_prev != L.simd:
+                    conv = WidthConverter(pe_prev, L.simd, prev_shape, name=f"{L.name} width converter")
+                    self.stages.append(("width", f"{L.name}_dwc", conv))
+                depth = L.fifo_depth or fifo_depth_for(words, prev_cycles, cycles)
+                self.stages.append(("fifo", f"{L.name}_fifo", StreamFIFO(in_layout, depth)))
             self.stages.append((L.type, L.name, comp))
-            prev = (L.pe, out_bits)
+            out_layout = comp.o.payload.shape()
+            prev = (out_layout.elem_shape, out_layout.length)
             prev_cycles = cycles
         last = cfg.layers[-1]
-        self.out_elems, self.out_bits = prev
+        first = self.stages[0][2]
+        self.in_layout = first.i.payload.shape()
+        self.out_layout = self.stages[-1][2].o.payload.shape()
+        self.out_shape, self.out_elems = self.out_layout.elem_shape, self.out_layout.length
+        self.out_bits = self.out_shape.width
+        self.out_signed = self.out_shape.signed
         self.out_words = math.prod(last.out_shape) // self.out_elems
         self.in_words = cfg.input_words()
-        first = self.stages[0][2]
-        self.in_width = Value.cast(first.i.payload).shape().width
-        self.out_width = self.out_elems * self.out_bits
-        self.out_signed = bool(last.out_kind == "acc" and last.out_signed)
+        self.in_width = self.in_layout.size
+        self.out_width = self.out_layout.size
         self.model = [(L.name, cfg.layer_cycles(L)) for L in cfg.layers]
         ports = {
-            "s_axis_tdata": In(self.in_width), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
-            "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(self.out_width), "m_axis_tvalid": Out(1), "m_axis_tready": In(1),
-            "m_axis_tlast": Out(1),
+            "i": In(stream.Signature(self.in_layout)),
+            "o": Out(stream.Signature(data.StructLayout({"data": self.out_layout, "last": unsigned(1)}))),
             "label": Out(range(max(2, self.out_words * self.out_elems))), "label_valid": Out(1),
         }
         self.loader = None
@@ -217,24 +228,24 @@ class Dataflow(wiring.Component):
         first, last = comps[0], comps[-1]
         hold = self._weight_loading(m, comps) if self.loader is not None else 0
         m.d.comb += [
-            first.i.payload.eq(self.s_axis_tdata),
-            first.i.valid.eq(self.s_axis_tvalid & ~hold) if self.loader is not None
-            else first.i.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(first.i.ready & ~hold) if self.loader is not None
-            else self.s_axis_tready.eq(first.i.ready),
-            self.m_axis_tdata.eq(last.o.payload),
-            self.m_axis_tvalid.eq(last.o.valid),
-            last.o.ready.eq(self.m_axis_tready),
+            first.i.payload.eq(self.i.payload),
+            first.i.valid.eq(self.i.valid & ~hold) if self.loader is not None
+            else first.i.valid.eq(self.i.valid),
+            self.i.ready.eq(first.i.ready & ~hold) if self.loader is not None
+            else self.i.ready.eq(first.i.ready),
+            self.o.payload.data.eq(last.o.payload),
+            self.o.valid.eq(last.o.valid),
+            last.o.ready.eq(self.o.ready),
         ]
-        # tlast: count output words of a frame
+        # last: count output words of a frame
         count = Signal(range(max(2, self.out_words)))
-        m.d.comb += self.m_axis_tlast.eq(count == self.out_words - 1)
-        with m.If(self.m_axis_tvalid & self.m_axis_tready):
-            m.d.sync += count.eq(Mux(self.m_axis_tlast, 0, count + 1))
+        m.d.comb += self.o.payload.last.eq(count == self.out_words - 1)
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += count.eq(Mux(self.o.payload.last, 0, count + 1))
         m.submodules.argmax = am = ArgMax(self.out_elems, self.out_bits, self.out_signed, self.out_words)
         m.d.comb += [
-            am.valid.eq(self.m_axis_tvalid), am.ready.eq(self.m_axis_tready),
-            am.payload.eq(self.m_axis_tdata),
+            am.valid.eq(self.o.valid), am.ready.eq(self.o.ready),
+            am.payload.eq(self.o.payload.data),
             self.label.eq(am.label), self.label_valid.eq(am.label_valid),
         ]
         return m
@@ -258,11 +269,11 @@ class Dataflow(wiring.Component):
         start = Signal()
         end = Signal()
         m.d.comb += [
-            start.eq(self.s_axis_tvalid & self.s_axis_tready & (in_word == 0)),
-            end.eq(self.m_axis_tvalid & self.m_axis_tready & self.m_axis_tlast),
+            start.eq(self.i.valid & self.i.ready & (in_word == 0)),
+            end.eq(self.o.valid & self.o.ready & self.o.payload.last),
             ld.busy.eq(in_flight != 0),
         ]
-        with m.If(self.s_axis_tvalid & self.s_axis_tready):
+        with m.If(self.i.valid & self.i.ready):
             m.d.sync += in_word.eq(Mux(in_word == self.in_words - 1, 0, in_word + 1))
         with m.If(start & ~end):
             m.d.sync += in_flight.eq(in_flight + 1)

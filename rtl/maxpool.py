@@ -6,12 +6,13 @@ would run past the edge are dropped). Built as a :class:`SlidingWindow`
 channel word with an element-wise max.
 """
 
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError
 
+from .lanes import lanes
 from .sliding_window import SlidingWindow
 
 __all__ = ["MaxPool", "WindowMax"]
@@ -23,8 +24,9 @@ class WindowMax(wiring.Component):
     Parameters: ``window`` (K*K positions), ``cw`` (words per pixel), ``simd``,
     ``bits``, ``kind`` ("bipolar": OR, "uint": unsigned max).
 
-    Ports: ``i`` takes the im2col stream (for each window: for each position,
-    ``cw`` words); ``o`` emits ``cw`` words per window, word ``c`` holding the
+    Ports: ``i`` takes the im2col stream of ``lanes(unsigned(bits), simd)``
+    words (for each window: for each position, ``cw`` words); ``o`` emits
+    ``cw`` words of the same layout per window, word ``c`` holding the
     element-wise max of the window's words ``c``. Partial maxima wait in a
     delay line of ``cw`` words (``cw * simd * bits`` flip-flops).
 
@@ -35,9 +37,10 @@ class WindowMax(wiring.Component):
 
     def __init__(self, window, cw, simd, bits, kind):
         self.window, self.cw, self.simd, self.bits, self.kind = window, cw, simd, bits, kind
+        layout = lanes(unsigned(bits), simd)
         super().__init__({
-            "i": In(stream.Signature(unsigned(simd * bits))),
-            "o": Out(stream.Signature(unsigned(simd * bits))),
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)),
         })
 
     def elaborate(self, platform):
@@ -45,18 +48,15 @@ class WindowMax(wiring.Component):
         n, cw, b = self.window, self.cw, self.bits
         pos = Signal(range(max(n, 2)))
         c = Signal(range(max(cw, 2)))
-        line = [Signal(self.simd * b, name=f"acc_{k}") for k in range(cw)]  # line[-1] is the oldest
+        layout = self.i.payload.shape()
+        line = [Signal(layout, name=f"acc_{k}") for k in range(cw)]  # line[-1] is the oldest
         head = line[-1]
         x = self.i.payload
         if self.kind == "bipolar" or b == 1:
-            folded = x | head
+            folded = Value.cast(x) | Value.cast(head)
         else:
-            parts = []
-            for j in range(self.simd):
-                a, h = x[j * b:(j + 1) * b], head[j * b:(j + 1) * b]
-                parts.append(Mux(a > h, a, h))
-            folded = Cat(*parts)
-        val = Signal(self.simd * b)
+            folded = Cat(*[Mux(x[j] > head[j], x[j], head[j]) for j in range(self.simd)])
+        val = Signal(layout)
         m.d.comb += val.eq(Mux(pos.any(), folded, x))
 
         take = Signal()
@@ -96,10 +96,11 @@ class MaxPool(wiring.Component):
 
     Ports
     -----
-    i : stream of ``unsigned(simd * bits)``: NHWC raster order, element 0 at
-        the LSBs (as :class:`SlidingWindow`).
-    o : stream of ``unsigned(simd * bits)``: the pooled map, NHWC raster order,
-        OH * OW * C / SIMD words per image.
+    i : stream of ``lanes(unsigned(bits), simd)`` (:mod:`qnnfab.rtl.lanes`):
+        NHWC raster order, ``payload[j]`` of word w of a pixel = channel
+        w * SIMD + j (as :class:`SlidingWindow`).
+    o : stream of ``lanes(unsigned(bits), simd)``: the pooled map, NHWC raster
+        order, OH * OW * C / SIMD words per image.
 
     Resources and timing
     --------------------
@@ -133,8 +134,8 @@ class MaxPool(wiring.Component):
         self.latency = self.window.latency + 1
         self.reduce = WindowMax(kernel * kernel, self.cw, simd, bits, kind)
         super().__init__({
-            "i": In(stream.Signature(unsigned(simd * bits))),
-            "o": Out(stream.Signature(unsigned(simd * bits))),
+            "i": In(stream.Signature(lanes(unsigned(bits), simd))),
+            "o": Out(stream.Signature(lanes(unsigned(bits), simd))),
         })
 
     def elaborate(self, platform):

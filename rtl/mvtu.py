@@ -6,7 +6,7 @@ multi-threshold activation of every row or the raw accumulator.
 """
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -17,6 +17,7 @@ from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind, accumulator_r
 
 from .dot_product import dot_product, range_shape, tree_depth
 from .loadable_memory import bus_size, load_bus, weight_memory
+from .lanes import lanes
 from .threshold import check_thresholds, prepare_thresholds, threshold_search, wrap_increment
 from .weight_layout import threshold_stage_tables, weight_words
 from .weights_image import MemoryGroup
@@ -71,6 +72,15 @@ class MVTU(wiring.Component):
     load : (runtime only) the load bus of :mod:`qnnfab.rtl.loadable_memory`,
         one enable per entry of :attr:`memory_groups`. Write only while no
         vector is being computed.
+    i : stream of ``DataKind(act_kind, act_bits).layout(simd)``
+        (:mod:`qnnfab.kinds`): SIMD input elements, ``unsigned(1)`` bipolar,
+        ``unsigned(k)`` uint, ``signed(k)`` int; ``payload[j]`` of word sf of
+        a vector is x[sf*SIMD + j]; MW/SIMD words per vector.
+    o : stream of ``lanes(out_shape, pe)``: PE output elements,
+        ``payload[p]`` of word nf = row nf*PE + p; MH/PE words per vector,
+        rows in order. ``out_shape`` = ``unsigned(n)`` (thresholds) or
+        ``acc_shape`` (raw accumulator: unsigned popcount for bipolar x
+        bipolar, else signed).
 
     Timing
     ------
@@ -159,14 +169,16 @@ class MVTU(wiring.Component):
             self.memory_groups.append(MemoryGroup(name, f"thresholds{s}", pe, self.threshold_shape.width,
                                                   self.nf << s, self.threshold_shape.signed))
 
+        self.in_shape = akind.shape()
+        self.out_shape = self.acc_shape if self._tables is None else unsigned(self.out_bits)
         self.in_width = simd * self.act_bits
         self.out_width = pe * self.out_elem_width
         self.latency = 3 + self.pipeline + self.out_bits
         self.cycles_per_vector = self.nf * self.sf
         self.cycles_per_frame = vectors * self.cycles_per_vector + self.latency
         ports = {
-            "i": In(stream.Signature(unsigned(self.in_width))),
-            "o": Out(stream.Signature(unsigned(self.out_width))),
+            "i": In(stream.Signature(akind.layout(simd))),
+            "o": Out(stream.Signature(lanes(self.out_shape, pe))),
         }
         if self.runtime:
             ports["load"] = In(load_bus(*bus_size(self.memory_groups), len(self.memory_groups)))
@@ -285,5 +297,5 @@ class MVTU(wiring.Component):
         with m.If(advance):
             m.d.sync += self.o.valid.eq(ovalid)
             with m.If(ovalid):
-                m.d.sync += self.o.payload.eq(Cat(*[o.as_unsigned() for o in outs]))
+                m.d.sync += [self.o.payload[p].eq(o) for p, o in enumerate(outs)]
         return m

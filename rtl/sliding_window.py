@@ -7,12 +7,14 @@ matrix-vector unit with weights ``conv_weights_to_matrix(w)`` computes the
 convolution.
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError, check_int
+
+from .lanes import lanes
 
 __all__ = ["SlidingWindow", "sliding_window_geometry"]
 
@@ -57,16 +59,18 @@ class SlidingWindow(wiring.Component):
     pad_value : int
         Element value inserted for the padding (``0 <= pad_value < 2**bits``);
         for bipolar data (bits = 1) 0 pads with -1 and 1 pads with +1.
-    bits : int
-        Bits per element (1 for bipolar).
+    bits : int or shape-castable
+        The element shape (an int ``b`` means ``unsigned(b)``; 1 for
+        bipolar); ``self.bits`` is its width. Elements are moved, never
+        interpreted.
 
     Ports
     -----
-    i : stream of ``unsigned(simd * bits)``
+    i : stream of ``lanes(shape, simd)`` (:mod:`qnnfab.rtl.lanes`)
         The feature map, NHWC raster order: for y, for x, for channel word;
-        element ``j`` of a word (channel ``w * SIMD + j``) at bits
-        ``[j*bits, (j+1)*bits)``. Images follow each other back to back.
-    o : stream of ``unsigned(simd * bits)``
+        ``payload[j]`` of word w of a pixel is channel ``w * SIMD + j``.
+        Images follow each other back to back.
+    o : stream of ``lanes(shape, simd)``
         The im2col stream: for oy, for ox (OH x OW output pixels, raster
         order), for ky, for kx, for channel word. Words of padding positions
         hold ``pad_value`` in every element. OH = (H + 2P - K) // S + 1,
@@ -103,6 +107,9 @@ class SlidingWindow(wiring.Component):
 
     def __init__(self, height, width, channels, simd, kernel, stride=1, pad=0, pad_value=0, bits=1):
         where = "SlidingWindow"
+        shape = bits
+        if not isinstance(shape, int):
+            bits = Shape.cast(shape).width
         check_int(where, "height", height, 1, "use an image height >= 1")
         check_int(where, "width", width, 1, "use an image width >= 1")
         check_int(where, "channels", channels, 1, "use channels >= 1")
@@ -125,6 +132,7 @@ class SlidingWindow(wiring.Component):
         self.out_height, self.out_width = sliding_window_geometry(height, width, kernel, stride, pad, where)
         self.height, self.width, self.channels, self.simd = height, width, channels, simd
         self.kernel, self.stride, self.pad, self.pad_value, self.bits = kernel, stride, pad, pad_value, bits
+        self.shape = Shape.cast(shape)
         self.cw = channels // simd
         self.word_bits = simd * bits
         self.buffer_rows = min(kernel, height)
@@ -134,8 +142,8 @@ class SlidingWindow(wiring.Component):
         self.out_words = self.out_height * self.out_width * kernel * kernel * self.cw
         self.latency = 2
         super().__init__({
-            "i": In(stream.Signature(unsigned(self.word_bits))),
-            "o": Out(stream.Signature(unsigned(self.word_bits))),
+            "i": In(stream.Signature(lanes(self.shape, simd))),
+            "o": Out(stream.Signature(lanes(self.shape, simd))),
         })
 
     def elaborate(self, platform):
@@ -230,7 +238,7 @@ class SlidingWindow(wiring.Component):
         m.d.comb += [
             self.i.ready.eq(room),
             wr.addr.eq(waddr),
-            wr.data.eq(self.i.payload),
+            wr.data.eq(Value.cast(self.i.payload)),
             wr.en.eq(self.i.valid & room),
         ]
         with m.If(self.i.valid & room):
@@ -261,7 +269,7 @@ class SlidingWindow(wiring.Component):
         with m.If(advance):
             m.d.sync += [self.o.valid.eq(~real | written), padflag.eq(~real)]
         pad_word = Const(sum(self.pad_value << (j * self.bits) for j in range(self.simd)), self.word_bits)
-        m.d.comb += self.o.payload.eq(Mux(padflag, pad_word, rd.data))
+        m.d.comb += Value.cast(self.o.payload).eq(Mux(padflag, pad_word, rd.data))
 
         def mod_add(sig, step):
             step %= DEPTH

@@ -1,6 +1,6 @@
 """Stream FIFO: ``amaranth.lib.fifo.SyncFIFOBuffered`` behind stream ports."""
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, Shape
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -11,12 +11,13 @@ __all__ = ["StreamFIFO"]
 
 
 class StreamFIFO(wiring.Component):
-    """First-in first-out buffer between two streams of ``width``-bit words.
+    """First-in first-out buffer between two streams of words of one shape.
 
     Parameters
     ----------
-    width : int
-        Payload bits, >= 1.
+    shape : shape-castable
+        The payload shape, e.g. ``lanes(unsigned(1), 64)`` (an int ``n`` means
+        ``unsigned(n)``); ``self.width`` is its width in bits, >= 1.
     depth : int
         Words held in the FIFO memory, >= 2, plus one in the output register
         (``SyncFIFOBuffered(depth + 1)``: a buffered FIFO of depth d keeps d-1
@@ -25,22 +26,23 @@ class StreamFIFO(wiring.Component):
 
     Ports
     -----
-    i : stream of ``unsigned(width)``; ``i.ready`` = not full.
-    o : stream of ``unsigned(width)``; ``o.valid`` = not empty, registered,
+    i : stream of ``shape``; ``i.ready`` = not full.
+    o : stream of ``shape``, words in the order they came in; ``o.valid`` = not empty, registered,
         independent of ``o.ready``; the head word stays until taken.
 
     Timing: a word written into an empty FIFO is offered 2 cycles later; one
     word per cycle in and out.
     """
 
-    def __init__(self, width, depth):
+    def __init__(self, shape, depth):
+        width = Shape.cast(shape).width if not isinstance(shape, int) else shape
         check_int("StreamFIFO", "width", width, 1)
         check_int("StreamFIFO", "depth", depth, 2)
-        self.width, self.depth = width, depth
+        self.shape, self.width, self.depth = shape, width, depth
         self.latency = 2
         super().__init__({
-            "i": In(stream.Signature(unsigned(width))),
-            "o": Out(stream.Signature(unsigned(width))),
+            "i": In(stream.Signature(shape)),
+            "o": Out(stream.Signature(shape)),
         })
 
     def elaborate(self, platform):

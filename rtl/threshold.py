@@ -16,7 +16,7 @@ from the accumulator range, not from the given values.
 """
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,6 +26,7 @@ from qnnfab.kinds import DataKind
 
 from .dot_product import range_shape
 from .loadable_memory import weight_memory
+from .lanes import lanes
 from .weight_layout import threshold_stage_tables
 
 __all__ = ["Threshold", "check_thresholds", "prepare_thresholds", "threshold_search", "wrap_increment"]
@@ -111,11 +112,12 @@ class Threshold(wiring.Component):
 
     Ports
     -----
-    i : stream of ``unsigned(pe * in_width)``: PE accumulators, element p at
-        bits [p*in_width, (p+1)*in_width). Word j of a pixel holds channels
-        (j % (C/PE)) * PE + p: words cycle through the C/PE channel folds.
-    o : stream of ``unsigned(pe * n)``: PE counts in [0, N], n = bit_length(N)
-        bits each, element p at the LSBs first; same channel order.
+    i : stream of ``lanes(signed(in_width) or unsigned(in_width), pe)``
+        (:mod:`qnnfab.rtl.lanes`): PE accumulators; ``payload[p]`` of word j
+        of a pixel is channel (j % (C/PE)) * PE + p: words cycle through the
+        C/PE channel folds.
+    o : stream of ``lanes(unsigned(n), pe)``: PE counts in [0, N],
+        n = bit_length(N); same channel order.
 
     Timing
     ------
@@ -143,26 +145,23 @@ class Threshold(wiring.Component):
         self.latency = n + 1
         self._tables = threshold_stage_tables(clamped, pe, n, pad)
         super().__init__({
-            "i": In(stream.Signature(unsigned(pe * in_width))),
-            "o": Out(stream.Signature(unsigned(pe * n))),
+            "i": In(stream.Signature(lanes(signed(in_width) if in_signed else unsigned(in_width), pe))),
+            "o": Out(stream.Signature(lanes(unsigned(n), pe))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        w = self.in_width
         advance = Signal()
         m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
         fold = Signal(range(self.folds))
         with m.If(self.i.valid & advance):
             m.d.sync += fold.eq(wrap_increment(fold, self.folds))
-        accs = []
-        for p in range(self.pe):
-            e = self.i.payload[p * w:(p + 1) * w]
-            accs.append(e.as_signed() if self.in_signed else e)
+        accs = [self.i.payload[p] for p in range(self.pe)]
         counts, valid = threshold_search(m, accs, fold, self.i.valid, advance, self._tables,
                                          self.threshold_shape, self.folds)
         with m.If(advance):
-            m.d.sync += [self.o.valid.eq(valid), self.o.payload.eq(Cat(*counts))]
+            m.d.sync += self.o.valid.eq(valid)
+            m.d.sync += [self.o.payload[p].eq(c) for p, c in enumerate(counts)]
         return m
 
 

@@ -5,34 +5,37 @@ word) differs from the next layer's SIMD (elements per input word), in the
 role of FINN's StreamingDataWidthConverter.
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import check_int
 
+from .lanes import lanes
+
 __all__ = ["WidthConverter"]
 
 
 class WidthConverter(wiring.Component):
-    """Regroup elements of ``bits`` bits from ``in_elems`` to ``out_elems`` per word.
+    """Regroup elements from ``in_elems`` to ``out_elems`` per word.
 
-    The element order is preserved: element 0 of a word sits at the least
-    significant bits, and elements leave in the order they came in.
+    The element order is preserved: elements leave in the order they came in,
+    ``payload[0]`` of a word first.
 
     Parameters
     ----------
     in_elems, out_elems : int
         Elements per input and per output word (>= 1).
-    bits : int
-        Bits per element.
+    bits : int or shape-castable
+        The element shape (an int ``b`` means ``unsigned(b)``); ``self.bits``
+        is its width, ``self.shape`` the shape.
     name : str
         Layer or link name used in error messages.
 
     Ports
     -----
-    i : stream of ``unsigned(in_elems * bits)``
-    o : stream of ``unsigned(out_elems * bits)``
+    i : stream of ``lanes(self.shape, in_elems)`` (:mod:`qnnfab.rtl.lanes`)
+    o : stream of ``lanes(self.shape, out_elems)``
 
     Timing
     ------
@@ -47,13 +50,16 @@ class WidthConverter(wiring.Component):
     """
 
     def __init__(self, in_elems, out_elems, bits, name="width_converter"):
+        shape = bits
+        bits = shape if isinstance(shape, int) else Shape.cast(shape).width
         for field, v in (("in_elems", in_elems), ("out_elems", out_elems), ("bits", bits)):
             check_int(name, field, v, 1)
         self.in_elems, self.out_elems, self.bits = in_elems, out_elems, bits
+        self.shape = Shape.cast(shape)
         self.capacity = in_elems + out_elems
         super().__init__({
-            "i": In(stream.Signature(unsigned(in_elems * bits))),
-            "o": Out(stream.Signature(unsigned(out_elems * bits))),
+            "i": In(stream.Signature(lanes(self.shape, in_elems))),
+            "o": Out(stream.Signature(lanes(self.shape, out_elems))),
         })
 
     def elaborate(self, platform):
@@ -63,7 +69,7 @@ class WidthConverter(wiring.Component):
         count = Signal(range(cap + 1))
         m.d.comb += [
             self.o.valid.eq(count >= oe),
-            self.o.payload.eq(buf[:oe * b]),
+            Value.cast(self.o.payload).eq(buf[:oe * b]),
         ]
         take = Signal()  # output transfer this cycle
         m.d.comb += take.eq(self.o.valid & self.o.ready)
@@ -82,7 +88,7 @@ class WidthConverter(wiring.Component):
             with m.Switch(after):
                 for pos in range(cap - ie + 1):
                     with m.Case(pos):
-                        m.d.comb += nxt[pos * b:(pos + ie) * b].eq(self.i.payload)
+                        m.d.comb += nxt[pos * b:(pos + ie) * b].eq(Value.cast(self.i.payload))
         m.d.sync += [
             buf.eq(nxt),
             count.eq(after + Mux(put, ie, 0)),

@@ -100,27 +100,41 @@ def _stream_signals(dut, prefix, axis):
             getattr(dut, f"{prefix}__payload"))
 
 
+def _tlast(dut, prefix, axis):
+    """The ``<prefix>_tlast`` handle of an AXI-Stream port, or None."""
+    return getattr(dut, f"{prefix}_tlast", None) if axis else None
+
+
 class StreamSource:
     """Drives ``<prefix>__valid/__payload`` from a queue of integers.
 
     ``valid_prob`` is the chance per cycle of offering the next word (1.0 =
     no gaps). Once offered, a word stays until it is taken. ``axis=True``
-    uses AXI-Stream port names (``<prefix>_tvalid/_tready/_tdata``).
+    uses AXI-Stream port names (``<prefix>_tvalid/_tready/_tdata``) and
+    drives ``<prefix>_tlast`` when the design has it (from ``send``'s ``last``).
     """
 
     def __init__(self, dut, prefix, rng, valid_prob=1.0, axis=False):
         self.name = prefix
         self.valid, self.ready, self.payload = _stream_signals(dut, prefix, axis)
+        self.last = _tlast(dut, prefix, axis)
         self.rng = rng
         self.valid_prob = valid_prob
         self.queue = []
+        self.lasts = []
         self._pos = 0
         self.offering = False
         self.sent_cycles = []
         self.valid.value = 0
 
-    def send(self, words):
-        self.queue.extend(int(w) for w in words)
+    def send(self, words, last=None):
+        """Queue ``words``; ``last`` (one bool per word, default all 0) drives ``tlast``."""
+        words = [int(w) for w in words]
+        last = [0] * len(words) if last is None else [int(bool(x)) for x in last]
+        if len(last) != len(words):
+            raise ValueError(f"{len(last)} last flags for {len(words)} words")
+        self.queue.extend(words)
+        self.lasts.extend(last)
 
     @property
     def idle(self):
@@ -130,6 +144,8 @@ class StreamSource:
         if not self.offering and self._pos < len(self.queue) and (
                 self.valid_prob >= 1.0 or self.rng.random() < self.valid_prob):
             self.payload.value = self.queue[self._pos]
+            if self.last is not None:
+                self.last.value = self.lasts[self._pos]
             self._pos += 1
             self.offering = True
         self.valid.value = 1 if self.offering else 0
@@ -142,14 +158,19 @@ class StreamSource:
 
 
 class StreamSink:
-    """Takes words from ``<prefix>__valid/__payload``, ready with ``ready_prob``."""
+    """Takes words from ``<prefix>__valid/__payload``, ready with ``ready_prob``.
+
+    With ``axis=True`` and a ``<prefix>_tlast`` port, ``self.lasts`` holds the
+    ``tlast`` of every word taken (and ``tlast`` must also hold while stalled)."""
 
     def __init__(self, dut, prefix, rng, ready_prob=1.0, name=None, axis=False):
         self.name = name or prefix
         self.valid, self.ready, self.payload = _stream_signals(dut, prefix, axis)
+        self.last = _tlast(dut, prefix, axis)
         self.rng = rng
         self.ready_prob = ready_prob
         self.words = []
+        self.lasts = []
         self.cycles = []
         self._ready_now = 0
         self._held = None
@@ -164,6 +185,8 @@ class StreamSink:
         v = known(self.valid, self.name + " valid", cycle)
         if v:
             word = known(self.payload, self.name + " payload (valid high)", cycle)
+            if self.last is not None:   # tlast must hold too
+                word |= known(self.last, self.name + " tlast (valid high)", cycle) << len(self.payload)
         if self._held is not None:
             if not v:
                 raise AssertionError(f"{self.name}: valid dropped at cycle {cycle} "
@@ -173,7 +196,9 @@ class StreamSink:
                                      f"{word:#x} at cycle {cycle} while stalled")
         if v:
             if self._ready_now:
-                self.words.append(word)
+                self.words.append(word & ((1 << len(self.payload)) - 1))
+                if self.last is not None:
+                    self.lasts.append(word >> len(self.payload))
                 self.cycles.append(cycle)
                 self._held = None
             else:
@@ -299,12 +324,15 @@ async def run_stream_test(dut, words, expected, rng, valid_prob=1.0, ready_prob=
     return StreamRun(cycles, src, snk)
 
 
-async def pulse_reset(dut, cycles):
-    """Assert ``dut.rst`` now (just after a falling edge) for ``cycles`` rising edges."""
-    dut.rst.value = 1
+async def pulse_reset(dut, cycles, clk=None, reset=None, active=1):
+    """Assert ``dut.rst`` (or ``reset``, active at level ``active``) now (just after a
+    falling edge of ``dut.clk`` or ``clk``) for ``cycles`` rising edges."""
+    clk = clk if clk is not None else dut.clk
+    reset = reset if reset is not None else dut.rst
+    reset.value = active
     for _ in range(cycles):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+        await FallingEdge(clk)
+    reset.value = 1 - active
 
 
 def reset_point(rng, frame_words, frames_before):
@@ -321,9 +349,10 @@ def reset_point(rng, frame_words, frames_before):
     return frames_before * frame_words + rng.randint(1, frame_words - 1)
 
 
-async def reset_mid_stream(dut, sources, sinks, cut, rng, max_cycles):
+async def reset_mid_stream(dut, sources, sinks, cut, rng, max_cycles, clk=None, reset=None, active=1):
     """Clock ``sources``/``sinks`` until ``sources[0]`` has sent ``cut`` words, 0-3 more
-    random cycles, then drop every offer and assert reset for 1-3 cycles.
+    random cycles, then drop every offer and assert reset for 1-3 cycles
+    (``clk``, ``reset``, ``active`` as :func:`pulse_reset`).
 
     Returns where the reset fell (words in, words out, cycle, reset length).
     """
@@ -335,11 +364,11 @@ async def reset_mid_stream(dut, sources, sinks, cut, rng, max_cycles):
             hit.append(cycle)
         return bool(hit) and cycle >= hit[0] + extra
 
-    cycles = await run_streams(dut, sources, sinks, [10**12] * len(sinks), max_cycles, until=at_cut)
+    cycles = await run_streams(dut, sources, sinks, [10**12] * len(sinks), max_cycles, clk=clk, until=at_cut)
     if not hit:  # pragma: no cover - run_streams times out first
         raise AssertionError(f"only {len(sources[0].sent_cycles)} of {cut} input words went in")
     length = rng.randint(1, 3)
-    await pulse_reset(dut, length)
+    await pulse_reset(dut, length, clk, reset, active)
     return dict(words_in=len(sources[0].sent_cycles), words_out=[len(k.words) for k in sinks],
                 cycle=cycles, reset_cycles=length)
 

@@ -123,8 +123,26 @@ def test_generate_writes_verilog_and_a_build_plan(tmp_path, capsys):
     vs = list((out / "accel").glob("*.v"))
     assert len(vs) == 1
     v = vs[0].read_text()
-    for port in ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "m_axis_tdata", "m_axis_tlast", "label"):
-        assert port in v, port
+    top = v[v.index("module qnnfab_lfc_small("):]
+    top = top[:top.index("endmodule")]
+    ports = {}
+    for line in top.splitlines():
+        words = line.replace(";", " ").split()
+        if words and words[0] in ("input", "output"):
+            ports[words[-1]] = (words[0], int(words[1][1:].split(":")[0]) + 1 if words[1].startswith("[") else 1)
+    assert ports == {
+        "aclk": ("input", 1), "aresetn": ("input", 1),
+        "s_axis_tdata": ("input", 16), "s_axis_tvalid": ("input", 1), "s_axis_tready": ("output", 1),
+        "s_axis_tlast": ("input", 1),
+        # lfc_small: 10 scores, 5 per word, 7-bit popcounts each in its own byte
+        "m_axis_tdata": ("output", 40), "m_axis_tvalid": ("output", 1), "m_axis_tready": ("input", 1),
+        "m_axis_tlast": ("output", 1),
+        "label": ("output", 4), "label_valid": ("output", 1),
+        "frame_error": ("output", 1), "frame_error_pulse": ("output", 1),
+    }, ports
+    readme = (out / "accel" / "README.md").read_text()
+    assert "2 words of\n5 scores" in readme
+    assert "Set `s_axis_tlast` on word 3 of every frame" in readme
     # the default top is the PYNQ overlay (tests/test_vivado.py checks its Tcl)
     assert (out / "overlay" / "block_design.tcl").exists() and (out / "overlay" / "build.sh").exists()
     assert not (out / "report.txt").exists()  # --no-report

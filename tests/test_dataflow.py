@@ -135,7 +135,7 @@ def _run_argmax(pe, width, is_signed, words, frames, rng, valid_prob=0.6, ready_
                     valid = rng.random() < valid_prob
                     ready = rng.random() < ready_prob
                     # a word that is offered but not taken must not count; a taken one must
-                    ctx.set(dut.payload, word if valid else rng.getrandbits(pe * width))
+                    ctx.set(Value.cast(dut.payload), word if valid else rng.getrandbits(pe * width))
                     ctx.set(dut.valid, int(valid))
                     ctx.set(dut.ready, int(ready))
                     await ctx.tick()

@@ -1,16 +1,16 @@
-"""Whole network (config + weights) frame by frame against the golden forward pass."""
+"""Whole network (config + weights) frame by frame against the golden forward pass, through the AXI-Stream top."""
 
 from pathlib import Path
 
 import cocotb
 import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly
 
 from qnnfab import netconfig
-from qnnfab.kinds import DataKind
-from qnnfab.rtl.dataflow import Dataflow
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream,
-                               reset_point, run_streams, start, StreamSink, StreamSource, unpack_fields,
-                               write_metrics)
+from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+from qnnfab.sim.stream import (bench_params, bench_random, reset_mid_stream, reset_point, run_streams,
+                               StreamSink, StreamSource, write_metrics)
 
 NAME = "network"
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -19,6 +19,8 @@ CASES = [
     {"config": "cnv_small.toml", "frames": 100},
     # every fc/conv with 2 registers in its popcount tree (the config's pipeline, overridden)
     {"config": "lfc_small.toml", "frames": 40, "pipeline": 2},
+    # signed scores: 3-bit int weights in the last layer (the arg-max's signed path, sign-extended fields)
+    {"config": "lfc_small.toml", "frames": 40, "last_layer": {"weight_kind": "int", "weight_bits": 3}},
 ]
 
 
@@ -27,9 +29,31 @@ def config_path(params):
     return p if p.is_absolute() else CONFIGS / p
 
 
+def load_config(params):
+    """The case's network: its config file, with ``params["last_layer"]``'s fields
+    (if any) added to the last ``[[layer]]`` table."""
+    path = config_path(params)
+    extra = params.get("last_layer")
+    if not extra:
+        return netconfig.load(path)
+    text = path.read_text().rstrip("\n") + "\n"
+    text += "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in extra.items())
+    return netconfig.loads(text)
+
+
 def design(params):
     # runtime-weights configs run with constant weights here (loading: the weights_reload regression)
-    return Dataflow(netconfig.load(config_path(params)), pipeline=params.get("pipeline"), weights_mode="const")
+    return AxiStreamAccelerator(load_config(params), pipeline=params.get("pipeline"), weights_mode="const")
+
+
+async def start(dut, reset_cycles=2):
+    """Start a 10 ns clock on ``aclk`` and hold ``aresetn`` low for ``reset_cycles``."""
+    Clock(dut.aclk, 10, unit="ns").start()
+    dut.aresetn.value = 0
+    dut.s_axis_tlast.value = 0
+    for _ in range(reset_cycles):
+        await FallingEdge(dut.aclk)
+    dut.aresetn.value = 1
 
 
 def summarize(result):
@@ -52,16 +76,49 @@ def bench_frames(cfg, params, n, seed):
     return cfg.random_inputs(n, seed)
 
 
-def input_words(cfg, frames):
-    """Frames -> stream words: NHWC order, SIMD elements per word, element 0 at the LSBs."""
-    simd = cfg.layers[0].simd
-    bits = DataKind.of(cfg.input_kind, cfg.input_bits).width
-    flat = frames.reshape(frames.shape[0], -1)
-    words = []
-    for f in flat:
-        for k in range(0, f.size, simd):
-            words.append(pack_fields(f[k:k + simd], [bits] * simd))
-    return words
+def frame_lasts(n_frames, words):
+    """``tlast`` of a correctly framed stream of ``n_frames`` frames of ``words`` words."""
+    return [k % words == words - 1 for k in range(n_frames * words)]
+
+
+def check_scores(got, scores, what=""):
+    for f in range(len(scores)):
+        if not np.array_equal(got[f], scores[f]):
+            bad = int(np.nonzero(got[f] != scores[f])[0][0])
+            raise AssertionError(f"{what}frame {f}: output {bad} is {got[f][bad]}, golden {scores[f][bad]} "
+                                 f"(hardware {got[f].tolist()}, golden {scores[f].tolist()})")
+
+
+class Watch:
+    """Samples label_valid/label, output tlast transfers and the framing error outputs every cycle."""
+
+    def __init__(self, dut):
+        self.dut = dut
+        self.labels, self.tlast_cycles, self.error_pulses, self.error_level = [], [], [], []
+        self.out_valid_after = []
+
+    def __call__(self, cycle):
+        d = self.dut
+        if int(d.label_valid.value):
+            self.labels.append(int(d.label.value))
+        if int(d.m_axis_tvalid.value) and int(d.m_axis_tready.value) and int(d.m_axis_tlast.value):
+            self.tlast_cycles.append(cycle)
+        if int(d.frame_error_pulse.value):
+            self.error_pulses.append(cycle)
+        self.error_level.append(int(d.frame_error.value))
+
+
+async def _drain(dut, watch, cycles, start_cycle):
+    """Keep the output ready for ``cycles`` more cycles: no word and no label may come."""
+    for c in range(cycles):
+        await FallingEdge(dut.aclk)
+        dut.m_axis_tready.value = 1
+        await ReadOnly()
+        watch(start_cycle + c)
+        if int(dut.m_axis_tvalid.value):
+            raise AssertionError(f"an output word after the last frame's (cycle {start_cycle + c})")
+    await FallingEdge(dut.aclk)
+    dut.m_axis_tready.value = 0
 
 
 def _ports(dut, rng, valid_prob, ready_prob):
@@ -72,44 +129,39 @@ def _ports(dut, rng, valid_prob, ready_prob):
 
 async def _run(dut, frames_n, valid_prob, ready_prob, salt):
     p = bench_params()
-    cfg = netconfig.load(config_path(p))
+    cfg = load_config(p)
     rng = bench_random(salt)
     frames = bench_frames(cfg, p, frames_n, rng.getrandbits(32))
     frames_n = frames.shape[0]
     golden = cfg.golden()
     scores = golden.forward(frames).reshape(frames_n, -1)
     labels = np.argmax(scores, axis=1)
-    top = design(p)  # only for its derived port formats (not elaborated here)
+    top = design(p)  # only for its word format and model (not elaborated here)
     top._MustUse__silence = True
-    src, snk = _ports(dut, rng, valid_prob, ready_prob)
-    words = input_words(cfg, frames)
-    src.send(words)
-    got_labels, tlast_cycles = [], []
-
-    def watch(cycle):
-        if int(dut.label_valid.value):
-            got_labels.append(int(dut.label.value))
-        if int(dut.m_axis_tvalid.value) and int(dut.m_axis_tready.value) and int(dut.m_axis_tlast.value):
-            tlast_cycles.append(cycle)
-
-    n_out = frames_n * top.out_words
-    max_cycles = 20 * frames_n * max(c for _, c in top.model) + 20 * len(words) + 5000
-    cycles = await run_streams(dut, [src], [snk], [n_out], max_cycles, monitors=[watch])
-    for extra in range(1, 4):  # no label may follow the last frame's
-        await cocotb.triggers.FallingEdge(dut.clk)
-        await cocotb.triggers.ReadOnly()
-        watch(cycles + extra)
-    got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
-                                                                   signed=top.out_signed)])
-    got = got.reshape(frames_n, -1)
-    for f in range(frames_n):
-        if not np.array_equal(got[f], scores[f]):
-            bad = int(np.nonzero(got[f] != scores[f])[0][0])
-            raise AssertionError(f"frame {f}: output {bad} is {got[f][bad]}, golden {scores[f][bad]} "
-                                 f"(hardware {got[f].tolist()}, golden {scores[f].tolist()})")
-    assert len(tlast_cycles) == frames_n, f"tlast seen {len(tlast_cycles)} times for {frames_n} frames"
-    assert got_labels == labels.tolist(), f"labels {got_labels[:10]}... vs golden {labels[:10].tolist()}..."
-    return cycles, tlast_cycles, top, got_labels
+    top.dataflow._MustUse__silence = True
+    fmt = top.format
+    src = StreamSource(dut, "s_axis", rng, valid_prob, axis=True)
+    snk = StreamSink(dut, "m_axis", rng, ready_prob, axis=True)
+    words = fmt.pack_frames(frames)
+    src.send(words, frame_lasts(frames_n, fmt.in_words))
+    watch = Watch(dut)
+    n_out = frames_n * fmt.out_words
+    slowest = max(c for _, c in top.model)
+    max_cycles = 20 * frames_n * slowest + 20 * len(words) + 5000
+    cycles = await run_streams(dut, [src], [snk], [n_out], max_cycles, clk=dut.aclk, monitors=[watch])
+    # no word and no label may follow the last frame's (a frame's worth of cycles and more)
+    await _drain(dut, watch, slowest + 64, cycles + 1)
+    got = fmt.unpack_scores(snk.words)
+    check_scores(got, scores)
+    want_last = frame_lasts(frames_n, fmt.out_words)
+    if snk.lasts != want_last:
+        bad = next(k for k, (a, b) in enumerate(zip(snk.lasts, want_last)) if a != b)
+        raise AssertionError(f"m_axis_tlast is {snk.lasts[bad]} on output word {bad}, expected {int(want_last[bad])} "
+                             f"({fmt.out_words} words per frame)")
+    assert len(watch.tlast_cycles) == frames_n, f"tlast seen {len(watch.tlast_cycles)} times for {frames_n} frames"
+    assert watch.labels == labels.tolist(), f"labels {watch.labels[:10]}... vs golden {labels[:10].tolist()}..."
+    assert not any(watch.error_level), "frame_error set by correctly framed input"
+    return cycles, watch.tlast_cycles, top, watch.labels
 
 
 @cocotb.test()
@@ -117,6 +169,64 @@ async def frames_match_golden_under_random_gaps_and_backpressure(dut):
     await start(dut)
     p = bench_params()
     await _run(dut, max(4, p["frames"] // 5), valid_prob=0.7, ready_prob=0.5, salt=1)
+
+
+@cocotb.test()
+async def badly_framed_inputs_set_the_error_and_the_next_frames_come_out_right(dut):
+    """Short frames (tlast early) are completed with zero words, long ones (no tlast on
+    the last word) computed from their first words with the rest dropped up to tlast:
+    every tlast-ended frame gives one output frame, the later frames stay aligned."""
+    await start(dut)
+    p = bench_params()
+    cfg = load_config(p)
+    rng = bench_random(3)
+    top = design(p)
+    top._MustUse__silence = True
+    top.dataflow._MustUse__silence = True
+    fmt = top.format
+    n = fmt.in_words
+    frames = bench_frames(cfg, p, 9, rng.getrandbits(32))
+    flat = frames.reshape(len(frames), -1)
+    per_word = fmt.in_elems
+    # what the accelerator computes for each frame as sent, and how it is sent
+    plan = ["ok", "short", "ok", "long", "ok", "short1", "long", "ok", "ok"]
+    words, lasts, seen = [], [], []
+    for kind, frame in zip(plan, flat):
+        fw = fmt.pack_frames(frame[None])
+        if kind == "ok":
+            sent, eff = fw, frame
+        elif kind.startswith("short"):
+            if n == 1:
+                continue                        # a 1-word frame cannot be short
+            k = 1 if kind == "short1" else rng.randrange(1, n)
+            sent = fw[:k]                       # k < n words, tlast on the last of them
+            eff = frame.copy()
+            eff[k * per_word:] = 0              # completed with zero words
+        else:
+            extra = [rng.getrandbits(8 * fmt.in_bytes) for _ in range(rng.randint(1, 2 * n))]
+            sent, eff = fw + extra, frame       # the first n words are the frame
+        words += sent
+        lasts += [False] * (len(sent) - 1) + [True]
+        seen.append((kind, eff))
+    eff_frames = np.stack([e for _, e in seen]).reshape((len(seen),) + tuple(cfg.input_shape))
+    scores = cfg.golden().forward(eff_frames).reshape(len(seen), -1)
+    src = StreamSource(dut, "s_axis", rng, 0.8, axis=True)
+    snk = StreamSink(dut, "m_axis", rng, 0.7, axis=True)
+    src.send(words, lasts)
+    watch = Watch(dut)
+    slowest = max(c for _, c in top.model)
+    n_out = len(seen) * fmt.out_words
+    cycles = await run_streams(dut, [src], [snk], [n_out], 40 * len(seen) * slowest + 20 * len(words) + 5000,
+                               clk=dut.aclk, monitors=[watch])
+    await _drain(dut, watch, slowest + 64, cycles + 1)
+    check_scores(fmt.unpack_scores(snk.words), scores, "badly framed stream: ")
+    assert snk.lasts == frame_lasts(len(seen), fmt.out_words)
+    bad = sum(1 for k, _ in seen if k != "ok")
+    assert len(watch.error_pulses) == bad, f"{len(watch.error_pulses)} frame_error pulses for {bad} bad frames"
+    first = watch.error_pulses[0]
+    assert not any(watch.error_level[:first]) and all(watch.error_level[first:]), \
+        "frame_error must rise with the first error pulse and stay high"
+    assert watch.labels == np.argmax(scores, axis=1).tolist()
 
 
 @cocotb.test()
@@ -154,5 +264,30 @@ async def restarts_cleanly_after_reset_in_flight(dut):
     src.send(old)
     cut = reset_point(rng, per, rng.randint(1, 2))
     where = await reset_mid_stream(dut, [src], [snk], cut, rng, 60 * len(old) + 20000)
+    await _run(dut, 3, valid_prob=0.7, ready_prob=0.5, salt=4)
+    write_metrics(reset_in_flight=where)
+
+
+@cocotb.test()
+async def restarts_cleanly_after_reset_in_flight(dut):
+    """Reset (aresetn) in the middle of the second or third frame (every layer's buffers
+    and FIFOs holding old data, outputs waiting); fresh frames then match the golden
+    forward pass word for word, with their labels and tlast, and nothing else."""
+    await start(dut)
+    p = bench_params()
+    cfg = load_config(p)
+    rng = bench_random(3)
+    top = design(p)
+    top._MustUse__silence = True
+    top.dataflow._MustUse__silence = True
+    fmt = top.format
+    old = fmt.pack_frames(cfg.random_inputs(3, rng.getrandbits(32)))
+    per = fmt.in_words
+    src = StreamSource(dut, "s_axis", rng, 0.7, axis=True)
+    snk = StreamSink(dut, "m_axis", rng, 0.5, axis=True)
+    src.send(old, frame_lasts(3, per))
+    cut = reset_point(rng, per, rng.randint(1, 2))
+    where = await reset_mid_stream(dut, [src], [snk], cut, rng, 60 * len(old) + 20000,
+                                   clk=dut.aclk, reset=dut.aresetn, active=0)
     await _run(dut, 3, valid_prob=0.7, ready_prob=0.5, salt=4)
     write_metrics(reset_in_flight=where)
