@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from amaranth.hdl import ClockDomain, DomainRenamer, Module, Value, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .dataflow import Dataflow
@@ -129,13 +129,12 @@ class AxiStreamAccelerator(wiring.Component):
     def __init__(self, cfg, *, pipeline=None):
         self.dataflow = Dataflow(cfg, pipeline=pipeline)
         self.format = fmt = WordFormat.of(self.dataflow)
-        score = signed(8 * fmt.score_bytes) if fmt.out_signed else unsigned(8 * fmt.score_bytes)
         self.model = self.dataflow.model
         super().__init__({
             "aclk": In(1), "aresetn": In(1),
             "s_axis_tdata": In(8 * fmt.in_bytes), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
-            "m_axis_tdata": Out(lanes(score, fmt.out_elems)), "m_axis_tvalid": Out(1),
+            "m_axis_tdata": Out(8 * fmt.out_bytes), "m_axis_tvalid": Out(1),
             "m_axis_tready": In(1), "m_axis_tlast": Out(1),
             "label": Out(self.dataflow.label.shape()), "label_valid": Out(1),
             "frame_error": Out(1), "frame_error_pulse": Out(1),
@@ -172,5 +171,8 @@ class AxiStreamAccelerator(wiring.Component):
             self.label.eq(df.label),
             self.label_valid.eq(df.label_valid),
         ]
-        m.d.comb += [self.m_axis_tdata[p].eq(df.o.payload.data[p]) for p in range(df.out_elems)]
+        fmt = self.format
+        score = signed(8 * fmt.score_bytes) if fmt.out_signed else unsigned(8 * fmt.score_bytes)
+        fields = data.View(lanes(score, fmt.out_elems), self.m_axis_tdata)
+        m.d.comb += [fields[p].eq(df.o.payload.data[p]) for p in range(fmt.out_elems)]   # sign-/zero-extends
         return m

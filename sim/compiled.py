@@ -63,6 +63,7 @@ class SimulationMismatch(QnnfabError, AssertionError):
 @dataclass(frozen=True)
 class StreamPorts:
     """The Verilog ports of a one-input, one-output streaming accelerator."""
+    clock: str              # clock port
     reset: str              # reset port
     reset_active: int       # level that holds the design in reset
     in_data: str
@@ -76,6 +77,7 @@ class StreamPorts:
     out_last: str | None    # frame marker on the output stream
     label: str | None
     label_valid: str | None
+    in_last: str | None = None  # frame marker on the input stream (driven on each frame's last word)
 
     @property
     def in_bytes(self):
@@ -87,10 +89,11 @@ class StreamPorts:
 
 
 def network_ports(top):
-    """The :class:`StreamPorts` of a :class:`~qnnfab.rtl.dataflow.Dataflow`."""
-    return StreamPorts("rst", 1, "s_axis_tdata", "s_axis_tvalid", "s_axis_tready", top.in_width,
-                       "m_axis_tdata", "m_axis_tvalid", "m_axis_tready", top.out_width,
-                       "m_axis_tlast", "label", "label_valid")
+    """The :class:`StreamPorts` of an :class:`~qnnfab.rtl.axis_accelerator.AxiStreamAccelerator`
+    (the exported top: ``aclk``, ``aresetn``, whole-byte ``tdata``)."""
+    return StreamPorts("aclk", "aresetn", 0, "s_axis_tdata", "s_axis_tvalid", "s_axis_tready",
+                       8 * top.format.in_bytes, "m_axis_tdata", "m_axis_tvalid", "m_axis_tready",
+                       8 * top.format.out_bytes, "m_axis_tlast", "label", "label_valid", "s_axis_tlast")
 
 
 # ---------------------------------------------------------------------------
@@ -196,11 +199,11 @@ int main(int argc, char** argv) {
 
     Verilated::randReset(0);
     top = new V@TOP@;
-    top->clk = 0;
+    top->@CLK@ = 0;
     top->@RESET@ = @RESET_ON@;
     top->@IN_VALID@ = 0;
     top->@OUT_READY@ = 0;
-    for (int k = 0; k < 2; ++k) { top->eval(); top->clk = 1; top->eval(); top->clk = 0; }
+    for (int k = 0; k < 2; ++k) { top->eval(); top->@CLK@ = 1; top->eval(); top->@CLK@ = 0; }
     top->@RESET@ = !@RESET_ON@;
     top->eval();
 
@@ -215,6 +218,7 @@ int main(int argc, char** argv) {
         // drive (clock low): a new input word, and this cycle's ready
         if (!offering && pos < in_words && chance(valid_thr)) {
             set_input(&in[pos * @IN_BYTES@]);
+            @SET_IN_LAST@
             offering = true;
         }
         top->@IN_VALID@ = offering;
@@ -262,9 +266,9 @@ int main(int argc, char** argv) {
         }
         @LABEL@
         // rising edge
-        top->clk = 1;
+        top->@CLK@ = 1;
         top->eval();
-        top->clk = 0;
+        top->@CLK@ = 0;
         if (in_fire) { offering = false; ++pos; }
         ++cycle;
         if (out_words >= expected_out && pos >= in_words) {
@@ -298,7 +302,10 @@ _LABEL = """if (top->{valid}) {{
 def testbench_source(ports, toplevel, in_words_per_frame):
     """The C++ testbench for ``ports`` (a :class:`StreamPorts`)."""
     subst = {
-        "@TOP@": toplevel, "@IN_BYTES@": str(ports.in_bytes), "@OUT_BYTES@": str(ports.out_bytes),
+        "@TOP@": toplevel, "@CLK@": ports.clock,
+        "@SET_IN_LAST@": (f"top->{ports.in_last} = (pos + 1) % {in_words_per_frame} == 0;"
+                          if ports.in_last else ""),
+        "@IN_BYTES@": str(ports.in_bytes), "@OUT_BYTES@": str(ports.out_bytes),
         "@SET_IN@": _set_code(ports.in_data, ports.in_width),
         "@GET_OUT@": _get_code(ports.out_data, ports.out_width),
         "@RESET@": ports.reset, "@RESET_ON@": str(ports.reset_active),
@@ -477,17 +484,18 @@ class NetworkBench:
     TOPLEVEL = "network"
 
     def __init__(self, cfg, *, pipeline=None, top=None, log=None):
-        from qnnfab.rtl.dataflow import Dataflow
+        from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 
         from .build import to_verilog
         self.cfg = cfg
         # a runtime-weights config runs with its weights as constants here (the same datapath);
         # loading them through wload is the weights_reload regression's job
-        self.top = top if top is not None else Dataflow(cfg, pipeline=pipeline, weights_mode="const")
+        self.top = top if top is not None else AxiStreamAccelerator(cfg, pipeline=pipeline, weights_mode="const")
+        self.format = self.top.format
         self.ports = network_ports(self.top)
         self.in_words_per_frame = cfg.input_words()
-        self.in_simd = cfg.layers[0].simd
-        self.in_bits = DataKind.of(cfg.input_kind, cfg.input_bits).width
+        self.in_simd = self.format.in_elems
+        self.in_bits = self.format.in_bits
         self._verilog = to_verilog(self.top, self.TOPLEVEL)
         self._tb = testbench_source(self.ports, self.TOPLEVEL, self.in_words_per_frame)
         self._log = log
@@ -510,18 +518,19 @@ class NetworkBench:
         n = np.asarray(frames).shape[0]
         _, (_, model), _ = self.cfg.throughput()
         # a generous bound: every frame at its bottleneck, its words at the stalled rates, plus the pipeline
-        per_frame = model + (self.in_words_per_frame + self.top.out_words) / min(valid_prob, ready_prob)
+        per_frame = model + (self.in_words_per_frame + self.format.out_words) / min(valid_prob, ready_prob)
         max_cycles = int(20_000 + 4 * n * per_frame)
-        return run_testbench(self.build, self.ports, self.pack(frames), self.top.out_words, seed=seed,
+        return run_testbench(self.build, self.ports, self.pack(frames), self.format.out_words, seed=seed,
                              valid_prob=valid_prob, ready_prob=ready_prob, check_handshake=check_handshake,
                              max_cycles=max_cycles)
 
     def scores(self, run):
         """The run's output words as scores, shape (frames, outputs)."""
         n = run.words.shape[0]
-        vals = unpack_words(run.words.tobytes(), n, self.ports.out_bytes, self.top.out_elems,
-                            self.top.out_bits, self.top.out_signed)
-        return vals.reshape(n // self.top.out_words, -1)
+        f = self.format   # every score in its own whole-byte field, sign-extended when signed
+        vals = unpack_words(run.words.tobytes(), n, self.ports.out_bytes, f.out_elems, 8 * f.score_bytes,
+                            f.out_signed)
+        return vals.reshape(n // f.out_words, -1)
 
 
 def check_network(bench, frames, run, golden_scores=None):
@@ -534,7 +543,7 @@ def check_network(bench, frames, run, golden_scores=None):
     if golden_scores is None:
         golden_scores = bench.cfg.golden().forward(frames).reshape(frames.shape[0], -1)
     n_frames = frames.shape[0]
-    per = bench.top.out_words
+    per = bench.format.out_words
     if run.words.shape[0] != n_frames * per:
         raise SimulationMismatch(f"{run.words.shape[0]} output words for {n_frames} frames, "
                                  f"expected {n_frames * per}")
@@ -543,7 +552,7 @@ def check_network(bench, frames, run, golden_scores=None):
     if bad.size:
         f = int(bad[0])
         e = int(np.nonzero(got[f] != golden_scores[f])[0][0])
-        word, lane = divmod(e, bench.top.out_elems)
+        word, lane = divmod(e, bench.format.out_elems)
         raise SimulationMismatch(
             f"frame {f}, word {word} (output {e}): expected {golden_scores[f].reshape(per, -1)[word].tolist()}, "
             f"got {got[f].reshape(per, -1)[word].tolist()}")
@@ -615,7 +624,7 @@ def verify_network(cfg, frames, *, seed=1, stalled_frames=None, pipeline=None, l
         stalled = bench.run(part, seed=seed, valid_prob=0.7, ready_prob=0.5)
         check_network(bench, part, stalled, golden[:stalled_frames])
     run = bench.run(frames, seed=seed + 1)
-    per = bench.top.out_words
+    per = bench.format.out_words
     if run.words.shape[0] != n * per or run.labels.shape[0] != n:
         raise SimulationMismatch(f"{run.words.shape[0]} output words and {run.labels.shape[0]} labels "
                                  f"for {n} frames ({per} words each)")

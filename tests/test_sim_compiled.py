@@ -69,8 +69,8 @@ class _Tamper(wiring.Component):
 
 
 def _bench_with(cfg, tamper):
-    from qnnfab.rtl.dataflow import Dataflow
-    return NetworkBench(cfg, top=_Tamper(Dataflow(cfg), tamper))
+    from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+    return NetworkBench(cfg, top=_Tamper(AxiStreamAccelerator(cfg), tamper))
 
 
 def test_a_design_with_a_wrong_score_is_named_by_frame_and_word(lfc):
@@ -123,7 +123,7 @@ def test_compiled_and_cocotb_engines_agree_on_the_same_frames(config, tmp_path):
     run = bench.run(x)
     golden = check_network(bench, x, run)       # every word equal to golden, as the cocotb bench checked
     assert run.labels.tolist() == cocotb_res.metrics["labels"] == np.argmax(golden, 1).tolist()
-    assert steady_cycles_per_frame(run, bench.top.out_words) == cocotb_res.metrics["cycles_per_frame"]
+    assert steady_cycles_per_frame(run, bench.format.out_words) == cocotb_res.metrics["cycles_per_frame"]
 
 
 def test_stalled_run_keeps_every_word(lfc):
