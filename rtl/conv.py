@@ -13,8 +13,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError
+from qnnfab.kinds import DataKind
 
-from .lanes import element_shape
 from .mvtu import MVTU
 from .sliding_window import SlidingWindow
 from .stream_fifo import StreamFIFO
@@ -51,8 +51,8 @@ class ConvLayer(wiring.Component):
 
     Ports
     -----
-    i : stream of ``lanes(element_shape(act_kind, act_bits), simd)``
-        (:mod:`qnnfab.rtl.lanes`): input map, NHWC raster order, SIMD
+    i : stream of ``DataKind(act_kind, act_bits).layout(simd)``
+        (:mod:`qnnfab.kinds`): input map, NHWC raster order, SIMD
         channels per word, ``payload[j]`` of word w of a pixel = channel
         w * SIMD + j.
     o : stream of ``lanes(out_shape, pe)``: output map, NHWC raster order, PE
@@ -84,7 +84,7 @@ class ConvLayer(wiring.Component):
         try:
             elem = 1 if act_kind == "bipolar" else act_bits   # checked by the window (then the MVTU)
             if act_kind == "int" and isinstance(elem, int) and elem >= 2:
-                elem = element_shape("int", elem)
+                elem = DataKind("int", elem).shape()
             self.window = SlidingWindow(height, width, ifm, simd, k, stride, pad, pad_value, elem)
         except ConfigError as e:
             raise ConfigError(f"{name} (sliding window)", e.field, e.problem, e.fix) from None
