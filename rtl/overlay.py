@@ -23,9 +23,10 @@ def _accelerator_ports(accel):
     """The one place that knows the accelerator's stream ports (CONTRACTS section 1).
 
     Returns ``(input, output)``: ``input`` = (payload, valid, ready) of the
-    input word stream, ``output`` = (score word, last, valid, ready)."""
-    return ((accel.s_axis_tdata, accel.s_axis_tvalid, accel.s_axis_tready),
-            (accel.m_axis_tdata, accel.m_axis_tlast, accel.m_axis_tvalid, accel.m_axis_tready))
+    input word stream, ``output`` = (score word, last, valid, ready); the
+    words as flat values (element 0 at the LSBs)."""
+    return ((Value.cast(accel.i.payload), accel.i.valid, accel.i.ready),
+            (Value.cast(accel.o.payload.data), accel.o.payload.last, accel.o.valid, accel.o.ready))
 
 
 def _weights_port(accel):
