@@ -40,7 +40,6 @@ import numpy as np
 
 from qnnfab.cache import cache_dir
 from qnnfab.errors import QnnfabError
-from qnnfab.kinds import DataKind
 
 from .build import _keep_runtime as keep_runtime
 from .toolchain import setup_verilator, verilator_version

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.back import verilog
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from qnnfab import netconfig
@@ -130,14 +131,14 @@ def _load_then_frames(cfg_loaded, cfg_build, image, frames=2):
             if ctx.get(top.wload_done):
                 res["error"] = ctx.get(top.wload_error)
         pos = 0
-        ctx.set(top.m_axis_tready, 1)
+        ctx.set(top.o.ready, 1)
         for _ in range(20000):
-            ctx.set(top.s_axis_tvalid, int(pos < len(words)))
+            ctx.set(top.i.valid, int(pos < len(words)))
             if pos < len(words):
-                ctx.set(top.s_axis_tdata, words[pos])
-            fire = pos < len(words) and ctx.get(top.s_axis_tready)
-            if ctx.get(top.m_axis_tvalid):
-                outs.append(ctx.get(top.m_axis_tdata))
+                ctx.set(Value.cast(top.i.payload), words[pos])
+            fire = pos < len(words) and ctx.get(top.i.ready)
+            if ctx.get(top.o.valid):
+                outs.append(ctx.get(Value.cast(top.o.payload.data)))
             await ctx.tick()
             pos += int(bool(fire))
             if len(outs) >= frames * top.out_words:

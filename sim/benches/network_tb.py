@@ -8,8 +8,10 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from qnnfab import netconfig
+from qnnfab.kinds import DataKind
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
-from qnnfab.sim.stream import (bench_params, bench_random, reset_mid_stream, reset_point, run_streams,
+from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream, reset_point,
+                               run_streams,
                                StreamSink, StreamSource, write_metrics)
 
 NAME = "network"
@@ -74,6 +76,15 @@ def bench_frames(cfg, params, n, seed):
                                  f"the network takes {cfg.input_shape}")
         return x[:n]
     return cfg.random_inputs(n, seed)
+
+
+def input_words(cfg, frames):
+    """Frames -> the Dataflow's input words (its ``i`` port): NHWC order, SIMD elements
+    per word, element 0 at the LSBs (also the bytes of ``s_axis_tdata``, before padding)."""
+    simd = cfg.layers[0].simd
+    bits = DataKind.of(cfg.input_kind, cfg.input_bits).width
+    flat = frames.reshape(frames.shape[0], -1)
+    return [pack_fields(f[k:k + simd], [bits] * simd) for f in flat for k in range(0, f.size, simd)]
 
 
 def frame_lasts(n_frames, words):
