@@ -126,11 +126,11 @@ class AxiStreamAccelerator(wiring.Component):
     Adds no register and no cycle to the dataflow's data path.
     """
 
-    def __init__(self, cfg, *, pipeline=None):
-        self.dataflow = Dataflow(cfg, pipeline=pipeline)
+    def __init__(self, cfg, *, pipeline=None, weights_mode=None):
+        self.dataflow = Dataflow(cfg, pipeline=pipeline, weights_mode=weights_mode)
         self.format = fmt = WordFormat.of(self.dataflow)
         self.model = self.dataflow.model
-        super().__init__({
+        ports = {
             "aclk": In(1), "aresetn": In(1),
             "s_axis_tdata": In(8 * fmt.in_bytes), "s_axis_tvalid": In(1), "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
