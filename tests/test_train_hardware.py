@@ -32,7 +32,7 @@ def test_trained_conv_kbit_network_on_verilator(tmp_path):
     want = T.predict(r, ds.x_test)
     res = registry.run_case("network", {"config": str(toml_path.resolve()), "frames": len(x),
                                         "inputs": str(inputs.resolve())}, seed=1, log=print)
-    assert res.tests == 3                       # the three cocotb tests of the network bench ran and passed
+    assert res.tests == 4                       # the four cocotb tests of the network bench ran and passed
     assert np.array_equal(np.array(res.metrics["labels"]), want)
 
 
@@ -49,5 +49,5 @@ def test_trained_ternary_mlp_on_verilator(tmp_path):
     np.savez(inputs, x=ds.x_test, y=ds.y_test)
     res = registry.run_case("network", {"config": str(toml_path.resolve()), "frames": len(ds.y_test),
                                         "inputs": str(inputs.resolve())}, seed=2, log=print)
-    assert res.tests == 3
+    assert res.tests == 4
     assert np.array_equal(np.array(res.metrics["labels"]), T.predict(r, ds.x_test))
