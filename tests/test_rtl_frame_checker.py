@@ -4,12 +4,13 @@ resynchronisation, error outputs, stream rules on both sides."""
 import random
 
 import pytest
-from amaranth.hdl import Value, unsigned
-from amaranth.sim import Simulator
+from amaranth.hdl import unsigned
 
 from qnnfab.errors import ConfigError
 from qnnfab.rtl.frame_checker import FrameChecker
 from qnnfab.rtl.lanes import lanes
+from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams
+from qnnfab.sim.words import unpack_fields
 
 
 def frames_as_checked(sent, n):
@@ -26,50 +27,27 @@ def frames_as_checked(sent, n):
 
 
 def _run(n, sent, rng, valid_prob, ready_prob, max_cycles=None):
+    """Send ``sent`` = [(word, last)] through a checker of ``n``-word frames (2 x 3-bit lanes).
+
+    Returns (output words, [(cycle, "short" | "long") of every pulse], error level per cycle);
+    the shared sink checks the stream rules on ``o``.
+    """
     dut = FrameChecker(lanes(unsigned(3), 2), n)
-    got, pulses, problems, error_level = [], [], [], []
-    max_cycles = max_cycles or 40 * (len(sent) + 4 * n) + 200
+    expected = len(frames_as_checked(sent, n))
+    src = StreamSource(dut.i, [{"data": list(unpack_fields(w, [3, 3])), "last": last} for w, last in sent],
+                       valid_prob=valid_prob, rng=rng, name="i")
+    snk = StreamSink(dut.o, ready_prob=ready_prob, rng=rng, name="o")
+    pulses, error_level = [], []
 
-    async def bench(ctx):
-        k, offering, held = 0, False, None
-        for cyc in range(max_cycles):
-            if not offering and k < len(sent) and rng.random() < valid_prob:
-                offering = True
-            word, last = sent[k] if offering else (rng.getrandbits(6), rng.getrandbits(1))
-            ctx.set(dut.i.valid, int(offering))
-            ctx.set(Value.cast(dut.i.payload.data), word)
-            ctx.set(dut.i.payload.last, last)
-            # o.valid and o.payload must not depend on o.ready
-            ctx.set(dut.o.ready, 0)
-            v0, p0 = ctx.get(dut.o.valid), ctx.get(Value.cast(dut.o.payload))
-            ctx.set(dut.o.ready, 1)
-            v1, p1 = ctx.get(dut.o.valid), ctx.get(Value.cast(dut.o.payload))
-            if (v0, p0) != (v1, p1):
-                problems.append(f"cycle {cyc}: o depends on o.ready")
-            ready = int(rng.random() < ready_prob)
-            ctx.set(dut.o.ready, ready)
-            ov, op = ctx.get(dut.o.valid), ctx.get(Value.cast(dut.o.payload))
-            if held is not None and not (ov and op == held):
-                problems.append(f"cycle {cyc}: output dropped or changed while stalled")
-            if ov and ready:
-                got.append(op)
-                held = None
-            else:
-                held = op if ov else None
-            took = offering and ctx.get(dut.i.ready)
-            await ctx.tick()
-            if took:
-                offering = False
-                k += 1
-            if ctx.get(dut.short) or ctx.get(dut.long):
-                pulses.append((cyc, "short" if ctx.get(dut.short) else "long"))
-            error_level.append(ctx.get(dut.error))
+    def watch(ctx, cycle):
+        if ctx.get(dut.short) or ctx.get(dut.long):
+            pulses.append((cycle, "short" if ctx.get(dut.short) else "long"))
+        error_level.append(ctx.get(dut.error))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return got, pulses, problems, error_level
+    run_streams(dut, [src], [snk], [expected], max_cycles=max_cycles or 40 * (len(sent) + 4 * n) + 200,
+                extra_cycles=2 * n + 8, monitors=[watch])
+    assert len(snk.words) == expected, f"{len(snk.words) - expected} word(s) after the last frame"
+    return snk.words, pulses, error_level
 
 
 def _frames(rng, n, kinds):
@@ -90,8 +68,7 @@ def test_every_frame_ended_by_last_becomes_one_frame_of_n_words(n, valid_prob, r
     if n == 1:
         kinds = [k for k in kinds if k != "short"]
     sent = _frames(rng, n, kinds)
-    got, pulses, problems, error_level = _run(n, sent, rng, valid_prob, ready_prob)
-    assert not problems, problems[:3]
+    got, pulses, error_level = _run(n, sent, rng, valid_prob, ready_prob)
     assert got == frames_as_checked(sent, n)
     assert [p for _, p in pulses] == [k for k in kinds if k != "ok"]
     first = pulses[0][0]
@@ -102,24 +79,24 @@ def test_correct_frames_pass_at_one_word_per_cycle_without_error():
     rng = random.Random(3)
     n = 4
     sent = _frames(rng, n, ["ok"] * 6)
-    got, pulses, problems, error_level = _run(n, sent, rng, 1.0, 1.0, max_cycles=6 * n)
+    got, pulses, error_level = _run(n, sent, rng, 1.0, 1.0, max_cycles=6 * n)
     assert got == [w for w, _ in sent]      # all 24 words in 24 cycles: no bubble between frames
-    assert not pulses and not any(error_level) and not problems
+    assert not pulses and not any(error_level)
 
 
 def test_short_frame_is_padded_right_after_its_last_word():
     # a 1-word frame of 4, then a correct frame: 4 + 4 words in 8 cycles
     sent = [(5, 1)] + [(w, w == 4) for w in (1, 2, 3, 4)]
-    got, pulses, _, _ = _run(4, sent, random.Random(0), 1.0, 1.0, max_cycles=8)
+    got, pulses, _ = _run(4, sent, random.Random(0), 1.0, 1.0, max_cycles=8)
     assert got == [5, 0, 0, 0, 1, 2, 3, 4]
-    assert pulses == [(0, "short")]
+    assert pulses == [(1, "short")]         # the cycle after the early last's transfer (cycle 0)
 
 
 def test_long_frame_drops_up_to_and_including_last():
     sent = [(w, w == 6) for w in (1, 2, 3, 4, 5, 6)] + [(w, w == 9) for w in (7, 8, 9)]
-    got, pulses, _, _ = _run(3, sent, random.Random(0), 1.0, 1.0)
+    got, pulses, _ = _run(3, sent, random.Random(0), 1.0, 1.0)
     assert got == [1, 2, 3, 7, 8, 9]
-    assert pulses == [(2, "long")]
+    assert pulses == [(3, "long")]          # the cycle after word 2 (no last) transferred
 
 
 @pytest.mark.parametrize("words", [0, -1, 2.0, True])
