@@ -7,7 +7,8 @@ For each network it runs, at batch ``--frames`` (100) and a 64-bit bus:
 * the whole shell driven by the board's Python driver in co-simulation
   (the ``overlay`` regression, ``measure`` case: cocotbext-axi's AxiRam with
   no pauses as DDR): the steady-state cycles between the last W beats of
-  consecutive output records, the whole run's CYCLES register per frame
+  consecutive output records (least-squares slope: records leave in
+  16-beat bursts), the whole run's CYCLES register per frame
   (pipeline fill and DMA latency included), and the AXI beats per cycle on
   the read and write sides over the run;
 
@@ -79,8 +80,9 @@ def main(argv=None):
         print(f"{name:12} {model:>6} {bare['cycles_per_frame']:>9.1f} {shell['shell_cycles_per_frame']:>10.1f} "
               f"{100 * ratio:>+7.2f}% {shell['run_cycles'] / shell['frames']:>8.1f} {fm.in_frame_bytes:>8} "
               f"{fm.out_record_bytes:>9} {shell['read_beats_per_cycle']:>15.3f} {shell['write_beats_per_cycle']:>16.3f}")
-    print("  model = bottleneck layer's cycles/frame; bare/shell c/f = steady state (bare: output words of the "
-          "bare accelerator; shell: last W beat of each output record), first 10 frames skipped;\n"
+    print("  model = bottleneck layer's cycles/frame; bare/shell c/f = steady state, first 10 frames skipped "
+          "(bare: between the last output words of frames; shell: least-squares slope of the last W beat of "
+          "each output record, which leave in 16-beat bursts);\n"
           "  run c/f = CYCLES register / frames (START to DONE: pipeline fill and DMA latency included); "
           "beats/cycle = AXI data beats over the cycles from the first to the last beat of the run")
 
