@@ -38,6 +38,7 @@ __all__ = ["Accelerator", "Gemm", "OverlayError", "PynqBackend", "pack_inputs", 
            "pack_words", "unpack_words"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SHELL_CELL = "qnnfab"        # the shell's cell name in qnnfab's block design (boards/vivado.py)
 
 
 class OverlayError(RuntimeError):
@@ -52,8 +53,13 @@ class PynqBackend:
         import pynq
         self.pynq = pynq
         self.overlay = pynq.Overlay(bitfile)
-        ips = {k: v for k, v in self.overlay.ip_dict.items() if ip_name is None or k == ip_name}
-        ips = {k: v for k, v in ips.items() if "overlay" in v.get("type", k) or ip_name is not None}
+        ip_dict = self.overlay.ip_dict
+        if ip_name is None and SHELL_CELL in ip_dict:
+            ip_name = SHELL_CELL
+        if ip_name is not None:
+            ips = {k: v for k, v in ip_dict.items() if k == ip_name}
+        else:   # a module reference's type names the shell module: xilinx.com:module_ref:<name>_overlay_bd:1.0
+            ips = {k: v for k, v in ip_dict.items() if "_overlay" in v.get("type", "")}
         if len(ips) != 1:
             raise OverlayError(f"{bitfile}: expected one qnnfab shell in the design, found "
                                f"{sorted(ips) or 'none'} (pass ip_name= one of {sorted(self.overlay.ip_dict)})")

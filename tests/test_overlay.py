@@ -333,3 +333,10 @@ def test_dma_requests_no_burst_after_abort_or_error_and_drains(kind, stop):
     assert log["error"] == (2 if stop == "error" else 0)
     assert log["drained"], f"{kind} DMA not drained after the {stop}"
     assert "early_drained" not in log, f"{kind} DMA said drained at cycle {log['early_drained']} with bursts outstanding"
+
+
+def test_driver_looks_for_the_shell_under_the_block_designs_cell_name():
+    """The driver (no qnnfab on the board) keeps its own copy of the cell name."""
+    from qnnfab.boards import driver
+    from qnnfab.boards.vivado import SHELL_CELL
+    assert driver.SHELL_CELL == SHELL_CELL
