@@ -27,6 +27,8 @@ ICARUS_NETWORK_FRAMES = 8
 def _icarus_params(name, params):
     if name == "network":
         return {**params, "frames": min(params["frames"], ICARUS_NETWORK_FRAMES)}
+    if name == "overlay" and "frames" in params:
+        return {**params, "frames": [min(f, ICARUS_NETWORK_FRAMES) for f in params["frames"]]}
     return params
 
 
