@@ -78,8 +78,39 @@ def build_seconds(cfg, mode):
 
 def load_cycles(path):
     from qnnfab.sim import registry
-    res = registry.run_case("weights_reload", {"config": str(path), "reload_only": True})
+    res = registry.run_case("weights_reload", {"config": str(path), "reload_only": True, "frames": 1})
     return res.metrics
+
+
+def loader_cycles(cfg):
+    """Cycles from the first image word to ``wload_done`` of the network's WeightLoader (Amaranth's
+    simulator, the image offered back to back, the loader alone), the error code, the image words."""
+    from amaranth.sim import Simulator
+    from qnnfab.rtl import weights_image as wi
+    from qnnfab.rtl.weight_loader import WeightLoader
+    top = wi._dataflow(cfg)
+    words = wi.pack_words(top)
+    dut = WeightLoader(wi.image_groups(top), cfg.topology_hash())
+    res = {}
+
+    async def bench(ctx):
+        cycle = 0
+        for k, w in enumerate(words):
+            ctx.set(dut.wload.payload, {"data": w, "last": int(k == len(words) - 1)})
+            ctx.set(dut.wload.valid, 1)
+            await ctx.tick()
+            cycle += 1
+        ctx.set(dut.wload.valid, 0)
+        while not ctx.get(dut.done):
+            await ctx.tick()
+            cycle += 1
+        res["cycles"], res["error"] = cycle, ctx.get(dut.error)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return res["cycles"], res["error"], len(words)
 
 
 def weight_bits(cfg):
@@ -95,13 +126,24 @@ def main(argv=None):
     ap.add_argument("--configs", nargs="+", default=[str(ROOT / "configs" / "lfc_w1a1.toml"),
                                                      str(ROOT / "configs" / "cnv_w1a1.toml")])
     ap.add_argument("--skip-resources", action="store_true", help="no Yosys resources")
+    ap.add_argument("--modes", nargs="+", default=["const", "runtime"], choices=["const", "runtime"],
+                    help="weights modes of the resource figures (default both)")
     ap.add_argument("--skip-build", action="store_true", help="no Verilator build times")
-    ap.add_argument("--skip-load", action="store_true", help="no load-time simulation")
+    ap.add_argument("--skip-load", action="store_true", help="no load-time simulation of the whole accelerator")
+    ap.add_argument("--loader-only", action="store_true",
+                    help="only the load time of the weight loader alone (Amaranth's simulator, seconds)")
     args = ap.parse_args(argv)
     for path in args.configs:
         cfg = netconfig.load(path)
         print(f"== {cfg.name} ({path})", flush=True)
-        for mode in () if args.skip_resources else ("const", "runtime"):
+        if args.loader_only:
+            cycles, err, words = loader_cycles(cfg)
+            payload = weight_bits(cfg) / 64
+            print(f"  weight loader alone: {cycles:,} cycles to wload_done (error {err}) for an image of "
+                  f"{words:,} words ({words * 8:,} bytes): {cycles / words:.3f}x the port bound (image bits / 64), "
+                  f"{cycles / payload:.3f}x the weights' own bits / 64 ({payload:,.0f})", flush=True)
+            continue
+        for mode in () if args.skip_resources else args.modes:
             t0 = time.monotonic()
             r = resources(cfg, mode)
             ref = BNN_PYNQ.get(cfg.name)

@@ -109,8 +109,8 @@ simd = 4
 }
 
 CASES = [{"net": "lfc_small"}, {"net": "kbit"}, {"net": "conv"}]
-# bench/bench_weights.py passes {"config": <path of a config with random weights>, "reload_only": True}:
-# the A-B-A test alone, on a full-size network, for the load time.
+# bench/bench_weights.py passes {"config": <path of a config with random weights>, "reload_only": True,
+# "frames": 1}: the A-B-A test alone, on a full-size network, for the load time.
 
 
 def network(params, which="A"):
@@ -249,12 +249,13 @@ async def reload_a_b_a_without_rebuilding(dut):
     t.differ()
     img_a, img_b = image(t.a), image(t.b)
     assert len(img_a) == len(img_b)
+    n = t.params.get("frames", 3)
     cycles = await t.expect_load(img_a, wi.WloadError.OK)
-    await t.frames(t.a, 3)
+    await t.frames(t.a, n)
     await t.expect_load(img_b, wi.WloadError.OK, valid_prob=0.6)
-    await t.frames(t.b, 3)
+    await t.frames(t.b, n)
     await t.expect_load(img_a, wi.WloadError.OK)
-    await t.frames(t.a, 3, valid_prob=1.0, ready_prob=1.0)
+    await t.frames(t.a, n, valid_prob=1.0, ready_prob=1.0)
     write_metrics(load_cycles=cycles, image_words=len(img_a))
 
 
