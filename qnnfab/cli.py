@@ -820,8 +820,9 @@ def build_parser():
     f = sub.add_parser(
         "fold", help="choose PE/SIMD per layer for a frame rate, or the fastest that fits",
         description="FINN-style folding search: raise the bottleneck layer's SIMD, then PE, until the "
-                    "target is met or the board's budget (80%% LUT, 90%% BRAM, per-lane cost model "
-                    "calibrated on Yosys) is reached; writes the folded config.",
+                    "target is met or the board's budget (80% LUT, 90% BRAM, cost model of "
+                    "qnnfab.boards.cost, calibrated on Yosys: lanes, and weight memories as Yosys maps "
+                    "them) is reached; writes the folded config.",
         epilog="examples:\n  qnnfab fold --config configs/cnv_w1a1.toml --fps 3000 --out cnv_3k.toml\n"
                "  qnnfab fold --config configs/lfc_w1a1.toml --fastest --out lfc_fast.toml",
         formatter_class=argparse.RawDescriptionHelpFormatter)
