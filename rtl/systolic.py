@@ -47,7 +47,7 @@ while a PE would overwrite a drain buffer whose row has not left yet
 (output backpressure). ``valid`` never depends on ``ready``.
 """
 
-from amaranth.hdl import Module, Signal, Mux, Array, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, Mux, Array, signed, unsigned
 from amaranth.lib import wiring, stream, data
 from amaranth.lib.wiring import In, Out
 
@@ -210,10 +210,7 @@ class SystolicArray(wiring.Component):
                     with m.If(done[i][j]):
                         m.d.sync += sh[i][j].eq(acc[i][j])
                 hazards.append(done[i][j] & full[i][j])
-        haz = hazards[0]
-        for h in hazards[1:]:
-            haz = haz | h
-        m.d.comb += freeze.eq(haz)
+        m.d.comb += freeze.eq(Cat(*hazards).any())     # one reduction (a tree), not a chain of ORs
 
         # --- drain: rows in order through one rounding stage per column
         rdptr = Signal(range(R), name="rdptr")

@@ -1,0 +1,73 @@
+"""GEMM engine figures on the xc7z020: resources (Yosys), utilisation in co-simulation, GOPS.
+
+Run: ``.venv/bin/python bench/bench_gemm.py [--sizes 4,14] [--products 64,256] [--sim-sizes 4,14]``
+
+Engine: :class:`qnnfab.rtl.gemm.GemmShell` as ``qnnfab generate --gemm RxC``
+builds it (16-bit <16, 14> A, B and output words, K_MAX 1024, 64-bit AXI
+master), the AXI shell included. Resources: ``synth_xilinx -family xc7``
+(qnnfab.boards.yosys.synth_xc7) with the Yosys ``sta`` logic delay (cell
+delays only, no routing). Utilisation = M K N / (CYCLES * R * C): CYCLES is
+the engine's own counter from START to DONE of one ``gemm(A, B)`` run in
+co-simulation (``qnnfab sim gemm``'s measure case: cocotbext-axi AxiRam as
+DDR without pauses, every output element checked against the golden model),
+so DDR traffic, panel loads and the drain of the last tile are included.
+GOPS = 2 * R * C * utilisation * f.
+"""
+
+import argparse
+import sys
+
+from qnnfab.boards.device import XC7Z020
+from qnnfab.boards.gemm import DEFAULT_FORMATS, gemm_shell
+from qnnfab.boards.yosys import synth_xc7
+from qnnfab.sim import registry
+
+CLOCK_MHZ = 100.0
+
+
+def measure(n, size):
+    (a, b, c) = DEFAULT_FORMATS
+    params = {"R": n, "C": n, "a": list(a), "b": list(b), "c": list(c), "k_max": 1024, "width": 64,
+              "pause": 0.0, "measure": [size, size, size], "timeout": 10.0}
+    # the regression's own design() builds the engine of the case (its rounding seed differs
+    # from the generated folder's; cycles do not depend on it)
+    return registry.run_case("gemm", params).metrics
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="4,14", help="R = C of the arrays to synthesize")
+    ap.add_argument("--sim-sizes", default="4,14", help="R = C of the arrays to co-simulate")
+    ap.add_argument("--products", default="64,256", help="M = K = N of the co-simulated products")
+    ap.add_argument("--no-synth", action="store_true")
+    args = ap.parse_args(argv)
+    print(f"GEMM engine on {XC7Z020.part}: WL 16 (<16,14> A, B, C), K_MAX 1024, 64-bit AXI, the shell included")
+    print(f"DSP bound: {XC7Z020.dsp} DSP48E1 -> {int(XC7Z020.dsp ** 0.5)} x {int(XC7Z020.dsp ** 0.5)} "
+          f"= {int(XC7Z020.dsp ** 0.5) ** 2} PEs at one DSP each")
+    logic = {}
+    if not args.no_synth:
+        print(f"{'R x C':>7} {'LUT':>7} {'FF':>7} {'BRAM36':>6} {'DSP':>4} {'logic ns':>8} {'fits':>5}")
+        for n in (int(s) for s in args.sizes.split(",")):
+            res = synth_xc7(gemm_shell(n, n), top="top")
+            fits = (res.lut <= XC7Z020.lut and res.ff <= XC7Z020.ff and res.bram36 <= XC7Z020.bram36
+                    and res.dsp <= XC7Z020.dsp)
+            logic[n] = res.logic_ns
+            ns = f"{res.logic_ns:.2f}" if res.logic_ns else "-"
+            print(f"{n:>3} x {n:<3} {res.lut:>7} {res.ff:>7} {res.bram36:>6g} {res.dsp:>4} {ns:>8} "
+                  f"{'yes' if fits else 'NO':>5}", flush=True)
+    print(f"{'R x C':>7} {'M=K=N':>6} {'cycles':>9} {'util':>6} {'GOPS@100MHz':>11} {'GOPS@logic':>10}")
+    for n in (int(s) for s in args.sim_sizes.split(",")):
+        for size in (int(s) for s in args.products.split(",")):
+            m = measure(n, size)
+            u = m["utilisation"]
+            g100 = 2 * n * n * u * CLOCK_MHZ / 1e3
+            glog = f"{2 * n * n * u / logic[n]:.2f}" if logic.get(n) else "-"
+            print(f"{n:>3} x {n:<3} {size:>6} {m['cycles']:>9} {u:>6.3f} {g100:>11.2f} {glog:>10}", flush=True)
+    print("utilisation limits of this engine: one B word of C x 16 bits per array cycle must come from DDR "
+          "(64-bit bus: C <= 4 runs at full rate, 14 x 14 at <= 4/14 of it); A panels load between row "
+          "tiles without overlap; each B panel restarts the read DMA (AXI latency per tile)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
