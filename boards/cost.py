@@ -18,7 +18,8 @@ Each stage is counted the way the RTL builds it and the way Yosys maps it:
   Writable memories (input double buffers, line buffers, FIFOs) go to LUT-RAM
   (RAM32M: 32 x 6, RAM64M: 64 x 3, 4 LUTs each; 128 deep: 2 banks) or, when
   that costs more than block RAM (8 per LUT-RAM cell against 129 per RAMB18),
-  to block RAM.
+  to block RAM. A block-RAM memory deeper than one block adds its output
+  multiplexer (a LUT per bit per 4 banks).
 * **Datapath**: a bipolar x bipolar lane (XNOR + share of the popcount tree)
   :data:`BINARY_LANE_LUT` (``bench/bench_xnor_popcount.py`` measures 1.44);
   other lanes :data:`BIT_LANE_LUT` per activation bit times weight bit.
@@ -58,7 +59,7 @@ ROM_SHARING_EXPONENT = 0.106
 MVTU_FIXED_LUT = 40         # counters, double-buffer and output handshake
 RAW_MVTU_FIXED_LUT = 10     # the same without a threshold stage
 WINDOW_FIXED_LUT = 140      # sliding-window address generation
-POOL_FIXED_LUT = 60
+POOL_FIXED_LUT = 75
 FIFO_FIXED_LUT = 8
 WIDTH_CONVERTER_BIT_LUT = 1.5
 
@@ -70,20 +71,28 @@ _LUTRAM_CELL_COST = 8
 
 
 def _bram(depth, width):
-    """(cost, RAMB36 equivalents) of the cheapest block-RAM shape for depth x width."""
+    """(cost, RAMB36 equivalents, banks in depth) of the cheapest block-RAM shape for depth x width."""
     best = None
     for (cost, shapes), tile in ((_RAMB18, 0.5), (_RAMB36, 1.0)):
         for d, w in shapes:
-            n = math.ceil(width / w) * math.ceil(depth / d)
+            banks = math.ceil(depth / d)
+            n = math.ceil(width / w) * banks
             if best is None or n * cost < best[0]:
-                best = (n * cost, n * tile)
+                best = (n * cost, n * tile, banks)
     return best
+
+
+def bram_read_mux_lut(depth, width):
+    """LUTs of the output multiplexer of a block-RAM memory deeper than one block
+    (banks in depth; a LUT6 selects among 4): 0 for a single bank."""
+    banks = _bram(depth, width)[2]
+    return 0 if banks == 1 else width * math.ceil(banks / 4)
 
 
 def rom_mapping(depth, width):
     """How Yosys maps a read-only depth x width memory: ``("logic", LUT6 of the plain ROM)``
     or ``("bram", RAMB36 equivalents)``."""
-    cost, n36 = _bram(depth, width)
+    cost, n36, _ = _bram(depth, width)
     if depth * width * _ROM_LOGIC_COST_PER_BIT <= cost:
         return "logic", width * math.ceil(depth / 64)
     return "bram", n36
@@ -118,7 +127,7 @@ def ram_mapping(depth, width):
     """How Yosys maps a writable depth x width memory (one write, one read port):
     ``("lutram", LUTs)`` or ``("bram", RAMB36 equivalents)``."""
     cells = _lutram_cells(depth, width)
-    cost, n36 = _bram(depth, width)
+    cost, n36, _ = _bram(depth, width)
     if cells * _LUTRAM_CELL_COST <= cost:
         return "lutram", 4 * cells
     return "bram", n36
@@ -155,6 +164,8 @@ def _mvtu(L, mh, mw, res, runtime):
         res.ff += pe * width
     else:
         _add_mem(res, kind, pe * amount)
+        if kind == "bram":
+            res.lut += pe * bram_read_mux_lut(depth, width)
     # threshold memories, one per PE and search stage: the first (NF words)
     # is absorbed into the per-PE figure above (measured), later ones are ROMs
     for s in range(1, stages):
@@ -165,7 +176,8 @@ def _mvtu(L, mh, mw, res, runtime):
 
 
 def _fifo(width, depth, res):
-    kind, amount = ram_mapping(depth + 1, width)
+    # SyncFIFOBuffered(depth + 1) keeps depth words in its memory, one in a register
+    kind, amount = ram_mapping(depth, width)
     _add_mem(res, kind, amount)
     res.lut += FIFO_FIXED_LUT
     res.ff += width + 12

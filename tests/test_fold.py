@@ -7,7 +7,7 @@ import pytest
 
 from qnnfab import netconfig
 from qnnfab.boards import XC7Z020
-from qnnfab.boards.cost import estimate_layers, rom_mapping
+from qnnfab.boards.cost import bram_read_mux_lut, estimate_layers, rom_mapping
 from qnnfab.boards.fold import auto_fold, estimate, estimate_layer
 from qnnfab.errors import ConfigError
 from qnnfab.folding import divisors
@@ -187,12 +187,17 @@ def test_too_big_network_raises_resources():
 def _weight_memory(L):
     mh = L.out
     mw = math.prod(L.in_shape) if L.type == "fc" else L.kernel * L.kernel * L.in_shape[2]
-    return rom_mapping((mh // L.pe) * (mw // L.simd), L.simd)[0]
+    depth = (mh // L.pe) * (mw // L.simd)
+    kind = rom_mapping(depth, L.simd)[0]
+    # one block deep (a deeper memory adds an output multiplexer)
+    if kind == "bram" and bram_read_mux_lut(depth, L.simd):
+        return "bram, several deep"
+    return kind
 
 
 @pytest.mark.parametrize("name", ["lfc_small", "lfc_w1a1", "cnv_small"])
 def test_more_lanes_cost_more_luts(name):
-    # with the weights in block RAM at both settings, more lanes cost more LUTs
+    # with the weights in one block RAM deep at both settings, more lanes cost more LUTs
     # (weights in logic may cost less at more lanes: a shallower ROM costs fewer
     # LUTs per bit, as measured)
     cfg = _load(name)
