@@ -25,3 +25,14 @@ def test_lint_reports_a_real_problem():
             "endmodule\n")
     problems, _ = lint(text, "t")
     assert any(code == "WIDTHTRUNC" for code, _ in problems)
+
+
+def test_only_amaranths_idioms_count_as_benign():
+    from qnnfab.sim.lint import _benign
+    assert _benign("WIDTHTRUNC", "Operator ASSIGNW expects 8 bits on the Assign RHS, but Assign RHS's SHIFTR "
+                                 "generates 16 bits.")
+    assert _benign("WIDTHTRUNC", "Logical operator LOGNOT expects 1 bit on the LHS")
+    assert _benign("SYMRSVDWORD", "Symbol matches C++ common word: 'interrupt'")
+    assert not _benign("WIDTHTRUNC", "Operator ASSIGNW expects 8 bits on the Assign RHS, but Assign RHS's ADD "
+                                     "generates 9 bits.")
+    assert not _benign("LATCH", "Latch inferred for signal")
