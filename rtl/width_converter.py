@@ -5,7 +5,7 @@ word) differs from the next layer's SIMD (elements per input word), in the
 role of FINN's StreamingDataWidthConverter.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal, Value
+from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -51,7 +51,9 @@ class WidthConverter(wiring.Component):
 
     def __init__(self, in_elems, out_elems, bits, name="width_converter"):
         shape = bits
-        bits = shape if isinstance(shape, int) else Shape.cast(shape).width
+        if not isinstance(shape, (Shape, ShapeCastable)):
+            check_int(name, "bits", shape, 1)      # a plain width (refuses floats, strings, bools)
+        bits = Shape.cast(shape).width
         for field, v in (("in_elems", in_elems), ("out_elems", out_elems), ("bits", bits)):
             check_int(name, field, v, 1)
         self.in_elems, self.out_elems, self.bits = in_elems, out_elems, bits
