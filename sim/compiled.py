@@ -48,8 +48,8 @@ __all__ = ["StreamPorts", "CompiledBuild", "CompiledRun", "SimulationMismatch", 
            "network_ports", "pack_words", "unpack_words", "testbench_source", "run_testbench", "NetworkBench",
            "check_network", "steady_cycles_per_frame", "Verification", "verify_network"]
 
-# -O2 on the per-cycle code pays for itself from a few hundred thousand cycles
-# on; the run-once code (constructors) stays at -O0 as in the cocotb builds.
+# The per-cycle code at -O2 (whole test sets run millions of cycles); the
+# run-once code (constructors) at -O0, as in the cocotb builds.
 MAKE_VARIABLES = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast", "--x-initial", "fast",
                   "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
