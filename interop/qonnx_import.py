@@ -184,8 +184,7 @@ class _Walker:
         if node is not None and node.op_type in ("Transpose", "Identity"):
             codes, scale, kind = self.weight_codes(node.input[0], consumer)
             if node.op_type == "Transpose":
-                perm = list(self.m.get_nodeattr(node, "perm") if hasattr(self.m, "get_nodeattr") else
-                            next(a.ints for a in node.attribute if a.name == "perm"))
+                perm = list(_attr(node, "perm"))
                 codes = codes.transpose(perm)
                 if np.ndim(scale) == codes.ndim:
                     scale = np.transpose(scale, perm)
@@ -266,7 +265,7 @@ def _attr(node, name, default=None):
     return default
 
 
-def _per_channel(node, v, channels, axis_len_ok=True):
+def _per_channel(node, v, channels):
     """A constant as one value per output channel (scalar or per-channel, any broadcast shape)."""
     a = np.asarray(v, dtype=np.float64)
     if a.size == 1:
@@ -566,11 +565,11 @@ def _linear(w, node, act, layout, cur_shape, flat_perm, pad):
             _refuse(node, "transA, alpha or beta other than the defaults")
         codes = codes if trans_b else codes.T            # (MH, MW)
         sc = np.asarray(scale, dtype=np.float64)
-        if sc.size > 1:
-            sc = sc.reshape(-1) if sc.ndim <= 1 or (trans_b and sc.shape[-1] == 1) or (not trans_b and sc.shape[0] == 1) \
-                else _refuse(node, f"weight scale of shape {sc.shape} is not per output channel")
+        per_output = sc.ndim <= 1 or (trans_b and sc.shape[-1] == 1) or (not trans_b and sc.shape[0] == 1)
+        if sc.size > 1 and not per_output:
+            _refuse(node, f"weight scale of shape {sc.shape} is not per output channel")
         O = codes.shape[0]
-        wscale = _per_channel(node, sc, O)
+        wscale = _per_channel(node, sc.reshape(-1), O)
         if codes.shape[1] != math.prod(cur_shape):
             _refuse(node, f"weights for {codes.shape[1]} inputs, the data has {math.prod(cur_shape)}")
         if flat_perm is not None:
