@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from qnnfab.errors import ConfigError
+from qnnfab.kinds import DataKind
 from qnnfab.npzfile import read_npz
 
 __all__ = ["load_frames"]
@@ -46,12 +47,9 @@ def load_frames(path, cfg):
                               "reshape the frames to the network's input_shape")
         x = x.reshape((x.shape[0],) + shape)
     x = x.astype(np.int64)
-    if cfg.input_kind == "bipolar":
-        lo, hi, what = 0, 1, "bits (0 = -1, 1 = +1)"
-    elif cfg.input_kind == "uint":
-        lo, hi, what = 0, (1 << cfg.input_bits) - 1, f"uint{cfg.input_bits} codes"
-    else:
-        lo, hi, what = -(1 << (cfg.input_bits - 1)), (1 << (cfg.input_bits - 1)) - 1, f"int{cfg.input_bits} codes"
+    kind = DataKind.of(cfg.input_kind, cfg.input_bits, where)
+    lo, hi = kind.stored_range
+    what = "bits (0 = -1, 1 = +1)" if kind.kind == "bipolar" else f"{kind.name} codes"
     if x.min() < lo or x.max() > hi:
         raise ConfigError(where, xname, f"values span [{x.min()}, {x.max()}], the network reads {what} in "
                           f"[{lo}, {hi}]", "convert the inputs to the network's input codes")
