@@ -262,25 +262,6 @@ async def steady_state_cycles_per_frame_match_the_bottleneck(dut):
 
 @cocotb.test()
 async def restarts_cleanly_after_reset_in_flight(dut):
-    """Reset in the middle of the second or third frame (every layer's buffers and
-    FIFOs holding old data, outputs waiting); fresh frames then match the golden
-    forward pass word for word, with their labels and tlast, and nothing else."""
-    await start(dut)
-    p = bench_params()
-    cfg = netconfig.load(config_path(p))
-    rng = bench_random(3)
-    old = input_words(cfg, cfg.random_inputs(3, rng.getrandbits(32)))
-    per = len(old) // 3
-    src, snk = _ports(dut, rng, 0.7, 0.5)
-    src.send(old)
-    cut = reset_point(rng, per, rng.randint(1, 2))
-    where = await reset_mid_stream(dut, [src], [snk], cut, rng, 60 * len(old) + 20000)
-    await _run(dut, 3, valid_prob=0.7, ready_prob=0.5, salt=4)
-    write_metrics(reset_in_flight=where)
-
-
-@cocotb.test()
-async def restarts_cleanly_after_reset_in_flight(dut):
     """Reset (aresetn) in the middle of the second or third frame (every layer's buffers
     and FIFOs holding old data, outputs waiting); fresh frames then match the golden
     forward pass word for word, with their labels and tlast, and nothing else."""
