@@ -15,7 +15,7 @@ from qnnfab.errors import ConfigError, check_int
 from .axi_read_dma import AxiReadDma
 from .axi_write_dma import AxiWriteDma
 from .axil_registers import AxiLiteRegisters
-from .overlay import DMA_FIFO_BEATS, connect_shell_axi, shell_clock, shell_ports
+from .overlay import DMA_FIFO_BEATS, abort_on_errors, connect_shell_axi, shell_clock, shell_ports
 from .systolic import SystolicArray
 from .width_converter import WidthConverter
 
@@ -265,7 +265,7 @@ class GemmShell(wiring.Component):
                     m.d.sync += k_wr.eq(k_wr + 1)
                     with m.If(k_wr == regs.K - 1):
                         m.next = "B_START"
-                self._errors(m, rd, wr, soft_cmd, start_cmd, soft, code)
+                abort_on_errors(m, rd, wr, soft_cmd, start_cmd, soft, code)
             with m.State("B_START"):
                 m.d.comb += [busy.eq(1), rd.start.eq(1), rd.addr.eq(b_ptr), rd.beats.eq(b_beats)]
                 m.d.sync += [cycles.eq(cycles + 1), b_ptr.eq(b_ptr + (b_beats << shift)), k_rd.eq(0)]
@@ -282,13 +282,13 @@ class GemmShell(wiring.Component):
                         m.next = "A_START"
                     with m.Else():
                         m.next = "DRAIN"
-                self._errors(m, rd, wr, soft_cmd, start_cmd, soft, code)
+                abort_on_errors(m, rd, wr, soft_cmd, start_cmd, soft, code)
             with m.State("DRAIN"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(wr.done):
                     finish(om.ERRORS["OK"])
-                self._errors(m, rd, wr, soft_cmd, start_cmd, soft, code)
+                abort_on_errors(m, rd, wr, soft_cmd, start_cmd, soft, code)
             with m.State("ABORT"):
                 m.d.comb += [busy.eq(1), rd.abort.eq(1), wr.abort.eq(1)]
                 m.d.sync += cycles.eq(cycles + 1)
@@ -311,19 +311,3 @@ class GemmShell(wiring.Component):
             self.interrupt.eq(irq_enable & done),
         ] + [getattr(regs, k).eq(v) for k, v in ident.items()]
         return m
-
-    @staticmethod
-    def _errors(m, rd, wr, soft_cmd, start_cmd, soft, code):
-        """In a busy state: the commands and error responses that abort the run."""
-        with m.If(soft_cmd):
-            m.d.sync += [soft.eq(1), code.eq(0)]
-            m.next = "ABORT"
-        with m.Elif(start_cmd):
-            m.d.sync += code.eq(om.ERRORS["START_WHILE_BUSY"])
-            m.next = "ABORT"
-        with m.Elif(rd.error != 0):
-            m.d.sync += code.eq(om.ERRORS["READ_SLVERR"] + rd.error[0])
-            m.next = "ABORT"
-        with m.Elif(wr.error != 0):
-            m.d.sync += code.eq(om.ERRORS["WRITE_SLVERR"] + wr.error[0])
-            m.next = "ABORT"

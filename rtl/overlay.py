@@ -84,6 +84,25 @@ def connect_shell_axi(m, shell, regs, rd, wr):
             m.d.comb += theirs.eq(ours) if member.flow == wiring.Out else ours.eq(theirs)
 
 
+def abort_on_errors(m, rd, wr, soft_cmd, start_cmd, soft, code):
+    """In a busy state of a shell's controller: go to ABORT on a soft reset, a START while
+    busy, or an error response of the read DMA ``rd`` (or the write DMA ``wr``, unless None).
+    Opens an ``If``/``Elif`` chain the caller may continue with its own ``Elif``."""
+    with m.If(soft_cmd):
+        m.d.sync += [soft.eq(1), code.eq(0)]
+        m.next = "ABORT"
+    with m.Elif(start_cmd):
+        m.d.sync += code.eq(om.ERRORS["START_WHILE_BUSY"])
+        m.next = "ABORT"
+    with m.Elif(rd.error != 0):
+        m.d.sync += code.eq(om.ERRORS["READ_SLVERR"] + rd.error[0])
+        m.next = "ABORT"
+    if wr is not None:
+        with m.Elif(wr.error != 0):
+            m.d.sync += code.eq(om.ERRORS["WRITE_SLVERR"] + wr.error[0])
+            m.next = "ABORT"
+
+
 class OverlayShell(wiring.Component):
     """The accelerator of ``cfg`` behind an AXI4-Lite register file and an AXI4 DMA.
 
@@ -263,18 +282,7 @@ class OverlayShell(wiring.Component):
             with m.State("RUN"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += cycles.eq(cycles + 1)
-                with m.If(soft_cmd):
-                    m.d.sync += [soft.eq(1), code.eq(0)]
-                    m.next = "ABORT"
-                with m.Elif(start_cmd):
-                    m.d.sync += code.eq(om.ERRORS["START_WHILE_BUSY"])
-                    m.next = "ABORT"
-                with m.Elif(rd.error != 0):
-                    m.d.sync += code.eq(om.ERRORS["READ_SLVERR"] + rd.error[0])
-                    m.next = "ABORT"
-                with m.Elif(wr.error != 0):
-                    m.d.sync += code.eq(om.ERRORS["WRITE_SLVERR"] + wr.error[0])
-                    m.next = "ABORT"
+                abort_on_errors(m, rd, wr, soft_cmd, start_cmd, soft, code)
                 with m.Elif(wr.done & rd.done):
                     finish(om.ERRORS["OK"])
             if weights is not None:
@@ -290,15 +298,7 @@ class OverlayShell(wiring.Component):
                 with m.State("WLOAD"):
                     m.d.comb += [busy.eq(1), loading.eq(1)]
                     m.d.sync += cycles.eq(cycles + 1)
-                    with m.If(soft_cmd):
-                        m.d.sync += [soft.eq(1), code.eq(0)]
-                        m.next = "ABORT"
-                    with m.Elif(start_cmd):
-                        m.d.sync += code.eq(om.ERRORS["START_WHILE_BUSY"])
-                        m.next = "ABORT"
-                    with m.Elif(rd.error != 0):
-                        m.d.sync += code.eq(om.ERRORS["READ_SLVERR"] + rd.error[0])
-                        m.next = "ABORT"
+                    abort_on_errors(m, rd, None, soft_cmd, start_cmd, soft, code)
                     with m.Elif(wload_done):
                         with m.If(wload_error != 0):
                             m.d.sync += [code.eq(om.ERRORS["WLOAD"]), wload_code.eq(wload_error)]
