@@ -154,6 +154,37 @@ def sta_path(text):
     return out
 
 
+_ALIAS_DECL = re.compile(r"^  wire (?:\[[0-9]+:0\] )?(\\[^ ]*\[[0-9]+\]) ;\n", re.M)
+
+
+def drop_element_aliases(text):
+    """Remove Amaranth's array-element alias wires from Verilog text.
+
+    For a payload with an ``ArrayLayout`` Amaranth names every element
+    (``wire [3:0] \\x[3] ;`` with ``assign \\x[3]  = x[15:12];``). They carry no logic,
+    but their names change the order in which Yosys/ABC see the netlist and so
+    move the LUT count by a fraction of a percent (cnv_w1a1: +48 LUT) between
+    logically identical designs. Only a wire that is declared, driven by that
+    one alias assignment and read nowhere else in its module is removed.
+    """
+    return "".join(_drop_aliases_in_module(m) for m in re.split(r"(?<=\nendmodule\n)", text))
+
+
+def _drop_aliases_in_module(text):
+    names = _ALIAS_DECL.findall(text)
+    if not names:
+        return text
+    uses = {}
+    for m in re.finditer(r"\\[^ ]*\[[0-9]+\] ", text):
+        uses[m.group(0)[:-1]] = uses.get(m.group(0)[:-1], 0) + 1
+    drop = {n for n in names if uses.get(n) == 2}
+
+    def keep(line):
+        m = re.match(r"  (?:wire (?:\[[0-9]+:0\] )?|assign )(\\[^ ]*\[[0-9]+\]) ", line)
+        return m is None or m.group(1) not in drop
+    return "".join(line for line in text.splitlines(keepends=True) if keep(line))
+
+
 def yosys_safe_names(text):
     """Rename Amaranth's array-element wires (``\\x.data[0] ``) to ``\\x.data__0 ``.
 
@@ -178,7 +209,7 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
     else:
         from amaranth.back import verilog
         text = verilog.convert(design, name=top, emit_src=False)
-    text = yosys_safe_names(text)
+    text = yosys_safe_names(drop_element_aliases(text))
     script = SCRIPT + (STA_SCRIPT if timing else "")
     extra = ("\0" + STA_BUFG) if timing else ""
     key = hashlib.sha256((text + "\0" + top + "\0" + script + extra).encode()).hexdigest()[:24]

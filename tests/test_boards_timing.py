@@ -159,3 +159,34 @@ def test_format_report_clock_above_bound_and_no_timing():
     assert rep.worst_logic is None and rep.fmax_bound_mhz is None
     assert "Fmax" not in text
     assert next(line for line in text.splitlines() if line.startswith("fc0 ")).split()[-1] == "-"
+
+
+def test_element_aliases_dropped_per_module_only_when_unread():
+    from amaranth.back import verilog
+    from amaranth.lib import data, wiring
+    from amaranth.lib.wiring import In, Out
+
+    from qnnfab.boards.yosys import drop_element_aliases
+
+    class Swap(wiring.Component):
+        i: In(data.ArrayLayout(4, 3))
+        o: Out(data.ArrayLayout(4, 3))
+
+        def elaborate(self, platform):
+            from amaranth.hdl import Module
+            m = Module()
+            m.d.comb += [self.o[0].eq(self.i[2]), self.o[1].eq(self.i[1]), self.o[2].eq(self.i[0])]
+            return m
+
+    text = verilog.convert(Swap(), name="swap", emit_src=False)
+    assert "wire [3:0] \\i[0] ;" in text and "assign \\o[2]  =" in text
+    out = drop_element_aliases(text)
+    assert "\\i[" not in out and "\\o[" not in out
+    assert out.count("assign ") == text.count("assign ") - 6
+
+    hand = ("module a(x, y);\n  input [1:0] x;\n  output y;\n  wire \\x[0] ;\n  assign \\x[0]  = x[0];\n"
+            "  assign y = \\x[0] ;\nendmodule\n"
+            "module b(x);\n  input [1:0] x;\n  wire \\x[0] ;\n  assign \\x[0]  = x[0];\nendmodule\n")
+    out = drop_element_aliases(hand)
+    assert "assign y = \\x[0] ;" in out and "  wire \\x[0] ;\n  assign \\x[0]  = x[0];\n  assign y" in out
+    assert out.endswith("module b(x);\n  input [1:0] x;\nendmodule\n")
