@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.overlay_map import MAX_BURST
 
-__all__ = ["AxiReadDma", "axi_read_members", "burst_length"]
+__all__ = ["AxiReadDma", "BurstRequests", "axi_read_members", "burst_length", "check_dma_params"]
 
 
 def axi_read_members(data_width, prefix="m_"):
@@ -35,6 +35,59 @@ def burst_length(m, addr, remaining, bus_bytes, name):
     return length
 
 
+def check_dma_params(data_width, fifo_depth):
+    """The parameter rules shared by both DMAs (ValueError naming the parameter)."""
+    if data_width not in (32, 64, 128):
+        raise ValueError(f"data_width must be 32, 64 or 128, not {data_width!r}")
+    if fifo_depth < 2 * MAX_BURST:
+        raise ValueError(f"fifo_depth must be at least {2 * MAX_BURST}, not {fifo_depth!r}")
+
+
+class BurstRequests:
+    """The address channel (``"ar"`` or ``"aw"``) of a DMA run, built into ``m``.
+
+    ``cur`` (byte address of the next burst) and ``remaining`` (beats not yet
+    requested) are loaded by the DMA's ``start``; ``length`` is the next
+    burst's beats (:func:`burst_length`). :meth:`issue_when` makes ``issue``
+    (a burst of ``length`` beats is requested this cycle): no request pending,
+    beats remaining and the DMA's own condition. The request is held on the
+    channel (``valid``) until the slave takes it.
+    """
+
+    def __init__(self, m, dma, channel, count_width):
+        self._m, self._dma, self._ch = m, dma, channel
+        self.bus_bytes = dma.data_width // 8
+        self.cur = Signal(32, name="cur")
+        self.remaining = Signal(count_width, name="remaining")
+        self.valid = Signal(name=f"{channel}_valid")
+        self.addr = Signal(32, name=f"{channel}_addr")
+        self.len = Signal(8, name=f"{channel}_len")
+        self.length = burst_length(m, self.cur, self.remaining, self.bus_bytes, channel)
+        self.issue = Signal(name="issue")
+
+    def issue_when(self, condition):
+        m, ch = self._m, self._ch
+        port = {n: getattr(self._dma, f"m_{ch}{n}") for n in
+                ("id", "addr", "len", "size", "burst", "lock", "cache", "prot", "valid", "ready")}
+        m.d.comb += self.issue.eq(~self.valid & (self.remaining != 0) & condition)
+        m.d.comb += [
+            port["id"].eq(0), port["addr"].eq(self.addr), port["len"].eq(self.len),
+            port["size"].eq((self.bus_bytes - 1).bit_length()), port["burst"].eq(1),
+            port["lock"].eq(0), port["cache"].eq(0b0011), port["prot"].eq(0),
+            port["valid"].eq(self.valid),
+        ]
+        with m.If(self.issue):
+            m.d.sync += [
+                self.valid.eq(1), self.addr.eq(self.cur), self.len.eq(self.length - 1),
+                self.cur.eq(self.cur + self.length * self.bus_bytes),
+                self.remaining.eq(self.remaining - self.length),
+            ]
+        with m.If(self.valid & port["ready"]):
+            m.d.sync += self.valid.eq(0)
+        with m.If(self._dma.start):
+            m.d.sync += [self.cur.eq(self._dma.addr), self.remaining.eq(self._dma.beats)]
+
+
 class AxiReadDma(wiring.Component):
     """Reads ``beats`` bus words from byte address ``addr`` into the stream ``o``.
 
@@ -56,10 +109,7 @@ class AxiReadDma(wiring.Component):
     """
 
     def __init__(self, data_width=64, fifo_depth=64, count_width=40):
-        if data_width not in (32, 64, 128):
-            raise ValueError(f"data_width must be 32, 64 or 128, not {data_width!r}")
-        if fifo_depth < 2 * MAX_BURST:
-            raise ValueError(f"fifo_depth must be at least {2 * MAX_BURST}, not {fifo_depth!r}")
+        check_dma_params(data_width, fifo_depth)
         self.data_width, self.fifo_depth, self.count_width = data_width, fifo_depth, count_width
         super().__init__({
             "start": In(1), "addr": In(32), "beats": In(count_width), "abort": In(1),
@@ -70,36 +120,14 @@ class AxiReadDma(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        bus_bytes = self.data_width // 8
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.data_width, depth=self.fifo_depth)
-        cur = Signal(32)
-        remaining = Signal(self.count_width)
-        ar_valid = Signal()
-        ar_addr = Signal(32)
-        ar_len = Signal(8)
+        req = BurstRequests(m, self, "ar", self.count_width)
         reserved = Signal(range(self.fifo_depth + 1))     # beats requested and not yet taken/dropped
         bursts = Signal(range(self.fifo_depth + 1))       # bursts requested, last beat not yet in
         error = Signal(2)
         stopped = Signal()
         m.d.comb += stopped.eq(self.abort | (error != 0))
-
-        length = burst_length(m, cur, remaining, bus_bytes, "ar")
-        issue = Signal()
-        m.d.comb += issue.eq(~ar_valid & (remaining != 0) & ~stopped &
-                             (reserved + length <= self.fifo_depth))
-        m.d.comb += [
-            self.m_arid.eq(0), self.m_araddr.eq(ar_addr), self.m_arlen.eq(ar_len),
-            self.m_arsize.eq((bus_bytes - 1).bit_length()), self.m_arburst.eq(1),
-            self.m_arlock.eq(0), self.m_arcache.eq(0b0011), self.m_arprot.eq(0),
-            self.m_arvalid.eq(ar_valid),
-        ]
-        with m.If(issue):
-            m.d.sync += [
-                ar_valid.eq(1), ar_addr.eq(cur), ar_len.eq(length - 1),
-                cur.eq(cur + length * bus_bytes), remaining.eq(remaining - length),
-            ]
-        with m.If(ar_valid & self.m_arready):
-            m.d.sync += ar_valid.eq(0)
+        req.issue_when(~stopped & (reserved + req.length <= self.fifo_depth))
 
         beat_in = Signal()
         m.d.comb += [
@@ -116,14 +144,14 @@ class AxiReadDma(wiring.Component):
         wiring.connect(m, fifo.r_stream, wiring.flipped(self.o))
         taken = Signal()
         m.d.comb += taken.eq(self.o.valid & self.o.ready)
-        m.d.sync += reserved.eq(reserved + Mux(issue, length, 0) - taken - dropped)
-        m.d.sync += bursts.eq(bursts + issue - (beat_in & self.m_rlast))
+        m.d.sync += reserved.eq(reserved + Mux(req.issue, req.length, 0) - taken - dropped)
+        m.d.sync += bursts.eq(bursts + req.issue - (beat_in & self.m_rlast))
 
         with m.If(self.start):
-            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), error.eq(0)]
+            m.d.sync += error.eq(0)
         m.d.comb += [
             self.error.eq(error),
-            self.drained.eq(~ar_valid & (bursts == 0)),
-            self.done.eq(~ar_valid & (bursts == 0) & (remaining == 0)),
+            self.drained.eq(~req.valid & (bursts == 0)),
+            self.done.eq(~req.valid & (bursts == 0) & (req.remaining == 0)),
         ]
         return m

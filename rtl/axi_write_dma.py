@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.overlay_map import MAX_BURST
 
-from .axi_read_dma import burst_length
+from .axi_read_dma import BurstRequests, check_dma_params
 
 __all__ = ["AxiWriteDma", "axi_write_members"]
 
@@ -47,10 +47,7 @@ class AxiWriteDma(wiring.Component):
     """
 
     def __init__(self, data_width=64, fifo_depth=64, count_width=40):
-        if data_width not in (32, 64, 128):
-            raise ValueError(f"data_width must be 32, 64 or 128, not {data_width!r}")
-        if fifo_depth < 2 * MAX_BURST:
-            raise ValueError(f"fifo_depth must be at least {2 * MAX_BURST}, not {fifo_depth!r}")
+        check_dma_params(data_width, fifo_depth)
         self.data_width, self.fifo_depth, self.count_width = data_width, fifo_depth, count_width
         super().__init__({
             "start": In(1), "addr": In(32), "beats": In(count_width), "abort": In(1),
@@ -65,38 +62,17 @@ class AxiWriteDma(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.data_width, depth=self.fifo_depth)
         m.submodules.lengths = lengths = SyncFIFO(width=5, depth=MAX_BURSTS_IN_FLIGHT)
         wiring.connect(m, wiring.flipped(self.i), fifo.w_stream)
-        cur = Signal(32)
-        remaining = Signal(self.count_width)
-        aw_valid = Signal()
-        aw_addr = Signal(32)
-        aw_len = Signal(8)
+        req = BurstRequests(m, self, "aw", self.count_width)
         avail = Signal(range(self.fifo_depth + 1))            # beats in the FIFO not yet in a burst
         bursts = Signal(range(MAX_BURSTS_IN_FLIGHT + 1))      # bursts requested, B not yet in
         error = Signal(2)
         stopped = Signal()
         m.d.comb += stopped.eq(self.abort | (error != 0))
-
-        length = burst_length(m, cur, remaining, bus_bytes, "aw")
-        issue = Signal()
-        m.d.comb += issue.eq(~aw_valid & (remaining != 0) & ~stopped & (avail >= length) &
-                             (bursts < MAX_BURSTS_IN_FLIGHT) & lengths.w_rdy)
-        m.d.comb += [
-            self.m_awid.eq(0), self.m_awaddr.eq(aw_addr), self.m_awlen.eq(aw_len),
-            self.m_awsize.eq((bus_bytes - 1).bit_length()), self.m_awburst.eq(1),
-            self.m_awlock.eq(0), self.m_awcache.eq(0b0011), self.m_awprot.eq(0),
-            self.m_awvalid.eq(aw_valid),
-            lengths.w_en.eq(issue), lengths.w_data.eq(length),
-        ]
-        with m.If(issue):
-            m.d.sync += [
-                aw_valid.eq(1), aw_addr.eq(cur), aw_len.eq(length - 1),
-                cur.eq(cur + length * bus_bytes), remaining.eq(remaining - length),
-            ]
-        with m.If(aw_valid & self.m_awready):
-            m.d.sync += aw_valid.eq(0)
+        req.issue_when(~stopped & (avail >= req.length) & (bursts < MAX_BURSTS_IN_FLIGHT) & lengths.w_rdy)
+        m.d.comb += [lengths.w_en.eq(req.issue), lengths.w_data.eq(req.length)]
         pushed = Signal()
         m.d.comb += pushed.eq(fifo.w_en & fifo.w_rdy)
-        m.d.sync += avail.eq(avail + pushed - Mux(issue, length, 0))
+        m.d.sync += avail.eq(avail + pushed - Mux(req.issue, req.length, 0))
 
         # W: the beats of each requested burst, in order; the next burst's
         # length is loaded on the last beat of the previous one (no gap)
@@ -120,15 +96,15 @@ class AxiWriteDma(wiring.Component):
 
         response = Signal()
         m.d.comb += [self.m_bready.eq(1), response.eq(self.m_bvalid)]
-        m.d.sync += bursts.eq(bursts + issue - response)
+        m.d.sync += bursts.eq(bursts + req.issue - response)
         with m.If(response & self.m_bresp[1] & (error == 0)):
             m.d.sync += error.eq(self.m_bresp)
 
         with m.If(self.start):
-            m.d.sync += [cur.eq(self.addr), remaining.eq(self.beats), error.eq(0)]
+            m.d.sync += error.eq(0)
         m.d.comb += [
             self.error.eq(error),
-            self.drained.eq(~aw_valid & (bursts == 0)),
-            self.done.eq(~aw_valid & (bursts == 0) & (remaining == 0)),
+            self.drained.eq(~req.valid & (bursts == 0)),
+            self.done.eq(~req.valid & (bursts == 0) & (req.remaining == 0)),
         ]
         return m
