@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) --dist worksteal -q
 
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
 	rm -rf .qnnfab-cache build out

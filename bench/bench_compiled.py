@@ -27,15 +27,11 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, find_config  # bench/ is the script's folder
 
 
 def resolve(name):
-    p = Path(name)
-    for cand in (p, ROOT / p, ROOT / "configs" / p, ROOT / "configs" / f"{p}.toml"):
-        if cand.is_file():
-            return cand.resolve()
-    raise SystemExit(f"bench_compiled: no config {name!r}")
+    return find_config(name, "bench_compiled")
 
 
 def _recorded_seconds(path):

@@ -29,9 +29,9 @@ when an output differs from golden or the steady state is > 2% off the model).
 import argparse
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import find_config  # bench/ is the script's folder
+
 DEFAULT_CONFIGS = ["configs/lfc_small.toml", "configs/cnv_small.toml"]
 
 # BNN-PYNQ (Umuroglu et al., FINN, FPGA'17, and the BNN-PYNQ repository's
@@ -42,12 +42,8 @@ REFERENCES = {
 }
 
 
-def resolve(path):
-    p = Path(path)
-    for cand in (p, ROOT / p, ROOT / "configs" / p, ROOT / "configs" / f"{p}.toml"):
-        if cand.is_file():
-            return cand.resolve()
-    raise SystemExit(f"bench_network: no config file {path!r} (tried ., {ROOT}, {ROOT / 'configs'})")
+def resolve(name):
+    return find_config(name, "bench_network")
 
 
 def simulate(path, frames, seed):

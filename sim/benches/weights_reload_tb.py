@@ -212,28 +212,10 @@ class Bench:
 
     async def drive(self, sources, sinks, until, limit):
         """Clock ``sources``/``sinks`` until ``until()`` holds (checked each cycle), then stop driving."""
-        dut = self.dut
-        for cycle in range(limit):
-            await FallingEdge(dut.clk)
-            for s in sources:
-                s._drive()
-            for k in sinks:
-                k._drive()
-            await ReadOnly()
-            for s in sources:
-                s._sample(cycle)
-            for k in sinks:
-                k._sample(cycle)
-            if until():
-                break
-        else:
-            raise AssertionError(f"condition not reached in {limit} cycles")
-        await FallingEdge(dut.clk)
+        await run_streams(self.dut, sources, sinks, [float("inf")] * len(sinks), limit,
+                          until=lambda cycle: until())
         for s in sources:
             assert not s.offering
-            s.valid.value = 0
-        for k in sinks:
-            k.ready.value = 0
 
     def differ(self):
         """A and B must disagree on these frames (else a failed load could pass unseen)."""
