@@ -578,10 +578,6 @@ def check_train_args(args, where="qnnfab train"):
             raise ConfigError(where, "--pixel-bits", f"must be 1..{top}, got {args.pixel_bits}", "e.g. --pixel-bits 8")
     entries = parse_hidden(args.hidden)
     if fixed is not None:
-        conv = [t for t, spec in entries if spec[0] != "fc"]
-        if conv:
-            raise ConfigError(where, "--hidden", f"{conv[0]} is not fully connected: --fixed-point trains the "
-                              "MLP only", "use fully connected sizes, e.g. --hidden 64")
         return [], tuple(t for t, _ in entries)
     for text, spec in entries:
         if spec[0] != "pool":
@@ -645,12 +641,13 @@ def _cmd_train(args):
 
 
 def _train_fixed_point(args, hidden, where):
-    """qnnfab train --fixed-point WL,FL [--rounding R]: the float MLP trained on the array's arithmetic."""
+    """qnnfab train --fixed-point WL,FL [--rounding R]: the float MLP or conv net trained on the array's arithmetic."""
     from qnnfab import netconfig
     from qnnfab.train.datasets import load_digits, load_npz
+    from qnnfab.training import describe_arch
     import numpy as np
 
-    from qnnfab.train.fixed_point import DEFAULT_LR, parse_fixed_point, train_fixed_point
+    from qnnfab.train.fixed_point import DEFAULT_LR, fixed_point_geometry, parse_fixed_point, train_fixed_point
     fmt = parse_fixed_point(args.fixed_point, where, "--fixed-point")
     rounding = args.rounding or "stochastic"
     if args.data is None:
@@ -659,24 +656,27 @@ def _train_fixed_point(args, hidden, where):
         ds = load_npz(args.data, pixel_bits=8 if args.pixel_bits is None else args.pixel_bits)
         ds.name = netconfig.safe_name(ds.name, "data")
         _warn_label_gaps(ds)
+    try:
+        fixed_point_geometry(ds, hidden, fmt, args.batch, where)
+    except ConfigError as e:
+        raise ConfigError(where, f"--{e.field}", e.problem, e.fix) from None
     out = OutDir(where, "--out", args.out)
-    sizes = tuple(int(h) for h in hidden)
     lr = DEFAULT_LR if args.lr is None else args.lr
     print(f"training on {ds.name} in fixed point <{fmt.width},{fmt.F}> with {rounding} rounding "
-          f"(every product on the golden 8x8 systolic array): MLP {ds.features}-"
-          f"{'-'.join(map(str, sizes))}-{ds.classes}, SGD lr {lr:g}, {args.epochs} epochs")
+          f"(every product on the golden 8x8 systolic array): {describe_arch(ds, hidden)}, SGD lr {lr:g}, "
+          f"{args.epochs} epochs")
 
     def progress(epoch, loss, train_err, test_err):
         print(f"  epoch {epoch:3d}/{args.epochs}  loss {loss:6.3f}  train error {100 * train_err:6.2f}%  "
               f"test error {100 * test_err:6.2f}%", flush=True)
 
-    r = train_fixed_point(ds, hidden=sizes, epochs=args.epochs, batch=args.batch, lr=lr, seed=args.seed,
+    r = train_fixed_point(ds, hidden=hidden, epochs=args.epochs, batch=args.batch, lr=lr, seed=args.seed,
                           fixed_point=fmt, rounding=rounding, progress=progress)
     name = f"{ds.name}-fixed{fmt.width}-{fmt.F}-{rounding}".replace("_", "-")
     path = out.path / f"{name}.npz"
     arrays = {f"w{i}": w for i, w in enumerate(r.weights)} | {f"b{i}": b for i, b in enumerate(r.biases)}
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, wl=fmt.width, fl=fmt.F, test_err=np.array(r.history["test_err"]), **arrays)
+    np.savez(tmp, wl=fmt.width, fl=fmt.F, arch=r.arch, test_err=np.array(r.history["test_err"]), **arrays)
     os.replace(tmp, path)
     print(f"test error {100 * (1 - r.test_acc):.2f}% after {args.epochs} epochs ({r.seconds:.0f} s, "
           f"{r.array_words:,} array output words); weight and bias codes: {path}")
@@ -923,8 +923,9 @@ def build_parser():
     t.add_argument("--out", default="out/train", metavar="DIR",
                    help="export folder, created if missing (default out/train)")
     t.add_argument("--fixed-point", default=None, metavar="WL,FL",
-                   help="train the float MLP in <WL,FL> fixed point instead (Gupta et al.): every product on "
-                        "the golden systolic array, weights stored as codes; e.g. 16,14 (WL 2..24, FL 1..WL-2)")
+                   help="train the float MLP or conv net (--hidden) in <WL,FL> fixed point instead (Gupta et "
+                        "al.): every product of training on the golden systolic array (convolutions as im2col "
+                        "products), weights stored as codes; e.g. 16,14 (WL 2..24, FL 1..WL-2)")
     t.add_argument("--rounding", default=None, choices=["stochastic", "nearest"],
                    help="rounding of --fixed-point products and updates (default stochastic)")
     t.add_argument("--qonnx", action="store_true",

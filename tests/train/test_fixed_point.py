@@ -150,8 +150,28 @@ def test_parse_fixed_point_rejects(text, match):
 def test_train_rejects_bad_arguments(small):
     with pytest.raises(ConfigError, match="rounding"):
         _train(small, rounding="truncate")
-    with pytest.raises(ConfigError, match="hidden"):
-        _train(small, hidden=("c8",))
+    with pytest.raises(ConfigError, match="comes after a fully connected layer"):
+        _train(small, hidden=(8, "c8"))
+    with pytest.raises(ConfigError, match="kernel is larger"):
+        _train(small, hidden=("c4k9",))
+    flat = Dataset(small.x_train, small.y_train, small.x_test, small.y_test, name="flat", pixel_bits=5)
+    with pytest.raises(ConfigError, match="needs an image dataset"):
+        _train(flat, hidden=("c4", 8))
+
+
+
+def test_accumulator_bound_of_the_conv_weight_gradient():
+    # <24,14> codes reach 2^23 in magnitude: a sum of K products fits 62 bits (|sum| < 2^61) for K <= 2^15;
+    # a 3x3 convolution on 8x8 digits has 36 output positions, so K = batch x 36: 910 rows fit, 911 do not
+    digits, f24 = load_digits(), FixedFormat(10, 14)
+    geo = FP.fixed_point_geometry(digits, ("c4", 8), f24, batch=910)
+    assert [g[0] for g in geo] == ["conv", "fc", "fc"] and geo[0][4] == (6, 6, 4)
+    with pytest.raises(ConfigError, match="K = 32796 of <24,14> codes can overflow"):
+        FP.fixed_point_geometry(digits, ("c4", 8), f24, batch=911)
+    FP.fixed_point_geometry(digits, ("c4", 8), FixedFormat(2, 14), batch=10**6)   # 16-bit codes: any batch
+    # the batch is at most the training set: 1347 rows x 36 overflows <24,14> at any larger batch
+    with pytest.raises(ConfigError, match="K = 48492 "):
+        FP.fixed_point_geometry(digits, ("c4", 8), f24, batch=10**6)
     with pytest.raises(ConfigError, match="lr"):
         _train(small, lr=2.0 ** -30)
 
@@ -163,7 +183,9 @@ def test_train_rejects_bad_arguments(small):
     (["--fixed-point", "16,15"], "--fixed-point: FL must"),
     (["--rounding", "nearest"], "--rounding: applies to --fixed-point"),
     (["--fixed-point", "16,14", "--schemes", "float"], "--schemes: does not apply"),
-    (["--fixed-point", "16,14", "--hidden", "c8,32"], "--hidden: c8 is not fully connected"),
+    (["--fixed-point", "16,14", "--hidden", "32,c8"], "--hidden: entry 1 'c8' comes after a fully connected"),
+    (["--fixed-point", "16,14", "--hidden", "c8k9"], "--hidden: entry 0 'c8k9': 9x9 kernel is larger"),
+    (["--fixed-point", "24,14", "--hidden", "c8", "--batch", "2000"], "--batch: products with K = 48492"),
     (["--fixed-point", "16,14", "--epochs", "0"], "--epochs"),
     (["--fixed-point", "16,14", "--lr", "1e-9"], "--lr: 1e-09 rounds to 0"),
 ])
@@ -185,3 +207,204 @@ def test_cli_trains_in_fixed_point_and_writes_the_codes(tmp_path, capsys):
     assert saved["w0"].shape == (8, 64) and saved["w0"].dtype == np.int64
     assert np.abs(saved["w0"]).max() < 2**11 and len(saved["test_err"]) == 1
     assert "<12,8> with nearest rounding" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------- the conv net
+
+def _conv_loops(x, w4):
+    """Direct definition: z[b, oy, ox, o] = sum_{ky, kx, c} x[b, oy + ky, ox + kx, c] w4[o, ky, kx, c]."""
+    B, H, W, C = x.shape
+    O, k = w4.shape[0], w4.shape[1]
+    z = np.zeros((B, H - k + 1, W - k + 1, O))
+    for b, oy, ox, o in np.ndindex(z.shape):
+        z[b, oy, ox, o] = sum(x[b, oy + ky, ox + kx, c] * w4[o, ky, kx, c]
+                              for ky in range(k) for kx in range(k) for c in range(C))
+    return z
+
+
+def _conv_grads_loops(x, w4, dz):
+    """Direct definition of both gradients of z = conv(x, w4): every (b, oy, ox, o, ky, kx, c) term."""
+    dx, dw = np.zeros(x.shape), np.zeros(w4.shape)
+    k, C = w4.shape[1], x.shape[3]
+    for b, oy, ox, o in np.ndindex(dz.shape):
+        for ky, kx, c in np.ndindex(k, k, C):
+            dx[b, oy + ky, ox + kx, c] += dz[b, oy, ox, o] * w4[o, ky, kx, c]
+            dw[o, ky, kx, c] += dz[b, oy, ox, o] * x[b, oy + ky, ox + kx, c]
+    return dx, dw
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+@pytest.mark.parametrize("k", [2, 3])
+def test_conv_products_exact_when_nothing_rounds(rounding, k):
+    # values on a 2^-3 grid, FL 10: every product sum has 6 fraction bits, so dropping 10 of the 20 product
+    # fraction bits drops only zeros -- any rounding gives the exact convolution and gradients
+    fmt = FixedFormat(6, 10)
+    rng = np.random.default_rng(7)
+    B, H, W, C, O = 2, 5, 4, 2, 3               # non-square map, several channels: transpositions show
+    x = rng.integers(-8, 8, (B, H, W, C)) / 8
+    w4 = rng.integers(-8, 8, (O, k, k, C)) / 8
+    dz = rng.integers(-8, 8, (B, H - k + 1, W - k + 1, O)) / 8
+    code = lambda v: (v * 2**fmt.F).astype(np.int64)       # noqa: E731
+    arr = FP.ArrayModel(fmt, rounding, FP.ArraySpec(rows=3, cols=2, lfsr_width=20))
+    z, cols = FP.conv_forward(code(x), code(w4.reshape(O, -1)), k, arr.matmul)
+    dw = FP.conv_weight_grad(code(dz), cols, arr.matmul)
+    dx = FP.conv_input_grad(code(dz), code(w4.reshape(O, -1)), k, (H, W, C), arr.matmul)
+    dx_want, dw_want = _conv_grads_loops(x, w4, dz)
+    assert np.array_equal(z, code(_conv_loops(x, w4)))
+    assert np.array_equal(dw, code(dw_want).reshape(O, -1))
+    assert np.array_equal(dx, code(dx_want))
+    assert arr.words > 0 and np.abs(z).max() > 2**fmt.F      # the lanes ran; values beyond +-1 occur
+
+
+def test_conv_products_round_once_per_value():
+    # one fraction bit below the grid: 2^-6 values, FL 4 -> the exact sum has up to 12 fraction bits and
+    # the array drops 4 with round-to-nearest once per output value (not once per col2im term)
+    fmt = FixedFormat(8, 4)
+    rng = np.random.default_rng(3)
+    x, w4 = rng.integers(-16, 16, (1, 4, 4, 1)), rng.integers(-16, 16, (2, 3, 3, 1))
+    dz = rng.integers(-16, 16, (1, 2, 2, 2))
+    arr = FP.ArrayModel(fmt, "nearest")
+    dx = FP.conv_input_grad(dz, w4.reshape(2, -1), 3, (4, 4, 1), arr.matmul)
+    exact, _ = _conv_grads_loops(x, w4, dz)           # integer sums of code products (2F fraction bits)
+    assert np.array_equal(dx, np.clip(np.floor(exact / 2**4 + 0.5), fmt.min_code, fmt.max_code).astype(np.int64))
+
+
+@pytest.mark.parametrize("rounding", ["stochastic", "nearest"])
+def test_conv_training_products_are_the_array_product_of_their_operands(small, rounding):
+    rec = []
+    spec = FP.ArraySpec(rows=4, cols=3, lfsr_width=20, lfsr_seed=0x2B1)
+    r = _train(small, hidden=("c4", "p2", 8), epochs=1, rounding=rounding, record=rec, array=spec)
+    assert r.arch == "c4k3,p2,8,10" and r.sizes == (64, 144, 36, 8, 10)
+    assert [w.shape for w in r.weights] == [(4, 9), (8, 36), (10, 8)]
+    # one step, in order: conv forward (16 images x 36 positions), both Dense forwards, then backward:
+    # last Dense weight gradient and input gradient, hidden Dense the same, conv weight gradient (no input
+    # gradient for the first layer)
+    assert [(p["a"].shape, p["b"].shape) for p in rec[:7]] == [
+        ((576, 9), (9, 4)), ((16, 36), (36, 8)), ((16, 8), (8, 10)),
+        ((10, 16), (16, 8)), ((16, 10), (10, 8)), ((8, 16), (16, 36)), ((16, 8), (8, 36)),
+    ] and (rec[7]["a"].shape, rec[7]["b"].shape) == ((4, 576), (576, 9))
+    steps = -(-96 // 16)
+    assert len(rec) == steps * 8 + 2 * 3
+    start = 0
+    for p in rec:
+        assert p["lfsr_start"] == start
+        start += p["a"].shape[0] * -(-p["b"].shape[1] // spec.cols)
+    assert r.array_words == start
+    for i in (0, 7, len(rec) - 3):                   # conv forward, conv weight gradient, evaluation
+        p = rec[i]
+        want = _reference_product(p["a"], p["b"], p["lfsr_start"], F14, spec, rounding)
+        assert np.array_equal(p["values"][:8], want[:8]), i
+    # the evaluation's conv product reads the windows of the test images, pixels / 31 rounded to <16,14>
+    xq = np.floor(small.x_test.reshape(-1, 8, 8, 1) / 31 * 2**14 + 0.5).astype(np.int64)
+    windows = np.array([[xq[b, oy + ky, ox + kx, 0] for ky in range(3) for kx in range(3)]
+                        for b in range(len(xq)) for oy in range(6) for ox in range(6)])
+    assert np.array_equal(rec[-3]["a"], windows) and np.array_equal(rec[-3]["b"], r.weights[0].T)
+
+
+def _one_conv_step(small, rounding, lr, seed):
+    """One SGD step of a c4,p2 net from the same initial codes; returns (conv codes before, after, its dW)."""
+    ds = small.subset(8, 1)
+    geo = FP.fixed_point_geometry(ds, ("c4", "p2"), F14, batch=8)
+    weights, biases = FP._init_weights(geo, np.random.default_rng(11), F14)
+    net = FP.FixedTrainResult(F14, rounding, (), weights, biases, ds.pixel_bits, layers=geo)
+    rec = []
+    rng = np.random.default_rng(seed)
+    ar = FP._Arithmetic(FP.ArrayModel(F14, rounding, record=rec), F14, rounding, rng)
+    x = FP._inputs(ds.x_train, ds.pixel_bits, F14, geo[0][3])
+    w0 = net.weights[0].copy()
+    FP._step(net, x, ds.y_train, lr, ar)
+    gw = [p["values"] for p in rec if p["values"].shape == w0.shape][-1]
+    return w0, net.weights[0], gw
+
+
+def test_conv_update_below_half_an_ulp_stalls_under_nearest_and_moves_under_stochastic(small):
+    _, _, gw = _one_conv_step(small, "nearest", 0.01, 0)
+    lr = 0.45 / np.abs(gw).max()                         # every |lr * dW| below half an ulp
+    lr_eff = round(lr * 2**FP.LR_FRAC) / 2**FP.LR_FRAC
+    w0, w1, gw = _one_conv_step(small, "nearest", lr, 0)
+    assert np.abs(lr_eff * gw).max() < 0.5 and np.abs(lr_eff * gw).max() > 0.4
+    assert np.array_equal(w1, w0)                        # the stall: every update rounded away
+    moved, expected, var = 0, 0.0, 0.0
+    for seed in range(60):
+        w0, w1, gw = _one_conv_step(small, "stochastic", lr, seed)
+        step = -lr_eff * gw                              # exact update in ulps, |step| < 1
+        d = w1 - w0
+        assert np.all((d == np.floor(step)) | (d == np.ceil(step)))
+        # each weight moves one ulp in the update's direction with probability |step|
+        moved += int(np.sum(d * np.sign(step)))
+        expected += float(np.abs(step).sum())
+        var += float(np.sum(np.abs(step) * (1 - np.abs(step))))
+    assert expected > 8 * var ** 0.5                     # far from the stall (0 moves)
+    assert abs(moved - expected) < 4.5 * var ** 0.5, (moved, expected, var ** 0.5)
+
+
+def _float64_conv_net(small, seed=5):
+    """A c3,p2,5 net on 3 digits with float64 weights and random biases (the float path computes in float64)."""
+    ds = small.subset(3, 1)
+    geo = FP.fixed_point_geometry(ds, ("c3", "p2", 5))
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0, 0.6, (3, 9)), rng.normal(0, 0.4, (5, 27)), rng.normal(0, 0.5, (10, 5))]
+    biases = [rng.normal(0, 0.2, n) for n in (3, 5, 10)]
+    net = FP.FixedTrainResult(None, "float", (), weights, biases, ds.pixel_bits, layers=geo)
+    return net, ds.x_train.reshape(-1, 8, 8, 1) / 31.0, np.asarray(ds.y_train)
+
+
+def _loss(scores, y):
+    s = FP.LOGIT_SCALE * scores
+    s = s - s.max(1, keepdims=True)
+    return float(np.mean(np.log(np.exp(s).sum(1)) - s[np.arange(len(y)), y]))
+
+
+def test_conv_net_forward_and_gradients_from_first_principles(small):
+    net, x, y = _float64_conv_net(small)
+    w0, w1, w2 = net.weights
+    b0, b1, b2 = net.biases
+    # forward by hand: convolution, ReLU, 2x2 max pool, flatten in (h, w, c) order, Dense-ReLU, Dense
+    a = np.maximum(_conv_loops(x, w0.reshape(3, 3, 3, 1)) + b0, 0)
+    pooled = np.array([[[[max(a[b, 2 * py + dy, 2 * px + dx, c] for dy in (0, 1) for dx in (0, 1))
+                          for c in range(3)] for px in range(3)] for py in range(3)] for b in range(3)])
+    h = np.maximum(pooled.reshape(3, 27) @ w1.T + b1, 0)
+    want = h @ w2.T + b2
+    ar = FP._Arithmetic(None, None, "nearest", None)
+    got, _ = FP._forward(net, x, ar)
+    assert np.allclose(got, want, rtol=1e-12, atol=1e-12)
+    # one SGD step with lr 1 subtracts the gradient: compare with central differences of the loss
+    before = [p.copy() for p in net.weights + net.biases]
+    FP._step(net, x, y, 1.0, ar)
+    grads = [p0 - p1 for p0, p1 in zip(before, net.weights + net.biases)]
+    probe, _, _ = _float64_conv_net(small)
+    params = probe.weights + probe.biases
+    eps = 1e-6
+    for p, g in zip(params, grads):
+        num = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            keep = p[idx]
+            p[idx] = keep + eps
+            up = _loss(FP._forward(probe, x, ar)[0], y)
+            p[idx] = keep - eps
+            down = _loss(FP._forward(probe, x, ar)[0], y)
+            p[idx] = keep
+            num[idx] = (up - down) / (2 * eps)
+        # the loss gradient is taken in float32 (as the float32 baseline does): relative error ~1e-7
+        assert np.allclose(g, num, rtol=1e-4, atol=1e-6 * np.abs(num).max()), (p.shape, np.abs(g - num).max())
+        assert np.abs(num).max() > 1e-3
+
+
+def test_fixed_point_conv_step_follows_the_float_step_at_long_fl(small):
+    # <24,20>: 2^-20 resolution, so one fixed-point step (every product on the array) moves every weight and
+    # bias by the float64 gradient to within a few ulps of its quantization
+    net, x, y = _float64_conv_net(small)
+    fmt = FixedFormat(4, 20)
+    fixed = FP.FixedTrainResult(fmt, "nearest", (), [FP.quantize(w, fmt) for w in net.weights],
+                                [FP.quantize(b, fmt) for b in net.biases], 5, layers=net.layers)
+    net.weights, net.biases = [FP.to_float(w, fmt) for w in fixed.weights], [FP.to_float(b, fmt) for b in fixed.biases]
+    before = net.weights + net.biases
+    FP._step(net, x, y, 1.0, FP._Arithmetic(None, None, "nearest", None))
+    want = [p0 - p1 for p0, p1 in zip(before, net.weights + net.biases)]
+    codes = [p.copy() for p in fixed.weights + fixed.biases]
+    rec = []
+    ar = FP._Arithmetic(FP.ArrayModel(fmt, "nearest", record=rec), fmt, "nearest", np.random.default_rng(0))
+    FP._step(fixed, FP.quantize(x, fmt), y, 1.0, ar)
+    assert {r["a"].shape for r in rec} >= {(108, 9), (3, 9 * 3), (3, 108)}   # conv fwd, hidden bwd, conv wgrad
+    for c0, c1, g in zip(codes, fixed.weights + fixed.biases, want):
+        assert np.abs((c0 - c1) / 2**20 - g).max() < 2e-4 * np.abs(g).max() + 2**-16, np.abs((c0 - c1) / 2**20 - g).max()
