@@ -87,13 +87,16 @@ class ArraySpec:
 
     Default: the 8 x 8 array of the bench figures (bench/bench_systolic.py),
     a 24-bit LFSR (> D for every FL <= 23), lanes advancing D steps per output
-    word (the RTL default).
+    word (the RTL default). ``start_word``: output words the array emitted
+    since reset before this run (a run that follows another on the same
+    array without a reset: its lanes continue from there).
     """
 
     rows: int = 8
     cols: int = 8
     lfsr_width: int = 24
     lfsr_seed: int = 0x1D2C
+    start_word: int = 0
 
 
 class ArrayModel:
@@ -102,13 +105,13 @@ class ArrayModel:
     ``matmul(a, b)``: (M, K) and (K, N) codes -> (M, N) codes of ``fmt``
     (exact wide accumulation, D = FL bits dropped with the rounding, saturated).
     ``words``: output words emitted since reset (the next product's
-    ``lfsr_start``). ``record``: if a list, every product is appended as a
+    ``lfsr_start``; ``spec.start_word`` at first). ``record``: if a list, every product is appended as a
     dict (a, b, lfsr_start, values) -- operands for a check on the hardware.
     """
 
     def __init__(self, fmt, rounding, spec=ArraySpec(), record=None):
         self.fmt, self.rounding, self.spec, self.record = fmt, rounding, spec, record
-        self.words = 0
+        self.words = int(spec.start_word)
 
     def matmul(self, a, b):
         s = self.spec
@@ -224,7 +227,7 @@ class FixedTrainResult:
     test_acc: float = float("nan")
     train_acc: float = float("nan")
     seconds: float = 0.0
-    array_words: int = 0
+    array_words: int = 0          # output words of this run's products
 
     @property
     def label(self):
@@ -443,5 +446,5 @@ def train_fixed_point(dataset, hidden=(64,), epochs=20, batch=32, lr=DEFAULT_LR,
     net.history = hist
     net.train_acc, net.test_acc = 1 - hist["train_err"][-1], 1 - hist["test_err"][-1]
     net.seconds = time.perf_counter() - t0
-    net.array_words = 0 if arr is None else arr.words
+    net.array_words = 0 if arr is None else arr.words - arr.spec.start_word
     return net

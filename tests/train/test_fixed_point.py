@@ -408,3 +408,28 @@ def test_fixed_point_conv_step_follows_the_float_step_at_long_fl(small):
     assert {r["a"].shape for r in rec} >= {(108, 9), (3, 9 * 3), (3, 108)}   # conv fwd, hidden bwd, conv wgrad
     for c0, c1, g in zip(codes, fixed.weights + fixed.biases, want):
         assert np.abs((c0 - c1) / 2**20 - g).max() < 2e-4 * np.abs(g).max() + 2**-16, np.abs((c0 - c1) / 2**20 - g).max()
+
+
+def test_cli_trains_the_conv_net_in_fixed_point(tmp_path, capsys):
+    from qnnfab.cli import main
+    assert main(["train", "--fixed-point", "16,12", "--hidden", "c4,p2,16", "--epochs", "1",
+                 "--out", str(tmp_path)]) == 0
+    saved = np.load(tmp_path / "digits-fixed16-12-stochastic.npz")
+    assert str(saved["arch"]) == "c4k3,p2,16,10" and (int(saved["wl"]), int(saved["fl"])) == (16, 12)
+    assert saved["w0"].shape == (4, 9) and saved["w1"].shape == (16, 36) and saved["w2"].shape == (10, 16)
+    assert saved["w0"].dtype == np.int64 and np.abs(saved["w0"]).max() < 2**15
+    out = capsys.readouterr().out
+    assert "<16,12> with stochastic rounding" in out and "conv net 8x8x1 c4 p2 16 10" in out
+
+
+def test_cli_rejects_a_conv_net_on_flat_data_before_training(tmp_path, capsys):
+    from qnnfab.cli import main
+    rng = np.random.default_rng(0)
+    data = tmp_path / "flat.npz"
+    np.savez(data, x=rng.integers(0, 256, (40, 20)), y=rng.integers(0, 3, 40))
+    out = tmp_path / "out"
+    assert main(["train", "--fixed-point", "16,14", "--data", str(data), "--hidden", "c4,8",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--hidden: entry 0 'c4' needs an image dataset" in err[0] and "fix:" in err[0], err
+    assert not out.exists()
