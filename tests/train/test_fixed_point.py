@@ -433,3 +433,23 @@ def test_cli_rejects_a_conv_net_on_flat_data_before_training(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--hidden: entry 0 'c4' needs an image dataset" in err[0] and "fix:" in err[0], err
     assert not out.exists()
+
+
+def test_saturated_conv_outputs_pass_no_gradient_outward(small):
+    # conv outputs pinned at the top code (bias at the maximum, weights >= 0 on pixels >= 0): the gradient
+    # reaching the conv weight-gradient product may only pull them down (dz >= 0 under w - lr dz)
+    ds = small.subset(8, 1)
+    geo = FP.fixed_point_geometry(ds, ("c4", "p2", 6), F14, batch=8)
+    weights, biases = FP._init_weights(geo, np.random.default_rng(2), F14)
+    weights[0] = np.abs(weights[0])
+    biases[0] = np.full(4, F14.max_code)
+    net = FP.FixedTrainResult(F14, "nearest", (), weights, biases, ds.pixel_bits, layers=geo)
+    rec = []
+    ar = FP._Arithmetic(FP.ArrayModel(F14, "nearest", record=rec), F14, "nearest", np.random.default_rng(0))
+    FP._step(net, FP._inputs(ds.x_train, ds.pixel_bits, F14, geo[0][3]), ds.y_train, 0.1, ar)
+    assert rec[0]["values"].min() >= 0          # the forward product is >= 0: plus the top bias, saturated
+    dz_t = next(p["a"] for p in rec if p["a"].shape == (4, 8 * 36))   # conv weight gradient: dz^T x windows
+    assert dz_t.min() == 0 and dz_t.max() > 0
+    # the gradient arriving from the pool has both signs: without the stop the product would see them
+    pooled_grad = next(p["values"] for p in rec if p["values"].shape == (8, 36))
+    assert pooled_grad.min() < 0 < pooled_grad.max()
