@@ -55,8 +55,11 @@ vanish, so training stalls at short FL; stochastic rounding keeps them in
 expectation and tracks float32 (the seed's figure; bench:
 bench/bench_fixed_point_training.py).
 
-Determinism: the same ``seed`` (initialisation, shuffling, update rounding)
-and array (LFSR seed) give the same codes bit for bit.
+Determinism: the same ``seed`` and array (LFSR seed) give the same codes bit
+for bit. The initialisation and the shuffling come from one generator, the
+host's stochastic roundings (loss gradient, updates) from another, so float32,
+nearest and stochastic runs of one seed start from the same weights and see
+the same batches: their curves differ by the arithmetic alone.
 """
 
 import math
@@ -426,7 +429,7 @@ def train_fixed_point(dataset, hidden=(64,), epochs=20, batch=32, lr=DEFAULT_LR,
     net = FixedTrainResult(fmt, rounding if fmt is not None else "float", sizes, weights, biases, dataset.pixel_bits,
                            layers=geo)
     arr = None if fmt is None else ArrayModel(fmt, rounding, array, record)
-    ar = _Arithmetic(arr, fmt, rounding, rng)
+    ar = _Arithmetic(arr, fmt, rounding, np.random.default_rng([seed, 1]))   # the host's rounding draws
     in_shape = geo[0][3]
     xtr, ytr = _inputs(dataset.x_train, dataset.pixel_bits, fmt, in_shape), np.asarray(dataset.y_train)
     xte, yte = _inputs(dataset.x_test, dataset.pixel_bits, fmt, in_shape), np.asarray(dataset.y_test)

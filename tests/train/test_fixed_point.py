@@ -453,3 +453,19 @@ def test_saturated_conv_outputs_pass_no_gradient_outward(small):
     # the gradient arriving from the pool has both signs: without the stop the product would see them
     pooled_grad = next(p["values"] for p in rec if p["values"].shape == (8, 36))
     assert pooled_grad.min() < 0 < pooled_grad.max()
+
+
+def test_roundings_of_one_seed_share_initialisation_and_batches(small):
+    # the host's rounding draws come from their own generator: nearest and stochastic runs start from the
+    # same codes and read the same batches in every epoch (the curves differ by the arithmetic alone)
+    recs = {}
+    for rounding in ("nearest", "stochastic"):
+        recs[rounding] = rec = []
+        _train(small, rounding=rounding, epochs=2, record=rec)
+    per_epoch = 6 * 5 + 2 * 2                 # 6 steps of 5 products, then two evaluation passes of 2
+    n, s = recs["nearest"], recs["stochastic"]
+    assert len(n) == len(s) == 2 * per_epoch
+    assert np.array_equal(n[0]["b"], s[0]["b"])                       # initial weights
+    for i in (0, 5, per_epoch, per_epoch + 5):                        # first two batches of each epoch
+        assert np.array_equal(n[i]["a"], s[i]["a"]), i
+    assert not np.array_equal(n[per_epoch]["b"], s[per_epoch]["b"])   # the weights themselves differ
