@@ -81,7 +81,9 @@ def sweep(ds, name, hidden, fls, args, spec, png):
     runs = {}
     common = dict(hidden=hidden, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed, array=spec)
     runs[None] = base = train_fixed_point(ds, fixed_point=None, **common)
-    print(f"{name} {base.arch} (float32 {base.seconds:.0f} s)", flush=True)
+    layers = base.arch.split(",")
+    arch = "-".join([str(ds.features)] + layers) if all(t.isdigit() for t in layers) else " ".join(layers)
+    print(f"{name} {arch} (float32 {base.seconds:.0f} s)", flush=True)
     for fl in fls:
         for rnd in ("nearest", "stochastic"):
             t0 = time.perf_counter()
@@ -99,7 +101,7 @@ def sweep(ds, name, hidden, fls, args, spec, png):
         changed = "-" if key is None else f"{100 * r.history['changed'][-1]:.1f}%"
         print(f"{name}: {fmt:<12} {rnd:<11} {100 * err[-1]:11.2f} {100 * min(err):10.2f} {stall_epoch(err):9d} "
               f"{changed:>21}")
-    title = f"digits {name} {base.arch} trained on the systolic array's fixed-point arithmetic"
+    title = f"digits {name} {arch} trained on the systolic array's fixed-point arithmetic"
     print(f"\n{name} test error per epoch: {plot(runs, fls, png, title)}\n", flush=True)
     return runs
 
