@@ -138,18 +138,23 @@ def _ports(dut, rng, valid_prob, ready_prob):
             StreamSink(dut, "m_axis", rng, ready_prob, axis=True))
 
 
-async def _run(dut, frames_n, valid_prob, ready_prob, salt):
+def _bench(salt):
+    """This run's parameters, config, random stream and accelerator (only for its word
+    format and model: not elaborated here)."""
     p = bench_params()
-    cfg = load_config(p)
-    rng = bench_random(salt)
+    top = design(p)
+    top._MustUse__silence = True
+    top.dataflow._MustUse__silence = True
+    return p, load_config(p), bench_random(salt), top
+
+
+async def _run(dut, frames_n, valid_prob, ready_prob, salt):
+    p, cfg, rng, top = _bench(salt)
     frames = bench_frames(cfg, p, frames_n, rng.getrandbits(32))
     frames_n = frames.shape[0]
     golden = cfg.golden()
     scores = golden.forward(frames).reshape(frames_n, -1)
     labels = np.argmax(scores, axis=1)
-    top = design(p)  # only for its word format and model (not elaborated here)
-    top._MustUse__silence = True
-    top.dataflow._MustUse__silence = True
     fmt = top.format
     src = StreamSource(dut, "s_axis", rng, valid_prob, axis=True)
     snk = StreamSink(dut, "m_axis", rng, ready_prob, axis=True)
@@ -188,12 +193,7 @@ async def badly_framed_inputs_set_the_error_and_the_next_frames_come_out_right(d
     the last word) computed from their first words with the rest dropped up to tlast:
     every tlast-ended frame gives one output frame, the later frames stay aligned."""
     await start(dut)
-    p = bench_params()
-    cfg = load_config(p)
-    rng = bench_random(3)
-    top = design(p)
-    top._MustUse__silence = True
-    top.dataflow._MustUse__silence = True
+    p, cfg, rng, top = _bench(3)
     fmt = top.format
     n = fmt.in_words
     frames = bench_frames(cfg, p, 9, rng.getrandbits(32))
@@ -266,12 +266,7 @@ async def restarts_cleanly_after_reset_in_flight(dut):
     and FIFOs holding old data, outputs waiting); fresh frames then match the golden
     forward pass word for word, with their labels and tlast, and nothing else."""
     await start(dut)
-    p = bench_params()
-    cfg = load_config(p)
-    rng = bench_random(3)
-    top = design(p)
-    top._MustUse__silence = True
-    top.dataflow._MustUse__silence = True
+    p, cfg, rng, top = _bench(3)
     fmt = top.format
     old = fmt.pack_frames(cfg.random_inputs(3, rng.getrandbits(32)))
     per = fmt.in_words
