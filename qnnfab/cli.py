@@ -901,6 +901,7 @@ def build_parser():
                     "prediction, print the accuracy table and plot the training curves.",
         epilog="example:\n  qnnfab train --epochs 30 --out out/train\n"
                "  qnnfab train --hidden c64,p2,256 --act-bits 2 --out out/train-conv\n"
+               "  qnnfab train --fixed-point 16,8 --rounding stochastic --hidden c8,p2,32 --lr 0.01 --out out/fx\n"
                "  qnnfab sim --config out/train/digits-ste.toml --frames 100",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--schemes", default=None,
@@ -919,7 +920,8 @@ def build_parser():
                    help="bits (1..16) of the --data pixels (default 8; floats are quantized to this)")
     t.add_argument("--lr", type=float, default=None,
                    help="Adam learning rate of the binarized schemes (default 0.1, or 0.03 with --act-bits >= 2; "
-                        "progressive conv nets train better at 0.01)")
+                        "progressive conv nets train better at 0.01); with --fixed-point the SGD rate (default "
+                        "0.1; the conv net trains steadily at 0.01)")
     t.add_argument("--out", default="out/train", metavar="DIR",
                    help="export folder, created if missing (default out/train)")
     t.add_argument("--fixed-point", default=None, metavar="WL,FL",
