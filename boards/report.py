@@ -12,16 +12,28 @@ delays of Yosys' Xilinx library, :attr:`Resources.logic_ps`); a layer's is the
 worst of its stages. ``1e3 / logic_ns`` MHz of the worst layer is an optimistic
 Fmax bound (cell delays only: clock-to-out, logic and setup, no routing), not a
 timing-closure result.
+
+Paths between layers (:func:`link_report`, ``qnnfab report --links``): every
+two adjacent layers are synthesized together with the FIFO and width
+converter between them, wired as in the dataflow (:class:`StagePair`). The
+pair's longest path bounds every path between the two layers; the stages its
+cells and nets belong to tell whether it crosses from one stage into another.
 """
+
+import re
 
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from .device import describe_overflows, overflows
-from .yosys import Resources, synth_xc7
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 
-__all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "fit_verdict", "plot_report"]
+from .device import describe_overflows, overflows
+from .yosys import Resources, synth_xc7, synth_xc7_path
+
+__all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "fit_verdict", "plot_report",
+           "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
 
 
 @dataclass
@@ -194,3 +206,137 @@ def plot_report(rep, path):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+class StagePair(wiring.Component):
+    """Adjacent dataflow stages (a layer, the width converter and FIFO after it,
+    the next layer) chained as :class:`~qnnfab.rtl.dataflow.Dataflow` chains
+    them, between the first stage's input and the last stage's output; each
+    stage keeps its name as its submodule name. A stage's weight-load bus (runtime
+    weights) becomes port ``load<k>``, k its index in ``stages``."""
+
+    def __init__(self, stages):
+        self.stages = list(stages)
+        ports = {"i": self.stages[0][2].signature.members["i"], "o": self.stages[-1][2].signature.members["o"]}
+        for k, (_, _, comp) in enumerate(self.stages):
+            if "load" in comp.signature.members:
+                ports[f"load{k}"] = comp.signature.members["load"]
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        comps = []
+        for k, (_, name, comp) in enumerate(self.stages):
+            m.submodules[name] = comp
+            comps.append(comp)
+            if "load" in comp.signature.members:
+                wiring.connect(m, wiring.flipped(getattr(self, f"load{k}")), comp.load)
+        for a, b in zip(comps, comps[1:]):
+            wiring.connect(m, a.o, b.i)
+        wiring.connect(m, wiring.flipped(self.i), comps[0].i)
+        wiring.connect(m, comps[-1].o, wiring.flipped(self.o))
+        return m
+
+
+def path_stages(path, names):
+    """The stages (of ``names``, in the order first met) that the cells and nets of a
+    :func:`~qnnfab.boards.yosys.sta_path` belong to, from its start to its end.
+
+    A flattened netlist keeps the submodule path in the names it keeps
+    (``conv5.mvtu.wmem0.0.13``, ``\\conv5_fifo.fifo.r_level``); the LUTs ABC
+    creates have none, so a stage crossed only by such cells is not seen."""
+    pat = re.compile(r"(?:^|[\\\s])(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+                     + r")\.")
+    seen = []
+    after_clock_buffer = False
+    for line in reversed(path[1:]):     # sta_path lists the endpoint first
+        if after_clock_buffer:          # the clock net (named after any stage's clk): not a data hop
+            after_clock_buffer = False
+            continue
+        after_clock_buffer = "(BUFG." in line
+        for hit in pat.finditer(line):
+            if hit.group(1) not in seen:
+                seen.append(hit.group(1))
+    return seen
+
+
+@dataclass
+class LinkReport:
+    """The pair ``src`` -> ``dst`` synthesized together: its longest path (ps) and the
+    stages that path runs through (:func:`path_stages`)."""
+    src: str
+    dst: str
+    logic_ps: int | None
+    stages: list
+
+    @property
+    def crosses(self):
+        return len(self.stages) > 1
+
+
+def layer_links(df):
+    """``[(src layer, dst layer, [stages from src to dst])]`` of a Dataflow's adjacent layers."""
+    links, current = [], None
+    for stage in df.stages:
+        kind = stage[0]
+        if current is not None:
+            current.append(stage)
+        if kind not in ("fifo", "width"):
+            if current is not None:
+                links.append((current[0][1], stage[1], current))
+            current = [stage]
+    return links
+
+
+def link_report(cfg, *, jobs=2, progress=print):
+    """Synthesize every pair of adjacent layers of ``cfg`` with what lies between them
+    (:class:`StagePair`, cached like the stages); return a list of :class:`LinkReport`."""
+    from qnnfab.rtl.dataflow import Dataflow
+
+    df = Dataflow(cfg)   # components of their own: the stages of the layer report are elaborated elsewhere
+    df._MustUse__silence = True
+    links = layer_links(df)
+    t0 = time.monotonic()
+
+    def run(link):
+        src, dst, stages = link
+        res, path = synth_xc7_path(StagePair(stages), top=f"link_{src}_{dst}")
+        return LinkReport(src, dst, res.logic_ps, path_stages(path, [n for _, n, _ in stages]))
+
+    out = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(run, link): link[:2] for link in links}
+        try:
+            for fut in as_completed(futures):
+                rep = fut.result()
+                out[futures[fut]] = rep
+                if progress:
+                    ns = "-" if rep.logic_ps is None else f"{rep.logic_ps / 1000:.2f} ns"
+                    progress(f"  [{len(out)}/{len(links)}] synthesized {rep.src} -> {rep.dst} together: {ns} "
+                             f"({time.monotonic() - t0:.0f} s)")
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return [out[link[:2]] for link in links]
+
+
+def format_links(links):
+    """The link check as text: one line per pair, then the worst path that crosses a stage boundary."""
+    lines = ["paths between layers (each two adjacent layers synthesized together with the FIFO and width "
+             "converter between them; Yosys sta, cell delays only):"]
+    for L in links:
+        ns = "-" if L.logic_ps is None else f"{L.logic_ps / 1000:.2f} ns"
+        where = (f"crosses {' -> '.join(L.stages)}" if L.crosses
+                 else f"inside {L.stages[0]}" if L.stages else "stages not named on the path")
+        lines.append(f"  {L.src + ' -> ' + L.dst:<22} longest path {ns:>8} ({where})")
+    timed = [L for L in links if L.logic_ps is not None]
+    if timed:
+        worst = max(timed, key=lambda L: L.logic_ps)
+        crossing = [L for L in timed if L.crosses]
+        lines.append(f"  every path between two layers is at most {worst.logic_ps / 1000:.2f} ns "
+                     f"(pair {worst.src} -> {worst.dst})"
+                     + (f"; the longest one seen crossing a boundary: "
+                        f"{max(L.logic_ps for L in crossing) / 1000:.2f} ns" if crossing else
+                        "; no pair's longest path crosses a boundary"))
+    return "\n".join(lines)

@@ -33,7 +33,7 @@ from pathlib import Path
 from qnnfab.cache import atomic_write_text, cache_dir, read_entry
 from qnnfab.errors import QnnfabError
 
-__all__ = ["Resources", "synth_xc7", "count_cells", "parse_sta", "sta_path"]
+__all__ = ["Resources", "synth_xc7", "synth_xc7_path", "count_cells", "parse_sta", "sta_path"]
 
 SCRIPT = ("read_verilog -sv {src}; synth_xilinx -family xc7 -top {top} -flatten -noiopad; "
           "tee -q -o {stat} stat -json")
@@ -204,6 +204,16 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
     STA (``logic_ps`` None) and reuses cache entries written before STA was added.
     Raises :class:`QnnfabError` with the end of the Yosys log when synthesis fails.
     """
+    return _from_cache(_synth_entry(design, top, cache, timing))
+
+
+def synth_xc7_path(design, top="top", *, cache=True):
+    """:func:`synth_xc7` with timing, and the critical path (:func:`sta_path`'s lines)."""
+    entry = _synth_entry(design, top, cache, True)
+    return _from_cache(entry), list(entry.get("path", [])) if isinstance(entry.get("cells"), dict) else []
+
+
+def _synth_entry(design, top, cache, timing):
     if isinstance(design, str):
         text = design
     else:
@@ -217,7 +227,7 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
     if cache:
         entry = read_entry(cfile, _parse_entry)
         if entry is not None:
-            return _from_cache(entry)
+            return entry
     with tempfile.TemporaryDirectory(prefix="qnnfab-yosys-") as tmp:
         src = Path(tmp) / "design.v"
         stat = Path(tmp) / "stat.json"
@@ -247,7 +257,7 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
         entry = cells  # the format of the entries without STA (same key as before)
     if proc.returncode == 0:  # an STA failure is not cached: the next run retries
         atomic_write_text(cfile, json.dumps(entry))
-    return _from_cache(entry)
+    return entry
 
 
 def _parse_entry(text):

@@ -320,13 +320,18 @@ def _cmd_boards(args):
     return 0
 
 
-def _report(cfg, board, jobs, clock_mhz):
-    from qnnfab.boards.report import format_report, network_report
+def _report(cfg, board, jobs, clock_mhz, links=False):
+    from qnnfab.boards.report import format_links, format_report, link_report, network_report
     print(f"synthesizing {len(cfg.layers)} layers with Yosys (cached; {jobs} in parallel; a line per stage as "
           "it finishes) ...", flush=True)
     rep = network_report(cfg, jobs=jobs, f_clk=clock_mhz * 1e6,
                          progress=lambda msg: print(msg, flush=True))
-    return rep, format_report(rep, board.capacity)
+    text = format_report(rep, board.capacity)
+    if links and len(cfg.layers) > 1:
+        print(f"synthesizing the {len(cfg.layers) - 1} pairs of adjacent layers together (paths between "
+              "layers) ...", flush=True)
+        text += "\n" + format_links(link_report(cfg, jobs=jobs, progress=lambda msg: print(msg, flush=True)))
+    return rep, text
 
 
 def _check_clock_jobs(args, where):
@@ -343,7 +348,7 @@ def _cmd_report(args):
         check_out_file(where, "--png", args.png, ".png")
     board = _check_board(args.board)
     cfg = _load_config(args.config, args.weights_mode)
-    rep, text = _report(cfg, board, args.jobs, args.clock)
+    rep, text = _report(cfg, board, args.jobs, args.clock, links=args.links)
     print(text)
     if args.png:
         plot_report(rep, args.png)
@@ -815,6 +820,9 @@ def build_parser():
     board_args(r)
     r.add_argument("--png", metavar="FILE.png",
                    help="write a bar chart of cycles and LUTs per layer (a .png in an existing folder)")
+    r.add_argument("--links", action="store_true",
+                   help="also time the paths between layers: synthesize every two adjacent layers together "
+                        "with the FIFO and width converter between them (about doubles the Yosys time)")
     r.set_defaults(func=_cmd_report)
 
     f = sub.add_parser(

@@ -12,7 +12,7 @@ TOML format::
     input_bits = 8                # for "uint" / "int"
     weights = "lfc_small.npz"     # relative to the TOML file, or "random"
     seed = 1                      # for weights = "random"
-    pipeline = 0                  # default of the layers' pipeline (below)
+    pipeline = 0                  # default of the layers' pipeline (below): N or "max"
     weights_mode = "const"        # "const": weights are constants of the hardware;
                                   # "runtime": RAMs loaded with a weights image
                                   # (`qnnfab pack-weights`, qnnfab/rtl/weights_image.py)
@@ -31,6 +31,8 @@ TOML format::
     # optional: pipeline = N (fc/conv: registers inside the popcount / adder
     #   tree, clamped to its depth; each adds a cycle of latency, not of
     #   throughput, and shortens the longest path: see `qnnfab report`)
+    #   or pipeline = "max": the whole tree depth plus a register on the
+    #   weight-memory and input-buffer read data (for 200 MHz)
 
 The ``.npz`` holds ``<layer>/weights`` (fc: (MH, MW) stored values, bipolar
 as bits 1 = +1; conv: (OFM, IFM, K, K), OIHW) and ``<layer>/thresholds``
@@ -59,6 +61,7 @@ __all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "
 
 LAYER_TYPES = ("fc", "conv", "maxpool")
 WEIGHTS_MODES = ("const", "runtime")
+PIPELINE_MAX = "max"   # pipeline = "max": every register the MVTU offers (see qnnfab.rtl.mvtu.MVTU)
 
 
 # Names become Verilog module names, cache file names and output file names:
@@ -128,7 +131,7 @@ class LayerSpec:
     pad: int = 0
     pad_value: int = 0
     fifo_depth: int | None = None
-    pipeline: int = 0
+    pipeline: int | str = 0          # tree registers, or "max" (PIPELINE_MAX)
     weights: np.ndarray | None = field(default=None, repr=False)      # fc (MH, MW); conv OIHW
     thresholds: np.ndarray | None = field(default=None, repr=False)   # (MH, N) or None
     # derived by NetConfig: shapes and kinds around the layer
@@ -251,6 +254,18 @@ def _int(table, key, where, default=None, minimum=0):
     return check_int(where, key, v, minimum, f"set `{key} = <integer >= {minimum}>`")
 
 
+def _pipeline(table, where, default):
+    """A ``pipeline`` entry: an integer >= 0 (adder-tree registers) or "max"."""
+    v = table.get("pipeline", default)
+    if v == PIPELINE_MAX:
+        return v
+    if isinstance(v, str):
+        raise ConfigError(where, "pipeline", f"unknown value {v!r}",
+                          f'use pipeline = N (registers in the adder tree, N >= 0) or "{PIPELINE_MAX}"')
+    return check_int(where, "pipeline", v, 0,
+                     f'use pipeline = N (registers in the adder tree, N >= 0) or "{PIPELINE_MAX}"')
+
+
 def _random_weights(spec, in_len, in_kind, in_bits, rng):
     """Random weights and thresholds that keep the activations balanced."""
     n = in_len
@@ -296,7 +311,7 @@ def loads(text, base_dir=".", source="<string>"):
     if extra:
         raise ConfigError(where, sorted(extra)[0], "is not a known [network] field",
                           f"known fields: {sorted(net_known)}")
-    net_pipeline = _int(net, "pipeline", where, default=0)
+    net_pipeline = _pipeline(net, where, default=0)
     weights_mode = net.get("weights_mode", "const")
     if weights_mode not in WEIGHTS_MODES:
         raise ConfigError(where, "weights_mode", f"unknown mode {weights_mode!r}",
@@ -363,7 +378,7 @@ def loads(text, base_dir=".", source="<string>"):
             _int(t, "fifo_depth", lw, minimum=2)
             _check_size(lw, "fifo_depth", s.fifo_depth, LIMITS["fifo_depth"], "the FIFO depth",
                         "use a smaller fifo_depth (or leave it out for the default)")
-        s.pipeline = _int(t, "pipeline", lw, default=net_pipeline)
+        s.pipeline = _pipeline(t, lw, default=net_pipeline)
         if ltype == "maxpool" and "pipeline" in t:
             raise ConfigError(lw, "pipeline", "a max pool has no adder tree to pipeline",
                               "set pipeline on fc/conv layers only")
@@ -582,7 +597,9 @@ def dumps(cfg, weights_ref=None):
                 out += [f"kernel = {L.kernel}", f"stride = {L.stride}", f"pad = {L.pad}",
                         f"pad_value = {L.pad_value}"]
             out += [f"pe = {L.pe}", f"simd = {L.simd}"]
-            if L.pipeline:
+            if L.pipeline == PIPELINE_MAX:
+                out.append(f'pipeline = "{PIPELINE_MAX}"')
+            elif L.pipeline:
                 out.append(f"pipeline = {L.pipeline}")
         if L.fifo_depth:
             out.append(f"fifo_depth = {L.fifo_depth}")

@@ -44,9 +44,13 @@ class MVTU(wiring.Component):
     vectors : int
         Vectors per frame (e.g. a convolution's output pixels); only used for
         :attr:`cycles_per_frame`: the hardware processes vectors back to back.
-    pipeline : int
-        Pipeline registers inside each PE's adder tree, clamped to its depth
-        :func:`qnnfab.rtl.dot_product.tree_depth` (``self.pipeline``).
+    pipeline : int or "max"
+        An int: pipeline registers inside each PE's adder tree, clamped to
+        its depth :func:`qnnfab.rtl.dot_product.tree_depth` (``self.pipeline``).
+        ``"max"``: every register the datapath offers, for the highest clock:
+        the tree's full depth, plus a register on the read data of the weight
+        memories and the input buffer (``self.read_register``; a block RAM's
+        clock-to-output, 2.45 ns on 7-series, then has a cycle of its own).
     runtime : bool
         False: the weights and thresholds are constants of the hardware.
         True: they live in RAMs without initial contents, filled through the
@@ -89,9 +93,12 @@ class MVTU(wiring.Component):
     fold follows its words as they arrive. Unstalled, one PE x SIMD step per
     cycle, so a frame takes ``vectors * (MH/PE) * (MW/SIMD) + latency`` cycles
     from the first input transfer to the last output transfer (inclusive),
-    with ``latency = 3 + pipeline + n`` (n = 0 for raw output): input
-    write (1), weight/buffer read (1), adder-tree registers, accumulator and
+    with ``latency = 3 + read_register + pipeline + n`` (n = 0 for raw
+    output): input write (1), weight/buffer read (1), the read register (1
+    with ``pipeline="max"``, else 0), adder-tree registers, accumulator and
     output register (1), one stage per output bit of the threshold search.
+    Every register of the datapath advances together (one enable), so a
+    stalled output holds every stage in place.
     A stalled output (``o.valid & ~o.ready``) freezes the computation; input
     words are still accepted while a buffer half is free.
     """
@@ -132,7 +139,8 @@ class MVTU(wiring.Component):
         check_divisor(where, "pe", pe, mh, "MH")
         check_divisor(where, "simd", simd, mw, "MW")
         check_int(where, "vectors", vectors, 1, "pass the number of vectors per frame (output pixels)")
-        check_int(where, "pipeline", pipeline, 0, "use 0 for no tree registers")
+        if pipeline != "max":
+            check_int(where, "pipeline", pipeline, 0, 'use 0 for no tree registers, N for N, "max" for all')
 
         self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
         self.nf, self.sf = mh // pe, mw // simd
@@ -145,7 +153,9 @@ class MVTU(wiring.Component):
         self.acc_shape = range_shape(*self.acc_range)
         self.acc_width = self.acc_shape.width
         self.acc_signed = self.acc_shape.signed
-        self.pipeline = min(pipeline, tree_depth(simd, self.binary))
+        depth = tree_depth(simd, self.binary)
+        self.read_register = pipeline == "max"
+        self.pipeline = depth if pipeline == "max" else min(pipeline, depth)
 
         if thresholds is None:
             self.out_bits = 0
@@ -173,7 +183,7 @@ class MVTU(wiring.Component):
         self.out_shape = self.acc_shape if self._tables is None else unsigned(self.out_bits)
         self.in_width = simd * self.act_bits
         self.out_width = pe * self.out_elem_width
-        self.latency = 3 + self.pipeline + self.out_bits
+        self.latency = 3 + int(self.read_register) + self.pipeline + self.out_bits
         self.cycles_per_vector = self.nf * self.sf
         self.cycles_per_frame = vectors * self.cycles_per_vector + self.latency
         ports = {
@@ -255,6 +265,14 @@ class MVTU(wiring.Component):
         nf1 = Signal(range(NF))
         with m.If(advance):
             m.d.sync += [v1.eq(go), first1.eq(sf == 0), last1.eq(sf == SF - 1), nf1.eq(nf)]
+
+        def read_register(value, name):
+            reg = Signal.like(value, name=name)
+            with m.If(advance):
+                m.d.sync += reg.eq(value)
+            return reg
+
+        xdata = read_register(rd.data, "xdata_q") if self.read_register else rd.data
         dots = []
         lat = 0
         load = self.load if self.runtime else None
@@ -262,13 +280,15 @@ class MVTU(wiring.Component):
             wdata = weight_memory(m, f"wmem{p}", shape=unsigned(self.simd * self.weight_bits), depth=NF * SF,
                                   addr=widx, enable=advance, init=None if load is not None else self._weight_words[p],
                                   load=load, group=self.memory_groups[0], index=0, lane=p, port_name="wrd")
-            v, lo, hi, lat = dot_product(m, wdata, rd.data, simd=self.simd, w_kind=self.weight_dkind,
+            if self.read_register:
+                wdata = read_register(wdata, f"wdata{p}_q")
+            v, lo, hi, lat = dot_product(m, wdata, xdata, simd=self.simd, w_kind=self.weight_dkind,
                                          x_kind=self.act_dkind, stages=self.pipeline, enable=advance,
                                          name=f"pe{p}")
             assert lat == self.pipeline
             dots.append(v)
         valid, first, last, fold = v1, first1, last1, nf1
-        for s in range(lat):
+        for s in range(int(self.read_register) + lat):
             nv, nfi, nla, nfo = Signal(name=f"v_p{s}"), Signal(name=f"first_p{s}"), Signal(name=f"last_p{s}"), \
                 Signal(range(NF), name=f"nf_p{s}")
             with m.If(advance):

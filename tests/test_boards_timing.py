@@ -190,3 +190,63 @@ def test_element_aliases_dropped_per_module_only_when_unread():
     out = drop_element_aliases(hand)
     assert "assign y = \\x[0] ;" in out and "  wire \\x[0] ;\n  assign \\x[0]  = x[0];\n  assign y" in out
     assert out.endswith("module b(x);\n  input [1:0] x;\nendmodule\n")
+
+
+# the longest path of lfc_small's fc1 -> fc2 pair (shortened): it starts at a register of fc2;
+# the clock net is named after fc1's clk
+PAIR_PATH_INSIDE = """Latest arrival time in 'link_fc1_fc2' is 4729:
+    4729 (<unknown>)
+           $abc$81036$aiger$i2059
+    4147 $auto$abc_ops_reintegrate.cc:694:reintegrate$81227 (LUT3.I2->O)
+           \\fc2.pe7_c0_s8 [4]
+     945 $auto$abc_ops_reintegrate.cc:694:reintegrate$81266 (LUT6.I0->O)
+           \\fc2._0_ [1]
+     303 $auto$ff.cc:337:slice$17599 (FDRE.C->Q)
+           \\fc1.clk
+       0 $auto$clkbufmap.cc:261:execute$82623 (BUFG.I->O)
+       0   \\clk (<primary input>)"""
+
+
+def test_path_stages_names_the_stages_in_path_order_and_ignores_the_clock_net():
+    from qnnfab.boards.report import path_stages
+    names = ["fc1", "fc2_dwc", "fc2_fifo", "fc2"]
+    assert path_stages(PAIR_PATH_INSIDE.splitlines(), names) == ["fc2"]
+    crossing = (PAIR_PATH_INSIDE.replace("\\fc2.pe7_c0_s8", "\\fc2_fifo.fifo.r_level")
+                .replace("\\fc2._0_", "\\fc2_dwc.count"))
+    assert path_stages(crossing.splitlines(), names) == ["fc2_dwc", "fc2_fifo"]
+    # a block RAM launching the path is named by its stage (fc2 is not a prefix match of fc2_fifo)
+    bram = PAIR_PATH_INSIDE.replace("$auto$ff.cc:337:slice$17599 (FDRE.C->Q)",
+                                    "fc1.wmem0.0.4 (RAMB18E1.CLKARDCLK->DOADO)")
+    assert path_stages(bram.splitlines(), names) == ["fc1", "fc2"]
+
+
+def test_format_links_states_the_bound_between_layers():
+    from qnnfab.boards.report import LinkReport, format_links
+    text = format_links([LinkReport("fc0", "fc1", 4100, ["fc1"]),
+                         LinkReport("fc1", "fc2", 3900, ["fc1", "fc2_fifo", "fc2"]),
+                         LinkReport("fc2", "fc3", None, [])])
+    lines = text.splitlines()
+    assert "4.10 ns" in lines[1] and "inside fc1" in lines[1]
+    assert "3.90 ns" in lines[2] and "crosses fc1 -> fc2_fifo -> fc2" in lines[2]
+    assert "at most 4.10 ns (pair fc0 -> fc1)" in lines[-1] and "crossing a boundary: 3.90 ns" in lines[-1]
+
+
+def test_layer_links_pair_adjacent_layers_with_the_stages_between(tmp_path, monkeypatch):
+    from qnnfab import netconfig
+    from qnnfab.boards.report import StagePair, layer_links, link_report
+    from qnnfab.rtl.dataflow import Dataflow
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
+    cfg = netconfig.loads('[network]\nname = "t"\ninput_shape = [8]\nweights = "random"\n'
+                          '[[layer]]\nname = "a"\ntype = "fc"\nout = 4\npe = 2\nsimd = 4\n'
+                          '[[layer]]\nname = "b"\ntype = "fc"\nout = 2\nact = "acc"\npe = 1\nsimd = 4\n')
+    df = Dataflow(cfg)
+    df._MustUse__silence = True
+    links = layer_links(df)
+    assert [(s, d, [n for _, n, _ in st]) for s, d, st in links] == [("a", "b", ["a", "b_dwc", "b_fifo", "b"])]
+    pair = StagePair(links[0][2])
+    assert pair.signature.members["i"] == df.stages[0][2].signature.members["i"]
+    assert pair.signature.members["o"] == df.stages[-1][2].signature.members["o"]
+    # the pair synthesized: a register-to-register bound, its path in named stages
+    (rep,) = link_report(cfg, jobs=1, progress=None)
+    assert (rep.src, rep.dst) == ("a", "b") and 300 < rep.logic_ps < 5000
+    assert rep.stages and set(rep.stages) <= {"a", "b_dwc", "b_fifo", "b"}

@@ -434,7 +434,28 @@ def test_pipeline_defaults_from_the_network_and_is_overridden_per_layer():
     assert netconfig.loads(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16)).layers[0].pipeline == 0
 
 
+def test_pipeline_max_registers_the_reads_and_every_adder_level():
+    text = (_net().replace('name = "t"\n', 'name = "t"\npipeline = "max"\n')
+            + _layer(name="fc0", type="fc", out=16, pe=4, simd=16)
+            + _layer(name="fc1", type="fc", out=10, act="acc", pe=2, simd=16, pipeline=1))
+    cfg = netconfig.loads(text)
+    assert [L.pipeline for L in cfg.layers] == ["max", 1]
+    assert [L.pipeline for L in netconfig.loads(netconfig.dumps(cfg)).layers] == ["max", 1]
+    from qnnfab.rtl.dataflow import Dataflow
+    fc0, fc1 = [c for kind, _, c in Dataflow(cfg).stages if kind == "fc"]
+    flat0 = [c for kind, _, c in Dataflow(cfg, pipeline=0).stages if kind == "fc"][0]
+    # 16 binary lanes: 6 groups of three -> 3 adder levels, plus the read register
+    assert (fc0.pipeline, fc0.read_register, fc0.latency - flat0.latency) == (3, True, 4)
+    assert (fc1.pipeline, fc1.read_register) == (1, False)
+    # a different pipeline is different hardware
+    assert cfg.topology_hash() != netconfig.loads(text.replace('"max"', "3")).topology_hash()
+
+
 def test_pipeline_errors():
+    _expect(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, pipeline="auto"), "'fc0'", "pipeline",
+            "unknown value 'auto'", '"max"')
+    _expect(_net().replace('name = "t"\n', 'name = "t"\npipeline = 1.5\n')
+            + _layer(name="fc0", type="fc", out=16, pe=4, simd=16), "network 't'", "pipeline", "integer")
     _expect(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, pipeline=-1), "'fc0'", "pipeline",
             ">= 0")
     _expect(_net(shape="[4, 4, 2]") + _layer(name="pool", type="maxpool", kernel=2, pipeline=1)

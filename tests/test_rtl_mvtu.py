@@ -55,7 +55,19 @@ CASES = [  # mh, mw, pe, simd, wk, wb, ak, ab, thresholds per row (0 = raw), vec
     (10, 9, 5, 3, "int", 4, "int", 6, 0, 3, 1),
     (3, 4, 3, 4, "int", 3, "bipolar", None, 2, 4, 2),
     (4, 6, 1, 6, "bipolar", None, "int", 5, 3, 2, 0),
+    # pipeline = "max": the read register and every adder level
+    (4, 8, 2, 4, "bipolar", None, "bipolar", None, 1, 3, "max"),
+    (8, 96, 4, 32, "bipolar", None, "bipolar", None, 3, 2, "max"),
+    (6, 15, 3, 5, "bipolar", None, "bipolar", None, 0, 3, "max"),
+    (10, 9, 5, 3, "int", 4, "int", 6, 0, 3, "max"),
+    (6, 12, 2, 1, "ternary", None, "uint", 3, 7, 2, "max"),
 ]
+
+
+def _adder_levels(simd, binary):
+    """Adder levels of a PE: binary lanes are first counted in groups of three (full adders)."""
+    n = -(-simd // 3) if binary else simd
+    return (n - 1).bit_length()
 
 
 @pytest.mark.parametrize("mh,mw,pe,simd,wk,wb,ak,ab,nthr,vectors,pipe", CASES)
@@ -85,7 +97,9 @@ def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, 
     run = stream_through(dut, words[:n], vectors * mh // pe)
     ic, oc = run.in_cycles, run.out_cycles
     assert oc[-1] - ic[0] + 1 == vectors * (mh // pe) * (mw // simd) + dut.latency == dut.cycles_per_frame
-    assert dut.latency == 3 + dut.pipeline + (0 if t is None else nthr.bit_length())
+    tree = _adder_levels(simd, wk == ak == "bipolar")
+    tree_regs, read_reg = (tree, 1) if pipe == "max" else (min(pipe, tree), 0)
+    assert dut.latency == 3 + read_reg + tree_regs + (0 if t is None else nthr.bit_length())
 
 
 def test_widths_are_derived_from_the_reachable_range():

@@ -31,6 +31,9 @@ CASES = [
      "out": 2, "vectors": 5, "pipeline": 0},
     {"mh": 32, "mw": 64, "pe": 8, "simd": 16, "wk": "ternary", "wb": 2, "ak": "bipolar", "ab": 1,
      "out": 7, "vectors": 2, "pipeline": 2},
+    # pipeline "max": read register + every adder level (4 tree registers at SIMD 32)
+    {"mh": 16, "mw": 64, "pe": 4, "simd": 32, "wk": "bipolar", "wb": 1, "ak": "bipolar", "ab": 1,
+     "out": 3, "vectors": 3, "pipeline": "max"},
 ]
 
 
@@ -120,10 +123,13 @@ async def frame_cycles_equal_folds_plus_constant_latency(dut):
     v = p["vectors"]
     cycles, src, snk, nf_sf = await _run(dut, v, 1.0, 1.0, salt=2, edges=False)
     frame = snk.cycles[-1] - src.sent_cycles[0] + 1
-    # documented constant: input write + memory read + tree registers + accumulator/output + one per output bit
+    # documented constant: input write + memory read (+ read register) + tree registers + accumulator/output
+    # + one per output bit
     binary = p["wk"] == "bipolar" and p["ak"] == "bipolar"
     n_bits = 0 if p["out"] == "raw" else int(p["out"]).bit_length()
-    latency = 3 + min(p["pipeline"], tree_depth(p["simd"], binary)) + n_bits
+    depth = tree_depth(p["simd"], binary)
+    tree_regs = depth if p["pipeline"] == "max" else min(p["pipeline"], depth)
+    latency = 3 + (p["pipeline"] == "max") + tree_regs + n_bits
     assert frame == v * nf_sf + latency, (
         f"frame of {v} vectors took {frame} cycles, expected {v} * {nf_sf} + {latency} = {v * nf_sf + latency}")
     write_metrics(vectors=v, cycles_per_frame=frame, latency=latency, cycles_per_vector=nf_sf,
