@@ -162,12 +162,13 @@ def format_report(rep, device=None):
     if worst is not None:
         ns = worst.resources.logic_ns
         lines.append(f"logic delay (Yosys sta, cell delays only): worst {worst.name} {ns:.2f} ns -> "
-                     f"Fmax bound {rep.fmax_bound_mhz:,.0f} MHz")
+                     f"Fmax bound {rep.fmax_bound_mhz:,.0f} MHz, "
+                     f"{1e6 * rep.fmax_bound_mhz / rep.bottleneck_cycles:,.0f} frames/s at the bound")
         lines.append("  optimistic bound, not timing closure: clock-to-out + logic + setup, no routing "
                      "delay (Vivado's Fmax will be lower)")
         if rep.f_clk > 1e6 * rep.fmax_bound_mhz:
             lines.append(f"  the {rep.f_clk / 1e6:g} MHz clock is above this bound: "
-                         f"{worst.name} cannot meet timing as is (pipeline it)")
+                         f"{worst.name} cannot meet timing as is (pipeline it: pipeline = \"max\" in the config)")
     if device is not None:
         for name, (u, cap, frac) in device.utilisation(t).items():
             over = "  <- over" if frac > 1 else ""

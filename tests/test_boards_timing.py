@@ -144,6 +144,7 @@ def test_format_report_logic_column_and_fmax_bound():
     assert "4.00" in row and "longest path" in row
     assert next(line for line in lines if line.startswith("fc0 ")).split()[-1] == "2.50"
     assert "Fmax bound 250 MHz" in text and "worst fc1 4.00 ns" in text
+    assert "833,333 frames/s at the bound" in text    # 250 MHz / 300 cycles (bottleneck fc2)
     assert "no routing" in text and "not timing closure" in text
     assert "cannot meet timing" not in text  # 100 MHz < 250 MHz
     total = next(line for line in lines if line.startswith("total"))
