@@ -21,8 +21,6 @@ CASES = [
     {"config": "cnv_small.toml", "frames": 100},
     # every fc/conv with 2 registers in its popcount tree (the config's pipeline, overridden)
     {"config": "lfc_small.toml", "frames": 40, "pipeline": 2},
-    # every fc/conv fully pipelined (read registers, every adder level): the stall holds every stage
-    {"config": "cnv_small.toml", "frames": 24, "pipeline": "max"},
     # signed scores: 3-bit int weights in the last layer (the arg-max's signed path, sign-extended fields)
     {"config": "lfc_small.toml", "frames": 40, "last_layer": {"weight_kind": "int", "weight_bits": 3}},
 ]
