@@ -1,8 +1,8 @@
 """Logic delay (Yosys ``sta``, cell delays only) of datapaths, and the cost of STA.
 
 Default: XnorPopcount(SIMD) and a small MVTU (PE=4, weights in memory) at SIMD
-32/64, unpipelined vs pipelined: LUT, FF, CARRY4, logic delay and the
-optimistic Fmax bound 1e3 / logic_ns (no routing, no clock-to-out/setup), via
+32/64, unpipelined vs pipelined (the MVTU also at pipeline "max"): LUT, FF,
+CARRY4, logic delay and the optimistic Fmax bound 1e3 / logic_ns (no routing, no clock-to-out/setup), via
 ``qnnfab.boards.yosys.synth_xc7`` (cached).
 
 ``--stage CONFIG LAYER``: the STA cost on one real stage. Writes the stage's
@@ -41,7 +41,7 @@ def datapaths():
         for pipe in (0, 1, 2, 3):
             rows.append((f"XnorPopcount({simd}, {pipe})", lambda s=simd, p=pipe: XnorPopcount(s, p),
                          "xnor_popcount"))
-        for pipe in (0, 1, 2):
+        for pipe in (0, 1, 2, "max"):
             rows.append((f"MVTU pe4 simd{simd} pipe{pipe}", lambda s=simd, p=pipe: mvtu(s, p), "mvtu"))
     print(f"{'design':<28} {'LUT':>6} {'FF':>6} {'CARRY4':>6} {'logic ns':>8} {'Fmax bound':>10}")
     for label, make, top in rows:
