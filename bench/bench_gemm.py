@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from qnnfab.boards.device import XC7Z020
-from qnnfab.boards.gemm import DEFAULT_FORMATS, gemm_shell
+from qnnfab.boards.gemm import DEFAULT_FORMATS, default_panels, gemm_shell
 from qnnfab.boards.yosys import synth_xc7
 from qnnfab.sim import registry
 
@@ -27,8 +27,11 @@ CLOCK_MHZ = 100.0
 
 def measure(n, size):
     (a, b, c) = DEFAULT_FORMATS
-    params = {"R": n, "C": n, "a": list(a), "b": list(b), "c": list(c), "k_max": 1024, "width": 64,
-              "pause": 0.0, "measure": [size, size, size], "timeout": 10.0}
+    # DDR for A, B and C (2-byte codes in 4-beat words: at most 4 bytes a code) and the guard pages
+    ram = 1 << max(20, (3 * 4 * (size + n) ** 2 + 0x10000).bit_length())
+    params = {"R": n, "C": n, "a": list(a), "b": list(b), "c": list(c), "k_max": 1024,
+              "panels": default_panels(n, n), "width": 64, "pause": 0.0, "measure": [size, size, size],
+              "timeout": 10.0, "ram_bytes": ram}
     # the regression's own design() builds the engine of the case (its rounding seed differs
     # from the generated folder's; cycles do not depend on it)
     return registry.run_case("gemm", params).metrics

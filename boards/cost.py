@@ -82,6 +82,11 @@ def _bram(depth, width):
     return best
 
 
+def memory_bram36(depth, width):
+    """RAMB36 equivalents of a depth x width block-RAM memory as Yosys maps it."""
+    return _bram(depth, width)[1]
+
+
 def bram_read_mux_lut(depth, width):
     """LUTs of the output multiplexer of a block-RAM memory deeper than one block
     (banks in depth; a LUT6 selects among 4): 0 for a single bank."""

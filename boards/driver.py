@@ -386,6 +386,7 @@ class Gemm:
             backend = PynqBackend(bitfile)
         self.backend, self.timeout = backend, timeout
         self.last_cycles = None
+        self.last_block_tiles = None
         self._buffers = {}
         want = self.formats.identity()
         got = {k: self.read(k) for k in want}
@@ -419,13 +420,16 @@ class Gemm:
                              f"found [{x.min()}, {x.max()}]")
         return x.astype(np.int64)
 
-    def gemm(self, a, b, fmt=None, rounding="stochastic"):
+    def gemm(self, a, b, fmt=None, rounding="stochastic", block_tiles=None):
         """``round(a @ b)``: (M, N) int64 codes of the output format.
 
         ``a`` (M, K), ``b`` (K, N): integer codes of the engine's A and B
         formats; ``fmt``: None or the formats ``(a_fmt, b_fmt, c_fmt)`` as
         (I, F) pairs, which must be the engine's; ``rounding``: "stochastic"
-        or "nearest"."""
+        or "nearest"; ``block_tiles``: row tiles per block (1 .. PANELS;
+        None: :func:`qnnfab_overlay_map.gemm_block_tiles`, the fewest
+        estimated cycles). Stochastic rounding depends on the tile order,
+        hence on ``block_tiles`` (``self.last_block_tiles``)."""
         fm = self.formats
         if fmt is not None and tuple(tuple(f) for f in fmt) != (fm.a_fmt, fm.b_fmt, fm.c_fmt):
             raise ValueError(f"fmt {fmt!r}: this engine computes with a_fmt {fm.a_fmt}, b_fmt {fm.b_fmt}, "
@@ -447,6 +451,9 @@ class Gemm:
         ap[:M] = a
         bp = np.zeros((K, tc * C), np.int64)
         bp[:, :N] = b
+        q = om.gemm_block_tiles(fm, tr, tc) if block_tiles is None else int(block_tiles)
+        if not 1 <= q <= fm.panels:
+            raise ValueError(f"block_tiles must lie in 1 .. {fm.panels} (the engine's PANELS), not {block_tiles!r}")
         a_words = ap.reshape(tr, R, K).transpose(0, 2, 1)            # (tr, K, R): panel t, word k
         b_words = bp.reshape(K, tc, C).transpose(1, 0, 2)            # (tc, K, C)
         a_raw = pack_words(a_words, fm.a_width, fm.a_word_beats, bb).reshape(-1)
@@ -465,6 +472,8 @@ class Gemm:
         self.write("COL_TILES", tc)
         self.write("K", K)
         self.write("ROUNDING", om.ROUNDINGS[rounding])
+        self.write("BLOCK_TILES", q)
+        self.last_block_tiles = q
         self.write("STATUS", om.STATUS_DONE)
         self.write("CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_START)
         waited = 0.0
@@ -482,8 +491,11 @@ class Gemm:
         if status & om.STATUS_ERROR:
             raise OverlayError(f"gemm {M}x{K}x{N} ended with error {om.ERROR_NAMES.get(error & 0xFF, error)}")
         out.invalidate()
-        tiles = unpack_words(out[:c_bytes].reshape(tr, tc, R, fm.c_word_beats * bb), C, fm.c_width)
-        return tiles.transpose(0, 2, 1, 3).reshape(tr * R, tc * C)[:M, :N]
+        tiles = unpack_words(out[:c_bytes].reshape(tr * tc, R, fm.c_word_beats * bb), C, fm.c_width)
+        order = np.array(om.gemm_tile_order(tr, tc, q)).reshape(tr * tc, 2)
+        grid = np.zeros((tr, tc, R, C), np.int64)
+        grid[order[:, 0], order[:, 1]] = tiles
+        return grid.transpose(0, 2, 1, 3).reshape(tr * R, tc * C)[:M, :N]
 
     def close(self):
         for buf in self._buffers.values():

@@ -15,12 +15,36 @@ from pathlib import Path
 
 from qnnfab.errors import ConfigError
 
-__all__ = ["DEFAULT_FORMATS", "parse_array", "gemm_shell", "write_gemm_overlay"]
+__all__ = ["DEFAULT_FORMATS", "parse_array", "default_panels", "gemm_shell", "write_gemm_overlay"]
 
 #: Gupta et al.'s 16-bit words: A, B and the output <WL 16, FL 14>
 DEFAULT_FORMATS = ((2, 14), (2, 14), (2, 14))
 DEFAULT_K_MAX = 1024
 DEFAULT_SEED = 1
+#: share of the device's block RAM the A and B memories may take
+BRAM_BUDGET = 0.9
+
+
+def default_panels(rows, cols, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX, data_width=64, device=None):
+    """p, the A panels per block: twice the bus words of a B word (so the B
+    panels of a block take at most half of the array's time on the bus,
+    the other half left for the next block's A panels), at least 2, and
+    at most what fits the A memory (two blocks) and the B memory (two
+    panels) into ``BRAM_BUDGET`` of the device's BRAM36 (14 x 14 with
+    16-bit words and K_MAX 1024 on a 64-bit bus: p = 8, 112.5 BRAM36)."""
+    from .cost import memory_bram36
+    from .device import XC7Z020
+    device = device or XC7Z020
+    (ai, af), (bi, bf), _ = formats
+    a_bits, b_bits = rows * (ai + af), cols * (bi + bf)
+    b_beats = -(-b_bits // data_width)
+    want = max(2, 2 * b_beats)
+    budget = BRAM_BUDGET * device.bram36 - memory_bram36(2 * k_max, b_bits)
+    fits = [p for p in range(1, want + 1) if memory_bram36(2 * p * k_max, a_bits) <= budget]
+    if not fits:
+        raise ConfigError("qnnfab generate", "--gemm", f"a {rows}x{cols} engine with K_MAX {k_max} does not "
+                          f"fit the A and B panel memories into {device.bram36} BRAM36", "use a smaller array")
+    return max(fits)
 
 
 def parse_array(text, where="qnnfab generate", field="--gemm"):
@@ -36,10 +60,14 @@ def module_name(rows, cols):
     return f"gemm_{rows}x{cols}_overlay"
 
 
-def gemm_shell(rows, cols, data_width=64, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX, seed=DEFAULT_SEED):
+def gemm_shell(rows, cols, data_width=64, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX, seed=DEFAULT_SEED,
+               panels=None):
+    """The engine ``qnnfab generate --gemm RxC`` builds (``panels`` None: :func:`default_panels`)."""
     from qnnfab.rtl.gemm import GemmShell
     a, b, c = formats
-    return GemmShell(rows, cols, a, b, c, k_max=k_max, data_width=data_width, seed=seed)
+    if panels is None:
+        panels = default_panels(rows, cols, formats, k_max, data_width)
+    return GemmShell(rows, cols, a, b, c, k_max=k_max, panels=panels, data_width=data_width, seed=seed)
 
 
 def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64):
@@ -81,7 +109,8 @@ FCLK_CLK0 {bd.clock_mhz:g} MHz.
 
 Formats: A codes <{ai + af}, {af}> (I={ai}, F={af}), B <{bi + bf}, {bf}>, output
 <{ci + cf}, {cf}>, saturated; K up to {fm.k_max}. Any M and N (zero-padded to
-whole {fm.rows} x {fm.cols} tiles by the driver).
+whole {fm.rows} x {fm.cols} tiles by the driver). Blocks of up to {fm.panels} A panels
+({fm.panels} x {fm.rows} rows of A) stay in BRAM while each B panel is read once per block.
 
 Build: `sh build.sh` (Vivado, see the network overlay README for versions);
 copy `{bd.project}.bit`, `{bd.project}.hwh`, `driver.py`,

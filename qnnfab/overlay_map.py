@@ -56,7 +56,8 @@ modulo 2^16), then zero padding to a whole number of bus words.
 __all__ = ["REGISTERS", "Register", "CTRL_START", "CTRL_SOFT_RESET", "CTRL_IRQ_ENABLE",
            "CTRL_LOAD_WEIGHTS", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "ERRORS", "ERROR_NAMES",
            "IDENTITY", "MAP_VERSION", "MAX_BURST", "BLOCK_BYTES", "Formats", "slot_bytes",
-           "GEMM_IDENTITY", "GEMM_REGISTERS", "GEMM_OFFSET", "ROUNDINGS", "MAX_TILES", "GemmFormats"]
+           "GEMM_IDENTITY", "GEMM_REGISTERS", "GEMM_OFFSET", "ROUNDINGS", "MAX_TILES", "GemmFormats",
+           "gemm_tile_order", "gemm_block_tiles"]
 
 MAP_VERSION = 1
 IDENTITY = (0x514E46 << 8) | MAP_VERSION          # "QNF" + version
@@ -125,7 +126,8 @@ ERRORS = {
     "WEIGHTS_ADDR": 10,        # WEIGHTS_ADDR is 0 or not bus aligned
     "WEIGHTS_LEN": 11,         # WEIGHTS_LEN is 0
     "WLOAD": 12,               # the accelerator rejected the weights image (ERROR bits 15:8)
-    "GEMM_SIZE": 13,           # GEMM: ROW_TILES, COL_TILES or K is 0, or K > K_MAX
+    "GEMM_SIZE": 13,           # GEMM: ROW_TILES, COL_TILES, K or BLOCK_TILES is 0, K > K_MAX,
+                               # or BLOCK_TILES > PANELS
 }
 ERROR_NAMES = {v: k for k, v in ERRORS.items()}
 
@@ -210,11 +212,15 @@ class Formats:
 # 0x24     COL_TILES    RW     ceil(N / C) (1 .. 65535)
 # 0x28     K            RW     inner dimension (1 .. K_MAX)
 # 0x2C     ROUNDING     RW     bit 0: 1 stochastic, 0 round to nearest
+# 0x30     BLOCK_TILES  RW     row tiles per block (1 .. PANELS): A panels kept
+#                              in BRAM while every B panel streams past them
 # 0x40     IDENTITY     R      ``GEMM_IDENTITY``
 # 0x44     ARRAY        R      bits 7:0 R, 15:8 C, 31:16 bus bytes
 # 0x48     K_MAX        R      largest K (the A panel memory's depth)
 # 0x4C     FORMATS      R      bytes 0..3: I_a, F_a, I_b, F_b
 # 0x50     OUT_FORMAT   R      byte 0: I_c, byte 1: F_c, bits 31:16 LFSR seed
+# 0x54     PANELS       R      p: A panels per block the BRAM holds (twice:
+#                              one block computes while the next one loads)
 # ======== ============ ====== ===============================================
 #
 # Buffers (little endian): A is ROW_TILES panels, panel t = rows tR..tR+R-1 of A
@@ -222,12 +228,19 @@ class Formats:
 # element 0 at the LSBs, each word in ``a_word_beats`` whole bus words.
 # B is COL_TILES panels, panel t = columns tC..tC+C-1 (zero columns past N)
 # as K words, word k = (B[k, tC], ..., B[k, tC+C-1]) in ``b_word_beats`` bus
-# words each. C is ROW_TILES * COL_TILES tiles in order (row tiles outer),
-# each R words (row i = (C[tR+i, tC], ..., C[tR+i, tC+C-1])) in
+# words each. C is ROW_TILES * COL_TILES tiles in the engine's compute order
+# (``gemm_tile_order``: blocks of BLOCK_TILES row tiles, the last block
+# holding the rest; within a block column tiles outer, the block's row tiles
+# inner), each R words (row i = (C[tR+i, tC], ..., C[tR+i, tC+C-1])) in
 # ``c_word_beats`` bus words each; the rows and columns past M, N are the
 # results of the zero padding. Rounding of the whole run is that of the
-# systolic array on the padded operands, its LFSR lanes started from the
-# seed at every START.
+# systolic array on the padded operands, tiles in that order, its LFSR lanes
+# started from the seed at every START.
+#
+# The engine reads each A panel once and each B panel once per block: from
+# DDR it reads ROW_TILES A panels and ceil(ROW_TILES / BLOCK_TILES) *
+# COL_TILES B panels, while the array computes ROW_TILES * COL_TILES tiles
+# of K steps.
 
 GEMM_IDENTITY = (0x514E47 << 8) | MAP_VERSION     # "QNG" + version
 GEMM_REGISTERS = [r for r in REGISTERS if r.name in ("CTRL", "STATUS", "ERROR", "CYCLES")] + [
@@ -239,11 +252,13 @@ GEMM_REGISTERS = [r for r in REGISTERS if r.name in ("CTRL", "STATUS", "ERROR", 
     Register("COL_TILES", 0x24, "rw", "column tiles ceil(N / C)"),
     Register("K", 0x28, "rw", "inner dimension"),
     Register("ROUNDING", 0x2C, "rw", "1 stochastic, 0 nearest"),
+    Register("BLOCK_TILES", 0x30, "rw", "row tiles per block (A panels kept in BRAM)"),
     Register("IDENTITY", 0x40, "ro", "magic and register map version"),
     Register("ARRAY", 0x44, "ro", "R, C, bus bytes"),
     Register("K_MAX", 0x48, "ro", "largest K"),
     Register("FORMATS", 0x4C, "ro", "I_a, F_a, I_b, F_b"),
     Register("OUT_FORMAT", 0x50, "ro", "I_c, F_c, LFSR seed"),
+    Register("PANELS", 0x54, "ro", "A panels per block"),
 ]
 GEMM_OFFSET = {r.name: r.offset for r in GEMM_REGISTERS}
 ROUNDINGS = {"nearest": 0, "stochastic": 1}
@@ -257,10 +272,11 @@ def _beats(bits, bus_bytes):
 class GemmFormats:
     """What the GEMM engine and its driver agree on: array ``rows`` x ``cols``,
     fixed-point formats ``a_fmt``, ``b_fmt``, ``c_fmt`` as [I, F], ``k_max``,
-    ``seed`` (LFSR), ``bus_bytes``; derived: ``a_word_beats``,
-    ``b_word_beats``, ``c_word_beats`` (bus words per A, B, output word)."""
+    ``panels`` (p, A panels per block), ``seed`` (LFSR), ``bus_bytes``;
+    derived: ``a_word_beats``, ``b_word_beats``, ``c_word_beats`` (bus words
+    per A, B, output word)."""
 
-    FIELDS = ("rows", "cols", "a_fmt", "b_fmt", "c_fmt", "k_max", "seed", "bus_bytes")
+    FIELDS = ("rows", "cols", "a_fmt", "b_fmt", "c_fmt", "k_max", "panels", "seed", "bus_bytes")
 
     def __init__(self, **kw):
         missing = [f for f in self.FIELDS if f not in kw]
@@ -292,6 +308,7 @@ class GemmFormats:
             "K_MAX": self.k_max,
             "FORMATS": self.a_fmt[0] | (self.a_fmt[1] << 8) | (self.b_fmt[0] << 16) | (self.b_fmt[1] << 24),
             "OUT_FORMAT": self.c_fmt[0] | (self.c_fmt[1] << 8) | ((self.seed & 0xFFFF) << 16),
+            "PANELS": self.panels,
         }
 
     def __eq__(self, other):
@@ -299,3 +316,32 @@ class GemmFormats:
 
     def __repr__(self):
         return f"GemmFormats({self.to_dict()!r})"
+
+
+def gemm_tile_order(row_tiles, col_tiles, block_tiles):
+    """The engine's output tiles in compute (and DDR) order: a list of
+    (row tile, column tile). Blocks of ``block_tiles`` row tiles (the last
+    block the rest); per block every column tile, per column tile the
+    block's row tiles."""
+    order = []
+    for first in range(0, row_tiles, block_tiles):
+        rows = range(first, min(first + block_tiles, row_tiles))
+        order += [(i, j) for j in range(col_tiles) for i in rows]
+    return order
+
+
+def gemm_block_tiles(fm, row_tiles, col_tiles):
+    """The BLOCK_TILES (1 .. ``fm.panels``) the driver chooses for a product
+    of ``row_tiles`` x ``col_tiles`` tiles: the fewest estimated cycles,
+    counting per block the larger of the array's time (its tiles) and the
+    DDR's (its B panels and the next block's A panels, in bus words per K),
+    plus the first block's A panels (nothing overlaps them). A schedule
+    choice only: any value in range gives the same results for that order."""
+    def estimate(q):
+        sizes = [min(q, row_tiles - f) for f in range(0, row_tiles, q)]
+        total = fm.a_word_beats * sizes[0]
+        for b, qb in enumerate(sizes):
+            nxt = sizes[b + 1] if b + 1 < len(sizes) else 0
+            total += max(qb * col_tiles, fm.b_word_beats * col_tiles + fm.a_word_beats * nxt)
+        return total
+    return min(range(fm.panels, 0, -1), key=estimate)

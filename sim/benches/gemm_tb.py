@@ -8,12 +8,14 @@ of every product equals the golden array model on the zero-padded operands
 is unchanged after every run.
 
 Case parameters: ``R``, ``C``, formats ``a``, ``b``, ``c`` as [I, F],
-``k_max``, ``width`` (AXI data bits), ``pause`` (probability of a pause per
-channel and cycle), ``products`` (number of random (M, K, N) products, each
-run with both roundings, after the fixed edge sizes), ``sat`` (the output
+``k_max``, ``panels`` (p, A panels per block), ``width`` (AXI data bits),
+``pause`` (probability of a pause per channel and cycle), ``products``
+(number of random (M, K, N) products, each run with both roundings, after
+the fixed edge sizes, which run with BLOCK_TILES = p), ``sat`` (the output
 format is narrow: results must saturate both ways), ``bad_use`` (the error
 and recovery cases instead), ``measure`` ((M, K, N) of one product run
-without pauses, figures only).
+without pauses, figures only), ``ram_bytes`` (DDR size, default
+:data:`qnnfab.sim.axi_board.RAM_BYTES`).
 """
 
 import cocotb
@@ -28,16 +30,17 @@ from qnnfab.sim.stream import bench_params, bench_random, write_metrics
 
 NAME = "gemm"
 # word widths: case 0 one bus word per A, B and output word; case 1 two bus
-# words per A and B word; case 2 two per B and output word
+# words per A and B word; case 2 two per B and output word. Blocks: p = 3, 2, 4
+# (so edge sizes give one row tile, p row tiles exactly, partial last blocks)
 CASES = [
-    {"R": 4, "C": 4, "a": [2, 14], "b": [2, 14], "c": [4, 12], "k_max": 64, "width": 64, "pause": 0.3,
-     "products": 4, "sat": False},
-    {"R": 3, "C": 5, "a": [4, 8], "b": [4, 8], "c": [3, 3], "k_max": 32, "width": 32, "pause": 0.5,
-     "products": 3, "sat": True},
-    {"R": 2, "C": 5, "a": [1, 7], "b": [1, 7], "c": [2, 6], "k_max": 16, "width": 32, "pause": 0.2,
-     "products": 3, "sat": True},
-    {"R": 4, "C": 4, "a": [2, 14], "b": [2, 14], "c": [4, 12], "k_max": 64, "width": 64, "pause": 0.3,
-     "bad_use": True},
+    {"R": 4, "C": 4, "a": [2, 14], "b": [2, 14], "c": [4, 12], "k_max": 64, "panels": 3, "width": 64,
+     "pause": 0.3, "products": 4, "sat": False},
+    {"R": 3, "C": 5, "a": [4, 8], "b": [4, 8], "c": [3, 3], "k_max": 32, "panels": 2, "width": 32,
+     "pause": 0.5, "products": 3, "sat": True},
+    {"R": 2, "C": 5, "a": [1, 7], "b": [1, 7], "c": [2, 6], "k_max": 16, "panels": 4, "width": 32,
+     "pause": 0.2, "products": 3, "sat": True},
+    {"R": 4, "C": 4, "a": [2, 14], "b": [2, 14], "c": [4, 12], "k_max": 64, "panels": 2, "width": 64,
+     "pause": 0.3, "bad_use": True},
 ]
 SEED = 0x2B1D
 LFSR_WIDTH = 20
@@ -47,7 +50,7 @@ def design(params):
     from qnnfab.rtl.gemm import GemmShell
     p = params
     return GemmShell(p["R"], p["C"], tuple(p["a"]), tuple(p["b"]), tuple(p["c"]), k_max=p["k_max"],
-                     data_width=p["width"], seed=SEED, lfsr_width=LFSR_WIDTH)
+                     panels=p["panels"], data_width=p["width"], seed=SEED, lfsr_width=LFSR_WIDTH)
 
 
 def summarize(result):
@@ -88,23 +91,28 @@ def operands(rng, M, K, N, fm, extremes):
     return a, b
 
 
-def golden(a, b, array, rounding):
+def golden(a, b, array, rounding, block_tiles):
     return gemm_padded(a, b, FixedFormat(*array.a_fmt), FixedFormat(*array.b_fmt), FixedFormat(*array.c_fmt),
-                       array.rows, array.cols, rounding, array.lfsr_width, array.seed, array.steps_per_cycle)
+                       array.rows, array.cols, rounding, array.lfsr_width, array.seed, array.steps_per_cycle,
+                       block_tiles=block_tiles)
 
 
-def sizes(rng, R, C, k_max, n_random):
-    """Edge sizes (1x1x1, smaller than the array, one more than the array, K at
-    its maximum) then ``n_random`` random (M, K, N)."""
-    fixed = [(1, 1, 1), (max(1, R - 1), 3, max(1, C - 1)), (R + 1, k_max, C + 1), (2 * R, 1, 2 * C)]
-    rand = [(rng.randint(1, 3 * R), rng.randint(1, k_max), rng.randint(1, 3 * C)) for _ in range(n_random)]
-    return fixed + rand
+def sizes(rng, R, C, k_max, p, n_random):
+    """Edge sizes (1x1x1 and others of one row tile, smaller than the array, one
+    more than the array, K at its maximum, p row tiles exactly with one column
+    tile, M not a multiple of p R with the last block of one row tile or of
+    p - 1) then ``n_random`` random (M, K, N) of up to 2p + 1 row tiles."""
+    fixed = [(1, 1, 1), (max(1, R - 1), 3, max(1, C - 1)), (R + 1, k_max, C + 1), (2 * R, 1, 2 * C),
+             (p * R, 5, C), (p * R + 1, 4, 2 * C + 1), (2 * p * R - 1, 2, max(1, C - 1))]
+    rand = [(rng.randint(1, (2 * p + 1) * R), rng.randint(1, k_max), rng.randint(1, 3 * C))
+            for _ in range(n_random)]
+    return [(M, K, N, p) for M, K, N in fixed] + [(M, K, N, None) for M, K, N in rand]
 
 
 async def _setup(salt, pause):
     dut = cocotb.top
     rng = bench_random(salt)
-    board = Board(dut, rng, pause)
+    board = Board(dut, rng, pause, **({"ram_bytes": P["ram_bytes"]} if "ram_bytes" in P else {}))
     await board.reset()
     return board, rng
 
@@ -115,17 +123,17 @@ def _make_driver(board, fm):
     return Gemm(engine=fm.to_dict(), backend=CosimBackend(board), timeout=P.get("timeout", 2e-3))
 
 
-async def check_product(board, drv, array, a, b, rounding, what):
-    got = await bridge(drv.gemm)(a, b, None, rounding)
-    want = golden(a, b, array, rounding)
+async def check_product(board, drv, array, a, b, rounding, what, block_tiles=None):
+    got = await bridge(drv.gemm)(a, b, None, rounding, block_tiles)
+    want = golden(a, b, array, rounding, drv.last_block_tiles)
     out = drv._buffers["c"]
     problem = board.check_ddr([(out.device_address, out.device_address + out.nbytes)])
     assert problem is None, f"{what}: {problem}"
     bad = np.argwhere(got != want)
     if bad.size:
         i, j = bad[0]
-        raise AssertionError(f"{what} ({rounding}): {len(bad)} elements differ, first C[{i}, {j}] = {got[i, j]}, "
-                             f"golden {want[i, j]}")
+        raise AssertionError(f"{what} ({rounding}, BLOCK_TILES {drv.last_block_tiles}): {len(bad)} elements "
+                             f"differ, first C[{i}, {j}] = {got[i, j]}, golden {want[i, j]}")
     return want
 
 
@@ -139,10 +147,10 @@ if not P.get("bad_use") and not P.get("measure"):
         checked = 0
         lo, hi = -(1 << (fm.c_width - 1)), (1 << (fm.c_width - 1)) - 1
         saturated = set()
-        for M, K, N in sizes(rng, fm.rows, fm.cols, fm.k_max, P["products"]):
+        for M, K, N, q in sizes(rng, fm.rows, fm.cols, fm.k_max, fm.panels, P["products"]):
             a, b = operands(rng, M, K, N, fm, extremes=P["sat"])
             for rounding in ("stochastic", "nearest"):
-                want = await check_product(board, drv, array, a, b, rounding, f"{M}x{K}x{N}")
+                want = await check_product(board, drv, array, a, b, rounding, f"{M}x{K}x{N}", q)
                 saturated |= {"lo"} if (want == lo).any() else set()
                 saturated |= {"hi"} if (want == hi).any() else set()
                 checked += 1
@@ -162,8 +170,8 @@ if P.get("measure"):
         a, b = operands(rng, M, K, N, fm, extremes=False)
         await check_product(board, drv, array, a, b, "stochastic", f"{M}x{K}x{N}")
         cycles = drv.last_cycles
-        write_metrics(M=M, K=K, N=N, R=fm.rows, C=fm.cols, cycles=cycles,
-                      utilisation=M * K * N / (cycles * fm.rows * fm.cols))
+        write_metrics(M=M, K=K, N=N, R=fm.rows, C=fm.cols, panels=fm.panels, block_tiles=drv.last_block_tiles,
+                      cycles=cycles, utilisation=M * K * N / (cycles * fm.rows * fm.cols))
 
 
 # ---------------------------------------------------------------------------
@@ -179,13 +187,15 @@ if P.get("bad_use"):
         a, b = operands(rng, fm.rows + 1, 5, fm.cols + 2, fm, extremes=False)
         await check_product(board, drv, array, a, b, "stochastic", "first run")
         good = {k: await board.axil.read_dword(om.GEMM_OFFSET[k]) for k in
-                ("A_ADDR", "B_ADDR", "C_ADDR", "ROW_TILES", "COL_TILES", "K")}
+                ("A_ADDR", "B_ADDR", "C_ADDR", "ROW_TILES", "COL_TILES", "K", "BLOCK_TILES")}
         bus = fm.bus_bytes
         bad_cases = [
             ("K = 0", {"K": 0}, "GEMM_SIZE"),
             ("K > K_MAX", {"K": fm.k_max + 1}, "GEMM_SIZE"),
             ("ROW_TILES = 0", {"ROW_TILES": 0}, "GEMM_SIZE"),
             ("COL_TILES > 65535", {"COL_TILES": om.MAX_TILES + 1}, "GEMM_SIZE"),
+            ("BLOCK_TILES = 0", {"BLOCK_TILES": 0}, "GEMM_SIZE"),
+            ("BLOCK_TILES > PANELS", {"BLOCK_TILES": fm.panels + 1}, "GEMM_SIZE"),
             ("A_ADDR = 0", {"A_ADDR": 0}, "IN_ADDR"),
             ("B_ADDR misaligned", {"B_ADDR": good["B_ADDR"] + bus // 2}, "IN_ADDR"),
             ("C_ADDR misaligned", {"C_ADDR": good["C_ADDR"] + 4}, "OUT_ADDR"),
