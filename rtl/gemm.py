@@ -63,7 +63,8 @@ class GemmShell(wiring.Component):
       the next B panel (panels of each block in column order, B re-read
       for every block) whenever a B slot is free, otherwise the next chunk
       of ``a_chunk`` words of the A panels (read once, in order) whenever
-      its block's half is free;
+      its block's half is free; A chunks go first while the feeder's own
+      block is still loading and a B panel is loaded or loading;
     * the feeder streams the tiles in :func:`~qnnfab.overlay_map.gemm_tile_order`
       into the array, A and B words read from the memories: tile (i, j)
       waits until panel i of its block and B panel j are loaded; the last
@@ -83,7 +84,7 @@ class GemmShell(wiring.Component):
     """
 
     def __init__(self, rows, cols, a_fmt, b_fmt, c_fmt, k_max=1024, panels=2, data_width=64, seed=1,
-                 lfsr_width=None, a_chunk=32):
+                 lfsr_width=None, a_chunk=64):
         where = "gemm"
         check_int(where, "rows", rows, 1)
         check_int(where, "cols", cols, 1)
@@ -246,11 +247,13 @@ class GemmShell(wiring.Component):
         chunk = Signal(range(self.a_chunk + 1))
         left_k = Signal(range(KM + 1))
         m.d.comb += [left_k.eq(k_reg - la_k), chunk.eq(Mux(left_k < self.a_chunk, left_k, self.a_chunk))]
-        can_b, can_a, new_block = Signal(), Signal(), Signal()
+        can_b, can_a, new_block, a_first = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
             can_b.eq((b_count != 2) & (lb_rows_left != 0)),
             new_block.eq(~la_active & (a_count != 2) & (la_rows_left != 0)),
             can_a.eq(la_active | new_block),
+            # the feeder's own block is still loading and it has a B panel: its A panels first
+            a_first.eq(la_active & (a_full == 0) & (b_count != 0)),
         ]
         with m.If(run_init):
             m.d.sync += [la_rows_left.eq(regs.ROW_TILES), lb_rows_left.eq(regs.ROW_TILES), la_active.eq(0),
@@ -260,7 +263,7 @@ class GemmShell(wiring.Component):
         with m.FSM(name="loader"):
             with m.State("PICK"):
                 with m.If(running & rd.done):
-                    with m.If(can_b):
+                    with m.If(can_b & ~a_first):
                         m.d.comb += [b_start.eq(1), rd.start.eq(1), rd.addr.eq(lb_ptr), rd.beats.eq(b_beats)]
                         m.d.sync += [ld_b.eq(1), ld_addr.eq(Mux(lb_slot, KM, 0)), ld_left.eq(k_reg),
                                      lb_ptr.eq(lb_ptr + (b_beats << shift))]

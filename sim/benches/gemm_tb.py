@@ -8,7 +8,8 @@ of every product equals the golden array model on the zero-padded operands
 is unchanged after every run.
 
 Case parameters: ``R``, ``C``, formats ``a``, ``b``, ``c`` as [I, F],
-``k_max``, ``panels`` (p, A panels per block), ``width`` (AXI data bits),
+``k_max``, ``panels`` (p, A panels per block), ``a_chunk`` (A words per
+read-DMA run, default the engine's), ``width`` (AXI data bits),
 ``pause`` (probability of a pause per channel and cycle), ``products``
 (number of random (M, K, N) products, each run with both roundings, after
 the fixed edge sizes, which run with BLOCK_TILES = p), ``sat`` (the output
@@ -31,11 +32,12 @@ from qnnfab.sim.stream import bench_params, bench_random, write_metrics
 NAME = "gemm"
 # word widths: case 0 one bus word per A, B and output word; case 1 two bus
 # words per A and B word; case 2 two per B and output word. Blocks: p = 3, 2, 4
-# (so edge sizes give one row tile, p row tiles exactly, partial last blocks)
+# (so edge sizes give one row tile, p row tiles exactly, partial last blocks);
+# A panels in chunks of 16 and 7 words (several DMA runs per panel, a partial last chunk)
 CASES = [
-    {"R": 4, "C": 4, "a": [2, 14], "b": [2, 14], "c": [4, 12], "k_max": 64, "panels": 3, "width": 64,
-     "pause": 0.3, "products": 4, "sat": False},
-    {"R": 3, "C": 5, "a": [4, 8], "b": [4, 8], "c": [3, 3], "k_max": 32, "panels": 2, "width": 32,
+    {"R": 4, "C": 4, "a": [2, 14], "b": [2, 14], "c": [4, 12], "k_max": 64, "panels": 3, "a_chunk": 16,
+     "width": 64, "pause": 0.3, "products": 4, "sat": False},
+    {"R": 3, "C": 5, "a": [4, 8], "b": [4, 8], "c": [3, 3], "k_max": 32, "panels": 2, "a_chunk": 7, "width": 32,
      "pause": 0.5, "products": 3, "sat": True},
     {"R": 2, "C": 5, "a": [1, 7], "b": [1, 7], "c": [2, 6], "k_max": 16, "panels": 4, "width": 32,
      "pause": 0.2, "products": 3, "sat": True},
@@ -50,7 +52,8 @@ def design(params):
     from qnnfab.rtl.gemm import GemmShell
     p = params
     return GemmShell(p["R"], p["C"], tuple(p["a"]), tuple(p["b"]), tuple(p["c"]), k_max=p["k_max"],
-                     panels=p["panels"], data_width=p["width"], seed=SEED, lfsr_width=LFSR_WIDTH)
+                     panels=p["panels"], data_width=p["width"], seed=SEED, lfsr_width=LFSR_WIDTH,
+                     **({"a_chunk": p["a_chunk"]} if "a_chunk" in p else {}))
 
 
 def summarize(result):
