@@ -70,7 +70,7 @@ def gemm_shell(rows, cols, data_width=64, formats=DEFAULT_FORMATS, k_max=DEFAULT
     return GemmShell(rows, cols, a, b, c, k_max=k_max, panels=panels, data_width=data_width, seed=seed)
 
 
-def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64):
+def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64, panels=None):
     """Write the GEMM overlay folder into ``out_dir``; return ``(BlockDesign, file names)``."""
     from amaranth.back import verilog
     from qnnfab import overlay_map
@@ -78,7 +78,7 @@ def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64):
     from .vivado import BlockDesign, write_vivado_project
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shell = gemm_shell(rows, cols, data_width)
+    shell = gemm_shell(rows, cols, data_width, panels=panels)
     fm = shell.formats
     name = module_name(rows, cols)
     text = verilog.convert(shell, name=name, emit_src=False)

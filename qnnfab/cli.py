@@ -418,19 +418,20 @@ def _cmd_generate(args):
 
 def _generate_gemm(args, where):
     from qnnfab.boards import get_board
-    from qnnfab.boards.gemm import parse_array, write_gemm_overlay
+    from qnnfab.boards.gemm import default_panels, parse_array, write_gemm_overlay
     from qnnfab.boards.plan import check_clock
     if args.config is not None:
         raise ConfigError(where, "--gemm", "cannot be combined with --config", "give one of them")
     if args.top != "overlay":
         raise ConfigError(where, "--gemm", f"has no --top {args.top}", "leave --top at overlay")
     rows, cols = parse_array(args.gemm)
+    panels = default_panels(rows, cols, data_width=args.data_width)      # refuses what the BRAM cannot hold
     board = get_board(args.board)
     check_clock("overlay", args.clock, board)
     out_dir = OutDir(where, "--out", args.out, empty=True, force=args.force)
     out_dir.clear()
     _, files = write_gemm_overlay(rows, cols, board, args.clock, out_dir.path / "overlay",
-                                  data_width=args.data_width)
+                                  data_width=args.data_width, panels=panels)
     print(f"GEMM engine {rows}x{cols} overlay for {args.board} at {args.clock:g} MHz, {args.data_width}-bit "
           f"AXI master (Vivado: {out_dir.path / 'overlay'}/build.sh): {', '.join(files)}")
     return 0

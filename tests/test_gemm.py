@@ -133,6 +133,7 @@ def test_generate_gemm_writes_the_overlay_folder(tmp_path):
 @pytest.mark.parametrize("args,words", [
     (["--gemm", "4y4"], ["--gemm", "ROWSxCOLS"]),
     (["--gemm", "0x4"], ["--gemm", "1..255"]),
+    (["--gemm", "100x100"], ["--gemm", "BRAM36"]),
     (["--gemm", "4x4", "--config", "x.toml"], ["--gemm", "--config"]),
     ([], ["--config", "required"]),
 ])
