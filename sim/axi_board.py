@@ -75,6 +75,7 @@ class Board:
         for channel, field in ((self.ram.read_if.r_channel, "rresp"), (self.ram.write_if.b_channel, "bresp")):
             self._wrap_send(channel, field, AxiResp)
         self.bursts = {"ar": 0, "aw": 0}
+        self.beats = {"ar": 0, "aw": 0}          # beats requested by the bursts so far
         for channel, kind in ((self.ram.read_if.ar_channel, "ar"), (self.ram.write_if.aw_channel, "aw")):
             self._check_bursts(channel, kind)
         self.set_pause(pause)
@@ -108,6 +109,7 @@ class Board:
             assert length <= om.MAX_BURST and addr // block == (addr + length * bus_bytes - 1) // block, (
                 f"{kind} burst at 0x{addr:x} of {length} beats leaves its {om.MAX_BURST}-beat block")
             self.bursts[kind] += 1
+            self.beats[kind] += length
             return t
         channel.recv = recv
 

@@ -5,7 +5,8 @@ five channels (:mod:`qnnfab.sim.axi_board`); the driver
 (:class:`qnnfab.boards.driver.Gemm`) runs in a thread. Every output element
 of every product equals the golden array model on the zero-padded operands
 (:func:`qnnfab.golden.gemm.gemm_padded`), and DDR outside the output tiles
-is unchanged after every run.
+is unchanged after every run; each run reads and writes exactly the bus
+words the layout needs (every A panel once, every B panel once per block).
 
 Case parameters: ``R``, ``C``, formats ``a``, ``b``, ``c`` as [I, F],
 ``k_max``, ``panels`` (p, A panels per block), ``a_chunk`` (A words per
@@ -126,12 +127,27 @@ def _make_driver(board, fm):
     return Gemm(engine=fm.to_dict(), backend=CosimBackend(board), timeout=P.get("timeout", 2e-3))
 
 
+def ddr_beats(fm, M, K, N, q):
+    """(read, write) bus words of one product, from the layout: every A panel
+    once, every B panel once per block of ``q`` row tiles, every output tile once."""
+    tr, tc = -(-M // fm.rows), -(-N // fm.cols)
+    blocks = -(-tr // q)
+    return (tr * K * fm.a_word_beats + blocks * tc * K * fm.b_word_beats, tr * tc * fm.rows * fm.c_word_beats)
+
+
 async def check_product(board, drv, array, a, b, rounding, what, block_tiles=None):
+    before = dict(board.beats)
     got = await bridge(drv.gemm)(a, b, None, rounding, block_tiles)
-    want = golden(a, b, array, rounding, drv.last_block_tiles)
+    q = drv.last_block_tiles
+    want = golden(a, b, array, rounding, q)
     out = drv._buffers["c"]
     problem = board.check_ddr([(out.device_address, out.device_address + out.nbytes)])
     assert problem is None, f"{what}: {problem}"
+    moved = (board.beats["ar"] - before["ar"], board.beats["aw"] - before["aw"])
+    (M, K), N = a.shape, b.shape[1]
+    expected = ddr_beats(drv.formats, M, K, N, q)
+    assert moved == expected, (f"{what}, BLOCK_TILES {q}: DDR read/write {moved[0]}/{moved[1]} bus words, "
+                               f"the layout needs {expected[0]}/{expected[1]}")
     bad = np.argwhere(got != want)
     if bad.size:
         i, j = bad[0]
