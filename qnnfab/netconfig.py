@@ -33,6 +33,9 @@ TOML format::
     #   throughput, and shortens the longest path: see `qnnfab report`)
     #   or pipeline = "max": the whole tree depth plus a register on the
     #   weight-memory and input-buffer read data (for 200 MHz)
+    # optional: weight_memory = "auto" | "block" | "distributed" (fc/conv:
+    #   where the weight memories go: synthesis' choice, block RAM, or LUTs
+    #   (a LUT ROM, or LUT-RAM with weights_mode = "runtime"))
 
 The ``.npz`` holds ``<layer>/weights`` (fc: (MH, MW) stored values, bipolar
 as bits 1 = +1; conv: (OFM, IFM, K, K), OIHW) and ``<layer>/thresholds``
@@ -55,6 +58,8 @@ from qnnfab import folding
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import divisors
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
+
+MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rtl/loadable_memory.py)
 
 __all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "check_name",
            "safe_name", "LIMITS"]
@@ -132,6 +137,7 @@ class LayerSpec:
     pad_value: int = 0
     fifo_depth: int | None = None
     pipeline: int | str = 0          # tree registers, or "max" (PIPELINE_MAX)
+    weight_memory: str = "auto"     # "auto" | "block" | "distributed" (rtl/loadable_memory.py)
     weights: np.ndarray | None = field(default=None, repr=False)      # fc (MH, MW); conv OIHW
     thresholds: np.ndarray | None = field(default=None, repr=False)   # (MH, N) or None
     # derived by NetConfig: shapes and kinds around the layer
@@ -224,7 +230,8 @@ class NetConfig:
         desc = [list(self.input_shape), self.input_kind, self.input_bits]
         for L in self.layers:
             desc.append([L.type, L.out, L.act, L.weight_kind, L.weight_bits, L.pe, L.simd, L.kernel,
-                         L.stride, L.pad, L.pad_value, L.fifo_depth, L.pipeline, list(L.in_shape)])
+                         L.stride, L.pad, L.pad_value, L.fifo_depth, L.pipeline, list(L.in_shape)]
+                        + ([L.weight_memory] if L.weight_memory != "auto" else []))
         text = json.dumps(desc, separators=(",", ":"))
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
@@ -364,7 +371,7 @@ def loads(text, base_dir=".", source="<string>"):
         if ltype not in LAYER_TYPES:
             raise ConfigError(lw, "type", f"unknown layer type {ltype!r}", f"use one of {LAYER_TYPES}")
         known = {"name", "type", "out", "act", "weight_kind", "weight_bits", "pe", "simd", "kernel",
-                 "stride", "pad", "pad_value", "fifo_depth", "pipeline"}
+                 "stride", "pad", "pad_value", "fifo_depth", "pipeline", "weight_memory"}
         extra = set(t) - known
         if extra:
             raise ConfigError(lw, sorted(extra)[0], "is not a known field", f"known fields: {sorted(known)}")
@@ -382,6 +389,13 @@ def loads(text, base_dir=".", source="<string>"):
         if ltype == "maxpool" and "pipeline" in t:
             raise ConfigError(lw, "pipeline", "a max pool has no adder tree to pipeline",
                               "set pipeline on fc/conv layers only")
+        s.weight_memory = t.get("weight_memory", "auto")
+        if ltype == "maxpool" and "weight_memory" in t:
+            raise ConfigError(lw, "weight_memory", "a max pool has no weights",
+                              "set weight_memory on fc/conv layers only")
+        if not isinstance(s.weight_memory, str) or s.weight_memory not in MEMORY_STYLES:
+            raise ConfigError(lw, "weight_memory", f"unknown memory style {s.weight_memory!r}",
+                              f"use one of {MEMORY_STYLES}")
         if ltype == "maxpool":
             if len(cur_shape) != 3:
                 raise ConfigError(lw, "type", f"max pooling needs an image input, got shape {cur_shape}",
@@ -601,6 +615,8 @@ def dumps(cfg, weights_ref=None):
                 out.append(f'pipeline = "{PIPELINE_MAX}"')
             elif L.pipeline:
                 out.append(f"pipeline = {L.pipeline}")
+            if L.weight_memory != "auto":
+                out.append(f'weight_memory = "{L.weight_memory}"')
         if L.fifo_depth:
             out.append(f"fifo_depth = {L.fifo_depth}")
     return "\n".join(out) + "\n"

@@ -166,13 +166,13 @@ class Dataflow(wiring.Component):
             if L.type == "fc":
                 comp = MVTU(L.weights, L.thresholds, pe=L.pe, simd=L.simd, weight_kind=L.weight_kind,
                             weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits, vectors=1,
-                            pipeline=pipe, runtime=runtime, name=where)
+                            pipeline=pipe, runtime=runtime, weight_memory=L.weight_memory, name=where)
             elif L.type == "conv":
                 h, w, _ = L.in_shape
                 comp = ConvLayer(h, w, L.weights, L.thresholds, stride=L.stride, pad=L.pad,
                                  pad_value=L.pad_value, simd=L.simd, pe=L.pe, weight_kind=L.weight_kind,
                                  weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits,
-                                 pipeline=pipe, runtime=runtime, name=where)
+                                 pipeline=pipe, runtime=runtime, weight_memory=L.weight_memory, name=where)
             else:
                 h, w, c = L.in_shape
                 comp = MaxPool(h, w, c, L.simd, L.kernel, L.stride,

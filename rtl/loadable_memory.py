@@ -15,15 +15,29 @@ of a group takes bits ``[p * stored_width, (p + 1) * stored_width)``),
 Read timing is the same in both modes: the data of the logical address
 ``addr`` presented with ``enable`` high appears the cycle after (the packed
 RAM's word select is registered with the same enable).
+
+Memory style (``qnnfab.netconfig.MEMORY_STYLES``): ``"auto"`` leaves the
+choice between block RAM, LUT-RAM and logic to synthesis (Yosys'
+``memory_libmap`` picks the cheapest by its costs, so a read-only memory
+below about half a block RAM becomes logic). ``"block"`` puts the attribute
+``rom_style`` (const) or ``ram_style`` (runtime) = "block" on the memory,
+which Yosys and Vivado both honour. ``"distributed"``: runtime memories get
+``ram_style = "distributed"`` (LUT-RAM); a const memory becomes a LUT ROM
+built here (:func:`_lut_rom`), because Yosys' xc7 LUT-RAM library refuses
+read-only memories (``prune_rom``: "no valid mapping" with the attribute) and
+its own logic mapping of a ROM with a registered, enabled output costs about
+four times as many LUTs inside an MVTU.
 """
 
-from amaranth.hdl import Shape, Signal, unsigned
+from amaranth.hdl import Cat, Const, Mux, Shape, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.utils import ceil_log2
 from amaranth.lib.wiring import Out
 
-__all__ = ["load_bus", "weight_memory"]
+from qnnfab.netconfig import MEMORY_STYLES
+
+__all__ = ["load_bus", "weight_memory", "memory_attrs"]
 
 
 def load_bus(addr_width, data_width, groups):
@@ -39,22 +53,52 @@ def bus_size(groups):
     return aw, dw
 
 
+def memory_attrs(style, writable):
+    """Synthesis attributes of a memory of ``style`` (:data:`MEMORY_STYLES`); None for "auto"."""
+    if style not in MEMORY_STYLES:
+        raise ValueError(f"memory style must be one of {MEMORY_STYLES}, not {style!r}")
+    if style == "auto":
+        return None
+    return {"ram_style" if writable else "rom_style": style}
+
+
 def _read_port(mem, port_name):
     sig = ReadPort.Signature(shape=mem.shape, addr_width=ceil_log2(mem.depth))
     return ReadPort(sig, memory=mem, domain="sync", path=(port_name,))
 
 
+def _lut_rom(m, name, shape, depth, init, addr, enable):
+    """A read-only memory as LUT logic with a registered address: one constant
+    of ``depth`` bits per data bit, indexed by the address register (a 64-deep
+    column is one LUT6; deeper ones add MUXF7/F8 or LUTs).
+
+    The address, not the data, is registered: logic between the address
+    flip-flops and the constant columns, or an enable on a data register
+    (merged into the LUTs in front of it by Yosys' ``xilinx_dffopt``), breaks
+    that structure (measured: 22 instead of 4 LUT per bit of a 256-deep ROM).
+    """
+    raddr = Signal.like(addr, name=f"{name}_addr", reset_less=True)
+    with m.If(enable):
+        m.d.sync += raddr.eq(addr)
+    data = Signal(shape, name=f"{name}_data")
+    m.d.comb += data.eq(Cat(*[Const(sum(((int(init[a]) >> b) & 1) << a for a in range(depth)), depth)
+                              .bit_select(raddr, 1) for b in range(shape.width)]))
+    return data
+
+
 def weight_memory(m, name, *, shape, depth, addr, enable, init=None, load=None, group=None, index=0, lane=0,
-                  port_name="rd"):
+                  port_name="rd", style="auto"):
     """Add one memory named ``name`` to ``m``; return its read data (one cycle after ``enable``).
 
     Const: ``init`` contents, ``depth`` words of ``shape``. Runtime: ``load``
     is the layer's load bus, ``group`` the memory's group (geometry), ``index``
     its enable bit, ``lane`` the PE (its slice of the row). ``port_name``
-    names the read port's signals.
+    names the read port's signals. ``style``: :data:`MEMORY_STYLES`.
     """
+    if load is None and style == "distributed":
+        return _lut_rom(m, name, Shape.cast(shape), depth, init, addr, enable)
     if load is None:
-        mem = Memory(shape=shape, depth=depth, init=init)
+        mem = Memory(shape=shape, depth=depth, init=init, attrs=memory_attrs(style, writable=False))
         m.submodules[name] = mem
         rd = _read_port(mem, port_name)
         m.d.comb += [rd.addr.eq(addr), rd.en.eq(enable)]
@@ -62,7 +106,7 @@ def weight_memory(m, name, *, shape, depth, addr, enable, init=None, load=None, 
     shape = Shape.cast(shape)
     k = group.pack.bit_length() - 1
     sw = group.stored_width
-    mem = Memory(shape=unsigned(sw), depth=group.stored_depth, init=[])
+    mem = Memory(shape=unsigned(sw), depth=group.stored_depth, init=[], attrs=memory_attrs(style, writable=True))
     m.submodules[name] = mem
     wr = mem.write_port()
     m.d.comb += [wr.addr.eq(load.addr), wr.data.eq(load.data[lane * sw:(lane + 1) * sw]),

@@ -16,7 +16,7 @@ from qnnfab.folding import check_divisor
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind, accumulator_range
 
 from .dot_product import dot_product, range_shape, tree_depth
-from .loadable_memory import bus_size, load_bus, weight_memory
+from .loadable_memory import MEMORY_STYLES, bus_size, load_bus, weight_memory
 from .lanes import lanes
 from .threshold import check_thresholds, prepare_thresholds, threshold_search, wrap_increment
 from .weight_layout import threshold_stage_tables, weight_words
@@ -58,6 +58,9 @@ class MVTU(wiring.Component):
         layout: :mod:`qnnfab.rtl.weights_image`); the hardware then depends
         only on the shapes and kinds, not on the values (the threshold width
         covers the whole accumulator range).
+    weight_memory : "auto" | "block" | "distributed"
+        Where the PE weight memories go (:mod:`qnnfab.rtl.loadable_memory`):
+        synthesis' choice, block RAM or LUT-RAM.
 
     Accumulator domain: bipolar x bipolar accumulates the XNOR popcount
     P in [0, MW] (unsigned, as FINN; the dot product is 2P - MW); every other
@@ -104,8 +107,11 @@ class MVTU(wiring.Component):
     """
 
     def __init__(self, weights, thresholds=None, *, pe, simd, weight_kind="bipolar", weight_bits=None,
-                 act_kind="bipolar", act_bits=None, vectors=1, pipeline=0, runtime=False, name="mvtu"):
+                 act_kind="bipolar", act_bits=None, vectors=1, pipeline=0, runtime=False, weight_memory="auto", name="mvtu"):
         where = name
+        if weight_memory not in MEMORY_STYLES:
+            raise ConfigError(where, "weight_memory", f"unknown memory style {weight_memory!r}",
+                              f"use one of {MEMORY_STYLES}")
         if weight_kind not in WEIGHT_KINDS:
             raise ConfigError(where, "weight_kind", f"unknown weight kind {weight_kind!r}",
                               f"use one of {WEIGHT_KINDS}")
@@ -174,6 +180,7 @@ class MVTU(wiring.Component):
             self._tables = threshold_stage_tables(clamped, pe, n, pad)
         self._weight_words = weight_words(w, pe, simd, self.weight_bits)
         self.runtime = bool(runtime)
+        self.weight_memory = weight_memory
         self.memory_groups = [MemoryGroup(name, "weights", pe, simd * self.weight_bits, self.nf * self.sf)]
         for s in range(self.out_bits):
             self.memory_groups.append(MemoryGroup(name, f"thresholds{s}", pe, self.threshold_shape.width,
@@ -279,7 +286,8 @@ class MVTU(wiring.Component):
         for p in range(PE):
             wdata = weight_memory(m, f"wmem{p}", shape=unsigned(self.simd * self.weight_bits), depth=NF * SF,
                                   addr=widx, enable=advance, init=None if load is not None else self._weight_words[p],
-                                  load=load, group=self.memory_groups[0], index=0, lane=p, port_name="wrd")
+                                  load=load, group=self.memory_groups[0], index=0, lane=p, port_name="wrd",
+                                  style=self.weight_memory)
             if self.read_register:
                 wdata = read_register(wdata, f"wdata{p}_q")
             v, lo, hi, lat = dot_product(m, wdata, xdata, simd=self.simd, w_kind=self.weight_dkind,

@@ -464,6 +464,38 @@ def test_pipeline_errors():
             + _layer(name="fc0", type="fc", out=16, pe=4, simd=16), "network 't'", "pipline", "known")
 
 
+# --------------------------------------------------------------------------- weight memory style
+
+def test_weight_memory_style_reaches_the_layers_and_survives_a_round_trip():
+    text = (_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, weight_memory="block")
+            + _layer(name="fc1", type="fc", out=10, act="acc", pe=2, simd=16, weight_memory="distributed")
+            + _layer(name="fc2", type="fc", out=10, act="acc", pe=2, simd=10))
+    text = text.replace('act = "acc"\npe = 2\nsimd = 16', 'pe = 2\nsimd = 16')  # fc1 feeds fc2
+    cfg = netconfig.loads(text)
+    assert [L.weight_memory for L in cfg.layers] == ["block", "distributed", "auto"]
+    again = netconfig.loads(netconfig.dumps(cfg))
+    assert [L.weight_memory for L in again.layers] == ["block", "distributed", "auto"]
+    assert "weight_memory" not in netconfig.dumps(cfg).split("fc2")[1]   # auto is the default, not written
+    from qnnfab.rtl.dataflow import Dataflow
+    assert [c.weight_memory for kind, _, c in Dataflow(cfg).stages if kind == "fc"] == [
+        "block", "distributed", "auto"]
+    # a different memory style is different hardware; "auto" keeps the hash of configs without the field
+    plain = netconfig.loads(text.replace('weight_memory = "block"\n', ""))
+    assert plain.topology_hash() != cfg.topology_hash()
+    assert netconfig.loads(text.replace('weight_memory = "block"', 'weight_memory = "auto"')).topology_hash() \
+        == plain.topology_hash()
+
+
+def test_weight_memory_errors():
+    _expect(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, weight_memory="bram"), "'fc0'",
+            "weight_memory", "'bram'", "distributed")
+    _expect(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, weight_memory=1), "'fc0'",
+            "weight_memory")
+    _expect(_net(shape="[4, 4, 2]") + _layer(name="pool", type="maxpool", kernel=2, weight_memory="block")
+            + _layer(name="fc0", type="fc", out=4, act="acc", pe=1, simd=2), "'pool'", "weight_memory",
+            "no weights")
+
+
 def test_topology_hash_ignores_weights_and_name_but_not_folding():
     text = (ROOT / "configs" / "lfc_small.toml").read_text()
     base = netconfig.loads(text, ROOT / "configs")

@@ -132,3 +132,54 @@ def test_bad_configuration_raises_config_error_naming_the_field(kwargs, field):
     with pytest.raises(ConfigError) as e:
         MVTU(w, t, **args)
     assert e.value.field == field and e.value.fix
+
+
+@pytest.mark.parametrize("case", [0, 2, 3])
+@pytest.mark.parametrize("style", ["block", "distributed"])
+def test_weight_memory_styles_compute_the_same_rows(case, style):
+    """A LUT ROM (const "distributed") and a block-RAM memory give the rows of the golden model,
+    under backpressure and unstalled in the same cycles as the default memories."""
+    mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, pipe = CASES[case]
+    rng = np.random.default_rng(7 + case)
+    w = _stored(rng, wk, wb, (mh, mw))
+    x = _stored(rng, ak, ab, (2 * vectors, mw))
+    acc = xnor_popcount_matvec(w, x) if wk == ak == "bipolar" else quantized_matvec(w, x, wk, ak, wb, ab)
+    t = np.sort(rng.integers(acc.min() - 1, acc.max() + 2, size=(mh, nthr)), axis=1) if nthr else None
+    kw = dict(pe=pe, simd=simd, weight_kind=wk, weight_bits=wb, act_kind=ak, act_bits=ab, vectors=vectors,
+              pipeline=pipe)
+    dut = MVTU(w, t, weight_memory=style, **kw)
+    expected = acc if t is None else multithreshold(acc, t)
+    words = pack_rows(x.reshape(-1, simd), dut.act_bits)
+    signed = t is None and dut.acc_signed
+    outs = stream_through(dut, words, 2 * vectors * mh // pe, 0.6, 0.5, seed=case).words
+    got = np.array([unpack_fields(o, [dut.out_elem_width] * pe, signed) for o in outs]).reshape(2 * vectors, mh)
+    np.testing.assert_array_equal(got, expected)
+    n = vectors * mw // simd
+    run = stream_through(dut, words[:n], vectors * mh // pe)
+    assert run.out_cycles[-1] - run.in_cycles[0] + 1 == dut.cycles_per_frame == MVTU(w, t, **kw).cycles_per_frame
+
+
+def _verilog(dut):
+    from amaranth.back import verilog
+    return verilog.convert(dut, name="top", emit_src=False)
+
+
+def test_weight_memory_style_is_the_synthesis_attribute_of_the_weight_memories():
+    rng = np.random.default_rng(3)
+    w = rng.integers(0, 2, (4, 32))
+    auto, block = _verilog(MVTU(w, pe=2, simd=8)), _verilog(MVTU(w, pe=2, simd=8, weight_memory="block"))
+    assert "rom_style" not in auto and "ram_style" not in auto
+    assert block.count('(* rom_style = "block" *)\n  reg [7:0] wmem') == 2    # one per PE memory
+    assert block.replace('  (* rom_style = "block" *)\n', "") == auto       # and nothing else differs
+    rt = _verilog(MVTU(w, pe=2, simd=8, runtime=True, weight_memory="distributed"))
+    assert rt.count('(* ram_style = "distributed" *)') == 2 and "rom_style" not in rt
+    # const "distributed": no weight memory left for synthesis to map, a LUT ROM per PE
+    lut = _verilog(MVTU(w, pe=2, simd=8, weight_memory="distributed"))
+    assert "reg [7:0] wmem0 [7:0];" in auto
+    assert "reg [7:0] wmem0 [" not in lut and "reg [2:0] wmem0_addr" in lut and "rom_style" not in lut
+
+
+def test_unknown_weight_memory_style_is_refused():
+    with pytest.raises(ConfigError) as e:
+        MVTU(np.ones((4, 8), int), pe=2, simd=4, weight_memory="bram")
+    assert e.value.field == "weight_memory" and "distributed" in e.value.fix
