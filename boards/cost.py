@@ -37,7 +37,8 @@ from qnnfab.kinds import DataKind, accumulator_range
 
 from .yosys import Resources
 
-__all__ = ["estimate_layer", "estimate_layers", "estimate", "rom_mapping", "ram_mapping", "rom_bit_lut_in_mvtu"]
+__all__ = ["estimate_layer", "estimate_layers", "estimate", "rom_mapping", "ram_mapping", "rom_bit_lut_in_mvtu",
+           "weight_memory_mapping", "lut_rom_lut"]
 
 BINARY_LANE_LUT = 1.44      # XNOR + popcount share per bipolar lane
 BIT_LANE_LUT = 2.0          # per activation bit x weight bit of a k-bit lane (cnv conv0: 8-bit pixels)
@@ -50,18 +51,48 @@ EXTRA_STAGE_ACC_BIT_LUT = 0.5  # per further threshold-search stage (k-bit activ
 # today's RTL: depth 16, 64, 208, 256: MVTUs with PE=4, SIMD=64 (716, 1,743,
 # 3,943, 4,663 LUT); 32: lfc_small fc0/fc1; 256 also cnv_small fc0 (128 columns).
 # Linear between points, proportional to the depth below 16 and above 256.
-ROM_BIT_LUT_IN_MVTU = ((16, 1.0), (32, 2.04), (64, 5.1), (208, 13.7), (256, 17.0))
+# Below 16 words the ROM merges into the XNOR LUTs it feeds (cnv_w1a1_fast conv1:
+# 9 words, about 0.1 LUT per bit), hence the point (8, 0).
+ROM_BIT_LUT_IN_MVTU = ((8, 0.0), (16, 1.0), (32, 2.04), (64, 5.1), (208, 13.7), (256, 17.0))
 # More columns on one address share more of the decoding: the cost per bit
 # scales as (columns / 256) ** -ROM_SHARING_EXPONENT, fitted on lfc_w1a1_fast
 # (4,096 columns: fc0 49,040 LUT at depth 208, fc1 57,721 at 256; 0.745x the
 # 256-column figures at both depths) and cnv_small fc0 (128 columns, 1.07x).
 ROM_SHARING_EXPONENT = 0.106
+# With few columns the sharing stops mattering: a deep single-column ROM costs
+# about 1.33x the 256-column figure per bit (cnv_w1a1's fc_out, 5 x 1024 x 1 bit,
+# and cnv_w1a1_fast's, 5120 x 1 bit; the plain ROM's LUT6 times 1.3), not the
+# exponent's 1.5-1.8x.
+ROM_SHARING_MAX = 1.33
+# A LUT ROM's LUTs (const weight_memory = "distributed") relative to the plain ROM
+# alone, measured: 4 PE x 256 x 64 bits, MVTU 1,661 LUT against 491 with the
+# weights in block RAM (1,170 for 1,024 LUT6 of ROM).
+LUT_ROM_IN_MVTU = 1.14
+THRESHOLD_ROM_BIT_LUT = 0.5  # per threshold bit and further 64 words (cnv_w1a1 fc0, conv5: NF = 512)
 MVTU_FIXED_LUT = 40         # counters, double-buffer and output handshake
 RAW_MVTU_FIXED_LUT = 10     # the same without a threshold stage
 WINDOW_FIXED_LUT = 140      # sliding-window address generation
-POOL_FIXED_LUT = 75
+# max pool: line-buffer addressing, window and output counters (a fixed part),
+# more with the line buffer in block RAM (its synchronous read: enable and
+# address hold logic), one comparator per lane bit; fitted on the pools of
+# cnv_small (LUT-RAM: 106 LUT), cnv_w1a1 and cnv_w1a1_fast (block RAM, 2 to 32
+# lanes: 129 to 147 LUT)
+POOL_FIXED_LUT = 85
+POOL_BRAM_LUT = 40
+POOL_LANE_BIT_LUT = 0.7
 FIFO_FIXED_LUT = 8
-WIDTH_CONVERTER_BIT_LUT = 1.5
+# width converter (rtl/width_converter.py): a buffer of in + out elements, each
+# bit a shift / hold / write multiplexer, and its element count (compare and add)
+WIDTH_CONVERTER_BIT_LUT = 0.9
+WIDTH_CONVERTER_COUNT_LUT = 11.5   # per bit of the element count
+WIDTH_CONVERTER_FIXED_LUT = -20    # fitted intercept (12 converters of cnv_w1a1 and cnv_w1a1_fast)
+
+
+def width_converter_lut(in_elems, out_elems, bits):
+    """LUTs of a width converter between ``in_elems`` and ``out_elems`` elements of ``bits``."""
+    cap = in_elems + out_elems
+    return max(5.0, WIDTH_CONVERTER_BIT_LUT * cap * bits + WIDTH_CONVERTER_COUNT_LUT * math.log2(cap)
+               + WIDTH_CONVERTER_FIXED_LUT)
 
 # Yosys memory_libmap costs (techlibs/xilinx/brams_xc4v.txt, lutrams_xc5v.txt, synth_xilinx)
 _ROM_LOGIC_COST_PER_BIT = 1 / 64
@@ -106,18 +137,51 @@ def rom_mapping(depth, width):
 def rom_bit_lut_in_mvtu(depth, columns=256):
     """LUTs per weight-word bit of a logic weight ROM of ``depth`` words inside an
     MVTU whose ROMs have ``columns`` bits in all (PE * SIMD * weight bits)."""
-    return _rom_bit_lut_256(depth) * (columns / 256) ** -ROM_SHARING_EXPONENT
+    return _rom_bit_lut_256(depth) * min(ROM_SHARING_MAX, (columns / 256) ** -ROM_SHARING_EXPONENT)
 
 
 def _rom_bit_lut_256(depth):
     pts = ROM_BIT_LUT_IN_MVTU
     if depth <= pts[0][0]:
-        return pts[0][1] * depth / pts[0][0]
+        return pts[0][1]
     for (d0, g0), (d1, g1) in zip(pts, pts[1:]):
         if depth <= d1:
             return g0 + (g1 - g0) * (depth - d0) / (d1 - d0)
     d1, g1 = pts[-1]
     return g1 * depth / d1  # as the plain ROM's LUT6 count (not measured above 256)
+
+
+def lut_rom_lut(depth, width):
+    """LUTs of a LUT ROM (``weight_memory = "distributed"`` with const weights,
+    :func:`qnnfab.rtl.loadable_memory._lut_rom`): per bit, one LUT6 per 64 words
+    (MUXF7/F8 join four of them) and a LUT per further 4:1 selection, times
+    :data:`LUT_ROM_IN_MVTU` (ABC's mapping beside the XNORs it feeds)."""
+    luts = math.ceil(depth / 64)
+    blocks = math.ceil(depth / 256)
+    while blocks > 1:  # 4:1 LUT multiplexers between 256-word blocks
+        luts += math.ceil(blocks / 4)
+        blocks = math.ceil(blocks / 4)
+    return width * luts * LUT_ROM_IN_MVTU
+
+
+def weight_memory_mapping(depth, width, style="auto", runtime=False):
+    """How one PE weight memory of depth x width is built for ``style``
+    (``qnnfab.netconfig.MEMORY_STYLES``): ``("bram", RAMB36)``, ``("lutram", LUTs)``,
+    ``("lutrom", LUTs)`` (const "distributed") or ``("logic", LUT6)`` (Yosys' ROM in
+    logic, priced inside the MVTU by :func:`rom_bit_lut_in_mvtu`)."""
+    if style == "block":
+        return "bram", _bram(depth, width)[1]
+    if style == "distributed":
+        if runtime:
+            return "lutram", 4 * _lutram_cells(depth, width) + lutram_read_mux_lut(depth, width)
+        return "lutrom", lut_rom_lut(depth, width)
+    return (ram_mapping if runtime else rom_mapping)(depth, width)
+
+
+def lutram_read_mux_lut(depth, width):
+    """LUTs of the read multiplexer of a LUT-RAM deeper than one 64-word cell (a LUT6 selects among 4)."""
+    banks = math.ceil(depth / 64)
+    return 0 if banks == 1 else width * math.ceil((banks - 1) / 3)
 
 
 def _lutram_cells(depth, width):
@@ -163,16 +227,23 @@ def _mvtu(L, mh, mw, res, runtime):
     res.lut += MVTU_FIXED_LUT if stages else RAW_MVTU_FIXED_LUT
     res.ff += pe * acc_bits * (2 + stages) + pe * max(stages, 1) + (simd * abits if binary else lanes * abits)
     depth, width = nf * sf, simd * wbits
-    kind, amount = (ram_mapping if runtime else rom_mapping)(depth, width)
+    kind, amount = weight_memory_mapping(depth, width, getattr(L, "weight_memory", "auto"), runtime)
     if kind == "logic":
         res.lut += pe * width * rom_bit_lut_in_mvtu(depth, pe * width)
         res.ff += pe * width
+    elif kind == "lutrom":
+        res.lut += pe * amount
+        res.ff += (nf * sf - 1).bit_length()  # the registered address (shared by the PEs)
     else:
         _add_mem(res, kind, pe * amount)
         if kind == "bram":
             res.lut += pe * bram_read_mux_lut(depth, width)
-    # threshold memories, one per PE and search stage: the first (NF words)
-    # is absorbed into the per-PE figure above (measured), later ones are ROMs
+    # threshold memories, one per PE and search stage: the first (NF words) is
+    # absorbed into the per-PE figure above up to one LUT6 (64 words) per bit;
+    # a deeper one adds its further LUT6, about half of them (thresholds of a
+    # layer cluster around MW/2: their top bits are constant)
+    if stages and not runtime and rom_mapping(nf, acc_bits)[0] == "logic":
+        res.lut += pe * acc_bits * (math.ceil(nf / 64) - 1) * THRESHOLD_ROM_BIT_LUT
     for s in range(1, stages):
         kind, amount = (ram_mapping if runtime else rom_mapping)(nf << s, acc_bits)
         _add_mem(res, kind, pe * amount)
@@ -199,9 +270,9 @@ def estimate_layer(L, prev=None, runtime=False):
     if prev is not None:
         from qnnfab.rtl.dataflow import fifo_depth_for
         pe_prev, bits_prev, cycles_prev = prev
-        if pe_prev != L.simd:  # width converter: a shift register of the wider word
-            res.lut += WIDTH_CONVERTER_BIT_LUT * max(pe_prev, L.simd) * bits + 10
-            res.ff += max(pe_prev, L.simd) * bits + 8
+        if pe_prev != L.simd:
+            res.lut += width_converter_lut(pe_prev, L.simd, bits)
+            res.ff += (pe_prev + L.simd) * bits + 8
         words = math.prod(L.in_shape) // L.simd
         depth = L.fifo_depth or fifo_depth_for(words, cycles_prev, _cycles(L))
         _fifo(L.simd * bits, depth, res)
@@ -209,7 +280,7 @@ def estimate_layer(L, prev=None, runtime=False):
         h, w, c = L.in_shape
         kind, amount = ram_mapping(max(2, L.kernel * w * c // L.simd), L.simd * bits)
         _add_mem(res, kind, amount)
-        res.lut += POOL_FIXED_LUT + 2 * L.simd * bits
+        res.lut += POOL_FIXED_LUT + POOL_LANE_BIT_LUT * L.simd * bits + (POOL_BRAM_LUT if kind == "bram" else 0)
         res.ff += 40 + 2 * L.simd * bits
     elif L.type == "fc":
         _mvtu(L, L.out, math.prod(L.in_shape), res, runtime)

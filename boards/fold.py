@@ -9,10 +9,16 @@ bottleneck, so no layer ends much faster than it needs to be: the design is
 balanced.
 
 Resources come from :mod:`qnnfab.boards.cost`, the cost model calibrated on
-Yosys ``synth_xilinx`` of today's RTL (it follows Yosys' choice between block
-RAM and logic for the weight memories; ``bench/bench_cost_model.py`` prints
+Yosys ``synth_xilinx`` of today's RTL (``bench/bench_cost_model.py`` prints
 it beside Yosys). Its purpose is to rank foldings and to keep the design
 inside the device; ``qnnfab report`` then measures the chosen design with Yosys.
+
+At every step the folder also chooses each fc/conv layer's ``weight_memory``
+(:func:`assign_memory_styles`): the style of fewest LUTs ("auto" on a tie),
+then, while the block RAMs exceed their budget, the layers whose move out of
+block RAM costs the fewest LUTs per RAMB36 freed go to LUTs. So a fast folding
+whose shallow weight memories would become logic under "auto" gets block RAM
+for as many layers as fit and LUT ROMs for the rest.
 """
 
 import math
@@ -24,7 +30,39 @@ from qnnfab.folding import layer_cycles, pe_choices, simd_choices
 from .cost import estimate, estimate_layer
 from .yosys import Resources
 
-__all__ = ["estimate_layer", "estimate", "auto_fold", "FoldResult"]
+__all__ = ["estimate_layer", "estimate", "auto_fold", "FoldResult", "assign_memory_styles"]
+
+_STYLE_ORDER = ("auto", "block", "distributed")  # preference on a tie
+
+
+def assign_memory_styles(cfg, bram_limit):
+    """Choose ``weight_memory`` of every fc/conv layer of ``cfg`` (in place): fewest
+    LUTs first, then out of block RAM the cheapest layers (LUTs added per RAMB36
+    freed) until the estimated block RAMs are at most ``bram_limit``."""
+    runtime = getattr(cfg, "weights_mode", "const") == "runtime"
+    layers = [L for L in cfg.layers if L.type != "maxpool"]
+    options = {}
+    for L in layers:
+        costs = {}
+        for style in _STYLE_ORDER:
+            L.weight_memory = style
+            r = estimate_layer(L, None, runtime)
+            costs[style] = (r.lut + r.lutram, r.bram36)
+        options[L.name] = costs
+        L.weight_memory = min(_STYLE_ORDER, key=lambda st: (costs[st][0], _STYLE_ORDER.index(st)))
+    bram = estimate(cfg).bram36
+    while bram > bram_limit:
+        moves = []
+        for L in layers:
+            lut0, b0 = options[L.name][L.weight_memory]
+            for style, (lut1, b1) in options[L.name].items():
+                if b1 < b0:
+                    moves.append(((lut1 - lut0) / (b0 - b1), L, style, b0 - b1))
+        if not moves:
+            break
+        _, L, style, freed = min(moves, key=lambda m: m[0])
+        L.weight_memory = style
+        bram -= freed
 
 
 def _steps(L):
@@ -68,7 +106,11 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
         return (res.lut + res.lutram <= lut_budget * device.lut and res.bram36 <= bram_budget * device.bram36
                 and res.dsp <= device.dsp)
 
-    if not fits(estimate(cfg)):
+    def styled_estimate():
+        assign_memory_styles(cfg, bram_budget * device.bram36)
+        return estimate(cfg)
+
+    if not fits(styled_estimate()):
         raise ConfigError(f"network '{cfg.name}'", "resources", "does not fit even fully folded "
                           f"(PE = SIMD = 1) on {device.part}", "use a smaller network or a larger device")
     reason = "every layer is fully parallel"
@@ -90,9 +132,10 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
         old = (worst.simd, worst.pe)
         pos[worst.name] += 1
         worst.simd, worst.pe = steps[pos[worst.name]]
-        if not fits(estimate(cfg)):
+        if not fits(styled_estimate()):
             worst.simd, worst.pe = old
             pos[worst.name] -= 1
+            styled_estimate()
             reason = (f"the next step of bottleneck {worst.name} would exceed the budget "
                       f"({int(lut_budget * 100)}% LUT, {int(bram_budget * 100)}% BRAM of {device.part})")
             if target_cycles is not None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from qnnfab import netconfig
-from qnnfab.boards.cost import estimate, estimate_layers, ram_mapping, rom_mapping
+from qnnfab.boards.cost import (estimate, estimate_layers, lut_rom_lut, ram_mapping, rom_mapping,
+                                weight_memory_mapping, width_converter_lut)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 0.15
@@ -27,9 +28,17 @@ MEASURED = {
     ("cnv_small", "fc0"): (2786, 0), ("cnv_small", "fc_out"): (181, 0),
     ("lfc_w1a1", "fc0"): (3624, 32), ("lfc_w1a1", "fc1"): (4175, 32),
     ("lfc_w1a1", "fc2"): (3722, 32), ("lfc_w1a1", "fc_out"): (1236, 0),
-    # `qnnfab report --config configs/lfc_w1a1_fast.toml` as issue 16 quotes it (LUT column)
-    ("lfc_w1a1_fast", "fc0"): (49040, 0), ("lfc_w1a1_fast", "fc1"): (57721, 0),
-    ("lfc_w1a1_fast", "fc2"): (57824, 0),
+    ("cnv_w1a1", "conv0"): (1510, 0), ("cnv_w1a1", "conv1"): (4505, 0.5),
+    ("cnv_w1a1", "pool0"): (179, 0.5), ("cnv_w1a1", "conv2"): (5845, 0.5),
+    ("cnv_w1a1", "conv3"): (1358, 9), ("cnv_w1a1", "pool1"): (157, 0.5),
+    ("cnv_w1a1", "conv4"): (907, 10.5), ("cnv_w1a1", "conv5"): (466, 17),
+    ("cnv_w1a1", "fc0"): (147, 4), ("cnv_w1a1", "fc1"): (233, 7.5), ("cnv_w1a1", "fc_out"): (583, 0),
+    ("cnv_w1a1_fast", "conv0"): (4316, 0), ("cnv_w1a1_fast", "conv1"): (7350, 1),
+    ("cnv_w1a1_fast", "pool0"): (282, 0.5), ("cnv_w1a1_fast", "conv2"): (7614, 0),
+    ("cnv_w1a1_fast", "conv3"): (12456, 0), ("cnv_w1a1_fast", "pool1"): (185, 0.5),
+    ("cnv_w1a1_fast", "conv4"): (1661, 16), ("cnv_w1a1_fast", "conv5"): (1524, 16),
+    ("cnv_w1a1_fast", "fc0"): (237, 4), ("cnv_w1a1_fast", "fc1"): (422, 7.5),
+    ("cnv_w1a1_fast", "fc_out"): (568, 0),
 }
 
 
@@ -79,11 +88,36 @@ def test_ram_mapping_follows_yosys(depth, width, mapping):
     assert ram_mapping(depth, width) == mapping
 
 
-def test_fast_lfc_weights_in_logic_do_not_fit_the_xc7z020():
-    # lfc_w1a1_fast (PE = SIMD = 64): every weight ROM is shallow, so Yosys makes
-    # them logic; the model must see the overflow (Yosys: over 160k LUT)
+def test_weight_memory_styles_map_as_the_rtl_builds_them():
+    # "block": the cheapest block-RAM shape whatever the size (208 x 64: one RAMB36 in 512 x 72)
+    assert weight_memory_mapping(208, 64, "block") == ("bram", 1.0)
+    assert weight_memory_mapping(256, 64, "auto") == ("logic", 256)        # Yosys' own choice
+    assert weight_memory_mapping(256, 64, "block", runtime=True) == ("bram", 1.0)
+    # const "distributed": a LUT ROM, per bit one LUT6 per 64 words; a 1024-word
+    # column adds one LUT6 selecting among its four 256-word quarters (MUXF7/F8 inside them)
+    assert weight_memory_mapping(256, 64, "distributed") == ("lutrom", lut_rom_lut(256, 64))
+    assert lut_rom_lut(256, 64) == pytest.approx(64 * 4 * 1.14)
+    assert lut_rom_lut(64, 1) == pytest.approx(1.14) and lut_rom_lut(1024, 1) == pytest.approx(17 * 1.14)
+    # runtime "distributed": LUT-RAM, 64 x 3 per RAM64M (4 LUT) and a read multiplexer
+    # between the 64-word banks: 256 x 6 -> 4 banks x 2 cells x 4 LUT + 6 x 1
+    assert weight_memory_mapping(256, 6, "distributed", runtime=True) == ("lutram", 32 + 6)
+
+
+def test_width_converter_grows_with_its_buffer():
+    assert width_converter_lut(1, 4, 1) < width_converter_lut(16, 32, 1) < width_converter_lut(32, 128, 1)
+    assert width_converter_lut(16, 32, 2) > width_converter_lut(16, 32, 1)
+
+
+def test_lfc_w1a1_fast_fits_with_its_memory_styles():
+    # fc0 and fc2 in block RAM (one RAMB36 per PE: 64 x 2), fc1 in LUT ROMs
     from qnnfab.boards import XC7Z020
     cfg = netconfig.load(ROOT / "configs" / "lfc_w1a1_fast.toml")
+    rows = dict(estimate_layers(cfg))
+    assert rows["fc0"].bram36 == rows["fc2"].bram36 == 64 and rows["fc1"].bram36 == 0
     t = estimate(cfg)
-    assert t.bram36 == 0
-    assert t.lut + t.lutram > 2.5 * XC7Z020.lut
+    assert t.lut + t.lutram <= XC7Z020.lut and t.bram36 <= XC7Z020.bram36
+    # the same folding with every weight memory left to Yosys: its shallow ROMs become logic
+    for L in cfg.layers:
+        L.weight_memory = "auto"
+    t = estimate(cfg)
+    assert t.bram36 == 0 and t.lut + t.lutram > 2.5 * XC7Z020.lut
