@@ -222,13 +222,20 @@ def test_more_lanes_cost_more_luts(name):
 
 
 def test_maxpool_lanes_cost_more_luts():
+    # more lanes cost more LUTs while the line buffer stays in the same kind of memory
+    # (a shallower one may move from block RAM to LUT-RAM and shed its read control)
+    from qnnfab.boards.cost import ram_mapping
     cfg = _load("cnv_w1a1")
     pool = next(L for L in cfg.layers if L.type == "maxpool")
-    luts = []
-    for s in divisors(pool.in_shape[2]):
+    h, w, c = pool.in_shape
+    by_kind = {}
+    for s in divisors(c):
         pool.simd = pool.pe = s
-        luts.append(estimate_layer(pool).lut)
-    assert luts == sorted(luts) and luts[0] < luts[-1]
+        kind = ram_mapping(max(2, pool.kernel * w * c // s), s)[0]
+        by_kind.setdefault(kind, []).append(estimate_layer(pool).lut)
+    assert sum(len(v) for v in by_kind.values()) > 2
+    for luts in by_kind.values():
+        assert luts == sorted(luts) and (len(luts) == 1 or luts[0] < luts[-1])
 
 
 def test_lfc_size_weights_go_to_block_ram():
@@ -253,3 +260,36 @@ def test_small_weights_go_to_logic():
         r = estimate_layer(L)
         assert r.bram36 == 0, (L.name, r)
         assert r.lut > L.pe * L.simd * 1.44 + L.weights.size / 64, (L.name, r)
+
+
+# --------------------------------------------------------------------------- memory styles
+
+def test_memory_styles_take_block_ram_within_its_limit_and_luts_beyond():
+    from qnnfab.boards.fold import assign_memory_styles
+    cfg = _load("lfc_w1a1_fast")   # PE = SIMD = 64: 208/256-word weight memories, logic under "auto"
+    assign_memory_styles(cfg, bram_limit=1000)
+    styles = [L.weight_memory for L in cfg.layers]
+    assert styles[:3] == ["block"] * 3                   # fewest LUTs: one RAMB36 per PE
+    assert sum(r.bram36 for _, r in estimate_layers(cfg)[:3]) == 192
+    assign_memory_styles(cfg, bram_limit=130)
+    assert estimate(cfg).bram36 <= 130
+    assert [L.weight_memory for L in cfg.layers[:3]].count("block") == 2
+    assert "distributed" in [L.weight_memory for L in cfg.layers[:3]]
+    assign_memory_styles(cfg, bram_limit=0)
+    assert estimate(cfg).bram36 == 0
+    assert all(L.weight_memory == "distributed" for L in cfg.layers[:3])
+    # deep memories that Yosys puts in block RAM anyway keep "auto"
+    cfg = _load("lfc_w1a1")
+    assign_memory_styles(cfg, bram_limit=1000)
+    assert [L.weight_memory for L in cfg.layers[:3]] == ["auto"] * 3
+
+
+def test_fastest_lfc_w1a1_uses_memory_styles_to_reach_256_cycles():
+    cfg = _load("lfc_w1a1")
+    res = auto_fold(cfg, XC7Z020)
+    assert res.bottleneck[1] <= 256
+    e = estimate(cfg)
+    assert e.lut + e.lutram <= 0.8 * XC7Z020.lut and e.bram36 <= 0.9 * XC7Z020.bram36
+    assert any(L.weight_memory != "auto" for L in cfg.layers)
+    again = _assert_valid_folding(cfg)
+    assert [L.weight_memory for L in again.layers] == [L.weight_memory for L in cfg.layers]
