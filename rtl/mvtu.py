@@ -14,9 +14,10 @@ from amaranth.lib.wiring import In, Out
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind, accumulator_range
+from qnnfab.netconfig import MEMORY_STYLES
 
 from .dot_product import dot_product, range_shape, tree_depth
-from .loadable_memory import MEMORY_STYLES, bus_size, load_bus, weight_memory
+from .loadable_memory import bus_size, load_bus, weight_memory
 from .lanes import lanes
 from .threshold import check_thresholds, prepare_thresholds, threshold_search, wrap_increment
 from .weight_layout import threshold_stage_tables, weight_words
@@ -60,7 +61,7 @@ class MVTU(wiring.Component):
         covers the whole accumulator range).
     weight_memory : "auto" | "block" | "distributed"
         Where the PE weight memories go (:mod:`qnnfab.rtl.loadable_memory`):
-        synthesis' choice, block RAM or LUT-RAM.
+        synthesis' choice, block RAM, or LUTs (a LUT ROM; LUT-RAM when ``runtime``).
 
     Accumulator domain: bipolar x bipolar accumulates the XNOR popcount
     P in [0, MW] (unsigned, as FINN; the dot product is 2P - MW); every other

@@ -246,10 +246,14 @@ def test_config_too_big_for_the_board_writes_no_verilog(tmp_path, capsys):
 
 
 def test_generate_refuses_a_design_over_the_part_naming_the_resource_and_the_override(tmp_path, capsys):
-    # lfc_w1a1_fast's weights are shallow ROMs that Yosys turns into logic: ~3x the LUTs
+    # lfc_w1a1_fast with its weight memories left to Yosys ("auto"): shallow ROMs that
+    # become logic, ~3x the LUTs
+    text = (ROOT / "configs" / "lfc_w1a1_fast.toml").read_text()
+    cfg = tmp_path / "fast_auto.toml"
+    cfg.write_text("\n".join(line for line in text.splitlines() if not line.startswith("weight_memory")))
+    assert "weight_memory" in text
     out = tmp_path / "gen"
-    rc = main(["generate", "--no-report", "--config", str(ROOT / "configs" / "lfc_w1a1_fast.toml"),
-               "--out", str(out)])
+    rc = main(["generate", "--no-report", "--config", str(cfg), "--out", str(out)])
     line = _error_line(capsys, rc)
     assert "does not fit xc7z020" in line and "LUT" in line and "over)" in line, line
     assert "--allow-overflow" in line
