@@ -148,11 +148,19 @@ def _keep_runtime(rdir, bdir):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _cocotb_libs():
+    from cocotb_tools.config import libs_dir
+    return str(libs_dir)
+
+
 def _build_complete(bdir, sim, toplevel):
-    """The simulator's model is there (Verilator: the executable named after the top; Icarus: ``sim.vvp``)."""
+    """The simulator's model is there (Verilator: the executable named after the top, and
+    the cocotb libraries it was linked against, named on the second line of ``build.ok``;
+    Icarus: ``sim.vvp``)."""
     if sim == "verilator":
         exe = bdir / toplevel
-        return exe.is_file() and os.access(exe, os.X_OK)
+        linked = (bdir / "build.ok").read_text().splitlines()[1:2]
+        return exe.is_file() and os.access(exe, os.X_OK) and all(Path(d).is_dir() for d in linked)
     if sim == "icarus":
         return (bdir / "sim.vvp").is_file()
     return True
@@ -181,7 +189,8 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
             if done.exists():
                 if _build_complete(bdir, sim, toplevel):
                     return Build(sim, toplevel, bdir, vpath, key, True, 0.0)
-                print(f"qnnfab: warning: cached build {bdir} is incomplete; rebuilding it", file=sys.stderr,
+                print(f"qnnfab: warning: cached build {bdir} is incomplete (or linked to cocotb libraries "
+                      "that are gone); rebuilding it", file=sys.stderr,
                       flush=True)
                 done.unlink()
             if log:
@@ -221,7 +230,8 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
             seconds = time.monotonic() - t0
             if rdir is not None:
                 _keep_runtime(rdir, bdir)
-            atomic_write_text(done, f"{seconds:.1f}\n")   # written last: the build is complete
+            # written last: the build is complete
+            atomic_write_text(done, f"{seconds:.1f}\n{_cocotb_libs()}\n" if sim == "verilator" else f"{seconds:.1f}\n")
             return Build(sim, toplevel, bdir, vpath, key, False, seconds)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)

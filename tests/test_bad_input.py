@@ -528,7 +528,7 @@ def test_a_truncated_yosys_entry_is_rebuilt(tmp_path, monkeypatch, capsys):
     assert [p.name for p in (tmp_path / "yosys").iterdir()] == [entry.name]
 
 
-def test_a_verilator_build_without_its_executable_is_not_reused(tmp_path):
+def test_a_verilator_build_without_its_executable_or_libraries_is_not_reused(tmp_path):
     from qnnfab.sim.build import _build_complete
     (tmp_path / "build.ok").write_text("1.0\n")
     assert not _build_complete(tmp_path, "verilator", "top")
@@ -537,6 +537,13 @@ def test_a_verilator_build_without_its_executable_is_not_reused(tmp_path):
     assert not _build_complete(tmp_path, "verilator", "top")
     exe.chmod(0o755)
     assert _build_complete(tmp_path, "verilator", "top")
+    # linked against the cocotb libraries of a venv that is gone (moved or deleted): rebuilt
+    libs = tmp_path / "venv" / "cocotb" / "libs"
+    libs.mkdir(parents=True)
+    (tmp_path / "build.ok").write_text(f"1.0\n{libs}\n")
+    assert _build_complete(tmp_path, "verilator", "top")
+    libs.rmdir()
+    assert not _build_complete(tmp_path, "verilator", "top")
 
 
 # --------------------------------------------------------------------------- interrupts
