@@ -450,10 +450,11 @@ def _cmd_fold(args):
     board = _check_board(args.board)
     cfg = _load_config(args.config)
     res = auto_fold(cfg, board.capacity, target_fps=args.fps, f_clk=args.clock * 1e6)
-    print(f"{'layer':<12} {'type':<8} {'SIMD':>5} {'PE':>4} {'cycles/frame':>13}")
+    print(f"{'layer':<12} {'type':<8} {'SIMD':>5} {'PE':>4} {'cycles/frame':>13}  weight_memory")
     for L, (_, cyc) in zip(cfg.layers, res.cycles):
         mark = "  <- bottleneck" if L.name == res.bottleneck[0] else ""
-        print(f"{L.name:<12} {L.type:<8} {L.simd:>5} {L.pe:>4} {cyc:>13,}{mark}")
+        style = "" if L.type == "maxpool" else L.weight_memory
+        print(f"{L.name:<12} {L.type:<8} {L.simd:>5} {L.pe:>4} {cyc:>13,}  {style:<13}{mark}".rstrip())
     e = res.estimate
     fps = args.clock * 1e6 / res.bottleneck[1]
     print(f"{fps:,.0f} frames/s at {args.clock:g} MHz ({res.reason}); estimated {e.lut + e.lutram:,} LUT, "
