@@ -80,7 +80,8 @@ WINDOW_FIXED_LUT = 140      # sliding-window address generation
 POOL_FIXED_LUT = 85
 POOL_BRAM_LUT = 40
 POOL_LANE_BIT_LUT = 0.7
-FIFO_FIXED_LUT = 8
+FIFO_FIXED_LUT = 8      # a depth-2 FIFO (stream handshakes, level)
+FIFO_DEPTH_LUT = 3      # per doubling of the depth beyond 2 (pointers and level compare)
 # width converter (rtl/width_converter.py): a buffer of in + out elements, each
 # bit a shift / hold / write multiplexer, and its element count (compare and add)
 WIDTH_CONVERTER_BIT_LUT = 0.9
@@ -255,7 +256,7 @@ def _fifo(width, depth, res):
     # SyncFIFOBuffered(depth + 1) keeps depth words in its memory, one in a register
     kind, amount = ram_mapping(depth, width)
     _add_mem(res, kind, amount)
-    res.lut += FIFO_FIXED_LUT
+    res.lut += FIFO_FIXED_LUT + FIFO_DEPTH_LUT * math.log2(max(depth, 2) / 2)
     res.ff += width + 12
 
 
