@@ -67,19 +67,24 @@ def _read_port(mem, port_name):
     return ReadPort(sig, memory=mem, domain="sync", path=(port_name,))
 
 
-def _lut_rom(m, name, shape, depth, init, addr, enable):
+def _lut_rom(m, name, shape, depth, init, addr, enable, stages=1):
     """A read-only memory as LUT logic with a registered address: one constant
     of ``depth`` bits per data bit, indexed by the address register (a 64-deep
-    column is one LUT6; deeper ones add MUXF7/F8 or LUTs).
+    column is one LUT6; deeper ones add MUXF7/F8 or LUTs). ``stages`` address
+    registers in a row (each loading with ``enable``): the data of ``addr``
+    appears ``stages`` cycles after it.
 
     The address, not the data, is registered: logic between the address
     flip-flops and the constant columns, or an enable on a data register
     (merged into the LUTs in front of it by Yosys' ``xilinx_dffopt``), breaks
     that structure (measured: 22 instead of 4 LUT per bit of a 256-deep ROM).
     """
-    raddr = Signal.like(addr, name=f"{name}_addr", reset_less=True)
-    with m.If(enable):
-        m.d.sync += raddr.eq(addr)
+    raddr = addr
+    for k in range(stages):
+        reg = Signal.like(addr, name=f"{name}_addr" if k == stages - 1 else f"{name}_addr{k}", reset_less=True)
+        with m.If(enable):
+            m.d.sync += reg.eq(raddr)
+        raddr = reg
     data = Signal(shape, name=f"{name}_data")
     m.d.comb += data.eq(Cat(*[Const(sum(((int(init[a]) >> b) & 1) << a for a in range(depth)), depth)
                               .bit_select(raddr, 1) for b in range(shape.width)]))
@@ -87,16 +92,30 @@ def _lut_rom(m, name, shape, depth, init, addr, enable):
 
 
 def weight_memory(m, name, *, shape, depth, addr, enable, init=None, load=None, group=None, index=0, lane=0,
-                  port_name="rd", style="auto"):
+                  port_name="rd", style="auto", read_register=False, register_name=None):
     """Add one memory named ``name`` to ``m``; return its read data (one cycle after ``enable``).
 
     Const: ``init`` contents, ``depth`` words of ``shape``. Runtime: ``load``
     is the layer's load bus, ``group`` the memory's group (geometry), ``index``
     its enable bit, ``lane`` the PE (its slice of the row). ``port_name``
     names the read port's signals. ``style``: :data:`MEMORY_STYLES`.
+    ``read_register``: the data a cycle later, through a register loading with
+    ``enable`` (named ``register_name``; a LUT ROM registers its address twice
+    instead, keeping its MUXF7/F8 structure).
     """
     if load is None and style == "distributed":
-        return _lut_rom(m, name, Shape.cast(shape), depth, init, addr, enable)
+        return _lut_rom(m, name, Shape.cast(shape), depth, init, addr, enable, 1 + int(read_register))
+    data = _memory(m, name, shape=shape, depth=depth, addr=addr, enable=enable, init=init, load=load, group=group,
+                   index=index, lane=lane, port_name=port_name, style=style)
+    if not read_register:
+        return data
+    reg = Signal.like(data, name=register_name or f"{name}_q")
+    with m.If(enable):
+        m.d.sync += reg.eq(data)
+    return reg
+
+
+def _memory(m, name, *, shape, depth, addr, enable, init, load, group, index, lane, port_name, style):
     if load is None:
         mem = Memory(shape=shape, depth=depth, init=init, attrs=memory_attrs(style, writable=False))
         m.submodules[name] = mem

@@ -288,9 +288,8 @@ class MVTU(wiring.Component):
             wdata = weight_memory(m, f"wmem{p}", shape=unsigned(self.simd * self.weight_bits), depth=NF * SF,
                                   addr=widx, enable=advance, init=None if load is not None else self._weight_words[p],
                                   load=load, group=self.memory_groups[0], index=0, lane=p, port_name="wrd",
-                                  style=self.weight_memory)
-            if self.read_register:
-                wdata = read_register(wdata, f"wdata{p}_q")
+                                  style=self.weight_memory, read_register=self.read_register,
+                                  register_name=f"wdata{p}_q")
             v, lo, hi, lat = dot_product(m, wdata, xdata, simd=self.simd, w_kind=self.weight_dkind,
                                          x_kind=self.act_dkind, stages=self.pipeline, enable=advance,
                                          name=f"pe{p}")

@@ -134,12 +134,14 @@ def test_bad_configuration_raises_config_error_naming_the_field(kwargs, field):
     assert e.value.field == field and e.value.fix
 
 
-@pytest.mark.parametrize("case", [0, 2, 3])
+@pytest.mark.parametrize("case,pipe", [(0, None), (2, None), (3, None), (0, "max"), (3, "max")])
 @pytest.mark.parametrize("style", ["block", "distributed"])
-def test_weight_memory_styles_compute_the_same_rows(case, style):
+def test_weight_memory_styles_compute_the_same_rows(case, pipe, style):
     """A LUT ROM (const "distributed") and a block-RAM memory give the rows of the golden model,
-    under backpressure and unstalled in the same cycles as the default memories."""
-    mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, pipe = CASES[case]
+    under backpressure and unstalled in the same cycles as the default memories (also with
+    pipeline = "max", where the LUT ROM registers its address twice instead of its data)."""
+    mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, case_pipe = CASES[case]
+    pipe = case_pipe if pipe is None else pipe
     rng = np.random.default_rng(7 + case)
     w = _stored(rng, wk, wb, (mh, mw))
     x = _stored(rng, ak, ab, (2 * vectors, mw))
