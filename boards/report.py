@@ -336,8 +336,7 @@ def format_links(links):
         worst = max(timed, key=lambda L: L.logic_ps)
         crossing = [L for L in timed if L.crosses]
         lines.append(f"  every path between two layers is at most {worst.logic_ps / 1000:.2f} ns "
-                     f"(pair {worst.src} -> {worst.dst})"
-                     + (f"; the longest one seen crossing a boundary: "
-                        f"{max(L.logic_ps for L in crossing) / 1000:.2f} ns" if crossing else
-                        "; no pair's longest path crosses a boundary"))
+                     f"(pair {worst.src} -> {worst.dst})")
+        lines.append(f"  the longest one seen crossing a boundary: {max(L.logic_ps for L in crossing) / 1000:.2f} ns"
+                     if crossing else "  no pair's longest path crosses a boundary")
     return "\n".join(lines)

@@ -229,7 +229,7 @@ def test_format_links_states_the_bound_between_layers():
     lines = text.splitlines()
     assert "4.10 ns" in lines[1] and "inside fc1" in lines[1]
     assert "3.90 ns" in lines[2] and "crosses fc1 -> fc2_fifo -> fc2" in lines[2]
-    assert "at most 4.10 ns (pair fc0 -> fc1)" in lines[-1] and "crossing a boundary: 3.90 ns" in lines[-1]
+    assert "at most 4.10 ns (pair fc0 -> fc1)" in lines[-2] and "crossing a boundary: 3.90 ns" in lines[-1]
     assert max(len(line) for line in lines) <= 120
 
 
