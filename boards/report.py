@@ -324,8 +324,7 @@ def link_report(cfg, *, jobs=2, progress=print):
 
 def format_links(links):
     """The link check as text: one line per pair, then the worst path that crosses a stage boundary."""
-    lines = ["paths between layers (Yosys sta of every two adjacent layers synthesized together with "
-             "the FIFO / width converter between them):"]
+    lines = ["paths between layers (Yosys sta, each two adjacent layers with their FIFO / width converter):"]
     for L in links:
         ns = "-" if L.logic_ps is None else f"{L.logic_ps / 1000:.2f} ns"
         where = (f"crosses {' -> '.join(L.stages)}" if L.crosses
