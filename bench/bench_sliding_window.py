@@ -12,6 +12,11 @@ memory bits (``stat`` after ``proc``); the xc7 mapping
 Cycles: the ``sliding_window`` cocotb regression run on the same layer
 (4 images back to back, unstalled), steady-state cycles per image against
 ``OH*OW*K*K*C/SIMD`` (the output-bound ideal).
+
+Several kernel positions per word (SIMD = m * C): CNV W1A1's conv0 (32x32x3,
+8-bit pixels) and conv1 (30x30x64 bipolar) windows at m = 1, 3, 9: Yosys
+resources (the m line-buffer copies and the per-position address logic) and
+cycles per image on Verilator against ``max(OH*OW*K*K/m, H*W)``.
 """
 
 import argparse
@@ -59,9 +64,26 @@ def main():
               f"({sw.buffer_words} x {sw.word_bits}), Yosys memory bits {bits} "
               f"= {bits / (K * W * C):.3f} x KWC; xc7: {res.bram36} BRAM36, {res.lutram} LUTRAM, "
               f"{res.lut} LUT, {res.ff} FF")
+    positions = [("conv0", 32, 3, 8), ("conv1", 30, 64, 1)]
+    print("several kernel positions per word (SIMD = m * C), K=3, no padding:")
+    for name, hw, c, bits in positions:
+        for m in (1, 3, 9):
+            sw = SlidingWindow(hw, hw, c, m * c, K, 1, 0, 0, bits)
+            res = synth_xc7(sw)
+            print(f"  {name} {hw}x{hw}x{c} x {bits} bit, SIMD={m * c:3d} (m={m}): {sw.buffer_copies} x "
+                  f"{sw.buffer_words} x {sw.in_word_bits} bits; xc7: {res.lut} LUT, {res.lutram} LUTRAM, "
+                  f"{res.bram36} BRAM36, {res.ff} FF; {max(sw.out_words, sw.in_words)} cycles/image (model)")
     if args.no_sim:
         return
     from qnnfab.sim import registry
+    for name, hw, c, bits in positions:
+        for m in (3, 9):
+            params = {"h": hw, "w": hw, "c": c, "simd": m * c, "k": K, "s": 1, "p": 0, "pv": 0, "bits": bits}
+            r = registry.run_case("sliding_window", params, seed=1)
+            met = r.metrics
+            print(f"  cycles/image {name} SIMD={m * c} (m={m}): {met['cycles_per_image']} unstalled "
+                  f"(ideal max(OH*OW*9/m, H*W) = {met['ideal']}, ratio "
+                  f"{met['cycles_per_image'] / met['ideal']:.4f})")
     for simd, pad in ((64, 1), (32, 0)):
         params = {"h": H, "w": W, "c": C, "simd": simd, "k": K, "s": 1, "p": pad, "pv": 0, "bits": 1}
         r = registry.run_case("sliding_window", params, seed=1)

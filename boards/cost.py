@@ -94,6 +94,8 @@ def width_converter_lut(in_elems, out_elems, bits):
     cap = in_elems + out_elems
     return max(5.0, WIDTH_CONVERTER_BIT_LUT * cap * bits + WIDTH_CONVERTER_COUNT_LUT * math.log2(cap)
                + WIDTH_CONVERTER_FIXED_LUT)
+WINDOW_LANE_LUT = 16        # per kernel position of a word (SIMD = m * C): address and written checks
+                            # (bench_sliding_window: CNV conv0 at m = 9, 297 LUT)
 
 # Yosys memory_libmap costs (techlibs/xilinx/brams_xc4v.txt, lutrams_xc5v.txt, synth_xilinx)
 _ROM_LOGIC_COST_PER_BIT = 1 / 64
@@ -271,12 +273,13 @@ def estimate_layer(L, prev=None, runtime=False):
     if prev is not None:
         from qnnfab.rtl.dataflow import fifo_depth_for
         pe_prev, bits_prev, cycles_prev = prev
-        if pe_prev != L.simd:
-            res.lut += width_converter_lut(pe_prev, L.simd, bits)
-            res.ff += (pe_prev + L.simd) * bits + 8
-        words = math.prod(L.in_shape) // L.simd
+        in_simd = L.in_simd
+        if pe_prev != in_simd:
+            res.lut += width_converter_lut(pe_prev, in_simd, bits)
+            res.ff += (pe_prev + in_simd) * bits + 8
+        words = math.prod(L.in_shape) // in_simd
         depth = L.fifo_depth or fifo_depth_for(words, cycles_prev, _cycles(L))
-        _fifo(L.simd * bits, depth, res)
+        _fifo(in_simd * bits, depth, res)
     if L.type == "maxpool":
         h, w, c = L.in_shape
         kind, amount = ram_mapping(max(2, L.kernel * w * c // L.simd), L.simd * bits)
@@ -288,11 +291,20 @@ def estimate_layer(L, prev=None, runtime=False):
     else:
         h, w, c = L.in_shape
         k = L.kernel
-        kind, amount = ram_mapping(max(2, min(k, h) * w * (c // L.simd)), L.simd * bits)  # line buffer
-        _add_mem(res, kind, amount)
+        from qnnfab.rtl.sliding_window import BLOCK_RAM_COPY_BITS
+        in_simd, positions = L.in_simd, max(1, L.simd // c)
+        # line buffer, one copy per kernel position of an output word
+        depth, width = max(2, min(k, h) * w * (c // in_simd)), in_simd * bits
+        kind, amount = ram_mapping(depth, width)
+        if positions > 1 and depth * width >= BLOCK_RAM_COPY_BITS:
+            kind, amount = "bram", _bram(depth, width)[1]
+        _add_mem(res, kind, amount * positions)
+        if positions > 1:   # per position lane: its checks, and its padding multiplexer when padded
+            res.lut += positions * (WINDOW_LANE_LUT + (c * bits if L.pad else 0))
         res.lut += WINDOW_FIXED_LUT
         res.ff += 100 + L.simd * bits
-        _fifo(L.simd * bits, 2, res)  # window -> MVTU
+        if positions == 1:
+            _fifo(L.simd * bits, 2, res)  # window -> MVTU
         _mvtu(L, L.out, k * k * c, res, runtime)
     return Resources(lut=round(res.lut), ff=round(res.ff), bram36=float(res.bram36), lutram=round(res.lutram))
 

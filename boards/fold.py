@@ -2,7 +2,9 @@
 
 The method is FINN's: start every layer fully folded (PE = SIMD = 1), then
 repeatedly give the bottleneck layer the next larger valid parallelism (SIMD
-first, up to its input length or channels, then PE) until the target cycles
+first, up to its input length or channels, then PE; a convolution at full PE
+then takes SIMD beyond its channels, m kernel positions per word, at
+whichever PE gives the next larger PE * SIMD) until the target cycles
 per frame is met, or, for "fastest", until the next step would not fit the
 board. Layers other than the bottleneck are only raised when they become the
 bottleneck, so no layer ends much faster than it needs to be: the design is
@@ -66,11 +68,21 @@ def assign_memory_styles(cfg, bram_limit):
 
 
 def _steps(L):
-    """Valid (simd, pe) settings in increasing parallelism: SIMD first, then PE."""
+    """Valid (simd, pe) settings in increasing parallelism: SIMD first, then PE; then, for a
+    convolution, every larger PE * SIMD that SIMD = m * channels reaches (the smaller SIMD
+    of equal products: fewer line-buffer copies)."""
     simds = simd_choices(L.type, L.in_shape)
     if L.type == "maxpool":
         return [(s, s) for s in simds]
-    return [(s, 1) for s in simds] + [(simds[-1], p) for p in pe_choices(L.out) if p > 1]
+    steps = [(s, 1) for s in simds] + [(simds[-1], p) for p in pe_choices(L.out) if p > 1]
+    if L.type == "conv":
+        top = simds[-1] * L.out
+        wide = sorted((s * p, s, p) for s in simd_choices("conv", L.in_shape, L.kernel) if s > simds[-1]
+                      for p in pe_choices(L.out) if s * p > top)
+        for par, s, p in wide:
+            if par > steps[-1][0] * steps[-1][1]:
+                steps.append((s, p))
+    return steps
 
 
 @dataclass

@@ -4,16 +4,23 @@ A layer with an MH x MW weight matrix runs on PE processing elements (PE
 divides MH) taking SIMD columns per cycle (SIMD divides MW); one
 matrix-vector product takes (MH/PE) * (MW/SIMD) cycles (FINN's model, one
 PE x SIMD step per cycle). Feature maps stream channel-last in words of SIMD
-channels, so a convolution's or max pool's SIMD divides the channels, and so
-does the SIMD of a fully connected layer reading a flattened feature map.
+channels, so a max pool's SIMD divides the channels, and so does the SIMD of
+a fully connected layer reading a flattened feature map.
+
+A convolution's SIMD either divides its input channels C (its sliding window
+emits part of one kernel position per word, and reads words of SIMD
+channels), or is ``m * C`` with ``m > 1`` dividing K*K: the window emits m
+whole kernel positions per word (an im2col word of m consecutive (ky, kx)
+positions, up to the whole window at m = K*K) and reads whole pixels, words
+of C channels (:func:`in_simd`).
 
 Cycles per frame (the hardware reaches them unstalled; ``qnnfab sim``
 measures them):
 
 * fc: ``(MH/PE) * (MW/SIMD)``;
 * conv: the slower of its MVTU, ``OH*OW * (OFM/PE) * (K*K*IFM/SIMD)``, and its
-  sliding window, which reads ``H*W*IFM/SIMD`` words and writes
-  ``OH*OW*K*K*IFM/SIMD``;
+  sliding window, which reads ``H*W*IFM/in_simd`` words (one a cycle) and
+  writes ``OH*OW*K*K*IFM/SIMD``;
 * maxpool: the slower of reading ``H*W*C/SIMD`` words and scanning
   ``OH*OW*K*K*C/SIMD`` window words.
 """
@@ -22,8 +29,8 @@ import math
 
 from qnnfab.errors import ConfigError, check_int
 
-__all__ = ["divisors", "largest_divisor", "check_divisor", "simd_choices", "pe_choices", "fc_cycles", "conv_cycles",
-           "maxpool_cycles", "layer_cycles"]
+__all__ = ["divisors", "largest_divisor", "check_divisor", "simd_choices", "conv_simd_choices", "check_conv_simd",
+           "conv_in_simd", "in_simd", "pe_choices", "fc_cycles", "conv_cycles", "maxpool_cycles", "layer_cycles"]
 
 
 def divisors(n):
@@ -45,11 +52,43 @@ def check_divisor(where, field, value, n, of):
     return value
 
 
-def simd_choices(layer_type, in_shape):
-    """Legal SIMD of a layer of type "fc" | "conv" | "maxpool" reading ``in_shape``, increasing."""
+def simd_choices(layer_type, in_shape, kernel=1):
+    """Legal SIMD of a layer of type "fc" | "conv" | "maxpool" reading ``in_shape``, increasing
+    (a convolution's with its ``kernel``: :func:`conv_simd_choices`)."""
     if layer_type == "fc":
         return [s for s in divisors(math.prod(in_shape)) if len(in_shape) != 3 or in_shape[2] % s == 0]
+    if layer_type == "conv":
+        return conv_simd_choices(in_shape[2], kernel)
     return divisors(in_shape[2])
+
+
+def conv_simd_choices(channels, kernel):
+    """Legal SIMD of a K x K convolution over ``channels`` input channels, increasing: the
+    divisors of C, then ``m * C`` for every ``m > 1`` dividing K*K (m kernel positions per word)."""
+    return divisors(channels) + [m * channels for m in divisors(kernel * kernel)[1:]]
+
+
+def check_conv_simd(where, simd, channels, kernel):
+    """Return ``simd`` if it is a legal SIMD of a K x K convolution over ``channels`` channels
+    (:func:`conv_simd_choices`), else raise :class:`~qnnfab.errors.ConfigError` listing the choices."""
+    choices = conv_simd_choices(channels, kernel)
+    check_int(where, "simd", simd, 1, f"choose simd among {choices}")
+    if simd not in choices:
+        raise ConfigError(where, "simd", f"{simd} neither divides the {channels} input channels nor is m x "
+                          f"{channels} with m dividing {kernel}x{kernel} (kernel positions per word)",
+                          f"choose simd among {choices}")
+    return simd
+
+
+def conv_in_simd(channels, simd):
+    """Elements per input word of a convolution at ``simd``: SIMD when it divides the channels,
+    else C (whole pixels, when SIMD = m * C)."""
+    return min(simd, channels)
+
+
+def in_simd(L):
+    """Elements per word of the input stream of :class:`qnnfab.netconfig.LayerSpec` ``L``."""
+    return conv_in_simd(L.in_shape[2], L.simd) if L.type == "conv" else L.simd
 
 
 def pe_choices(out):
@@ -67,7 +106,7 @@ def conv_cycles(in_shape, out_shape, kernel, pe, simd):
     h, w, c = in_shape
     oh, ow, ofm = out_shape
     mvtu = oh * ow * fc_cycles(ofm, kernel * kernel * c, pe, simd)
-    window = max(oh * ow * kernel * kernel * c // simd, h * w * c // simd)
+    window = max(oh * ow * kernel * kernel * c // simd, h * w * c // conv_in_simd(c, simd))
     return max(mvtu, window)
 
 

@@ -24,7 +24,9 @@ TOML format::
     act = "bipolar"               # "bipolar" (1 threshold), "uint2" (3 thresholds), "acc" (raw)
     weight_kind = "bipolar"       # "bipolar" | "ternary" | "int" (with weight_bits)
     pe = 16                       # divides out
-    simd = 32                     # divides the input length (fc) / input channels (conv)
+    simd = 32                     # divides the input length (fc) / input channels (conv);
+                                  # conv: or m * channels, m dividing kernel^2 (m kernel
+                                  # positions per word, up to the whole window)
     # conv only: kernel = 3, stride = 1, pad = 0, pad_value = 0
     # maxpool: kernel = 2, stride = 2 (simd = channels per word, default: previous PE)
     # optional: fifo_depth = N (words of the FIFO in front of this layer)
@@ -159,6 +161,11 @@ class LayerSpec:
         return int(self.act[4:])
 
     @property
+    def in_simd(self):
+        """Elements per word of the layer's input stream (:func:`qnnfab.folding.in_simd`)."""
+        return folding.in_simd(self)
+
+    @property
     def n_thresholds(self):
         if self.act == "acc":
             return 0
@@ -236,9 +243,8 @@ class NetConfig:
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
     def input_words(self):
-        """Input words per frame (first layer's SIMD elements per word)."""
-        first = self.layers[0]
-        return math.prod(self.input_shape) // first.simd
+        """Input words per frame (the first layer's ``in_simd`` elements per word)."""
+        return math.prod(self.input_shape) // self.layers[0].in_simd
 
 
 # ---------------------------------------------------------------------------
@@ -464,9 +470,7 @@ def loads(text, base_dir=".", source="<string>"):
                                   "padding", f"use pad <= {s.kernel - 1}")
             s.pad_value = _pad_value(t, lw, cur_kind, cur_bits)
             h, w, c = cur_shape
-            if c % s.simd:
-                raise ConfigError(lw, "simd", f"{s.simd} does not divide the {c} input channels",
-                                  f"choose simd among {divisors(c)}")
+            folding.check_conv_simd(lw, s.simd, c, s.kernel)
             if h + 2 * s.pad < s.kernel or w + 2 * s.pad < s.kernel:
                 raise ConfigError(lw, "kernel", f"{s.kernel}x{s.kernel} kernel is larger than the padded "
                                   f"{h}x{w} input (pad {s.pad})", "add padding or use a smaller kernel")

@@ -39,31 +39,38 @@ class ConvLayer(wiring.Component):
         As :class:`SlidingWindow` (pad_value is the stored element value:
         0 is -1 for bipolar activations).
     simd : int
-        Input channels per word (divides IFM); also the MVTU's SIMD.
+        The MVTU's SIMD, im2col elements per word: a divisor of IFM (input
+        words of SIMD channels), or ``m * IFM`` with m dividing K*K (the
+        window emits m kernel positions per word, up to the whole window;
+        input words are whole pixels): :func:`qnnfab.folding.conv_simd_choices`.
     pe : int
         Output channels per output word (divides OFM).
     weight_kind, weight_bits, act_kind, act_bits, pipeline, runtime, weight_memory :
         Passed to :class:`MVTU` (``runtime``: weights loaded at run time
         through the ``load`` port, which goes to the MVTU's).
-    fifo_depth : int
+    fifo_depth : int or None
         Words of :class:`StreamFIFO` between window generator and MVTU
-        (0: none). The MVTU also double-buffers one input vector.
+        (0: none). The MVTU also double-buffers one input vector. Default
+        (None): 2 when SIMD <= IFM, else 0 (a vector is one to K*K/m wide
+        words: the window's output register and the MVTU's double buffer
+        keep it at one word per cycle, a FIFO of such words would cost
+        ``SIMD * bits / 6 * 4`` LUT-RAM per 2 words).
 
     Ports
     -----
-    i : stream of ``DataKind(act_kind, act_bits).layout(simd)``
-        (:mod:`qnnfab.kinds`): input map, NHWC raster order, SIMD
-        channels per word, ``payload[j]`` of word w of a pixel = channel
-        w * SIMD + j.
+    i : stream of ``DataKind(act_kind, act_bits).layout(in_simd)``
+        (:mod:`qnnfab.kinds`), ``in_simd = min(simd, IFM)``: input map, NHWC
+        raster order, in_simd channels per word, ``payload[j]`` of word w of
+        a pixel = channel w * in_simd + j.
     o : stream of ``lanes(out_shape, pe)``: output map, NHWC raster order, PE
         channels per word (OFM / PE words per pixel), ``payload[p]`` of word
         nf = channel nf*PE + p (``out_shape`` as :class:`MVTU`).
 
     Timing
     ------
-    The window generator emits ``OH*OW*K*K*IFM/SIMD`` words per image at up to
-    one per cycle; the MVTU takes ``OH*OW*(OFM/PE)*(K*K*IFM/SIMD)`` cycles per
-    image. Back to back, an image takes about the larger of the two
+    The window generator reads ``H*W*IFM/in_simd`` words and emits
+    ``OH*OW*K*K*IFM/SIMD`` words per image, each at up to one per cycle; the
+    MVTU takes ``OH*OW*(OFM/PE)*(K*K*IFM/SIMD)`` cycles per image. Back to back, an image takes about the larger of the two
     (:attr:`cycles_per_image`) plus the window generator's refill stall at
     image boundaries when it is the bottleneck; the first image adds the
     fill latency.
@@ -71,12 +78,14 @@ class ConvLayer(wiring.Component):
 
     def __init__(self, height, width, weights, thresholds=None, *, stride=1, pad=0, pad_value=0, simd, pe,
                  weight_kind="bipolar", weight_bits=None, act_kind="bipolar", act_bits=None, pipeline=0,
-                 fifo_depth=2, runtime=False, weight_memory="auto", name="conv"):
+                 fifo_depth=None, runtime=False, weight_memory="auto", name="conv"):
         w = np.asarray(weights)
         if w.ndim != 4 or w.shape[2] != w.shape[3] or 0 in w.shape:
             raise ConfigError(name, "weights", f"must be 4-D (OFM, IFM, K, K) with a square kernel, got shape "
                               f"{w.shape}", "pass OIHW conv weights (PyTorch layout)")
         ofm, ifm, k, _ = w.shape
+        if fifo_depth is None:   # wide words of several kernel positions: the MVTU's double buffer suffices
+            fifo_depth = 0 if isinstance(simd, int) and simd > ifm else 2
         if isinstance(fifo_depth, bool) or not isinstance(fifo_depth, int) or fifo_depth < 0 or fifo_depth == 1:
             raise ConfigError(name, "fifo_depth", f"must be 0 (no FIFO) or >= 2, not {fifo_depth!r}",
                               "use 0 or a depth >= 2")
@@ -96,6 +105,7 @@ class ConvLayer(wiring.Component):
         self.height, self.width, self.ifm, self.ofm, self.kernel = height, width, ifm, ofm, k
         self.stride, self.pad, self.pad_value = stride, pad, pad_value
         self.simd, self.pe = simd, pe
+        self.in_simd = self.window.in_simd
         self.out_height, self.out_width = oh, ow
         self.matrix = matrix
         self.in_words = self.window.in_words

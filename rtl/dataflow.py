@@ -184,9 +184,9 @@ class Dataflow(wiring.Component):
                     raise ConfigError(where, "input", f"the previous layer outputs {prev_shape} elements "
                                       f"but this layer reads {in_layout.elem_shape} ones",
                                       "match act and input kinds")
-                words = math.prod(L.in_shape) // L.simd
-                if pe_prev != L.simd:
-                    conv = WidthConverter(pe_prev, L.simd, prev_shape, name=f"{L.name} width converter")
+                words = math.prod(L.in_shape) // L.in_simd
+                if pe_prev != L.in_simd:
+                    conv = WidthConverter(pe_prev, L.in_simd, prev_shape, name=f"{L.name} width converter")
                     self.stages.append(("width", f"{L.name}_dwc", conv))
                 depth = L.fifo_depth or fifo_depth_for(words, prev_cycles, cycles)
                 self.stages.append(("fifo", f"{L.name}_fifo", StreamFIFO(in_layout, depth)))

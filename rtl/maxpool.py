@@ -120,6 +120,9 @@ class MaxPool(wiring.Component):
         if kind == "bipolar":
             bits = 1
         stride = kernel if stride is None else stride
+        if isinstance(simd, int) and isinstance(channels, int) and simd > channels > 0:
+            raise ConfigError(where, "simd", f"SIMD={simd} exceeds channels={channels}",
+                              "choose SIMD among the divisors of the channels")
         try:
             self.window = SlidingWindow(height, width, channels, simd, kernel, stride, 0, 0, bits)
         except ConfigError as e:

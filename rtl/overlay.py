@@ -41,7 +41,7 @@ def overlay_formats(cfg, accel, data_width):
     """The :class:`~qnnfab.overlay_map.Formats` of ``accel`` (a Dataflow of ``cfg``)."""
     bits = 1 if cfg.input_kind == "bipolar" else cfg.input_bits
     (i_data, _, _), (o_data, _, _, _) = _accelerator_ports(accel)
-    simd = cfg.layers[0].simd
+    simd = cfg.layers[0].in_simd
     in_width, out_width = (Value.cast(x).shape().width for x in (i_data, o_data))
     if in_width != simd * bits:
         raise AssertionError(f"input word of {in_width} bits, expected {simd} x {bits}")

@@ -4,19 +4,25 @@ The hardware counterpart of finn-hlslib's ConvolutionInputGenerator and of
 :func:`qnnfab.golden.im2col`: it takes a feature map in raster order and emits,
 for every output pixel, the K x K window in (ky, kx, c) order, so that a
 matrix-vector unit with weights ``conv_weights_to_matrix(w)`` computes the
-convolution.
+convolution. A word holds part of one kernel position (SIMD dividing the
+channels) or m whole kernel positions (SIMD = m * C, m dividing K*K, up to the
+whole window per word), the latter for convolutions whose SIMD exceeds their
+channel count (FINN's parallel window).
 """
 
-from amaranth.hdl import Const, Module, Mux, Shape, Signal, Value, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError, check_int
+from qnnfab.folding import check_conv_simd, conv_in_simd, conv_simd_choices
 
 from .lanes import lanes
 
-__all__ = ["SlidingWindow", "sliding_window_geometry"]
+__all__ = ["SlidingWindow", "sliding_window_geometry", "BLOCK_RAM_COPY_BITS"]
+
+BLOCK_RAM_COPY_BITS = 1024   # line-buffer copies (several positions per word) of this size or more: block RAM
 
 
 def _counter(n, name=None):
@@ -47,8 +53,10 @@ class SlidingWindow(wiring.Component):
     channels : int
         Channels C per pixel.
     simd : int
-        Channels per stream word; must divide ``channels``. CW = C / SIMD
-        words per pixel.
+        Elements per output word: a divisor of ``channels`` (CW = C / SIMD
+        words per pixel, on both ports), or ``M * channels`` with M > 1
+        dividing K*K: M kernel positions per output word, whole pixels (C
+        elements) per input word (CW = 1); :func:`qnnfab.folding.conv_simd_choices`.
     kernel : int
         Window size K, 1..7 (square K x K).
     stride : int
@@ -66,15 +74,20 @@ class SlidingWindow(wiring.Component):
 
     Ports
     -----
-    i : stream of ``lanes(shape, simd)`` (:mod:`qnnfab.rtl.lanes`)
+    i : stream of ``lanes(shape, in_simd)`` (:mod:`qnnfab.rtl.lanes`),
+        ``in_simd = min(SIMD, C)`` (:func:`qnnfab.folding.conv_in_simd`)
         The feature map, NHWC raster order: for y, for x, for channel word;
-        ``payload[j]`` of word w of a pixel is channel ``w * SIMD + j``.
+        ``payload[j]`` of word w of a pixel is channel ``w * in_simd + j``.
         Images follow each other back to back.
     o : stream of ``lanes(shape, simd)``
         The im2col stream: for oy, for ox (OH x OW output pixels, raster
-        order), for ky, for kx, for channel word. Words of padding positions
-        hold ``pad_value`` in every element. OH = (H + 2P - K) // S + 1,
-        likewise OW.
+        order), the K*K*C window elements in (ky, kx, c) order, SIMD per
+        word: ``payload[j]`` of word n of an output pixel is window element
+        ``n * SIMD + j``. With SIMD <= C that is for ky, for kx, for channel
+        word; with SIMD = M * C, word n holds the kernel positions
+        ``n*M .. n*M + M-1`` (position q = ky * K + kx), position
+        ``n*M + l`` in elements ``l*C .. l*C + C-1``. Elements of padding
+        positions hold ``pad_value``. OH = (H + 2P - K) // S + 1, likewise OW.
 
     Line buffer
     -----------
@@ -85,6 +98,15 @@ class SlidingWindow(wiring.Component):
     recycled as soon as no current or later window needs it, tracked per
     pixel (not per row), so the input is stalled only when all slots hold
     pixels still to be read. Control is a handful of counters and comparators.
+
+    With M positions per word (SIMD = M * C) the M reads of a word go to M
+    different pixels in one cycle, so the buffer is replicated: M identical
+    memories of ``min(K, H) * W`` pixel words (``C * bits`` bits), written
+    together, each read by one position lane of the word (``buffer_bits``
+    counts all copies); copies of :data:`BLOCK_RAM_COPY_BITS` or more are
+    marked ``ram_style = "block"`` (``buffer_in_block_ram``). Each lane has its own address, padding check and
+    "written" check (a few adders and comparators per lane); a word leaves
+    when every real position in it has arrived.
 
     Timing
     ------
@@ -103,6 +125,9 @@ class SlidingWindow(wiring.Component):
     measured 32x32x64, K=3, SIMD=64, P=1: 9216 cycles (R=0);
     SIMD=32, P=0: 16259 for 16200 (R=59, +0.4%); K=2, S=2: R = a few cycles
     per image (``bench/bench_sliding_window.py``, ``qnnfab sim sliding_window``).
+    With M positions per word the output takes ``OH*OW*K*K/M`` words per
+    image and the input ``H*W`` pixel words: at M = K*K (whole windows) the
+    input is the bottleneck unless the stride exceeds 1.
     """
 
     def __init__(self, height, width, channels, simd, kernel, stride=1, pad=0, pad_value=0, bits=1):
@@ -120,9 +145,11 @@ class SlidingWindow(wiring.Component):
         check_int(where, "bits", bits, 1, "use bits >= 1 (1 for bipolar)")
         if kernel > 7:
             raise ConfigError(where, "kernel", f"must be 1..7, not {kernel}", "use a kernel size 1..7")
-        if channels % simd:
-            raise ConfigError(where, "simd", f"SIMD={simd} does not divide channels={channels}",
-                              f"choose SIMD among the divisors of {channels}")
+        if simd not in conv_simd_choices(channels, kernel):
+            if simd <= channels:
+                raise ConfigError(where, "simd", f"SIMD={simd} does not divide channels={channels}",
+                                  f"choose SIMD among {conv_simd_choices(channels, kernel)}")
+            check_conv_simd(where, simd, channels, kernel)
         if pad >= kernel:
             raise ConfigError(where, "pad", f"pad={pad} >= kernel={kernel} gives windows made only of padding",
                               f"use pad <= {kernel - 1}")
@@ -133,31 +160,51 @@ class SlidingWindow(wiring.Component):
         self.height, self.width, self.channels, self.simd = height, width, channels, simd
         self.kernel, self.stride, self.pad, self.pad_value, self.bits = kernel, stride, pad, pad_value, bits
         self.shape = Shape.cast(shape)
-        self.cw = channels // simd
+        self.in_simd = conv_in_simd(channels, simd)
+        self.positions = max(1, simd // channels)      # kernel positions per output word (M)
+        self.cw = channels // self.in_simd
         self.word_bits = simd * bits
+        self.in_word_bits = self.in_simd * bits
         self.buffer_rows = min(kernel, height)
         self.buffer_words = self.buffer_rows * width * self.cw
-        self.buffer_bits = self.buffer_words * self.word_bits
+        self.buffer_copies = self.positions
+        # copies of a kilobit or more go to block RAM: LUTs are what several positions per word
+        # run short of, and Yosys' cost rule would put a 96 x 24 copy into 64 LUT-RAM cells
+        self.buffer_in_block_ram = self.positions > 1 and self.buffer_words * self.in_word_bits >= BLOCK_RAM_COPY_BITS
+        self._copy_attrs = {"ram_style": "block"} if self.buffer_in_block_ram else None
+        self.buffer_bits = self.buffer_words * self.in_word_bits * self.buffer_copies
         self.in_words = height * width * self.cw
-        self.out_words = self.out_height * self.out_width * kernel * kernel * self.cw
+        self.out_words = self.out_height * self.out_width * kernel * kernel * channels // simd
         self.latency = 2
         super().__init__({
-            "i": In(stream.Signature(lanes(self.shape, simd))),
+            "i": In(stream.Signature(lanes(self.shape, self.in_simd))),
             "o": Out(stream.Signature(lanes(self.shape, simd))),
         })
 
     def elaborate(self, platform):
         m = Module()
         H, W, K, S, P = self.height, self.width, self.kernel, self.stride, self.pad
-        CW, KR = self.cw, self.buffer_rows
+        CW, KR, M = self.cw, self.buffer_rows, self.positions
         OH, OW = self.out_height, self.out_width
         WCW = W * CW
         DEPTH = self.buffer_words
+        NW = K * K // M                # words per output pixel when M > 1
 
         # (a 1-word buffer is declared with 2 words: Verilog has no zero-width address)
-        m.submodules.mem = mem = Memory(shape=unsigned(self.word_bits), depth=max(DEPTH, 2), init=[])
-        wr = mem.write_port()
-        rd = mem.read_port(domain="sync")
+        if M == 1:
+            m.submodules.mem = mem = Memory(shape=unsigned(self.word_bits), depth=max(DEPTH, 2), init=[])
+            wr = mem.write_port()
+            rd = mem.read_port(domain="sync")
+            writes, reads = [wr], [rd]
+        else:   # one copy per position lane of a word, written together
+            writes, reads = [], []
+            for lane in range(M):
+                m.submodules[f"mem{lane}"] = mem = Memory(shape=unsigned(self.in_word_bits),
+                                                          depth=max(DEPTH, 2), init=[], attrs=self._copy_attrs)
+                wr = mem.write_port()
+                rd = mem.read_port(domain="sync")
+                writes.append(wr)
+                reads.append(rd)
 
         # ---- write side: raster position of the next input word -----------------
         wimg = Signal(2)               # image counter mod 4
@@ -170,26 +217,35 @@ class SlidingWindow(wiring.Component):
         rimg = Signal(2)
         oy = _counter(OH, "oy")
         ox = _counter(OW, "ox")
-        ky = _counter(K, "ky")
-        kx = _counter(K, "kx")
-        c = _counter(CW, "c")
-        kxc = _counter(K * CW, "kxc")    # kx * CW + c
+        if M == 1:
+            ky = _counter(K, "ky")
+            kx = _counter(K, "kx")
+            c = _counter(CW, "c")
+            kxc = _counter(K * CW, "kxc")    # kx * CW + c
+        else:
+            wsel = _counter(NW, "wsel")      # word of the output pixel's window
         iy_top = Signal(range(-P, max((OH - 1) * S - P + 1, 2)), init=-P)    # oy * S - P
         ix_left = Signal(range(-P, max((OW - 1) * S - P + 1, 2)), init=-P)   # ox * S - P
-        left_off = Signal(range(-P * CW, max(((OW - 1) * S - P) * CW + 1, 2)), init=-P * CW)  # ix_left * CW
+        if M == 1:
+            left_off = Signal(range(-P * CW, max(((OW - 1) * S - P) * CW + 1, 2)), init=-P * CW)  # ix_left * CW
         # buffer slot of a row: row iy of image n lives in slot (n*H + iy) mod KR
         top0 = (-P) % KR
         top_base = Signal(range(max(DEPTH, 2)), init=top0 * WCW)   # slot(iy_top) * W * CW
-        row_base = Signal(range(max(DEPTH, 2)), init=top0 * WCW)   # slot(iy) * W * CW
+        if M == 1:
+            row_base = Signal(range(max(DEPTH, 2)), init=top0 * WCW)   # slot(iy) * W * CW
 
-        iy = Signal(range(-P, H + P + K + S))
-        ix = Signal(range(-P, W + P + K + S))
-        m.d.comb += [iy.eq(iy_top + ky), ix.eq(ix_left + kx)]
-        real = Signal()
-        if P:
-            m.d.comb += real.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W))
-        else:
-            m.d.comb += real.eq((iy < H) & (ix < W))
+        def is_real(m, real, iy, ix):
+            if P:
+                m.d.comb += real.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W))
+            else:
+                m.d.comb += real.eq((iy < H) & (ix < W))
+
+        if M == 1:
+            iy = Signal(range(-P, H + P + K + S))
+            ix = Signal(range(-P, W + P + K + S))
+            m.d.comb += [iy.eq(iy_top + ky), ix.eq(ix_left + kx)]
+            real = Signal()
+            is_real(m, real, iy, ix)
 
         # writer's row, in the reader's image frame (writer is at most one image
         # behind the reader (only unused rows/columns left) or one image ahead)
@@ -205,8 +261,12 @@ class SlidingWindow(wiring.Component):
                 m.d.comb += wy_eff.eq(wy - H)
 
         # the word the reader needs now has been written
-        written = Signal()
-        m.d.comb += written.eq((wy_eff > iy) | ((wy_eff == iy) & ((wx > ix) | ((wx == ix) & (wc > c)))))
+        if M == 1:
+            written = Signal()
+            m.d.comb += written.eq((wy_eff > iy) | ((wy_eff == iy) & ((wx > ix) | ((wx == ix) & (wc > c)))))
+            ready = ~real | written
+        else:
+            ready, lane_real = self._position_lanes(m, reads, wsel, iy_top, ix_left, top_base, wy_eff, wx, is_real)
 
         # oldest pixel any current or later window needs: (fy, fx) of the reader's image
         fy = _counter(H, "fy")
@@ -235,12 +295,13 @@ class SlidingWindow(wiring.Component):
         m.d.comb += room.eq((wy_eff < fy_lim) | ((wy_eff == fy_lim) & (wx < fx)))
 
         # ---- write ---------------------------------------------------------------
-        m.d.comb += [
-            self.i.ready.eq(room),
-            wr.addr.eq(waddr),
-            wr.data.eq(Value.cast(self.i.payload)),
-            wr.en.eq(self.i.valid & room),
-        ]
+        m.d.comb += self.i.ready.eq(room)
+        for wr in writes:
+            m.d.comb += [
+                wr.addr.eq(waddr),
+                wr.data.eq(Value.cast(self.i.payload)),
+                wr.en.eq(self.i.valid & room),
+            ]
         with m.If(self.i.valid & room):
             m.d.sync += waddr.eq(Mux(waddr == DEPTH - 1, 0, waddr + 1))
             with m.If(wc == CW - 1):
@@ -261,15 +322,31 @@ class SlidingWindow(wiring.Component):
         issue = Signal()
         m.d.comb += [
             advance.eq(~self.o.valid | self.o.ready),
-            issue.eq(advance & (~real | written)),
-            rd.addr.eq(row_base + left_off + kxc),
-            rd.en.eq(advance),
+            issue.eq(advance & ready),
         ]
-        padflag = Signal()
-        with m.If(advance):
-            m.d.sync += [self.o.valid.eq(~real | written), padflag.eq(~real)]
-        pad_word = Const(sum(self.pad_value << (j * self.bits) for j in range(self.simd)), self.word_bits)
-        m.d.comb += Value.cast(self.o.payload).eq(Mux(padflag, pad_word, rd.data))
+        if M == 1:
+            m.d.comb += [
+                reads[0].addr.eq(row_base + left_off + kxc),
+                reads[0].en.eq(advance),
+            ]
+            padflag = Signal()
+            with m.If(advance):
+                m.d.sync += [self.o.valid.eq(ready), padflag.eq(~real)]
+            pad_word = Const(sum(self.pad_value << (j * self.bits) for j in range(self.simd)), self.word_bits)
+            m.d.comb += Value.cast(self.o.payload).eq(Mux(padflag, pad_word, reads[0].data))
+        else:
+            with m.If(advance):
+                m.d.sync += self.o.valid.eq(ready)
+            if P:
+                pad_pixel = Const(sum(self.pad_value << (j * self.bits) for j in range(self.in_simd)),
+                                  self.in_word_bits)
+                padflags = [Signal(name=f"padflag{lane}") for lane in range(M)]
+                with m.If(advance):
+                    m.d.sync += [f.eq(~r) for f, r in zip(padflags, lane_real)]
+                m.d.comb += Value.cast(self.o.payload).eq(Cat(*[Mux(f, pad_pixel, rd.data)
+                                                                for f, rd in zip(padflags, reads)]))
+            else:   # every window lies inside the image: no padding multiplexer
+                m.d.comb += Value.cast(self.o.payload).eq(Cat(*[rd.data for rd in reads]))
 
         def mod_add(sig, step):
             step %= DEPTH
@@ -277,30 +354,91 @@ class SlidingWindow(wiring.Component):
 
         row_step = (S % KR) * WCW
         img_step = ((H - (OH - 1) * S) % KR) * WCW
-        with m.If(issue):
-            with m.If(c == CW - 1):
-                m.d.sync += c.eq(0)
-                with m.If(kx == K - 1):
-                    m.d.sync += [kx.eq(0), kxc.eq(0)]
-                    with m.If(ky == K - 1):
-                        m.d.sync += ky.eq(0)
-                        with m.If(ox == OW - 1):
-                            m.d.sync += [ox.eq(0), ix_left.eq(-P), left_off.eq(-P * CW)]
-                            with m.If(oy == OH - 1):
-                                m.d.sync += [oy.eq(0), iy_top.eq(-P), rimg.eq(rimg + 1),
-                                             top_base.eq(mod_add(top_base, img_step)),
-                                             row_base.eq(mod_add(top_base, img_step))]
-                            with m.Else():
-                                m.d.sync += [oy.eq(oy + 1), iy_top.eq(iy_top + S),
-                                             top_base.eq(mod_add(top_base, row_step)),
-                                             row_base.eq(mod_add(top_base, row_step))]
-                        with m.Else():
-                            m.d.sync += [ox.eq(ox + 1), ix_left.eq(ix_left + S),
-                                         left_off.eq(left_off + S * CW), row_base.eq(top_base)]
-                    with m.Else():
-                        m.d.sync += [ky.eq(ky + 1), row_base.eq(mod_add(row_base, WCW))]
+
+        def next_pixel():
+            """Move the read side to the next output pixel (after its window's last word)."""
+            with m.If(ox == OW - 1):
+                m.d.sync += [ox.eq(0), ix_left.eq(-P)] + ([left_off.eq(-P * CW)] if M == 1 else [])
+                with m.If(oy == OH - 1):
+                    m.d.sync += [oy.eq(0), iy_top.eq(-P), rimg.eq(rimg + 1),
+                                 top_base.eq(mod_add(top_base, img_step))]
+                    if M == 1:
+                        m.d.sync += row_base.eq(mod_add(top_base, img_step))
                 with m.Else():
-                    m.d.sync += [kx.eq(kx + 1), kxc.eq(kxc + 1)]
+                    m.d.sync += [oy.eq(oy + 1), iy_top.eq(iy_top + S),
+                                 top_base.eq(mod_add(top_base, row_step))]
+                    if M == 1:
+                        m.d.sync += row_base.eq(mod_add(top_base, row_step))
             with m.Else():
-                m.d.sync += [c.eq(c + 1), kxc.eq(kxc + 1)]
+                m.d.sync += [ox.eq(ox + 1), ix_left.eq(ix_left + S)]
+                if M == 1:
+                    m.d.sync += [left_off.eq(left_off + S * CW), row_base.eq(top_base)]
+
+        with m.If(issue):
+            if M == 1:
+                with m.If(c == CW - 1):
+                    m.d.sync += c.eq(0)
+                    with m.If(kx == K - 1):
+                        m.d.sync += [kx.eq(0), kxc.eq(0)]
+                        with m.If(ky == K - 1):
+                            m.d.sync += ky.eq(0)
+                            next_pixel()
+                        with m.Else():
+                            m.d.sync += [ky.eq(ky + 1), row_base.eq(mod_add(row_base, WCW))]
+                    with m.Else():
+                        m.d.sync += [kx.eq(kx + 1), kxc.eq(kxc + 1)]
+                with m.Else():
+                    m.d.sync += [c.eq(c + 1), kxc.eq(kxc + 1)]
+            else:
+                with m.If(wsel == NW - 1):
+                    m.d.sync += wsel.eq(0)
+                    next_pixel()
+                with m.Else():
+                    m.d.sync += wsel.eq(wsel + 1)
         return m
+
+    def _position_lanes(self, m, reads, wsel, iy_top, ix_left, top_base, wy_eff, wx, is_real):
+        """Read addresses of the M position lanes of the current word (M > 1, CW = 1).
+
+        Lane l of word n reads kernel position q = n*M + l, (ky, kx) = divmod(q, K),
+        pixel (iy_top + ky, ix_left + kx) from its own buffer copy. Returns the
+        word's ready condition (every real position written) and the lanes'
+        real (not padding) flags (None without padding: all real).
+        """
+        H, W, K, S, P = self.height, self.width, self.kernel, self.stride, self.pad
+        KR, M, DEPTH = self.buffer_rows, self.positions, self.buffer_words
+        NW = K * K // M
+        kys = [Signal(range(K), name=f"ky{lane}") for lane in range(M)]
+        kxs = [Signal(range(K), name=f"kx{lane}") for lane in range(M)]
+        row_offs = [Signal(range(max(DEPTH, 2)), name=f"row_off{lane}") for lane in range(M)]
+        with m.Switch(wsel):
+            for n in range(NW):
+                with m.Case(n):
+                    for lane in range(M):
+                        ky, kx = divmod(n * M + lane, K)
+                        m.d.comb += [kys[lane].eq(ky), kxs[lane].eq(kx), row_offs[lane].eq((ky % KR) * W)]
+        oks, reals = [], []
+        for lane, rd in enumerate(reads):
+            iy = Signal(range(-P, H + P + K + S), name=f"iy{lane}")
+            ix = Signal(range(-P, W + P + K + S), name=f"ix{lane}")
+            m.d.comb += [iy.eq(iy_top + kys[lane]), ix.eq(ix_left + kxs[lane])]
+            written = Signal(name=f"written{lane}")
+            m.d.comb += written.eq((wy_eff > iy) | ((wy_eff == iy) & (wx > ix)))
+            if not P:   # without padding (iy, ix) < (H, W) by the geometry: every position is real
+                oks.append(written)
+                reals.append(None)
+            else:
+                real = Signal(name=f"real{lane}")
+                is_real(m, real, iy, ix)
+                oks.append(~real | written)
+                reals.append(real)
+            row = Signal(range(max(DEPTH, 2)), name=f"row{lane}")
+            row_sum = top_base + row_offs[lane]
+            m.d.comb += [
+                row.eq(Mux(row_sum >= DEPTH, row_sum - DEPTH, row_sum)),
+                rd.addr.eq(row + ix),
+                rd.en.eq(~self.o.valid | self.o.ready),
+            ]
+        ready = Signal()
+        m.d.comb += ready.eq(Cat(*oks).all())
+        return ready, reals

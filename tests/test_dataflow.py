@@ -22,31 +22,37 @@ def _width(port):
 
 
 def _check_structure(cfg, top):
-    """Stages in stream order: [width converter if PE != next SIMD] FIFO layer, for every layer but the first."""
+    """Stages in stream order: [width converter if PE != next input word] FIFO layer, for every layer but
+    the first. A layer's input word is its SIMD elements, or whole pixels (C) for a convolution with
+    SIMD = m * C."""
+
+    def in_elems(L):
+        return min(L.simd, L.in_shape[2]) if L.type == "conv" else L.simd
+
     stages = list(top.stages)
     expect = []
     for idx, L in enumerate(cfg.layers):
         if idx > 0:
             prev = cfg.layers[idx - 1]
-            if prev.pe != L.simd:
+            if prev.pe != in_elems(L):
                 expect.append(("width", f"{L.name}_dwc"))
             expect.append(("fifo", f"{L.name}_fifo"))
         expect.append((L.type, L.name))
     assert [(k, n) for k, n, _ in stages] == expect
     words = {}
     for L in cfg.layers:
-        words[L.name] = math.prod(L.in_shape) // L.simd
+        words[L.name] = math.prod(L.in_shape) // in_elems(L)
     prev_cycles = None
     for k, name, comp in stages:
         if k == "width":
             nxt = next(x for x in cfg.layers if name == f"{x.name}_dwc")
             prev = cfg.layers[cfg.layers.index(nxt) - 1]
             assert isinstance(comp, WidthConverter)
-            assert (comp.in_elems, comp.out_elems, comp.bits) == (prev.pe, nxt.simd, nxt.in_bits)
+            assert (comp.in_elems, comp.out_elems, comp.bits) == (prev.pe, in_elems(nxt), nxt.in_bits)
         elif k == "fifo":
             nxt = next(x for x in cfg.layers if name == f"{x.name}_fifo")
             assert isinstance(comp, StreamFIFO)
-            assert comp.width == nxt.simd * nxt.in_bits
+            assert comp.width == in_elems(nxt) * nxt.in_bits
             want = nxt.fifo_depth or fifo_depth_for(words[nxt.name], prev_cycles, cfg.layer_cycles(nxt))
             assert comp.depth == want, name
         else:
@@ -58,9 +64,9 @@ def _check_structure(cfg, top):
     # the ports: first layer's SIMD elements in, last layer's PE elements out
     first, last = cfg.layers[0], cfg.layers[-1]
     in_bits = 1 if cfg.input_kind == "bipolar" else cfg.input_bits
-    assert top.in_width == first.simd * in_bits
+    assert top.in_width == in_elems(first) * in_bits
     assert top.out_elems == last.pe
-    assert top.in_words == math.prod(cfg.input_shape) // first.simd
+    assert top.in_words == math.prod(cfg.input_shape) // in_elems(first)
     assert top.out_words * last.pe == math.prod(last.out_shape)
 
 
@@ -97,6 +103,66 @@ def test_refolded_cnv_small_and_fifo_depth_override():
     assert dwc == {"conv2_dwc": (4, 16), "fc0_dwc": (8, 32)}
     fifo = {n: c for k, n, c in top.stages if k == "fifo"}
     assert fifo["conv2_fifo"].depth == 9
+
+
+MMV_NET = """[network]
+name = "mmv"
+input_shape = [7, 6, 3]
+input_kind = "int"
+input_bits = 4
+weights = "random"
+seed = 5
+
+[[layer]]
+name = "conv0"
+type = "conv"
+out = 8
+kernel = 3
+pad = 1
+pad_value = 2
+act = "uint2"
+pe = 4
+simd = 27
+
+[[layer]]
+name = "conv1"
+type = "conv"
+out = 6
+kernel = 3
+stride = 2
+act = "bipolar"
+pe = 3
+simd = 24
+
+[[layer]]
+name = "fc_out"
+type = "fc"
+out = 4
+act = "acc"
+pe = 2
+simd = 6
+"""
+
+
+def test_kernel_positions_per_word_in_a_network_match_golden():
+    # conv0 takes the whole padded window per word (pixels of 3 channels in), conv1 one kernel
+    # row per word behind a width converter (conv0's PE 4 -> pixels of 8); Amaranth's simulator,
+    # random gaps and backpressure, against the golden forward pass
+    from qnnfab.sim.amaranth_stream import stream_through
+    from qnnfab.sim.words import pack_rows
+    cfg = netconfig.loads(MMV_NET)
+    assert [L.in_simd for L in cfg.layers] == [3, 8, 6]
+    top = Dataflow(cfg)
+    _check_structure(cfg, top)
+    assert [(n, c.in_elems, c.out_elems) for k, n, c in top.stages if k == "width"] == [("conv1_dwc", 4, 8),
+                                                                                        ("fc_out_dwc", 3, 6)]
+    x = cfg.random_inputs(3, seed=1)
+    want = cfg.golden().forward(x)
+    words = pack_rows((x & 0xF).reshape(-1, 3), 4)
+    got = stream_through(top, words, top.out_words * 3, 0.7, 0.7, seed=2).words
+    bits = top.out_bits
+    scores = [(w >> (k * bits)) & ((1 << bits) - 1) for w in got for k in range(top.out_elems)]
+    assert scores == want.reshape(-1).tolist()
 
 
 def test_fifo_depth_for_clamps_to_2_64():

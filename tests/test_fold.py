@@ -25,7 +25,8 @@ def _in_len(L):
 
 
 def _settings(L):
-    """Every valid (simd, pe) of a layer, from first principles (PE | out, SIMD | input)."""
+    """Every valid (simd, pe) of a layer whose SIMD divides its input words' channels, from
+    first principles (PE | out, SIMD | input)."""
     if L.type == "maxpool":
         return [(s, s) for s in divisors(L.in_shape[2])]
     if L.type == "fc":
@@ -34,6 +35,20 @@ def _settings(L):
     else:
         simds = divisors(L.in_shape[2])
     return [(s, p) for s in simds for p in divisors(L.out)]
+
+
+def _wide_settings(L):
+    """A convolution's settings beyond full PE at SIMD = C, in the folder's order: SIMD = m * C
+    (m > 1 dividing K*K) at any PE, every larger product once, the smaller SIMD on ties."""
+    if L.type != "conv":
+        return []
+    c = L.in_shape[2]
+    out, top = [], c * L.out
+    for s, p in sorted(((m * c, p) for m in divisors(L.kernel ** 2)[1:] for p in divisors(L.out)),
+                       key=lambda sp: (sp[0] * sp[1], sp[0])):
+        if s * p > max([top] + [a * b for a, b in out]):
+            out.append((s, p))
+    return out
 
 
 def _assert_valid_folding(cfg):
@@ -47,7 +62,8 @@ def _assert_valid_folding(cfg):
             if len(L.in_shape) == 3:
                 assert L.in_shape[2] % L.simd == 0, L.name
         else:
-            assert L.in_shape[2] % L.simd == 0, L.name
+            c = L.in_shape[2]
+            assert c % L.simd == 0 or (L.simd % c == 0 and L.kernel ** 2 % (L.simd // c) == 0), L.name
     # and the folded config is a valid config
     again = netconfig.loads(netconfig.dumps(cfg))
     assert [(L.simd, L.pe) for L in again.layers] == [(L.simd, L.pe) for L in cfg.layers]
@@ -56,6 +72,10 @@ def _assert_valid_folding(cfg):
 
 def _step_down(L):
     """The setting one folding step below the current one (SIMD first, then PE), or None."""
+    wide = _wide_settings(L)
+    if (L.simd, L.pe) in wide:
+        k = wide.index((L.simd, L.pe))
+        return wide[k - 1] if k else (L.in_shape[2], L.out)
     simds = sorted({s for s, _ in _settings(L)})
     if L.type == "maxpool":
         below = [s for s in simds if s < L.simd]
@@ -75,7 +95,8 @@ def _cycles_at(cfg, L, simd, pe):
         L.simd, L.pe = old
 
 
-@pytest.mark.parametrize("name,fps", [("cnv_w1a1", 3000), ("cnv_w1a1", 500), ("lfc_w1a1", 100_000),
+@pytest.mark.parametrize("name,fps", [("cnv_w1a1", 3000), ("cnv_w1a1", 500), ("cnv_w1a1", 15_000),
+                                      ("lfc_w1a1", 100_000),
                                       ("cnv_small", 20_000), ("lfc_small", 1_000_000)])
 def test_target_is_reached_with_valid_balanced_folding(name, fps):
     cfg = _load(name)
@@ -94,7 +115,8 @@ def test_target_is_reached_with_valid_balanced_folding(name, fps):
     # (the previous PE at the same SIMD, or the previous SIMD at PE = 1) would
     # break the target.
     for L in cfg.layers:
-        if L.type != "maxpool" and L.pe > 1:  # PE is raised only once SIMD is at its largest
+        if L.type != "maxpool" and L.pe > 1 and (L.simd, L.pe) not in _wide_settings(L):
+            # PE is raised only once SIMD is at its largest
             assert L.simd == max(s for s, _ in _settings(L)), L.name
         down = _step_down(L)
         if down is not None:
@@ -149,14 +171,16 @@ def test_fastest_fits_the_budget_and_stops_for_a_reason(name):
     # largest setting, or the next larger one would not fit
     worst = max(cfg.layers, key=cfg.layer_cycles)
     assert cfg.layer_cycles(worst) == res.bottleneck[1]
+    wide = _wide_settings(worst)
     if "fully parallel" in res.reason:
-        assert worst.simd == max(s for s, _ in _settings(worst))
-        assert worst.pe == max(p for _, p in _settings(worst))
+        largest = max(_settings(worst) + wide, key=lambda sp: sp[0] * sp[1])
+        assert (worst.simd, worst.pe) == largest
     else:
         assert "budget" in res.reason
         cur = worst.simd * worst.pe
         bigger = [sp for sp in _settings(worst) if sp[0] * sp[1] > cur
                   and sp[0] >= worst.simd and sp[1] >= worst.pe]
+        bigger += [sp for sp in wide if sp[0] * sp[1] > cur]
         assert bigger
         step = min(bigger, key=lambda sp: sp[0] * sp[1])
         old = worst.simd, worst.pe
@@ -164,6 +188,22 @@ def test_fastest_fits_the_budget_and_stops_for_a_reason(name):
         e2 = estimate(cfg)
         worst.simd, worst.pe = old
         assert e2.lut + e2.lutram > 0.8 * XC7Z020.lut or e2.bram36 > 0.9 * XC7Z020.bram36
+
+
+def test_fastest_cnv_takes_several_kernel_positions_per_cycle():
+    # one kernel position per cycle stops CNV W1A1 at conv0's 900 output pixels x 9 positions
+    # (PE = 64, SIMD = C = 3); beyond it the folder gives convolutions SIMD = m * C
+    cfg = _load("cnv_w1a1")
+    one_position_floor = 30 * 30 * 9
+    res = auto_fold(cfg, XC7Z020)
+    assert res.bottleneck[1] < one_position_floor, res.cycles
+    conv0 = cfg.layers[0]
+    assert conv0.simd > conv0.in_shape[2], (conv0.simd, conv0.pe)
+    _assert_valid_folding(cfg)
+    # a target between the two needs them too
+    cfg = _load("cnv_w1a1")
+    auto_fold(cfg, XC7Z020, target_fps=F_CLK / 7000)
+    assert cfg.layers[0].simd > 3 and cfg.layer_cycles(cfg.layers[0]) <= 7000
 
 
 def test_fastest_is_at_least_as_fast_as_any_target_that_succeeds():

@@ -230,7 +230,24 @@ def test_simd_not_dividing_the_fc_input_length():
 
 def test_simd_not_dividing_the_conv_channels():
     text = _net("[8, 8, 6]", "int", 8) + _layer(name="c0", type="conv", out=8, pe=2, simd=4)
-    _expect(text, "'c0'", "simd", "6 input channels", "[1, 2, 3, 6]")
+    _expect(text, "'c0'", "simd", "6 input channels", "[1, 2, 3, 6, 18, 54]")
+
+
+@pytest.mark.parametrize("simd", [12, 36, 60])
+def test_conv_simd_above_the_channels_must_be_whole_kernel_positions(simd):
+    # SIMD = m * C with m dividing K*K = 9: 18 (3 positions) and 54 (the whole window)
+    text = _net("[8, 8, 6]", "int", 8) + _layer(name="c0", type="conv", out=8, pe=2, simd=simd)
+    _expect(text, "'c0'", "simd", "m x 6", "3x3", "[1, 2, 3, 6, 18, 54]")
+
+
+def test_conv_simd_of_whole_kernel_positions_reads_whole_pixels():
+    for simd, in_simd in ((18, 6), (54, 6), (3, 3)):
+        text = _net("[8, 8, 6]", "int", 8) + _layer(name="c0", type="conv", out=8, pe=2, simd=simd)
+        cfg = netconfig.loads(text)
+        assert cfg.layers[0].in_simd == in_simd
+        assert cfg.input_words() == 8 * 8 * 6 // in_simd
+        # the window reads one word per cycle, writes K*K*C/SIMD per output pixel
+        assert cfg.layer_cycles(cfg.layers[0]) == max(6 * 6 * (8 // 2) * (54 // simd), 8 * 8 * 6 // in_simd)
 
 
 def test_simd_not_dividing_the_channels_of_a_flattened_image():

@@ -43,6 +43,10 @@ CASES = [
     (1, 1, 3, 2, 3, 1, 1, 1, 3, 1, "bipolar", 1, 1),
     (4, 5, 2, 4, 1, 1, 0, 0, 2, 4, "uint", 2, 3),
     (6, 6, 2, 2, 5, 2, 1, 0, 1, 1, "uint", 2, 3),
+    # SIMD above IFM: several kernel positions per word, whole pixels in
+    (5, 7, 3, 4, 3, 1, 0, 0, 27, 2, "uint", 3, 3),     # whole window (conv0-like, k-bit pixels)
+    (6, 5, 4, 4, 3, 2, 1, 1, 12, 4, "bipolar", 1, 1),   # a kernel row per word, stride 2, pad +1
+    (1, 1, 2, 3, 3, 1, 1, 2, 18, 3, "uint", 2, 3),     # one-pixel image, pad value 2
 ]
 
 
@@ -55,14 +59,24 @@ def test_conv_matches_golden_with_gaps(H, W, IFM, OFM, K, S, P, PV, SIMD, PE, AK
     out = golden_conv(imgs, w, T, S, P, PV, AK, AB)
     ob = dut.mvtu.out_elem_width
     exp = pack_rows(out.reshape(-1, PE), ob)
-    got = stream_through(dut, pack_rows(imgs.reshape(-1, SIMD), AB), len(exp), 0.7, 0.6, seed=K).words
+    assert dut.in_simd == min(SIMD, IFM)
+    got = stream_through(dut, pack_rows(imgs.reshape(-1, dut.in_simd), AB), len(exp), 0.7, 0.6, seed=K).words
     assert got == exp
+
+
+def test_window_fifo_only_for_words_within_a_pixel():
+    w = np.zeros((2, 4, 3, 3), int)
+    assert ConvLayer(6, 6, w, None, simd=4, pe=1).fifo.depth == 2
+    assert ConvLayer(6, 6, w, None, simd=12, pe=1).fifo is None
+    assert ConvLayer(6, 6, w, None, simd=12, pe=1, fifo_depth=4).fifo.depth == 4
 
 
 def test_bad_parameters_raise_clear_errors():
     w = np.zeros((2, 4, 3, 3), int)
     with pytest.raises(ConfigError, match="sliding window.*simd"):
         ConvLayer(4, 4, w, None, simd=3, pe=1)
+    with pytest.raises(ConfigError, match=r"sliding window.*simd.*\[1, 2, 4, 12, 36\]"):
+        ConvLayer(4, 4, w, None, simd=8, pe=1)
     with pytest.raises(ConfigError, match="sliding window.*kernel"):
         ConvLayer(2, 4, w, None, simd=4, pe=1)
     with pytest.raises(ConfigError, match="mvtu.*pe"):

@@ -39,6 +39,12 @@ CASES = [
     # CNV-like with NF = 4: the MVTU is the bottleneck, the FIFO absorbs the window refill
     {"h": 8, "w": 8, "ifm": 16, "ofm": 16, "k": 3, "s": 1, "p": 0, "pv": 0, "simd": 16, "pe": 4,
      "act": "bipolar", "ab": 1, "nt": 1},
+    # SIMD = K*K*IFM (whole window per word, pixels in), 3-bit activations, odd sizes
+    {"h": 7, "w": 5, "ifm": 3, "ofm": 4, "k": 3, "s": 1, "p": 0, "pv": 0, "simd": 27, "pe": 2,
+     "act": "uint", "ab": 3, "nt": 3},
+    # SIMD = 3*IFM (a kernel row per word), stride 2, padding of +1
+    {"h": 9, "w": 6, "ifm": 8, "ofm": 8, "k": 3, "s": 2, "p": 1, "pv": 1, "simd": 24, "pe": 4,
+     "act": "bipolar", "ab": 1, "nt": 1},
 ]
 
 
@@ -87,7 +93,7 @@ def _stimulus(p, layer, n_img, rng):
     expected = pack_rows(_golden(imgs, w, T, p).reshape(-1, p["pe"]), layer.mvtu.out_elem_width)
     per = len(expected) // n_img
     limit = int(n_img * layer.cycles_per_image * 3) + 20 * imgs.size + 500
-    return (pack_rows(imgs.reshape(-1, p["simd"]), p["ab"]), expected,
+    return (pack_rows(imgs.reshape(-1, layer.in_simd), p["ab"]), expected,
             lambda k: f"image {k // per}, pixel {(k % per) * p['pe'] // p['ofm']}", limit)
 
 

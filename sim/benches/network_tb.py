@@ -81,7 +81,7 @@ def bench_frames(cfg, params, n, seed):
 def input_words(cfg, frames):
     """Frames -> the Dataflow's input words (its ``i`` port): NHWC order, SIMD elements
     per word, element 0 at the LSBs (also the bytes of ``s_axis_tdata``, before padding)."""
-    simd = cfg.layers[0].simd
+    simd = cfg.layers[0].in_simd
     bits = DataKind.of(cfg.input_kind, cfg.input_bits).width
     flat = frames.reshape(frames.shape[0], -1)
     return [pack_fields(f[k:k + simd], [bits] * simd) for f in flat for k in range(0, f.size, simd)]

@@ -1,7 +1,8 @@
 """Sliding-window buffer against golden im2col, word by word, with gaps and backpressure.
 
 Expected words come from :func:`qnnfab.golden.im2col` on the element values,
-packed SIMD elements per word (element 0 at the LSBs). Several images stream
+packed SIMD elements per word (element 0 at the LSBs); with SIMD = m * C the
+input words are whole pixels. Several images stream
 back to back. The unstalled test reports the steady-state cycles per image
 (``cycles_per_image``) next to ``max(OH*OW*K*K*CW, H*W*CW)``, the output- or
 input-bound ideal (``ideal``).
@@ -10,6 +11,7 @@ input-bound ideal (``ideal``).
 import cocotb
 import numpy as np
 
+from qnnfab.folding import conv_in_simd
 from qnnfab.golden import im2col
 from qnnfab.rtl.sliding_window import SlidingWindow
 from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_reset_in_flight, run_stream_test,
@@ -33,6 +35,10 @@ CASES = [
     {"h": 2, "w": 3, "c": 2, "simd": 2, "k": 5, "s": 1, "p": 2, "pv": 0, "bits": 1},
     # CNV-like: 3x3 no padding, two words per pixel
     {"h": 12, "w": 10, "c": 64, "simd": 32, "k": 3, "s": 1, "p": 0, "pv": 0, "bits": 1},
+    # SIMD = K*K*C: the whole window per word, odd sizes, 3-bit elements padded with 5
+    {"h": 7, "w": 5, "c": 3, "simd": 27, "k": 3, "s": 1, "p": 1, "pv": 5, "bits": 3},
+    # SIMD = 3*C: one kernel row per word, stride 2 with padding of +1
+    {"h": 9, "w": 8, "c": 2, "simd": 6, "k": 3, "s": 2, "p": 1, "pv": 1, "bits": 1},
 ]
 
 
@@ -54,7 +60,8 @@ def _stimulus(p, n_img, rng):
         imgs[0] = (1 << p["bits"]) - 1
         imgs[1] = 0
     cols = im2col(imgs, p["k"], p["s"], p["p"], p["pv"])
-    return pack_rows(imgs.reshape(-1, p["simd"]), p["bits"]), pack_rows(cols.reshape(-1, p["simd"]), p["bits"])
+    in_simd = conv_in_simd(p["c"], p["simd"])
+    return pack_rows(imgs.reshape(-1, in_simd), p["bits"]), pack_rows(cols.reshape(-1, p["simd"]), p["bits"])
 
 
 async def _run(dut, n_img, valid_prob, ready_prob, salt):
