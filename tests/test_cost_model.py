@@ -33,12 +33,13 @@ MEASURED = {
     ("cnv_w1a1", "conv3"): (1358, 9), ("cnv_w1a1", "pool1"): (157, 0.5),
     ("cnv_w1a1", "conv4"): (907, 10.5), ("cnv_w1a1", "conv5"): (466, 17),
     ("cnv_w1a1", "fc0"): (147, 4), ("cnv_w1a1", "fc1"): (233, 7.5), ("cnv_w1a1", "fc_out"): (583, 0),
-    ("cnv_w1a1_fast", "conv0"): (4316, 0), ("cnv_w1a1_fast", "conv1"): (7350, 1),
-    ("cnv_w1a1_fast", "pool0"): (282, 0.5), ("cnv_w1a1_fast", "conv2"): (7614, 0),
-    ("cnv_w1a1_fast", "conv3"): (12456, 0), ("cnv_w1a1_fast", "pool1"): (185, 0.5),
-    ("cnv_w1a1_fast", "conv4"): (1661, 16), ("cnv_w1a1_fast", "conv5"): (1524, 16),
-    ("cnv_w1a1_fast", "fc0"): (237, 4), ("cnv_w1a1_fast", "fc1"): (422, 7.5),
-    ("cnv_w1a1_fast", "fc_out"): (568, 0),
+    # cnv_w1a1_fast at 4,096 cycles/frame (several kernel positions per word in conv0-conv2)
+    ("cnv_w1a1_fast", "conv0"): (8368, 4.5), ("cnv_w1a1_fast", "conv1"): (14641, 9),
+    ("cnv_w1a1_fast", "pool0"): (160, 0.5), ("cnv_w1a1_fast", "conv2"): (9255, 3),
+    ("cnv_w1a1_fast", "conv3"): (14318, 0), ("cnv_w1a1_fast", "pool1"): (220, 0.5),
+    ("cnv_w1a1_fast", "conv4"): (2516, 16), ("cnv_w1a1_fast", "conv5"): (1817, 18),
+    ("cnv_w1a1_fast", "fc0"): (234, 4), ("cnv_w1a1_fast", "fc1"): (422, 7.5),
+    ("cnv_w1a1_fast", "fc_out"): (507, 0),
 }
 
 
