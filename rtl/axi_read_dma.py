@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.overlay_map import MAX_BURST
 
-__all__ = ["AxiReadDma", "BurstRequests", "axi_read_members", "burst_length", "check_dma_params"]
+__all__ = ["AxiReadDma", "BurstRequests", "axi_read_members", "burst_length", "check_dma_params", "dma_control_members"]
 
 
 def axi_read_members(data_width, prefix="m_"):
@@ -33,6 +33,12 @@ def burst_length(m, addr, remaining, bus_bytes, name):
         length.eq(Mux(remaining < to_block_end, remaining, to_block_end)),
     ]
     return length
+
+
+def dma_control_members(count_width):
+    """Signature members of a DMA's run control (shared by both DMAs; see their docstrings)."""
+    return {"start": In(1), "addr": In(32), "beats": In(count_width), "abort": In(1),
+            "drained": Out(1), "done": Out(1), "error": Out(2)}
 
 
 def check_dma_params(data_width, fifo_depth):
@@ -112,8 +118,7 @@ class AxiReadDma(wiring.Component):
         check_dma_params(data_width, fifo_depth)
         self.data_width, self.fifo_depth, self.count_width = data_width, fifo_depth, count_width
         super().__init__({
-            "start": In(1), "addr": In(32), "beats": In(count_width), "abort": In(1),
-            "drained": Out(1), "done": Out(1), "error": Out(2),
+            **dma_control_members(count_width),
             "o": Out(stream.Signature(data_width)),
             **axi_read_members(data_width),
         })

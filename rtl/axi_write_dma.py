@@ -7,7 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.overlay_map import MAX_BURST
 
-from .axi_read_dma import BurstRequests, check_dma_params
+from .axi_read_dma import BurstRequests, check_dma_params, dma_control_members
 
 __all__ = ["AxiWriteDma", "axi_write_members"]
 
@@ -50,8 +50,7 @@ class AxiWriteDma(wiring.Component):
         check_dma_params(data_width, fifo_depth)
         self.data_width, self.fifo_depth, self.count_width = data_width, fifo_depth, count_width
         super().__init__({
-            "start": In(1), "addr": In(32), "beats": In(count_width), "abort": In(1),
-            "drained": Out(1), "done": Out(1), "error": Out(2),
+            **dma_control_members(count_width),
             "i": In(stream.Signature(data_width)),
             **axi_write_members(data_width),
         })
