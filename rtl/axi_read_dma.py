@@ -7,7 +7,8 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.overlay_map import MAX_BURST
 
-__all__ = ["AxiReadDma", "BurstRequests", "axi_read_members", "burst_length", "check_dma_params", "dma_control_members"]
+__all__ = ["AxiReadDma", "BurstRequests", "axi_read_members", "burst_length", "check_dma_params",
+           "dma_control_members"]
 
 
 def axi_read_members(data_width, prefix="m_"):
