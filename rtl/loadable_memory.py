@@ -29,7 +29,7 @@ its own logic mapping of a ROM with a registered, enabled output costs about
 four times as many LUTs inside an MVTU.
 """
 
-from amaranth.hdl import Cat, Const, Mux, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Const, Shape, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.utils import ceil_log2
