@@ -15,7 +15,8 @@ from qnnfab.errors import ConfigError, check_int
 from .axi_read_dma import AxiReadDma
 from .axi_write_dma import AxiWriteDma
 from .axil_registers import AxiLiteRegisters
-from .overlay import DMA_FIFO_BEATS, abort_on_errors, connect_shell_axi, shell_clock, shell_ports
+from .overlay import (DMA_FIFO_BEATS, abort_on_errors, connect_shell_axi, drain_after_abort, shell_clock,
+                      shell_ports)
 from .systolic import SystolicArray
 from .width_converter import WidthConverter
 
@@ -399,12 +400,9 @@ class GemmShell(wiring.Component):
                 with m.Elif(wr.done):
                     finish(om.ERRORS["OK"])
             with m.State("ABORT"):
-                m.d.comb += [busy.eq(1), rd.abort.eq(1), wr.abort.eq(1)]
+                m.d.comb += busy.eq(1)
                 m.d.sync += cycles.eq(cycles + 1)
-                with m.If(soft_cmd):
-                    m.d.sync += [soft.eq(1), code.eq(0)]
-                with m.If(rd.drained & wr.drained):
-                    m.next = "FLUSH"
+                drain_after_abort(m, rd, wr, soft_cmd, soft, code)
             with m.State("FLUSH"):
                 m.d.comb += [busy.eq(1), flush.eq(1)]
                 m.d.sync += [done.eq(~soft), f_valid.eq(0)]

@@ -103,6 +103,17 @@ def abort_on_errors(m, rd, wr, soft_cmd, start_cmd, soft, code):
             m.next = "ABORT"
 
 
+def drain_after_abort(m, rd, wr, soft_cmd, soft, code):
+    """The body of a shell controller's ABORT state (after :func:`abort_on_errors`): both
+    DMAs aborted until their AXI sides are quiet, then FLUSH; a soft reset meanwhile
+    clears the error code (the run ends without DONE)."""
+    m.d.comb += [rd.abort.eq(1), wr.abort.eq(1)]
+    with m.If(soft_cmd):
+        m.d.sync += [soft.eq(1), code.eq(0)]
+    with m.If(rd.drained & wr.drained):
+        m.next = "FLUSH"
+
+
 class OverlayShell(wiring.Component):
     """The accelerator of ``cfg`` behind an AXI4-Lite register file and an AXI4 DMA.
 
@@ -311,12 +322,9 @@ class OverlayShell(wiring.Component):
                         m.d.sync += done.eq(1)
                         m.next = "IDLE"
             with m.State("ABORT"):
-                m.d.comb += [busy.eq(1), rd.abort.eq(1), wr.abort.eq(1)]
+                m.d.comb += busy.eq(1)
                 m.d.sync += cycles.eq(cycles + 1)
-                with m.If(soft_cmd):
-                    m.d.sync += [soft.eq(1), code.eq(0)]
-                with m.If(rd.drained & wr.drained):
-                    m.next = "FLUSH"
+                drain_after_abort(m, rd, wr, soft_cmd, soft, code)
             with m.State("FLUSH"):
                 m.d.comb += [busy.eq(1), flush.eq(1)]
                 m.d.sync += done.eq(~soft)
