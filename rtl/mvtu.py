@@ -70,16 +70,6 @@ class MVTU(wiring.Component):
 
     Ports
     -----
-    i : stream of ``unsigned(simd * ab)`` (ab = 1 bipolar, else act_bits):
-        SIMD input elements, element 0 at the LSBs; word sf of a vector holds
-        x[sf*SIMD : (sf+1)*SIMD]; MW/SIMD words per vector.
-    o : stream of ``unsigned(pe * ob)``: PE output elements, element p of word
-        nf = row nf*PE + p at bits [p*ob, (p+1)*ob); MH/PE words per vector,
-        rows in order. ob = n (thresholds) or acc_width (raw; two's
-        complement unless bipolar x bipolar).
-    load : (runtime only) the load bus of :mod:`qnnfab.rtl.loadable_memory`,
-        one enable per entry of :attr:`memory_groups`. Write only while no
-        vector is being computed.
     i : stream of ``DataKind(act_kind, act_bits).layout(simd)``
         (:mod:`qnnfab.kinds`): SIMD input elements, ``unsigned(1)`` bipolar,
         ``unsigned(k)`` uint, ``signed(k)`` int; ``payload[j]`` of word sf of
@@ -89,6 +79,9 @@ class MVTU(wiring.Component):
         rows in order. ``out_shape`` = ``unsigned(n)`` (thresholds) or
         ``acc_shape`` (raw accumulator: unsigned popcount for bipolar x
         bipolar, else signed).
+    load : (runtime only) the load bus of :mod:`qnnfab.rtl.loadable_memory`,
+        one enable per entry of :attr:`memory_groups`. Write only while no
+        vector is being computed.
 
     Timing
     ------

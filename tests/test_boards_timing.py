@@ -252,3 +252,46 @@ def test_layer_links_pair_adjacent_layers_with_the_stages_between(tmp_path, monk
     (rep,) = link_report(cfg, jobs=1, progress=None)
     assert (rep.src, rep.dst) == ("a", "b") and 300 < rep.logic_ps < 5000
     assert rep.stages and set(rep.stages) <= {"a", "b_dwc", "b_fifo", "b"}
+
+
+def _lut_rom_mvtu_verilog(style="distributed"):
+    import numpy as np
+    from amaranth.back import verilog
+    from qnnfab.boards.yosys import drop_element_aliases, yosys_safe_names
+    from qnnfab.rtl.mvtu import MVTU
+    w = np.random.default_rng(3).integers(0, 2, (8, 64))
+    design = MVTU(w, pe=2, simd=16, weight_memory=style)
+    return yosys_safe_names(drop_element_aliases(verilog.convert(design, name="top", emit_src=False)))
+
+
+def test_lut_roms_of_a_design_are_found_with_their_bits():
+    from qnnfab.boards.yosys import rom_bits, split_lut_roms
+    roms, rest = split_lut_roms(_lut_rom_mvtu_verilog())
+    # one ROM per PE, each the PE's MH/PE x MW = 4 x 64 weight bits
+    assert len(roms) == 2 and [rom_bits(body) for body in roms.values()] == [256, 256]
+    assert all(f"module {name} " not in rest and f"{name}  " in rest for name in roms)  # instances stay
+    assert split_lut_roms(_lut_rom_mvtu_verilog("auto"))[0] == {}
+
+
+def test_split_synthesis_counts_and_times_like_the_whole_design(tmp_path, monkeypatch):
+    import qnnfab.boards.yosys as yosys
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
+    text = _lut_rom_mvtu_verilog()
+    whole = synth_xc7(text, top="top")
+    monkeypatch.setattr(yosys, "SPLIT_ROM_BITS", 0)
+    split = synth_xc7(text, top="top")
+    assert whole.lut * 0.9 <= split.lut <= whole.lut * 1.1 and split.lut >= 2 * 16  # a LUT per ROM column
+    assert split.ff >= whole.ff  # each ROM keeps its own address register
+    # the ROMs' stubs carry their delay, so the bound is never below the whole design's
+    assert split.logic_ps is not None and split.logic_ps >= whole.logic_ps
+
+
+def test_rom_stub_times_the_paths_through_the_rom(tmp_path, monkeypatch):
+    from qnnfab.boards.yosys import _yosys_entry, rom_stub, split_lut_roms
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
+    roms, rest = split_lut_roms(_lut_rom_mvtu_verilog())
+    delays = []
+    for delay in (0, 9000):
+        stubs = "".join(rom_stub(body, delay) for body in roms.values())
+        delays.append(_yosys_entry(stubs + rest, "top", False, True, stubs=stubs)["logic_ps"])
+    assert delays[0] < 9000 < delays[1]  # a ROM output starts a path at its delay
