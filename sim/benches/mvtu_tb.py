@@ -34,6 +34,11 @@ CASES = [
     # pipeline "max": read register + every adder level (4 tree registers at SIMD 32)
     {"mh": 16, "mw": 64, "pe": 4, "simd": 32, "wk": "bipolar", "wb": 1, "ak": "bipolar", "ab": 1,
      "out": 3, "vectors": 3, "pipeline": "max"},
+    # weights in LUT ROMs (weight_memory "distributed"): address registered once, twice with "max"
+    {"mh": 16, "mw": 64, "pe": 4, "simd": 32, "wk": "bipolar", "wb": 1, "ak": "bipolar", "ab": 1,
+     "out": 3, "vectors": 3, "pipeline": "max", "wm": "distributed"},
+    {"mh": 10, "mw": 9, "pe": 5, "simd": 3, "wk": "int", "wb": 4, "ak": "int", "ab": 8,
+     "out": "raw", "vectors": 3, "pipeline": 1, "wm": "distributed"},
 ]
 
 
@@ -66,7 +71,8 @@ def design(p):
     w, t = arrays(p)
     return MVTU(w, t, pe=p["pe"], simd=p["simd"], weight_kind=p["wk"],
                 weight_bits=p["wb"] if p["wk"] == "int" else None, act_kind=p["ak"],
-                act_bits=p["ab"] if p["ak"] != "bipolar" else None, vectors=p["vectors"], pipeline=p["pipeline"])
+                act_bits=p["ab"] if p["ak"] != "bipolar" else None, vectors=p["vectors"], pipeline=p["pipeline"],
+                weight_memory=p.get("wm", "auto"))
 
 
 def summarize(result):
