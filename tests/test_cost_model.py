@@ -40,9 +40,9 @@ MEASURED = {
     ("cnv_w1a1_fast", "conv4"): (2516, 16), ("cnv_w1a1_fast", "conv5"): (1817, 18),
     ("cnv_w1a1_fast", "fc0"): (234, 4), ("cnv_w1a1_fast", "fc1"): (422, 7.5),
     ("cnv_w1a1_fast", "fc_out"): (507, 0),
-    # at pipeline 0, fc0/fc2 weights in block RAM (fc1's LUT ROMs not measured yet)
-    ("lfc_w1a1_fast", "fc0"): (7164, 64), ("lfc_w1a1_fast", "fc2"): (7330, 64),
-    ("lfc_w1a1_fast", "fc_out"): (1331, 0),
+    # at pipeline "max", fc0/fc2 weights in block RAM, fc1's in LUT ROMs (synthesized one at a time)
+    ("lfc_w1a1_fast", "fc0"): (6705, 64), ("lfc_w1a1_fast", "fc1"): (23264, 0),
+    ("lfc_w1a1_fast", "fc2"): (6858, 64), ("lfc_w1a1_fast", "fc_out"): (1312, 0),
 }
 
 
