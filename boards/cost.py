@@ -22,7 +22,9 @@ Each stage is counted the way the RTL builds it and the way Yosys maps it:
   multiplexer (a LUT per bit per 4 banks).
 * **Datapath**: a bipolar x bipolar lane (XNOR + share of the popcount tree)
   :data:`BINARY_LANE_LUT` (``bench/bench_xnor_popcount.py`` measures 1.44);
-  other lanes :data:`BIT_LANE_LUT` per activation bit times weight bit.
+  other lanes :data:`BIT_LANE_LUT` per activation bit times weight bit;
+  at ``pipeline = "max"`` times :data:`PIPELINED_BINARY_LANE` /
+  :data:`PIPELINED_BIT_LANE`.
 * **Per PE**: accumulator (adder + clear multiplexer) and one comparator per
   threshold stage, :data:`ACC_BIT_LUT` per accumulator bit each.
 * **Fixed** control per stage (counters, handshakes), measured.
@@ -34,6 +36,7 @@ Figures are estimates: ``qnnfab report`` measures the design with Yosys, and
 import math
 
 from qnnfab.kinds import DataKind, accumulator_range
+from qnnfab.netconfig import PIPELINE_MAX
 
 from .yosys import Resources
 
@@ -42,6 +45,12 @@ __all__ = ["estimate_layer", "estimate_layers", "estimate", "rom_mapping", "ram_
 
 BINARY_LANE_LUT = 1.44      # XNOR + popcount share per bipolar lane
 BIT_LANE_LUT = 2.0          # per activation bit x weight bit of a k-bit lane (cnv conv0: 8-bit pixels)
+# the lane figures above at pipeline = "max" (a register after every adder level:
+# ABC maps the short stages into fewer LUTs), fitted on cnv_w1a1_fast and
+# lfc_w1a1_fast: k-bit lanes (conv0) 0.70x, binary lanes 0.84x (conv1, SIMD 576)
+# to 0.94x (SIMD 64-192)
+PIPELINED_BINARY_LANE = 0.92
+PIPELINED_BIT_LANE = 0.75
 ACC_BIT_LUT = 1.0           # per PE and accumulator bit (adder, clear, threshold compare)
 EXTRA_STAGE_ACC_BIT_LUT = 0.5  # per further threshold-search stage (k-bit activations)
 # LUTs per stored bit of a PE's weight word (SIMD * weight bits) when the weight
@@ -224,7 +233,10 @@ def _mvtu(L, mh, mw, res, runtime):
     lo, hi = accumulator_range(mw, wk, xk)
     acc_bits = max(abs(lo), hi + 1).bit_length() + (1 if lo < 0 else 0)
     lanes = pe * simd
-    res.lut += lanes * (BINARY_LANE_LUT if binary else BIT_LANE_LUT * abits * wbits)
+    lane_lut = BINARY_LANE_LUT if binary else BIT_LANE_LUT * abits * wbits
+    if getattr(L, "pipeline", 0) == PIPELINE_MAX:
+        lane_lut *= PIPELINED_BINARY_LANE if binary else PIPELINED_BIT_LANE
+    res.lut += lanes * lane_lut
     stages = L.n_thresholds.bit_length()
     res.lut += pe * acc_bits * (ACC_BIT_LUT + EXTRA_STAGE_ACC_BIT_LUT * max(0, stages - 1))
     res.lut += MVTU_FIXED_LUT if stages else RAW_MVTU_FIXED_LUT

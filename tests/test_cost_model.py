@@ -33,13 +33,13 @@ MEASURED = {
     ("cnv_w1a1", "conv3"): (1358, 9), ("cnv_w1a1", "pool1"): (157, 0.5),
     ("cnv_w1a1", "conv4"): (907, 10.5), ("cnv_w1a1", "conv5"): (466, 17),
     ("cnv_w1a1", "fc0"): (147, 4), ("cnv_w1a1", "fc1"): (233, 7.5), ("cnv_w1a1", "fc_out"): (583, 0),
-    # cnv_w1a1_fast at 4,096 cycles/frame (several kernel positions per word in conv0-conv2)
-    ("cnv_w1a1_fast", "conv0"): (8368, 4.5), ("cnv_w1a1_fast", "conv1"): (14641, 9),
-    ("cnv_w1a1_fast", "pool0"): (160, 0.5), ("cnv_w1a1_fast", "conv2"): (9255, 3),
-    ("cnv_w1a1_fast", "conv3"): (14318, 0), ("cnv_w1a1_fast", "pool1"): (220, 0.5),
-    ("cnv_w1a1_fast", "conv4"): (2516, 16), ("cnv_w1a1_fast", "conv5"): (1817, 18),
-    ("cnv_w1a1_fast", "fc0"): (234, 4), ("cnv_w1a1_fast", "fc1"): (422, 7.5),
-    ("cnv_w1a1_fast", "fc_out"): (507, 0),
+    # cnv_w1a1_fast at 3,600 cycles/frame, pipeline "max" (several kernel positions per word in conv0-conv2)
+    ("cnv_w1a1_fast", "conv0"): (5849, 4.5), ("cnv_w1a1_fast", "conv1"): (12324, 9),
+    ("cnv_w1a1_fast", "pool0"): (160, 0.5), ("cnv_w1a1_fast", "conv2"): (8724, 3),
+    ("cnv_w1a1_fast", "conv3"): (13564, 0), ("cnv_w1a1_fast", "pool1"): (220, 0.5),
+    ("cnv_w1a1_fast", "conv4"): (2394, 16), ("cnv_w1a1_fast", "conv5"): (1786, 18),
+    ("cnv_w1a1_fast", "fc0"): (283, 4), ("cnv_w1a1_fast", "fc1"): (460, 8),
+    ("cnv_w1a1_fast", "fc_out"): (495, 0),
     # at pipeline "max", fc0/fc2 weights in block RAM, fc1's in LUT ROMs (synthesized one at a time)
     ("lfc_w1a1_fast", "fc0"): (6705, 64), ("lfc_w1a1_fast", "fc1"): (23264, 0),
     ("lfc_w1a1_fast", "fc2"): (6858, 64), ("lfc_w1a1_fast", "fc_out"): (1312, 0),
