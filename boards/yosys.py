@@ -282,12 +282,13 @@ def _split_entry(roms, rest, top, cache, timing):
     """A design whose LUT ROMs are synthesized one at a time: each ROM alone,
     then the rest with the ROMs as blackboxes (timed by their own worst
     arrival, :func:`rom_stub`). Cells are summed; the delay is the worst."""
-    cells, stubs, worst = {}, [], (None, [])
+    cells, stubs, worst, untimed = {}, [], (None, []), False
     for name, body in roms.items():
         part = _yosys_entry(body.replace(name, "lut_rom", 1), "lut_rom", cache, timing)
         for cell, n in part.get("cells", part).items():
             cells[cell] = cells.get(cell, 0) + n
         delay = part.get("logic_ps") if timing else None
+        untimed |= timing and delay is None
         stubs.append(rom_stub(body, delay or 0))
         if delay is not None and (worst[0] is None or delay > worst[0]):
             worst = (delay, part.get("path", []))
@@ -301,6 +302,8 @@ def _split_entry(roms, rest, top, cache, timing):
     main_ps = main.get("logic_ps")
     if main_ps is not None and (worst[0] is None or main_ps >= worst[0]):
         worst = (main_ps, main.get("path", []))
+    if untimed:  # a ROM without timing would enter the rest as a zero delay
+        worst = (None, [])
     return {"cells": cells, "logic_ps": worst[0], "path": worst[1]}
 
 
