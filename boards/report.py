@@ -73,6 +73,20 @@ class NetworkReport:
         return None if w is None else 1e6 / w.resources.logic_ps
 
 
+def _as_completed(run, items, jobs):
+    """``run(item)`` for every item on ``jobs`` threads; yields the results as they
+    finish. An error or Ctrl-C starts no further run."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(run, item) for item in items]
+        try:
+            for fut in as_completed(futures):
+                yield fut.result()
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
 def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
     """Synthesize every stage of ``cfg``'s dataflow; return a :class:`NetworkReport`.
 
@@ -104,25 +118,15 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
         stage, (layer, comp) = item
         return stage, layer, synth_xc7(comp, top=stage.replace("-", "_"), timing=timing)
 
-    done = 0
     # one progress line per stage as it finishes (in completion order: a slow first stage
     # must not hide the others)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run, item) for item in items]
-        try:
-            for fut in as_completed(futures):
-                stage, layer, res = fut.result()
-                done += 1
-                results.setdefault(layer, Resources())
-                results[layer] = results[layer] + res
-                if progress:
-                    logic = f", logic {res.logic_ns:.2f} ns" if res.logic_ps is not None else ""
-                    progress(f"  [{done}/{len(items)}] synthesized {stage}: {res.lut} LUT, {res.ff} FF, "
-                             f"{res.bram36:g} BRAM36, {res.dsp} DSP{logic} ({time.monotonic() - t0:.0f} s)")
-        except BaseException:  # an error or Ctrl-C: start no further Yosys run
-            for fut in futures:
-                fut.cancel()
-            raise
+    for done, (stage, layer, res) in enumerate(_as_completed(run, items, jobs), 1):
+        results.setdefault(layer, Resources())
+        results[layer] = results[layer] + res
+        if progress:
+            logic = f", logic {res.logic_ns:.2f} ns" if res.logic_ps is not None else ""
+            progress(f"  [{done}/{len(items)}] synthesized {stage}: {res.lut} LUT, {res.ff} FF, "
+                     f"{res.bram36:g} BRAM36, {res.dsp} DSP{logic} ({time.monotonic() - t0:.0f} s)")
     layers = []
     total = Resources()
     for L in cfg.layers:
@@ -305,20 +309,12 @@ def link_report(cfg, *, jobs=2, progress=print):
         return LinkReport(src, dst, res.logic_ps, path_stages(path, [n for _, n, _ in stages]))
 
     out = {}
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = {pool.submit(run, link): link[:2] for link in links}
-        try:
-            for fut in as_completed(futures):
-                rep = fut.result()
-                out[futures[fut]] = rep
-                if progress:
-                    ns = "-" if rep.logic_ps is None else f"{rep.logic_ps / 1000:.2f} ns"
-                    progress(f"  [{len(out)}/{len(links)}] synthesized {rep.src} -> {rep.dst} together: {ns} "
-                             f"({time.monotonic() - t0:.0f} s)")
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    for rep in _as_completed(run, links, jobs):
+        out[rep.src, rep.dst] = rep
+        if progress:
+            ns = "-" if rep.logic_ps is None else f"{rep.logic_ps / 1000:.2f} ns"
+            progress(f"  [{len(out)}/{len(links)}] synthesized {rep.src} -> {rep.dst} together: {ns} "
+                     f"({time.monotonic() - t0:.0f} s)")
     return [out[link[:2]] for link in links]
 
 
