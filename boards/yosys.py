@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -262,49 +263,45 @@ def rom_stub(module_text, delay_ps):
     """A blackbox with ``module_text``'s ports and, for STA, a clock-to-output
     delay of ``delay_ps`` on every output and a setup time of ``delay_ps`` on
     every input (a bound on the ROM's own paths from either side)."""
-    ports = re.findall(r"^  (input|output) (?:\[\d+:0\] )?(\\?\S+) ?;$", module_text, re.M)
     header = module_text[module_text.index("module "):].split(";", 1)[0] + ";"
-    lines = ["(* blackbox *)", header]
-    lines += [line for line in module_text.splitlines() if re.match(r"  (input|output) ", line)]
-    lines.append("  specify")
-    for kind, port in ports:
-        if port == "clk":
+    lines, arcs = ["(* blackbox *)", header], []
+    for line in module_text.splitlines():
+        if not re.match(r"  (input|output) ", line):
             continue
-        if kind == "output":
-            lines.append(f"    (posedge clk => ({port} : 1'bx)) = {delay_ps};")
+        lines.append(line)
+        port = re.match(r"  (input|output) (?:\[\d+:0\] )?(\\?\S+) ?;$", line)
+        if port is None or port.group(2) == "clk":
+            continue
+        if port.group(1) == "output":
+            arcs.append(f"    (posedge clk => ({port.group(2)} : 1'bx)) = {delay_ps};")
         else:
-            lines.append(f"    $setup({port} , posedge clk, {delay_ps});")
-    lines += ["  endspecify", "endmodule", ""]
-    return "\n".join(lines)
+            arcs.append(f"    $setup({port.group(2)} , posedge clk, {delay_ps});")
+    return "\n".join(lines + ["  specify", *arcs, "  endspecify", "endmodule", ""])
 
 
 def _split_entry(roms, rest, top, cache, timing):
     """A design whose LUT ROMs are synthesized one at a time: each ROM alone,
     then the rest with the ROMs as blackboxes (timed by their own worst
     arrival, :func:`rom_stub`). Cells are summed; the delay is the worst."""
-    cells, stubs, worst, untimed = {}, [], (None, []), False
+    cells, stubs, rom_timings = Counter(), [], []
     for name, body in roms.items():
         part = _yosys_entry(body.replace(name, "lut_rom", 1), "lut_rom", cache, timing)
-        for cell, n in part.get("cells", part).items():
-            cells[cell] = cells.get(cell, 0) + n
+        cells.update(_entry_cells(part))
         delay = part.get("logic_ps") if timing else None
-        untimed |= timing and delay is None
+        rom_timings.append((delay, part.get("path", [])))
         stubs.append(rom_stub(body, delay or 0))
-        if delay is not None and (worst[0] is None or delay > worst[0]):
-            worst = (delay, part.get("path", []))
     stub_text = "".join(stubs)
     main = _yosys_entry(stub_text + rest, top, cache, timing, stubs=stub_text if timing else "")
-    for cell, n in main.get("cells", main).items():
-        if cell.lstrip("\\") not in roms and "\\" + cell.lstrip("\\") not in roms:
-            cells[cell] = cells.get(cell, 0) + n
+    rom_types = {name.lstrip("\\") for name in roms}
+    cells.update({c: n for c, n in _entry_cells(main).items() if c.lstrip("\\") not in rom_types})
     if not timing:
-        return cells
-    main_ps = main.get("logic_ps")
-    if main_ps is not None and (worst[0] is None or main_ps >= worst[0]):
-        worst = (main_ps, main.get("path", []))
-    if untimed:  # a ROM without timing would enter the rest as a zero delay
-        worst = (None, [])
-    return {"cells": cells, "logic_ps": worst[0], "path": worst[1]}
+        return dict(cells)
+    if any(ps is None for ps, _ in rom_timings):  # an untimed ROM would enter the rest as a zero delay
+        return {"cells": dict(cells), "logic_ps": None, "path": []}
+    timed = [(ps, path) for ps, path in [(main.get("logic_ps"), main.get("path", []))] + rom_timings
+             if ps is not None]
+    ps, path = max(timed, key=lambda t: t[0]) if timed else (None, [])
+    return {"cells": dict(cells), "logic_ps": ps, "path": path}
 
 
 def _yosys_entry(text, top, cache, timing, stubs=""):
@@ -353,10 +350,15 @@ def _yosys_entry(text, top, cache, timing, stubs=""):
     return entry
 
 
+def _entry_cells(entry):
+    """The ``{cell type: count}`` of a cache entry (with or without timing)."""
+    return entry.get("cells", entry)
+
+
 def _parse_entry(text):
     """A cache entry's JSON, checked to be one this module wrote (else ValueError)."""
     entry = json.loads(text)
-    cells = entry.get("cells", entry) if isinstance(entry, dict) else None
+    cells = _entry_cells(entry) if isinstance(entry, dict) else None
     if not isinstance(cells, dict) or not all(isinstance(n, int) for n in cells.values()):
         raise ValueError("not a cell count table")
     return entry
