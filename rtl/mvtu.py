@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind, accumulator_range
-from qnnfab.netconfig import MEMORY_STYLES
+from qnnfab.netconfig import MEMORY_STYLES, PIPELINE_MAX
 
 from .dot_product import dot_product, range_shape, tree_depth
 from .loadable_memory import bus_size, load_bus, weight_memory
@@ -139,8 +139,9 @@ class MVTU(wiring.Component):
         check_divisor(where, "pe", pe, mh, "MH")
         check_divisor(where, "simd", simd, mw, "MW")
         check_int(where, "vectors", vectors, 1, "pass the number of vectors per frame (output pixels)")
-        if pipeline != "max":
-            check_int(where, "pipeline", pipeline, 0, 'use 0 for no tree registers, N for N, "max" for all')
+        if pipeline != PIPELINE_MAX:
+            check_int(where, "pipeline", pipeline, 0,
+                      f'use 0 for no tree registers, N for N, "{PIPELINE_MAX}" for all')
 
         self.mh, self.mw, self.pe, self.simd = mh, mw, pe, simd
         self.nf, self.sf = mh // pe, mw // simd
@@ -154,8 +155,8 @@ class MVTU(wiring.Component):
         self.acc_width = self.acc_shape.width
         self.acc_signed = self.acc_shape.signed
         depth = tree_depth(simd, self.binary)
-        self.read_register = pipeline == "max"
-        self.pipeline = depth if pipeline == "max" else min(pipeline, depth)
+        self.read_register = pipeline == PIPELINE_MAX
+        self.pipeline = depth if self.read_register else min(pipeline, depth)
 
         if thresholds is None:
             self.out_bits = 0
