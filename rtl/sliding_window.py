@@ -332,14 +332,13 @@ class SlidingWindow(wiring.Component):
             padflag = Signal()
             with m.If(advance):
                 m.d.sync += [self.o.valid.eq(ready), padflag.eq(~real)]
-            pad_word = Const(sum(self.pad_value << (j * self.bits) for j in range(self.simd)), self.word_bits)
+            pad_word = self._pad_elements(self.simd)
             m.d.comb += Value.cast(self.o.payload).eq(Mux(padflag, pad_word, reads[0].data))
         else:
             with m.If(advance):
                 m.d.sync += self.o.valid.eq(ready)
             if P:
-                pad_pixel = Const(sum(self.pad_value << (j * self.bits) for j in range(self.in_simd)),
-                                  self.in_word_bits)
+                pad_pixel = self._pad_elements(self.in_simd)
                 padflags = [Signal(name=f"padflag{lane}") for lane in range(M)]
                 with m.If(advance):
                     m.d.sync += [f.eq(~r) for f, r in zip(padflags, lane_real)]
@@ -396,6 +395,10 @@ class SlidingWindow(wiring.Component):
                 with m.Else():
                     m.d.sync += wsel.eq(wsel + 1)
         return m
+
+    def _pad_elements(self, n):
+        """A word of ``n`` elements, each ``pad_value``."""
+        return Const(sum(self.pad_value << (j * self.bits) for j in range(n)), n * self.bits)
 
     def _position_lanes(self, m, reads, wsel, iy_top, ix_left, top_base, wy_eff, wx, is_real):
         """Read addresses of the M position lanes of the current word (M > 1, CW = 1).
