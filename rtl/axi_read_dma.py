@@ -102,17 +102,23 @@ class AxiReadDma(wiring.Component):
     (beats buffered, at least 2 * MAX_BURST), ``count_width`` (bits of
     ``beats``).
 
-    Control: ``start`` (one cycle, while not ``busy``) latches ``addr`` (bus
-    aligned) and ``beats``. INCR bursts of at most ``MAX_BURST`` beats, none
-    crossing a 16-beat block (hence never 4 KiB), are issued while the FIFO
-    has room for every beat already requested, so RREADY stays high and
-    several bursts are in flight. ``o`` carries the beats in address order.
+    Control: ``start`` (one cycle, while ``drained``) latches ``addr`` (bus
+    aligned) and ``beats``; words of an earlier run still in the FIFO leave
+    ``o`` first. INCR bursts of at most ``MAX_BURST`` beats, none crossing a
+    16-beat block (hence never 4 KiB), are issued while the FIFO has room for
+    every beat already requested, so RREADY stays high, whatever ``o.ready``
+    does, and several bursts are in flight. ``o`` carries the beats in
+    address order.
 
     ``error`` is the first non-OKAY RRESP of the run (2 = SLVERR, 3 =
-    DECERR; 0 = none), cleared by ``start``; after it no more bursts are
-    issued and data is dropped. ``abort`` (level) does the same. ``drained``
-    is high when no burst is outstanding (the AXI side is quiet: the DMA
-    may be reset); ``done`` when every beat of the run has arrived.
+    DECERR; 0 = none), cleared by ``start`` (no reset needed before the next
+    run). The beat with the error and every later beat are dropped: ``o``
+    carries exactly the beats before it. After the error no more bursts are
+    issued; ``abort`` (level) does the same (beats arriving while it is high
+    are dropped). After either, RREADY stays high, so the beats of the bursts
+    still outstanding are taken and dropped even while ``o`` is stalled.
+    ``drained`` is high when no burst is outstanding (the AXI side is quiet:
+    the DMA may be reset); ``done`` when every beat of the run has arrived.
     """
 
     def __init__(self, data_width=64, fifo_depth=64, count_width=40):

@@ -31,16 +31,20 @@ class AxiWriteDma(wiring.Component):
     Parameters: ``data_width`` (32, 64 or 128), ``fifo_depth`` (beats
     buffered, at least 2 * MAX_BURST), ``count_width`` (bits of ``beats``).
 
-    Control: ``start`` (one cycle, while idle) latches ``addr`` (bus aligned)
-    and ``beats``. Beats from ``i`` collect in a FIFO; a burst (INCR, at most
-    ``MAX_BURST`` beats, inside one 16-beat block, so never across 4 KiB) is
-    requested on AW only once all its beats are in the FIFO, so its W beats
-    follow back to back with every byte strobe set. Up to
-    ``MAX_BURSTS_IN_FLIGHT`` bursts wait for their B response; BREADY stays high.
+    Control: ``start`` (one cycle, while ``drained``) latches ``addr`` (bus
+    aligned) and ``beats``. Beats from ``i`` collect in a FIFO; a burst (INCR,
+    at most ``MAX_BURST`` beats, inside one 16-beat block, so never across 4
+    KiB) is requested on AW only once all its beats are in the FIFO, so its W
+    beats follow back to back with every byte strobe set. Up to
+    ``MAX_BURSTS_IN_FLIGHT`` bursts wait for their B response; BREADY stays
+    high.
 
     ``error`` is the first non-OKAY BRESP of the run (2 = SLVERR, 3 = DECERR),
-    cleared by ``start``; after it, or while ``abort`` (level) is high, no new
-    burst is requested (the W beats of bursts already requested still follow,
+    cleared by ``start``: a run whose beats all went out in bursts needs no
+    reset before the next one, even after an error (beats of a stopped run
+    left in the FIFO would be written first by the next run: reset the DMA
+    then). After the error, or while ``abort`` (level) is high, no new burst
+    is requested (the W beats of bursts already requested still follow,
     their data is in the FIFO). ``drained``: no burst is waiting for its
     response (the AXI side is quiet: the DMA may be reset); ``done``: every
     beat of the run is written and acknowledged.

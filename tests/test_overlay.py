@@ -1,19 +1,17 @@
 """The overlay's pieces on Amaranth's simulator: the buffer formats the driver
-writes and reads against the shell's unpacker and packer, the AXI4-Lite
-register file, the register map and the generated files. The whole shell
-with the driver runs in the ``overlay`` cocotb regression."""
+writes and reads against the shell's unpacker and packer, the register map
+and the generated files (the AXI4-Lite register file and the DMAs have their
+own files, test_rtl_axil_registers.py and test_rtl_axi_dma.py). The whole
+shell with the driver runs in the ``overlay`` cocotb regression."""
 
 import json
 import random
 
 import numpy as np
 import pytest
-from amaranth.hdl import Cat
-from amaranth.sim import Simulator
 
 from qnnfab import overlay_map as om
 from qnnfab.boards.driver import pack_inputs, unpack_records
-from qnnfab.rtl.axil_registers import AxiLiteRegisters
 from qnnfab.rtl.frame_unpacker import FrameUnpacker
 from qnnfab.rtl.record_packer import RecordPacker
 from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams, stream_through
@@ -36,13 +34,6 @@ def element_words(fm, images):
         for k in range(0, img.size, fm.in_simd):
             words.append(sum((int(v) & mask) << (j * fm.input_bits) for j, v in enumerate(img[k:k + fm.in_simd])))
     return words
-
-
-def run(dut, testbench):
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
 
 
 @pytest.mark.parametrize("kw", [
@@ -115,74 +106,6 @@ def test_packer_records_read_back_by_the_driver_as_the_scores_and_labels_fed_in(
     assert not pad.any(), "record padding is not zero"
 
 
-def test_register_file_reads_writes_strobes_and_commands():
-    regs = [om.Register("A", 0x00, "rw", ""), om.Register("B", 0x04, "ro", ""), om.Register("C", 0x10, "rw", "")]
-    dut = AxiLiteRegisters(regs, addr_width=12)
-
-    async def write(ctx, addr, data, strb=0xF, w_first=False):
-        """AW and W offered in separate cycles (either first); returns the
-        cycle the ``*_write`` strobes were seen and the strobed data."""
-        seen = []
-        order = [("w", data), ("aw", addr)] if w_first else [("aw", addr), ("w", data)]
-        for kind, val in order:
-            if kind == "aw":
-                ctx.set(dut.s_awaddr, val)
-                ctx.set(dut.s_awvalid, 1)
-            else:
-                ctx.set(dut.s_wdata, val)
-                ctx.set(dut.s_wstrb, strb)
-                ctx.set(dut.s_wvalid, 1)
-            while True:
-                *_, ready, strobes, wd = await ctx.tick().sample(
-                    dut.s_awready if kind == "aw" else dut.s_wready,
-                    Cat(dut.A_write, dut.B_write, dut.C_write), dut.wdata_out)
-                if ready:
-                    break
-            ctx.set(dut.s_awvalid if kind == "aw" else dut.s_wvalid, 0)
-        ctx.set(dut.s_bready, 1)
-        for _ in range(4):
-            *_, bvalid, strobes, wd = await ctx.tick().sample(dut.s_bvalid, Cat(dut.A_write, dut.B_write, dut.C_write),
-                                                           dut.wdata_out)
-            if strobes:
-                seen.append((strobes, wd))
-            if bvalid:
-                break
-        else:
-            raise AssertionError("no write response")
-        ctx.set(dut.s_bready, 0)
-        return seen
-
-    async def tb(ctx):
-        ctx.set(dut.B, 0xB0B0B0B0)
-        seen = await write(ctx, 0x00, 0x11223344)
-        assert seen == [(0b001, 0x11223344)], seen
-        seen = await write(ctx, 0x10, 0xAABBCCDD, strb=0b0101, w_first=True)
-        assert seen == [(0b100, 0x00BB00DD)], seen
-        seen = await write(ctx, 0x04, 0xFFFFFFFF)
-        assert seen == [(0b010, 0xFFFFFFFF)], seen          # a command: B itself holds nothing
-        assert ctx.get(dut.A) == 0x11223344
-        assert ctx.get(dut.C) == 0x00BB00DD
-        for addr, want in ((0x00, 0x11223344), (0x04, 0xB0B0B0B0), (0x10, 0x00BB00DD), (0x08, 0), (0xFFC, 0)):
-            ctx.set(dut.s_araddr, addr)
-            ctx.set(dut.s_arvalid, 1)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.s_arready)
-                if ready:
-                    break
-            ctx.set(dut.s_arvalid, 0)
-            ctx.set(dut.s_rready, 0)
-            for _ in range(2):                                    # the response waits for RREADY
-                _, _, rvalid, rdata, resp, arready = await ctx.tick().sample(
-                    dut.s_rvalid, dut.s_rdata, dut.s_rresp, dut.s_arready)
-                assert rvalid and not arready and rdata == want and resp == 0, (hex(addr), rvalid, hex(rdata))
-            ctx.set(dut.s_rready, 1)
-            _, _, rvalid = await ctx.tick().sample(dut.s_rvalid)
-            ctx.set(dut.s_rready, 0)
-            assert not ctx.get(dut.s_rvalid)
-
-    run(dut, tb)
-
-
 def test_formats_round_trip_and_register_map_is_consistent():
     fm = formats()
     assert om.Formats.from_dict(json.loads(json.dumps(fm.to_dict()))) == fm
@@ -247,92 +170,6 @@ def test_weight_words_cuts_the_image_into_64_bit_words_with_last_on_the_final_on
     got = [out[:words], out[words:]]
     want = [(w, int(j == words - 1)) for j, w in enumerate(image)]
     assert got == [want, want]
-
-
-def _dma_under_stop(kind, stop):
-    """Run a DMA against an always-ready slave; stop it (``abort`` high, or an
-    error response on the second burst) and return (cycle of the stop,
-    cycles of every new burst request, error, drained at the end)."""
-    from qnnfab.rtl.axi_read_dma import AxiReadDma
-    from qnnfab.rtl.axi_write_dma import AxiWriteDma
-    dut = (AxiWriteDma if kind == "write" else AxiReadDma)(64, 64, 40)
-    a = "aw" if kind == "write" else "ar"
-    log = {"requests": [], "stop": None}
-
-    async def tb(ctx):
-        ctx.set(dut.addr, 0x1000)
-        ctx.set(dut.beats, 400)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        ctx.set(getattr(dut, f"m_{a}ready"), 1)
-        if kind == "write":
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.m_wready, 1)
-        else:
-            ctx.set(dut.o.ready, 1)
-        bursts = []             # lengths of accepted bursts awaiting data (read) or a response (write)
-        beat = 0
-        responses = 0
-        for cycle in range(1500):
-            ctx.set(dut.i.payload if kind == "write" else dut.m_rdata, cycle)
-            if kind == "read":
-                ctx.set(dut.m_rvalid, bool(bursts))
-                ctx.set(dut.m_rlast, bool(bursts) and beat == bursts[0] - 1)
-                ctx.set(dut.m_rresp, 2 if stop == "error" and responses == 1 else 0)
-            else:
-                done_bursts = [b for b in bursts if b == 0]
-                ctx.set(dut.m_bvalid, bool(done_bursts))
-                ctx.set(dut.m_bresp, 2 if stop == "error" and responses == 1 else 0)
-            if stop == "abort" and responses == 2 and log["stop"] is None:
-                log["stop"] = cycle
-                ctx.set(dut.abort, 1)
-            if ctx.get(dut.drained) and (bursts or ctx.get(getattr(dut, f"m_{a}valid"))):
-                log.setdefault("early_drained", cycle)
-            _, _, a_valid, a_ready, a_len, rr, w_taken, wlast, b_taken = await ctx.tick().sample(
-                getattr(dut, f"m_{a}valid"), getattr(dut, f"m_{a}ready"), getattr(dut, f"m_{a}len"),
-                dut.m_rready if kind == "read" else dut.m_bready,
-                (dut.m_wvalid & dut.m_wready) if kind == "write" else dut.m_rvalid,
-                dut.m_wlast if kind == "write" else dut.m_rlast,
-                dut.m_bvalid & dut.m_bready if kind == "write" else dut.m_rvalid & dut.m_rready)
-            if a_valid and a_ready:
-                log["requests"].append(cycle)
-                bursts.append(a_len + 1)
-            if kind == "write":
-                if w_taken:
-                    i = next(k for k, b in enumerate(bursts) if b > 0)
-                    bursts[i] -= 1
-                if b_taken:
-                    bursts.remove(0)
-                    if stop == "error" and responses == 1:
-                        log["stop"] = cycle
-                    responses += 1
-            elif b_taken:
-                beat += 1
-                if beat == bursts[0]:
-                    bursts.pop(0)
-                    beat = 0
-                    if stop == "error" and responses == 1:
-                        log["stop"] = cycle
-                    responses += 1
-        log["error"] = ctx.get(dut.error)
-        log["drained"] = ctx.get(dut.drained)
-
-    run(dut, tb)
-    return log
-
-
-@pytest.mark.parametrize("kind", ["read", "write"])
-@pytest.mark.parametrize("stop", ["abort", "error"])
-def test_dma_requests_no_burst_after_abort_or_error_and_drains(kind, stop):
-    log = _dma_under_stop(kind, stop)
-    assert log["stop"] is not None, "the stop condition never came"
-    late = [c for c in log["requests"] if c > log["stop"] + 2]
-    assert not late, f"{kind} DMA requested bursts after the {stop} (cycle {log['stop']}): {late}"
-    assert log["requests"][-1] < log["stop"] + 3 and len(log["requests"]) >= 2
-    assert log["error"] == (2 if stop == "error" else 0)
-    assert log["drained"], f"{kind} DMA not drained after the {stop}"
-    assert "early_drained" not in log, f"{kind} DMA said drained at cycle {log['early_drained']} with bursts outstanding"
 
 
 def test_driver_looks_for_the_shell_under_the_block_designs_cell_name():
