@@ -37,9 +37,11 @@ class AxiLiteRegisters(wiring.Component):
 
     Timing: AW and W are accepted independently (one each, held until both
     are there); the write takes effect and BVALID rises the cycle after both
-    are held. AR is accepted when no read response is pending; RVALID rises
-    the next cycle with the data of that cycle. A new address is accepted
-    only after the previous response was taken.
+    are held. While BVALID is high (the master has not taken the write
+    response), AWREADY and WREADY are low: the next write's address and data
+    are accepted from the cycle after the B handshake. AR is accepted when no
+    read response is pending; RVALID rises the next cycle with the data of
+    that cycle; the next AR is accepted from the cycle after the R handshake.
     """
 
     def __init__(self, registers, addr_width=12):
