@@ -40,8 +40,10 @@ class WeightLoader(wiring.Component):
     wload : stream of ``{"data": 64 bits, "last": 1}`` (in): the image, one
         word per cycle (``ready`` is always high: the loader never stalls).
     busy : in, high while a frame is in flight. An image whose first word
-        arrives while ``busy`` is discarded up to its ``last`` (BUSY); the
-        weights stay as they were.
+        arrives while ``busy`` is taken (``ready`` stays high) and discarded
+        up to its ``last``, even if ``busy`` falls meanwhile: nothing is
+        written, ``active`` stays low, ``error`` is BUSY. Offered again once
+        ``busy`` is low, it loads.
     active : out, high from the first header word of an accepted image
         (combinationally, in that cycle) to the end of its body: frames must
         not start while it is high.
