@@ -42,7 +42,9 @@ class WidthConverter(wiring.Component):
     A buffer of ``in_elems + out_elems`` elements. ``o.valid`` is high whenever
     the buffer holds at least ``out_elems`` elements (a registered condition,
     independent of ``o.ready``); an input word is accepted when it fits after
-    the output transfer of the same cycle. Steady-state throughput is
+    the output transfer of the same cycle, so with ``o`` stalled from empty it
+    takes ``(in_elems + out_elems) // in_elems`` input words, then holds
+    ``i.ready`` low. Steady-state throughput is
     ``min(1, out/in)`` input words and ``min(1, in/out)`` output words per
     cycle, the rate of the wider side. Latency one cycle (also when
     ``in_elems == out_elems``, where it is a plain register stage; the

@@ -1,4 +1,4 @@
-"""Stream width converter in Amaranth's simulator: element order, handshake rules, throughput, errors."""
+"""Stream width converter in Amaranth's simulator: element order, handshake rules, throughput, capacity, errors."""
 
 import random
 
@@ -6,7 +6,7 @@ import pytest
 
 from qnnfab.errors import ConfigError
 from qnnfab.rtl.width_converter import WidthConverter
-from qnnfab.sim.amaranth_stream import stream_through
+from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams, stream_through
 from qnnfab.sim.words import pack_rows, unpack_fields
 
 PAIRS = [(1, 3), (3, 1), (2, 3), (3, 2), (4, 4), (8, 2)]
@@ -45,6 +45,31 @@ def test_full_rate_when_unstalled(in_elems, out_elems):
     span = run.out_cycles[-1] - run.in_cycles[0] + 1
     ideal = max(len(run.in_cycles), len(run.words))
     assert span <= ideal + 2, (span, ideal)
+
+
+@pytest.mark.parametrize("in_elems,out_elems", PAIRS + [(3, 3), (2, 6)])
+def test_stalled_output_fills_exactly_the_documented_buffer(in_elems, out_elems):
+    """With ``o`` stalled the converter takes floor((in + out) / in) input words
+    (its buffer of in + out elements), no fewer, no more; released, every
+    element leaves in order."""
+    bits = 4
+    rng = random.Random(in_elems * 10 + out_elems)
+    n_elems = in_elems * out_elems * 4
+    elems = [rng.randrange(1 << bits) for _ in range(n_elems)]
+    dut = WidthConverter(in_elems, out_elems, bits)
+    src = StreamSource(dut.i, pack_rows([elems[i:i + in_elems] for i in range(0, n_elems, in_elems)], bits),
+                       rng=rng)
+    snk = StreamSink(dut.o, ready_prob=0.0, rng=rng)
+    stall = 4 * (in_elems + out_elems) + 4          # far longer than filling the buffer takes
+
+    def release(ctx, cycle):
+        snk.ready_prob = 0.0 if cycle < stall else 1.0
+
+    run_streams(dut, [src], [snk], [n_elems // out_elems], max_cycles=stall + 4 * n_elems + 50, extra_cycles=8,
+                drivers=[release])
+    taken = sum(c < stall for c in src.sent_cycles)
+    assert taken == (in_elems + out_elems) // in_elems, f"{taken} input words taken while the output was stalled"
+    assert [e for w in snk.words for e in unpack_fields(w, [bits] * out_elems)] == elems
 
 
 def test_wide_elements_keep_every_bit():
