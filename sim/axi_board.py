@@ -3,7 +3,8 @@
 :class:`Board`: clock, reset, the PS as an ``AxiLiteMaster`` on
 ``s_axi_control``, DDR as an ``AxiRam`` on ``m_axi_gmem`` (random pauses on
 its five channels, fault windows, burst-rule checks, guard bytes and a host
-shadow copy); :class:`CosimBackend`: the drivers' backend
+shadow copy, and a progress watchdog on those five channels while a command
+runs: :class:`ShellWatch`); :class:`CosimBackend`: the drivers' backend
 (:mod:`qnnfab.boards.driver`) on that board, called from the driver's thread
 through ``cocotb.task.bridge``/``resume``. Used by the ``overlay`` and
 ``gemm`` regressions.
@@ -20,10 +21,71 @@ from cocotb.triggers import ClockCycles, First, RisingEdge, ReadOnly
 
 from qnnfab import overlay_map as om
 
-__all__ = ["Board", "CosimBackend", "FaultyMemory", "SimBuffer", "RAM_BYTES", "CLOCK_NS"]
+from .stream import Handshake, ProgressWatchdog, stall_limit
+
+__all__ = ["Board", "CosimBackend", "FaultyMemory", "SimBuffer", "ShellWatch", "AXI_CHANNELS", "RAM_BYTES",
+           "CLOCK_NS"]
 
 RAM_BYTES = 1 << 20
 CLOCK_NS = 10
+# the shell's AXI4 master channels: (stage named in a stall message, channel)
+AXI_CHANNELS = (("read DMA m_axi AR", "ar"), ("read DMA m_axi R", "r"), ("write DMA m_axi AW", "aw"),
+                ("write DMA m_axi W", "w"), ("write DMA m_axi B", "b"))
+
+
+class ShellWatch:
+    """A :class:`~qnnfab.sim.stream.ProgressWatchdog` on a shell's five
+    ``m_axi_gmem`` channels, active while a command runs.
+
+    A command runs from a CTRL write with START or LOAD_WEIGHTS until a STATUS
+    read shows BUSY clear, a CTRL write with SOFT_RESET or ``ap_rst_n`` low, all
+    seen on the ``s_axi_control`` ports (``registers``: the offsets of CTRL and
+    STATUS). While it runs, ``limit`` cycles in a row without a beat or request
+    on any AXI4 channel fail the test at once (:class:`~qnnfab.sim.stream.Stalled`
+    naming the channel whose handshake stopped). :meth:`sample` is called in the
+    read-only phase of every cycle."""
+
+    def __init__(self, dut, limit, registers=om.OFFSET):
+        self.dut = dut
+        self.ctrl, self.status = registers["CTRL"], registers["STATUS"]
+        self.watchdog = ProgressWatchdog(
+            [Handshake.of(dut, stage, f"m_axi_gmem_{ch}valid", f"m_axi_gmem_{ch}ready") for stage, ch in AXI_CHANNELS],
+            limit)
+        self.running = False
+        self.cycle = 0
+        self._aw, self._w, self._ar = [], [], []
+
+    def _fire(self, ch):
+        d = self.dut
+        return int(getattr(d, f"s_axi_control_{ch}valid").value) and int(getattr(d, f"s_axi_control_{ch}ready").value)
+
+    def sample(self):
+        d = self.dut
+        if not int(d.ap_rst_n.value):
+            self.running = False
+            self._aw, self._w, self._ar = [], [], []
+        if self._fire("aw"):
+            self._aw.append(int(d.s_axi_control_awaddr.value))
+        if self._fire("w"):
+            self._w.append(int(d.s_axi_control_wdata.value))
+        while self._aw and self._w:
+            addr, data = self._aw.pop(0), self._w.pop(0)
+            if addr == self.ctrl and data & om.CTRL_SOFT_RESET:
+                self.running = False
+            elif addr == self.ctrl and data & (om.CTRL_START | om.CTRL_LOAD_WEIGHTS):
+                self.running = True
+        if self._fire("ar"):
+            self._ar.append(int(d.s_axi_control_araddr.value))
+        if self._fire("r") and self._ar and self._ar.pop(0) == self.status:
+            self.running = bool(int(d.s_axi_control_rdata.value) & om.STATUS_BUSY)
+        self.watchdog.check(self.cycle, active=self.running)
+        self.cycle += 1
+
+    async def run(self):
+        while True:
+            await RisingEdge(self.dut.ap_clk)
+            await ReadOnly()
+            self.sample()
 
 
 class FaultyMemory:
@@ -56,9 +118,12 @@ class FaultyMemory:
 
 
 class Board:
-    """Clock, reset, AxiLiteMaster (PS GP0), AxiRam (DDR behind HP0)."""
+    """Clock, reset, AxiLiteMaster (PS GP0), AxiRam (DDR behind HP0), and a
+    :class:`ShellWatch` whose bound is :func:`~qnnfab.sim.stream.stall_limit` of
+    ``frame_cycles`` (the cycles one frame or job is expected to take; 0 when
+    unknown); ``registers``: the shell's register offsets (CTRL and STATUS)."""
 
-    def __init__(self, dut, rng, pause, ram_bytes=RAM_BYTES):
+    def __init__(self, dut, rng, pause, ram_bytes=RAM_BYTES, *, frame_cycles=0, registers=om.OFFSET):
         from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam, AxiResp
         self.dut, self.rng = dut, rng
         self.mem = FaultyMemory(ram_bytes)
@@ -83,6 +148,8 @@ class Board:
         self.mem.data[:] = rng.randbytes(ram_bytes)
         self.shadow = bytearray(self.mem.data)
         self.next_free = 0x1000
+        self.progress = ShellWatch(dut, stall_limit(frame_cycles), registers)
+        cocotb.start_soon(self.progress.run())
 
     def _wrap_send(self, channel, field, resp):
         orig = channel.send

@@ -21,8 +21,9 @@ from qnnfab.errors import QnnfabError
 
 from .build import build, cache_dir, to_verilog
 
-__all__ = ["run_bench", "RegressionFailure", "BenchResult", "PARAMS_ENV", "SEED_ENV", "METRICS_ENV"]
+__all__ = ["run_bench", "RegressionFailure", "BenchResult", "NAME_ENV", "PARAMS_ENV", "SEED_ENV", "METRICS_ENV"]
 
+NAME_ENV = "QNNFAB_BENCH_NAME"
 PARAMS_ENV = "QNNFAB_BENCH_PARAMS"
 SEED_ENV = "QNNFAB_BENCH_SEED"
 METRICS_ENV = "QNNFAB_BENCH_METRICS"
@@ -97,7 +98,7 @@ def run_bench(name, component, module, params, seed=None, *, toplevel=None, log=
     """Simulate ``component`` with the cocotb test module ``module``.
 
     ``params`` (JSON-serialisable dict) reaches the bench through
-    ``$QNNFAB_BENCH_PARAMS``, the seed through ``$QNNFAB_BENCH_SEED`` and cocotb's
+    ``$QNNFAB_BENCH_PARAMS``, ``name`` through ``$QNNFAB_BENCH_NAME``, the seed through ``$QNNFAB_BENCH_SEED`` and cocotb's
     own ``COCOTB_RANDOM_SEED``. A bench may write figures (cycle counts, ...)
     to the JSON file named by ``$QNNFAB_BENCH_METRICS``; they are returned in
     :class:`BenchResult`.metrics. ``simulator``: ``"verilator"`` or
@@ -116,6 +117,7 @@ def run_bench(name, component, module, params, seed=None, *, toplevel=None, log=
     test_dir.mkdir(parents=True)
     metrics_path = test_dir / "metrics.json"
     env = {
+        NAME_ENV: name,
         PARAMS_ENV: json.dumps(params, sort_keys=True),
         SEED_ENV: str(seed),
         METRICS_ENV: str(metrics_path),

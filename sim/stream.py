@@ -20,6 +20,14 @@ the drivers clock, i.e. after reset, the DUT's ``valid`` and ``ready`` are
 never X or Z, and its payload is never X or Z while ``valid`` is high
 (:class:`UnknownValue` names the signal and the cycle).
 
+Progress watchdog: :class:`ProgressWatchdog` fails a run at once when no
+handshake completes on any stream or AXI channel the bench watches for
+:func:`stall_limit` cycles in a row, naming the bench, the stalled channels
+with their ``valid``/``ready`` and the last channel that moved.
+:func:`run_streams` watches its sources and sinks with it; the AXI benches
+watch the shell's AXI channels (:mod:`qnnfab.sim.axi_board`). The bound is
+in cycles, never wall time.
+
 Reset in flight: :func:`run_reset_in_flight` streams frames, asserts reset at a
 random cycle in the middle of a frame, releases it and checks that fresh frames
 come out exactly as the golden model says (nothing of the old frames leaks).
@@ -32,12 +40,13 @@ import random
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from .runner import METRICS_ENV, PARAMS_ENV, SEED_ENV
+from .runner import METRICS_ENV, NAME_ENV, PARAMS_ENV, SEED_ENV
 from .words import pack_fields, pack_rows, unpack_fields
 
-__all__ = ["bench_params", "bench_seed", "bench_random", "write_metrics", "start",
+__all__ = ["bench_name", "bench_params", "bench_seed", "bench_random", "write_metrics", "start",
            "StreamSource", "StreamSink", "run_streams", "pack_fields", "unpack_fields", "pack_rows",
-           "check_words", "run_stream_test", "StreamRun", "steady_cycles", "UnknownValue", "known",
+           "check_words", "run_stream_test", "Stalled", "Handshake", "ProgressWatchdog", "stall_limit",
+           "DEFAULT_STALL_CYCLES", "STALL_FRAMES", "STALL_ENV", "StreamRun", "steady_cycles", "UnknownValue", "known",
            "pulse_reset", "reset_mid_stream", "run_reset_in_flight", "reset_point"]
 
 
@@ -52,6 +61,11 @@ def known(handle, name, cycle):
         return int(value)
     except ValueError:
         raise UnknownValue(f"{name} is {value} (X/Z) at cycle {cycle} after reset") from None
+
+
+def bench_name():
+    """The name of the regression this bench runs for (``bench`` outside the runner)."""
+    return os.environ.get(NAME_ENV, "bench")
 
 
 def bench_params():
@@ -91,13 +105,115 @@ async def start(dut, reset_cycles=2):
     dut.rst.value = 0
 
 
-def _stream_signals(dut, prefix, axis):
-    """(valid, ready, payload) handles: Amaranth names, or AXI-Stream ``<p>_tvalid``..."""
+STALL_ENV = "QNNFAB_STALL_CYCLES"
+DEFAULT_STALL_CYCLES = 4000
+STALL_FRAMES = 4
+
+
+class Stalled(AssertionError):
+    """A run made no progress: no watched handshake completed for the bound (see :class:`ProgressWatchdog`)."""
+
+
+def stall_limit(frame_cycles=0):
+    """Cycles without any watched handshake after which a run fails.
+
+    The bench parameter ``stall_cycles`` when given, else ``$QNNFAB_STALL_CYCLES``,
+    else the larger of :data:`DEFAULT_STALL_CYCLES` and :data:`STALL_FRAMES`
+    times ``frame_cycles`` (the cycles the bench expects one frame to take,
+    from its model; 0 when it has none)."""
+    given = bench_params().get("stall_cycles", os.environ.get(STALL_ENV))
+    if given is not None:
+        return int(given)
+    return max(DEFAULT_STALL_CYCLES, STALL_FRAMES * int(frame_cycles))
+
+
+class Handshake:
+    """One valid/ready pair a watchdog watches: ``stage`` names it in messages
+    (e.g. ``"read DMA m_axi R"``); ``valid``/``ready`` are the handles, shown as
+    ``valid_name``/``ready_name``."""
+
+    def __init__(self, stage, valid_name, valid, ready_name, ready):
+        self.stage, self.valid_name, self.valid, self.ready_name, self.ready = (
+            stage, valid_name, valid, ready_name, ready)
+
+    @classmethod
+    def of(cls, dut, stage, valid_name, ready_name):
+        """The pair of ports ``valid_name``/``ready_name`` of ``dut``."""
+        return cls(stage, valid_name, getattr(dut, valid_name), ready_name, getattr(dut, ready_name))
+
+    def state(self):
+        """``(valid, ready)`` now, as ints (an X or Z reads as -1)."""
+        def level(h):
+            try:
+                return int(h.value)
+            except ValueError:
+                return -1
+        return level(self.valid), level(self.ready)
+
+    def describe(self, valid, ready):
+        return f"{self.stage} ({self.valid_name}={valid} {self.ready_name}={ready})"
+
+
+class ProgressWatchdog:
+    """Fails a run that makes no progress (the one definition every bench uses).
+
+    ``handshakes``: the :class:`Handshake` pairs the bench watches; ``limit``:
+    cycles (default :func:`stall_limit`); ``bench``: the name in messages
+    (default :func:`bench_name`). Call :meth:`check` once per cycle in the
+    read-only phase: a cycle with ``valid`` and ``ready`` high on any pair is
+    progress; ``active=False`` (nothing is owed, e.g. the shell is idle) also
+    restarts the count. After ``limit`` cycles in a row without either it
+    raises :class:`Stalled`: "<bench>: no progress for N cycles (cycle C):
+    valid without ready on <handshakes>; ready without valid on <handshakes>;
+    last transfer on <handshake> at cycle L" (each handshake with both levels).
+    """
+
+    def __init__(self, handshakes, limit=None, bench=None):
+        self.handshakes = list(handshakes)
+        self.limit = stall_limit() if limit is None else int(limit)
+        if self.limit < 1:
+            raise ValueError(f"stall limit must be a positive number of cycles, not {self.limit!r}")
+        self.bench = bench_name() if bench is None else bench
+        self.quiet = 0
+        self.last = None          # (stage, cycle) of the last transfer
+
+    def check(self, cycle, active=True):
+        states = [(h, *h.state()) for h in self.handshakes]
+        moved = [h for h, v, r in states if v == 1 and r == 1]
+        if moved or not active:
+            self.quiet = 0
+            if moved:
+                self.last = (moved[0].stage, cycle)
+            return
+        self.quiet += 1
+        if self.quiet >= self.limit:
+            raise Stalled(self.message(cycle, states))
+
+    def message(self, cycle, states):
+        """Which handshakes stopped: valid held without ready, ready held without valid, or neither."""
+        def listed(pick):
+            return ", ".join(h.describe(v, r) for h, v, r in states if pick(v, r))
+        parts = []
+        if any(v == 1 and r != 1 for _, v, r in states):
+            parts.append("valid without ready on " + listed(lambda v, r: v == 1 and r != 1))
+        if any(r == 1 and v != 1 for _, v, r in states):
+            parts.append("ready without valid on " + listed(lambda v, r: r == 1 and v != 1))
+        what = "; ".join(parts) or "every watched valid and ready low (" + listed(lambda v, r: True) + ")"
+        last = (f"last transfer on {self.last[0]} at cycle {self.last[1]}" if self.last
+                else "no transfer since the watch began")
+        return f"{self.bench}: no progress for {self.quiet} cycles (cycle {cycle}): {what}; {last}"
+
+
+def _stream_names(prefix, axis):
+    """(valid, ready, payload) port names: Amaranth's, or AXI-Stream ``<p>_tvalid``..."""
     if axis:
-        return (getattr(dut, f"{prefix}_tvalid"), getattr(dut, f"{prefix}_tready"),
-                getattr(dut, f"{prefix}_tdata"))
-    return (getattr(dut, f"{prefix}__valid"), getattr(dut, f"{prefix}__ready"),
-            getattr(dut, f"{prefix}__payload"))
+        return f"{prefix}_tvalid", f"{prefix}_tready", f"{prefix}_tdata"
+    return f"{prefix}__valid", f"{prefix}__ready", f"{prefix}__payload"
+
+
+def _stream_signals(dut, prefix, axis):
+    """(valid, ready, payload) handles of a stream port (:func:`_stream_names`)."""
+    return tuple(getattr(dut, n) for n in _stream_names(prefix, axis))
 
 
 def _tlast(dut, prefix, axis):
@@ -117,6 +233,8 @@ class StreamSource:
     def __init__(self, dut, prefix, rng, valid_prob=1.0, axis=False):
         self.name = prefix
         self.valid, self.ready, self.payload = _stream_signals(dut, prefix, axis)
+        vn, rn, _ = _stream_names(prefix, axis)
+        self.handshake = Handshake(f"source {prefix}", vn, self.valid, rn, self.ready)
         self.last = _tlast(dut, prefix, axis)
         self.rng = rng
         self.valid_prob = valid_prob
@@ -166,6 +284,8 @@ class StreamSink:
     def __init__(self, dut, prefix, rng, ready_prob=1.0, name=None, axis=False):
         self.name = name or prefix
         self.valid, self.ready, self.payload = _stream_signals(dut, prefix, axis)
+        vn, rn, _ = _stream_names(prefix, axis)
+        self.handshake = Handshake(f"sink {self.name}", vn, self.valid, rn, self.ready)
         self.last = _tlast(dut, prefix, axis)
         self.rng = rng
         self.ready_prob = ready_prob
@@ -207,17 +327,22 @@ class StreamSink:
             self._held = None
 
 
-async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None, monitors=(), until=None):
+async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None, monitors=(), until=None,
+                      stall_cycles=None):
     """Clock sources and sinks until every sink has ``expected[i]`` words.
 
     ``monitors`` are callables ``f(cycle)`` run in the read-only phase of every
     cycle (to sample side-band outputs). ``until(cycle)``, when given, stops the
     run early as soon as it returns true (checked after the monitors). Returns
     the number of cycles run. Raises ``AssertionError`` (with the counts) when
-    ``max_cycles`` pass first. Ends just after a falling edge with every
-    source's ``valid`` and every sink's ``ready`` low.
+    ``max_cycles`` pass first, and :class:`Stalled` (naming the stream whose
+    handshake stopped) when no source or sink transfers a word for
+    ``stall_cycles`` cycles in a row (default :func:`stall_limit`). Ends just
+    after a falling edge with every source's ``valid`` and every sink's
+    ``ready`` low.
     """
     clk = clk if clk is not None else dut.clk
+    watchdog = ProgressWatchdog([x.handshake for x in (*sources, *sinks)], stall_cycles)
     cycle = 0
     while True:
         await FallingEdge(clk)
@@ -232,6 +357,7 @@ async def run_streams(dut, sources, sinks, expected, max_cycles, clk=None, monit
             k._sample(cycle)
         for f in monitors:
             f(cycle)
+        watchdog.check(cycle)
         cycle += 1
         if all(len(k.words) >= n for k, n in zip(sinks, expected)):
             break
@@ -304,14 +430,15 @@ def steady_cycles(sink, per, n):
 
 
 async def run_stream_test(dut, words, expected, rng, valid_prob=1.0, ready_prob=1.0, *, max_cycles,
-                          decode=None, describe=None, fmt="#x", source="i", sink="o"):
+                          decode=None, describe=None, fmt="#x", source="i", sink="o", stall_cycles=None):
     """Stream ``words`` into ``<source>`` and check ``<sink>`` against ``expected``.
 
     Starts the clock and resets the design first (:func:`start`). The source
     offers a word with ``valid_prob`` per cycle and the sink is ready with
     ``ready_prob`` (both drawn from ``rng``); the sink checks the hold-stable
     rule. Runs until ``len(expected)`` words came out (an
-    ``AssertionError`` after ``max_cycles``), then compares them with
+    ``AssertionError`` after ``max_cycles``, :class:`Stalled` after
+    ``stall_cycles`` without a transfer), then compares them with
     :func:`check_words` (``decode``, ``describe``, ``fmt``). Returns a
     :class:`StreamRun`.
     """
@@ -319,7 +446,8 @@ async def run_stream_test(dut, words, expected, rng, valid_prob=1.0, ready_prob=
     src = StreamSource(dut, source, rng, valid_prob)
     snk = StreamSink(dut, sink, rng, ready_prob)
     src.send(words)
-    cycles = await run_streams(dut, [src], [snk], [len(expected)], max_cycles=max_cycles)
+    cycles = await run_streams(dut, [src], [snk], [len(expected)], max_cycles=max_cycles,
+                               stall_cycles=stall_cycles)
     check_words(snk.words, expected, decode=decode, describe=describe, fmt=fmt)
     return StreamRun(cycles, src, snk)
 
@@ -349,10 +477,12 @@ def reset_point(rng, frame_words, frames_before):
     return frames_before * frame_words + rng.randint(1, frame_words - 1)
 
 
-async def reset_mid_stream(dut, sources, sinks, cut, rng, max_cycles, clk=None, reset=None, active=1):
+async def reset_mid_stream(dut, sources, sinks, cut, rng, max_cycles, clk=None, reset=None, active=1,
+                           stall_cycles=None):
     """Clock ``sources``/``sinks`` until ``sources[0]`` has sent ``cut`` words, 0-3 more
     random cycles, then drop every offer and assert reset for 1-3 cycles
-    (``clk``, ``reset``, ``active`` as :func:`pulse_reset`).
+    (``clk``, ``reset``, ``active`` as :func:`pulse_reset`; ``stall_cycles`` as
+    :func:`run_streams`).
 
     Returns where the reset fell (words in, words out, cycle, reset length).
     """
@@ -364,7 +494,8 @@ async def reset_mid_stream(dut, sources, sinks, cut, rng, max_cycles, clk=None, 
             hit.append(cycle)
         return bool(hit) and cycle >= hit[0] + extra
 
-    cycles = await run_streams(dut, sources, sinks, [10**12] * len(sinks), max_cycles, clk=clk, until=at_cut)
+    cycles = await run_streams(dut, sources, sinks, [10**12] * len(sinks), max_cycles, clk=clk, until=at_cut,
+                               stall_cycles=stall_cycles)
     if not hit:  # pragma: no cover - run_streams times out first
         raise AssertionError(f"only {len(sources[0].sent_cycles)} of {cut} input words went in")
     length = rng.randint(1, 3)
@@ -376,7 +507,7 @@ async def reset_mid_stream(dut, sources, sinks, cut, rng, max_cycles, clk=None, 
 async def run_reset_in_flight(dut, old_words, new_words, expected, rng, *, frame_words,
                               valid_prob=0.7, ready_prob=0.5, max_cycles, decode=None,
                               describe=None, fmt="#x", source="i", sink="o", axis=False,
-                              frames_before=1):
+                              frames_before=1, stall_cycles=None):
     """Reset in the middle of a frame, then check fresh frames against the golden model.
 
     Starts the clock and resets (:func:`start`), streams ``old_words`` (at
@@ -396,10 +527,10 @@ async def run_reset_in_flight(dut, old_words, new_words, expected, rng, *, frame
     cut = reset_point(rng, frame_words, frames_before)
     if cut >= len(old_words):
         raise ValueError(f"{len(old_words)} old words cannot be cut after {cut}")
-    where = await reset_mid_stream(dut, [src], [snk], cut, rng, max_cycles)
+    where = await reset_mid_stream(dut, [src], [snk], cut, rng, max_cycles, stall_cycles=stall_cycles)
     fresh_src = StreamSource(dut, source, rng, valid_prob, axis=axis)
     fresh_snk = StreamSink(dut, sink, rng, ready_prob, name=f"{sink} (after reset)", axis=axis)
     fresh_src.send(new_words)
-    await run_streams(dut, [fresh_src], [fresh_snk], [len(expected)], max_cycles)
+    await run_streams(dut, [fresh_src], [fresh_snk], [len(expected)], max_cycles, stall_cycles=stall_cycles)
     check_words(fresh_snk.words, expected, decode=decode, describe=describe, fmt=fmt)
     return where

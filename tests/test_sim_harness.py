@@ -40,6 +40,77 @@ def test_a_wrong_design_fails_with_seed_and_waveform():
     assert "expected" in msg
 
 
+class _DeadInputPopcount(XnorPopcount):
+    """A deliberately broken design: its input is never ready and its output never valid."""
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module
+        m = Module()
+        m.submodules.ok = inner = XnorPopcount(self.simd, self.pipeline)
+        m.d.comb += [inner.i.payload.eq(self.i.payload), self.o.payload.eq(inner.o.payload),
+                     self.i.ready.eq(0), self.o.valid.eq(0)]
+        return m
+
+
+@pytest.mark.cocotb
+def test_a_stream_that_stops_fails_on_the_watchdog_naming_the_stream():
+    params = {"simd": 8, "pipeline": 0, "stall_cycles": 150}
+    reg = registry.get("xnor_popcount")
+    with pytest.raises(RegressionFailure) as info:
+        run_bench("xnor_popcount_dead", _DeadInputPopcount(8, 0), reg.module, params, seed=1234)
+    msg = str(info.value)
+    assert "xnor_popcount_dead: no progress for 150 cycles" in msg
+    assert "valid without ready on source i (i__valid=1 i__ready=0)" in msg
+    assert "no transfer since the watch began" in msg
+
+
+def _deaf_read_dma_shell(cfg):
+    """A deliberately broken overlay shell: its read DMA ignores read data (RREADY stuck low)."""
+    from qnnfab.rtl.overlay import OverlayShell
+
+    class DeafReadDmaShell(OverlayShell):
+        def elaborate(self, platform):
+            m = super().elaborate(platform)
+            m.d.comb += self.m_axi_gmem_rready.eq(0)     # the last assignment wins
+            return m
+    return DeafReadDmaShell(cfg, 64)
+
+
+@pytest.mark.cocotb
+def test_an_overlay_whose_dma_ignores_read_data_fails_on_the_watchdog_not_the_driver_timeout():
+    """Without the watchdog the driver waits 10 s of simulated time (a billion cycles)."""
+    reg = registry.get("overlay")
+    params = {"config": "fc-kbit", "frames": [1], "width": 64, "batch_size": 8, "pause": 0.0}
+    from qnnfab.sim.benches.overlay_tb import load_config
+    with pytest.raises(RegressionFailure) as info:
+        run_bench("overlay_deaf_read", _deaf_read_dma_shell(load_config(params)), reg.module, params, seed=77)
+    msg = str(info.value)
+    assert "overlay_deaf_read: no progress for 4000 cycles" in msg
+    assert "valid without ready on read DMA m_axi R (m_axi_gmem_rvalid=1 m_axi_gmem_rready=0)" in msg
+    assert "no DONE after" not in msg
+
+
+def test_watchdog_counts_quiet_cycles_and_restarts_on_a_transfer_or_when_idle():
+    from types import SimpleNamespace
+    from qnnfab.sim.stream import Handshake, ProgressWatchdog, Stalled
+    v, r = SimpleNamespace(value=1), SimpleNamespace(value=0)
+    dog = ProgressWatchdog([Handshake("read DMA m_axi R", "rvalid", v, "rready", r)], limit=3, bench="overlay")
+    dog.check(0)
+    dog.check(1)
+    dog.check(2, active=False)            # nothing owed: the count restarts
+    r.value = 1
+    dog.check(3)                          # a transfer
+    r.value = 0
+    dog.check(4)
+    dog.check(5)
+    with pytest.raises(Stalled, match=r"^overlay: no progress for 3 cycles \(cycle 6\): valid without ready on "
+                                      r"read DMA m_axi R \(rvalid=1 rready=0\); last transfer on read DMA m_axi R "
+                                      r"at cycle 3$"):
+        dog.check(6)
+    with pytest.raises(ValueError, match="positive number of cycles"):
+        ProgressWatchdog([], limit=0, bench="x")
+
+
 @pytest.mark.cocotb
 def test_same_design_is_built_once():
     params = {"simd": 5, "pipeline": 1}

@@ -116,7 +116,8 @@ def sizes(rng, R, C, k_max, p, n_random):
 async def _setup(salt, pause):
     dut = cocotb.top
     rng = bench_random(salt)
-    board = Board(dut, rng, pause, **({"ram_bytes": P["ram_bytes"]} if "ram_bytes" in P else {}))
+    board = Board(dut, rng, pause, **({"ram_bytes": P["ram_bytes"]} if "ram_bytes" in P else {}),
+                  registers=om.GEMM_OFFSET)
     await board.reset()
     return board, rng
 

@@ -11,8 +11,7 @@ from qnnfab import netconfig
 from qnnfab.kinds import DataKind
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream, reset_point,
-                               run_streams,
-                               StreamSink, StreamSource, write_metrics)
+                               run_streams, stall_limit, StreamSink, StreamSource, write_metrics)
 
 NAME = "network"
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -92,6 +91,11 @@ def frame_lasts(n_frames, words):
     return [k % words == words - 1 for k in range(n_frames * words)]
 
 
+def frame_stall_limit(top):
+    """The stall bound of a network bench: a frame's trip through every stage (:func:`stall_limit`)."""
+    return stall_limit(sum(c for _, c in top.model))
+
+
 def check_scores(got, scores, what=""):
     for f in range(len(scores)):
         if not np.array_equal(got[f], scores[f]):
@@ -164,7 +168,8 @@ async def _run(dut, frames_n, valid_prob, ready_prob, salt):
     n_out = frames_n * fmt.out_words
     slowest = max(c for _, c in top.model)
     max_cycles = 20 * frames_n * slowest + 20 * len(words) + 5000
-    cycles = await run_streams(dut, [src], [snk], [n_out], max_cycles, clk=dut.aclk, monitors=[watch])
+    cycles = await run_streams(dut, [src], [snk], [n_out], max_cycles, clk=dut.aclk, monitors=[watch],
+                               stall_cycles=frame_stall_limit(top))
     # no word and no label may follow the last frame's (a frame's worth of cycles and more)
     await _drain(dut, watch, slowest + 64, cycles + 1)
     got = fmt.unpack_scores(snk.words)
@@ -228,7 +233,7 @@ async def badly_framed_inputs_set_the_error_and_the_next_frames_come_out_right(d
     slowest = max(c for _, c in top.model)
     n_out = len(seen) * fmt.out_words
     cycles = await run_streams(dut, [src], [snk], [n_out], 40 * len(seen) * slowest + 20 * len(words) + 5000,
-                               clk=dut.aclk, monitors=[watch])
+                               clk=dut.aclk, monitors=[watch], stall_cycles=frame_stall_limit(top))
     await _drain(dut, watch, slowest + 64, cycles + 1)
     check_scores(fmt.unpack_scores(snk.words), scores, "badly framed stream: ")
     assert snk.lasts == frame_lasts(len(seen), fmt.out_words)
@@ -275,6 +280,6 @@ async def restarts_cleanly_after_reset_in_flight(dut):
     src.send(old, frame_lasts(3, per))
     cut = reset_point(rng, per, rng.randint(1, 2))
     where = await reset_mid_stream(dut, [src], [snk], cut, rng, 60 * len(old) + 20000,
-                                   clk=dut.aclk, reset=dut.aresetn, active=0)
+                                   clk=dut.aclk, reset=dut.aresetn, active=0, stall_cycles=frame_stall_limit(top))
     await _run(dut, 3, valid_prob=0.7, ready_prob=0.5, salt=4)
     write_metrics(reset_in_flight=where)

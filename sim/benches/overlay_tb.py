@@ -13,7 +13,10 @@ Case parameters: ``config``, ``frames`` (batch sizes run in turn),
 (probability of a pause per channel and cycle), ``bad_use`` (the error and
 recovery cases instead), ``measure`` (one unstalled batch, figures only),
 ``runtime`` (a runtime-weights build: the driver loads networks A, B, A and
-bad images instead).
+bad images instead; with ``odd_image`` the image must end in the middle of a
+bus word). Every case runs under the board's progress watchdog
+(:class:`~qnnfab.sim.axi_board.ShellWatch`): a run whose AXI channels stop
+fails at once, naming the channel.
 """
 
 from pathlib import Path
@@ -96,7 +99,12 @@ act = "acc"
 pe = 8
 simd = 64
 """
-NAMED_CONFIGS = {"fc-kbit": KBIT_FC, "digits-mlp": DIGITS_MLP, "dma-bound": DMA_BOUND}
+# fc-kbit with fc0 of 12 outputs on SIMD 8: its runtime weights image is 27
+# 64-bit words, so on a 128-bit bus it ends in the middle of a bus word
+KBIT_FC_ODD_IMAGE = KBIT_FC.replace('name = "fc-kbit"', 'name = "fc-kbit-odd"').replace(
+    "out = 16", "out = 12").replace("simd = 6", "simd = 8")
+NAMED_CONFIGS = {"fc-kbit": KBIT_FC, "fc-kbit-odd": KBIT_FC_ODD_IMAGE, "digits-mlp": DIGITS_MLP,
+                 "dma-bound": DMA_BOUND}
 CASES = [
     {"config": "lfc_small.toml", "frames": [1, 7, 100], "width": 64, "batch_size": 64, "pause": 0.3},
     {"config": "cnv_small.toml", "frames": [7], "width": 64, "batch_size": 4, "pause": 0.3},
@@ -104,6 +112,8 @@ CASES = [
     {"config": "fc-kbit", "frames": [7], "width": 128, "batch_size": 8, "pause": 0.2},
     {"config": "lfc_small.toml", "bad_use": True, "width": 64, "pause": 0.3},
     {"config": "fc-kbit", "runtime": True, "frames": [7], "width": 64, "batch_size": 8, "pause": 0.3},
+    {"config": "fc-kbit-odd", "runtime": True, "odd_image": True, "frames": [3], "width": 128, "batch_size": 4,
+     "pause": 0.3},
 ]
 
 
@@ -130,12 +140,22 @@ def design(params):
     return OverlayShell(load_config(params), params.get("width", 64))
 
 
-def formats(params):
-    """The shell's buffer formats (the shell built for them only, not elaborated)."""
+def _shell(params):
+    """The shell, built for its formats and model only (not elaborated)."""
     shell = design(params)
     shell._MustUse__silence = True
     shell.accel._MustUse__silence = True
-    return shell.formats
+    return shell
+
+
+def formats(params):
+    """The shell's buffer formats."""
+    return _shell(params).formats
+
+
+def frame_cycles(params):
+    """Cycles of one frame's trip through every stage of the accelerator (its model)."""
+    return sum(c for _, c in _shell(params).accel.model)
 
 
 def summarize(result):
@@ -195,7 +215,7 @@ P = bench_params()
 async def _setup(salt):
     dut = cocotb.top
     rng = bench_random(salt)
-    board = Board(dut, rng, P.get("pause", 0.0))
+    board = Board(dut, rng, P.get("pause", 0.0), frame_cycles=frame_cycles(P))
     await board.reset()
     return board, rng, load_config(P), formats(P)
 
@@ -249,7 +269,10 @@ async def wait_idle(board, max_cycles=50_000):
     raise AssertionError(f"shell still busy after {max_cycles} cycles (STATUS 0x{status:x}): it hangs")
 
 
-async def expect_end(board, what, code, allowed=(), done=True):
+async def expect_end(board, what, code, allowed=(), done=True, irq=True):
+    """The command ended idle with STATUS (DONE unless ``done`` is false) and ERROR ``code``,
+    ``interrupt`` high exactly when DONE and IRQ_ENABLE (``irq``) are set and low once DONE is
+    cleared; DDR unchanged outside ``allowed``."""
     status = await wait_idle(board)
     error = await read_reg(board, "ERROR")
     want_status = (om.STATUS_DONE if done else 0) | (om.STATUS_ERROR if code else 0)
@@ -257,8 +280,9 @@ async def expect_end(board, what, code, allowed=(), done=True):
         f"{what}: STATUS 0x{status:x} ERROR {error} ({om.ERROR_NAMES.get(error)}), expected "
         f"STATUS 0x{want_status:x} ERROR {code} ({om.ERROR_NAMES[code]})")
     await ReadOnly()
-    irq = int(board.dut.interrupt.value)
-    assert irq == int(done), f"{what}: interrupt {irq} with DONE {int(done)} and IRQ_ENABLE set"
+    level = int(board.dut.interrupt.value)
+    assert level == int(done and irq), (f"{what}: interrupt {level} with DONE {int(done)} and IRQ_ENABLE "
+                                        f"{'set' if irq else 'clear'}")
     await RisingEdge(board.dut.ap_clk)
     await write_reg(board, "STATUS", om.STATUS_DONE)
     assert not (await read_reg(board, "STATUS")) & om.STATUS_DONE, f"{what}: DONE not cleared by W1C"
@@ -269,11 +293,24 @@ async def expect_end(board, what, code, allowed=(), done=True):
     assert problem is None, f"{what}: {problem}"
 
 
-async def start_run(board, in_addr, out_addr, frames):
+async def start_run(board, in_addr, out_addr, frames, irq=True):
     await write_reg(board, "IN_ADDR", in_addr)
     await write_reg(board, "OUT_ADDR", out_addr)
     await write_reg(board, "FRAMES", frames)
-    await write_reg(board, "CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_START)
+    await write_reg(board, "CTRL", (om.CTRL_IRQ_ENABLE if irq else 0) | om.CTRL_START)
+
+
+def interrupt_highs(board):
+    """Start recording the cycles (``board.cycle``) with ``interrupt`` high; returns (list, task)."""
+    highs = []
+
+    async def sample():
+        while True:
+            await RisingEdge(board.dut.ap_clk)
+            await ReadOnly()
+            if int(board.dut.interrupt.value):
+                highs.append(board.cycle)
+    return highs, cocotb.start_soon(sample())
 
 
 if P.get("bad_use"):
@@ -314,8 +351,23 @@ if P.get("bad_use"):
         cases += 1
         await good_run("argument errors")
 
-        # buffers at odd bus-aligned addresses that straddle 4 KiB boundaries
+        # without IRQ_ENABLE a command still ends in DONE, and the interrupt stays low throughout
         from qnnfab.boards.driver import unpack_records
+        k = 7
+        highs, sampler = interrupt_highs(board)
+        await start_run(board, ina, outa, 0, irq=False)
+        await expect_end(board, "zero frames without IRQ_ENABLE", E["ZERO_FRAMES"], irq=False)
+        await start_run(board, ina, outa, k, irq=False)
+        await expect_end(board, "run without IRQ_ENABLE", E["OK"], [(outa, outa + k * fm.out_record_bytes)],
+                         irq=False)
+        sampler.cancel()
+        assert not highs, f"interrupt high at cycles {highs[:5]} of commands started without IRQ_ENABLE"
+        raw = np.frombuffer(bytes(board.mem.data[outa:outa + k * fm.out_record_bytes]), np.uint8)
+        s, lab, _ = unpack_records(fm, raw.reshape(k, fm.out_record_bytes))
+        compare(k, s, lab, want_scores, want_labels, "run without IRQ_ENABLE")
+        cases += 2
+
+        # buffers at odd bus-aligned addresses that straddle 4 KiB boundaries
         from qnnfab.boards.driver import pack_inputs
         k = 20
         in_odd = board.carve(3 * 4096) + 4096 - 3 * fm.bus_bytes
@@ -425,6 +477,9 @@ if P.get("runtime"):
         n = P["frames"][0]
         images = network_images(cfg_a, n, rng)
         img_a, img_b = wi.pack_image(cfg_a), wi.pack_image(cfg_b)
+        if P.get("odd_image"):
+            assert len(img_a) % fm.bus_bytes, (f"odd_image: the image of {len(img_a)} bytes fills whole "
+                                               f"{fm.bus_bytes}-byte bus words: pick another network")
         assert not np.array_equal(golden(cfg_a, images)[0], golden(cfg_b, images)[0])
         for what, cfg, img in (("A", cfg_a, img_a), ("B", cfg_b, img_b), ("A again", cfg_a, img_a)):
             loaded = await bridge(acc.load_weights)(img)
@@ -456,7 +511,26 @@ if P.get("runtime"):
         await write_reg(board, "STATUS", om.STATUS_DONE)
         scores, labels = await bridge(acc.run)(images)   # a refused header leaves the weights of A
         compare(n, scores, labels, *golden(cfg_a, images), "after a refused image")
-        write_metrics(frames_checked=4 * n, loads=3)
+
+        # WEIGHTS_LEN short of the header's length (whole and half image words, whole and half bus
+        # words, the header's first word alone): WLOAD with TRUNCATED, never a hang
+        addr = board.carve(len(img_b) + fm.bus_bytes)
+        board.host_write(addr, img_b)
+        want = om.ERRORS["WLOAD"] | (wi.WloadError.TRUNCATED << 8)
+        for length in (len(img_b) - 8, len(img_b) - 16, len(img_b) - 12, 8):
+            await write_reg(board, "WEIGHTS_ADDR", addr)
+            await write_reg(board, "WEIGHTS_LEN", length)
+            await write_reg(board, "CTRL", om.CTRL_IRQ_ENABLE | om.CTRL_LOAD_WEIGHTS)
+            status = await wait_idle(board)
+            error = await read_reg(board, "ERROR")
+            assert status == om.STATUS_DONE | om.STATUS_ERROR and error == want, (
+                f"image of {len(img_b)} bytes cut to WEIGHTS_LEN {length}: STATUS 0x{status:x} ERROR 0x{error:x}, "
+                f"want STATUS 0x{om.STATUS_DONE | om.STATUS_ERROR:x} ERROR 0x{want:x} (WLOAD, TRUNCATED)")
+            await write_reg(board, "STATUS", om.STATUS_DONE)
+        assert await bridge(acc.load_weights)(img_b) == len(img_b)
+        scores, labels = await bridge(acc.run)(images)
+        compare(n, scores, labels, *golden(cfg_b, images), "after truncated images and a load of B")
+        write_metrics(frames_checked=5 * n, loads=4)
 
 
 def pack_into(acc, images):

@@ -18,8 +18,8 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from qnnfab import netconfig
 from qnnfab.rtl import weights_image as wi
 from qnnfab.rtl.dataflow import Dataflow
-from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start, StreamSink, StreamSource,
-                               unpack_fields, write_metrics)
+from qnnfab.sim.stream import (bench_params, bench_random, ProgressWatchdog, run_streams, stall_limit, start,
+                               StreamSink, StreamSource, unpack_fields, write_metrics)
 
 from .network_tb import CONFIGS, input_words
 
@@ -155,18 +155,21 @@ class Bench:
         """Stream ``words`` into ``wload`` (``last`` on word ``last_at``, default the final one).
 
         Returns (error code, cycles from the first word offered to ``wload_done``).
-        Checks that ``wload.ready`` is high and that ``wload_done`` pulses once.
+        Checks that ``wload.ready`` is high and that ``wload_done`` pulses once; a
+        word offered and not taken for the stall bound fails (:class:`ProgressWatchdog`).
         """
         dut = self.dut
         last_at = len(words) - 1 if last_at is None else last_at
         src = StreamSource(dut, "wload", self.rng, valid_prob)
         src.send([(w & ((1 << 64) - 1)) | ((1 if k == last_at else 0) << 64) for k, w in enumerate(words)])
+        watchdog = ProgressWatchdog([src.handshake])
         dones = []
         cycle = 0
         while True:
             await FallingEdge(dut.clk)
             src._drive()
             await ReadOnly()
+            watchdog.check(cycle, active=not src.idle)
             if src.offering:
                 assert int(dut.wload__ready.value) == 1, f"wload.ready low at cycle {cycle}"
             src._sample(cycle)
@@ -201,7 +204,8 @@ class Bench:
         snk = StreamSink(dut, "o", self.rng, ready_prob)
         src.send(input_words(cfg, x))
         budget = 30 * n * max(c for _, c in top.model) + 5000
-        await run_streams(dut, [src], [snk], [n * top.out_words], budget)
+        await run_streams(dut, [src], [snk], [n * top.out_words], budget,
+                          stall_cycles=stall_limit(sum(c for _, c in top.model)))
         got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
                                                                        signed=top.out_signed)]).reshape(n, -1)
         for f in range(n):
