@@ -12,7 +12,7 @@ from amaranth.hdl import Cat
 from amaranth.sim import Simulator
 
 from qnnfab import overlay_map as om
-from qnnfab.boards.driver import pack_inputs, unpack_records
+from qnnfab.boards.onboard.driver import pack_inputs, unpack_records
 from qnnfab.rtl.axil_registers import AxiLiteRegisters
 from qnnfab.rtl.frame_unpacker import FrameUnpacker
 from qnnfab.rtl.record_packer import RecordPacker
@@ -199,7 +199,7 @@ def test_generated_driver_folder_runs_without_qnnfab(tmp_path):
     import subprocess
     import sys
     from qnnfab import netconfig
-    from qnnfab.boards.overlay import driver_files, overlay_verilog
+    from qnnfab.boards.emit.overlay import driver_files, overlay_verilog
     from pathlib import Path
     cfg = netconfig.load(Path(__file__).resolve().parents[1] / "configs" / "lfc_small.toml")
     name, text = overlay_verilog(cfg)
@@ -337,6 +337,6 @@ def test_dma_requests_no_burst_after_abort_or_error_and_drains(kind, stop):
 
 def test_driver_looks_for_the_shell_under_the_block_designs_cell_name():
     """The driver (no qnnfab on the board) keeps its own copy of the cell name."""
-    from qnnfab.boards import driver
-    from qnnfab.boards.vivado import SHELL_CELL
+    from qnnfab.boards.onboard import driver
+    from qnnfab.boards.emit.vivado import SHELL_CELL
     assert driver.SHELL_CELL == SHELL_CELL
