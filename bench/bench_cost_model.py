@@ -1,4 +1,4 @@
-"""Cost model (qnnfab.boards.cost) against Yosys synth_xilinx -family xc7, per layer and in total.
+"""Cost model (qnnfab.boards.estimate.cost) against Yosys synth_xilinx -family xc7, per layer and in total.
 
 For each config: the model's LUT (logic + LUT-RAM, as the device counts them)
 and BRAM36 beside the Yosys figures of ``qnnfab report`` (the same cached
@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from qnnfab import netconfig
-from qnnfab.boards.cost import estimate_layers
-from qnnfab.boards.report import network_report
+from qnnfab.boards.estimate.cost import estimate_layers
+from qnnfab.boards.estimate.report import network_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = ["lfc_small", "cnv_small", "lfc_w1a1", "cnv_w1a1", "cnv_w1a1_fast", "lfc_w1a1_fast"]

@@ -6,7 +6,7 @@ Run: ``.venv/bin/python bench/bench_gemm.py [--sizes 4,14] [--products 64,256] [
 Engine: :class:`qnnfab.rtl.gemm.GemmShell` as ``qnnfab generate --gemm RxC``
 builds it (16-bit <16, 14> A, B and output words, K_MAX 1024, p A panels per
 block from the BRAM budget, 64-bit AXI master), the AXI shell included. Resources: ``synth_xilinx -family xc7``
-(qnnfab.boards.yosys.synth_xc7) with the Yosys ``sta`` logic delay (cell
+(qnnfab.boards.estimate.yosys.synth_xc7) with the Yosys ``sta`` logic delay (cell
 delays only, no routing). Utilisation = M K N / (CYCLES * R * C): CYCLES is
 the engine's own counter from START to DONE of one ``gemm(A, B)`` run in
 co-simulation (``qnnfab sim gemm``'s measure case: cocotbext-axi AxiRam as
@@ -18,9 +18,9 @@ GOPS = 2 * R * C * utilisation * f.
 import argparse
 import sys
 
-from qnnfab.boards.device import XC7Z020
-from qnnfab.boards.gemm import DEFAULT_FORMATS, default_panels, gemm_shell
-from qnnfab.boards.yosys import synth_xc7
+from qnnfab.boards.targets.device import XC7Z020
+from qnnfab.boards.emit.gemm import DEFAULT_FORMATS, default_panels, gemm_shell
+from qnnfab.boards.estimate.yosys import synth_xc7
 from qnnfab.sim import registry
 
 CLOCK_MHZ = 100.0
@@ -90,7 +90,7 @@ def main(argv=None):
         word_beats = -(-n * sum(DEFAULT_FORMATS[1]) // 64)
         print(f"{n:>3} x {n:<3} {m['panels']:>2} {m['block_tiles']:>2} {size:>6} {m['cycles']:>9} {u:>6.3f} "
               f"{bound(n, size, word_beats):>6.3f} {GOAL:>5} {g100:>11.2f} {glog:>10}", flush=True)
-    print("p: A panels per block the BRAM holds (qnnfab.boards.gemm.default_panels); q: BLOCK_TILES the driver "
+    print("p: A panels per block the BRAM holds (qnnfab.boards.emit.gemm.default_panels); q: BLOCK_TILES the driver "
           "chose; bound: edge-tile padding and the array's idle start while the first panels load "
           "(bench_gemm.bound); goal: the issue's utilisation goal for large products")
     return 0

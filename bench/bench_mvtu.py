@@ -20,7 +20,7 @@ from amaranth.hdl import Module, Signal, Mux, Cat
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.boards.yosys import synth_xc7
+from qnnfab.boards.estimate.yosys import synth_xc7
 from qnnfab.kinds import DataKind
 from qnnfab.rtl.dot_product import dot_product, range_shape
 from qnnfab.rtl.mvtu import MVTU

@@ -6,7 +6,7 @@ For every config it
   without gaps or backpressure that measures the steady-state cycles between
   the last output words of consecutive frames),
 * synthesizes every layer with Yosys ``synth_xilinx -family xc7``
-  (``qnnfab.boards.report.network_report``, cached by Verilog hash),
+  (``qnnfab.boards.estimate.report.network_report``, cached by Verilog hash),
 
 and prints one table: model cycles/frame (bottleneck layer), measured
 steady-state cycles/frame, frames/s at the clock (model and measured),
@@ -62,7 +62,7 @@ def simulate(path, frames, seed):
 
 
 def synthesize(cfg, jobs, f_clk, verbose):
-    from qnnfab.boards.report import network_report
+    from qnnfab.boards.estimate.report import network_report
     from qnnfab.errors import QnnfabError
     t0 = time.monotonic()
     try:
@@ -125,7 +125,7 @@ def main(argv=None):
             if err:
                 print(f"[yosys] {path.name}: FAILED after {dt:.0f} s: {err}", flush=True)
             else:
-                from qnnfab.boards.report import format_report
+                from qnnfab.boards.estimate.report import format_report
                 print(format_report(rep), flush=True)
                 print(f"[yosys] {path.name}: {dt:.0f} s", flush=True)
         rows.append(row)

@@ -88,7 +88,7 @@ def main(argv=None):
 
     if args.skip_synth:
         return 0
-    from qnnfab.boards.yosys import synth_xc7
+    from qnnfab.boards.estimate.yosys import synth_xc7
     from qnnfab.rtl.dataflow import Dataflow
     from qnnfab.rtl.overlay import OverlayShell
     print()

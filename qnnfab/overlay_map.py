@@ -1,7 +1,7 @@
 """The overlay's register map, error codes and DDR buffer formats: ONE definition.
 
 Used by the shell RTL (:mod:`qnnfab.rtl.overlay`), the Python driver
-(:mod:`qnnfab.boards.driver`), the co-simulation and the generators of the
+(:mod:`qnnfab.boards.onboard.driver`), the co-simulation and the generators of the
 Vivado Tcl and the README. Pure Python without imports from qnnfab: the
 generated overlay folder carries a verbatim copy of this file
 (``qnnfab_overlay_map.py``) next to the driver, so the board needs neither

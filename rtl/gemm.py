@@ -46,7 +46,7 @@ def serial_product(m, start, x, y, width, name):
 class GemmShell(wiring.Component):
     """An R x C systolic GEMM engine as a Zynq peripheral.
 
-    Ports: those of the overlay shell (CONTRACTS section 2, :func:`shell_ports`).
+    Ports: those of the overlay shell (:func:`qnnfab.rtl.overlay.shell_ports`).
     Registers and DDR formats: :mod:`qnnfab.overlay_map` (GEMM_REGISTERS).
 
     Memories: the A memory holds two blocks of ``panels`` (p) A panels of

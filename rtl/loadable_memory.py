@@ -67,7 +67,7 @@ def _read_port(mem, port_name):
     return ReadPort(sig, memory=mem, domain="sync", path=(port_name,))
 
 
-LUT_ROM_SUFFIX = "__lut_rom"  # the name of every LUT ROM submodule ends so (qnnfab.boards.yosys finds them)
+LUT_ROM_SUFFIX = "__lut_rom"  # the name of every LUT ROM submodule ends so (qnnfab.boards.estimate.yosys finds them)
 
 
 class LutRom(wiring.Component):
@@ -85,7 +85,7 @@ class LutRom(wiring.Component):
     that structure (measured: 22 instead of 4 LUT per bit of a 256-deep ROM).
     It is a submodule of its own (named ``..._lut_rom``, :data:`LUT_ROM_SUFFIX`)
     so that synthesis can map a layer's many ROMs one at a time
-    (:func:`qnnfab.boards.yosys.synth_xc7`).
+    (:func:`qnnfab.boards.estimate.yosys.synth_xc7`).
     """
 
     def __init__(self, name, shape, depth, init, addr_width, stages=1):

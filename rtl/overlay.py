@@ -20,7 +20,7 @@ DMA_FIFO_BEATS = 64
 
 
 def _accelerator_ports(accel):
-    """The one place that knows the accelerator's stream ports (CONTRACTS section 1).
+    """The one place that knows the accelerator's stream ports.
 
     Returns ``(input, output)``: ``input`` = (payload, valid, ready) of the
     input word stream, ``output`` = (score word, last, valid, ready); the
@@ -30,7 +30,7 @@ def _accelerator_ports(accel):
 
 
 def _weights_port(accel):
-    """The accelerator's weights-image port (CONTRACTS section 3), or None:
+    """The accelerator's weights-image port (layout: :mod:`qnnfab.rtl.weights_image`), or None:
     ``(wload stream, wload_done, wload_error)``."""
     if not hasattr(accel, "wload"):
         return None
@@ -55,7 +55,7 @@ def overlay_formats(cfg, accel, data_width):
 
 
 def shell_ports(data_width):
-    """Signature members of a shell (CONTRACTS section 2): ``ap_clk``, ``ap_rst_n``,
+    """Signature members of a shell, the one definition of its ports: ``ap_clk``, ``ap_rst_n``,
     ``interrupt``, ``s_axi_control_*`` (AXI4-Lite, 12-bit address), ``m_axi_gmem_*``."""
     members = {"ap_clk": In(1), "ap_rst_n": In(1), "interrupt": Out(1)}
     members.update({f"s_axi_control_{k}": v for k, v in axil_slave_members(12).items()})
@@ -117,7 +117,7 @@ def drain_after_abort(m, rd, wr, soft_cmd, soft, code):
 class OverlayShell(wiring.Component):
     """The accelerator of ``cfg`` behind an AXI4-Lite register file and an AXI4 DMA.
 
-    Ports (CONTRACTS section 2): ``ap_clk``; ``ap_rst_n`` (active low,
+    Ports (:func:`shell_ports`): ``ap_clk``; ``ap_rst_n`` (active low,
     synchronous); ``s_axi_control_*`` (AXI4-Lite slave, 32-bit data, 12-bit
     address; registers in :mod:`qnnfab.overlay_map`); ``m_axi_gmem_*`` (AXI4
     master, ``data_width`` 32/64/128 bits, 32-bit address, ID width 1);

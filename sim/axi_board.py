@@ -1,11 +1,11 @@
-"""The board in co-simulation of a shell (CONTRACTS section 2) with cocotbext-axi.
+"""The board in co-simulation of a shell (ports: :func:`qnnfab.rtl.overlay.shell_ports`) with cocotbext-axi.
 
 :class:`Board`: clock, reset, the PS as an ``AxiLiteMaster`` on
 ``s_axi_control``, DDR as an ``AxiRam`` on ``m_axi_gmem`` (random pauses on
 its five channels, fault windows, burst-rule checks, guard bytes and a host
 shadow copy, and a progress watchdog on those five channels while a command
 runs: :class:`ShellWatch`); :class:`CosimBackend`: the drivers' backend
-(:mod:`qnnfab.boards.driver`) on that board, called from the driver's thread
+(:mod:`qnnfab.boards.onboard.driver`) on that board, called from the driver's thread
 through ``cocotb.task.bridge``/``resume``. Used by the ``overlay`` and
 ``gemm`` regressions.
 """

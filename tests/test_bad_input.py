@@ -488,7 +488,7 @@ def test_atomic_write_leaves_the_old_entry_when_interrupted(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("damage", [b'{"cells": {"LUT4": 1', b"", b"\xff\xfe", b"[1, 2]", b'{"cells": {"LUT4": "x"}}'])
 def test_an_unreadable_cache_entry_is_a_miss_with_a_warning(tmp_path, capsys, damage):
-    from qnnfab.boards.yosys import _parse_entry
+    from qnnfab.boards.estimate.yosys import _parse_entry
     p = tmp_path / "e.json"
     p.write_bytes(damage)
     assert read_entry(p, _parse_entry) is None
@@ -502,7 +502,7 @@ def test_a_truncated_yosys_entry_is_rebuilt(tmp_path, monkeypatch, capsys):
     from amaranth.hdl import Module, Signal
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
-    from qnnfab.boards.yosys import synth_xc7
+    from qnnfab.boards.estimate.yosys import synth_xc7
 
     class Adder(wiring.Component):
         a: In(4)
@@ -550,7 +550,7 @@ def test_a_verilator_build_without_its_executable_or_libraries_is_not_reused(tmp
 def test_an_interrupted_report_is_one_line(tmp_path):
     # Ctrl-C while the Yosys runs are under way (the stages built, most never elaborated)
     code = ("import os, signal, sys, time\n"
-            "import qnnfab.boards.report as r\n"
+            "import qnnfab.boards.estimate.report as r\n"
             "from amaranth.back import rtlil\n"
             "def synth(comp, *a, **k):\n"
             "    rtlil.convert(comp)\n"

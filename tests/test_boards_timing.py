@@ -1,13 +1,13 @@
-"""Logic delay from Yosys ``sta`` (qnnfab.boards.yosys / report): parsing, a real
+"""Logic delay from Yosys ``sta`` (qnnfab.boards.estimate.yosys / report): parsing, a real
 synthesis, and the report column."""
 
 import json
 
 import pytest
 
-from qnnfab.boards import XC7Z020
-from qnnfab.boards.report import LayerReport, NetworkReport, format_report
-from qnnfab.boards.yosys import Resources, _from_cache, parse_sta, sta_path, synth_xc7
+from qnnfab.boards.targets import XC7Z020
+from qnnfab.boards.estimate.report import LayerReport, NetworkReport, format_report
+from qnnfab.boards.estimate.yosys import Resources, _from_cache, parse_sta, sta_path, synth_xc7
 
 # captured from `tee -q -o sta.txt sta` after synth_xilinx of a 64-lane XNOR popcount
 # (shortened: the middle hops and most of the histogram are cut)
@@ -167,7 +167,7 @@ def test_element_aliases_dropped_per_module_only_when_unread():
     from amaranth.lib import data, wiring
     from amaranth.lib.wiring import In, Out
 
-    from qnnfab.boards.yosys import drop_element_aliases
+    from qnnfab.boards.estimate.yosys import drop_element_aliases
 
     class Swap(wiring.Component):
         i: In(data.ArrayLayout(4, 3))
@@ -209,7 +209,7 @@ PAIR_PATH_INSIDE = """Latest arrival time in 'link_fc1_fc2' is 4729:
 
 
 def test_path_stages_names_the_stages_in_path_order_and_ignores_the_clock_net():
-    from qnnfab.boards.report import path_stages
+    from qnnfab.boards.estimate.report import path_stages
     names = ["fc1", "fc2_dwc", "fc2_fifo", "fc2"]
     assert path_stages(PAIR_PATH_INSIDE.splitlines(), names) == ["fc2"]
     crossing = (PAIR_PATH_INSIDE.replace("\\fc2.pe7_c0_s8", "\\fc2_fifo.fifo.r_level")
@@ -222,7 +222,7 @@ def test_path_stages_names_the_stages_in_path_order_and_ignores_the_clock_net():
 
 
 def test_format_links_states_the_bound_between_layers():
-    from qnnfab.boards.report import LinkReport, format_links
+    from qnnfab.boards.estimate.report import LinkReport, format_links
     text = format_links([LinkReport("fc0", "fc1", 4100, ["fc1"]),
                          LinkReport("fc1", "fc2", 3900, ["fc1", "fc2_fifo", "fc2"]),
                          LinkReport("fc2", "fc3", None, [])])
@@ -235,7 +235,7 @@ def test_format_links_states_the_bound_between_layers():
 
 def test_layer_links_pair_adjacent_layers_with_the_stages_between(tmp_path, monkeypatch):
     from qnnfab import netconfig
-    from qnnfab.boards.report import StagePair, layer_links, link_report
+    from qnnfab.boards.estimate.report import StagePair, layer_links, link_report
     from qnnfab.rtl.dataflow import Dataflow
     monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
     cfg = netconfig.loads('[network]\nname = "t"\ninput_shape = [8]\nweights = "random"\n'
@@ -257,7 +257,7 @@ def test_layer_links_pair_adjacent_layers_with_the_stages_between(tmp_path, monk
 def _lut_rom_mvtu_verilog(style="distributed"):
     import numpy as np
     from amaranth.back import verilog
-    from qnnfab.boards.yosys import drop_element_aliases, yosys_safe_names
+    from qnnfab.boards.estimate.yosys import drop_element_aliases, yosys_safe_names
     from qnnfab.rtl.mvtu import MVTU
     w = np.random.default_rng(3).integers(0, 2, (8, 64))
     design = MVTU(w, pe=2, simd=16, weight_memory=style)
@@ -265,7 +265,7 @@ def _lut_rom_mvtu_verilog(style="distributed"):
 
 
 def test_lut_roms_of_a_design_are_found_with_their_bits():
-    from qnnfab.boards.yosys import rom_bits, split_lut_roms
+    from qnnfab.boards.estimate.yosys import rom_bits, split_lut_roms
     roms, rest = split_lut_roms(_lut_rom_mvtu_verilog())
     # one ROM per PE, each the PE's MH/PE x MW = 4 x 64 weight bits
     assert len(roms) == 2 and [rom_bits(body) for body in roms.values()] == [256, 256]
@@ -274,7 +274,7 @@ def test_lut_roms_of_a_design_are_found_with_their_bits():
 
 
 def test_split_synthesis_counts_and_times_like_the_whole_design(tmp_path, monkeypatch):
-    import qnnfab.boards.yosys as yosys
+    import qnnfab.boards.estimate.yosys as yosys
     monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
     text = _lut_rom_mvtu_verilog()
     whole = synth_xc7(text, top="top")
@@ -287,7 +287,7 @@ def test_split_synthesis_counts_and_times_like_the_whole_design(tmp_path, monkey
 
 
 def test_rom_stub_times_the_paths_through_the_rom(tmp_path, monkeypatch):
-    from qnnfab.boards.yosys import _yosys_entry, rom_stub, split_lut_roms
+    from qnnfab.boards.estimate.yosys import _yosys_entry, rom_stub, split_lut_roms
     monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
     roms, rest = split_lut_roms(_lut_rom_mvtu_verilog())
 

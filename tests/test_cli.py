@@ -262,15 +262,15 @@ def test_generate_refuses_a_design_over_the_part_naming_the_resource_and_the_ove
 
 
 def _report_of(total):
-    from qnnfab.boards.report import LayerReport, NetworkReport
-    from qnnfab.boards.yosys import Resources
+    from qnnfab.boards.estimate.report import LayerReport, NetworkReport
+    from qnnfab.boards.estimate.yosys import Resources
     layers = [LayerReport("fc0", "fc", 64, 64, 256, Resources(**total))]
     return NetworkReport("n", layers, Resources(**total), "fc0", 256, 100e6)
 
 
 def test_report_says_plainly_which_resource_is_exceeded_and_by_how_much():
-    from qnnfab.boards import XC7Z020
-    from qnnfab.boards.report import format_report
+    from qnnfab.boards.targets import XC7Z020
+    from qnnfab.boards.estimate.report import format_report
     text = format_report(_report_of(dict(lut=166_000, lutram=136, bram36=12)), XC7Z020)
     assert "DOES NOT FIT xc7z020clg400-1: LUT 166,136 of 53,200 (312%, 112,936 over)" in text
     assert "BRAM36 12 of" not in text.splitlines()[-1]
@@ -280,8 +280,8 @@ def test_report_says_plainly_which_resource_is_exceeded_and_by_how_much():
 
 
 def test_report_says_a_design_that_uses_the_whole_part_fits():
-    from qnnfab.boards import XC7Z020
-    from qnnfab.boards.report import format_report
+    from qnnfab.boards.targets import XC7Z020
+    from qnnfab.boards.estimate.report import format_report
     text = format_report(_report_of(dict(lut=53_000, lutram=200, bram36=140, dsp=220)), XC7Z020)
     assert text.splitlines()[-1] == "fits xc7z020clg400-1"
     assert "DOES NOT FIT" not in text

@@ -1,4 +1,4 @@
-"""The resource cost model (qnnfab.boards.cost) against Yosys figures measured on today's RTL.
+"""The resource cost model (qnnfab.boards.estimate.cost) against Yosys figures measured on today's RTL.
 
 The figures below were measured with ``qnnfab report`` / ``bench/bench_cost_model.py``
 (Yosys synth_xilinx -family xc7; LUT = logic + LUT-RAM, each layer with the
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qnnfab import netconfig
-from qnnfab.boards.cost import (estimate, estimate_layers, lut_rom_lut, ram_mapping, rom_mapping,
+from qnnfab.boards.estimate.cost import (estimate, estimate_layers, lut_rom_lut, ram_mapping, rom_mapping,
                                 weight_memory_mapping, width_converter_lut)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def test_width_converter_grows_with_its_buffer():
 
 def test_lfc_w1a1_fast_fits_with_its_memory_styles():
     # fc0 and fc2 in block RAM (one RAMB36 per PE: 64 x 2), fc1 in LUT ROMs
-    from qnnfab.boards import XC7Z020
+    from qnnfab.boards.targets import XC7Z020
     cfg = netconfig.load(ROOT / "configs" / "lfc_w1a1_fast.toml")
     rows = dict(estimate_layers(cfg))
     assert rows["fc0"].bram36 == rows["fc2"].bram36 == 64 and rows["fc1"].bram36 == 0

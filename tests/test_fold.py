@@ -1,4 +1,4 @@
-"""Auto-folding (qnnfab.boards.fold): targets, budgets, balance, the cost model."""
+"""Auto-folding (qnnfab.boards.estimate.fold): targets, budgets, balance, the cost model."""
 
 import math
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from qnnfab import netconfig
-from qnnfab.boards import XC7Z020
-from qnnfab.boards.cost import bram_read_mux_lut, estimate_layers, rom_mapping
-from qnnfab.boards.fold import auto_fold, estimate, estimate_layer
+from qnnfab.boards.targets import XC7Z020
+from qnnfab.boards.estimate.cost import bram_read_mux_lut, estimate_layers, rom_mapping
+from qnnfab.boards.estimate.fold import auto_fold, estimate, estimate_layer
 from qnnfab.errors import ConfigError
 from qnnfab.folding import divisors
 
@@ -215,7 +215,7 @@ def test_fastest_is_at_least_as_fast_as_any_target_that_succeeds():
 
 
 def test_too_big_network_raises_resources():
-    from qnnfab.boards.device import Device
+    from qnnfab.boards.targets.device import Device
     small = Device("tiny", lut=500, ff=1000, bram36=1, dsp=0, lutram=100)
     with pytest.raises(ConfigError) as ei:
         auto_fold(_load("lfc_w1a1"), small, target_fps=10)
@@ -264,7 +264,7 @@ def test_more_lanes_cost_more_luts(name):
 def test_maxpool_lanes_cost_more_luts():
     # more lanes cost more LUTs while the line buffer stays in the same kind of memory
     # (a shallower one may move from block RAM to LUT-RAM and shed its read control)
-    from qnnfab.boards.cost import ram_mapping
+    from qnnfab.boards.estimate.cost import ram_mapping
     cfg = _load("cnv_w1a1")
     pool = next(L for L in cfg.layers if L.type == "maxpool")
     h, w, c = pool.in_shape
@@ -305,7 +305,7 @@ def test_small_weights_go_to_logic():
 # --------------------------------------------------------------------------- memory styles
 
 def test_memory_styles_take_block_ram_within_its_limit_and_luts_beyond():
-    from qnnfab.boards.fold import assign_memory_styles
+    from qnnfab.boards.estimate.fold import assign_memory_styles
     cfg = _load("lfc_w1a1_fast")   # PE = SIMD = 64: 208/256-word weight memories, logic under "auto"
     assign_memory_styles(cfg, bram_limit=1000)
     styles = [L.weight_memory for L in cfg.layers]

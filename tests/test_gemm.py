@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from qnnfab import overlay_map as om
-from qnnfab.boards.driver import pack_words, unpack_words
+from qnnfab.boards.onboard.driver import pack_words, unpack_words
 from qnnfab.golden.fixedpoint import FixedFormat
 from qnnfab.golden.gemm import gemm_padded
 from qnnfab.golden.lfsr import lfsr_words
@@ -107,7 +107,7 @@ def test_block_tiles_choice_lies_in_range_and_takes_all_row_tiles_when_they_fit_
 
 
 def test_default_panels_from_the_bram_budget():
-    from qnnfab.boards.gemm import default_panels
+    from qnnfab.boards.emit.gemm import default_panels
     # 14 x 14, 16-bit words on 64 bits: B word = 4 bus words -> p = 8, inside 90% of the 140 BRAM36
     assert default_panels(14, 14) == 8
     assert default_panels(4, 4) == 2                  # one bus word per B word

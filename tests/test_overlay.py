@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from qnnfab import overlay_map as om
-from qnnfab.boards.driver import pack_inputs, unpack_records
+from qnnfab.boards.onboard.driver import pack_inputs, unpack_records
 from qnnfab.rtl.frame_unpacker import FrameUnpacker
 from qnnfab.rtl.record_packer import RecordPacker
 from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams, stream_through
@@ -122,7 +122,7 @@ def test_generated_driver_folder_runs_without_qnnfab(tmp_path):
     import subprocess
     import sys
     from qnnfab import netconfig
-    from qnnfab.boards.overlay import driver_files, overlay_verilog
+    from qnnfab.boards.emit.overlay import driver_files, overlay_verilog
     from pathlib import Path
     cfg = netconfig.load(Path(__file__).resolve().parents[1] / "configs" / "lfc_small.toml")
     name, text = overlay_verilog(cfg)
@@ -174,6 +174,6 @@ def test_weight_words_cuts_the_image_into_64_bit_words_with_last_on_the_final_on
 
 def test_driver_looks_for_the_shell_under_the_block_designs_cell_name():
     """The driver (no qnnfab on the board) keeps its own copy of the cell name."""
-    from qnnfab.boards import driver
-    from qnnfab.boards.vivado import SHELL_CELL
+    from qnnfab.boards.onboard import driver
+    from qnnfab.boards.emit.vivado import SHELL_CELL
     assert driver.SHELL_CELL == SHELL_CELL

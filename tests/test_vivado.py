@@ -1,4 +1,4 @@
-"""The Vivado project of the PYNQ overlay (qnnfab.boards.vivado), checked without Vivado.
+"""The Vivado project of the PYNQ overlay (qnnfab.boards.emit.vivado), checked without Vivado.
 
 The Tcl is split into commands and words (Tcl's own rules: braces, quotes,
 brackets, backslash-newline) and its structure compared with what the block
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from qnnfab import netconfig
-from qnnfab.boards import BOARDS
-from qnnfab.boards.plan import accelerator_name
-from qnnfab.boards.vivado import BlockDesign, block_design_tcl, build_script, ipi_view_verilog, shell_ports
+from qnnfab.boards.targets import BOARDS
+from qnnfab.boards.emit.accelerator import accelerator_name
+from qnnfab.boards.emit.vivado import BlockDesign, block_design_tcl, build_script, ipi_view_verilog, shell_ports
 from qnnfab.cli import main
 from qnnfab.errors import QnnfabError
 
@@ -437,7 +437,7 @@ def test_generate_refuses_a_clock_the_board_cannot_make(tmp_path, capsys, top, c
 
 @pytest.mark.parametrize("top, clock", [("overlay", "250"), ("overlay", "142.857"), ("selftest", "464")])
 def test_clock_check_accepts_the_limits(top, clock):
-    from qnnfab.boards.plan import check_clock
+    from qnnfab.boards.targets.clock import check_clock
     check_clock(top, float(clock), BOARDS["pynq-z2"])
 
 
@@ -472,7 +472,7 @@ def test_generate_selftest_top_runs_at_the_requested_clock(tmp_path, capsys):
 
 @pytest.mark.parametrize("f_out", [10.0, 33.3, 100.0, 125.0, 142.857, 150.0, 200.0, 250.0])
 def test_mmcm_settings_make_the_clock_within_the_limits(f_out):
-    from qnnfab.boards.plan import mmcm_settings
+    from qnnfab.boards.targets.clock import mmcm_settings
     d, mult, div, achieved = mmcm_settings(125.0, f_out)
     assert _mmcm_mhz(125.0, d, mult, div) == pytest.approx(achieved)
     assert achieved == pytest.approx(f_out, rel=1e-3)

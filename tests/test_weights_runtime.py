@@ -213,7 +213,7 @@ def test_pack_weights_command(tmp_path, capsys):
 def test_driver_checks_the_image_header_on_a_board_without_qnnfab(tmp_path):
     import subprocess
     import sys
-    from qnnfab.boards.overlay import driver_files
+    from qnnfab.boards.emit.overlay import driver_files
     cfg = netconfig.load(LFC_SMALL)
     for fname, body in driver_files(cfg).items():
         (tmp_path / fname).write_text(body)

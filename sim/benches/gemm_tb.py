@@ -2,7 +2,7 @@
 
 The PS is an ``AxiLiteMaster``, DDR an ``AxiRam`` with random pauses on its
 five channels (:mod:`qnnfab.sim.axi_board`); the driver
-(:class:`qnnfab.boards.driver.Gemm`) runs in a thread. Every output element
+(:class:`qnnfab.boards.onboard.driver.Gemm`) runs in a thread. Every output element
 of every product equals the golden array model on the zero-padded operands
 (:func:`qnnfab.golden.gemm.gemm_padded`), and DDR outside the output tiles
 is unchanged after every run; each run reads and writes exactly the bus
@@ -123,7 +123,7 @@ async def _setup(salt, pause):
 
 
 def _make_driver(board, fm):
-    from qnnfab.boards.driver import Gemm
+    from qnnfab.boards.onboard.driver import Gemm
     # a run that does not end within 2 ms of simulated time (200k cycles) fails
     return Gemm(engine=fm.to_dict(), backend=CosimBackend(board), timeout=P.get("timeout", 2e-3))
 

@@ -1,7 +1,5 @@
 """Whole network (config + weights) frame by frame against the golden forward pass, through the AXI-Stream top."""
 
-from pathlib import Path
-
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
@@ -10,11 +8,11 @@ from cocotb.triggers import FallingEdge, ReadOnly
 from qnnfab import netconfig
 from qnnfab.kinds import DataKind
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream, reset_point,
                                run_streams, stall_limit, StreamSink, StreamSource, write_metrics)
 
 NAME = "network"
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 CASES = [
     {"config": "lfc_small.toml", "frames": 100},
     {"config": "cnv_small.toml", "frames": 100},
@@ -25,15 +23,10 @@ CASES = [
 ]
 
 
-def config_path(params):
-    p = Path(params["config"])
-    return p if p.is_absolute() else CONFIGS / p
-
-
 def load_config(params):
     """The case's network: its config file, with ``params["last_layer"]``'s fields
     (if any) added to the last ``[[layer]]`` table."""
-    path = config_path(params)
+    path = config_path(params["config"])
     extra = params.get("last_layer")
     if not extra:
         return netconfig.load(path)

@@ -2,7 +2,7 @@
 
 The PS is an ``AxiLiteMaster`` on ``s_axi_control``, DDR an ``AxiRam`` on
 ``m_axi_gmem`` with random pauses on its five channels; the blocking driver
-(:class:`qnnfab.boards.driver.Accelerator`) runs in a thread through
+(:class:`qnnfab.boards.onboard.driver.Accelerator`) runs in a thread through
 ``cocotb.task.bridge``/``resume`` (:class:`CosimBackend`) and waits on the
 interrupt. Every frame's scores and label are compared with the golden model;
 all of DDR outside the output records of a run is compared with a host
@@ -19,8 +19,6 @@ bus word). Every case runs under the board's progress watchdog
 fails at once, naming the channel.
 """
 
-from pathlib import Path
-
 import cocotb
 import numpy as np
 from cocotb.task import bridge
@@ -29,10 +27,10 @@ from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
 from qnnfab import netconfig
 from qnnfab import overlay_map as om
 from qnnfab.sim.axi_board import Board, CosimBackend
+from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import bench_params, bench_random, write_metrics
 
 NAME = "overlay"
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 KBIT_FC = """
 [network]
 name = "fc-kbit"
@@ -121,18 +119,18 @@ CASES = [
 def load_config(params, seed=None):
     """The case's network; with ``runtime``, in weights_mode runtime (``seed``: other random weights)."""
     if params["config"] in NAMED_CONFIGS:
-        text, source = NAMED_CONFIGS[params["config"]], f"overlay_tb {params['config']}"
+        # (random weights: no folder to find them in)
+        text, source, base = NAMED_CONFIGS[params["config"]], f"overlay_tb {params['config']}", "."
     else:
-        p = Path(params["config"])
-        p = p if p.is_absolute() else CONFIGS / p
+        p = config_path(params["config"])
         if not params.get("runtime"):
             return netconfig.load(p)
-        text, source = p.read_text(), str(p)
+        text, source, base = p.read_text(), str(p), p.parent
     if params.get("runtime"):
         text = text.replace("[network]\n", '[network]\nweights_mode = "runtime"\n', 1)
         if seed is not None:
             text = "\n".join(f"seed = {seed}" if ln.startswith("seed =") else ln for ln in text.splitlines())
-    return netconfig.loads(text, CONFIGS, source=source)
+    return netconfig.loads(text, base, source=source)
 
 
 def design(params):
@@ -205,7 +203,7 @@ def compare(n, got_scores, got_labels, want_scores, want_labels, what):
 
 
 def make_accelerator(board, shell_formats, batch_size):
-    from qnnfab.boards.driver import Accelerator
+    from qnnfab.boards.onboard.driver import Accelerator
     return Accelerator(network=shell_formats.to_dict(), backend=CosimBackend(board), batch_size=batch_size)
 
 
@@ -352,7 +350,7 @@ if P.get("bad_use"):
         await good_run("argument errors")
 
         # without IRQ_ENABLE a command still ends in DONE, and the interrupt stays low throughout
-        from qnnfab.boards.driver import unpack_records
+        from qnnfab.boards.onboard.driver import unpack_records
         k = 7
         highs, sampler = interrupt_highs(board)
         await start_run(board, ina, outa, 0, irq=False)
@@ -368,7 +366,7 @@ if P.get("bad_use"):
         cases += 2
 
         # buffers at odd bus-aligned addresses that straddle 4 KiB boundaries
-        from qnnfab.boards.driver import pack_inputs
+        from qnnfab.boards.onboard.driver import pack_inputs
         k = 20
         in_odd = board.carve(3 * 4096) + 4096 - 3 * fm.bus_bytes
         out_odd = board.carve(3 * 4096) + 4096 - 5 * fm.bus_bytes
@@ -443,7 +441,7 @@ if P.get("bad_use"):
         await good_run("soft reset under stalled writes")
 
         # the driver's own checks
-        from qnnfab.boards.driver import OverlayError
+        from qnnfab.boards.onboard.driver import OverlayError
         other = om.Formats.from_dict({**fm.to_dict(), "topology_hash": fm.topology_hash ^ 1})
         try:
             await bridge(make_accelerator)(board, other, 4)
@@ -468,7 +466,7 @@ if P.get("bad_use"):
 if P.get("runtime"):
     @cocotb.test()
     async def driver_loads_weights_a_b_a_and_bad_images_are_refused(dut):
-        from qnnfab.boards.driver import OverlayError
+        from qnnfab.boards.onboard.driver import OverlayError
         from qnnfab.rtl import weights_image as wi
         board, rng, cfg_a, fm = await _setup(4)
         cfg_b = load_config(P, seed=991)
@@ -535,7 +533,7 @@ if P.get("runtime"):
 
 def pack_into(acc, images):
     """Put ``images`` into the driver's input buffer (for register-level runs)."""
-    from qnnfab.boards.driver import pack_inputs
+    from qnnfab.boards.onboard.driver import pack_inputs
     pack_inputs(acc.formats, images, out=acc.in_buf[:images.shape[0]])
     acc.in_buf.flush()
 

@@ -21,14 +21,16 @@ from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.stream import (bench_params, bench_random, ProgressWatchdog, run_streams, stall_limit, start,
                                StreamSink, StreamSource, unpack_fields, write_metrics)
 
-from .network_tb import CONFIGS, input_words
+from qnnfab.sim.configs import config_path
+
+from .network_tb import input_words
 
 NAME = "weights_reload"
 
 # Reduced networks (CI runs every case): binarized MLP, k-bit MLP (int and ternary
 # weights, 2-bit activations: signed thresholds, several threshold stages), conv net.
 NETS = {
-    "lfc_small": (CONFIGS / "lfc_small.toml").read_text(),
+    "lfc_small": None,   # the shipped config, read when a case runs (config_path)
     "kbit": """
 [network]
 name = "kbit-small"
@@ -115,7 +117,10 @@ CASES = [{"net": "lfc_small"}, {"net": "kbit"}, {"net": "conv"}]
 
 def network(params, which="A"):
     """Network A (the case's config) or B (same topology, other seed) in runtime mode."""
-    text = NETS[params["net"]] if "net" in params else open(params["config"]).read()
+    if "net" in params:
+        text = NETS[params["net"]] or config_path(f"{params['net']}.toml").read_text()
+    else:
+        text = open(params["config"]).read()
     seed = {"A": 101, "B": 202}[which]
     lines = []
     for line in text.splitlines():
@@ -125,7 +130,7 @@ def network(params, which="A"):
         if line == "[network]":
             lines.append('weights_mode = "runtime"')
     name = params.get("net") or params["config"]
-    return netconfig.loads("\n".join(lines) + "\n", CONFIGS, f"{name}-{which}")
+    return netconfig.loads("\n".join(lines) + "\n", ".", f"{name}-{which}")   # random weights
 
 
 def design(params):

@@ -1,7 +1,7 @@
 """Resource cost model of the dataflow stages, calibrated on Yosys ``synth_xilinx -family xc7``.
 
 One definition of what a layer costs, used by the auto-folder
-(:mod:`qnnfab.boards.fold`), the fit check of ``qnnfab generate`` before any
+(:mod:`qnnfab.boards.estimate.fold`), the fit check of ``qnnfab generate`` before any
 Yosys run, and ``bench/bench_cost_model.py`` (which prints it beside Yosys).
 Each stage is counted the way the RTL builds it and the way Yosys maps it:
 
@@ -35,8 +35,11 @@ Figures are estimates: ``qnnfab report`` measures the design with Yosys, and
 
 import math
 
+from qnnfab.folding import layer_cycles
 from qnnfab.kinds import DataKind, accumulator_range
 from qnnfab.netconfig import PIPELINE_MAX
+from qnnfab.rtl.dataflow import fifo_depth_for
+from qnnfab.rtl.sliding_window import BLOCK_RAM_COPY_BITS
 
 from .yosys import Resources
 
@@ -283,7 +286,6 @@ def estimate_layer(L, prev=None, runtime=False):
     res = Resources()
     bits = L.in_bits
     if prev is not None:
-        from qnnfab.rtl.dataflow import fifo_depth_for
         pe_prev, bits_prev, cycles_prev = prev
         in_simd = L.in_simd
         if pe_prev != in_simd:
@@ -303,7 +305,6 @@ def estimate_layer(L, prev=None, runtime=False):
     else:
         h, w, c = L.in_shape
         k = L.kernel
-        from qnnfab.rtl.sliding_window import BLOCK_RAM_COPY_BITS
         in_simd, positions = L.in_simd, max(1, L.simd // c)
         # line buffer, one copy per kernel position of an output word
         depth, width = max(2, min(k, h) * w * (c // in_simd)), in_simd * bits
@@ -322,7 +323,6 @@ def estimate_layer(L, prev=None, runtime=False):
 
 
 def _cycles(L):
-    from qnnfab.folding import layer_cycles
     return layer_cycles(L)
 
 

@@ -38,7 +38,7 @@ __all__ = ["Accelerator", "Gemm", "OverlayError", "PynqBackend", "pack_inputs", 
            "pack_words", "unpack_words"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SHELL_CELL = "qnnfab"        # the shell's cell name in qnnfab's block design (boards/vivado.py)
+SHELL_CELL = "qnnfab"        # the shell's cell name in qnnfab's block design (boards/emit/vivado.py)
 
 
 class OverlayError(RuntimeError):

@@ -1,10 +1,13 @@
-"""FPGA device capacities and the check that a design fits."""
+"""FPGA device capacities and the check that a design fits.
+
+``used`` below is a count of resources with the fields ``lut``, ``ff``,
+``bram36``, ``dsp`` and ``lutram`` (a :class:`qnnfab.boards.estimate.yosys.Resources`:
+from Yosys or the cost model).
+"""
 
 from dataclasses import dataclass
 
 from qnnfab.errors import ConfigError
-
-from .yosys import Resources
 
 __all__ = ["Device", "XC7Z020", "check_fits", "overflows", "describe_overflows"]
 
@@ -19,7 +22,7 @@ class Device:
     dsp: int
     lutram: int  # LUTs usable as distributed RAM (SLICEM)
 
-    def utilisation(self, used: Resources):
+    def utilisation(self, used):
         """``{resource: (used, available, fraction)}``; LUT-RAM counts against LUTs."""
         lut_total = used.lut + used.lutram
         return {
@@ -36,7 +39,7 @@ class Device:
 XC7Z020 = Device("xc7z020clg400-1", lut=53_200, ff=106_400, bram36=140, dsp=220, lutram=17_400)
 
 
-def overflows(used: Resources, device: Device, margin=1.0):
+def overflows(used, device: Device, margin=1.0):
     """The resources of ``used`` beyond ``margin`` of ``device``: a list of
     ``(name, used, available, fraction)``, empty when the design fits. LUT
     counts logic and LUT-RAM together (the LUTRAM row is its SLICEM share)."""
@@ -49,7 +52,7 @@ def describe_overflows(over):
                      for name, u, cap, frac in over)
 
 
-def check_fits(where, used: Resources, device: Device, margin=1.0, fix=None):
+def check_fits(where, used, device: Device, margin=1.0, fix=None):
     """Raise :class:`ConfigError` naming the exhausted resource when ``used``
     does not fit ``device`` (``margin`` < 1 keeps headroom)."""
     over = overflows(used, device, margin)

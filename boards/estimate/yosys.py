@@ -31,8 +31,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from amaranth.back import verilog
+
 from qnnfab.cache import atomic_write_text, cache_dir, read_entry
 from qnnfab.errors import QnnfabError
+from qnnfab.rtl.loadable_memory import LUT_ROM_SUFFIX
 
 __all__ = ["Resources", "synth_xc7", "synth_xc7_path", "count_cells", "parse_sta", "sta_path"]
 
@@ -220,7 +223,6 @@ def _synth_entry(design, top, cache, timing):
     if isinstance(design, str):
         text = design
     else:
-        from amaranth.back import verilog
         text = verilog.convert(design, name=top, emit_src=False)
     text = yosys_safe_names(drop_element_aliases(text))
     roms, rest = split_lut_roms(text)
@@ -242,7 +244,6 @@ def split_lut_roms(text):
     """``({name: module text}, rest)``: the LUT ROM modules
     (:class:`qnnfab.rtl.loadable_memory.LutRom`, named ``..._lut_rom``) of
     Verilog ``text`` and the text without them."""
-    from qnnfab.rtl.loadable_memory import LUT_ROM_SUFFIX
     roms = {}
     for m in _MODULE.finditer(text):
         if m.group(1).endswith(LUT_ROM_SUFFIX):

@@ -1,19 +1,30 @@
 """The GEMM engine's PYNQ overlay folder: ``qnnfab generate --gemm RxC``.
 
-Writes, like the network overlay (:func:`qnnfab.boards.plan.write_overlay`),
-the shell's Verilog (module ``gemm_<R>x<C>_overlay``, CONTRACTS section 2
-ports), its IP Integrator view, the Vivado block design Tcl and ``build.sh``
-(:mod:`qnnfab.boards.vivado`), and the driver: ``driver.py``
-(:class:`qnnfab.boards.driver.Gemm`), ``qnnfab_overlay_map.py`` and
-``gemm.json`` (the engine's :class:`~qnnfab.overlay_map.GemmFormats`), and a
-README.
+Writes, like the network overlay (:func:`qnnfab.boards.emit.overlay.write_overlay`),
+the shell's Verilog (module ``gemm_<R>x<C>_overlay``, the shell ports of
+:func:`qnnfab.rtl.overlay.shell_ports`), its IP Integrator view, the Vivado
+block design Tcl and ``build.sh`` (:mod:`qnnfab.boards.emit.vivado`), and the
+driver: ``driver.py`` (:class:`qnnfab.boards.onboard.driver.Gemm`),
+``qnnfab_overlay_map.py`` and ``gemm.json`` (the engine's
+:class:`~qnnfab.overlay_map.GemmFormats`), and a README
+(``templates/gemm_README.md``).
 """
 
 import json
 import re
 from pathlib import Path
 
+from amaranth.back import verilog
+
+from qnnfab import overlay_map
+from qnnfab.boards.estimate.cost import memory_bram36
+from qnnfab.boards.onboard import driver
+from qnnfab.boards.targets.device import XC7Z020
 from qnnfab.errors import ConfigError
+from qnnfab.rtl.gemm import GemmShell
+
+from .render import render
+from .vivado import BlockDesign, write_vivado_project
 
 __all__ = ["DEFAULT_FORMATS", "parse_array", "default_panels", "gemm_shell", "write_gemm_overlay"]
 
@@ -32,8 +43,6 @@ def default_panels(rows, cols, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX, dat
     at most what fits the A memory (two blocks) and the B memory (two
     panels) into ``BRAM_BUDGET`` of the device's BRAM36 (14 x 14 with
     16-bit words and K_MAX 1024 on a 64-bit bus: p = 8, 112.5 BRAM36)."""
-    from .cost import memory_bram36
-    from .device import XC7Z020
     device = device or XC7Z020
     (ai, af), (bi, bf), _ = formats
     a_bits, b_bits = rows * (ai + af), cols * (bi + bf)
@@ -63,7 +72,6 @@ def module_name(rows, cols):
 def gemm_shell(rows, cols, data_width=64, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX, seed=DEFAULT_SEED,
                panels=None):
     """The engine ``qnnfab generate --gemm RxC`` builds (``panels`` None: :func:`default_panels`)."""
-    from qnnfab.rtl.gemm import GemmShell
     a, b, c = formats
     if panels is None:
         panels = default_panels(rows, cols, formats, k_max, data_width)
@@ -72,10 +80,6 @@ def gemm_shell(rows, cols, data_width=64, formats=DEFAULT_FORMATS, k_max=DEFAULT
 
 def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64, panels=None):
     """Write the GEMM overlay folder into ``out_dir``; return ``(BlockDesign, file names)``."""
-    from amaranth.back import verilog
-    from qnnfab import overlay_map
-    from . import driver
-    from .vivado import BlockDesign, write_vivado_project
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     shell = gemm_shell(rows, cols, data_width, panels=panels)
@@ -100,27 +104,7 @@ def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64, pan
 
 def _readme(bd, fm):
     (ai, af), (bi, bf), (ci, cf) = fm.a_fmt, fm.b_fmt, fm.c_fmt
-    return f"""# qnnfab GEMM engine `{bd.project}` for {bd.board.board_name.upper()}
-
-An {fm.rows} x {fm.cols} output-stationary systolic MACC array (one DSP48E1 per
-PE) with stochastic or round-to-nearest output rounding, behind the qnnfab
-AXI shell (AXI4-Lite registers, AXI4 master to DDR, {8 * fm.bus_bytes}-bit),
-FCLK_CLK0 {bd.clock_mhz:g} MHz.
-
-Formats: A codes <{ai + af}, {af}> (I={ai}, F={af}), B <{bi + bf}, {bf}>, output
-<{ci + cf}, {cf}>, saturated; K up to {fm.k_max}. Any M and N (zero-padded to
-whole {fm.rows} x {fm.cols} tiles by the driver). Blocks of up to {fm.panels} A panels
-({fm.panels} x {fm.rows} rows of A) stay in BRAM while each B panel is read once per block.
-
-Build: `sh build.sh` (Vivado, see the network overlay README for versions);
-copy `{bd.project}.bit`, `{bd.project}.hwh`, `driver.py`,
-`qnnfab_overlay_map.py` and `gemm.json` to the board, then:
-
-```python
-from driver import Gemm
-g = Gemm("{bd.project}.bit")
-c = g.gemm(a, b, rounding="stochastic")   # a (M, K), b (K, N): integer codes
-```
-
-Registers and DDR layout: `qnnfab_overlay_map.py` (GEMM_REGISTERS).
-"""
+    return render("gemm_README.md", project=bd.project, board=bd.board.board_name.upper(), rows=fm.rows,
+                  cols=fm.cols, bus_bits=8 * fm.bus_bytes, clock_mhz=f"{bd.clock_mhz:g}", a_bits=ai + af,
+                  a_frac=af, a_int=ai, b_bits=bi + bf, b_frac=bf, c_bits=ci + cf, c_frac=cf, k_max=fm.k_max,
+                  panels=fm.panels)

@@ -21,7 +21,6 @@ cells and nets belong to tell whether it crosses from one stage into another.
 """
 
 import re
-
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -29,7 +28,9 @@ from dataclasses import dataclass
 from amaranth.hdl import Module
 from amaranth.lib import wiring
 
-from .device import describe_overflows, overflows
+from qnnfab.boards.targets.device import describe_overflows, overflows
+from qnnfab.rtl.dataflow import Dataflow
+
 from .yosys import Resources, synth_xc7, synth_xc7_path
 
 __all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "fit_verdict", "plot_report",
@@ -91,8 +92,6 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
     """Synthesize every stage of ``cfg``'s dataflow; return a :class:`NetworkReport`.
 
     ``timing`` runs Yosys ``sta`` in the same runs (``logic_ps`` per layer)."""
-    from qnnfab.rtl.dataflow import Dataflow
-
     top = Dataflow(cfg)
     top._MustUse__silence = True  # only its stages are synthesized, one by one
     owner = {}
@@ -192,7 +191,7 @@ def fit_verdict(rep, device):
 
 def plot_report(rep, path):
     """A PNG with two bar charts per layer: cycles/frame and LUTs."""
-    import matplotlib
+    import matplotlib   # here: heavy, and only the PNG needs it
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -245,7 +244,7 @@ class StagePair(wiring.Component):
 
 def path_stages(path, names):
     """The stages (of ``names``, in the order first met) that the cells and nets of a
-    :func:`~qnnfab.boards.yosys.sta_path` belong to, from its start to its end.
+    :func:`~qnnfab.boards.estimate.yosys.sta_path` belong to, from its start to its end.
 
     A flattened netlist keeps the submodule path in the names it keeps
     (``conv5.mvtu.wmem0.0.13``, ``\\conv5_fifo.fifo.r_level``); the LUTs ABC
@@ -296,8 +295,6 @@ def layer_links(df):
 def link_report(cfg, *, jobs=2, progress=print):
     """Synthesize every pair of adjacent layers of ``cfg`` with what lies between them
     (:class:`StagePair`, cached like the stages); return a list of :class:`LinkReport`."""
-    from qnnfab.rtl.dataflow import Dataflow
-
     df = Dataflow(cfg)   # components of their own: the stages of the layer report are elaborated elsewhere
     df._MustUse__silence = True
     links = layer_links(df)

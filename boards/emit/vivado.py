@@ -1,7 +1,7 @@
 """Vivado project for the PYNQ overlay: block design Tcl, ``build.sh`` and the IP Integrator view.
 
 ``qnnfab generate --board pynq-z1|pynq-z2`` writes, next to the overlay shell's
-Verilog (``<name>_overlay``, CONTRACTS section 2):
+Verilog (``<name>_overlay``, ports: :func:`qnnfab.rtl.overlay.shell_ports`):
 
 * ``<name>_overlay_bd.v``: the shell's ports unchanged, annotated with the
   ``X_INTERFACE_INFO`` / ``X_INTERFACE_PARAMETER`` attributes that Vivado's
@@ -60,7 +60,7 @@ SHELL_CELL = "qnnfab"
 #: Block design name (its wrapper is ``top_wrapper``, its handoff ``top.hwh``)
 BD_NAME = "top"
 
-# the ports CONTRACTS section 2 gives the shell, by interface
+# the shell's ports (qnnfab.rtl.overlay.shell_ports), by interface
 CLOCK, RESET, INTERRUPT = "ap_clk", "ap_rst_n", "interrupt"
 CONTROL_PREFIX, GMEM_PREFIX = "s_axi_control_", "m_axi_gmem_"
 CONTROL_PORTS = ("awaddr awvalid awready wdata wstrb wvalid wready bresp bvalid bready "
@@ -76,7 +76,7 @@ class BlockDesign:
     """What the block design needs to know.
 
     ``project``: Vivado project name and base name of ``.bit``/``.hwh``;
-    ``board``: a platform class of :data:`qnnfab.boards.BOARDS`; ``clock_mhz``:
+    ``board``: a platform class of :data:`qnnfab.boards.targets.BOARDS`; ``clock_mhz``:
     FCLK_CLK0, the one clock of the PL design; ``shell_module``: the shell's
     Verilog module; ``gmem_data_width``: the shell's AXI4 master data width (32, 64 or 128);
     ``control_addr_width``: its AXI4-Lite address width (12 = 4 KiB).
@@ -287,8 +287,8 @@ def ipi_view_verilog(verilog, module, clock_mhz):
 
     Same ports as the shell (read from ``verilog``), each annotated for the
     module reference flow, and an instance of the shell. Raises
-    :class:`QnnfabError` when the shell lacks a port of CONTRACTS section 2 or
-    has an input outside it (it would be left unconnected in the block design).
+    :class:`QnnfabError` when the shell lacks one of the shell ports
+    (:func:`qnnfab.rtl.overlay.shell_ports`) or has an input outside them (it would be left unconnected in the block design).
     """
     ports = shell_ports(verilog, module)
     required = [CLOCK, RESET, INTERRUPT] + [CONTROL_PREFIX + p for p in CONTROL_PORTS] + \
@@ -296,10 +296,10 @@ def ipi_view_verilog(verilog, module, clock_mhz):
     missing = [p for p in required if p not in ports]
     if missing:
         raise QnnfabError(f"the overlay shell {module} lacks the ports {', '.join(missing)} "
-                          "(CONTRACTS section 2)")
+                          "(qnnfab.rtl.overlay.shell_ports lists them)")
     stray = [p for p, (d, _) in ports.items() if d != "output" and p not in required]
     if stray:
-        raise QnnfabError(f"the overlay shell {module} has inputs outside CONTRACTS section 2 that the "
+        raise QnnfabError(f"the overlay shell {module} has inputs outside the shell ports that the "
                           f"block design would leave unconnected: {', '.join(stray)}")
     params = {
         CLOCK: ("xilinx.com:signal:clock:1.0 ap_clk CLK",

@@ -10,7 +10,7 @@ board. Layers other than the bottleneck are only raised when they become the
 bottleneck, so no layer ends much faster than it needs to be: the design is
 balanced.
 
-Resources come from :mod:`qnnfab.boards.cost`, the cost model calibrated on
+Resources come from :mod:`qnnfab.boards.estimate.cost`, the cost model calibrated on
 Yosys ``synth_xilinx`` of today's RTL (``bench/bench_cost_model.py`` prints
 it beside Yosys). Its purpose is to rank foldings and to keep the design
 inside the device; ``qnnfab report`` then measures the chosen design with Yosys.

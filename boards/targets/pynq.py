@@ -3,7 +3,7 @@
 Pins follow the boards' master constraint files: the 125 MHz clock on H16,
 four LEDs, two RGB LEDs, four buttons, two switches. The two boards share
 these pins (the PYNQ-Z1 derives from the Arty Z7-20). Adding another board is
-one small file like this one plus an entry in :data:`qnnfab.boards.BOARDS`.
+one small file like this one plus an entry in :data:`qnnfab.boards.targets.BOARDS`.
 """
 
 from amaranth.build import Attrs, Clock, Pins, Resource
