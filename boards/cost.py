@@ -283,7 +283,7 @@ def estimate_layer(L, prev=None, runtime=False):
     res = Resources()
     bits = L.in_bits
     if prev is not None:
-        from qnnfab.rtl.dataflow import fifo_depth_for
+        from qnnfab.plan import fifo_depth_for
         pe_prev, bits_prev, cycles_prev = prev
         in_simd = L.in_simd
         if pe_prev != in_simd:

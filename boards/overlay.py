@@ -5,13 +5,15 @@
 * :func:`driver_files`: ``{file name: text}`` of what goes next to the
   bitstream: ``driver.py`` (:mod:`qnnfab.boards.driver`, verbatim),
   ``qnnfab_overlay_map.py`` (:mod:`qnnfab.overlay_map`, verbatim),
-  ``qnnfab_weights_image.py`` (:mod:`qnnfab.rtl.weights_image`, verbatim: the
+  ``qnnfab_weights_image.py`` (:mod:`qnnfab.weights_image`, verbatim: the
   weights image header the driver checks) and ``network.json`` (the
   network's buffer formats).
 """
 
 import json
 from pathlib import Path
+
+from qnnfab.plan import plan_of
 
 from .plan import accelerator_name
 
@@ -45,10 +47,10 @@ def overlay_verilog(cfg, data_width=64):
 def driver_files(cfg, data_width=64, formats=None):
     """``{file name: text}`` of the driver folder for ``cfg``'s overlay."""
     from qnnfab import overlay_map
-    from qnnfab.rtl import weights_image
+    from qnnfab import weights_image
     from . import driver
     if formats is None:
-        formats = overlay_shell(cfg, data_width).formats
+        formats = plan_of(cfg).overlay_formats(data_width)
     return {
         "driver.py": Path(driver.__file__).read_text(),
         "qnnfab_overlay_map.py": Path(overlay_map.__file__).read_text(),

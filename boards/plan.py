@@ -313,7 +313,7 @@ def write_overlay(cfg, board, clock_mhz, out_dir, data_width=64):
         (out / name).write_text(text)
         files.append(name)
     if cfg.weights_mode == "runtime":
-        from qnnfab.rtl.weights_image import save_image
+        from qnnfab.plan import save_image
         save_image(cfg, out / RUNTIME_WEIGHTS_FILE)
         files.append(RUNTIME_WEIGHTS_FILE)
     (out / "README.md").write_text(overlay_readme(cfg, bd, parts))
