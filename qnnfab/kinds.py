@@ -175,7 +175,7 @@ def accumulator_range(n, w, x):
 
 def range_bits(lo, hi):
     """``(bits, signed)`` of the narrowest two's complement or unsigned integer
-    holding every integer in ``[lo, hi]`` (at least 1 bit)."""
+    holding every integer in ``[lo, hi]`` (at least 1 bit unsigned, 2 bits signed)."""
     lo, hi = int(lo), int(hi)
     if lo >= 0:
         return max(1, hi.bit_length()), False
