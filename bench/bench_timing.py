@@ -58,12 +58,11 @@ def stage_cost(config, layer):
     from amaranth.back import verilog
     from qnnfab import netconfig
     from qnnfab.boards.estimate.yosys import SCRIPT, STA_BUFG, STA_SCRIPT, _RUN_YOSYS, parse_sta, sta_path, yosys_safe_names
-    from qnnfab.rtl.dataflow import Dataflow
+    from qnnfab.plan import plan_of
+    from qnnfab.rtl.dataflow import stage_components
 
     cfg = netconfig.load(config)
-    df = Dataflow(cfg)
-    df._MustUse__silence = True
-    comp = next(c for _, n, c in df.stages if n == layer)
+    comp = next(c for _, n, c in stage_components(plan_of(cfg)) if n == layer)
     top = layer.replace("-", "_")
     t0 = time.monotonic()
     text = yosys_safe_names(verilog.convert(comp, name=top, emit_src=False))

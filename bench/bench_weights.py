@@ -96,11 +96,11 @@ def loader_cycles(cfg):
     """Cycles from the first image word to ``wload_done`` of the network's WeightLoader (Amaranth's
     simulator, the image offered back to back, the loader alone), the error code, the image words."""
     from amaranth.sim import Simulator
-    from qnnfab.rtl import weights_image as wi
+    from qnnfab.plan import plan_of
     from qnnfab.rtl.weight_loader import WeightLoader
-    top = wi._dataflow(cfg)
-    words = wi.pack_words(top)
-    dut = WeightLoader(wi.image_groups(top), cfg.topology_hash())
+    plan = plan_of(cfg, "runtime")
+    words = plan.image_words()
+    dut = WeightLoader(list(plan.groups), plan.topology_hash)
     res = {}
 
     async def bench(ctx):
@@ -125,9 +125,8 @@ def loader_cycles(cfg):
 
 def weight_bits(cfg):
     """Bits of the weights and thresholds themselves (no padding)."""
-    from qnnfab.rtl import weights_image as wi
-    top = wi._dataflow(cfg)
-    return sum(g.pe * g.width * g.depth for g in wi.image_groups(top))
+    from qnnfab.plan import plan_of
+    return sum(g.pe * g.width * g.depth for g in plan_of(cfg, "runtime").groups)
 
 
 def main(argv=None):

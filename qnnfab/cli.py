@@ -299,7 +299,8 @@ def _load_config(path, weights_mode=None):
 
 
 def _cmd_pack_weights(args):
-    from qnnfab.rtl.weights_image import WORD_BITS, read_header, save_image
+    from qnnfab.plan import save_image
+    from qnnfab.weights_image import WORD_BITS, read_header
     out = check_out_file("qnnfab pack-weights", "--out", args.out, ".bin")
     cfg = _load_config(args.config)
     n = save_image(cfg, out)
@@ -398,7 +399,7 @@ def _cmd_generate(args):
     name, _ = write_accelerator(cfg, out / "accel")
     print(f"accelerator IP (AXI-Stream ports): {out / 'accel'}/ (module {name})")
     if cfg.weights_mode == "runtime":
-        from qnnfab.rtl.weights_image import save_image
+        from qnnfab.plan import save_image
         n = save_image(cfg, out / "accel" / "weights.bin")
         print(f"runtime weights: load {out / 'accel' / 'weights.bin'} ({n:,} bytes) through the wload port")
     if args.top == "overlay":
@@ -895,7 +896,7 @@ def build_parser():
         "pack-weights", help="write the weights image of a config (for weights_mode = \"runtime\")",
         description="Pack the config's weights and thresholds into a weights image: two header words "
                     "(magic, layout version, topology hash, length) and every layer's memories "
-                    "(layout: rtl/weights_image.py), for the wload port of a runtime-weights "
+                    "(layout: qnnfab/weights_image.py), for the wload port of a runtime-weights "
                     "accelerator of the same topology.",
         epilog="example:\n  qnnfab pack-weights --config configs/lfc_small.toml --out lfc_small.bin",
         formatter_class=argparse.RawDescriptionHelpFormatter)

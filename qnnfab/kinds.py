@@ -34,7 +34,7 @@ import numpy as np
 from qnnfab.errors import ConfigError
 
 __all__ = ["KINDS", "WEIGHT_KINDS", "ACTIVATION_KINDS", "MAX_BITS", "DataKind", "check_range", "product_range", "dot_range",
-           "accumulator_range"]
+           "accumulator_range", "range_bits"]
 
 KINDS = ("bipolar", "ternary", "uint", "int")
 WEIGHT_KINDS = ("bipolar", "ternary", "int")        # what the hardware stores as weights
@@ -171,3 +171,12 @@ def accumulator_range(n, w, x):
     if w.kind == "bipolar" and x.kind == "bipolar":
         return 0, n
     return dot_range(n, w, x)
+
+
+def range_bits(lo, hi):
+    """``(bits, signed)`` of the narrowest two's complement or unsigned integer
+    holding every integer in ``[lo, hi]`` (at least 1 bit unsigned, 2 bits signed)."""
+    lo, hi = int(lo), int(hi)
+    if lo >= 0:
+        return max(1, hi.bit_length()), False
+    return max(1, (-lo - 1).bit_length(), hi.bit_length()) + 1, True

@@ -15,7 +15,7 @@ TOML format::
     pipeline = 0                  # default of the layers' pipeline (below): N or "max"
     weights_mode = "const"        # "const": weights are constants of the hardware;
                                   # "runtime": RAMs loaded with a weights image
-                                  # (`qnnfab pack-weights`, rtl/weights_image.py)
+                                  # (`qnnfab pack-weights`, qnnfab/weights_image.py)
 
     [[layer]]
     name = "fc0"

@@ -1,14 +1,10 @@
 """The bare accelerator as users get it: a network's dataflow behind AXI4-Stream ports.
 
 :class:`AxiStreamAccelerator` is the top that ``qnnfab generate`` exports
-(``accel/<name>.v``) and that the overlay shell wraps. :class:`WordFormat` is
-the one definition of its word formats, used by the hardware, the benches,
-the generated README and drivers.
+(``accel/<name>.v``) and that the overlay shell wraps. Its word formats are
+the plan's :class:`qnnfab.plan.WordFormat`.
 """
 
-from dataclasses import dataclass
-
-import numpy as np
 from amaranth.hdl import ClockDomain, DomainRenamer, Module, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -17,86 +13,7 @@ from .dataflow import Dataflow
 from .frame_checker import FrameChecker
 from .lanes import lanes
 
-__all__ = ["AxiStreamAccelerator", "WordFormat"]
-
-
-def _bytes(bits):
-    return -(-bits // 8)
-
-
-@dataclass(frozen=True)
-class WordFormat:
-    """The AXI-Stream word formats of a network's accelerator.
-
-    Input (``s_axis_tdata``, ``in_bytes`` bytes): ``in_elems`` elements of
-    ``in_bits`` bits packed from the least significant bit up (element 0 at
-    bits ``[0, in_bits)``), in NHWC raster order, ``in_words`` words per
-    frame; the bits above ``in_elems * in_bits`` are padding (ignored; send
-    0). Element encoding: bipolar bit 1 = +1, 0 = -1; uint: unsigned; int:
-    two's complement.
-
-    Output (``m_axis_tdata``, ``out_bytes`` bytes): ``out_elems`` scores per
-    word, each in its own ``score_bytes``-byte field (score 0 in the lowest
-    bytes), sign-extended when ``out_signed`` (else zero-extended), so a
-    field reads as a little-endian ``int``/``uint`` of ``score_bytes``
-    bytes; ``out_words`` words per frame, ``tlast`` on the last.
-    Score k of a frame is field ``k % out_elems`` of word ``k // out_elems``.
-    """
-
-    in_elems: int
-    in_bits: int
-    in_signed: bool
-    in_words: int
-    out_elems: int
-    out_bits: int
-    out_signed: bool
-    out_words: int
-
-    @classmethod
-    def of(cls, top):
-        """The format of a :class:`Dataflow`."""
-        il = top.in_layout
-        return cls(il.length, il.elem_shape.width, il.elem_shape.signed, top.in_words,
-                   top.out_elems, top.out_bits, top.out_signed, top.out_words)
-
-    @property
-    def in_bytes(self):
-        return _bytes(self.in_elems * self.in_bits)
-
-    @property
-    def score_bytes(self):
-        return _bytes(self.out_bits)
-
-    @property
-    def out_bytes(self):
-        return self.out_elems * self.score_bytes
-
-    def pack_frames(self, frames):
-        """Frames (B, ...) of stored element values (NHWC) -> list of input words (ints)."""
-        flat = np.asarray(frames).reshape(len(frames), -1)
-        if flat.shape[1] != self.in_elems * self.in_words:
-            raise ValueError(f"frames of {flat.shape[1]} elements, the network takes "
-                             f"{self.in_elems * self.in_words}")
-        mask = (1 << self.in_bits) - 1
-        words = []
-        for row in flat.reshape(-1, self.in_elems):
-            w = 0
-            for k, e in enumerate(row.tolist()):
-                w |= (int(e) & mask) << (k * self.in_bits)
-            words.append(w)
-        return words
-
-    def unpack_scores(self, words):
-        """Output words (ints) -> scores, shape (frames, out_elems * out_words)."""
-        fb = 8 * self.score_bytes
-        out = []
-        for w in words:
-            for k in range(self.out_elems):
-                v = (int(w) >> (k * fb)) & ((1 << fb) - 1)
-                if self.out_signed and v >> (fb - 1):
-                    v -= 1 << fb
-                out.append(v)
-        return np.array(out, dtype=np.int64).reshape(-1, self.out_elems * self.out_words)
+__all__ = ["AxiStreamAccelerator"]
 
 
 class AxiStreamAccelerator(wiring.Component):
@@ -105,7 +22,7 @@ class AxiStreamAccelerator(wiring.Component):
     Ports (all synchronous to ``aclk``)
     -----------------------------------
     aclk, aresetn : clock, synchronous reset (active low).
-    s_axis_tdata/tvalid/tready/tlast : input words (:class:`WordFormat`,
+    s_axis_tdata/tvalid/tready/tlast : input words (:class:`qnnfab.plan.WordFormat`,
         ``in_bytes * 8`` bits). ``tlast`` must mark each frame's last word;
         a frame of the wrong length is fixed up so that the next one starts
         aligned (:class:`~qnnfab.rtl.frame_checker.FrameChecker`): a short one
@@ -128,7 +45,7 @@ class AxiStreamAccelerator(wiring.Component):
 
     def __init__(self, cfg, *, pipeline=None, weights_mode=None):
         self.dataflow = Dataflow(cfg, pipeline=pipeline, weights_mode=weights_mode)
-        self.format = fmt = WordFormat.of(self.dataflow)
+        self.format = fmt = self.dataflow.plan.word_format
         self.model = self.dataflow.model
         ports = {
             "aclk": In(1), "aresetn": In(1),

@@ -12,13 +12,12 @@ The AXI-Stream top that is exported to users wraps this component:
 :class:`qnnfab.rtl.axis_accelerator.AxiStreamAccelerator`.
 """
 
-import math
-
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from qnnfab.errors import ConfigError
+from qnnfab.plan import plan_of
+from qnnfab.weights_image import ERROR_BITS
 
 from .conv import ConvLayer
 from .lanes import lanes
@@ -26,25 +25,60 @@ from .maxpool import MaxPool
 from .mvtu import MVTU
 from .stream_fifo import StreamFIFO
 from .weight_loader import WeightLoader, wload_signature
-from .weights_image import ERROR_BITS, image_groups
 from .width_converter import WidthConverter
 
-__all__ = ["Dataflow", "ArgMax", "fifo_depth_for"]
+__all__ = ["Dataflow", "ArgMax", "stage_components"]
 
 
-def fifo_depth_for(words_per_frame, producer_cycles, consumer_cycles):
-    """Default FIFO depth in front of a stage.
+def _shape(elem):
+    """The Amaranth shape of a plan's :class:`~qnnfab.plan.Elements`."""
+    return signed(elem.bits) if elem.signed else unsigned(elem.bits)
 
-    A producer that is faster than its consumer delivers a frame in bursts;
-    the FIFO absorbs a fraction of a frame proportional to the rate mismatch so
-    the producer can run ahead, bounded to keep it in LUT-RAM:
-    ``clamp(words * (1 - producer/consumer), 2, 64)``. Override per layer with
-    ``fifo_depth`` in the config.
-    """
-    if consumer_cycles <= 0:
-        return 2
-    slack = words_per_frame * max(0.0, 1.0 - producer_cycles / consumer_cycles)
-    return int(min(64, max(2, math.ceil(slack))))
+
+def _check_link(layout, link, stage, port):
+    """The component's port must carry the plan's words (a plan and RTL that disagree is a bug here)."""
+    if layout.length != link.elems or Shape.cast(layout.elem_shape) != _shape(link.elem):
+        raise AssertionError(f"{stage}: {port} words of {layout.length} x {layout.elem_shape}, the plan says "
+                             f"{link.elems} x {_shape(link.elem)}")
+
+
+def stage_components(plan, pipeline=None):
+    """``[(kind, name, component)]`` of every stage of ``plan`` (a :class:`qnnfab.plan.Plan`) in
+    stream order, each component checked against the plan's word formats. ``pipeline``
+    overrides every fc/conv layer's ``pipeline``."""
+    out = []
+    for s in plan.stages:
+        comp = _stage_component(plan, s, pipeline)
+        _check_link(comp.i.payload.shape(), s.i, s.name, "input")
+        _check_link(comp.o.payload.shape(), s.o, s.name, "output")
+        out.append((s.kind, s.name, comp))
+    return out
+
+
+def _stage_component(plan, s, pipeline):
+    """The component of plan stage ``s``."""
+    if s.kind == "width":
+        return WidthConverter(s.i.elems, s.o.elems, _shape(s.i.elem), name=f"{s.layer.name} width converter")
+    if s.kind == "fifo":
+        return StreamFIFO(lanes(_shape(s.i.elem), s.i.elems), s.fifo_depth)
+    L = s.layer
+    where = f"layer {next(k for k, x in enumerate(plan.cfg.layers) if x is L)} '{L.name}'"
+    act_kind = L.in_kind
+    act_bits = None if act_kind == "bipolar" else L.in_bits
+    pipe = L.pipeline if pipeline is None else pipeline
+    if L.type == "fc":
+        return MVTU(L.weights, L.thresholds, pe=L.pe, simd=L.simd, weight_kind=L.weight_kind,
+                    weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits, vectors=1,
+                    pipeline=pipe, runtime=plan.runtime, weight_memory=L.weight_memory, name=where)
+    if L.type == "conv":
+        h, w, _ = L.in_shape
+        return ConvLayer(h, w, L.weights, L.thresholds, stride=L.stride, pad=L.pad,
+                         pad_value=L.pad_value, simd=L.simd, pe=L.pe, weight_kind=L.weight_kind,
+                         weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits,
+                         pipeline=pipe, runtime=plan.runtime, weight_memory=L.weight_memory, name=where)
+    h, w, c = L.in_shape
+    return MaxPool(h, w, c, L.simd, L.kernel, L.stride,
+                   kind="bipolar" if act_kind == "bipolar" else "uint", bits=L.in_bits)
 
 
 class ArgMax(wiring.Component):
@@ -132,7 +166,7 @@ class Dataflow(wiring.Component):
     wload, wload_done, wload_error : only with ``weights_mode = "runtime"``:
         the weights image stream (64-bit words, ``last`` on the final one),
         a one-cycle pulse when a load ended and its
-        :class:`~qnnfab.rtl.weights_image.WloadError` code (see
+        :class:`~qnnfab.weights_image.WloadError` code (see
         :class:`~qnnfab.rtl.weight_loader.WeightLoader`). A load is taken only
         while no frame is in flight (from a frame's first input word to its
         last output word); input words wait while a load runs. Until the
@@ -149,71 +183,27 @@ class Dataflow(wiring.Component):
 
     def __init__(self, cfg, *, pipeline=None, weights_mode=None):
         self.cfg = cfg
-        self.weights_mode = weights_mode or getattr(cfg, "weights_mode", "const")
-        if self.weights_mode not in ("const", "runtime"):
-            raise ConfigError(f"network '{cfg.name}'", "weights_mode", f"unknown mode {self.weights_mode!r}",
-                              'use "const" or "runtime"')
-        runtime = self.weights_mode == "runtime"
-        self.stages = []
-        prev = None  # the previous stage's output element shape and elements per word
-        prev_cycles = 0
-        for idx, L in enumerate(cfg.layers):
-            where = f"layer {idx} '{L.name}'"
-            cycles = cfg.layer_cycles(L)
-            act_kind = L.in_kind
-            act_bits = None if act_kind == "bipolar" else L.in_bits
-            pipe = L.pipeline if pipeline is None else pipeline
-            if L.type == "fc":
-                comp = MVTU(L.weights, L.thresholds, pe=L.pe, simd=L.simd, weight_kind=L.weight_kind,
-                            weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits, vectors=1,
-                            pipeline=pipe, runtime=runtime, weight_memory=L.weight_memory, name=where)
-            elif L.type == "conv":
-                h, w, _ = L.in_shape
-                comp = ConvLayer(h, w, L.weights, L.thresholds, stride=L.stride, pad=L.pad,
-                                 pad_value=L.pad_value, simd=L.simd, pe=L.pe, weight_kind=L.weight_kind,
-                                 weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits,
-                                 pipeline=pipe, runtime=runtime, weight_memory=L.weight_memory, name=where)
-            else:
-                h, w, c = L.in_shape
-                comp = MaxPool(h, w, c, L.simd, L.kernel, L.stride,
-                               kind="bipolar" if act_kind == "bipolar" else "uint", bits=L.in_bits)
-            in_layout = comp.i.payload.shape()
-            if prev is not None:
-                prev_shape, pe_prev = prev
-                if prev_shape != in_layout.elem_shape:
-                    raise ConfigError(where, "input", f"the previous layer outputs {prev_shape} elements "
-                                      f"but this layer reads {in_layout.elem_shape} ones",
-                                      "match act and input kinds")
-                words = math.prod(L.in_shape) // L.in_simd
-                if pe_prev != L.in_simd:
-                    conv = WidthConverter(pe_prev, L.in_simd, prev_shape, name=f"{L.name} width converter")
-                    self.stages.append(("width", f"{L.name}_dwc", conv))
-                depth = L.fifo_depth or fifo_depth_for(words, prev_cycles, cycles)
-                self.stages.append(("fifo", f"{L.name}_fifo", StreamFIFO(in_layout, depth)))
-            self.stages.append((L.type, L.name, comp))
-            out_layout = comp.o.payload.shape()
-            prev = (out_layout.elem_shape, out_layout.length)
-            prev_cycles = cycles
-        last = cfg.layers[-1]
-        first = self.stages[0][2]
-        self.in_layout = first.i.payload.shape()
+        self.plan = plan = plan_of(cfg, weights_mode)
+        self.weights_mode = plan.weights_mode
+        self.stages = stage_components(plan, pipeline)
+        self.in_layout = self.stages[0][2].i.payload.shape()
         self.out_layout = self.stages[-1][2].o.payload.shape()
         self.out_shape, self.out_elems = self.out_layout.elem_shape, self.out_layout.length
         self.out_bits = self.out_shape.width
         self.out_signed = self.out_shape.signed
-        self.out_words = math.prod(last.out_shape) // self.out_elems
-        self.in_words = cfg.input_words()
+        self.out_words = plan.output.words
+        self.in_words = plan.input.words
         self.in_width = self.in_layout.size
         self.out_width = self.out_layout.size
-        self.model = [(L.name, cfg.layer_cycles(L)) for L in cfg.layers]
+        self.model = list(plan.model)
         ports = {
             "i": In(stream.Signature(self.in_layout)),
             "o": Out(stream.Signature(data.StructLayout({"data": self.out_layout, "last": unsigned(1)}))),
             "label": Out(range(max(2, self.out_words * self.out_elems))), "label_valid": Out(1),
         }
         self.loader = None
-        if runtime:
-            self.loader = WeightLoader(image_groups(self), cfg.topology_hash())
+        if plan.runtime:
+            self.loader = WeightLoader(list(plan.groups), plan.topology_hash)
             ports.update({"wload": In(wload_signature()), "wload_done": Out(1), "wload_error": Out(ERROR_BITS)})
         super().__init__(ports)
 

@@ -21,17 +21,15 @@ from typing import NamedTuple
 
 from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 
-from qnnfab.kinds import product_range
+from qnnfab.kinds import product_range, range_bits
 
 __all__ = ["range_shape", "lane_products", "sum_tree", "tree_depth", "xnor_popcount", "dot_product"]
 
 
 def range_shape(lo, hi):
-    """Narrowest Amaranth shape holding every integer in [lo, hi] (at least 1 bit)."""
-    lo, hi = int(lo), int(hi)
-    if lo >= 0:
-        return unsigned(max(1, hi.bit_length()))
-    return signed(max(1, (-lo - 1).bit_length(), hi.bit_length()) + 1)
+    """Narrowest Amaranth shape holding every integer in [lo, hi] (:func:`qnnfab.kinds.range_bits`)."""
+    bits, is_signed = range_bits(lo, hi)
+    return signed(bits) if is_signed else unsigned(bits)
 
 
 def _as_value(e, kind):

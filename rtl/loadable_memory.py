@@ -3,7 +3,7 @@
 :func:`weight_memory` adds one PE memory to a module and returns its read
 data. With ``init`` it is a read-only memory with those contents (the
 ``weights_mode = "const"`` hardware); with a ``load`` bus it is a RAM without
-initial contents, stored as :class:`~qnnfab.rtl.weights_image.MemoryGroup`
+initial contents, stored as :class:`~qnnfab.weights_image.MemoryGroup`
 says (``pack`` logical words per physical word), written by the
 :class:`~qnnfab.rtl.weight_loader.WeightLoader`.
 

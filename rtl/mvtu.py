@@ -6,22 +6,22 @@ multi-threshold activation of every row or the raw accumulator.
 """
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
-from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind, accumulator_range
+from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
 from qnnfab.netconfig import MEMORY_STYLES, PIPELINE_MAX
+from qnnfab.plan import layer_memories
+from qnnfab.weight_layout import threshold_stage_tables, weight_words
 
 from .dot_product import dot_product, range_shape, tree_depth
 from .loadable_memory import bus_size, load_bus, weight_memory
 from .lanes import lanes
 from .threshold import check_thresholds, prepare_thresholds, threshold_search, wrap_increment
-from .weight_layout import threshold_stage_tables, weight_words
-from .weights_image import MemoryGroup
 
 __all__ = ["MVTU"]
 
@@ -56,7 +56,7 @@ class MVTU(wiring.Component):
         False: the weights and thresholds are constants of the hardware.
         True: they live in RAMs without initial contents, filled through the
         ``load`` port (:attr:`memory_groups`, :meth:`memory_contents`; image
-        layout: :mod:`qnnfab.rtl.weights_image`); the hardware then depends
+        layout: :mod:`qnnfab.weights_image`); the hardware then depends
         only on the shapes and kinds, not on the values (the threshold width
         covers the whole accumulator range).
     weight_memory : "auto" | "block" | "distributed"
@@ -150,7 +150,10 @@ class MVTU(wiring.Component):
         self.weight_bits, self.act_bits = wkind.width, akind.width
         self.vectors = vectors
         self.binary = weight_kind == "bipolar" and act_kind == "bipolar"
-        self.acc_range = accumulator_range(mw, wkind, akind)
+        t = None if thresholds is None else check_thresholds(where, thresholds, mh, pe)
+        memories = layer_memories(name, mh=mh, mw=mw, pe=pe, simd=simd, weight_kind=wkind, act_kind=akind,
+                                  thresholds=t, runtime=runtime)
+        self.acc_range = memories.acc_range
         self.acc_shape = range_shape(*self.acc_range)
         self.acc_width = self.acc_shape.width
         self.acc_signed = self.acc_shape.signed
@@ -164,22 +167,17 @@ class MVTU(wiring.Component):
             self.out_elem_width = self.acc_width
             self._tables = None
         else:
-            t = check_thresholds(where, thresholds, mh, pe)
-            clamped, n, pad, t_shape = prepare_thresholds(t, *self.acc_range)
-            if runtime:  # wide enough for any thresholds (clamped into the accumulator range)
-                t_shape = range_shape(min(self.acc_range[0], 0), self.acc_range[1] + 1)
+            clamped, n, pad = prepare_thresholds(t, *self.acc_range)
             self.out_bits = n
             self.threshold_count = t.shape[1]
             self.out_elem_width = n
-            self.threshold_shape = t_shape
+            bits, is_signed = memories.threshold
+            self.threshold_shape = signed(bits) if is_signed else unsigned(bits)
             self._tables = threshold_stage_tables(clamped, pe, n, pad)
         self._weight_words = weight_words(w, pe, simd, self.weight_bits)
         self.runtime = bool(runtime)
         self.weight_memory = weight_memory
-        self.memory_groups = [MemoryGroup(name, "weights", pe, simd * self.weight_bits, self.nf * self.sf)]
-        for s in range(self.out_bits):
-            self.memory_groups.append(MemoryGroup(name, f"thresholds{s}", pe, self.threshold_shape.width,
-                                                  self.nf << s, self.threshold_shape.signed))
+        self.memory_groups = list(memories.groups)
 
         self.in_shape = akind.shape()
         self.out_shape = self.acc_shape if self._tables is None else unsigned(self.out_bits)

@@ -14,7 +14,7 @@ from .frame_unpacker import FrameUnpacker
 from .record_packer import RecordPacker
 from .weight_words import WeightWords
 
-__all__ = ["OverlayShell", "overlay_formats", "shell_ports", "shell_clock", "connect_shell_axi"]
+__all__ = ["OverlayShell", "shell_ports", "shell_clock", "connect_shell_axi"]
 
 DMA_FIFO_BEATS = 64
 
@@ -30,28 +30,11 @@ def _accelerator_ports(accel):
 
 
 def _weights_port(accel):
-    """The accelerator's weights-image port (layout: :mod:`qnnfab.rtl.weights_image`), or None:
+    """The accelerator's weights-image port (layout: :mod:`qnnfab.weights_image`), or None:
     ``(wload stream, wload_done, wload_error)``."""
     if not hasattr(accel, "wload"):
         return None
     return accel.wload, accel.wload_done, accel.wload_error
-
-
-def overlay_formats(cfg, accel, data_width):
-    """The :class:`~qnnfab.overlay_map.Formats` of ``accel`` (a Dataflow of ``cfg``)."""
-    bits = 1 if cfg.input_kind == "bipolar" else cfg.input_bits
-    (i_data, _, _), (o_data, _, _, _) = _accelerator_ports(accel)
-    simd = cfg.layers[0].in_simd
-    in_width, out_width = (Value.cast(x).shape().width for x in (i_data, o_data))
-    if in_width != simd * bits:
-        raise AssertionError(f"input word of {in_width} bits, expected {simd} x {bits}")
-    if out_width != accel.out_elems * accel.out_bits:
-        raise AssertionError(f"output word of {out_width} bits, expected {accel.out_elems} x {accel.out_bits}")
-    return om.Formats(
-        name=cfg.name, input_shape=list(cfg.input_shape), input_kind=cfg.input_kind, input_bits=bits,
-        in_simd=simd, out_elems=accel.out_elems, out_bits=accel.out_bits, out_signed=accel.out_signed,
-        out_words=accel.out_words, topology_hash=cfg.topology_hash(), bus_bytes=data_width // 8,
-        runtime_weights=hasattr(accel, "wload"))
 
 
 def shell_ports(data_width):
@@ -155,7 +138,7 @@ class OverlayShell(wiring.Component):
         self.cfg = cfg
         self.data_width = data_width
         self.accel = Dataflow(cfg, pipeline=pipeline)
-        self.formats = overlay_formats(cfg, self.accel, data_width)
+        self.formats = self.accel.plan.overlay_formats(data_width)
         super().__init__(shell_ports(data_width))
 
     def elaborate(self, platform):

@@ -8,7 +8,7 @@ activation, bit 1 = +1; N = 2^n - 1: an unsigned n-bit activation). Ties count
 
 Implementation: a binary search, one pipeline stage per output bit (MSB
 first), each stage with one comparator per PE and its own on-chip memory of
-the thresholds it can need (layout: :func:`qnnfab.rtl.weight_layout.threshold_stage_tables`).
+the thresholds it can need (layout: :func:`qnnfab.weight_layout.threshold_stage_tables`).
 Rows with fewer than 2^n - 1 thresholds are padded with a value no
 accumulator reaches. Thresholds are first clamped into [lo, hi + 1] of the
 accumulator range (which changes no output), so the threshold width is derived
@@ -23,11 +23,11 @@ from amaranth.lib.wiring import In, Out
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
 from qnnfab.kinds import DataKind
+from qnnfab.plan import threshold_memory
 
-from .dot_product import range_shape
 from .loadable_memory import weight_memory
 from .lanes import lanes
-from .weight_layout import threshold_stage_tables
+from qnnfab.weight_layout import threshold_stage_tables
 
 __all__ = ["Threshold", "check_thresholds", "prepare_thresholds", "threshold_search", "wrap_increment"]
 
@@ -52,12 +52,9 @@ def check_thresholds(where, thresholds, rows, pe):
 
 
 def prepare_thresholds(t, lo, hi):
-    """Clamp thresholds to [lo, hi + 1]; return (clamped, n bits, pad value, memory shape)."""
-    n = int(t.shape[1]).bit_length()
-    c = np.clip(t, lo, hi + 1)
-    pad = hi + 1
-    vmax = int(c.max()) if t.shape[1] == (1 << n) - 1 else max(int(c.max()), pad)
-    return c, n, pad, range_shape(min(int(c.min()), 0), vmax)
+    """Clamp thresholds to [lo, hi + 1]; return (clamped, n bits, pad value).
+    Their memory width is :func:`qnnfab.plan.threshold_memory`'s."""
+    return np.clip(t, lo, hi + 1), int(t.shape[1]).bit_length(), hi + 1
 
 
 def threshold_search(m, accs, fold, valid, enable, tables, t_shape, folds, name="th", *, load=None, groups=None,
@@ -136,7 +133,9 @@ class Threshold(wiring.Component):
         check_divisor(where, "pe", pe, c, "C")
         t = check_thresholds(where, t, c, pe)
         lo, hi = DataKind.of("int" if in_signed else "uint", in_width, where).stored_range
-        clamped, n, pad, t_shape = prepare_thresholds(t, lo, hi)
+        clamped, n, pad = prepare_thresholds(t, lo, hi)
+        bits, is_signed = threshold_memory(t, lo, hi, runtime=False)
+        t_shape = signed(bits) if is_signed else unsigned(bits)
         self.channels, self.pe, self.folds = c, pe, c // pe
         self.in_width, self.in_signed = in_width, in_signed
         self.out_bits = n

@@ -2,7 +2,7 @@
 
 Design: one central loader per accelerator (not a daisy chain). It checks the
 two header words, then walks the memory groups of every layer in image order
-(:mod:`qnnfab.rtl.weights_image`), shifting the words of a row (most
+(:mod:`qnnfab.weights_image`), shifting the words of a row (most
 significant first) through a row register and writing the row into every PE
 memory of the group in the cycle its last word arrives (the bus carries the
 arriving word at the LSBs, the earlier ones above it). All layers share the loader's address and data bus;
@@ -14,7 +14,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .loadable_memory import bus_size, load_bus
-from .weights_image import ERROR_BITS, WORD_BITS, WloadError, header_words
+from qnnfab.weights_image import ERROR_BITS, WORD_BITS, WloadError, header_words
 
 __all__ = ["WeightLoader", "wload_signature"]
 
@@ -29,7 +29,7 @@ class WeightLoader(wiring.Component):
 
     Parameters
     ----------
-    groups : list of :class:`~qnnfab.rtl.weights_image.MemoryGroup`
+    groups : list of :class:`~qnnfab.weights_image.MemoryGroup`
         Every memory group, in image order (group ``g`` = enable bit ``g``).
     topology_hash : int
         The network's :meth:`~qnnfab.netconfig.NetConfig.topology_hash`,
@@ -50,7 +50,7 @@ class WeightLoader(wiring.Component):
     done : out, one-cycle pulse the cycle after the transfer of a word with
         ``last`` (or of the final body word when ``last`` is missing there,
         after the excess up to ``last`` is discarded).
-    error : out, :class:`~qnnfab.rtl.weights_image.WloadError` code, valid
+    error : out, :class:`~qnnfab.weights_image.WloadError` code, valid
         with ``done`` (held until the next ``done``).
     load : the load bus (``addr``, ``data``, ``en``: one bit per group) of
         :mod:`qnnfab.rtl.loadable_memory`.

@@ -236,18 +236,18 @@ def test_format_links_states_the_bound_between_layers():
 def test_layer_links_pair_adjacent_layers_with_the_stages_between(tmp_path, monkeypatch):
     from qnnfab import netconfig
     from qnnfab.boards.estimate.report import StagePair, layer_links, link_report
-    from qnnfab.rtl.dataflow import Dataflow
+    from qnnfab.plan import plan_of
+    from qnnfab.rtl.dataflow import stage_components
     monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
     cfg = netconfig.loads('[network]\nname = "t"\ninput_shape = [8]\nweights = "random"\n'
                           '[[layer]]\nname = "a"\ntype = "fc"\nout = 4\npe = 2\nsimd = 4\n'
                           '[[layer]]\nname = "b"\ntype = "fc"\nout = 2\nact = "acc"\npe = 1\nsimd = 4\n')
-    df = Dataflow(cfg)
-    df._MustUse__silence = True
-    links = layer_links(df)
+    stages = stage_components(plan_of(cfg))
+    links = layer_links(stages)
     assert [(s, d, [n for _, n, _ in st]) for s, d, st in links] == [("a", "b", ["a", "b_dwc", "b_fifo", "b"])]
     pair = StagePair(links[0][2])
-    assert pair.signature.members["i"] == df.stages[0][2].signature.members["i"]
-    assert pair.signature.members["o"] == df.stages[-1][2].signature.members["o"]
+    assert pair.signature.members["i"] == stages[0][2].signature.members["i"]
+    assert pair.signature.members["o"] == stages[-1][2].signature.members["o"]
     # the pair synthesized: a register-to-register bound, its path in named stages
     (rep,) = link_report(cfg, jobs=1, progress=None)
     assert (rep.src, rep.dst) == ("a", "b") and 300 < rep.logic_ps < 5000

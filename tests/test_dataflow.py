@@ -10,7 +10,8 @@ from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from qnnfab import netconfig
-from qnnfab.rtl.dataflow import ArgMax, Dataflow, fifo_depth_for
+from qnnfab.plan import fifo_depth_for
+from qnnfab.rtl.dataflow import ArgMax, Dataflow
 from qnnfab.rtl.stream_fifo import StreamFIFO
 from qnnfab.rtl.width_converter import WidthConverter
 

@@ -11,7 +11,7 @@ from qnnfab.golden.matvec import quantized_matvec
 from qnnfab.golden.threshold import multithreshold
 from qnnfab.kinds import DataKind
 from qnnfab.rtl.mvtu import MVTU
-from qnnfab.rtl.weight_layout import threshold_stage_tables, weight_words, word_values
+from qnnfab.weight_layout import threshold_stage_tables, weight_words, word_values
 from qnnfab.sim.amaranth_stream import stream_through
 from qnnfab.sim.words import pack_rows, unpack_fields
 

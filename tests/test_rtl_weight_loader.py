@@ -6,7 +6,7 @@ import random
 
 from amaranth.hdl import Value
 
-from qnnfab.rtl import weights_image as wi
+from qnnfab import weights_image as wi
 from qnnfab.rtl.weight_loader import WeightLoader
 from qnnfab.sim.amaranth_stream import StreamSource, run_streams
 

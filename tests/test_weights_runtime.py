@@ -15,7 +15,8 @@ from amaranth.sim import Simulator
 from qnnfab import netconfig
 from qnnfab.cli import main
 from qnnfab.errors import ConfigError
-from qnnfab.rtl import weights_image as wi
+from qnnfab import weights_image as wi
+from qnnfab.plan import pack_image, plan_of
 from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.benches.network_tb import input_words
 from qnnfab.sim.benches.weights_reload_tb import NETS, network
@@ -23,11 +24,6 @@ from qnnfab.sim.stream import unpack_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 LFC_SMALL = ROOT / "configs" / "lfc_small.toml"
-
-
-def _silenced(top):
-    top._MustUse__silence = True
-    return top
 
 
 def _verilog(cfg, mode):
@@ -68,9 +64,9 @@ def _unpack_body(words, groups):
 @pytest.mark.parametrize("net", ["kbit", "conv"])
 def test_image_holds_every_weight_where_the_layout_says(net):
     cfg = network({"net": net}, "A")
-    words = wi.image_words(cfg)
-    top = _silenced(Dataflow(cfg))
-    groups = wi.image_groups(top)
+    plan = plan_of(cfg, "runtime")
+    words = plan.image_words()
+    groups = plan.groups
     assert words[0] == wi.MAGIC | (wi.VERSION << 32)
     assert words[1] == cfg.topology_hash() | ((len(words) - 2) << 32)
     body = _unpack_body(words, groups)
@@ -103,8 +99,7 @@ def test_image_holds_every_weight_where_the_layout_says(net):
 
 def test_every_group_fills_more_than_half_of_its_words():
     for net in NETS:
-        top = _silenced(Dataflow(network({"net": net}, "A")))
-        for g in wi.image_groups(top):
+        for g in plan_of(network({"net": net}, "A"), "runtime").groups:
             assert g.pack & (g.pack - 1) == 0
             used = g.pe * g.width * g.depth
             assert used * 2 > g.words * 64 or g.row_bits < 64, g
@@ -155,7 +150,7 @@ def _load_then_frames(cfg_loaded, cfg_build, image, frames=2):
 def test_kbit_network_loaded_at_run_time_matches_golden():
     """Groups of different row lengths (1 and 2 words) and signed multi-stage thresholds."""
     a, b = network({"net": "kbit"}, "A"), network({"net": "kbit"}, "B")
-    err, got, want = _load_then_frames(b, a, wi.image_words(b))
+    err, got, want = _load_then_frames(b, a, plan_of(b, "runtime").image_words())
     assert err == wi.WloadError.OK
     assert got == want
 
@@ -164,7 +159,7 @@ def test_image_of_another_topology_is_refused_by_the_hardware():
     a = network({"net": "kbit"}, "A")
     other = netconfig.loads(NETS["kbit"].replace("pe = 4\n", "pe = 8\n", 1), ROOT / "configs")
     assert other.topology_hash() != a.topology_hash()
-    err, _, _ = _load_then_frames(a, a, wi.image_words(other), frames=1)
+    err, _, _ = _load_then_frames(a, a, plan_of(other, "runtime").image_words(), frames=1)
     assert err == wi.WloadError.WRONG_NETWORK
 
 
@@ -176,7 +171,7 @@ def test_error_codes_are_distinct_and_fit_the_port():
 
 def test_check_image_names_what_is_wrong():
     cfg = netconfig.load(LFC_SMALL)
-    data = wi.pack_image(cfg)
+    data = pack_image(cfg)
     n = wi.check_image(data, cfg.topology_hash())
     assert len(data) == 8 * (n + wi.HEADER_WORDS)
     with pytest.raises(ConfigError, match="another network"):
@@ -203,7 +198,7 @@ def test_pack_weights_command(tmp_path, capsys):
     out = tmp_path / "w.bin"
     assert main(["pack-weights", "--config", str(LFC_SMALL), "--out", str(out)]) == 0
     cfg = netconfig.load(LFC_SMALL)
-    assert out.read_bytes() == wi.pack_image(cfg)
+    assert out.read_bytes() == pack_image(cfg)
     assert f"{cfg.topology_hash():#010x}" in capsys.readouterr().out
     rc = main(["pack-weights", "--config", str(LFC_SMALL), "--out", str(tmp_path / "no" / "w.bin")])
     assert rc == 2
@@ -217,7 +212,7 @@ def test_driver_checks_the_image_header_on_a_board_without_qnnfab(tmp_path):
     cfg = netconfig.load(LFC_SMALL)
     for fname, body in driver_files(cfg).items():
         (tmp_path / fname).write_text(body)
-    data = wi.pack_image(cfg)
+    data = pack_image(cfg)
     (tmp_path / "good.bin").write_bytes(data)
     bad = bytearray(data)
     bad[9] ^= 0x40                                   # a bit of the topology hash

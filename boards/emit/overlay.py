@@ -10,7 +10,7 @@ driver files and a README (word formats, register map, build and run;
 :func:`driver_files`: ``{file name: text}`` of what goes next to the
 bitstream: ``driver.py`` (:mod:`qnnfab.boards.onboard.driver`, verbatim),
 ``qnnfab_overlay_map.py`` (:mod:`qnnfab.overlay_map`, verbatim),
-``qnnfab_weights_image.py`` (:mod:`qnnfab.rtl.weights_image`, verbatim: the
+``qnnfab_weights_image.py`` (:mod:`qnnfab.weights_image`, verbatim: the
 weights image header the driver checks) and ``network.json`` (the network's
 buffer formats).
 """
@@ -24,7 +24,8 @@ from amaranth.back import verilog
 from qnnfab import overlay_map
 from qnnfab.boards.onboard import driver
 from qnnfab.errors import ConfigError
-from qnnfab.rtl import weights_image
+from qnnfab import weights_image
+from qnnfab.plan import plan_of, save_image
 from qnnfab.rtl.overlay import OverlayShell
 
 from .accelerator import accelerator_name
@@ -62,7 +63,7 @@ def overlay_verilog(cfg, data_width=64):
 def driver_files(cfg, data_width=64, formats=None):
     """``{file name: text}`` of the driver folder for ``cfg``'s overlay."""
     if formats is None:
-        formats = overlay_shell(cfg, data_width).formats
+        formats = plan_of(cfg).overlay_formats(data_width)
     return {
         "driver.py": Path(driver.__file__).read_text(),
         "qnnfab_overlay_map.py": Path(overlay_map.__file__).read_text(),
@@ -127,7 +128,7 @@ def write_overlay(cfg, board, clock_mhz, out_dir, data_width=64):
         (out / name).write_text(text)
         files.append(name)
     if cfg.weights_mode == "runtime":
-        weights_image.save_image(cfg, out / RUNTIME_WEIGHTS_FILE)
+        save_image(cfg, out / RUNTIME_WEIGHTS_FILE)
         files.append(RUNTIME_WEIGHTS_FILE)
     (out / "README.md").write_text(overlay_readme(cfg, bd, parts))
     files.append("README.md")

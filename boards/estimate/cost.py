@@ -38,7 +38,7 @@ import math
 from qnnfab.folding import layer_cycles
 from qnnfab.kinds import DataKind, accumulator_range
 from qnnfab.netconfig import PIPELINE_MAX
-from qnnfab.rtl.dataflow import fifo_depth_for
+from qnnfab.plan import fifo_depth_for
 from qnnfab.rtl.sliding_window import BLOCK_RAM_COPY_BITS
 
 from .yosys import Resources

@@ -29,7 +29,9 @@ from amaranth.hdl import Module
 from amaranth.lib import wiring
 
 from qnnfab.boards.targets.device import describe_overflows, overflows
-from qnnfab.rtl.dataflow import Dataflow
+from qnnfab.plan import plan_of
+from qnnfab.rtl.dataflow import stage_components
+from qnnfab.rtl.weight_loader import WeightLoader
 
 from .yosys import Resources, synth_xc7, synth_xc7_path
 
@@ -92,13 +94,12 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
     """Synthesize every stage of ``cfg``'s dataflow; return a :class:`NetworkReport`.
 
     ``timing`` runs Yosys ``sta`` in the same runs (``logic_ps`` per layer)."""
-    top = Dataflow(cfg)
-    top._MustUse__silence = True  # only its stages are synthesized, one by one
+    plan = plan_of(cfg)
     owner = {}
     current = None
     # FIFOs and width converters belong to the layer they feed
     pending = []
-    for kind, name, comp in top.stages:
+    for kind, name, comp in stage_components(plan):
         if kind in ("fifo", "width"):
             pending.append((name, comp))
             continue
@@ -108,8 +109,8 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
         pending = []
         owner[name] = (current, comp)
     items = list(owner.items())
-    if top.loader is not None:
-        items.append(("weight_loader", ("weight_loader", top.loader)))
+    if plan.runtime:
+        items.append(("weight_loader", ("weight_loader", WeightLoader(list(plan.groups), plan.topology_hash))))
     results = {}
     t0 = time.monotonic()
 
@@ -278,10 +279,11 @@ class LinkReport:
         return len(self.stages) > 1
 
 
-def layer_links(df):
-    """``[(src layer, dst layer, [stages from src to dst])]`` of a Dataflow's adjacent layers."""
+def layer_links(stages):
+    """``[(src layer, dst layer, [stages from src to dst])]`` of adjacent layers among
+    ``stages`` (:func:`~qnnfab.rtl.dataflow.stage_components`)."""
     links, current = [], None
-    for stage in df.stages:
+    for stage in stages:
         kind = stage[0]
         if current is not None:
             current.append(stage)
@@ -295,9 +297,8 @@ def layer_links(df):
 def link_report(cfg, *, jobs=2, progress=print):
     """Synthesize every pair of adjacent layers of ``cfg`` with what lies between them
     (:class:`StagePair`, cached like the stages); return a list of :class:`LinkReport`."""
-    df = Dataflow(cfg)   # components of their own: the stages of the layer report are elaborated elsewhere
-    df._MustUse__silence = True
-    links = layer_links(df)
+    # components of their own: the stages of the layer report are elaborated elsewhere
+    links = layer_links(stage_components(plan_of(cfg)))
     t0 = time.monotonic()
 
     def run(link):

@@ -30,7 +30,7 @@ try:
 except ImportError:          # on the board: the copy written next to this file
     import qnnfab_overlay_map as om
 try:
-    from qnnfab.rtl import weights_image as wi
+    from qnnfab import weights_image as wi
 except ImportError:          # on the board: the copy written next to this file
     import qnnfab_weights_image as wi
 
@@ -319,7 +319,7 @@ class Accelerator:
                 raise ValueError("load_weights: an .npz needs config= (the network's TOML) to be packed")
             try:
                 from qnnfab import netconfig
-                from qnnfab.rtl.weights_image import pack_image
+                from qnnfab.plan import pack_image
             except ImportError:
                 raise OverlayError("packing an .npz needs qnnfab; run `qnnfab pack-weights --config "
                                    f"{config} --out weights.bin` on a PC and load the .bin") from None

@@ -7,6 +7,7 @@ from cocotb.triggers import FallingEdge, ReadOnly
 
 from qnnfab import netconfig
 from qnnfab.kinds import DataKind
+from qnnfab.plan import plan_of
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream, reset_point,
@@ -136,13 +137,11 @@ def _ports(dut, rng, valid_prob, ready_prob):
 
 
 def _bench(salt):
-    """This run's parameters, config, random stream and accelerator (only for its word
-    format and model: not elaborated here)."""
+    """This run's parameters, config, random stream and the design's plan (word
+    format and cycles per layer)."""
     p = bench_params()
-    top = design(p)
-    top._MustUse__silence = True
-    top.dataflow._MustUse__silence = True
-    return p, load_config(p), bench_random(salt), top
+    cfg = load_config(p)
+    return p, cfg, bench_random(salt), plan_of(cfg, "const")
 
 
 async def _run(dut, frames_n, valid_prob, ready_prob, salt):
@@ -152,7 +151,7 @@ async def _run(dut, frames_n, valid_prob, ready_prob, salt):
     golden = cfg.golden()
     scores = golden.forward(frames).reshape(frames_n, -1)
     labels = np.argmax(scores, axis=1)
-    fmt = top.format
+    fmt = top.word_format
     src = StreamSource(dut, "s_axis", rng, valid_prob, axis=True)
     snk = StreamSink(dut, "m_axis", rng, ready_prob, axis=True)
     words = fmt.pack_frames(frames)
@@ -192,7 +191,7 @@ async def badly_framed_inputs_set_the_error_and_the_next_frames_come_out_right(d
     every tlast-ended frame gives one output frame, the later frames stay aligned."""
     await start(dut)
     p, cfg, rng, top = _bench(3)
-    fmt = top.format
+    fmt = top.word_format
     n = fmt.in_words
     frames = bench_frames(cfg, p, 9, rng.getrandbits(32))
     flat = frames.reshape(len(frames), -1)
@@ -265,7 +264,7 @@ async def restarts_cleanly_after_reset_in_flight(dut):
     forward pass word for word, with their labels and tlast, and nothing else."""
     await start(dut)
     p, cfg, rng, top = _bench(3)
-    fmt = top.format
+    fmt = top.word_format
     old = fmt.pack_frames(cfg.random_inputs(3, rng.getrandbits(32)))
     per = fmt.in_words
     src = StreamSource(dut, "s_axis", rng, 0.7, axis=True)

@@ -26,6 +26,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
 
 from qnnfab import netconfig
 from qnnfab import overlay_map as om
+from qnnfab.plan import plan_of
 from qnnfab.sim.axi_board import Board, CosimBackend
 from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import bench_params, bench_random, write_metrics
@@ -138,22 +139,14 @@ def design(params):
     return OverlayShell(load_config(params), params.get("width", 64))
 
 
-def _shell(params):
-    """The shell, built for its formats and model only (not elaborated)."""
-    shell = design(params)
-    shell._MustUse__silence = True
-    shell.accel._MustUse__silence = True
-    return shell
-
-
 def formats(params):
-    """The shell's buffer formats."""
-    return _shell(params).formats
+    """The shell's buffer formats (from the network's plan)."""
+    return plan_of(load_config(params)).overlay_formats(params.get("width", 64))
 
 
 def frame_cycles(params):
     """Cycles of one frame's trip through every stage of the accelerator (its model)."""
-    return sum(c for _, c in _shell(params).accel.model)
+    return sum(c for _, c in plan_of(load_config(params)).model)
 
 
 def summarize(result):
@@ -467,14 +460,14 @@ if P.get("runtime"):
     @cocotb.test()
     async def driver_loads_weights_a_b_a_and_bad_images_are_refused(dut):
         from qnnfab.boards.onboard.driver import OverlayError
-        from qnnfab.rtl import weights_image as wi
+        from qnnfab.plan import pack_image
         board, rng, cfg_a, fm = await _setup(4)
         cfg_b = load_config(P, seed=991)
         assert cfg_b.topology_hash() == cfg_a.topology_hash()
         acc = await bridge(make_accelerator)(board, fm, P["batch_size"])
         n = P["frames"][0]
         images = network_images(cfg_a, n, rng)
-        img_a, img_b = wi.pack_image(cfg_a), wi.pack_image(cfg_b)
+        img_a, img_b = pack_image(cfg_a), pack_image(cfg_b)
         if P.get("odd_image"):
             assert len(img_a) % fm.bus_bytes, (f"odd_image: the image of {len(img_a)} bytes fills whole "
                                                f"{fm.bus_bytes}-byte bus words: pick another network")

@@ -16,7 +16,8 @@ import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from qnnfab import netconfig
-from qnnfab.rtl import weights_image as wi
+from qnnfab import weights_image as wi
+from qnnfab.plan import plan_of
 from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.stream import (bench_params, bench_random, ProgressWatchdog, run_streams, stall_limit, start,
                                StreamSink, StreamSource, unpack_fields, write_metrics)
@@ -144,7 +145,7 @@ def summarize(result):
 
 
 def image(cfg):
-    return wi.image_words(cfg)
+    return plan_of(cfg, "runtime").image_words()
 
 
 class Bench:
@@ -153,8 +154,7 @@ class Bench:
         p = bench_params()
         self.params = p
         self.a, self.b = network(p, "A"), network(p, "B")
-        self.top = design(p)
-        self.top._MustUse__silence = True  # only its port formats are read
+        self.top = plan_of(self.a, "runtime")   # its word formats and cycles per layer
 
     async def load(self, words, *, valid_prob=1.0, last_at=None, frame_words=(), release_frames=None):
         """Stream ``words`` into ``wload`` (``last`` on word ``last_at``, default the final one).
@@ -209,10 +209,10 @@ class Bench:
         snk = StreamSink(dut, "o", self.rng, ready_prob)
         src.send(input_words(cfg, x))
         budget = 30 * n * max(c for _, c in top.model) + 5000
-        await run_streams(dut, [src], [snk], [n * top.out_words], budget,
+        await run_streams(dut, [src], [snk], [n * top.output.words], budget,
                           stall_cycles=stall_limit(sum(c for _, c in top.model)))
-        got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
-                                                                       signed=top.out_signed)]).reshape(n, -1)
+        got = np.array([e for w in snk.words for e in unpack_fields(w, [top.output.elem.bits] * top.output.elems,
+                                                                       signed=top.output.elem.signed)]).reshape(n, -1)
         for f in range(n):
             if not np.array_equal(got[f], want[f]):
                 raise AssertionError(f"network {cfg.source}, frame {f}: hardware {got[f].tolist()}, "
@@ -328,9 +328,9 @@ async def load_during_a_frame_is_refused_and_the_frame_completes(dut):
     assert int(dut.o__valid.value) == 1, "the frame's output should be waiting"
     await t.expect_load(img_b, wi.WloadError.BUSY, valid_prob=0.5)
     snk.ready_prob = 1.0
-    await run_streams(dut, [src], [snk], [top.out_words], 100 + 30 * slowest)
-    got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
-                                                                   signed=top.out_signed)])
+    await run_streams(dut, [src], [snk], [top.output.words], 100 + 30 * slowest)
+    got = np.array([e for w in snk.words for e in unpack_fields(w, [top.output.elem.bits] * top.output.elems,
+                                                                   signed=top.output.elem.signed)])
     assert np.array_equal(got, want), f"frame during refused loads: {got.tolist()} vs golden(A) {want.tolist()}"
     # idle now: the load is taken
     await t.expect_load(img_b, wi.WloadError.OK)
@@ -358,9 +358,9 @@ async def frames_wait_while_a_load_runs(dut):
         if int(dut.i__valid.value) and int(dut.i__ready.value) and not wl.idle:
             taken_during_load.append(cycle)
 
-    await run_streams(dut, [wl, src], [snk], [2 * top.out_words], 30 * (len(img_b) + 4 * max(
+    await run_streams(dut, [wl, src], [snk], [2 * top.output.words], 30 * (len(img_b) + 4 * max(
         c for _, c in top.model)), monitors=[watch])
     assert not taken_during_load, f"input words taken during the load at cycles {taken_during_load[:5]}"
-    got = np.array([e for w in snk.words for e in unpack_fields(w, [top.out_bits] * top.out_elems,
-                                                                   signed=top.out_signed)])
+    got = np.array([e for w in snk.words for e in unpack_fields(w, [top.output.elem.bits] * top.output.elems,
+                                                                   signed=top.output.elem.signed)])
     assert np.array_equal(got, want), "frames queued behind a load must use the new weights (golden(B))"

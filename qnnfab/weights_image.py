@@ -3,7 +3,7 @@
 A network built with ``weights_mode = "runtime"`` keeps the weights and
 thresholds of every fc/conv layer in RAMs without initial contents; they are
 filled through the accelerator's ``wload`` port with a *weights image*. The
-packer (:func:`pack_image`, ``qnnfab pack-weights``), the loader hardware
+packer (:meth:`qnnfab.plan.Plan.image_words`, ``qnnfab pack-weights``), the loader hardware
 (:class:`qnnfab.rtl.weight_loader.WeightLoader`), the memories of
 :class:`~qnnfab.rtl.mvtu.MVTU` and the drivers all use the definitions below.
 
@@ -15,7 +15,7 @@ Image = 64-bit words, little-endian (byte 8k is the LSB of word k)::
 
 Memory groups, in layer order (fc and conv layers; max pools have none):
 the layer's weight memories, then its threshold stage memories 0 .. n-1
-(layouts: :mod:`qnnfab.rtl.weight_layout`). A group is the PE memories of one
+(layouts: :mod:`qnnfab.weight_layout`). A group is the PE memories of one
 kind, each ``width`` bits x ``depth`` logical words. In runtime mode each PE
 memory stores ``pack`` consecutive logical words per physical word (``pack``
 = the smallest power of two with ``PE * width * pack >= 64``, no more than
@@ -55,8 +55,7 @@ def _error(where, field, problem, fix):
     return ConfigError(where, field, problem, fix)
 
 __all__ = ["MAGIC", "VERSION", "WORD_BITS", "HEADER_WORDS", "WloadError", "ERROR_BITS", "MemoryGroup",
-           "header_words", "group_rows", "image_groups", "pack_image", "pack_words", "read_header",
-           "check_image", "image_words", "save_image"]
+           "header_words", "group_rows", "read_header", "check_image"]
 
 MAGIC = 0x49574E51          # b"QNWI" as a little-endian 32-bit word
 VERSION = 1
@@ -137,65 +136,6 @@ def group_rows(group, contents):
                     row |= (int(words[i]) & mask) << (base + j * w)
         rows.append(row)
     return rows
-
-
-def _layer_units(top):
-    """(MVTU, layer name) of every fc/conv stage of a Dataflow, in stream order."""
-    out = []
-    for kind, name, comp in top.stages:
-        if kind == "fc":
-            out.append((comp, name))
-        elif kind == "conv":
-            out.append((comp.mvtu, name))
-    return out
-
-
-def image_groups(top):
-    """All memory groups of a Dataflow ``top`` in image order (index = loader enable bit)."""
-    return [g for mvtu, _ in _layer_units(top) for g in mvtu.memory_groups]
-
-
-def pack_words(top):
-    """The weights image of Dataflow ``top`` (built from its config's weights) as 64-bit words."""
-    body = []
-    for mvtu, _ in _layer_units(top):
-        for group, contents in zip(mvtu.memory_groups, mvtu.memory_contents()):
-            for row in group_rows(group, contents):
-                for k in reversed(range(group.row_words)):
-                    body.append((row >> (WORD_BITS * k)) & ((1 << WORD_BITS) - 1))
-    return header_words(top.cfg.topology_hash(), len(body)) + body
-
-
-def image_words(cfg):
-    """Header + body words of ``cfg`` (its layout only: no weights needed beyond the config's)."""
-    return pack_words(_dataflow(cfg))
-
-
-def _dataflow(cfg):
-    from .dataflow import Dataflow
-    top = Dataflow(cfg, weights_mode="runtime")
-    # only its layout is read: nothing here is elaborated
-    for c in [top, top.loader] + [c for _, _, c in top.stages] + [
-            getattr(c, n) for _, _, c in top.stages for n in ("window", "mvtu", "fifo") if getattr(c, n, None)]:
-        c._MustUse__silence = True
-    return top
-
-
-def pack_image(cfg):
-    """The weights image of ``cfg`` (its weights and thresholds) as bytes."""
-    return b"".join(w.to_bytes(8, "little") for w in image_words(cfg))
-
-
-def save_image(cfg, path):
-    """Write :func:`pack_image` to ``path`` atomically; return the number of bytes."""
-    import os
-    from pathlib import Path
-    data = pack_image(cfg)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return len(data)
 
 
 def read_header(data):
