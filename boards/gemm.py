@@ -4,9 +4,9 @@ Writes, like the network overlay (:func:`qnnfab.boards.plan.write_overlay`),
 the shell's Verilog (module ``gemm_<R>x<C>_overlay``, CONTRACTS section 2
 ports), its IP Integrator view, the Vivado block design Tcl and ``build.sh``
 (:mod:`qnnfab.boards.vivado`), and the driver: ``driver.py``
-(:class:`qnnfab.boards.driver.Gemm`), ``qnnfab_overlay_map.py`` and
-``gemm.json`` (the engine's :class:`~qnnfab.overlay_map.GemmFormats`), and a
-README.
+(:class:`qnnfab.boards.driver.Gemm`) with the modules it imports
+(:func:`qnnfab.boards.overlay.driver_modules`), ``gemm.json`` (the engine's
+:class:`~qnnfab.overlay_map.GemmFormats`), and a README.
 """
 
 import json
@@ -73,8 +73,7 @@ def gemm_shell(rows, cols, data_width=64, formats=DEFAULT_FORMATS, k_max=DEFAULT
 def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64, panels=None):
     """Write the GEMM overlay folder into ``out_dir``; return ``(BlockDesign, file names)``."""
     from amaranth.back import verilog
-    from qnnfab import overlay_map
-    from . import driver
+    from .overlay import driver_modules
     from .vivado import BlockDesign, write_vivado_project
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,8 +86,7 @@ def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64, pan
     (out / bd.sources[0]).write_text(text)
     files = [bd.sources[0]] + write_vivado_project(out, bd, text)
     extra = {
-        "driver.py": Path(driver.__file__).read_text(),
-        "qnnfab_overlay_map.py": Path(overlay_map.__file__).read_text(),
+        **driver_modules(),
         "gemm.json": json.dumps(fm.to_dict(), indent=1) + "\n",
         "README.md": _readme(bd, fm),
     }
@@ -113,8 +111,8 @@ whole {fm.rows} x {fm.cols} tiles by the driver). Blocks of up to {fm.panels} A 
 ({fm.panels} x {fm.rows} rows of A) stay in BRAM while each B panel is read once per block.
 
 Build: `sh build.sh` (Vivado, see the network overlay README for versions);
-copy `{bd.project}.bit`, `{bd.project}.hwh`, `driver.py`,
-`qnnfab_overlay_map.py` and `gemm.json` to the board, then:
+copy `{bd.project}.bit`, `{bd.project}.hwh`, `driver.py`, the `qnnfab_*.py`
+modules it imports and `gemm.json` to the board, then:
 
 ```python
 from driver import Gemm

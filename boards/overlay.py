@@ -2,12 +2,14 @@
 
 * :func:`overlay_verilog`: Verilog text of :class:`qnnfab.rtl.overlay.OverlayShell`
   under the module name :func:`overlay_name` (CONTRACTS section 2).
-* :func:`driver_files`: ``{file name: text}`` of what goes next to the
-  bitstream: ``driver.py`` (:mod:`qnnfab.boards.driver`, verbatim),
-  ``qnnfab_overlay_map.py`` (:mod:`qnnfab.overlay_map`, verbatim),
-  ``qnnfab_weights_image.py`` (:mod:`qnnfab.rtl.weights_image`, verbatim: the
-  weights image header the driver checks) and ``network.json`` (the
-  network's buffer formats).
+* :func:`driver_modules`: ``{file name: text}`` of the driver and the
+  dependency-free modules it imports, copied verbatim next to every overlay's
+  bitstream (the network's and the GEMM engine's): ``driver.py``
+  (:mod:`qnnfab.boards.driver`), ``qnnfab_overlay_map.py``
+  (:mod:`qnnfab.overlay_map`), ``qnnfab_packing.py`` (:mod:`qnnfab.packing`)
+  and ``qnnfab_weights_image.py`` (:mod:`qnnfab.rtl.weights_image`: the
+  weights image header the driver checks).
+* :func:`driver_files`: those and ``network.json`` (the network's buffer formats).
 """
 
 import json
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from .plan import accelerator_name
 
-__all__ = ["overlay_name", "overlay_shell", "overlay_verilog", "driver_files", "write_driver"]
+__all__ = ["overlay_name", "overlay_shell", "overlay_verilog", "driver_modules", "driver_files", "write_driver"]
 
 DATA_WIDTHS = (32, 64, 128)
 
@@ -42,19 +44,26 @@ def overlay_verilog(cfg, data_width=64):
     return name, verilog.convert(overlay_shell(cfg, data_width), name=name, emit_src=False)
 
 
-def driver_files(cfg, data_width=64, formats=None):
-    """``{file name: text}`` of the driver folder for ``cfg``'s overlay."""
-    from qnnfab import overlay_map
+def driver_modules():
+    """``{file name: text}`` of ``driver.py`` and the modules it imports on a board without qnnfab
+    (each under the name its ``except ImportError`` branch imports)."""
+    from qnnfab import overlay_map, packing
     from qnnfab.rtl import weights_image
     from . import driver
-    if formats is None:
-        formats = overlay_shell(cfg, data_width).formats
     return {
         "driver.py": Path(driver.__file__).read_text(),
         "qnnfab_overlay_map.py": Path(overlay_map.__file__).read_text(),
+        "qnnfab_packing.py": Path(packing.__file__).read_text(),
         "qnnfab_weights_image.py": Path(weights_image.__file__).read_text(),
-        "network.json": json.dumps(formats.to_dict(), indent=1) + "\n",
     }
+
+
+def driver_files(cfg, data_width=64, formats=None):
+    """``{file name: text}`` of the driver folder for ``cfg``'s overlay: :func:`driver_modules` and
+    ``network.json``."""
+    if formats is None:
+        formats = overlay_shell(cfg, data_width).formats
+    return {**driver_modules(), "network.json": json.dumps(formats.to_dict(), indent=1) + "\n"}
 
 
 def write_driver(cfg, out_dir, data_width=64):

@@ -13,6 +13,8 @@ from amaranth.hdl import ClockDomain, DomainRenamer, Module, Value, signed, unsi
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from qnnfab.packing import pack_words, unpack_words
+
 from .dataflow import Dataflow
 from .frame_checker import FrameChecker
 from .lanes import lanes
@@ -77,26 +79,12 @@ class WordFormat:
         if flat.shape[1] != self.in_elems * self.in_words:
             raise ValueError(f"frames of {flat.shape[1]} elements, the network takes "
                              f"{self.in_elems * self.in_words}")
-        mask = (1 << self.in_bits) - 1
-        words = []
-        for row in flat.reshape(-1, self.in_elems):
-            w = 0
-            for k, e in enumerate(row.tolist()):
-                w |= (int(e) & mask) << (k * self.in_bits)
-            words.append(w)
-        return words
+        return pack_words(flat.reshape(-1, self.in_elems), self.in_bits)
 
     def unpack_scores(self, words):
         """Output words (ints) -> scores, shape (frames, out_elems * out_words)."""
-        fb = 8 * self.score_bytes
-        out = []
-        for w in words:
-            for k in range(self.out_elems):
-                v = (int(w) >> (k * fb)) & ((1 << fb) - 1)
-                if self.out_signed and v >> (fb - 1):
-                    v -= 1 << fb
-                out.append(v)
-        return np.array(out, dtype=np.int64).reshape(-1, self.out_elems * self.out_words)
+        scores = unpack_words(words, self.out_elems, 8 * self.score_bytes, self.out_signed)
+        return scores.reshape(-1, self.out_elems * self.out_words)
 
 
 class AxiStreamAccelerator(wiring.Component):

@@ -16,10 +16,11 @@ import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from qnnfab import netconfig
+from qnnfab.packing import unpack_fields
 from qnnfab.rtl import weights_image as wi
 from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.stream import (bench_params, bench_random, run_streams, start, StreamSink, StreamSource,
-                               unpack_fields, write_metrics)
+                               write_metrics)
 
 from .network_tb import CONFIGS, input_words
 
