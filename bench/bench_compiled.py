@@ -45,7 +45,7 @@ def compiled_figures(cfg, frames):
     from qnnfab.sim.compiled import NetworkBench, check_network
     bench = NetworkBench(cfg, log=lambda m: print("  " + m, flush=True))
     build = bench.build
-    seconds = build.seconds if not build.cached else _recorded_seconds(build.directory / "build.seconds")
+    seconds = build.seconds if not build.cached else _recorded_seconds(build.directory / "build.ok")
     x = cfg.random_inputs(frames, 1)
     run = bench.run(x)
     check_network(bench, x, run)

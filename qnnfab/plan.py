@@ -37,6 +37,7 @@ from qnnfab import folding
 from qnnfab import overlay_map as om
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind, accumulator_range, range_bits
+from qnnfab.packing import pack_words, unpack_fields, unpack_words
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
 
@@ -144,26 +145,12 @@ class WordFormat:
         if flat.shape[1] != self.in_elems * self.in_words:
             raise ValueError(f"frames of {flat.shape[1]} elements, the network takes "
                              f"{self.in_elems * self.in_words}")
-        mask = (1 << self.in_bits) - 1
-        words = []
-        for row in flat.reshape(-1, self.in_elems):
-            w = 0
-            for k, e in enumerate(row.tolist()):
-                w |= (int(e) & mask) << (k * self.in_bits)
-            words.append(w)
-        return words
+        return pack_words(flat.reshape(-1, self.in_elems), self.in_bits)
 
     def unpack_scores(self, words):
         """Output words (ints) -> scores, shape (frames, out_elems * out_words)."""
-        fb = 8 * self.score_bytes
-        out = []
-        for w in words:
-            for k in range(self.out_elems):
-                v = (int(w) >> (k * fb)) & ((1 << fb) - 1)
-                if self.out_signed and v >> (fb - 1):
-                    v -= 1 << fb
-                out.append(v)
-        return np.array(out, dtype=np.int64).reshape(-1, self.out_elems * self.out_words)
+        scores = unpack_words(words, self.out_elems, 8 * self.score_bytes, self.out_signed)
+        return scores.reshape(-1, self.out_elems * self.out_words)
 
 
 def fifo_depth_for(words_per_frame, producer_cycles, consumer_cycles):
@@ -325,13 +312,12 @@ class Plan:
     def image_words(self):
         """The weights image of the config's weights and thresholds: header + body, 64-bit words."""
         body = []
-        mask = (1 << WORD_BITS) - 1
         for stage in self.stages:
             if stage.memories is None:
                 continue
             for group, contents in zip(stage.memories.groups, self.memory_contents(stage)):
                 for row in group_rows(group, contents):
-                    body.extend((row >> (WORD_BITS * k)) & mask for k in reversed(range(group.row_words)))
+                    body += reversed(unpack_fields(row, [WORD_BITS] * group.row_words))
         return header_words(self.topology_hash, len(body)) + body
 
 

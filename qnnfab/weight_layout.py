@@ -9,7 +9,7 @@ Weight memory of PE ``p`` (depth NF * SF, width SIMD * bits)::
 
     word  nf * SF + sf,  bits [s * bits, (s + 1) * bits)  =  W[nf * PE + p, sf * SIMD + s]
 
-for s in 0 .. SIMD-1 (element 0 at the LSBs), each element the *stored*
+for s in 0 .. SIMD-1 (element 0 at the LSBs, :mod:`qnnfab.packing`), each element the *stored*
 integer of its kind in ``bits``-bit two's complement ("bipolar": the bit,
 1 = +1; "ternary": -1 -> 0b11, 0 -> 0b00, +1 -> 0b01; "int"/"uint": itself).
 
@@ -28,7 +28,9 @@ components validate their parameters before calling them.
 
 import numpy as np
 
-__all__ = ["fold_rows", "weight_words", "word_values", "threshold_stage_tables", "pack_elements"]
+from qnnfab.packing import pack_words
+
+__all__ = ["fold_rows", "weight_words", "threshold_stage_tables"]
 
 
 def fold_rows(a, pe):
@@ -39,24 +41,6 @@ def fold_rows(a, pe):
     return a.reshape((nf, pe) + a.shape[1:]).swapaxes(0, 1)
 
 
-def pack_elements(values, bits):
-    """Pack integers (last axis = elements) into Python ints, element 0 at the LSBs.
-
-    ``values``: (..., K) integers; each is taken modulo 2^bits (two's
-    complement). Returns a nested list of ints with the leading shape.
-    """
-    v = np.asarray(values, dtype=np.int64)
-    mask = (1 << bits) - 1
-    flat = v.reshape(-1, v.shape[-1])
-    out = []
-    for row in flat:
-        word = 0
-        for k, e in enumerate(row.tolist()):
-            word |= (int(e) & mask) << (k * bits)
-        out.append(word)
-    return np.array(out, dtype=object).reshape(v.shape[:-1]).tolist()
-
-
 def weight_words(weights, pe, simd, bits):
     """Per-PE weight memory contents: list of PE lists of NF * SF ints (layout above)."""
     w = np.asarray(weights, dtype=np.int64)
@@ -64,19 +48,7 @@ def weight_words(weights, pe, simd, bits):
     sf = mw // simd
     folded = fold_rows(w, pe)                      # (PE, NF, MW)
     words = folded.reshape(pe, (mh // pe) * sf, simd)  # word nf*SF + sf, element s
-    return [pack_elements(words[p], bits) for p in range(pe)]
-
-
-def word_values(word, count, bits, signed):
-    """Inverse of :func:`pack_elements` for one word: list of ``count`` integers."""
-    out = []
-    mask = (1 << bits) - 1
-    for k in range(count):
-        e = (int(word) >> (k * bits)) & mask
-        if signed and e >> (bits - 1):
-            e -= 1 << bits
-        out.append(e)
-    return out
+    return [pack_words(words[p], bits) for p in range(pe)]
 
 
 def threshold_stage_tables(thresholds, pe, n, pad):

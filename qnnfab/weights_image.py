@@ -38,13 +38,19 @@ Logical words beyond ``depth`` in the last row are zero. Values are stored in
 Errors (``wload_error`` with ``wload_done``; :class:`WloadError`): the one
 list of codes, shared by the hardware, the drivers and the tests.
 
-This file imports nothing from qnnfab at module level: the overlay's driver
-folder carries a verbatim copy (``qnnfab_weights_image.py``) for the header
-check on a board without qnnfab.
+This file imports from qnnfab only :mod:`qnnfab.packing` (the bits of a row,
+element 0 at the LSBs), with a fallback: the overlay's driver folder carries
+verbatim copies of both (``qnnfab_weights_image.py``, ``qnnfab_packing.py``)
+for the header check on a board without qnnfab.
 """
 
 from dataclasses import dataclass
 from enum import IntEnum
+
+try:
+    from qnnfab.packing import pack_fields, unpack_fields
+except ImportError:      # the driver's copy on a board
+    from qnnfab_packing import pack_fields, unpack_fields
 
 
 def _error(where, field, problem, fix):
@@ -122,19 +128,11 @@ def header_words(topology_hash, body_words):
 
 def group_rows(group, contents):
     """Rows of ``group`` (ints of ``row_bits`` bits) from ``contents``: PE lists of ``depth`` logical words."""
-    w, k = group.width, group.pack
-    mask = (1 << w) - 1
+    k = group.pack
     rows = []
     for a in range(group.stored_depth):
-        row = 0
-        for p in range(group.pe):
-            base = p * group.stored_width
-            words = contents[p]
-            for j in range(k):
-                i = a * k + j
-                if i < group.depth:
-                    row |= (int(words[i]) & mask) << (base + j * w)
-        rows.append(row)
+        fields = [contents[p][i] if i < group.depth else 0 for p in range(group.pe) for i in range(a * k, a * k + k)]
+        rows.append(pack_fields(fields, [group.width] * len(fields)))
     return rows
 
 

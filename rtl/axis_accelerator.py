@@ -9,6 +9,8 @@ from amaranth.hdl import ClockDomain, DomainRenamer, Module, Value, signed, unsi
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from qnnfab.packing import pack_words, unpack_words
+
 from .dataflow import Dataflow
 from .frame_checker import FrameChecker
 from .lanes import lanes

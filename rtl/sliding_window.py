@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_conv_simd, conv_in_simd, conv_simd_choices
+from qnnfab.packing import pack_fields
 
 from .lanes import lanes
 
@@ -398,7 +399,7 @@ class SlidingWindow(wiring.Component):
 
     def _pad_elements(self, n):
         """A word of ``n`` elements, each ``pad_value``."""
-        return Const(sum(self.pad_value << (j * self.bits) for j in range(n)), n * self.bits)
+        return Const(pack_fields([self.pad_value] * n, [self.bits] * n), n * self.bits)
 
     def _position_lanes(self, m, reads, wsel, iy_top, ix_left, top_base, wy_eff, wx, is_real):
         """Read addresses of the M position lanes of the current word (M > 1, CW = 1).

@@ -29,11 +29,11 @@ The sink checks the design's side of them every cycle, and raises
 
 Payloads: a port's payload may be a flat ``unsigned(n)``/``signed(n)`` or a
 ``data.ArrayLayout``/``StructLayout`` view. The source takes an ``int`` (the
-raw bits, element 0 at the LSBs, as :func:`qnnfab.sim.words.pack_rows`
+raw bits, element 0 at the LSBs, as :func:`qnnfab.packing.pack_words`
 makes them; negative ints are two's complement) or a value of the port's
 layout (a list for an ``ArrayLayout``, a dict for a ``StructLayout``). The sink
 returns raw bits as non-negative ints (split them with
-:func:`qnnfab.sim.words.unpack_fields`), the same before and after a port
+:func:`qnnfab.packing.unpack_fields`), the same before and after a port
 moves from a flat shape to a layout with the same bit order.
 
 Timing: cycles are counted from 0 at the start of the simulation (the
@@ -91,7 +91,7 @@ class StreamSource:
             return int(word) & ((1 << self._width) - 1)
         if self._shape is None:
             raise TypeError(f"{self.name}: the payload is a flat {self._bits.shape()}; "
-                            f"pass words as ints (pack elements with qnnfab.sim.words.pack_rows), got {word!r}")
+                            f"pass words as ints (pack elements with qnnfab.packing.pack_words), got {word!r}")
         return Const.cast(self._shape.const(word)).value & ((1 << self._width) - 1)
 
     def send(self, words):

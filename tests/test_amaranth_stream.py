@@ -8,8 +8,8 @@ from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from qnnfab.packing import unpack_fields
 from qnnfab.sim.amaranth_stream import StreamRuleError, StreamSink, StreamSource, run_streams, stream_through
-from qnnfab.sim.words import pack_rows, unpack_fields
 
 
 class Stage(wiring.Component):
@@ -119,8 +119,3 @@ def test_timeout_names_the_counts():
     snk = StreamSink(dut.o, ready_prob=0.0, name="o")
     with pytest.raises(AssertionError, match=r"o: 0/2; i: 1/2 sent"):
         run_streams(dut, [src], [snk], [2], max_cycles=20)
-
-
-def test_pack_rows_and_unpack_fields_put_element_0_at_the_lsbs():
-    assert pack_rows([[1, 2, 3]], 4) == [0x321]
-    assert unpack_fields(0x3F1, [4, 4, 4], signed=True) == [1, -1, 3]

@@ -150,7 +150,7 @@ def test_kernel_positions_per_word_in_a_network_match_golden():
     # row per word behind a width converter (conv0's PE 4 -> pixels of 8); Amaranth's simulator,
     # random gaps and backpressure, against the golden forward pass
     from qnnfab.sim.amaranth_stream import stream_through
-    from qnnfab.sim.words import pack_rows
+    from qnnfab.packing import pack_words
     cfg = netconfig.loads(MMV_NET)
     assert [L.in_simd for L in cfg.layers] == [3, 8, 6]
     top = Dataflow(cfg)
@@ -159,7 +159,7 @@ def test_kernel_positions_per_word_in_a_network_match_golden():
                                                                                         ("fc_out_dwc", 3, 6)]
     x = cfg.random_inputs(3, seed=1)
     want = cfg.golden().forward(x)
-    words = pack_rows((x & 0xF).reshape(-1, 3), 4)
+    words = pack_words((x & 0xF).reshape(-1, 3), 4)
     got = stream_through(top, words, top.out_words * 3, 0.7, 0.7, seed=2).words
     bits = top.out_bits
     scores = [(w >> (k * bits)) & ((1 << bits) - 1) for w in got for k in range(top.out_elems)]
@@ -277,14 +277,14 @@ def test_pipelined_dataflow_matches_golden_under_gaps_and_backpressure(pipeline)
     """Pipelining changes the latency only: lfc_small's scores and frame ends under random
     gaps and backpressure (the stall must hold every register stage of every layer)."""
     from qnnfab.sim.amaranth_stream import stream_through
-    from qnnfab.sim.words import pack_rows, unpack_fields
+    from qnnfab.packing import pack_words, unpack_fields
 
     cfg = netconfig.load(ROOT / "configs" / "lfc_small.toml")
     top = Dataflow(cfg, pipeline=pipeline)
     frames = cfg.random_inputs(4, seed=5)
     scores = cfg.golden().forward(frames).reshape(len(frames), -1)
     first = cfg.layers[0]
-    words = pack_rows(frames.reshape(-1, first.simd), 1)
+    words = pack_words(frames.reshape(-1, first.simd), 1)
     n_out = len(frames) * top.out_words
     run = stream_through(top, words, n_out, 0.7, 0.4, seed=3)
     data_bits = top.out_elems * top.out_bits

@@ -1,4 +1,4 @@
-"""GEMM engine: driver word packing, the padded golden product, qnnfab generate --gemm.
+"""GEMM engine: the padded golden product, qnnfab generate --gemm.
 
 The engine itself is checked cycle-exactly in co-simulation by the ``gemm``
 regression (tests/test_regressions.py runs its cases)."""
@@ -11,23 +11,10 @@ import numpy as np
 import pytest
 
 from qnnfab import overlay_map as om
-from qnnfab.boards.onboard.driver import pack_words, unpack_words
 from qnnfab.golden.fixedpoint import FixedFormat
 from qnnfab.golden.gemm import gemm_padded
 from qnnfab.golden.lfsr import lfsr_words
 from qnnfab.golden.systolic import systolic_matmul
-
-
-def test_pack_words_puts_element_zero_at_the_lsbs_and_pads_to_whole_bus_words():
-    raw = pack_words(np.array([[1, -1, 5]]), 4, 2, 4)
-    assert raw.shape == (1, 8)
-    assert raw[0].tolist() == [0xF1, 0x05, 0, 0, 0, 0, 0, 0]
-    assert unpack_words(raw, 3, 4).tolist() == [[1, -1, 5]]
-
-
-def test_pack_unpack_round_trip_of_every_code():
-    x = np.arange(-2048, 2048).reshape(-1, 16)
-    assert np.array_equal(unpack_words(pack_words(x, 12, 3, 8), 16, 12), x)
 
 
 @pytest.mark.parametrize("M,K,N", [(1, 1, 1), (5, 7, 3), (8, 4, 8)])
@@ -124,7 +111,7 @@ def test_generate_gemm_writes_the_overlay_folder(tmp_path):
     d = tmp_path / "g" / "overlay"
     names = {p.name for p in d.iterdir()}
     assert {"gemm_2x3_overlay.v", "gemm_2x3_overlay_bd.v", "block_design.tcl", "build.sh", "driver.py",
-            "qnnfab_overlay_map.py", "gemm.json", "README.md"} <= names
+            "qnnfab_overlay_map.py", "qnnfab_packing.py", "qnnfab_weights_image.py", "gemm.json", "README.md"} <= names
     fm = om.GemmFormats.from_dict(json.loads((d / "gemm.json").read_text()))
     assert (fm.rows, fm.cols) == (2, 3)
     assert "module gemm_2x3_overlay" in (d / "gemm_2x3_overlay.v").read_text()

@@ -131,14 +131,20 @@ def test_generated_driver_folder_runs_without_qnnfab(tmp_path):
         assert port in text
     for fname, body in driver_files(cfg).items():
         (tmp_path / fname).write_text(body)
+    from qnnfab import packing
+    assert (tmp_path / "qnnfab_packing.py").read_text() == Path(packing.__file__).read_text()
     code = ("import sys; sys.modules['qnnfab'] = None\n"
-            "import numpy as np, driver\n"
+            "import numpy as np, driver, qnnfab_packing, qnnfab_weights_image\n"
+            "assert driver.packing is qnnfab_packing, driver.packing\n"
+            "assert qnnfab_weights_image.pack_fields is qnnfab_packing.pack_fields\n"
             "fm = driver.om.Formats.from_dict(__import__('json').load(open('network.json')))\n"
             "b = driver.pack_inputs(fm, np.ones((2, 64), np.uint8))\n"
-            "print(fm.name, b.shape, b[0, :8].tolist())\n")
+            "print(fm.name, b.shape, b[0, :8].tolist())\n"
+            "print(qnnfab_packing.__file__)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == "lfc-small" and "[255, 255, 255, 255, 255, 255, 255, 255]" in out.stdout
+    assert Path(out.stdout.splitlines()[1]) == tmp_path / "qnnfab_packing.py"   # the copy, not qnnfab's
 
 
 @pytest.mark.parametrize("bus_bits", [32, 64, 128])

@@ -7,8 +7,8 @@ from qnnfab.errors import ConfigError
 from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold, xnor_popcount_matmul
 from qnnfab.rtl.conv import ConvLayer
 
+from qnnfab.packing import pack_words
 from qnnfab.sim.amaranth_stream import stream_through
-from qnnfab.sim.words import pack_rows
 
 
 def golden_conv(imgs, w, T, stride, pad, pad_value, act_kind, act_bits):
@@ -58,9 +58,9 @@ def test_conv_matches_golden_with_gaps(H, W, IFM, OFM, K, S, P, PV, SIMD, PE, AK
                     act_kind=AK, act_bits=AB if AK != "bipolar" else None)
     out = golden_conv(imgs, w, T, S, P, PV, AK, AB)
     ob = dut.mvtu.out_elem_width
-    exp = pack_rows(out.reshape(-1, PE), ob)
+    exp = pack_words(out.reshape(-1, PE), ob)
     assert dut.in_simd == min(SIMD, IFM)
-    got = stream_through(dut, pack_rows(imgs.reshape(-1, dut.in_simd), AB), len(exp), 0.7, 0.6, seed=K).words
+    got = stream_through(dut, pack_words(imgs.reshape(-1, dut.in_simd), AB), len(exp), 0.7, 0.6, seed=K).words
     assert got == exp
 
 

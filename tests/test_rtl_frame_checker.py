@@ -7,10 +7,10 @@ import pytest
 from amaranth.hdl import unsigned
 
 from qnnfab.errors import ConfigError
+from qnnfab.packing import unpack_fields
 from qnnfab.rtl.frame_checker import FrameChecker
 from qnnfab.rtl.lanes import lanes
 from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams
-from qnnfab.sim.words import unpack_fields
 
 
 def frames_as_checked(sent, n):

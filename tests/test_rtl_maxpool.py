@@ -7,8 +7,8 @@ from qnnfab.errors import ConfigError
 from qnnfab.golden import maxpool
 from qnnfab.rtl.maxpool import MaxPool
 
+from qnnfab.packing import pack_words
 from qnnfab.sim.amaranth_stream import stream_through
-from qnnfab.sim.words import pack_rows
 
 CASES = [
     # H, W, C, SIMD, K, S, kind, bits
@@ -27,8 +27,8 @@ def test_pool_matches_golden_with_gaps(H, W, C, SIMD, K, S, kind, B):
     rng = np.random.default_rng(H * 100 + W * 10 + K)
     imgs = rng.integers(0, 1 << B, size=(3, H, W, C))
     exp_vals = maxpool(imgs, K, S, kind="bipolar" if kind == "bipolar" else "uint")
-    exp = pack_rows(exp_vals.reshape(-1, SIMD), B)
-    got = stream_through(dut, pack_rows(imgs.reshape(-1, SIMD), B), len(exp), 0.7, 0.6, seed=K + S).words
+    exp = pack_words(exp_vals.reshape(-1, SIMD), B)
+    got = stream_through(dut, pack_words(imgs.reshape(-1, SIMD), B), len(exp), 0.7, 0.6, seed=K + S).words
     assert got == exp
 
 
@@ -36,8 +36,8 @@ def test_non_overlapping_pool_keeps_up_with_its_input():
     H, W, C, SIMD = 8, 8, 4, 4
     dut = MaxPool(H, W, C, SIMD, 2)
     imgs = np.random.default_rng(3).integers(0, 2, size=(3, H, W, C))
-    exp = pack_rows(maxpool(imgs, 2, kind="bipolar").reshape(-1, SIMD), 1)
-    run = stream_through(dut, pack_rows(imgs.reshape(-1, SIMD), 1), len(exp))
+    exp = pack_words(maxpool(imgs, 2, kind="bipolar").reshape(-1, SIMD), 1)
+    run = stream_through(dut, pack_words(imgs.reshape(-1, SIMD), 1), len(exp))
     got, cyc = run.words, run.out_cycles
     assert got == exp
     per = dut.out_words

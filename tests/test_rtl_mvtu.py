@@ -10,10 +10,10 @@ from qnnfab.golden.bits import xnor_popcount_matvec
 from qnnfab.golden.matvec import quantized_matvec
 from qnnfab.golden.threshold import multithreshold
 from qnnfab.kinds import DataKind
+from qnnfab.packing import pack_words, unpack_fields
 from qnnfab.rtl.mvtu import MVTU
-from qnnfab.weight_layout import threshold_stage_tables, weight_words, word_values
+from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.sim.amaranth_stream import stream_through
-from qnnfab.sim.words import pack_rows, unpack_fields
 
 
 def _stored(rng, kind, bits, shape):
@@ -29,7 +29,7 @@ def test_weight_layout_places_row_r_in_pe_r_mod_pe_fold_r_div_pe():
     for r in range(mh):
         for c in range(mw):
             word = words[r % pe][(r // pe) * sf + c // simd]
-            assert word_values(word, simd, bits, signed=True)[c % simd] == w[r, c]
+            assert unpack_fields(word, [bits] * simd, signed=True)[c % simd] == w[r, c]
 
 
 def test_threshold_stage_tables_binary_search_counts_like_bisect():
@@ -86,7 +86,7 @@ def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, 
     dut = MVTU(w, t, pe=pe, simd=simd, weight_kind=wk, weight_bits=wb, act_kind=ak, act_bits=ab,
                vectors=vectors, pipeline=pipe)
     expected = acc if t is None else multithreshold(acc, t)
-    words = pack_rows(x.reshape(-1, simd), dut.act_bits)
+    words = pack_words(x.reshape(-1, simd), dut.act_bits)
     signed = t is None and dut.acc_signed
     # first: random gaps and backpressure over 2 frames
     outs = stream_through(dut, words, 2 * vectors * mh // pe, 0.6, 0.5, seed=mh + mw).words
@@ -151,7 +151,7 @@ def test_weight_memory_styles_compute_the_same_rows(case, pipe, style):
               pipeline=pipe)
     dut = MVTU(w, t, weight_memory=style, **kw)
     expected = acc if t is None else multithreshold(acc, t)
-    words = pack_rows(x.reshape(-1, simd), dut.act_bits)
+    words = pack_words(x.reshape(-1, simd), dut.act_bits)
     signed = t is None and dut.acc_signed
     outs = stream_through(dut, words, 2 * vectors * mh // pe, 0.6, 0.5, seed=case).words
     got = np.array([unpack_fields(o, [dut.out_elem_width] * pe, signed) for o in outs]).reshape(2 * vectors, mh)

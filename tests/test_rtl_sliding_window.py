@@ -5,15 +5,15 @@ import pytest
 
 from qnnfab.errors import ConfigError
 from qnnfab.golden import im2col
+from qnnfab.packing import pack_words
 from qnnfab.rtl.sliding_window import SlidingWindow
 from qnnfab.sim.amaranth_stream import stream_through
-from qnnfab.sim.words import pack_rows
 
 
 def golden_stream(imgs, simd, kernel, stride, pad, pad_value, bits):
     """Expected output words for a batch (B, H, W, C) of element values."""
     cols = im2col(imgs, kernel, stride, pad, pad_value)   # (B, OH, OW, K*K*C)
-    return pack_rows(cols.reshape(-1, simd), bits)
+    return pack_words(cols.reshape(-1, simd), bits)
 
 
 CASES = [
@@ -49,7 +49,7 @@ def test_im2col_stream_matches_golden_with_gaps(H, W, C, SIMD, K, S, P, PV, B):
     rng = np.random.default_rng(H * 1000 + W * 100 + K * 10 + S)
     n_img = 3
     imgs = rng.integers(0, 1 << B, size=(n_img, H, W, C))
-    in_words = pack_rows(imgs.reshape(-1, SIMD), B)
+    in_words = pack_words(imgs.reshape(-1, SIMD), B)
     exp = golden_stream(imgs, SIMD, K, S, P, PV, B)
     assert len(exp) == n_img * dut.out_words
     # with padding, the next image's first (padding) words leave before any input: no check for extra words
@@ -66,7 +66,7 @@ def test_several_kernel_positions_per_word_match_golden_with_gaps(H, W, C, SIMD,
     n_img = 3
     imgs = rng.integers(0, 1 << B, size=(n_img, H, W, C))
     imgs[0] = (1 << B) - 1              # all-max first: padding must still show pad_value
-    in_words = pack_rows(imgs.reshape(-1, C), B)
+    in_words = pack_words(imgs.reshape(-1, C), B)
     exp = golden_stream(imgs, SIMD, K, S, P, PV, B)
     assert len(exp) == n_img * dut.out_words
     for valid_prob, ready_prob, seed in ((0.7, 0.6, 1), (0.2, 0.9, 2), (1.0, 0.3, 3)):
@@ -88,7 +88,7 @@ def test_whole_window_per_word_keeps_up_with_one_pixel_per_cycle():
     dut = SlidingWindow(H, W, C, K * K * C, K, 1, 0)
     imgs = np.random.default_rng(6).integers(0, 2, size=(4, H, W, C))
     exp = golden_stream(imgs, K * K * C, K, 1, 0, 0, 1)
-    run = stream_through(dut, pack_rows(imgs.reshape(-1, C), 1), len(exp))
+    run = stream_through(dut, pack_words(imgs.reshape(-1, C), 1), len(exp))
     assert run.words == exp
     per = dut.out_words
     assert per == (H - 2) * (W - 2)
@@ -102,7 +102,7 @@ def test_positions_per_word_leave_at_one_word_per_cycle_when_output_bound():
     dut = SlidingWindow(H, W, C, 3 * C, K, 1, 1, 1)
     imgs = np.random.default_rng(7).integers(0, 2, size=(3, H, W, C))
     exp = golden_stream(imgs, 3 * C, K, 1, 1, 1, 1)
-    run = stream_through(dut, pack_rows(imgs.reshape(-1, C), 1), len(exp), extra_cycles=0)
+    run = stream_through(dut, pack_words(imgs.reshape(-1, C), 1), len(exp), extra_cycles=0)
     assert run.words == exp
     per = dut.out_words
     assert per == H * W * 3
@@ -115,7 +115,7 @@ def test_one_word_per_cycle_when_output_bound():
     rng = np.random.default_rng(5)
     imgs = rng.integers(0, 2, size=(3, H, W, C))
     exp = golden_stream(imgs, SIMD, K, 1, 1, 0, 1)
-    run = stream_through(dut, pack_rows(imgs.reshape(-1, SIMD), 1), len(exp), extra_cycles=0)
+    run = stream_through(dut, pack_words(imgs.reshape(-1, SIMD), 1), len(exp), extra_cycles=0)
     got, cycles = run.words, run.out_cycles
     assert got == exp
     per = dut.out_words

@@ -6,9 +6,9 @@ import pytest
 from qnnfab.errors import ConfigError
 from qnnfab.golden.fixedpoint import shift_round
 from qnnfab.golden.lfsr import lfsr_words
+from qnnfab.packing import unpack_fields
 from qnnfab.rtl.stochastic_round import StochasticRound
 from qnnfab.sim.amaranth_stream import stream_through
-from qnnfab.sim.words import unpack_fields
 
 
 def run(dut, values, valid_prob, ready_prob, seed):

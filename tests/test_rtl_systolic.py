@@ -9,9 +9,9 @@ from qnnfab.errors import ConfigError
 from qnnfab.golden.fixedpoint import shift_round
 from qnnfab.golden.lfsr import lfsr_words
 from qnnfab.golden.systolic_timing import input_cycles, output_cycles
+from qnnfab.packing import unpack_fields
 from qnnfab.rtl.systolic import SystolicArray
 from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams
-from qnnfab.sim.words import unpack_fields
 
 
 def golden_tiles(dut, tiles):

@@ -5,9 +5,9 @@ import pytest
 
 from qnnfab.errors import ConfigError
 from qnnfab.golden.threshold import multithreshold
+from qnnfab.packing import pack_words, unpack_fields
 from qnnfab.rtl.threshold import Threshold
 from qnnfab.sim.amaranth_stream import stream_through
-from qnnfab.sim.words import pack_rows, unpack_fields
 
 
 @pytest.mark.parametrize("c,n,pe,width,signed", [
@@ -21,7 +21,7 @@ def test_counts_thresholds_passed_including_ties(c, n, pe, width, signed):
     acc[1] = np.clip(t[:, -1], lo, hi)
     acc[2], acc[3] = lo, hi
     dut = Threshold(t, pe=pe, in_width=width, in_signed=signed)
-    words = pack_rows(acc.reshape(-1, pe), width)
+    words = pack_words(acc.reshape(-1, pe), width)
     outs = stream_through(dut, words, len(words), 0.7, 0.6, seed=c).words
     got = np.array([unpack_fields(o, [dut.out_bits] * pe) for o in outs]).reshape(12, c)
     np.testing.assert_array_equal(got, multithreshold(acc, t))

@@ -5,9 +5,10 @@ import random
 import pytest
 
 from qnnfab.errors import ConfigError
+from qnnfab.packing import pack_words, unpack_fields
 from qnnfab.rtl.width_converter import WidthConverter
+from qnnfab.packing import pack_words, unpack_fields
 from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams, stream_through
-from qnnfab.sim.words import pack_rows, unpack_fields
 
 PAIRS = [(1, 3), (3, 1), (2, 3), (3, 2), (4, 4), (8, 2)]
 
@@ -15,7 +16,7 @@ PAIRS = [(1, 3), (3, 1), (2, 3), (3, 2), (4, 4), (8, 2)]
 def _convert(in_elems, out_elems, bits, elems, valid_prob, ready_prob, seed):
     """Stream ``elems`` through a converter; return (elements out, the run)."""
     dut = WidthConverter(in_elems, out_elems, bits)
-    words = pack_rows([elems[i:i + in_elems] for i in range(0, len(elems), in_elems)], bits)
+    words = pack_words([elems[i:i + in_elems] for i in range(0, len(elems), in_elems)], bits)
     run = stream_through(dut, words, len(elems) // out_elems, valid_prob, ready_prob, seed=seed)
     return [e for w in run.words for e in unpack_fields(w, [bits] * out_elems)], run
 

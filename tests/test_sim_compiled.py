@@ -11,8 +11,7 @@ from amaranth.lib import wiring
 from qnnfab import netconfig
 from qnnfab.cli import main
 from qnnfab.sim import registry
-from qnnfab.sim.compiled import (NetworkBench, SimulationMismatch, check_network, pack_words,
-                                 steady_cycles_per_frame, unpack_words, verify_network)
+from qnnfab.sim.compiled import NetworkBench, SimulationMismatch, check_network, steady_cycles_per_frame, verify_network
 
 ROOT = Path(__file__).resolve().parent.parent
 LFC_SMALL = ROOT / "configs" / "lfc_small.toml"
@@ -22,26 +21,6 @@ CNV_SMALL = ROOT / "configs" / "cnv_small.toml"
 @pytest.fixture(scope="module")
 def lfc():
     return netconfig.load(LFC_SMALL)
-
-
-def test_pack_words_puts_element_zero_at_the_lsbs_and_pads_to_bytes():
-    # two 3-bit elements per word, 1 byte per word: 0b101_011 and 0b000_111
-    assert pack_words([[3, 5], [7, 0]], 3, 1) == bytes([0b101011, 0b000111])
-    # signed elements are two's complement in their field
-    assert pack_words([[-1, 1]], 4, 2) == bytes([0x1F, 0x00])
-
-
-@pytest.mark.parametrize("bits,elems,signed", [(1, 64, False), (11, 16, True), (3, 5, False), (17, 7, True)])
-def test_unpack_inverts_pack_across_64_bit_boundaries(bits, elems, signed):
-    rng = np.random.default_rng(bits)
-    lo, hi = (-(1 << (bits - 1)), 1 << (bits - 1)) if signed else (0, 1 << bits)
-    vals = rng.integers(lo, hi, size=(9, elems))
-    vals[0] = lo
-    vals[1] = hi - 1
-    nbytes = -(-bits * elems // 8)
-    raw = pack_words(vals, bits, nbytes)
-    assert len(raw) == 9 * nbytes
-    np.testing.assert_array_equal(unpack_words(raw, 9, nbytes, elems, bits, signed), vals)
 
 
 class _Tamper(wiring.Component):
@@ -173,3 +152,17 @@ def test_cli_verify_rejects_bad_data_in_one_line(arrays, message, tmp_path, caps
 def test_cli_sim_rejects_zero_frames(capsys):
     assert main(["sim", "--config", str(LFC_SMALL), "--frames", "0"]) == 2
     assert "--frames" in capsys.readouterr().err
+
+
+def test_testbench_template_is_filled_in_whole():
+    from qnnfab.sim.compiled import StreamPorts, testbench_source
+    ports = StreamPorts("clk", "rst", 1, "i_data", "i_valid", "i_ready", 72, "o_data", "o_valid", "o_ready", 16,
+                        "o_last", None, None)
+    text = testbench_source(ports, "dut", 3)
+    assert "@" not in text                                   # every placeholder filled
+    assert '#include "Vdut.h"' in text and "top->rst = 1;" in text and "top->o_last" in text
+    # 72 bits are more than Verilator's 64-bit ports: the input is an array of 32-bit words
+    for line in ("#define IN_WIDE 1", "#define OUT_WIDE 0", "#define HAS_IN_LAST 0", "#define HAS_OUT_LAST 1",
+                 "#define HAS_LABEL 0", "static const int in_bytes = 9;", "static const int out_bytes = 2;",
+                 "static const uint64_t in_words_per_frame = 3;"):
+        assert line in text, line

@@ -147,14 +147,6 @@ def test_cli_reports_unknown_name_in_one_line(capsys):
     assert err.startswith("qnnfab: error:") and err.count("\n") == 1
 
 
-def test_pack_rows_packs_the_last_axis_element_zero_low():
-    import numpy as np
-    from qnnfab.sim.stream import pack_fields, pack_rows
-    a = np.array([[[1, 0, 3], [2, 2, 0]]])
-    assert pack_rows(a, 2) == [0b110001, 0b001010]
-    assert pack_rows(a, 2) == [pack_fields(r, [2] * 3) for r in a.reshape(-1, 3)]
-
-
 def test_check_words_names_the_first_mismatch_and_counts():
     import numpy as np
     from qnnfab.sim.stream import check_words
@@ -241,3 +233,30 @@ def test_cli_simulator_choice_is_checked_before_any_build(capsys, monkeypatch):
     monkeypatch.setenv("SIM", "icarus")
     assert main(["sim", "xnor_popcount"]) == 2
     assert "SIM" in capsys.readouterr().err
+
+
+def test_a_build_enters_the_cache_only_when_complete(tmp_path, monkeypatch, capsys):
+    from qnnfab.sim.build import cached_build
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
+    builds = tmp_path / "builds"
+
+    def model(text):
+        def build_into(d):
+            (d / "model").write_text(text)
+        return build_into
+
+    def interrupted(d):
+        (d / "model").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_build("top", "k1", interrupted)
+    assert sorted(p.name for p in builds.iterdir()) == ["top-k1.lock"]     # no entry, no leftovers
+    entry, cached, _ = cached_build("top", "k1", model("whole"))
+    assert not cached and entry == builds / "top-k1" and (entry / "model").read_text() == "whole"
+    assert cached_build("top", "k1", lambda d: 1 / 0) == (entry, True, 0.0)    # reused, not rebuilt
+    # an entry that can no longer run (its simulator libraries gone) is rebuilt in its place
+    again, cached, _ = cached_build("top", "k1", model("new"), usable=lambda e: False)
+    assert not cached and again == entry and (entry / "model").read_text() == "new"
+    assert "rebuilding it" in capsys.readouterr().err
+    assert sorted(p.name for p in builds.iterdir()) == ["top-k1", "top-k1.lock"]

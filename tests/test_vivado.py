@@ -366,7 +366,8 @@ def test_generate_writes_the_overlay_folder_without_vivado(tmp_path, capsys, mon
     ov = out / "overlay"
     assert sorted(p.name for p in ov.iterdir()) == sorted([
         "qnnfab_lfc_small_overlay.v", "qnnfab_lfc_small_overlay_bd.v", "block_design.tcl", "build.sh",
-        "driver.py", "qnnfab_overlay_map.py", "qnnfab_weights_image.py", "network.json", "README.md"])
+        "driver.py", "qnnfab_overlay_map.py", "qnnfab_packing.py", "qnnfab_weights_image.py", "network.json",
+        "README.md"])
     # the shell under the contract's name, and its IP Integrator view with the same ports
     shell = (ov / "qnnfab_lfc_small_overlay.v").read_text()
     view = (ov / "qnnfab_lfc_small_overlay_bd.v").read_text()

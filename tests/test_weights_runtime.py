@@ -16,11 +16,11 @@ from qnnfab import netconfig
 from qnnfab.cli import main
 from qnnfab.errors import ConfigError
 from qnnfab import weights_image as wi
+from qnnfab.packing import unpack_fields
 from qnnfab.plan import pack_image, plan_of
 from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.benches.network_tb import input_words
 from qnnfab.sim.benches.weights_reload_tb import NETS, network
-from qnnfab.sim.stream import unpack_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 LFC_SMALL = ROOT / "configs" / "lfc_small.toml"

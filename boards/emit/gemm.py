@@ -5,7 +5,8 @@ the shell's Verilog (module ``gemm_<R>x<C>_overlay``, the shell ports of
 :func:`qnnfab.rtl.overlay.shell_ports`), its IP Integrator view, the Vivado
 block design Tcl and ``build.sh`` (:mod:`qnnfab.boards.emit.vivado`), and the
 driver: ``driver.py`` (:class:`qnnfab.boards.onboard.driver.Gemm`),
-``qnnfab_overlay_map.py`` and ``gemm.json`` (the engine's
+the modules it imports
+(:func:`qnnfab.boards.emit.overlay.driver_modules`), ``gemm.json`` (the engine's
 :class:`~qnnfab.overlay_map.GemmFormats`), and a README
 (``templates/gemm_README.md``).
 """
@@ -16,13 +17,12 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from qnnfab import overlay_map
 from qnnfab.boards.estimate.cost import memory_bram36
-from qnnfab.boards.onboard import driver
 from qnnfab.boards.targets.device import XC7Z020
 from qnnfab.errors import ConfigError
 from qnnfab.rtl.gemm import GemmShell
 
+from .overlay import driver_modules
 from .render import render
 from .vivado import BlockDesign, write_vivado_project
 
@@ -91,8 +91,7 @@ def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64, pan
     (out / bd.sources[0]).write_text(text)
     files = [bd.sources[0]] + write_vivado_project(out, bd, text)
     extra = {
-        "driver.py": Path(driver.__file__).read_text(),
-        "qnnfab_overlay_map.py": Path(overlay_map.__file__).read_text(),
+        **driver_modules(),
         "gemm.json": json.dumps(fm.to_dict(), indent=1) + "\n",
         "README.md": _readme(bd, fm),
     }

@@ -7,12 +7,14 @@ ports: :func:`qnnfab.rtl.overlay.shell_ports`) under the module name
 driver files and a README (word formats, register map, build and run;
 ``templates/overlay_README.md``): :func:`write_overlay`.
 
-:func:`driver_files`: ``{file name: text}`` of what goes next to the
-bitstream: ``driver.py`` (:mod:`qnnfab.boards.onboard.driver`, verbatim),
-``qnnfab_overlay_map.py`` (:mod:`qnnfab.overlay_map`, verbatim),
-``qnnfab_weights_image.py`` (:mod:`qnnfab.weights_image`, verbatim: the
-weights image header the driver checks) and ``network.json`` (the network's
-buffer formats).
+:func:`driver_modules`: ``{file name: text}`` of the driver and the
+dependency-free modules it imports, copied verbatim next to every overlay's
+bitstream (the network's and the GEMM engine's): ``driver.py``
+(:mod:`qnnfab.boards.onboard.driver`), ``qnnfab_overlay_map.py``
+(:mod:`qnnfab.overlay_map`), ``qnnfab_packing.py`` (:mod:`qnnfab.packing`) and
+``qnnfab_weights_image.py`` (:mod:`qnnfab.weights_image`: the weights image
+header the driver checks). :func:`driver_files`: those and ``network.json``
+(the network's buffer formats).
 """
 
 import json
@@ -21,10 +23,9 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from qnnfab import overlay_map
+from qnnfab import overlay_map, packing, weights_image
 from qnnfab.boards.onboard import driver
 from qnnfab.errors import ConfigError
-from qnnfab import weights_image
 from qnnfab.plan import plan_of, save_image
 from qnnfab.rtl.overlay import OverlayShell
 
@@ -34,7 +35,7 @@ from .vivado import (CONTROL_BASE, IP_VLNV, SHELL_CELL, VIVADO_VERSIONS, BlockDe
                      write_vivado_project)
 
 __all__ = ["DATA_WIDTHS", "RUNTIME_WEIGHTS_FILE", "overlay_name", "overlay_shell", "overlay_verilog",
-           "driver_files", "write_driver", "OverlayParts", "overlay_parts", "write_overlay", "overlay_readme"]
+           "driver_modules", "driver_files", "write_driver", "OverlayParts", "overlay_parts", "write_overlay", "overlay_readme"]
 
 DATA_WIDTHS = (32, 64, 128)
 #: the weights image in the overlay folder of a ``weights_mode = "runtime"`` network
@@ -60,16 +61,23 @@ def overlay_verilog(cfg, data_width=64):
     return name, verilog.convert(overlay_shell(cfg, data_width), name=name, emit_src=False)
 
 
-def driver_files(cfg, data_width=64, formats=None):
-    """``{file name: text}`` of the driver folder for ``cfg``'s overlay."""
-    if formats is None:
-        formats = plan_of(cfg).overlay_formats(data_width)
+def driver_modules():
+    """``{file name: text}`` of ``driver.py`` and the modules it imports on a board without qnnfab
+    (each under the name its ``except ImportError`` branch imports)."""
     return {
         "driver.py": Path(driver.__file__).read_text(),
         "qnnfab_overlay_map.py": Path(overlay_map.__file__).read_text(),
+        "qnnfab_packing.py": Path(packing.__file__).read_text(),
         "qnnfab_weights_image.py": Path(weights_image.__file__).read_text(),
-        "network.json": json.dumps(formats.to_dict(), indent=1) + "\n",
     }
+
+
+def driver_files(cfg, data_width=64, formats=None):
+    """``{file name: text}`` of the driver folder for ``cfg``'s overlay: :func:`driver_modules` and
+    ``network.json``."""
+    if formats is None:
+        formats = plan_of(cfg).overlay_formats(data_width)
+    return {**driver_modules(), "network.json": json.dumps(formats.to_dict(), indent=1) + "\n"}
 
 
 def write_driver(cfg, out_dir, data_width=64):

@@ -2,7 +2,9 @@
 
 Runs on a PYNQ board with only numpy and ``pynq``; ``qnnfab generate`` copies
 this file next to the bitstream, with ``qnnfab_overlay_map.py`` (the register
-map) and ``network.json`` (the network's buffer formats). The same class runs
+map), ``qnnfab_packing.py`` (the word-packing convention),
+``qnnfab_weights_image.py`` (the weights image header) and ``network.json``
+(the network's buffer formats). The same class runs
 in co-simulation (``qnnfab sim overlay``) with another backend.
 
 Example (on the board, in the overlay folder)::
@@ -30,12 +32,15 @@ try:
 except ImportError:          # on the board: the copy written next to this file
     import qnnfab_overlay_map as om
 try:
+    from qnnfab import packing
+except ImportError:          # on the board: the copy written next to this file
+    import qnnfab_packing as packing
+try:
     from qnnfab import weights_image as wi
 except ImportError:          # on the board: the copy written next to this file
     import qnnfab_weights_image as wi
 
-__all__ = ["Accelerator", "Gemm", "OverlayError", "PynqBackend", "pack_inputs", "unpack_records",
-           "pack_words", "unpack_words"]
+__all__ = ["Accelerator", "Gemm", "OverlayError", "PynqBackend", "pack_inputs", "unpack_records"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHELL_CELL = "qnnfab"        # the shell's cell name in qnnfab's block design (boards/emit/vivado.py)
@@ -97,13 +102,8 @@ def pack_inputs(fm, images, out=None):
     1 = +1) for a bipolar input, k-bit codes for uint, two's complement k-bit
     values for int. ``out``: an array to fill (the DMA buffer)."""
     n = images.shape[0]
-    x = images.reshape(n, fm.in_words, fm.in_simd).astype(np.int64) & ((1 << fm.input_bits) - 1)
-    bits = ((x[..., None] >> np.arange(fm.input_bits)) & 1).astype(np.uint8)
-    bits = bits.reshape(n, fm.in_words, fm.in_word_bits)
-    slot_bits = 8 * fm.in_slot_bytes
-    if slot_bits > fm.in_word_bits:
-        bits = np.concatenate([bits, np.zeros((n, fm.in_words, slot_bits - fm.in_word_bits), np.uint8)], axis=2)
-    packed = np.packbits(bits, axis=2, bitorder="little").reshape(n, fm.in_words * fm.in_slot_bytes)
+    slots = packing.pack_bytes(images.reshape(n, fm.in_words, fm.in_simd), fm.input_bits, fm.in_slot_bytes)
+    packed = slots.reshape(n, fm.in_words * fm.in_slot_bytes)
     if out is None:
         out = np.zeros((n, fm.in_frame_bytes), np.uint8)
     else:
@@ -117,11 +117,8 @@ def unpack_records(fm, records):
     labels (N,) int64, frame indices (N,) int64 from the label words)."""
     n = records.shape[0]
     slots = records[:, :fm.out_items * fm.out_slot_bytes].reshape(n, fm.out_items, fm.out_slot_bytes)
-    bits = np.unpackbits(slots[:, :fm.out_words], axis=2, bitorder="little")
-    bits = bits[:, :, :fm.out_word_bits].reshape(n, fm.out_words, fm.out_elems, fm.out_bits)
-    scores = (bits.astype(np.int64) << np.arange(fm.out_bits)).sum(axis=3).reshape(n, fm.n_scores)
-    if fm.out_signed:
-        scores = np.where(scores >= 1 << (fm.out_bits - 1), scores - (1 << fm.out_bits), scores)
+    scores = packing.unpack_bytes(slots[:, :fm.out_words], fm.out_elems, fm.out_bits, fm.out_signed)
+    scores = scores.reshape(n, fm.n_scores)
     label_word = slots[:, fm.out_words, :4].copy().view("<u4").reshape(n).astype(np.int64)
     return scores, label_word & 0xFFFF, label_word >> 16
 
@@ -346,26 +343,6 @@ class Accelerator:
 # ---------------------------------------------------------------------------
 # the GEMM engine (qnnfab generate --gemm RxC): gemm(A, B) on matrices in DDR
 
-def pack_words(x, width, beats, bus_bytes):
-    """Integer array (..., E) -> bytes (..., beats * bus_bytes) uint8: each row one
-    word of E two's complement ``width``-bit elements, element 0 at the LSBs,
-    zero-padded to ``beats`` bus words."""
-    u = np.asarray(x, np.int64) & ((1 << width) - 1)
-    bits = ((u[..., None] >> np.arange(width)) & 1).astype(np.uint8)
-    bits = bits.reshape(u.shape[:-1] + (u.shape[-1] * width,))
-    pad = beats * bus_bytes * 8 - bits.shape[-1]
-    bits = np.concatenate([bits, np.zeros(bits.shape[:-1] + (pad,), np.uint8)], axis=-1)
-    return np.packbits(bits, axis=-1, bitorder="little")
-
-
-def unpack_words(raw, elems, width):
-    """Bytes (..., word bytes) uint8 -> (..., elems) int64 two's complement ``width``-bit elements."""
-    bits = np.unpackbits(np.asarray(raw, np.uint8), axis=-1, bitorder="little")[..., :elems * width]
-    bits = bits.reshape(bits.shape[:-1] + (elems, width)).astype(np.int64)
-    v = (bits << np.arange(width)).sum(axis=-1)
-    return np.where(v >= 1 << (width - 1), v - (1 << width), v)
-
-
 class Gemm:
     """The systolic GEMM engine on the board (or in co-simulation).
 
@@ -456,8 +433,8 @@ class Gemm:
             raise ValueError(f"block_tiles must lie in 1 .. {fm.panels} (the engine's PANELS), not {block_tiles!r}")
         a_words = ap.reshape(tr, R, K).transpose(0, 2, 1)            # (tr, K, R): panel t, word k
         b_words = bp.reshape(K, tc, C).transpose(1, 0, 2)            # (tc, K, C)
-        a_raw = pack_words(a_words, fm.a_width, fm.a_word_beats, bb).reshape(-1)
-        b_raw = pack_words(b_words, fm.b_width, fm.b_word_beats, bb).reshape(-1)
+        a_raw = packing.pack_bytes(a_words, fm.a_width, fm.a_word_beats * bb).reshape(-1)
+        b_raw = packing.pack_bytes(b_words, fm.b_width, fm.b_word_beats * bb).reshape(-1)
         c_bytes = tr * tc * R * fm.c_word_beats * bb
         bufs = {}
         for role, raw in (("a", a_raw), ("b", b_raw)):
@@ -491,7 +468,8 @@ class Gemm:
         if status & om.STATUS_ERROR:
             raise OverlayError(f"gemm {M}x{K}x{N} ended with error {om.ERROR_NAMES.get(error & 0xFF, error)}")
         out.invalidate()
-        tiles = unpack_words(out[:c_bytes].reshape(tr * tc, R, fm.c_word_beats * bb), C, fm.c_width)
+        tiles = packing.unpack_bytes(out[:c_bytes].reshape(tr * tc, R, fm.c_word_beats * bb), C, fm.c_width,
+                                     signed=True)
         order = np.array(om.gemm_tile_order(tr, tc, q)).reshape(tr * tc, 2)
         grid = np.zeros((tr, tc, R, C), np.int64)
         grid[order[:, 0], order[:, 1]] = tiles

@@ -13,8 +13,9 @@ import numpy as np
 
 from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold, xnor_popcount_matmul
 from qnnfab.rtl.conv import ConvLayer
-from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_reset_in_flight, run_stream_test,
-                               steady_cycles, write_metrics)
+from qnnfab.packing import pack_words
+from qnnfab.sim.stream import (bench_params, bench_random, run_reset_in_flight, run_stream_test, steady_cycles,
+                               write_metrics)
 
 NAME = "conv"
 CASES = [
@@ -90,10 +91,10 @@ def _stimulus(p, layer, n_img, rng):
     w, T = _case(p)
     nrng = np.random.default_rng(rng.getrandbits(32))
     imgs = nrng.integers(0, 1 << p["ab"], size=(n_img, p["h"], p["w"], p["ifm"]))
-    expected = pack_rows(_golden(imgs, w, T, p).reshape(-1, p["pe"]), layer.mvtu.out_elem_width)
+    expected = pack_words(_golden(imgs, w, T, p).reshape(-1, p["pe"]), layer.mvtu.out_elem_width)
     per = len(expected) // n_img
     limit = int(n_img * layer.cycles_per_image * 3) + 20 * imgs.size + 500
-    return (pack_rows(imgs.reshape(-1, layer.in_simd), p["ab"]), expected,
+    return (pack_words(imgs.reshape(-1, layer.in_simd), p["ab"]), expected,
             lambda k: f"image {k // per}, pixel {(k % per) * p['pe'] // p['ofm']}", limit)
 
 

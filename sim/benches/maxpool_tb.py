@@ -5,8 +5,9 @@ import numpy as np
 
 from qnnfab.golden import maxpool
 from qnnfab.rtl.maxpool import MaxPool
-from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_reset_in_flight, run_stream_test,
-                               steady_cycles, write_metrics)
+from qnnfab.packing import pack_words
+from qnnfab.sim.stream import (bench_params, bench_random, run_reset_in_flight, run_stream_test, steady_cycles,
+                               write_metrics)
 
 NAME = "maxpool"
 CASES = [
@@ -44,7 +45,7 @@ def _stimulus(p, n_img, rng):
         imgs[1] = 0
         imgs[1, nrng.integers(p["h"]), nrng.integers(p["w"])] = 1   # a lone +1 pixel
     golden = maxpool(imgs, p["k"], p["s"], kind="bipolar" if p["kind"] == "bipolar" else "uint")
-    return pack_rows(imgs.reshape(-1, p["simd"]), p["bits"]), pack_rows(golden.reshape(-1, p["simd"]), p["bits"])
+    return pack_words(imgs.reshape(-1, p["simd"]), p["bits"]), pack_words(golden.reshape(-1, p["simd"]), p["bits"])
 
 
 async def _run(dut, n_img, valid_prob, ready_prob, salt):

@@ -9,8 +9,8 @@ from qnnfab.golden.threshold import multithreshold
 from qnnfab.kinds import DataKind
 from qnnfab.rtl.dot_product import tree_depth
 from qnnfab.rtl.mvtu import MVTU
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_reset_in_flight, run_stream_test,
-                               unpack_fields, write_metrics)
+from qnnfab.packing import pack_fields, unpack_fields
+from qnnfab.sim.stream import bench_params, bench_random, run_reset_in_flight, run_stream_test, write_metrics
 
 NAME = "mvtu"
 # out: "raw" accumulator, or N thresholds per row (1 = binary, 2^n - 1 = n-bit, others padded)

@@ -9,8 +9,9 @@ from qnnfab import netconfig
 from qnnfab.kinds import DataKind
 from qnnfab.plan import plan_of
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+from qnnfab.packing import pack_fields, pack_words
 from qnnfab.sim.configs import config_path
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream, reset_point,
+from qnnfab.sim.stream import (bench_params, bench_random, reset_mid_stream, reset_point,
                                run_streams, stall_limit, StreamSink, StreamSource, write_metrics)
 
 NAME = "network"
@@ -76,8 +77,7 @@ def input_words(cfg, frames):
     per word, element 0 at the LSBs (also the bytes of ``s_axis_tdata``, before padding)."""
     simd = cfg.layers[0].in_simd
     bits = DataKind.of(cfg.input_kind, cfg.input_bits).width
-    flat = frames.reshape(frames.shape[0], -1)
-    return [pack_fields(f[k:k + simd], [bits] * simd) for f in flat for k in range(0, f.size, simd)]
+    return pack_words(frames.reshape(-1, simd), bits)
 
 
 def frame_lasts(n_frames, words):

@@ -14,8 +14,9 @@ import numpy as np
 from qnnfab.folding import conv_in_simd
 from qnnfab.golden import im2col
 from qnnfab.rtl.sliding_window import SlidingWindow
-from qnnfab.sim.stream import (bench_params, bench_random, pack_rows, run_reset_in_flight, run_stream_test,
-                               steady_cycles, write_metrics)
+from qnnfab.packing import pack_words
+from qnnfab.sim.stream import (bench_params, bench_random, run_reset_in_flight, run_stream_test, steady_cycles,
+                               write_metrics)
 
 NAME = "sliding_window"
 CASES = [
@@ -61,7 +62,7 @@ def _stimulus(p, n_img, rng):
         imgs[1] = 0
     cols = im2col(imgs, p["k"], p["s"], p["p"], p["pv"])
     in_simd = conv_in_simd(p["c"], p["simd"])
-    return pack_rows(imgs.reshape(-1, in_simd), p["bits"]), pack_rows(cols.reshape(-1, p["simd"]), p["bits"])
+    return pack_words(imgs.reshape(-1, in_simd), p["bits"]), pack_words(cols.reshape(-1, p["simd"]), p["bits"])
 
 
 async def _run(dut, n_img, valid_prob, ready_prob, salt):

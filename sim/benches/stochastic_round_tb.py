@@ -6,8 +6,8 @@ import numpy as np
 from qnnfab.golden.fixedpoint import shift_round
 from qnnfab.golden.lfsr import lfsr_words
 from qnnfab.rtl.stochastic_round import StochasticRound
-from qnnfab.sim.stream import (bench_params, bench_random, run_reset_in_flight, run_stream_test, unpack_fields,
-                               write_metrics)
+from qnnfab.packing import unpack_fields
+from qnnfab.sim.stream import bench_params, bench_random, run_reset_in_flight, run_stream_test, write_metrics
 
 NAME = "stochastic_round"
 CASES = [

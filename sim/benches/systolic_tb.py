@@ -8,9 +8,9 @@ from qnnfab.golden.fixedpoint import FixedFormat
 from qnnfab.golden.systolic import systolic_matmul
 from qnnfab.golden.systolic_timing import input_cycles, output_cycles
 from qnnfab.rtl.systolic import SystolicArray
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, reset_mid_stream,
-                               reset_point, run_streams, start,
-                               StreamSink, StreamSource, unpack_fields, write_metrics)
+from qnnfab.packing import pack_fields, unpack_fields
+from qnnfab.sim.stream import (bench_params, bench_random, reset_mid_stream, reset_point, run_streams, start,
+                               StreamSink, StreamSource, write_metrics)
 
 NAME = "systolic"
 # a case with "products": the path of an .npz of products (a0, b0, values0, a1, ...; the golden

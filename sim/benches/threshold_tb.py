@@ -5,8 +5,8 @@ import numpy as np
 
 from qnnfab.golden.threshold import multithreshold
 from qnnfab.rtl.threshold import Threshold
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_reset_in_flight, run_stream_test,
-                               unpack_fields, write_metrics)
+from qnnfab.packing import pack_fields, unpack_fields
+from qnnfab.sim.stream import bench_params, bench_random, run_reset_in_flight, run_stream_test, write_metrics
 
 NAME = "threshold"
 CASES = [

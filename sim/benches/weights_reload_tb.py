@@ -17,10 +17,11 @@ from cocotb.triggers import FallingEdge, ReadOnly
 
 from qnnfab import netconfig
 from qnnfab import weights_image as wi
+from qnnfab.packing import unpack_fields
 from qnnfab.plan import plan_of
 from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.stream import (bench_params, bench_random, ProgressWatchdog, run_streams, stall_limit, start,
-                               StreamSink, StreamSource, unpack_fields, write_metrics)
+                               StreamSink, StreamSource, write_metrics)
 
 from qnnfab.sim.configs import config_path
 

@@ -3,8 +3,8 @@
 import cocotb
 
 from qnnfab.rtl.width_converter import WidthConverter
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_reset_in_flight, run_stream_test,
-                               unpack_fields, write_metrics)
+from qnnfab.packing import pack_fields, unpack_fields
+from qnnfab.sim.stream import bench_params, bench_random, run_reset_in_flight, run_stream_test, write_metrics
 
 NAME = "width_converter"
 CASES = [

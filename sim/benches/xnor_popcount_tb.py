@@ -6,8 +6,8 @@ import numpy as np
 from qnnfab.golden.bits import xnor_popcount
 
 from qnnfab.rtl.xnor_popcount import XnorPopcount
-from qnnfab.sim.stream import (bench_params, bench_random, pack_fields, run_reset_in_flight, run_stream_test,
-                               write_metrics)
+from qnnfab.packing import pack_fields
+from qnnfab.sim.stream import bench_params, bench_random, run_reset_in_flight, run_stream_test, write_metrics
 
 NAME = "xnor_popcount"
 CASES = [
