@@ -58,7 +58,7 @@ def test_stalled_output_fills_exactly_the_documented_buffer(in_elems, out_elems)
     n_elems = in_elems * out_elems * 4
     elems = [rng.randrange(1 << bits) for _ in range(n_elems)]
     dut = WidthConverter(in_elems, out_elems, bits)
-    src = StreamSource(dut.i, pack_rows([elems[i:i + in_elems] for i in range(0, n_elems, in_elems)], bits),
+    src = StreamSource(dut.i, pack_words([elems[i:i + in_elems] for i in range(0, n_elems, in_elems)], bits),
                        rng=rng)
     snk = StreamSink(dut.o, ready_prob=0.0, rng=rng)
     stall = 4 * (in_elems + out_elems) + 4          # far longer than filling the buffer takes
