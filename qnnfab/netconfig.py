@@ -23,6 +23,7 @@ TOML format::
     out = 64                      # rows MH (fc) / output channels (conv)
     act = "bipolar"               # "bipolar" (1 threshold), "uint2" (3 thresholds), "acc" (raw)
     weight_kind = "bipolar"       # "bipolar" | "ternary" | "int" (with weight_bits)
+    # weight_kind = "int" only: weight_bits = N (2..16)
     pe = 16                       # divides out
     simd = 32                     # divides the input length (fc) / input channels (conv);
                                   # conv: or m * channels, m dividing kernel^2 (m kernel
@@ -39,6 +40,12 @@ TOML format::
     #   where the weight memories go: synthesis' choice, block RAM, or LUTs
     #   (a LUT ROM, or LUT-RAM with weights_mode = "runtime"))
 
+Each field is declared once, on :class:`NetConfig` or :class:`LayerSpec`
+(:func:`config_field`: its reader and check, the layer types it belongs to,
+whether the topology hash covers it, when :func:`dumps` writes it, a doc
+line); the reading, the writing and :meth:`NetConfig.topology_hash` follow
+from the declarations.
+
 The ``.npz`` holds ``<layer>/weights`` (fc: (MH, MW) stored values, bipolar
 as bits 1 = +1; conv: (OFM, IFM, K, K), OIHW) and ``<layer>/thresholds``
 ((MH, N) integers sorted ascending per row, in the accumulator domain: the
@@ -47,10 +54,14 @@ otherwise). Every problem raises :class:`~qnnfab.errors.ConfigError` naming
 the layer and the field, before any hardware is built.
 """
 
+import dataclasses
+import functools
+import hashlib
+import json
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from statistics import NormalDist
 
@@ -64,7 +75,7 @@ from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
 MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rtl/loadable_memory.py)
 
 __all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "check_name",
-           "safe_name", "LIMITS"]
+           "safe_name", "LIMITS", "config_field", "config_fields", "toml_fields", "toml_value"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool")
 WEIGHTS_MODES = ("const", "runtime")
@@ -122,28 +133,369 @@ def _check_size(where, field, value, limit, what, fix):
         raise ConfigError(where, field, f"{what} is {value:,}, above the limit of {limit:,}", fix)
 
 
+# ---------------------------------------------------------------------------
+# the schema: every config field declared once, on LayerSpec and NetConfig
+#
+# A TOML field is a dataclass field whose metadata holds a ConfigField (made by
+# config_field()): its reader (parse and check), the layer types it belongs to,
+# whether the topology hash covers it and when dumps() writes it. The known keys
+# of loads(), the reading itself, dumps() and topology_hash() are derived from
+# these declarations; adding a field is one declaration.
+
+HASHED = "hashed"                                  # in the topology hash, always
+# in the topology hash only when it is not its default, after the HASHED fields:
+# a field added later is declared so, which keeps the hash of configs without it
+HASHED_UNLESS_DEFAULT = "hashed unless default"
+
+ALWAYS = "always"                                  # dumps() writes the field
+UNLESS_DEFAULT = "unless default"                  # ... unless it is its default (or None, 0)
+NEVER = "never"                                    # ... never (or: a predicate of the object)
+
+# dumps() writes a layer's fields group by group, in declaration order within a group
+DUMP_GROUPS = ("identity", "compute", "window", "folding", "stream")
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """How one dataclass field of :class:`LayerSpec` / :class:`NetConfig` is configured.
+
+    ``read(ctx)`` returns the field's value from ``ctx.table`` (a
+    :class:`Reading`) or raises :class:`ConfigError`; None for a value derived
+    by the loader (no TOML key). ``key`` is the TOML key, ``types`` the layer
+    types it is read and written for (on other types it keeps its default;
+    given there, ``misplaced = (problem, fix)`` makes it an error). With
+    ``inherit`` its default is the [network] field of the same key.
+    ``hashed``: None, HASHED or HASHED_UNLESS_DEFAULT. ``dump``: ALWAYS,
+    UNLESS_DEFAULT, NEVER or a predicate of the object. ``group``: one of
+    DUMP_GROUPS. ``doc``: one line for the reader of a config.
+    """
+    doc: str
+    read: object = None
+    key: str = ""
+    types: tuple = ()
+    misplaced: tuple | None = None
+    inherit: bool = False
+    hashed: str | None = None
+    dump: object = ALWAYS
+    group: str = "identity"
+
+
+def config_field(doc, read=None, *, default=MISSING, key="", types=(), misplaced=None, inherit=False, hashed=None,
+                 dump=ALWAYS, group="identity"):
+    """A dataclass field with its :class:`ConfigField` (``read=None``: derived by the loader, not in the TOML;
+    ``types=()``: every layer type)."""
+    if group not in DUMP_GROUPS:
+        raise ValueError(f"group {group!r} is not one of {DUMP_GROUPS}")
+    spec = ConfigField(doc, read, key, tuple(types), misplaced, inherit, hashed,
+                       dump if read is not None else NEVER, group)
+    return field(default=default, metadata={"config": spec})
+
+
+@dataclass(frozen=True)
+class DeclaredField:
+    """A declared field of a config class: attribute ``name``, TOML ``key``, ``default`` (None if
+    required) and its :class:`ConfigField`."""
+    name: str
+    key: str
+    default: object
+    spec: ConfigField
+
+
+@functools.cache
+def config_fields(cls):
+    """The declared fields of ``cls`` (:class:`LayerSpec` or :class:`NetConfig`), in declaration order."""
+    return tuple(DeclaredField(f.name, f.metadata["config"].key or f.name,
+                               None if f.default is MISSING else f.default, f.metadata["config"])
+                 for f in dataclasses.fields(cls) if "config" in f.metadata)
+
+
+def toml_fields(cls):
+    """The declared fields of ``cls`` that a TOML table may hold."""
+    return tuple(f for f in config_fields(cls) if f.spec.read is not None)
+
+
+def _belongs(f, layer_type):
+    return layer_type is None or not f.spec.types or layer_type in f.spec.types
+
+
+def _hash_record(obj):
+    """The values of ``obj`` the topology hash covers: HASHED fields in declaration order,
+    then the HASHED_UNLESS_DEFAULT fields that differ from their default."""
+    fields = config_fields(type(obj))
+    record = [getattr(obj, f.name) for f in fields if f.spec.hashed == HASHED]
+    record += [getattr(obj, f.name) for f in fields
+               if f.spec.hashed == HASHED_UNLESS_DEFAULT and getattr(obj, f.name) != f.default]
+    return record
+
+
+def _is_written(f, obj, value):
+    rule = f.spec.dump
+    if callable(rule):
+        return rule(obj)
+    if rule == UNLESS_DEFAULT:
+        return not (value is None or value == f.default or value == 0)
+    return rule == ALWAYS
+
+
+# ---------------------------------------------------------------------------
+# readers: one per kind of field; each returns the value or raises ConfigError
+
+@dataclass
+class Reading:
+    """What a field's reader sees: the TOML ``table``, ``where`` it is (for
+    errors), the ``key`` being read and its ``default``, the ``values`` read
+    so far (by attribute name), and for a layer its input (``in_shape``,
+    ``in_kind``, ``in_bits``), the previous layer's PE, its ``index``, the
+    layer names ``seen`` before it and the ``network`` values."""
+    table: dict
+    where: str
+    key: str = ""
+    default: object = None
+    values: dict = field(default_factory=dict)
+    source: str = ""
+    network: dict = field(default_factory=dict)
+    in_shape: tuple = ()
+    in_kind: str = ""
+    in_bits: int = 1
+    prev_pe: int | None = None
+    index: int = 0
+    seen: set = field(default_factory=set)
+
+
+def _req(table, key, where, kind=None):
+    if key not in table:
+        raise ConfigError(where, key, "is missing", f"add `{key} = ...` to the config")
+    v = table[key]
+    if kind is not None and not isinstance(v, kind):
+        raise ConfigError(where, key, f"must be a {kind.__name__}, got {v!r}",
+                          f"write `{key} = [...]`" if kind is list else f"give `{key}` a {kind.__name__}")
+    return v
+
+
+def _int(table, key, where, default=None, minimum=0):
+    v = table.get(key, default)
+    if v is None:
+        raise ConfigError(where, key, "is missing", f"add `{key} = ...`")
+    return check_int(where, key, v, minimum, f"set `{key} = <integer >= {minimum}>`")
+
+
+def _pipeline(table, where, default):
+    """A ``pipeline`` entry: an integer >= 0 (adder-tree registers) or "max"."""
+    v = table.get("pipeline", default)
+    if v == PIPELINE_MAX:
+        return v
+    if isinstance(v, str):
+        raise ConfigError(where, "pipeline", f"unknown value {v!r}",
+                          f'use pipeline = N (registers in the adder tree, N >= 0) or "{PIPELINE_MAX}"')
+    return check_int(where, "pipeline", v, 0,
+                     f'use pipeline = N (registers in the adder tree, N >= 0) or "{PIPELINE_MAX}"')
+
+
+def _kernel(table, where, default):
+    k = _int(table, "kernel", where, default=default, minimum=1)
+    _check_size(where, "kernel", k, LIMITS["kernel"], "the kernel size", f"use kernel <= {LIMITS['kernel']}")
+    return k
+
+
+def _pad_value(table, where, kind, bits):
+    """The conv padding as a stored input value: 0/1 for bipolar (-1/+1), [0, 2^bits) for uint; for int
+    inputs the hardware pads with a non-negative code, so [0, 2^(bits-1))."""
+    v = table.get("pad_value", 0)
+    lo, hi = 0, DataKind.of(kind, bits, where).stored_range[1]
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        what = {"bipolar": "bipolar inputs (0 = -1, 1 = +1)", "uint": f"{bits}-bit uint inputs",
+                "int": f"{bits}-bit int inputs (negative padding is not supported in hardware)"}[kind]
+        raise ConfigError(where, "pad_value", f"must be an integer in [{lo}, {hi}] for {what}, got {v!r}",
+                          f"set pad_value = <integer in [{lo}, {hi}]> (default 0)")
+    return v
+
+
+def _integer(minimum, required=False):
+    """Reader of an integer >= ``minimum``: required, or the field's default when absent."""
+    return lambda ctx: _int(ctx.table, ctx.key, ctx.where, default=None if required else ctx.default,
+                            minimum=minimum)
+
+
+def _choice(choices, problem, fix, default=None, strings_only=True):
+    """Reader of one of ``choices`` (``default``: when absent, if not the field's); ``problem`` names a
+    wrong value (formatted with ``v``)."""
+    def read(ctx):
+        v = ctx.table.get(ctx.key, ctx.default if default is None else default)
+        if (strings_only and not isinstance(v, str)) or v not in choices:
+            raise ConfigError(ctx.where, ctx.key, problem.format(v=v), fix)
+        return v
+    return read
+
+
+def _read_network_name(ctx):
+    return check_name(ctx.where, "name", ctx.table.get("name", safe_name(Path(ctx.source).stem)), "network")
+
+
+def _read_input_shape(ctx):
+    shape = _req(ctx.table, "input_shape", ctx.where, list)
+    if len(shape) not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ConfigError(ctx.where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}",
+                          "e.g. input_shape = [784] or [32, 32, 3]")
+    _check_size(ctx.where, "input_shape", math.prod(shape), LIMITS["map_elements"], "the number of input elements",
+                "use a smaller input")
+    return tuple(shape)
+
+
+def _read_input_bits(ctx):
+    kind = ctx.values["input_kind"]
+    if kind == "bipolar":
+        return None
+    bits = _int(ctx.table, "input_bits", ctx.where, minimum=2 if kind == "int" else 1)
+    _check_size(ctx.where, "input_bits", bits, LIMITS["data_bits"], "the input width",
+                f"use input_bits <= {LIMITS['data_bits']}")
+    return bits
+
+
+def _read_weights_ref(ctx):
+    v = ctx.table.get("weights", "random")
+    if not isinstance(v, str) or not v:
+        raise ConfigError(ctx.where, "weights", f"must be a file name or \"random\", got {v!r}",
+                          "write weights = \"net.npz\" (relative to the config) or weights = \"random\"")
+    return v
+
+
+def _read_pipeline(ctx):
+    return _pipeline(ctx.table, ctx.where, ctx.default)
+
+
+def _read_layer_name(ctx):
+    name = check_name(ctx.where, "name", ctx.table.get("name", f"layer{ctx.index}"), "layer")
+    if name in ctx.seen:
+        raise ConfigError(ctx.where, "name", "is used twice", "give every layer a unique name")
+    ctx.seen.add(name)
+    return name
+
+
+def _read_layer_type(ctx):
+    """The layer type, and whether the layer's input can feed a layer of it."""
+    t = ctx.table.get("type")
+    if t not in LAYER_TYPES:
+        raise ConfigError(ctx.where, "type", f"unknown layer type {t!r}", f"use one of {LAYER_TYPES}")
+    if ctx.in_kind == "acc":
+        raise ConfigError(ctx.where, "input", "the previous layer outputs raw accumulators (act = \"acc\")",
+                          "only the last layer may use act = \"acc\"")
+    if t == "maxpool":
+        if len(ctx.in_shape) != 3:
+            raise ConfigError(ctx.where, "type", f"max pooling needs an image input, got shape {ctx.in_shape}",
+                              "put max pools between convolutions")
+        if ctx.in_kind == "int":
+            raise ConfigError(ctx.where, "type", "max pooling of signed (int) inputs is not supported in hardware",
+                              "pool after the first convolution, or use input_kind = \"uint\"")
+    if t == "conv" and len(ctx.in_shape) != 3:
+        raise ConfigError(ctx.where, "type", f"convolution needs an image input, got shape {ctx.in_shape}",
+                          "put convolutions before the fully connected layers")
+    return t
+
+
+def _read_act(ctx):
+    v = ctx.table.get("act", "bipolar")
+    if not isinstance(v, str) or not (v in ("bipolar", "acc") or re.fullmatch(r"uint([1-9]|1[0-6])", v)):
+        raise ConfigError(ctx.where, "act", f"unknown activation {v!r}",
+                          "use \"bipolar\", \"uint<n>\" (e.g. \"uint2\") or \"acc\" (raw, last layer)")
+    return v
+
+
+def _read_weight_bits(ctx):
+    kind = ctx.values["weight_kind"]
+    if kind == "int":
+        bits = _int(ctx.table, "weight_bits", ctx.where, minimum=2)
+        _check_size(ctx.where, "weight_bits", bits, LIMITS["data_bits"], "the weight width",
+                    f"use weight_bits <= {LIMITS['data_bits']}")
+        return bits
+    if "weight_bits" in ctx.table:
+        raise ConfigError(ctx.where, "weight_bits", f"applies to weight_kind = \"int\" only, not {kind!r}",
+                          "remove weight_bits or set weight_kind = \"int\"")
+    return None
+
+
+def _read_simd(ctx):
+    pool = ctx.values["type"] == "maxpool"
+    default = (ctx.prev_pe or ctx.in_shape[2]) if pool else 1
+    return _int(ctx.table, "simd", ctx.where, default=default, minimum=1)
+
+
+def _read_kernel(ctx):
+    return _kernel(ctx.table, ctx.where, 2 if ctx.values["type"] == "maxpool" else 3)
+
+
+def _read_stride(ctx):
+    default = ctx.values["kernel"] if ctx.values["type"] == "maxpool" else 1
+    return _int(ctx.table, "stride", ctx.where, default=default, minimum=1)
+
+
+def _read_pad(ctx):
+    pad, kernel = _int(ctx.table, "pad", ctx.where, default=0, minimum=0), ctx.values["kernel"]
+    if pad >= kernel:
+        raise ConfigError(ctx.where, "pad", f"pad = {pad} >= kernel = {kernel} gives windows made only of "
+                          "padding", f"use pad <= {kernel - 1}")
+    return pad
+
+
+def _read_pad_value(ctx):
+    return _pad_value(ctx.table, ctx.where, ctx.in_kind, ctx.in_bits)
+
+
+def _read_fifo_depth(ctx):
+    depth = ctx.table.get("fifo_depth")
+    if depth is not None:
+        _int(ctx.table, "fifo_depth", ctx.where, minimum=2)
+        _check_size(ctx.where, "fifo_depth", depth, LIMITS["fifo_depth"], "the FIFO depth",
+                    "use a smaller fifo_depth (or leave it out for the default)")
+    return depth
+
+
+COMPUTE = ("fc", "conv")         # layers with weights and an adder tree
+WINDOWED = ("conv", "maxpool")   # layers that slide a window
+
+
 @dataclass
 class LayerSpec:
     """One hardware layer (fc/conv followed by its activation, or a max pool)."""
-    name: str
-    type: str
-    out: int = 0
-    act: str = "bipolar"            # "bipolar" | "uint<n>" | "acc"
-    weight_kind: str = "bipolar"
-    weight_bits: int | None = None
-    pe: int = 1
-    simd: int = 1
-    kernel: int = 1
-    stride: int = 1
-    pad: int = 0
-    pad_value: int = 0
-    fifo_depth: int | None = None
-    pipeline: int | str = 0          # tree registers, or "max" (PIPELINE_MAX)
-    weight_memory: str = "auto"     # "auto" | "block" | "distributed" (rtl/loadable_memory.py)
+    name: str = config_field("unique layer name (default layer<index>)", _read_layer_name)
+    type: str = config_field(f"one of {LAYER_TYPES}", _read_layer_type, hashed=HASHED)
+    out: int = config_field("rows MH (fc) / output channels (conv)", _integer(1, required=True), default=0,
+                            types=COMPUTE, hashed=HASHED, group="compute")
+    act: str = config_field('"bipolar" (1 threshold), "uint<n>" (2^n - 1 thresholds), "acc" (raw accumulators)',
+                            _read_act, default="bipolar", types=COMPUTE, hashed=HASHED, group="compute")
+    weight_kind: str = config_field(
+        f"one of {WEIGHT_KINDS}", _choice(WEIGHT_KINDS, "unknown kind {v!r}", f"use one of {WEIGHT_KINDS}"),
+        default="bipolar", types=COMPUTE, hashed=HASHED, group="compute")
+    weight_bits: int | None = config_field('width of weight_kind = "int"', _read_weight_bits, default=None,
+                                           types=COMPUTE, hashed=HASHED, dump=UNLESS_DEFAULT, group="compute")
+    pe: int = config_field("processing elements, divides out (a max pool: its simd)", _integer(1), default=1,
+                           types=COMPUTE, hashed=HASHED, group="folding")
+    simd: int = config_field("input elements per cycle: divides the input length (fc) / channels (conv, or m "
+                             "channels for m kernel positions); max pool: channels per word (default the "
+                             "previous PE)", _read_simd, default=1, hashed=HASHED, group="folding")
+    kernel: int = config_field("window size (conv default 3, max pool 2)", _read_kernel, default=1,
+                               types=WINDOWED, hashed=HASHED, group="window")
+    stride: int = config_field("window step (conv default 1, max pool: its kernel)", _read_stride, default=1,
+                               types=WINDOWED, hashed=HASHED, group="window")
+    pad: int = config_field("zero rows and columns around a conv input, < kernel", _read_pad, default=0,
+                            types=("conv",), hashed=HASHED, group="window")
+    pad_value: int = config_field("stored input value of the padding", _read_pad_value, default=0,
+                                  types=("conv",), hashed=HASHED, group="window")
+    fifo_depth: int | None = config_field("words of the FIFO in front of the layer (default: computed)",
+                                          _read_fifo_depth, default=None, hashed=HASHED, dump=UNLESS_DEFAULT,
+                                          group="stream")
+    pipeline: int | str = config_field(
+        f'registers in the adder tree, or "{PIPELINE_MAX}" (every register the MVTU offers); default: the '
+        "network's", _read_pipeline, default=0, types=COMPUTE, inherit=True, hashed=HASHED, dump=UNLESS_DEFAULT,
+        group="folding", misplaced=("a max pool has no adder tree to pipeline", "set pipeline on fc/conv layers only"))
+    weight_memory: str = config_field(
+        f"where the weight memories go, one of {MEMORY_STYLES} (rtl/loadable_memory.py)",
+        _choice(MEMORY_STYLES, "unknown memory style {v!r}", f"use one of {MEMORY_STYLES}"), default="auto",
+        types=COMPUTE, hashed=HASHED_UNLESS_DEFAULT, dump=UNLESS_DEFAULT, group="folding",
+        misplaced=("a max pool has no weights", "set weight_memory on fc/conv layers only"))
     weights: np.ndarray | None = field(default=None, repr=False)      # fc (MH, MW); conv OIHW
     thresholds: np.ndarray | None = field(default=None, repr=False)   # (MH, N) or None
-    # derived by NetConfig: shapes and kinds around the layer
-    in_shape: tuple = ()
+    # derived by the loader: shapes and kinds around the layer
+    in_shape: tuple = config_field("shape of the layer's input", default=(), hashed=HASHED)
     out_shape: tuple = ()
     in_kind: str = ""
     in_bits: int = 1
@@ -174,15 +526,28 @@ class LayerSpec:
 
 @dataclass
 class NetConfig:
-    name: str
-    input_shape: tuple
-    input_kind: str
-    input_bits: int | None
+    """A network: its [network] fields, its layers (:class:`LayerSpec`) and the file it came from."""
+    name: str = config_field("network name (default: from the file name)", _read_network_name)
+    input_shape: tuple = config_field("[N] for fc inputs, [H, W, C] for images", _read_input_shape, hashed=HASHED)
+    input_kind: str = config_field(
+        f"one of {ACTIVATION_KINDS}",
+        _choice(ACTIVATION_KINDS, "unknown kind {v!r}", f"use one of {ACTIVATION_KINDS}", default="bipolar",
+                strings_only=False), hashed=HASHED)
+    input_bits: int | None = config_field('width of "uint" / "int" inputs', _read_input_bits, hashed=HASHED,
+                                          dump=UNLESS_DEFAULT)
     layers: list
     source: str = ""
-    weights_ref: str = "random"     # the [network] weights entry, as an absolute path or "random"
-    seed: int = 0
-    weights_mode: str = "const"     # "const" | "runtime" (WEIGHTS_MODES)
+    weights_ref: str = config_field('weights .npz relative to the config, or "random" (loaded: an absolute path)',
+                                    _read_weights_ref, default="random", key="weights")
+    seed: int = config_field('seed of weights = "random"', _integer(0), default=0,
+                             dump=lambda cfg: cfg.weights_ref == "random")
+    weights_mode: str = config_field(
+        'weights as constants of the hardware ("const") or RAMs loaded with a weights image ("runtime")',
+        _choice(WEIGHTS_MODES, "unknown mode {v!r}",
+                'use weights_mode = "const" (weights in the hardware) or "runtime" (loaded at run time)',
+                strings_only=False), default="const", dump=UNLESS_DEFAULT)
+    pipeline: int | str = config_field("default of the layers' pipeline (each layer writes its own)",
+                                       _read_pipeline, default=0, dump=NEVER)
 
     # ---- golden model -------------------------------------------------
     def golden(self):
@@ -225,20 +590,16 @@ class NetConfig:
     def topology_hash(self):
         """32-bit identity of the hardware this config builds, weights excluded.
 
-        Covers the input format and every layer's type, shape, kinds and
-        folding (what fixes the generated ports, memories and datapaths), not
-        the network's name, its weight values or thresholds. Two configs with
-        the same hash run on the same bitstream when weights are loaded at run
-        time; the overlay's identity register and the weights image's header
-        carry it.
+        Covers the fields declared ``hashed`` (:func:`config_field`): the input
+        format and every layer's type, shape, kinds and folding (what fixes
+        the generated ports, memories and datapaths), not the network's name,
+        its weight values or thresholds. Two configs with the same hash run on
+        the same bitstream when weights are loaded at run time; the overlay's
+        identity register and the weights image's header carry it. The value
+        is the first 4 bytes (little-endian) of the SHA-256 of the compact
+        JSON list: the network's hashed values, then one list per layer.
         """
-        import hashlib
-        import json
-        desc = [list(self.input_shape), self.input_kind, self.input_bits]
-        for L in self.layers:
-            desc.append([L.type, L.out, L.act, L.weight_kind, L.weight_bits, L.pe, L.simd, L.kernel,
-                         L.stride, L.pad, L.pad_value, L.fifo_depth, L.pipeline, list(L.in_shape)]
-                        + ([L.weight_memory] if L.weight_memory != "auto" else []))
+        desc = _hash_record(self) + [_hash_record(L) for L in self.layers]
         text = json.dumps(desc, separators=(",", ":"))
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
@@ -248,41 +609,202 @@ class NetConfig:
 
 
 # ---------------------------------------------------------------------------
-# loading and validation
+# loading: parse the TOML, read the fields, infer the shapes, fill in the
+# weights (from the .npz or drawn), check with the golden model
 
-def _req(table, key, where, kind=None):
-    if key not in table:
-        raise ConfigError(where, key, "is missing", f"add `{key} = ...` to the config")
-    v = table[key]
-    if kind is not None and not isinstance(v, kind):
-        raise ConfigError(where, key, f"must be a {kind.__name__}, got {v!r}",
-                          f"write `{key} = [...]`" if kind is list else f"give `{key}` a {kind.__name__}")
-    return v
-
-
-def _int(table, key, where, default=None, minimum=0):
-    v = table.get(key, default)
-    if v is None:
-        raise ConfigError(where, key, "is missing", f"add `{key} = ...`")
-    return check_int(where, key, v, minimum, f"set `{key} = <integer >= {minimum}>`")
+def _parse_toml(text, source):
+    """The TOML document of ``text`` as a dict, or a ConfigError naming the line and column."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(source, "toml", f"is not valid TOML: {e}",
+                          "correct the file at that line and column (format: qnnfab/netconfig.py)") from None
 
 
-def _pipeline(table, where, default):
-    """A ``pipeline`` entry: an integer >= 0 (adder-tree registers) or "max"."""
-    v = table.get("pipeline", default)
-    if v == PIPELINE_MAX:
-        return v
-    if isinstance(v, str):
-        raise ConfigError(where, "pipeline", f"unknown value {v!r}",
-                          f'use pipeline = N (registers in the adder tree, N >= 0) or "{PIPELINE_MAX}"')
-    return check_int(where, "pipeline", v, 0,
-                     f'use pipeline = N (registers in the adder tree, N >= 0) or "{PIPELINE_MAX}"')
+def _read_fields(cls, ctx, table_name):
+    """Check that ``ctx.table`` holds only TOML fields of ``cls``, then read them in declaration order into
+    ``ctx.values`` (returned).
+
+    A layer field that does not belong to the layer's type (read before it
+    decides) keeps its default, or the network's value if it inherits one;
+    given there, it is an error if the field declares it ``misplaced``.
+    """
+    fields = toml_fields(cls)
+    known = {f.key for f in fields}
+    extra = set(ctx.table) - known
+    if extra:
+        raise ConfigError(ctx.where, sorted(extra)[0], f"is not a known {table_name}field",
+                          f"known fields: {sorted(known)}")
+    for f in fields:
+        ctx.key = f.key
+        ctx.default = ctx.network.get(f.name, f.default) if f.spec.inherit else f.default
+        if not _belongs(f, ctx.values.get("type")):
+            if f.spec.misplaced and f.key in ctx.table:
+                raise ConfigError(ctx.where, f.key, *f.spec.misplaced)
+            ctx.values[f.name] = ctx.default
+            continue
+        ctx.values[f.name] = f.spec.read(ctx)
+    return ctx.values
 
 
-def _random_weights(spec, in_len, in_kind, in_bits, rng):
-    """Random weights and thresholds that keep the activations balanced."""
-    n = in_len
-    wk, xk = DataKind.of(spec.weight_kind, spec.weight_bits), DataKind.of(in_kind, in_bits)
+def _read_network(doc, source):
+    """The [network] table's fields, checked: ``(values by attribute name, where)``.
+
+    ``weights_ref`` is the entry as written (a path relative to the config, or "random").
+    """
+    net = doc.get("network")
+    if not isinstance(net, dict):
+        raise ConfigError(source, "[network]", "table is missing", "start the file with a [network] table")
+    name = net.get("name", safe_name(Path(source).stem))
+    where = f"network {name!r}" if not isinstance(name, str) else f"network '{name}'"
+    return _read_fields(NetConfig, Reading(net, where, source=source), "[network] "), where
+
+
+def _layer_tables(doc, where):
+    """The [[layer]] tables of the document (at least one, each a table)."""
+    tables = doc.get("layer")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(where, "[[layer]]", "no layers", "add [[layer]] tables")
+    bad = next((k for k, t in enumerate(tables) if not isinstance(t, dict)), None)
+    if bad is not None:
+        raise ConfigError(where, "[[layer]]", f"entry {bad} is {tables[bad]!r}, not a table",
+                          "write each layer as a [[layer]] table")
+    return tables
+
+
+def _layer_where(index, name):
+    return f"layer {index} {name!r}"
+
+
+def _read_layer(table, index, network, prev, seen):
+    """The fields of layer ``index``, checked against its input (the previous layer ``prev``, or the
+    network's input): a :class:`LayerSpec` with ``in_shape``, ``in_kind`` and ``in_bits`` set."""
+    if prev is None:
+        in_shape, in_kind, in_bits, prev_pe = (network["input_shape"], network["input_kind"],
+                                               network["input_bits"] or 1, None)
+    else:
+        in_shape, in_kind, in_bits, prev_pe = prev.out_shape, prev.out_kind, prev.out_bits, prev.pe
+    where = _layer_where(index, table.get("name", f"layer{index}"))
+    ctx = Reading(table, where, network=network, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits,
+                  prev_pe=prev_pe, index=index, seen=seen)
+    values = _read_fields(LayerSpec, ctx, "")
+    return LayerSpec(**values, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits)
+
+
+def _weight_columns(s):
+    """Columns of a compute layer's weight matrix: the input length (fc) or kernel^2 * channels (conv)."""
+    return math.prod(s.in_shape) if s.type == "fc" else s.kernel * s.kernel * s.in_shape[2]
+
+
+def _infer_shapes(s, where):
+    """Check that the folding of layer ``s`` fits its input, and set its output shape and kinds
+    (``out_shape``, ``out_kind``, ``out_bits``, ``out_signed``; a max pool's ``pe`` is its ``simd``),
+    within the size limits (:data:`LIMITS`)."""
+    h, w, c = s.in_shape if len(s.in_shape) == 3 else (None, None, None)
+    if s.type == "maxpool":
+        if c % s.simd:
+            raise ConfigError(where, "simd", f"{s.simd} does not divide the {c} channels",
+                              f"choose simd among {divisors(c)}")
+        if h < s.kernel or w < s.kernel:
+            raise ConfigError(where, "kernel", f"{s.kernel} is larger than the {h}x{w} input",
+                              "use a smaller pool or remove it")
+        s.out_shape = ((h - s.kernel) // s.stride + 1, (w - s.kernel) // s.stride + 1, c)
+        s.out_kind, s.out_bits = s.in_kind, s.in_bits
+        s.pe = s.simd
+        return
+    if s.out % s.pe:
+        raise ConfigError(where, "pe", f"{s.pe} does not divide out = {s.out}", f"choose pe among {divisors(s.out)}")
+    if s.type == "fc":
+        mw = math.prod(s.in_shape)
+        if c is not None and c % s.simd:
+            raise ConfigError(where, "simd", f"{s.simd} does not divide the {c} channels of "
+                              f"the flattened {s.in_shape} input", f"choose simd among {divisors(c)}")
+        if mw % s.simd:
+            raise ConfigError(where, "simd", f"{s.simd} does not divide the input length {mw}",
+                              f"choose simd among {divisors(mw)}")
+        s.out_shape = (s.out,)
+    else:
+        folding.check_conv_simd(where, s.simd, c, s.kernel)
+        if h + 2 * s.pad < s.kernel or w + 2 * s.pad < s.kernel:
+            raise ConfigError(where, "kernel", f"{s.kernel}x{s.kernel} kernel is larger than the padded "
+                              f"{h}x{w} input (pad {s.pad})", "add padding or use a smaller kernel")
+        s.out_shape = ((h + 2 * s.pad - s.kernel) // s.stride + 1, (w + 2 * s.pad - s.kernel) // s.stride + 1,
+                       s.out)
+    in_len = _weight_columns(s)
+    _check_size(where, "out", math.prod(s.out_shape), LIMITS["map_elements"], "the number of output elements",
+                "use a smaller out")
+    wbits = DataKind.of(s.weight_kind, s.weight_bits, where).width
+    _check_size(where, "out", s.out * in_len * wbits, LIMITS["weight_bits_per_layer"],
+                f"the weight memory in bits ({s.out} x {in_len} weights of {wbits} bits)",
+                "use a smaller out or input")
+    _check_size(where, "act", s.out * s.n_thresholds, LIMITS["thresholds_per_layer"],
+                f"the number of thresholds ({s.out} x {s.n_thresholds})", "use fewer activation bits or a smaller out")
+    if s.act == "acc":
+        s.out_kind, s.out_signed = "acc", not (s.in_kind == "bipolar" and s.weight_kind == "bipolar")
+    elif s.act == "bipolar":
+        s.out_kind, s.out_bits = "bipolar", 1
+    else:
+        s.out_kind, s.out_bits = "uint", s.act_bits
+
+
+def _read_layers(tables, network):
+    """The layers of the [[layer]] ``tables``, each read against the previous one's output and its
+    shapes inferred (:func:`_read_layer`, :func:`_infer_shapes`); weights not yet set."""
+    specs, seen = [], set()
+    for index, table in enumerate(tables):
+        s = _read_layer(table, index, network, specs[-1] if specs else None, seen)
+        _infer_shapes(s, _layer_where(index, s.name))
+        specs.append(s)
+    return specs
+
+
+def _load_weights_file(path, where):
+    """The arrays of a weights ``.npz`` (no pickled objects), or a ConfigError saying what is wrong."""
+    from qnnfab.npzfile import read_npz
+    return read_npz(path, where, "weights", "export weights with `qnnfab train` or netconfig.save_weights(), "
+                    "or set weights = \"random\"")
+
+
+def _stored_weights(s, store, where):
+    """Weights and thresholds of compute layer ``s`` from the ``.npz`` arrays ``store``, their
+    keys, shapes, dtypes and threshold order checked."""
+    key = f"{s.name}/weights"
+    if key not in store:
+        raise ConfigError(where, "weights", f"{key!r} is not in the weights file",
+                          f"the file has: {sorted(store)[:8]}")
+    weights = np.asarray(store[key])
+    expect = (s.out, _weight_columns(s)) if s.type == "fc" else (s.out, s.in_shape[2], s.kernel, s.kernel)
+    if weights.shape != expect:
+        raise ConfigError(where, "weights", f"has shape {weights.shape}, expected {expect}",
+                          "fc weights are (out, in); conv weights are OIHW (out, in_ch, k, k)")
+    if s.act == "acc":
+        return weights, None
+    tkey = f"{s.name}/thresholds"
+    if tkey not in store:
+        raise ConfigError(where, "thresholds", f"{tkey!r} is not in the weights file",
+                          "store (out, 2^n - 1) thresholds, or set act = \"acc\"")
+    t = np.asarray(store[tkey])
+    if not np.issubdtype(t.dtype, np.integer):
+        raise ConfigError(where, "thresholds", f"must be integers, got dtype {t.dtype}",
+                          "store integer thresholds in the accumulator domain")
+    if t.size and t.max() > np.iinfo(np.int64).max:
+        raise ConfigError(where, "thresholds", f"value {t.max()} does not fit 64-bit signed "
+                          "integers", "store int64 thresholds in the accumulator domain")
+    if t.shape != (s.out, s.n_thresholds):
+        raise ConfigError(where, "thresholds", f"has shape {t.shape}, expected "
+                          f"{(s.out, s.n_thresholds)} for act = {s.act!r}",
+                          "one row of 2^n - 1 thresholds per output channel")
+    if np.any(np.diff(t, axis=1) < 0):
+        bad = int(np.nonzero(np.any(np.diff(t, axis=1) < 0, axis=1))[0][0])
+        raise ConfigError(where, "thresholds", f"row {bad} is not sorted ascending",
+                          "sort each row (np.sort(t, axis=1))")
+    return weights, t
+
+
+def _random_weights(spec, rng):
+    """Random weights and thresholds of compute layer ``spec`` that keep the activations balanced."""
+    n = _weight_columns(spec)
+    wk, xk = DataKind.of(spec.weight_kind, spec.weight_bits), DataKind.of(spec.in_kind, spec.in_bits)
     lo, hi = wk.stored_range
     w = rng.integers(lo, hi + 1, size=(spec.out, n))
     if spec.act == "acc":
@@ -291,7 +813,7 @@ def _random_weights(spec, in_len, in_kind, in_bits, rng):
         # accumulator statistics of random inputs, estimated by sampling
         lo, hi = xk.stored_range
         x = rng.integers(lo, hi + 1, size=(64, n))
-        if in_kind == "bipolar" and spec.weight_kind == "bipolar":
+        if spec.in_kind == "bipolar" and spec.weight_kind == "bipolar":
             acc = (x[:, None, :] == w[None, :, :]).sum(-1)           # popcount domain
         else:
             acc = xk.values(x) @ wk.values(w).T
@@ -306,264 +828,6 @@ def _random_weights(spec, in_len, in_kind, in_bits, rng):
     return w.astype(np.int64), t
 
 
-def loads(text, base_dir=".", source="<string>"):
-    """Parse and validate a config from TOML text (weights relative to ``base_dir``)."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(source, "toml", f"is not valid TOML: {e}",
-                          "correct the file at that line and column (format: qnnfab/netconfig.py)") from None
-    net = doc.get("network")
-    if not isinstance(net, dict):
-        raise ConfigError(source, "[network]", "table is missing", "start the file with a [network] table")
-    name = net.get("name", safe_name(Path(source).stem))
-    where = f"network {name!r}" if not isinstance(name, str) else f"network '{name}'"
-    check_name(where, "name", name, "network")
-    net_known = {"name", "input_shape", "input_kind", "input_bits", "weights", "seed", "pipeline", "weights_mode"}
-    extra = set(net) - net_known
-    if extra:
-        raise ConfigError(where, sorted(extra)[0], "is not a known [network] field",
-                          f"known fields: {sorted(net_known)}")
-    net_pipeline = _pipeline(net, where, default=0)
-    weights_mode = net.get("weights_mode", "const")
-    if weights_mode not in WEIGHTS_MODES:
-        raise ConfigError(where, "weights_mode", f"unknown mode {weights_mode!r}",
-                          'use weights_mode = "const" (weights in the hardware) or "runtime" (loaded at run time)')
-    shape = _req(net, "input_shape", where, list)
-    if len(shape) not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise ConfigError(where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}",
-                          "e.g. input_shape = [784] or [32, 32, 3]")
-    in_kind = net.get("input_kind", "bipolar")
-    if in_kind not in ACTIVATION_KINDS:
-        raise ConfigError(where, "input_kind", f"unknown kind {in_kind!r}", f"use one of {ACTIVATION_KINDS}")
-    _check_size(where, "input_shape", math.prod(shape), LIMITS["map_elements"], "the number of input elements",
-                "use a smaller input")
-    in_bits = None
-    if in_kind != "bipolar":
-        in_bits = _int(net, "input_bits", where, minimum=2 if in_kind == "int" else 1)
-        _check_size(where, "input_bits", in_bits, LIMITS["data_bits"], "the input width",
-                    f"use input_bits <= {LIMITS['data_bits']}")
-    layers_t = doc.get("layer")
-    if not isinstance(layers_t, list) or not layers_t:
-        raise ConfigError(where, "[[layer]]", "no layers", "add [[layer]] tables")
-
-    weights_src = net.get("weights", "random")
-    if not isinstance(weights_src, str) or not weights_src:
-        raise ConfigError(where, "weights", f"must be a file name or \"random\", got {weights_src!r}",
-                          "write weights = \"net.npz\" (relative to the config) or weights = \"random\"")
-    seed = _int(net, "seed", where, default=0)
-    store = None
-    rng = None
-    if weights_src == "random":
-        rng = np.random.default_rng(seed)
-    else:
-        store = _load_weights_file(Path(base_dir) / weights_src, where)
-
-    bad = next((k for k, t in enumerate(layers_t) if not isinstance(t, dict)), None)
-    if bad is not None:
-        raise ConfigError(where, "[[layer]]", f"entry {bad} is {layers_t[bad]!r}, not a table",
-                          "write each layer as a [[layer]] table")
-    specs, seen = [], set()
-    cur_shape, cur_kind, cur_bits = tuple(shape), in_kind, (in_bits or 1)
-    prev_pe = None
-    for idx, t in enumerate(layers_t):
-        lname = t.get("name", f"layer{idx}")
-        lw = f"layer {idx} {lname!r}"
-        check_name(lw, "name", lname, "layer")
-        if lname in seen:
-            raise ConfigError(lw, "name", "is used twice", "give every layer a unique name")
-        seen.add(lname)
-        ltype = t.get("type")
-        if ltype not in LAYER_TYPES:
-            raise ConfigError(lw, "type", f"unknown layer type {ltype!r}", f"use one of {LAYER_TYPES}")
-        known = {"name", "type", "out", "act", "weight_kind", "weight_bits", "pe", "simd", "kernel",
-                 "stride", "pad", "pad_value", "fifo_depth", "pipeline", "weight_memory"}
-        extra = set(t) - known
-        if extra:
-            raise ConfigError(lw, sorted(extra)[0], "is not a known field", f"known fields: {sorted(known)}")
-        if cur_kind == "acc":
-            raise ConfigError(lw, "input", "the previous layer outputs raw accumulators (act = \"acc\")",
-                              "only the last layer may use act = \"acc\"")
-        s = LayerSpec(lname, ltype)
-        s.in_shape, s.in_kind, s.in_bits = cur_shape, cur_kind, cur_bits
-        s.fifo_depth = t.get("fifo_depth")
-        if s.fifo_depth is not None:
-            _int(t, "fifo_depth", lw, minimum=2)
-            _check_size(lw, "fifo_depth", s.fifo_depth, LIMITS["fifo_depth"], "the FIFO depth",
-                        "use a smaller fifo_depth (or leave it out for the default)")
-        s.pipeline = _pipeline(t, lw, default=net_pipeline)
-        if ltype == "maxpool" and "pipeline" in t:
-            raise ConfigError(lw, "pipeline", "a max pool has no adder tree to pipeline",
-                              "set pipeline on fc/conv layers only")
-        s.weight_memory = t.get("weight_memory", "auto")
-        if ltype == "maxpool" and "weight_memory" in t:
-            raise ConfigError(lw, "weight_memory", "a max pool has no weights",
-                              "set weight_memory on fc/conv layers only")
-        if not isinstance(s.weight_memory, str) or s.weight_memory not in MEMORY_STYLES:
-            raise ConfigError(lw, "weight_memory", f"unknown memory style {s.weight_memory!r}",
-                              f"use one of {MEMORY_STYLES}")
-        if ltype == "maxpool":
-            if len(cur_shape) != 3:
-                raise ConfigError(lw, "type", f"max pooling needs an image input, got shape {cur_shape}",
-                                  "put max pools between convolutions")
-            if cur_kind == "int":
-                raise ConfigError(lw, "type", "max pooling of signed (int) inputs is not supported in hardware",
-                                  "pool after the first convolution, or use input_kind = \"uint\"")
-            s.kernel = _kernel(t, lw, 2)
-            s.stride = _int(t, "stride", lw, default=s.kernel, minimum=1)
-            h, w, c = cur_shape
-            s.simd = _int(t, "simd", lw, default=prev_pe or c, minimum=1)
-            if c % s.simd:
-                raise ConfigError(lw, "simd", f"{s.simd} does not divide the {c} channels",
-                                  f"choose simd among {divisors(c)}")
-            if h < s.kernel or w < s.kernel:
-                raise ConfigError(lw, "kernel", f"{s.kernel} is larger than the {h}x{w} input",
-                                  "use a smaller pool or remove it")
-            oh, ow = (h - s.kernel) // s.stride + 1, (w - s.kernel) // s.stride + 1
-            s.out_shape = (oh, ow, c)
-            s.out_kind, s.out_bits = cur_kind, cur_bits
-            s.pe = s.simd
-            specs.append(s)
-            cur_shape = s.out_shape
-            prev_pe = s.pe
-            continue
-        s.out = _int(t, "out", lw, minimum=1)
-        s.act = t.get("act", "bipolar")
-        if not isinstance(s.act, str) or not (s.act in ("bipolar", "acc")
-                                               or re.fullmatch(r"uint([1-9]|1[0-6])", s.act)):
-            raise ConfigError(lw, "act", f"unknown activation {s.act!r}",
-                              "use \"bipolar\", \"uint<n>\" (e.g. \"uint2\") or \"acc\" (raw, last layer)")
-        s.weight_kind = t.get("weight_kind", "bipolar")
-        if not isinstance(s.weight_kind, str) or s.weight_kind not in WEIGHT_KINDS:
-            raise ConfigError(lw, "weight_kind", f"unknown kind {s.weight_kind!r}", f"use one of {WEIGHT_KINDS}")
-        if s.weight_kind == "int":
-            s.weight_bits = _int(t, "weight_bits", lw, minimum=2)
-            _check_size(lw, "weight_bits", s.weight_bits, LIMITS["data_bits"], "the weight width",
-                        f"use weight_bits <= {LIMITS['data_bits']}")
-        elif "weight_bits" in t:
-            raise ConfigError(lw, "weight_bits", f"applies to weight_kind = \"int\" only, not {s.weight_kind!r}",
-                              "remove weight_bits or set weight_kind = \"int\"")
-        s.pe = _int(t, "pe", lw, default=1, minimum=1)
-        s.simd = _int(t, "simd", lw, default=1, minimum=1)
-        if s.out % s.pe:
-            raise ConfigError(lw, "pe", f"{s.pe} does not divide out = {s.out}",
-                              f"choose pe among {divisors(s.out)}")
-        if ltype == "fc":
-            mw = math.prod(cur_shape)
-            if len(cur_shape) == 3 and cur_shape[2] % s.simd:
-                raise ConfigError(lw, "simd", f"{s.simd} does not divide the {cur_shape[2]} channels of "
-                                  f"the flattened {cur_shape} input", f"choose simd among {divisors(cur_shape[2])}")
-            if mw % s.simd:
-                raise ConfigError(lw, "simd", f"{s.simd} does not divide the input length {mw}",
-                                  f"choose simd among {divisors(mw)}")
-            s.out_shape = (s.out,)
-            in_len = mw
-        else:
-            if len(cur_shape) != 3:
-                raise ConfigError(lw, "type", f"convolution needs an image input, got shape {cur_shape}",
-                                  "put convolutions before the fully connected layers")
-            s.kernel = _kernel(t, lw, 3)
-            s.stride = _int(t, "stride", lw, default=1, minimum=1)
-            s.pad = _int(t, "pad", lw, default=0, minimum=0)
-            if s.pad >= s.kernel:
-                raise ConfigError(lw, "pad", f"pad = {s.pad} >= kernel = {s.kernel} gives windows made only of "
-                                  "padding", f"use pad <= {s.kernel - 1}")
-            s.pad_value = _pad_value(t, lw, cur_kind, cur_bits)
-            h, w, c = cur_shape
-            folding.check_conv_simd(lw, s.simd, c, s.kernel)
-            if h + 2 * s.pad < s.kernel or w + 2 * s.pad < s.kernel:
-                raise ConfigError(lw, "kernel", f"{s.kernel}x{s.kernel} kernel is larger than the padded "
-                                  f"{h}x{w} input (pad {s.pad})", "add padding or use a smaller kernel")
-            oh = (h + 2 * s.pad - s.kernel) // s.stride + 1
-            ow = (w + 2 * s.pad - s.kernel) // s.stride + 1
-            s.out_shape = (oh, ow, s.out)
-            in_len = s.kernel * s.kernel * c
-        _check_size(lw, "out", math.prod(s.out_shape), LIMITS["map_elements"], "the number of output elements",
-                    "use a smaller out")
-        wbits = DataKind.of(s.weight_kind, s.weight_bits, lw).width
-        _check_size(lw, "out", s.out * in_len * wbits, LIMITS["weight_bits_per_layer"],
-                    f"the weight memory in bits ({s.out} x {in_len} weights of {wbits} bits)",
-                    "use a smaller out or input")
-        _check_size(lw, "act", s.out * s.n_thresholds, LIMITS["thresholds_per_layer"],
-                    f"the number of thresholds ({s.out} x {s.n_thresholds})", "use fewer activation bits or a smaller out")
-        # weights
-        if store is None:
-            s.weights, s.thresholds = _random_weights(s, in_len, cur_kind, cur_bits, rng)
-        else:
-            key = f"{lname}/weights"
-            if key not in store:
-                raise ConfigError(lw, "weights", f"{key!r} is not in the weights file",
-                                  f"the file has: {sorted(store)[:8]}")
-            s.weights = np.asarray(store[key])
-            expect = (s.out, in_len) if ltype == "fc" else (s.out, cur_shape[2], s.kernel, s.kernel)
-            if s.weights.shape != expect:
-                raise ConfigError(lw, "weights", f"has shape {s.weights.shape}, expected {expect}",
-                                  "fc weights are (out, in); conv weights are OIHW (out, in_ch, k, k)")
-            tkey = f"{lname}/thresholds"
-            if s.act == "acc":
-                s.thresholds = None
-            else:
-                if tkey not in store:
-                    raise ConfigError(lw, "thresholds", f"{tkey!r} is not in the weights file",
-                                      "store (out, 2^n - 1) thresholds, or set act = \"acc\"")
-                s.thresholds = np.asarray(store[tkey])
-                if not np.issubdtype(s.thresholds.dtype, np.integer):
-                    raise ConfigError(lw, "thresholds", f"must be integers, got dtype {s.thresholds.dtype}",
-                                      "store integer thresholds in the accumulator domain")
-                if s.thresholds.size and s.thresholds.max() > np.iinfo(np.int64).max:
-                    raise ConfigError(lw, "thresholds", f"value {s.thresholds.max()} does not fit 64-bit signed "
-                                      "integers", "store int64 thresholds in the accumulator domain")
-                if s.thresholds.shape != (s.out, s.n_thresholds):
-                    raise ConfigError(lw, "thresholds", f"has shape {s.thresholds.shape}, expected "
-                                      f"{(s.out, s.n_thresholds)} for act = {s.act!r}",
-                                      "one row of 2^n - 1 thresholds per output channel")
-                if np.any(np.diff(s.thresholds, axis=1) < 0):
-                    bad = int(np.nonzero(np.any(np.diff(s.thresholds, axis=1) < 0, axis=1))[0][0])
-                    raise ConfigError(lw, "thresholds", f"row {bad} is not sorted ascending",
-                                      "sort each row (np.sort(t, axis=1))")
-        _check_weight_values(s, lw)
-        if s.act == "acc":
-            s.out_kind, s.out_signed = "acc", not (cur_kind == "bipolar" and s.weight_kind == "bipolar")
-        elif s.act == "bipolar":
-            s.out_kind, s.out_bits = "bipolar", 1
-        else:
-            s.out_kind, s.out_bits = "uint", s.act_bits
-        specs.append(s)
-        cur_shape, cur_kind, cur_bits = s.out_shape, s.out_kind, s.out_bits
-        prev_pe = s.pe
-    ref = "random" if store is None else str((Path(base_dir) / weights_src).resolve())
-    cfg = NetConfig(name, tuple(shape), in_kind, in_bits, specs, source, ref, seed, weights_mode)
-    # the golden model re-validates kinds and ranges; report its errors as config errors
-    cfg.golden()
-    return cfg
-
-
-def _kernel(table, where, default):
-    k = _int(table, "kernel", where, default=default, minimum=1)
-    _check_size(where, "kernel", k, LIMITS["kernel"], "the kernel size", f"use kernel <= {LIMITS['kernel']}")
-    return k
-
-
-def _pad_value(table, where, kind, bits):
-    """The conv padding as a stored input value: 0/1 for bipolar (-1/+1), [0, 2^bits) for uint; for int
-    inputs the hardware pads with a non-negative code, so [0, 2^(bits-1))."""
-    v = table.get("pad_value", 0)
-    lo, hi = 0, DataKind.of(kind, bits, where).stored_range[1]
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        what = {"bipolar": "bipolar inputs (0 = -1, 1 = +1)", "uint": f"{bits}-bit uint inputs",
-                "int": f"{bits}-bit int inputs (negative padding is not supported in hardware)"}[kind]
-        raise ConfigError(where, "pad_value", f"must be an integer in [{lo}, {hi}] for {what}, got {v!r}",
-                          f"set pad_value = <integer in [{lo}, {hi}]> (default 0)")
-    return v
-
-
-def _load_weights_file(path, where):
-    """The arrays of a weights ``.npz`` (no pickled objects), or a ConfigError saying what is wrong."""
-    from qnnfab.npzfile import read_npz
-    return read_npz(path, where, "weights", "export weights with `qnnfab train` or netconfig.save_weights(), "
-                    "or set weights = \"random\"")
-
-
 def _check_weight_values(s, lw):
     w = s.weights
     if not np.issubdtype(w.dtype, np.integer):
@@ -572,6 +836,46 @@ def _check_weight_values(s, lw):
     what = ("bipolar weights, stored as bits (1 = +1)" if s.weight_kind == "bipolar"
             else f"{kind.name} weights")
     kind.check_stored(w, lw, "weights", what)
+
+
+def _fill_weights(specs, store, seed):
+    """Set the weights and thresholds of every compute layer, in order: from the ``.npz`` arrays
+    ``store``, or (``store`` None) drawn by :func:`_random_weights` from one generator seeded
+    with ``seed``; then check the weight values against the layer's weight kind."""
+    rng = np.random.default_rng(seed) if store is None else None
+    for index, s in enumerate(specs):
+        if s.type == "maxpool":
+            continue
+        where = _layer_where(index, s.name)
+        s.weights, s.thresholds = (_random_weights(s, rng) if store is None
+                                   else _stored_weights(s, store, where))
+        _check_weight_values(s, where)
+
+
+def _check_golden(cfg):
+    """Build the golden model of ``cfg``: it re-validates kinds and ranges and raises ConfigError."""
+    cfg.golden()
+
+
+def loads(text, base_dir=".", source="<string>"):
+    """Parse and validate a config from TOML text (weights relative to ``base_dir``).
+
+    Steps: parse the TOML, read the [network] fields, read the weights file
+    (unless weights = "random"), read each layer and infer its shapes, fill in
+    the weights (from the file or drawn), build the golden model.
+    """
+    doc = _parse_toml(text, source)
+    network, where = _read_network(doc, source)
+    tables = _layer_tables(doc, where)
+    ref = network["weights_ref"]
+    store = None if ref == "random" else _load_weights_file(Path(base_dir) / ref, where)
+    specs = _read_layers(tables, network)
+    _fill_weights(specs, store, network["seed"])
+    if store is not None:
+        network["weights_ref"] = str((Path(base_dir) / ref).resolve())
+    cfg = NetConfig(**network, layers=specs, source=source)
+    _check_golden(cfg)
+    return cfg
 
 
 def load(path):
@@ -590,39 +894,41 @@ def load(path):
     return loads(text, p.parent, str(p))
 
 
+# ---------------------------------------------------------------------------
+# writing
+
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def toml_value(v):
+    """``v`` (a string, integer or list of them) as a TOML value: strings are basic strings with
+    ``"``, ``\\`` and control characters escaped."""
+    if isinstance(v, str):
+        return '"' + "".join(_TOML_ESCAPES.get(ch) or (f"\\u{ord(ch):04X}" if ord(ch) < 0x20 or ord(ch) == 0x7F
+                                                       else ch) for ch in v) + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _table_lines(obj, layer_type=None):
+    """``key = value`` lines of the fields of ``obj`` that dumps() writes, group by group."""
+    fields = [f for f in toml_fields(type(obj)) if _belongs(f, layer_type)]
+    fields.sort(key=lambda f: DUMP_GROUPS.index(f.spec.group))     # stable: declaration order in a group
+    return [f"{f.key} = {toml_value(getattr(obj, f.name))}" for f in fields
+            if _is_written(f, obj, getattr(obj, f.name))]
+
+
 def dumps(cfg, weights_ref=None):
     """The config as TOML text (the same topology and folding; ``weights_ref``
     overrides the weights entry, e.g. a path relative to the new file)."""
-    ref = weights_ref if weights_ref is not None else cfg.weights_ref
-    out = ["[network]", f'name = "{cfg.name}"', f"input_shape = {list(cfg.input_shape)}",
-           f'input_kind = "{cfg.input_kind}"']
-    if cfg.input_bits:
-        out.append(f"input_bits = {cfg.input_bits}")
-    out.append(f'weights = "{ref}"')
-    if ref == "random":
-        out.append(f"seed = {cfg.seed}")
-    if cfg.weights_mode != "const":
-        out.append(f'weights_mode = "{cfg.weights_mode}"')
+    if weights_ref is not None:
+        cfg = dataclasses.replace(cfg, weights_ref=weights_ref)
+    out = ["[network]"] + _table_lines(cfg)
     for L in cfg.layers:
-        out += ["", "[[layer]]", f'name = "{L.name}"', f'type = "{L.type}"']
-        if L.type == "maxpool":
-            out += [f"kernel = {L.kernel}", f"stride = {L.stride}", f"simd = {L.simd}"]
-        else:
-            out += [f"out = {L.out}", f'act = "{L.act}"', f'weight_kind = "{L.weight_kind}"']
-            if L.weight_bits:
-                out.append(f"weight_bits = {L.weight_bits}")
-            if L.type == "conv":
-                out += [f"kernel = {L.kernel}", f"stride = {L.stride}", f"pad = {L.pad}",
-                        f"pad_value = {L.pad_value}"]
-            out += [f"pe = {L.pe}", f"simd = {L.simd}"]
-            if L.pipeline == PIPELINE_MAX:
-                out.append(f'pipeline = "{PIPELINE_MAX}"')
-            elif L.pipeline:
-                out.append(f"pipeline = {L.pipeline}")
-            if L.weight_memory != "auto":
-                out.append(f'weight_memory = "{L.weight_memory}"')
-        if L.fifo_depth:
-            out.append(f"fifo_depth = {L.fifo_depth}")
+        out += ["", "[[layer]]"] + _table_lines(L, L.type)
     return "\n".join(out) + "\n"
 
 

@@ -525,3 +525,131 @@ def test_topology_hash_ignores_weights_and_name_but_not_folding():
     assert refolded.layers[0].pe != base.layers[0].pe
     assert refolded.topology_hash() != base.topology_hash()
     assert 0 <= base.topology_hash() < 2**32
+
+
+# The identity registers of built hardware and the headers of weights images carry these values:
+# they come from the earlier definition of NetConfig.topology_hash (a hand-written list of the
+# layer fields, before the fields were declared once), computed on that tree. A change of the
+# declarations must keep them.
+SHIPPED_TOPOLOGY_HASHES = {
+    "cnv_small": 0x965A5057,
+    "cnv_w1a1": 0x94DD7959,
+    "cnv_w1a1_fast": 0xBA0B8BDE,
+    "lfc_small": 0x02F4F220,
+    "lfc_w1a1": 0x9216D34A,
+    "lfc_w1a1_fast": 0x3A538EF5,
+}
+
+# Every hashed field away from its default (uint input, int and ternary weights, padding, a
+# pipeline from the network and per layer, "max", both memory styles, a FIFO depth, a pool);
+# its hash from the same earlier definition.
+EVERY_HASHED_FIELD = """
+[network]
+name = "every-field"
+input_shape = [8, 8, 2]
+input_kind = "uint"
+input_bits = 3
+weights = "random"
+seed = 4
+pipeline = 1
+
+[[layer]]
+name = "conv0"
+type = "conv"
+out = 8
+act = "uint2"
+weight_kind = "int"
+weight_bits = 3
+kernel = 3
+stride = 1
+pad = 1
+pad_value = 2
+pe = 4
+simd = 2
+pipeline = "max"
+weight_memory = "block"
+fifo_depth = 5
+
+[[layer]]
+name = "pool0"
+type = "maxpool"
+kernel = 2
+stride = 2
+
+[[layer]]
+name = "conv1"
+type = "conv"
+out = 4
+act = "bipolar"
+weight_kind = "ternary"
+kernel = 2
+stride = 2
+pe = 2
+simd = 8
+
+[[layer]]
+name = "fc0"
+type = "fc"
+out = 6
+act = "acc"
+pe = 3
+simd = 4
+weight_memory = "distributed"
+pipeline = 0
+"""
+EVERY_HASHED_FIELD_HASH = 0xDE16F421
+
+
+def test_topology_hash_of_every_shipped_config_is_pinned():
+    assert sorted(SHIPPED_TOPOLOGY_HASHES) == [p.stem for p in CONFIGS]
+    for path in CONFIGS:
+        assert netconfig.load(path).topology_hash() == SHIPPED_TOPOLOGY_HASHES[path.stem], path.stem
+
+
+def test_topology_hash_with_every_hashed_field_set_is_pinned():
+    cfg = netconfig.loads(EVERY_HASHED_FIELD)
+    assert cfg.topology_hash() == EVERY_HASHED_FIELD_HASH
+    # the weights mode, the name and the seed are not part of the hardware's identity
+    other = EVERY_HASHED_FIELD.replace("seed = 4", 'seed = 5\nweights_mode = "runtime"').replace("every-field", "x")
+    assert netconfig.loads(other).topology_hash() == EVERY_HASHED_FIELD_HASH
+
+
+# --------------------------------------------------------------------------- the field declarations
+
+def test_every_toml_field_is_declared_once_with_a_doc_line_and_documented_in_the_format():
+    doc = netconfig.__doc__
+    for cls in (netconfig.NetConfig, netconfig.LayerSpec):
+        keys = [f.key for f in netconfig.toml_fields(cls)]
+        assert len(keys) == len(set(keys)), cls
+        for f in netconfig.toml_fields(cls):
+            assert f.spec.doc and "\n" not in f.spec.doc, f.key
+            assert re.search(rf"\b{f.key} =", doc), f"{f.key} is not in the format of the module docstring"
+    # the keys loads() accepts are the declared ones (the error lists them)
+    layer_keys = sorted(f.key for f in netconfig.toml_fields(netconfig.LayerSpec))
+    _expect(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, colour=1), "'fc0'", "colour",
+            f"known fields: {layer_keys}")
+
+
+def test_dumps_writes_only_the_fields_of_the_layer_type():
+    cfg = netconfig.loads(EVERY_HASHED_FIELD)
+    tables = netconfig.dumps(cfg).split("[[layer]]")
+    keys = [{line.split(" = ")[0] for line in t.strip().splitlines()[1 if i == 0 else 0:]}
+            for i, t in enumerate(tables)]
+    assert keys[0] == {"name", "input_shape", "input_kind", "input_bits", "weights", "seed"}
+    assert keys[2] == {"name", "type", "kernel", "stride", "simd"}                     # the pool
+    assert {"kernel", "pad"} <= keys[3] and not {"kernel", "pad"} & keys[4]            # conv, fc
+    assert "pipeline" not in keys[4] and keys[1] >= {"pipeline", "weight_memory", "fifo_depth", "weight_bits"}
+
+
+def test_a_weights_path_with_quotes_tabs_and_backslashes_round_trips(tmp_path):
+    cfg = netconfig.load(ROOT / "configs" / "lfc_small.toml")
+    name = 'my "best"\tweights\\v2.npz'
+    netconfig.save_weights(tmp_path / name, cfg)
+    text = netconfig.dumps(cfg, name)
+    again = netconfig.loads(text, base_dir=tmp_path)
+    assert again.weights_ref == str((tmp_path / name).resolve())
+    _assert_same(cfg, again)
+    # an absolute path written back as it is
+    third = netconfig.loads(netconfig.dumps(again), base_dir=ROOT)
+    assert third.weights_ref == again.weights_ref
+    assert netconfig.toml_value('a"b\tc\\d\ne\x7f') == '"a\\"b\\tc\\\\d\\ne\\u007F"'
