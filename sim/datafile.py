@@ -25,12 +25,13 @@ def _pick(store, names):
     return None, None
 
 
-def load_frames(path, cfg):
+def load_frames(path, cfg, *, field="data"):
     """``(frames, labels or None)`` from ``path`` for network ``cfg``, checked
-    against its input shape and kind; every problem is a :class:`ConfigError`."""
+    against its input shape and kind; every problem is a :class:`ConfigError`
+    (one about the file itself names ``field``: a command passes its option)."""
     p = Path(path)
     where = str(path)
-    store = read_npz(p, where, "data", "write it with numpy.savez(path, x=frames, y=labels)")
+    store = read_npz(p, where, field, "write it with numpy.savez(path, x=frames, y=labels)")
     xname, x = _pick(store, ("x", "x_test"))
     if x is None:
         raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")

@@ -94,19 +94,22 @@ class FoldResult:
     reason: str
 
 
-def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram_budget=0.9):
+def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram_budget=0.9,
+              fps_name=("auto_fold", "target_fps")):
     """Choose PE/SIMD for every layer of ``cfg`` (modified in place); return a :class:`FoldResult`.
 
     ``target_fps=None`` means the fastest design within the budgets (fractions
-    of the device's LUTs and block RAMs). Errors name ``target_fps`` (the
-    command line maps it to its option).
+    of the device's LUTs and block RAMs). Errors about ``target_fps`` name it
+    ``fps_name``, a ``(where, field)`` pair: a command passes its own name and
+    option (errors about the network's reach keep the network as ``where``).
     """
+    fps_where, fps_field = fps_name
     if target_fps is not None and not (target_fps > 0 and math.isfinite(target_fps)):
-        raise ConfigError("auto_fold", "target_fps", f"must be a positive number, not {target_fps:g}",
+        raise ConfigError(fps_where, fps_field, f"must be a positive number, not {target_fps:g}",
                           "e.g. 3000 frames/s, or no target for the fastest design that fits")
     target_cycles = None if target_fps is None else f_clk / target_fps
     if target_cycles is not None and target_cycles < 1:
-        raise ConfigError("auto_fold", "target_fps", f"{target_fps:g} frames/s needs less than one cycle per "
+        raise ConfigError(fps_where, fps_field, f"{target_fps:g} frames/s needs less than one cycle per "
                           f"frame at {f_clk / 1e6:g} MHz", "lower the target or raise the clock")
     pos = {}
     for L in cfg.layers:
@@ -136,7 +139,7 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
         if pos[worst.name] + 1 >= len(steps):
             reason = f"bottleneck {worst.name} is fully parallel"
             if target_cycles is not None:
-                raise ConfigError(f"network '{cfg.name}'", "target_fps",
+                raise ConfigError(f"network '{cfg.name}'", fps_field,
                                   f"{target_fps:,.0f} frames/s is out of reach: {reason} at "
                                   f"{f_clk / wc:,.0f} frames/s ({wc:,} cycles/frame)",
                                   "lower the target or raise the clock")
@@ -151,7 +154,7 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
             reason = (f"the next step of bottleneck {worst.name} would exceed the budget "
                       f"({int(lut_budget * 100)}% LUT, {int(bram_budget * 100)}% BRAM of {device.part})")
             if target_cycles is not None:
-                raise ConfigError(f"network '{cfg.name}'", "target_fps",
+                raise ConfigError(f"network '{cfg.name}'", fps_field,
                                   f"{target_fps:,.0f} frames/s does not fit {device.part}: {reason}; best "
                                   f"reachable is {f_clk / wc:,.0f} frames/s",
                                   "lower the target, or fold for the fastest design that fits (no target)")

@@ -1,0 +1,72 @@
+"""``qnnfab import``: a QONNX model -> qnnfab config, weights and input codes."""
+
+import argparse
+from pathlib import Path
+
+from qnnfab import netconfig
+from qnnfab.boards.targets import get_board
+from qnnfab.boards.estimate.fold import auto_fold
+from qnnfab.errors import ConfigError
+from qnnfab.flow import OutputFolder
+from qnnfab.interop.qonnx_export import require_onnx
+from qnnfab.interop.qonnx_import import import_qonnx, write_imported
+
+from .common import as_option, number
+
+
+def run(args):
+    where = "qnnfab import"
+    model = Path(args.model)
+    if not model.is_file():
+        raise ConfigError(where, "MODEL", f"{model} is not a file", "pass a QONNX model (.onnx)")
+    name = args.name or netconfig.safe_name(model.stem, "imported")
+    netconfig.check_name(where, "--name", name, "network")
+    with as_option(where, "--board"):
+        board = get_board(args.board)
+    number(where, "--fps", args.fps, above=0)
+    require_onnx()
+    out = OutputFolder(where, "--out", args.out)
+    try:
+        imp = import_qonnx(model, name=name)
+        fold = auto_fold(imp.cfg, board.capacity, target_fps=args.fps, lut_budget=0.5, fps_name=(where, "--fps"))
+    except BaseException:
+        out.undo()
+        raise
+    toml = write_imported(imp, out.path)
+    cfg = netconfig.load(toml)
+    print(f"imported {model}: {len(cfg.layers)} layers -> {toml} (+ {name}.npz)")
+    for L in cfg.layers:
+        extra = "" if L.type == "maxpool" else f", {L.weight_kind}{L.weight_bits or ''} weights, act {L.act}"
+        print(f"  {L.name:<8} {L.type:<8} {L.in_shape} -> {L.out_shape}{extra}, PE {L.pe} SIMD {L.simd}")
+    print(f"folding: {fold.reason}; bottleneck {fold.bottleneck[0]}, {fold.bottleneck[1]:,} cycles/frame")
+    codes = imp.input_codes
+    how = ("the graph input holds them already" if codes.scale is None else
+           f"the model's input quantizer: {codes.rounding.lower()}(x / {codes.scale:g}), clipped")
+    print(f"input codes the hardware reads: {codes.kind} ({how}); in Python: "
+          f"InputCodes.from_json(open('{out.path / (name + '.input_codes.json')}').read()).to_codes(x) "
+          "(from qnnfab.interop.qonnx_import)")
+    for note in imp.notes:
+        print(f"note: {note}")
+    return 0
+
+
+def add_parser(sub):
+    im = sub.add_parser(
+        "import", help="a QONNX model (Brevitas export or FINN-streamlined) -> qnnfab config + weights",
+        description="Read a QONNX model and write a qnnfab config (TOML), its weights (.npz) and the input "
+                    "codes the hardware reads (.input_codes.json). Brevitas-style graphs (Quant/BipolarQuant on "
+                    "weights and activations, MatMul/Gemm/Conv, BatchNormalization, Mul/Add scales and biases, "
+                    "Relu before unsigned k-bit activations, MaxPool, Pad, Flatten/Reshape/Transpose) and "
+                    "streamlined graphs (integer weights + MultiThreshold) fold into integer weights and "
+                    "thresholds exactly; anything else is refused naming the node. Needs qnnfab[onnx].",
+        epilog="examples:\n  qnnfab import model.onnx --out out/imported\n"
+               "  qnnfab import model.onnx --out out/imported --name digits --fps 100000\n"
+               "  qnnfab sim --config out/imported/digits.toml --frames 100",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    im.add_argument("model", metavar="MODEL.onnx", help="the QONNX model")
+    im.add_argument("--out", required=True, metavar="DIR", help="folder for the config, weights and input codes")
+    im.add_argument("--name", default=None, help="network name (default: the model file's name)")
+    im.add_argument("--board", default="pynq-z2", help="board whose budget bounds the default folding (default pynq-z2)")
+    im.add_argument("--fps", type=float, default=None,
+                    help="fold for this frame rate at 100 MHz (default: the fastest within half the board's LUTs)")
+    im.set_defaults(func=run)

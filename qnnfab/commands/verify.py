@@ -1,0 +1,45 @@
+"""``qnnfab verify``: a data set through the hardware (compiled engine) against the golden model."""
+
+import argparse
+
+from qnnfab.errors import ConfigError
+from qnnfab.flow import Run, flows, steps
+from qnnfab.sim.datafile import load_frames
+
+from .common import check_seed
+
+
+def simulate(cfg, frames, labels, seed):
+    """``frames`` through the compiled engine, the summary printed: exit 1 on any difference from golden."""
+    return flows.run(flows.verify, Run(cfg=cfg, frames=frames, labels=labels, seed=seed)).exit_code
+
+
+def run(args):
+    where = "qnnfab verify"
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(where, "--limit", f"must be >= 1, got {args.limit}", "e.g. --limit 100, or leave it out")
+    check_seed(where, args.seed, 1)
+    cfg = steps.load(args.config)
+    frames, labels = load_frames(args.data, cfg, field="--data")
+    if args.limit is not None:
+        frames = frames[:args.limit]
+        labels = None if labels is None else labels[:args.limit]
+    return simulate(cfg, frames, labels, args.seed)
+
+
+def add_parser(sub):
+    v = sub.add_parser(
+        "verify", help="run a whole data set through the hardware (compiled engine) against the golden model",
+        description="Stream every frame of a data set through the network's accelerator on the compiled "
+                    "Verilator engine (a fifth of them also under random gaps and backpressure), compare "
+                    "every output word with the golden model and print accuracy, agreement and cycles/frame. "
+                    "Exit 1 when any word differs.",
+        epilog="examples:\n  qnnfab verify --config out/train/digits-ste.toml --data out/demo/test_images.npz\n"
+               "data: an .npz with x (or x_test): frames of stored input values, shape (B,) + the network's "
+               "input_shape (or (B, features)), and optionally y (or y_test): labels",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    v.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
+    v.add_argument("--data", required=True, metavar="FILE.npz", help="frames (x / x_test) and labels (y / y_test)")
+    v.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N frames")
+    v.add_argument("--seed", type=int, default=1, help="seed of the random gaps and backpressure (default 1)")
+    v.set_defaults(func=run)
