@@ -33,6 +33,7 @@ from qnnfab.train import trainer as T  # noqa: E402
 from qnnfab.train.export import export  # noqa: E402
 from qnnfab.train.datasets import load_digits  # noqa: E402
 from qnnfab.training import describe_arch  # noqa: E402
+from qnnfab.golden.network import network_of
 
 
 def main():
@@ -64,7 +65,7 @@ def main():
             if r.binarized:
                 toml_path, _ = export(r, out_dir, f"digits-{scheme}-a{args.act_bits}-s{seed}")
                 cfg = netconfig.load(toml_path)
-                out = cfg.golden().forward(ds.x_test.reshape((-1,) + cfg.input_shape))
+                out = network_of(cfg).forward(ds.x_test.reshape((-1,) + cfg.input_shape))
                 pred = out.argmax(1)
                 ints.append(float(np.mean(pred == ds.y_test)))
                 agree.append(float(np.mean(pred == T.predict(r, ds.x_test))))

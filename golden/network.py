@@ -47,7 +47,7 @@ from qnnfab.kinds import ACTIVATION_KINDS, KINDS, DataKind, accumulator_range
 
 from ._util import ConfigError, as_int_array, as_pair
 from .bits import PairedSgemm, _packed_matmul, pack_bits, unpack_bits
-from .conv import conv_output_size, im2col, maxpool, pool_output_size
+from .conv import conv_output_size, conv_weights_to_matrix, im2col, maxpool, pool_output_size
 from .fixedpoint import FixedFormat, quantize
 from .matvec import exact_matmul
 from .threshold import bn_to_thresholds, check_thresholds, fold_flips_into_weights, multithreshold
@@ -593,3 +593,22 @@ def float_forward(net, x):
             if inf.out_kind == "bipolar":
                 a = 2 * a - 1
     return a
+
+
+def network_of(cfg):
+    """The network of a :class:`qnnfab.netconfig.NetConfig` as a :class:`Network` (the bit-exact reference)."""
+    layers = []
+    for L in cfg.layers:
+        if L.type == "maxpool":
+            layers.append(MaxPool(L.kernel, L.stride, name=L.name))
+            continue
+        wk = L.weight_kind
+        if L.type == "fc":
+            layers.append(FC(L.weights, w_kind=wk, w_bits=L.weight_bits, name=L.name))
+        else:
+            layers.append(Conv(conv_weights_to_matrix(L.weights), L.kernel, L.stride, L.pad,
+                               L.pad_value, w_kind=wk, w_bits=L.weight_bits, name=L.name))
+        if L.act != "acc":
+            layers.append(Threshold(L.thresholds, "bipolar" if L.act == "bipolar" else "uint",
+                                    name=f"{L.name}_act"))
+    return Network(layers, cfg.input_shape, cfg.input_kind, cfg.input_bits, cfg.name)

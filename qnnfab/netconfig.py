@@ -1,6 +1,6 @@
 """Network configs: one TOML file (topology + folding) and one ``.npz`` (weights).
 
-A config describes a network once; :mod:`qnnfab.golden` runs it bit-exactly
+A config describes a network once; :func:`qnnfab.golden.network.network_of` runs it bit-exactly
 and :class:`qnnfab.rtl.dataflow.Dataflow` turns it into hardware.
 
 TOML format::
@@ -549,27 +549,6 @@ class NetConfig:
     pipeline: int | str = config_field("default of the layers' pipeline (each layer writes its own)",
                                        _read_pipeline, default=0, dump=NEVER)
 
-    # ---- golden model -------------------------------------------------
-    def golden(self):
-        """The same network as a :class:`qnnfab.golden.Network` (bit-exact reference)."""
-        from qnnfab.golden import network as gn
-        from qnnfab.golden.conv import conv_weights_to_matrix
-        layers = []
-        for L in self.layers:
-            if L.type == "maxpool":
-                layers.append(gn.MaxPool(L.kernel, L.stride, name=L.name))
-                continue
-            wk = L.weight_kind
-            if L.type == "fc":
-                layers.append(gn.FC(L.weights, w_kind=wk, w_bits=L.weight_bits, name=L.name))
-            else:
-                layers.append(gn.Conv(conv_weights_to_matrix(L.weights), L.kernel, L.stride, L.pad,
-                                      L.pad_value, w_kind=wk, w_bits=L.weight_bits, name=L.name))
-            if L.act != "acc":
-                layers.append(gn.Threshold(L.thresholds, "bipolar" if L.act == "bipolar" else "uint",
-                                           name=f"{L.name}_act"))
-        return gn.Network(layers, self.input_shape, self.input_kind, self.input_bits, self.name)
-
     # ---- performance model --------------------------------------------
     def layer_cycles(self, L):
         """Cycles per frame of layer ``L`` (:func:`qnnfab.folding.layer_cycles`)."""
@@ -610,7 +589,7 @@ class NetConfig:
 
 # ---------------------------------------------------------------------------
 # loading: parse the TOML, read the fields, infer the shapes, fill in the
-# weights (from the .npz or drawn), check with the golden model
+# weights (from the .npz or drawn) and check their values
 
 def _parse_toml(text, source):
     """The TOML document of ``text`` as a dict, or a ConfigError naming the line and column."""
@@ -852,17 +831,13 @@ def _fill_weights(specs, store, seed):
         _check_weight_values(s, where)
 
 
-def _check_golden(cfg):
-    """Build the golden model of ``cfg``: it re-validates kinds and ranges and raises ConfigError."""
-    cfg.golden()
-
-
 def loads(text, base_dir=".", source="<string>"):
     """Parse and validate a config from TOML text (weights relative to ``base_dir``).
 
     Steps: parse the TOML, read the [network] fields, read the weights file
     (unless weights = "random"), read each layer and infer its shapes, fill in
-    the weights (from the file or drawn), build the golden model.
+    the weights (from the file or drawn) and check their values
+    (:func:`qnnfab.golden.network.network_of` runs the result).
     """
     doc = _parse_toml(text, source)
     network, where = _read_network(doc, source)
@@ -873,9 +848,7 @@ def loads(text, base_dir=".", source="<string>"):
     _fill_weights(specs, store, network["seed"])
     if store is not None:
         network["weights_ref"] = str((Path(base_dir) / ref).resolve())
-    cfg = NetConfig(**network, layers=specs, source=source)
-    _check_golden(cfg)
-    return cfg
+    return NetConfig(**network, layers=specs, source=source)
 
 
 def load(path):

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from qnnfab.errors import QnnfabError
+from qnnfab.golden.network import network_of
 
 __all__ = ["SchemeResult", "run_training", "plot_curves", "format_table", "describe_arch"]
 
@@ -79,7 +80,7 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
         if r.binarized:
             name = f"{dataset.name}-{scheme}".replace("_", "-")
             toml_path, _ = export(r, out_dir, name)
-            golden = netconfig.load(toml_path).golden()
+            golden = network_of(netconfig.load(toml_path))
             pred = golden.forward(dataset.x_test.reshape((-1,) + golden.input_shape)).argmax(1)
             sr.integer_acc = float(np.mean(pred == dataset.y_test))
             sr.agreement = float(np.mean(pred == T.predict(r, dataset.x_test)))

@@ -38,6 +38,7 @@ import numpy as np
 
 from qnnfab.errors import QnnfabError
 from qnnfab.packing import pack_bytes, unpack_bytes
+from qnnfab.golden.network import network_of
 
 from .build import Build, build_compiled, to_verilog
 
@@ -237,7 +238,7 @@ def check_network(bench, frames, run, golden_scores=None):
     """
     frames = np.asarray(frames)
     if golden_scores is None:
-        golden_scores = bench.cfg.golden().forward(frames).reshape(frames.shape[0], -1)
+        golden_scores = network_of(bench.cfg).forward(frames).reshape(frames.shape[0], -1)
     n_frames = frames.shape[0]
     per = bench.format.out_words
     if run.words.shape[0] != n_frames * per:
@@ -312,7 +313,7 @@ def verify_network(cfg, frames, *, seed=1, stalled_frames=None, pipeline=None, l
     frames = np.asarray(frames)
     n = frames.shape[0]
     bench = NetworkBench(cfg, pipeline=pipeline, log=log)
-    golden = cfg.golden().forward(frames).reshape(n, -1)
+    golden = network_of(cfg).forward(frames).reshape(n, -1)
     if stalled_frames is None:
         stalled_frames = min(n, max(4, n // 5))
     if stalled_frames:

@@ -14,6 +14,7 @@ from qnnfab.plan import fifo_depth_for
 from qnnfab.rtl.dataflow import ArgMax, Dataflow
 from qnnfab.rtl.stream_fifo import StreamFIFO
 from qnnfab.rtl.width_converter import WidthConverter
+from qnnfab.golden.network import network_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,7 +159,7 @@ def test_kernel_positions_per_word_in_a_network_match_golden():
     assert [(n, c.in_elems, c.out_elems) for k, n, c in top.stages if k == "width"] == [("conv1_dwc", 4, 8),
                                                                                         ("fc_out_dwc", 3, 6)]
     x = cfg.random_inputs(3, seed=1)
-    want = cfg.golden().forward(x)
+    want = network_of(cfg).forward(x)
     words = pack_words((x & 0xF).reshape(-1, 3), 4)
     got = stream_through(top, words, top.out_words * 3, 0.7, 0.7, seed=2).words
     bits = top.out_bits
@@ -282,7 +283,7 @@ def test_pipelined_dataflow_matches_golden_under_gaps_and_backpressure(pipeline)
     cfg = netconfig.load(ROOT / "configs" / "lfc_small.toml")
     top = Dataflow(cfg, pipeline=pipeline)
     frames = cfg.random_inputs(4, seed=5)
-    scores = cfg.golden().forward(frames).reshape(len(frames), -1)
+    scores = network_of(cfg).forward(frames).reshape(len(frames), -1)
     first = cfg.layers[0]
     words = pack_words(frames.reshape(-1, first.simd), 1)
     n_out = len(frames) * top.out_words

@@ -10,6 +10,7 @@ from qnnfab import netconfig
 from qnnfab.errors import ConfigError
 from qnnfab.golden import network as gn
 from qnnfab.kinds import DataKind
+from qnnfab.golden.network import network_of
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.toml"))
@@ -50,7 +51,7 @@ def test_there_are_configs():
 def test_config_loads_and_its_golden_network_builds(path):
     cfg = netconfig.load(path)
     assert cfg.layers
-    net = cfg.golden()
+    net = network_of(cfg)
     assert isinstance(net, gn.Network)
     assert tuple(net.input_shape) == tuple(cfg.input_shape)
     # the golden output has the shape of the last layer's output
@@ -88,7 +89,7 @@ def test_round_trip_through_an_npz(tmp_path):
     _assert_same(cfg, again)
     # same network, bit for bit
     x = _random_input(cfg, np.random.default_rng(5), 3)
-    np.testing.assert_array_equal(cfg.golden().forward(x), again.golden().forward(x))
+    np.testing.assert_array_equal(network_of(cfg).forward(x), network_of(again).forward(x))
 
 
 # --------------------------------------------------------------------------- random weights
@@ -155,7 +156,7 @@ def test_random_weights_are_sorted_in_range_and_balanced(source):
         else:
             assert L.thresholds.shape == (L.out, L.n_thresholds)
             assert np.all(np.diff(L.thresholds, axis=1) >= 0), L.name
-    net = cfg.golden()
+    net = network_of(cfg)
     x = _random_input(cfg, np.random.default_rng(1), 16)
     _, outs = net.forward(x, return_all=True)
     checked = 0

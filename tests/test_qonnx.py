@@ -16,6 +16,7 @@ from qnnfab import netconfig  # noqa: E402
 from qnnfab.errors import ConfigError  # noqa: E402
 from qnnfab.interop.qonnx_export import execute, export_qonnx, input_values, stored_outputs  # noqa: E402
 from qnnfab.interop.qonnx_import import import_qonnx, write_imported  # noqa: E402
+from qnnfab.golden.network import network_of
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +69,7 @@ def random_config(seed):
 
 
 def _golden(cfg, x):
-    return cfg.golden().forward(x)
+    return network_of(cfg).forward(x)
 
 
 def _same_layers(a, b):
@@ -228,7 +229,7 @@ def _check_import(model, x_float):
     cfg = imp.cfg
     frames = imp.input_codes.to_codes(x_float)
     ref = execute(model, x_float.astype(np.float32))
-    got = cfg.golden().forward(frames).reshape(len(frames), -1).astype(np.float64)
+    got = network_of(cfg).forward(frames).reshape(len(frames), -1).astype(np.float64)
     # the model's outputs are a*scores + b with one positive a for all outputs (see notes)
     a, b = np.polyfit(got.reshape(-1), ref.reshape(-1), 1) if got.std() else (1.0, 0.0)
     np.testing.assert_allclose(ref, a * got + b, atol=1e-4)
@@ -272,7 +273,7 @@ def test_inputs_exactly_on_thresholds_follow_the_graph():
     x = np.array([[a, b] for a in range(8) for b in range(8)], np.float32)
     imp = import_qonnx(model, name="ties")
     ref = execute(model, x)
-    got = imp.cfg.golden().forward(imp.input_codes.to_codes(x))
+    got = network_of(imp.cfg).forward(imp.input_codes.to_codes(x))
     np.testing.assert_array_equal(got, ref)
     assert {0.5, 1.5, 2.5}.issubset(set(((x @ np.sign(w)) / 2).reshape(-1)))   # ties were exercised
 
@@ -300,7 +301,7 @@ def test_write_imported_writes_a_loadable_config(tmp_path):
     toml = write_imported(imp, tmp_path)
     cfg = netconfig.load(toml)
     x = rng.integers(0, 16, (10, 16))
-    np.testing.assert_array_equal(cfg.golden().forward(x), imp.cfg.golden().forward(x))
+    np.testing.assert_array_equal(network_of(cfg).forward(x), network_of(imp.cfg).forward(x))
     assert (tmp_path / "digits_mlp.input_codes.json").exists()
 
 
@@ -352,7 +353,7 @@ def test_trainer_writes_qonnx_that_runs_to_its_predictions(tmp_path, capsys):
     import onnx
     x = cfg.random_inputs(16, 3)
     got = stored_outputs(cfg, execute(onnx.load(str(onnx_path)), input_values(cfg, x)))
-    np.testing.assert_array_equal(got, cfg.golden().forward(x))
+    np.testing.assert_array_equal(got, network_of(cfg).forward(x))
 
 
 # ---------------------------------------------------------------------------
@@ -380,7 +381,7 @@ def test_real_brevitas_exports_import_exactly_on_the_digits(path):
     x = (ds.x_test[:150] / float((1 << ds.pixel_bits) - 1)).astype(np.float32)   # as the bench trained them
     x = x.reshape(-1, 64) if rank == 2 else x.reshape(-1, 1, 8, 8)       # one channel: NHWC = NCHW order
     imp = import_qonnx(model, name="brevitas")
-    golden = imp.cfg.golden().forward(imp.input_codes.to_codes(x)).reshape(len(x), -1).astype(np.float64)
+    golden = network_of(imp.cfg).forward(imp.input_codes.to_codes(x)).reshape(len(x), -1).astype(np.float64)
     ref = execute(model, x)
     a, b = np.polyfit(golden.reshape(-1), ref.reshape(-1), 1)
     assert a > 0

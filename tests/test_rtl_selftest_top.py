@@ -7,6 +7,7 @@ from amaranth.sim import Simulator
 
 from qnnfab import netconfig
 from qnnfab.rtl import selftest_top
+from qnnfab.golden.network import network_of
 
 NET = """
 [network]
@@ -68,5 +69,5 @@ def test_lfsr_frames_are_framed_and_their_labels_are_the_golden_ones(monkeypatch
     bits = fm.in_elems * fm.in_bits
     frames = np.array([[(w >> j) & 1 for w, _ in sent[f * per:(f + 1) * per] for j in range(bits)]
                        for f in range(6)])
-    scores = cfg.golden().forward(frames.reshape((6,) + cfg.input_shape)).reshape(6, -1)
+    scores = network_of(cfg).forward(frames.reshape((6,) + cfg.input_shape)).reshape(6, -1)
     assert labels == list(np.argmax(scores, axis=1))

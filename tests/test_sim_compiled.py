@@ -12,6 +12,7 @@ from qnnfab import netconfig
 from qnnfab.cli import main
 from qnnfab.sim import registry
 from qnnfab.sim.compiled import NetworkBench, SimulationMismatch, check_network, steady_cycles_per_frame, verify_network
+from qnnfab.golden.network import network_of
 
 ROOT = Path(__file__).resolve().parent.parent
 LFC_SMALL = ROOT / "configs" / "lfc_small.toml"
@@ -125,7 +126,7 @@ def test_cli_sim_prints_the_simulation_line(capsys):
 
 def test_cli_verify_reports_accuracy_and_agreement(lfc, tmp_path, capsys):
     x = lfc.random_inputs(16, 5)
-    golden = lfc.golden().forward(x).argmax(1)
+    golden = network_of(lfc).forward(x).argmax(1)
     y = golden.copy()
     y[:4] = (y[:4] + 1) % 10      # four wrong labels: 75% accuracy, 100% agreement
     np.savez(tmp_path / "d.npz", x=x.reshape(16, -1), y=y)

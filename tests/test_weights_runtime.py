@@ -21,6 +21,7 @@ from qnnfab.plan import pack_image, plan_of
 from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.benches.network_tb import input_words
 from qnnfab.sim.benches.weights_reload_tb import NETS, network
+from qnnfab.golden.network import network_of
 
 ROOT = Path(__file__).resolve().parent.parent
 LFC_SMALL = ROOT / "configs" / "lfc_small.toml"
@@ -144,7 +145,7 @@ def _load_then_frames(cfg_loaded, cfg_build, image, frames=2):
     sim.add_testbench(bench)
     sim.run()
     got = [e for w in outs for e in unpack_fields(w, [top.out_bits] * top.out_elems, signed=top.out_signed)]
-    return res.get("error"), got, cfg_loaded.golden().forward(x).reshape(-1).tolist()
+    return res.get("error"), got, network_of(cfg_loaded).forward(x).reshape(-1).tolist()
 
 
 def test_kbit_network_loaded_at_run_time_matches_golden():

@@ -8,7 +8,8 @@ from pathlib import Path
 from qnnfab.errors import ConfigError, QnnfabError
 from qnnfab.flow import steps
 from qnnfab.sim import registry
-from qnnfab.sim.toolchain import SIMULATORS, icarus_available
+from qnnfab.sim import toolchain
+from qnnfab.sim.toolchain import SIMULATORS
 
 from .common import as_option, check_seed
 from .verify import simulate
@@ -20,7 +21,7 @@ def check_simulator(args):
     sim = (args.simulator or os.environ.get("SIM") or "verilator").strip().lower()
     if sim not in SIMULATORS:
         raise ConfigError("qnnfab sim", option, f"unknown simulator {sim!r}", f"use one of: {', '.join(SIMULATORS)}")
-    if sim == "icarus" and not icarus_available():
+    if sim == "icarus" and not toolchain.icarus_available():
         raise ConfigError("qnnfab sim", option, "icarus: 'iverilog'/'vvp' are not on PATH",
                           "install Icarus Verilog (apt-get install iverilog) or use verilator")
     return sim

@@ -22,6 +22,7 @@ from qnnfab.boards.estimate.report import format_links, format_report, link_repo
 from qnnfab.plan import save_image
 from qnnfab.sim import registry
 from qnnfab.sim.compiled import verify_network
+from qnnfab.golden.network import network_of
 
 __all__ = ["load", "estimate", "check_fit", "synthesize_report", "synthesize_links", "write_accelerator",
            "write_overlay", "write_selftest", "write_gemm", "report_text", "write_report", "write_chart", "verify", "golden_labels",
@@ -129,4 +130,4 @@ def cosimulate_overlay(cfg_path, inputs_path, frames, *, seed, progress):
 
 def golden_labels(cfg, frames):
     """The golden model's labels of ``frames``."""
-    return np.asarray(cfg.golden().forward(frames).argmax(1))
+    return np.asarray(network_of(cfg).forward(frames).argmax(1))

@@ -13,6 +13,7 @@ from qnnfab.packing import pack_fields, pack_words
 from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import (bench_params, bench_random, reset_mid_stream, reset_point,
                                run_streams, stall_limit, StreamSink, StreamSource, write_metrics)
+from qnnfab.golden.network import network_of
 
 NAME = "network"
 CASES = [
@@ -148,7 +149,7 @@ async def _run(dut, frames_n, valid_prob, ready_prob, salt):
     p, cfg, rng, top = _bench(salt)
     frames = bench_frames(cfg, p, frames_n, rng.getrandbits(32))
     frames_n = frames.shape[0]
-    golden = cfg.golden()
+    golden = network_of(cfg)
     scores = golden.forward(frames).reshape(frames_n, -1)
     labels = np.argmax(scores, axis=1)
     fmt = top.word_format
@@ -217,7 +218,7 @@ async def badly_framed_inputs_set_the_error_and_the_next_frames_come_out_right(d
         lasts += [False] * (len(sent) - 1) + [True]
         seen.append((kind, eff))
     eff_frames = np.stack([e for _, e in seen]).reshape((len(seen),) + tuple(cfg.input_shape))
-    scores = cfg.golden().forward(eff_frames).reshape(len(seen), -1)
+    scores = network_of(cfg).forward(eff_frames).reshape(len(seen), -1)
     src = StreamSource(dut, "s_axis", rng, 0.8, axis=True)
     snk = StreamSink(dut, "m_axis", rng, 0.7, axis=True)
     src.send(words, lasts)

@@ -30,6 +30,7 @@ from qnnfab.plan import plan_of
 from qnnfab.sim.axi_board import Board, CosimBackend
 from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import bench_params, bench_random, write_metrics
+from qnnfab.golden.network import network_of
 
 NAME = "overlay"
 KBIT_FC = """
@@ -182,7 +183,7 @@ def input_images(cfg, n, rng):
 
 
 def golden(cfg, images):
-    scores = cfg.golden().forward(images.astype(np.int64)).reshape(images.shape[0], -1)
+    scores = network_of(cfg).forward(images.astype(np.int64)).reshape(images.shape[0], -1)
     return scores, np.argmax(scores, axis=1)
 
 

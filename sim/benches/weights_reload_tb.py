@@ -24,6 +24,7 @@ from qnnfab.sim.stream import (bench_params, bench_random, ProgressWatchdog, run
                                StreamSink, StreamSource, write_metrics)
 
 from qnnfab.sim.configs import config_path
+from qnnfab.golden.network import network_of
 
 from .network_tb import input_words
 
@@ -205,7 +206,7 @@ class Bench:
         """Stream ``n`` random frames; every output word must equal golden(cfg)."""
         dut, top = self.dut, self.top
         x = cfg.random_inputs(n, self.rng.getrandbits(32))
-        want = cfg.golden().forward(x).reshape(n, -1)
+        want = network_of(cfg).forward(x).reshape(n, -1)
         src = StreamSource(dut, "i", self.rng, valid_prob)
         snk = StreamSink(dut, "o", self.rng, ready_prob)
         src.send(input_words(cfg, x))
@@ -230,7 +231,7 @@ class Bench:
     def differ(self):
         """A and B must disagree on these frames (else a failed load could pass unseen)."""
         x = self.a.random_inputs(4, 5)
-        ya, yb = self.a.golden().forward(x), self.b.golden().forward(x)
+        ya, yb = network_of(self.a).forward(x), network_of(self.b).forward(x)
         assert not np.array_equal(ya, yb), "networks A and B give the same outputs: pick other seeds"
 
 
@@ -312,7 +313,7 @@ async def load_during_a_frame_is_refused_and_the_frame_completes(dut):
     img_a, img_b = image(t.a), image(t.b)
     await t.expect_load(img_a, wi.WloadError.OK)
     x = cfg.random_inputs(1, 9)
-    want = cfg.golden().forward(x).reshape(-1)
+    want = network_of(cfg).forward(x).reshape(-1)
     words = input_words(cfg, x)
     # first input word of a frame accepted, then an image: refused
     src = StreamSource(dut, "i", t.rng, 1.0)
@@ -347,7 +348,7 @@ async def frames_wait_while_a_load_runs(dut):
     img_a, img_b = image(t.a), image(t.b)
     await t.expect_load(img_a, wi.WloadError.OK)
     x = cfg.random_inputs(2, 3)
-    want = cfg.golden().forward(x).reshape(-1)
+    want = network_of(cfg).forward(x).reshape(-1)
     wl = StreamSource(dut, "wload", t.rng, 1.0)
     wl.send([w | ((k == len(img_b) - 1) << 64) for k, w in enumerate(img_b)])
     src = StreamSource(dut, "i", t.rng, 1.0)

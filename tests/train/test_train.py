@@ -12,6 +12,7 @@ from qnnfab.golden import multithreshold
 from qnnfab.train import export as E
 from qnnfab.train import trainer as T
 from qnnfab.train.datasets import Dataset, from_arrays, load_digits, split
+from qnnfab.golden.network import network_of
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +254,7 @@ def _check_export(result, ds, tmp_path, name):
     assert toml_path.exists() and npz_path.exists()
     cfg = netconfig.load(toml_path)
     assert cfg.input_kind == "uint" and cfg.input_bits == ds.pixel_bits
-    net = cfg.golden()
+    net = network_of(cfg)
     n_last = result.sizes[-2]
     for x in (ds.x_test, ds.x_train):
         out = net.forward(x)
@@ -272,7 +273,7 @@ def test_exported_network_reproduces_trained_predictions(scheme, digits, tmp_pat
     assert r.test_acc > 0.3                      # trained at all (accuracy is benchmarked elsewhere)
     cfg = _check_export(r, digits, tmp_path, f"d-{scheme}")
     assert [(L.simd, L.pe) for L in cfg.layers] == [(8, 16), (32, 16), (32, 10)]
-    acc = float(np.mean(cfg.golden().forward(digits.x_test).argmax(1) == digits.y_test))
+    acc = float(np.mean(network_of(cfg).forward(digits.x_test).argmax(1) == digits.y_test))
     assert acc == r.test_acc
 
 
@@ -465,7 +466,7 @@ def _check_export_any(result, ds, tmp_path, name):
     cfg = netconfig.load(toml_path)
     assert cfg.input_kind == "uint" and cfg.input_bits == ds.pixel_bits
     assert cfg.input_shape == result.input_shape
-    net = cfg.golden()
+    net = network_of(cfg)
     last = result.layers[-1]
     for x in (ds.x_test, ds.x_train):
         xs = x.reshape((-1,) + cfg.input_shape)
