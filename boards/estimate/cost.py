@@ -38,7 +38,7 @@ import math
 from qnnfab.folding import layer_cycles
 from qnnfab.kinds import DataKind, accumulator_range
 from qnnfab.netconfig import PIPELINE_MAX
-from qnnfab.plan import fifo_depth_for
+from qnnfab.plan import plan_of
 from qnnfab.rtl.sliding_window import BLOCK_RAM_COPY_BITS
 
 from .yosys import Resources
@@ -277,23 +277,26 @@ def _fifo(width, depth, res):
     res.ff += width + 12
 
 
-def estimate_layer(L, prev=None, runtime=False):
+def _link(stage, res):
+    """Add the cost of a plan's width converter or FIFO ``stage`` to ``res``."""
+    bits = stage.i.elem.bits
+    if stage.kind == "width":
+        res.lut += width_converter_lut(stage.i.elems, stage.o.elems, bits)
+        res.ff += (stage.i.elems + stage.o.elems) * bits + 8
+    else:
+        _fifo(stage.i.width, stage.fifo_depth, res)
+
+
+def estimate_layer(L, runtime=False, links=()):
     """Estimated :class:`Resources` of layer ``L`` at its current PE/SIMD, with the
-    FIFO (and width converter) in front of it that the dataflow adds after
-    ``prev`` = ``(PE, element bits, cycles per frame)`` of the previous layer.
+    ``links`` in front of it (the width converter and FIFO stages of its
+    :class:`~qnnfab.plan.Plan` that feed it).
     ``runtime``: ``weights_mode = "runtime"``, weights and thresholds in RAMs
     (mapped by the RAM rule; their packing and the weight loader are not modelled)."""
     res = Resources()
     bits = L.in_bits
-    if prev is not None:
-        pe_prev, bits_prev, cycles_prev = prev
-        in_simd = L.in_simd
-        if pe_prev != in_simd:
-            res.lut += width_converter_lut(pe_prev, in_simd, bits)
-            res.ff += (pe_prev + in_simd) * bits + 8
-        words = math.prod(L.in_shape) // in_simd
-        depth = L.fifo_depth or fifo_depth_for(words, cycles_prev, _cycles(L))
-        _fifo(in_simd * bits, depth, res)
+    for stage in links:
+        _link(stage, res)
     if L.type == "maxpool":
         h, w, c = L.in_shape
         kind, amount = ram_mapping(max(2, L.kernel * w * c // L.simd), L.simd * bits)
@@ -327,13 +330,16 @@ def _cycles(L):
 
 
 def estimate_layers(cfg):
-    """``[(layer name, Resources)]``: :func:`estimate_layer` of every layer with its FIFO."""
-    rows, prev = [], None
-    runtime = getattr(cfg, "weights_mode", "const") == "runtime"
-    for L in cfg.layers:
-        rows.append((L.name, estimate_layer(L, prev, runtime)))
-        out_bits = L.in_bits if L.type == "maxpool" else (L.out_bits if L.act != "acc" else 1)
-        prev = (L.pe, out_bits, _cycles(L))
+    """``[(layer name, Resources)]``: :func:`estimate_layer` of every layer with the links
+    in front of it, as :func:`qnnfab.plan.plan_of` lays them out."""
+    plan = plan_of(cfg)
+    rows, links = [], []
+    for stage in plan.stages:
+        if stage.kind in ("width", "fifo"):
+            links.append(stage)
+            continue
+        rows.append((stage.name, estimate_layer(stage.layer, plan.runtime, links)))
+        links = []
     return rows
 
 

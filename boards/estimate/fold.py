@@ -48,7 +48,7 @@ def assign_memory_styles(cfg, bram_limit):
         costs = {}
         for style in _STYLE_ORDER:
             L.weight_memory = style
-            r = estimate_layer(L, None, runtime)
+            r = estimate_layer(L, runtime)
             costs[style] = (r.lut + r.lutram, r.bram36)
         options[L.name] = costs
         L.weight_memory = min(_STYLE_ORDER, key=lambda st: (costs[st][0], _STYLE_ORDER.index(st)))
