@@ -160,20 +160,18 @@ def test_generate_refuses_a_non_empty_folder_without_force(cwd, capsys):
     assert (out / "report.txt").read_text() == "network lfc-small\n"
 
 
-def test_generate_force_replaces_what_an_earlier_run_wrote(cwd, capsys):
-    # the folder of an earlier run (of another network): its mark, its module, its report
+def test_generate_force_refuses_a_folder_marked_without_a_manifest(cwd, capsys):
+    # a folder marked by an older qnnfab (no list of its files): which files are the user's is unknown
     out = cwd / "gen"
     (out / "accel").mkdir(parents=True)
     (out / ".qnnfab-generated").write_text("written by qnnfab generate\n")
     (out / "accel" / "qnnfab_cnv_small.v").write_text("module qnnfab_cnv_small; endmodule\n")
     (out / "report.txt").write_text("network cnv-small\n")
+    before = {f: (out / f).read_bytes() for f in _tree(out) if (out / f).is_file()}
     _fails(["generate", "--no-report", "--config", LFC_SMALL, "--out", out], capsys, "not empty", "--force")
-    assert main(["generate", "--no-report", "--force", "--config", str(LFC_SMALL), "--out", str(out)]) == 0
-    capsys.readouterr()
-    files = set(_tree(out))
-    assert not {"report.txt", "accel/qnnfab_cnv_small.v"} & files, files     # nothing stale is left
-    assert sorted(p for p in files if p.startswith("accel/")) == ["accel/README.md", "accel/qnnfab_lfc_small.v"], files
-    assert ".qnnfab-generated" in files      # marked again: the next --force may replace it
+    _fails(["generate", "--no-report", "--force", "--config", LFC_SMALL, "--out", out], capsys,
+           "is unknown", "empty it yourself")
+    assert {f: (out / f).read_bytes() for f in _tree(out) if (out / f).is_file()} == before
 
 
 # --------------------------------------------------------------------------- names
@@ -605,3 +603,115 @@ def test_argument_syntax_errors_are_one_line(cwd, capsys, argv, words):
     for w in words:
         assert w in lines[0], (w, lines[0])
     assert _tree(cwd) == []
+
+
+# --------------------------------------------------------------------------- data loss: generate --force
+
+def _sha(path):
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _generate(out, *more, config=LFC_SMALL):
+    return main(["generate", "--no-report", "--config", str(config), "--out", str(out), *map(str, more)])
+
+
+class TestForceKeepsUserFiles:
+    """``generate --force`` replaces exactly the files an earlier run listed in its manifest."""
+
+    def test_the_manifest_lists_every_file_the_run_wrote_with_its_sha256(self, cwd, capsys):
+        assert _generate(cwd / "gen") == 0
+        capsys.readouterr()
+        manifest = json.loads((cwd / "gen" / ".qnnfab-manifest.json").read_text())
+        files = [f for f in _tree(cwd / "gen") if (cwd / "gen" / f).is_file() and f != ".qnnfab-manifest.json"]
+        assert manifest["files"] == {f: _sha(cwd / "gen" / f) for f in files}
+        assert "accel/qnnfab_lfc_small.v" in files
+
+    def test_force_keeps_a_file_the_user_put_there_and_says_so(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        bit = os.urandom(4096)
+        (out / "overlay" / "my.bit").write_bytes(bit)
+        (out / "notes").mkdir()
+        (out / "notes" / "todo.txt").write_text("check timing\n")
+        generated = set(json.loads((out / ".qnnfab-manifest.json").read_text())["files"])
+        capsys.readouterr()
+        assert _generate(out, "--force") == 0
+        _, err = capsys.readouterr()
+        assert err.strip().splitlines() == ["qnnfab: kept 2 files qnnfab did not write: notes/todo.txt, "
+                                            "overlay/my.bit"], err
+        assert (out / "overlay" / "my.bit").read_bytes() == bit
+        assert (out / "notes" / "todo.txt").read_text() == "check timing\n"
+        # the new manifest lists the run's files again, not the user's
+        assert set(json.loads((out / ".qnnfab-manifest.json").read_text())["files"]) == generated
+        assert [p.name for p in cwd.iterdir()] == ["gen"]       # no staging or old folder left
+
+    def test_force_removes_the_files_of_another_network_that_the_manifest_lists(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        # the manifest of a run of another network: its module is listed, so --force replaces it
+        stale = out / "accel" / "qnnfab_cnv_small.v"
+        stale.write_text("module qnnfab_cnv_small; endmodule\n")
+        m = json.loads((out / ".qnnfab-manifest.json").read_text())
+        m["files"]["accel/qnnfab_cnv_small.v"] = _sha(stale)
+        (out / ".qnnfab-manifest.json").write_text(json.dumps(m))
+        capsys.readouterr()
+        assert _generate(out, "--force") == 0
+        _, err = capsys.readouterr()
+        assert err == ""
+        assert not stale.exists()
+
+    def test_a_config_inside_out_that_the_run_did_not_write_is_kept(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        cfg = out / "net.toml"
+        cfg.write_text(LFC_SMALL.read_text())
+        capsys.readouterr()
+        assert _generate(out, "--force", config=cfg) == 0
+        _, err = capsys.readouterr()
+        assert err.strip().splitlines() == ["qnnfab: kept 1 file qnnfab did not write: net.toml"], err
+        assert cfg.read_text() == LFC_SMALL.read_text()
+
+    def test_force_refuses_when_the_config_it_reads_would_be_replaced(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        cfg = out / "net.toml"
+        cfg.write_text(LFC_SMALL.read_text())
+        m = json.loads((out / ".qnnfab-manifest.json").read_text())
+        m["files"]["net.toml"] = _sha(cfg)          # listed: --force would replace it
+        (out / ".qnnfab-manifest.json").write_text(json.dumps(m))
+        capsys.readouterr()
+        _fails(["generate", "--no-report", "--force", "--config", cfg, "--out", out], capsys,
+               str(cfg), "read by this run")
+        assert cfg.read_text() == LFC_SMALL.read_text()
+
+    def test_force_refuses_a_listed_file_the_user_changed(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        driver = out / "overlay" / "driver.py"
+        edited = driver.read_text() + "# my change\n"
+        driver.write_text(edited)
+        capsys.readouterr()
+        _fails(["generate", "--no-report", "--force", "--config", LFC_SMALL, "--out", out], capsys,
+               "overlay/driver.py", "changed")
+        assert driver.read_text() == edited
+
+    def test_a_user_file_where_the_run_writes_is_refused_and_kept(self, tmp_path):
+        from qnnfab.errors import ConfigError
+        from qnnfab.flow import OutputFolder, Run, Step, run
+
+        def write(r):
+            (r.stage / "a").write_text("new")
+        out = tmp_path / "out"
+        run([Step("write", write, True)], Run(), OutputFolder("t", "--out", out, staged=True))
+        (out / "a").write_text("the user's")        # changed since: not the run's any more
+        with pytest.raises(ConfigError, match="changed"):
+            OutputFolder("t", "--out", out, staged=True, force=True)
+        # changed during the run (after the checks): kept, and the run that would overwrite it fails
+        (out / "a").write_text("new")
+        folder = OutputFolder("t", "--out", out, staged=True, force=True)
+        (out / "a").write_text("the user's")
+        with pytest.raises(ConfigError, match="not a file qnnfab wrote"):
+            run([Step("write", write, True)], Run(), folder)
+        assert (out / "a").read_text() == "the user's"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
