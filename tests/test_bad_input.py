@@ -715,3 +715,39 @@ class TestForceKeepsUserFiles:
             run([Step("write", write, True)], Run(), folder)
         assert (out / "a").read_text() == "the user's"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# --------------------------------------------------------------------------- data loss: import
+
+class TestImportOutput:
+    """``import --out DIR --name NET`` never overwrites NET's files there without ``--force``."""
+
+    @pytest.mark.parametrize("existing", [["net.toml"], ["net.npz"], ["net.toml", "net.npz", "net.input_codes.json"]])
+    def test_existing_files_are_refused_before_the_model_is_read(self, cwd, capsys, existing):
+        (cwd / "model.onnx").write_bytes(b"not an onnx model: reading it would fail differently")
+        (cwd / "imp").mkdir()
+        mine = {name: os.urandom(64) for name in existing + ["other.txt"]}
+        for name, data in mine.items():
+            (cwd / "imp" / name).write_bytes(data)
+        line = _fails(["import", "model.onnx", "--out", "imp", "--name", "net"], capsys,
+                      "--out", existing[0], "--force")
+        assert all(name in line for name in existing), line
+        assert {name: (cwd / "imp" / name).read_bytes() for name in mine} == mine
+
+    def test_force_replaces_exactly_the_imported_files(self, cwd, capsys):
+        assert main(["export", "--config", str(LFC_SMALL), "--out", "lfc.onnx"]) == 0
+        (cwd / "imp").mkdir()
+        stale = {name: b"stale" for name in ("net.toml", "net.npz", "net.input_codes.json")}
+        for name, data in stale.items():
+            (cwd / "imp" / name).write_bytes(data)
+        (cwd / "imp" / "notes.txt").write_text("mine\n")
+        capsys.readouterr()
+        assert main(["import", "lfc.onnx", "--out", "imp", "--name", "net", "--force"]) == 0
+        _, err = capsys.readouterr()
+        assert "Traceback" not in err
+        assert sorted(p.name for p in (cwd / "imp").iterdir()) == sorted([*stale, "notes.txt"])   # no temp file
+        assert (cwd / "imp" / "notes.txt").read_text() == "mine\n"
+        assert all((cwd / "imp" / name).read_bytes() != data for name, data in stale.items())
+        back = netconfig.load(cwd / "imp" / "net.toml")
+        ref = netconfig.load(LFC_SMALL)
+        assert [L.out_shape for L in back.layers] == [L.out_shape for L in ref.layers]
