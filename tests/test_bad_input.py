@@ -751,3 +751,49 @@ class TestImportOutput:
         back = netconfig.load(cwd / "imp" / "net.toml")
         ref = netconfig.load(LFC_SMALL)
         assert [L.out_shape for L in back.layers] == [L.out_shape for L in ref.layers]
+
+
+# --------------------------------------------------------------------------- concurrent runs
+
+def _env(tmp_path):
+    """The environment of a qnnfab subprocess: its own build cache and temporary folder."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return dict(os.environ, QNNFAB_CACHE=str(tmp_path / "cache"), TMPDIR=str(tmp_path / "tmp"))
+
+
+def _qnnfab(argv, cwd, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "qnnfab", *map(str, argv)], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _finish(proc):
+    """``(exit code, stdout, stderr)`` of a subprocess started by :func:`_qnnfab`."""
+    out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
+class TestConcurrentRuns:
+    def test_two_generates_into_one_new_folder_one_wins_one_refuses(self, tmp_path):
+        work = tmp_path / "work"
+        work.mkdir()
+        conv = work / "conv.toml"
+        conv.write_text(CONV.format(kind="bipolar", bits="", conv=""))
+        env = _env(tmp_path)
+        runs = {net: _qnnfab(["generate", "--no-report", "--config", cfg, "--out", "gen"], work, env)
+                for net, cfg in (("lfc_small", LFC_SMALL), ("tiny_conv", conv))}
+        results = {net: _finish(p) for net, p in runs.items()}
+        codes = sorted(rc for rc, _, _ in results.values())
+        assert codes == [0, 2], results
+        (winner,) = [net for net, (rc, _, _) in results.items() if rc == 0]
+        (err,) = [e for rc, _, e in results.values() if rc == 2]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("qnnfab: error:") and "(fix:" in lines[0], err
+        assert "Traceback" not in err
+        # exactly the winner's files: those its manifest lists, its module and no other network's
+        gen = work / "gen"
+        files = {f for f in _tree(gen) if (gen / f).is_file()} - {".qnnfab-manifest.json"}
+        assert set(json.loads((gen / ".qnnfab-manifest.json").read_text())["files"]) == files
+        assert sorted(f for f in files if f.startswith("accel/") and f.endswith(".v")) == \
+            [f"accel/qnnfab_{winner}.v"]
+        assert sorted(p.name for p in work.iterdir()) == ["conv.toml", "gen"]     # no staging folder left
+        assert list((tmp_path / "tmp").iterdir()) == []
