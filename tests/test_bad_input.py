@@ -797,3 +797,74 @@ class TestConcurrentRuns:
             [f"accel/qnnfab_{winner}.v"]
         assert sorted(p.name for p in work.iterdir()) == ["conv.toml", "gen"]     # no staging folder left
         assert list((tmp_path / "tmp").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- signals
+
+# runs qnnfab's command line after replacing one function of a module with a wrapper that sends
+# SIGTERM to this process first (the handler raises at the wrapper's next line, before the original)
+_SIGTERM_IN = """import os, signal, sys, importlib
+owner = importlib.import_module({module!r})
+*path, name = {name!r}.split(".")
+for part in path:
+    owner = getattr(owner, part)
+original = getattr(owner, name)
+def wrapper(*a, **k):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return original(*a, **k)
+setattr(owner, name, wrapper)
+from qnnfab.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+class TestSignals:
+    """SIGTERM stops a command like Ctrl-C: one line, exit 143, no staging or temporary folder left."""
+
+    def _terminated(self, proc):
+        rc, out, err = _finish(proc)
+        assert rc == 143, (rc, out, err)
+        assert err.strip().splitlines() == ["qnnfab: terminated"], err
+
+    def _run(self, tmp_path, module, name, argv):
+        code = _SIGTERM_IN.format(module=module, name=name, argv=[str(a) for a in argv])
+        return subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path / "work", env=_env(tmp_path),
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def test_sigterm_while_generate_stages_leaves_nothing(self, tmp_path):
+        (tmp_path / "work").mkdir()
+        self._terminated(self._run(tmp_path, "qnnfab.flow.output", "write_manifest",
+                                   ["generate", "--no-report", "--config", LFC_SMALL, "--out", "new/gen"]))
+        assert list((tmp_path / "work").iterdir()) == []     # neither the folder, its staging sibling nor new/
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+    def test_sigterm_while_force_swaps_folders_keeps_the_users_files(self, tmp_path):
+        work = tmp_path / "work"
+        work.mkdir()
+        assert _finish(_qnnfab(["generate", "--no-report", "--config", LFC_SMALL, "--out", "gen"], work,
+                               _env(tmp_path)))[0] == 0
+        before = {f: (work / "gen" / f).read_bytes() for f in _tree(work / "gen") if (work / "gen" / f).is_file()}
+        bit = os.urandom(1000)
+        (work / "gen" / "overlay" / "my.bit").write_bytes(bit)
+        # after the user's file moved into the staging folder, before the swap
+        self._terminated(self._run(tmp_path, "qnnfab.flow.output", "OutputFolder._rename_into_place",
+                                   ["generate", "--no-report", "--force", "--config", LFC_SMALL, "--out", "gen"]))
+        after = {f: (work / "gen" / f).read_bytes() for f in _tree(work / "gen") if (work / "gen" / f).is_file()}
+        assert after.pop("overlay/my.bit") == bit
+        assert after == before          # the earlier run's folder, as it was
+        assert [p.name for p in work.iterdir()] == ["gen"]
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+    def test_sigterm_during_a_report_removes_the_yosys_folders(self, tmp_path):
+        import time
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "conv.toml").write_text(CONV.format(kind="bipolar", bits="", conv=""))
+        proc = _qnnfab(["report", "--config", "conv.toml"], work, _env(tmp_path))
+        while proc.poll() is None and not any((tmp_path / "tmp").glob("qnnfab-yosys-*")):
+            time.sleep(0.05)
+        assert proc.poll() is None, _finish(proc)       # Yosys was running
+        proc.send_signal(15)
+        self._terminated(proc)
+        assert list((tmp_path / "tmp").iterdir()) == []
+        assert [p.name for p in work.iterdir()] == ["conv.toml"]

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -274,22 +275,36 @@ class OutputFolder:
         return ok
 
     def _rename_into_place(self, stage):
+        """Swap ``stage`` in for the folder with SIGINT and SIGTERM held back (they arrive
+        after the swap), so an interrupt never leaves the folder moved aside."""
         p = self.path
-        old = None
-        if self.replace and p.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{p.name}.qnnfab-old-", dir=p.parent))
-            os.replace(p, old / p.name)
-        try:
-            os.rename(stage, p)       # onto a missing or empty folder only
-        except OSError:
+        with _signals_held():
+            old = None
+            if self.replace and p.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{p.name}.qnnfab-old-", dir=p.parent))
+                os.replace(p, old / p.name)
+            try:
+                os.rename(stage, p)       # onto a missing or empty folder only
+            except OSError:
+                if old is not None:
+                    os.replace(old / p.name, p)
+                    old.rmdir()
+                raise ConfigError(self.where, self.option, f"{p} was written by another run meanwhile",
+                                  "run again into a new or empty folder") from None
             if old is not None:
-                os.replace(old / p.name, p)
-                old.rmdir()
-            raise ConfigError(self.where, self.option, f"{p} was written by another run meanwhile",
-                              "run again into a new or empty folder") from None
-        if old is not None:
-            shutil.rmtree(old)
-        os.chmod(p, 0o777 & ~_umask())
+                shutil.rmtree(old)    # the earlier run's files only: the user's moved into stage
+            os.chmod(p, 0o777 & ~_umask())
+
+
+@contextmanager
+def _signals_held():
+    """Hold back SIGINT and SIGTERM in the block (delivered when it ends)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _umask():
