@@ -1,11 +1,12 @@
 """Where qnnfab caches Verilator builds, Yosys results and regression runs."""
 
+import fcntl
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["cache_dir", "atomic_write_text", "atomic_paths", "read_entry"]
+__all__ = ["cache_dir", "atomic_write_text", "atomic_paths", "entry_lock", "read_entry"]
 
 
 def cache_dir(sub=None):
@@ -58,6 +59,24 @@ def atomic_paths(*paths):
                 tmp.unlink()
             except OSError:
                 pass
+
+
+@contextmanager
+def entry_lock(path):
+    """Hold the lock of cache entry ``path`` (``fcntl.flock`` on ``<path>.lock``, released
+    when the process ends however it ends) for the block; yields True when another
+    process held it first (it was making the entry: read it again before making it)."""
+    with open(Path(f"{path}.lock"), "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            waited = False
+        except BlockingIOError:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            waited = True
+        try:
+            yield waited
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_entry(path, parse, warn=None):

@@ -522,7 +522,7 @@ def test_a_truncated_yosys_entry_is_rebuilt(tmp_path, monkeypatch, capsys):
     assert again == first and first.ff == 5
     assert "unreadable cache entry" in capsys.readouterr().err
     assert json.loads(entry.read_text())                # rewritten whole
-    assert [p.name for p in (tmp_path / "yosys").iterdir()] == [entry.name]
+    assert sorted(p.name for p in (tmp_path / "yosys").iterdir()) == [entry.name, entry.name + ".lock"]
 
 
 def test_a_verilator_build_without_its_executable_or_libraries_is_not_reused(tmp_path):
@@ -555,7 +555,7 @@ def test_an_interrupted_report_is_one_line(tmp_path):
             "    os.kill(os.getpid(), signal.SIGINT)\n"
             "    time.sleep(2)\n"
             "    raise KeyboardInterrupt  # a Yosys thread that finishes first sees the interrupt too\n"
-            "r.synth_xc7 = synth\n"
+            "r.synth_xc7_how = synth\n"
             "from qnnfab.cli import main\n"
             f"sys.exit(main(['report', '--config', {str(LFC_SMALL)!r}]))\n")
     env = dict(os.environ, QNNFAB_CACHE=str(tmp_path / "cache"))
@@ -796,6 +796,24 @@ class TestConcurrentRuns:
         assert sorted(f for f in files if f.startswith("accel/") and f.endswith(".v")) == \
             [f"accel/qnnfab_{winner}.v"]
         assert sorted(p.name for p in work.iterdir()) == ["conv.toml", "gen"]     # no staging folder left
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+    def test_two_identical_reports_run_yosys_once_per_stage(self, tmp_path):
+        import re
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "conv.toml").write_text(CONV.format(kind="bipolar", bits="", conv=""))
+        env = _env(tmp_path)
+        runs = [_qnnfab(["report", "--config", "conv.toml", "--jobs", "1"], work, env) for _ in range(2)]
+        results = [_finish(p) for p in runs]
+        assert [rc for rc, _, _ in results] == [0, 0], results
+        line = re.compile(r"^\s*\[\d+/\d+\] synthesized (\S+): .*\(\d+ s(, cached|, waited for another run)?\)$")
+        seen = [line.match(x).groups() for _, out, _ in results for x in out.splitlines() if line.match(x)]
+        stages = {stage for stage, _ in seen}
+        assert len(seen) == 2 * len(stages) >= 2 * 3, results         # conv0, fc_out and a FIFO at least
+        fresh = sorted(stage for stage, how in seen if how is None)
+        assert fresh == sorted(stages), seen                         # Yosys ran once for each stage
+        assert "Traceback" not in "".join(err for _, _, err in results)
         assert list((tmp_path / "tmp").iterdir()) == []
 
 
