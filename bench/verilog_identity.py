@@ -62,7 +62,7 @@ def generated(configs, skip):
                 print(f"{label}: exit {run.returncode}: {run.stderr.strip()[-300:]}", file=sys.stderr)
                 continue
             for path in sorted(out.rglob("*")):
-                if path.is_file() and path.name != ".qnnfab-generated":
+                if path.is_file() and path.name not in (".qnnfab-generated", ".qnnfab-manifest.json"):
                     hashes[f"{label}/{path.relative_to(out)}"] = _sha(path.read_bytes())
         print(f"  generated {label}", file=sys.stderr)
     return hashes

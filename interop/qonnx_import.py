@@ -46,10 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
+from qnnfab.cache import atomic_paths
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind
 
-__all__ = ["InputCodes", "Imported", "import_qonnx", "write_imported"]
+__all__ = ["InputCodes", "Imported", "import_qonnx", "imported_files", "write_imported"]
 
 _SKIP = {"Identity", "Dropout"}
 _ARITH = {"Add", "Sub", "Mul", "Div"}
@@ -762,13 +763,22 @@ def _config(name, hw_shape, codes, layers):
 
 
 def write_imported(imported, out_dir):
-    """Write ``<name>.toml``, ``<name>.npz`` and ``<name>.input_codes.json`` into ``out_dir``; return the config path."""
+    """Write ``<name>.toml``, ``<name>.npz`` and ``<name>.input_codes.json`` into ``out_dir``
+    (each through a temporary file renamed onto it once all three are written); return
+    the config path."""
     from qnnfab import netconfig
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = imported.cfg.name
-    netconfig.save_weights(out / f"{stem}.npz", imported.cfg)
     toml = out / f"{stem}.toml"
-    toml.write_text(netconfig.dumps(imported.cfg, f"{stem}.npz"))
-    (out / f"{stem}.input_codes.json").write_text(imported.input_codes.to_json() + "\n")
+    with atomic_paths(*imported_files(out, stem)) as (tmp_toml, tmp_npz, tmp_codes):
+        netconfig.save_weights(tmp_npz, imported.cfg)
+        tmp_toml.write_text(netconfig.dumps(imported.cfg, f"{stem}.npz"))
+        tmp_codes.write_text(imported.input_codes.to_json() + "\n")
     return toml
+
+
+def imported_files(out_dir, name):
+    """The files :func:`write_imported` writes for network ``name``: config, weights, input codes."""
+    out = Path(out_dir)
+    return out / f"{name}.toml", out / f"{name}.npz", out / f"{name}.input_codes.json"

@@ -3,12 +3,15 @@
 Every sub-command has ``--help`` with an example. Errors that qnnfab raises on
 purpose (bad configuration, missing tools, failed regressions) are printed as
 one clear line (plus the regression report) and give exit status 1 or 2,
-without a Python traceback.
+without a Python traceback. Ctrl-C (SIGINT) and SIGTERM stop a command the same
+way, removing its staging and temporary folders: one line, exit status 130 or 143.
 """
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import warnings
 
 # One BLAS thread unless the user chose otherwise: the trainer's and the golden
@@ -58,22 +61,39 @@ def build_parser():
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: every clean-up that Ctrl-C runs runs for it too."""
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)     # a second SIGTERM must not cut the clean-up short
+    raise Terminated
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main else None
     try:
         return args.func(args)
     except QnnfabError as e:
         print(f"qnnfab: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         # components built but never elaborated (an interrupted report) would warn at exit
         warnings.simplefilter("ignore", UnusedElaboratable)
+        if isinstance(e, Terminated):
+            print("qnnfab: terminated", file=sys.stderr)
+            return 128 + int(signal.SIGTERM)
         print("qnnfab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

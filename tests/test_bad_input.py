@@ -160,20 +160,18 @@ def test_generate_refuses_a_non_empty_folder_without_force(cwd, capsys):
     assert (out / "report.txt").read_text() == "network lfc-small\n"
 
 
-def test_generate_force_replaces_what_an_earlier_run_wrote(cwd, capsys):
-    # the folder of an earlier run (of another network): its mark, its module, its report
+def test_generate_force_refuses_a_folder_marked_without_a_manifest(cwd, capsys):
+    # a folder marked by an older qnnfab (no list of its files): which files are the user's is unknown
     out = cwd / "gen"
     (out / "accel").mkdir(parents=True)
     (out / ".qnnfab-generated").write_text("written by qnnfab generate\n")
     (out / "accel" / "qnnfab_cnv_small.v").write_text("module qnnfab_cnv_small; endmodule\n")
     (out / "report.txt").write_text("network cnv-small\n")
+    before = {f: (out / f).read_bytes() for f in _tree(out) if (out / f).is_file()}
     _fails(["generate", "--no-report", "--config", LFC_SMALL, "--out", out], capsys, "not empty", "--force")
-    assert main(["generate", "--no-report", "--force", "--config", str(LFC_SMALL), "--out", str(out)]) == 0
-    capsys.readouterr()
-    files = set(_tree(out))
-    assert not {"report.txt", "accel/qnnfab_cnv_small.v"} & files, files     # nothing stale is left
-    assert sorted(p for p in files if p.startswith("accel/")) == ["accel/README.md", "accel/qnnfab_lfc_small.v"], files
-    assert ".qnnfab-generated" in files      # marked again: the next --force may replace it
+    _fails(["generate", "--no-report", "--force", "--config", LFC_SMALL, "--out", out], capsys,
+           "is unknown", "empty it yourself")
+    assert {f: (out / f).read_bytes() for f in _tree(out) if (out / f).is_file()} == before
 
 
 # --------------------------------------------------------------------------- names
@@ -524,7 +522,7 @@ def test_a_truncated_yosys_entry_is_rebuilt(tmp_path, monkeypatch, capsys):
     assert again == first and first.ff == 5
     assert "unreadable cache entry" in capsys.readouterr().err
     assert json.loads(entry.read_text())                # rewritten whole
-    assert [p.name for p in (tmp_path / "yosys").iterdir()] == [entry.name]
+    assert sorted(p.name for p in (tmp_path / "yosys").iterdir()) == [entry.name, entry.name + ".lock"]
 
 
 def test_a_verilator_build_without_its_executable_or_libraries_is_not_reused(tmp_path):
@@ -557,7 +555,7 @@ def test_an_interrupted_report_is_one_line(tmp_path):
             "    os.kill(os.getpid(), signal.SIGINT)\n"
             "    time.sleep(2)\n"
             "    raise KeyboardInterrupt  # a Yosys thread that finishes first sees the interrupt too\n"
-            "r.synth_xc7 = synth\n"
+            "r.synth_xc7_how = synth\n"
             "from qnnfab.cli import main\n"
             f"sys.exit(main(['report', '--config', {str(LFC_SMALL)!r}]))\n")
     env = dict(os.environ, QNNFAB_CACHE=str(tmp_path / "cache"))
@@ -605,3 +603,286 @@ def test_argument_syntax_errors_are_one_line(cwd, capsys, argv, words):
     for w in words:
         assert w in lines[0], (w, lines[0])
     assert _tree(cwd) == []
+
+
+# --------------------------------------------------------------------------- data loss: generate --force
+
+def _sha(path):
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _generate(out, *more, config=LFC_SMALL):
+    return main(["generate", "--no-report", "--config", str(config), "--out", str(out), *map(str, more)])
+
+
+class TestForceKeepsUserFiles:
+    """``generate --force`` replaces exactly the files an earlier run listed in its manifest."""
+
+    def test_the_manifest_lists_every_file_the_run_wrote_with_its_sha256(self, cwd, capsys):
+        assert _generate(cwd / "gen") == 0
+        capsys.readouterr()
+        manifest = json.loads((cwd / "gen" / ".qnnfab-manifest.json").read_text())
+        files = [f for f in _tree(cwd / "gen") if (cwd / "gen" / f).is_file() and f != ".qnnfab-manifest.json"]
+        assert manifest["files"] == {f: _sha(cwd / "gen" / f) for f in files}
+        assert "accel/qnnfab_lfc_small.v" in files
+
+    def test_force_keeps_a_file_the_user_put_there_and_says_so(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        bit = os.urandom(4096)
+        (out / "overlay" / "my.bit").write_bytes(bit)
+        (out / "notes").mkdir()
+        (out / "notes" / "todo.txt").write_text("check timing\n")
+        generated = set(json.loads((out / ".qnnfab-manifest.json").read_text())["files"])
+        capsys.readouterr()
+        assert _generate(out, "--force") == 0
+        _, err = capsys.readouterr()
+        assert err.strip().splitlines() == ["qnnfab: kept 2 files qnnfab did not write: notes/todo.txt, "
+                                            "overlay/my.bit"], err
+        assert (out / "overlay" / "my.bit").read_bytes() == bit
+        assert (out / "notes" / "todo.txt").read_text() == "check timing\n"
+        # the new manifest lists the run's files again, not the user's
+        assert set(json.loads((out / ".qnnfab-manifest.json").read_text())["files"]) == generated
+        assert [p.name for p in cwd.iterdir()] == ["gen"]       # no staging or old folder left
+
+    def test_force_removes_the_files_of_another_network_that_the_manifest_lists(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        # the manifest of a run of another network: its module is listed, so --force replaces it
+        stale = out / "accel" / "qnnfab_cnv_small.v"
+        stale.write_text("module qnnfab_cnv_small; endmodule\n")
+        m = json.loads((out / ".qnnfab-manifest.json").read_text())
+        m["files"]["accel/qnnfab_cnv_small.v"] = _sha(stale)
+        (out / ".qnnfab-manifest.json").write_text(json.dumps(m))
+        capsys.readouterr()
+        assert _generate(out, "--force") == 0
+        _, err = capsys.readouterr()
+        assert err == ""
+        assert not stale.exists()
+
+    def test_a_config_inside_out_that_the_run_did_not_write_is_kept(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        cfg = out / "net.toml"
+        cfg.write_text(LFC_SMALL.read_text())
+        capsys.readouterr()
+        assert _generate(out, "--force", config=cfg) == 0
+        _, err = capsys.readouterr()
+        assert err.strip().splitlines() == ["qnnfab: kept 1 file qnnfab did not write: net.toml"], err
+        assert cfg.read_text() == LFC_SMALL.read_text()
+
+    def test_force_refuses_when_the_config_it_reads_would_be_replaced(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        cfg = out / "net.toml"
+        cfg.write_text(LFC_SMALL.read_text())
+        m = json.loads((out / ".qnnfab-manifest.json").read_text())
+        m["files"]["net.toml"] = _sha(cfg)          # listed: --force would replace it
+        (out / ".qnnfab-manifest.json").write_text(json.dumps(m))
+        capsys.readouterr()
+        _fails(["generate", "--no-report", "--force", "--config", cfg, "--out", out], capsys,
+               str(cfg), "read by this run")
+        assert cfg.read_text() == LFC_SMALL.read_text()
+
+    def test_force_refuses_a_listed_file_the_user_changed(self, cwd, capsys):
+        out = cwd / "gen"
+        assert _generate(out) == 0
+        driver = out / "overlay" / "driver.py"
+        edited = driver.read_text() + "# my change\n"
+        driver.write_text(edited)
+        capsys.readouterr()
+        _fails(["generate", "--no-report", "--force", "--config", LFC_SMALL, "--out", out], capsys,
+               "overlay/driver.py", "changed")
+        assert driver.read_text() == edited
+
+    def test_a_user_file_where_the_run_writes_is_refused_and_kept(self, tmp_path):
+        from qnnfab.errors import ConfigError
+        from qnnfab.flow import OutputFolder, Run, Step, run
+
+        def write(r):
+            (r.stage / "a").write_text("new")
+        out = tmp_path / "out"
+        run([Step("write", write, True)], Run(), OutputFolder("t", "--out", out, staged=True))
+        (out / "a").write_text("the user's")        # changed since: not the run's any more
+        with pytest.raises(ConfigError, match="changed"):
+            OutputFolder("t", "--out", out, staged=True, force=True)
+        # changed during the run (after the checks): kept, and the run that would overwrite it fails
+        (out / "a").write_text("new")
+        folder = OutputFolder("t", "--out", out, staged=True, force=True)
+        (out / "a").write_text("the user's")
+        with pytest.raises(ConfigError, match="not a file qnnfab wrote"):
+            run([Step("write", write, True)], Run(), folder)
+        assert (out / "a").read_text() == "the user's"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# --------------------------------------------------------------------------- data loss: import
+
+class TestImportOutput:
+    """``import --out DIR --name NET`` never overwrites NET's files there without ``--force``."""
+
+    @pytest.mark.parametrize("existing", [["net.toml"], ["net.npz"], ["net.toml", "net.npz", "net.input_codes.json"]])
+    def test_existing_files_are_refused_before_the_model_is_read(self, cwd, capsys, existing):
+        (cwd / "model.onnx").write_bytes(b"not an onnx model: reading it would fail differently")
+        (cwd / "imp").mkdir()
+        mine = {name: os.urandom(64) for name in existing + ["other.txt"]}
+        for name, data in mine.items():
+            (cwd / "imp" / name).write_bytes(data)
+        line = _fails(["import", "model.onnx", "--out", "imp", "--name", "net"], capsys,
+                      "--out", existing[0], "--force")
+        assert all(name in line for name in existing), line
+        assert {name: (cwd / "imp" / name).read_bytes() for name in mine} == mine
+
+    def test_force_replaces_exactly_the_imported_files(self, cwd, capsys):
+        assert main(["export", "--config", str(LFC_SMALL), "--out", "lfc.onnx"]) == 0
+        (cwd / "imp").mkdir()
+        stale = {name: b"stale" for name in ("net.toml", "net.npz", "net.input_codes.json")}
+        for name, data in stale.items():
+            (cwd / "imp" / name).write_bytes(data)
+        (cwd / "imp" / "notes.txt").write_text("mine\n")
+        capsys.readouterr()
+        assert main(["import", "lfc.onnx", "--out", "imp", "--name", "net", "--force"]) == 0
+        _, err = capsys.readouterr()
+        assert "Traceback" not in err
+        assert sorted(p.name for p in (cwd / "imp").iterdir()) == sorted([*stale, "notes.txt"])   # no temp file
+        assert (cwd / "imp" / "notes.txt").read_text() == "mine\n"
+        assert all((cwd / "imp" / name).read_bytes() != data for name, data in stale.items())
+        back = netconfig.load(cwd / "imp" / "net.toml")
+        ref = netconfig.load(LFC_SMALL)
+        assert [L.out_shape for L in back.layers] == [L.out_shape for L in ref.layers]
+
+
+# --------------------------------------------------------------------------- concurrent runs
+
+def _env(tmp_path):
+    """The environment of a qnnfab subprocess: its own build cache and temporary folder."""
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    return dict(os.environ, QNNFAB_CACHE=str(tmp_path / "cache"), TMPDIR=str(tmp_path / "tmp"))
+
+
+def _qnnfab(argv, cwd, env, **kw):
+    return subprocess.Popen([sys.executable, "-m", "qnnfab", *map(str, argv)], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _finish(proc):
+    """``(exit code, stdout, stderr)`` of a subprocess started by :func:`_qnnfab`."""
+    out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
+class TestConcurrentRuns:
+    def test_two_generates_into_one_new_folder_one_wins_one_refuses(self, tmp_path):
+        work = tmp_path / "work"
+        work.mkdir()
+        conv = work / "conv.toml"
+        conv.write_text(CONV.format(kind="bipolar", bits="", conv=""))
+        env = _env(tmp_path)
+        runs = {net: _qnnfab(["generate", "--no-report", "--config", cfg, "--out", "gen"], work, env)
+                for net, cfg in (("lfc_small", LFC_SMALL), ("tiny_conv", conv))}
+        results = {net: _finish(p) for net, p in runs.items()}
+        codes = sorted(rc for rc, _, _ in results.values())
+        assert codes == [0, 2], results
+        (winner,) = [net for net, (rc, _, _) in results.items() if rc == 0]
+        (err,) = [e for rc, _, e in results.values() if rc == 2]
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("qnnfab: error:") and "(fix:" in lines[0], err
+        assert "Traceback" not in err
+        # exactly the winner's files: those its manifest lists, its module and no other network's
+        gen = work / "gen"
+        files = {f for f in _tree(gen) if (gen / f).is_file()} - {".qnnfab-manifest.json"}
+        assert set(json.loads((gen / ".qnnfab-manifest.json").read_text())["files"]) == files
+        assert sorted(f for f in files if f.startswith("accel/") and f.endswith(".v")) == \
+            [f"accel/qnnfab_{winner}.v"]
+        assert sorted(p.name for p in work.iterdir()) == ["conv.toml", "gen"]     # no staging folder left
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+    def test_two_identical_reports_run_yosys_once_per_stage(self, tmp_path):
+        import re
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "conv.toml").write_text(CONV.format(kind="bipolar", bits="", conv=""))
+        env = _env(tmp_path)
+        runs = [_qnnfab(["report", "--config", "conv.toml", "--jobs", "1"], work, env) for _ in range(2)]
+        results = [_finish(p) for p in runs]
+        assert [rc for rc, _, _ in results] == [0, 0], results
+        line = re.compile(r"^\s*\[\d+/\d+\] synthesized (\S+): .*\(\d+ s(, cached|, waited for another run)?\)$")
+        seen = [line.match(x).groups() for _, out, _ in results for x in out.splitlines() if line.match(x)]
+        stages = {stage for stage, _ in seen}
+        assert len(seen) == 2 * len(stages) >= 2 * 3, results         # conv0, fc_out and a FIFO at least
+        fresh = sorted(stage for stage, how in seen if how is None)
+        assert fresh == sorted(stages), seen                         # Yosys ran once for each stage
+        assert "Traceback" not in "".join(err for _, _, err in results)
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- signals
+
+# runs qnnfab's command line after replacing one function of a module with a wrapper that sends
+# SIGTERM to this process first (the handler raises at the wrapper's next line, before the original)
+_SIGTERM_IN = """import os, signal, sys, importlib
+owner = importlib.import_module({module!r})
+*path, name = {name!r}.split(".")
+for part in path:
+    owner = getattr(owner, part)
+original = getattr(owner, name)
+def wrapper(*a, **k):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return original(*a, **k)
+setattr(owner, name, wrapper)
+from qnnfab.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+class TestSignals:
+    """SIGTERM stops a command like Ctrl-C: one line, exit 143, no staging or temporary folder left."""
+
+    def _terminated(self, proc):
+        rc, out, err = _finish(proc)
+        assert rc == 143, (rc, out, err)
+        assert err.strip().splitlines() == ["qnnfab: terminated"], err
+
+    def _run(self, tmp_path, module, name, argv):
+        code = _SIGTERM_IN.format(module=module, name=name, argv=[str(a) for a in argv])
+        return subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path / "work", env=_env(tmp_path),
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def test_sigterm_while_generate_stages_leaves_nothing(self, tmp_path):
+        (tmp_path / "work").mkdir()
+        self._terminated(self._run(tmp_path, "qnnfab.flow.output", "write_manifest",
+                                   ["generate", "--no-report", "--config", LFC_SMALL, "--out", "new/gen"]))
+        assert list((tmp_path / "work").iterdir()) == []     # neither the folder, its staging sibling nor new/
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+    def test_sigterm_while_force_swaps_folders_keeps_the_users_files(self, tmp_path):
+        work = tmp_path / "work"
+        work.mkdir()
+        assert _finish(_qnnfab(["generate", "--no-report", "--config", LFC_SMALL, "--out", "gen"], work,
+                               _env(tmp_path)))[0] == 0
+        before = {f: (work / "gen" / f).read_bytes() for f in _tree(work / "gen") if (work / "gen" / f).is_file()}
+        bit = os.urandom(1000)
+        (work / "gen" / "overlay" / "my.bit").write_bytes(bit)
+        # after the user's file moved into the staging folder, before the swap
+        self._terminated(self._run(tmp_path, "qnnfab.flow.output", "OutputFolder._rename_into_place",
+                                   ["generate", "--no-report", "--force", "--config", LFC_SMALL, "--out", "gen"]))
+        after = {f: (work / "gen" / f).read_bytes() for f in _tree(work / "gen") if (work / "gen" / f).is_file()}
+        assert after.pop("overlay/my.bit") == bit
+        assert after == before          # the earlier run's folder, as it was
+        assert [p.name for p in work.iterdir()] == ["gen"]
+        assert list((tmp_path / "tmp").iterdir()) == []
+
+    def test_sigterm_during_a_report_removes_the_yosys_folders(self, tmp_path):
+        import time
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "conv.toml").write_text(CONV.format(kind="bipolar", bits="", conv=""))
+        proc = _qnnfab(["report", "--config", "conv.toml"], work, _env(tmp_path))
+        while proc.poll() is None and not any((tmp_path / "tmp").glob("qnnfab-yosys-*")):
+            time.sleep(0.05)
+        assert proc.poll() is None, _finish(proc)       # Yosys was running
+        proc.send_signal(15)
+        self._terminated(proc)
+        assert list((tmp_path / "tmp").iterdir()) == []
+        assert [p.name for p in work.iterdir()] == ["conv.toml"]

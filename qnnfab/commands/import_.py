@@ -1,6 +1,7 @@
 """``qnnfab import``: a QONNX model -> qnnfab config, weights and input codes."""
 
 import argparse
+import os
 from pathlib import Path
 
 from qnnfab import netconfig
@@ -9,7 +10,7 @@ from qnnfab.boards.estimate.fold import auto_fold
 from qnnfab.errors import ConfigError
 from qnnfab.flow import OutputFolder
 from qnnfab.interop.qonnx_export import require_onnx
-from qnnfab.interop.qonnx_import import import_qonnx, write_imported
+from qnnfab.interop.qonnx_import import import_qonnx, imported_files, write_imported
 
 from .common import as_option, number
 
@@ -24,6 +25,12 @@ def run(args):
     with as_option(where, "--board"):
         board = get_board(args.board)
     number(where, "--fps", args.fps, above=0)
+    if not args.force:
+        existing = [f for f in imported_files(args.out, name) if os.path.lexists(f)]
+        if existing:
+            raise ConfigError(where, "--out", f"{existing[0]} exists (this import would replace "
+                              f"{' and '.join(f.name for f in existing)})",
+                              "name another --out or --name, or add --force to replace them")
     require_onnx()
     out = OutputFolder(where, "--out", args.out)
     try:
@@ -61,11 +68,15 @@ def add_parser(sub):
                     "thresholds exactly; anything else is refused naming the node. Needs qnnfab[onnx].",
         epilog="examples:\n  qnnfab import model.onnx --out out/imported\n"
                "  qnnfab import model.onnx --out out/imported --name digits --fps 100000\n"
+               "  qnnfab import model.onnx --out out/imported --force   (replace an earlier import of it)\n"
                "  qnnfab sim --config out/imported/digits.toml --frames 100",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     im.add_argument("model", metavar="MODEL.onnx", help="the QONNX model")
     im.add_argument("--out", required=True, metavar="DIR", help="folder for the config, weights and input codes")
     im.add_argument("--name", default=None, help="network name (default: the model file's name)")
+    im.add_argument("--force", action="store_true",
+                    help="replace NAME.toml, NAME.npz and NAME.input_codes.json in --out when they exist "
+                         "(nothing else there is touched)")
     im.add_argument("--board", default="pynq-z2", help="board whose budget bounds the default folding (default pynq-z2)")
     im.add_argument("--fps", type=float, default=None,
                     help="fold for this frame rate at 100 MHz (default: the fastest within half the board's LUTs)")

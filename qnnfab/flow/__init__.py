@@ -4,6 +4,6 @@ written output folders (:mod:`.output`)."""
 
 from . import steps
 from .flows import Run, Step, run
-from .output import MARK, OutputFolder, check_out_file
+from .output import MANIFEST, OutputFolder, check_out_file
 
-__all__ = ["steps", "Run", "Step", "run", "MARK", "OutputFolder", "check_out_file"]
+__all__ = ["steps", "Run", "Step", "run", "MANIFEST", "OutputFolder", "check_out_file"]
