@@ -605,3 +605,85 @@ def test_argument_syntax_errors_are_one_line(cwd, capsys, argv, words):
     for w in words:
         assert w in lines[0], (w, lines[0])
     assert _tree(cwd) == []
+
+
+# --------------------------------------------------------------------------- issue 27: wrong data is refused
+
+def _conv_config():
+    return _config(CONV.format(kind="uint", bits="input_bits = 4", conv='act = "uint2"'))
+
+
+class TestVerifyData:
+    """``verify --data``: frames exactly (B,) + input_shape of the network's input codes, labels 1-D
+    integer class indices in [0, outputs), one per frame."""
+
+    def _verify(self, capsys, *words, **arrays):
+        cfg = _conv_config()                 # input (6, 6, 2) uint4, 2 outputs
+        p = Path.cwd() / "d.npz"
+        np.savez(p, **arrays)
+        return _fails(["verify", "--config", cfg, "--data", p], capsys, *words)
+
+    def test_nchw_frames_are_refused_naming_the_transpose(self, cwd, capsys):
+        x = np.zeros((10, 2, 6, 6), np.uint8)   # right element count, channels first
+        self._verify(capsys, "(10, 2, 6, 6)", "(B, 6, 6, 2)", "NHWC", "x.transpose(0, 2, 3, 1)", x=x)
+
+    def test_flat_frames_of_an_image_network_are_refused(self, cwd, capsys):
+        self._verify(capsys, "(10, 72)", "(B, 6, 6, 2)", "reshape", x=np.zeros((10, 72), np.uint8))
+
+    @pytest.mark.parametrize("x, words", [
+        (np.full((4, 6, 6, 2), 3.0), ["float64", "whole numbers", "astype(np.int64)"]),
+        (np.full((4, 6, 6, 2), 0.5), ["float64", "quantize", "[0, 15]"]),
+        (np.full((4, 6, 6, 2), 2**63, np.uint64), ["9223372036854775808", "[0, 15]"]),
+        (np.full((4, 6, 6, 2), 16, np.int16), ["[16, 16]", "uint4"]),
+    ])
+    def test_frames_must_be_the_input_codes(self, cwd, capsys, x, words):
+        line = self._verify(capsys, *words, x=x)
+        assert "-9223372036854775808" not in line
+
+    @pytest.mark.parametrize("y, words", [
+        (np.eye(2, dtype=np.int64)[np.arange(4) % 2], ["y", "(4, 2)", "one-hot: use labels.argmax(1)"]),
+        (np.zeros(4, np.float32), ["y", "float32", "whole numbers"]),
+        (np.zeros(4, bool), ["y", "bool"]),
+        (np.array(["a"] * 4), ["y", "<U1"]),
+        (np.array([0, 1, 2, 0]), ["y", "label 2", "2 outputs"]),
+        (np.array([0, 1, -1, 0]), ["y", "label -1"]),
+        (np.zeros((4, 1, 1), np.int64), ["y", "(4, 1, 1)", "1-D"]),
+        (np.full(4, 2**63, np.uint64), ["y", "label 9223372036854775808"]),
+    ])
+    def test_labels_are_class_indices(self, cwd, capsys, y, words):
+        self._verify(capsys, *words, x=np.zeros((4, 6, 6, 2), np.uint8), y=y)
+
+    def test_the_right_layout_still_runs(self, cwd, capsys):
+        from qnnfab.sim.datafile import load_frames
+        x = np.arange(4 * 72).reshape(4, 6, 6, 2) % 16
+        np.savez(cwd / "d.npz", x=x.astype(np.uint8), y=np.array([0, 1, 1, 0], np.uint8))
+        frames, labels = load_frames(cwd / "d.npz", netconfig.load(_conv_config()))
+        assert frames.dtype == np.int64 and (frames == x).all() and labels.tolist() == [0, 1, 1, 0]
+
+
+class TestTrainData:
+    """``train --data``: the same label checks, and 5-D images or one class refused."""
+
+    @pytest.mark.parametrize("case, words", [
+        ("one_hot", ["y", "one-hot: use labels.argmax(1)"]),
+        ("float_labels", ["y_train", "float64"]),
+        ("bool_labels", ["y", "bool"]),
+        ("five_d", ["x", "(20, 2, 2, 2, 2, 1)"]),
+        ("one_class", ["y", "one class", "every label is 3"]),
+        ("count", ["y", "19 labels for 20 frames"]),
+    ])
+    def test_labels_and_shapes(self, cwd, capsys, case, words):
+        x, y = _images(20)
+        if case == "one_hot":
+            p = _data(cwd, x=x, y=np.eye(2, dtype=np.int64)[y])
+        elif case == "float_labels":
+            p = _data(cwd, x_train=x, y_train=y.astype(float), x_test=x, y_test=y)
+        elif case == "bool_labels":
+            p = _data(cwd, x=x, y=y.astype(bool))
+        elif case == "five_d":
+            p = _data(cwd, x=x.reshape(20, 2, 2, 2, 2, 1), y=y)
+        elif case == "one_class":
+            p = _data(cwd, x=x, y=np.full(20, 3))
+        else:
+            p = _data(cwd, x=x, y=y[:19])
+        _fails(TRAIN + ["--schemes", "ste", "--data", p], capsys, *words)
