@@ -7,6 +7,7 @@ own empty build cache; after a failing case both must still be empty (so no Yosy
 no Verilator build and no stray file happened), and the named output must not exist.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -687,3 +688,97 @@ class TestTrainData:
         else:
             p = _data(cwd, x=x, y=y[:19])
         _fails(TRAIN + ["--schemes", "ste", "--data", p], capsys, *words)
+
+
+class TestIdentityCoversWeights:
+    """Two const-weight builds of one topology with other weights are different designs: the
+    plan's identity hash (register IDENTITY_HASH, network.json) covers the weights, and the driver
+    refuses the other's bitstream saying the weights differ; runtime builds share one identity."""
+
+    @staticmethod
+    def _configs(seeds):
+        # the demo's situation: one topology, random weights of two seeds
+        text = CONV.format(kind="uint", bits="input_bits = 4", conv='act = "uint2"')
+        return [netconfig.loads(text.replace('weights = "random"', f'weights = "random"\nseed = {s}'))
+                for s in seeds]
+
+    def test_const_identity_covers_weights_and_runtime_does_not(self):
+        from qnnfab.plan import plan_of
+        a, b = self._configs([1, 2])
+        assert a.topology_hash() == b.topology_hash()
+        assert not np.array_equal(a.layers[0].weights, b.layers[0].weights)
+        pa, pb = plan_of(a, "const"), plan_of(b, "const")
+        assert pa.identity_hash != pb.identity_hash
+        assert pa.identity_hash == plan_of(self._configs([1])[0], "const").identity_hash   # deterministic
+        assert plan_of(a, "runtime").identity_hash == plan_of(b, "runtime").identity_hash == a.topology_hash()
+        # the shell's formats (register and network.json) carry it; the weights image keeps the topology
+        fa = pa.overlay_formats(64)
+        assert fa.identity_hash == pa.identity_hash and fa.topology_hash == a.topology_hash()
+        assert fa.to_dict()["identity_hash"] == pa.identity_hash
+        words = plan_of(a, "runtime").image_words()
+        assert words[1] & 0xFFFF_FFFF == a.topology_hash()
+
+    def test_thresholds_alone_change_the_identity(self):
+        from qnnfab.plan import weights_identity
+        a, = self._configs([1])
+        layers = list(a.layers)
+        t = np.array(layers[0].thresholds, copy=True)
+        t[0, 0] += 1
+        other = [dataclasses.replace(layers[0], thresholds=t)] + layers[1:]
+        assert weights_identity(a.topology_hash(), layers) != weights_identity(a.topology_hash(), other)
+
+    def test_driver_refuses_the_other_weights_bitstream(self):
+        from qnnfab import overlay_map as om
+        from qnnfab.boards.onboard.driver import Accelerator, OverlayError
+        from qnnfab.plan import plan_of
+        a, b = self._configs([1, 2])
+
+        class Shell:                       # the registers the shell of ``fm`` reads back
+            def __init__(self, fm):
+                self.regs = {"IDENTITY": om.IDENTITY, "TOPOLOGY": fm.topology_hash, "FEATURES": fm.features(),
+                             "IN_FRAME_BYTES": fm.in_frame_bytes, "OUT_RECORD_BYTES": fm.out_record_bytes,
+                             "IDENTITY_HASH": fm.identity_hash}
+
+            def read(self, offset):
+                return {om.OFFSET[k]: v for k, v in self.regs.items()}[offset]
+
+            def allocate(self, shape, dtype):
+                return np.zeros(shape, dtype)
+
+        for mode in ("const", "runtime"):
+            fa, fb = plan_of(a, mode).overlay_formats(64), plan_of(b, mode).overlay_formats(64)
+            Accelerator(network=fa.to_dict(), backend=Shell(fa))           # its own bitstream
+            if mode == "runtime":
+                Accelerator(network=fa.to_dict(), backend=Shell(fb))       # one bitstream, any weights
+                continue
+            with pytest.raises(OverlayError) as ei:
+                Accelerator(network=fa.to_dict(), backend=Shell(fb))
+            msg = str(ei.value)
+            assert "topology" in msg and "other weights and thresholds" in msg
+            assert f"0x{fb.identity_hash:08X}" in msg and f"0x{fa.identity_hash:08X}" in msg
+
+
+class TestGemmFit:
+    """``generate --gemm RxC``: one DSP per PE, checked against the part before anything is written."""
+
+    def test_an_engine_with_more_pes_than_dsps_is_refused(self, cwd, capsys):
+        # 15 x 15 = 225 PEs, one DSP48E1 each; the xc7z020 has 220
+        line = _fails(["generate", "--gemm", "15x15", "--out", "g"], capsys, "GEMM engine 15x15", "DSP 225 of 220",
+                      "--allow-overflow")
+        assert not (cwd / "g").exists(), line
+
+    def test_allow_overflow_writes_it_with_a_warning(self, cwd, capsys, monkeypatch):
+        from qnnfab.flow import flows
+        monkeypatch.setattr(flows, "generate_gemm", [])        # the writing itself is not under test
+        rc = main(["generate", "--gemm", "15x15", "--out", "g", "--allow-overflow"])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("qnnfab: warning:") and "DSP 225 of 220" in lines[0], err
+
+    def test_the_largest_engine_that_fits(self):
+        from qnnfab.boards.emit.gemm import default_panels, gemm_resources
+        from qnnfab.boards.targets.device import XC7Z020, overflows
+        assert gemm_resources(14, 14, default_panels(14, 14)).dsp == 196
+        assert not overflows(gemm_resources(14, 14, default_panels(14, 14)), XC7Z020)
+        assert [o[0] for o in overflows(gemm_resources(15, 15, default_panels(15, 15)), XC7Z020)] == ["DSP"]
