@@ -782,3 +782,57 @@ class TestGemmFit:
         assert gemm_resources(14, 14, default_panels(14, 14)).dsp == 196
         assert not overflows(gemm_resources(14, 14, default_panels(14, 14)), XC7Z020)
         assert [o[0] for o in overflows(gemm_resources(15, 15, default_panels(15, 15)), XC7Z020)] == ["DSP"]
+
+
+class TestSilentlyAccepted:
+    """Inputs that used to be taken without a word: booleans for numbers, input_bits of a bipolar
+    input, weights-file arrays no layer reads, a clock no global clock carries."""
+
+    @pytest.mark.parametrize("edit, words", [
+        (("input_shape = [64]", "input_shape = [true]"), ["input_shape", "[True]", "positive integers"]),
+        (("input_shape = [64]", "input_shape = [8, true, 8]"), ["input_shape", "True"]),
+        (('input_kind = "bipolar"', 'input_kind = "bipolar"\ninput_bits = 8'),
+         ["input_bits", "bipolar", "one bit", "remove input_bits"]),
+    ])
+    def test_config_values(self, cwd, capsys, edit, words):
+        text = LFC_SMALL.read_text()
+        assert edit[0] in text
+        p = _config(text.replace(*edit, 1))
+        _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys, *words)
+
+    def test_arrays_no_layer_reads_are_named(self, cwd, capsys):
+        cfg = netconfig.load(LFC_SMALL)
+        netconfig.save_weights(cwd / "w.npz", cfg)
+        arrays = dict(np.load(cwd / "w.npz"))
+        first = cfg.layers[0].name
+        arrays[f"{first}_old/weights"] = arrays[f"{first}/weights"]    # e.g. a layer renamed since
+        arrays["bias"] = np.zeros(3, np.int64)
+        np.savez(cwd / "w.npz", **arrays)
+        p = _config(netconfig.dumps(cfg, "w.npz"))
+        _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys,
+               "w.npz holds arrays no layer reads", f"'{first}_old/weights'", "'bias'")
+
+    def test_the_saved_weights_load_back(self, cwd):
+        cfg = netconfig.load(LFC_SMALL)
+        netconfig.save_weights(cwd / "w.npz", cfg)
+        again = netconfig.load(_config(netconfig.dumps(cfg, "w.npz")))
+        assert all(np.array_equal(a.weights, b.weights) for a, b in zip(cfg.layers, again.layers))
+
+    @pytest.mark.parametrize("cmd", ["report", "fold"])
+    def test_a_clock_above_any_global_clock_is_refused(self, cwd, capsys, cmd):
+        extra = ["--fps", "1000", "--out", "f.toml"] if cmd == "fold" else []
+        _fails([cmd, "--config", LFC_SMALL, "--clock", "1e9", *extra], capsys, "--clock", "1e+09 MHz",
+               "464 MHz", "BUFG")
+
+    def test_a_clock_above_the_fmax_bound_is_a_warning(self, capsys):
+        from types import SimpleNamespace
+        from qnnfab.flow import flows
+        said, warned = [], []
+        report = SimpleNamespace(fmax_bound_mhz=312.4)
+        r = SimpleNamespace(text="the report", report=report, clock_mhz=400.0, say=said.append, warn=warned.append)
+        flows._print_report(r)
+        assert said == ["the report"] and len(warned) == 1
+        assert warned[0].startswith("qnnfab: warning:") and "400 MHz" in warned[0] and "312 MHz" in warned[0]
+        r.clock_mhz, warned[:] = 300.0, []
+        flows._print_report(r)
+        assert warned == []
