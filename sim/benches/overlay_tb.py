@@ -443,6 +443,13 @@ if P.get("bad_use"):
             assert "another network" in str(e), e
         else:
             raise AssertionError("a driver for another topology accepted the bitstream")
+        other = om.Formats.from_dict({**fm.to_dict(), "identity_hash": fm.identity_hash ^ 1})
+        try:
+            await bridge(make_accelerator)(board, other, 4)
+        except OverlayError as e:
+            assert "other weights and thresholds" in str(e), e
+        else:
+            raise AssertionError("a driver of the same topology with other weights accepted the bitstream")
         for bad, exc, words in [
             (images[:, :-1], ValueError, "shape"),
             (images.astype(np.float32), TypeError, "integer"),
