@@ -26,6 +26,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
 
 from qnnfab import netconfig
 from qnnfab import overlay_map as om
+from qnnfab import weights_image as wi
 from qnnfab.plan import plan_of
 from qnnfab.sim.axi_board import Board, CosimBackend
 from qnnfab.sim.configs import config_path
