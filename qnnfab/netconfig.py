@@ -333,7 +333,7 @@ def _read_network_name(ctx):
 
 def _read_input_shape(ctx):
     shape = _req(ctx.table, "input_shape", ctx.where, list)
-    if len(shape) not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
+    if len(shape) not in (1, 3) or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise ConfigError(ctx.where, "input_shape", f"must be [N] or [H, W, C] of positive integers, got {shape}",
                           "e.g. input_shape = [784] or [32, 32, 3]")
     _check_size(ctx.where, "input_shape", math.prod(shape), LIMITS["map_elements"], "the number of input elements",
@@ -344,6 +344,10 @@ def _read_input_shape(ctx):
 def _read_input_bits(ctx):
     kind = ctx.values["input_kind"]
     if kind == "bipolar":
+        if "input_bits" in ctx.table:
+            raise ConfigError(ctx.where, "input_bits", f"is given ({ctx.table['input_bits']!r}) but bipolar inputs "
+                              "are one bit each (0 = -1, 1 = +1)",
+                              'remove input_bits, or set input_kind = "uint" or "int" for k-bit inputs')
         return None
     bits = _int(ctx.table, "input_bits", ctx.where, minimum=2 if kind == "int" else 1)
     _check_size(ctx.where, "input_bits", bits, LIMITS["data_bits"], "the input width",
@@ -831,6 +835,19 @@ def _fill_weights(specs, store, seed):
         _check_weight_values(s, where)
 
 
+def _check_no_stray_arrays(specs, store, where, ref):
+    """Refuse arrays of the weights file that no layer reads (a renamed layer, a misspelt key: its
+    weights would otherwise be silently replaced by nothing)."""
+    read = {f"{s.name}/weights" for s in specs if s.type != "maxpool"}
+    read |= {f"{s.name}/thresholds" for s in specs if s.type != "maxpool" and s.act != "acc"}
+    stray = sorted(set(store) - read)
+    if stray:
+        raise ConfigError(where, "weights", f"{ref} holds arrays no layer reads: {stray[:8]}"
+                          + (f" and {len(stray) - 8} more" if len(stray) > 8 else ""),
+                          "name them <layer>/weights and <layer>/thresholds after the config's layers, or "
+                          "remove them from the file")
+
+
 def loads(text, base_dir=".", source="<string>"):
     """Parse and validate a config from TOML text (weights relative to ``base_dir``).
 
@@ -847,6 +864,7 @@ def loads(text, base_dir=".", source="<string>"):
     specs = _read_layers(tables, network)
     _fill_weights(specs, store, network["seed"])
     if store is not None:
+        _check_no_stray_arrays(specs, store, where, ref)
         network["weights_ref"] = str((Path(base_dir) / ref).resolve())
     return NetConfig(**network, layers=specs, source=source)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 
-__all__ = ["read_npz"]
+__all__ = ["read_npz", "check_labels"]
 
 
 def read_npz(path, where, field, fix):
@@ -40,3 +40,33 @@ def read_npz(path, where, field, fix):
         raise ConfigError(where, field, f"{p} is not a readable .npz ({e})", fix) from None
     except (OSError, EOFError, KeyError) as e:
         raise ConfigError(where, field, f"{p} is not a readable .npz ({e})", fix) from None
+
+
+def check_labels(where, name, y, n_frames, classes=None):
+    """``y`` as (n_frames,) int64 class indices, or one ConfigError(where, name, ...): labels must be a
+    1-D integer array (not float, bool or str; one-hot rows are named as such), one per frame, each in
+    ``[0, classes)`` when ``classes`` is given (else >= 0). Values are printed in their own dtype
+    (a uint64 label never shows as a wrapped negative number)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[0] == n_frames and y.shape[1] > 1:
+        raise ConfigError(where, name, f"has shape {y.shape}: one row per frame, so one-hot labels, not class "
+                          "indices", "one-hot: use labels.argmax(1)")
+    if y.ndim != 1:
+        raise ConfigError(where, name, f"has shape {y.shape}: labels are one class index per frame, shape "
+                          f"({n_frames},)", "store a 1-D array of integer class indices")
+    if y.shape[0] != n_frames:
+        raise ConfigError(where, name, f"has {y.shape[0]} labels for {n_frames} frames", "give one label per frame")
+    if not np.issubdtype(y.dtype, np.integer):
+        fix = "store integer class indices"
+        if np.issubdtype(y.dtype, np.floating) and y.size and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+            fix = f"the values are whole numbers: store {name}.astype(np.int64)"
+        raise ConfigError(where, name, f"must hold integer class indices, got dtype {y.dtype}", fix)
+    if y.size:
+        lo, hi = y.min(), y.max()
+        if lo < 0:
+            raise ConfigError(where, name, f"has label {lo}: labels are class indices >= 0",
+                              "number the classes 0, 1, 2, ...")
+        if classes is not None and hi >= classes:
+            raise ConfigError(where, name, f"has label {hi}: the network has {classes} outputs, classes "
+                              f"0..{classes - 1}", "use labels in that range, or a network with more outputs")
+    return y.astype(np.int64)

@@ -33,6 +33,10 @@ offset   name         access meaning
 0x48     FEATURES     R      bits 7:0 bus bytes, bit 8 runtime weights
 0x4C     IN_FRAME_BYTES  R   bytes per input frame in DDR
 0x50     OUT_RECORD_BYTES R  bytes per output record in DDR
+0x54     IDENTITY_HASH  R    the design's identity (``Plan.identity_hash``):
+                             the topology hash for runtime weights; for
+                             constant weights a hash of it and the weights
+                             and thresholds built in
 ======== ============ ====== ===============================================
 
 The interrupt output is ``IRQ_ENABLE & DONE`` (level, active high).
@@ -59,7 +63,7 @@ __all__ = ["REGISTERS", "Register", "CTRL_START", "CTRL_SOFT_RESET", "CTRL_IRQ_E
            "GEMM_IDENTITY", "GEMM_REGISTERS", "GEMM_OFFSET", "ROUNDINGS", "MAX_TILES", "GemmFormats",
            "gemm_tile_order", "gemm_block_tiles"]
 
-MAP_VERSION = 1
+MAP_VERSION = 2                                  # 2: IDENTITY_HASH (0x54)
 IDENTITY = (0x514E46 << 8) | MAP_VERSION          # "QNF" + version
 BLOCK_BYTES = 4096                                # the AXI4-Lite address space (12 bits)
 
@@ -98,6 +102,7 @@ REGISTERS = [
     Register("FEATURES", 0x48, "ro", "bus bytes, runtime weights"),
     Register("IN_FRAME_BYTES", 0x4C, "ro", "bytes per input frame"),
     Register("OUT_RECORD_BYTES", 0x50, "ro", "bytes per output record"),
+    Register("IDENTITY_HASH", 0x54, "ro", "identity: topology hash, and the weights when constant"),
 ]
 OFFSET = {r.name: r.offset for r in REGISTERS}
 
@@ -147,7 +152,8 @@ class Formats:
     (bits per input element), ``in_simd`` (elements per input word),
     ``out_elems`` (scores per output word), ``out_bits``, ``out_signed``,
     ``out_words`` (per frame), ``topology_hash``, ``bus_bytes``,
-    ``runtime_weights``.
+    ``runtime_weights``, ``identity_hash`` (the plan's; optional, default
+    ``topology_hash``).
     """
 
     FIELDS = ("name", "input_shape", "input_kind", "input_bits", "in_simd", "out_elems", "out_bits",
@@ -159,6 +165,7 @@ class Formats:
             raise TypeError(f"Formats: missing fields {missing}")
         for f in self.FIELDS:
             setattr(self, f, kw[f])
+        self.identity_hash = kw.get("identity_hash", self.topology_hash)
         self.input_shape = tuple(self.input_shape)
         if self.bus_bytes not in (4, 8, 16):
             raise ValueError(f"bus_bytes must be 4, 8 or 16, not {self.bus_bytes!r}")
@@ -180,12 +187,13 @@ class Formats:
 
     def to_dict(self):
         d = {f: getattr(self, f) for f in self.FIELDS}
+        d["identity_hash"] = self.identity_hash
         d["input_shape"] = list(self.input_shape)
         return d
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{f: d[f] for f in cls.FIELDS})
+        return cls(**{f: d[f] for f in cls.FIELDS + ("identity_hash",) if f in d})
 
     def features(self):
         """The FEATURES register value."""

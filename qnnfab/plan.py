@@ -26,6 +26,7 @@ kind      name                 what
 ========  ===================  ===============================================
 """
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
 
 __all__ = ["Elements", "Link", "Stage", "LayerMemories", "WordFormat", "Plan", "plan_of", "fifo_depth_for",
-           "threshold_memory", "layer_memories", "pack_image", "save_image", "WEIGHTS_MODES"]
+           "threshold_memory", "layer_memories", "pack_image", "save_image", "weights_identity", "WEIGHTS_MODES"]
 
 WEIGHTS_MODES = ("const", "runtime")
 
@@ -240,7 +241,9 @@ class Plan:
     cycles per frame)`` of every layer; ``groups``: the memory groups of the
     weights image in image order (runtime weights; index = the loader's
     enable bit), empty for constant weights; ``topology_hash``: the
-    config's :meth:`~qnnfab.netconfig.NetConfig.topology_hash`.
+    config's :meth:`~qnnfab.netconfig.NetConfig.topology_hash` (the weights
+    image's header carries it); :attr:`identity_hash`: what the overlay shell
+    and its driver identify the design by.
     """
     cfg: object
     weights_mode: str
@@ -252,6 +255,13 @@ class Plan:
     @property
     def runtime(self):
         return self.weights_mode == "runtime"
+
+    @property
+    def identity_hash(self):
+        """32-bit identity of the bitstream: for runtime weights the topology hash (the weights come
+        with the image); for constant weights :func:`weights_identity` of the topology hash and
+        every layer's weights and thresholds, so two trainings of one topology differ."""
+        return self.topology_hash if self.runtime else weights_identity(self.topology_hash, self.cfg.layers)
 
     @property
     def layers(self):
@@ -287,7 +297,7 @@ class Plan:
             name=cfg.name, input_shape=list(cfg.input_shape), input_kind=cfg.input_kind,
             input_bits=self.input.elem.bits, in_simd=self.input.elems, out_elems=o.elems, out_bits=o.elem.bits,
             out_signed=o.elem.signed, out_words=o.words, topology_hash=self.topology_hash,
-            bus_bytes=data_width // 8, runtime_weights=self.runtime)
+            identity_hash=self.identity_hash, bus_bytes=data_width // 8, runtime_weights=self.runtime)
 
     @property
     def image_body_words(self):
@@ -319,6 +329,18 @@ class Plan:
                 for row in group_rows(group, contents):
                     body += reversed(unpack_fields(row, [WORD_BITS] * group.row_words))
         return header_words(self.topology_hash, len(body)) + body
+
+
+def weights_identity(topology_hash, layers):
+    """First 4 bytes (little-endian) of the SHA-256 of: ``topology_hash`` as 4 little-endian bytes,
+    then per layer in order its weights, then its thresholds (when it has them), each as int64
+    little-endian in C order. The topology fixes every array's shape, so the bytes are unambiguous."""
+    h = hashlib.sha256((topology_hash & 0xFFFF_FFFF).to_bytes(4, "little"))
+    for L in layers:
+        for a in (L.weights, L.thresholds):
+            if a is not None:
+                h.update(np.ascontiguousarray(np.asarray(a), dtype="<i8").tobytes())
+    return int.from_bytes(h.digest()[:4], "little")
 
 
 def _conv_matrix(w):

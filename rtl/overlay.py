@@ -321,6 +321,7 @@ class OverlayShell(wiring.Component):
             regs.CYCLES.eq(cycles),
             regs.IDENTITY.eq(om.IDENTITY),
             regs.TOPOLOGY.eq(fm.topology_hash),
+            regs.IDENTITY_HASH.eq(fm.identity_hash),
             regs.FEATURES.eq(fm.features()),
             regs.IN_FRAME_BYTES.eq(fm.in_frame_bytes),
             regs.OUT_RECORD_BYTES.eq(fm.out_record_bytes),

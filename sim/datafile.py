@@ -1,19 +1,21 @@
 """Frames for whole-network simulation from a user's ``.npz`` file.
 
 The file holds ``x`` (or ``x_test``): frames of *stored* input values as the
-network's first layer reads them (bits 0/1 for bipolar inputs, k-bit codes
-for uint/int inputs), shape ``(B,) + input_shape`` or ``(B, features)``; and
-optionally ``y`` (or ``y_test``): one integer label per frame. ``qnnfab demo``
+network's first layer reads them (integer bits 0/1 for bipolar inputs, k-bit
+codes for uint/int inputs), shape exactly ``(B,) + input_shape`` (images in
+NHWC order, channels last; no reshaping of other layouts); and optionally
+``y`` (or ``y_test``): one integer label per frame in [0, outputs). ``qnnfab demo``
 writes such a file (``test_images.npz``) for the digits test set.
 """
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind
-from qnnfab.npzfile import read_npz
+from qnnfab.npzfile import check_labels, read_npz
 
 __all__ = ["load_frames"]
 
@@ -23,6 +25,26 @@ def _pick(store, names):
         if n in store:
             return n, store[n]
     return None, None
+
+
+def _check_layout(where, name, got, shape):
+    """Frames of array shape ``got`` must be ``(B,) + shape`` (for a 1-D ``shape`` that is also
+    ``(B, features)``); anything else, even with the right element count, is refused naming the layout."""
+    if got[1:] == shape:
+        return
+    want = "(B, " + ", ".join(str(d) for d in shape) + ")"
+    problem = f"frames of shape {got[1:]} (array {got}); this network takes {want}"
+    if len(shape) == 3:
+        h, w, c = shape
+        problem += " in NHWC order (channels last)"
+        if got[1:] == (c, h, w):
+            raise ConfigError(where, name, problem, f"transpose them, e.g. {name}.transpose(0, 2, 3, 1)")
+    if math.prod(got[1:]) == math.prod(shape) and len(got) == 2 and len(shape) == 3:
+        fix = (f"if each row holds one image in NHWC order, reshape them: {name}.reshape((-1, "
+               + ", ".join(str(d) for d in shape) + "))")
+    else:
+        fix = f"store frames of shape {want}"
+    raise ConfigError(where, name, problem, fix)
 
 
 def load_frames(path, cfg, *, field="data"):
@@ -35,30 +57,24 @@ def load_frames(path, cfg, *, field="data"):
     xname, x = _pick(store, ("x", "x_test"))
     if x is None:
         raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")
-    if x.shape[0] == 0:
+    if x.ndim == 0 or x.shape[0] == 0:
         raise ConfigError(where, xname, "holds no frames", "store at least one frame")
-    if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.bool_):
-        raise ConfigError(where, xname, f"must hold integer input codes, got dtype {x.dtype}",
-                          "quantize the inputs to the network's input codes first")
-    shape = tuple(cfg.input_shape)
-    size = int(np.prod(shape))
-    if x.shape[1:] != shape:
-        if int(np.prod(x.shape[1:])) != size:
-            raise ConfigError(where, xname, f"frames of shape {x.shape[1:]}, network '{cfg.name}' takes {shape}",
-                              "reshape the frames to the network's input_shape")
-        x = x.reshape((x.shape[0],) + shape)
-    x = x.astype(np.int64)
     kind = DataKind.of(cfg.input_kind, cfg.input_bits, where)
     lo, hi = kind.stored_range
     what = "bits (0 = -1, 1 = +1)" if kind.kind == "bipolar" else f"{kind.name} codes"
-    if x.min() < lo or x.max() > hi:
-        raise ConfigError(where, xname, f"values span [{x.min()}, {x.max()}], the network reads {what} in "
+    if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.bool_):
+        whole = (np.issubdtype(x.dtype, np.floating) and bool(np.all(np.isfinite(x)))
+                 and bool(np.all(x == np.round(x))))
+        fix = (f"the values are whole numbers: store {xname}.astype(np.int64)" if whole
+               else f"quantize the inputs to the network's input codes ({what} in [{lo}, {hi}]) first")
+        raise ConfigError(where, xname, f"must hold integer input codes, got dtype {x.dtype}", fix)
+    _check_layout(where, xname, x.shape, tuple(cfg.input_shape))
+    xmin, xmax = x.min(), x.max()            # in the file's own dtype: a uint64 never shows wrapped
+    if xmin < lo or xmax > hi:
+        raise ConfigError(where, xname, f"values span [{xmin}, {xmax}], the network reads {what} in "
                           f"[{lo}, {hi}]", "convert the inputs to the network's input codes")
+    x = x.astype(np.int64)
     yname, y = _pick(store, ("y", "y_test"))
     if y is not None:
-        y = np.asarray(y).reshape(-1)
-        if y.shape[0] != x.shape[0]:
-            raise ConfigError(where, yname, f"has {y.shape[0]} labels for {x.shape[0]} frames",
-                              "give one label per frame")
-        y = y.astype(np.int64)
+        y = check_labels(where, yname, y, x.shape[0], classes=math.prod(cfg.layers[-1].out_shape))
     return x, y

@@ -7,6 +7,7 @@ own empty build cache; after a failing case both must still be empty (so no Yosy
 no Verilator build and no stray file happened), and the named output must not exist.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -886,3 +887,232 @@ class TestSignals:
         self._terminated(proc)
         assert list((tmp_path / "tmp").iterdir()) == []
         assert [p.name for p in work.iterdir()] == ["conv.toml"]
+
+# --------------------------------------------------------------------------- issue 27: wrong data is refused
+
+def _conv_config():
+    return _config(CONV.format(kind="uint", bits="input_bits = 4", conv='act = "uint2"'))
+
+
+class TestVerifyData:
+    """``verify --data``: frames exactly (B,) + input_shape of the network's input codes, labels 1-D
+    integer class indices in [0, outputs), one per frame."""
+
+    def _verify(self, capsys, *words, **arrays):
+        cfg = _conv_config()                 # input (6, 6, 2) uint4, 2 outputs
+        p = Path.cwd() / "d.npz"
+        np.savez(p, **arrays)
+        return _fails(["verify", "--config", cfg, "--data", p], capsys, *words)
+
+    def test_nchw_frames_are_refused_naming_the_transpose(self, cwd, capsys):
+        x = np.zeros((10, 2, 6, 6), np.uint8)   # right element count, channels first
+        self._verify(capsys, "(10, 2, 6, 6)", "(B, 6, 6, 2)", "NHWC", "x.transpose(0, 2, 3, 1)", x=x)
+
+    def test_flat_frames_of_an_image_network_are_refused(self, cwd, capsys):
+        self._verify(capsys, "(10, 72)", "(B, 6, 6, 2)", "reshape", x=np.zeros((10, 72), np.uint8))
+
+    @pytest.mark.parametrize("x, words", [
+        (np.full((4, 6, 6, 2), 3.0), ["float64", "whole numbers", "astype(np.int64)"]),
+        (np.full((4, 6, 6, 2), 0.5), ["float64", "quantize", "[0, 15]"]),
+        (np.full((4, 6, 6, 2), 2**63, np.uint64), ["9223372036854775808", "[0, 15]"]),
+        (np.full((4, 6, 6, 2), 16, np.int16), ["[16, 16]", "uint4"]),
+    ])
+    def test_frames_must_be_the_input_codes(self, cwd, capsys, x, words):
+        line = self._verify(capsys, *words, x=x)
+        assert "-9223372036854775808" not in line
+
+    @pytest.mark.parametrize("y, words", [
+        (np.eye(2, dtype=np.int64)[np.arange(4) % 2], ["y", "(4, 2)", "one-hot: use labels.argmax(1)"]),
+        (np.zeros(4, np.float32), ["y", "float32", "whole numbers"]),
+        (np.zeros(4, bool), ["y", "bool"]),
+        (np.array(["a"] * 4), ["y", "<U1"]),
+        (np.array([0, 1, 2, 0]), ["y", "label 2", "2 outputs"]),
+        (np.array([0, 1, -1, 0]), ["y", "label -1"]),
+        (np.zeros((4, 1, 1), np.int64), ["y", "(4, 1, 1)", "1-D"]),
+        (np.full(4, 2**63, np.uint64), ["y", "label 9223372036854775808"]),
+    ])
+    def test_labels_are_class_indices(self, cwd, capsys, y, words):
+        self._verify(capsys, *words, x=np.zeros((4, 6, 6, 2), np.uint8), y=y)
+
+    def test_the_right_layout_still_runs(self, cwd, capsys):
+        from qnnfab.sim.datafile import load_frames
+        x = np.arange(4 * 72).reshape(4, 6, 6, 2) % 16
+        np.savez(cwd / "d.npz", x=x.astype(np.uint8), y=np.array([0, 1, 1, 0], np.uint8))
+        frames, labels = load_frames(cwd / "d.npz", netconfig.load(_conv_config()))
+        assert frames.dtype == np.int64 and (frames == x).all() and labels.tolist() == [0, 1, 1, 0]
+
+
+class TestTrainData:
+    """``train --data``: the same label checks, and 5-D images or one class refused."""
+
+    @pytest.mark.parametrize("case, words", [
+        ("one_hot", ["y", "one-hot: use labels.argmax(1)"]),
+        ("float_labels", ["y_train", "float64"]),
+        ("bool_labels", ["y", "bool"]),
+        ("five_d", ["x", "(20, 2, 2, 2, 2, 1)"]),
+        ("one_class", ["y", "one class", "every label is 3"]),
+        ("count", ["y", "19 labels for 20 frames"]),
+    ])
+    def test_labels_and_shapes(self, cwd, capsys, case, words):
+        x, y = _images(20)
+        if case == "one_hot":
+            p = _data(cwd, x=x, y=np.eye(2, dtype=np.int64)[y])
+        elif case == "float_labels":
+            p = _data(cwd, x_train=x, y_train=y.astype(float), x_test=x, y_test=y)
+        elif case == "bool_labels":
+            p = _data(cwd, x=x, y=y.astype(bool))
+        elif case == "five_d":
+            p = _data(cwd, x=x.reshape(20, 2, 2, 2, 2, 1), y=y)
+        elif case == "one_class":
+            p = _data(cwd, x=x, y=np.full(20, 3))
+        else:
+            p = _data(cwd, x=x, y=y[:19])
+        _fails(TRAIN + ["--schemes", "ste", "--data", p], capsys, *words)
+
+
+class TestIdentityCoversWeights:
+    """Two const-weight builds of one topology with other weights are different designs: the
+    plan's identity hash (register IDENTITY_HASH, network.json) covers the weights, and the driver
+    refuses the other's bitstream saying the weights differ; runtime builds share one identity."""
+
+    @staticmethod
+    def _configs(seeds):
+        # the demo's situation: one topology, random weights of two seeds
+        text = CONV.format(kind="uint", bits="input_bits = 4", conv='act = "uint2"')
+        return [netconfig.loads(text.replace('weights = "random"', f'weights = "random"\nseed = {s}'))
+                for s in seeds]
+
+    def test_const_identity_covers_weights_and_runtime_does_not(self):
+        from qnnfab.plan import plan_of
+        a, b = self._configs([1, 2])
+        assert a.topology_hash() == b.topology_hash()
+        assert not np.array_equal(a.layers[0].weights, b.layers[0].weights)
+        pa, pb = plan_of(a, "const"), plan_of(b, "const")
+        assert pa.identity_hash != pb.identity_hash
+        assert pa.identity_hash == plan_of(self._configs([1])[0], "const").identity_hash   # deterministic
+        assert plan_of(a, "runtime").identity_hash == plan_of(b, "runtime").identity_hash == a.topology_hash()
+        # the shell's formats (register and network.json) carry it; the weights image keeps the topology
+        fa = pa.overlay_formats(64)
+        assert fa.identity_hash == pa.identity_hash and fa.topology_hash == a.topology_hash()
+        assert fa.to_dict()["identity_hash"] == pa.identity_hash
+        words = plan_of(a, "runtime").image_words()
+        assert words[1] & 0xFFFF_FFFF == a.topology_hash()
+
+    def test_thresholds_alone_change_the_identity(self):
+        from qnnfab.plan import weights_identity
+        a, = self._configs([1])
+        layers = list(a.layers)
+        t = np.array(layers[0].thresholds, copy=True)
+        t[0, 0] += 1
+        other = [dataclasses.replace(layers[0], thresholds=t)] + layers[1:]
+        assert weights_identity(a.topology_hash(), layers) != weights_identity(a.topology_hash(), other)
+
+    def test_driver_refuses_the_other_weights_bitstream(self):
+        from qnnfab import overlay_map as om
+        from qnnfab.boards.onboard.driver import Accelerator, OverlayError
+        from qnnfab.plan import plan_of
+        a, b = self._configs([1, 2])
+
+        class Shell:                       # the registers the shell of ``fm`` reads back
+            def __init__(self, fm):
+                self.regs = {"IDENTITY": om.IDENTITY, "TOPOLOGY": fm.topology_hash, "FEATURES": fm.features(),
+                             "IN_FRAME_BYTES": fm.in_frame_bytes, "OUT_RECORD_BYTES": fm.out_record_bytes,
+                             "IDENTITY_HASH": fm.identity_hash}
+
+            def read(self, offset):
+                return {om.OFFSET[k]: v for k, v in self.regs.items()}[offset]
+
+            def allocate(self, shape, dtype):
+                return np.zeros(shape, dtype)
+
+        for mode in ("const", "runtime"):
+            fa, fb = plan_of(a, mode).overlay_formats(64), plan_of(b, mode).overlay_formats(64)
+            Accelerator(network=fa.to_dict(), backend=Shell(fa))           # its own bitstream
+            if mode == "runtime":
+                Accelerator(network=fa.to_dict(), backend=Shell(fb))       # one bitstream, any weights
+                continue
+            with pytest.raises(OverlayError) as ei:
+                Accelerator(network=fa.to_dict(), backend=Shell(fb))
+            msg = str(ei.value)
+            assert "topology" in msg and "other weights and thresholds" in msg
+            assert f"0x{fb.identity_hash:08X}" in msg and f"0x{fa.identity_hash:08X}" in msg
+
+
+class TestGemmFit:
+    """``generate --gemm RxC``: one DSP per PE, checked against the part before anything is written."""
+
+    def test_an_engine_with_more_pes_than_dsps_is_refused(self, cwd, capsys):
+        # 15 x 15 = 225 PEs, one DSP48E1 each; the xc7z020 has 220
+        line = _fails(["generate", "--gemm", "15x15", "--out", "g"], capsys, "GEMM engine 15x15", "DSP 225 of 220",
+                      "--allow-overflow")
+        assert not (cwd / "g").exists(), line
+
+    def test_allow_overflow_writes_it_with_a_warning(self, cwd, capsys, monkeypatch):
+        from qnnfab.flow import flows
+        monkeypatch.setattr(flows, "generate_gemm", [])        # the writing itself is not under test
+        rc = main(["generate", "--gemm", "15x15", "--out", "g", "--allow-overflow"])
+        out, err = capsys.readouterr()
+        assert rc == 0, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("qnnfab: warning:") and "DSP 225 of 220" in lines[0], err
+
+    def test_the_largest_engine_that_fits(self):
+        from qnnfab.boards.emit.gemm import default_panels, gemm_resources
+        from qnnfab.boards.targets.device import XC7Z020, overflows
+        assert gemm_resources(14, 14, default_panels(14, 14)).dsp == 196
+        assert not overflows(gemm_resources(14, 14, default_panels(14, 14)), XC7Z020)
+        assert [o[0] for o in overflows(gemm_resources(15, 15, default_panels(15, 15)), XC7Z020)] == ["DSP"]
+
+
+class TestSilentlyAccepted:
+    """Inputs that used to be taken without a word: booleans for numbers, input_bits of a bipolar
+    input, weights-file arrays no layer reads, a clock no global clock carries."""
+
+    @pytest.mark.parametrize("edit, words", [
+        (("input_shape = [64]", "input_shape = [true]"), ["input_shape", "[True]", "positive integers"]),
+        (("input_shape = [64]", "input_shape = [8, true, 8]"), ["input_shape", "True"]),
+        (('input_kind = "bipolar"', 'input_kind = "bipolar"\ninput_bits = 8'),
+         ["input_bits", "bipolar", "one bit", "remove input_bits"]),
+    ])
+    def test_config_values(self, cwd, capsys, edit, words):
+        text = LFC_SMALL.read_text()
+        assert edit[0] in text
+        p = _config(text.replace(*edit, 1))
+        _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys, *words)
+
+    def test_arrays_no_layer_reads_are_named(self, cwd, capsys):
+        cfg = netconfig.load(LFC_SMALL)
+        netconfig.save_weights(cwd / "w.npz", cfg)
+        arrays = dict(np.load(cwd / "w.npz"))
+        first = cfg.layers[0].name
+        arrays[f"{first}_old/weights"] = arrays[f"{first}/weights"]    # e.g. a layer renamed since
+        arrays["bias"] = np.zeros(3, np.int64)
+        np.savez(cwd / "w.npz", **arrays)
+        p = _config(netconfig.dumps(cfg, "w.npz"))
+        _fails(["generate", "--no-report", "--config", p, "--out", "gen"], capsys,
+               "w.npz holds arrays no layer reads", f"'{first}_old/weights'", "'bias'")
+
+    def test_the_saved_weights_load_back(self, cwd):
+        cfg = netconfig.load(LFC_SMALL)
+        netconfig.save_weights(cwd / "w.npz", cfg)
+        again = netconfig.load(_config(netconfig.dumps(cfg, "w.npz")))
+        assert all(np.array_equal(a.weights, b.weights) for a, b in zip(cfg.layers, again.layers))
+
+    @pytest.mark.parametrize("cmd", ["report", "fold"])
+    def test_a_clock_above_any_global_clock_is_refused(self, cwd, capsys, cmd):
+        extra = ["--fps", "1000", "--out", "f.toml"] if cmd == "fold" else []
+        _fails([cmd, "--config", LFC_SMALL, "--clock", "1e9", *extra], capsys, "--clock", "1e+09 MHz",
+               "464 MHz", "BUFG")
+
+    def test_a_clock_above_the_fmax_bound_is_a_warning(self, capsys):
+        from types import SimpleNamespace
+        from qnnfab.flow import flows
+        said, warned = [], []
+        report = SimpleNamespace(fmax_bound_mhz=312.4)
+        r = SimpleNamespace(text="the report", report=report, clock_mhz=400.0, say=said.append, warn=warned.append)
+        flows._print_report(r)
+        assert said == ["the report"] and len(warned) == 1
+        assert warned[0].startswith("qnnfab: warning:") and "400 MHz" in warned[0] and "312 MHz" in warned[0]
+        r.clock_mhz, warned[:] = 300.0, []
+        flows._print_report(r)
+        assert warned == []

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from qnnfab.errors import ConfigError
+from qnnfab.npzfile import check_labels, read_npz
 
 __all__ = ["Dataset", "load_digits", "from_arrays", "load_npz", "split", "DATA_DIR", "MAX_CLASSES"]
 
@@ -62,7 +63,7 @@ class Dataset:
         for part in ("train", "test"):
             x = np.asarray(getattr(self, f"x_{part}"))
             y = np.asarray(getattr(self, f"y_{part}"))
-            if x.ndim < 2 or x.shape[0] != y.shape[0] or y.ndim != 1:
+            if x.ndim < 2 or (y.ndim == 1 and x.shape[0] != y.shape[0]):
                 raise ConfigError(where, f"x_{part}", f"shape {x.shape} does not match labels {y.shape}",
                                   "pass x (B, ...) and y (B,)")
             if x.shape[0] == 0 or 0 in x.shape[1:]:
@@ -76,8 +77,7 @@ class Dataset:
                 raise ConfigError(where, f"x_{part}", f"pixels must lie in [0, {hi}] for pixel_bits = "
                                   f"{self.pixel_bits}, found [{x.min()}, {x.max()}]",
                                   "raise pixel_bits or rescale the pixels")
-            if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
-                raise ConfigError(where, f"y_{part}", "labels must be integers >= 0", "pass class indices")
+            y = check_labels(where, f"y_{part}", y, x.shape[0])
             if y.size and y.max() >= MAX_CLASSES:
                 raise ConfigError(where, f"y_{part}", f"has label {y.max()}: labels are class indices "
                                   f"0..{MAX_CLASSES - 1}", "number the classes 0, 1, 2, ...")
@@ -170,15 +170,27 @@ def load_npz(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
     """
     p = Path(path)
     where = f"dataset file {p}"
-    from qnnfab.npzfile import read_npz
     z = read_npz(p, where, "path", "write x_train, y_train, x_test, y_test (or x, y) with numpy.savez")
     if {"x_train", "y_train", "x_test", "y_test"} <= set(z):
-        parts = [z["x_train"], z["y_train"], z["x_test"], z["y_test"]]
+        names = ("x_train", "y_train", "x_test", "y_test")
     elif {"x", "y"} <= set(z):
-        parts = list(split(z["x"], z["y"], test_fraction, seed))
+        names = ("x", "y")
     else:
         raise ConfigError(where, "arrays", f"holds {sorted(z)}",
                           "store x_train, y_train, x_test, y_test (or x, y to be split)")
+    parts = [z[n] for n in names]
+    for k in range(0, len(parts), 2):
+        x = parts[k]
+        if x.ndim < 2 or x.ndim > 4:
+            raise ConfigError(where, names[k], f"has shape {x.shape}: images are (B, H, W, C), (B, H, W) "
+                              "or (B, features)", "store one image per row, channels last")
+        parts[k + 1] = check_labels(where, names[k + 1], parts[k + 1], len(x))
+    labels = np.unique(np.concatenate(parts[1::2]))
+    if len(labels) == 1:
+        raise ConfigError(where, names[1], f"holds one class only (every label is {labels[0]})",
+                          "give images of at least two classes")
+    if len(parts) == 2:
+        parts = list(split(*parts, test_fraction, seed))
     for k in (0, 2):   # (B, H, W) grey images -> (B, H, W, 1)
         if parts[k].ndim == 3:
             parts[k] = parts[k][..., None]

@@ -18,6 +18,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from qnnfab.boards.estimate.cost import memory_bram36
+from qnnfab.boards.estimate.yosys import Resources
 from qnnfab.boards.targets.device import XC7Z020
 from qnnfab.errors import ConfigError
 from qnnfab.rtl.gemm import GemmShell
@@ -26,7 +27,7 @@ from .overlay import driver_modules
 from .render import render
 from .vivado import BlockDesign, write_vivado_project
 
-__all__ = ["DEFAULT_FORMATS", "parse_array", "default_panels", "gemm_shell", "write_gemm_overlay"]
+__all__ = ["DEFAULT_FORMATS", "parse_array", "default_panels", "gemm_resources", "gemm_shell", "write_gemm_overlay"]
 
 #: Gupta et al.'s 16-bit words: A, B and the output <WL 16, FL 14>
 DEFAULT_FORMATS = ((2, 14), (2, 14), (2, 14))
@@ -44,8 +45,7 @@ def default_panels(rows, cols, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX, dat
     panels) into ``BRAM_BUDGET`` of the device's BRAM36 (14 x 14 with
     16-bit words and K_MAX 1024 on a 64-bit bus: p = 8, 112.5 BRAM36)."""
     device = device or XC7Z020
-    (ai, af), (bi, bf), _ = formats
-    a_bits, b_bits = rows * (ai + af), cols * (bi + bf)
+    a_bits, b_bits = _panel_bits(rows, cols, formats)
     b_beats = -(-b_bits // data_width)
     want = max(2, 2 * b_beats)
     budget = BRAM_BUDGET * device.bram36 - memory_bram36(2 * k_max, b_bits)
@@ -54,6 +54,21 @@ def default_panels(rows, cols, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX, dat
         raise ConfigError("qnnfab generate", "--gemm", f"a {rows}x{cols} engine with K_MAX {k_max} does not "
                           f"fit the A and B panel memories into {device.bram36} BRAM36", "use a smaller array")
     return max(fits)
+
+
+def _panel_bits(rows, cols, formats):
+    """Bits of one A word (a column of ``rows`` operands) and one B word (a row of ``cols``)."""
+    (ai, af), (bi, bf), _ = formats
+    return rows * (ai + af), cols * (bi + bf)
+
+
+def gemm_resources(rows, cols, panels, formats=DEFAULT_FORMATS, k_max=DEFAULT_K_MAX):
+    """What the fit check counts of a ``rows`` x ``cols`` engine: one DSP48E1 per PE (a 16 x 16
+    multiply each) and the BRAM36 of its A memory (two blocks of ``panels`` panels of ``k_max``
+    A words) and B memory (two panels of ``k_max`` B words); LUTs and flip-flops are not modelled."""
+    a_bits, b_bits = _panel_bits(rows, cols, formats)
+    return Resources(dsp=rows * cols,
+                     bram36=memory_bram36(2 * panels * k_max, a_bits) + memory_bram36(2 * k_max, b_bits))
 
 
 def parse_array(text, where="qnnfab generate", field="--gemm"):

@@ -166,6 +166,11 @@ def overlay_readme(cfg, bd, parts):
     return render(
         "overlay_README.md", project=bd.project, board=b.board_name.upper(), network=cfg.name,
         n_layers=len(cfg.layers), topology_hash=f"{cfg.topology_hash():08x}", clock_mhz=f"{bd.clock_mhz:g}",
+        identity_hash=f"{fm.identity_hash:08x}",
+        identity_meaning=("runtime weights: the topology hash, so this bitstream runs any weights image of the "
+                          "topology" if runtime else "constant weights: a hash of the topology and of these "
+                          "weights and thresholds, so a bitstream of the same network with other weights is "
+                          "refused too"),
         gmem_width=bd.gmem_data_width, shell_file=bd.sources[0], view_file=bd.sources[1],
         copied_file_rows="".join(copied), vivado_versions=VIVADO_VERSIONS, board_name=b.board_name,
         board_part=b.vivado_board_part, files_to_copy=", ".join(f"`{f}`" for f in to_copy),

@@ -176,6 +176,12 @@ class Accelerator:
         if bad:
             raise OverlayError(f"the bitstream was built for another network than '{fm.name}': "
                                + ", ".join(bad) + " (use the driver folder generated with this bitstream)")
+        identity = self.read("IDENTITY_HASH")
+        if identity != fm.identity_hash:
+            raise OverlayError(f"the bitstream has the topology of '{fm.name}' but other weights and thresholds "
+                               f"built in: IDENTITY_HASH 0x{identity:08X} (expected 0x{fm.identity_hash:08X}) (use the "
+                               "driver folder generated with this bitstream, or generate the bitstream again from "
+                               "these weights)")
 
     # ---- images ---------------------------------------------------------
     def check_images(self, images):

@@ -6,6 +6,7 @@ import sys
 from contextlib import contextmanager
 
 from qnnfab import netconfig
+from qnnfab.boards.targets.clock import BUFG_MAX_MHZ
 from qnnfab.errors import ConfigError
 from qnnfab.train.fixed_point import LR_FRAC, parse_fixed_point
 from qnnfab.train.trainer import SCHEMES, parse_hidden
@@ -43,6 +44,10 @@ def check_seed(where, seed, example):
 
 def check_clock_jobs(args, where):
     number(where, "--clock", args.clock, above=0, fix="pass the clock in MHz, e.g. --clock 100")
+    if args.clock > BUFG_MAX_MHZ:
+        raise ConfigError(where, "--clock", f"{args.clock:g} MHz is above the {BUFG_MAX_MHZ:g} MHz a global clock "
+                          "(BUFG) of the -1 speed grade carries", "pass the clock in MHz, e.g. --clock 100 "
+                          "(qnnfab report prints the design's Fmax bound)")
     if getattr(args, "jobs", None) is not None and args.jobs < 1:
         raise ConfigError(where, "--jobs", f"must be >= 1, got {args.jobs}", "e.g. --jobs 2")
 

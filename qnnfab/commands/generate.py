@@ -4,12 +4,13 @@ and the resource report of a network for a board, or the GEMM engine's overlay."
 import argparse
 
 from qnnfab.boards.targets import get_board
-from qnnfab.boards.emit.gemm import default_panels, parse_array
+from qnnfab.boards.emit.gemm import default_panels, gemm_resources, parse_array
 from qnnfab.boards.targets.clock import check_clock
+from qnnfab.boards.targets.device import describe_overflows
 from qnnfab.errors import ConfigError
 from qnnfab.flow import OutputFolder, Run, flows, steps
 
-from .common import as_option, board_args, check_clock_jobs
+from .common import as_option, board_args, check_clock_jobs, warn
 
 
 def check_board_clock(args, where, top):
@@ -47,8 +48,15 @@ def generate_gemm(args, where):
     if args.top != "overlay":
         raise ConfigError(where, "--gemm", f"has no --top {args.top}", "leave --top at overlay")
     rows, cols = parse_array(args.gemm)
-    panels = default_panels(rows, cols, data_width=args.data_width)      # refuses what the BRAM cannot hold
     board = check_board_clock(args, where, "overlay")
+    device = board.capacity
+    panels = default_panels(rows, cols, data_width=args.data_width, device=device)  # refuses what BRAM cannot hold
+    what = f"GEMM engine {rows}x{cols}"
+    over = steps.check_fit(what, gemm_resources(rows, cols, panels), device, allow_overflow=args.allow_overflow,
+                           fix=f"use a smaller array (one DSP per PE: {device.dsp} on {device.part}), or "
+                               "--allow-overflow to write it anyway")
+    if over:
+        warn(f"{what} does not fit {device.part}: {describe_overflows(over)}; writing it anyway (--allow-overflow)")
     out = OutputFolder(where, "--out", args.out, staged=True, force=args.force)
     flows.run(flows.generate_gemm, Run(rows=rows, cols=cols, panels=panels, board=board, board_name=args.board,
                                        clock_mhz=args.clock, data_width=args.data_width, out=out.path), out)

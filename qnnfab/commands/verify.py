@@ -36,7 +36,8 @@ def add_parser(sub):
                     "Exit 1 when any word differs.",
         epilog="examples:\n  qnnfab verify --config out/train/digits-ste.toml --data out/demo/test_images.npz\n"
                "data: an .npz with x (or x_test): frames of stored input values, shape (B,) + the network's "
-               "input_shape (or (B, features)), and optionally y (or y_test): labels",
+               "input_shape exactly (images NHWC, channels last), integers in the input kind's range, and optionally "
+               "y (or y_test): integer class indices, one per frame",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
     v.add_argument("--data", required=True, metavar="FILE.npz", help="frames (x / x_test) and labels (y / y_test)")

@@ -93,6 +93,10 @@ def _synthesize_links(r):
 
 def _print_report(r):
     r.say(r.text)
+    bound = r.report.fmax_bound_mhz
+    if bound is not None and r.clock_mhz > bound:
+        r.warn(f"qnnfab: warning: --clock {r.clock_mhz:g} MHz is above the design's Fmax bound of {bound:,.0f} MHz "
+               "(logic delay alone, before routing): its frames/s figures are not reachable")
 
 
 def _write_chart(r):

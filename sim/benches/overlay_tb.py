@@ -26,6 +26,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
 
 from qnnfab import netconfig
 from qnnfab import overlay_map as om
+from qnnfab import weights_image as wi
 from qnnfab.plan import plan_of
 from qnnfab.sim.axi_board import Board, CosimBackend
 from qnnfab.sim.configs import config_path
@@ -443,6 +444,13 @@ if P.get("bad_use"):
             assert "another network" in str(e), e
         else:
             raise AssertionError("a driver for another topology accepted the bitstream")
+        other = om.Formats.from_dict({**fm.to_dict(), "identity_hash": fm.identity_hash ^ 1})
+        try:
+            await bridge(make_accelerator)(board, other, 4)
+        except OverlayError as e:
+            assert "other weights and thresholds" in str(e), e
+        else:
+            raise AssertionError("a driver of the same topology with other weights accepted the bitstream")
         for bad, exc, words in [
             (images[:, :-1], ValueError, "shape"),
             (images.astype(np.float32), TypeError, "integer"),
