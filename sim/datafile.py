@@ -35,6 +35,9 @@ def load_frames(path, cfg, *, field="data"):
     xname, x = _pick(store, ("x", "x_test"))
     if x is None:
         raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")
+    if x.ndim < 2:
+        raise ConfigError(where, xname, f"must hold frames, shape (B,) + input_shape, got an array of shape {x.shape}",
+                          "store one row per frame, e.g. x of shape (B, features)")
     if x.shape[0] == 0:
         raise ConfigError(where, xname, "holds no frames", "store at least one frame")
     if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.bool_):
@@ -56,6 +59,9 @@ def load_frames(path, cfg, *, field="data"):
                           f"[{lo}, {hi}]", "convert the inputs to the network's input codes")
     yname, y = _pick(store, ("y", "y_test"))
     if y is not None:
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(where, yname, f"labels must be integers, got dtype {y.dtype}",
+                              "store class indices 0, 1, ... (e.g. with numpy.unique(y, return_inverse=True))")
         y = np.asarray(y).reshape(-1)
         if y.shape[0] != x.shape[0]:
             raise ConfigError(where, yname, f"has {y.shape[0]} labels for {x.shape[0]} frames",
