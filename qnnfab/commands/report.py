@@ -17,6 +17,7 @@ def run(args):
         board = get_board(args.board)
     cfg = steps.load(args.config, args.weights_mode)
     flows.run(flows.report, Run(cfg=cfg, board=board, jobs=args.jobs, clock_mhz=args.clock, links_wanted=args.links,
+                                allow_overflow=args.allow_overflow,
                                 png=args.png))
     return 0
 
@@ -24,7 +25,8 @@ def run(args):
 def add_parser(sub):
     r = sub.add_parser(
         "report", help="resources and throughput per layer, bottleneck, PNG chart",
-        description="Synthesize every layer with Yosys synth_xilinx (cached, in parallel) and print "
+        description="Check the network against the board's part with the cost model (refused when it is "
+                    "over, unless --allow-overflow), then synthesize every layer with Yosys synth_xilinx (cached, in parallel) and print "
                     "LUT/FF/BRAM/DSP and cycles per frame per layer against the board.",
         epilog="example:\n  qnnfab report --config configs/lfc_small.toml --png lfc.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,4 +36,7 @@ def add_parser(sub):
     r.add_argument("--links", action="store_true",
                    help="also time the paths between layers: synthesize every two adjacent layers together "
                         "with the FIFO and width converter between them (about doubles the Yosys time)")
+    r.add_argument("--allow-overflow", action="store_true",
+                   help="synthesize the network even when the cost model puts it above the board's part: a "
+                        "warning instead of the error")
     r.set_defaults(func=run)
