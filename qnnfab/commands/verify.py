@@ -9,9 +9,10 @@ from qnnfab.sim.datafile import load_frames
 from .common import check_seed
 
 
-def simulate(cfg, frames, labels, seed):
-    """``frames`` through the compiled engine, the summary printed: exit 1 on any difference from golden."""
-    return flows.run(flows.verify, Run(cfg=cfg, frames=frames, labels=labels, seed=seed)).exit_code
+def simulate(cfg, frames, labels, seed, command="qnnfab verify"):
+    """``frames`` through the compiled engine, the summary printed (its lines named by ``command``):
+    exit 1 on any difference from golden."""
+    return flows.run(flows.verify, Run(cfg=cfg, frames=frames, labels=labels, seed=seed, command=command)).exit_code
 
 
 def run(args):

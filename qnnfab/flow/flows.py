@@ -179,7 +179,7 @@ generate_gemm = [Step("write GEMM overlay", _write_gemm, True)]
 # --------------------------------------------------------------------------- verify
 
 def _verify_header(r):
-    r.say(f"qnnfab sim: {r.frames.shape[0]} frames of network '{r.cfg.name}' on the compiled engine (Verilator), "
+    r.say(f"{r.command}: {r.frames.shape[0]} frames of network '{r.cfg.name}' on the compiled engine (Verilator), "
           f"seed {r.seed}")
 
 
@@ -202,7 +202,7 @@ def _verify_summary(r):
         r.say(f"accuracy: hardware {100 * res.accuracy(r.labels):.2f}%, golden "
               f"{100 * float(np.mean(res.golden_labels == r.labels)):.2f}% on {n} labelled frames")
     if not res.identical:
-        r.say(f"qnnfab sim: MISMATCH: {res.first_mismatch}")
+        r.say(f"{r.command}: MISMATCH: {res.first_mismatch}")
     r.exit_code = 0 if res.identical else 1
 
 
