@@ -25,6 +25,7 @@ The steps are :data:`qnnfab.flow.flows.demo`.
 
 import argparse
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.boards.targets import get_board
 from qnnfab.flow import OutputFolder, flows
 
@@ -33,6 +34,7 @@ from .common import arch_args, as_option, check_train_args
 
 def run(args):
     where = "qnnfab demo"
+    check_cache_dir(where)
     check_train_args(args, where)
     with as_option(where, "--board"):
         board = get_board(args.board)

@@ -2,6 +2,7 @@
 
 import argparse
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.boards.targets import get_board
 from qnnfab.flow import Run, check_out_file, flows, steps
 
@@ -10,6 +11,7 @@ from .common import as_option, board_args, check_clock_jobs
 
 def run(args):
     where = "qnnfab report"
+    check_cache_dir(where)
     check_clock_jobs(args, where)
     if args.png:
         check_out_file(where, "--png", args.png, ".png")

@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.errors import ConfigError, QnnfabError
 from qnnfab.flow import steps
 from qnnfab.sim import registry
@@ -57,6 +58,8 @@ def run(args):
         raise ConfigError(where, "--frames", "applies to the whole-network regression only",
                           "add --config FILE, or drop --frames")
     check_seed(where, args.seed, 42)
+    if not args.list:
+        check_cache_dir(where)
     regs = registry.regressions()
     if args.config:
         if args.names:

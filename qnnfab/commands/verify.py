@@ -2,6 +2,7 @@
 
 import argparse
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.errors import ConfigError
 from qnnfab.flow import Run, flows, steps
 from qnnfab.sim.datafile import load_frames
@@ -17,6 +18,7 @@ def simulate(cfg, frames, labels, seed, command="qnnfab verify"):
 
 def run(args):
     where = "qnnfab verify"
+    check_cache_dir(where)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(where, "--limit", f"must be >= 1, got {args.limit}", "e.g. --limit 100, or leave it out")
     check_seed(where, args.seed, 1)
