@@ -94,6 +94,12 @@ def run(args):
     return run_jobs(regs, jobs, names, args.seed, sim)
 
 
+def _build_started(message):
+    """The case line's note that a simulator build starts (its end shows in the case's "built in")."""
+    if message.startswith("building "):
+        print(f" {message} ...", end="", flush=True)
+
+
 def run_jobs(regs, jobs, names, seed, simulator):
     """Every ``(regression, parameters)`` case of ``jobs``, a line each: exit 1 when any failed."""
     failed = []
@@ -104,7 +110,7 @@ def run_jobs(regs, jobs, names, seed, simulator):
         print(f"{label} ...", end="", flush=True)
         t0 = time.monotonic()
         try:
-            res = registry.run_case(n, params, seed=seed, simulator=simulator)
+            res = registry.run_case(n, params, seed=seed, simulator=simulator, log=_build_started)
         except QnnfabError as e:
             dt = time.monotonic() - t0
             print(f" FAIL ({dt:.1f} s)", flush=True)
