@@ -37,7 +37,7 @@ def add_parser(sub):
                     "Verilator engine (a fifth of them also under random gaps and backpressure), compare "
                     "every output word with the golden model and print accuracy, agreement and cycles/frame. "
                     "Exit 1 when any word differs.",
-        epilog="examples:\n  qnnfab verify --config out/train/digits-ste.toml --data out/demo/test_images.npz\n"
+        epilog="examples:\n  qnnfab verify --config out/demo/train/digits-ste.toml --data out/demo/test_images.npz\n"
                "data: an .npz with x (or x_test): frames of stored input values, shape (B,) + the network's "
                "input_shape (or (B, features)), and optionally y (or y_test): labels",
         formatter_class=argparse.RawDescriptionHelpFormatter)
