@@ -7,6 +7,7 @@ arrays (pickled data, never loaded), or truncated or damaged (a bad zip, a bad
 checksum, an array cut short).
 """
 
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -41,6 +42,7 @@ def read_npz(path, where, field, fix):
             raise ConfigError(where, field, f"{p} holds object arrays (pickled data, not loaded)",
                               "store numeric arrays only") from None
         raise ConfigError(where, field, f"{p} is not a readable .npz ({e})", fix) from None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as e:
-        raise ConfigError(where, field, f"{p} is truncated or damaged ({e})",
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, SyntaxError, MemoryError,
+            tokenize.TokenError) as e:   # SyntaxError, TokenError: a damaged array header
+        raise ConfigError(where, field, f"{p} is truncated or damaged ({type(e).__name__}: {e})",
                           f"write it again (a copy cut short or damaged cannot be read); {fix}") from None
