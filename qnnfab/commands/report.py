@@ -28,7 +28,8 @@ def add_parser(sub):
     r = sub.add_parser(
         "report", help="resources and throughput per layer, bottleneck, PNG chart",
         description="Check the network against the board's part with the cost model (refused when it is "
-                    "over, unless --allow-overflow), then synthesize every layer with Yosys synth_xilinx (cached, in parallel) and print "
+                    "over, unless --allow-overflow), then synthesize every layer with Yosys synth_xilinx "
+                    "(cached, in parallel) and print "
                     "LUT/FF/BRAM/DSP and cycles per frame per layer against the board.",
         epilog="example:\n  qnnfab report --config configs/lfc_small.toml --png lfc.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -105,7 +105,8 @@ def _write_chart(r):
         r.say(f"bar chart: {r.png}")
 
 
-report = [Step("check fit (model)", _check_fit_before_synthesis), Step("synthesize", _synthesize), Step("synthesize links", _synthesize_links),
+report = [Step("check fit (model)", _check_fit_before_synthesis), Step("synthesize", _synthesize),
+          Step("synthesize links", _synthesize_links),
           Step("print report", _print_report), Step("write chart", _write_chart)]
 
 

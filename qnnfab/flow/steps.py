@@ -25,7 +25,8 @@ from qnnfab.sim import registry
 from qnnfab.sim.compiled import verify_network
 from qnnfab.golden.network import network_of
 
-__all__ = ["load", "estimate", "check_fit", "synthesis_stages", "synthesize_report", "synthesize_links", "write_accelerator",
+__all__ = ["load", "estimate", "check_fit", "synthesis_stages", "synthesize_report", "synthesize_links",
+           "write_accelerator",
            "write_overlay", "write_selftest", "write_gemm", "report_text", "write_report", "write_chart", "verify", "golden_labels",
            "cosimulate_overlay",
            "FIT_FIX", "RUNTIME_WEIGHTS"]
