@@ -6,18 +6,52 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["cache_dir", "atomic_write_text", "atomic_paths", "entry_lock", "read_entry"]
+__all__ = ["cache_dir", "check_cache_dir", "atomic_write_text", "atomic_paths", "entry_lock", "read_entry"]
+
+
+def _root():
+    """The cache folder and what chose it: ``$QNNFAB_CACHE``, else ``$XDG_CACHE_HOME/qnnfab``
+    or ``~/.cache/qnnfab``."""
+    root = os.environ.get("QNNFAB_CACHE")
+    if root:
+        return Path(root), "QNNFAB_CACHE"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnfab", "the cache folder"
+
+
+def check_cache_dir(where):
+    """Raise ConfigError unless the cache folder is a folder qnnfab can write; a missing
+    one is created (when that fails, the error says why)."""
+    from qnnfab.errors import ConfigError
+    root, field = _root()
+    fix = ("point QNNFAB_CACHE at a writable folder (or unset it for ~/.cache/qnnfab)" if field == "QNNFAB_CACHE"
+           else "set QNNFAB_CACHE to a writable folder")
+    p = root.absolute()
+    while not p.exists() and not p.is_symlink() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        what = "is a file" if p == root.absolute() else f"lies below the file {p}"
+        raise ConfigError(where, field, f"{root} {what}, not a folder", fix)
+    if not os.access(p, os.W_OK | os.X_OK):
+        what = "is" if p == root.absolute() else f"would be created in {p}, which is"
+        raise ConfigError(where, field, f"{root} {what} not writable", fix)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(where, field, f"cannot create {root} ({e.strerror or e})", fix) from None
 
 
 def cache_dir(sub=None):
     """``$QNNFAB_CACHE`` (default ``$XDG_CACHE_HOME/qnnfab`` or ``~/.cache/qnnfab``), or
     its sub-folder ``sub``; created when missing."""
-    root = os.environ.get("QNNFAB_CACHE")
-    p = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qnnfab"
-    p = p.resolve()
+    p = _root()[0].resolve()
     if sub:
         p = p / sub
-    p.mkdir(parents=True, exist_ok=True)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from qnnfab.errors import ConfigError
+        raise ConfigError("cache", str(p), f"cannot create the folder ({e.strerror or e})",
+                          "point QNNFAB_CACHE at a writable folder") from None
     return p
 
 

@@ -58,6 +58,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
+    p.commands = sub.choices   # {name: sub-parser}
     return p
 
 
@@ -70,9 +71,19 @@ def _terminate(signum, frame):
     raise Terminated
 
 
+def parse(parser, argv):
+    """``parser.parse_args(argv)``, an unknown option reported by the sub-command's parser
+    (so its error points at ``qnnfab <command> --help``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.commands.get(getattr(args, "command", None), parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -3,9 +3,13 @@
 :func:`read_npz` returns the arrays of an ``.npz`` or raises one
 :class:`ConfigError` saying what the file is instead: missing, a folder, not a
 NumPy file (text, TOML, ...), a single ``.npy`` array, or holding object
-arrays (pickled data, never loaded).
+arrays (pickled data, never loaded), or truncated or damaged (a bad zip, a bad
+checksum, an array cut short).
 """
 
+import tokenize
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +42,10 @@ def read_npz(path, where, field, fix):
             raise ConfigError(where, field, f"{p} holds object arrays (pickled data, not loaded)",
                               "store numeric arrays only") from None
         raise ConfigError(where, field, f"{p} is not a readable .npz ({e})", fix) from None
-    except (OSError, EOFError, KeyError) as e:
-        raise ConfigError(where, field, f"{p} is not a readable .npz ({e})", fix) from None
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError, SyntaxError, MemoryError,
+            tokenize.TokenError) as e:   # SyntaxError, TokenError: a damaged array header
+        raise ConfigError(where, field, f"{p} is truncated or damaged ({type(e).__name__}: {e})",
+                          f"write it again (a copy cut short or damaged cannot be read); {fix}") from None
 
 
 def check_labels(where, name, y, n_frames, classes=None):

@@ -77,18 +77,24 @@ MAX_BURST = 16
 class Register:
     """One 32-bit register: ``name``, byte ``offset``, ``access`` "rw" (held in
     the register file) or "ro" (read from the shell; a write is a command the
-    shell sees as a strobe)."""
+    shell sees as a strobe), ``write``: what a write to an "ro" register does
+    (None: nothing)."""
 
-    def __init__(self, name, offset, access, doc):
-        self.name, self.offset, self.access, self.doc = name, offset, access, doc
+    def __init__(self, name, offset, access, doc, write=None):
+        self.name, self.offset, self.access, self.doc, self.write = name, offset, access, doc, write
+
+    @property
+    def access_text(self):
+        """The access as the overlay README's table shows it: "rw", "ro" or "ro; write: command"."""
+        return self.access if self.write is None else f"{self.access}; write: {self.write}"
 
     def __repr__(self):
         return f"Register({self.name!r}, 0x{self.offset:02X}, {self.access!r})"
 
 
 REGISTERS = [
-    Register("CTRL", 0x00, "ro", "commands START/SOFT_RESET/LOAD_WEIGHTS, IRQ_ENABLE"),
-    Register("STATUS", 0x04, "ro", "BUSY, DONE (write 1 to clear), ERROR"),
+    Register("CTRL", 0x00, "ro", "commands START/SOFT_RESET/LOAD_WEIGHTS, IRQ_ENABLE", write="command"),
+    Register("STATUS", 0x04, "ro", "BUSY, DONE (write 1 to clear), ERROR", write="1 clears DONE"),
     Register("ERROR", 0x08, "ro", "error code of the last run or command"),
     Register("FRAMES_DONE", 0x0C, "ro", "frames whose output record went to the write DMA"),
     Register("IN_ADDR", 0x10, "rw", "input buffer address"),

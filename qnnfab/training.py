@@ -92,11 +92,12 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
     return results
 
 
-def describe_arch(dataset, hidden, act_bits=1):
-    """The architecture as text: "MLP 64-256-256-10" or "conv net 8x8x1 c16 c32 p2 128 10" (+ act_bits)."""
+def describe_arch(dataset, hidden, act_bits=1, where="qnnfab train --hidden"):
+    """The architecture as text: "MLP 64-256-256-10" or "conv net 8x8x1 c16 c32 p2 128 10" (+ act_bits);
+    a ``hidden`` that does not fit the images is a ConfigError naming ``where``."""
     from qnnfab.train import trainer as T
     entries = T.parse_hidden(hidden)
-    T._geometry(entries, dataset.input_shape, dataset.features, dataset.classes, "qnnfab train --hidden")
+    T._geometry(entries, dataset.input_shape, dataset.features, dataset.classes, where)
     if all(spec[0] == "fc" for _, spec in entries):
         s = f"MLP {dataset.features}-{'-'.join(t for t, _ in entries)}-{dataset.classes}"
     else:

@@ -24,6 +24,7 @@ verilator and the make step (:func:`verilator_steps`).
 """
 
 import fcntl
+import glob
 import hashlib
 import os
 import shutil
@@ -130,6 +131,18 @@ class Build:
 # ---------------------------------------------------------------------------
 # one atomic cache entry
 
+def last_build_seconds(root, name):
+    """Seconds the newest complete build of design ``name`` in the builds folder ``root`` took
+    (the first line of its ``build.ok``), or None when there is none (or it is unreadable)."""
+    oks = [p for p in root.glob(f"{glob.escape(name)}-{'?' * 20}/build.ok") if p.is_file()]
+    for ok in sorted(oks, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            return float(ok.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def cached_build(name, key, build_into, *, usable=lambda entry: True, log=None, what=None):
     """The entry ``builds/<name>-<key>``: reused when there and ``usable(entry)``, else built.
 
@@ -151,8 +164,11 @@ def cached_build(name, key, build_into, *, usable=lambda entry: True, log=None, 
             stale = Path(tempfile.mkdtemp(prefix=f"{entry.name}.stale.", dir=root))
             entry.rename(stale / "entry")
             shutil.rmtree(stale, ignore_errors=True)
+        what = what or name
         if log:
-            log(f"building {what or name} in {entry}")
+            last = last_build_seconds(root, name)
+            log(f"building {what} (took {last:.0f} s last time)" if last is not None else
+                f"building {what} (first build of this design)")
         tmp = Path(tempfile.mkdtemp(prefix=f"{entry.name}.", suffix=".tmp", dir=root))
         try:
             t0 = time.monotonic()
@@ -160,6 +176,8 @@ def cached_build(name, key, build_into, *, usable=lambda entry: True, log=None, 
             seconds = time.monotonic() - t0
             (tmp / "build.ok").write_text("".join(f"{line}\n" for line in (f"{seconds:.1f}", *extra)))
             tmp.rename(entry)
+            if log:
+                log(f"built {what} in {seconds:.0f} s ({entry})")
         except BaseException as e:
             if not isinstance(e, Exception):  # interrupted; a failed build keeps its folder for its log
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -57,7 +57,10 @@ def load_frames(path, cfg, *, field="data"):
     xname, x = _pick(store, ("x", "x_test"))
     if x is None:
         raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")
-    if x.ndim == 0 or x.shape[0] == 0:
+    if x.ndim < 2:
+        raise ConfigError(where, xname, f"must hold frames, shape (B,) + input_shape, got an array of shape {x.shape}",
+                          "store one row per frame, e.g. x of shape (B, features)")
+    if x.shape[0] == 0:
         raise ConfigError(where, xname, "holds no frames", "store at least one frame")
     kind = DataKind.of(cfg.input_kind, cfg.input_bits, where)
     lo, hi = kind.stored_range

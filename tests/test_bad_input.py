@@ -1116,3 +1116,220 @@ class TestSilentlyAccepted:
         r.clock_mhz, warned[:] = 300.0, []
         flows._print_report(r)
         assert warned == []
+# --------------------------------------------------------------------------- issue 27: no tracebacks
+
+def _one_line(argv, capsys, *words):
+    """``qnnfab argv`` exits 2 with one ``qnnfab: error:`` line naming ``words`` and a fix, no
+    traceback, and writes nothing in the working folder."""
+    work = Path.cwd()
+    before = _tree(work)
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert rc == 2, (rc, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("qnnfab: error:") and "(fix:" in lines[0], err
+    assert "Traceback" not in out + err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert "epoch" not in out and "synthesiz" not in out and "building" not in out, out
+    assert _tree(work) == before, "files written"
+    return lines[0]
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    else:   # a run of zeros inside the first member's data: its CRC no longer matches
+        path.write_bytes(data[:100] + bytes(40) + data[140:])
+
+
+class TestNoTracebacks:
+    @pytest.mark.parametrize("how", ["truncated", "corrupt"])
+    @pytest.mark.parametrize("use", ["verify", "train", "weights"])
+    def test_a_damaged_npz(self, cwd, capsys, how, use):
+        x, y = _images(20, (64,))
+        p = _data(cwd, x=x % 2, y=y)
+        if use == "weights":
+            cfg = netconfig.load(LFC_SMALL)
+            arrays = {f"{L.name}/weights": L.weights for L in cfg.layers}
+            arrays.update({f"{L.name}/thresholds": L.thresholds for L in cfg.layers if L.thresholds is not None})
+            p = cwd / "w.npz"
+            np.savez(p, **arrays)
+            config = _config(netconfig.dumps(cfg, "w.npz"))
+        _damage(p, how)
+        argv = {"verify": ["verify", "--config", LFC_SMALL, "--data", p],
+                "train": TRAIN + ["--schemes", "ste", "--data", p],
+                "weights": ["generate", "--no-report", "--config", config if use == "weights" else "",
+                            "--out", "gen"]}[use]
+        _one_line(argv, capsys, p.name, "truncated or damaged", "write it again")
+
+    @pytest.mark.parametrize("use", ["verify", "train"])
+    @pytest.mark.parametrize("case, words", [
+        ("scalar", ["x", "shape ()"]),
+        ("string_labels", ["y", "integers"]),
+    ])
+    def test_data_that_is_not_frames_and_labels(self, cwd, capsys, use, case, words):
+        x, y = _images(20, (64,))
+        if case == "scalar":
+            p = _data(cwd, x=np.array(3), y=np.array(1))
+        else:
+            p = _data(cwd, x=x % 2, y=np.array(["cat"] * 20))
+        argv = (["verify", "--config", LFC_SMALL, "--data", p] if use == "verify" else
+                TRAIN + ["--schemes", "ste", "--data", p])
+        _one_line(argv, capsys, *words)
+
+    @pytest.mark.parametrize("content, words", [
+        (b"", ["empty.onnx", "holds no graph", "0 bytes"]),
+        (b"not an onnx model at all, just text\n" * 4, ["text.onnx", "not an ONNX model"]),
+    ])
+    def test_import_of_a_file_that_is_not_onnx(self, cwd, capsys, content, words):
+        pytest.importorskip("onnx")
+        name = "empty.onnx" if not content else "text.onnx"
+        (cwd / name).write_bytes(content)
+        _one_line(["import", name, "--out", "imp"], capsys, "MODEL", *words)
+        assert not (cwd / "imp").exists()
+
+    def test_sim_frames_beyond_the_machine_memory(self, cwd, capsys):
+        line = _one_line(["sim", "--config", LFC_SMALL, "--frames", 10**13], capsys, "--frames", "GiB")
+        # the bound it offers is one the check itself accepts
+        bound = int(line.split("--frames <= ")[1].split(")")[0].replace(",", ""))
+        from qnnfab.commands.sim import check_frames_fit
+        check_frames_fit("t", netconfig.load(LFC_SMALL), bound)
+        with pytest.raises(netconfig.ConfigError):
+            check_frames_fit("t", netconfig.load(LFC_SMALL), bound + 1)
+
+    @pytest.mark.parametrize("where, words", [
+        ("file", ["QNNFAB_CACHE", "is a file"]),
+        ("below_file", ["QNNFAB_CACHE", "below the file"]),
+        ("proc", ["QNNFAB_CACHE", "cannot create"]),
+    ])
+    @pytest.mark.parametrize("command", ["verify", "sim", "report"])
+    def test_a_cache_folder_that_cannot_be(self, cwd, capsys, monkeypatch, where, words, command):
+        (cwd / "afile").write_text("mine\n")
+        cache = {"file": cwd / "afile", "below_file": cwd / "afile" / "cache", "proc": Path("/proc/qnnfab-cache")}
+        monkeypatch.setenv("QNNFAB_CACHE", str(cache[where]))
+        x, y = _images(4, (64,))
+        p = _data(cwd, x=x % 2, y=y)
+        argv = {"verify": ["verify", "--config", LFC_SMALL, "--data", p],
+                "sim": ["sim", "lfsr"], "report": ["report", "--config", LFC_SMALL]}[command]
+        _one_line(argv, capsys, f"qnnfab {command}", *words)
+        assert (cwd / "afile").read_text() == "mine\n"
+
+
+# --------------------------------------------------------------------------- issue 27: late or misleading messages
+
+def _fast_auto(cwd):
+    """lfc_w1a1_fast with its weight memories left to Yosys: ~3x the xc7z020's LUTs by the cost model."""
+    text = (ROOT / "configs" / "lfc_w1a1_fast.toml").read_text()
+    assert "weight_memory" in text
+    return _config("\n".join(line for line in text.splitlines() if not line.startswith("weight_memory")),
+                   "fast_auto.toml")
+
+
+class TestMessages:
+    def test_report_refuses_a_network_far_above_the_board_before_yosys(self, cwd, capsys):
+        _one_line(["report", "--config", _fast_auto(cwd)], capsys, "does not fit", "LUT", "--allow-overflow")
+
+    def test_report_allow_overflow_warns_before_synthesis(self, cwd, capsys, monkeypatch):
+        from qnnfab.errors import QnnfabError
+        from qnnfab.flow import steps
+
+        def no_yosys(cfg):
+            raise QnnfabError("stopped before synthesis")
+        monkeypatch.setattr(steps, "synthesis_stages", no_yosys)
+        rc = main(["report", "--config", str(_fast_auto(cwd)), "--allow-overflow"])
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert rc == 2 and len(lines) == 2, err
+        assert lines[0].startswith("qnnfab: warning:") and "does not fit" in lines[0], lines
+        assert "synthesizing it anyway" in lines[0] and "stopped before synthesis" in lines[1]
+
+    def test_synthesis_counts_the_stages_it_numbers(self):
+        from qnnfab.flow import steps
+        cfg = netconfig.load(LFC_SMALL)   # 4 fully connected layers, a FIFO in front of each but the first
+        stages, text = steps.synthesis_stages(cfg)
+        assert len(stages) == 7
+        assert text == "7 stages (4 layers and the 3 FIFOs/width converters between them)"
+
+    @pytest.mark.parametrize("hidden, words", [
+        ("12x", ["not a layer"]),
+        ("c4k9", ["9x9 kernel", "8x8"]),
+        ("c8,p2,p2,p2,p2", ["empty"]),
+    ])
+    def test_demo_hidden_names_demo_and_creates_nothing(self, cwd, capsys, hidden, words):
+        line = _one_line(["demo", "--hidden", hidden, "--out", "d"], capsys, "qnnfab demo: --hidden", *words)
+        assert "train" not in line
+        assert not (cwd / "d").exists()
+
+    @pytest.mark.parametrize("command, required", [
+        ("generate", ["--config", "x.toml", "--out", "o"]),
+        ("sim", []),
+        ("report", ["--config", "x.toml"]),
+        ("verify", ["--config", "x.toml", "--data", "d.npz"]),
+    ])
+    def test_an_unknown_option_points_at_the_commands_help(self, cwd, capsys, command, required):
+        with pytest.raises(SystemExit) as ei:
+            main([command, *required, "--bogus"])
+        assert ei.value.code == 2
+        _, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "--bogus" in lines[0], err
+        assert f"see `qnnfab {command} --help`" in lines[0], lines[0]
+        assert _tree(cwd) == []
+
+    def test_verify_names_its_lines_verify(self, cwd, capsys, monkeypatch):
+        from qnnfab.errors import QnnfabError
+        from qnnfab.flow import steps
+
+        def no_build(*a, **k):
+            raise QnnfabError("stopped before the build")
+        monkeypatch.setattr(steps, "verify", no_build)
+        x, y = _images(4, (64,))
+        rc = main(["verify", "--config", str(LFC_SMALL), "--data", str(_data(cwd, x=x % 2, y=y))])
+        out, err = capsys.readouterr()
+        assert rc == 2 and "stopped before the build" in err
+        assert out.startswith("qnnfab verify: 4 frames"), out
+        assert "qnnfab sim" not in out
+
+    def test_a_build_says_what_it_builds_and_how_long_the_last_one_took(self, tmp_path, monkeypatch):
+        from qnnfab.sim.build import cached_build
+        monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+        builds = tmp_path / "cache" / "builds"
+        (builds / f"net-verilator-{'0' * 20}").mkdir(parents=True)
+        (builds / f"net-verilator-{'0' * 20}" / "build.ok").write_text("95.2\n/some/lib\n")
+        (builds / f"net-verilator2-{'1' * 20}").mkdir()       # another design: not counted
+        (builds / f"net-verilator2-{'1' * 20}" / "build.ok").write_text("7.0\n")
+        said = []
+        cached_build("net-verilator", "2" * 20, lambda d: None, log=said.append, what="net with Verilator")
+        assert said[0] == "building net with Verilator (took 95 s last time)", said
+        assert said[1].startswith("built net with Verilator in "), said
+        said.clear()
+        cached_build("other-verilator", "3" * 20, lambda d: None, log=said.append, what="other")
+        assert said[0] == "building other (first build of this design)", said
+
+
+# --------------------------------------------------------------------------- issue 27: README statements
+
+class TestReadmeStatements:
+    README = (ROOT / "README.md").read_text()
+
+    def test_the_board_copy_line_names_every_driver_file(self):
+        from qnnfab.boards.emit.overlay import driver_files
+        copy = self.README.split("\nscp ", 1)[1].split("xilinx@pynq")[0]
+        for name in driver_files(netconfig.load(LFC_SMALL)):
+            assert name in copy.split(), (name, copy)
+
+    def test_a_case_count_is_the_registrys(self):
+        import re
+        from qnnfab.sim import registry
+        total = sum(len(r.cases) for r in registry.regressions().values())
+        for n in re.findall(r"all (\d+) cases", self.README):
+            assert int(n) == total, (n, total)
+
+    def test_ctrl_says_a_write_is_a_command(self):
+        from qnnfab.overlay_map import REGISTERS
+        ctrl = next(r for r in REGISTERS if r.name == "CTRL")
+        assert ctrl.access == "ro" and ctrl.access_text == "ro; write: command"
+        rw = next(r for r in REGISTERS if r.access == "rw")
+        assert rw.access_text == "rw"

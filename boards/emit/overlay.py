@@ -185,5 +185,5 @@ def overlay_readme(cfg, bd, parts):
         in_frame_bytes=fm.in_frame_bytes, bus_bytes=fm.bus_bytes, n_scores=fm.n_scores, out_bits=fm.out_bits,
         out_sign="two's complement" if fm.out_signed else "unsigned", out_elems=fm.out_elems,
         out_words=fm.out_words, out_slot_bytes=fm.out_slot_bytes, out_record_bytes=fm.out_record_bytes,
-        register_rows="\n".join(f"| 0x{r.offset:02X} | `{r.name}` | {r.access} | {r.doc} |"
+        register_rows="\n".join(f"| 0x{r.offset:02X} | `{r.name}` | {r.access_text} | {r.doc} |"
                                 for r in parts.registers))

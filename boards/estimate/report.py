@@ -35,8 +35,8 @@ from qnnfab.rtl.weight_loader import WeightLoader
 
 from .yosys import SYNTHESIZED, Resources, synth_xc7_how, synth_xc7_path
 
-__all__ = ["LayerReport", "NetworkReport", "network_report", "format_report", "fit_verdict", "plot_report",
-           "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
+__all__ = ["LayerReport", "NetworkReport", "network_report", "synthesis_stages", "format_report", "fit_verdict",
+           "plot_report", "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
 
 
 @dataclass
@@ -90,10 +90,10 @@ def _as_completed(run, items, jobs):
             raise
 
 
-def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
-    """Synthesize every stage of ``cfg``'s dataflow; return a :class:`NetworkReport`.
-
-    ``timing`` runs Yosys ``sta`` in the same runs (``logic_ps`` per layer)."""
+def synthesis_stages(cfg):
+    """The stages :func:`network_report` synthesizes, one Yosys run each: ``[(stage name,
+    (layer it is counted in, component))]``: every layer, the FIFOs and width converters
+    between layers (counted in the layer they feed) and, for run-time weights, the loader."""
     plan = plan_of(cfg)
     owner = {}
     current = None
@@ -111,6 +111,15 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True):
     items = list(owner.items())
     if plan.runtime:
         items.append(("weight_loader", ("weight_loader", WeightLoader(list(plan.groups), plan.topology_hash))))
+    return items
+
+
+def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True, stages=None):
+    """Synthesize every stage of ``cfg``'s dataflow (``stages``, default :func:`synthesis_stages`);
+    return a :class:`NetworkReport`.
+
+    ``timing`` runs Yosys ``sta`` in the same runs (``logic_ps`` per layer)."""
+    items = synthesis_stages(cfg) if stages is None else stages
     results = {}
     t0 = time.monotonic()
 

@@ -126,7 +126,8 @@ def check_train_args(args, where="qnnfab train"):
                               "pixels)", "add --data FILE.npz, or drop --pixel-bits")
         if not 1 <= args.pixel_bits <= top:
             raise ConfigError(where, "--pixel-bits", f"must be 1..{top}, got {args.pixel_bits}", "e.g. --pixel-bits 8")
-    entries = parse_hidden(args.hidden)
+    with as_option(where, "--hidden"):
+        entries = parse_hidden(args.hidden)
     if fixed is not None:
         return [], tuple(t for t, _ in entries)
     for text, spec in entries:

@@ -25,17 +25,23 @@ The steps are :data:`qnnfab.flow.flows.demo`.
 
 import argparse
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.boards.targets import get_board
 from qnnfab.flow import OutputFolder, flows
+from qnnfab.train.datasets import load_digits
+from qnnfab.training import describe_arch
 
 from .common import arch_args, as_option, check_train_args
 
 
 def run(args):
     where = "qnnfab demo"
+    check_cache_dir(where)
     check_train_args(args, where)
     with as_option(where, "--board"):
         board = get_board(args.board)
+    with as_option(where, "--hidden"):
+        describe_arch(load_digits(), args.hidden, args.act_bits)  # the architecture fits the digits
     out = OutputFolder(where, "--out", args.out)
     state, hw = flows.demo_run(out.path, board, args.board, seed=args.seed, epochs=args.epochs, hidden=args.hidden,
                                act_bits=args.act_bits)

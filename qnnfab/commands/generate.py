@@ -3,6 +3,7 @@ and the resource report of a network for a board, or the GEMM engine's overlay."
 
 import argparse
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.boards.targets import get_board
 from qnnfab.boards.emit.gemm import default_panels, gemm_resources, parse_array
 from qnnfab.boards.targets.clock import check_clock
@@ -24,6 +25,7 @@ def check_board_clock(args, where, top):
 
 def run(args):
     where = "qnnfab generate"
+    check_cache_dir(where)
     check_clock_jobs(args, where)
     if args.gemm is not None:
         return generate_gemm(args, where)

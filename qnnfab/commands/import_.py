@@ -15,6 +15,22 @@ from qnnfab.interop.qonnx_import import import_qonnx, imported_files, write_impo
 from .common import as_option, number
 
 
+def read_model(where, model):
+    """The ``onnx.ModelProto`` in file ``model``: one that is not ONNX (bytes protobuf cannot
+    parse) or holds no graph (an empty file parses as an empty model) is a ConfigError."""
+    import onnx
+    from google.protobuf.message import DecodeError
+    fix = "pass a QONNX model (.onnx) as Brevitas or FINN export it"
+    try:
+        proto = onnx.load(str(model))
+    except (DecodeError, ValueError, OSError, RuntimeError) as e:
+        raise ConfigError(where, "MODEL", f"{model} is not an ONNX model ({type(e).__name__}: {e})", fix) from None
+    if not proto.graph.node and not proto.graph.input and not proto.graph.output:
+        raise ConfigError(where, "MODEL", f"{model} holds no graph ({model.stat().st_size} bytes; not an ONNX model)",
+                          fix)
+    return proto
+
+
 def run(args):
     where = "qnnfab import"
     model = Path(args.model)
@@ -32,9 +48,10 @@ def run(args):
                               f"{' and '.join(f.name for f in existing)})",
                               "name another --out or --name, or add --force to replace them")
     require_onnx()
+    proto = read_model(where, model)
     out = OutputFolder(where, "--out", args.out)
     try:
-        imp = import_qonnx(model, name=name)
+        imp = import_qonnx(proto, name=name)
         fold = auto_fold(imp.cfg, board.capacity, target_fps=args.fps, lut_budget=0.5, fps_name=(where, "--fps"))
     except BaseException:
         out.undo()

@@ -2,6 +2,7 @@
 
 import argparse
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.boards.targets import get_board
 from qnnfab.flow import Run, check_out_file, flows, steps
 
@@ -10,6 +11,7 @@ from .common import as_option, board_args, check_clock_jobs
 
 def run(args):
     where = "qnnfab report"
+    check_cache_dir(where)
     check_clock_jobs(args, where)
     if args.png:
         check_out_file(where, "--png", args.png, ".png")
@@ -17,6 +19,7 @@ def run(args):
         board = get_board(args.board)
     cfg = steps.load(args.config, args.weights_mode)
     flows.run(flows.report, Run(cfg=cfg, board=board, jobs=args.jobs, clock_mhz=args.clock, links_wanted=args.links,
+                                allow_overflow=args.allow_overflow,
                                 png=args.png))
     return 0
 
@@ -24,7 +27,9 @@ def run(args):
 def add_parser(sub):
     r = sub.add_parser(
         "report", help="resources and throughput per layer, bottleneck, PNG chart",
-        description="Synthesize every layer with Yosys synth_xilinx (cached, in parallel) and print "
+        description="Check the network against the board's part with the cost model (refused when it is "
+                    "over, unless --allow-overflow), then synthesize every layer with Yosys synth_xilinx "
+                    "(cached, in parallel) and print "
                     "LUT/FF/BRAM/DSP and cycles per frame per layer against the board.",
         epilog="example:\n  qnnfab report --config configs/lfc_small.toml --png lfc.png",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,4 +39,7 @@ def add_parser(sub):
     r.add_argument("--links", action="store_true",
                    help="also time the paths between layers: synthesize every two adjacent layers together "
                         "with the FIFO and width converter between them (about doubles the Yosys time)")
+    r.add_argument("--allow-overflow", action="store_true",
+                   help="synthesize the network even when the cost model puts it above the board's part: a "
+                        "warning instead of the error")
     r.set_defaults(func=run)

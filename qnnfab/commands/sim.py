@@ -1,10 +1,12 @@
 """``qnnfab sim``: cocotb regressions on Verilator or Icarus, or a whole network on the compiled engine."""
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.errors import ConfigError, QnnfabError
 from qnnfab.flow import steps
 from qnnfab.sim import registry
@@ -27,6 +29,26 @@ def check_simulator(args):
     return sim
 
 
+def frame_bytes(cfg):
+    """Bytes of memory one random frame takes through the compiled run: its int64 input values
+    and the golden model's int64 output of every layer."""
+    elements = math.prod(cfg.input_shape) + sum(math.prod(L.out_shape) for L in cfg.layers)
+    return 8 * elements
+
+
+def check_frames_fit(where, cfg, frames):
+    """Refuse ``--frames`` whose frames need more than half the machine's memory, before any build."""
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    need, per_frame = frames * frame_bytes(cfg), frame_bytes(cfg)
+    if need > memory // 2:
+        raise ConfigError(where, "--frames", f"{frames:,} frames of network '{cfg.name}' need {need / 2**30:,.1f} GiB "
+                          f"of memory, more than half of this machine's {memory / 2**30:,.1f} GiB",
+                          f"use --frames <= {memory // 2 // per_frame:,}")
+
+
 def run(args):
     where = "qnnfab sim"
     if args.list and (args.config or args.names):
@@ -36,6 +58,8 @@ def run(args):
         raise ConfigError(where, "--frames", "applies to the whole-network regression only",
                           "add --config FILE, or drop --frames")
     check_seed(where, args.seed, 42)
+    if not args.list:
+        check_cache_dir(where)
     regs = registry.regressions()
     if args.config:
         if args.names:
@@ -46,10 +70,11 @@ def run(args):
             raise ConfigError(where, "--frames", f"must be >= 1, got {frames}", "e.g. --frames 100")
         path = Path(args.config).resolve()
         cfg = steps.load(path)  # validate before any build
+        check_frames_fit(where, cfg, frames)
         sim = check_simulator(args)
         if args.engine == "compiled" and sim == "verilator":
             seed = args.seed if args.seed is not None else 1
-            return simulate(cfg, cfg.random_inputs(frames, seed), None, seed)
+            return simulate(cfg, cfg.random_inputs(frames, seed), None, seed, command=where)
         jobs = [("network", {"config": str(path), "frames": frames})]
         return run_jobs(regs, jobs, ["network"], args.seed, sim)
     if args.list:
@@ -69,6 +94,12 @@ def run(args):
     return run_jobs(regs, jobs, names, args.seed, sim)
 
 
+def _build_started(message):
+    """The case line's note that a simulator build starts (its end shows in the case's "built in")."""
+    if message.startswith("building "):
+        print(f" {message} ...", end="", flush=True)
+
+
 def run_jobs(regs, jobs, names, seed, simulator):
     """Every ``(regression, parameters)`` case of ``jobs``, a line each: exit 1 when any failed."""
     failed = []
@@ -79,7 +110,7 @@ def run_jobs(regs, jobs, names, seed, simulator):
         print(f"{label} ...", end="", flush=True)
         t0 = time.monotonic()
         try:
-            res = registry.run_case(n, params, seed=seed, simulator=simulator)
+            res = registry.run_case(n, params, seed=seed, simulator=simulator, log=_build_started)
         except QnnfabError as e:
             dt = time.monotonic() - t0
             print(f" FAIL ({dt:.1f} s)", flush=True)

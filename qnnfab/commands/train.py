@@ -14,7 +14,7 @@ from qnnfab.train.datasets import load_digits, load_npz
 from qnnfab.train.fixed_point import DEFAULT_LR, fixed_point_geometry, parse_fixed_point, train_fixed_point
 from qnnfab.training import describe_arch, format_table, plot_curves, run_training
 
-from .common import arch_args, check_train_args, warn
+from .common import arch_args, as_option, check_train_args, warn
 
 
 def warn_label_gaps(ds):
@@ -46,7 +46,8 @@ def run(args):
     if args.fixed_point is not None:
         return train_in_fixed_point(args, hidden, where)
     ds = load_dataset(args)
-    describe_arch(ds, hidden, args.act_bits)  # the architecture fits the images
+    with as_option(where, "--hidden"):
+        describe_arch(ds, hidden, args.act_bits)  # the architecture fits the images
     out = OutputFolder(where, "--out", args.out)
     print(f"training on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images, "
           f"{describe_arch(ds, hidden, args.act_bits)}, {args.epochs} epochs")

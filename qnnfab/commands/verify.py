@@ -2,6 +2,7 @@
 
 import argparse
 
+from qnnfab.cache import check_cache_dir
 from qnnfab.errors import ConfigError
 from qnnfab.flow import Run, flows, steps
 from qnnfab.sim.datafile import load_frames
@@ -9,13 +10,15 @@ from qnnfab.sim.datafile import load_frames
 from .common import check_seed
 
 
-def simulate(cfg, frames, labels, seed):
-    """``frames`` through the compiled engine, the summary printed: exit 1 on any difference from golden."""
-    return flows.run(flows.verify, Run(cfg=cfg, frames=frames, labels=labels, seed=seed)).exit_code
+def simulate(cfg, frames, labels, seed, command="qnnfab verify"):
+    """``frames`` through the compiled engine, the summary printed (its lines named by ``command``):
+    exit 1 on any difference from golden."""
+    return flows.run(flows.verify, Run(cfg=cfg, frames=frames, labels=labels, seed=seed, command=command)).exit_code
 
 
 def run(args):
     where = "qnnfab verify"
+    check_cache_dir(where)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(where, "--limit", f"must be >= 1, got {args.limit}", "e.g. --limit 100, or leave it out")
     check_seed(where, args.seed, 1)
@@ -34,7 +37,7 @@ def add_parser(sub):
                     "Verilator engine (a fifth of them also under random gaps and backpressure), compare "
                     "every output word with the golden model and print accuracy, agreement and cycles/frame. "
                     "Exit 1 when any word differs.",
-        epilog="examples:\n  qnnfab verify --config out/train/digits-ste.toml --data out/demo/test_images.npz\n"
+        epilog="examples:\n  qnnfab verify --config out/demo/train/digits-ste.toml --data out/demo/test_images.npz\n"
                "data: an .npz with x (or x_test): frames of stored input values, shape (B,) + the network's "
                "input_shape exactly (images NHWC, channels last), integers in the input kind's range, and optionally "
                "y (or y_test): integer class indices, one per frame",

@@ -76,11 +76,15 @@ def run(flow, state, output=None):
 # --------------------------------------------------------------------------- report
 
 def _synthesize(r):
-    r.say(f"synthesizing {len(r.cfg.layers)} layers with Yosys (cached; {r.jobs} in parallel; a line per stage as "
-          "it finishes) ...")
-    r.report = steps.synthesize_report(r.cfg, jobs=r.jobs, clock_mhz=r.clock_mhz, progress=r.say)
+    stages, what = steps.synthesis_stages(r.cfg)
+    r.say(f"synthesizing {what} with Yosys (cached; {r.jobs} in parallel; a line per stage as it finishes) ...")
+    r.report = steps.synthesize_report(r.cfg, jobs=r.jobs, clock_mhz=r.clock_mhz, progress=r.say, stages=stages)
     r.links = None
     r.text = steps.report_text(r.report, r.board.capacity)
+
+
+def _check_fit_before_synthesis(r):
+    _check_fit_model(r, "synthesizing")
 
 
 def _synthesize_links(r):
@@ -105,19 +109,22 @@ def _write_chart(r):
         r.say(f"bar chart: {r.png}")
 
 
-report = [Step("synthesize", _synthesize), Step("synthesize links", _synthesize_links),
+report = [Step("check fit (model)", _check_fit_before_synthesis), Step("synthesize", _synthesize),
+          Step("synthesize links", _synthesize_links),
           Step("print report", _print_report), Step("write chart", _write_chart)]
 
 
 # --------------------------------------------------------------------------- generate
 
-def _check_fit_model(r):
+def _check_fit_model(r, going_on="writing"):
+    """The cost model's fit check, before any Yosys run: an error, or with ``r.allow_overflow``
+    a warning saying what the command goes on ``going_on`` anyway."""
     what = f"network '{r.cfg.name}' (model estimate)"
     over = steps.check_fit(what, steps.estimate(r.cfg), r.board.capacity, allow_overflow=r.allow_overflow,
                            fix=steps.FIT_FIX)
     if over:
-        r.warn(f"warning: {what} does not fit {r.board.capacity.part}: {describe_overflows(over)}; "
-               "writing it anyway (--allow-overflow)")
+        r.warn(f"qnnfab: warning: {what} does not fit {r.board.capacity.part}: {describe_overflows(over)}; "
+               f"{going_on} it anyway (--allow-overflow)")
 
 
 def _synthesize_and_check_fit(r):
@@ -177,7 +184,7 @@ generate_gemm = [Step("write GEMM overlay", _write_gemm, True)]
 # --------------------------------------------------------------------------- verify
 
 def _verify_header(r):
-    r.say(f"qnnfab sim: {r.frames.shape[0]} frames of network '{r.cfg.name}' on the compiled engine (Verilator), "
+    r.say(f"{r.command}: {r.frames.shape[0]} frames of network '{r.cfg.name}' on the compiled engine (Verilator), "
           f"seed {r.seed}")
 
 
@@ -200,7 +207,7 @@ def _verify_summary(r):
         r.say(f"accuracy: hardware {100 * res.accuracy(r.labels):.2f}%, golden "
               f"{100 * float(np.mean(res.golden_labels == r.labels)):.2f}% on {n} labelled frames")
     if not res.identical:
-        r.say(f"qnnfab sim: MISMATCH: {res.first_mismatch}")
+        r.say(f"{r.command}: MISMATCH: {res.first_mismatch}")
     r.exit_code = 0 if res.identical else 1
 
 

@@ -19,12 +19,14 @@ from qnnfab.boards.emit.accelerator import write_accelerator as emit_accelerator
 from qnnfab.boards.emit.overlay import write_overlay as emit_overlay
 from qnnfab.boards.emit.selftest import write_build_plan
 from qnnfab.boards.estimate.report import format_links, format_report, link_report, network_report, plot_report
+from qnnfab.boards.estimate.report import synthesis_stages as report_stages
 from qnnfab.plan import save_image
 from qnnfab.sim import registry
 from qnnfab.sim.compiled import verify_network
 from qnnfab.golden.network import network_of
 
-__all__ = ["load", "estimate", "check_fit", "synthesize_report", "synthesize_links", "write_accelerator",
+__all__ = ["load", "estimate", "check_fit", "synthesis_stages", "synthesize_report", "synthesize_links",
+           "write_accelerator",
            "write_overlay", "write_selftest", "write_gemm", "report_text", "write_report", "write_chart", "verify", "golden_labels",
            "cosimulate_overlay",
            "FIT_FIX", "RUNTIME_WEIGHTS"]
@@ -59,9 +61,26 @@ def check_fit(what, resources, device, *, allow_overflow=False, fix=None):
     return overflows(resources, device)
 
 
-def synthesize_report(cfg, *, jobs, clock_mhz, progress):
-    """Every layer through Yosys (cached, ``jobs`` in parallel): the NetworkReport at ``clock_mhz``."""
-    return network_report(cfg, jobs=jobs, f_clk=clock_mhz * 1e6, progress=progress)
+def synthesis_stages(cfg):
+    """The stages synthesize_report runs Yosys on and what they are: ``(stages, text)``, the
+    text e.g. "7 stages (4 layers and the 3 FIFOs/width converters between them)"."""
+    stages = report_stages(cfg)
+    layers = len(cfg.layers)
+    others = [name for name, _ in stages if name not in {L.name for L in cfg.layers}]
+    parts = [f"{layers} layers"]
+    links = [n for n in others if n != "weight_loader"]
+    if links:
+        parts.append(f"the {len(links)} FIFOs/width converters between them")
+    if len(links) < len(others):
+        parts.append("the weight loader")
+    what = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return stages, f"{len(stages)} stages ({what})"
+
+
+def synthesize_report(cfg, *, jobs, clock_mhz, progress, stages=None):
+    """Every stage (``stages`` of :func:`synthesis_stages`, default all) through Yosys (cached,
+    ``jobs`` in parallel): the NetworkReport at ``clock_mhz``."""
+    return network_report(cfg, jobs=jobs, f_clk=clock_mhz * 1e6, progress=progress, stages=stages)
 
 
 def synthesize_links(cfg, *, jobs, progress):
