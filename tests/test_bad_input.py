@@ -1167,7 +1167,7 @@ class TestNoTracebacks:
     @pytest.mark.parametrize("use", ["verify", "train"])
     @pytest.mark.parametrize("case, words", [
         ("scalar", ["x", "shape ()"]),
-        ("string_labels", ["y", "integers"]),
+        ("string_labels", ["y", "integer"]),
     ])
     def test_data_that_is_not_frames_and_labels(self, cwd, capsys, use, case, words):
         x, y = _images(20, (64,))

@@ -171,11 +171,10 @@ def load_npz(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
     p = Path(path)
     where = f"dataset file {p}"
     z = read_npz(p, where, "path", "write x_train, y_train, x_test, y_test (or x, y) with numpy.savez")
-    for k, a in z.items():
-        if k.startswith("x") and a.ndim < 2 or k.startswith("y") and a.ndim != 1:
-            want = "images, shape (B, H, W[, C]) or (B, features)" if k.startswith("x") else "one label per image"
-            raise ConfigError(where, k, f"must hold {want}, got an array of shape {a.shape}",
-                              "write x_train, y_train, x_test, y_test (or x, y) with numpy.savez")
+    for k, a in z.items():       # (labels: check_labels below names one-hot and other shapes)
+        if k.startswith("x") and a.ndim < 2:
+            raise ConfigError(where, k, f"must hold images, shape (B, H, W[, C]) or (B, features), got an array "
+                              f"of shape {a.shape}", "write x_train, y_train, x_test, y_test (or x, y) with numpy.savez")
     if {"x_train", "y_train", "x_test", "y_test"} <= set(z):
         names = ("x_train", "y_train", "x_test", "y_test")
     elif {"x", "y"} <= set(z):
