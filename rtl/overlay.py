@@ -1,5 +1,7 @@
 """The PYNQ overlay shell: the accelerator as a Zynq peripheral (AXI4-Lite + AXI4 master)."""
 
+from types import SimpleNamespace
+
 from amaranth.hdl import ClockDomain, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -97,6 +99,18 @@ def drain_after_abort(m, rd, wr, soft_cmd, soft, code):
         m.next = "FLUSH"
 
 
+
+def bad_bus_address(addr, bus_bytes):
+    """A DDR address a shell rejects: 0, or not aligned to the ``bus_bytes``-byte bus word."""
+    return (addr == 0) | ((addr & (bus_bytes - 1)) != 0)
+
+
+def end_command(m, done, code, error):
+    """In a shell controller's FSM: end the command at the next clock edge with DONE set and
+    error code ``error``, back to IDLE."""
+    m.d.sync += [done.eq(1), code.eq(error)]
+    m.next = "IDLE"
+
 class OverlayShell(wiring.Component):
     """The accelerator of ``cfg`` behind an AXI4-Lite register file and an AXI4 DMA.
 
@@ -142,13 +156,25 @@ class OverlayShell(wiring.Component):
         super().__init__(shell_ports(data_width))
 
     def elaborate(self, platform):
+        """The parts below, in the order they add statements and submodules (the Verilog's
+        text depends on that order)."""
         m = Module()
-        fm = self.formats
-        bus_bits = self.data_width
-        bus_bytes = bus_bits // 8
         shell_clock(m, self)
-
         flush = Signal()                 # resets the datapath (only while the AXI side is quiet)
+        regs, rd, wr, unpacker, packer = self._shell(m, flush)
+        loading = Signal()               # the read DMA feeds the weights image, not frames
+        words = self._datapath(m, flush, regs, rd, wr, unpacker, packer, loading)
+        ctl = self._commands(m, regs, packer)
+        self._control(m, regs, rd, wr, ctl, flush, loading, words)
+        self._status(m, regs, ctl)
+        return m
+
+    def _shell(self, m, flush):
+        """The submodules: ``regs`` (register file), ``read_dma``, ``write_dma``,
+        ``unpacker``, ``packer`` and ``accel`` (all but ``regs`` reset while ``flush``),
+        the shell's AXI ports wired to the register file and the DMAs.
+        Returns ``(regs, rd, wr, unpacker, packer)``."""
+        fm, bus_bits = self.formats, self.data_width
         count_width = 32 + max(fm.in_frame_beats, fm.out_record_beats).bit_length()
         regs = AxiLiteRegisters(om.REGISTERS, addr_width=12)
         m.submodules.regs = regs
@@ -163,16 +189,24 @@ class OverlayShell(wiring.Component):
         m.submodules.accel = ResetInserter({"sync": flush})(self.accel)
 
         connect_shell_axi(m, self, regs, rd, wr)
+        return regs, rd, wr, unpacker, packer
 
-        # datapath: read DMA -> unpacker -> accelerator -> packer -> write DMA
+    def _datapath(self, m, flush, regs, rd, wr, unpacker, packer, loading):
+        """The datapath: read DMA -> unpacker -> accelerator -> packer -> write DMA.
+
+        While ``loading`` the read DMA's words go instead to the accelerator's ``wload``
+        port through a :class:`WeightWords` (submodule ``weight_words``, reset while
+        ``flush``; it passes ``ceil(WEIGHTS_LEN / 8)`` 64-bit words), when the
+        accelerator has one. All connections are comb (the stages' own timing).
+        Returns the :class:`WeightWords`, or None without a ``wload`` port."""
         weights = _weights_port(self.accel)
-        loading = Signal()               # the read DMA feeds the weights image, not frames
+        words = None
         m.d.comb += [unpacker.i.payload.eq(rd.o.payload), unpacker.i.valid.eq(rd.o.valid & ~loading)]
         if weights is None:
             m.d.comb += rd.o.ready.eq(unpacker.i.ready)
         else:
             wload, wload_done, wload_error = weights
-            m.submodules.weight_words = words = ResetInserter({"sync": flush})(WeightWords(bus_bits))
+            m.submodules.weight_words = words = ResetInserter({"sync": flush})(WeightWords(self.data_width))
             m.d.comb += [
                 words.i.payload.eq(rd.o.payload), words.i.valid.eq(rd.o.valid & loading),
                 rd.o.ready.eq(Mux(loading, words.i.ready, unpacker.i.ready)),
@@ -188,8 +222,18 @@ class OverlayShell(wiring.Component):
             packer.label.eq(self.accel.label), packer.label_valid.eq(self.accel.label_valid),
         ]
         wiring.connect(m, packer.o, wr.i)
+        return words
 
-        # control and status
+    def _commands(self, m, regs, packer):
+        """The controller's registers and the CTRL / STATUS writes.
+
+        ``start_cmd``, ``soft_cmd``, ``weights_cmd`` (comb) are CTRL writes with START,
+        SOFT_RESET, LOAD_WEIGHTS set; at the next clock edge a CTRL write sets
+        ``irq_enable`` from IRQ_ENABLE, a STATUS write with DONE set clears ``done``, and
+        ``frames_done`` counts the packer's records. Also ``code`` (ERROR 7:0),
+        ``wload_code`` (ERROR 15:8), ``soft`` (the command ends by SOFT_RESET),
+        ``cycles`` and ``busy`` (comb), driven by :meth:`_control`. Returns a namespace
+        of them."""
         irq_enable = Signal()
         done = Signal()
         code = Signal(8)
@@ -213,48 +257,28 @@ class OverlayShell(wiring.Component):
             m.d.sync += done.eq(0)
         with m.If(packer.record_done):
             m.d.sync += frames_done.eq(frames_done + 1)
-
-        align = bus_bytes - 1
-
-        def bad_addr(a):
-            return (a == 0) | ((a & align) != 0)
-
-        def finish(error):
-            m.d.sync += [done.eq(1), code.eq(error)]
-            m.next = "IDLE"
-
         busy = Signal()
+        return SimpleNamespace(irq_enable=irq_enable, done=done, code=code, wload_code=wload_code, soft=soft,
+                               cycles=cycles, frames_done=frames_done, start_cmd=start_cmd, soft_cmd=soft_cmd,
+                               weights_cmd=weights_cmd, busy=busy)
+
+    def _control(self, m, regs, rd, wr, ctl, flush, loading, words):
+        """The control FSM: IDLE (:meth:`_idle`); a run: PREPARE (one cycle: ``flush``
+        resets the datapath), LAUNCH (one cycle: starts both DMAs for FRAMES frames), RUN
+        until both DMAs are done; a weights load (:meth:`_weights_states`); ABORT
+        (:func:`abort_on_errors`, :func:`drain_after_abort`) then FLUSH (one cycle:
+        ``flush``, DONE unless SOFT_RESET). A SOFT_RESET in PREPARE or LAUNCH aborts.
+        ``ctl.busy`` (comb) is high outside IDLE, ``ctl.cycles`` counts a command's cycles."""
+        fm = self.formats
+        weights = _weights_port(self.accel)
+        done, code, soft, cycles, busy = ctl.done, ctl.code, ctl.soft, ctl.cycles, ctl.busy
+        start_cmd, soft_cmd = ctl.start_cmd, ctl.soft_cmd
         with m.FSM(name="control"):
             with m.State("IDLE"):
-                with m.If(soft_cmd):
-                    m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(1)]
-                    m.next = "FLUSH"
-                with m.Elif(start_cmd):
-                    m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(0)]
-                    with m.If(regs.FRAMES == 0):
-                        finish(om.ERRORS["ZERO_FRAMES"])
-                    with m.Elif(bad_addr(regs.IN_ADDR)):
-                        finish(om.ERRORS["IN_ADDR"])
-                    with m.Elif(bad_addr(regs.OUT_ADDR)):
-                        finish(om.ERRORS["OUT_ADDR"])
-                    with m.Else():
-                        m.d.sync += [cycles.eq(0), frames_done.eq(0)]
-                        m.next = "PREPARE"
-                with m.Elif(weights_cmd):
-                    m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(0)]
-                    if weights is None:
-                        finish(om.ERRORS["WEIGHTS_UNSUPPORTED"])
-                    else:
-                        with m.If(bad_addr(regs.WEIGHTS_ADDR)):
-                            finish(om.ERRORS["WEIGHTS_ADDR"])
-                        with m.Elif(regs.WEIGHTS_LEN == 0):
-                            finish(om.ERRORS["WEIGHTS_LEN"])
-                        with m.Else():
-                            m.d.sync += cycles.eq(0)
-                            m.next = "WLAUNCH"
+                self._idle(m, regs, ctl, weights is not None)
             with m.State("PREPARE"):
                 m.d.comb += [flush.eq(1), busy.eq(1)]
-                m.d.sync += [cycles.eq(cycles + 1), frames_done.eq(0)]
+                m.d.sync += [cycles.eq(cycles + 1), ctl.frames_done.eq(0)]
                 with m.If(soft_cmd):
                     m.d.sync += soft.eq(1)
                     m.next = "FLUSH"
@@ -278,32 +302,10 @@ class OverlayShell(wiring.Component):
                 m.d.sync += cycles.eq(cycles + 1)
                 abort_on_errors(m, rd, wr, soft_cmd, start_cmd, soft, code)
                 with m.Elif(wr.done & rd.done):
-                    finish(om.ERRORS["OK"])
+                    end_command(m, done, code, om.ERRORS["OK"])
             if weights is not None:
-                shift = (bus_bytes - 1).bit_length()
-                with m.State("WLAUNCH"):
-                    m.d.comb += [
-                        busy.eq(1), loading.eq(1), words.start.eq(1),
-                        rd.start.eq(1), rd.addr.eq(regs.WEIGHTS_ADDR),
-                        rd.beats.eq((regs.WEIGHTS_LEN + (bus_bytes - 1)) >> shift),
-                    ]
-                    m.d.sync += cycles.eq(cycles + 1)
-                    m.next = "WLOAD"
-                with m.State("WLOAD"):
-                    m.d.comb += [busy.eq(1), loading.eq(1)]
-                    m.d.sync += cycles.eq(cycles + 1)
-                    abort_on_errors(m, rd, None, soft_cmd, start_cmd, soft, code)
-                    with m.Elif(wload_done):
-                        with m.If(wload_error != 0):
-                            m.d.sync += [code.eq(om.ERRORS["WLOAD"]), wload_code.eq(wload_error)]
-                        m.next = "WEND"
-                with m.State("WEND"):
-                    # the loader has ended; let the read DMA finish (nothing is reset)
-                    m.d.comb += [busy.eq(1), loading.eq(1), rd.abort.eq(1)]
-                    m.d.sync += cycles.eq(cycles + 1)
-                    with m.If(rd.drained):
-                        m.d.sync += done.eq(1)
-                        m.next = "IDLE"
+                _wload, wload_done, wload_error = weights
+                self._weights_states(m, regs, rd, ctl, loading, words, wload_done, wload_error)
             with m.State("ABORT"):
                 m.d.comb += busy.eq(1)
                 m.d.sync += cycles.eq(cycles + 1)
@@ -313,18 +315,93 @@ class OverlayShell(wiring.Component):
                 m.d.sync += done.eq(~soft)
                 m.next = "IDLE"
 
+    def _idle(self, m, regs, ctl, has_weights):
+        """The body of the control FSM's IDLE state: the commands.
+
+        SOFT_RESET goes to FLUSH; START checks FRAMES, IN_ADDR, OUT_ADDR (a bad one ends
+        the run with its code), clears ``cycles`` and ``frames_done`` and goes to
+        PREPARE; LOAD_WEIGHTS (``has_weights``, else WEIGHTS_UNSUPPORTED) checks
+        WEIGHTS_ADDR and WEIGHTS_LEN and goes to WLAUNCH. Every command clears DONE
+        and the error codes at the next clock edge."""
+        bus_bytes = self.data_width // 8
+        done, code, wload_code, soft, cycles = ctl.done, ctl.code, ctl.wload_code, ctl.soft, ctl.cycles
+        with m.If(ctl.soft_cmd):
+            m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(1)]
+            m.next = "FLUSH"
+        with m.Elif(ctl.start_cmd):
+            m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(0)]
+            with m.If(regs.FRAMES == 0):
+                end_command(m, done, code, om.ERRORS["ZERO_FRAMES"])
+            with m.Elif(bad_bus_address(regs.IN_ADDR, bus_bytes)):
+                end_command(m, done, code, om.ERRORS["IN_ADDR"])
+            with m.Elif(bad_bus_address(regs.OUT_ADDR, bus_bytes)):
+                end_command(m, done, code, om.ERRORS["OUT_ADDR"])
+            with m.Else():
+                m.d.sync += [cycles.eq(0), ctl.frames_done.eq(0)]
+                m.next = "PREPARE"
+        with m.Elif(ctl.weights_cmd):
+            m.d.sync += [done.eq(0), code.eq(0), wload_code.eq(0), soft.eq(0)]
+            if not has_weights:
+                end_command(m, done, code, om.ERRORS["WEIGHTS_UNSUPPORTED"])
+            else:
+                with m.If(bad_bus_address(regs.WEIGHTS_ADDR, bus_bytes)):
+                    end_command(m, done, code, om.ERRORS["WEIGHTS_ADDR"])
+                with m.Elif(regs.WEIGHTS_LEN == 0):
+                    end_command(m, done, code, om.ERRORS["WEIGHTS_LEN"])
+                with m.Else():
+                    m.d.sync += cycles.eq(0)
+                    m.next = "WLAUNCH"
+
+    def _weights_states(self, m, regs, rd, ctl, loading, words, wload_done, wload_error):
+        """The control FSM's states of a weights load (``loading`` high in all three).
+
+        WLAUNCH (one cycle) starts the read DMA for the image's bus beats and ``words``;
+        WLOAD until the accelerator's ``wload_done`` (a nonzero ``wload_error`` gives
+        code WLOAD with it in ``ctl.wload_code``), or ABORT as in a run (read side only);
+        WEND lets the read DMA finish (nothing is reset), then DONE and IDLE."""
+        bus_bytes = self.data_width // 8
+        code, cycles, busy = ctl.code, ctl.cycles, ctl.busy
+        shift = (bus_bytes - 1).bit_length()
+        with m.State("WLAUNCH"):
+            m.d.comb += [
+                busy.eq(1), loading.eq(1), words.start.eq(1),
+                rd.start.eq(1), rd.addr.eq(regs.WEIGHTS_ADDR),
+                rd.beats.eq((regs.WEIGHTS_LEN + (bus_bytes - 1)) >> shift),
+            ]
+            m.d.sync += cycles.eq(cycles + 1)
+            m.next = "WLOAD"
+        with m.State("WLOAD"):
+            m.d.comb += [busy.eq(1), loading.eq(1)]
+            m.d.sync += cycles.eq(cycles + 1)
+            abort_on_errors(m, rd, None, ctl.soft_cmd, ctl.start_cmd, ctl.soft, code)
+            with m.Elif(wload_done):
+                with m.If(wload_error != 0):
+                    m.d.sync += [code.eq(om.ERRORS["WLOAD"]), ctl.wload_code.eq(wload_error)]
+                m.next = "WEND"
+        with m.State("WEND"):
+            # the loader has ended; let the read DMA finish (nothing is reset)
+            m.d.comb += [busy.eq(1), loading.eq(1), rd.abort.eq(1)]
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(rd.drained):
+                m.d.sync += ctl.done.eq(1)
+                m.next = "IDLE"
+
+    def _status(self, m, regs, ctl):
+        """The register file's read values (CTRL, STATUS, ERROR, FRAMES_DONE, CYCLES and
+        the identity registers of :mod:`qnnfab.overlay_map`) and ``interrupt`` (high
+        while DONE and IRQ_ENABLE), all comb."""
+        fm = self.formats
         m.d.comb += [
-            regs.CTRL.eq(irq_enable << 2),
-            regs.STATUS.eq(busy | (done << 1) | ((code != 0) << 2)),
-            regs.ERROR.eq(code | (wload_code << 8)),
-            regs.FRAMES_DONE.eq(frames_done),
-            regs.CYCLES.eq(cycles),
+            regs.CTRL.eq(ctl.irq_enable << 2),
+            regs.STATUS.eq(ctl.busy | (ctl.done << 1) | ((ctl.code != 0) << 2)),
+            regs.ERROR.eq(ctl.code | (ctl.wload_code << 8)),
+            regs.FRAMES_DONE.eq(ctl.frames_done),
+            regs.CYCLES.eq(ctl.cycles),
             regs.IDENTITY.eq(om.IDENTITY),
             regs.TOPOLOGY.eq(fm.topology_hash),
             regs.IDENTITY_HASH.eq(fm.identity_hash),
             regs.FEATURES.eq(fm.features()),
             regs.IN_FRAME_BYTES.eq(fm.in_frame_bytes),
             regs.OUT_RECORD_BYTES.eq(fm.out_record_bytes),
-            self.interrupt.eq(irq_enable & done),
+            self.interrupt.eq(ctl.irq_enable & ctl.done),
         ]
-        return m

@@ -10,6 +10,8 @@ whole window per word), the latter for convolutions whose SIMD exceeds their
 channel count (FINN's parallel window).
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
@@ -182,39 +184,76 @@ class SlidingWindow(wiring.Component):
             "o": Out(stream.Signature(lanes(self.shape, simd))),
         })
 
-    def elaborate(self, platform):
-        m = Module()
-        H, W, K, S, P = self.height, self.width, self.kernel, self.stride, self.pad
-        CW, KR, M = self.cw, self.buffer_rows, self.positions
-        OH, OW = self.out_height, self.out_width
-        WCW = W * CW
+    def _line_buffer(self, m):
+        """The line buffer (see "Line buffer" above): one memory ``mem`` of ``buffer_words``
+        SIMD-element words or, with M > 1, M copies ``mem0`` .. of pixel words written
+        together (``ram_style = "block"`` when ``buffer_in_block_ram``). Returns
+        ``(writes, reads)``: their write ports and their synchronous read ports (data one
+        cycle after the address)."""
         DEPTH = self.buffer_words
-        NW = K * K // M                # words per output pixel when M > 1
-
         # (a 1-word buffer is declared with 2 words: Verilog has no zero-width address)
-        if M == 1:
+        if self.positions == 1:
             m.submodules.mem = mem = Memory(shape=unsigned(self.word_bits), depth=max(DEPTH, 2), init=[])
             wr = mem.write_port()
             rd = mem.read_port(domain="sync")
             writes, reads = [wr], [rd]
         else:   # one copy per position lane of a word, written together
             writes, reads = [], []
-            for lane in range(M):
+            for lane in range(self.positions):
                 m.submodules[f"mem{lane}"] = mem = Memory(shape=unsigned(self.in_word_bits),
                                                           depth=max(DEPTH, 2), init=[], attrs=self._copy_attrs)
                 wr = mem.write_port()
                 rd = mem.read_port(domain="sync")
                 writes.append(wr)
                 reads.append(rd)
+        return writes, reads
 
-        # ---- write side: raster position of the next input word -----------------
+    def elaborate(self, platform):
+        """The parts below, in the order they add statements and submodules (the Verilog's
+        text depends on that order: hence the window pixel of M = 1 before the writer's row)."""
+        m = Module()
+        writes, reads = self._line_buffer(m)
+        w = self._write_position()
+        r = self._read_position()
+        if self.positions == 1:
+            iy, ix, real = self._window_pixel(m, r)
+        wy_eff = self._writer_row(m, w, r)
+        if self.positions == 1:
+            ready = self._pixel_ready(m, wy_eff, w, r, iy, ix, real)
+            lane_real = None
+        else:
+            ready, lane_real = self._position_lanes(m, reads, r.wsel, r.iy_top, r.ix_left, r.top_base, wy_eff, w.x)
+            real = None
+        room = self._room(m, r, wy_eff, w.x)
+        self._write(m, w, writes, room)
+        issue = self._read(m, r, reads, ready, real, lane_real)
+        self._step_read(m, r, issue)
+        return m
+
+    def _write_position(self):
+        """Write side: raster position of the next input word (registers, driven by
+        :meth:`_write`). A namespace: ``img`` (image counter mod 4), ``y``, ``x``, ``c``
+        (word of the pixel) and ``addr`` (circular: linear word index mod the buffer depth)."""
         wimg = Signal(2)               # image counter mod 4
-        wy = _counter(H, "wy")
-        wx = _counter(W, "wx")
-        wc = _counter(CW, "wc")
-        waddr = _counter(DEPTH, "waddr")   # circular: linear word index mod DEPTH
+        wy = _counter(self.height, "wy")
+        wx = _counter(self.width, "wx")
+        wc = _counter(self.cw, "wc")
+        waddr = _counter(self.buffer_words, "waddr")   # circular: linear word index mod DEPTH
+        return SimpleNamespace(img=wimg, y=wy, x=wx, c=wc, addr=waddr)
 
-        # ---- read side: loop counters of the next output word ------------------
+    def _read_position(self):
+        """Read side: loop counters of the next output word (registers, driven by
+        :meth:`_step_read`). A namespace: ``img`` (image counter mod 4), ``oy``, ``ox``
+        (output pixel); with M = 1 ``ky``, ``kx``, ``c`` (word of the kernel position)
+        and ``kxc`` (kx * CW + c), with M > 1 ``wsel`` (word of the window); ``iy_top``,
+        ``ix_left`` (oy * S - P, ox * S - P), ``left_off`` (ix_left * CW, M = 1),
+        ``top_base`` (buffer address of row iy_top) and ``row_base`` (of row iy_top + ky,
+        M = 1). Fields that do not apply are None."""
+        H, W, K, S, P = self.height, self.width, self.kernel, self.stride, self.pad
+        CW, KR, M = self.cw, self.buffer_rows, self.positions
+        OH, OW, DEPTH = self.out_height, self.out_width, self.buffer_words
+        WCW = W * CW
+        ky = kx = c = kxc = wsel = left_off = row_base = None
         rimg = Signal(2)
         oy = _counter(OH, "oy")
         ox = _counter(OW, "ox")
@@ -224,7 +263,7 @@ class SlidingWindow(wiring.Component):
             c = _counter(CW, "c")
             kxc = _counter(K * CW, "kxc")    # kx * CW + c
         else:
-            wsel = _counter(NW, "wsel")      # word of the output pixel's window
+            wsel = _counter(K * K // M, "wsel")      # word of the output pixel's window
         iy_top = Signal(range(-P, max((OH - 1) * S - P + 1, 2)), init=-P)    # oy * S - P
         ix_left = Signal(range(-P, max((OW - 1) * S - P + 1, 2)), init=-P)   # ox * S - P
         if M == 1:
@@ -234,49 +273,67 @@ class SlidingWindow(wiring.Component):
         top_base = Signal(range(max(DEPTH, 2)), init=top0 * WCW)   # slot(iy_top) * W * CW
         if M == 1:
             row_base = Signal(range(max(DEPTH, 2)), init=top0 * WCW)   # slot(iy) * W * CW
+        return SimpleNamespace(img=rimg, oy=oy, ox=ox, ky=ky, kx=kx, c=c, kxc=kxc, wsel=wsel, iy_top=iy_top,
+                               ix_left=ix_left, left_off=left_off, top_base=top_base, row_base=row_base)
 
-        def is_real(m, real, iy, ix):
-            if P:
-                m.d.comb += real.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W))
-            else:
-                m.d.comb += real.eq((iy < H) & (ix < W))
+    def _is_real(self, m, real, iy, ix):
+        """Drive ``real`` (comb): pixel (iy, ix) lies inside the image, not in the padding."""
+        H, W, P = self.height, self.width, self.pad
+        if P:
+            m.d.comb += real.eq((iy >= 0) & (iy < H) & (ix >= 0) & (ix < W))
+        else:
+            m.d.comb += real.eq((iy < H) & (ix < W))
 
-        if M == 1:
-            iy = Signal(range(-P, H + P + K + S))
-            ix = Signal(range(-P, W + P + K + S))
-            m.d.comb += [iy.eq(iy_top + ky), ix.eq(ix_left + kx)]
-            real = Signal()
-            is_real(m, real, iy, ix)
+    def _window_pixel(self, m, r):
+        """The pixel of the current word (M = 1), comb: ``(iy, ix, real)``, its image row and
+        column (iy_top + ky, ix_left + kx) and whether it is real (not padding)."""
+        H, W, K, S, P = self.height, self.width, self.kernel, self.stride, self.pad
+        iy = Signal(range(-P, H + P + K + S))
+        ix = Signal(range(-P, W + P + K + S))
+        m.d.comb += [iy.eq(r.iy_top + r.ky), ix.eq(r.ix_left + r.kx)]
+        real = Signal()
+        self._is_real(m, real, iy, ix)
+        return iy, ix, real
 
-        # writer's row, in the reader's image frame (writer is at most one image
-        # behind the reader (only unused rows/columns left) or one image ahead)
+    def _writer_row(self, m, w, r):
+        """The writer's row in the reader's image frame (comb, returned): the writer is at most
+        one image behind the reader (only unused rows/columns left) or one image ahead."""
+        H = self.height
         diff = Signal(2)
-        m.d.comb += diff.eq(wimg - rimg)
+        m.d.comb += diff.eq(w.img - r.img)
         wy_eff = Signal(range(-H, 2 * H))
         with m.Switch(diff):
             with m.Case(0):
-                m.d.comb += wy_eff.eq(wy)
+                m.d.comb += wy_eff.eq(w.y)
             with m.Case(1):
-                m.d.comb += wy_eff.eq(wy + H)
+                m.d.comb += wy_eff.eq(w.y + H)
             with m.Default():
-                m.d.comb += wy_eff.eq(wy - H)
+                m.d.comb += wy_eff.eq(w.y - H)
+        return wy_eff
 
-        # the word the reader needs now has been written
-        if M == 1:
-            written = Signal()
-            m.d.comb += written.eq((wy_eff > iy) | ((wy_eff == iy) & ((wx > ix) | ((wx == ix) & (wc > c)))))
-            ready = ~real | written
-        else:
-            ready, lane_real = self._position_lanes(m, reads, wsel, iy_top, ix_left, top_base, wy_eff, wx, is_real)
+    def _pixel_ready(self, m, wy_eff, w, r, iy, ix, real):
+        """The word the reader needs now (M = 1) can be read: it is padding or has been
+        written (comb; a word written at a clock edge counts from that edge)."""
+        written = Signal()
+        m.d.comb += written.eq((wy_eff > iy) | ((wy_eff == iy) & ((w.x > ix) | ((w.x == ix) & (w.c > r.c)))))
+        return ~real | written
 
-        # oldest pixel any current or later window needs: (fy, fx) of the reader's image
+    def _room(self, m, r, wy_eff, wx):
+        """A buffer slot is free for the next input word (comb, returned).
+
+        The oldest pixel any current or later window needs is (fy, fx) of the reader's
+        image; a slot is free when the pixel it would hold is < (fy, fx) + KR*W in
+        linear order."""
+        H, W, S, P = self.height, self.width, self.stride, self.pad
+        KR, OH, OW = self.buffer_rows, self.out_height, self.out_width
+        iy_top, ix_left = r.iy_top, r.ix_left
         fy = _counter(H, "fy")
         fx = _counter(W, "fx")
         rowwise = Signal()
         # (constant sub-conditions are folded here: Verilator lints constant comparisons)
         top_same = (iy_top + S <= 0) if P >= S else False
         bottom_same = (iy_top >= H - 1) if H - 1 > -P else True
-        m.d.comb += rowwise.eq((oy != OH - 1) & (top_same | bottom_same))
+        m.d.comb += rowwise.eq((r.oy != OH - 1) & (top_same | bottom_same))
         with m.If((iy_top < 0) if P else False):
             m.d.comb += fy.eq(0)
         with m.Elif((iy_top > H - 1) if (OH - 1) * S - P > H - 1 else False):
@@ -289,13 +346,17 @@ class SlidingWindow(wiring.Component):
             m.d.comb += fx.eq(W - 1)
         with m.Else():
             m.d.comb += fx.eq(ix_left)
-        # a slot is free when the pixel it would hold is < F + KR*W (linear order)
         fy_lim = Signal(range(H + KR))
         m.d.comb += fy_lim.eq(fy + KR)
         room = Signal()
         m.d.comb += room.eq((wy_eff < fy_lim) | ((wy_eff == fy_lim) & (wx < fx)))
+        return room
 
-        # ---- write ---------------------------------------------------------------
+    def _write(self, m, w, writes, room):
+        """The input side: ``i.ready`` is ``room``; an accepted word is written at ``w.addr``
+        (every copy) and the write position advances at the same clock edge."""
+        H, W, CW, DEPTH = self.height, self.width, self.cw, self.buffer_words
+        waddr, wy, wx, wc = w.addr, w.y, w.x, w.c
         m.d.comb += self.i.ready.eq(room)
         for wr in writes:
             m.d.comb += [
@@ -310,7 +371,7 @@ class SlidingWindow(wiring.Component):
                 with m.If(wx == W - 1):
                     m.d.sync += wx.eq(0)
                     with m.If(wy == H - 1):
-                        m.d.sync += [wy.eq(0), wimg.eq(wimg + 1)]
+                        m.d.sync += [wy.eq(0), w.img.eq(w.img + 1)]
                     with m.Else():
                         m.d.sync += wy.eq(wy + 1)
                 with m.Else():
@@ -318,7 +379,16 @@ class SlidingWindow(wiring.Component):
             with m.Else():
                 m.d.sync += wc.eq(wc + 1)
 
-        # ---- read ----------------------------------------------------------------
+    def _read(self, m, r, reads, ready, real, lane_real):
+        """The output side: the buffer read and the output register.
+
+        ``advance`` (comb): the output register is empty or taken; then the buffer is
+        read at the current word's address and, one clock edge later, ``o.valid``
+        becomes ``ready`` (the word has arrived or is padding); padding positions
+        (``real`` low for M = 1, ``lane_real`` per lane for M > 1) are replaced by
+        ``pad_value`` at the output. Returns ``issue`` (comb: the current word is read
+        this cycle), which moves the read position on."""
+        P, M = self.pad, self.positions
         advance = Signal()
         issue = Signal()
         m.d.comb += [
@@ -327,7 +397,7 @@ class SlidingWindow(wiring.Component):
         ]
         if M == 1:
             m.d.comb += [
-                reads[0].addr.eq(row_base + left_off + kxc),
+                reads[0].addr.eq(r.row_base + r.left_off + r.kxc),
                 reads[0].en.eq(advance),
             ]
             padflag = Signal()
@@ -342,66 +412,82 @@ class SlidingWindow(wiring.Component):
                 pad_pixel = self._pad_elements(self.in_simd)
                 padflags = [Signal(name=f"padflag{lane}") for lane in range(M)]
                 with m.If(advance):
-                    m.d.sync += [f.eq(~r) for f, r in zip(padflags, lane_real)]
+                    m.d.sync += [flag.eq(~is_real) for flag, is_real in zip(padflags, lane_real)]
                 m.d.comb += Value.cast(self.o.payload).eq(Cat(*[Mux(f, pad_pixel, rd.data)
                                                                 for f, rd in zip(padflags, reads)]))
             else:   # every window lies inside the image: no padding multiplexer
                 m.d.comb += Value.cast(self.o.payload).eq(Cat(*[rd.data for rd in reads]))
+        return issue
 
-        def mod_add(sig, step):
-            step %= DEPTH
-            return Mux(sig >= DEPTH - step, sig - (DEPTH - step), sig + step)
+    def _mod_add(self, sig, step):
+        """``sig + step`` modulo the buffer depth (``sig`` < depth)."""
+        DEPTH = self.buffer_words
+        step %= DEPTH
+        return Mux(sig >= DEPTH - step, sig - (DEPTH - step), sig + step)
 
-        row_step = (S % KR) * WCW
-        img_step = ((H - (OH - 1) * S) % KR) * WCW
-
-        def next_pixel():
-            """Move the read side to the next output pixel (after its window's last word)."""
-            with m.If(ox == OW - 1):
-                m.d.sync += [ox.eq(0), ix_left.eq(-P)] + ([left_off.eq(-P * CW)] if M == 1 else [])
-                with m.If(oy == OH - 1):
-                    m.d.sync += [oy.eq(0), iy_top.eq(-P), rimg.eq(rimg + 1),
-                                 top_base.eq(mod_add(top_base, img_step))]
-                    if M == 1:
-                        m.d.sync += row_base.eq(mod_add(top_base, img_step))
-                with m.Else():
-                    m.d.sync += [oy.eq(oy + 1), iy_top.eq(iy_top + S),
-                                 top_base.eq(mod_add(top_base, row_step))]
-                    if M == 1:
-                        m.d.sync += row_base.eq(mod_add(top_base, row_step))
-            with m.Else():
-                m.d.sync += [ox.eq(ox + 1), ix_left.eq(ix_left + S)]
-                if M == 1:
-                    m.d.sync += [left_off.eq(left_off + S * CW), row_base.eq(top_base)]
-
+    def _step_read(self, m, r, issue):
+        """On ``issue`` move the read position to the next word at the clock edge: for
+        M = 1 through channel words, kernel columns and rows (``row_base`` a buffer row
+        further per ky), for M > 1 through the words of the window; after a window's
+        last word to the next output pixel (:meth:`_next_pixel`)."""
+        K, CW, M = self.kernel, self.cw, self.positions
         with m.If(issue):
             if M == 1:
+                c, kx, ky, kxc = r.c, r.kx, r.ky, r.kxc
                 with m.If(c == CW - 1):
                     m.d.sync += c.eq(0)
                     with m.If(kx == K - 1):
                         m.d.sync += [kx.eq(0), kxc.eq(0)]
                         with m.If(ky == K - 1):
                             m.d.sync += ky.eq(0)
-                            next_pixel()
+                            self._next_pixel(m, r)
                         with m.Else():
-                            m.d.sync += [ky.eq(ky + 1), row_base.eq(mod_add(row_base, WCW))]
+                            m.d.sync += [ky.eq(ky + 1), r.row_base.eq(self._mod_add(r.row_base, self.width * CW))]
                     with m.Else():
                         m.d.sync += [kx.eq(kx + 1), kxc.eq(kxc + 1)]
                 with m.Else():
                     m.d.sync += [c.eq(c + 1), kxc.eq(kxc + 1)]
             else:
-                with m.If(wsel == NW - 1):
-                    m.d.sync += wsel.eq(0)
-                    next_pixel()
+                with m.If(r.wsel == K * K // M - 1):
+                    m.d.sync += r.wsel.eq(0)
+                    self._next_pixel(m, r)
                 with m.Else():
-                    m.d.sync += wsel.eq(wsel + 1)
-        return m
+                    m.d.sync += r.wsel.eq(r.wsel + 1)
+
+    def _next_pixel(self, m, r):
+        """Move the read side to the next output pixel (after its window's last word), in
+        raster order, to the next image after the last: ``iy_top``, ``ix_left``,
+        ``left_off``, ``top_base`` and ``row_base`` follow (at the same clock edge)."""
+        H, W, S, P = self.height, self.width, self.stride, self.pad
+        CW, KR, M = self.cw, self.buffer_rows, self.positions
+        OH, OW = self.out_height, self.out_width
+        WCW = W * CW
+        row_step = (S % KR) * WCW
+        img_step = ((H - (OH - 1) * S) % KR) * WCW
+        ox, oy, ix_left, iy_top, top_base = r.ox, r.oy, r.ix_left, r.iy_top, r.top_base
+        mod_add = self._mod_add
+        with m.If(ox == OW - 1):
+            m.d.sync += [ox.eq(0), ix_left.eq(-P)] + ([r.left_off.eq(-P * CW)] if M == 1 else [])
+            with m.If(oy == OH - 1):
+                m.d.sync += [oy.eq(0), iy_top.eq(-P), r.img.eq(r.img + 1),
+                             top_base.eq(mod_add(top_base, img_step))]
+                if M == 1:
+                    m.d.sync += r.row_base.eq(mod_add(top_base, img_step))
+            with m.Else():
+                m.d.sync += [oy.eq(oy + 1), iy_top.eq(iy_top + S),
+                             top_base.eq(mod_add(top_base, row_step))]
+                if M == 1:
+                    m.d.sync += r.row_base.eq(mod_add(top_base, row_step))
+        with m.Else():
+            m.d.sync += [ox.eq(ox + 1), ix_left.eq(ix_left + S)]
+            if M == 1:
+                m.d.sync += [r.left_off.eq(r.left_off + S * CW), r.row_base.eq(top_base)]
 
     def _pad_elements(self, n):
         """A word of ``n`` elements, each ``pad_value``."""
         return Const(pack_fields([self.pad_value] * n, [self.bits] * n), n * self.bits)
 
-    def _position_lanes(self, m, reads, wsel, iy_top, ix_left, top_base, wy_eff, wx, is_real):
+    def _position_lanes(self, m, reads, wsel, iy_top, ix_left, top_base, wy_eff, wx):
         """Read addresses of the M position lanes of the current word (M > 1, CW = 1).
 
         Lane l of word n reads kernel position q = n*M + l, (ky, kx) = divmod(q, K),
@@ -433,7 +519,7 @@ class SlidingWindow(wiring.Component):
                 reals.append(None)
             else:
                 real = Signal(name=f"real{lane}")
-                is_real(m, real, iy, ix)
+                self._is_real(m, real, iy, ix)
                 oks.append(~real | written)
                 reals.append(real)
             row = Signal(range(max(DEPTH, 2)), name=f"row{lane}")
