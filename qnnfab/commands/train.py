@@ -10,7 +10,7 @@ from qnnfab import netconfig
 from qnnfab.errors import ConfigError
 from qnnfab.flow import OutputFolder
 from qnnfab.interop.qonnx_export import save_qonnx
-from qnnfab.train.datasets import load_digits, load_npz
+from qnnfab.train.datasets import load_digits, load_file
 from qnnfab.train.fixed_point import DEFAULT_LR, fixed_point_geometry, parse_fixed_point, train_fixed_point
 from qnnfab.training import describe_arch, format_table, plot_curves, run_training
 
@@ -34,7 +34,7 @@ def load_dataset(args):
     """The shipped digits, or the images of --data (named for the exported files)."""
     if args.data is None:
         return load_digits()
-    ds = load_npz(args.data, pixel_bits=8 if args.pixel_bits is None else args.pixel_bits)
+    ds = load_file(args.data, pixel_bits=8 if args.pixel_bits is None else args.pixel_bits)
     ds.name = netconfig.safe_name(ds.name, "data")  # it names the exported networks and files
     warn_label_gaps(ds)
     return ds
