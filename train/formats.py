@@ -40,7 +40,7 @@ from numpy._core.numeric import _frombuffer
 from qnnfab.errors import ConfigError
 from qnnfab.npzfile import check_labels, read_npz
 
-__all__ = ["read_dataset", "detect_format", "test_partner", "ArraysOnlyUnpickler", "FORMATS",
+__all__ = ["read_dataset", "detect_format", "standard_test_file", "ArraysOnlyUnpickler", "FORMATS",
            "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "CIFAR_RECORD"]
 
 #: the formats :func:`detect_format` names
@@ -52,6 +52,7 @@ CIFAR_PIXELS = 3 * CIFAR_SIDE * CIFAR_SIDE
 CIFAR_RECORD = 1 + CIFAR_PIXELS
 CIFAR_CLASSES = 10
 _GZIP_MAGIC = b"\x1f\x8b"
+_IDX_TYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)   # idx element types (u8, s8, i16, i32, f32, f64)
 _FORMATS_TEXT = ("an .npz, an MNIST idx images file (...-images-idx3-ubyte[.gz]), a CIFAR-10 binary batch "
                  "(data_batch_N.bin, test_batch.bin) or a CIFAR-10 Python batch (data_batch_N, test_batch)")
 _IMAGES_TO_LABELS = (("images-idx3", "labels-idx1"), ("images.idx3", "labels.idx1"))
@@ -105,12 +106,12 @@ def detect_format(path, where=None, field="path"):
         raise ConfigError(where, field, f"{p} cannot be read ({e})", "check the path and its permissions") from None
     if head[:2] == b"PK":
         return "npz"
-    if len(head) == 4 and head[:2] == b"\0\0":
+    if _plain_name(p).endswith(".bin"):     # records start with any label and pixel bytes: the name decides
+        return "cifar-binary"
+    if len(head) == 4 and head[:2] == b"\0\0" and head[2] in _IDX_TYPES:
         return "idx"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "cifar-python"
-    if _plain_name(p).endswith(".bin"):
-        return "cifar-binary"
     return None
 
 
@@ -140,7 +141,7 @@ def read_dataset(path, *, labels=None, where=None, field="path"):
     return _read_cifar_python(p, where, field)
 
 
-def test_partner(path):
+def standard_test_file(path):
     """The standard test file next to a standard training file, if it exists:
     ``train-images-idx3-ubyte[.gz]`` -> ``t10k-images-idx3-ubyte[.gz]``,
     ``data_batch_N[.bin]`` -> ``test_batch[.bin]``; else None."""
@@ -243,6 +244,10 @@ def _read_cifar_binary(p, where, field):
     return _chw_rows_to_nhwc(rec[:, 1:]), _check_cifar_labels(rec[:, 0].astype(np.int64), p, where, field)
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle names a global :class:`ArraysOnlyUnpickler` does not load."""
+
+
 class ArraysOnlyUnpickler(pickle.Unpickler):
     """An unpickler that builds only plain containers and NumPy arrays: any global other than
     NumPy's array reconstruction (``_reconstruct``, ``ndarray``, ``dtype``, ``_frombuffer``) is
@@ -261,7 +266,7 @@ class ArraysOnlyUnpickler(pickle.Unpickler):
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"refused global {module}.{name} (only NumPy arrays are loaded)") from None
+            raise RefusedGlobal(f"refused global {module}.{name} (only NumPy arrays are loaded)") from None
 
 
 def _entry(d, key):
@@ -276,8 +281,9 @@ def _read_cifar_python(p, where, field):
     fix = "give a CIFAR-10 Python batch as distributed (a pickled dict of data and labels)"
     try:
         d = ArraysOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as e:
-        raise ConfigError(where, field, f"{p} is a pickle this reader refuses or cannot read ({e})", fix) from None
+    except RefusedGlobal as e:
+        raise ConfigError(where, field, f"{p} is a pickle that would call code ({e})",
+                          "give a CIFAR-10 Python batch as distributed (a pickled dict of arrays and lists)") from None
     except Exception as e:  # a damaged pickle fails in many ways; only allowed globals could run
         raise ConfigError(where, field, f"{p} is a truncated or damaged pickle ({type(e).__name__}: {e})",
                           "download or unpack it again") from None
