@@ -35,7 +35,7 @@ import numpy as np
 from qnnfab.errors import ConfigError
 from qnnfab.npzfile import check_labels, read_npz
 
-from .formats import detect_format, read_dataset, test_partner
+from .formats import detect_format, read_dataset, standard_test_file
 
 __all__ = ["Dataset", "load_digits", "from_arrays", "load_npz", "load_file", "split", "DATA_DIR", "MAX_CLASSES"]
 
@@ -218,7 +218,7 @@ def load_file(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
         return load_npz(p, pixel_bits, name, test_fraction, seed)
     x, y = read_dataset(p, where=where, field="path")
     name = name or p.name.removesuffix(".gz")
-    partner = test_partner(p)
+    partner = standard_test_file(p)
     if partner is None:
         parts = split(x, y, test_fraction, seed)
     else:
