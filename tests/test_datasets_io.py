@@ -314,10 +314,28 @@ def test_train_reads_idx_files_with_their_test_set(tmp_path, capsys):
         x[y == 0, :2] += 180
         x[y == 1, 2:] += 180
         return x, y
-    train, _ = _mnist(tmp_path, *halves(80), "train", gz=True)
-    _mnist(tmp_path, *halves(20), "t10k", gz=True)
+    folder = tmp_path / "halves"
+    folder.mkdir()
+    train, _ = _mnist(folder, *halves(80), "train", gz=True)
+    _mnist(folder, *halves(20), "t10k", gz=True)
     rc = main(["train", "--data", str(train), "--schemes", "ste", "--hidden", "16", "--epochs", "3",
                "--out", str(tmp_path / "out")])
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert "80 train / 20 test images, MLP 16-16-2" in text, text
+    assert "training on halves: 80 train / 20 test images, MLP 16-16-2" in text, text
+    assert (tmp_path / "out" / "halves-ste.toml").is_file()
+
+
+def test_a_cifar_batch_without_its_test_file_is_split(tmp_path):
+    from qnnfab.train.datasets import load_file
+    x, _ = _images(8, seed=7)
+    y = np.array([0, 1] * 4)
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    (folder / "data_batch_1.bin").write_bytes(b"".join(_cifar_record(x[i], int(y[i])) for i in range(8)))
+    ds = load_file(folder / "data_batch_1.bin")
+    assert (len(ds.y_train), len(ds.y_test)) == (6, 2)       # 25 % of 8 images held out
+    assert ds.name == "cifar" and ds.input_shape == (32, 32, 3) and ds.pixel_bits == 8
+    got = np.concatenate([ds.x_train, ds.x_test]).reshape(-1, 32, 32, 3)
+    order = [np.flatnonzero((x.reshape(8, -1) == row.reshape(1, -1)).all(1))[0] for row in got]
+    assert sorted(order) == list(range(8)) and np.array_equal(np.concatenate([ds.y_train, ds.y_test]), y[order])

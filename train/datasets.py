@@ -27,6 +27,7 @@ an ``.npz`` or a standard data set file (MNIST idx, CIFAR-10 batches, read by
 """
 
 import gzip
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,13 +212,17 @@ def load_file(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
     or Python batch) with its raw uint8 pixels (``pixel_bits`` 8). The test set is the standard test
     file beside a standard training file (``t10k-images-idx3-ubyte`` beside ``train-images-...``,
     ``test_batch[.bin]`` beside ``data_batch_N[.bin]``) when it is there, else a seeded
-    ``test_fraction`` split of the file's images (:func:`split`)."""
+    ``test_fraction`` split of the file's images (:func:`split`). The data set is named after the
+    file, or after its folder when the file has a standard name (``mnist/train-images-idx3-ubyte``: mnist)."""
     p = Path(path)
     where = f"dataset file {p}"
     if detect_format(p, where, "path") in (None, "npz"):   # None: read_npz says what the file is
         return load_npz(p, pixel_bits, name, test_fraction, seed)
     x, y = read_dataset(p, where=where, field="path")
-    name = name or p.name.removesuffix(".gz")
+    if name is None:   # the folder names a data set kept under its standard file names
+        plain = p.name.removesuffix(".gz")
+        standard = re.fullmatch(r"(train|t10k)-images[-.]idx3-ubyte|(data_batch_\d+|test_batch)(\.bin)?", plain)
+        name = p.resolve().parent.name if standard else plain
     partner = standard_test_file(p)
     if partner is None:
         parts = split(x, y, test_fraction, seed)
