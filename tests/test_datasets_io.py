@@ -317,13 +317,18 @@ def test_train_reads_idx_files_with_their_test_set(tmp_path, capsys):
     folder = tmp_path / "halves"
     folder.mkdir()
     train, _ = _mnist(folder, *halves(80), "train", gz=True)
-    _mnist(folder, *halves(20), "t10k", gz=True)
+    test_x, test_y = halves(20)
+    t10k, _ = _mnist(folder, test_x, test_y, "t10k", gz=True)
     rc = main(["train", "--data", str(train), "--schemes", "ste", "--hidden", "16", "--epochs", "3",
                "--out", str(tmp_path / "out")])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "training on halves: 80 train / 20 test images, MLP 16-16-2" in text, text
-    assert (tmp_path / "out" / "halves-ste.toml").is_file()
+    # the exported network reads 8-bit pixels: verify takes the test file's raw pixels as its input codes
+    from qnnfab import netconfig
+    from qnnfab.sim.datafile import load_frames
+    frames, labels = load_frames(t10k, netconfig.load(tmp_path / "out" / "halves-ste.toml"), field="--data")
+    assert np.array_equal(frames, test_x.reshape(20, 16)) and np.array_equal(labels, test_y)
 
 
 def test_a_cifar_batch_without_its_test_file_is_split(tmp_path):
