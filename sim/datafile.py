@@ -56,7 +56,8 @@ def _range_fix(kind, hi_value):
     (threshold 8-bit pixels), narrower uint networks the top bits of a pixel."""
     save = "and store them with numpy.savez(FILE.npz, x=codes, y=labels)"
     if kind.kind == "bipolar":
-        return f"threshold the pixels to bits first, e.g. codes = (x >= {(int(hi_value) + 1) // 2}).astype(np.uint8), {save}"
+        half = (int(hi_value) + 1) // 2
+        return f"threshold the pixels to bits first, e.g. codes = (x >= {half}).astype(np.uint8), {save}"
     if kind.kind == "uint" and 0 < kind.bits < 8 and hi_value <= 255:
         return f"keep the top {kind.bits} bits of the 8-bit pixels, e.g. codes = x >> {8 - kind.bits}, {save}"
     return "convert the inputs to the network's input codes"
@@ -77,7 +78,8 @@ def load_frames(path, cfg, *, field="data"):
         store = read_npz(p, where, field, "write it with numpy.savez(path, x=frames, y=labels)")
         xname, x = _pick(store, ("x", "x_test"))
         if x is None:
-            raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")
+            raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}",
+                              "store the frames as x (or x_test)")
         yname, y = _pick(store, ("y", "y_test"))
     else:
         x, y = read_dataset(p, where=where, field=field)

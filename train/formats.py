@@ -132,7 +132,8 @@ def read_dataset(path, *, labels=None, where=None, field="path"):
         store = read_npz(p, where, field, "write it with numpy.savez(path, x=frames, y=labels)")
         x = store.get("x", store.get("x_test"))
         if x is None:
-            raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")
+            raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}",
+                              "store the frames as x (or x_test)")
         return x, store.get("y", store.get("y_test"))
     if fmt == "idx":
         return _read_mnist(p, labels, where, field)
