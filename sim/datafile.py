@@ -6,6 +6,9 @@ codes for uint/int inputs), shape exactly ``(B,) + input_shape`` (images in
 NHWC order, channels last; no reshaping of other layouts); and optionally
 ``y`` (or ``y_test``): one integer label per frame in [0, outputs). ``qnnfab demo``
 writes such a file (``test_images.npz``) for the digits test set.
+
+Standard data set files (MNIST idx, CIFAR-10 binary and Python batches) are
+read by :func:`qnnfab.train.formats.read_dataset` and checked the same way.
 """
 
 import math
@@ -16,6 +19,7 @@ import numpy as np
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind
 from qnnfab.npzfile import check_labels, read_npz
+from qnnfab.train.formats import detect_format, read_dataset
 
 __all__ = ["load_frames"]
 
@@ -47,16 +51,42 @@ def _check_layout(where, name, got, shape):
     raise ConfigError(where, name, problem, fix)
 
 
+def _range_fix(kind, hi_value):
+    """What to do with inputs outside the network's codes: bipolar networks read one bit per input
+    (threshold 8-bit pixels), narrower uint networks the top bits of a pixel."""
+    save = "and store them with numpy.savez(FILE.npz, x=codes, y=labels)"
+    if kind.kind == "bipolar":
+        half = (int(hi_value) + 1) // 2
+        return f"threshold the pixels to bits first, e.g. codes = (x >= {half}).astype(np.uint8), {save}"
+    if kind.kind == "uint" and 0 < kind.bits < 8 and hi_value <= 255:
+        return f"keep the top {kind.bits} bits of the 8-bit pixels, e.g. codes = x >> {8 - kind.bits}, {save}"
+    return "convert the inputs to the network's input codes"
+
+
 def load_frames(path, cfg, *, field="data"):
     """``(frames, labels or None)`` from ``path`` for network ``cfg``, checked
     against its input shape and kind; every problem is a :class:`ConfigError`
-    (one about the file itself names ``field``: a command passes its option)."""
+    (one about the file itself names ``field``: a command passes its option).
+
+    ``path`` is an ``.npz`` (see the module docstring) or any file
+    :func:`qnnfab.train.formats.read_dataset` reads (MNIST idx, CIFAR-10
+    batches): their raw uint8 pixel codes (B, H, W, C) are taken as they are,
+    flattened in NHWC order for a network with a 1-D input."""
     p = Path(path)
     where = str(path)
-    store = read_npz(p, where, field, "write it with numpy.savez(path, x=frames, y=labels)")
-    xname, x = _pick(store, ("x", "x_test"))
-    if x is None:
-        raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")
+    if detect_format(p, where, field) in (None, "npz"):   # None: read_npz says what the file is
+        store = read_npz(p, where, field, "write it with numpy.savez(path, x=frames, y=labels)")
+        xname, x = _pick(store, ("x", "x_test"))
+        if x is None:
+            raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}",
+                              "store the frames as x (or x_test)")
+        yname, y = _pick(store, ("y", "y_test"))
+    else:
+        x, y = read_dataset(p, where=where, field=field)
+        xname, yname = "images", "labels"
+        shape = tuple(cfg.input_shape)
+        if len(shape) == 1 and x.shape[1:] != shape and math.prod(x.shape[1:]) == shape[0]:
+            x = x.reshape(len(x), -1)
     if x.ndim < 2:
         raise ConfigError(where, xname, f"must hold frames, shape (B,) + input_shape, got an array of shape {x.shape}",
                           "store one row per frame, e.g. x of shape (B, features)")
@@ -75,9 +105,8 @@ def load_frames(path, cfg, *, field="data"):
     xmin, xmax = x.min(), x.max()            # in the file's own dtype: a uint64 never shows wrapped
     if xmin < lo or xmax > hi:
         raise ConfigError(where, xname, f"values span [{xmin}, {xmax}], the network reads {what} in "
-                          f"[{lo}, {hi}]", "convert the inputs to the network's input codes")
+                          f"[{lo}, {hi}]", _range_fix(kind, xmax))
     x = x.astype(np.int64)
-    yname, y = _pick(store, ("y", "y_test"))
     if y is not None:
         y = check_labels(where, yname, y, x.shape[0], classes=math.prod(cfg.layers[-1].out_shape))
     return x, y

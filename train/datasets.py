@@ -21,10 +21,13 @@ CSV row is 64 pixels (row-major) followed by the label.
 
 Bring your own data with :func:`from_arrays` (e.g. MNIST uint8 arrays with
 ``pixel_bits=8``, or float images in [0, 1] quantized to ``pixel_bits``), or
-with :func:`load_npz` from one ``.npz`` file (``qnnfab train --data FILE``).
+with :func:`load_npz` from one ``.npz`` file, or with :func:`load_file` from
+an ``.npz`` or a standard data set file (MNIST idx, CIFAR-10 batches, read by
+:mod:`qnnfab.train.formats`; ``qnnfab train --data FILE``).
 """
 
 import gzip
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +36,9 @@ import numpy as np
 from qnnfab.errors import ConfigError
 from qnnfab.npzfile import check_labels, read_npz
 
-__all__ = ["Dataset", "load_digits", "from_arrays", "load_npz", "split", "DATA_DIR", "MAX_CLASSES"]
+from .formats import detect_format, read_dataset, standard_test_file
+
+__all__ = ["Dataset", "load_digits", "from_arrays", "load_npz", "load_file", "split", "DATA_DIR", "MAX_CLASSES"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MAX_CLASSES = 1024   # labels 0..1023: the output layer has one score per class
@@ -199,3 +204,32 @@ def load_npz(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
         if parts[k].ndim == 3:
             parts[k] = parts[k][..., None]
     return from_arrays(*parts, pixel_bits=pixel_bits, name=name or p.stem)
+
+
+def load_file(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
+    """A dataset from one data file (``qnnfab train --data FILE``): an ``.npz`` as :func:`load_npz`
+    reads it, or a file :func:`qnnfab.train.formats.read_dataset` reads (MNIST idx, CIFAR-10 binary
+    or Python batch) with its raw uint8 pixels (``pixel_bits`` 8). The test set is the standard test
+    file beside a standard training file (``t10k-images-idx3-ubyte`` beside ``train-images-...``,
+    ``test_batch[.bin]`` beside ``data_batch_N[.bin]``) when it is there, else a seeded
+    ``test_fraction`` split of the file's images (:func:`split`). The data set is named after the
+    file, or after its folder when the file has a standard name (``mnist/train-images-idx3-ubyte``: mnist)."""
+    p = Path(path)
+    where = f"dataset file {p}"
+    if detect_format(p, where, "path") in (None, "npz"):   # None: read_npz says what the file is
+        return load_npz(p, pixel_bits, name, test_fraction, seed)
+    x, y = read_dataset(p, where=where, field="path")
+    if name is None:   # the folder names a data set kept under its standard file names
+        plain = p.name.removesuffix(".gz")
+        standard = re.fullmatch(r"(train|t10k)-images[-.]idx3-ubyte|(data_batch_\d+|test_batch)(\.bin)?", plain)
+        name = p.resolve().parent.name if standard else plain
+    partner = standard_test_file(p)
+    if partner is None:
+        parts = split(x, y, test_fraction, seed)
+    else:
+        xt, yt = read_dataset(partner, where=f"dataset file {partner}", field="path")
+        parts = (x, y, xt, yt)
+    if len(np.unique(np.concatenate([parts[1], parts[3]]))) == 1:
+        raise ConfigError(where, "labels", f"holds one class only (every label is {y[0]})",
+                          "give images of at least two classes")
+    return from_arrays(*parts, pixel_bits=pixel_bits, name=name)

@@ -10,7 +10,7 @@ from qnnfab import netconfig
 from qnnfab.errors import ConfigError
 from qnnfab.flow import OutputFolder
 from qnnfab.interop.qonnx_export import save_qonnx
-from qnnfab.train.datasets import load_digits, load_npz
+from qnnfab.train.datasets import load_digits, load_file
 from qnnfab.train.fixed_point import DEFAULT_LR, fixed_point_geometry, parse_fixed_point, train_fixed_point
 from qnnfab.training import describe_arch, format_table, plot_curves, run_training
 
@@ -34,7 +34,7 @@ def load_dataset(args):
     """The shipped digits, or the images of --data (named for the exported files)."""
     if args.data is None:
         return load_digits()
-    ds = load_npz(args.data, pixel_bits=8 if args.pixel_bits is None else args.pixel_bits)
+    ds = load_file(args.data, pixel_bits=8 if args.pixel_bits is None else args.pixel_bits)
     ds.name = netconfig.safe_name(ds.name, "data")  # it names the exported networks and files
     warn_label_gaps(ds)
     return ds
@@ -112,6 +112,7 @@ def add_parser(sub):
         epilog="example:\n  qnnfab train --epochs 30 --out out/train\n"
                "  qnnfab train --hidden c64,p2,256 --act-bits 2 --out out/train-conv\n"
                "  qnnfab train --fixed-point 16,8 --rounding stochastic --hidden c8,p2,32 --lr 0.01 --out out/fx\n"
+               "  qnnfab train --data mnist/train-images-idx3-ubyte.gz --hidden 256,256 --out out/mnist\n"
                "  qnnfab sim --config out/train/digits-ste.toml --frames 100",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--schemes", default=None,
@@ -122,10 +123,13 @@ def add_parser(sub):
     arch_args(t)
     t.add_argument("--seed", type=int, default=0,
                    help="seed in [0, 2^31) of the weight initialisation and the shuffling (default 0)")
-    t.add_argument("--data", metavar="FILE.npz", default=None,
-                   help="your own images instead of the shipped digits: x_train, y_train, x_test, y_test "
-                        "(or x, y, split 75/25), integer pixels or floats in [0, 1], (B, H, W[, C]) or (B, F), "
-                        "labels 0..classes-1; see the README")
+    t.add_argument("--data", metavar="FILE", default=None,
+                   help="your own images instead of the shipped digits: an .npz of x_train, y_train, x_test, "
+                        "y_test (or x, y, split 75/25), integer pixels or floats in [0, 1], (B, H, W[, C]) or "
+                        "(B, F), labels 0..classes-1; or an MNIST idx images file (train-images-idx3-ubyte[.gz], "
+                        "labels beside it) or a CIFAR-10 binary or Python batch (data_batch_N[.bin]), tested on "
+                        "the standard test file beside it (t10k-..., test_batch[.bin]) or else split 75/25; "
+                        "see the README")
     t.add_argument("--pixel-bits", type=int, default=None,
                    help="bits (1..16) of the --data pixels (default 8; floats are quantized to this)")
     t.add_argument("--lr", type=float, default=None,

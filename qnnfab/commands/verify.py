@@ -38,12 +38,20 @@ def add_parser(sub):
                     "every output word with the golden model and print accuracy, agreement and cycles/frame. "
                     "Exit 1 when any word differs.",
         epilog="examples:\n  qnnfab verify --config out/demo/train/digits-ste.toml --data out/demo/test_images.npz\n"
+               "  qnnfab verify --config mnist.toml --data mnist/t10k-images-idx3-ubyte.gz\n"
                "data: an .npz with x (or x_test): frames of stored input values, shape (B,) + the network's "
                "input_shape exactly (images NHWC, channels last), integers in the input kind's range, and optionally "
-               "y (or y_test): integer class indices, one per frame",
+               "y (or y_test): integer class indices, one per frame;\n"
+               "or a standard data set file, its raw uint8 pixels taken as the input codes (flattened NHWC for a 1-D "
+               "input): an MNIST idx images file (...-images-idx3-ubyte[.gz], labels read from the "
+               "...-labels-idx1-ubyte[.gz] beside it), a CIFAR-10 binary batch (data_batch_N.bin, test_batch.bin) "
+               "or Python batch (data_batch_N, test_batch). A bipolar network reads bits: threshold the pixels "
+               "into an .npz first",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
-    v.add_argument("--data", required=True, metavar="FILE.npz", help="frames (x / x_test) and labels (y / y_test)")
+    v.add_argument("--data", required=True, metavar="FILE",
+                   help="frames and labels: an .npz (x / x_test, y / y_test), an MNIST idx images file or a "
+                        "CIFAR-10 batch (see below)")
     v.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N frames")
     v.add_argument("--seed", type=int, default=1, help="seed of the random gaps and backpressure (default 1)")
     v.set_defaults(func=run)
