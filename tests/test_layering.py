@@ -28,8 +28,16 @@ LAYERS = [
 ]
 
 def _packages():
-    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
-    return {pkg: ROOT / folder for pkg, folder in cfg.items()}
+    """``{package: folder}`` of every package pyproject.toml installs."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = tool["package-dir"]
+    out = {}
+    for pkg in tool["packages"]:
+        parent = pkg
+        while parent not in dirs:       # a package below a mapped one lies in its folder
+            parent = parent.rpartition(".")[0]
+        out[pkg] = ROOT / dirs[parent] / pkg[len(parent):].lstrip(".").replace(".", "/")
+    return out
 
 
 def _modules():
@@ -82,6 +90,15 @@ def _imports(module):
 
     visit(tree, False)
     return out
+
+
+def test_every_package_folder_is_installed():
+    """A folder with an ``__init__.py`` below a package folder is a package pyproject.toml lists
+    (else an installed qnnfab would lack it, and this test would not see its imports)."""
+    folders = set(_packages().values())
+    missing = [str(init.parent.relative_to(ROOT)) for folder in list(folders)
+               for init in folder.rglob("__init__.py") if init.parent not in folders and ".venv" not in init.parts]
+    assert missing == []
 
 
 def test_every_module_has_a_layer():
