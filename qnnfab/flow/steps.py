@@ -29,7 +29,8 @@ from qnnfab.golden.network import network_of
 
 __all__ = ["load", "estimate", "check_fit", "synthesis_stages", "synthesize_report", "synthesize_links",
            "write_accelerator",
-           "write_overlay", "write_selftest", "write_gemm", "report_text", "write_report", "write_chart", "verify", "write_verify_arrays", "golden_labels",
+           "write_overlay", "write_selftest", "write_gemm", "report_text", "write_report", "write_chart", "verify", "golden_labels",
+           "write_verify_arrays",
            "cosimulate_overlay",
            "FIT_FIX", "RUNTIME_WEIGHTS"]
 
