@@ -38,7 +38,7 @@ from qnnfab import folding
 from qnnfab import overlay_map as om
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind, accumulator_range, range_bits
-from qnnfab.packing import frame_labels, pack_words, unpack_fields, unpack_words
+from qnnfab.packing import pack_words, unpack_fields, unpack_words
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
 
@@ -266,12 +266,9 @@ class Plan:
     @property
     def label_rule(self):
         """How a frame's label follows from its outputs (the config's ``label``, one of
-        :data:`qnnfab.packing.LABEL_RULES`): the hardware's label port, the board's label word."""
+        :data:`qnnfab.packing.LABEL_RULES`, computed by :func:`qnnfab.packing.frame_labels`): the
+        hardware's label port, the board's label word."""
         return self.cfg.label
-
-    def labels(self, scores):
-        """The label of every frame of ``scores`` (frames, outputs) under :attr:`label_rule`."""
-        return frame_labels(scores, self.label_rule)
 
     @property
     def layers(self):
