@@ -16,6 +16,10 @@ TOML format::
     weights_mode = "const"        # "const": weights are constants of the hardware;
                                   # "runtime": RAMs loaded with a weights image
                                   # (`qnnfab pack-weights`, qnnfab/weights_image.py)
+    label = "argmax"              # the label of a frame (hardware label port, board, verify):
+                                  # "argmax": the largest output, lowest index on ties;
+                                  # "highest_set_bit": last layer with one-bit outputs only:
+                                  # the highest index whose output is 1, 0 when none is
 
     [[layer]]
     name = "fc0"
@@ -71,11 +75,12 @@ from qnnfab import folding
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import divisors
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
+from qnnfab.packing import LABEL_RULES
 
 MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rtl/loadable_memory.py)
 
 __all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "check_name",
-           "safe_name", "LIMITS", "config_field", "config_fields", "toml_fields", "toml_value"]
+           "check_label_rule", "safe_name", "LIMITS", "config_field", "config_fields", "toml_fields", "toml_value"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool")
 WEIGHTS_MODES = ("const", "runtime")
@@ -453,6 +458,19 @@ def _read_fifo_depth(ctx):
     return depth
 
 
+def check_label_rule(where, rule, last):
+    """Raise :class:`ConfigError` unless label ``rule`` applies to the outputs of ``last`` (the last
+    :class:`LayerSpec`): "highest_set_bit" reads one bit per output, so the last layer must output
+    one-bit elements (act = "bipolar" or "uint1", or a max pool of them)."""
+    if rule != "highest_set_bit" or last is None:
+        return
+    if last.out_bits != 1 or last.out_kind not in ("bipolar", "uint"):
+        out = f'act = "{last.act}"' if last.type in COMPUTE else f"{last.out_kind} {last.out_bits}-bit outputs"
+        raise ConfigError(where, "label", f'"highest_set_bit" needs one bit per output, but the last layer '
+                          f"'{last.name}' has {out}",
+                          'give the last layer act = "bipolar", or use label = "argmax"')
+
+
 COMPUTE = ("fc", "conv")         # layers with weights and an adder tree
 WINDOWED = ("conv", "maxpool")   # layers that slide a window
 
@@ -552,6 +570,16 @@ class NetConfig:
                 strings_only=False), default="const", dump=UNLESS_DEFAULT)
     pipeline: int | str = config_field("default of the layers' pipeline (each layer writes its own)",
                                        _read_pipeline, default=0, dump=NEVER)
+    label: str = config_field(
+        f"how a frame's label follows from the last layer's outputs, one of {LABEL_RULES} "
+        "(qnnfab.packing.frame_labels); highest_set_bit needs one-bit outputs",
+        _choice(LABEL_RULES, "unknown label rule {v!r}",
+                f'use label = "argmax" (largest output, lowest index on ties) or "highest_set_bit" '
+                "(one-bit outputs: highest index whose output is 1, 0 when none)"),
+        default="argmax", hashed=HASHED_UNLESS_DEFAULT, dump=UNLESS_DEFAULT)
+
+    def __post_init__(self):
+        check_label_rule(f"network '{self.name}'", self.label, self.layers[-1] if self.layers else None)
 
     # ---- performance model --------------------------------------------
     def layer_cycles(self, L):

@@ -53,7 +53,7 @@ Output: one record per frame, ``out_record_bytes`` long: the score words
 (the last layer's PE scores each, ``out_bits`` two's complement bits per
 score when ``out_signed``, score 0 at the LSBs) in slots of
 ``out_slot_bytes`` (power of two, at least 4), then one slot with the label
-word (bits 15:0 the arg-max label, bits 31:16 the frame's index in the run
+word (bits 15:0 the label under the network's ``label_rule``, bits 31:16 the frame's index in the run
 modulo 2^16), then zero padding to a whole number of bus words.
 """
 
@@ -143,6 +143,9 @@ ERRORS = {
 ERROR_NAMES = {v: k for k, v in ERRORS.items()}
 
 
+DEFAULT_LABEL_RULE = "argmax"     # qnnfab.packing.LABEL_RULES[0]
+
+
 def slot_bytes(bits, minimum=1):
     """Bytes of a slot holding a ``bits``-wide word: a power of two >= ``minimum``."""
     n = max(minimum, -(-bits // 8))
@@ -159,7 +162,10 @@ class Formats:
     ``out_elems`` (scores per output word), ``out_bits``, ``out_signed``,
     ``out_words`` (per frame), ``topology_hash``, ``bus_bytes``,
     ``runtime_weights``, ``identity_hash`` (the plan's; optional, default
-    ``topology_hash``).
+    ``topology_hash``), ``label_rule`` (how the label word's label follows
+    from the scores, the config's ``label``: "argmax" or "highest_set_bit",
+    see ``frame_labels`` in ``qnnfab_packing.py``; optional, default
+    "argmax", written only when not the default).
     """
 
     FIELDS = ("name", "input_shape", "input_kind", "input_bits", "in_simd", "out_elems", "out_bits",
@@ -172,6 +178,7 @@ class Formats:
         for f in self.FIELDS:
             setattr(self, f, kw[f])
         self.identity_hash = kw.get("identity_hash", self.topology_hash)
+        self.label_rule = kw.get("label_rule", DEFAULT_LABEL_RULE)
         self.input_shape = tuple(self.input_shape)
         if self.bus_bytes not in (4, 8, 16):
             raise ValueError(f"bus_bytes must be 4, 8 or 16, not {self.bus_bytes!r}")
@@ -194,12 +201,14 @@ class Formats:
     def to_dict(self):
         d = {f: getattr(self, f) for f in self.FIELDS}
         d["identity_hash"] = self.identity_hash
+        if self.label_rule != DEFAULT_LABEL_RULE:
+            d["label_rule"] = self.label_rule
         d["input_shape"] = list(self.input_shape)
         return d
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{f: d[f] for f in cls.FIELDS + ("identity_hash",) if f in d})
+        return cls(**{f: d[f] for f in cls.FIELDS + ("identity_hash", "label_rule") if f in d})
 
     def features(self):
         """The FEATURES register value."""

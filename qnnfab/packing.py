@@ -19,6 +19,9 @@ board's DMA buffers.
   the last axis the elements of one word, all ``bits`` wide
   (1 <= ``bits`` <= 63).
 * :func:`pack_words` / :func:`unpack_words`: the same as Python ints.
+* :func:`frame_labels`: the label of each frame's scores under a label rule
+  (:data:`LABEL_RULES`), the rule the hardware's label port and the board's
+  label word follow.
 
 Depends on NumPy and the standard library only: the generated driver folder
 carries a verbatim copy (``qnnfab_packing.py``) for a board without qnnfab.
@@ -26,7 +29,14 @@ carries a verbatim copy (``qnnfab_packing.py``) for a board without qnnfab.
 
 import numpy as np
 
-__all__ = ["pack_fields", "unpack_fields", "pack_bytes", "unpack_bytes", "pack_words", "unpack_words"]
+__all__ = ["pack_fields", "unpack_fields", "pack_bytes", "unpack_bytes", "pack_words", "unpack_words",
+           "LABEL_RULES", "frame_labels"]
+
+# How a frame's label follows from its scores (the last layer's outputs):
+# "argmax": the index of the largest score, the lowest index among equal ones (numpy.argmax);
+# "highest_set_bit": for one-bit outputs (one bit per class), the highest index whose output is 1,
+# 0 when none is (the host rule of BNN-PYNQ's LFC).
+LABEL_RULES = ("argmax", "highest_set_bit")
 
 MAX_ELEMENT_BITS = 63       # the widest element the array packers hold in int64
 
@@ -110,3 +120,17 @@ def unpack_words(words, count, bits, signed=False):
     words = [int(w) & ((1 << (8 * nbytes)) - 1) for w in words]
     raw = np.frombuffer(b"".join(w.to_bytes(nbytes, "little") for w in words), np.uint8)
     return unpack_bytes(raw.reshape(len(words), nbytes), count, bits, signed)
+
+
+def frame_labels(scores, rule="argmax"):
+    """The label of every frame of ``scores`` (frames, outputs) under ``rule`` (one of
+    :data:`LABEL_RULES`), as (frames,) int64. "highest_set_bit" reads a score of 1 as a set bit."""
+    scores = np.asarray(scores)
+    scores = scores.reshape(scores.shape[0], -1)
+    if rule == "argmax":
+        return scores.argmax(axis=1).astype(np.int64)
+    if rule == "highest_set_bit":
+        is_set = scores == 1
+        last = scores.shape[1] - 1 - is_set[:, ::-1].argmax(axis=1)
+        return np.where(is_set.any(axis=1), last, 0).astype(np.int64)
+    raise ValueError(f"unknown label rule {rule!r}, expected one of {LABEL_RULES}")

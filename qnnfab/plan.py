@@ -264,6 +264,13 @@ class Plan:
         return self.topology_hash if self.runtime else weights_identity(self.topology_hash, self.cfg.layers)
 
     @property
+    def label_rule(self):
+        """How a frame's label follows from its outputs (the config's ``label``, one of
+        :data:`qnnfab.packing.LABEL_RULES`, computed by :func:`qnnfab.packing.frame_labels`): the
+        hardware's label port, the board's label word."""
+        return self.cfg.label
+
+    @property
     def layers(self):
         """The fc/conv/maxpool stages, in order."""
         return tuple(s for s in self.stages if s.kind in ("fc", "conv", "maxpool"))
@@ -297,7 +304,8 @@ class Plan:
             name=cfg.name, input_shape=list(cfg.input_shape), input_kind=cfg.input_kind,
             input_bits=self.input.elem.bits, in_simd=self.input.elems, out_elems=o.elems, out_bits=o.elem.bits,
             out_signed=o.elem.signed, out_words=o.words, topology_hash=self.topology_hash,
-            identity_hash=self.identity_hash, bus_bytes=data_width // 8, runtime_weights=self.runtime)
+            identity_hash=self.identity_hash, bus_bytes=data_width // 8, runtime_weights=self.runtime,
+            label_rule=self.label_rule)
 
     @property
     def image_body_words(self):

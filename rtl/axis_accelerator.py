@@ -33,8 +33,10 @@ class AxiStreamAccelerator(wiring.Component):
         the sender ends with ``tlast`` yields exactly one output frame.
     m_axis_tdata/tvalid/tready/tlast : scores (``out_bytes * 8`` bits),
         ``tlast`` on the last word of every frame.
-    label, label_valid : arg-max of each frame's scores (lowest index on
-        ties), valid for one cycle after the frame's last output word.
+    label, label_valid : each frame's label under the config's label rule
+        (``label``: "argmax", the lowest index on ties, or
+        "highest_set_bit"; see :class:`~qnnfab.rtl.dataflow.Dataflow`),
+        valid for one cycle after the frame's last output word.
     frame_error : high from the first input framing error on, until reset.
     frame_error_pulse : one cycle per badly framed input frame (the cycle
         after the word that revealed it).

@@ -20,6 +20,7 @@ from qnnfab.plan import plan_of
 from qnnfab.weights_image import ERROR_BITS
 
 from .conv import ConvLayer
+from .highest_set_bit import HighestSetBit
 from .lanes import lanes
 from .maxpool import MaxPool
 from .mvtu import MVTU
@@ -159,9 +160,11 @@ class Dataflow(wiring.Component):
         last word of every frame. Scores (a last layer without thresholds)
         are raw accumulators: unsigned popcounts for bipolar x bipolar,
         else signed (``out_signed``); ``out_bits`` bits each.
-    label, label_valid : arg-max of the last layer's outputs per frame
-        (lowest index on ties), valid for one cycle after the frame's last
-        output word transfers.
+    label, label_valid : the label of each frame under the config's label
+        rule (``cfg.label``, :func:`qnnfab.packing.frame_labels`): "argmax"
+        (:class:`ArgMax`, the lowest index on ties) or "highest_set_bit"
+        (:class:`~qnnfab.rtl.highest_set_bit.HighestSetBit`, one-bit outputs);
+        valid for one cycle after the frame's last output word transfers.
 
     wload, wload_done, wload_error : only with ``weights_mode = "runtime"``:
         the weights image stream (64-bit words, ``last`` on the final one),
@@ -232,7 +235,10 @@ class Dataflow(wiring.Component):
         m.d.comb += self.o.payload.last.eq(count == self.out_words - 1)
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += count.eq(Mux(self.o.payload.last, 0, count + 1))
-        m.submodules.argmax = am = ArgMax(self.out_elems, self.out_bits, self.out_signed, self.out_words)
+        if self.plan.label_rule == "highest_set_bit":
+            m.submodules.highest_set_bit = am = HighestSetBit(self.out_elems, self.out_words)
+        else:
+            m.submodules.argmax = am = ArgMax(self.out_elems, self.out_bits, self.out_signed, self.out_words)
         m.d.comb += [
             am.valid.eq(self.o.valid), am.ready.eq(self.o.ready),
             am.payload.eq(self.o.payload.data),

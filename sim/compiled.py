@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from qnnfab.errors import QnnfabError
-from qnnfab.packing import pack_bytes, unpack_bytes
+from qnnfab.packing import frame_labels, pack_bytes, unpack_bytes
 from qnnfab.golden.network import network_of
 
 from .build import Build, build_compiled, to_verilog
@@ -253,13 +253,14 @@ def check_network(bench, frames, run, golden_scores=None):
         raise SimulationMismatch(
             f"frame {f}, word {word} (output {e}): expected {golden_scores[f].reshape(per, -1)[word].tolist()}, "
             f"got {got[f].reshape(per, -1)[word].tolist()}")
-    labels = np.argmax(golden_scores, axis=1)
+    rule = bench.cfg.label
+    labels = frame_labels(golden_scores, rule)
     if run.labels.shape[0] != n_frames:
         raise SimulationMismatch(f"{run.labels.shape[0]} labels for {n_frames} frames")
     wrong = np.nonzero(run.labels != labels)[0]
     if wrong.size:
         f = int(wrong[0])
-        raise SimulationMismatch(f"frame {f}: label {int(run.labels[f])}, golden arg-max {int(labels[f])}")
+        raise SimulationMismatch(f"frame {f}: label {int(run.labels[f])}, golden label ({rule}) {int(labels[f])}")
     return golden_scores
 
 
@@ -276,9 +277,9 @@ def steady_cycles_per_frame(run, words_per_frame):
 
 @dataclass
 class Verification:
-    """What :func:`verify_network` found over a set of frames."""
+    """What :func:`verify_network` found over a set of frames (labels under the config's label rule)."""
     frames: int
-    labels: np.ndarray              # hardware labels
+    labels: np.ndarray              # hardware labels (its label port), (frames,)
     golden_labels: np.ndarray
     frames_identical: int           # frames whose every output word equals golden
     first_mismatch: str | None      # the first differing word, or None
@@ -287,6 +288,8 @@ class Verification:
     cycles_per_frame: float         # steady state, unstalled
     stalled_frames: int             # frames also run under random gaps and backpressure
     build: Build
+    scores: np.ndarray = None       # hardware scores of the unstalled run, (frames, outputs)
+    golden_scores: np.ndarray = None
 
     @property
     def agreement(self):
@@ -332,5 +335,6 @@ def verify_network(cfg, frames, *, seed=1, stalled_frames=None, pipeline=None, l
         check_network(bench, frames, run, golden)
     except SimulationMismatch as e:
         first = str(e)
-    return Verification(n, run.labels, np.argmax(golden, axis=1), int(same.sum()), first, run.cycles,
-                        run.cycles_per_second, steady_cycles_per_frame(run, per), stalled_frames, bench.build)
+    return Verification(n, run.labels, frame_labels(golden, cfg.label), int(same.sum()), first, run.cycles,
+                        run.cycles_per_second, steady_cycles_per_frame(run, per), stalled_frames, bench.build,
+                        got, golden)

@@ -654,3 +654,32 @@ def test_a_weights_path_with_quotes_tabs_and_backslashes_round_trips(tmp_path):
     third = netconfig.loads(netconfig.dumps(again), base_dir=ROOT)
     assert third.weights_ref == again.weights_ref
     assert netconfig.toml_value('a"b\tc\\d\ne\x7f') == '"a\\"b\\tc\\\\d\\ne\\u007F"'
+
+
+# --------------------------------------------------------------------------- label rule
+
+def _one_bit_net(label=None, act="bipolar"):
+    text = _net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16) + _layer(
+        name="fc1", type="fc", out=10, act=act, pe=2, simd=16)
+    return text if label is None else text.replace('name = "t"\n', f'name = "t"\nlabel = "{label}"\n')
+
+
+def test_label_rule_loads_dumps_and_round_trips():
+    cfg = netconfig.loads(_one_bit_net("highest_set_bit"))
+    assert cfg.label == "highest_set_bit"
+    text = netconfig.dumps(cfg)
+    assert 'label = "highest_set_bit"' in text.split("[[layer]]")[0]
+    again = netconfig.loads(text)
+    assert again.label == "highest_set_bit" and netconfig.dumps(again) == text
+    plain = netconfig.loads(_one_bit_net())
+    assert plain.label == "argmax" and "label" not in netconfig.dumps(plain)    # the default is not written
+    assert netconfig.loads(_one_bit_net("argmax")).topology_hash() == plain.topology_hash()
+    assert cfg.topology_hash() != plain.topology_hash()      # another label port: other hardware
+    assert netconfig.loads(_one_bit_net("highest_set_bit", act="uint1")).label == "highest_set_bit"
+
+
+def test_label_rule_errors():
+    _expect(_one_bit_net("lowest_set_bit"), "network 't'", "label", "'lowest_set_bit'", "highest_set_bit")
+    _expect(_one_bit_net("highest_set_bit", act="acc"), "network 't'", "label", "'fc1'", 'act = "acc"',
+            "argmax")
+    _expect(_one_bit_net("highest_set_bit", act="uint2"), "network 't'", "label", "'fc1'", 'act = "uint2"')

@@ -117,6 +117,25 @@ def test_formats_round_trip_and_register_map_is_consistent():
     assert om.slot_bytes(24) == 4 and om.slot_bytes(35) == 8 and om.slot_bytes(3, minimum=4) == 4
 
 
+def test_label_rule_reaches_network_json_and_the_driver_only_when_not_the_default():
+    from pathlib import Path
+    from qnnfab import netconfig
+    from qnnfab.boards.onboard.driver import Accelerator
+    from qnnfab.plan import plan_of
+    text = (Path(__file__).resolve().parents[1] / "configs" / "lfc_small.toml").read_text()
+    plain = plan_of(netconfig.loads(text)).overlay_formats(64)
+    assert plain.label_rule == "argmax" and "label_rule" not in plain.to_dict()   # network.json unchanged
+    one_bit = netconfig.loads(text.replace('act = "acc"', 'act = "bipolar"').replace(
+        "[network]\n", '[network]\nlabel = "highest_set_bit"\n'))
+    fm = plan_of(one_bit).overlay_formats(64)
+    again = om.Formats.from_dict(json.loads(json.dumps(fm.to_dict())))
+    assert again.label_rule == "highest_set_bit" and again == fm
+    acc = Accelerator.__new__(Accelerator)          # the label rule needs no board
+    acc.formats = again
+    bits = np.array([[0, 1, 0, 1, 0, 0, 0, 0, 0, 0], [0] * 10, [1] * 10])
+    assert acc.label_rule == "highest_set_bit" and acc.labels_of(bits).tolist() == [3, 0, 9]
+
+
 def test_generated_driver_folder_runs_without_qnnfab(tmp_path):
     """driver.py next to its map and network.json imports with numpy only."""
     import subprocess

@@ -167,3 +167,56 @@ def test_testbench_template_is_filled_in_whole():
                  "#define HAS_LABEL 0", "static const int in_bytes = 9;", "static const int out_bytes = 2;",
                  "static const uint64_t in_words_per_frame = 3;"):
         assert line in text, line
+
+
+def test_cli_verify_out_writes_the_per_frame_arrays_of_hardware_and_golden(lfc, tmp_path, capsys):
+    x = lfc.random_inputs(12, 6)
+    golden = network_of(lfc).forward(x).reshape(12, -1)
+    y = np.arange(12) % 10
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    out = tmp_path / "res.npz"
+    args = ["verify", "--config", str(LFC_SMALL), "--data", str(tmp_path / "d.npz"), "--out", str(out)]
+    assert main(args) == 0
+    with np.load(out) as f:
+        assert sorted(f.files) == ["golden_labels", "golden_scores", "label_rule", "labels", "scores", "y"]
+        np.testing.assert_array_equal(f["golden_scores"], golden)
+        np.testing.assert_array_equal(f["scores"], golden)
+        np.testing.assert_array_equal(f["golden_labels"], golden.argmax(1))
+        np.testing.assert_array_equal(f["labels"], golden.argmax(1))
+        np.testing.assert_array_equal(f["y"], y)
+        assert str(f["label_rule"]) == "argmax"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []   # no temporary left
+    capsys.readouterr()
+    # an existing file is refused before any simulation, unless --force
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "exists" in err and "--force" in err
+    out.write_bytes(b"old")
+    assert main(args + ["--force"]) == 0
+    with np.load(out) as f:
+        np.testing.assert_array_equal(f["scores"], golden)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--out", "res.txt"], "does not end in .npz"),
+    (["--out", "missing/res.npz"], "does not exist"),
+    (["--force"], "no --out"),
+])
+def test_cli_verify_out_is_checked_before_the_data(extra, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--config", str(LFC_SMALL), "--data", "absent.npz"] + extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_highest_set_bit_label_port_matches_the_rule_on_the_compiled_engine(tmp_path):
+    # one bit per class, several set per frame: the highest set bit, not the arg-max (the lowest)
+    text = LFC_SMALL.read_text().replace('act = "acc"', 'act = "bipolar"').replace(
+        "[network]\n", '[network]\nlabel = "highest_set_bit"\n')
+    cfg = netconfig.loads(text, LFC_SMALL.parent)
+    x = cfg.random_inputs(40, 8)
+    res = verify_network(cfg, x, stalled_frames=8)
+    bits = network_of(cfg).forward(x).reshape(40, -1)
+    want = [max((k for k, b in enumerate(row) if b), default=0) for row in bits]
+    assert res.identical
+    assert res.labels.tolist() == res.golden_labels.tolist() == want
+    assert (res.labels != bits.argmax(1)).any()       # the two rules really differ on these frames

@@ -49,6 +49,9 @@ def accelerator_readme(cfg, top):
     return render(
         "accelerator_README.md", name=accelerator_name(cfg), network=cfg.name,
         in_width=8 * f.in_bytes, out_width=8 * f.out_bytes, label_width=len(top.label),
+        label_rule={"argmax": "arg-max of the frame's scores (lowest index on ties)",
+                    "highest_set_bit": "the highest index whose output bit is 1 (0 when none is; "
+                                       "label = \"highest_set_bit\")"}[cfg.label],
         shape=" x ".join(str(d) for d in cfg.input_shape), kind=cfg.input_kind, encoding=encoding,
         in_words=f.in_words, in_elems=f.in_elems, in_bits=f.in_bits, last_in_word=f.in_words - 1,
         padding=f": the top {spare} bits are padding (ignored; send 0)" if spare else " (no padding)",

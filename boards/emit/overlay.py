@@ -184,6 +184,9 @@ def overlay_readme(cfg, bd, parts):
         in_simd=fm.in_simd, in_words=fm.in_words, in_slot_bytes=fm.in_slot_bytes,
         in_frame_bytes=fm.in_frame_bytes, bus_bytes=fm.bus_bytes, n_scores=fm.n_scores, out_bits=fm.out_bits,
         out_sign="two's complement" if fm.out_signed else "unsigned", out_elems=fm.out_elems,
+        label_rule={"argmax": "the arg-max label, ties to the lowest index",
+                    "highest_set_bit": "the label, the highest index whose output bit is 1 (0 when none "
+                                       "is; label = \"highest_set_bit\")"}[fm.label_rule],
         out_words=fm.out_words, out_slot_bytes=fm.out_slot_bytes, out_record_bytes=fm.out_record_bytes,
         register_rows="\n".join(f"| 0x{r.offset:02X} | `{r.name}` | {r.access_text} | {r.doc} |"
                                 for r in parts.registers))

@@ -217,8 +217,20 @@ class Accelerator:
             scores[lo:hi], labels[lo:hi] = self._run_chunk(images[lo:hi])
         return scores, labels
 
+    @property
+    def label_rule(self):
+        """How the hardware's labels follow from the scores: "argmax" or "highest_set_bit"
+        (``network.json``'s ``label_rule``, the config's ``label``)."""
+        return self.formats.label_rule
+
+    def labels_of(self, scores):
+        """The labels of ``scores`` (N, n_scores) under :attr:`label_rule`, computed on the host:
+        what the hardware's label words hold (``frame_labels`` of ``qnnfab_packing.py``)."""
+        return packing.frame_labels(scores, self.label_rule)
+
     def classify(self, images):
-        """The label (arg-max of the scores) of every image, (N,) int64."""
+        """The label of every image under :attr:`label_rule` (from the hardware's label words),
+        (N,) int64."""
         return self.run(images)[1]
 
     def scores(self, images):

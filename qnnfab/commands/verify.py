@@ -4,20 +4,36 @@ import argparse
 
 from qnnfab.cache import check_cache_dir
 from qnnfab.errors import ConfigError
-from qnnfab.flow import Run, flows, steps
+from qnnfab.flow import Run, check_out_file, flows, steps
 from qnnfab.sim.datafile import load_frames
 
 from .common import check_seed
 
 
-def simulate(cfg, frames, labels, seed, command="qnnfab verify"):
+def simulate(cfg, frames, labels, seed, command="qnnfab verify", out=None):
     """``frames`` through the compiled engine, the summary printed (its lines named by ``command``):
-    exit 1 on any difference from golden."""
-    return flows.run(flows.verify, Run(cfg=cfg, frames=frames, labels=labels, seed=seed, command=command)).exit_code
+    exit 1 on any difference from golden. ``out``: a checked ``.npz`` path for the per-frame arrays
+    (:func:`qnnfab.flow.steps.write_verify_arrays`)."""
+    return flows.run(flows.verify, Run(cfg=cfg, frames=frames, labels=labels, seed=seed, command=command,
+                                       out=out)).exit_code
+
+
+def check_out(where, path, force):
+    """The ``--out`` file, checked before any long work: a writable ``.npz`` path, new unless ``force``."""
+    if path is None:
+        if force:
+            raise ConfigError(where, "--force", "replaces the --out file, but no --out is given",
+                              "add --out FILE.npz, or leave --force out")
+        return None
+    out = check_out_file(where, "--out", path, ".npz")
+    if out.exists() and not force:
+        raise ConfigError(where, "--out", f"{path} exists", "add --force to replace it, or name another file")
+    return out
 
 
 def run(args):
     where = "qnnfab verify"
+    out = check_out(where, args.out, args.force)
     check_cache_dir(where)
     if args.limit is not None and args.limit < 1:
         raise ConfigError(where, "--limit", f"must be >= 1, got {args.limit}", "e.g. --limit 100, or leave it out")
@@ -27,7 +43,7 @@ def run(args):
     if args.limit is not None:
         frames = frames[:args.limit]
         labels = None if labels is None else labels[:args.limit]
-    return simulate(cfg, frames, labels, args.seed)
+    return simulate(cfg, frames, labels, args.seed, out=out)
 
 
 def add_parser(sub):
@@ -35,7 +51,9 @@ def add_parser(sub):
         "verify", help="run a whole data set through the hardware (compiled engine) against the golden model",
         description="Stream every frame of a data set through the network's accelerator on the compiled "
                     "Verilator engine (a fifth of them also under random gaps and backpressure), compare "
-                    "every output word with the golden model and print accuracy, agreement and cycles/frame. "
+                    "every output word and label with the golden model and print accuracy, agreement and cycles/frame. "
+                    "Labels follow the config's label rule ([network] label). With --out, also write the "
+                    "per-frame scores and labels of hardware and golden model to an .npz. "
                     "Exit 1 when any word differs.",
         epilog="examples:\n  qnnfab verify --config out/demo/train/digits-ste.toml --data out/demo/test_images.npz\n"
                "  qnnfab verify --config mnist.toml --data mnist/t10k-images-idx3-ubyte.gz\n"
@@ -46,7 +64,9 @@ def add_parser(sub):
                "input): an MNIST idx images file (...-images-idx3-ubyte[.gz], labels read from the "
                "...-labels-idx1-ubyte[.gz] beside it), a CIFAR-10 binary batch (data_batch_N.bin, test_batch.bin) "
                "or Python batch (data_batch_N, test_batch). A bipolar network reads bits: threshold the pixels "
-               "into an .npz first",
+               "into an .npz first\n"
+               "--out FILE.npz holds scores and labels (hardware: the unstalled run's output words and label "
+               "port), golden_scores and golden_labels, y (the data's labels, when it has them) and label_rule",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     v.add_argument("--config", required=True, metavar="FILE", help="network config (TOML)")
     v.add_argument("--data", required=True, metavar="FILE",
@@ -54,4 +74,8 @@ def add_parser(sub):
                         "CIFAR-10 batch (see below)")
     v.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N frames")
     v.add_argument("--seed", type=int, default=1, help="seed of the random gaps and backpressure (default 1)")
+    v.add_argument("--out", default=None, metavar="FILE.npz",
+                   help="write per-frame hardware and golden scores and labels (and the data's labels) here; "
+                        "checked before the simulation, written atomically")
+    v.add_argument("--force", action="store_true", help="replace an existing --out file")
     v.set_defaults(func=run)

@@ -211,7 +211,14 @@ def _verify_summary(r):
     r.exit_code = 0 if res.identical else 1
 
 
-verify = [Step("header", _verify_header), Step("verify", _verify), Step("summary", _verify_summary)]
+def _verify_write(r):
+    if getattr(r, "out", None) is not None:
+        steps.write_verify_arrays(r.out, r.result, r.cfg.label, r.labels)
+        r.say(f"per-frame scores and labels (hardware and golden): {r.out}")
+
+
+verify = [Step("header", _verify_header), Step("verify", _verify), Step("summary", _verify_summary),
+          Step("write arrays", _verify_write)]
 
 
 # --------------------------------------------------------------------------- demo

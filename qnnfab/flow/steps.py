@@ -6,6 +6,7 @@ that returns its results; it prints nothing (long steps report through a
 in :mod:`qnnfab.flow.flows`.
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from qnnfab.boards.emit.overlay import write_overlay as emit_overlay
 from qnnfab.boards.emit.selftest import write_build_plan
 from qnnfab.boards.estimate.report import format_links, format_report, link_report, network_report, plot_report
 from qnnfab.boards.estimate.report import synthesis_stages as report_stages
+from qnnfab.packing import frame_labels
 from qnnfab.plan import save_image
 from qnnfab.sim import registry
 from qnnfab.sim.compiled import verify_network
@@ -28,6 +30,7 @@ from qnnfab.golden.network import network_of
 __all__ = ["load", "estimate", "check_fit", "synthesis_stages", "synthesize_report", "synthesize_links",
            "write_accelerator",
            "write_overlay", "write_selftest", "write_gemm", "report_text", "write_report", "write_chart", "verify", "golden_labels",
+           "write_verify_arrays",
            "cosimulate_overlay",
            "FIT_FIX", "RUNTIME_WEIGHTS"]
 
@@ -138,6 +141,25 @@ def verify(cfg, frames, *, seed, progress):
     return verify_network(cfg, frames, seed=seed, log=progress)
 
 
+def write_verify_arrays(path, result, label_rule, y=None):
+    """Write the per-frame arrays of a :class:`qnnfab.sim.compiled.Verification` to the ``.npz``
+    ``path`` atomically (a temporary file in the same folder, then renamed): ``scores`` and
+    ``labels`` (the hardware's), ``golden_scores``, ``golden_labels``, ``label_rule`` (a string),
+    and ``y`` (the data's labels) when given."""
+    arrays = {"scores": result.scores, "labels": result.labels, "golden_scores": result.golden_scores,
+              "golden_labels": result.golden_labels, "label_rule": np.array(label_rule)}
+    if y is not None:
+        arrays["y"] = np.asarray(y)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def cosimulate_overlay(cfg_path, inputs_path, frames, *, seed, progress):
     """The board's Python driver classifies ``frames`` images (stored in ``inputs_path``)
     through the overlay shell in co-simulation: the regression's result (labels, cycles)."""
@@ -148,5 +170,5 @@ def cosimulate_overlay(cfg_path, inputs_path, frames, *, seed, progress):
 
 
 def golden_labels(cfg, frames):
-    """The golden model's labels of ``frames``."""
-    return np.asarray(network_of(cfg).forward(frames).argmax(1))
+    """The golden model's labels of ``frames`` under the config's label rule."""
+    return frame_labels(network_of(cfg).forward(frames), cfg.label)

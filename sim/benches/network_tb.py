@@ -9,7 +9,7 @@ from qnnfab import netconfig
 from qnnfab.kinds import DataKind
 from qnnfab.plan import plan_of
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
-from qnnfab.packing import pack_fields, pack_words
+from qnnfab.packing import frame_labels, pack_fields, pack_words
 from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import (bench_params, bench_random, reset_mid_stream, reset_point,
                                run_streams, stall_limit, StreamSink, StreamSource, write_metrics)
@@ -151,7 +151,7 @@ async def _run(dut, frames_n, valid_prob, ready_prob, salt):
     frames_n = frames.shape[0]
     golden = network_of(cfg)
     scores = golden.forward(frames).reshape(frames_n, -1)
-    labels = np.argmax(scores, axis=1)
+    labels = frame_labels(scores, cfg.label)
     fmt = top.word_format
     src = StreamSource(dut, "s_axis", rng, valid_prob, axis=True)
     snk = StreamSink(dut, "m_axis", rng, ready_prob, axis=True)
@@ -235,7 +235,7 @@ async def badly_framed_inputs_set_the_error_and_the_next_frames_come_out_right(d
     first = watch.error_pulses[0]
     assert not any(watch.error_level[:first]) and all(watch.error_level[first:]), \
         "frame_error must rise with the first error pulse and stay high"
-    assert watch.labels == np.argmax(scores, axis=1).tolist()
+    assert watch.labels == frame_labels(scores, cfg.label).tolist()
 
 
 @cocotb.test()

@@ -27,6 +27,7 @@ from cocotb.triggers import ClockCycles, RisingEdge, ReadOnly
 from qnnfab import netconfig
 from qnnfab import overlay_map as om
 from qnnfab import weights_image as wi
+from qnnfab.packing import frame_labels
 from qnnfab.plan import plan_of
 from qnnfab.sim.axi_board import Board, CosimBackend
 from qnnfab.sim.configs import config_path
@@ -185,7 +186,7 @@ def input_images(cfg, n, rng):
 
 def golden(cfg, images):
     scores = network_of(cfg).forward(images.astype(np.int64)).reshape(images.shape[0], -1)
-    return scores, np.argmax(scores, axis=1)
+    return scores, frame_labels(scores, cfg.label)
 
 
 def compare(n, got_scores, got_labels, want_scores, want_labels, what):
