@@ -290,7 +290,7 @@ def test_verify_reads_an_idx_file(tmp_path, capsys, monkeypatch):
     from qnnfab.commands import verify
     seen = {}
 
-    def simulate(cfg, frames, labels, seed, command="qnnfab verify"):
+    def simulate(cfg, frames, labels, seed, command="qnnfab verify", out=None):
         seen.update(frames=frames, labels=labels)
         return 0
     monkeypatch.setattr(verify, "simulate", simulate)
