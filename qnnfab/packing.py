@@ -26,7 +26,7 @@ carries a verbatim copy (``qnnfab_packing.py``) for a board without qnnfab.
 
 import numpy as np
 
-__all__ = ["pack_fields", "unpack_fields", "pack_bytes", "unpack_bytes", "pack_words", "unpack_words"]
+__all__ = ["pack_fields", "unpack_fields", "pack_bytes", "unpack_bytes", "pack_words", "unpack_words", "pad_frames"]
 
 MAX_ELEMENT_BITS = 63       # the widest element the array packers hold in int64
 
@@ -110,3 +110,12 @@ def unpack_words(words, count, bits, signed=False):
     words = [int(w) & ((1 << (8 * nbytes)) - 1) for w in words]
     raw = np.frombuffer(b"".join(w.to_bytes(nbytes, "little") for w in words), np.uint8)
     return unpack_bytes(raw.reshape(len(words), nbytes), count, bits, signed)
+
+
+def pad_frames(frames, input_pad):
+    """Frames (B, ...) flattened to (B, elements + ``input_pad``), the padding elements stored 0: the
+    accelerator's input frame (``[network] input_pad``, qnnfab/netconfig.py)."""
+    flat = np.asarray(frames).reshape(len(frames), -1)
+    if not input_pad:
+        return flat
+    return np.concatenate([flat, np.zeros((len(flat), input_pad), flat.dtype)], axis=1)
