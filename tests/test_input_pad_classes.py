@@ -158,3 +158,11 @@ def test_the_compiled_accelerator_equals_golden_with_labels(tiny):
     # the padding rows would win some frames: the labels depend on ignoring them
     full = network_of(netconfig.loads(TINY.replace("classes = 6", ""))).forward(x)
     assert (np.argmax(full, axis=1) != res.golden_labels).any()
+
+
+def test_the_accelerator_readme_names_the_padding(tiny):
+    from qnnfab.boards.emit.accelerator import accelerator_readme
+    from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+    text = accelerator_readme(tiny, AxiStreamAccelerator(tiny))
+    assert "followed by 4 padding elements of stored value 0" in text
+    assert "only the first 6 are the network's outputs, the other 2 are padding rows" in text
