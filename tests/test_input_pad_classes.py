@@ -166,3 +166,34 @@ def test_the_accelerator_readme_names_the_padding(tiny):
     text = accelerator_readme(tiny, AxiStreamAccelerator(tiny))
     assert "followed by 4 padding elements of stored value 0" in text
     assert "only the first 6 are the network's outputs, the other 2 are padding rows" in text
+
+
+def test_uint_inputs_pad_with_zero():
+    """2-bit uint inputs (6 + 2 padding zeros, SIMD 4), int weights, raw scores: the padding adds
+    nothing to the dot products, whatever the padding columns' weights."""
+    from qnnfab.kinds import DataKind
+    cfg = netconfig.loads("""
+[network]
+input_shape = [6]
+input_kind = "uint"
+input_bits = 2
+input_pad = 2
+seed = 4
+
+[[layer]]
+type = "fc"
+out = 4
+classes = 3
+act = "acc"
+weight_kind = "int"
+weight_bits = 3
+pe = 2
+simd = 4
+""")
+    w = DataKind.of("int", 3).values(cfg.layers[0].weights)
+    assert w.shape == (4, 8) and np.any(w[:, 6:] != 0)
+    x = cfg.random_inputs(32, seed=9)
+    expected = (x @ w[:, :6].T)[:, :3]
+    assert np.array_equal(network_of(cfg).forward(x), expected)
+    words = plan_of(cfg).word_format.pack_frames(x[:1])
+    assert words[1] == x[0, 4] | x[0, 5] << 2          # the second word: inputs 4, 5, then two zeros
