@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qnnfab.kinds import ACTIVATION_KINDS, KINDS, DataKind, accumulator_range
+from qnnfab.packing import pad_frames
 
 from ._util import ConfigError, as_int_array, as_pair
 from .bits import PairedSgemm, _packed_matmul, pack_bits, unpack_bits
@@ -131,6 +132,8 @@ class Network:
     input_bits: int | None = None
     name: str = "network"
     infos: list = field(default_factory=list, repr=False)
+    input_pad: int = 0              # zero elements after each (1-D) input frame, before the first layer
+    classes: int | None = None      # outputs reported: the first ``classes`` of the last layer's (None: all)
 
     def __post_init__(self):
         self.input_shape = tuple(int(s) for s in self.input_shape)
@@ -141,6 +144,11 @@ class Network:
         DataKind.of(self.input_kind, self.input_bits, f"{self.name} input")
         self.infos = []
         shape, kind, bits = self.input_shape, self.input_kind, self.input_bits
+        if self.input_pad:
+            if len(shape) != 1:
+                raise ConfigError(self.name, "input_pad", f"pads a 1-D input, got input shape {shape}",
+                                  "use input_pad = 0 for image inputs")
+            shape = (shape[0] + int(self.input_pad),)
         acc_range = None
         for i, layer in enumerate(self.layers):
             info = self._infer(i, layer, shape, kind, bits, acc_range)
@@ -211,6 +219,8 @@ class Network:
 
     @property
     def output_shape(self):
+        if self.classes:
+            return (self.classes,)
         return self.infos[-1].out_shape if self.infos else self.input_shape
 
     @property
@@ -232,7 +242,11 @@ class Network:
                               "add a leading batch axis (x[None] for one frame)")
         DataKind.of(self.input_kind, self.input_bits, self.name).check_stored(x, self.name, "x",
                                                                               f"{self.input_kind} input")
-        return x
+        return pad_frames(x, self.input_pad) if self.input_pad else x
+
+    def _reported(self, out):
+        """The last layer's output reduced to the reported outputs (the first ``classes``)."""
+        return out[:, :self.classes] if self.classes else out
 
     # ------------------------------------------------------------------ forward passes
     def forward(self, x, method="fast", return_all=False, chunk=None, threads=1):
@@ -247,7 +261,13 @@ class Network:
         ``threads`` > 1 runs chunks concurrently (NumPy releases the GIL in
         its loops; results are identical).
         """
-        x = self._check_input(x)
+        out = self._forward_padded(self._check_input(x), method, return_all, chunk, threads)
+        if return_all:
+            return self._reported(out[0]), out[1]
+        return self._reported(out)
+
+    def _forward_padded(self, x, method, return_all, chunk, threads):
+        """:meth:`forward` of checked, padded frames, all of the last layer's outputs."""
         if method == "reference":
             return self._forward_reference(x, return_all)
         if method not in ("fast", "packed"):
@@ -611,4 +631,5 @@ def network_of(cfg):
         if L.act != "acc":
             layers.append(Threshold(L.thresholds, "bipolar" if L.act == "bipolar" else "uint",
                                     name=f"{L.name}_act"))
-    return Network(layers, cfg.input_shape, cfg.input_kind, cfg.input_bits, cfg.name)
+    return Network(layers, cfg.input_shape, cfg.input_kind, cfg.input_bits, cfg.name,
+                   input_pad=getattr(cfg, "input_pad", 0), classes=getattr(cfg.layers[-1], "classes", None))

@@ -20,6 +20,8 @@ TOML format::
                                   # "argmax": the largest output, lowest index on ties;
                                   # "highest_set_bit": last layer with one-bit outputs only:
                                   # the highest index whose output is 1, 0 when none is
+    input_pad = 0                 # [N] inputs: N zero elements after each frame, so the
+                                  # first layer reads N + input_pad inputs (simd | that)
 
     [[layer]]
     name = "fc0"
@@ -34,6 +36,8 @@ TOML format::
                                   # positions per word, up to the whole window)
     # conv only: kernel = 3, stride = 1, pad = 0, pad_value = 0
     # maxpool: kernel = 2, stride = 2 (simd = channels per word, default: previous PE)
+    # last fc layer only: classes = K (the outputs are its first K rows, the rest
+    #   padding, so pe may divide out; default out)
     # optional: fifo_depth = N (words of the FIFO in front of this layer)
     # optional: pipeline = N (fc/conv: registers inside the popcount / adder
     #   tree, clamped to its depth; each adds a cycle of latency, not of
@@ -75,7 +79,7 @@ from qnnfab import folding
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import divisors
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
-from qnnfab.packing import LABEL_RULES
+from qnnfab.packing import LABEL_RULES, pad_frames
 
 MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rtl/loadable_memory.py)
 
@@ -360,6 +364,17 @@ def _read_input_bits(ctx):
     return bits
 
 
+def _read_input_pad(ctx):
+    pad = _int(ctx.table, "input_pad", ctx.where, default=0, minimum=0)
+    shape = ctx.values["input_shape"]
+    if pad and len(shape) != 1:
+        raise ConfigError(ctx.where, "input_pad", f"pads a 1-D input, but input_shape is {list(shape)}",
+                          "remove input_pad (it applies to fc inputs, input_shape = [N])")
+    _check_size(ctx.where, "input_pad", math.prod(shape) + pad, LIMITS["map_elements"],
+                "the number of padded input elements", "use a smaller input_pad")
+    return pad
+
+
 def _read_weights_ref(ctx):
     v = ctx.table.get("weights", "random")
     if not isinstance(v, str) or not v:
@@ -449,6 +464,18 @@ def _read_pad_value(ctx):
     return _pad_value(ctx.table, ctx.where, ctx.in_kind, ctx.in_bits)
 
 
+def _read_classes(ctx):
+    """The outputs the network reports (None: all ``out``); the rows after them are padding."""
+    if "classes" not in ctx.table:
+        return None
+    out = ctx.values["out"]
+    classes = _int(ctx.table, "classes", ctx.where, minimum=1)
+    if classes > out:
+        raise ConfigError(ctx.where, "classes", f"{classes} is above out = {out}",
+                          f"use classes <= {out} (the first classes rows are the outputs, the rest padding)")
+    return None if classes == out else classes
+
+
 def _read_fifo_depth(ctx):
     depth = ctx.table.get("fifo_depth")
     if depth is not None:
@@ -514,6 +541,11 @@ class LayerSpec:
         _choice(MEMORY_STYLES, "unknown memory style {v!r}", f"use one of {MEMORY_STYLES}"), default="auto",
         types=COMPUTE, hashed=HASHED_UNLESS_DEFAULT, dump=UNLESS_DEFAULT, group="folding",
         misplaced=("a max pool has no weights", "set weight_memory on fc/conv layers only"))
+    classes: int | None = config_field(
+        "last fc layer only: the network's outputs are its first classes rows, the rest padding (so pe may "
+        "divide out); default: out", _read_classes, default=None, types=("fc",), hashed=HASHED_UNLESS_DEFAULT,
+        dump=UNLESS_DEFAULT, group="compute",
+        misplaced=("only the last layer, an fc layer, may have padding rows", "remove classes"))
     weights: np.ndarray | None = field(default=None, repr=False)      # fc (MH, MW); conv OIHW
     thresholds: np.ndarray | None = field(default=None, repr=False)   # (MH, N) or None
     # derived by the loader: shapes and kinds around the layer
@@ -570,6 +602,11 @@ class NetConfig:
                 strings_only=False), default="const", dump=UNLESS_DEFAULT)
     pipeline: int | str = config_field("default of the layers' pipeline (each layer writes its own)",
                                        _read_pipeline, default=0, dump=NEVER)
+    input_pad: int = config_field(
+        "padding elements (stored value 0) after the input_shape elements of every frame: the first layer "
+        "reads prod(input_shape) + input_pad inputs (1-D inputs only)", _read_input_pad, default=0,
+        hashed=HASHED_UNLESS_DEFAULT, dump=UNLESS_DEFAULT)
+
     label: str = config_field(
         f"how a frame's label follows from the last layer's outputs, one of {LABEL_RULES} "
         "(qnnfab.packing.frame_labels); highest_set_bit needs one-bit outputs",
@@ -615,8 +652,19 @@ class NetConfig:
         return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
 
     def input_words(self):
-        """Input words per frame (the first layer's ``in_simd`` elements per word)."""
-        return math.prod(self.input_shape) // self.layers[0].in_simd
+        """Input words per frame, padding included (the first layer's ``in_simd`` elements per word)."""
+        return math.prod(self.layers[0].in_shape) // self.layers[0].in_simd
+
+    @property
+    def classes(self):
+        """Outputs the network reports per frame: the first ``classes`` of the last layer's outputs."""
+        last = self.layers[-1]
+        return last.classes or math.prod(last.out_shape)
+
+    def pad_frames(self, frames):
+        """Frames (B,) + input_shape -> (B, input elements + input_pad) with the padding (stored 0)."""
+        return pad_frames(frames, self.input_pad)
+
 
 
 # ---------------------------------------------------------------------------
@@ -691,8 +739,10 @@ def _read_layer(table, index, network, prev, seen):
     """The fields of layer ``index``, checked against its input (the previous layer ``prev``, or the
     network's input): a :class:`LayerSpec` with ``in_shape``, ``in_kind`` and ``in_bits`` set."""
     if prev is None:
-        in_shape, in_kind, in_bits, prev_pe = (network["input_shape"], network["input_kind"],
-                                               network["input_bits"] or 1, None)
+        shape = network["input_shape"]
+        if network["input_pad"]:
+            shape = (math.prod(shape) + network["input_pad"],)
+        in_shape, in_kind, in_bits, prev_pe = shape, network["input_kind"], network["input_bits"] or 1, None
     else:
         in_shape, in_kind, in_bits, prev_pe = prev.out_shape, prev.out_kind, prev.out_bits, prev.pe
     where = _layer_where(index, table.get("name", f"layer{index}"))
@@ -765,6 +815,10 @@ def _read_layers(tables, network):
     for index, table in enumerate(tables):
         s = _read_layer(table, index, network, specs[-1] if specs else None, seen)
         _infer_shapes(s, _layer_where(index, s.name))
+        if specs and specs[-1].classes:
+            raise ConfigError(_layer_where(index - 1, specs[-1].name), "classes", "is given on a layer that is not "
+                              "the last; padding rows apply to the network's outputs",
+                              "remove classes, or give it on the last layer")
         specs.append(s)
     return specs
 

@@ -165,7 +165,10 @@ class Formats:
     ``topology_hash``), ``label_rule`` (how the label word's label follows
     from the scores, the config's ``label``: "argmax" or "highest_set_bit",
     see ``frame_labels`` in ``qnnfab_packing.py``; optional, default
-    "argmax", written only when not the default).
+    "argmax", written only when not the default), ``input_pad`` (padding elements, stored 0, after
+    every frame's input elements; optional, default 0: the input records
+    hold ``in_words`` words including them), ``classes`` (the reported
+    scores, the first of ``n_scores``; optional, default all).
     """
 
     FIELDS = ("name", "input_shape", "input_kind", "input_bits", "in_simd", "out_elems", "out_bits",
@@ -179,19 +182,21 @@ class Formats:
             setattr(self, f, kw[f])
         self.identity_hash = kw.get("identity_hash", self.topology_hash)
         self.label_rule = kw.get("label_rule", DEFAULT_LABEL_RULE)
+        self.input_pad = kw.get("input_pad", 0)
         self.input_shape = tuple(self.input_shape)
         if self.bus_bytes not in (4, 8, 16):
             raise ValueError(f"bus_bytes must be 4, 8 or 16, not {self.bus_bytes!r}")
         n_in = 1
         for s in self.input_shape:
             n_in *= s
-        self.in_elems = n_in
-        self.in_words = n_in // self.in_simd
+        self.in_elems = n_in + self.input_pad
+        self.in_words = self.in_elems // self.in_simd
         self.in_word_bits = self.in_simd * self.input_bits
         self.in_slot_bytes = slot_bytes(self.in_word_bits)
         self.in_frame_beats = -(-self.in_words * self.in_slot_bytes // self.bus_bytes)
         self.in_frame_bytes = self.in_frame_beats * self.bus_bytes
         self.n_scores = self.out_words * self.out_elems
+        self.classes = kw.get("classes") or self.n_scores
         self.out_word_bits = self.out_elems * self.out_bits
         self.out_slot_bytes = slot_bytes(self.out_word_bits, minimum=4)
         self.out_items = self.out_words + 1
@@ -204,11 +209,15 @@ class Formats:
         if self.label_rule != DEFAULT_LABEL_RULE:
             d["label_rule"] = self.label_rule
         d["input_shape"] = list(self.input_shape)
+        if self.input_pad:
+            d["input_pad"] = self.input_pad
+        if self.classes != self.n_scores:
+            d["classes"] = self.classes
         return d
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{f: d[f] for f in cls.FIELDS + ("identity_hash", "label_rule") if f in d})
+        return cls(**{f: d[f] for f in cls.FIELDS + ("identity_hash", "label_rule", "input_pad", "classes") if f in d})
 
     def features(self):
         """The FEATURES register value."""

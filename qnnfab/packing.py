@@ -30,7 +30,7 @@ carries a verbatim copy (``qnnfab_packing.py``) for a board without qnnfab.
 import numpy as np
 
 __all__ = ["pack_fields", "unpack_fields", "pack_bytes", "unpack_bytes", "pack_words", "unpack_words",
-           "LABEL_RULES", "frame_labels"]
+           "LABEL_RULES", "frame_labels", "pad_frames"]
 
 # How a frame's label follows from its scores (the last layer's outputs):
 # "argmax": the index of the largest score, the lowest index among equal ones (numpy.argmax);
@@ -134,3 +134,12 @@ def frame_labels(scores, rule="argmax"):
         last = scores.shape[1] - 1 - is_set[:, ::-1].argmax(axis=1)
         return np.where(is_set.any(axis=1), last, 0).astype(np.int64)
     raise ValueError(f"unknown label rule {rule!r}, expected one of {LABEL_RULES}")
+
+
+def pad_frames(frames, input_pad):
+    """Frames (B, ...) flattened to (B, elements + ``input_pad``), the padding elements stored 0: the
+    accelerator's input frame (``[network] input_pad``, qnnfab/netconfig.py)."""
+    flat = np.asarray(frames).reshape(len(frames), -1)
+    if not input_pad:
+        return flat
+    return np.concatenate([flat, np.zeros((len(flat), input_pad), flat.dtype)], axis=1)

@@ -38,7 +38,7 @@ from qnnfab import folding
 from qnnfab import overlay_map as om
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind, accumulator_range, range_bits
-from qnnfab.packing import pack_words, unpack_fields, unpack_words
+from qnnfab.packing import pack_words, pad_frames, unpack_fields, unpack_words
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
 
@@ -117,6 +117,11 @@ class WordFormat:
     field reads as a little-endian ``int``/``uint`` of ``score_bytes``
     bytes; ``out_words`` words per frame, ``tlast`` on the last.
     Score k of a frame is field ``k % out_elems`` of word ``k // out_elems``.
+
+    ``in_pad``: padding elements (stored 0) at the end of every input frame
+    (``[network] input_pad``), sent by :meth:`pack_frames`; ``classes``: the
+    scores a frame reports, the first of the ``out_elems * out_words`` (None:
+    all; the rest are padding rows of the last layer).
     """
 
     in_elems: int
@@ -127,6 +132,8 @@ class WordFormat:
     out_bits: int
     out_signed: bool
     out_words: int
+    in_pad: int = 0
+    classes: int | None = None
 
     @property
     def in_bytes(self):
@@ -141,17 +148,19 @@ class WordFormat:
         return self.out_elems * self.score_bytes
 
     def pack_frames(self, frames):
-        """Frames (B, ...) of stored element values (NHWC) -> list of input words (ints)."""
+        """Frames (B, ...) of stored element values (NHWC), without the input padding -> list of input
+        words (ints)."""
         flat = np.asarray(frames).reshape(len(frames), -1)
-        if flat.shape[1] != self.in_elems * self.in_words:
+        if flat.shape[1] + self.in_pad != self.in_elems * self.in_words:
             raise ValueError(f"frames of {flat.shape[1]} elements, the network takes "
-                             f"{self.in_elems * self.in_words}")
+                             f"{self.in_elems * self.in_words - self.in_pad}")
+        flat = pad_frames(flat, self.in_pad)
         return pack_words(flat.reshape(-1, self.in_elems), self.in_bits)
 
     def unpack_scores(self, words):
-        """Output words (ints) -> scores, shape (frames, out_elems * out_words)."""
+        """Output words (ints) -> the reported scores, shape (frames, classes)."""
         scores = unpack_words(words, self.out_elems, 8 * self.score_bytes, self.out_signed)
-        return scores.reshape(-1, self.out_elems * self.out_words)
+        return scores.reshape(-1, self.out_elems * self.out_words)[:, :self.classes]
 
 
 def fifo_depth_for(words_per_frame, producer_cycles, consumer_cycles):
@@ -295,7 +304,7 @@ class Plan:
         """The accelerator's AXI-Stream :class:`WordFormat`."""
         i, o = self.input, self.output
         return WordFormat(i.elems, i.elem.bits, i.elem.signed, i.words, o.elems, o.elem.bits, o.elem.signed,
-                          o.words)
+                          o.words, self.cfg.input_pad, self.cfg.layers[-1].classes)
 
     def overlay_formats(self, data_width):
         """The overlay's DDR buffer formats (:class:`qnnfab.overlay_map.Formats`) at AXI ``data_width``."""
@@ -305,7 +314,7 @@ class Plan:
             input_bits=self.input.elem.bits, in_simd=self.input.elems, out_elems=o.elems, out_bits=o.elem.bits,
             out_signed=o.elem.signed, out_words=o.words, topology_hash=self.topology_hash,
             identity_hash=self.identity_hash, bus_bytes=data_width // 8, runtime_weights=self.runtime,
-            label_rule=self.label_rule)
+            label_rule=self.label_rule, input_pad=self.cfg.input_pad, classes=self.cfg.layers[-1].classes)
 
     @property
     def image_body_words(self):

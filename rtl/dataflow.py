@@ -12,7 +12,7 @@ The AXI-Stream top that is exported to users wraps this component:
 :class:`qnnfab.rtl.axis_accelerator.AxiStreamAccelerator`.
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import C, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -92,11 +92,15 @@ class ArgMax(wiring.Component):
     score ``k * pe + p`` = ``payload[p]`` of word k. Ties go to the lowest
     index (as ``numpy.argmax``). ``label`` holds the result from the cycle
     after the frame's last word transfers, ``label_valid`` pulses for one
-    cycle then.
+    cycle then. ``count`` (default all ``pe * words``): only scores at index
+    < ``count`` compete; the rest are padding.
     """
 
-    def __init__(self, pe, width, is_signed, words):
+    def __init__(self, pe, width, is_signed, words, count=None):
         self.pe, self.width, self.is_signed, self.words = pe, width, is_signed, words
+        self.count = pe * words if count is None else count
+        if not 1 <= self.count <= pe * words:
+            raise ValueError(f"count {count} is not in [1, {pe * words}]")
         self.shape = signed(width) if is_signed else unsigned(width)
         n = pe * words
         super().__init__({
@@ -122,15 +126,16 @@ class ArgMax(wiring.Component):
         for p in range(1, pe):
             nv = Signal(shape, name=f"wv{p}")
             ni = Signal(range(max(2, pe)), name=f"wi{p}")
-            m.d.comb += [nv.eq(Mux(cand_v[p] > wv, cand_v[p], wv)),
-                         ni.eq(Mux(cand_v[p] > wv, p, wi))]
+            wins = self._if_score(word, p, cand_v[p] > wv)
+            m.d.comb += [nv.eq(Mux(wins, cand_v[p], wv)),
+                         ni.eq(Mux(wins, p, wi))]
             wv, wi = nv, ni
         idx = Signal(range(max(2, n)))
         m.d.comb += idx.eq(word * pe + wi)
         take = Signal()
         m.d.comb += take.eq(self.valid & self.ready)
         first = word == 0
-        better = first | (wv > best)
+        better = first | self._if_score(word, 0, wv > best)
         new_best = Mux(better, wv, best)
         new_idx = Mux(better, idx, best_idx)
         m.d.sync += self.label_valid.eq(0)
@@ -141,6 +146,14 @@ class ArgMax(wiring.Component):
             with m.Else():
                 m.d.sync += word.eq(word + 1)
         return m
+
+    def _if_score(self, word, p, cond):
+        """``cond``, and lane ``p`` of word ``word`` holds a score (index < count), not padding (just
+        ``cond`` when lane ``p`` is a score in every word)."""
+        last = (self.count - 1 - p) // self.pe        # last word in which lane p is a score (-1: none)
+        if last >= self.words - 1:
+            return cond
+        return cond & (word <= last) if last >= 0 else C(0, 1)
 
 
 class Dataflow(wiring.Component):
@@ -236,9 +249,10 @@ class Dataflow(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += count.eq(Mux(self.o.payload.last, 0, count + 1))
         if self.plan.label_rule == "highest_set_bit":
-            m.submodules.highest_set_bit = am = HighestSetBit(self.out_elems, self.out_words)
+            m.submodules.highest_set_bit = am = HighestSetBit(self.out_elems, self.out_words, self.cfg.classes)
         else:
-            m.submodules.argmax = am = ArgMax(self.out_elems, self.out_bits, self.out_signed, self.out_words)
+            m.submodules.argmax = am = ArgMax(self.out_elems, self.out_bits, self.out_signed, self.out_words,
+                                              self.cfg.classes)
         m.d.comb += [
             am.valid.eq(self.o.valid), am.ready.eq(self.o.ready),
             am.payload.eq(self.o.payload.data),

@@ -14,7 +14,8 @@ class HighestSetBit(wiring.Component):
     (0 when no bit is): label rule "highest_set_bit" (:func:`qnnfab.packing.frame_labels`).
 
     Parameters: ``pe`` bits per word, ``words`` words per frame; bit ``k * pe + p`` of a frame is
-    ``payload[p]`` of word k.
+    ``payload[p]`` of word k. ``count`` (default all ``pe * words``): only bits at index < ``count``
+    are outputs; the rest are padding rows and never make the label.
 
     Ports (the contract of :class:`qnnfab.rtl.dataflow.ArgMax`): ``valid``/``ready``/``payload``
     are inputs that mirror the stream's signals (a tap, no backpressure of its own), ``payload``
@@ -23,8 +24,11 @@ class HighestSetBit(wiring.Component):
     ``label_valid`` pulses for one cycle; it keeps that value until the next frame's.
     """
 
-    def __init__(self, pe, words):
+    def __init__(self, pe, words, count=None):
         self.pe, self.words = pe, words
+        self.count = pe * words if count is None else count
+        if not 1 <= self.count <= pe * words:
+            raise ValueError(f"count {count} is not in [1, {pe * words}]")
         super().__init__({
             "valid": In(1), "ready": In(1), "payload": In(lanes(unsigned(1), pe)),
             "label": Out(range(max(2, pe * words))), "label_valid": Out(1),
@@ -40,7 +44,10 @@ class HighestSetBit(wiring.Component):
         any_set = Signal()
         lane = Signal(range(max(2, pe)))
         for p in range(pe):
-            with m.If(self.payload[p]):
+            last = (self.count - 1 - p) // pe      # the last word in which lane p is an output (-1: none)
+            if last < 0:
+                continue
+            with m.If(self.payload[p] if last >= words - 1 else self.payload[p] & (word <= last)):
                 m.d.comb += [any_set.eq(1), lane.eq(p)]
         idx = Signal(range(max(2, n)))
         m.d.comb += idx.eq(word * pe + lane)

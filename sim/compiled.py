@@ -211,6 +211,7 @@ class NetworkBench:
         frames = np.asarray(frames)
         if frames.shape[1:] != tuple(self.cfg.input_shape):
             raise ValueError(f"frames of shape {frames.shape[1:]}, the network takes {self.cfg.input_shape}")
+        frames = self.cfg.pad_frames(frames)
         return pack_bytes(frames.reshape(-1, self.in_simd), self.in_bits, self.ports.in_bytes).tobytes()
 
     def run(self, frames, *, seed=1, valid_prob=1.0, ready_prob=1.0, check_handshake=None):
@@ -224,10 +225,11 @@ class NetworkBench:
                              max_cycles=max_cycles)
 
     def scores(self, run):
-        """The run's output words as scores, shape (frames, outputs)."""
+        """The run's output words as the reported scores, shape (frames, classes)."""
         n = run.words.shape[0]
         f = self.format   # every score in its own whole-byte field, sign-extended when signed
-        return unpack_bytes(run.words, f.out_elems, 8 * f.score_bytes, f.out_signed).reshape(n // f.out_words, -1)
+        scores = unpack_bytes(run.words, f.out_elems, 8 * f.score_bytes, f.out_signed).reshape(n // f.out_words, -1)
+        return scores[:, :f.classes]
 
 
 def check_network(bench, frames, run, golden_scores=None):

@@ -108,5 +108,5 @@ def load_frames(path, cfg, *, field="data"):
                           f"[{lo}, {hi}]", _range_fix(kind, xmax))
     x = x.astype(np.int64)
     if y is not None:
-        y = check_labels(where, yname, y, x.shape[0], classes=math.prod(cfg.layers[-1].out_shape))
+        y = check_labels(where, yname, y, x.shape[0], classes=cfg.classes)
     return x, y

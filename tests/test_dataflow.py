@@ -186,8 +186,8 @@ def test_fifo_depth_for_clamps_to_2_64():
 
 # --------------------------------------------------------------------------- ArgMax
 
-def _run_argmax(pe, width, is_signed, words, frames, rng, valid_prob=0.6, ready_prob=0.6):
-    dut = ArgMax(pe, width, is_signed, words)
+def _run_argmax(pe, width, is_signed, words, frames, rng, valid_prob=0.6, ready_prob=0.6, count=None):
+    dut = ArgMax(pe, width, is_signed, words, count)
     lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if is_signed else (0, (1 << width) - 1)
     mask = (1 << width) - 1
     labels, pulses = [], []
@@ -250,6 +250,21 @@ def test_argmax_picks_the_first_maximum(pe, width, is_signed, words):
     labels, pulses, last, _ = _run_argmax(pe, width, is_signed, words, frames, rng)
     assert labels == [int(np.argmax(np.array(fr))) for fr in frames]
     # one pulse per frame, sampled right after the frame's last word transferred
+    assert pulses == last
+
+
+@pytest.mark.parametrize("pe,words,count", [(2, 4, 5), (4, 2, 6), (3, 3, 4), (1, 5, 3), (4, 1, 1)])
+def test_argmax_with_a_count_ignores_the_padding_scores(pe, words, count):
+    """Padding scores (index >= count), often the largest here, never win: the label is the arg-max of
+    the first count scores, whether the padding fills part of a word or whole words."""
+    rng = random.Random(pe * 100 + words * 10 + count)
+    frames = []
+    for f in range(24):
+        scores = [rng.randint(0, 7) for _ in range(count)]
+        padding = [15 if f % 2 else rng.randint(0, 15) for _ in range(pe * words - count)]
+        frames.append(scores + padding)
+    labels, pulses, last, _ = _run_argmax(pe, 4, False, words, frames, rng, count=count)
+    assert labels == [int(np.argmax(fr[:count])) for fr in frames]
     assert pulses == last
 
 

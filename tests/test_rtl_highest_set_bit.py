@@ -17,10 +17,10 @@ def _highest_set_bit(bits):
     return max((k for k, b in enumerate(bits) if b), default=0)
 
 
-def _run(pe, words, frames, rng, valid_prob=0.6, ready_prob=0.6):
+def _run(pe, words, frames, rng, valid_prob=0.6, ready_prob=0.6, count=None):
     """Feed ``frames`` (lists of pe * words bits) under random valid/ready; return the labels seen,
     the cycles of their pulses and the cycle of every frame's last transfer."""
-    dut = HighestSetBit(pe, words)
+    dut = HighestSetBit(pe, words, count)
     labels, pulses, last_transfer = [], [], []
 
     async def bench(ctx):
@@ -83,6 +83,16 @@ def test_highest_set_bit_labels_every_frame_the_cycle_after_its_last_word(pe, wo
     assert labels == want
     assert labels == frame_labels(np.array(frames), "highest_set_bit").tolist()
     assert pulses == last       # one pulse per frame, the cycle after its last word transferred
+
+
+@pytest.mark.parametrize("pe,words,count", [(4, 3, 10), (4, 3, 9), (4, 3, 4), (3, 1, 1), (1, 5, 3)])
+def test_padding_bits_beyond_count_never_make_the_label(pe, words, count):
+    """Bits at index >= count are padding rows (a layer's ``classes``): set them all, and the label
+    is the highest set bit among the first ``count`` only."""
+    rng = random.Random(count * 7 + pe)
+    frames = [f[:count] + [1] * (pe * words - count) for f in _frames(pe * words, rng)]
+    labels, _, _ = _run(pe, words, frames, rng, count=count)
+    assert labels == [_highest_set_bit(f[:count]) for f in frames]
 
 
 def test_frame_labels_follow_each_rule_from_first_principles():

@@ -24,8 +24,22 @@ def accelerator_name(cfg):
     return "qnnfab_" + "".join(c if c.isalnum() else "_" for c in cfg.name)
 
 
+def padding_notes(cfg):
+    """``(input, output)``: sentence tails naming the input padding (``input_pad``) and the padding rows
+    of the last layer (``classes``); empty without them."""
+    n = math.prod(cfg.layers[-1].out_shape)
+    return (f", followed by {cfg.input_pad} padding elements of stored value 0 (`input_pad`)" if cfg.input_pad
+            else "",
+            f"; only the first {cfg.classes} are the network's outputs, the other {n - cfg.classes} are padding "
+            "rows (`classes`) that the label ignores" if cfg.classes != n else "")
+
+
 def _scores(cfg, f):
     """What the output scores are, in words (``f``: the accelerator's :class:`WordFormat`)."""
+    return _score_kind(cfg, f) + padding_notes(cfg)[1]
+
+
+def _score_kind(cfg, f):
     last = cfg.layers[-1]
     if last.out_kind != "acc":
         return f"the last layer's ('{last.name}') {last.out_kind} activations, {f.out_bits}-bit unsigned"
@@ -52,7 +66,8 @@ def accelerator_readme(cfg, top):
         label_rule={"argmax": "arg-max of the frame's scores (lowest index on ties)",
                     "highest_set_bit": "the highest index whose output bit is 1 (0 when none is; "
                                        "label = \"highest_set_bit\")"}[cfg.label],
-        shape=" x ".join(str(d) for d in cfg.input_shape), kind=cfg.input_kind, encoding=encoding,
+        shape=" x ".join(str(d) for d in cfg.input_shape) + padding_notes(cfg)[0], kind=cfg.input_kind,
+        encoding=encoding,
         in_words=f.in_words, in_elems=f.in_elems, in_bits=f.in_bits, last_in_word=f.in_words - 1,
         padding=f": the top {spare} bits are padding (ignored; send 0)" if spare else " (no padding)",
         n_scores=f.out_elems * f.out_words, scores=_scores(cfg, f), out_words=f.out_words,

@@ -29,7 +29,7 @@ from qnnfab.errors import ConfigError
 from qnnfab.plan import plan_of, save_image
 from qnnfab.rtl.overlay import OverlayShell
 
-from .accelerator import accelerator_name
+from .accelerator import accelerator_name, padding_notes
 from .render import render
 from .vivado import (CONTROL_BASE, IP_VLNV, SHELL_CELL, VIVADO_VERSIONS, BlockDesign, shell_ports,
                      write_vivado_project)
@@ -179,11 +179,12 @@ def overlay_readme(cfg, bd, parts):
         ctrl_interconnect_vlnv=IP_VLNV["ctrl_interconnect"], mem_smartconnect_vlnv=IP_VLNV["mem_smartconnect"],
         shell_cell=SHELL_CELL, view_module=bd.view_module, control_base=f"{CONTROL_BASE:08X}",
         control_kib=bd.control_range // 1024, ddr_mib=b.ddr_bytes // 2**20,
-        input_shape=" x ".join(str(d) for d in fm.input_shape), input_kind=_input_kind(fm),
+        input_shape=" x ".join(str(d) for d in fm.input_shape) + padding_notes(cfg)[0], input_kind=_input_kind(fm),
         input_order="channel-last (NHWC) raster order" if len(fm.input_shape) == 3 else "index order",
         in_simd=fm.in_simd, in_words=fm.in_words, in_slot_bytes=fm.in_slot_bytes,
         in_frame_bytes=fm.in_frame_bytes, bus_bytes=fm.bus_bytes, n_scores=fm.n_scores, out_bits=fm.out_bits,
-        out_sign="two's complement" if fm.out_signed else "unsigned", out_elems=fm.out_elems,
+        out_sign=("two's complement" if fm.out_signed else "unsigned") + padding_notes(cfg)[1],
+        out_elems=fm.out_elems,
         label_rule={"argmax": "the arg-max label, ties to the lowest index",
                     "highest_set_bit": "the label, the highest index whose output bit is 1 (0 when none "
                                        "is; label = \"highest_set_bit\")"}[fm.label_rule],

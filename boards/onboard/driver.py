@@ -100,9 +100,11 @@ def pack_inputs(fm, images, out=None):
 
     Element values are the network's stored input values: bits (0 = -1,
     1 = +1) for a bipolar input, k-bit codes for uint, two's complement k-bit
-    values for int. ``out``: an array to fill (the DMA buffer)."""
+    values for int; each frame gets the ``fm.input_pad`` padding elements
+    (stored 0) at its end. ``out``: an array to fill (the DMA buffer)."""
     n = images.shape[0]
-    slots = packing.pack_bytes(images.reshape(n, fm.in_words, fm.in_simd), fm.input_bits, fm.in_slot_bytes)
+    frames = packing.pad_frames(images, fm.input_pad)
+    slots = packing.pack_bytes(frames.reshape(n, fm.in_words, fm.in_simd), fm.input_bits, fm.in_slot_bytes)
     packed = slots.reshape(n, fm.in_words * fm.in_slot_bytes)
     if out is None:
         out = np.zeros((n, fm.in_frame_bytes), np.uint8)
@@ -113,12 +115,13 @@ def pack_inputs(fm, images, out=None):
 
 
 def unpack_records(fm, records):
-    """Output records (N, out_record_bytes) uint8 -> (scores (N, n_scores) int64,
-    labels (N,) int64, frame indices (N,) int64 from the label words)."""
+    """Output records (N, out_record_bytes) uint8 -> (scores (N, classes) int64,
+    labels (N,) int64, frame indices (N,) int64 from the label words); the
+    scores of the last layer's padding rows are dropped."""
     n = records.shape[0]
     slots = records[:, :fm.out_items * fm.out_slot_bytes].reshape(n, fm.out_items, fm.out_slot_bytes)
     scores = packing.unpack_bytes(slots[:, :fm.out_words], fm.out_elems, fm.out_bits, fm.out_signed)
-    scores = scores.reshape(n, fm.n_scores)
+    scores = scores.reshape(n, fm.n_scores)[:, :fm.classes]
     label_word = slots[:, fm.out_words, :4].copy().view("<u4").reshape(n).astype(np.int64)
     return scores, label_word & 0xFFFF, label_word >> 16
 
@@ -206,11 +209,11 @@ class Accelerator:
 
     # ---- running ----------------------------------------------------------
     def run(self, images):
-        """Run ``images``; return ``(scores (N, n_scores), labels (N,))``, int64."""
+        """Run ``images``; return ``(scores (N, classes), labels (N,))``, int64."""
         images = self.check_images(images)
         fm = self.formats
         n = images.shape[0]
-        scores = np.zeros((n, fm.n_scores), np.int64)
+        scores = np.zeros((n, fm.classes), np.int64)
         labels = np.zeros(n, np.int64)
         for lo in range(0, n, self.batch_size):
             hi = min(n, lo + self.batch_size)
@@ -234,7 +237,7 @@ class Accelerator:
         return self.run(images)[1]
 
     def scores(self, images):
-        """The last layer's scores of every image, (N, n_scores) int64."""
+        """The reported scores of every image, (N, classes) int64."""
         return self.run(images)[0]
 
     def _run_chunk(self, images):
