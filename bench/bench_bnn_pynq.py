@@ -1,17 +1,19 @@
-"""BNN-PYNQ's pretrained LFC W1A1 in qnnfab: accuracy on the 10,000 MNIST test images.
+"""BNN-PYNQ's pretrained LFC W1A1 and W1A2 in qnnfab: accuracy on the 10,000 MNIST test images.
 
-Imports ``bnn/params/mnist/lfcW1A1`` and ``bnn/src/network/lfcW1A1/hw/config.h``
+Imports ``bnn/params/mnist/<network>`` and ``bnn/src/network/<network>/hw/config.h``
 of a BNN-PYNQ checkout through :mod:`qnnfab.interop.bnn_pynq`, binarizes the
 MNIST test pixels as BNN-PYNQ does (bit 1 iff p >= 128) and prints, beside
-BNN-PYNQ's board-measured 98.40%:
+BNN-PYNQ's board-measured accuracy (its LFC-QNN_MNIST notebook: W1A1 98.40%,
+W1A2 98.49%):
 
-* the accuracy of a direct NumPy evaluation of the imported matrices (popcount,
-  ``>=`` the imported thresholds, label = highest set output bit, 0 when none);
+* the accuracy of a direct NumPy evaluation of the imported matrices with
+  qnnfab's arithmetic (popcount for bit inputs, sum(w * c) for count inputs,
+  count of thresholds with acc >= T; label = highest set output bit, 0 when none);
 * the accuracy of qnnfab's golden model on the imported config
   (:func:`qnnfab.golden.network.network_of`), when qnnfab's netconfig knows the
   config fields the import writes (``input_pad``, ``label``, ``classes``).
 
-    .venv/bin/python bench/bench_bnn_pynq.py BNN_PYNQ MNIST
+    .venv/bin/python bench/bench_bnn_pynq.py BNN_PYNQ MNIST [--network lfcW1A1 lfcW1A2]
 
 ``BNN_PYNQ``: a BNN-PYNQ work tree or bare git directory (github Xilinx/BNN-PYNQ).
 ``MNIST``: a folder or bare git directory holding ``t10k-images-idx3-ubyte`` and
@@ -30,9 +32,10 @@ import numpy as np
 from qnnfab.errors import ConfigError
 from qnnfab.interop.bnn_pynq import read_network
 
-PARAMS = "bnn/params/mnist/lfcW1A1"
-CONFIG_H = "bnn/src/network/lfcW1A1/hw/config.h"
-BOARD_ACCURACY = 0.9840
+PARAMS = "bnn/params/mnist/{}"
+CONFIG_H = "bnn/src/network/{}/hw/config.h"
+#: BNN-PYNQ's notebooks/LFC-QNN_MNIST.ipynb, on the board
+BOARD_ACCURACY = {"lfcW1A1": 0.9840, "lfcW1A2": 0.9849}
 
 
 def _is_bare_git(path):
@@ -81,12 +84,16 @@ def highest_set_bit(bits):
 
 
 def numpy_forward(arrays, x):
-    """Output bits of the imported W1A1 network on input bits ``x`` (B, MW0): popcount >= thresholds."""
-    x = x.astype(np.int64)
+    """Outputs of the imported network on input bits ``x`` (B, MW0), in qnnfab's arithmetic: the
+    accumulator is the XNOR popcount for bit inputs, sum(w * c) (w = -1/+1) for count inputs; the
+    output is the number of thresholds with acc >= T."""
+    x, bit_input = x.astype(np.int64), True
     for i in range(len(arrays) // 2):
         w = arrays[f"fc{i}/weights"].astype(np.int64)
-        popcount = x @ w.T + (1 - x) @ (1 - w).T
-        x = (popcount >= arrays[f"fc{i}/thresholds"][:, 0]).astype(np.int64)
+        t = arrays[f"fc{i}/thresholds"]
+        acc = x @ w.T + (1 - x) @ (1 - w).T if bit_input else x @ (2 * w - 1).T
+        x = (acc[:, :, None] >= t[None]).sum(axis=2)
+        bit_input = t.shape[1] == 1
     return x
 
 
@@ -95,9 +102,9 @@ def golden_labels(text, arrays, x, scratch):
     (None, reason) when netconfig does not load it."""
     from qnnfab import netconfig
     from qnnfab.golden.network import network_of
-    np.savez(scratch / "lfc-w1a1.npz", **arrays)
+    np.savez(scratch / "imported.npz", **arrays)
     try:
-        cfg = netconfig.loads(text, base_dir=scratch, source="lfc-w1a1 (imported)")
+        cfg = netconfig.loads(text, base_dir=scratch, source="imported BNN-PYNQ network")
     except ConfigError as e:
         return None, f"netconfig refuses the imported config: {e}"
     net = network_of(cfg)
@@ -110,26 +117,31 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bnn_pynq", help="BNN-PYNQ work tree or bare git directory")
     ap.add_argument("mnist", help="folder or bare git directory with the MNIST t10k idx files")
+    ap.add_argument("--network", nargs="+", default=sorted(BOARD_ACCURACY), choices=sorted(BOARD_ACCURACY))
     args = ap.parse_args()
+    status = 0
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
-        root = _materialize(args.bnn_pynq, [PARAMS, CONFIG_H], scratch / "bnn-pynq")
-        text, arrays = read_network(root / PARAMS, root / CONFIG_H, name="lfc-w1a1")
         pixels, labels = load_mnist_test(args.mnist, scratch)
-        mw = arrays["fc0/weights"].shape[1]
-        x = np.zeros((len(pixels), mw), dtype=np.uint8)
-        x[:, :784] = pixels >= 128                      # padding bits are 0
-        ref = highest_set_bit(numpy_forward(arrays, x))
-        print(f"LFC W1A1, {len(labels)} MNIST test images")
-        print(f"  BNN-PYNQ on the board (its notebook): {BOARD_ACCURACY:.2%}")
-        print(f"  NumPy on the imported matrices     : {np.mean(ref == labels):.2%}")
-        golden, why = golden_labels(text, arrays, x, scratch)
-        if golden is None:
-            print(f"  qnnfab golden model                : not run ({why})")
-            return 1
-        print(f"  qnnfab golden model                : {np.mean(golden == labels):.2%} "
-              f"(labels equal to NumPy's: {np.array_equal(golden, ref)})")
-    return 0
+        for network in args.network:
+            params, config_h = PARAMS.format(network), CONFIG_H.format(network)
+            root = _materialize(args.bnn_pynq, [params, config_h], scratch / "bnn-pynq")
+            text, arrays = read_network(root / params, root / config_h, name=network)
+            mw = arrays["fc0/weights"].shape[1]
+            x = np.zeros((len(pixels), mw), dtype=np.uint8)
+            x[:, :784] = pixels >= 128                      # padding bits are 0
+            ref = highest_set_bit(numpy_forward(arrays, x))
+            print(f"{network}, {len(labels)} MNIST test images")
+            print(f"  BNN-PYNQ on the board (its notebook): {BOARD_ACCURACY[network]:.2%}")
+            print(f"  NumPy on the imported matrices     : {np.mean(ref == labels):.2%}")
+            golden, why = golden_labels(text, arrays, x, scratch)
+            if golden is None:
+                print(f"  qnnfab golden model                : not run ({why})")
+                status = 1
+                continue
+            print(f"  qnnfab golden model                : {np.mean(golden == labels):.2%} "
+                  f"(labels equal to NumPy's: {np.array_equal(golden, ref)})")
+    return status
 
 
 if __name__ == "__main__":

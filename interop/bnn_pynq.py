@@ -15,18 +15,39 @@ in ``bnn/params/<dataset>/<network>/`` and its shape and folding in
   its bit ``j`` is column ``sf * SIMD + j``; bit 1 = +1. Padding rows and
   columns are 1 bits (the input is padded with 0 bits, so a padding column
   adds nothing to the XNOR popcount).
-* ``<n>-<pe>-thres.bin``: TMEM little-endian int64, entry ``nf`` the threshold
-  of row ``nf * PE + pe`` in the popcount domain, clipped to 16-bit signed;
-  padding rows hold 32767. The hardware outputs +1 iff ``popcount > T``.
+* ``<n>-<pe>-thres.bin``: TMEM * NT little-endian int64 (NT = 2^(API-1)
+  thresholds per row), entries ``nf * NT + i`` the thresholds of row
+  ``nf * PE + pe``, clipped to 16-bit signed; padding rows hold 32767. The
+  hardware counts the thresholds T with ``acc > T`` (strict).
 
-qnnfab thresholds compare ``acc >= T``; on the integer popcount that is
-``T + 1``, exactly. The last layer of an LFC network is thresholded too, padded
-to 64 rows: the host reads the label as the highest set output bit (0 when
-none), which the config states as ``label = "highest_set_bit"`` with
-``classes`` on the last layer.
+The accumulator a threshold compares against (finnthesizer's
+``makeFCBNComplex``): the XNOR popcount P when the layer's input, weights and
+output are all 1-bit (W1A1); otherwise the signed dot product with weights
+read as -1/+1 and inputs as -1/+1 (1-bit input, padding columns included) or
+as the previous layer's values ``count - 1`` (its ``ThresholdsActivation``
+starts at -1 when it has more than one threshold, so 2-bit activations are
+-1, 0, +1).
 
-Only W1A1 networks (WPI = API = 1, no fraction bits) of fully connected
-layers are read; anything else is refused with a ConfigError.
+qnnfab compares ``acc >= T`` on its own accumulator (the popcount P for
+bipolar inputs, the dot product sum(w * c) with the count c for uint inputs),
+so each threshold is rewritten exactly on integers:
+
+* W1A1, popcount: ``P > T``  <=>  ``P >= T + 1``;
+* 1-bit input, dot ``d = 2P - MW``: ``d > T``  <=>  ``P >= floor((T + MW) / 2) + 1``;
+* count input, dot ``d = sum(w * (c - 1)) = acc - rowsum(w)``:
+  ``d > T``  <=>  ``acc >= T + rowsum(w) + 1``.
+
+A layer with NT > 1 thresholds becomes ``act = "uint<API>"`` with the
+qnnfab-only top thresholds set to the accumulator maximum plus 1 (never
+reached), so the count, and the next layer's arithmetic, are BNN-PYNQ's.
+The last layer of an LFC network is thresholded too, padded to 64 rows: the
+host reads the label as the highest set output bit (0 when none), which the
+config states as ``label = "highest_set_bit"`` with ``classes`` on the last
+layer.
+
+Only fully connected layers with 1-bit weights and integer activations (WPI =
+1, WPF = APF = 0) are read (LFC W1A1, LFC W1A2); anything else is refused
+with a ConfigError.
 """
 
 import re
@@ -66,6 +87,11 @@ class FcLayer:
         """NF = MH / PE: rows per PE."""
         return self.mh // self.pe
 
+    @property
+    def thresholds_per_row(self):
+        """NT = 2^(API - 1): thresholds per row in the .bin files."""
+        return 1 << (self.api - 1)
+
 
 def parse_config_h(text, source="config.h"):
     """The fully connected layers ``[FcLayer]`` of a finnthesizer ``config.h`` text, in order.
@@ -99,10 +125,10 @@ def parse_config_h(text, source="config.h"):
             raise ConfigError(source, f"L{i}", f"WMEM {layer.wmem} / TMEM {layer.tmem} do not match "
                               f"MW {layer.mw}, MH {layer.mh}, SIMD {layer.simd}, PE {layer.pe}",
                               "WMEM = MW*MH/(SIMD*PE), TMEM = MH/PE")
-        if (layer.wpi, layer.api, layer.wpf, layer.apf) != (1, 1, 0, 0):
+        if (layer.wpi, layer.wpf, layer.apf) != (1, 0, 0) or not 1 <= layer.api <= 8:
             raise ConfigError(source, f"L{i}", f"has {layer.wpi}.{layer.wpf}-bit weights and "
-                              f"{layer.api}.{layer.apf}-bit activations; only W1A1 layers are read",
-                              "import a W1A1 network (lfcW1A1)")
+                              f"{layer.api}.{layer.apf}-bit activations; only 1-bit weights with integer "
+                              "activations are read", "import a W1A1 or W1A2 network (lfcW1A1, lfcW1A2)")
         if layer.simd > 64:
             raise ConfigError(source, f"L{i}_SIMD", f"is {layer.simd}, above the 64 bits of a weight word",
                               "pass an unedited finnthesizer config.h")
@@ -129,11 +155,11 @@ def read_layer(params_dir, layer):
     """Weights and thresholds of BNN-PYNQ layer ``layer`` (an :class:`FcLayer`) from ``params_dir``.
 
     Returns ``(bits, thresholds)``: ``bits`` uint8 (MH, MW), 1 = +1, padding
-    included; ``thresholds`` int64 (MH,), BNN-PYNQ's strict popcount thresholds
-    (+1 iff popcount > T), as stored."""
-    sf, nf = layer.synapse_folds, layer.neuron_folds
+    included; ``thresholds`` int64 (MH, NT), BNN-PYNQ's strict thresholds
+    (counted where acc > T) in its accumulator domain, as stored."""
+    sf, nf, nt = layer.synapse_folds, layer.neuron_folds, layer.thresholds_per_row
     bits = np.empty((layer.mh, layer.mw), dtype=np.uint8)
-    thresholds = np.empty(layer.mh, dtype=np.int64)
+    thresholds = np.empty((layer.mh, nt), dtype=np.int64)
     shifts = np.arange(layer.simd, dtype=np.uint64)
     for pe in range(layer.pe):
         stem = Path(params_dir) / f"{layer.index}-{pe}"
@@ -141,7 +167,7 @@ def read_layer(params_dir, layer):
         # bit j of word (nf, sf) is column sf*SIMD + j of row nf*PE + pe
         rows = ((words[:, :, None] >> shifts) & np.uint64(1)).astype(np.uint8)
         bits[pe::layer.pe] = rows.reshape(nf, layer.mw)
-        thresholds[pe::layer.pe] = _read_words(f"{stem}-thres.bin", np.int64, layer.tmem)
+        thresholds[pe::layer.pe] = _read_words(f"{stem}-thres.bin", np.int64, layer.tmem * nt).reshape(nf, nt)
     return bits, thresholds
 
 
@@ -163,14 +189,37 @@ def _classes(params_dir, last):
     return last.mh
 
 
+def qnnfab_thresholds(layer, bits, strict, in_bits):
+    """qnnfab's ``acc >= T`` thresholds (MH, 2^API - 1) of BNN-PYNQ layer ``layer``.
+
+    ``bits`` (MH, MW) and ``strict`` (MH, NT) as :func:`read_layer` returns them;
+    ``in_bits``: 1 for a bipolar input (the network input or a 1-bit
+    activation), else the API of the previous layer (inputs are its counts)."""
+    strict = np.sort(strict, axis=1)
+    if in_bits == 1 and layer.api == 1:
+        t = strict + 1
+        top = layer.mw + 1
+    elif in_bits == 1:
+        t = (strict + layer.mw) // 2 + 1
+        top = layer.mw + 1
+    else:
+        rowsum = 2 * bits.astype(np.int64).sum(axis=1, keepdims=True) - layer.mw
+        t = strict + rowsum + 1
+        top = layer.mw * ((1 << in_bits) - 1) + 1
+    if layer.api == 1:
+        return t
+    never = np.full((layer.mh, (1 << layer.api) - 1 - t.shape[1]), top, dtype=np.int64)
+    return np.concatenate([t, np.maximum(never, t.max(axis=1, keepdims=True))], axis=1)
+
+
 def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, inputs=None, classes=None):
-    """A qnnfab config of the BNN-PYNQ W1A1 fully connected network in ``params_dir`` / ``config_h``.
+    """A qnnfab config of the BNN-PYNQ W1A1 or W1A2 fully connected network in ``params_dir`` / ``config_h``.
 
     Returns ``(toml_text, arrays)``: the TOML names ``weights_file`` (default
     ``<name>.npz``), in which the caller saves ``arrays`` (``np.savez``):
     ``fc<n>/weights`` uint8 (MH, MW) bits, 1 = +1, the hardware's padded
-    matrices; ``fc<n>/thresholds`` int64 (MH, 1), qnnfab's ``acc >= T``
-    popcount thresholds (BNN-PYNQ's T + 1).
+    matrices; ``fc<n>/thresholds`` int64 (MH, 2^API - 1), qnnfab's ``acc >= T``
+    thresholds (:func:`qnnfab_thresholds`).
 
     ``inputs``: unpadded input bits (default: ``inBits`` of the top.cpp next to
     ``config_h``, else the first layer's MW); the config pads them with
@@ -194,7 +243,7 @@ def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, in
     arrays = {}
     lines = [
         f"# BNN-PYNQ {name}, imported by qnnfab.interop.bnn_pynq from its finnthesizer parameters.",
-        "# Thresholds are BNN-PYNQ's strict popcount thresholds plus 1 (qnnfab compares >=).",
+        "# Thresholds: BNN-PYNQ's strict ones rewritten for qnnfab's acc >= T (see the module).",
         "[network]",
         f'name = "{name}"',
         f"input_shape = [{inputs}]",
@@ -203,12 +252,15 @@ def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, in
         f'weights = "{weights_file}"',
         'label = "highest_set_bit"',
     ]
+    in_bits = 1
     for layer in layers:
         bits, strict = read_layer(params_dir, layer)
         lname = f"fc{layer.index}"
         arrays[f"{lname}/weights"] = bits
-        arrays[f"{lname}/thresholds"] = (strict + 1).reshape(-1, 1)
+        arrays[f"{lname}/thresholds"] = qnnfab_thresholds(layer, bits, strict, in_bits)
+        act = "bipolar" if layer.api == 1 else f"uint{layer.api}"
         lines += ["", "[[layer]]", f'name = "{lname}"', 'type = "fc"', f"out = {layer.mh}",
-                  'act = "bipolar"', f"simd = {layer.simd}", f"pe = {layer.pe}"]
+                  f'act = "{act}"', f"simd = {layer.simd}", f"pe = {layer.pe}"]
+        in_bits = layer.api
     lines.append(f"classes = {classes}")
     return "\n".join(lines) + "\n", arrays
