@@ -1,0 +1,266 @@
+"""BNN-PYNQ's pretrained fully connected networks into qnnfab configs.
+
+BNN-PYNQ (github Xilinx/BNN-PYNQ, BSD-3) keeps a network's hardware parameters
+in ``bnn/params/<dataset>/<network>/`` and its shape and folding in
+``bnn/src/network/<network>/hw/config.h``, both written by its
+``finnthesizer.py``. The formats, as that script writes them:
+
+* ``config.h``: per layer ``L<n>_SIMD``, ``L<n>_PE``, ``L<n>_WMEM``
+  (= MW*MH / (SIMD*PE) words per PE), ``L<n>_TMEM`` (= MH / PE rows per PE),
+  ``L<n>_MW``/``L<n>_MH`` (padded matrix width and height) and the precisions
+  ``L<n>_WPI``/``L<n>_API`` (integer bits of weights and activations) and
+  ``L<n>_WPF``/``L<n>_APF`` (fraction bits).
+* ``<n>-<pe>-weights.bin``: WMEM little-endian uint64 words of PE ``pe``;
+  word ``nf * SF + sf`` (SF = MW / SIMD) holds matrix row ``nf * PE + pe``,
+  its bit ``j`` is column ``sf * SIMD + j``; bit 1 = +1. Padding rows and
+  columns are 1 bits (the input is padded with 0 bits, so a padding column
+  adds nothing to the XNOR popcount).
+* ``<n>-<pe>-thres.bin``: TMEM * NT little-endian int64 (NT = 2^(API-1)
+  thresholds per row), entries ``nf * NT + i`` the thresholds of row
+  ``nf * PE + pe``, clipped to 16-bit signed; padding rows hold 32767. The
+  hardware counts the thresholds T with ``acc > T`` (strict).
+
+The accumulator a threshold compares against (finnthesizer's
+``makeFCBNComplex``): the XNOR popcount P when the layer's input, weights and
+output are all 1-bit (W1A1); otherwise the signed dot product with weights
+read as -1/+1 and inputs as -1/+1 (1-bit input, padding columns included) or
+as the previous layer's values ``count - 1`` (its ``ThresholdsActivation``
+starts at -1 when it has more than one threshold, so 2-bit activations are
+-1, 0, +1).
+
+qnnfab compares ``acc >= T`` on its own accumulator (the popcount P for
+bipolar inputs, the dot product sum(w * c) with the count c for uint inputs),
+so each threshold is rewritten exactly on integers:
+
+* W1A1, popcount: ``P > T``  <=>  ``P >= T + 1``;
+* 1-bit input, dot ``d = 2P - MW``: ``d > T``  <=>  ``P >= floor((T + MW) / 2) + 1``;
+* count input, dot ``d = sum(w * (c - 1)) = acc - rowsum(w)``:
+  ``d > T``  <=>  ``acc >= T + rowsum(w) + 1``.
+
+A layer with NT > 1 thresholds becomes ``act = "uint<API>"`` with the
+qnnfab-only top thresholds set to the accumulator maximum plus 1 (never
+reached), so the count, and the next layer's arithmetic, are BNN-PYNQ's.
+The last layer of an LFC network is thresholded too, padded to 64 rows: the
+host reads the label as the highest set output bit (0 when none), which the
+config states as ``label = "highest_set_bit"`` with ``classes`` on the last
+layer.
+
+Only fully connected layers with 1-bit weights and integer activations (WPI =
+1, WPF = APF = 0) are read (LFC W1A1, LFC W1A2); anything else is refused
+with a ConfigError.
+"""
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qnnfab.errors import ConfigError
+
+#: fields of one layer in config.h, in the order finnthesizer writes them
+_FC_FIELDS = ("SIMD", "PE", "WMEM", "TMEM", "MW", "MH", "WPI", "API", "WPF", "APF")
+
+
+@dataclass(frozen=True)
+class FcLayer:
+    """One fully connected layer of a BNN-PYNQ config.h: padded matrix (mh, mw), folding, precisions."""
+    index: int
+    simd: int
+    pe: int
+    wmem: int
+    tmem: int
+    mw: int
+    mh: int
+    wpi: int
+    api: int
+    wpf: int
+    apf: int
+
+    @property
+    def synapse_folds(self):
+        """SF = MW / SIMD: words per matrix row."""
+        return self.mw // self.simd
+
+    @property
+    def neuron_folds(self):
+        """NF = MH / PE: rows per PE."""
+        return self.mh // self.pe
+
+    @property
+    def thresholds_per_row(self):
+        """NT = 2^(API - 1): thresholds per row in the .bin files."""
+        return 1 << (self.api - 1)
+
+
+def parse_config_h(text, source="config.h"):
+    """The fully connected layers ``[FcLayer]`` of a finnthesizer ``config.h`` text, in order.
+
+    Every ``L<n>_SIMD ... L<n>_APF`` define of a layer must be present, WMEM and
+    TMEM must match MW, MH, SIMD and PE, and the layers must be numbered 0, 1, ..."""
+    defines = {}
+    for name, value in re.findall(r"^\s*#define\s+(L\d+_\w+)\s+(-?\d+)\s*$", text, re.M):
+        defines[name] = int(value)
+    indices = sorted({int(m.group(1)) for m in map(re.compile(r"L(\d+)_").match, defines)})
+    if not indices:
+        raise ConfigError(source, "layers", "no L<n>_SIMD/L<n>_PE defines found",
+                          "pass BNN-PYNQ's bnn/src/network/<network>/hw/config.h")
+    if indices != list(range(len(indices))):
+        raise ConfigError(source, "layers", f"layer numbers {indices} are not 0, 1, 2, ...",
+                          "pass an unedited finnthesizer config.h")
+    layers = []
+    for i in indices:
+        if f"L{i}_K" in defines or f"L{i}_MW" not in defines:
+            raise ConfigError(source, f"L{i}", "is a convolutional layer (only fully connected layers are read)",
+                              "import an LFC network (lfcW1A1)")
+        missing = [f for f in _FC_FIELDS if f"L{i}_{f}" not in defines]
+        if missing:
+            raise ConfigError(source, f"L{i}", f"lacks the defines {[f'L{i}_{f}' for f in missing]}",
+                              "pass an unedited finnthesizer config.h")
+        layer = FcLayer(i, *(defines[f"L{i}_{f}"] for f in _FC_FIELDS))
+        if layer.simd < 1 or layer.pe < 1 or layer.mw % layer.simd or layer.mh % layer.pe:
+            raise ConfigError(source, f"L{i}", f"MW {layer.mw} / SIMD {layer.simd} or MH {layer.mh} / PE "
+                              f"{layer.pe} is not whole", "pass an unedited finnthesizer config.h")
+        if (layer.wmem, layer.tmem) != (layer.neuron_folds * layer.synapse_folds, layer.neuron_folds):
+            raise ConfigError(source, f"L{i}", f"WMEM {layer.wmem} / TMEM {layer.tmem} do not match "
+                              f"MW {layer.mw}, MH {layer.mh}, SIMD {layer.simd}, PE {layer.pe}",
+                              "WMEM = MW*MH/(SIMD*PE), TMEM = MH/PE")
+        if (layer.wpi, layer.wpf, layer.apf) != (1, 0, 0) or not 1 <= layer.api <= 8:
+            raise ConfigError(source, f"L{i}", f"has {layer.wpi}.{layer.wpf}-bit weights and "
+                              f"{layer.api}.{layer.apf}-bit activations; only 1-bit weights with integer "
+                              "activations are read", "import a W1A1 or W1A2 network (lfcW1A1, lfcW1A2)")
+        if layer.simd > 64:
+            raise ConfigError(source, f"L{i}_SIMD", f"is {layer.simd}, above the 64 bits of a weight word",
+                              "pass an unedited finnthesizer config.h")
+        if i and layer.mw != layers[-1].mh:
+            raise ConfigError(source, f"L{i}_MW", f"is {layer.mw} but layer {i - 1} has MH {layers[-1].mh}",
+                              "pass an unedited finnthesizer config.h")
+        layers.append(layer)
+    return layers
+
+
+def _read_words(path, dtype, count):
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), "file", "does not exist",
+                          "pass BNN-PYNQ's bnn/params/<dataset>/<network> folder matching the config.h")
+    data = np.fromfile(path, dtype=np.dtype(dtype).newbyteorder("<"))
+    if data.size != count or path.stat().st_size != count * 8:
+        raise ConfigError(str(path), "size", f"has {path.stat().st_size} bytes, expected {count * 8} "
+                          f"({count} 64-bit words)", "pass the params folder that matches the config.h")
+    return data
+
+
+def read_layer(params_dir, layer):
+    """Weights and thresholds of BNN-PYNQ layer ``layer`` (an :class:`FcLayer`) from ``params_dir``.
+
+    Returns ``(bits, thresholds)``: ``bits`` uint8 (MH, MW), 1 = +1, padding
+    included; ``thresholds`` int64 (MH, NT), BNN-PYNQ's strict thresholds
+    (counted where acc > T) in its accumulator domain, as stored."""
+    sf, nf, nt = layer.synapse_folds, layer.neuron_folds, layer.thresholds_per_row
+    bits = np.empty((layer.mh, layer.mw), dtype=np.uint8)
+    thresholds = np.empty((layer.mh, nt), dtype=np.int64)
+    shifts = np.arange(layer.simd, dtype=np.uint64)
+    for pe in range(layer.pe):
+        stem = Path(params_dir) / f"{layer.index}-{pe}"
+        words = _read_words(f"{stem}-weights.bin", np.uint64, layer.wmem).reshape(nf, sf)
+        # bit j of word (nf, sf) is column sf*SIMD + j of row nf*PE + pe
+        rows = ((words[:, :, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+        bits[pe::layer.pe] = rows.reshape(nf, layer.mw)
+        thresholds[pe::layer.pe] = _read_words(f"{stem}-thres.bin", np.int64, layer.tmem * nt).reshape(nf, nt)
+    return bits, thresholds
+
+
+def _input_bits(config_h, first):
+    """Unpadded input width: ``inBits = a * b`` in the top.cpp beside config.h, else the first MW."""
+    top = Path(config_h).with_name("top.cpp")
+    if top.is_file():
+        m = re.search(r"inBits\s*=\s*([\d\s*]+);", top.read_text())
+        if m:
+            return int(np.prod([int(f) for f in m.group(1).split("*")]))
+    return first.mw
+
+
+def _classes(params_dir, last):
+    """Number of classes: the lines of classes.txt in the params folder, else the last MH."""
+    path = Path(params_dir) / "classes.txt"
+    if path.is_file():
+        return len([line for line in path.read_text().splitlines() if line.strip()])
+    return last.mh
+
+
+def qnnfab_thresholds(layer, bits, strict, in_bits):
+    """qnnfab's ``acc >= T`` thresholds (MH, 2^API - 1) of BNN-PYNQ layer ``layer``.
+
+    ``bits`` (MH, MW) and ``strict`` (MH, NT) as :func:`read_layer` returns them;
+    ``in_bits``: 1 for a bipolar input (the network input or a 1-bit
+    activation), else the API of the previous layer (inputs are its counts)."""
+    strict = np.sort(strict, axis=1)
+    if in_bits == 1 and layer.api == 1:
+        t = strict + 1
+        top = layer.mw + 1
+    elif in_bits == 1:
+        t = (strict + layer.mw) // 2 + 1
+        top = layer.mw + 1
+    else:
+        rowsum = 2 * bits.astype(np.int64).sum(axis=1, keepdims=True) - layer.mw
+        t = strict + rowsum + 1
+        top = layer.mw * ((1 << in_bits) - 1) + 1
+    if layer.api == 1:
+        return t
+    never = np.full((layer.mh, (1 << layer.api) - 1 - t.shape[1]), top, dtype=np.int64)
+    return np.concatenate([t, np.maximum(never, t.max(axis=1, keepdims=True))], axis=1)
+
+
+def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, inputs=None, classes=None):
+    """A qnnfab config of the BNN-PYNQ W1A1 or W1A2 fully connected network in ``params_dir`` / ``config_h``.
+
+    Returns ``(toml_text, arrays)``: the TOML names ``weights_file`` (default
+    ``<name>.npz``), in which the caller saves ``arrays`` (``np.savez``):
+    ``fc<n>/weights`` uint8 (MH, MW) bits, 1 = +1, the hardware's padded
+    matrices; ``fc<n>/thresholds`` int64 (MH, 2^API - 1), qnnfab's ``acc >= T``
+    thresholds (:func:`qnnfab_thresholds`).
+
+    ``inputs``: unpadded input bits (default: ``inBits`` of the top.cpp next to
+    ``config_h``, else the first layer's MW); the config pads them with
+    ``input_pad = MW - inputs`` zero bits. ``classes``: default the lines of
+    ``classes.txt`` in ``params_dir``. The label is BNN-PYNQ's read-out, the
+    highest set bit of the last layer's output (0 when none)."""
+    config_h = Path(config_h)
+    if not config_h.is_file():
+        raise ConfigError(str(config_h), "file", "does not exist",
+                          "pass BNN-PYNQ's bnn/src/network/<network>/hw/config.h")
+    layers = parse_config_h(config_h.read_text(), str(config_h))
+    inputs = _input_bits(config_h, layers[0]) if inputs is None else int(inputs)
+    classes = _classes(params_dir, layers[-1]) if classes is None else int(classes)
+    if not 0 < inputs <= layers[0].mw:
+        raise ConfigError(str(config_h), "inputs", f"{inputs} input bits do not fit L0_MW = {layers[0].mw}",
+                          "pass the unpadded input width (784 for MNIST)")
+    if not 0 < classes <= layers[-1].mh:
+        raise ConfigError(str(params_dir), "classes", f"{classes} classes do not fit the last MH = "
+                          f"{layers[-1].mh}", "pass the number of classes the network was trained on")
+    weights_file = weights_file or f"{name}.npz"
+    arrays = {}
+    lines = [
+        f"# BNN-PYNQ {name}, imported by qnnfab.interop.bnn_pynq from its finnthesizer parameters.",
+        "# Thresholds: BNN-PYNQ's strict ones rewritten for qnnfab's acc >= T (see the module).",
+        "[network]",
+        f'name = "{name}"',
+        f"input_shape = [{inputs}]",
+        f"input_pad = {layers[0].mw - inputs}",
+        'input_kind = "bipolar"',
+        f'weights = "{weights_file}"',
+        'label = "highest_set_bit"',
+    ]
+    in_bits = 1
+    for layer in layers:
+        bits, strict = read_layer(params_dir, layer)
+        lname = f"fc{layer.index}"
+        arrays[f"{lname}/weights"] = bits
+        arrays[f"{lname}/thresholds"] = qnnfab_thresholds(layer, bits, strict, in_bits)
+        act = "bipolar" if layer.api == 1 else f"uint{layer.api}"
+        lines += ["", "[[layer]]", f'name = "{lname}"', 'type = "fc"', f"out = {layer.mh}",
+                  f'act = "{act}"', f"simd = {layer.simd}", f"pe = {layer.pe}"]
+        in_bits = layer.api
+    lines.append(f"classes = {classes}")
+    return "\n".join(lines) + "\n", arrays

@@ -1,0 +1,263 @@
+"""qnnfab.interop.bnn_pynq: BNN-PYNQ's finnthesizer parameter files into qnnfab matrices.
+
+Expected values come from the format definition: a params folder the test
+writes itself from known matrices, packed the way BNN-PYNQ's finnthesizer.py
+packs them (its reshape / split / swapaxes steps, copied below), a single
+cleared bit placed by the documented word and bit order, and the padding rules
+seen in the real LFC W1A1 fixture (tests/fixtures/bnn_pynq/lfc-w1a1, its last
+layer)."""
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qnnfab.errors import ConfigError
+from qnnfab.interop.bnn_pynq import FcLayer, parse_config_h, read_layer, read_network
+
+FIXTURE = Path(__file__).parent / "fixtures" / "bnn_pynq" / "lfc-w1a1"
+
+
+def _config_h(layers, apis=None):
+    """A finnthesizer-style config.h text for ``[(simd, pe, mw, mh)]`` layers with 1-bit weights and
+    ``apis`` activation bits (default 1)."""
+    out = ["#ifndef __LAYER_CONFIG_H_", "#define __LAYER_CONFIG_H_"]
+    for i, (simd, pe, mw, mh) in enumerate(layers):
+        vals = dict(SIMD=simd, PE=pe, WMEM=mw * mh // (simd * pe), TMEM=mh // pe, MW=mw, MH=mh,
+                    WPI=1, API=apis[i] if apis else 1, WPF=0, APF=0)
+        out += [f"#define L{i}_{k} {v}" for k, v in vals.items()]
+    return "\n".join(out + ["#endif"]) + "\n"
+
+
+def _finnthesizer_pack(bits, thresholds, simd, pe):
+    """Per-PE (uint64 words, int64 thresholds) as finnthesizer's BNNProcElemMem.__updatePEMapping makes them."""
+    n, s = bits.shape
+    nf, sf = n // pe, s // simd
+    m = bits.reshape(n, sf, simd).astype(np.int64)
+    m = m.dot(1 << np.arange(simd, dtype=np.int64))           # ArrayToAp_uints, precision 1
+    w = np.asarray(np.split(m, nf, axis=0))
+    w = np.asarray(np.split(w, sf, axis=-1)).swapaxes(0, 2)
+    w = w.reshape(w.shape[0], -1)
+    t = np.array(np.split(thresholds, nf, axis=0)).swapaxes(0, 1)
+    return w, t
+
+
+def _write_params(folder, index, bits, thresholds, simd, pe):
+    w, t = _finnthesizer_pack(bits, thresholds, simd, pe)
+    for p in range(pe):
+        w[p].astype("<u8").tofile(folder / f"{index}-{p}-weights.bin")
+        t[p].astype("<i8").tofile(folder / f"{index}-{p}-thres.bin")
+
+
+#: a tiny two-layer network: 20 inputs padded to 24, 8 hidden, 3 classes padded to 4 rows
+TINY = [(8, 4, 24, 8), (4, 2, 8, 4)]
+
+
+def _tiny(folder, apis, seed=28):
+    """A params folder and config.h of TINY with activation bits ``apis``; returns (params, config.h,
+    [(bits, strict thresholds (MH, NT))]). Thresholds are drawn over the accumulator range (ties
+    occur), ascending except row 0."""
+    rng = np.random.default_rng(seed)
+    hw, params = folder / "hw", folder / "params"
+    hw.mkdir(), params.mkdir()
+    (hw / "config.h").write_text(_config_h(TINY, apis))
+    (hw / "top.cpp").write_text("const unsigned int inBits = 4 * 5;\n")
+    (params / "classes.txt").write_text("a\nb\nc\n")
+    mats = []
+    for i, (simd, pe, mw, mh) in enumerate(TINY):
+        bits = rng.integers(0, 2, (mh, mw), dtype=np.uint8)
+        popcount = apis[i] == 1 and (i == 0 or apis[i - 1] == 1)
+        lo, hi = (0, mw) if popcount else (-mw, mw)
+        thr = np.sort(rng.integers(lo - 1, hi + 1, (mh, 1 << (apis[i] - 1))), axis=1).astype(np.int64)
+        thr[0] = thr[0, ::-1]                      # a row with descending thresholds (a flipped row)
+        if i == 0:
+            bits[:, 20:] = 1                       # finnthesizer pads columns with 1 bits
+        _write_params(params, i, bits, thr, simd, pe)
+        mats.append((bits, thr))
+    return params, hw / "config.h", mats
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return _tiny(tmp_path, [1, 1])
+
+
+def test_read_layer_inverts_finnthesizer_packing(tiny):
+    params, config_h, mats = tiny
+    layers = parse_config_h(config_h.read_text())
+    for layer, (bits, thr) in zip(layers, mats):
+        got_bits, got_thr = read_layer(params, layer)
+        assert got_bits.dtype == np.uint8 and got_bits.shape == bits.shape
+        np.testing.assert_array_equal(got_bits, bits)
+        np.testing.assert_array_equal(got_thr, thr)
+
+
+def test_read_layer_multi_threshold_rows(tmp_path):
+    """API 2: NT = 2 thresholds per row, entry nf*NT + i of PE pe's file."""
+    params, config_h, mats = _tiny(tmp_path, [2, 1])
+    layers = parse_config_h(config_h.read_text())
+    assert [l.thresholds_per_row for l in layers] == [2, 1]
+    for layer, (bits, thr) in zip(layers, mats):
+        got_bits, got_thr = read_layer(params, layer)
+        np.testing.assert_array_equal(got_bits, bits)
+        np.testing.assert_array_equal(got_thr, thr)
+
+
+@pytest.mark.parametrize("row, col", [(0, 0), (5, 13), (7, 23), (2, 63)])
+def test_single_cleared_bit_lands_on_its_row_and_column(tmp_path, row, col):
+    """Row r lives in PE r % PE at fold r // PE; word nf*SF + sf, bit j = column sf*SIMD + j."""
+    simd, pe, mw, mh = (8, 4, 24, 8) if col < 24 else (64, 2, 64, 8)
+    layer = FcLayer(0, simd, pe, mw * mh // (simd * pe), mh // pe, mw, mh, 1, 1, 0, 0)
+    sf = mw // simd
+    for p in range(pe):
+        words = np.full(layer.wmem, (1 << simd) - 1, dtype=np.uint64)
+        if p == row % pe:
+            words[(row // pe) * sf + col // simd] ^= np.uint64(1 << (col % simd))
+        words.astype("<u8").tofile(tmp_path / f"0-{p}-weights.bin")
+        np.arange(layer.tmem, dtype="<i8").tofile(tmp_path / f"0-{p}-thres.bin")
+    bits, thr = read_layer(tmp_path, layer)
+    expect = np.ones((mh, mw), dtype=np.uint8)
+    expect[row, col] = 0
+    np.testing.assert_array_equal(bits, expect)
+    np.testing.assert_array_equal(thr, (np.arange(mh) // pe)[:, None])
+
+
+def test_read_network_config_and_arrays(tiny):
+    params, config_h, mats = tiny
+    text, arrays = read_network(params, config_h, name="tiny")
+    doc = tomllib.loads(text)
+    net = doc["network"]
+    assert (net["name"], net["input_shape"], net["input_pad"]) == ("tiny", [20], 4)
+    assert (net["input_kind"], net["weights"], net["label"]) == ("bipolar", "tiny.npz", "highest_set_bit")
+    assert [(l["name"], l["type"], l["out"], l["act"], l["simd"], l["pe"]) for l in doc["layer"]] == \
+        [(f"fc{i}", "fc", mh, "bipolar", simd, pe) for i, (simd, pe, mw, mh) in enumerate(TINY)]
+    assert doc["layer"][-1]["classes"] == 3 and "classes" not in doc["layer"][0]
+    assert sorted(arrays) == ["fc0/thresholds", "fc0/weights", "fc1/thresholds", "fc1/weights"]
+    for i, (bits, thr) in enumerate(mats):
+        np.testing.assert_array_equal(arrays[f"fc{i}/weights"], bits)
+        # strict popcount > T is popcount >= T + 1
+        np.testing.assert_array_equal(arrays[f"fc{i}/thresholds"], thr + 1)
+
+
+def _bnn_pynq_forward(mats, apis, x):
+    """BNN-PYNQ's arithmetic (finn-hlslib, finnthesizer) on input bits x (B, MW0): W1A1 layers count
+    popcount > T; other layers take the dot product with weights -1/+1 and inputs -1/+1 (bits) or
+    count - 1 (a layer with more than one threshold starts its count at -1), counting acc > T."""
+    values, bits_in = x.astype(np.int64), True
+    for (bits, thr), api in zip(mats, apis):
+        w = bits.astype(np.int64)
+        if bits_in and api == 1:
+            acc = values @ w.T + (1 - values) @ (1 - w).T
+        else:
+            a = 2 * values - 1 if bits_in else values
+            acc = a @ (2 * w - 1).T
+        count = (acc[:, :, None] > thr[None]).sum(axis=2)
+        values, bits_in = (count, True) if api == 1 else (count - 1, False)
+    return values
+
+
+def _qnnfab_forward(arrays, kinds, x):
+    """qnnfab's arithmetic on the imported arrays: popcount for bipolar inputs, sum(w * c) with
+    w = -1/+1 for uint inputs; output = count of thresholds with acc >= T."""
+    values = x.astype(np.int64)
+    for i, kind in enumerate(kinds):
+        w = arrays[f"fc{i}/weights"].astype(np.int64)
+        acc = values @ w.T + (1 - values) @ (1 - w).T if kind == "bipolar" else values @ (2 * w - 1).T
+        values = (acc[:, :, None] >= arrays[f"fc{i}/thresholds"][None]).sum(axis=2)
+    return values
+
+
+@pytest.mark.parametrize("apis", [[1, 1], [2, 1], [2, 2]])
+def test_imported_thresholds_give_bnn_pynq_outputs(tmp_path, apis):
+    """Every layer's output under qnnfab's >= thresholds equals BNN-PYNQ's strict ones, ties included."""
+    params, config_h, mats = _tiny(tmp_path, apis)
+    text, arrays = read_network(params, config_h)
+    doc = tomllib.loads(text)
+    assert [l["act"] for l in doc["layer"]] == ["bipolar" if a == 1 else f"uint{a}" for a in apis]
+    for i, a in enumerate(apis):
+        t = arrays[f"fc{i}/thresholds"]
+        assert t.shape == (TINY[i][3], (1 << a) - 1) and np.all(np.diff(t, axis=1) >= 0)
+    rng = np.random.default_rng(1)
+    x = np.zeros((4000, 24), dtype=np.uint8)
+    x[:, :20] = rng.integers(0, 2, (4000, 20))
+    kinds = ["bipolar"] + ["bipolar" if a == 1 else "uint" for a in apis[:-1]]
+    for n in (1, 2):
+        expect = _bnn_pynq_forward(mats[:n], apis[:n], x)
+        got = _qnnfab_forward(arrays, kinds[:n], x)
+        if apis[n - 1] > 1:
+            expect = expect + 1                    # qnnfab's count c is BNN-PYNQ's value c - 1
+        np.testing.assert_array_equal(got, expect)
+
+
+def test_read_network_overrides(tiny):
+    params, config_h, _ = tiny
+    text, _ = read_network(params, config_h, weights_file="w.npz", inputs=24, classes=4)
+    doc = tomllib.loads(text)
+    assert (doc["network"]["input_pad"], doc["network"]["weights"], doc["layer"][-1]["classes"]) == (0, "w.npz", 4)
+
+
+def test_thresholds_same_decisions_as_strict():
+    """acc >= T + 1 and acc > T agree on every integer popcount."""
+    acc = np.arange(-3, 1030)[:, None]
+    for t in (-1, 0, 512, 1024, 32767):
+        assert np.array_equal(acc > t, acc >= t + 1)
+
+
+def test_real_config_h_shapes():
+    layers = parse_config_h((FIXTURE / "config.h").read_text())
+    assert [(l.mw, l.mh, l.simd, l.pe) for l in layers] == \
+        [(832, 1024, 64, 32), (1024, 1024, 32, 64), (1024, 1024, 64, 32), (1024, 64, 8, 16)]
+    # cycles per frame (MH/PE)*(MW/SIMD): 512 at the two slowest layers
+    assert max(l.neuron_folds * l.synapse_folds for l in layers) == 512
+
+
+def test_real_last_layer_padding():
+    """LFC W1A1's last layer: 10 class rows, padded to 64 with all-1 rows and the clipped 16-bit maximum."""
+    layer = parse_config_h((FIXTURE / "config.h").read_text())[3]
+    bits, thr = read_layer(FIXTURE, layer)
+    assert bits.shape == (64, 1024) and thr.shape == (64, 1)
+    assert np.all(bits[10:] == 1) and np.all(thr[10:] == 2**15 - 1)
+    assert np.all((thr[:10] > 0) & (thr[:10] < 1024))
+    ones = bits[:10].mean(axis=1)
+    assert np.all((ones > 0.3) & (ones < 0.7)), ones       # trained rows, not padding
+
+
+def _raises(match, fn, *args, **kw):
+    with pytest.raises(ConfigError, match=match):
+        fn(*args, **kw)
+
+
+def test_bad_input(tiny, tmp_path):
+    params, config_h, _ = tiny
+    _raises("no L<n>_SIMD", parse_config_h, "#define FOO 1\n")
+    _raises("only 1-bit weights", parse_config_h, _config_h(TINY).replace("L1_WPI 1", "L1_WPI 2"))
+    _raises("only 1-bit weights", parse_config_h, _config_h(TINY).replace("L1_APF 0", "L1_APF 1"))
+    _raises("WMEM", parse_config_h, _config_h(TINY).replace("L0_WMEM 6", "L0_WMEM 5"))
+    _raises("convolutional", parse_config_h, _config_h(TINY) + "#define L0_K 3\n")
+    _raises("lacks the defines", parse_config_h, _config_h(TINY).replace("#define L1_TMEM 2\n", ""))
+    _raises("layer 0 has MH", parse_config_h, _config_h([(8, 4, 24, 8), (4, 2, 12, 4)]))
+    (params / "1-1-thres.bin").write_bytes(b"\0" * 8)
+    _raises("expected 16", read_network, params, config_h)
+    (params / "1-1-thres.bin").unlink()
+    _raises("does not exist", read_network, params, config_h)
+    _raises("does not exist", read_network, params, tmp_path / "nope.h")
+    _raises("do not fit L0_MW", read_network, params, config_h, inputs=25)
+    _raises("classes do not fit", read_network, params, config_h, classes=5)
+
+
+@pytest.mark.parametrize("apis", [[1, 1], [2, 1]])
+def test_netconfig_loads_imported_network(tmp_path, apis):
+    """Once netconfig knows input_pad / label / classes, the imported config loads with its arrays."""
+    from qnnfab import netconfig
+    names = {f.name for f in dataclasses.fields(netconfig.NetConfig)}
+    if not {"input_pad", "label"} <= names:
+        pytest.skip("netconfig has no input_pad / label fields yet")
+    params, config_h, mats = _tiny(tmp_path, apis)
+    text, arrays = read_network(params, config_h, name="tiny")
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    cfg = netconfig.loads(text, base_dir=tmp_path)
+    for i, (spec, (bits, thr)) in enumerate(zip(cfg.layers, mats)):
+        np.testing.assert_array_equal(spec.weights, bits)
+        np.testing.assert_array_equal(spec.thresholds, arrays[f"fc{i}/thresholds"])
