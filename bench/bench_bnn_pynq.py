@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from qnnfab.errors import ConfigError
+from qnnfab.packing import frame_labels
 from qnnfab.interop.bnn_pynq import read_network
 
 PARAMS = "bnn/params/mnist/{}"
@@ -108,9 +109,9 @@ def golden_labels(text, arrays, x, scratch):
     except ConfigError as e:
         return None, f"netconfig refuses the imported config: {e}"
     net = network_of(cfg)
-    # the golden network reads either the unpadded bits or the padded ones, as netconfig defines it
+    # the golden network reads the user's unpadded frames (the config's input_pad adds the padding)
     out = net.forward(x[:, :net.input_shape[0]])
-    return highest_set_bit(out), None
+    return frame_labels(out, cfg.label), None
 
 
 def main():
@@ -126,7 +127,7 @@ def main():
         for network in args.network:
             params, config_h = PARAMS.format(network), CONFIG_H.format(network)
             root = _materialize(args.bnn_pynq, [params, config_h], scratch / "bnn-pynq")
-            text, arrays = read_network(root / params, root / config_h, name=network)
+            text, arrays = read_network(root / params, root / config_h, name=network, weights_file="imported.npz")
             mw = arrays["fc0/weights"].shape[1]
             x = np.zeros((len(pixels), mw), dtype=np.uint8)
             x[:, :784] = pixels >= 128                      # padding bits are 0

@@ -351,9 +351,11 @@ COMPILED_VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast",
                            "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
 
 
-def build_compiled(verilog_text, toplevel, tb_text, *, log=None):
+def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
     """The Verilator executable of ``verilog_text`` with the C++ testbench ``tb_text`` (the compiled
-    engine); reuses a cached one. Returns a :class:`Build` whose ``executable`` is the program."""
+    engine); reuses a cached one. ``design`` (default ``toplevel``) names the cache entry and the
+    progress lines, so "how long the last build took" speaks of the same design. Returns a
+    :class:`Build` whose ``executable`` is the program."""
     setup_verilator()
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
@@ -372,7 +374,8 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None):
         run_steps(steps, d, d / "build.log", "Verilator build of the compiled testbench")
         keep_runtime(runtime, d / "obj")
 
+    design = design or toplevel
     entry, cached, seconds = cached_build(
-        f"{toplevel}-compiled", key, build_into, usable=lambda d: (d / "obj" / "Vtb").is_file(), log=log,
-        what=f"the compiled testbench of {toplevel} with Verilator")
+        f"{design}-compiled", key, build_into, usable=lambda d: (d / "obj" / "Vtb").is_file(), log=log,
+        what=f"the compiled testbench of {design} with Verilator")
     return Build("verilator", toplevel, entry, key, cached, seconds, entry / "obj" / "Vtb")

@@ -204,7 +204,8 @@ class NetworkBench:
     @property
     def build(self):
         if self._build is None:
-            self._build = build_compiled(self._verilog, self.TOPLEVEL, self._tb, log=self._log)
+            self._build = build_compiled(self._verilog, self.TOPLEVEL, self._tb, log=self._log,
+                                         design=f"network-{self.cfg.name}")
         return self._build
 
     def pack(self, frames):
