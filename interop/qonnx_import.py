@@ -80,8 +80,8 @@ class InputCodes:
             x = x.transpose(0, 2, 3, 1)
         if self.scale is None:
             codes = x
-        elif self.kind == "bipolar":
-            codes = np.where(x / np.float32(self.scale) >= 0, 1, 0)
+        elif self.kind == "bipolar":      # bit 1 where x / scale + zero_point >= 0
+            codes = np.where(x / np.float32(self.scale) + np.float32(self.zero_point) >= 0, 1, 0)
             return codes.astype(np.int64)
         else:
             y = x / np.float32(self.scale) + np.float32(self.zero_point)

@@ -261,3 +261,36 @@ def test_netconfig_loads_imported_network(tmp_path, apis):
     for i, (spec, (bits, thr)) in enumerate(zip(cfg.layers, mats)):
         np.testing.assert_array_equal(spec.weights, bits)
         np.testing.assert_array_equal(spec.thresholds, arrays[f"fc{i}/thresholds"])
+
+
+def test_import_command_writes_a_config_that_runs_like_bnn_pynq(tmp_path, capsys):
+    """``qnnfab import PARAMS --config-h FILE``: the three files, BNN-PYNQ's folding, its read-out,
+    and the input codes of its MNIST host (bit 1 for a pixel >= 128)."""
+    import json
+    from qnnfab import netconfig
+    from qnnfab.cli import main
+    from qnnfab.golden.network import network_of
+    from qnnfab.interop.qonnx_import import InputCodes
+    from qnnfab.packing import frame_labels
+    params, config_h, mats = _tiny(tmp_path, [1, 1])
+    out = tmp_path / "out"
+    assert main(["import", str(params), "--config-h", str(config_h), "--out", str(out), "--name", "tiny"]) == 0
+    assert "BNN-PYNQ" in capsys.readouterr().out
+    cfg = netconfig.load(out / "tiny.toml")
+    assert [(L.simd, L.pe) for L in cfg.layers] == [(simd, pe) for simd, pe, _, _ in TINY]
+    assert cfg.label == "highest_set_bit" and cfg.input_pad == 4
+    codes = InputCodes.from_json((out / "tiny.input_codes.json").read_text())
+    pixels = np.array([[0, 127, 128, 255] * 5])
+    np.testing.assert_array_equal(codes.to_codes(pixels), [[0, 0, 1, 1] * 5])
+    # the golden model on the import equals BNN-PYNQ's strict arithmetic on the packed matrices
+    x = np.random.default_rng(1).integers(0, 2, (50, 20))
+    want = frame_labels(_bnn_pynq_forward(mats, [1, 1], np.concatenate([x, np.zeros((50, 4), int)], 1))[:, :3],
+                        "highest_set_bit")
+    np.testing.assert_array_equal(frame_labels(network_of(cfg).forward(x), cfg.label), want)
+    # a second import refuses to replace them; --fps does not apply
+    assert main(["import", str(params), "--config-h", str(config_h), "--out", str(out), "--name", "tiny"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["import", str(params), "--config-h", str(config_h), "--out", str(tmp_path / "o2"),
+                 "--fps", "1000"]) == 2
+    assert "--fps" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    assert json.loads((out / "tiny.input_codes.json").read_text())["zero_point"] == -128.0

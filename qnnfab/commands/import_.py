@@ -1,7 +1,10 @@
-"""``qnnfab import``: a QONNX model -> qnnfab config, weights and input codes."""
+"""``qnnfab import``: a QONNX model, or a BNN-PYNQ network's parameters folder -> qnnfab config,
+weights and input codes."""
 
 import argparse
 import os
+
+import numpy as np
 from pathlib import Path
 
 from qnnfab import netconfig
@@ -10,7 +13,9 @@ from qnnfab.boards.estimate.fold import auto_fold
 from qnnfab.errors import ConfigError
 from qnnfab.flow import OutputFolder
 from qnnfab.interop.qonnx_export import require_onnx
-from qnnfab.interop.qonnx_import import import_qonnx, imported_files, write_imported
+from qnnfab.cache import atomic_paths
+from qnnfab.interop.bnn_pynq import read_network
+from qnnfab.interop.qonnx_import import InputCodes, import_qonnx, imported_files, write_imported
 
 from .common import as_option, number
 
@@ -31,22 +36,76 @@ def read_model(where, model):
     return proto
 
 
-def run(args):
-    where = "qnnfab import"
-    model = Path(args.model)
-    if not model.is_file():
-        raise ConfigError(where, "MODEL", f"{model} is not a file", "pass a QONNX model (.onnx)")
-    name = args.name or netconfig.safe_name(model.stem, "imported")
-    netconfig.check_name(where, "--name", name, "network")
-    with as_option(where, "--board"):
-        board = get_board(args.board)
-    number(where, "--fps", args.fps, above=0)
+#: BNN-PYNQ's MNIST hosts feed bit 1 for a pixel (0..255) of at least 128
+BNN_PYNQ_MNIST_CODES = InputCodes("bipolar", None, scale=1.0, zero_point=-128.0, layout="NC")
+
+
+def bnn_pynq_config_h(params):
+    """The ``hw/config.h`` of BNN-PYNQ params folder ``params`` in a BNN-PYNQ checkout
+    (``bnn/params/<dataset>/<network>`` -> ``bnn/src/network/<network>/hw/config.h``)."""
+    return params.parents[2] / "src" / "network" / params.name / "hw" / "config.h" if len(params.parents) > 2 \
+        else params / "config.h"
+
+
+def _check_out(where, args, name):
     if not args.force:
         existing = [f for f in imported_files(args.out, name) if os.path.lexists(f)]
         if existing:
             raise ConfigError(where, "--out", f"{existing[0]} exists (this import would replace "
                               f"{' and '.join(f.name for f in existing)})",
                               "name another --out or --name, or add --force to replace them")
+
+
+def run_bnn_pynq(args, where, params):
+    """Import BNN-PYNQ's network in params folder ``params`` (its folding kept)."""
+    config_h = Path(args.config_h) if args.config_h else bnn_pynq_config_h(params)
+    if not config_h.is_file():
+        raise ConfigError(where, "--config-h", f"{config_h} does not exist", "pass the network's "
+                          "bnn/src/network/<network>/hw/config.h of the BNN-PYNQ checkout")
+    name = args.name or netconfig.safe_name(params.name, "imported")
+    netconfig.check_name(where, "--name", name, "network")
+    if args.fps is not None:
+        raise ConfigError(where, "--fps", "does not apply to a BNN-PYNQ network (its folding is kept)",
+                          "leave --fps out, then qnnfab fold --config NAME.toml --fps N")
+    _check_out(where, args, name)
+    text, arrays = read_network(params, config_h, name=name)
+    out = OutputFolder(where, "--out", args.out)
+    toml, npz, codes = imported_files(out.path, name)
+    try:
+        with atomic_paths(toml, npz, codes) as (tmp_toml, tmp_npz, tmp_codes):
+            with open(tmp_npz, "wb") as f:
+                np.savez(f, **arrays)
+            tmp_toml.write_text(text)
+            tmp_codes.write_text(BNN_PYNQ_MNIST_CODES.to_json() + "\n")
+        cfg = netconfig.load(toml)
+    except BaseException:
+        out.undo()
+        raise
+    print(f"imported BNN-PYNQ {params} ({config_h}): {len(cfg.layers)} layers -> {toml} (+ {name}.npz)")
+    for L in cfg.layers:
+        print(f"  {L.name:<8} {L.type:<8} {L.in_shape} -> {L.out_shape}, act {L.act}, PE {L.pe} SIMD {L.simd}")
+    print(f"folding: BNN-PYNQ's, {max(c for _, c in cfg.throughput()[0]):,} cycles/frame; input: "
+          f"{cfg.input_shape[0]} bits padded by {cfg.input_pad}; label: {cfg.label}")
+    print(f"input codes: bit 1 for a pixel >= 128, as BNN-PYNQ's MNIST host ({codes.name})")
+    return 0
+
+
+def run(args):
+    where = "qnnfab import"
+    model = Path(args.model)
+    if model.is_dir():
+        return run_bnn_pynq(args, where, model)
+    if not model.is_file():
+        raise ConfigError(where, "MODEL", f"{model} is not a file", "pass a QONNX model (.onnx) or a BNN-PYNQ "
+                          "params folder (bnn/params/<dataset>/<network>)")
+    if args.config_h:
+        raise ConfigError(where, "--config-h", "applies to a BNN-PYNQ params folder only", "leave it out")
+    name = args.name or netconfig.safe_name(model.stem, "imported")
+    netconfig.check_name(where, "--name", name, "network")
+    with as_option(where, "--board"):
+        board = get_board(args.board)
+    number(where, "--fps", args.fps, above=0)
+    _check_out(where, args, name)
     require_onnx()
     proto = read_model(where, model)
     out = OutputFolder(where, "--out", args.out)
@@ -86,9 +145,13 @@ def add_parser(sub):
         epilog="examples:\n  qnnfab import model.onnx --out out/imported\n"
                "  qnnfab import model.onnx --out out/imported --name digits --fps 100000\n"
                "  qnnfab import model.onnx --out out/imported --force   (replace an earlier import of it)\n"
-               "  qnnfab sim --config out/imported/digits.toml --frames 100",
+               "  qnnfab sim --config out/imported/digits.toml --frames 100\n"
+               "  qnnfab import BNN-PYNQ/bnn/params/mnist/lfcW1A1 --out out/bnn   (BNN-PYNQ's LFC)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    im.add_argument("model", metavar="MODEL.onnx", help="the QONNX model")
+    im.add_argument("model", metavar="MODEL.onnx", help="the QONNX model, or a BNN-PYNQ network's params folder "
+                    "(bnn/params/mnist/lfcW1A1 of a BNN-PYNQ checkout: LFC W1A1 and W1A2, their folding kept)")
+    im.add_argument("--config-h", default=None, metavar="FILE",
+                    help="a BNN-PYNQ network's hw/config.h (default: found in the checkout next to the params)")
     im.add_argument("--out", required=True, metavar="DIR", help="folder for the config, weights and input codes")
     im.add_argument("--name", default=None, help="network name (default: the model file's name)")
     im.add_argument("--force", action="store_true",
