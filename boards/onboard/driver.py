@@ -126,6 +126,23 @@ def unpack_records(fm, records):
     return scores, label_word & 0xFFFF, label_word >> 16
 
 
+def _formats(given, kind, file_name):
+    """``given`` as a ``kind`` (it, or its dict), else the ``file_name`` written next to this file."""
+    if given is None:
+        with open(os.path.join(HERE, file_name)) as f:
+            given = json.load(f)
+    return given if isinstance(given, kind) else kind.from_dict(given)
+
+
+def _backend(backend, bitfile, who):
+    """``backend``, else the board with ``bitfile`` loaded (``who`` names the class in the error)."""
+    if backend is not None:
+        return backend
+    if bitfile is None:
+        raise ValueError(f"{who}: give the bitstream (e.g. {who}('overlay.bit'))")
+    return PynqBackend(bitfile)
+
+
 class Accelerator:
     """A qnnfab network on the board (or in co-simulation).
 
@@ -140,14 +157,8 @@ class Accelerator:
     """
 
     def __init__(self, bitfile=None, *, network=None, backend=None, batch_size=1024, timeout=10.0):
-        if network is None:
-            with open(os.path.join(HERE, "network.json")) as f:
-                network = json.load(f)
-        self.formats = network if isinstance(network, om.Formats) else om.Formats.from_dict(network)
-        if backend is None:
-            if bitfile is None:
-                raise ValueError("Accelerator: give the bitstream (e.g. Accelerator('overlay.bit'))")
-            backend = PynqBackend(bitfile)
+        self.formats = _formats(network, om.Formats, "network.json")
+        backend = _backend(backend, bitfile, "Accelerator")
         if not (isinstance(batch_size, int) and batch_size > 0):
             raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
         self.backend = backend
@@ -374,14 +385,8 @@ class Gemm:
     """
 
     def __init__(self, bitfile=None, *, engine=None, backend=None, timeout=10.0):
-        if engine is None:
-            with open(os.path.join(HERE, "gemm.json")) as f:
-                engine = json.load(f)
-        self.formats = engine if isinstance(engine, om.GemmFormats) else om.GemmFormats.from_dict(engine)
-        if backend is None:
-            if bitfile is None:
-                raise ValueError("Gemm: give the bitstream (e.g. Gemm('overlay.bit'))")
-            backend = PynqBackend(bitfile)
+        self.formats = _formats(engine, om.GemmFormats, "gemm.json")
+        backend = _backend(backend, bitfile, "Gemm")
         self.backend, self.timeout = backend, timeout
         self.last_cycles = None
         self.last_block_tiles = None
