@@ -306,30 +306,39 @@ def _conv_config_h():
     return "\n".join(out + ["#endif"]) + "\n"
 
 
-def test_read_conv_network_inverts_finnthesizer_packing(tmp_path):
-    """Conv weights packed as finnthesizer packs them (matrix columns (ky, kx, c)) come back as the
-    OIHW weights they were made from; thresholds: the first layer's fixed-point rule, popcount + 1
-    after; the last layer has no thres.bin files and outputs accumulators."""
-    rng = np.random.default_rng(5)
-    (tmp_path / "config.h").write_text(_conv_config_h())
-    (tmp_path / "classes.txt").write_text("a\nb\nc\n")
-    layers = parse_config_h((tmp_path / "config.h").read_text())
-    assert [(l.is_conv, l.mw, l.mh, l.thresholded) for l in layers] == \
-        [(True, 27, 8, True), (True, 72, 8, True), (False, 32, 16, True), (False, 16, 4, False)]
-    oihw, strict = [], []
+def _tiny_cnv(folder, seed=5):
+    """The tiny CNV of :func:`_conv_config_h` written as a params folder; returns (layers, [weights as
+    made: OIHW for conv, (MH, MW) for fc], [strict thresholds (MH, 1)]). Layer 0's thresholds are drawn
+    over its scaled range (2 * |S| <= 2 * 27 * 128), the others' over the popcount range."""
+    rng = np.random.default_rng(seed)
+    (folder / "config.h").write_text(_conv_config_h())
+    (folder / "classes.txt").write_text("a\nb\nc\n")
+    layers = parse_config_h((folder / "config.h").read_text())
+    weights, strict = [], []
     for layer in layers:
         if layer.is_conv:
             w = rng.integers(0, 2, (layer.mh, layer.ifm_ch, 3, 3), dtype=np.uint8)
             bits = w.transpose(0, 2, 3, 1).reshape(layer.mh, -1)      # finnthesizer's (ky, kx, c) columns
         else:
             w = bits = rng.integers(0, 2, (layer.mh, layer.mw), dtype=np.uint8)
-        t = rng.integers(-200, 200, (layer.mh, 1))
-        _write_params(tmp_path, layer.index, bits, t, layer.simd, layer.pe)
+        hi = 2 * 27 * 128 // 8 if layer.index == 0 else layer.mw
+        t = rng.integers(-hi if layer.index == 0 else 0, hi + 1, (layer.mh, 1))
+        _write_params(folder, layer.index, bits, t, layer.simd, layer.pe)
         if not layer.thresholded:
             for p in range(layer.pe):
-                (tmp_path / f"{layer.index}-{p}-thres.bin").unlink()
-        oihw.append(w)
+                (folder / f"{layer.index}-{p}-thres.bin").unlink()
+        weights.append(w)
         strict.append(t)
+    return layers, weights, strict
+
+
+def test_read_conv_network_inverts_finnthesizer_packing(tmp_path):
+    """Conv weights packed as finnthesizer packs them (matrix columns (ky, kx, c)) come back as the
+    OIHW weights they were made from; thresholds: the first layer's fixed-point rule, popcount + 1
+    after; the last layer has no thres.bin files and outputs accumulators."""
+    layers, oihw, strict = _tiny_cnv(tmp_path)
+    assert [(l.is_conv, l.mw, l.mh, l.thresholded) for l in layers] == \
+        [(True, 27, 8, True), (True, 72, 8, True), (False, 32, 16, True), (False, 16, 4, False)]
     text, arrays = read_network(tmp_path, tmp_path / "config.h", name="tinycnv")
     doc = tomllib.loads(text)
     assert (doc["network"]["input_shape"], doc["network"]["input_kind"], doc["network"]["input_bits"]) == \
@@ -355,3 +364,52 @@ def test_conv_config_h_checks_dimensions():
             text.replace("L1_IFM_CH 8", "L1_IFM_CH 16").replace("L1_WMEM 36", "L1_WMEM 72"))
     _raises("L2_MW: is 24 but layer 1 outputs 2x2x8", parse_config_h,
             text.replace("L2_MW 32", "L2_MW 24").replace("L2_WMEM 32", "L2_WMEM 24"))
+
+
+def _bnn_pynq_cnv_forward(layers, weights, strict, codes):
+    """BNN-PYNQ's CNV arithmetic on (B, H, W, 3) int8 codes: layer 0 counts sum(w * code / 128) > T / 256,
+    later layers XNOR popcount > T, OR max pools where IFM_DIM halves, the last layer's popcounts out."""
+    x = codes.astype(np.int64)
+    for layer, w, t in zip(layers, weights, strict):
+        if layer.is_conv:
+            if layer.index and layer.ifm_dim != x.shape[1]:
+                b, h, wd, c = x.shape
+                x = x.reshape(b, h // 2, 2, wd // 2, 2, c).max(axis=(2, 4))
+            oh = x.shape[1] - layer.kernel + 1
+            # patch (ky, kx, c) against OIHW weights
+            x = np.stack([x[:, ky:ky + oh, kx:kx + oh, :]
+                          for ky in range(3) for kx in range(3)], axis=3)        # (B, oh, oh, 9, C)
+            wk = w.transpose(0, 2, 3, 1).reshape(layer.mh, 9, layer.ifm_ch).astype(np.int64)
+        else:
+            x = x.reshape(len(x), -1)
+            wk = w.astype(np.int64)
+        if layer.index == 0:
+            acc = np.einsum("bhwkc,okc->bhwo", x.astype(object), (2 * wk - 1).astype(object))
+            out = np.vectorize(lambda a, tt: Fraction(int(a), 128) > Fraction(int(tt), 256), otypes=[bool])(
+                acc, t[:, 0])
+            x = out.astype(np.int64)
+            continue
+        if layer.is_conv:
+            acc = np.einsum("bhwkc,okc->bhwo", x, wk) + np.einsum("bhwkc,okc->bhwo", 1 - x, 1 - wk)
+        else:
+            acc = x @ wk.T + (1 - x) @ (1 - wk).T
+        if not layer.thresholded:
+            return acc
+        x = (acc > t[:, 0]).astype(np.int64)
+    return x
+
+
+def test_imported_cnv_golden_equals_bnn_pynq_arithmetic(tmp_path):
+    """qnnfab's golden model on the imported tiny CNV gives BNN-PYNQ's popcounts (first classes rows)."""
+    from qnnfab import netconfig
+    from qnnfab.golden.network import network_of
+    layers, weights, strict = _tiny_cnv(tmp_path)
+    text, arrays = read_network(tmp_path, tmp_path / "config.h", name="tinycnv")
+    np.savez(tmp_path / "tinycnv.npz", **arrays)
+    cfg = netconfig.loads(text, base_dir=tmp_path)
+    codes = np.random.default_rng(3).integers(-128, 128, (40, 10, 10, 3))
+    codes[0] = 127                                        # a saturated frame
+    expect = _bnn_pynq_cnv_forward(layers, weights, strict, codes)[:, :3]
+    got = network_of(cfg).forward(codes)
+    assert len(np.unique(expect)) > 3
+    np.testing.assert_array_equal(got, expect)
