@@ -362,6 +362,10 @@ def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, in
                               "pass the number of classes the network was trained on")
         return _read_conv_network(params_dir, config_h, layers, name=name,
                                   weights_file=weights_file or f"{name}.npz", classes=classes)
+    if not layers[-1].thresholded:
+        raise ConfigError(str(config_h), f"L{layers[-1].index}_API", f"is {PASS_THROUGH_API} (raw accumulators) "
+                          "in a fully connected network; only CNV networks end that way",
+                          "import an LFC network with a thresholded last layer (lfcW1A1, lfcW1A2)")
     inputs = _input_bits(config_h, layers[0]) if inputs is None else int(inputs)
     classes = _classes(params_dir, layers[-1]) if classes is None else int(classes)
     if not 0 < inputs <= layers[0].mw:

@@ -240,6 +240,11 @@ def test_bad_input(tiny, tmp_path):
     _raises(r"lacks the defines \['L0_IFM_CH'", parse_config_h, _config_h(TINY) + "#define L0_K 3\n")
     _raises("lacks the defines", parse_config_h, _config_h(TINY).replace("#define L1_TMEM 2\n", ""))
     _raises("layer 0 has MH", parse_config_h, _config_h([(8, 4, 24, 8), (4, 2, 12, 4)]))
+    pass_through = tmp_path / "pass" / "config.h"
+    pass_through.parent.mkdir()
+    pass_through.write_text(_config_h(TINY, [1, 16]))
+    _raises("L1_API: is 16", read_network, params, pass_through)
+    _raises("only 1-bit weights", parse_config_h, _config_h(TINY, [16, 1]))   # API 16 only on the last layer
     (params / "1-1-thres.bin").write_bytes(b"\0" * 8)
     _raises("expected 16", read_network, params, config_h)
     (params / "1-1-thres.bin").unlink()
