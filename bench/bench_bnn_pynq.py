@@ -1,4 +1,4 @@
-"""BNN-PYNQ's pretrained LFC W1A1 and W1A2 in qnnfab: accuracy on the 10,000 MNIST test images.
+"""BNN-PYNQ's pretrained LFC W1A1, W1A2 and CNV W1A1 in qnnfab: MNIST accuracy, CNV on BNN-PYNQ's images.
 
 Imports ``bnn/params/mnist/<network>`` and ``bnn/src/network/<network>/hw/config.h``
 of a BNN-PYNQ checkout through :mod:`qnnfab.interop.bnn_pynq`, binarizes the
@@ -13,7 +13,18 @@ W1A2 98.49%):
   (:func:`qnnfab.golden.network.network_of`), when qnnfab's netconfig knows the
   config fields the import writes (``input_pad``, ``label``, ``classes``).
 
-    .venv/bin/python bench/bench_bnn_pynq.py BNN_PYNQ MNIST [--network lfcW1A1 lfcW1A2]
+* for CNV W1A1 (``bnn/params/cifar10/cnvW1A1``), no data set needed: the
+  images BNN-PYNQ ships (``tests/Test_image/deer.bin`` and ``deer.jpg``,
+  expected class 4 by its tests/test_qnn.py; ``notebooks/pictures/car.png``,
+  ``airplane.jpg``, ``bird.jpg`` with the ten per-class popcounts its
+  CNV-BNN_Cifar10 notebook printed on the board), preprocessed as its host does
+  (PIL thumbnail to 32x32 on a white background, CIFAR-10 planes, pixel p to
+  ``ap_fixed<8,1,AP_RND,AP_SAT>`` of ``2p/255 - 1``, channels interleaved to
+  HWC), classified by a NumPy model of BNN-PYNQ's own arithmetic on its stored
+  strict thresholds (independent of the import's threshold rewriting) and by
+  qnnfab's golden model on the imported config.
+
+    .venv/bin/python bench/bench_bnn_pynq.py BNN_PYNQ [MNIST] [--network lfcW1A1 lfcW1A2 cnvW1A1]
 
 ``BNN_PYNQ``: a BNN-PYNQ work tree or bare git directory (github Xilinx/BNN-PYNQ).
 ``MNIST``: a folder or bare git directory holding ``t10k-images-idx3-ubyte`` and
@@ -31,12 +42,23 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 from qnnfab.packing import frame_labels
-from qnnfab.interop.bnn_pynq import read_network
+from qnnfab.interop.bnn_pynq import parse_config_h, read_layer, read_network
 
 PARAMS = "bnn/params/mnist/{}"
 CONFIG_H = "bnn/src/network/{}/hw/config.h"
+CNV_PARAMS = "bnn/params/cifar10/{}"
+#: (path in BNN-PYNQ, thumbnail to 64x64 first as the notebook does, expected class, board popcounts or None)
+CNV_IMAGES = [
+    ("tests/Test_image/deer.bin", False, 4, None),          # tests/test_qnn.py: deer -> 4
+    ("tests/Test_image/deer.jpg", False, 4, None),
+    ("notebooks/pictures/deer.jpg", False, 4, None),        # CNV-BNN_Cifar10.ipynb: class 4 (hw and sw)
+    ("notebooks/pictures/car.png", True, 1, [258, 417, 233, 206, 238, 215, 222, 238, 236, 249]),
+    ("notebooks/pictures/airplane.jpg", True, 0, [412, 237, 233, 214, 248, 239, 242, 234, 250, 247]),
+    ("notebooks/pictures/bird.jpg", True, 2, [268, 241, 387, 262, 284, 289, 236, 248, 230, 227]),
+]
 #: BNN-PYNQ's notebooks/LFC-QNN_MNIST.ipynb, on the board
 BOARD_ACCURACY = {"lfcW1A1": 0.9840, "lfcW1A2": 0.9849}
+NETWORKS = sorted(BOARD_ACCURACY) + ["cnvW1A1"]
 
 
 def _is_bare_git(path):
@@ -114,17 +136,115 @@ def golden_labels(text, arrays, x, scratch):
     return frame_labels(out, cfg.label), None
 
 
+def cifar_record_codes(record):
+    """int64 (32, 32, 3) codes of one CIFAR-10 binary record (label byte, then R, G, B planes) as BNN-PYNQ's
+    host feeds them: x = 2p/255 - 1 (tiny_cnn parse_cifar10 to [-1, 1]), ap_fixed<8,1,AP_RND,AP_SAT>
+    (code = x * 128 rounded half up, saturated to [-128, 127]), channels interleaved (HWC)."""
+    planes = np.frombuffer(record, np.uint8)[1:3073].reshape(3, 32, 32).transpose(1, 2, 0)
+    x = planes.astype(np.float64) * 2 / 255 - 1
+    return np.clip(np.floor(x * 128 + 0.5), -128, 127).astype(np.int64)
+
+
+def image_to_cifar(path, thumbnail_64=False):
+    """BNN-PYNQ's CnvClassifier.image_to_cifar of the image at ``path`` (optionally first thumbnailed to
+    64x64, as its CNV-BNN_Cifar10 notebook does) as a CIFAR-10 record of bytes."""
+    from PIL import Image
+    img = Image.open(path)
+    if thumbnail_64:
+        img.thumbnail((64, 64), Image.LANCZOS)
+    img.thumbnail((32, 32), Image.LANCZOS)
+    background = Image.new("RGBA", (32, 32), (255, 255, 255, 0))
+    background.paste(img, (int((32 - img.size[0]) / 2), int((32 - img.size[1]) / 2)))
+    rgba = np.array(background)
+    return bytes([1]) + b"".join(rgba[:, :, c].tobytes() for c in range(3))
+
+
+def _im2col(x, k):
+    """(B, H, W, C) -> (B, H-k+1, W-k+1, k*k*C), columns (ky, kx, c)."""
+    b, h, w, c = x.shape
+    oh, ow = h - k + 1, w - k + 1
+    cols = [x[:, ky:ky + oh, kx:kx + ow, :] for ky in range(k) for kx in range(k)]
+    return np.concatenate(cols, axis=3)
+
+
+def bnn_pynq_cnv_forward(params_dir, config_h_text, codes):
+    """BNN-PYNQ's CNV arithmetic on its stored parameters: layer 0 counts a > T/2^8 with a = sum(w * code/128)
+    (as integers: 2 * sum(w * code) > T), later layers XNOR popcount > T, 2x2 max pools (OR) where a layer's
+    IFM_DIM halves, the last layer's popcounts out. Returns (B, 10) popcounts of the classes' rows."""
+    layers = parse_config_h(config_h_text)
+    x = np.asarray(codes, np.int64)
+    for i, layer in enumerate(layers):
+        bits, strict = read_layer(params_dir, layer)
+        w = bits.astype(np.int64)
+        if layer.is_conv:
+            if i and layer.ifm_dim != x.shape[1]:
+                b, h, wd, c = x.shape
+                x = x.reshape(b, h // 2, 2, wd // 2, 2, c).max(axis=(2, 4))
+            x = _im2col(x, layer.kernel)
+        else:
+            x = x.reshape(len(x), -1)
+        if i == 0:
+            acc = 2 * (x @ (2 * w - 1).T)
+        else:
+            acc = x @ w.T + (1 - x) @ (1 - w).T
+        if strict is None:
+            return acc[..., :10]
+        x = (acc > strict[:, 0]).astype(np.int64)
+    raise SystemExit("bench_bnn_pynq: the CNV has no pass-through last layer")
+
+
+def run_cnv(source, network, scratch):
+    """Print CNV W1A1 on BNN-PYNQ's images; returns 0 when every check agrees, else 1."""
+    params, config_h = CNV_PARAMS.format(network), CONFIG_H.format(network)
+    paths = [params, config_h] + sorted({p for p, *_ in CNV_IMAGES})
+    root = _materialize(source, paths, scratch / "bnn-pynq-cnv")
+    text, arrays = read_network(root / params, root / config_h, name=network, weights_file="imported.npz")
+    records = {}
+    for path, thumb, _, _ in CNV_IMAGES:
+        records[(path, thumb)] = ((root / path).read_bytes() if path.endswith(".bin")
+                                  else image_to_cifar(root / path, thumb))
+    codes = np.stack([cifar_record_codes(records[(p, t)]) for p, t, _, _ in CNV_IMAGES])
+    ref = bnn_pynq_cnv_forward(root / params, (root / config_h).read_text(), codes)
+    from qnnfab import netconfig
+    from qnnfab.golden.network import network_of
+    np.savez(scratch / "imported.npz", **arrays)
+    cfg = netconfig.loads(text, base_dir=scratch, source="imported BNN-PYNQ network")
+    out = network_of(cfg).forward(codes)
+    golden = frame_labels(out, cfg.label)
+    status = 0 if np.array_equal(out, ref) else 1
+    print(f"{network} on BNN-PYNQ's images (golden outputs equal to BNN-PYNQ's arithmetic in NumPy: {not status})")
+    same = records[("tests/Test_image/deer.bin", False)] == records[("tests/Test_image/deer.jpg", False)]
+    print(f"  deer.jpg preprocessed here == BNN-PYNQ's tests/Test_image/deer.bin: {same}")
+    for (path, thumb, expect, board), scores, label in zip(CNV_IMAGES, out, golden):
+        line = f"  {path:32s} class {label} (BNN-PYNQ: {expect})  popcounts {scores.tolist()}"
+        if board is not None:
+            diff = np.abs(scores - np.array(board))
+            line += f"  board {board}, max |diff| {diff.max()}"
+        print(line)
+        status |= int(label != expect)
+    return status
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bnn_pynq", help="BNN-PYNQ work tree or bare git directory")
-    ap.add_argument("mnist", help="folder or bare git directory with the MNIST t10k idx files")
-    ap.add_argument("--network", nargs="+", default=sorted(BOARD_ACCURACY), choices=sorted(BOARD_ACCURACY))
+    ap.add_argument("mnist", nargs="?", help="folder or bare git directory with the MNIST t10k idx files "
+                    "(needed for the LFC networks)")
+    ap.add_argument("--network", nargs="+", choices=NETWORKS,
+                    help="default: all, the LFC networks only when MNIST is given")
     args = ap.parse_args()
+    networks = args.network or [n for n in NETWORKS if args.mnist or n.startswith("cnv")]
+    if args.mnist is None and any(n.startswith("lfc") for n in networks):
+        ap.error("the LFC networks need the MNIST folder")
     status = 0
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
+        for network in [n for n in networks if n.startswith("cnv")]:
+            status |= run_cnv(args.bnn_pynq, network, scratch)
+        if args.mnist is None:
+            return status
         pixels, labels = load_mnist_test(args.mnist, scratch)
-        for network in args.network:
+        for network in [n for n in networks if n.startswith("lfc")]:
             params, config_h = PARAMS.format(network), CONFIG_H.format(network)
             root = _materialize(args.bnn_pynq, [params, config_h], scratch / "bnn-pynq")
             text, arrays = read_network(root / params, root / config_h, name=network, weights_file="imported.npz")

@@ -45,9 +45,19 @@ host reads the label as the highest set output bit (0 when none), which the
 config states as ``label = "highest_set_bit"`` with ``classes`` on the last
 layer.
 
-Only fully connected layers with 1-bit weights and integer activations (WPI =
-1, WPF = APF = 0) are read (LFC W1A1, LFC W1A2); anything else is refused
-with a ConfigError.
+CNV W1A1 (a config.h whose layers define ``L<n>_K``, ``IFM_CH``, ``IFM_DIM``,
+``OFM_CH``, ``OFM_DIM``): a conv layer's matrix is MW = K*K*IFM_CH wide with
+columns (ky, kx, c), qnnfab's im2col order, stored in qnnfab's config as OIHW
+weights; a 2x2 max pool sits where a conv layer's IFM_DIM is half its
+predecessor's OFM_DIM (BNN-PYNQ's top.cpp places them so); the last layer
+(API 16, no thres.bin files) outputs its popcounts (``act = "acc"``, ``label =
+"argmax"`` over ``classes``). The first layer reads ``ap_fixed<8,1>`` pixels,
+taken by qnnfab as int8 codes (value * 128, ``input_kind = "int"``,
+``input_bits = 8``); its thresholds follow :func:`fixed_input_thresholds`.
+
+Only layers with 1-bit weights and integer activations (WPI = 1, WPF = APF =
+0) are read (LFC W1A1, LFC W1A2, CNV W1A1); anything else is refused with a
+ConfigError.
 """
 
 import re
@@ -60,6 +70,13 @@ from qnnfab.errors import ConfigError
 
 #: fields of one layer in config.h, in the order finnthesizer writes them
 _FC_FIELDS = ("SIMD", "PE", "WMEM", "TMEM", "MW", "MH", "WPI", "API", "WPF", "APF")
+#: fields of a convolutional layer; its matrix is MW = K*K*IFM_CH wide (columns (ky, kx, c)), MH = OFM_CH high
+_CONV_FIELDS = ("K", "IFM_CH", "IFM_DIM", "OFM_CH", "OFM_DIM", "SIMD", "PE", "WMEM", "TMEM", "WPI", "API", "WPF", "APF")
+#: API of a last layer without thresholds (finn-hlslib PassThroughActivation<ap_uint<16>>): raw accumulators
+PASS_THROUGH_API = 16
+#: CNV's first layer: ap_fixed<8,1> inputs (7 fraction bits) into an ap_fixed<24,16> accumulator (8 fraction
+#: bits) whose thresholds are stored as integers scaled by 2^8
+FIXED_INPUT_BITS, FIXED_INPUT_FRAC, FIXED_ACC_FRAC = 8, 7, 8
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,19 @@ class FcLayer:
     api: int
     wpf: int
     apf: int
+    kernel: int = 0     # convolutional layers: K (0 for a fully connected layer)
+    ifm_ch: int = 0
+    ifm_dim: int = 0
+    ofm_dim: int = 0
+
+    @property
+    def is_conv(self):
+        return self.kernel > 0
+
+    @property
+    def thresholded(self):
+        """False for a last layer that outputs its accumulators (API 16, no thres.bin files)."""
+        return self.api != PASS_THROUGH_API
 
     @property
     def synapse_folds(self):
@@ -110,14 +140,20 @@ def parse_config_h(text, source="config.h"):
                           "pass an unedited finnthesizer config.h")
     layers = []
     for i in indices:
-        if f"L{i}_K" in defines or f"L{i}_MW" not in defines:
-            raise ConfigError(source, f"L{i}", "is a convolutional layer (only fully connected layers are read)",
-                              "import an LFC network (lfcW1A1)")
-        missing = [f for f in _FC_FIELDS if f"L{i}_{f}" not in defines]
+        fields = _CONV_FIELDS if f"L{i}_K" in defines else _FC_FIELDS
+        missing = [f for f in fields if f"L{i}_{f}" not in defines]
         if missing:
             raise ConfigError(source, f"L{i}", f"lacks the defines {[f'L{i}_{f}' for f in missing]}",
                               "pass an unedited finnthesizer config.h")
-        layer = FcLayer(i, *(defines[f"L{i}_{f}"] for f in _FC_FIELDS))
+        d = {f: defines[f"L{i}_{f}"] for f in fields}
+        if fields is _CONV_FIELDS:
+            if d["K"] < 1 or d["OFM_DIM"] != d["IFM_DIM"] - d["K"] + 1:
+                raise ConfigError(source, f"L{i}", f"OFM_DIM {d['OFM_DIM']} is not IFM_DIM {d['IFM_DIM']} - K "
+                                  f"{d['K']} + 1 (a 3x3 convolution without padding)",
+                                  "pass an unedited finnthesizer config.h")
+            d.update(MW=d["K"] * d["K"] * d["IFM_CH"], MH=d["OFM_CH"])
+        layer = FcLayer(i, *(d[f] for f in _FC_FIELDS), kernel=d.get("K", 0), ifm_ch=d.get("IFM_CH", 0),
+                        ifm_dim=d.get("IFM_DIM", 0), ofm_dim=d.get("OFM_DIM", 0))
         if layer.simd < 1 or layer.pe < 1 or layer.mw % layer.simd or layer.mh % layer.pe:
             raise ConfigError(source, f"L{i}", f"MW {layer.mw} / SIMD {layer.simd} or MH {layer.mh} / PE "
                               f"{layer.pe} is not whole", "pass an unedited finnthesizer config.h")
@@ -125,14 +161,26 @@ def parse_config_h(text, source="config.h"):
             raise ConfigError(source, f"L{i}", f"WMEM {layer.wmem} / TMEM {layer.tmem} do not match "
                               f"MW {layer.mw}, MH {layer.mh}, SIMD {layer.simd}, PE {layer.pe}",
                               "WMEM = MW*MH/(SIMD*PE), TMEM = MH/PE")
-        if (layer.wpi, layer.wpf, layer.apf) != (1, 0, 0) or not 1 <= layer.api <= 8:
+        last_pass = layer.api == PASS_THROUGH_API and i == indices[-1]
+        if (layer.wpi, layer.wpf, layer.apf) != (1, 0, 0) or not (1 <= layer.api <= 8 or last_pass):
             raise ConfigError(source, f"L{i}", f"has {layer.wpi}.{layer.wpf}-bit weights and "
                               f"{layer.api}.{layer.apf}-bit activations; only 1-bit weights with integer "
                               "activations are read", "import a W1A1 or W1A2 network (lfcW1A1, lfcW1A2)")
         if layer.simd > 64:
             raise ConfigError(source, f"L{i}_SIMD", f"is {layer.simd}, above the 64 bits of a weight word",
                               "pass an unedited finnthesizer config.h")
-        if i and layer.mw != layers[-1].mh:
+        if i and layers[-1].is_conv and not layer.is_conv and layers[-1].ofm_dim ** 2 * layers[-1].mh != layer.mw:
+            raise ConfigError(source, f"L{i}_MW", f"is {layer.mw} but layer {i - 1} outputs "
+                              f"{layers[-1].ofm_dim}x{layers[-1].ofm_dim}x{layers[-1].mh}",
+                              "pass an unedited finnthesizer config.h")
+        if i and layer.is_conv and layer.ifm_ch != layers[-1].mh:
+            raise ConfigError(source, f"L{i}_IFM_CH", f"is {layer.ifm_ch} but layer {i - 1} has "
+                              f"{layers[-1].mh} output channels", "pass an unedited finnthesizer config.h")
+        if i and layer.is_conv and layers[-1].ofm_dim not in (layer.ifm_dim, 2 * layer.ifm_dim):
+            raise ConfigError(source, f"L{i}_IFM_DIM", f"is {layer.ifm_dim} but layer {i - 1} outputs "
+                              f"{layers[-1].ofm_dim} (neither equal nor a 2x2 max pool of it)",
+                              "pass an unedited finnthesizer config.h")
+        if i and not layers[-1].is_conv and layer.mw != layers[-1].mh:
             raise ConfigError(source, f"L{i}_MW", f"is {layer.mw} but layer {i - 1} has MH {layers[-1].mh}",
                               "pass an unedited finnthesizer config.h")
         layers.append(layer)
@@ -157,7 +205,8 @@ def read_layer(params_dir, layer):
     Returns ``(bits, thresholds)``: ``bits`` uint8 (MH, MW), 1 = +1, padding
     included; ``thresholds`` int64 (MH, NT), BNN-PYNQ's strict thresholds
     (counted where acc > T) in its accumulator domain, as stored."""
-    sf, nf, nt = layer.synapse_folds, layer.neuron_folds, layer.thresholds_per_row
+    sf, nf = layer.synapse_folds, layer.neuron_folds
+    nt = layer.thresholds_per_row if layer.thresholded else 0
     bits = np.empty((layer.mh, layer.mw), dtype=np.uint8)
     thresholds = np.empty((layer.mh, nt), dtype=np.int64)
     shifts = np.arange(layer.simd, dtype=np.uint64)
@@ -167,8 +216,9 @@ def read_layer(params_dir, layer):
         # bit j of word (nf, sf) is column sf*SIMD + j of row nf*PE + pe
         rows = ((words[:, :, None] >> shifts) & np.uint64(1)).astype(np.uint8)
         bits[pe::layer.pe] = rows.reshape(nf, layer.mw)
-        thresholds[pe::layer.pe] = _read_words(f"{stem}-thres.bin", np.int64, layer.tmem * nt).reshape(nf, nt)
-    return bits, thresholds
+        if nt:
+            thresholds[pe::layer.pe] = _read_words(f"{stem}-thres.bin", np.int64, layer.tmem * nt).reshape(nf, nt)
+    return bits, (thresholds if nt else None)
 
 
 def _input_bits(config_h, first):
@@ -212,6 +262,80 @@ def qnnfab_thresholds(layer, bits, strict, in_bits):
     return np.concatenate([t, np.maximum(never, t.max(axis=1, keepdims=True))], axis=1)
 
 
+def fixed_input_thresholds(strict, input_frac=FIXED_INPUT_FRAC, threshold_frac=FIXED_ACC_FRAC):
+    """qnnfab's ``acc >= T'`` thresholds of a layer reading fixed-point inputs (CNV's first layer).
+
+    BNN-PYNQ computes ``a = sum(w * x)`` on inputs ``x = code * 2^-input_frac``
+    (``ap_fixed<8,1>``: input_frac = 7) with w = -1/+1, exactly in its
+    ``ap_fixed<24,16>`` accumulator, and counts the stored integer thresholds
+    ``T`` (scaled by ``2^threshold_frac``) with ``a > T * 2^-threshold_frac``.
+    qnnfab's accumulator is ``S = sum(w * code) = a * 2^input_frac``, so with
+    ``k = threshold_frac - input_frac >= 0``:
+    ``S * 2^k > T``  <=>  ``S > T / 2^k``  <=>  ``S >= floor(T / 2^k) + 1``
+    (S is an integer; an odd T at k = 1 lies half way between two values of S)."""
+    shift = threshold_frac - input_frac
+    if shift < 0:
+        raise ValueError("thresholds must have at least as many fraction bits as the inputs")
+    return (np.asarray(strict, dtype=np.int64) >> shift) + 1
+
+
+def _conv_weights(layer, bits):
+    """(MH, K*K*C) bits with columns (ky, kx, c) as qnnfab's OIHW conv weights (OFM, IFM, K, K)."""
+    k = layer.kernel
+    return np.ascontiguousarray(bits.reshape(layer.mh, k, k, layer.ifm_ch).transpose(0, 3, 1, 2))
+
+
+def _read_conv_network(params_dir, config_h, layers, *, name, weights_file, classes):
+    """read_network for a CNV topology: conv layers (first one on 8-bit fixed-point pixels), 2x2 max pools
+    where a layer's input is half its predecessor's output, fc layers, the last one raw accumulators."""
+    first = layers[0]
+    arrays = {}
+    lines = [
+        f"# BNN-PYNQ {name}, imported by qnnfab.interop.bnn_pynq from its finnthesizer parameters.",
+        "# Inputs: BNN-PYNQ's ap_fixed<8,1> pixels as int8 codes (value * 128), NHWC.",
+        "# Thresholds: BNN-PYNQ's strict ones rewritten for qnnfab's acc >= T (see the module).",
+        "[network]",
+        f'name = "{name}"',
+        f"input_shape = [{first.ifm_dim}, {first.ifm_dim}, {first.ifm_ch}]",
+        'input_kind = "int"',
+        f"input_bits = {FIXED_INPUT_BITS}",
+        f'weights = "{weights_file}"',
+        'label = "argmax"',
+    ]
+    pools = conv_n = fc_n = 0
+    for prev, layer in zip([None] + layers[:-1], layers):
+        if prev is not None and prev.is_conv and layer.is_conv and layer.ifm_dim != prev.ofm_dim:
+            lines += ["", "[[layer]]", f'name = "pool{pools}"', 'type = "maxpool"', "kernel = 2"]
+            pools += 1
+        bits, strict = read_layer(params_dir, layer)
+        if layer.is_conv:
+            lname = f"conv{conv_n}"
+            conv_n += 1
+            arrays[f"{lname}/weights"] = _conv_weights(layer, bits)
+        else:
+            lname = f"fc{fc_n}"
+            fc_n += 1
+            arrays[f"{lname}/weights"] = bits
+        if not layer.thresholded:
+            act = "acc"
+        elif prev is None:
+            arrays[f"{lname}/thresholds"] = fixed_input_thresholds(np.sort(strict, axis=1))
+            act = "bipolar"
+        else:
+            arrays[f"{lname}/thresholds"] = qnnfab_thresholds(layer, bits, strict, 1)
+            act = "bipolar"
+        if layer.thresholded and layer.api != 1:
+            raise ConfigError(str(config_h), f"L{layer.index}_API", f"is {layer.api}; only W1A1 CNV is read",
+                              "import cnvW1A1")
+        lines += ["", "[[layer]]", f'name = "{lname}"', f'type = "{"conv" if layer.is_conv else "fc"}"',
+                  f"out = {layer.mh}"]
+        if layer.is_conv:
+            lines.append(f"kernel = {layer.kernel}")
+        lines += [f'act = "{act}"', f"simd = {layer.simd}", f"pe = {layer.pe}"]
+    lines.append(f"classes = {classes}")
+    return "\n".join(lines) + "\n", arrays
+
+
 def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, inputs=None, classes=None):
     """A qnnfab config of the BNN-PYNQ W1A1 or W1A2 fully connected network in ``params_dir`` / ``config_h``.
 
@@ -231,6 +355,17 @@ def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, in
         raise ConfigError(str(config_h), "file", "does not exist",
                           "pass BNN-PYNQ's bnn/src/network/<network>/hw/config.h")
     layers = parse_config_h(config_h.read_text(), str(config_h))
+    if layers[0].is_conv:
+        classes = _classes(params_dir, layers[-1]) if classes is None else int(classes)
+        if not 0 < classes <= layers[-1].mh or layers[-1].is_conv:
+            raise ConfigError(str(params_dir), "classes", f"{classes} classes do not fit the last layer",
+                              "pass the number of classes the network was trained on")
+        return _read_conv_network(params_dir, config_h, layers, name=name,
+                                  weights_file=weights_file or f"{name}.npz", classes=classes)
+    if not layers[-1].thresholded:
+        raise ConfigError(str(config_h), f"L{layers[-1].index}_API", f"is {PASS_THROUGH_API} (raw accumulators) "
+                          "in a fully connected network; only CNV networks end that way",
+                          "import an LFC network with a thresholded last layer (lfcW1A1, lfcW1A2)")
     inputs = _input_bits(config_h, layers[0]) if inputs is None else int(inputs)
     classes = _classes(params_dir, layers[-1]) if classes is None else int(classes)
     if not 0 < inputs <= layers[0].mw:

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from qnnfab.errors import ConfigError
-from qnnfab.interop.bnn_pynq import FcLayer, parse_config_h, read_layer, read_network
+from fractions import Fraction
+
+from qnnfab.interop.bnn_pynq import FcLayer, fixed_input_thresholds, parse_config_h, read_layer, read_network
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bnn_pynq" / "lfc-w1a1"
 
@@ -235,9 +237,14 @@ def test_bad_input(tiny, tmp_path):
     _raises("only 1-bit weights", parse_config_h, _config_h(TINY).replace("L1_WPI 1", "L1_WPI 2"))
     _raises("only 1-bit weights", parse_config_h, _config_h(TINY).replace("L1_APF 0", "L1_APF 1"))
     _raises("WMEM", parse_config_h, _config_h(TINY).replace("L0_WMEM 6", "L0_WMEM 5"))
-    _raises("convolutional", parse_config_h, _config_h(TINY) + "#define L0_K 3\n")
+    _raises(r"lacks the defines \['L0_IFM_CH'", parse_config_h, _config_h(TINY) + "#define L0_K 3\n")
     _raises("lacks the defines", parse_config_h, _config_h(TINY).replace("#define L1_TMEM 2\n", ""))
     _raises("layer 0 has MH", parse_config_h, _config_h([(8, 4, 24, 8), (4, 2, 12, 4)]))
+    pass_through = tmp_path / "pass" / "config.h"
+    pass_through.parent.mkdir()
+    pass_through.write_text(_config_h(TINY, [1, 16]))
+    _raises("L1_API: is 16", read_network, params, pass_through)
+    _raises("only 1-bit weights", parse_config_h, _config_h(TINY, [16, 1]))   # API 16 only on the last layer
     (params / "1-1-thres.bin").write_bytes(b"\0" * 8)
     _raises("expected 16", read_network, params, config_h)
     (params / "1-1-thres.bin").unlink()
@@ -294,3 +301,153 @@ def test_import_command_writes_a_config_that_runs_like_bnn_pynq(tmp_path, capsys
                  "--fps", "1000"]) == 2
     assert "--fps" in capsys.readouterr().err and not (tmp_path / "o2").exists()
     assert json.loads((out / "tiny.input_codes.json").read_text())["zero_point"] == -128.0
+
+
+# ---------------------------------------------------------------- CNV: conv layers, fixed-point input
+
+
+def test_fixed_input_threshold_matches_strict_fixed_point_rule():
+    """BNN-PYNQ's first CNV layer counts a > T / 2^8 with a = S / 2^7 (S = sum(w * code), codes of
+    ap_fixed<8,1>) in its ap_fixed<24,16> accumulator; qnnfab counts S >= T'. Checked with exact
+    fractions for every threshold of the reachable range (27 inputs: |S| <= 27 * 128), odd and even,
+    at every S within 4 of the decision point and at the range ends."""
+    s_max = 27 * 128
+    thresholds = np.arange(-2 * s_max - 3, 2 * s_max + 4)
+    assert np.any(thresholds % 2 == 1) and np.any(thresholds % 2 == 0)
+    converted = fixed_input_thresholds(thresholds[:, None])[:, 0]
+    for t, t_q in zip(thresholds.tolist(), converted.tolist()):
+        centre = t // 2
+        for s in [*range(centre - 4, centre + 5), -s_max, s_max]:
+            strict = Fraction(s, 128) > Fraction(t, 256)
+            assert (s >= t_q) == strict, (t, s, t_q)
+
+
+def test_fixed_input_threshold_half_step():
+    """An odd stored threshold lies half way between two accumulator values: T = 5 (a > 5/256) needs
+    S/128 >= 3/128, T = -5 needs S >= -2."""
+    np.testing.assert_array_equal(fixed_input_thresholds(np.array([5, 4, -5, -4, 0, -1])), [3, 3, -2, -1, 1, 0])
+
+
+def _conv_config_h():
+    """A finnthesizer-style config.h of a tiny CNV: conv0 10x10x3 -> 8x8x8, (2x2 max pool) conv1
+    4x4x8 -> 2x2x8, fc 32 -> 16, last fc 16 -> 4 without thresholds (API 16)."""
+    conv = [(3, 3, 10, 8, 8, 3, 4), (3, 8, 4, 8, 2, 8, 2)]
+    out = ["#ifndef __LAYER_CONFIG_H_", "#define __LAYER_CONFIG_H_"]
+    for i, (k, ic, idim, oc, odim, simd, pe) in enumerate(conv):
+        vals = dict(K=k, IFM_CH=ic, IFM_DIM=idim, OFM_CH=oc, OFM_DIM=odim, SIMD=simd, PE=pe,
+                    WMEM=k * k * ic * oc // (simd * pe), TMEM=oc // pe, WPI=1, API=1, WPF=0, APF=0)
+        out += [f"#define L{i}_{n} {v}" for n, v in vals.items()]
+    for i, (simd, pe, mw, mh, api) in enumerate([(8, 2, 32, 16, 1), (4, 2, 16, 4, 16)], start=2):
+        vals = dict(SIMD=simd, PE=pe, WMEM=mw * mh // (simd * pe), TMEM=mh // pe, MW=mw, MH=mh,
+                    WPI=1, API=api, WPF=0, APF=0)
+        out += [f"#define L{i}_{n} {v}" for n, v in vals.items()]
+    return "\n".join(out + ["#endif"]) + "\n"
+
+
+def _tiny_cnv(folder, seed=5):
+    """The tiny CNV of :func:`_conv_config_h` written as a params folder; returns (layers, [weights as
+    made: OIHW for conv, (MH, MW) for fc], [strict thresholds (MH, 1)]). Layer 0's thresholds are drawn
+    over its scaled range (2 * |S| <= 2 * 27 * 128), the others' over the popcount range."""
+    rng = np.random.default_rng(seed)
+    (folder / "config.h").write_text(_conv_config_h())
+    (folder / "classes.txt").write_text("a\nb\nc\n")
+    layers = parse_config_h((folder / "config.h").read_text())
+    weights, strict = [], []
+    for layer in layers:
+        if layer.is_conv:
+            w = rng.integers(0, 2, (layer.mh, layer.ifm_ch, 3, 3), dtype=np.uint8)
+            bits = w.transpose(0, 2, 3, 1).reshape(layer.mh, -1)      # finnthesizer's (ky, kx, c) columns
+        else:
+            w = bits = rng.integers(0, 2, (layer.mh, layer.mw), dtype=np.uint8)
+        hi = 2 * 27 * 128 // 8 if layer.index == 0 else layer.mw
+        t = rng.integers(-hi if layer.index == 0 else 0, hi + 1, (layer.mh, 1))
+        _write_params(folder, layer.index, bits, t, layer.simd, layer.pe)
+        if not layer.thresholded:
+            for p in range(layer.pe):
+                (folder / f"{layer.index}-{p}-thres.bin").unlink()
+        weights.append(w)
+        strict.append(t)
+    return layers, weights, strict
+
+
+def test_read_conv_network_inverts_finnthesizer_packing(tmp_path):
+    """Conv weights packed as finnthesizer packs them (matrix columns (ky, kx, c)) come back as the
+    OIHW weights they were made from; thresholds: the first layer's fixed-point rule, popcount + 1
+    after; the last layer has no thres.bin files and outputs accumulators."""
+    layers, oihw, strict = _tiny_cnv(tmp_path)
+    assert [(l.is_conv, l.mw, l.mh, l.thresholded) for l in layers] == \
+        [(True, 27, 8, True), (True, 72, 8, True), (False, 32, 16, True), (False, 16, 4, False)]
+    text, arrays = read_network(tmp_path, tmp_path / "config.h", name="tinycnv")
+    doc = tomllib.loads(text)
+    assert (doc["network"]["input_shape"], doc["network"]["input_kind"], doc["network"]["input_bits"]) == \
+        ([10, 10, 3], "int", 8)
+    assert [(l["name"], l["type"], l.get("act"), l.get("simd"), l.get("pe")) for l in doc["layer"]] == [
+        ("conv0", "conv", "bipolar", 3, 4), ("pool0", "maxpool", None, None, None), ("conv1", "conv", "bipolar", 8, 2),
+        ("fc0", "fc", "bipolar", 8, 2), ("fc1", "fc", "acc", 4, 2)]
+    assert doc["layer"][-1]["classes"] == 3 and doc["network"]["label"] == "argmax"
+    for name, w in zip(["conv0", "conv1", "fc0", "fc1"], oihw):
+        np.testing.assert_array_equal(arrays[f"{name}/weights"], w)
+    np.testing.assert_array_equal(arrays["conv0/thresholds"], strict[0] // 2 + 1)
+    np.testing.assert_array_equal(arrays["conv1/thresholds"], strict[1] + 1)
+    np.testing.assert_array_equal(arrays["fc0/thresholds"], strict[2] + 1)
+    assert "fc1/thresholds" not in arrays
+
+
+def test_conv_config_h_checks_dimensions():
+    text = _conv_config_h()
+    _raises("OFM_DIM 3 is not IFM_DIM 4", parse_config_h, text.replace("L1_OFM_DIM 2", "L1_OFM_DIM 3"))
+    _raises("neither equal nor a 2x2 max pool", parse_config_h,
+            text.replace("L1_IFM_DIM 4", "L1_IFM_DIM 3").replace("L1_OFM_DIM 2", "L1_OFM_DIM 1"))
+    _raises(r"L1_IFM_CH: is 16 but layer 0 has 8", parse_config_h,
+            text.replace("L1_IFM_CH 8", "L1_IFM_CH 16").replace("L1_WMEM 36", "L1_WMEM 72"))
+    _raises("L2_MW: is 24 but layer 1 outputs 2x2x8", parse_config_h,
+            text.replace("L2_MW 32", "L2_MW 24").replace("L2_WMEM 32", "L2_WMEM 24"))
+
+
+def _bnn_pynq_cnv_forward(layers, weights, strict, codes):
+    """BNN-PYNQ's CNV arithmetic on (B, H, W, 3) int8 codes: layer 0 counts sum(w * code / 128) > T / 256,
+    later layers XNOR popcount > T, OR max pools where IFM_DIM halves, the last layer's popcounts out."""
+    x = codes.astype(np.int64)
+    for layer, w, t in zip(layers, weights, strict):
+        if layer.is_conv:
+            if layer.index and layer.ifm_dim != x.shape[1]:
+                b, h, wd, c = x.shape
+                x = x.reshape(b, h // 2, 2, wd // 2, 2, c).max(axis=(2, 4))
+            oh = x.shape[1] - layer.kernel + 1
+            # patch (ky, kx, c) against OIHW weights
+            x = np.stack([x[:, ky:ky + oh, kx:kx + oh, :]
+                          for ky in range(3) for kx in range(3)], axis=3)        # (B, oh, oh, 9, C)
+            wk = w.transpose(0, 2, 3, 1).reshape(layer.mh, 9, layer.ifm_ch).astype(np.int64)
+        else:
+            x = x.reshape(len(x), -1)
+            wk = w.astype(np.int64)
+        if layer.index == 0:
+            acc = np.einsum("bhwkc,okc->bhwo", x.astype(object), (2 * wk - 1).astype(object))
+            out = np.vectorize(lambda a, tt: Fraction(int(a), 128) > Fraction(int(tt), 256), otypes=[bool])(
+                acc, t[:, 0])
+            x = out.astype(np.int64)
+            continue
+        if layer.is_conv:
+            acc = np.einsum("bhwkc,okc->bhwo", x, wk) + np.einsum("bhwkc,okc->bhwo", 1 - x, 1 - wk)
+        else:
+            acc = x @ wk.T + (1 - x) @ (1 - wk).T
+        if not layer.thresholded:
+            return acc
+        x = (acc > t[:, 0]).astype(np.int64)
+    return x
+
+
+def test_imported_cnv_golden_equals_bnn_pynq_arithmetic(tmp_path):
+    """qnnfab's golden model on the imported tiny CNV gives BNN-PYNQ's popcounts (first classes rows)."""
+    from qnnfab import netconfig
+    from qnnfab.golden.network import network_of
+    layers, weights, strict = _tiny_cnv(tmp_path)
+    text, arrays = read_network(tmp_path, tmp_path / "config.h", name="tinycnv")
+    np.savez(tmp_path / "tinycnv.npz", **arrays)
+    cfg = netconfig.loads(text, base_dir=tmp_path)
+    codes = np.random.default_rng(3).integers(-128, 128, (40, 10, 10, 3))
+    codes[0] = 127                                        # a saturated frame
+    expect = _bnn_pynq_cnv_forward(layers, weights, strict, codes)[:, :3]
+    got = network_of(cfg).forward(codes)
+    assert len(np.unique(expect)) > 3
+    np.testing.assert_array_equal(got, expect)

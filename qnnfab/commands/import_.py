@@ -69,6 +69,10 @@ def run_bnn_pynq(args, where, params):
                           "leave --fps out, then qnnfab fold --config NAME.toml --fps N")
     _check_out(where, args, name)
     text, arrays = read_network(params, config_h, name=name)
+    if 'input_kind = "bipolar"' not in text:
+        raise ConfigError(where, "MODEL", f"{params} is a network with fixed-point pixel inputs (CNV); the "
+                          "command imports BNN-PYNQ's LFC (MNIST) networks, whose input codes it knows",
+                          "use qnnfab.interop.bnn_pynq.read_network for CNV and give it its input codes")
     out = OutputFolder(where, "--out", args.out)
     toml, npz, codes = imported_files(out.path, name)
     try:
