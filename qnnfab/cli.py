@@ -94,6 +94,9 @@ def main(argv=None):
     except QnnfabError as e:
         print(f"qnnfab: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:          # the reader of our output went away (``qnnfab sim --list | head``)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 128 + int(signal.SIGPIPE)
     except KeyboardInterrupt as e:
         # components built but never elaborated (an interrupted report) would warn at exit
         warnings.simplefilter("ignore", UnusedElaboratable)

@@ -334,3 +334,16 @@ def test_train_on_your_own_npz(tmp_path, capsys):
     assert cfg.input_bits == 8 and cfg.input_shape == (16,)
     row = next(line for line in text.splitlines() if line.startswith("STE"))
     assert float(row.split()[2].rstrip("%")) > 90.0, row        # held-out accuracy of the trained network
+
+
+def test_a_reader_that_goes_away_ends_the_output_without_a_traceback():
+    """``qnnfab sim --list | head -0``: the closed pipe ends the command quietly (128 + SIGPIPE)."""
+    import signal
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-m", "qnnfab", "sim", "--list"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait() == 128 + int(signal.SIGPIPE), err
+    assert err == ""
