@@ -28,7 +28,6 @@ kind      name                 what
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,8 +35,10 @@ import numpy as np
 
 from qnnfab import folding
 from qnnfab import overlay_map as om
+from qnnfab.cache import atomic_paths
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind, accumulator_range, range_bits
+from qnnfab.netconfig import layer_where
 from qnnfab.packing import pack_words, pad_frames, unpack_fields, unpack_words
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
@@ -94,6 +95,7 @@ class Stage:
     layer: object = None        # the LayerSpec of a layer stage, else of the layer it feeds
     fifo_depth: int = 0         # words, for "fifo" stages
     memories: LayerMemories = None   # fc/conv stages
+    where: str = ""             # a layer stage's name in messages (:func:`qnnfab.netconfig.layer_where`)
 
 
 def _bytes(bits):
@@ -215,31 +217,33 @@ def _elements(kind, bits):
     return Elements(1 if kind == "bipolar" else bits, kind == "int")
 
 
-def _mvtu_name(index, L):
-    where = f"layer {index} '{L.name}'"
+def _mvtu_name(where, L):
+    """The name of a layer's MVTU (a conv layer's is inside it: :class:`qnnfab.rtl.conv.ConvLayer`)."""
     return where if L.type == "fc" else f"{where} (mvtu)"
 
 
 def _layer_stage(index, L, runtime):
+    where = layer_where(index, L.name)
     in_elem = _elements(L.in_kind, L.in_bits)
     i = Link(in_elem, L.in_simd, math.prod(L.in_shape) // L.in_simd)
     cycles = folding.layer_cycles(L)
     if L.type == "maxpool":
-        return Stage("maxpool", L.name, i, Link(in_elem, L.simd, math.prod(L.out_shape) // L.simd), cycles, L)
+        return Stage("maxpool", L.name, i, Link(in_elem, L.simd, math.prod(L.out_shape) // L.simd), cycles, L,
+                     where=where)
     if L.type == "fc":
         mh, mw = L.weights.shape
     else:
         mh, mw = L.weights.shape[0], math.prod(L.weights.shape[1:])
     wkind = DataKind.of(L.weight_kind, L.weight_bits)
     akind = DataKind.of(L.in_kind, None if L.in_kind == "bipolar" else L.in_bits)
-    mem = layer_memories(_mvtu_name(index, L), mh=mh, mw=mw, pe=L.pe, simd=L.simd, weight_kind=wkind,
+    mem = layer_memories(_mvtu_name(where, L), mh=mh, mw=mw, pe=L.pe, simd=L.simd, weight_kind=wkind,
                          act_kind=akind, thresholds=L.thresholds, runtime=runtime)
     if L.thresholds is None:
         out_elem = Elements(*range_bits(*mem.acc_range))
     else:
         out_elem = Elements(int(np.asarray(L.thresholds).shape[1]).bit_length())
     o = Link(out_elem, L.pe, math.prod(L.out_shape) // L.pe)
-    return Stage(L.type, L.name, i, o, cycles, L, memories=mem)
+    return Stage(L.type, L.name, i, o, cycles, L, memories=mem, where=where)
 
 
 @dataclass(frozen=True)
@@ -378,7 +382,7 @@ def plan_of(cfg, weights_mode=None):
     for index, L in enumerate(cfg.layers):
         layer = _layer_stage(index, L, runtime)
         if prev is not None:
-            where = f"layer {index} '{L.name}'"
+            where = layer.where
             if prev.o.elem != layer.i.elem:
                 raise ConfigError(where, "input", f"the previous layer outputs {_shape_text(prev.o.elem)} "
                                   f"elements but this layer reads {_shape_text(layer.i.elem)} ones",
@@ -408,8 +412,6 @@ def pack_image(cfg):
 def save_image(cfg, path):
     """Write :func:`pack_image` to ``path`` atomically; return the number of bytes."""
     data = pack_image(cfg)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_paths(path) as (tmp,):
+        tmp.write_bytes(data)
     return len(data)

@@ -23,7 +23,6 @@ compiled once per set of flags into ``verilator-runtime/<hash>``
 verilator and the make step (:func:`verilator_steps`).
 """
 
-import fcntl
 import glob
 import hashlib
 import os
@@ -38,7 +37,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from qnnfab.cache import cache_dir
+from qnnfab.cache import cache_dir, entry_lock
 from qnnfab.errors import QnnfabError
 
 from .toolchain import ToolError, icarus_version, setup_verilator, simulator_name, verilator_version
@@ -154,8 +153,7 @@ def cached_build(name, key, build_into, *, usable=lambda entry: True, log=None, 
     """
     root = cache_dir("builds")
     entry = root / f"{name}-{key}"
-    with open(root / f"{name}-{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with entry_lock(entry):
         if (entry / "build.ok").exists() and usable(entry):
             return entry, True, 0.0
         if entry.exists():

@@ -1,12 +1,12 @@
 """``qnnfab train``: quantization-aware training on the shipped digits (or --data), export for hardware."""
 
 import argparse
-import os
 from pathlib import Path
 
 import numpy as np
 
 from qnnfab import netconfig
+from qnnfab.cache import atomic_paths
 from qnnfab.errors import ConfigError
 from qnnfab.flow import OutputFolder
 from qnnfab.interop.qonnx_export import save_qonnx
@@ -94,9 +94,8 @@ def train_in_fixed_point(args, hidden, where):
     name = f"{ds.name}-fixed{fmt.width}-{fmt.F}-{rounding}".replace("_", "-")
     path = out.path / f"{name}.npz"
     arrays = {f"w{i}": w for i, w in enumerate(r.weights)} | {f"b{i}": b for i, b in enumerate(r.biases)}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, wl=fmt.width, fl=fmt.F, arch=r.arch, test_err=np.array(r.history["test_err"]), **arrays)
-    os.replace(tmp, path)
+    with atomic_paths(path) as (tmp,), open(tmp, "wb") as f:
+        np.savez(f, wl=fmt.width, fl=fmt.F, arch=r.arch, test_err=np.array(r.history["test_err"]), **arrays)
     print(f"test error {100 * (1 - r.test_acc):.2f}% after {args.epochs} epochs ({r.seconds:.0f} s, "
           f"{r.array_words:,} array output words); weight and bias codes: {path}")
     return 0

@@ -141,7 +141,7 @@ def _write_accelerator(r):
     accel = r.out / "accel"
     r.say(f"accelerator IP (AXI-Stream ports): {accel}/ (module {name})")
     if weights is not None:
-        r.say(f"runtime weights: load {accel / steps.RUNTIME_WEIGHTS} ({weights:,} bytes) through the wload port")
+        r.say(f"runtime weights: load {accel / steps.RUNTIME_WEIGHTS_FILE} ({weights:,} bytes) through the wload port")
 
 
 def _write_overlay(r):

@@ -6,18 +6,18 @@ that returns its results; it prints nothing (long steps report through a
 in :mod:`qnnfab.flow.flows`.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from qnnfab import netconfig
+from qnnfab.cache import atomic_paths
 from qnnfab.boards.targets import check_fits
 from qnnfab.boards.targets.device import overflows
 from qnnfab.boards.estimate.fold import estimate as model_estimate
 from qnnfab.boards.emit.gemm import write_gemm_overlay
 from qnnfab.boards.emit.accelerator import write_accelerator as emit_accelerator
-from qnnfab.boards.emit.overlay import write_overlay as emit_overlay
+from qnnfab.boards.emit.overlay import RUNTIME_WEIGHTS_FILE, write_overlay as emit_overlay
 from qnnfab.boards.emit.selftest import write_build_plan
 from qnnfab.boards.estimate.report import format_links, format_report, link_report, network_report, plot_report
 from qnnfab.boards.estimate.report import synthesis_stages as report_stages
@@ -32,15 +32,11 @@ __all__ = ["load", "estimate", "check_fit", "synthesis_stages", "synthesize_repo
            "write_overlay", "write_selftest", "write_gemm", "report_text", "write_report", "write_chart", "verify", "golden_labels",
            "write_verify_arrays",
            "cosimulate_overlay",
-           "FIT_FIX", "RUNTIME_WEIGHTS"]
+           "FIT_FIX"]
 
 #: the fix of a design that does not fit its board
 FIT_FIX = ("reduce PE/SIMD of the largest layers (qnnfab fold --fastest) or pick a larger board; "
            "--allow-overflow writes it anyway")
-
-#: the weights image beside the accelerator of a ``weights_mode = "runtime"`` network
-RUNTIME_WEIGHTS = "weights.bin"
-
 
 def load(path, weights_mode=None):
     """The checked config at ``path``; ``weights_mode`` (const/runtime) overrides the config's."""
@@ -95,7 +91,7 @@ def write_accelerator(cfg, folder):
     """The accelerator's Verilog and README (and its weights image when weights are loaded at
     run time) into ``folder``; returns ``(module name, bytes of the weights image or None)``."""
     name, _ = emit_accelerator(cfg, folder)
-    weights = save_image(cfg, Path(folder) / RUNTIME_WEIGHTS) if cfg.weights_mode == "runtime" else None
+    weights = save_image(cfg, Path(folder) / RUNTIME_WEIGHTS_FILE) if cfg.weights_mode == "runtime" else None
     return name, weights
 
 
@@ -150,14 +146,8 @@ def write_verify_arrays(path, result, label_rule, y=None):
               "golden_labels": result.golden_labels, "label_rule": np.array(label_rule)}
     if y is not None:
         arrays["y"] = np.asarray(y)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_paths(path) as (tmp,), open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def cosimulate_overlay(cfg_path, inputs_path, frames, *, seed, progress):
