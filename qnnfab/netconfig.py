@@ -731,7 +731,8 @@ def _layer_tables(doc, where):
     return tables
 
 
-def _layer_where(index, name):
+def layer_where(index, name):
+    """How messages and memory groups name layer ``index`` called ``name``: "layer 2 'fc1'"."""
     return f"layer {index} {name!r}"
 
 
@@ -745,7 +746,7 @@ def _read_layer(table, index, network, prev, seen):
         in_shape, in_kind, in_bits, prev_pe = shape, network["input_kind"], network["input_bits"] or 1, None
     else:
         in_shape, in_kind, in_bits, prev_pe = prev.out_shape, prev.out_kind, prev.out_bits, prev.pe
-    where = _layer_where(index, table.get("name", f"layer{index}"))
+    where = layer_where(index, table.get("name", f"layer{index}"))
     ctx = Reading(table, where, network=network, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits,
                   prev_pe=prev_pe, index=index, seen=seen)
     values = _read_fields(LayerSpec, ctx, "")
@@ -814,9 +815,9 @@ def _read_layers(tables, network):
     specs, seen = [], set()
     for index, table in enumerate(tables):
         s = _read_layer(table, index, network, specs[-1] if specs else None, seen)
-        _infer_shapes(s, _layer_where(index, s.name))
+        _infer_shapes(s, layer_where(index, s.name))
         if specs and specs[-1].classes:
-            raise ConfigError(_layer_where(index - 1, specs[-1].name), "classes", "is given on a layer that is not "
+            raise ConfigError(layer_where(index - 1, specs[-1].name), "classes", "is given on a layer that is not "
                               "the last; padding rows apply to the network's outputs",
                               "remove classes, or give it on the last layer")
         specs.append(s)
@@ -911,7 +912,7 @@ def _fill_weights(specs, store, seed):
     for index, s in enumerate(specs):
         if s.type == "maxpool":
             continue
-        where = _layer_where(index, s.name)
+        where = layer_where(index, s.name)
         s.weights, s.thresholds = (_random_weights(s, rng) if store is None
                                    else _stored_weights(s, store, where))
         _check_weight_values(s, where)

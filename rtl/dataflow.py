@@ -63,7 +63,7 @@ def _stage_component(plan, s, pipeline):
     if s.kind == "fifo":
         return StreamFIFO(lanes(_shape(s.i.elem), s.i.elems), s.fifo_depth)
     L = s.layer
-    where = f"layer {next(k for k, x in enumerate(plan.cfg.layers) if x is L)} '{L.name}'"
+    where = s.where
     act_kind = L.in_kind
     act_bits = None if act_kind == "bipolar" else L.in_bits
     pipe = L.pipeline if pipeline is None else pipeline
