@@ -99,13 +99,6 @@ def load_mnist_test(source, scratch):
             np.frombuffer(labels, np.uint8, offset=8))
 
 
-def highest_set_bit(bits):
-    """BNN-PYNQ's LFC read-out of (B, N) output bits: index of the highest set bit, 0 when none."""
-    bits = np.asarray(bits)
-    n = bits.shape[1]
-    return np.where(bits.any(axis=1), n - 1 - np.argmax(bits[:, ::-1], axis=1), 0)
-
-
 def numpy_forward(arrays, x):
     """Outputs of the imported network on input bits ``x`` (B, MW0), in qnnfab's arithmetic: the
     accumulator is the XNOR popcount for bit inputs, sum(w * c) (w = -1/+1) for count inputs; the
@@ -251,7 +244,7 @@ def main():
             mw = arrays["fc0/weights"].shape[1]
             x = np.zeros((len(pixels), mw), dtype=np.uint8)
             x[:, :784] = pixels >= 128                      # padding bits are 0
-            ref = highest_set_bit(numpy_forward(arrays, x))
+            ref = frame_labels(numpy_forward(arrays, x), "highest_set_bit")
             print(f"{network}, {len(labels)} MNIST test images")
             print(f"  BNN-PYNQ on the board (its notebook): {BOARD_ACCURACY[network]:.2%}")
             print(f"  NumPy on the imported matrices     : {np.mean(ref == labels):.2%}")

@@ -438,20 +438,17 @@ if P.get("bad_use"):
 
         # the driver's own checks
         from qnnfab.boards.onboard.driver import OverlayError
-        other = om.Formats.from_dict({**fm.to_dict(), "topology_hash": fm.topology_hash ^ 1})
-        try:
-            await bridge(make_accelerator)(board, other, 4)
-        except OverlayError as e:
-            assert "another network" in str(e), e
-        else:
-            raise AssertionError("a driver for another topology accepted the bitstream")
-        other = om.Formats.from_dict({**fm.to_dict(), "identity_hash": fm.identity_hash ^ 1})
-        try:
-            await bridge(make_accelerator)(board, other, 4)
-        except OverlayError as e:
-            assert "other weights and thresholds" in str(e), e
-        else:
-            raise AssertionError("a driver of the same topology with other weights accepted the bitstream")
+        for field, value, words, what in [
+                ("topology_hash", fm.topology_hash ^ 1, "another network", "for another topology"),
+                ("identity_hash", fm.identity_hash ^ 1, "other weights and thresholds",
+                 "of the same topology with other weights")]:
+            other = om.Formats.from_dict({**fm.to_dict(), field: value})
+            try:
+                await bridge(make_accelerator)(board, other, 4)
+            except OverlayError as e:
+                assert words in str(e), e
+            else:
+                raise AssertionError(f"a driver {what} accepted the bitstream")
         for bad, exc, words in [
             (images[:, :-1], ValueError, "shape"),
             (images.astype(np.float32), TypeError, "integer"),
