@@ -12,7 +12,7 @@ The AXI-Stream top that is exported to users wraps this component:
 :class:`qnnfab.rtl.axis_accelerator.AxiStreamAccelerator`.
 """
 
-from amaranth.hdl import C, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,7 +21,7 @@ from qnnfab.weights_image import ERROR_BITS
 
 from .conv import ConvLayer
 from .highest_set_bit import HighestSetBit
-from .lanes import lanes
+from .lanes import if_output, lanes
 from .maxpool import MaxPool
 from .mvtu import MVTU
 from .stream_fifo import StreamFIFO
@@ -148,12 +148,8 @@ class ArgMax(wiring.Component):
         return m
 
     def _if_score(self, word, p, cond):
-        """``cond``, and lane ``p`` of word ``word`` holds a score (index < count), not padding (just
-        ``cond`` when lane ``p`` is a score in every word)."""
-        last = (self.count - 1 - p) // self.pe        # last word in which lane p is a score (-1: none)
-        if last >= self.words - 1:
-            return cond
-        return cond & (word <= last) if last >= 0 else C(0, 1)
+        """``cond``, and lane ``p`` of word ``word`` holds a score, not padding (:func:`if_output`)."""
+        return if_output(cond, word, p, pe=self.pe, words=self.words, count=self.count)
 
 
 class Dataflow(wiring.Component):

@@ -4,7 +4,7 @@ from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .lanes import lanes
+from .lanes import if_output, lanes
 
 __all__ = ["HighestSetBit"]
 
@@ -44,10 +44,7 @@ class HighestSetBit(wiring.Component):
         any_set = Signal()
         lane = Signal(range(max(2, pe)))
         for p in range(pe):
-            last = (self.count - 1 - p) // pe      # the last word in which lane p is an output (-1: none)
-            if last < 0:
-                continue
-            with m.If(self.payload[p] if last >= words - 1 else self.payload[p] & (word <= last)):
+            with m.If(if_output(self.payload[p], word, p, pe=pe, words=words, count=self.count)):
                 m.d.comb += [any_set.eq(1), lane.eq(p)]
         idx = Signal(range(max(2, n)))
         m.d.comb += idx.eq(word * pe + lane)

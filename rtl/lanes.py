@@ -11,12 +11,23 @@ payload as one integer through ``Value.cast(port.payload)``, or element by
 element.
 """
 
-from amaranth.hdl import Shape
+from amaranth.hdl import C, Shape
 from amaranth.lib import data
 
-__all__ = ["lanes"]
+__all__ = ["lanes", "if_output"]
 
 
 def lanes(shape, n):
     """The payload layout of ``n`` elements of ``shape`` (element 0 first, at the LSBs)."""
     return data.ArrayLayout(Shape.cast(shape), n)
+
+
+def if_output(cond, word, lane, *, pe, words, count):
+    """``cond`` where lane ``lane`` of word ``word`` of a frame (``pe`` lanes, ``words`` words)
+    holds one of the frame's first ``count`` elements (element ``word * pe + lane``), else 0;
+    the rest are padding (a last layer's rows beyond its ``classes``). ``cond`` itself when the
+    lane holds an element in every word, ``C(0, 1)`` when in none."""
+    last = (count - 1 - lane) // pe        # the last word in which the lane holds an element (-1: none)
+    if last >= words - 1:
+        return cond
+    return cond & (word <= last) if last >= 0 else C(0, 1)
