@@ -18,17 +18,10 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind
-from qnnfab.npzfile import check_labels, read_npz
-from qnnfab.train.formats import detect_format, read_dataset
+from qnnfab.npzfile import check_labels
+from qnnfab.train.formats import detect_format, npz_frames, read_dataset
 
 __all__ = ["load_frames"]
-
-
-def _pick(store, names):
-    for n in names:
-        if n in store:
-            return n, store[n]
-    return None, None
 
 
 def _check_layout(where, name, got, shape):
@@ -74,13 +67,8 @@ def load_frames(path, cfg, *, field="data"):
     flattened in NHWC order for a network with a 1-D input."""
     p = Path(path)
     where = str(path)
-    if detect_format(p, where, field) in (None, "npz"):   # None: read_npz says what the file is
-        store = read_npz(p, where, field, "write it with numpy.savez(path, x=frames, y=labels)")
-        xname, x = _pick(store, ("x", "x_test"))
-        if x is None:
-            raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}",
-                              "store the frames as x (or x_test)")
-        yname, y = _pick(store, ("y", "y_test"))
+    if detect_format(p, where, field) in (None, "npz"):   # None: npz_frames says what the file is
+        xname, x, yname, y = npz_frames(p, where, field)
     else:
         x, y = read_dataset(p, where=where, field=field)
         xname, yname = "images", "labels"

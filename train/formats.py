@@ -40,7 +40,7 @@ from numpy._core.numeric import _frombuffer
 from qnnfab.errors import ConfigError
 from qnnfab.npzfile import check_labels, read_npz
 
-__all__ = ["read_dataset", "detect_format", "standard_test_file", "ArraysOnlyUnpickler", "FORMATS",
+__all__ = ["read_dataset", "npz_frames", "detect_format", "standard_test_file", "ArraysOnlyUnpickler", "FORMATS",
            "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "CIFAR_RECORD"]
 
 #: the formats :func:`detect_format` names
@@ -129,17 +129,24 @@ def read_dataset(path, *, labels=None, where=None, field="path"):
         raise ConfigError(where, field, f"{p} is not a data file qnnfab reads (it starts with bytes "
                           f"{head.hex() or 'none'})", f"give {_FORMATS_TEXT}")
     if fmt == "npz":
-        store = read_npz(p, where, field, "write it with numpy.savez(path, x=frames, y=labels)")
-        x = store.get("x", store.get("x_test"))
-        if x is None:
-            raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}",
-                              "store the frames as x (or x_test)")
-        return x, store.get("y", store.get("y_test"))
+        _, x, _, y = npz_frames(p, where, field)
+        return x, y
     if fmt == "idx":
         return _read_mnist(p, labels, where, field)
     if fmt == "cifar-binary":
         return _read_cifar_binary(p, where, field)
     return _read_cifar_python(p, where, field)
+
+
+def npz_frames(p, where, field):
+    """``(x name, x, y name or None, y or None)`` of the frames ``.npz`` at ``p``: ``x`` (or
+    ``x_test``) and ``y`` (or ``y_test``); no frames is a ConfigError."""
+    store = read_npz(p, where, field, "write it with numpy.savez(path, x=frames, y=labels)")
+    xname = next((n for n in ("x", "x_test") if n in store), None)
+    if xname is None:
+        raise ConfigError(where, "x", f"no frames: the file has {sorted(store)}", "store the frames as x (or x_test)")
+    yname = next((n for n in ("y", "y_test") if n in store), None)
+    return xname, store[xname], yname, None if yname is None else store[yname]
 
 
 def standard_test_file(path):
