@@ -117,7 +117,7 @@ def integer_layers(result):
     None for max pools."""
     if not result.binarized:
         raise ConfigError("export", "scheme", "the float baseline has no integer form",
-                          "export a binarized scheme (ste, stochastic, progressive, ternary)")
+                          "export a quantized scheme (every scheme but float)")
     out = []
     out_bits = result.act_bits if result.kbit else 1
     offsets = result.act_offsets if result.kbit else None
