@@ -69,9 +69,45 @@ Weight schemes (``scheme``):
                    dot-product domain (also layers reading bipolar
                    activations: ``d = sum w x``, x = +-1, acc_range +-n;
                    no XNOR popcount), and the last layer outputs ``d``.
+``"xnor"``         XNOR-Net (Rastegari et al. 2016): weights alpha_c sign(W)
+                   with alpha_c = mean |W| of output channel c (hidden
+                   layers), XNOR-Net's gradient dW (1/n + alpha_c 1{|W| <= 1});
+                   +-1 activations with their scale (mean |BN output| of the
+                   layer, running in training, recalibrated with the BN).
+``"dorefa"``       DoReFa-Net (Zhou et al. 2016): ``weight_bits``-bit weights
+                   through tanh normalisation (:func:`qnnfab.train.codebooks.dorefa_code`),
+                   exported as the odd integers 2i - m (int of weight_bits + 1
+                   bits; 1 bit: bipolar); activations as ``act_bits`` says
+                   (k-bit levels in [0, 1] for k >= 2). Latent W not clipped.
+``"hwgq"``         HWGQ (Cai et al. 2017): XNOR-Net's scaled binary weights and
+                   ``act_bits``-bit activations on the uniform levels j Delta
+                   fitted to a half Gaussian (:func:`qnnfab.train.codebooks.hwgq_step`;
+                   also for act_bits = 1: levels {0, Delta}, "uint1"); BN starts
+                   at gamma 1, beta 0; backward: clipped ReLU.
+``"syq"``          SYQ (Faraone et al. 2018): binary (``weight_bits`` 1) or
+                   ternary (2, :func:`ternarize`) codebook times a learned scale
+                   per output channel (initial mean |W|, Adam); a scale may go
+                   negative or to 0 (the export negates the row / makes it constant).
+``"ttq"``          TTQ (Zhu et al. 2016): +Wp / 0 / -Wn with the threshold
+                   0.05 max|W| and two learned scales per layer; the inference
+                   weights are the ``weight_bits``-bit integers qp / 0 / -qn of
+                   the ratio Wp : Wn (:func:`qnnfab.train.codebooks.ttq_code`).
 ``"float"``        baseline of the same size: float weights, BN, ``act``
                    ("relu" or "hardtanh") activations, biased last layer,
                    float pixels x * s; ignores ``act_bits``.
+
+Scales of the scaled schemes: a per-channel scale of a hidden layer
+multiplies its BN input, ``z = d * row_scale`` (:meth:`TrainResult.row_scale`:
+the layer scale, times the previous layer's XNOR-Net activation scale, times
+the channel's weight scale), folded exactly into that channel's thresholds;
+the last layer has no per-channel scale (it would change the argmax of the raw
+accumulators the hardware outputs): its codes are the codebook's. A positive
+per-layer factor (DoReFa's 1/m, TTQ's common factor) is left out like TWN's
+alpha. With BN after every hidden layer a positive per-channel scale is
+normalized away in training (its gradient is ~0, up to BN's eps), yet Adam's
+normalized steps still move the learned SYQ scales by about ``lr`` a step: on
+the digits (64-64 MLP, 10 epochs) they end 0.3-4x away from their start and
+some cross 0, flipping their channel, which the export folds as a negated row.
 
 Activations of binarized layers (BN output ``y``):
 
