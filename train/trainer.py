@@ -106,7 +106,7 @@ per-layer factor (DoReFa's 1/m, TTQ's common factor) is left out like TWN's
 alpha. With BN after every hidden layer a positive per-channel scale is
 normalized away in training (its gradient is ~0, up to BN's eps), yet Adam's
 normalized steps still move the learned SYQ scales by about ``lr`` a step: on
-the digits (64-64 MLP, 10 epochs) they end 0.3-4x away from their start and
+the digits (64-64 MLP, 10 epochs) they move by up to 4.4 times their start and
 some cross 0, flipping their channel, which the export folds as a negated row.
 
 Activations of binarized layers (BN output ``y``):
