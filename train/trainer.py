@@ -609,7 +609,8 @@ def _forward_eval(model, x, recalibrate=False):
     its input over ``x`` as the pass reaches it (layer i's input depends only
     on the layers before it, already recalibrated), then use them: one pass
     recalibrates the whole network and gives its scores.
-    Binarized: dot products d are exact integers; z = layer_scale(i) * d.
+    Binarized: dot products d are exact integers; z = d * row_scale(i) (XNOR-Net: the activation
+    scales are recalibrated in the same pass, before the next layer reads them).
     """
     s = model.input_scale
     a = _as_input(model, x)
@@ -760,7 +761,7 @@ def _train_step(model, x, y, rng, v, loss_kind, prog_acts, momentum=0.1):
             a_next, mask = hwgq_act(yv, model.act_bits)
         else:
             a_next, mask = _act(yv, kind, v, model.act_bits)
-        if scheme == "xnor":                 # +-1 activations times their scale mean |y| (a constant per batch)
+        if scheme == "xnor" and not model.kbit:   # +-1 activations times their scale mean |y| (constant per batch)
             scale = float(np.mean(np.abs(yv)))
             L.act_scale = (1 - momentum) * L.act_scale + momentum * scale
             a_next, mask = a_next * scale, mask * scale
@@ -869,7 +870,10 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
           eps=1e-4, progress=None, act_bits=1, weight_bits=None):
     """Train one network on a :class:`qnnfab.train.datasets.Dataset`; returns a :class:`TrainResult`.
 
-    ``scheme``: "ste" | "stochastic" | "progressive" | "ternary" | "float". ``hidden``:
+    ``scheme``: one of :data:`SCHEMES` ("ste", "stochastic", "progressive", "ternary", "xnor",
+    "dorefa", "hwgq", "syq", "ttq", "float"); ``weight_bits``: the weight bits of "dorefa"
+    (1..8, default 2), "syq" (1 binary, 2 ternary; default 1) and "ttq" (2..8, the integer
+    weights of Wp : Wn; default 4), :data:`WEIGHT_BITS`; None or 1 for the others. ``hidden``:
     hidden layers, ints (Dense sizes) and strings "c<n>" / "c<n>k<k>"
     (convolution, n channels, 3x3 or kxk, stride 1, no padding) and "p<k>"
     (k x k max pool), or one comma-separated string ("c16,c32,p2,128");
