@@ -106,7 +106,8 @@ def add_parser(sub):
     t = sub.add_parser(
         "train", help="quantization-aware training on the shipped digits, export for hardware",
         description="Train a float baseline and binarized MLPs or conv nets (STE, stochastic, progressive "
-                    "binarization) on scikit-learn's 8x8 digits shipped with qnnfab, export every "
+                    "binarization; with --schemes also TWN ternary, XNOR-Net, DoReFa-Net, HWGQ, SYQ, TTQ) on "
+                    "scikit-learn's 8x8 digits shipped with qnnfab, export every "
                     "binarized network as .npz + .toml, check the integer export reproduces every "
                     "prediction, print the accuracy table and plot the training curves.",
         epilog="example:\n  qnnfab train --epochs 30 --out out/train\n"
