@@ -17,7 +17,10 @@ the accumulator's minimum or above its maximum)), plus ``<name>.toml`` in the
 index), input_shape [H, W, C] when the network starts with a convolution
 else [F], input_kind "uint", input_bits = pixel_bits, hidden act "bipolar"
 or "uint<k>", last layer act "acc", weight_kind "bipolar" ("ternary" for
-the ternary scheme). Default folding
+the ternary scheme and ternary SYQ, "int" with weight_bits for DoReFa at 2+
+bits and TTQ: :attr:`TrainResult.weight_kind`). The scaled schemes'
+per-channel scales (:meth:`TrainResult.row_scale`) fold into each channel's
+thresholds, a negative scale negating the row (:func:`bn_fold_layer`). Default folding
 (:func:`default_folding`): MLPs as before ((8, 16) first layer, (32, 16)
 hidden, (32, 10) last, largest divisors); conv nets: conv simd = largest
 divisor of the input channels <= 8, pe = largest divisor of the output
