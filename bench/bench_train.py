@@ -10,6 +10,12 @@ to one thread: the figures are one-core figures).
     .venv/bin/python bench/bench_train.py [--epochs 30] [--hidden 256,256] [--act-bits 1] [--seeds 0] [--out DIR]
     .venv/bin/python bench/bench_train.py --hidden c16,c32,p2,128 --act-bits 2
     .venv/bin/python bench/bench_train.py --schemes float,ste,ternary
+    .venv/bin/python bench/bench_train.py --schemes float,xnor,dorefa,hwgq,syq,ttq --act-bits 2
+    .venv/bin/python bench/bench_train.py --data mnist/train-images-idx3-ubyte.gz --epochs 5 --hidden 256,256
+
+``--data``: an MNIST idx images file (the labels and the t10k test files
+beside it) or any file ``qnnfab train --data`` reads, instead of the digits.
+``--weight-bits``: weight bits of dorefa / syq / ttq (each scheme's default otherwise).
 
 ``--hidden``: n = fully connected, c<n> / c<n>k<k> = 3x3 / kxk convolution,
 p<k> = max pool (qnnfab.train.trainer.parse_hidden).
@@ -31,7 +37,7 @@ import numpy as np  # noqa: E402
 from qnnfab import netconfig  # noqa: E402
 from qnnfab.train import trainer as T  # noqa: E402
 from qnnfab.train.export import export  # noqa: E402
-from qnnfab.train.datasets import load_digits  # noqa: E402
+from qnnfab.train.datasets import load_digits, load_file  # noqa: E402
 from qnnfab.training import describe_arch  # noqa: E402
 from qnnfab.golden.network import network_of
 
@@ -45,10 +51,12 @@ def main():
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds (mean and min-max shown)")
     ap.add_argument("--schemes", default=",".join(T.SCHEMES))
     ap.add_argument("--out", default=None, help="export folder (default: a temporary one)")
+    ap.add_argument("--data", default=None, help="a data file instead of the digits (e.g. MNIST train-images-idx3-ubyte.gz)")
+    ap.add_argument("--weight-bits", type=int, default=None, help="weight bits of dorefa, syq, ttq")
     args = ap.parse_args()
     hidden = tuple(t for t, _ in T.parse_hidden(args.hidden))
     seeds = [int(s) for s in args.seeds.split(",")]
-    ds = load_digits()
+    ds = load_digits() if args.data is None else load_file(args.data)
     print(f"dataset: {ds}; {describe_arch(ds, hidden, args.act_bits)}, first layer {ds.pixel_bits}-bit uint "
           f"pixels x bipolar (ternary: -1/0/+1) weights; {args.epochs} epochs, batch {args.batch}; BLAS threads "
           f"{os.environ['OPENBLAS_NUM_THREADS']}")
@@ -59,11 +67,11 @@ def main():
         accs, ints, agree, secs, zeros = [], [], [], [], []
         for seed in seeds:
             r = T.train(ds, scheme, hidden=hidden, epochs=args.epochs, batch=args.batch, seed=seed,
-                        act_bits=args.act_bits)
+                        act_bits=args.act_bits, weight_bits=args.weight_bits if scheme in T.WEIGHT_BITS else None)
             accs.append(r.test_acc)
             secs.append(r.seconds)
             if r.binarized:
-                toml_path, _ = export(r, out_dir, f"digits-{scheme}-a{args.act_bits}-s{seed}")
+                toml_path, _ = export(r, out_dir, f"{ds.name}-{scheme}-a{args.act_bits}-s{seed}")
                 cfg = netconfig.load(toml_path)
                 out = network_of(cfg).forward(ds.x_test.reshape((-1,) + cfg.input_shape))
                 pred = out.argmax(1)
@@ -74,7 +82,8 @@ def main():
                 else:
                     ws = [L.weights for L in cfg.layers if L.weights is not None]
                     zeros.append(sum(int(np.sum(w == 0)) for w in ws) / sum(w.size for w in ws))
-        rows.append((scheme, accs, ints, agree, secs, zeros))
+        label = scheme if scheme not in T.WEIGHT_BITS else f"{scheme} (weight bits {r.weight_bits})"
+        rows.append((label, accs, ints, agree, secs, zeros))
     total = time.perf_counter() - t_all
 
     def fmt(v):

@@ -152,7 +152,8 @@ def bn_to_thresholds(gamma, beta, mu, sigma, domain="dot", n=None, scale=1.0, ac
     Parameters: ``gamma, beta, mu, sigma`` float scalars or (C,) arrays
     (``sigma`` = sqrt(var + eps) > 0). The BN input is ``x = scale * d`` where
     ``d`` is the integer dot product of the layer (``scale`` > 0: e.g. 2^-F
-    when activations are fixed point with F fraction bits).
+    when activations are fixed point with F fraction bits; a scalar or one
+    per channel, (C,), e.g. XNOR-Net's alpha = mean |W| of each row).
     ``domain``: "dot" -> thresholds on d; "popcount" -> thresholds on the
     XNOR popcount P of a bipolar x bipolar layer with ``n`` terms (d = 2P - n).
     ``acc_range``: optional (lo, hi) of the accumulator (defaults to (0, n)
@@ -166,9 +167,11 @@ def bn_to_thresholds(gamma, beta, mu, sigma, domain="dot", n=None, scale=1.0, ac
     """
     where = "bn_to_thresholds"
     g, b, m, s = _bn_params(gamma, beta, mu, sigma, where)
-    scale = float(scale)
-    if not scale > 0 or not np.isfinite(scale):
-        raise ConfigError(where, "scale", f"must be a finite number > 0, got {scale}", "pass 2**-F for F fraction bits")
+    scale = np.asarray(scale, np.float64)
+    if scale.ndim > 1 or (scale.ndim == 1 and scale.shape[0] != g.shape[0]) or not (
+            np.all(scale > 0) and np.all(np.isfinite(scale))):
+        raise ConfigError(where, "scale", f"must be a finite number > 0 or ({g.shape[0]},) of them, got {scale}",
+                          "pass 2**-F for F fraction bits, or one positive scale per channel")
     if domain not in ("dot", "popcount"):
         raise ConfigError(where, "domain", f"must be 'dot' or 'popcount', got {domain!r}")
     if domain == "popcount" and (n is None or int(n) < 0):

@@ -23,7 +23,8 @@ __all__ = ["SchemeResult", "run_training", "plot_curves", "format_table", "descr
 SCHEME_ORDER = ("float", "ste", "stochastic", "progressive")
 SCHEME_LABEL = {"float": "float (same size)", "ste": "STE (BinaryNet)",
                 "stochastic": "stochastic binarization", "progressive": "progressive (Lammie 2020)",
-                "ternary": "ternary (TWN)"}
+                "ternary": "ternary (TWN)", "xnor": "XNOR-Net", "dorefa": "DoReFa-Net", "hwgq": "HWGQ",
+                "syq": "SYQ", "ttq": "TTQ (trained ternary)"}
 
 
 @dataclass
@@ -42,14 +43,16 @@ def _bar(done, total, width=24):
 
 
 def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30, batch=32, seed=0,
-                 out_dir="out/train", stream=None, act_bits=1, lr=None):
+                 out_dir="out/train", stream=None, act_bits=1, lr=None, weight_bits=None):
     """Train every scheme; export the binarized ones into ``out_dir``; return the results.
 
     ``hidden``: layer sizes and "c<n>" / "c<n>k<k>" / "p<k>" entries (or one
     comma-separated string), see :func:`qnnfab.train.trainer.parse_hidden`;
     ``act_bits``: hidden activation bits of the binarized schemes; ``lr``:
     Adam learning rate of every binarized scheme (default: the trainer's per
-    scheme default; the float baseline always uses its own).
+    scheme default; the float baseline always uses its own); ``weight_bits``:
+    the weight bits of the schemes that have a choice (DoReFa, SYQ, TTQ;
+    default: each scheme's own, :data:`qnnfab.train.trainer.WEIGHT_BITS`).
     """
     from qnnfab import netconfig
     from qnnfab.train import trainer as T
@@ -73,7 +76,8 @@ def run_training(dataset, schemes=SCHEME_ORDER, *, hidden=(256, 256), epochs=30,
             stream.flush()
 
         r = T.train(dataset, scheme, hidden=hidden, epochs=epochs, batch=batch, seed=seed, progress=progress,
-                    act_bits=act_bits, lr=None if scheme == "float" else lr)
+                    act_bits=act_bits, lr=None if scheme == "float" else lr,
+                    weight_bits=weight_bits if scheme in T.WEIGHT_BITS else None)
         if tty:
             stream.write("\n")
         sr = SchemeResult(scheme, r, r.test_acc)

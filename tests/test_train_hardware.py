@@ -1,4 +1,5 @@
-"""A trained convolutional BNN with 2-bit activations, exported and run whole on Verilator.
+"""Trained networks, exported and run whole on Verilator: a convolutional BNN with 2-bit activations, a ternary MLP,
+and one network of every scaled scheme (XNOR-Net, DoReFa, HWGQ, SYQ, TTQ).
 
 Trains a tiny conv net (8x8x1 -> c8 -> p2 -> 16 -> 10, act_bits=2) on a slice
 of the shipped digits, exports it (qnnfab.train.export), and streams
@@ -49,5 +50,28 @@ def test_trained_ternary_mlp_on_verilator(tmp_path):
     np.savez(inputs, x=ds.x_test, y=ds.y_test)
     res = registry.run_case("network", {"config": str(toml_path.resolve()), "frames": len(ds.y_test),
                                         "inputs": str(inputs.resolve())}, seed=2, log=print)
+    assert res.tests == 4
+    assert np.array_equal(np.array(res.metrics["labels"]), T.predict(r, ds.x_test))
+
+
+SCALED = [("xnor", "c4,p2,16", {}), ("dorefa", (16,), dict(act_bits=2)), ("hwgq", (16,), dict(act_bits=2)),
+          ("syq", (16,), dict(weight_bits=2)), ("ttq", (16,), dict(weight_bits=3))]
+
+
+@pytest.mark.cocotb
+@pytest.mark.parametrize("scheme,hidden,kw", SCALED, ids=[s for s, _, _ in SCALED])
+def test_trained_scaled_scheme_on_verilator(tmp_path, scheme, hidden, kw):
+    # per-channel scales folded into thresholds (XNOR-Net in the popcount domain, SYQ ternary), int weights
+    # (DoReFa odd codes, TTQ's Wp : Wn), HWGQ levels: the hardware's labels are the trained network's
+    ds = load_digits().subset(400, 24)
+    r = T.train(ds, scheme, hidden=hidden, epochs=2, batch=32, seed=0, **kw)
+    toml_path, _ = export(r, tmp_path, f"digits-{scheme}")
+    cfg = netconfig.load(toml_path)
+    assert {L.weight_kind for L in cfg.layers if L.type != "maxpool"} == {r.weight_kind}
+    x = ds.x_test.reshape((-1,) + cfg.input_shape)
+    inputs = tmp_path / "test_images.npz"
+    np.savez(inputs, x=x, y=ds.y_test)
+    res = registry.run_case("network", {"config": str(toml_path.resolve()), "frames": len(x),
+                                        "inputs": str(inputs.resolve())}, seed=3, log=print)
     assert res.tests == 4
     assert np.array_equal(np.array(res.metrics["labels"]), T.predict(r, ds.x_test))

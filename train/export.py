@@ -17,7 +17,10 @@ the accumulator's minimum or above its maximum)), plus ``<name>.toml`` in the
 index), input_shape [H, W, C] when the network starts with a convolution
 else [F], input_kind "uint", input_bits = pixel_bits, hidden act "bipolar"
 or "uint<k>", last layer act "acc", weight_kind "bipolar" ("ternary" for
-the ternary scheme). Default folding
+the ternary scheme and ternary SYQ, "int" with weight_bits for DoReFa at 2+
+bits and TTQ: :attr:`TrainResult.weight_kind`). The scaled schemes'
+per-channel scales (:meth:`TrainResult.row_scale`) fold into each channel's
+thresholds, a negative scale negating the row (:func:`bn_fold_layer`). Default folding
 (:func:`default_folding`): MLPs as before ((8, 16) first layer, (32, 16)
 hidden, (32, 10) last, largest divisors); conv nets: conv simd = largest
 divisor of the input channels <= 8, pe = largest divisor of the output
@@ -42,19 +45,28 @@ from qnnfab.folding import conv_cycles, divisors, fc_cycles, largest_divisor
 from qnnfab.golden.threshold import bn_to_thresholds, fold_flips_into_weights
 from qnnfab.kinds import DataKind, accumulator_range
 
-from .trainer import CONV_FOLD, TrainResult, ternarize
+from .codebooks import level_offsets
+from .trainer import CONV_FOLD, TrainResult
 
 __all__ = ["export", "integer_layers", "default_folding", "bn_fold_layer"]
 
 
 def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, scale=1.0, out_bits=1,
-                  w_kind="bipolar"):
+                  w_kind="bipolar", offsets=None, w_bits=None):
     """Fold one binarized layer's BN + activation into (weight bits, (MH, N) int64 thresholds) for acc >= T.
 
     ``wbits`` (MH, MW) weight bits (1 = +1; conv: the (ky, kx, c) matrix);
-    ``w_kind`` "ternary": ``wbits`` are the values -1/0/+1 instead, the
-    accumulator is always the integer dot product (also for "bipolar"
-    inputs: d = sum w x, x = +-1, acc_range +-MW) and flipped rows are negated.
+    ``w_kind`` "ternary" / "int" (``w_bits`` wide): ``wbits`` are the values
+    instead, the accumulator is always the integer dot product (also for
+    "bipolar" inputs: d = sum w x, x = +-1, acc_range +-MW * max|w|) and
+    flipped rows are negated.
+    ``scale``: a number or one per row (MH,) (per-channel weight scales);
+    a row with a negative scale is the row with positive scale and negated
+    gamma and mean (exactly: IEEE products and differences are symmetric
+    in sign), so its weights come out negated; a row with scale 0 is the
+    constant ``gamma (0 - mean) / sigma + beta_j >= 0``.
+    ``offsets``: the stage offsets c_j of a level activation (default
+    (j - 0.5) / m, :func:`qnnfab.train.codebooks.level_offsets`).
     ``in_kind`` "uint": the accumulator is the integer dot product d of
     ``in_bits``-bit unsigned inputs and the BN input is ``scale * d``;
     "bipolar": the accumulator is the XNOR popcount P (d = 2P - MW).
@@ -63,24 +75,40 @@ def bn_fold_layer(wbits, gamma, beta, mean, var, eps, in_kind, in_bits=None, sca
     row sorted ascending (output = number of thresholds acc >= to). Rows with
     gamma < 0 get inverted weight bits (all stages flip together).
     """
-    if w_kind not in ("bipolar", "ternary"):
-        raise ConfigError("bn_fold_layer", "w_kind", f"must be 'bipolar' or 'ternary', got {w_kind!r}")
+    if w_kind not in ("bipolar", "ternary", "int"):
+        raise ConfigError("bn_fold_layer", "w_kind", f"must be 'bipolar', 'ternary' or 'int', got {w_kind!r}")
     if in_kind not in ("uint", "bipolar"):
         raise ConfigError("bn_fold_layer", "in_kind", f"must be 'uint' or 'bipolar', got {in_kind!r}")
     mh, mw = wbits.shape
-    acc_range = accumulator_range(mw, DataKind.of(w_kind), DataKind.of(in_kind, in_bits, "bn_fold_layer"))
+    acc_range = accumulator_range(mw, DataKind.of(w_kind, w_bits, "bn_fold_layer"),
+                                  DataKind.of(in_kind, in_bits, "bn_fold_layer"))
     sigma = np.sqrt(np.asarray(var, np.float64) + eps)
-    beta = np.asarray(beta, np.float64)
+    beta = np.broadcast_to(np.asarray(beta, np.float64), (mh,))
+    gamma = np.broadcast_to(np.asarray(gamma, np.float64), (mh,))
+    mean = np.broadcast_to(np.asarray(mean, np.float64), (mh,))
+    scale = np.asarray(scale, np.float64)
+    neg, zero = scale < 0, scale == 0
+    const_y = gamma * (0.0 - mean) / sigma if zero.any() else None       # the BN output of a scale-0 row
+    if scale.ndim:
+        gamma, mean = np.where(neg, -gamma, gamma), np.where(neg, -mean, mean)
+        gamma = np.where(zero, 0.0, gamma)
+        scale = np.where(zero, 1.0, np.abs(scale))
+    elif neg or zero:
+        raise ConfigError("bn_fold_layer", "scale", f"a single scale must be > 0, got {float(scale)}",
+                          "pass one scale per row to fold signs")
     m = (1 << int(out_bits)) - 1
-    offsets = [0.0] if out_bits == 1 else [(j - 0.5) / m for j in range(1, m + 1)]
+    if offsets is None:
+        offsets = [None] if out_bits == 1 else level_offsets(m)     # None: sign (bipolar output), beta itself
     cols, w_out = [], None
     for c in offsets:
-        b = beta if out_bits == 1 else beta - c
+        b = beta if c is None else beta - c
+        if const_y is not None:
+            b = np.where(zero, const_y + b, b)
         if in_kind == "bipolar" and w_kind == "bipolar":
-            folded = bn_to_thresholds(gamma, b, mean, sigma, domain="popcount", n=mw)
+            folded = bn_to_thresholds(gamma, b, mean, sigma, domain="popcount", n=mw, scale=scale)
         else:
             folded = bn_to_thresholds(gamma, b, mean, sigma, domain="dot", scale=scale, acc_range=acc_range)
-        w_out, t = fold_flips_into_weights(wbits, folded, w_kind)
+        w_out, t = fold_flips_into_weights(wbits, folded, w_kind, w_bits)
         cols.append(np.asarray(t, np.int64).reshape(mh))
     t = np.sort(np.stack(cols, axis=1), axis=1)
     return w_out.astype(np.int64), t.astype(np.int64)
@@ -92,28 +120,26 @@ def integer_layers(result):
     None for max pools."""
     if not result.binarized:
         raise ConfigError("export", "scheme", "the float baseline has no integer form",
-                          "export a binarized scheme (ste, stochastic, progressive, ternary)")
+                          "export a quantized scheme (every scheme but float)")
     out = []
     out_bits = result.act_bits if result.kbit else 1
-    wk = result.weight_kind
+    offsets = result.act_offsets if result.kbit else None
+    wk, wb = result.weight_kind, result.weight_width
     for i, L in enumerate(result.layers):
         if L.kind == "pool":
             out.append(None)
             continue
-        if wk == "ternary":
-            wbits = ternarize(L.w).astype(np.int64)
-        else:
-            wbits = (L.w >= 0).astype(np.int64)
+        codes, wscale = result.weight_code(i)
+        wbits = DataKind.of(wk, wb, "export").stored(codes)
         if L.gamma is None:
             out.append((wbits, None))
-        elif i == 0:
-            out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "uint", result.pixel_bits,
-                                     result.input_scale, out_bits, w_kind=wk))
-        elif result.kbit:
-            out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "uint", result.act_bits,
-                                     result.layer_scale(i), out_bits, w_kind=wk))
+            continue
+        if i == 0:
+            in_kind, in_bits = "uint", result.pixel_bits
         else:
-            out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, "bipolar", w_kind=wk))
+            in_kind, in_bits = ("uint", result.act_bits) if result.kbit else ("bipolar", None)
+        out.append(bn_fold_layer(wbits, L.gamma, L.beta, L.mean, L.var, result.eps, in_kind, in_bits,
+                                 result.row_scale(i, wscale), out_bits, w_kind=wk, offsets=offsets, w_bits=wb))
     return out
 
 
@@ -191,7 +217,8 @@ def export(result, out_dir, name=None, folding=None):
             k, c = L.kernel, L.in_shape[2]
             w = w.reshape(w.shape[0], k, k, c).transpose(0, 3, 1, 2)       # (ky, kx, c) columns -> OIHW
         specs.append(netconfig.LayerSpec(f"{L.kind}{i}", L.kind, out=w.shape[0], act="acc" if t is None else act,
-                                         weight_kind=result.weight_kind, pe=pe, simd=simd,
+                                         weight_kind=result.weight_kind, weight_bits=result.weight_width,
+                                         pe=pe, simd=simd,
                                          kernel=L.kernel if L.kind == "conv" else 1,
                                          weights=np.ascontiguousarray(w), thresholds=t))
         prev_pe = pe

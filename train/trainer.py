@@ -69,9 +69,45 @@ Weight schemes (``scheme``):
                    dot-product domain (also layers reading bipolar
                    activations: ``d = sum w x``, x = +-1, acc_range +-n;
                    no XNOR popcount), and the last layer outputs ``d``.
+``"xnor"``         XNOR-Net (Rastegari et al. 2016): weights alpha_c sign(W)
+                   with alpha_c = mean |W| of output channel c (hidden
+                   layers), XNOR-Net's gradient dW (1/n + alpha_c 1{|W| <= 1});
+                   +-1 activations with their scale (mean |BN output| of the
+                   layer, running in training, recalibrated with the BN).
+``"dorefa"``       DoReFa-Net (Zhou et al. 2016): ``weight_bits``-bit weights
+                   through tanh normalisation (:func:`qnnfab.train.codebooks.dorefa_code`),
+                   exported as the odd integers 2i - m (int of weight_bits + 1
+                   bits; 1 bit: bipolar); activations as ``act_bits`` says
+                   (k-bit levels in [0, 1] for k >= 2). Latent W not clipped.
+``"hwgq"``         HWGQ (Cai et al. 2017): XNOR-Net's scaled binary weights and
+                   ``act_bits``-bit activations on the uniform levels j Delta
+                   fitted to a half Gaussian (:func:`qnnfab.train.codebooks.hwgq_step`;
+                   also for act_bits = 1: levels {0, Delta}, "uint1"); BN starts
+                   at gamma 1, beta 0; backward: clipped ReLU.
+``"syq"``          SYQ (Faraone et al. 2018): binary (``weight_bits`` 1) or
+                   ternary (2, :func:`ternarize`) codebook times a learned scale
+                   per output channel (initial mean |W|, Adam); a scale may go
+                   negative or to 0 (the export negates the row / makes it constant).
+``"ttq"``          TTQ (Zhu et al. 2016): +Wp / 0 / -Wn with the threshold
+                   0.05 max|W| and two learned scales per layer; the inference
+                   weights are the ``weight_bits``-bit integers qp / 0 / -qn of
+                   the ratio Wp : Wn (:func:`qnnfab.train.codebooks.ttq_code`).
 ``"float"``        baseline of the same size: float weights, BN, ``act``
                    ("relu" or "hardtanh") activations, biased last layer,
                    float pixels x * s; ignores ``act_bits``.
+
+Scales of the scaled schemes: a per-channel scale of a hidden layer
+multiplies its BN input, ``z = d * row_scale`` (:meth:`TrainResult.row_scale`:
+the layer scale, times the previous layer's XNOR-Net activation scale, times
+the channel's weight scale), folded exactly into that channel's thresholds;
+the last layer has no per-channel scale (it would change the argmax of the raw
+accumulators the hardware outputs): its codes are the codebook's. A positive
+per-layer factor (DoReFa's 1/m, TTQ's common factor) is left out like TWN's
+alpha. With BN after every hidden layer a positive per-channel scale is
+normalized away in training (its gradient is ~0, up to BN's eps), yet Adam's
+normalized steps still move the learned SYQ scales by about ``lr`` a step: on
+the digits (64-64 MLP, 10 epochs) they move by up to 4.4 times their start and
+some cross 0, flipping their channel, which the export folds as a negated row.
 
 Activations of binarized layers (BN output ``y``):
 
@@ -117,10 +153,14 @@ import numpy as np
 from qnnfab.errors import ConfigError
 from qnnfab.golden.conv import im2col
 
+from .codebooks import dorefa_code, hwgq_step, level_offsets, round_half_up, row_mean_abs, ttq_code
+
 __all__ = ["SCHEMES", "TrainResult", "train", "predict", "scores", "accuracy", "progressive_v", "hard_sigmoid",
            "binarize", "ternarize", "TWN_DELTA", "ste_sign", "kbit_act", "parse_hidden", "arch_string", "col2im"]
 
-SCHEMES = ("ste", "stochastic", "progressive", "float", "ternary")
+SCHEMES = ("ste", "stochastic", "progressive", "float", "ternary", "xnor", "dorefa", "hwgq", "syq", "ttq")
+WEIGHT_BITS = {"dorefa": (2, 1, 8), "syq": (1, 1, 2), "ttq": (4, 2, 8)}   # scheme: (default, min, max) weight_bits
+SCALED_SCHEMES = ("xnor", "dorefa", "hwgq", "syq", "ttq")
 TWN_DELTA = 0.7              # ternary threshold delta = TWN_DELTA * mean(|W|) per layer (Li & Liu 2016)
 LOSSES = ("ce", "hinge")
 CONV_FOLD = (8, 8)
@@ -350,6 +390,8 @@ class Layer:
     mean: np.ndarray | None = None
     var: np.ndarray | None = None
     bias: np.ndarray | None = None      # float scheme, last layer only
+    alpha: np.ndarray | None = None     # learned scales: SYQ (out,) per channel, TTQ (Wp, Wn)
+    act_scale: float = 1.0              # XNOR-Net: the scale of this layer's +-1 activations (mean |BN output|)
     kind: str = "fc"
     kernel: int = 0
     in_shape: tuple = ()
@@ -385,6 +427,7 @@ class TrainResult:
     params: dict = field(default_factory=dict)
     act_bits: int = 1
     input_shape: tuple = ()
+    weight_bits: int = 1
 
     def __post_init__(self):
         if not self.input_shape:
@@ -400,13 +443,35 @@ class TrainResult:
 
     @property
     def weight_kind(self):
-        """Exported weight kind: "ternary" for the ternary scheme, else "bipolar"."""
-        return "ternary" if self.scheme == "ternary" else "bipolar"
+        """Exported weight kind: "ternary" (ternary, SYQ with weight_bits 2), "int" (DoReFa with
+        weight_bits >= 2, TTQ; width :attr:`weight_width`), else "bipolar"."""
+        if self.scheme == "ternary" or (self.scheme == "syq" and self.weight_bits == 2):
+            return "ternary"
+        if self.scheme == "ttq" or (self.scheme == "dorefa" and self.weight_bits > 1):
+            return "int"
+        return "bipolar"
+
+    @property
+    def weight_width(self):
+        """Stored bits of an "int" weight: DoReFa k + 1 (odd codes -m..m), TTQ weight_bits; else None."""
+        if self.weight_kind != "int":
+            return None
+        return self.weight_bits + 1 if self.scheme == "dorefa" else self.weight_bits
 
     @property
     def kbit(self):
-        """Hidden activations are unsigned k-bit levels (binarized schemes with act_bits >= 2)."""
-        return self.binarized and self.act_bits > 1
+        """Hidden activations are unsigned levels (binarized schemes with act_bits >= 2; HWGQ always)."""
+        return self.binarized and (self.act_bits > 1 or self.scheme == "hwgq")
+
+    @property
+    def act_step(self):
+        """The real step between activation levels: HWGQ's Delta (:func:`hwgq_step`), else 1/m."""
+        return hwgq_step(self.act_bits) if self.scheme == "hwgq" else 1.0 / self.levels
+
+    @property
+    def act_offsets(self):
+        """The m rounding points of the level activations (:func:`level_offsets`)."""
+        return level_offsets(self.levels, hwgq_step(self.act_bits) if self.scheme == "hwgq" else None)
 
     @property
     def levels(self):
@@ -419,10 +484,50 @@ class TrainResult:
         return arch_string(self)
 
     def layer_scale(self, i):
-        """BN input scale of binarized layer ``i``: 1/(2^pixel_bits - 1) (first), 1/m (k-bit input), 1 (bipolar)."""
+        """BN input scale of binarized layer ``i``: 1/(2^pixel_bits - 1) (first), 1/m (k-bit input), Delta (HWGQ
+        levels), 1 (bipolar)."""
         if i == 0:
             return self.input_scale
+        if self.scheme == "hwgq":
+            return self.act_step
         return 1.0 / self.levels if self.kbit else 1.0
+
+    def weight_code(self, i):
+        """Inference weights of compute layer ``i``: (integer codes (out, in) float64, per-channel scale (out,)
+        or None). The real weights are ``scale[:, None] * codes`` (times a positive per-layer factor that BN
+        and the argmax absorb: DoReFa's 1/m, TTQ's max(Wp, Wn) / M, TWN's alpha). The last layer never has a
+        per-channel scale (it would change the argmax of the accumulators the hardware outputs)."""
+        L, sch = self.layers[i], self.scheme
+        last = L.gamma is None
+        if sch == "ternary" or (sch == "syq" and self.weight_bits == 2):
+            codes = ternarize(L.w)
+        elif sch == "dorefa":
+            codes = dorefa_code(L.w, self.weight_bits)[0]
+        elif sch == "ttq":
+            codes = ttq_code(L.w, L.alpha, self.weight_bits)[0]
+        elif sch == "float":
+            return L.w, None
+        else:
+            codes = np.where(L.w >= 0, 1.0, -1.0)
+        if last or sch not in ("xnor", "hwgq", "syq"):
+            return codes, None
+        return codes, (L.alpha.astype(np.float64) if sch == "syq" else row_mean_abs(L.w))
+
+    def row_scale(self, i, wscale=None):
+        """The BN input of compute layer ``i`` is ``d * row_scale(i)`` (d the integer dot product): the
+        :meth:`layer_scale`, times the previous layer's XNOR-Net activation scale, times the per-channel
+        weight scale ``wscale`` (from :meth:`weight_code`); a float when it is one number, else (out,).
+        One definition for inference and export: the products are formed in this order, once."""
+        sc = self.layer_scale(i)
+        prev = next((P.act_scale for P in reversed(self.layers[:i]) if P.kind != "pool"), 1.0)
+        if prev == 1.0 and wscale is None:
+            return sc
+        r = np.full(self.layers[i].w.shape[0], sc)
+        if prev != 1.0:
+            r = r * prev
+        if wscale is not None:
+            r = r * wscale
+        return r
 
 
 def arch_string(result):
@@ -461,19 +566,14 @@ def _init(sizes, scheme, rng, geo=None, bn_init=(1.0, 0.0)):
         if not last:
             L.gamma, L.beta = np.full(n, float(bn_init[0])), np.full(n, float(bn_init[1]))
             L.mean, L.var = np.zeros(n), np.ones(n)
+            if scheme == "syq":
+                L.alpha = row_mean_abs(L.w)
         elif scheme == "float":
             L.bias = np.zeros(n)
+        if scheme == "ttq":
+            L.alpha = np.ones(2)
         layers.append(L)
     return layers
-
-
-def _eval_weights(layers, scheme):
-    """The inference weights: +-1 (binarized schemes), {-1, 0, +1} (ternary) or the float weights (None for pools)."""
-    if scheme == "float":
-        return [L.w for L in layers]
-    if scheme == "ternary":
-        return [None if L.w is None else ternarize(L.w) for L in layers]
-    return [None if L.w is None else np.where(L.w >= 0, 1.0, -1.0) for L in layers]
 
 
 def _as_input(model, x):
@@ -509,25 +609,25 @@ def _forward_eval(model, x, recalibrate=False):
     its input over ``x`` as the pass reaches it (layer i's input depends only
     on the layers before it, already recalibrated), then use them: one pass
     recalibrates the whole network and gives its scores.
-    Binarized: dot products d are exact integers; z = layer_scale(i) * d.
+    Binarized: dot products d are exact integers; z = d * row_scale(i) (XNOR-Net: the activation
+    scales are recalibrated in the same pass, before the next layer reads them).
     """
     s = model.input_scale
-    ws = _eval_weights(model.layers, model.scheme)
     a = _as_input(model, x)
     if model.scheme == "float":
         a = a * s
-    m = model.levels
-    for i, (L, w) in enumerate(zip(model.layers, ws)):
+    for i, L in enumerate(model.layers):
         if L.kind == "pool":
             a = _pool_windows(a, L.kernel).max(-1)
             continue
+        w, wscale = model.weight_code(i)
         d = _dot(a, L, w)
         if L.gamma is None:
             if model.scheme == "float":
                 return d + L.bias
             return d                            # integer dot products: the hardware's argmax
-        sc = model.layer_scale(i) if model.binarized else 1.0
-        z = d * sc if sc != 1.0 else d
+        sc = model.row_scale(i, wscale) if model.binarized else 1.0
+        z = d * sc if not (np.isscalar(sc) and sc == 1.0) else d
         if recalibrate:
             ax = _bn_axes(z)
             L.mean, L.var = z.mean(ax), z.var(ax)
@@ -535,12 +635,15 @@ def _forward_eval(model, x, recalibrate=False):
         if model.scheme == "float":
             a = _act(L.gamma * (z - mean) / np.sqrt(var + model.eps) + L.beta, model.act, 1.0)[0]
         elif not model.kbit:
-            a = np.where(L.gamma * (z - mean) / np.sqrt(var + model.eps) + L.beta >= 0, 1.0, -1.0)
+            y = L.gamma * (z - mean) / np.sqrt(var + model.eps) + L.beta
+            a = np.where(y >= 0, 1.0, -1.0)
+            if recalibrate and model.scheme == "xnor":
+                L.act_scale = float(np.mean(np.abs(y)))
         else:
             y0 = L.gamma * (z - mean) / np.sqrt(var + model.eps)
             a = np.zeros(y0.shape)
-            for j in range(1, m + 1):
-                a += y0 + (L.beta - (j - 0.5) / m) >= 0
+            for c in model.act_offsets:
+                a += y0 + (L.beta - c) >= 0
     raise AssertionError("unreachable")
 
 
@@ -572,6 +675,48 @@ def accuracy(result, x, y):
 
 # ---------------------------------------------------------------------- training step
 
+def hwgq_act(y, bits):
+    """(forward, backward mask) of HWGQ's ``bits``-bit activation: Delta * min(m, round_half_up(max(y, 0) /
+    Delta)) (levels j Delta, the inference thresholds (j - 1/2) Delta), mask 0 <= y <= m Delta (clipped ReLU)."""
+    m, step = (1 << int(bits)) - 1, hwgq_step(bits)
+    lv = np.minimum(round_half_up(np.maximum(y, 0.0) / step), m)
+    return lv * step, ((y >= 0.0) & (y <= m * step)).astype(np.float64)
+
+
+def _scaled_weights(model, L):
+    """Training weights of a scaled scheme's layer and the map d loss / d weights -> parameter gradients.
+
+    XNOR-Net / HWGQ: alpha sign(W), alpha = mean |W| per row (hidden layers), gradient
+    dW (1/n + alpha 1{|W| <= 1}) (XNOR-Net's); SYQ: alpha Q with Q = sign(W) or :func:`ternarize`
+    and the learned alpha (d alpha = sum dWq Q over the row; dW = alpha dWq 1{|W| <= 1}); the last
+    layers of the three: Q with the STE. DoReFa: codes / m (:func:`dorefa_code`, straight through
+    the rounding). TTQ: Wp where W > delta, -Wn where W < -delta, else 0 (the real scales; the
+    inference uses their integer ratio, :func:`ttq_code`), dWp = sum of dWq where W > delta,
+    dWn = -sum where W < -delta, dW = dWq scaled by Wp / 1 / Wn in the three regions.
+    """
+    sch, w = model.scheme, L.w
+    last = L.gamma is None
+    inside = (np.abs(w) <= 1.0).astype(np.float64)
+    if sch == "dorefa":
+        codes, dcodes = dorefa_code(w, model.weight_bits)
+        m = (1 << model.weight_bits) - 1
+        return codes / m, lambda g: {"w": g * dcodes}
+    if sch == "ttq":
+        _, pos, neg = ttq_code(w, L.alpha, model.weight_bits)
+        wp, wn = L.alpha
+        wq = wp * pos - wn * neg
+        fac = np.where(pos, wp, np.where(neg, wn, 1.0))
+        return wq, lambda g: {"w": g * fac, "alpha": np.array([np.sum(g * pos), -np.sum(g * neg)])}
+    q = ternarize(w) if (sch == "syq" and model.weight_bits == 2) else np.where(w >= 0, 1.0, -1.0)
+    if last:
+        return q, lambda g: {"w": g * inside}
+    if sch == "syq":
+        al = L.alpha
+        return al[:, None] * q, lambda g: {"w": g * al[:, None] * inside, "alpha": np.sum(g * q, axis=1)}
+    al = row_mean_abs(w)[:, None]
+    return al * q, lambda g: {"w": g * (1.0 / w.shape[1] + al * inside)}
+
+
 def _train_step(model, x, y, rng, v, loss_kind, prog_acts, momentum=0.1):
     """Forward + backward on one batch. Returns (loss, grads, log_alpha grad); grads: a dict per layer."""
     scheme, s, eps = model.scheme, model.input_scale, model.eps
@@ -579,17 +724,26 @@ def _train_step(model, x, y, rng, v, loss_kind, prog_acts, momentum=0.1):
     a = _as_input(model, x) * s
     if scheme == "float":
         kind = model.act
+    elif scheme == "hwgq":
+        kind = "hwgq"
     elif model.kbit:
         kind = "kbit"
     else:
         kind = "progressive" if (scheme == "progressive" and prog_acts) else "sign"
     cache = []
+    wgrads = []
     for i, L in enumerate(model.layers):
         if L.kind == "pool":
             a, idx = _pool_forward(a, L.kernel)
             cache.append(idx)
+            wgrads.append(None)
             continue
-        wq = binarize(L.w, scheme, rng, v)
+        if scheme in SCALED_SCHEMES:
+            wq, wgrad = _scaled_weights(model, L)
+        else:
+            wq = binarize(L.w, scheme, rng, v)
+            wgrad = None
+        wgrads.append(wgrad)
         a_in = im2col(a, L.kernel) if L.kind == "conv" else a.reshape(B, -1)
         z = _mm(a_in, wq.T) if L.kind == "conv" else a_in @ wq.T
         if L.gamma is None:
@@ -603,7 +757,14 @@ def _train_step(model, x, y, rng, v, loss_kind, prog_acts, momentum=0.1):
         std = np.sqrt(var + eps)
         xhat = (z - mu) / std
         yv = L.gamma * xhat + L.beta
-        a_next, mask = _act(yv, kind, v, model.act_bits)
+        if kind == "hwgq":
+            a_next, mask = hwgq_act(yv, model.act_bits)
+        else:
+            a_next, mask = _act(yv, kind, v, model.act_bits)
+        if scheme == "xnor" and not model.kbit:   # +-1 activations times their scale mean |y| (constant per batch)
+            scale = float(np.mean(np.abs(yv)))
+            L.act_scale = (1 - momentum) * L.act_scale + momentum * scale
+            a_next, mask = a_next * scale, mask * scale
         cache.append((a_in, wq, (xhat, std, mask)))
         a = a_next
     z_out = z
@@ -652,11 +813,13 @@ def _train_step(model, x, y, rng, v, loss_kind, prog_acts, momentum=0.1):
             dz = (cnt * dxhat - dxhat.sum(ax) - xhat * np.sum(dxhat * xhat, ax)) / (cnt * std)
         if L.kind == "conv":
             k_in = a_in.shape[-1]
-            grads[i]["w"] = (dz.reshape(-1, dz.shape[-1]).T @ a_in.reshape(-1, k_in)) * _wgrad_factor(L.w, scheme, v)
+            dwq = dz.reshape(-1, dz.shape[-1]).T @ a_in.reshape(-1, k_in)
+            grads[i].update(wgrads[i](dwq) if wgrads[i] else {"w": dwq * _wgrad_factor(L.w, scheme, v)})
             if i:
                 dz = col2im(_mm(dz, wq), L.in_shape, L.kernel)
         else:
-            grads[i]["w"] = (dz.T @ a_in) * _wgrad_factor(L.w, scheme, v)
+            dwq = dz.T @ a_in
+            grads[i].update(wgrads[i](dwq) if wgrads[i] else {"w": dwq * _wgrad_factor(L.w, scheme, v)})
             if i:
                 dz = dz @ wq
     return loss, grads, log_alpha_grad
@@ -685,12 +848,32 @@ class _Box:
 
 # ---------------------------------------------------------------------- public training entry point
 
+def _check_weight_bits(scheme, weight_bits, where):
+    """The weight bits of ``scheme`` (:data:`WEIGHT_BITS`; 1 for the schemes without a choice)."""
+    if scheme not in WEIGHT_BITS:
+        if weight_bits not in (None, 1):
+            raise ConfigError(where, "weight_bits", f"scheme {scheme!r} has fixed weights, got {weight_bits!r}",
+                              f"weight_bits applies to {', '.join(WEIGHT_BITS)}")
+        return 1
+    default, lo, hi = WEIGHT_BITS[scheme]
+    if weight_bits is None:
+        return default
+    if isinstance(weight_bits, bool) or not isinstance(weight_bits, (int, np.integer)) or not lo <= weight_bits <= hi:
+        raise ConfigError(where, "weight_bits", f"must be an integer {lo}..{hi} for {scheme}, got {weight_bits!r}",
+                          {"syq": "1 = binary, 2 = ternary codebook", "dorefa": "k-bit weights, e.g. 2",
+                           "ttq": "bits of the integer weights holding Wp : Wn, e.g. 4"}[scheme])
+    return int(weight_bits)
+
+
 def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None, lr_decay=0.1, seed=0,
           loss="ce", act="relu", v_start=1.0, v_end=1000.0, progressive_acts=False, recalibrate=True,
-          eps=1e-4, progress=None, act_bits=1):
+          eps=1e-4, progress=None, act_bits=1, weight_bits=None):
     """Train one network on a :class:`qnnfab.train.datasets.Dataset`; returns a :class:`TrainResult`.
 
-    ``scheme``: "ste" | "stochastic" | "progressive" | "ternary" | "float". ``hidden``:
+    ``scheme``: one of :data:`SCHEMES` ("ste", "stochastic", "progressive", "ternary", "xnor",
+    "dorefa", "hwgq", "syq", "ttq", "float"); ``weight_bits``: the weight bits of "dorefa"
+    (1..8, default 2), "syq" (1 binary, 2 ternary; default 1) and "ttq" (2..8, the integer
+    weights of Wp : Wn; default 4), :data:`WEIGHT_BITS`; None or 1 for the others. ``hidden``:
     hidden layers, ints (Dense sizes) and strings "c<n>" / "c<n>k<k>"
     (convolution, n channels, 3x3 or kxk, stride 1, no padding) and "p<k>"
     (k x k max pool), or one comma-separated string ("c16,c32,p2,128");
@@ -717,6 +900,7 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
         raise ConfigError(where, "act_bits", f"must be an integer 1..8, got {act_bits!r}",
                           "1 = bipolar (sign), k >= 2 = unsigned k-bit activations")
     act_bits = int(act_bits)
+    weight_bits = _check_weight_bits(scheme, weight_bits, where)
     if progressive_acts and act_bits > 1 and scheme == "progressive":
         raise ConfigError(where, "progressive_acts", f"is only defined for act_bits = 1 (got {act_bits})",
                           "use progressive_acts=False with k-bit activations")
@@ -741,15 +925,18 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
     xtr, ytr = dataset.x_train.astype(np.float64), dataset.y_train
     xte, yte = dataset.x_test.astype(np.float64), dataset.y_test
     sizes = (dataset.features,) + tuple(math.prod(g[4]) for g in geo)
-    layers = _init(sizes, scheme, rng, geo, bn_init=KBIT_BN_INIT if (scheme != "float" and act_bits > 1) else (1.0, 0.0))
+    kbit_init = scheme not in ("float", "hwgq") and act_bits > 1     # HWGQ's levels fit the unit Gaussian: gamma 1, beta 0
+    layers = _init(sizes, scheme, rng, geo, bn_init=KBIT_BN_INIT if kbit_init else (1.0, 0.0))
     model = TrainResult(scheme, sizes, dataset.pixel_bits, layers,
                         log_alpha=-0.5 * math.log(sizes[-2]), act=act, eps=float(eps), dataset=dataset.name,
-                        act_bits=act_bits if scheme != "float" else 1, input_shape=tuple(geo[0][3]))
+                        act_bits=act_bits if scheme != "float" else 1, input_shape=tuple(geo[0][3]),
+                        weight_bits=weight_bits)
     if layers[0].kind == "conv":
         xtr, xte = xtr.reshape((-1,) + model.input_shape), xte.reshape((-1,) + model.input_shape)
     model.params = dict(hidden=tuple(t for t, _ in entries), epochs=int(epochs), batch=int(batch), lr=float(lr),
                         lr_decay=float(lr_decay), seed=seed, loss=loss, act=act, v_start=v_start, v_end=v_end,
-                        progressive_acts=progressive_acts, recalibrate=recalibrate, eps=eps, act_bits=act_bits)
+                        progressive_acts=progressive_acts, recalibrate=recalibrate, eps=eps, act_bits=act_bits,
+                        weight_bits=weight_bits)
     params = {}
     for i, L in enumerate(model.layers):
         if L.w is None:
@@ -760,6 +947,8 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
             params[(i, "beta")] = (L, "beta")
         if L.bias is not None:
             params[(i, "bias")] = (L, "bias")
+        if L.alpha is not None:
+            params[(i, "alpha")] = (L, "alpha")
     alpha_box = _Box(np.array(model.log_alpha))
     params["log_alpha"] = (alpha_box, "value")
     opt = _Adam()
@@ -784,7 +973,7 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
             if scheme != "float":
                 flat["log_alpha"] = np.array(ga)
             opt.step(params, flat, lr_ep)
-            if scheme != "float":        # BinaryNet clipping; progressive P kept in [-1, 1] too
+            if scheme not in ("float", "dorefa"):   # BinaryNet clipping; progressive P kept in [-1, 1] too
                 for L in model.layers:
                     if L.w is not None:
                         np.clip(L.w, -1.0, 1.0, out=L.w)

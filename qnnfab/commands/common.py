@@ -9,7 +9,7 @@ from qnnfab import netconfig
 from qnnfab.boards.targets.clock import BUFG_MAX_MHZ
 from qnnfab.errors import ConfigError
 from qnnfab.train.fixed_point import LR_FRAC, parse_fixed_point
-from qnnfab.train.trainer import SCHEMES, parse_hidden
+from qnnfab.train.trainer import SCHEMES, WEIGHT_BITS, parse_hidden
 
 __all__ = ["number", "as_option", "check_clock_jobs", "check_seed", "board_args", "arch_args",
            "check_train_args", "warn"]
@@ -126,6 +126,15 @@ def check_train_args(args, where="qnnfab train"):
                               "pixels)", "add --data FILE.npz, or drop --pixel-bits")
         if not 1 <= args.pixel_bits <= top:
             raise ConfigError(where, "--pixel-bits", f"must be 1..{top}, got {args.pixel_bits}", "e.g. --pixel-bits 8")
+    weight_bits = getattr(args, "weight_bits", None)
+    if weight_bits is not None:
+        if fixed is not None or not any(s in WEIGHT_BITS for s in schemes):
+            raise ConfigError(where, "--weight-bits", f"applies to the schemes {', '.join(WEIGHT_BITS)} only",
+                              "add one of them to --schemes, or drop --weight-bits")
+        for s in schemes:
+            if s in WEIGHT_BITS and not WEIGHT_BITS[s][1] <= weight_bits <= WEIGHT_BITS[s][2]:
+                raise ConfigError(where, "--weight-bits", f"must be {WEIGHT_BITS[s][1]}..{WEIGHT_BITS[s][2]} for "
+                                  f"{s}, got {weight_bits}", f"e.g. --weight-bits {WEIGHT_BITS[s][0]} (train {s} in a run of its own)")
     with as_option(where, "--hidden"):
         entries = parse_hidden(args.hidden)
     if fixed is not None:

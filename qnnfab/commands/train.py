@@ -52,7 +52,8 @@ def run(args):
     print(f"training on {ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test images, "
           f"{describe_arch(ds, hidden, args.act_bits)}, {args.epochs} epochs")
     results = run_training(ds, schemes, hidden=hidden, epochs=args.epochs, batch=args.batch,
-                           seed=args.seed, out_dir=args.out, act_bits=args.act_bits, lr=args.lr)
+                           seed=args.seed, out_dir=args.out, act_bits=args.act_bits, lr=args.lr,
+                           weight_bits=args.weight_bits)
     print(format_table(results))
     for r in results:
         if r.toml_path:
@@ -105,18 +106,25 @@ def add_parser(sub):
     t = sub.add_parser(
         "train", help="quantization-aware training on the shipped digits, export for hardware",
         description="Train a float baseline and binarized MLPs or conv nets (STE, stochastic, progressive "
-                    "binarization) on scikit-learn's 8x8 digits shipped with qnnfab, export every "
+                    "binarization; with --schemes also TWN ternary, XNOR-Net, DoReFa-Net, HWGQ, SYQ, TTQ) on "
+                    "scikit-learn's 8x8 digits shipped with qnnfab, export every "
                     "binarized network as .npz + .toml, check the integer export reproduces every "
                     "prediction, print the accuracy table and plot the training curves.",
         epilog="example:\n  qnnfab train --epochs 30 --out out/train\n"
                "  qnnfab train --hidden c64,p2,256 --act-bits 2 --out out/train-conv\n"
+               "  qnnfab train --schemes float,xnor,dorefa,hwgq,syq,ttq --act-bits 2 --out out/train-methods\n"
                "  qnnfab train --fixed-point 16,8 --rounding stochastic --hidden c8,p2,32 --lr 0.01 --out out/fx\n"
                "  qnnfab train --data mnist/train-images-idx3-ubyte.gz --hidden 256,256 --out out/mnist\n"
                "  qnnfab sim --config out/train/digits-ste.toml --frames 100",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--schemes", default=None,
-                   help="comma-separated schemes among float, ste, stochastic, progressive, ternary "
+                   help="comma-separated schemes among float, ste, stochastic, progressive, ternary, xnor "
+                        "(XNOR-Net), dorefa (DoReFa-Net), hwgq (HWGQ), syq (SYQ), ttq (trained ternary) "
                         "(default: the first four)")
+    t.add_argument("--weight-bits", type=int, default=None,
+                   help="weight bits of the schemes with a choice: dorefa 1..8 (default 2), syq 1 = binary or 2 = "
+                        "ternary codebook (default 1), ttq 2..8, the integer weights holding its two scales' "
+                        "ratio (default 4)")
     t.add_argument("--epochs", type=int, default=30, help="training epochs per scheme (>= 1, default 30)")
     t.add_argument("--batch", type=int, default=32, help="minibatch size (>= 1, default 32)")
     arch_args(t)
