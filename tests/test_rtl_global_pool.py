@@ -28,6 +28,7 @@ CASES = [
     (1, 1, 2, 1, unsigned(1)),    # a single pixel
     (4, 2, 6, 1, signed(2)),
     (5, 3, 2, 2, unsigned(4)),    # odd pixel count: sums not a power of two
+    (2, 2, 2, 2, unsigned(1)),    # the largest sum, 4, is a power of two
 ]
 
 
@@ -46,6 +47,8 @@ def test_sum_width_holds_pixels_times_the_range():
     # first principles: 9 pixels of [0, 3] sum to [0, 27] -> 5 bits; 8 of [-4, 3] to [-32, 24] -> signed(6)
     assert GlobalSum(9, 4, 2, unsigned(2)).sum_shape == unsigned(5)
     assert GlobalSum(8, 3, 3, signed(3)).sum_shape == signed(6)
+    assert GlobalSum(4, 1, 1, unsigned(1)).sum_shape == unsigned(3)     # [0, 4]
+    assert GlobalSum(2, 1, 1, signed(2)).sum_shape == signed(3)         # [-4, 2]
 
 
 def test_one_word_per_cycle_and_sums_offered_after_the_last_pixel():
