@@ -91,7 +91,7 @@ def _run_block(w, t, imgs, simd, depth):
     return unpack_words(out, PE, blk.out_bits), sent, cycles
 
 
-@pytest.mark.parametrize("simd", [2, 6])       # 9 or 3 cycles per output pixel
+@pytest.mark.parametrize("simd", [2, 6, 18])       # 9, 3 or 1 cycles per output pixel
 def test_computed_skip_depth_keeps_the_branch_schedule_and_one_less_does_not(simd):
     w, t, imgs = _case(simd)
     words = pack_words(imgs.reshape(-1, min(simd, C)), 2)
@@ -103,8 +103,10 @@ def test_computed_skip_depth_keeps_the_branch_schedule_and_one_less_does_not(sim
     per = len(words) // FRAMES
     steady = (out_cycles[-1] - out_cycles[per - 1]) / (FRAMES - 1)
     assert steady == _conv(w, t, simd).cycles_per_image          # the bottleneck's cycles per frame
-    _, sent_short, _ = _run_block(w, t, imgs, simd, depth - 1)
+    _, sent_short, cycles_short = _run_block(w, t, imgs, simd, depth - 1)
     assert sent_short != fork_cycles                             # one word less: the fork stalls
+    if simd == 18:       # one word per cycle: the input is the bottleneck, and a fork stall costs throughput
+        assert (cycles_short[-1] - cycles_short[per - 1]) / (FRAMES - 1) > steady
 
 
 def test_one_word_below_the_deadlock_depth_deadlocks_and_the_watch_names_the_full_skip_fifo():
@@ -120,3 +122,10 @@ def test_one_word_below_the_deadlock_depth_deadlocks_and_the_watch_names_the_ful
     msg = str(e.value)
     assert "holding a word nobody takes: fork input, skip FIFO input" in msg
     assert "waiting for a word: branch input, branch output" in msg
+
+
+def test_a_branch_whose_words_differ_from_its_input_is_refused():
+    w, t, _ = _case(2)
+    conv = ConvLayer(H, W, w, t, stride=1, pad=1, simd=2, pe=1, weight_kind="bipolar", act_kind="uint", act_bits=2)
+    with pytest.raises(ConfigError, match="residual block: branch"):
+        ResidualBlock(conv, 4, ADD_T)
