@@ -52,8 +52,8 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 
-__all__ = ["skip_fifo_depth", "keeps_schedule", "deadlock_depth", "conv_need", "pointwise_need", "vector_need", "chain_need",
-           "repeat_frames", "SKIP_PATH_REGISTERS", "MIN_FIFO_DEPTH"]
+__all__ = ["skip_fifo_depth", "keeps_schedule", "deadlock_depth", "conv_need", "pointwise_need", "vector_need",
+           "chain_need", "repeat_frames", "SKIP_PATH_REGISTERS", "MIN_FIFO_DEPTH"]
 
 MIN_FIFO_DEPTH = 2          # StreamFIFO's smallest depth
 SKIP_PATH_REGISTERS = 2     # words the skip path holds besides the FIFO memory: its output register, the fork's

@@ -92,8 +92,9 @@ from qnnfab.packing import LABEL_RULES, pad_frames
 
 MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rtl/loadable_memory.py)
 
-__all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "NETWORK_INPUT", "sum_range", "load", "loads", "dumps", "save_weights", "check_name",
-           "check_label_rule", "safe_name", "LIMITS", "config_field", "config_fields", "toml_fields", "toml_value"]
+__all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "NETWORK_INPUT", "sum_range", "load", "loads", "dumps",
+           "save_weights", "check_name", "check_label_rule", "safe_name", "LIMITS", "config_field", "config_fields",
+           "toml_fields", "toml_value"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool", "add", "global_avgpool")
 GRAPH_TYPES = ("add", "global_avgpool")   # golden model and QONNX export only, no hardware yet
@@ -527,7 +528,8 @@ WINDOWED = ("conv", "maxpool")   # layers that slide a window
 
 @dataclass
 class LayerSpec:
-    """One hardware layer (fc/conv followed by its activation, or a max pool)."""
+    """One layer: fc/conv followed by its activation, a max pool, or (graphs) an add or global
+    average pool followed by thresholds."""
     name: str = config_field("unique layer name (default layer<index>)", _read_layer_name)
     type: str = config_field(f"one of {LAYER_TYPES}", _read_layer_type, hashed=HASHED)
     inputs: tuple = config_field(

@@ -80,7 +80,8 @@ def deadlock_watch(streams, quiet=200):
             full = [n for n, (v, r) in state.items() if v and not r]
             empty = [n for n, (v, r) in state.items() if not v]
             raise StreamDeadlock(f"deadlock: no word moved since cycle {last['cycle']}; holding a word nobody "
-                                 f"takes: {', '.join(full) or 'none'}; waiting for a word: {', '.join(empty) or 'none'}")
+                                 f"takes: {', '.join(full) or 'none'}; "
+                                 f"waiting for a word: {', '.join(empty) or 'none'}")
     return monitor
 
 

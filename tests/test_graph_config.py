@@ -157,8 +157,9 @@ def test_graph_mistakes_are_refused_naming_the_layer_and_field(edit, field, prob
 
 
 def test_an_add_of_bipolar_maps_is_refused():
+    stem = 'name = "stem"\ntype = "conv"\nout = 4\nact = '
     text = RESIDUAL.replace('act = "uint2"\npad = 1\npe = 4', 'act = "bipolar"\npad = 1\npe = 4').replace(
-        'name = "stem"\ntype = "conv"\nout = 4\nact = "uint2"', 'name = "stem"\ntype = "conv"\nout = 4\nact = "bipolar"')
+        stem + '"uint2"', stem + '"bipolar"')
     with pytest.raises(ConfigError, match="res.*type: add of bipolar maps"):
         netconfig.loads(text)
 
