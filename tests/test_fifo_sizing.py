@@ -3,6 +3,9 @@
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError
 from qnnfab.fifo_sizing import (chain_need, conv_need, deadlock_depth, keeps_schedule, pointwise_need, repeat_frames,
@@ -12,6 +15,7 @@ from qnnfab.golden.graph import elementwise_add
 from qnnfab.packing import pack_words, unpack_words
 from qnnfab.rtl.conv import ConvLayer
 from qnnfab.rtl.residual_block import ResidualBlock
+from qnnfab.rtl.stream_fifo import StreamFIFO
 from qnnfab.sim.branch_timing import StreamDeadlock, fork_branch_schedule, run_residual_block
 
 
@@ -129,3 +133,41 @@ def test_a_branch_whose_words_differ_from_its_input_is_refused():
     conv = ConvLayer(H, W, w, t, stride=1, pad=1, simd=2, pe=1, weight_kind="bipolar", act_kind="uint", act_bits=2)
     with pytest.raises(ConfigError, match="residual block: branch"):
         ResidualBlock(conv, 4, ADD_T)
+
+
+class _TwoConvs(wiring.Component):
+    """conv -> StreamFIFO(2) -> conv: a basic block's long branch, as the dataflow chains layers."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+        self.fifo = StreamFIFO(first.o.payload.shape(), 2)
+        super().__init__({"i": In(stream.Signature(first.i.payload.shape())),
+                          "o": Out(stream.Signature(second.o.payload.shape()))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.first, m.submodules.fifo, m.submodules.second = self.first, self.fifo, self.second
+        wiring.connect(m, wiring.flipped(self.i), self.first.i)
+        wiring.connect(m, self.first.o, self.fifo.i)
+        wiring.connect(m, self.fifo.o, self.second.i)
+        wiring.connect(m, self.second.o, wiring.flipped(self.o))
+        return m
+
+
+def test_two_convolutions_in_the_branch_compose_their_needs_exactly():
+    w, t, imgs = _case(2)
+    w2 = np.random.default_rng(5).integers(0, 2, size=w.shape)
+    branch = lambda: _TwoConvs(_conv(w, t, 2), _conv(w2, t, 2))          # noqa: E731
+    words = pack_words(imgs.reshape(-1, C), 2)
+    one = repeat_frames(conv_need(H, W, 1, K, 1, 1, 1), H * W, FRAMES)
+    depth = deadlock_depth(chain_need(one, one))
+    assert depth == 9          # output 0 needs the first conv's output 5 (0-based), which needs 11 words
+    with pytest.raises(StreamDeadlock):
+        run_residual_block(ResidualBlock(branch(), depth - 1, ADD_T), words, len(words))
+    run_residual_block(ResidualBlock(branch(), depth, ADD_T), words, len(words))
+    fork_cycles, join_cycles = fork_branch_schedule(branch(), words, len(words))
+    keep = skip_fifo_depth(fork_cycles, join_cycles)
+    _, sent, _ = run_residual_block(ResidualBlock(branch(), keep, ADD_T), words, len(words))
+    assert sent == fork_cycles
+    _, sent, _ = run_residual_block(ResidualBlock(branch(), keep - 1, ADD_T), words, len(words))
+    assert sent != fork_cycles
