@@ -48,13 +48,29 @@ stalls at least once against the schedule; that need not cost throughput
 when the long branch takes words ahead of its need (its own buffers): the
 least depth that keeps full throughput lies between the two figures
 (``bench/bench_fifo_sizing.py`` finds it by simulating the block).
+
+**Throughput-keeping depth** (:func:`throughput_depth`): the least depth at
+which the block still runs at the schedule's cycles per frame, from the same
+schedule plus the long branch's *need* and *latency* (the fewest cycles from
+the branch taking the last word an output needs to that output:
+:func:`qnnfab.sim.branch_timing.starved_schedule`, words fed one at a time).
+The branch is modelled as a max-plus system: its output k comes out no
+earlier than in the schedule, no earlier than ``gap[k]`` (the schedule's
+gap) after output k - 1, and no earlier than ``latency`` after it took its
+input word ``need[k] - 1`` (one cycle after the fork took it); the fork takes
+word j no earlier than in the schedule and not before the FIFO wrote word
+j - 1; the FIFO as above. The least fixed point of these inequalities (each
+side only ever moves later) is the constrained schedule; a depth keeps
+throughput when that schedule's steady-state cycles per frame equal the
+unconstrained one's, and deadlocks when the fixed point does not exist (the
+times grow without bound). :func:`keeps_throughput` checks a depth.
 """
 
 import numpy as np
 
 from qnnfab.errors import ConfigError
 
-__all__ = ["skip_fifo_depth", "keeps_schedule", "deadlock_depth", "conv_need", "pointwise_need", "vector_need",
+__all__ = ["skip_fifo_depth", "keeps_schedule", "throughput_depth", "keeps_throughput", "deadlock_depth", "conv_need", "pointwise_need", "vector_need",
            "chain_need", "repeat_frames", "SKIP_PATH_REGISTERS", "MIN_FIFO_DEPTH"]
 
 MIN_FIFO_DEPTH = 2          # StreamFIFO's smallest depth
@@ -103,15 +119,56 @@ def keeps_schedule(fork_cycles, join_cycles, depth):
 
 
 def _keeps(f, j, depth):
+    write, _ = _skip_fifo(f, j, depth)
+    return not (np.any(write[:-1] > f[1:]) or np.any(write + 2 > j))
+
+
+def _skip_fifo(f, join, depth):
+    """``(write, leave)`` cycles of every word through a skip FIFO of ``depth`` (module docstring)."""
     n = f.size
     write = np.empty(n, np.int64)
     leave = np.empty(n, np.int64)
     for k in range(n):
         write[k] = f[k] + 1 if k < depth else max(f[k] + 1, leave[k - depth] + 1)
-        leave[k] = write[k] + 1 if k == 0 else max(write[k] + 1, j[k - 1])
-        if (k + 1 < n and write[k] > f[k + 1]) or write[k] + 2 > j[k]:
-            return False
-    return True
+        leave[k] = write[k] + 1 if k == 0 else max(write[k] + 1, join[k - 1])
+    return write, leave
+
+
+def keeps_throughput(fork_cycles, join_cycles, need, latency, depth, frames):
+    """Whether a skip FIFO of ``depth`` keeps the steady-state cycles per frame of the schedule
+    (``frames`` frames of equal words; module docstring). ``need``: per output word, the fork
+    words the branch takes before it (over all the frames, non-decreasing); ``latency``: cycles."""
+    f = _cycles("fork_cycles", fork_cycles)
+    j = _cycles("join_cycles", join_cycles)
+    n = np.asarray(need, dtype=np.int64)
+    if n.shape != j.shape or np.any(n < 1) or np.any(n > f.size) or np.any(np.diff(n) < 0):
+        raise ConfigError("keeps_throughput", "need", f"must hold one non-decreasing count in [1, {f.size}] per "
+                          "output word", "pass the branch's need over the same frames (repeat_frames)")
+    gaps = np.cumsum(np.diff(j, prepend=j[0]))
+    fork, join = f.copy(), j.copy()
+    bound = j[-1] + 4 * (j[-1] - j[0] + latency + f.size + 100)
+    while True:
+        write, _ = _skip_fifo(fork, join, depth)
+        new_fork = np.concatenate([f[:1], np.maximum(f[1:], write[:-1])])
+        earliest = np.maximum.reduce([j, new_fork[n - 1] + 1 + latency, write + 2])
+        new_join = gaps + np.maximum.accumulate(earliest - gaps)
+        if np.array_equal(new_fork, fork) and np.array_equal(new_join, join):
+            break
+        fork, join = new_fork, new_join
+        if join.max() > bound:
+            return False                   # no fixed point: the block deadlocks
+    per = f.size // frames
+    return join[-1] - join[per - 1] == j[-1] - j[per - 1]
+
+
+def throughput_depth(fork_cycles, join_cycles, need, latency, frames):
+    """The least skip FIFO depth that keeps the schedule's cycles per frame (:func:`keeps_throughput`),
+    searched from :func:`deadlock_depth` up to :func:`skip_fifo_depth`."""
+    keep = skip_fifo_depth(fork_cycles, join_cycles)
+    for depth in range(deadlock_depth(need), keep):
+        if keeps_throughput(fork_cycles, join_cycles, need, latency, depth, frames):
+            return depth
+    return keep
 
 
 def deadlock_depth(need):
@@ -125,13 +182,14 @@ def deadlock_depth(need):
 def conv_need(height, width, in_words, kernel, stride, pad, out_words):
     """Need of a K x K convolution (or pool) over an H x W raster of ``in_words`` words per pixel,
     emitting ``out_words`` words per output pixel: output pixel (oy, ox) needs every word up to
-    and including the input pixel (min(H-1, oy*S-P+K-1), min(W-1, ox*S-P+K-1)); one frame."""
+    and including the input pixel (min(H-1, oy*S-P+K-1), min(W-1, ox*S-P+K-1)), and comes after
+    the pixels before it (the need never decreases); one frame."""
     oh = (height + 2 * pad - kernel) // stride + 1
     ow = (width + 2 * pad - kernel) // stride + 1
     oy, ox = np.divmod(np.arange(oh * ow), ow)
     row = np.minimum(height - 1, oy * stride - pad + kernel - 1)
     col = np.minimum(width - 1, ox * stride - pad + kernel - 1)
-    pixels_needed = row * width + col + 1
+    pixels_needed = np.maximum.accumulate(row * width + col + 1)      # outputs leave in order
     return np.repeat(pixels_needed * in_words, out_words)
 
 

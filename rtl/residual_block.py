@@ -26,9 +26,9 @@ class ResidualBlock(wiring.Component):
         the same pixel and channels as word k of its input.
     skip_depth : int
         Depth of the :class:`~qnnfab.rtl.stream_fifo.StreamFIFO` on the skip path
-        (:func:`qnnfab.fifo_sizing.skip_fifo_depth` computes the one that keeps the
-        branch's schedule, :func:`qnnfab.fifo_sizing.deadlock_depth` the least that
-        does not deadlock).
+        (:mod:`qnnfab.fifo_sizing` computes the least that does not deadlock, the
+        least that keeps the cycles per frame and the least that keeps the whole
+        schedule).
     thresholds : (C, N) integers, sorted per row, on ``branch output + block input``
         (stored integers), lane p of a pixel's word w being channel w * lanes + p.
 

@@ -6,6 +6,9 @@ always ready, the branch's output is always taken) and returns the schedule
 :func:`qnnfab.fifo_sizing.skip_fifo_depth` reads: the cycle of every fork
 input transfer and of every branch output transfer (the join takes a word
 as soon as both branches offer it, and the skip word is there first).
+:func:`starved_schedule` feeds the branch alone one word at a time and returns
+its need and latency. :func:`skip_depths` runs both and computes the three
+depths of :mod:`qnnfab.fifo_sizing`.
 
 :func:`deadlock_watch` is a monitor for :func:`~qnnfab.sim.amaranth_stream.run_streams`
 over named streams of a design: when no stream has moved a word for
@@ -16,16 +19,19 @@ under that watch.
 """
 
 import random
+from dataclasses import dataclass
 
 from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from qnnfab.fifo_sizing import deadlock_depth, repeat_frames, skip_fifo_depth, throughput_depth
 from qnnfab.rtl.stream_fork import StreamFork
 
 from .amaranth_stream import StreamSink, StreamSource, run_streams
 
-__all__ = ["ForkedBranch", "fork_branch_schedule", "StreamDeadlock", "deadlock_watch", "run_residual_block"]
+__all__ = ["ForkedBranch", "fork_branch_schedule", "starved_schedule", "SkipDepths", "skip_depths", "StreamDeadlock",
+           "deadlock_watch", "run_residual_block"]
 
 
 class ForkedBranch(wiring.Component):
@@ -98,3 +104,51 @@ def run_residual_block(block, words, n_out, *, quiet=200, max_cycles=200_000):
     if len(snk.words) != n_out:
         raise AssertionError(f"{len(snk.words) - n_out} words after the {n_out} expected")
     return list(snk.words), list(src.sent_cycles), list(snk.cycles)
+
+
+def starved_schedule(branch, words, n_out, *, quiet=64):
+    """Send ``words`` into ``branch`` alone one at a time, each once nothing has moved for ``quiet``
+    cycles (output always taken); return ``(need, latency)``: per output word k, the input words
+    taken before it came out, and the cycles from the last of them being taken to k coming out."""
+    rng = random.Random(0)
+    src = StreamSource(branch.i, [], rng=rng, name="i")
+    out = StreamSink(branch.o, name="o")
+    state = {"next": 0, "moved": 0}
+
+    def feed(ctx, cycle):
+        if src.idle and state["next"] < len(words) and cycle - state["moved"] >= quiet:
+            src.send([words[state["next"]]])
+            state["next"] += 1
+
+    def watch(ctx, cycle):
+        if (src.sent_cycles and src.sent_cycles[-1] == cycle) or (out.cycles and out.cycles[-1] == cycle):
+            state["moved"] = cycle
+
+    run_streams(branch, [src], [out], [n_out], max_cycles=(quiet + 50) * (len(words) + n_out) + 1000,
+                drivers=[feed], monitors=[watch])
+    taken = src.sent_cycles
+    need = [sum(1 for c in taken if c < o) for o in out.cycles]
+    latency = [o - taken[n - 1] for o, n in zip(out.cycles, need)]
+    return need, latency
+
+
+@dataclass(frozen=True)
+class SkipDepths:
+    """Computed skip FIFO depths of a residual block (:mod:`qnnfab.fifo_sizing`): the least that does not
+    deadlock, the least that keeps the cycles per frame, the least that keeps the whole schedule."""
+    deadlock: int
+    throughput: int
+    schedule: int
+
+
+def skip_depths(make_branch, words, frames, *, quiet=64):
+    """The :class:`SkipDepths` of a block whose long branch ``make_branch()`` builds (a fresh one per
+    run), from two characterisation runs of it alone: fork + branch over ``words`` (``frames`` frames,
+    input always offered) and the branch starved on the first frame."""
+    per_in = len(words) // frames
+    fork_cycles, join_cycles = fork_branch_schedule(make_branch(), words, len(words))
+    per_out = len(join_cycles) // frames
+    need, latency = starved_schedule(make_branch(), words[:per_in], per_out, quiet=quiet)
+    needs = repeat_frames(need, per_in, frames)
+    return SkipDepths(deadlock_depth(needs), throughput_depth(fork_cycles, join_cycles, needs, min(latency), frames),
+                      skip_fifo_depth(fork_cycles, join_cycles))

@@ -16,7 +16,7 @@ from qnnfab.packing import pack_words, unpack_words
 from qnnfab.rtl.conv import ConvLayer
 from qnnfab.rtl.residual_block import ResidualBlock
 from qnnfab.rtl.stream_fifo import StreamFIFO
-from qnnfab.sim.branch_timing import StreamDeadlock, fork_branch_schedule, run_residual_block
+from qnnfab.sim.branch_timing import StreamDeadlock, fork_branch_schedule, run_residual_block, skip_depths
 
 
 def test_words_all_forked_before_the_first_join_need_all_but_two_in_the_fifo_memory():
@@ -46,7 +46,7 @@ def test_need_of_a_same_padded_3x3_convolution_by_hand():
     # 3x3 image, one word per pixel: output (0,0) needs input pixel (1,1) = the 5th word,
     # (0,2) needs (1,2) = the 6th, (1,1) needs (2,2) = all 9
     need = conv_need(3, 3, 1, 3, 1, 1, 1)
-    assert list(need) == [5, 6, 6, 8, 9, 9, 8, 9, 9]
+    assert list(need) == [5, 6, 6, 8, 9, 9, 9, 9, 9]         # (2,0) needs (2,1), after (1,2)
     assert list(conv_need(3, 3, 2, 3, 1, 1, 1)[:2]) == [10, 12]      # two words per pixel
     assert list(conv_need(2, 2, 1, 1, 1, 0, 3)) == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]   # 1x1, 3 words out
     # two such convolutions: output 0 needs the first's output 4 (the 5th), which needs all 9 inputs
@@ -171,3 +171,40 @@ def test_two_convolutions_in_the_branch_compose_their_needs_exactly():
     assert sent == fork_cycles
     _, sent, _ = run_residual_block(ResidualBlock(branch(), keep - 1, ADD_T), words, len(words))
     assert sent != fork_cycles
+
+
+def _steady(cycles, per):
+    return (cycles[-1] - cycles[per - 1]) / (FRAMES - 1)
+
+
+@pytest.mark.parametrize("simd", [2, 6, 18])
+def test_computed_throughput_depth_keeps_the_bottleneck_and_one_word_less_does_not(simd):
+    w, t, imgs = _case(simd)
+    words = pack_words(imgs.reshape(-1, C), 2)
+    depths = skip_depths(lambda: _conv(w, t, simd), words, FRAMES)
+    assert depths.deadlock <= depths.throughput <= depths.schedule
+    bottleneck = _conv(w, t, simd).cycles_per_image
+    per = len(words) // FRAMES
+    _, _, cycles = _run_block(w, t, imgs, simd, depths.throughput)
+    assert _steady(cycles, per) == bottleneck
+    try:
+        _, _, cycles = _run_block(w, t, imgs, simd, depths.throughput - 1)
+    except StreamDeadlock:
+        assert depths.throughput - 1 < depths.deadlock
+    else:
+        assert _steady(cycles, per) > bottleneck
+
+
+def test_throughput_depth_of_a_two_convolution_branch_is_exact():
+    w, t, imgs = _case(2)
+    w2 = np.random.default_rng(5).integers(0, 2, size=w.shape)
+    branch = lambda: _TwoConvs(_conv(w, t, 2), _conv(w2, t, 2))          # noqa: E731
+    words = pack_words(imgs.reshape(-1, C), 2)
+    depths = skip_depths(branch, words, FRAMES)
+    assert depths.deadlock == 9                    # measured need = the geometric one (previous test)
+    per = len(words) // FRAMES
+    bottleneck = _conv(w, t, 2).cycles_per_image
+    _, _, cycles = run_residual_block(ResidualBlock(branch(), depths.throughput, ADD_T), words, len(words))
+    assert _steady(cycles, per) == bottleneck
+    _, _, cycles = run_residual_block(ResidualBlock(branch(), depths.throughput - 1, ADD_T), words, len(words))
+    assert _steady(cycles, per) > bottleneck

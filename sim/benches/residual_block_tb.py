@@ -2,10 +2,10 @@
 
 Golden: the convolution (:func:`qnnfab.golden.im2col`, binary weights over uint2 maps,
 :func:`multithreshold`), :func:`qnnfab.golden.graph.elementwise_add` with the block's input,
-then :func:`multithreshold`. The skip FIFO's depth is the one
-:func:`qnnfab.fifo_sizing.skip_fifo_depth` computes from a characterisation run of the fork
-and the convolution alone (Amaranth's simulator); on Verilator the block must then run
-at the convolution's cycles per image, with random gaps and backpressure correct, and
+then :func:`multithreshold`. The skip FIFO's depth is the least that keeps the cycles per
+image as :func:`qnnfab.fifo_sizing.throughput_depth` computes it from characterisation runs
+of the convolution alone (Amaranth's simulator: :func:`qnnfab.sim.branch_timing.skip_depths`);
+on Verilator the block must then run at the convolution's cycles per image, with random gaps and backpressure correct, and
 restart cleanly after a reset in flight (the skip FIFO holding words of an old image).
 """
 
@@ -14,13 +14,12 @@ import functools
 import cocotb
 import numpy as np
 
-from qnnfab.fifo_sizing import skip_fifo_depth
 from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold
 from qnnfab.golden.graph import elementwise_add
 from qnnfab.packing import pack_words
 from qnnfab.rtl.conv import ConvLayer
 from qnnfab.rtl.residual_block import ResidualBlock
-from qnnfab.sim.branch_timing import fork_branch_schedule
+from qnnfab.sim.branch_timing import skip_depths
 from qnnfab.sim.stream import (bench_params, bench_random, run_reset_in_flight, run_stream_test, steady_cycles,
                                write_metrics)
 
@@ -50,11 +49,11 @@ def _conv(p):
 
 @functools.cache
 def skip_depth(h, w, c, simd, seed):
-    """The computed skip depth of a case (a characterisation run of fork + convolution)."""
+    """The computed throughput-keeping skip depth of a case (characterisation runs of the convolution)."""
     p = dict(h=h, w=w, c=c, simd=simd, seed=seed)
     imgs = np.random.default_rng(seed).integers(0, 4, size=(CHAR_FRAMES, h, w, c))
     words = pack_words(imgs.reshape(-1, c), 2)
-    return skip_fifo_depth(*fork_branch_schedule(_conv(p), words, len(words)))
+    return skip_depths(lambda: _conv(p), words, CHAR_FRAMES).throughput
 
 
 def design(p):
