@@ -6,8 +6,8 @@ A skip path runs from a :class:`~qnnfab.rtl.stream_fork.StreamFork` through a
 both branches in one cycle). The long branch (the block's convolutions)
 cannot give its output word k before it has taken some number of the fork's
 words; meanwhile every word the fork hands it also waits on the skip path.
-Two figures follow, neither from a simulation of the block (the second needs
-one run of the long branch alone):
+Three figures follow, none from a simulation of the block (the second and third
+need characterisation runs of the long branch alone):
 
 **Deadlock bound** (:func:`deadlock_depth`), from the long branch's *need*:
 ``need[k]`` = the fork words the long branch must have taken before its
@@ -46,8 +46,8 @@ checks a depth, :func:`skip_fifo_depth` finds the least (at least 2, the
 StreamFIFO's minimum; keeping is monotone in D). One word less and the fork
 stalls at least once against the schedule; that need not cost throughput
 when the long branch takes words ahead of its need (its own buffers): the
-least depth that keeps full throughput lies between the two figures
-(``bench/bench_fifo_sizing.py`` finds it by simulating the block).
+least depth that keeps full throughput lies between the two figures, and
+is the third.
 
 **Throughput-keeping depth** (:func:`throughput_depth`): the least depth at
 which the block still runs at the schedule's cycles per frame, from the same
