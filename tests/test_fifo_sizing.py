@@ -8,8 +8,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError
-from qnnfab.fifo_sizing import (chain_need, conv_need, deadlock_depth, keeps_schedule, pointwise_need, repeat_frames,
-                                skip_fifo_depth, vector_need)
+from qnnfab.fifo_sizing import (chain_need, conv_need, deadlock_depth, keeps_schedule, keeps_throughput, pointwise_need,
+                                repeat_frames, skip_fifo_depth, throughput_depth, vector_need)
 from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold
 from qnnfab.golden.graph import elementwise_add
 from qnnfab.packing import pack_words, unpack_words
@@ -54,6 +54,23 @@ def test_need_of_a_same_padded_3x3_convolution_by_hand():
     assert list(chain_need(pointwise_need(9), need)) == list(need)
     assert list(vector_need(9, 2)) == [9, 9]
     assert list(repeat_frames([2, 3], 3, 2)) == [2, 3, 5, 6]
+
+
+def test_throughput_model_by_hand():
+    # 10 words forked back to back; the branch needs all 10 before its first output (cycle 20 on),
+    # 5 cycles after taking the last: 8 words in the FIFO memory keep the schedule, 7 deadlock
+    f, j, need = list(range(10)), list(range(20, 30)), [10] * 10
+    assert deadlock_depth(need) == 8
+    assert keeps_throughput(f, j, need, 5, 8, 1)
+    assert not keeps_throughput(f, j, need, 5, 7, 1)
+    assert throughput_depth(f, j, need, 5, 1) == 8
+    # lockstep at lag 5 (each output needs its own word): fewer words are late but in time
+    f, j = list(range(40)), list(range(5, 45))
+    need = list(range(1, 41))
+    assert skip_fifo_depth(f, j) == 4
+    assert throughput_depth(f, j, need, 1, 2) == 2       # a late fork costs nothing: the branch waits 1 cycle
+    with pytest.raises(ConfigError, match="need"):
+        keeps_throughput(f, j, need[::-1], 1, 2, 2)
 
 
 def test_deadlock_depth_by_hand():
