@@ -11,7 +11,8 @@ name, the network's input under ``"input"``:
 * add: :func:`~qnnfab.golden.graph.elementwise_add` of its two inputs' stored
   integers, then :func:`~qnnfab.golden.threshold.multithreshold`;
 * global_avgpool: :func:`~qnnfab.golden.graph.global_sum_pool`, then
-  multithreshold on the sums; output (B, 1, 1, C).
+  multithreshold on the sums; output (B, 1, 1, C);
+* concat: :func:`~qnnfab.golden.graph.concat_channels` of its two inputs.
 
 A chain config runs to what ``network_of(cfg).forward`` gives.
 """
@@ -24,7 +25,7 @@ from qnnfab.netconfig import NETWORK_INPUT
 from qnnfab.packing import pad_frames
 
 from ._util import ConfigError
-from .graph import elementwise_add, global_sum_pool
+from .graph import concat_channels, elementwise_add, global_sum_pool
 from .network import network_of
 from .threshold import multithreshold
 
@@ -53,6 +54,8 @@ def graph_forward(cfg, frames, return_all=False):
         sources = [outputs[name] for name in (L.inputs or (prev,))]
         if L.type == "add":
             y = multithreshold(elementwise_add(*sources), L.thresholds)
+        elif L.type == "concat":
+            y = concat_channels(*sources)
         elif L.type == "global_avgpool":
             y = multithreshold(global_sum_pool(sources[0]), L.thresholds)[:, None, None, :]
         else:

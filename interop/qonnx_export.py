@@ -25,7 +25,8 @@ QONNX and FINN use:
   global_avgpool -> ``GlobalAveragePool`` (the channel sums divided by H*W),
   then ``MultiThreshold`` with the thresholds ``(T - 0.5) / (H*W)`` (an average
   is >= (T - 0.5) / (H*W) iff the integer sum is >= T; the half step keeps
-  float32 rounding from deciding, for sums below 2^20).
+  float32 rounding from deciding, for sums below 2^20); concat -> ``Concat``
+  on the channel axis.
 
 ``qonnx.core.onnx_exec.execute_onnx`` then gives the golden model's outputs
 (bipolar activations as values; :func:`stored_outputs` converts;
@@ -134,7 +135,11 @@ def _multithreshold(g, L, cur, thresholds, layout):
 
 
 def _graph_layer(g, L, where, inputs, layout):
-    """The nodes of an add or global_avgpool layer (module docstring); its output tensor."""
+    """The nodes of an add, global_avgpool or concat layer (module docstring); its output tensor."""
+    if L.type == "concat":
+        cur = g.node("Concat", inputs, f"{L.name}_concat", axis=1)        # the channels, NCHW
+        g.types[cur] = qonnx_datatype(DataKind.of(L.in_kind, None if L.in_kind == "bipolar" else L.in_bits, where))
+        return cur
     lo, hi = sum_range(L)
     limit = FLOAT_EXACT if L.type == "add" else POOL_EXACT
     if max(abs(lo), abs(hi)) >= limit:

@@ -23,7 +23,8 @@ measures them):
   writes ``OH*OW*K*K*IFM/SIMD``;
 * maxpool: the slower of reading ``H*W*C/SIMD`` words and scanning
   ``OH*OW*K*K*C/SIMD`` window words;
-* add, global_avgpool: reading ``H*W*C/SIMD`` words (of each input).
+* add, global_avgpool: reading ``H*W*C/SIMD`` words (of each input); concat:
+  writing ``H*W*(Ca+Cb)/SIMD`` words.
 """
 
 import math
@@ -126,4 +127,6 @@ def layer_cycles(L):
         return conv_cycles(L.in_shape, L.out_shape, L.kernel, L.pe, L.simd)
     if L.type in ("add", "global_avgpool"):       # one input word (of each input) per cycle
         return math.prod(L.in_shape) // L.simd
+    if L.type == "concat":                         # one output word per cycle
+        return math.prod(L.out_shape) // L.simd
     return maxpool_cycles(L.in_shape, L.out_shape, L.kernel, L.simd)

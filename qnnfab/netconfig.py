@@ -48,6 +48,8 @@ TOML format::
     #   type = "global_avgpool": act thresholds on each channel's sum over the
     #     H x W pixels (a threshold t on the average is ceil(t * H * W) on the
     #     sum); output shape [1, 1, C]; simd as "add"
+    #   type = "concat": input = ["a", "b"], two maps of one height, width and
+    #     kind: the channels of a, then those of b (no activation); simd divides both
     # optional: pipeline = N (fc/conv: registers inside the popcount / adder
     #   tree, clamped to its depth; each adds a cycle of latency, not of
     #   throughput, and shortens the longest path: see `qnnfab report`)
@@ -92,12 +94,13 @@ from qnnfab.packing import LABEL_RULES, pad_frames
 
 MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rtl/loadable_memory.py)
 
-__all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "NETWORK_INPUT", "sum_range", "load", "loads", "dumps",
+__all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "SUM_TYPES", "NETWORK_INPUT", "sum_range", "load", "loads", "dumps",
            "save_weights", "check_name", "check_label_rule", "safe_name", "LIMITS", "config_field", "config_fields",
            "toml_fields", "toml_value"]
 
-LAYER_TYPES = ("fc", "conv", "maxpool", "add", "global_avgpool")
-GRAPH_TYPES = ("add", "global_avgpool")   # golden model and QONNX export only, no hardware yet
+LAYER_TYPES = ("fc", "conv", "maxpool", "add", "global_avgpool", "concat")
+GRAPH_TYPES = ("add", "global_avgpool", "concat")   # golden model and QONNX export only, no hardware yet
+SUM_TYPES = ("add", "global_avgpool")                # graph layers that threshold integer sums
 NETWORK_INPUT = "input"                   # the name an `input` entry gives the network's input
 WEIGHTS_MODES = ("const", "runtime")
 PIPELINE_MAX = "max"   # pipeline = "max": every register the MVTU offers (see qnnfab.rtl.mvtu.MVTU)
@@ -428,7 +431,7 @@ def _read_layer_type(ctx):
         if ctx.in_kind == "int":
             raise ConfigError(ctx.where, "type", "max pooling of signed (int) inputs is not supported in hardware",
                               "pool after the first convolution, or use input_kind = \"uint\"")
-    if t in GRAPH_TYPES and ctx.in_kind == "bipolar":
+    if t in SUM_TYPES and ctx.in_kind == "bipolar":
         raise ConfigError(ctx.where, "type", f"{t} of bipolar maps is not supported (it adds stored bits)",
                           'give the layers it reads act = "uint<n>"')
     if t == "global_avgpool" and len(ctx.in_shape) != 3:
@@ -539,7 +542,7 @@ class LayerSpec:
     out: int = config_field("rows MH (fc) / output channels (conv)", _integer(1, required=True), default=0,
                             types=COMPUTE, hashed=HASHED, group="compute")
     act: str = config_field('"bipolar" (1 threshold), "uint<n>" (2^n - 1 thresholds), "acc" (raw accumulators)',
-                            _read_act, default="bipolar", types=COMPUTE + GRAPH_TYPES, hashed=HASHED,
+                            _read_act, default="bipolar", types=COMPUTE + SUM_TYPES, hashed=HASHED,
                             group="compute")
     weight_kind: str = config_field(
         f"one of {WEIGHT_KINDS}", _choice(WEIGHT_KINDS, "unknown kind {v!r}", f"use one of {WEIGHT_KINDS}"),
@@ -586,6 +589,7 @@ class LayerSpec:
     out_kind: str = ""              # "bipolar" | "uint" | "acc"
     out_bits: int = 1               # element width on the stream
     out_signed: bool = False
+    in_shapes: tuple = ()           # an add's or concat's: the shapes of both inputs
 
     @property
     def act_bits(self):
@@ -817,16 +821,22 @@ def _read_layer(table, index, network, specs, seen):
     ctx = Reading(table, where, network=network, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits,
                   prev_pe=prev_pe, index=index, seen=seen, inputs=entry)
     values = _read_fields(LayerSpec, ctx, "")
-    wanted = 2 if values["type"] == "add" else 1
+    t = values["type"]
+    wanted = 2 if t in ("add", "concat") else 1
     if len(sources) != wanted:
-        raise ConfigError(where, "input", f"a {values['type']} layer reads {wanted} layer(s), got {len(sources)}",
-                          'write input = ["a", "b"] for an add, one name otherwise')
-    if wanted == 2 and formats[0][:3] != formats[1][:3]:
+        raise ConfigError(where, "input", f"a {t} layer reads {wanted} layer(s), got {len(sources)}",
+                          'write input = ["a", "b"] for an add or concat, one name otherwise')
+    if wanted == 2:
         (sa, ka, ba, _), (sb, kb, bb, _) = formats
-        raise ConfigError(where, "input", f"adds {entry[0]!r} ({ka} {ba}-bit, shape {list(sa)}) and {entry[1]!r} "
-                          f"({kb} {bb}-bit, shape {list(sb)}): the shapes and kinds must be equal",
-                          "give both branches the same output shape and act (a 1x1 convolution on the shortcut)")
-    return LayerSpec(**values, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits)
+        same = (sa, ka, ba) == (sb, kb, bb) if t == "add" else (
+            (ka, ba) == (kb, bb) and len(sa) == len(sb) == 3 and sa[:2] == sb[:2])
+        if not same:
+            what = "shapes and kinds" if t == "add" else "heights, widths and kinds (of images)"
+            raise ConfigError(where, "input", f"{t}s {entry[0]!r} ({ka} {ba}-bit, shape {list(sa)}) and {entry[1]!r} "
+                              f"({kb} {bb}-bit, shape {list(sb)}): the {what} must be equal",
+                              "give both branches the same output size and act (a 1x1 convolution on the shortcut)")
+    return LayerSpec(**values, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits,
+                     in_shapes=tuple(f[0] for f in formats) if wanted == 2 else ())
 
 
 def _weight_columns(s):
@@ -839,7 +849,16 @@ def _infer_shapes(s, where):
     (``out_shape``, ``out_kind``, ``out_bits``, ``out_signed``; a max pool's ``pe`` is its ``simd``),
     within the size limits (:data:`LIMITS`)."""
     h, w, c = s.in_shape if len(s.in_shape) == 3 else (None, None, None)
-    if s.type in GRAPH_TYPES:
+    if s.type == "concat":
+        parts = [shape[2] for shape in s.in_shapes]
+        if any(c % s.simd for c in parts):
+            raise ConfigError(where, "simd", f"{s.simd} does not divide the {parts[0]} and {parts[1]} channels "
+                              "of both inputs", f"choose simd among {divisors(math.gcd(*parts))}")
+        s.out_shape = (h, w, sum(parts))
+        s.out_kind, s.out_bits = s.in_kind, s.in_bits
+        s.pe = s.simd
+        return
+    if s.type in SUM_TYPES:
         channels = s.in_shape[-1]
         if channels % s.simd:
             raise ConfigError(where, "simd", f"{s.simd} does not divide the {channels} channels",
@@ -953,7 +972,7 @@ def _stored_weights(s, store, where):
 def _stored_thresholds(s, store, where):
     """The (rows, 2^n - 1) thresholds of layer ``s`` from the ``.npz`` arrays ``store``, checked (rows:
     ``out`` of an fc/conv layer, the channels of an add or global pool)."""
-    rows = s.in_shape[-1] if s.type in GRAPH_TYPES else s.out
+    rows = s.in_shape[-1] if s.type in SUM_TYPES else s.out
     tkey = f"{s.name}/thresholds"
     if tkey not in store:
         raise ConfigError(where, "thresholds", f"{tkey!r} is not in the weights file",
@@ -1036,10 +1055,10 @@ def _fill_weights(specs, store, seed):
     with ``seed``; then check the weight values against the layer's weight kind."""
     rng = np.random.default_rng(seed) if store is None else None
     for index, s in enumerate(specs):
-        if s.type == "maxpool":
+        if s.type in ("maxpool", "concat"):
             continue
         where = layer_where(index, s.name)
-        if s.type in GRAPH_TYPES:
+        if s.type in SUM_TYPES:
             s.thresholds = _random_sum_thresholds(s, rng) if store is None else _stored_thresholds(s, store, where)
             continue
         s.weights, s.thresholds = (_random_weights(s, rng) if store is None
@@ -1051,7 +1070,7 @@ def _check_no_stray_arrays(specs, store, where, ref):
     """Refuse arrays of the weights file that no layer reads (a renamed layer, a misspelt key: its
     weights would otherwise be silently replaced by nothing)."""
     read = {f"{s.name}/weights" for s in specs if s.type in COMPUTE}
-    read |= {f"{s.name}/thresholds" for s in specs if s.type != "maxpool" and s.act != "acc"}
+    read |= {f"{s.name}/thresholds" for s in specs if s.type in COMPUTE + SUM_TYPES and s.act != "acc"}
     stray = sorted(set(store) - read)
     if stray:
         raise ConfigError(where, "weights", f"{ref} holds arrays no layer reads: {stray[:8]}"

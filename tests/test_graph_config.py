@@ -209,3 +209,44 @@ simd = 1
     expected = multithreshold(sums, cfg.layers[0].thresholds)
     np.testing.assert_array_equal(graph_forward(cfg, x)[:, 0, 0, :], expected)
     np.testing.assert_array_equal(got, graph_forward(cfg, x))
+
+
+CONCAT = RESIDUAL.replace('name = "res"\ntype = "add"\ninput = ["c2", "stem"]\nact = "uint2"',
+                          'name = "res"\ntype = "concat"\ninput = ["c2", "stem"]\nsimd = 2')
+
+
+def test_a_concat_joins_the_channels_like_golden_and_qonnx():
+    cfg = netconfig.loads(CONCAT)
+    L = {s.name: s for s in cfg.layers}
+    assert L["res"].out_shape == (6, 6, 8) and L["res"].out_kind == "uint" and L["res"].thresholds is None
+    assert L["gap"].thresholds.shape == (8, 3) and L["fc"].in_shape == (1, 1, 8)
+    x = cfg.random_inputs(4, 3)
+    stem = _conv(x, L["stem"])
+    c2 = _conv(_conv(stem, L["c1"]), L["c2"])
+    out, every = graph_forward(cfg, x, return_all=True)
+    np.testing.assert_array_equal(every["res"], np.concatenate([c2, stem], axis=-1))
+    back = netconfig.loads(netconfig.dumps(cfg))
+    assert back.topology_hash() == cfg.topology_hash() and back.layers[3].in_shapes == ((6, 6, 4), (6, 6, 4))
+    pytest.importorskip("qonnx", reason="QONNX tests need the onnx extra: pip install 'qnnfab[onnx]'")
+    from qnnfab.interop.qonnx_export import execute, export_qonnx, input_values, stored_outputs
+    model = export_qonnx(cfg)
+    assert "Concat" in [n.op_type for n in model.graph.node]
+    np.testing.assert_array_equal(stored_outputs(cfg, execute(model, input_values(cfg, x))), out)
+
+
+@pytest.mark.parametrize("edit,problem", [
+    (('input = ["c2", "stem"]\nsimd = 2', 'input = ["c2", "gap0"]\nsimd = 2'), "not an earlier layer"),
+    (('input = ["c2", "stem"]\nsimd = 2', 'input = ["c2", "stem"]\nsimd = 3'), "does not divide"),
+    (('input = ["c2", "stem"]\nsimd = 2', 'input = "c2"\nsimd = 2'), "reads 2 layer"),
+])
+def test_concat_mistakes_are_refused(edit, problem):
+    with pytest.raises(ConfigError) as e:
+        netconfig.loads(CONCAT.replace(*edit))
+    assert problem in e.value.problem
+
+
+def test_a_concat_of_maps_of_other_sizes_is_refused():
+    text = CONCAT.replace('name = "c2"\ntype = "conv"\nout = 4\nact = "uint2"\npad = 1',
+                          'name = "c2"\ntype = "conv"\nout = 4\nact = "uint2"\npad = 0')
+    with pytest.raises(ConfigError, match="heights, widths and kinds"):
+        netconfig.loads(text)
