@@ -617,6 +617,9 @@ def float_forward(net, x):
 
 def network_of(cfg):
     """The network of a :class:`qnnfab.netconfig.NetConfig` as a :class:`Network` (the bit-exact reference)."""
+    if getattr(cfg, "is_graph", False):
+        raise ConfigError(f"network '{cfg.name}'", "layer", "is a graph, not a chain of layers",
+                          "run it with qnnfab.golden.graph_network.graph_forward")
     layers = []
     for L in cfg.layers:
         if L.type == "maxpool":

@@ -18,7 +18,15 @@ QONNX and FINN use:
   BIPOLAR), a uint<k> one the count of thresholds reached (UINTk);
 * a last layer without activation outputs the raw accumulators as the hardware
   does: the popcount P = (D + N) / 2 for bipolar x bipolar (``Add``, ``Mul``),
-  the integer dot product otherwise; an image output is transposed back to NHWC.
+  the integer dot product otherwise; an image output is transposed back to NHWC;
+* graphs (:attr:`~qnnfab.netconfig.NetConfig.is_graph`): a layer reads the
+  tensors of the layers it names (a tensor read twice is a fork); add ->
+  ``Add`` of its two inputs, then ``MultiThreshold`` with its thresholds;
+  global_avgpool -> ``GlobalAveragePool`` (the channel sums divided by H*W),
+  then ``MultiThreshold`` with the thresholds ``(T - 0.5) / (H*W)`` (an average
+  is >= (T - 0.5) / (H*W) iff the integer sum is >= T; the half step keeps
+  float32 rounding from deciding, for sums below 2^20); concat -> ``Concat``
+  on the channel axis.
 
 ``qonnx.core.onnx_exec.execute_onnx`` then gives the golden model's outputs
 (bipolar activations as values; :func:`stored_outputs` converts;
@@ -33,11 +41,13 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind, accumulator_range
+from qnnfab.netconfig import GRAPH_TYPES, NETWORK_INPUT, sum_range
 
 __all__ = ["export_qonnx", "save_qonnx", "require_onnx", "qonnx_datatype", "input_values", "stored_outputs", "with_batch",
            "execute", "FLOAT_EXACT"]
 
 FLOAT_EXACT = 1 << 24       # float32 integers are exact below this magnitude
+POOL_EXACT = 1 << 20        # global pool sums whose average float32 thresholds decide exactly
 DOMAIN = "qonnx.custom_op.general"
 
 
@@ -113,6 +123,37 @@ def _check_exact(L, where):
     return w, x, n
 
 
+def _multithreshold(g, L, cur, thresholds, layout):
+    """A ``MultiThreshold`` node of layer ``L``'s activation on tensor ``cur``; its output tensor."""
+    out_kind = DataKind.of("bipolar") if L.act == "bipolar" else DataKind.of("uint", L.act_bits)
+    attrs = dict(out_dtype=qonnx_datatype(out_kind), data_layout=layout)
+    if out_kind.kind == "bipolar":
+        attrs.update(out_scale=2.0, out_bias=-1.0)
+    cur = g.node("MultiThreshold", [cur, g.const(f"{L.name}_T", thresholds)], f"{L.name}_act", domain=DOMAIN, **attrs)
+    g.types[cur] = qonnx_datatype(out_kind)
+    return cur
+
+
+def _graph_layer(g, L, where, inputs, layout):
+    """The nodes of an add, global_avgpool or concat layer (module docstring); its output tensor."""
+    if L.type == "concat":
+        cur = g.node("Concat", inputs, f"{L.name}_concat", axis=1)        # the channels, NCHW
+        g.types[cur] = qonnx_datatype(DataKind.of(L.in_kind, None if L.in_kind == "bipolar" else L.in_bits, where))
+        return cur
+    lo, hi = sum_range(L)
+    limit = FLOAT_EXACT if L.type == "add" else POOL_EXACT
+    if max(abs(lo), abs(hi)) >= limit:
+        raise ConfigError(where, "type", f"its sums reach {max(abs(lo), abs(hi))}, beyond what float32 decides "
+                          f"exactly here ({limit})", "QONNX graphs run in float32: use a smaller layer")
+    t = L.thresholds.astype(np.float64)
+    if L.type == "add":
+        cur = g.node("Add", inputs, f"{L.name}_add")
+    else:
+        cur = g.node("GlobalAveragePool", inputs[:1], f"{L.name}_gap")
+        t = (t - 0.5) / (L.in_shape[0] * L.in_shape[1])
+    return _multithreshold(g, L, cur, t.astype(np.float32), layout)
+
+
 def export_qonnx(cfg):
     """The QONNX model of ``cfg`` (an ``onnx.ModelProto`` with datatype annotations)."""
     require_onnx()
@@ -125,13 +166,20 @@ def export_qonnx(cfg):
     shape = cfg.input_shape
     image = len(shape) == 3
     in_shape = [1, shape[2], shape[0], shape[1]] if image else [1, shape[0]]
-    cur = "global_in"
-    layout = "NCHW" if image else "NC"
+    tensors = {NETWORK_INPUT: ("global_in", "NCHW" if image else "NC")}     # layer name -> (tensor, layout)
+    prev = NETWORK_INPUT
     for idx, L in enumerate(cfg.layers):
         where = f"layer {idx} '{L.name}'"
+        sources = [tensors[name] for name in (L.inputs or (prev,))]
+        cur, layout = sources[0]
+        prev = L.name
+        if L.type in GRAPH_TYPES:
+            tensors[L.name] = (_graph_layer(g, L, where, [t for t, _ in sources], layout), layout)
+            continue
         if L.type == "maxpool":
             cur = g.node("MaxPool", [cur], f"{L.name}_pool", kernel_shape=[L.kernel, L.kernel],
                          strides=[L.stride, L.stride])
+            tensors[L.name] = (cur, layout)
             continue
         wk, xk, n = _check_exact(L, where)
         wvals = wk.values(L.weights).astype(np.float32)
@@ -160,17 +208,13 @@ def export_qonnx(cfg):
             if binary:  # the hardware outputs the popcount P = (D + N) / 2
                 cur = g.node("Add", [cur, g.const(f"{L.name}_n", np.array(float(n), np.float32))], f"{L.name}_addn")
                 cur = g.node("Mul", [cur, g.const(f"{L.name}_half", np.array(0.5, np.float32))], f"{L.name}_pop")
+            tensors[L.name] = (cur, layout)
             continue
         t = L.thresholds.astype(np.int64)
         if binary:
             t = 2 * t - n
-        out_kind = DataKind.of("bipolar") if L.act == "bipolar" else DataKind.of("uint", L.act_bits)
-        attrs = dict(out_dtype=qonnx_datatype(out_kind), data_layout=layout)
-        if out_kind.kind == "bipolar":
-            attrs.update(out_scale=2.0, out_bias=-1.0)
-        cur = g.node("MultiThreshold", [cur, g.const(f"{L.name}_T", t.astype(np.float32))], f"{L.name}_act",
-                     domain=DOMAIN, **attrs)
-        g.types[cur] = qonnx_datatype(out_kind)
+        tensors[L.name] = (_multithreshold(g, L, cur, t.astype(np.float32), layout), layout)
+    cur, layout = tensors[prev]
     if layout == "NCHW":
         cur = g.node("Transpose", [cur], "to_nhwc", perm=[0, 2, 3, 1])
     g.nodes.append(helper.make_node("Identity", [cur], ["global_out"], name="output"))

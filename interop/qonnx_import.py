@@ -377,7 +377,8 @@ def import_qonnx(model, name="imported"):
             break
         if len(nexts) != 1:
             _refuse(nexts[1] if nexts else None, f"tensor {cur!r} feeds {len(nexts)} nodes",
-                    "qnnfab's dataflow is a chain: no branches or residual adds")
+                    "qnnfab import reads chains: branches and residual adds are not imported yet (a graph "
+                    "config can be written by hand: README, Graphs)")
         node = nexts[0]
         op = node.op_type
         if node.input[0] != cur:

@@ -22,7 +22,9 @@ measures them):
   sliding window, which reads ``H*W*IFM/in_simd`` words (one a cycle) and
   writes ``OH*OW*K*K*IFM/SIMD``;
 * maxpool: the slower of reading ``H*W*C/SIMD`` words and scanning
-  ``OH*OW*K*K*C/SIMD`` window words.
+  ``OH*OW*K*K*C/SIMD`` window words;
+* add, global_avgpool: reading ``H*W*C/SIMD`` words (of each input); concat:
+  writing ``H*W*(Ca+Cb)/SIMD`` words.
 """
 
 import math
@@ -123,4 +125,8 @@ def layer_cycles(L):
         return fc_cycles(L.out, math.prod(L.in_shape), L.pe, L.simd)
     if L.type == "conv":
         return conv_cycles(L.in_shape, L.out_shape, L.kernel, L.pe, L.simd)
+    if L.type in ("add", "global_avgpool"):       # one input word (of each input) per cycle
+        return math.prod(L.in_shape) // L.simd
+    if L.type == "concat":                         # one output word per cycle
+        return math.prod(L.out_shape) // L.simd
     return maxpool_cycles(L.in_shape, L.out_shape, L.kernel, L.simd)

@@ -39,6 +39,17 @@ TOML format::
     # last fc layer only: classes = K (the outputs are its first K rows, the rest
     #   padding, so pe may divide out; default out)
     # optional: fifo_depth = N (words of the FIFO in front of this layer)
+    # optional: input = "name" or ["a", "b"]: the layer(s) it reads ("input": the
+    #   network's input; default the previous layer), so a network may be a graph
+    # graph layers (golden model and QONNX export; no hardware yet):
+    #   type = "add": input = ["a", "b"], two maps of one shape and kind (uint or
+    #     int), act = "uint<n>" | "bipolar" thresholds on the sum of the stored
+    #     integers, simd = channels per word (default the first input's pe)
+    #   type = "global_avgpool": act thresholds on each channel's sum over the
+    #     H x W pixels (a threshold t on the average is ceil(t * H * W) on the
+    #     sum); output shape [1, 1, C]; simd as "add"
+    #   type = "concat": input = ["a", "b"], two maps of one height, width and
+    #     kind: the channels of a, then those of b (no activation); simd divides both
     # optional: pipeline = N (fc/conv: registers inside the popcount / adder
     #   tree, clamped to its depth; each adds a cycle of latency, not of
     #   throughput, and shortens the longest path: see `qnnfab report`)
@@ -83,10 +94,14 @@ from qnnfab.packing import LABEL_RULES, pad_frames
 
 MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rtl/loadable_memory.py)
 
-__all__ = ["LayerSpec", "NetConfig", "load", "loads", "dumps", "save_weights", "check_name",
-           "check_label_rule", "safe_name", "LIMITS", "config_field", "config_fields", "toml_fields", "toml_value"]
+__all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "SUM_TYPES", "NETWORK_INPUT", "sum_range", "load", "loads", "dumps",
+           "save_weights", "check_name", "check_label_rule", "safe_name", "LIMITS", "config_field", "config_fields",
+           "toml_fields", "toml_value"]
 
-LAYER_TYPES = ("fc", "conv", "maxpool")
+LAYER_TYPES = ("fc", "conv", "maxpool", "add", "global_avgpool", "concat")
+GRAPH_TYPES = ("add", "global_avgpool", "concat")   # golden model and QONNX export only, no hardware yet
+SUM_TYPES = ("add", "global_avgpool")                # graph layers that threshold integer sums
+NETWORK_INPUT = "input"                   # the name an `input` entry gives the network's input
 WEIGHTS_MODES = ("const", "runtime")
 PIPELINE_MAX = "max"   # pipeline = "max": every register the MVTU offers (see qnnfab.rtl.mvtu.MVTU)
 
@@ -269,6 +284,7 @@ class Reading:
     prev_pe: int | None = None
     index: int = 0
     seen: set = field(default_factory=set)
+    inputs: tuple = ()
 
 
 def _req(table, key, where, kind=None):
@@ -395,6 +411,11 @@ def _read_layer_name(ctx):
     return name
 
 
+def _read_inputs(ctx):
+    """The layer's ``input`` entry as written (resolved and checked by :func:`_layer_sources`)."""
+    return ctx.inputs
+
+
 def _read_layer_type(ctx):
     """The layer type, and whether the layer's input can feed a layer of it."""
     t = ctx.table.get("type")
@@ -410,6 +431,12 @@ def _read_layer_type(ctx):
         if ctx.in_kind == "int":
             raise ConfigError(ctx.where, "type", "max pooling of signed (int) inputs is not supported in hardware",
                               "pool after the first convolution, or use input_kind = \"uint\"")
+    if t in SUM_TYPES and ctx.in_kind == "bipolar":
+        raise ConfigError(ctx.where, "type", f"{t} of bipolar maps is not supported (it adds stored bits)",
+                          'give the layers it reads act = "uint<n>"')
+    if t == "global_avgpool" and len(ctx.in_shape) != 3:
+        raise ConfigError(ctx.where, "type", f"global average pooling needs an image input, got shape "
+                          f"{ctx.in_shape}", "read a convolution's or pool's output")
     if t == "conv" and len(ctx.in_shape) != 3:
         raise ConfigError(ctx.where, "type", f"convolution needs an image input, got shape {ctx.in_shape}",
                           "put convolutions before the fully connected layers")
@@ -438,8 +465,8 @@ def _read_weight_bits(ctx):
 
 
 def _read_simd(ctx):
-    pool = ctx.values["type"] == "maxpool"
-    default = (ctx.prev_pe or ctx.in_shape[2]) if pool else 1
+    pool = ctx.values["type"] in ("maxpool",) + GRAPH_TYPES
+    default = (ctx.prev_pe or ctx.in_shape[-1]) if pool else 1
     return _int(ctx.table, "simd", ctx.where, default=default, minimum=1)
 
 
@@ -504,13 +531,19 @@ WINDOWED = ("conv", "maxpool")   # layers that slide a window
 
 @dataclass
 class LayerSpec:
-    """One hardware layer (fc/conv followed by its activation, or a max pool)."""
+    """One layer: fc/conv followed by its activation, a max pool, or (graphs) an add or global
+    average pool followed by thresholds."""
     name: str = config_field("unique layer name (default layer<index>)", _read_layer_name)
     type: str = config_field(f"one of {LAYER_TYPES}", _read_layer_type, hashed=HASHED)
+    inputs: tuple = config_field(
+        f'the layers it reads: a name or a list of names ("{NETWORK_INPUT}": the network\'s input); '
+        "default: the previous layer", _read_inputs, default=(), key="input", hashed=HASHED_UNLESS_DEFAULT,
+        dump=UNLESS_DEFAULT)
     out: int = config_field("rows MH (fc) / output channels (conv)", _integer(1, required=True), default=0,
                             types=COMPUTE, hashed=HASHED, group="compute")
     act: str = config_field('"bipolar" (1 threshold), "uint<n>" (2^n - 1 thresholds), "acc" (raw accumulators)',
-                            _read_act, default="bipolar", types=COMPUTE, hashed=HASHED, group="compute")
+                            _read_act, default="bipolar", types=COMPUTE + SUM_TYPES, hashed=HASHED,
+                            group="compute")
     weight_kind: str = config_field(
         f"one of {WEIGHT_KINDS}", _choice(WEIGHT_KINDS, "unknown kind {v!r}", f"use one of {WEIGHT_KINDS}"),
         default="bipolar", types=COMPUTE, hashed=HASHED, group="compute")
@@ -556,6 +589,7 @@ class LayerSpec:
     out_kind: str = ""              # "bipolar" | "uint" | "acc"
     out_bits: int = 1               # element width on the stream
     out_signed: bool = False
+    in_shapes: tuple = ()           # an add's or concat's: the shapes of both inputs
 
     @property
     def act_bits(self):
@@ -665,6 +699,13 @@ class NetConfig:
         """Frames (B,) + input_shape -> (B, input elements + input_pad) with the padding (stored 0)."""
         return pad_frames(frames, self.input_pad)
 
+    @property
+    def is_graph(self):
+        """Whether some layer reads other than the previous layer, or is an add or global pool
+        (:data:`GRAPH_TYPES`): golden model (:func:`qnnfab.golden.graph_network.graph_forward`) and
+        QONNX export, no hardware yet."""
+        return any(L.inputs or L.type in GRAPH_TYPES for L in self.layers)
+
 
 
 # ---------------------------------------------------------------------------
@@ -736,21 +777,66 @@ def layer_where(index, name):
     return f"layer {index} {name!r}"
 
 
-def _read_layer(table, index, network, prev, seen):
-    """The fields of layer ``index``, checked against its input (the previous layer ``prev``, or the
-    network's input): a :class:`LayerSpec` with ``in_shape``, ``in_kind`` and ``in_bits`` set."""
-    if prev is None:
+def _layer_sources(table, where, specs):
+    """``(input entry as a tuple, the layers it names)`` of a [[layer]] table: its ``input`` (a layer
+    name, or a list of one or two; :data:`NETWORK_INPUT` names the network's input, None in the
+    list), each an earlier layer, so a config is a graph in topological order; without an entry,
+    or naming just the previous layer, ``()`` and the previous layer (None for the first)."""
+    entry = table.get("input")
+    if entry is None:
+        return (), [specs[-1] if specs else None]
+    names = [entry] if isinstance(entry, str) else entry
+    if not isinstance(names, list) or not 1 <= len(names) <= 2 or not all(isinstance(n, str) for n in names):
+        raise ConfigError(where, "input", f"must be a layer name or a list of one or two, got {entry!r}",
+                          f'write input = "conv1", or input = ["conv2", "pool1"] ("{NETWORK_INPUT}": the '
+                          "network's input)")
+    earlier = {L.name: L for L in specs}
+    for n in names:
+        if n != NETWORK_INPUT and n not in earlier:
+            raise ConfigError(where, "input", f"{n!r} is not an earlier layer",
+                              f"name one of {[NETWORK_INPUT] + list(earlier)} (a layer reads only layers above it)")
+    if names == [specs[-1].name if specs else NETWORK_INPUT]:
+        return (), [specs[-1] if specs else None]          # the default, written out: still a chain
+    return tuple(names), [None if n == NETWORK_INPUT else earlier[n] for n in names]
+
+
+def _source_format(source, network):
+    """``(shape, kind, bits, pe)`` of what ``source`` outputs (None: the network's input)."""
+    if source is None:
         shape = network["input_shape"]
         if network["input_pad"]:
             shape = (math.prod(shape) + network["input_pad"],)
-        in_shape, in_kind, in_bits, prev_pe = shape, network["input_kind"], network["input_bits"] or 1, None
-    else:
-        in_shape, in_kind, in_bits, prev_pe = prev.out_shape, prev.out_kind, prev.out_bits, prev.pe
+        return shape, network["input_kind"], network["input_bits"] or 1, None
+    return source.out_shape, source.out_kind, source.out_bits, source.pe
+
+
+def _read_layer(table, index, network, specs, seen):
+    """The fields of layer ``index``, checked against its input (the layers it reads, by default the
+    previous layer or the network's input): a :class:`LayerSpec` with ``in_shape``, ``in_kind``
+    and ``in_bits`` set. An "add" reads two of one shape and kind; every other type one."""
     where = layer_where(index, table.get("name", f"layer{index}"))
+    entry, sources = _layer_sources(table, where, specs)
+    formats = [_source_format(src, network) for src in sources]
+    in_shape, in_kind, in_bits, prev_pe = formats[0]
     ctx = Reading(table, where, network=network, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits,
-                  prev_pe=prev_pe, index=index, seen=seen)
+                  prev_pe=prev_pe, index=index, seen=seen, inputs=entry)
     values = _read_fields(LayerSpec, ctx, "")
-    return LayerSpec(**values, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits)
+    t = values["type"]
+    wanted = 2 if t in ("add", "concat") else 1
+    if len(sources) != wanted:
+        raise ConfigError(where, "input", f"a {t} layer reads {wanted} layer(s), got {len(sources)}",
+                          'write input = ["a", "b"] for an add or concat, one name otherwise')
+    if wanted == 2:
+        (sa, ka, ba, _), (sb, kb, bb, _) = formats
+        same = (sa, ka, ba) == (sb, kb, bb) if t == "add" else (
+            (ka, ba) == (kb, bb) and len(sa) == len(sb) == 3 and sa[:2] == sb[:2])
+        if not same:
+            what = "shapes and kinds" if t == "add" else "heights, widths and kinds (of images)"
+            raise ConfigError(where, "input", f"{t}s {entry[0]!r} ({ka} {ba}-bit, shape {list(sa)}) and {entry[1]!r} "
+                              f"({kb} {bb}-bit, shape {list(sb)}): the {what} must be equal",
+                              "give both branches the same output size and act (a 1x1 convolution on the shortcut)")
+    return LayerSpec(**values, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits,
+                     in_shapes=tuple(f[0] for f in formats) if wanted == 2 else ())
 
 
 def _weight_columns(s):
@@ -763,6 +849,29 @@ def _infer_shapes(s, where):
     (``out_shape``, ``out_kind``, ``out_bits``, ``out_signed``; a max pool's ``pe`` is its ``simd``),
     within the size limits (:data:`LIMITS`)."""
     h, w, c = s.in_shape if len(s.in_shape) == 3 else (None, None, None)
+    if s.type == "concat":
+        parts = [shape[2] for shape in s.in_shapes]
+        if any(c % s.simd for c in parts):
+            raise ConfigError(where, "simd", f"{s.simd} does not divide the {parts[0]} and {parts[1]} channels "
+                              "of both inputs", f"choose simd among {divisors(math.gcd(*parts))}")
+        s.out_shape = (h, w, sum(parts))
+        s.out_kind, s.out_bits = s.in_kind, s.in_bits
+        s.pe = s.simd
+        return
+    if s.type in SUM_TYPES:
+        channels = s.in_shape[-1]
+        if channels % s.simd:
+            raise ConfigError(where, "simd", f"{s.simd} does not divide the {channels} channels",
+                              f"choose simd among {divisors(channels)}")
+        if s.act == "acc":
+            raise ConfigError(where, "act", f"an {s.type} layer requantizes its sums with thresholds",
+                              'use act = "uint<n>" or "bipolar"')
+        s.out_shape = (1, 1, channels) if s.type == "global_avgpool" else s.in_shape
+        _check_size(where, "act", channels * s.n_thresholds, LIMITS["thresholds_per_layer"],
+                    f"the number of thresholds ({channels} x {s.n_thresholds})", "use fewer activation bits")
+        s.out_kind, s.out_bits = ("bipolar", 1) if s.act == "bipolar" else ("uint", s.act_bits)
+        s.pe = s.simd
+        return
     if s.type == "maxpool":
         if c % s.simd:
             raise ConfigError(where, "simd", f"{s.simd} does not divide the {c} channels",
@@ -814,14 +923,26 @@ def _read_layers(tables, network):
     shapes inferred (:func:`_read_layer`, :func:`_infer_shapes`); weights not yet set."""
     specs, seen = [], set()
     for index, table in enumerate(tables):
-        s = _read_layer(table, index, network, specs[-1] if specs else None, seen)
+        s = _read_layer(table, index, network, specs, seen)
         _infer_shapes(s, layer_where(index, s.name))
         if specs and specs[-1].classes:
             raise ConfigError(layer_where(index - 1, specs[-1].name), "classes", "is given on a layer that is not "
                               "the last; padding rows apply to the network's outputs",
                               "remove classes, or give it on the last layer")
         specs.append(s)
+    _check_every_output_read(specs)
     return specs
+
+
+def _check_every_output_read(specs):
+    """Refuse a layer whose output no later layer reads (a branch that ends nowhere); the last layer
+    is the network's output."""
+    read = {name for s in specs for name in s.inputs}
+    read |= {specs[i - 1].name for i in range(1, len(specs)) if not specs[i].inputs}
+    for index, s in enumerate(specs[:-1]):
+        if s.name not in read:
+            raise ConfigError(layer_where(index, s.name), "input", "no layer reads this layer's output",
+                              f"name {s.name!r} in a later layer's input, or remove the layer")
 
 
 def _load_weights_file(path, where):
@@ -845,6 +966,13 @@ def _stored_weights(s, store, where):
                           "fc weights are (out, in); conv weights are OIHW (out, in_ch, k, k)")
     if s.act == "acc":
         return weights, None
+    return weights, _stored_thresholds(s, store, where)
+
+
+def _stored_thresholds(s, store, where):
+    """The (rows, 2^n - 1) thresholds of layer ``s`` from the ``.npz`` arrays ``store``, checked (rows:
+    ``out`` of an fc/conv layer, the channels of an add or global pool)."""
+    rows = s.in_shape[-1] if s.type in SUM_TYPES else s.out
     tkey = f"{s.name}/thresholds"
     if tkey not in store:
         raise ConfigError(where, "thresholds", f"{tkey!r} is not in the weights file",
@@ -856,15 +984,32 @@ def _stored_weights(s, store, where):
     if t.size and t.max() > np.iinfo(np.int64).max:
         raise ConfigError(where, "thresholds", f"value {t.max()} does not fit 64-bit signed "
                           "integers", "store int64 thresholds in the accumulator domain")
-    if t.shape != (s.out, s.n_thresholds):
+    if t.shape != (rows, s.n_thresholds):
         raise ConfigError(where, "thresholds", f"has shape {t.shape}, expected "
-                          f"{(s.out, s.n_thresholds)} for act = {s.act!r}",
+                          f"{(rows, s.n_thresholds)} for act = {s.act!r}",
                           "one row of 2^n - 1 thresholds per output channel")
     if np.any(np.diff(t, axis=1) < 0):
         bad = int(np.nonzero(np.any(np.diff(t, axis=1) < 0, axis=1))[0][0])
         raise ConfigError(where, "thresholds", f"row {bad} is not sorted ascending",
                           "sort each row (np.sort(t, axis=1))")
-    return weights, t
+    return t
+
+
+def sum_range(s):
+    """``(lo, hi)`` of the integers an add or global-pool layer ``s`` thresholds: the sum of two stored
+    inputs, or of a channel's H * W stored inputs."""
+    lo, hi = DataKind.of(s.in_kind, s.in_bits).stored_range
+    terms = 2 if s.type == "add" else s.in_shape[0] * s.in_shape[1]
+    return terms * lo, terms * hi
+
+
+def _random_sum_thresholds(s, rng):
+    """Sorted random thresholds of a graph layer, spread evenly over its sum's range with jitter."""
+    lo, hi = sum_range(s)
+    k, rows = s.n_thresholds, s.in_shape[-1]
+    base = lo + (hi - lo) * np.arange(1, k + 1) / (k + 1)
+    jitter = rng.normal(0, max(1.0, (hi - lo) / (8 * (k + 1))), (rows, 1))
+    return np.sort(np.ceil(base[None, :] + jitter).astype(np.int64), axis=1)
 
 
 def _random_weights(spec, rng):
@@ -910,9 +1055,12 @@ def _fill_weights(specs, store, seed):
     with ``seed``; then check the weight values against the layer's weight kind."""
     rng = np.random.default_rng(seed) if store is None else None
     for index, s in enumerate(specs):
-        if s.type == "maxpool":
+        if s.type in ("maxpool", "concat"):
             continue
         where = layer_where(index, s.name)
+        if s.type in SUM_TYPES:
+            s.thresholds = _random_sum_thresholds(s, rng) if store is None else _stored_thresholds(s, store, where)
+            continue
         s.weights, s.thresholds = (_random_weights(s, rng) if store is None
                                    else _stored_weights(s, store, where))
         _check_weight_values(s, where)
@@ -921,8 +1069,8 @@ def _fill_weights(specs, store, seed):
 def _check_no_stray_arrays(specs, store, where, ref):
     """Refuse arrays of the weights file that no layer reads (a renamed layer, a misspelt key: its
     weights would otherwise be silently replaced by nothing)."""
-    read = {f"{s.name}/weights" for s in specs if s.type != "maxpool"}
-    read |= {f"{s.name}/thresholds" for s in specs if s.type != "maxpool" and s.act != "acc"}
+    read = {f"{s.name}/weights" for s in specs if s.type in COMPUTE}
+    read |= {f"{s.name}/thresholds" for s in specs if s.type in COMPUTE + SUM_TYPES and s.act != "acc"}
     stray = sorted(set(store) - read)
     if stray:
         raise ConfigError(where, "weights", f"{ref} holds arrays no layer reads: {stray[:8]}"

@@ -376,6 +376,10 @@ def plan_of(cfg, weights_mode=None):
     if mode not in WEIGHTS_MODES:
         raise ConfigError(f"network '{cfg.name}'", "weights_mode", f"unknown mode {mode!r}",
                           'use "const" or "runtime"')
+    if cfg.is_graph:
+        raise ConfigError(f"network '{cfg.name}'", "layer", "is a graph (add, global_avgpool, concat or input = ...): it "
+                          "has a golden model and a QONNX export but no hardware yet",
+                          "build hardware from a chain of fc/conv/maxpool layers")
     runtime = mode == "runtime"
     stages = []
     prev = None

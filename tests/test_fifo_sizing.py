@@ -1,0 +1,227 @@
+"""Skip-path FIFO depths: the formulas on hand cases, then a residual block on Amaranth's simulator
+(a 3x3 convolution branch beside a skip FIFO) at the computed depths and one word below."""
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from qnnfab.errors import ConfigError
+from qnnfab.fifo_sizing import (chain_need, conv_need, deadlock_depth, keeps_schedule, keeps_throughput, pointwise_need,
+                                repeat_frames, skip_fifo_depth, throughput_depth, vector_need)
+from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold
+from qnnfab.golden.graph import elementwise_add
+from qnnfab.packing import pack_words, unpack_words
+from qnnfab.rtl.conv import ConvLayer
+from qnnfab.rtl.residual_block import ResidualBlock
+from qnnfab.rtl.stream_fifo import StreamFIFO
+from qnnfab.sim.branch_timing import StreamDeadlock, fork_branch_schedule, run_residual_block, skip_depths
+
+
+def test_words_all_forked_before_the_first_join_need_all_but_two_in_the_fifo_memory():
+    # 10 words forked back to back, joined from cycle 20: the fork's and the FIFO's output
+    # registers hold one each, the memory the other 8
+    f, j = list(range(10)), list(range(20, 30))
+    assert skip_fifo_depth(f, j) == 8
+    assert keeps_schedule(f, j, 8) and not keeps_schedule(f, j, 7)
+
+
+@pytest.mark.parametrize("lag,depth", [(3, 2), (4, 3), (5, 4), (9, 8)])
+def test_lockstep_fork_and_join_need_the_lag_less_one(lag, depth):
+    f = list(range(40))
+    assert skip_fifo_depth(f, [c + lag for c in f]) == depth
+
+
+def test_a_schedule_the_skip_path_cannot_meet_is_refused():
+    with pytest.raises(ConfigError, match="join_cycles"):
+        skip_fifo_depth([0, 1, 2], [2, 5, 6])         # word 0 joined before it can cross the skip path
+    with pytest.raises(ConfigError, match="fork_cycles"):
+        skip_fifo_depth([0, 2, 2], [10, 11, 12])
+    with pytest.raises(ConfigError, match="join_cycles"):
+        skip_fifo_depth([0, 1], [10, 11, 12])
+
+
+def test_need_of_a_same_padded_3x3_convolution_by_hand():
+    # 3x3 image, one word per pixel: output (0,0) needs input pixel (1,1) = the 5th word,
+    # (0,2) needs (1,2) = the 6th, (1,1) needs (2,2) = all 9
+    need = conv_need(3, 3, 1, 3, 1, 1, 1)
+    assert list(need) == [5, 6, 6, 8, 9, 9, 9, 9, 9]         # (2,0) needs (2,1), after (1,2)
+    assert list(conv_need(3, 3, 2, 3, 1, 1, 1)[:2]) == [10, 12]      # two words per pixel
+    assert list(conv_need(2, 2, 1, 1, 1, 0, 3)) == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]   # 1x1, 3 words out
+    # two such convolutions: output 0 needs the first's output 4 (the 5th), which needs all 9 inputs
+    assert chain_need(need, need)[0] == 9
+    assert list(chain_need(pointwise_need(9), need)) == list(need)
+    assert list(vector_need(9, 2)) == [9, 9]
+    assert list(repeat_frames([2, 3], 3, 2)) == [2, 3, 5, 6]
+
+
+def test_throughput_model_by_hand():
+    # 10 words forked back to back; the branch needs all 10 before its first output (cycle 20 on),
+    # 5 cycles after taking the last: 8 words in the FIFO memory keep the schedule, 7 deadlock
+    f, j, need = list(range(10)), list(range(20, 30)), [10] * 10
+    assert deadlock_depth(need) == 8
+    assert keeps_throughput(f, j, need, 5, 8, 1)
+    assert not keeps_throughput(f, j, need, 5, 7, 1)
+    assert throughput_depth(f, j, need, 5, 1) == 8
+    # lockstep at lag 5 (each output needs its own word): fewer words are late but in time
+    f, j = list(range(40)), list(range(5, 45))
+    need = list(range(1, 41))
+    assert skip_fifo_depth(f, j) == 4
+    assert throughput_depth(f, j, need, 1, 2) == 2       # a late fork costs nothing: the branch waits 1 cycle
+    with pytest.raises(ConfigError, match="need"):
+        keeps_throughput(f, j, need[::-1], 1, 2, 2)
+
+
+def test_deadlock_depth_by_hand():
+    # output 0 needs 7 words: the skip path holds 7 - 0; two of them in registers
+    assert deadlock_depth([7, 7, 8, 9]) == 5
+    assert deadlock_depth([1, 2, 3]) == 2               # pointwise: the StreamFIFO minimum
+
+
+# ---- a residual block: thresholds(conv3x3(x) + x), 4x4x2 uint2 maps, the convolution the bottleneck
+H = W = 4
+C, K, PE, FRAMES = 2, 3, 2, 3
+ADD_T = np.array([[1, 3, 5], [2, 3, 4]])
+
+
+def _case(simd):
+    rng = np.random.default_rng(simd)
+    w = rng.integers(0, 2, size=(C, C, K, K))
+    t = np.sort(rng.integers(-10, 10, size=(C, 3)), axis=1)
+    imgs = rng.integers(0, 4, size=(FRAMES, H, W, C))
+    return w, t, imgs
+
+
+def _conv(w, t, simd):
+    return ConvLayer(H, W, w, t, stride=1, pad=1, simd=simd, pe=PE, weight_kind="bipolar", act_kind="uint",
+                     act_bits=2)
+
+
+def _golden(w, t, imgs):
+    cols = im2col(imgs, K, 1, 1, 0).reshape(-1, K * K * C)
+    branch = multithreshold(binary_weight_matvec(conv_weights_to_matrix(w), cols, "uint", 2), t)
+    return multithreshold(elementwise_add(branch, imgs.reshape(-1, C)), ADD_T)
+
+
+def _run_block(w, t, imgs, simd, depth):
+    """(outputs, fork input cycles, output cycles) of the block, or StreamDeadlock."""
+    blk = ResidualBlock(_conv(w, t, simd), depth, ADD_T)
+    words = pack_words(imgs.reshape(-1, min(simd, C)), 2)
+    out, sent, cycles = run_residual_block(blk, words, len(words))
+    return unpack_words(out, PE, blk.out_bits), sent, cycles
+
+
+@pytest.mark.parametrize("simd", [2, 6, 18])       # 9, 3 or 1 cycles per output pixel
+def test_computed_skip_depth_keeps_the_branch_schedule_and_one_less_does_not(simd):
+    w, t, imgs = _case(simd)
+    words = pack_words(imgs.reshape(-1, min(simd, C)), 2)
+    fork_cycles, join_cycles = fork_branch_schedule(_conv(w, t, simd), words, len(words))
+    depth = skip_fifo_depth(fork_cycles, join_cycles)
+    out, sent, out_cycles = _run_block(w, t, imgs, simd, depth)
+    np.testing.assert_array_equal(out, _golden(w, t, imgs))
+    assert sent == fork_cycles                                   # the fork never waited on the skip path
+    per = len(words) // FRAMES
+    steady = (out_cycles[-1] - out_cycles[per - 1]) / (FRAMES - 1)
+    assert steady == _conv(w, t, simd).cycles_per_image          # the bottleneck's cycles per frame
+    _, sent_short, cycles_short = _run_block(w, t, imgs, simd, depth - 1)
+    assert sent_short != fork_cycles                             # one word less: the fork stalls
+    if simd == 18:       # one word per cycle: the input is the bottleneck, and a fork stall costs throughput
+        assert (cycles_short[-1] - cycles_short[per - 1]) / (FRAMES - 1) > steady
+
+
+def test_one_word_below_the_deadlock_depth_deadlocks_and_the_watch_names_the_full_skip_fifo():
+    simd = 2
+    w, t, imgs = _case(simd)
+    need = repeat_frames(conv_need(H, W, 1, K, 1, 1, C // PE), H * W, FRAMES)
+    depth = deadlock_depth(need)
+    assert depth == 4        # 1 + W + 1 = 6 pixels before the first output, 2 held in registers
+    out, _, _ = _run_block(w, t, imgs, simd, depth)
+    np.testing.assert_array_equal(out, _golden(w, t, imgs))
+    with pytest.raises(StreamDeadlock) as e:
+        _run_block(w, t, imgs, simd, depth - 1)
+    msg = str(e.value)
+    assert "holding a word nobody takes: fork input, skip FIFO input" in msg
+    assert "waiting for a word: branch input, branch output" in msg
+
+
+def test_a_branch_whose_words_differ_from_its_input_is_refused():
+    w, t, _ = _case(2)
+    conv = ConvLayer(H, W, w, t, stride=1, pad=1, simd=2, pe=1, weight_kind="bipolar", act_kind="uint", act_bits=2)
+    with pytest.raises(ConfigError, match="residual block: branch"):
+        ResidualBlock(conv, 4, ADD_T)
+
+
+class _TwoConvs(wiring.Component):
+    """conv -> StreamFIFO(2) -> conv: a basic block's long branch, as the dataflow chains layers."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+        self.fifo = StreamFIFO(first.o.payload.shape(), 2)
+        super().__init__({"i": In(stream.Signature(first.i.payload.shape())),
+                          "o": Out(stream.Signature(second.o.payload.shape()))})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.first, m.submodules.fifo, m.submodules.second = self.first, self.fifo, self.second
+        wiring.connect(m, wiring.flipped(self.i), self.first.i)
+        wiring.connect(m, self.first.o, self.fifo.i)
+        wiring.connect(m, self.fifo.o, self.second.i)
+        wiring.connect(m, self.second.o, wiring.flipped(self.o))
+        return m
+
+
+def test_two_convolutions_in_the_branch_compose_their_needs_exactly():
+    w, t, imgs = _case(2)
+    w2 = np.random.default_rng(5).integers(0, 2, size=w.shape)
+    branch = lambda: _TwoConvs(_conv(w, t, 2), _conv(w2, t, 2))          # noqa: E731
+    words = pack_words(imgs.reshape(-1, C), 2)
+    one = repeat_frames(conv_need(H, W, 1, K, 1, 1, 1), H * W, FRAMES)
+    depth = deadlock_depth(chain_need(one, one))
+    assert depth == 9          # output 0 needs the first conv's output 5 (0-based), which needs 11 words
+    with pytest.raises(StreamDeadlock):
+        run_residual_block(ResidualBlock(branch(), depth - 1, ADD_T), words, len(words))
+    run_residual_block(ResidualBlock(branch(), depth, ADD_T), words, len(words))
+    fork_cycles, join_cycles = fork_branch_schedule(branch(), words, len(words))
+    keep = skip_fifo_depth(fork_cycles, join_cycles)
+    _, sent, _ = run_residual_block(ResidualBlock(branch(), keep, ADD_T), words, len(words))
+    assert sent == fork_cycles
+    _, sent, _ = run_residual_block(ResidualBlock(branch(), keep - 1, ADD_T), words, len(words))
+    assert sent != fork_cycles
+
+
+def _steady(cycles, per):
+    return (cycles[-1] - cycles[per - 1]) / (FRAMES - 1)
+
+
+@pytest.mark.parametrize("simd", [2, 6, 18])
+def test_computed_throughput_depth_keeps_the_bottleneck_and_one_word_less_does_not(simd):
+    w, t, imgs = _case(simd)
+    words = pack_words(imgs.reshape(-1, C), 2)
+    depths = skip_depths(lambda: _conv(w, t, simd), words, FRAMES)
+    assert depths.deadlock <= depths.throughput <= depths.schedule
+    bottleneck = _conv(w, t, simd).cycles_per_image
+    per = len(words) // FRAMES
+    _, _, cycles = _run_block(w, t, imgs, simd, depths.throughput)
+    assert _steady(cycles, per) == bottleneck
+    try:
+        _, _, cycles = _run_block(w, t, imgs, simd, depths.throughput - 1)
+    except StreamDeadlock:
+        assert depths.throughput - 1 < depths.deadlock
+    else:
+        assert _steady(cycles, per) > bottleneck
+
+
+def test_throughput_depth_of_a_two_convolution_branch_is_exact():
+    w, t, imgs = _case(2)
+    w2 = np.random.default_rng(5).integers(0, 2, size=w.shape)
+    branch = lambda: _TwoConvs(_conv(w, t, 2), _conv(w2, t, 2))          # noqa: E731
+    words = pack_words(imgs.reshape(-1, C), 2)
+    depths = skip_depths(branch, words, FRAMES)
+    assert depths.deadlock == 9                    # measured need = the geometric one (previous test)
+    per = len(words) // FRAMES
+    bottleneck = _conv(w, t, 2).cycles_per_image
+    _, _, cycles = run_residual_block(ResidualBlock(branch(), depths.throughput, ADD_T), words, len(words))
+    assert _steady(cycles, per) == bottleneck
+    _, _, cycles = run_residual_block(ResidualBlock(branch(), depths.throughput - 1, ADD_T), words, len(words))
+    assert _steady(cycles, per) > bottleneck
