@@ -67,6 +67,7 @@ from pathlib import Path
 import numpy as np
 
 from qnnfab.errors import ConfigError
+from qnnfab.interop.qonnx_import import InputCodes
 
 #: fields of one layer in config.h, in the order finnthesizer writes them
 _FC_FIELDS = ("SIMD", "PE", "WMEM", "TMEM", "MW", "MH", "WPI", "API", "WPF", "APF")
@@ -77,6 +78,14 @@ PASS_THROUGH_API = 16
 #: CNV's first layer: ap_fixed<8,1> inputs (7 fraction bits) into an ap_fixed<24,16> accumulator (8 fraction
 #: bits) whose thresholds are stored as integers scaled by 2^8
 FIXED_INPUT_BITS, FIXED_INPUT_FRAC, FIXED_ACC_FRAC = 8, 7, 8
+#: BNN-PYNQ's MNIST hosts feed bit 1 for a pixel (0..255) of at least 128
+MNIST_INPUT_CODES = InputCodes("bipolar", None, scale=1.0, zero_point=-128.0, layout="NC")
+#: BNN-PYNQ's CIFAR-10 hosts (tiny_cnn parse_cifar10 to [-1, 1], then quantiseAndPack's
+#: ap_fixed<8,1,AP_RND,AP_SAT>): pixel p -> x = 2p/255 - 1 -> code = x * 128 rounded to nearest, saturated
+#: to [-128, 127]; channels interleaved (HWC). AP_RND breaks ties towards +inf, HALF_UP away from zero:
+#: no pixel meets a tie (256p/255 - 128 is a whole number or at least 1/510 away from a half).
+CIFAR_INPUT_CODES = InputCodes(f"int{FIXED_INPUT_BITS}", FIXED_INPUT_BITS, scale=2.0 ** -FIXED_INPUT_FRAC,
+                               rounding="HALF_UP", layout="NHWC", raw_scale=2 / 255, raw_offset=-1.0)
 
 
 @dataclass(frozen=True)
@@ -334,6 +343,13 @@ def _read_conv_network(params_dir, config_h, layers, *, name, weights_file, clas
         lines += [f'act = "{act}"', f"simd = {layer.simd}", f"pe = {layer.pe}"]
     lines.append(f"classes = {classes}")
     return "\n".join(lines) + "\n", arrays
+
+
+def input_codes(config_h):
+    """The :class:`InputCodes` of BNN-PYNQ's host for the network of ``config_h``: raw 8-bit pixels to the
+    codes its first layer reads (CNV: :data:`CIFAR_INPUT_CODES`, LFC: :data:`MNIST_INPUT_CODES`)."""
+    layers = parse_config_h(Path(config_h).read_text(), str(config_h))
+    return CIFAR_INPUT_CODES if layers[0].is_conv else MNIST_INPUT_CODES
 
 
 def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, inputs=None, classes=None):
