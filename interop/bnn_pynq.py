@@ -57,7 +57,13 @@ taken by qnnfab as int8 codes (value * 128, ``input_kind = "int"``,
 
 Only layers with 1-bit weights and integer activations (WPI = 1, WPF = APF =
 0) are read (LFC W1A1, LFC W1A2, CNV W1A1); anything else is refused with a
-ConfigError.
+ConfigError. CNV W1A2 and W2A2 are refused for their last layer: BNN-PYNQ's
+class scores are ``sum(w * a)`` over 2-bit activations a = -1, 0, +1, qnnfab's
+raw accumulators ``sum(w * c)`` over the counts c = a + 1, which differ by
+the per-class ``sum(w)``, an offset qnnfab's ``act = "acc"`` cannot add.
+
+:func:`input_codes` gives BNN-PYNQ's host preprocessing of a network as
+:class:`~qnnfab.interop.qonnx_import.InputCodes` on raw 8-bit pixels.
 """
 
 import re
@@ -171,6 +177,16 @@ def parse_config_h(text, source="config.h"):
                               f"MW {layer.mw}, MH {layer.mh}, SIMD {layer.simd}, PE {layer.pe}",
                               "WMEM = MW*MH/(SIMD*PE), TMEM = MH/PE")
         last_pass = layer.api == PASS_THROUGH_API and i == indices[-1]
+        w1a1 = (layer.wpi, layer.wpf, layer.apf, layer.api) == (1, 0, 0, 1)
+        if "L0_K" in defines and not (w1a1 or last_pass):
+            raise ConfigError(source, f"L{i}_{'API' if layer.wpi == 1 else 'WPI'}", f"is "
+                              f"{layer.api if layer.wpi == 1 else layer.wpi}: a CNV with {layer.wpi}-bit weights and "
+                              f"{layer.api}-bit activations. BNN-PYNQ's 2-bit activations are -1, 0, +1 and its last "
+                              "layer's class scores sum(w * a) over them; qnnfab reads them as codes 0, 1, 2, and its "
+                              "last layer's raw accumulators (act = \"acc\") cannot subtract the per-class sum(w) "
+                              "that restores those scores, so the labels would differ",
+                              "import cnvW1A1 (CNV W1A2 and W2A2 need a per-row offset on a last layer's "
+                              "accumulators in qnnfab)")
         if (layer.wpi, layer.wpf, layer.apf) != (1, 0, 0) or not (1 <= layer.api <= 8 or last_pass):
             raise ConfigError(source, f"L{i}", f"has {layer.wpi}.{layer.wpf}-bit weights and "
                               f"{layer.api}.{layer.apf}-bit activations; only 1-bit weights with integer "
@@ -333,9 +349,6 @@ def _read_conv_network(params_dir, config_h, layers, *, name, weights_file, clas
         else:
             arrays[f"{lname}/thresholds"] = qnnfab_thresholds(layer, bits, strict, 1)
             act = "bipolar"
-        if layer.thresholded and layer.api != 1:
-            raise ConfigError(str(config_h), f"L{layer.index}_API", f"is {layer.api}; only W1A1 CNV is read",
-                              "import cnvW1A1")
         lines += ["", "[[layer]]", f'name = "{lname}"', f'type = "{"conv" if layer.is_conv else "fc"}"',
                   f"out = {layer.mh}"]
         if layer.is_conv:

@@ -8,6 +8,7 @@ seen in the real LFC W1A1 fixture (tests/fixtures/bnn_pynq/lfc-w1a1, its last
 layer)."""
 
 import dataclasses
+import math
 import tomllib
 from pathlib import Path
 
@@ -451,3 +452,116 @@ def test_imported_cnv_golden_equals_bnn_pynq_arithmetic(tmp_path):
     got = network_of(cfg).forward(codes)
     assert len(np.unique(expect)) > 3
     np.testing.assert_array_equal(got, expect)
+
+
+# ---------------------------------------------------------------- CNV: BNN-PYNQ's input codes, the import command
+
+CNV_FIXTURE = Path(__file__).parent / "fixtures" / "bnn_pynq" / "cnv-w1a1"
+
+
+def _host_code(p):
+    """BNN-PYNQ's CIFAR-10 host on pixel p, from its definition: tiny_cnn's x = -1 + 2p/255, then
+    ap_fixed<8,1,AP_RND,AP_SAT>: x * 128 rounded to nearest (ties up), saturated to [-128, 127]."""
+    v = (Fraction(2 * p, 255) - 1) * 128
+    return max(-128, min(127, math.floor(v + Fraction(1, 2))))
+
+
+def test_cifar_input_codes_are_bnn_pynq_host_preprocessing():
+    """Every pixel value maps to the host's fixed-point code (exact fractions), equal to the golden
+    model's CNV input quantizer; the JSON round trip keeps the raw-pixel mapping."""
+    from qnnfab.golden import cnv_input_codes
+    from qnnfab.interop.bnn_pynq import CIFAR_INPUT_CODES, MNIST_INPUT_CODES, input_codes
+    from qnnfab.interop.qonnx_import import InputCodes
+    pixels = np.arange(256).reshape(1, 16, 16, 1)
+    want = np.array([_host_code(p) for p in range(256)]).reshape(pixels.shape)
+    np.testing.assert_array_equal(CIFAR_INPUT_CODES.to_codes(pixels), want)
+    np.testing.assert_array_equal(cnv_input_codes(pixels), want)
+    assert (want.min(), want.max(), _host_code(128)) == (-128, 127, 1)
+    again = InputCodes.from_json(CIFAR_INPUT_CODES.to_json())
+    np.testing.assert_array_equal(again.to_codes(pixels), want)
+    assert input_codes(CNV_FIXTURE / "config.h") == CIFAR_INPUT_CODES
+    assert input_codes(FIXTURE / "config.h") == MNIST_INPUT_CODES
+
+
+def test_real_cnv_config_h_shapes():
+    """CNV W1A1's config.h: six 3x3 convolutions (pools where IFM_DIM halves) and three fc layers,
+    the last one 64 rows of raw popcounts; the slowest layers take 32,768 cycles per frame."""
+    layers = parse_config_h((CNV_FIXTURE / "config.h").read_text())
+    assert [(l.is_conv, l.mw, l.mh, l.simd, l.pe) for l in layers] == [
+        (True, 27, 64, 3, 16), (True, 576, 64, 32, 32), (True, 576, 128, 32, 16), (True, 1152, 128, 32, 16),
+        (True, 1152, 256, 32, 4), (True, 2304, 256, 32, 1), (False, 256, 512, 4, 1), (False, 512, 512, 8, 1),
+        (False, 512, 64, 1, 4)]
+    assert [l.ifm_dim for l in layers[:6]] == [32, 30, 14, 12, 5, 3] and not layers[-1].thresholded
+    cycles = [l.neuron_folds * l.synapse_folds * max(l.ofm_dim, 1) ** 2 for l in layers]
+    assert max(cycles) == 32768
+
+
+def test_real_cnv_first_layer_on_bnn_pynq_deer(tmp_path):
+    """BNN-PYNQ's own first CNV layer on its own preprocessed deer.bin: qnnfab's golden conv layer
+    with the imported thresholds (acc >= floor(T/2) + 1) gives BNN-PYNQ's decisions a > T / 2^8 with
+    a = sum(w * code / 128), i.e. 2 * S > T on S = sum(w * code), computed here from the packed bits;
+    about half of the real thresholds are odd (the half-step case)."""
+    from qnnfab import netconfig
+    from qnnfab.golden.network import network_of
+    layer = parse_config_h((CNV_FIXTURE / "config.h").read_text())[0]
+    bits, strict = read_layer(CNV_FIXTURE, layer)
+    assert bits.shape == (64, 27) and strict.shape == (64, 1)
+    odd = int(np.sum(strict % 2))
+    assert 16 <= odd <= 48, odd
+    record = np.frombuffer((CNV_FIXTURE / "deer.bin").read_bytes(), np.uint8)
+    pixels = record[1:].reshape(3, 32, 32).transpose(1, 2, 0)[None]
+    codes = np.array([_host_code(p) for p in range(256)])[pixels]
+    # BNN-PYNQ: matrix column (ky, kx, c) of row o against the pixel (y + ky, x + kx, c)
+    w = 2 * bits.astype(np.int64) - 1
+    s = np.zeros((30, 30, 64), np.int64)
+    for col in range(27):
+        ky, kx, c = col // 9, (col // 3) % 3, col % 3
+        s += codes[0, ky:ky + 30, kx:kx + 30, c, None] * w[:, col]
+    expect = (2 * s > strict[:, 0]).astype(np.int64)
+    text = "\n".join(['[network]', 'name = "conv0"', 'input_shape = [32, 32, 3]', 'input_kind = "int"',
+                      'input_bits = 8', 'weights = "conv0.npz"', '', '[[layer]]', 'name = "conv0"', 'type = "conv"',
+                      'out = 64', 'kernel = 3', 'act = "bipolar"', 'simd = 3', 'pe = 16']) + "\n"
+    oihw = bits.reshape(64, 3, 3, 3).transpose(0, 3, 1, 2)        # documented (ky, kx, c) columns
+    np.savez(tmp_path / "conv0.npz", **{"conv0/weights": oihw, "conv0/thresholds": fixed_input_thresholds(strict)})
+    got = network_of(netconfig.loads(text, base_dir=tmp_path)).forward(codes)
+    assert 0.2 < expect.mean() < 0.8
+    np.testing.assert_array_equal(got[0], expect)
+    # near misses differ on this image: >= instead of >, and rounding T / 2 up instead of down
+    assert not np.array_equal((2 * s >= strict[:, 0]).astype(np.int64), expect)
+    assert not np.array_equal((s >= -(-strict[:, 0] // 2) + 1).astype(np.int64), expect)
+
+
+def test_import_command_reads_a_cnv_with_bnn_pynq_input_codes(tmp_path, capsys):
+    """``qnnfab import`` of a CNV params folder: its folding kept, argmax over the classes, and input
+    codes that turn 8-bit pixels into BNN-PYNQ's host codes; golden on those codes equals BNN-PYNQ's
+    arithmetic on its stored parameters."""
+    from qnnfab import netconfig
+    from qnnfab.cli import main
+    from qnnfab.golden.network import network_of
+    from qnnfab.interop.qonnx_import import InputCodes
+    folder = tmp_path / "params"
+    folder.mkdir()
+    layers, weights, strict = _tiny_cnv(folder)
+    out = tmp_path / "out"
+    assert main(["import", str(folder), "--config-h", str(folder / "config.h"), "--out", str(out),
+                 "--name", "tinycnv"]) == 0
+    printed = capsys.readouterr().out
+    assert "--input-codes" in printed and "CIFAR-10 host" in printed
+    cfg = netconfig.load(out / "tinycnv.toml")
+    assert [(L.simd, L.pe) for L in cfg.layers if L.type != "maxpool"] == [(3, 4), (8, 2), (8, 2), (4, 2)]
+    assert (cfg.label, cfg.classes, cfg.input_kind, cfg.input_bits) == ("argmax", 3, "int", 8)
+    codes = InputCodes.from_json((out / "tinycnv.input_codes.json").read_text())
+    pixels = np.random.default_rng(9).integers(0, 256, (30, 10, 10, 3))
+    pixels[0] = 255
+    x = codes.to_codes(pixels)
+    np.testing.assert_array_equal(x, np.array([_host_code(p) for p in range(256)])[pixels])
+    expect = _bnn_pynq_cnv_forward(layers, weights, strict, x)[:, :3]
+    np.testing.assert_array_equal(network_of(cfg).forward(x), expect)
+
+
+def test_cnv_with_two_bit_layers_is_refused(tmp_path):
+    """CNV W1A2 / W2A2: refused naming the layer and the missing last-layer offset."""
+    text = _conv_config_h()
+    _raises(r"L0_API: is 2: a CNV with 1-bit weights and 2-bit activations.*per-class sum\(w\)", parse_config_h,
+            text.replace("L0_API 1", "L0_API 2"))
+    _raises(r"L1_WPI: is 2: a CNV with 2-bit weights", parse_config_h, text.replace("L1_WPI 1", "L1_WPI 2"))
