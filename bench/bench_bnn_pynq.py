@@ -251,7 +251,26 @@ def foolbox_folder(data, scratch):
     return folder
 
 
-def run_cnv_cifar(source, network, sets, hardware, scratch):
+def jpeg_twins(cifar, foolbox, scratch):
+    """A flat image folder of the JPEG copies (in ``cifar``, one subfolder per class, files numbered in
+    test-set order within a class) of the exact images in ``foolbox`` (test images 0..19, in order)."""
+    import shutil
+    classes = sorted(d.name for d in Path(cifar).iterdir() if d.is_dir())
+    names = sorted(Path(foolbox).glob("cifar10_*_*.png"))
+    labels = [int(f.stem.rsplit("_", 1)[1]) for f in names]
+    folder = scratch / "jpeg-twins"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, label in enumerate(labels):
+        rank = labels[:i].count(label)
+        name = f"{i:02d}.jpg"
+        shutil.copy(Path(cifar) / classes[label] / f"{rank:04d}.jpg", folder / name)
+        lines.append(f"{name} {label}")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def run_cnv_cifar(source, network, sets, hardware, scratch, twins=None):
     """CNV on CIFAR-10 test image folders ``sets`` [(title, folder)]: golden accuracy on all, and the first
     set's ``hardware`` evenly spaced frames on the compiled engine. Returns 0 when hardware equals golden."""
     from qnnfab import netconfig
@@ -275,6 +294,12 @@ def run_cnv_cifar(source, network, sets, hardware, scratch):
         print(f"{network} on {len(y)} CIFAR-10 test images: {title}")
         print(f"  BNN-PYNQ on the board (its notebook, exact test batch): {CNV_BOARD_ACCURACY[network]:.2%}")
         print(f"  qnnfab golden model                                 : {np.mean(labels == y):.2%}")
+        if title.startswith("the foolbox") and twins is not None:
+            xj, yj = load_frames(twins, cfg, codes=codes)
+            lj = frame_labels(net.forward(xj), cfg.label)
+            print(f"  the same images' JPEG copies                       : {np.mean(lj == yj):.2%} "
+                  f"({int(np.sum(lj != labels))} of {len(lj)} labels differ from the exact images'; input codes "
+                  f"differ by {np.abs(xj - x).mean():.1f} on average, of 256)")
         if k == 0 and hardware:
             pick = np.linspace(0, len(x) - 1, min(hardware, len(x))).round().astype(int)
             print(f"  {len(pick)} of them, evenly spaced, through the hardware at BNN-PYNQ's folding:")
@@ -314,8 +339,9 @@ def main():
         if args.foolbox:
             sets.append(("the foolbox 3.3.4 wheel's exact PNGs (the first 20 test images)",
                          foolbox_folder(args.foolbox, scratch)))
+        twins = jpeg_twins(sets[0][1], args.foolbox, scratch) if args.cifar and args.foolbox else None
         for network in [n for n in networks if n in CNV_BOARD_ACCURACY and sets]:
-            status |= run_cnv_cifar(args.bnn_pynq, network, sets, args.hardware, scratch)
+            status |= run_cnv_cifar(args.bnn_pynq, network, sets, args.hardware, scratch, twins)
         if args.mnist is None:
             return status
         pixels, labels = load_mnist_test(args.mnist, scratch)

@@ -143,3 +143,17 @@ def test_verify_refuses_a_bad_input_codes_file(tmp_path, capsys, content, match)
                  "--input-codes", str(codes)]) == 2
     err = capsys.readouterr().err
     assert "--input-codes" in err and match in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_reads_an_image_folder_with_labels_only(tmp_path):
+    """qnnfab train --data FOLDER: class subfolders give a data set; unlabelled images are refused."""
+    from qnnfab.train.datasets import load_file
+    for k in range(8):
+        _save(tmp_path / "data" / ("dark" if k % 2 else "light") / f"{k}.png", _rgb(k, (3, 3)) // (1 + 3 * (k % 2)))
+    ds = load_file(tmp_path / "data")
+    assert (ds.classes, ds.input_shape, len(ds.x_train) + len(ds.x_test)) == (2, (3, 3, 3), 8)
+    assert sorted(np.concatenate([ds.y_train, ds.y_test]).tolist()) == [0] * 4 + [1] * 4
+    flat = tmp_path / "flat"
+    _save(flat / "a.png", _rgb(1, (3, 3)))
+    with pytest.raises(ConfigError, match="have no labels"):
+        load_file(flat)
