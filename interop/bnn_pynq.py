@@ -1,4 +1,4 @@
-"""BNN-PYNQ's pretrained fully connected networks into qnnfab configs.
+"""BNN-PYNQ's pretrained networks (LFC fully connected, CNV convolutional) into qnnfab configs.
 
 BNN-PYNQ (github Xilinx/BNN-PYNQ, BSD-3) keeps a network's hardware parameters
 in ``bnn/params/<dataset>/<network>/`` and its shape and folding in

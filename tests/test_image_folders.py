@@ -157,3 +157,22 @@ def test_train_reads_an_image_folder_with_labels_only(tmp_path):
     _save(flat / "a.png", _rgb(1, (3, 3)))
     with pytest.raises(ConfigError, match="have no labels"):
         load_file(flat)
+
+
+def test_load_frames_gives_a_bipolar_mlp_bnn_pynq_mnist_bits(tmp_path):
+    """A 1-D bipolar network on grayscale images: flattened in raster order, bit 1 for a pixel >= 128
+    (BNN-PYNQ's MNIST host) with its input codes; the raw pixels without them are refused."""
+    from qnnfab import netconfig
+    from qnnfab.interop.bnn_pynq import MNIST_INPUT_CODES
+    from qnnfab.sim.datafile import load_frames
+    np.savez(tmp_path / "m.npz", **{"fc0/weights": np.ones((2, 20), np.uint8)})
+    cfg = netconfig.loads("\n".join(['[network]', 'name = "m"', 'input_shape = [20]', 'input_kind = "bipolar"',
+                                     'weights = "m.npz"', '[[layer]]', 'name = "fc0"', 'type = "fc"', 'out = 2',
+                                     'act = "acc"']) + "\n", base_dir=tmp_path)
+    gray = (np.arange(20) * 13 + 3).astype(np.uint8).reshape(4, 5)          # 3 .. 250, crossing 127/128
+    gray[1, 1], gray[1, 2] = 127, 128
+    _save(tmp_path / "img" / "a.png", gray)
+    x, _ = load_frames(tmp_path / "img", cfg, codes=MNIST_INPUT_CODES)
+    np.testing.assert_array_equal(x[0], (gray.ravel() >= 128).astype(np.int64))
+    with pytest.raises(ConfigError, match="threshold the pixels"):
+        load_frames(tmp_path / "img", cfg)
