@@ -152,7 +152,8 @@ def add_parser(sub):
                "  qnnfab import BNN-PYNQ/bnn/params/cifar10/cnvW1A1 --out out/bnn  (BNN-PYNQ's CNV)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     im.add_argument("model", metavar="MODEL.onnx", help="the QONNX model, or a BNN-PYNQ network's params folder "
-                    "(bnn/params/mnist/lfcW1A1 of a BNN-PYNQ checkout: LFC W1A1 and W1A2, CNV W1A1; their folding kept)")
+                    "(bnn/params/mnist/lfcW1A1 of a BNN-PYNQ checkout: LFC W1A1 and W1A2, CNV W1A1, W1A2 and W2A2; their "
+                    "folding kept)")
     im.add_argument("--config-h", default=None, metavar="FILE",
                     help="a BNN-PYNQ network's hw/config.h (default: found in the checkout next to the params)")
     im.add_argument("--out", required=True, metavar="DIR", help="folder for the config, weights and input codes")
