@@ -368,7 +368,7 @@ def _read_conv_network(params_dir, config_h, layers, *, name, weights_file, clas
     and the last layer extra columns holding ``-sum(w)`` of each row (then 0): its accumulators are
     BNN-PYNQ's scores exactly, its weights int with the bits those sums need."""
     first = layers[0]
-    entries = []            # per layer: dict(name, type, lines, arrays)
+    entries = []            # per layer: its name, FcLayer, weight values, arrays, kind lines, act, out
     pools = conv_n = fc_n = 0
     for prev, layer in zip([None] + layers[:-1], layers):
         if prev is not None and prev.is_conv and layer.is_conv and layer.ifm_dim != prev.ofm_dim:
@@ -382,16 +382,13 @@ def _read_conv_network(params_dir, config_h, layers, *, name, weights_file, clas
             lname, fc_n = f"fc{fc_n}", fc_n + 1
         stored, kind = _weights_entry(layer, bits)
         arrays = {f"{lname}/weights": stored}
-        if not layer.thresholded:
-            act = "acc"
-        elif prev is None:
+        if prev is None and layer.thresholded:
             t = fixed_input_thresholds(np.sort(strict, axis=1))
-            top = (1 << FIXED_INPUT_BITS - 1) * np.abs(w).sum(axis=1, keepdims=True) + 1
+            top = (1 << (FIXED_INPUT_BITS - 1)) * np.abs(w).sum(axis=1, keepdims=True) + 1   # above any |S|
             arrays[f"{lname}/thresholds"] = _with_never(layer, t, top)
-        else:
+        elif layer.thresholded:
             arrays[f"{lname}/thresholds"] = _count_thresholds(layer, w, strict, prev.api)
-        if layer.thresholded:
-            act = "bipolar" if layer.api == 1 else f"uint{layer.api}"
+        act = "acc" if not layer.thresholded else "bipolar" if layer.api == 1 else f"uint{layer.api}"
         entries.append(dict(name=lname, layer=layer, w=w, arrays=arrays, kind=kind, act=act, out=layer.mh))
     last, before = entries[-1], entries[-2]
     notes = []
