@@ -24,7 +24,7 @@ W1A2 98.49%):
   strict thresholds (independent of the import's threshold rewriting) and by
   qnnfab's golden model on the imported config.
 
-* with ``--cifar FOLDER`` (and/or ``--foolbox FOLDER``), CNV W1A1 imported by
+* with ``--cifar FOLDER`` (and/or ``--foolbox FOLDER``), each CNV imported by
   ``qnnfab import`` (its input codes: BNN-PYNQ's CIFAR-10 host preprocessing)
   on CIFAR-10 test images read as ``qnnfab verify --input-codes`` reads them
   (:func:`qnnfab.sim.datafile.load_frames` on an image folder): the golden
@@ -204,7 +204,7 @@ def bnn_pynq_cnv_forward(params_dir, config_h_text, codes):
             acc = x @ w.T
         if strict is None:
             return acc[..., :10]
-        count = (acc[..., None] > strict[None, None, None] if acc.ndim == 4 else acc[..., None] > strict).sum(-1)
+        count = (acc[..., None] > strict).sum(-1)                    # strict (rows, thresholds)
         x, in_api = (count - 1 if layer.api > 1 else count), layer.api
     raise SystemExit("bench_bnn_pynq: the CNV has no pass-through last layer")
 
