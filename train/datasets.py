@@ -208,8 +208,8 @@ def load_npz(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
 
 def load_file(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
     """A dataset from one data file (``qnnfab train --data FILE``): an ``.npz`` as :func:`load_npz`
-    reads it, or a file :func:`qnnfab.train.formats.read_dataset` reads (MNIST idx, CIFAR-10 binary
-    or Python batch) with its raw uint8 pixels (``pixel_bits`` 8). The test set is the standard test
+    reads it, or a file or image folder :func:`qnnfab.train.formats.read_dataset` reads (MNIST idx,
+    CIFAR-10 binary or Python batch, PNG/JPEG images with labels) with its raw uint8 pixels (``pixel_bits`` 8). The test set is the standard test
     file beside a standard training file (``t10k-images-idx3-ubyte`` beside ``train-images-...``,
     ``test_batch[.bin]`` beside ``data_batch_N[.bin]``) when it is there, else a seeded
     ``test_fraction`` split of the file's images (:func:`split`). The data set is named after the
@@ -219,6 +219,9 @@ def load_file(path, pixel_bits=8, name=None, test_fraction=0.25, seed=0):
     if detect_format(p, where, "path") in (None, "npz"):   # None: read_npz says what the file is
         return load_npz(p, pixel_bits, name, test_fraction, seed)
     x, y = read_dataset(p, where=where, field="path")
+    if y is None:      # a flat image folder without labels.txt
+        raise ConfigError(where, "labels", f"the images of {p} have no labels",
+                          "put them in one subfolder per class, or add a labels.txt of '<file> <class>' lines")
     if name is None:   # the folder names a data set kept under its standard file names
         plain = p.name.removesuffix(".gz")
         standard = re.fullmatch(r"(train|t10k)-images[-.]idx3-ubyte|(data_batch_\d+|test_batch)(\.bin)?", plain)

@@ -15,7 +15,13 @@ by its content (and, for CIFAR-10 binary batches, its ``.bin`` name):
 * CIFAR-10 Python batches (``data_batch_1`` ... ``test_batch``, pickle
   protocol >= 2): a dict with ``data`` (N, 3072) uint8 rows (R, G, B planes)
   and ``labels``. Unpickled with :class:`ArraysOnlyUnpickler`, which refuses
-  every global but NumPy's array reconstruction, so a pickle cannot run code.
+  every global but NumPy's array reconstruction, so a pickle cannot run code;
+* a folder of PNG/JPEG images (:func:`read_images`): one subfolder per class
+  (classes in sorted name order, as CIFAR-10's airplane ... truck), or the
+  images themselves with an optional ``labels.txt`` (lines ``<file> <class>``).
+  Grayscale images come back with 1 channel, colour ones with 3; an image of
+  another size or channel count than the ``shape`` asked for is refused, never
+  resized or converted.
 
 Images come back as the file's raw pixel codes: ``x`` (B, H, W, C) uint8 in
 NHWC order (MNIST (B, 28, 28, 1), CIFAR-10 (B, 32, 32, 3)), ``y`` (B,) int64;
@@ -40,11 +46,11 @@ from numpy._core.numeric import _frombuffer
 from qnnfab.errors import ConfigError
 from qnnfab.npzfile import check_labels, read_npz
 
-__all__ = ["read_dataset", "npz_frames", "detect_format", "standard_test_file", "ArraysOnlyUnpickler", "FORMATS",
+__all__ = ["read_dataset", "read_images", "npz_frames", "detect_format", "standard_test_file", "ArraysOnlyUnpickler", "FORMATS",
            "IDX_IMAGES_MAGIC", "IDX_LABELS_MAGIC", "CIFAR_RECORD"]
 
 #: the formats :func:`detect_format` names
-FORMATS = ("npz", "idx", "cifar-binary", "cifar-python")
+FORMATS = ("npz", "idx", "cifar-binary", "cifar-python", "images")
 IDX_IMAGES_MAGIC = 0x00000803   # unsigned bytes, 3 dimensions
 IDX_LABELS_MAGIC = 0x00000801   # unsigned bytes, 1 dimension
 CIFAR_SIDE = 32
@@ -54,7 +60,12 @@ CIFAR_CLASSES = 10
 _GZIP_MAGIC = b"\x1f\x8b"
 _IDX_TYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)   # idx element types (u8, s8, i16, i32, f32, f64)
 _FORMATS_TEXT = ("an .npz, an MNIST idx images file (...-images-idx3-ubyte[.gz]), a CIFAR-10 binary batch "
-                 "(data_batch_N.bin, test_batch.bin) or a CIFAR-10 Python batch (data_batch_N, test_batch)")
+                 "(data_batch_N.bin, test_batch.bin), a CIFAR-10 Python batch (data_batch_N, test_batch) or a "
+                 "folder of PNG/JPEG images")
+#: image file name endings :func:`read_images` reads
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+#: the labels file of a flat image folder: lines ``<file name> <class index>``
+IMAGE_LABELS_FILE = "labels.txt"
 _IMAGES_TO_LABELS = (("images-idx3", "labels-idx1"), ("images.idx3", "labels.idx1"))
 
 
@@ -90,6 +101,8 @@ def detect_format(path, where=None, field="path"):
     them (:func:`read_dataset` then says which). A damaged gzip is a ConfigError(where, field, ...)."""
     p = Path(path)
     where = where or str(p)
+    if p.is_dir():
+        return "images"
     if not p.is_file():
         return None
     try:
@@ -121,6 +134,8 @@ def read_dataset(path, *, labels=None, where=None, field="path"):
     under the standard name. Problems are ConfigError(where, field, ...) (``where`` defaults to the path)."""
     p = Path(path)
     where = where or str(p)
+    if p.is_dir():
+        return read_images(p, where=where, field=field)
     _check_file(p, where, field)
     fmt = detect_format(p, where, field)
     if fmt is None:
@@ -312,3 +327,96 @@ def _read_cifar_python(p, where, field):
         raise ConfigError(where, "labels", f"{p}: labels are not a list of integers ({e})", fix) from None
     y = check_labels(where, "labels", y, len(rows))
     return _chw_rows_to_nhwc(rows), _check_cifar_labels(y, p, where, "labels")
+
+
+# --- image folders ---------------------------------------------------------------------------------------
+
+def _image_files(folder):
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _flat_labels(folder, files, where, field):
+    """Labels of the images ``files`` of a flat folder from its ``labels.txt``, or None without one."""
+    path = folder / IMAGE_LABELS_FILE
+    if not path.is_file():
+        return None
+    fix = f"write one line '<file name> <class index>' per image into {path}"
+    table = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not re.fullmatch(r"\d+", parts[1]):
+            raise ConfigError(where, field, f"{path} line {n} is {line.strip()!r}, not '<file name> <class index>'",
+                              fix)
+        table[parts[0]] = int(parts[1])
+    missing = [f.name for f in files if f.name not in table]
+    if missing:
+        raise ConfigError(where, field, f"{path} has no label for {missing[0]} ({len(missing)} images lack one)", fix)
+    return np.array([table[f.name] for f in files], dtype=np.int64)
+
+
+def _shape_text(shape):
+    return "x".join(str(d) for d in shape)
+
+
+def read_images(folder, *, shape=None, where=None, field="path"):
+    """``(x, y)`` of the PNG/JPEG images in ``folder`` (see the module docstring): ``x`` (B, H, W, C)
+    uint8 pixels, C = 1 for grayscale and 3 for colour images, ``y`` (B,) int64 or None (a flat folder
+    without ``labels.txt``). Files are taken in sorted name order (classes too).
+
+    ``shape``: the size the network reads, ``(H, W, C)`` or ``(features,)`` (then H * W * C must equal
+    it); the first image that does not match is refused, naming it: images are never resized, cropped
+    or converted between grayscale and colour here. Every image must have the same size. A palette
+    image is expanded to its colours; an image with transparency, 16-bit samples or another mode is
+    refused."""
+    from PIL import Image, UnidentifiedImageError
+    folder = Path(folder)
+    where = where or str(folder)
+    fix = ("give a folder of PNG/JPEG images, one subfolder per class, or the images themselves "
+           f"(with {IMAGE_LABELS_FILE} for their labels)")
+    if not folder.is_dir():
+        raise ConfigError(where, field, f"{folder} is not a folder", fix)
+    classes = sorted(d for d in folder.iterdir() if d.is_dir() and _image_files(d))
+    if classes:
+        stray = _image_files(folder)
+        if stray:
+            raise ConfigError(where, field, f"{folder} holds class subfolders and also images ({stray[0].name}); "
+                              "which class are those?", "move the images into their class subfolders")
+        files = [f for d in classes for f in _image_files(d)]
+        y = np.concatenate([np.full(len(_image_files(d)), k, dtype=np.int64) for k, d in enumerate(classes)])
+    else:
+        files = _image_files(folder)
+        if not files:
+            raise ConfigError(where, field, f"{folder} holds no {'/'.join(IMAGE_SUFFIXES)} images", fix)
+        y = _flat_labels(folder, files, where, field)
+    want = None if shape is None else tuple(int(d) for d in shape)
+    x = None
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as img:
+                img.load()
+                mode = img.mode
+                if mode == "P" and "transparency" not in img.info:
+                    img, mode = img.convert("RGB"), "RGB"
+                pixels = np.asarray(img)
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise ConfigError(where, field, f"{f} is not an image Pillow can read ({type(e).__name__}: {e})",
+                              "remove it from the folder, or save it again as PNG or JPEG") from None
+        if mode not in ("L", "RGB"):
+            raise ConfigError(where, field, f"{f} has Pillow mode {mode} (only 8-bit grayscale L and colour "
+                              "RGB are read; transparency and 16-bit samples are not)",
+                              "save it as 8-bit grayscale or RGB without transparency")
+        if pixels.ndim == 2:
+            pixels = pixels[..., None]
+        if want is not None and pixels.shape != want and not (len(want) == 1 and pixels.size == want[0]):
+            raise ConfigError(where, field, f"{f} is {_shape_text(pixels.shape)} (height x width x channels), "
+                              f"the network reads {_shape_text(want)}", "resize or convert the images to that "
+                              "size yourself first (qnnfab never resizes them)")
+        if x is None:
+            x = np.empty((len(files),) + pixels.shape, dtype=np.uint8)
+        elif pixels.shape != x.shape[1:]:
+            raise ConfigError(where, field, f"{f} is {_shape_text(pixels.shape)} but {files[0].name} is "
+                              f"{_shape_text(x.shape[1:])}", "give images of one size and channel count")
+        x[i] = pixels
+    return x, y

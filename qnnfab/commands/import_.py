@@ -14,8 +14,8 @@ from qnnfab.errors import ConfigError
 from qnnfab.flow import OutputFolder
 from qnnfab.interop.qonnx_export import require_onnx
 from qnnfab.cache import atomic_paths
-from qnnfab.interop.bnn_pynq import read_network
-from qnnfab.interop.qonnx_import import InputCodes, import_qonnx, imported_files, write_imported
+from qnnfab.interop.bnn_pynq import input_codes, read_network
+from qnnfab.interop.qonnx_import import import_qonnx, imported_files, write_imported
 
 from .common import as_option, number
 
@@ -34,10 +34,6 @@ def read_model(where, model):
         raise ConfigError(where, "MODEL", f"{model} holds no graph ({model.stat().st_size} bytes; not an ONNX model)",
                           fix)
     return proto
-
-
-#: BNN-PYNQ's MNIST hosts feed bit 1 for a pixel (0..255) of at least 128
-BNN_PYNQ_MNIST_CODES = InputCodes("bipolar", None, scale=1.0, zero_point=-128.0, layout="NC")
 
 
 def bnn_pynq_config_h(params):
@@ -69,10 +65,7 @@ def run_bnn_pynq(args, where, params):
                           "leave --fps out, then qnnfab fold --config NAME.toml --fps N")
     _check_out(where, args, name)
     text, arrays = read_network(params, config_h, name=name)
-    if 'input_kind = "bipolar"' not in text:
-        raise ConfigError(where, "MODEL", f"{params} is a network with fixed-point pixel inputs (CNV); the "
-                          "command imports BNN-PYNQ's LFC (MNIST) networks, whose input codes it knows",
-                          "use qnnfab.interop.bnn_pynq.read_network for CNV and give it its input codes")
+    host_codes = input_codes(config_h)
     out = OutputFolder(where, "--out", args.out)
     toml, npz, codes = imported_files(out.path, name)
     try:
@@ -80,7 +73,7 @@ def run_bnn_pynq(args, where, params):
             with open(tmp_npz, "wb") as f:
                 np.savez(f, **arrays)
             tmp_toml.write_text(text)
-            tmp_codes.write_text(BNN_PYNQ_MNIST_CODES.to_json() + "\n")
+            tmp_codes.write_text(host_codes.to_json() + "\n")
         cfg = netconfig.load(toml)
     except BaseException:
         out.undo()
@@ -88,9 +81,14 @@ def run_bnn_pynq(args, where, params):
     print(f"imported BNN-PYNQ {params} ({config_h}): {len(cfg.layers)} layers -> {toml} (+ {name}.npz)")
     for L in cfg.layers:
         print(f"  {L.name:<8} {L.type:<8} {L.in_shape} -> {L.out_shape}, act {L.act}, PE {L.pe} SIMD {L.simd}")
+    shape = "x".join(str(d) for d in cfg.input_shape)
+    pad = f" padded by {cfg.input_pad}" if cfg.input_pad else ""
     print(f"folding: BNN-PYNQ's, {max(c for _, c in cfg.throughput()[0]):,} cycles/frame; input: "
-          f"{cfg.input_shape[0]} bits padded by {cfg.input_pad}; label: {cfg.label}")
-    print(f"input codes: bit 1 for a pixel >= 128, as BNN-PYNQ's MNIST host ({codes.name})")
+          f"{shape} {cfg.input_kind}{cfg.input_bits or ''}{pad}; label: {cfg.label}")
+    how = ("bit 1 for a pixel >= 128, as BNN-PYNQ's MNIST host" if host_codes.kind == "bipolar" else
+           "pixel p -> ap_fixed<8,1> 2p/255 - 1 as an int8 code, as BNN-PYNQ's CIFAR-10 host")
+    print(f"input codes: {how} ({codes.name}); on pixel data (a data set file, a folder of images): "
+          f"qnnfab verify --config {toml} --input-codes {codes} --data DATA")
     return 0
 
 
@@ -150,10 +148,12 @@ def add_parser(sub):
                "  qnnfab import model.onnx --out out/imported --name digits --fps 100000\n"
                "  qnnfab import model.onnx --out out/imported --force   (replace an earlier import of it)\n"
                "  qnnfab sim --config out/imported/digits.toml --frames 100\n"
-               "  qnnfab import BNN-PYNQ/bnn/params/mnist/lfcW1A1 --out out/bnn   (BNN-PYNQ's LFC)",
+               "  qnnfab import BNN-PYNQ/bnn/params/mnist/lfcW1A1 --out out/bnn   (BNN-PYNQ's LFC)\n"
+               "  qnnfab import BNN-PYNQ/bnn/params/cifar10/cnvW1A1 --out out/bnn  (BNN-PYNQ's CNV)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     im.add_argument("model", metavar="MODEL.onnx", help="the QONNX model, or a BNN-PYNQ network's params folder "
-                    "(bnn/params/mnist/lfcW1A1 of a BNN-PYNQ checkout: LFC W1A1 and W1A2, their folding kept)")
+                    "(bnn/params/mnist/lfcW1A1 of a BNN-PYNQ checkout: LFC W1A1 and W1A2, CNV W1A1, W1A2 and W2A2; their "
+                    "folding kept)")
     im.add_argument("--config-h", default=None, metavar="FILE",
                     help="a BNN-PYNQ network's hw/config.h (default: found in the checkout next to the params)")
     im.add_argument("--out", required=True, metavar="DIR", help="folder for the config, weights and input codes")
