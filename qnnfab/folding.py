@@ -32,7 +32,8 @@ import math
 from qnnfab.errors import ConfigError, check_int
 
 __all__ = ["divisors", "largest_divisor", "check_divisor", "simd_choices", "conv_simd_choices", "check_conv_simd",
-           "conv_in_simd", "in_simd", "pe_choices", "fc_cycles", "conv_cycles", "maxpool_cycles", "layer_cycles"]
+           "conv_in_simd", "in_simd", "pe_choices", "fc_cycles", "conv_cycles", "maxpool_cycles", "layer_cycles",
+           "window_buffer_rows"]
 
 
 def divisors(n):
@@ -117,6 +118,31 @@ def maxpool_cycles(in_shape, out_shape, kernel, simd):
     h, w, c = in_shape
     oh, ow, _ = out_shape
     return max(oh * ow * kernel * kernel * c // simd, h * w * c // simd)
+
+
+def window_buffer_rows(height, width, kernel, stride, pad):
+    """Image rows KR held by a sliding window's line buffer (:class:`qnnfab.rtl.sliding_window.SlidingWindow`).
+
+    The buffer keeps the last KR*W pixels; a slot is reused as soon as no
+    current or later window needs its pixel. K rows (at most H) hold every
+    window, but then the next image's first window waits for this image's
+    last one at every image boundary (a refill stall of about a row). When
+    the reader starts an image's last window at top-left (fy, fx) (clamped
+    into the image), the writer may have stored ``(fy + KR)*W + fx - H*W``
+    pixels of the next image; its first window needs ``(K-1-P)*W + K-P`` of
+    them. KR is the least number of rows >= min(K, H) that covers them, at
+    most H (the writer stays less than one image ahead of the reader).
+    """
+    oh = (height + 2 * pad - kernel) // stride + 1
+    ow = (width + 2 * pad - kernel) // stride + 1
+    fy = min(max((oh - 1) * stride - pad, 0), height - 1)
+    fx = min(max((ow - 1) * stride - pad, 0), width - 1)
+    edge = kernel - 1 - pad                      # last row / column of the first window
+    need = min(edge, height - 1) * width + min(edge, width - 1) + 1
+    rows = min(kernel, height)
+    while rows < height and (fy + rows) * width + fx - height * width < need:
+        rows += 1
+    return rows
 
 
 def layer_cycles(L):

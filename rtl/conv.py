@@ -71,9 +71,8 @@ class ConvLayer(wiring.Component):
     The window generator reads ``H*W*IFM/in_simd`` words and emits
     ``OH*OW*K*K*IFM/SIMD`` words per image, each at up to one per cycle; the
     MVTU takes ``OH*OW*(OFM/PE)*(K*K*IFM/SIMD)`` cycles per image. Back to back, an image takes about the larger of the two
-    (:attr:`cycles_per_image`) plus the window generator's refill stall at
-    image boundaries when it is the bottleneck; the first image adds the
-    fill latency.
+    (:attr:`cycles_per_image`; the window has no refill stall at image
+    boundaries); the first image adds the fill latency.
     """
 
     def __init__(self, height, width, weights, thresholds=None, *, stride=1, pad=0, pad_value=0, simd, pe,

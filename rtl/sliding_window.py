@@ -18,7 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError, check_int
-from qnnfab.folding import check_conv_simd, conv_in_simd, conv_simd_choices
+from qnnfab.folding import check_conv_simd, conv_in_simd, conv_simd_choices, window_buffer_rows
 from qnnfab.packing import pack_fields
 
 from .lanes import lanes
@@ -94,13 +94,15 @@ class SlidingWindow(wiring.Component):
 
     Line buffer
     -----------
-    One simple dual-port memory of ``min(K, H) * W * CW`` words of
-    ``SIMD * bits`` bits, i.e. exactly ``min(K, H) * W * C * bits`` bits
-    (K x W x C bits for bipolar data once the image has K rows), used as a
-    circular buffer of the last ``min(K, H) * W`` input pixels. A pixel slot is
-    recycled as soon as no current or later window needs it, tracked per
-    pixel (not per row), so the input is stalled only when all slots hold
-    pixels still to be read. Control is a handful of counters and comparators.
+    One simple dual-port memory of ``KR * W * CW`` words of ``SIMD * bits``
+    bits, i.e. ``KR * W * C * bits`` bits, used as a circular buffer of the
+    last ``KR * W`` input pixels, KR = :func:`qnnfab.folding.window_buffer_rows`:
+    K rows (at most H), and more (K=3 without padding: 5) where the next
+    image's first window would otherwise wait for this image's last one. A
+    pixel slot is recycled as soon as no current or later window needs it,
+    tracked per pixel (not per row), so the input is stalled only when all
+    slots hold pixels still to be read. Control is a handful of counters and
+    comparators.
 
     With M positions per word (SIMD = M * C) the M reads of a word go to M
     different pixels in one cycle, so the buffer is replicated: M identical
@@ -120,14 +122,11 @@ class SlidingWindow(wiring.Component):
     cycle whenever the word it needs has arrived (padding words need none)
     and the output is not stalled; ``o.valid`` never depends on ``o.ready``.
     With the output unstalled and the input always valid, back-to-back
-    images take ``max(OH*OW*K*K*CW, H*W*CW) + R`` cycles each: the output is
+    images take ``max(OH*OW*K*K*CW, H*W*CW)`` cycles each: the output is
     the bottleneck when the window reuse K*K/S^2 exceeds 1, the input
-    otherwise. R is a refill stall at image boundaries, 0 when the last
-    windows of one image and the first windows of the next fit together in
-    the K buffered rows (e.g. K=3 with P=1), else about one buffer row:
-    measured 32x32x64, K=3, SIMD=64, P=1: 9216 cycles (R=0);
-    SIMD=32, P=0: 16259 for 16200 (R=59, +0.4%); K=2, S=2: R = a few cycles
-    per image (``bench/bench_sliding_window.py``, ``qnnfab sim sliding_window``).
+    otherwise. There is no refill stall at image boundaries: the KR buffered
+    rows hold the last windows of one image and the first window of the next
+    (``bench/bench_sliding_window.py``, ``qnnfab sim sliding_window``).
     With M positions per word the output takes ``OH*OW*K*K/M`` words per
     image and the input ``H*W`` pixel words: at M = K*K (whole windows) the
     input is the bottleneck unless the stride exceeds 1.
@@ -168,7 +167,7 @@ class SlidingWindow(wiring.Component):
         self.cw = channels // self.in_simd
         self.word_bits = simd * bits
         self.in_word_bits = self.in_simd * bits
-        self.buffer_rows = min(kernel, height)
+        self.buffer_rows = window_buffer_rows(height, width, kernel, stride, pad)
         self.buffer_words = self.buffer_rows * width * self.cw
         self.buffer_copies = self.positions
         # copies of a kilobit or more go to block RAM: LUTs are what several positions per word

@@ -35,7 +35,7 @@ Figures are estimates: ``qnnfab report`` measures the design with Yosys, and
 
 import math
 
-from qnnfab.folding import layer_cycles
+from qnnfab.folding import layer_cycles, window_buffer_rows
 from qnnfab.kinds import DataKind, accumulator_range
 from qnnfab.netconfig import PIPELINE_MAX
 from qnnfab.plan import plan_of
@@ -299,7 +299,8 @@ def estimate_layer(L, runtime=False, links=()):
         _link(stage, res)
     if L.type == "maxpool":
         h, w, c = L.in_shape
-        kind, amount = ram_mapping(max(2, L.kernel * w * c // L.simd), L.simd * bits)
+        rows = window_buffer_rows(h, w, L.kernel, L.stride, 0)
+        kind, amount = ram_mapping(max(2, rows * w * c // L.simd), L.simd * bits)
         _add_mem(res, kind, amount)
         res.lut += POOL_FIXED_LUT + POOL_LANE_BIT_LUT * L.simd * bits + (POOL_BRAM_LUT if kind == "bram" else 0)
         res.ff += 40 + 2 * L.simd * bits
@@ -310,7 +311,8 @@ def estimate_layer(L, runtime=False, links=()):
         k = L.kernel
         in_simd, positions = L.in_simd, max(1, L.simd // c)
         # line buffer, one copy per kernel position of an output word
-        depth, width = max(2, min(k, h) * w * (c // in_simd)), in_simd * bits
+        rows = window_buffer_rows(h, w, k, L.stride, L.pad)
+        depth, width = max(2, rows * w * (c // in_simd)), in_simd * bits
         kind, amount = ram_mapping(depth, width)
         if positions > 1 and depth * width >= BLOCK_RAM_COPY_BITS:
             kind, amount = "bram", _bram(depth, width)[1]
