@@ -134,8 +134,8 @@ def proposals(cfg, device, budget, *, target_cycles=None, prune=0.15):
             end = "target reached"
             break
         if model_budget.over(model, device):
-            end = (f"the cost model puts the next step beyond the budget by more than {100 * prune:g}% "
-                   f"({', '.join(model_budget.over(model, device))}): not measured further")
+            end = (f"the cost model puts the path's last point more than {100 * prune:g}% beyond the budget "
+                   f"({', '.join(model_budget.over(model, device))}): no point after it is measured")
             break
         steps = folding_steps(worst)
         if pos[worst.name] + 1 >= len(steps):
@@ -166,11 +166,12 @@ class Composer:
 
     def _key(self, cfg, plan_stages, stage):
         s = plan_stages.get(stage)
+        net = (cfg.name, cfg.weights_ref, cfg.seed, cfg.weights_mode)   # the weights, names in the Verilog
         if s is None:      # the weight loader: the memories of every layer
-            return (stage, cfg.weights_mode, tuple(_layer_key(L) for L in cfg.layers))
+            return (stage, net, tuple(_layer_key(L) for L in cfg.layers))
         if s.kind in ("fifo", "width"):
-            return (stage, s.kind, repr(s.i), repr(s.o), s.fifo_depth)
-        return (stage, cfg.weights_mode, _layer_key(s.layer))
+            return (stage, net, s.kind, repr(s.i), repr(s.o), s.fifo_depth)
+        return (stage, net, _layer_key(s.layer))
 
     def requests(self, cfg, priority=0, only=None):
         """``[(stage, layer it counts in, pool handle)]`` of every stage of ``cfg`` (or of the
