@@ -34,13 +34,13 @@ from qnnfab.folding import layer_cycles
 from qnnfab.netconfig import COMPUTE, PIPELINE_MAX
 from qnnfab.plan import plan_of
 
-from .fold import assign_memory_styles, estimate, folding_steps
+from .fold import assign_memory_styles, estimate, estimate_layer, folding_steps
 from .report import compose_report, synthesis_stages
 from .synth_pool import stage_verilog
 from .yosys import Resources
 
 __all__ = ["Budget", "Point", "Composer", "proposals", "measured_fold", "MeasuredFold", "explore", "pareto_front",
-           "layer_candidates", "layer_table", "apply", "settings_of", "stop_notes"]
+           "layer_candidates", "prune_candidates", "layer_table", "apply", "settings_of", "stop_notes"]
 
 _SETTINGS = ("simd", "pe", "weight_memory", "pipeline")
 
@@ -370,6 +370,24 @@ def layer_candidates(cfg, layer, *, styles=("auto", "block", "distributed"), pip
             for pp in pipelines:
                 out.append({"simd": simd, "pe": pe, "weight_memory": st, "pipeline": pp})
     return out
+
+
+def prune_candidates(cfg, layer, candidates, device, budget):
+    """The candidates (:func:`layer_candidates`) whose layer the cost model puts within
+    ``budget`` of ``device`` on its own (the others cannot be part of a design that fits)."""
+    L = next(x for x in cfg.layers if x.name == layer)
+    before = {k: getattr(L, k) for k in _SETTINGS if hasattr(L, k)}
+    keep = []
+    try:
+        for cand in candidates:
+            for k, v in cand.items():
+                setattr(L, k, v)
+            if not budget.over(estimate_layer(L, cfg.weights_mode == "runtime"), device):
+                keep.append(cand)
+    finally:
+        for k, v in before.items():
+            setattr(L, k, v)
+    return keep
 
 
 def layer_table(cfg, layer, candidates, pool, f_clk=100e6):

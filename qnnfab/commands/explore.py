@@ -8,7 +8,8 @@ from pathlib import Path
 
 from qnnfab import netconfig
 from qnnfab.boards.targets import get_board
-from qnnfab.boards.estimate.measured import Budget, Composer, apply, explore, settings_of
+from qnnfab.boards.estimate.measured import (Budget, Composer, apply, explore, layer_candidates, layer_table,
+                                             prune_candidates, settings_of)
 from qnnfab.errors import ConfigError
 from qnnfab.flow import steps
 from qnnfab.flow.output import OutputFolder
@@ -38,6 +39,18 @@ def table_text(rows, f_clk):
         ns = "" if r["logic_ps"] is None else f"{r['logic_ps'] / 1000:.2f}"
         w.writerow([r["config"], r["cycles"], round(f_clk / r["cycles"]), r["lut"], f"{r['bram36']:g}", r["dsp"],
                     r["ff"], ns, _folding(r["settings"])])
+    return buf.getvalue()
+
+
+def layer_table_text(table):
+    """A measured layer table (:func:`~qnnfab.boards.estimate.measured.layer_table`) as CSV."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(("simd", "pe", "weight_memory", "pipeline", "cycles", "lut", "lutram", "ff", "bram36", "dsp",
+                "logic_ns"))
+    for cand, cycles, r in table:
+        w.writerow((cand["simd"], cand["pe"], cand.get("weight_memory", ""), cand.get("pipeline", ""), cycles, r.lut,
+                    r.lutram, r.ff, f"{r.bram36:g}", r.dsp, "" if r.logic_ps is None else f"{r.logic_ns:.2f}"))
     return buf.getvalue()
 
 
@@ -81,6 +94,10 @@ def run(args):
     with as_option(where, "--board"):
         board = get_board(args.board)
     cfg = steps.load(args.config)
+    names = [L.name for L in cfg.layers]
+    for name in args.layer or []:
+        if name not in names:
+            raise ConfigError(where, "--layer", f"{cfg.name} has no layer {name!r}", f"one of {', '.join(names)}")
     marks = [(f"{Path(args.config).stem} (--config)", steps.load(args.config))]
     for m in args.mark or []:
         marks.append((f"{Path(m).stem} (--mark)", steps.load(m)))
@@ -97,6 +114,11 @@ def run(args):
             marked.append((name, {"config": name, "cycles": rep.bottleneck_cycles,
                                   "lut": t.lut + t.lutram, "bram36": t.bram36, "dsp": t.dsp, "ff": t.ff,
                                   "logic_ps": t.logic_ps, "settings": settings_of(mcfg)}))
+        tables = {}
+        for name in args.layer or []:
+            cands = prune_candidates(cfg, name, layer_candidates(cfg, name), device, budget)
+            print(f"layer {name}: {len(cands)} candidate settings within the budget by the cost model; measuring")
+            tables[name] = layer_table(cfg, name, cands, pool, f_clk)
         print(f"syntheses: {pool.synthesized} run, {pool.cached} cached")
     ref = cfg.weights_ref
     with out.staging() as stage:
@@ -114,6 +136,9 @@ def run(args):
         table = table_text(front + [m for _, m in marked], f_clk)
         (stage / "pareto.csv").write_text(table)
         (stage / "measured.csv").write_text(table_text(rows, f_clk))
+        for name, table in tables.items():
+            (stage / f"layer-{name}.csv").write_text(layer_table_text(table))
+            print(layer_table_text(table), end="")
         plot_front(rows, front, marked, device, stage / "pareto.png",
                    f"{cfg.name} on {device.part}: measured cycles/frame against resources")
     print(f"{'cycles/frame':>12} {'frames/s':>10} {'LUT':>8} {'BRAM36':>7} {'FF':>8}  config")
@@ -132,7 +157,7 @@ def add_parser(sub):
                     "each stage synthesized with Yosys as qnnfab report does, cached, as Dask tasks) and keep "
                     "the Pareto front of cycles per frame against LUT (logic + LUT-RAM) and BRAM36 among those "
                     "within the budget (default the whole device). Writes DIR/configs/<name>-<cycles>-<k>.toml per "
-                    "point (k: its place on the path), DIR/pareto.csv (the front and the hand-written configs), DIR/measured.csv (every "
+                    "point (k: its place on the path), DIR/layer-<name>.csv per --layer, DIR/pareto.csv (the front and the hand-written configs), DIR/measured.csv (every "
                     "point) and DIR/pareto.png (the config itself and every --mark config drawn as stars).",
         epilog="example:\n  qnnfab explore --config configs/lfc_small.toml --board pynq-z2 --out out/lfc_pareto\n"
                "  qnnfab explore --config configs/cnv_w1a1.toml --mark configs/cnv_w1a1_fast.toml "
@@ -140,6 +165,10 @@ def add_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     board_args(e, report=False)
     search_args(e)
+    e.add_argument("--layer", action="append", metavar="NAME",
+                   help="also measure this layer's table: every SIMD/PE step, weight memory style and pipeline "
+                        "the cost model puts within the budget, its own stage synthesized once each, the other "
+                        "layers as in the config (DIR/layer-NAME.csv; repeatable)")
     e.add_argument("--mark", action="append", metavar="FILE.toml",
                    help="a hand-written config of the same network to measure and mark on the plot (repeatable)")
     e.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder for the results")

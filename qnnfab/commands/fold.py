@@ -111,6 +111,8 @@ def run(args):
     head += [f"#   {name}: {why}" for name, why in notes.items()]
     atomic_write_text(out, "\n".join(head) + "\n" + netconfig.dumps(cfg, ref))
     print(f"folded config: {out}")
+    if args.measured:
+        print(f"confirm it: qnnfab report --config {out} --board {args.board} --links (its stages are cached)")
     return 0
 
 
