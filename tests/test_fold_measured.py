@@ -162,6 +162,24 @@ def test_composer_reuses_one_text_per_stage(tmp_path, monkeypatch):
         [_figures(L.resources) for L in network_report(cfg, progress=None).layers]
 
 
+def test_entries_made_elsewhere_land_in_this_cache(tmp_path, monkeypatch):
+    """What a remote worker hands back (synth_xc7_entries) makes the result a cache hit here."""
+    from qnnfab.boards.estimate.yosys import store_entries, synth_xc7, synth_xc7_cached, synth_xc7_entries
+    text = ("module top(input clk, input [3:0] a, input [3:0] b, output reg [3:0] y);\n"
+            "  always @(posedge clk) y <= a + b;\nendmodule\n")
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "worker"))
+    res, how, entries = synth_xc7_entries(text, "top")
+    assert how == "synthesized" and len(entries) == 1 and res.ff == 4
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "here"))
+    assert synth_xc7_cached(text, "top") is None
+    store_entries(entries)
+    assert synth_xc7_cached(text, "top") == res == synth_xc7(text, "top")
+    with pytest.raises(ValueError):
+        store_entries({"../x.json": next(iter(entries.values()))})
+    with pytest.raises(ValueError):
+        store_entries({"top-0.json": "[1, 2]"})   # not a cell count table
+
+
 def test_pareto_front_from_first_principles():
     rows = [{"cycles": 100, "lut": 10, "bram36": 1}, {"cycles": 50, "lut": 20, "bram36": 1},
             {"cycles": 50, "lut": 25, "bram36": 1},      # beaten by the one before

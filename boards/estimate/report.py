@@ -35,8 +35,8 @@ from qnnfab.rtl.weight_loader import WeightLoader
 
 from .yosys import SYNTHESIZED, Resources, synth_xc7_how, synth_xc7_path
 
-__all__ = ["LayerReport", "NetworkReport", "network_report", "compose_report", "synthesis_stages", "format_report", "fit_verdict",
-           "plot_report", "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
+__all__ = ["LayerReport", "NetworkReport", "network_report", "compose_report", "synthesis_stages", "format_report",
+           "fit_verdict", "plot_report", "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
 
 
 @dataclass
