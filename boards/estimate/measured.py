@@ -17,7 +17,10 @@ cost model proposing each next point and pruning those it puts beyond the
 budget by more than ``prune``. Each proposed point is measured (its new stages
 as Dask tasks, :class:`~qnnfab.boards.estimate.synth_pool.SynthesisPool`,
 several points ahead); the search stops at the first point whose measured
-figures exceed the :class:`Budget`, and keeps the point before it. With a
+figures exceed the :class:`Budget`, unless the raised layer fits with one of
+its other weight memory styles or pipelined (each measured; the fewest LUTs
+wins and stays while that layer keeps its SIMD and PE), and keeps the point
+before it. With a
 logic-delay target (a clock to meet), a layer whose stage is measured slower
 gets ``pipeline = "max"`` and is measured again.
 
@@ -204,14 +207,31 @@ class Composer:
 @dataclass
 class MeasuredFold:
     """The outcome of :func:`measured_fold`: ``cfg`` set to the chosen folding, its composed
-    ``report``, why the search stopped, the per-layer notes (:func:`stop_notes`) and the
-    points measured."""
+    ``report``, why the search stopped, the per-layer notes (:func:`stop_notes`), the
+    points measured, the layer whose next step did not fit and the settings tried for
+    that step, each with what it exceeds (``[(settings, [phrases])]``)."""
     cfg: object
     report: object
     reason: str
     notes: dict
     measured: int
     stopper: str | None = None
+    rejected: list = dataclasses.field(default_factory=list)
+
+
+def _variants(settings, layer):
+    """``settings`` with ``layer``'s other weight memory styles, and at pipeline = "max"."""
+    own = settings[layer]
+    if "weight_memory" not in own:
+        return []
+    out = []
+    for style in ("auto", "block", "distributed"):
+        for pipe in dict.fromkeys((own["pipeline"], PIPELINE_MAX)):
+            if (style, pipe) != (own["weight_memory"], own["pipeline"]):
+                s = {k: dict(v) for k, v in settings.items()}
+                s[layer].update(weight_memory=style, pipeline=pipe)
+                out.append(s)
+    return out
 
 
 def _over_timing(rep, budget):
@@ -241,13 +261,17 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
     comp = Composer(pool, f_clk)
     lookahead = lookahead or 2 * pool.workers
     pipelined = set()      # layers the logic-delay target moved to pipeline = "max"
-    submitted = 0
-    best, best_rep, reason, stopper = None, None, end, None
+    pinned = {}            # layer: its measured alternative {simd, pe, weight_memory, pipeline}, kept while
+    submitted = 0          # the path leaves its SIMD and PE as they are
+    best, best_rep, reason, stopper, rejected = None, None, end, None, []
 
     def settle(p):
         s = {k: dict(v) for k, v in p.settings.items()}
         for name in pipelined:
             s[name]["pipeline"] = PIPELINE_MAX
+        for name, alt in pinned.items():
+            if (s[name]["simd"], s[name]["pe"]) == (alt["simd"], alt["pe"]):
+                s[name].update(alt)
         return s
 
     for i, p in enumerate(points):
@@ -268,15 +292,36 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
             progress(f"point {i + 1}/{len(points)}: {rep.bottleneck_cycles:,} cycles/frame, "
                      f"{r.lut + r.lutram:,} LUT, {r.bram36:g} BRAM36, {r.dsp} DSP, {r.ff:,} FF measured"
                      f"{'  <- over: ' + '; '.join(over) if over else ''}")
+        if over and best is not None:
+            # the same step with the layer's other memory styles / pipelined, measured: the fewest LUTs that fits
+            tried = [(settle(p), over)]
+            fitting = []
+            for alt in _variants(tried[0][0], p.raised):
+                apply(cfg, alt)
+                alt_rep = comp.report(cfg, priority=-i)
+                alt_over = budget.over(alt_rep.total, device)
+                tried.append((alt, alt_over))
+                if not alt_over:
+                    fitting.append((alt_rep.total.lut + alt_rep.total.lutram, alt, alt_rep))
+            if fitting:
+                luts, alt, rep = min(fitting, key=lambda f: f[0])
+                pinned[p.raised] = dict(alt[p.raised])
+                if progress:
+                    a = alt[p.raised]
+                    progress(f"  {p.raised} fits as weight_memory = {a['weight_memory']!r}, pipeline = "
+                             f"{a['pipeline']!r}: {luts:,} LUT")
+                best, best_rep = alt, rep
+                continue
         if over:
             if best is None:
                 raise ConfigError(f"network '{cfg.name}'", "resources", "does not fit even fully folded "
                                   f"(PE = SIMD = 1): measured {'; '.join(over)}",
                                   "use a smaller network, a larger device or a larger budget")
-            stopper = p.raised
+            stopper, rejected = p.raised, tried
             s = p.settings[p.raised]
             reason = (f"the next step of bottleneck {p.raised} (SIMD {s['simd']}, PE {s['pe']}) measures "
-                      f"{'; '.join(over)}")
+                      f"{'; '.join(over)}" + (", and with each other weight memory style and pipeline too"
+                                              if len(tried) > 1 else ""))
             break
         best, best_rep = settle(p), rep
     pool.cancel_pending()
@@ -288,7 +333,11 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
                           f"{f_clk / wc:,.0f} frames/s ({wc:,} cycles/frame)",
                           "lower the target, raise the budget, or fold for the fastest design that fits")
     notes = stop_notes(cfg, best_rep.bottleneck_cycles, stopper, reason, target_cycles, pipelined)
-    return MeasuredFold(cfg, best_rep, reason, notes, submitted, stopper)
+    for name, alt in pinned.items():
+        if best[name] == alt:
+            notes[name] += (f"; weight_memory = {alt['weight_memory']!r}, pipeline = {alt['pipeline']!r} "
+                            "chosen among the measured alternatives (the cost model's choice did not fit)")
+    return MeasuredFold(cfg, best_rep, reason, notes, submitted, stopper, rejected)
 
 
 def stop_notes(cfg, bottleneck_cycles, stopper, reason, target_cycles=None, pipelined=()):

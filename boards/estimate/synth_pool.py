@@ -100,7 +100,7 @@ class SynthesisPool:
                 self._client = Client(self.scheduler, timeout="30s")
             else:
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=None)
+                                             dashboard_address=":0")   # any free port: no clash
                 self._client = Client(self._cluster)
         return self._client
 
