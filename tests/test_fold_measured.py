@@ -67,19 +67,24 @@ def _budget_after_first_point(cfg, extra):
     return Budget(lut=(_luts(first.total) + extra) / XC7Z020.lut), first
 
 
-def _check_stop(cfg, res, budget):
-    """The chosen folding fits by ``report``; the bottleneck's next step (the folder's memory
-    styles) does not."""
+def _check_stop(tmp_path, cfg, res, budget):
+    """The chosen folding fits by ``report``; every setting the search rejected for the
+    bottleneck's next step (SIMD/PE one step up, each memory style and pipeline) does not."""
     chosen = network_report(cfg, progress=None, jobs=2)
     assert _figures(chosen.total) == _figures(res.report.total)     # composition == report, every figure
     assert _luts(chosen.total) <= budget.lut * XC7Z020.lut
     assert res.stopper is not None, res.reason
     L = next(x for x in cfg.layers if x.name == res.stopper)
     steps = folding_steps(L)
-    L.simd, L.pe = steps[steps.index((L.simd, L.pe)) + 1]
-    assign_memory_styles(cfg, budget.bram36 * XC7Z020.bram36)
-    nxt = network_report(cfg, progress=None, jobs=2)
-    assert _luts(nxt.total) > budget.lut * XC7Z020.lut
+    nxt = steps[steps.index((L.simd, L.pe)) + 1]
+    assert {(s[L.name]["simd"], s[L.name]["pe"]) for s, _ in res.rejected} == {nxt}
+    assert {(s[L.name]["weight_memory"], s[L.name]["pipeline"]) for s, _ in res.rejected} == \
+        {(st, p) for st in ("auto", "block", "distributed") for p in (0, "max")}
+    for settings, over in res.rejected:
+        probe = _tiny(tmp_path)
+        apply(probe, settings)
+        rep = network_report(probe, progress=None, jobs=2)
+        assert _luts(rep.total) > budget.lut * XC7Z020.lut and over, settings
     assert res.stopper in res.notes and "next step" in res.notes[res.stopper]
 
 
@@ -104,7 +109,7 @@ def test_measured_fold_stops_where_report_says(tmp_path, monkeypatch):
         rep = network_report(probe, progress=None, stages=[s for s in _stages(probe) if s[0] == "fc1"])
         assert _figures(rep.layers[1].resources) == _figures(res_stage)
         assert cycles == probe.layer_cycles(L)
-    _check_stop(cfg, res, budget)
+    _check_stop(tmp_path, cfg, res, budget)
 
 
 def _stages(cfg):
@@ -118,7 +123,7 @@ def test_search_survives_a_killed_worker_and_resumes_from_the_cache(tmp_path, mo
     same cache synthesizes nothing and chooses the same folding."""
     monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
     cfg = _tiny(tmp_path)
-    budget, _ = _budget_after_first_point(cfg, 12)
+    budget, _ = _budget_after_first_point(cfg, 3)    # a short search: the kill is what is tested here
     out, killed = {}, []
     with SynthesisPool(workers=2, progress=None) as pool:
         client = pool.dask_client()
@@ -140,7 +145,8 @@ def test_search_survives_a_killed_worker_and_resumes_from_the_cache(tmp_path, mo
     assert killed, "the search ended before a worker could be killed"
     res = out["res"]
     chosen = settings_of(cfg)
-    _check_stop(cfg, res, budget)
+    rep = network_report(cfg, progress=None, jobs=2)
+    assert _figures(rep.total) == _figures(res.report.total) and _luts(rep.total) <= budget.lut * XC7Z020.lut
     again = _tiny(tmp_path)
     with SynthesisPool(workers=1, progress=None) as pool:
         res2 = measured_fold(again, XC7Z020, pool, budget=budget, prune=100.0, lookahead=3, progress=None)
