@@ -208,7 +208,7 @@ class Composer:
 class MeasuredFold:
     """The outcome of :func:`measured_fold`: ``cfg`` set to the chosen folding, its composed
     ``report``, why the search stopped, the per-layer notes (:func:`stop_notes`), the
-    points measured, the layer whose next step did not fit and the settings tried for
+    points checked, the layer whose next step did not fit and the settings tried for
     that step, each with what it exceeds (``[(settings, [phrases])]``)."""
     cfg: object
     report: object
@@ -274,7 +274,9 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
                 s[name].update(alt)
         return s
 
+    checked = 0
     for i, p in enumerate(points):
+        checked = i + 1
         while submitted < min(len(points), i + lookahead):
             apply(cfg, settle(points[submitted]))
             comp.requests(cfg, priority=-submitted)
@@ -296,7 +298,11 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
             # the same step with the layer's other memory styles / pipelined, measured: the fewest LUTs that fits
             tried = [(settle(p), over)]
             fitting = []
-            for alt in _variants(tried[0][0], p.raised):
+            variants = _variants(tried[0][0], p.raised)
+            for alt in variants:                 # all submitted first: they run in parallel
+                apply(cfg, alt)
+                comp.requests(cfg, priority=-i)
+            for alt in variants:
                 apply(cfg, alt)
                 alt_rep = comp.report(cfg, priority=-i)
                 alt_over = budget.over(alt_rep.total, device)
@@ -337,7 +343,7 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
         if best[name] == alt:
             notes[name] += (f"; weight_memory = {alt['weight_memory']!r}, pipeline = {alt['pipeline']!r} "
                             "chosen among the measured alternatives (the cost model's choice did not fit)")
-    return MeasuredFold(cfg, best_rep, reason, notes, submitted, stopper, rejected)
+    return MeasuredFold(cfg, best_rep, reason, notes, checked, stopper, rejected)
 
 
 def stop_notes(cfg, bottleneck_cycles, stopper, reason, target_cycles=None, pipelined=()):
