@@ -233,3 +233,23 @@ def test_model_fold_writes_why_each_layer_stopped(tmp_path, capsys):
         c = cfg.layer_cycles(L)
         assert ("not the bottleneck" in line) == (c < worst and (L.simd, L.pe) != folding_steps(L)[-1]), line
     assert "90% LUT, 100% BRAM36" in text
+
+
+@pytest.mark.parametrize("extra, option", [(["--layer", "nope"], "--layer"), (["--lut", "101"], "--lut"),
+                                           (["--meet-clock"], "--meet-clock"), (["--workers", "0"], "--workers")])
+def test_explore_options_refused_in_one_line(tmp_path, capsys, extra, option):
+    out = tmp_path / "pareto"
+    rc = main(["explore", "--config", str(ROOT / "configs" / "lfc_small.toml"), *extra, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"qnnfab explore: {option}:" in err[0], err
+    assert not out.exists()
+
+
+def test_explore_refuses_a_folder_with_files(tmp_path, capsys):
+    out = tmp_path / "pareto"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    rc = main(["explore", "--config", str(ROOT / "configs" / "lfc_small.toml"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--out" in err[0], err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep"
