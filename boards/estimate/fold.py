@@ -32,7 +32,7 @@ from qnnfab.folding import layer_cycles, pe_choices, simd_choices
 from .cost import estimate, estimate_layer
 from .yosys import Resources
 
-__all__ = ["estimate_layer", "estimate", "auto_fold", "FoldResult", "assign_memory_styles"]
+__all__ = ["estimate_layer", "estimate", "auto_fold", "FoldResult", "assign_memory_styles", "folding_steps"]
 
 _STYLE_ORDER = ("auto", "block", "distributed")  # preference on a tie
 
@@ -67,7 +67,7 @@ def assign_memory_styles(cfg, bram_limit):
         bram -= freed
 
 
-def _steps(L):
+def folding_steps(L):
     """Valid (simd, pe) settings in increasing parallelism: SIMD first, then PE; then, for a
     convolution, every larger PE * SIMD that SIMD = m * channels reaches (the smaller SIMD
     of equal products: fewer line-buffer copies)."""
@@ -114,7 +114,7 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
     pos = {}
     for L in cfg.layers:
         pos[L.name] = 0
-        L.simd, L.pe = _steps(L)[0]
+        L.simd, L.pe = folding_steps(L)[0]
     # maxpool SIMD must match the PE feeding it only for efficiency; keep them free
 
     def fits(res):
@@ -135,7 +135,7 @@ def auto_fold(cfg, device, *, target_fps=None, f_clk=100e6, lut_budget=0.8, bram
         if target_cycles is not None and wc <= target_cycles:
             reason = f"target {target_fps:,.0f} frames/s reached"
             break
-        steps = _steps(worst)
+        steps = folding_steps(worst)
         if pos[worst.name] + 1 >= len(steps):
             reason = f"bottleneck {worst.name} is fully parallel"
             if target_cycles is not None:

@@ -35,8 +35,8 @@ from qnnfab.rtl.weight_loader import WeightLoader
 
 from .yosys import SYNTHESIZED, Resources, synth_xc7_how, synth_xc7_path
 
-__all__ = ["LayerReport", "NetworkReport", "network_report", "synthesis_stages", "format_report", "fit_verdict",
-           "plot_report", "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
+__all__ = ["LayerReport", "NetworkReport", "network_report", "compose_report", "synthesis_stages", "format_report",
+           "fit_verdict", "plot_report", "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
 
 
 @dataclass
@@ -137,6 +137,13 @@ def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True, sta
             progress(f"  [{done}/{len(items)}] synthesized {stage}: {res.lut} LUT, {res.ff} FF, "
                      f"{res.bram36:g} BRAM36, {res.dsp} DSP{logic} ({time.monotonic() - t0:.0f} s"
                      f"{'' if how == SYNTHESIZED else ', ' + how})")
+    return compose_report(cfg, results, f_clk)
+
+
+def compose_report(cfg, results, f_clk=100e6):
+    """The :class:`NetworkReport` of ``cfg`` from ``{layer: Resources}``, each layer's the sum
+    of the stages counted in it (:func:`synthesis_stages`; ``"weight_loader"`` for run-time
+    weights); the total is the sum of the layers."""
     layers = []
     total = Resources()
     for L in cfg.layers:

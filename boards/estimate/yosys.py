@@ -37,7 +37,8 @@ from qnnfab.cache import atomic_write_text, cache_dir, entry_lock, read_entry
 from qnnfab.errors import QnnfabError
 from qnnfab.rtl.loadable_memory import LUT_ROM_SUFFIX
 
-__all__ = ["Resources", "synth_xc7", "synth_xc7_how", "synth_xc7_path", "SYNTHESIZED", "CACHED", "WAITED", "count_cells", "parse_sta", "sta_path"]
+__all__ = ["Resources", "synth_xc7", "synth_xc7_how", "synth_xc7_path", "synth_xc7_cached", "synth_xc7_entries",
+           "store_entries", "SYNTHESIZED", "CACHED", "WAITED", "count_cells", "parse_sta", "sta_path"]
 
 SCRIPT = ("read_verilog -sv {src}; synth_xilinx -family xc7 -top {top} -flatten -noiopad; "
           "tee -q -o {stat} stat -json")
@@ -232,7 +233,41 @@ def synth_xc7_path(design, top="top", *, cache=True):
     return _from_cache(entry), list(entry.get("path", [])) if isinstance(entry.get("cells"), dict) else []
 
 
-def _synth_entry(design, top, cache, timing, outcomes):
+def synth_xc7_cached(design, top="top", *, timing=True):
+    """:func:`synth_xc7`'s result when the cache holds it, else None (Yosys is not run)."""
+    try:
+        return _from_cache(_synth_entry(design, top, True, timing, [], lookup=True))
+    except _NotCached:
+        return None
+
+
+def synth_xc7_entries(design, top="top", *, timing=True):
+    """:func:`synth_xc7_how` and the cache entries its result is made of, ``{file name: JSON
+    text}``: what a synthesis on another machine hands back (:func:`store_entries`)."""
+    outcomes, files = [], []
+    res = _from_cache(_synth_entry(design, top, True, timing, outcomes, files=files))
+    how = next((h for h in (SYNTHESIZED, WAITED) if h in outcomes), CACHED)
+    return res, how, {f.name: f.read_text() for f in files if f.exists()}
+
+
+def store_entries(entries):
+    """Write the cache entries of :func:`synth_xc7_entries` (made elsewhere) that this
+    machine's cache lacks (atomically; a valid entry is never replaced)."""
+    folder = cache_dir("yosys")
+    for name, text in entries.items():
+        if "/" in name or name.startswith("."):
+            raise ValueError(f"not a cache entry name: {name!r}")
+        _parse_entry(text)
+        path = folder / name
+        if not path.exists():
+            atomic_write_text(path, text)
+
+
+class _NotCached(Exception):
+    """A lookup (:func:`synth_xc7_cached`) met an entry the cache does not hold."""
+
+
+def _synth_entry(design, top, cache, timing, outcomes, lookup=False, files=None):
     if isinstance(design, str):
         text = design
     else:
@@ -240,8 +275,8 @@ def _synth_entry(design, top, cache, timing, outcomes):
     text = yosys_safe_names(drop_element_aliases(text))
     roms, rest = split_lut_roms(text)
     if sum(rom_bits(r) for r in roms.values()) > SPLIT_ROM_BITS:
-        return _split_entry(roms, rest, top, cache, timing, outcomes)
-    return _yosys_entry(text, top, cache, timing, outcomes=outcomes)
+        return _split_entry(roms, rest, top, cache, timing, outcomes, lookup, files)
+    return _yosys_entry(text, top, cache, timing, outcomes=outcomes, lookup=lookup, files=files)
 
 
 # Above this many constant bits in LUT ROMs, a design's ROMs are synthesized
@@ -293,19 +328,21 @@ def rom_stub(module_text, delay_ps):
     return "\n".join(lines + ["  specify", *arcs, "  endspecify", "endmodule", ""])
 
 
-def _split_entry(roms, rest, top, cache, timing, outcomes):
+def _split_entry(roms, rest, top, cache, timing, outcomes, lookup=False, files=None):
     """A design whose LUT ROMs are synthesized one at a time: each ROM alone,
     then the rest with the ROMs as blackboxes (timed by their own worst
     arrival, :func:`rom_stub`). Cells are summed; the delay is the worst."""
     cells, stubs, rom_timings = Counter(), [], []
     for name, body in roms.items():
-        part = _yosys_entry(body.replace(name, "lut_rom", 1), "lut_rom", cache, timing, outcomes=outcomes)
+        part = _yosys_entry(body.replace(name, "lut_rom", 1), "lut_rom", cache, timing, outcomes=outcomes,
+                            lookup=lookup, files=files)
         cells.update(_entry_cells(part))
         delay = part.get("logic_ps") if timing else None
         rom_timings.append((delay, part.get("path", [])))
         stubs.append(rom_stub(body, delay or 0))
     stub_text = "".join(stubs)
-    main = _yosys_entry(stub_text + rest, top, cache, timing, stubs=stub_text if timing else "", outcomes=outcomes)
+    main = _yosys_entry(stub_text + rest, top, cache, timing, stubs=stub_text if timing else "", outcomes=outcomes,
+                        lookup=lookup, files=files)
     rom_types = {name.lstrip("\\") for name in roms}
     cells.update({c: n for c, n in _entry_cells(main).items() if c.lstrip("\\") not in rom_types})
     if not timing:
@@ -318,10 +355,11 @@ def _split_entry(roms, rest, top, cache, timing, outcomes):
     return {"cells": dict(cells), "logic_ps": ps, "path": path}
 
 
-def _yosys_entry(text, top, cache, timing, stubs="", outcomes=None):
+def _yosys_entry(text, top, cache, timing, stubs="", outcomes=None, lookup=False, files=None):
     """The cache entry of synthesizing ``text`` (read, or made and stored); appends to
-    ``outcomes`` how it was had. One process at a time makes an entry: the others wait
-    on its lock (:func:`qnnfab.cache.entry_lock`) and read what it stored."""
+    ``outcomes`` how it was had (and to ``files`` the entry's path). One process at a time
+    makes an entry: the others wait on its lock (:func:`qnnfab.cache.entry_lock`) and read
+    what it stored. ``lookup``: raise :class:`_NotCached` instead of running Yosys."""
     outcomes = [] if outcomes is None else outcomes
     script = SCRIPT + (STA_SCRIPT if timing else "")
     extra = ("\0" + STA_BUFG) if timing else ""
@@ -333,10 +371,14 @@ def _yosys_entry(text, top, cache, timing, stubs="", outcomes=None):
     if not cache:
         outcomes.append(SYNTHESIZED)
         return _run_yosys(text, top, script, stubs, timing, None)
+    if files is not None:
+        files.append(cfile)
     entry = read_entry(cfile, _parse_entry)
     if entry is not None:
         outcomes.append(CACHED)
         return entry
+    if lookup:
+        raise _NotCached(cfile.name)
     with entry_lock(cfile) as waited:
         entry = read_entry(cfile, _parse_entry)
         if entry is not None:

@@ -1,0 +1,469 @@
+"""Folding chosen on measured figures: each stage's Yosys result, composed into the network's.
+
+``qnnfab report`` synthesizes every stage of the dataflow on its own
+(:func:`~qnnfab.boards.estimate.report.synthesis_stages`) and sums them per
+layer. A stage's Verilog depends only on its own layer's settings (a layer) or
+on the two layers it joins (a FIFO or width converter in front of a layer), so
+a design's measured figures are the composition of per-stage results, each
+synthesized once and cached by its Verilog (the cache ``report`` uses): the
+search measures a candidate folding by synthesizing only the stages it has not
+seen, and its totals are the ones ``report`` prints for the same config.
+
+The search (:func:`measured_fold`) walks the auto-folder's path
+(:func:`proposals`: FINN's rule of raising the bottleneck layer one step,
+SIMD first, then PE, then several kernel positions per word; weight memory
+styles by :func:`~qnnfab.boards.estimate.fold.assign_memory_styles`), the
+cost model proposing each next point and pruning those it puts beyond the
+budget by more than ``prune``. Each proposed point is measured (its new stages
+as Dask tasks, :class:`~qnnfab.boards.estimate.synth_pool.SynthesisPool`,
+several points ahead); the search stops at the first point whose measured
+figures exceed the :class:`Budget`, unless the raised layer fits with one of
+its other weight memory styles or pipelined (each measured; the fewest LUTs
+wins and stays while that layer keeps its SIMD and PE), and keeps the point
+before it. With a
+logic-delay target (a clock to meet), a layer whose stage is measured slower
+gets ``pipeline = "max"`` and is measured again.
+
+:func:`explore` measures the whole path and keeps its Pareto front (cycles
+per frame against LUT and BRAM).
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from qnnfab.errors import ConfigError
+from qnnfab.folding import layer_cycles
+from qnnfab.netconfig import COMPUTE, PIPELINE_MAX
+from qnnfab.plan import plan_of
+
+from .fold import assign_memory_styles, estimate, estimate_layer, folding_steps
+from .report import compose_report, synthesis_stages
+from .synth_pool import stage_verilog
+from .yosys import Resources
+
+__all__ = ["Budget", "Point", "Composer", "proposals", "measured_fold", "MeasuredFold", "explore", "pareto_front",
+           "layer_candidates", "prune_candidates", "layer_table", "apply", "settings_of", "stop_notes"]
+
+_SETTINGS = ("simd", "pe", "weight_memory", "pipeline")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a design may use, as fractions of the device: LUT (logic and LUT-RAM
+    together), BRAM36, DSP, FF; ``margin`` raises the measured figures by that fraction
+    before the check (headroom for place and route); ``logic_ps``, when given, bounds
+    every stage's logic delay (a clock to meet: ``1e6 / MHz``)."""
+    lut: float = 0.9
+    bram36: float = 1.0
+    dsp: float = 1.0
+    ff: float = 1.0
+    margin: float = 0.0
+    logic_ps: int | None = None
+
+    def limits(self, device):
+        """``{resource: (fraction, capacity)}``."""
+        return {"LUT": (self.lut, device.lut), "BRAM36": (self.bram36, device.bram36),
+                "DSP": (self.dsp, device.dsp), "FF": (self.ff, device.ff)}
+
+    def over(self, res, device):
+        """What ``res`` exceeds, one phrase each (empty when it fits)."""
+        used = {"LUT": res.lut + res.lutram, "BRAM36": res.bram36, "DSP": res.dsp, "FF": res.ff}
+        out = []
+        for name, (frac, cap) in self.limits(device).items():
+            u = used[name] * (1 + self.margin)
+            if u > frac * cap:
+                plus = f" (+{100 * self.margin:g}% margin)" if self.margin else ""
+                out.append(f"{name} {used[name]:,g}{plus} > {100 * frac:g}% of {cap:,}")
+        if self.logic_ps is not None and res.logic_ps is not None and res.logic_ps > self.logic_ps:
+            out.append(f"logic delay {res.logic_ps / 1000:.2f} ns > {self.logic_ps / 1000:.2f} ns")
+        return out
+
+    def describe(self, device):
+        parts = [f"{100 * frac:g}% {name}" for name, (frac, _) in self.limits(device).items()]
+        if self.margin:
+            parts.append(f"{100 * self.margin:g}% margin")
+        if self.logic_ps is not None:
+            parts.append(f"logic <= {self.logic_ps / 1000:.2f} ns")
+        return ", ".join(parts) + f" of {device.part}"
+
+
+def settings_of(cfg):
+    """``{layer: {simd, pe[, weight_memory, pipeline]}}`` of ``cfg``: what the search changes."""
+    return {L.name: {k: getattr(L, k) for k in _SETTINGS if L.type in COMPUTE or k == "simd" or k == "pe"}
+            for L in cfg.layers}
+
+
+def apply(cfg, settings):
+    """Set ``cfg``'s layers (in place) to ``settings`` (:func:`settings_of`)."""
+    for L in cfg.layers:
+        for k, v in settings[L.name].items():
+            setattr(L, k, v)
+
+
+@dataclass
+class Point:
+    """A folding on the search's path: ``settings`` (:func:`settings_of`), the layer raised
+    to reach it (None at the start), its bottleneck and the cost model's figures."""
+    settings: dict
+    raised: str | None
+    bottleneck: str
+    cycles: int
+    model: Resources
+
+
+def proposals(cfg, device, budget, *, target_cycles=None, prune=0.15):
+    """The auto-folder's path from the fully folded design, each point a :class:`Point`;
+    ``(points, end)``. The path ends when the target is met, when the bottleneck is fully
+    parallel, or after the first point the cost model puts beyond ``budget`` by more than
+    ``prune`` (``end`` says which; that last point is kept: measurement may still fit it).
+    ``cfg`` is left at the fully folded start."""
+    bram_limit = budget.bram36 * device.bram36
+    pos = {}
+    for L in cfg.layers:
+        pos[L.name] = 0
+        L.simd, L.pe = folding_steps(L)[0]
+    points, raised = [], None
+    model_budget = dataclasses.replace(budget, lut=budget.lut * (1 + prune), bram36=budget.bram36 * (1 + prune),
+                                       dsp=budget.dsp * (1 + prune), ff=budget.ff * (1 + prune), margin=0.0,
+                                       logic_ps=None)
+    while True:
+        assign_memory_styles(cfg, bram_limit)
+        model = estimate(cfg)
+        cycles = [(L, layer_cycles(L)) for L in cfg.layers]
+        worst, wc = max(cycles, key=lambda t: t[1])
+        points.append(Point(settings_of(cfg), raised, worst.name, wc, model))
+        if target_cycles is not None and wc <= target_cycles:
+            end = "target reached"
+            break
+        if model_budget.over(model, device):
+            end = (f"the cost model puts the path's last point more than {100 * prune:g}% beyond the budget "
+                   f"({', '.join(model_budget.over(model, device))}): no point after it is measured")
+            break
+        steps = folding_steps(worst)
+        if pos[worst.name] + 1 >= len(steps):
+            end = f"bottleneck {worst.name} is fully parallel"
+            break
+        pos[worst.name] += 1
+        worst.simd, worst.pe = steps[pos[worst.name]]
+        raised = worst.name
+    apply(cfg, points[0].settings)
+    return points, end
+
+
+def _layer_key(L):
+    """A layer's config fields (not its weights, fixed during a search): equal keys, equal stage."""
+    return tuple((f.name, repr(getattr(L, f.name))) for f in dataclasses.fields(L)
+                 if "config" in f.metadata)
+
+
+class Composer:
+    """A config's measured figures from its stages' (:func:`synthesis_stages`), each stage
+    converted to Verilog once per search and synthesized once through ``pool``
+    (a :class:`~qnnfab.boards.estimate.synth_pool.SynthesisPool`)."""
+
+    def __init__(self, pool, f_clk=100e6):
+        self.pool = pool
+        self.f_clk = f_clk
+        self._texts = {}
+
+    def _key(self, cfg, plan_stages, stage):
+        s = plan_stages.get(stage)
+        net = (cfg.name, cfg.weights_ref, cfg.seed, cfg.weights_mode)   # the weights, names in the Verilog
+        if s is None:      # the weight loader: the memories of every layer
+            return (stage, net, tuple(_layer_key(L) for L in cfg.layers))
+        if s.kind in ("fifo", "width"):
+            return (stage, net, s.kind, repr(s.i), repr(s.o), s.fifo_depth)
+        return (stage, net, _layer_key(s.layer))
+
+    def requests(self, cfg, priority=0, only=None):
+        """``[(stage, layer it counts in, pool handle)]`` of every stage of ``cfg`` (or of the
+        stages named in ``only``), submitted."""
+        plan_stages = {s.name: s for s in plan_of(cfg).stages}
+        out = []
+        for stage, (layer, comp) in synthesis_stages(cfg):
+            if only is not None and stage not in only:
+                comp._MustUse__silence = True
+                continue
+            key = self._key(cfg, plan_stages, stage)
+            if key not in self._texts:
+                top = stage.replace("-", "_")
+                self._texts[key] = (top, stage_verilog(comp, top))
+            else:
+                comp._MustUse__silence = True   # built by synthesis_stages, its Verilog known: no warning
+            top, text = self._texts[key]
+            out.append((stage, layer, self.pool.request(text, top, priority)))
+        return out
+
+    def report(self, cfg, priority=0):
+        """The :class:`~qnnfab.boards.estimate.report.NetworkReport` of ``cfg`` composed from
+        its stages' results (waits for their syntheses)."""
+        results = {}
+        for _, layer, req in self.requests(cfg, priority):
+            results[layer] = results.get(layer, Resources()) + self.pool.result(req)
+        return compose_report(cfg, results, self.f_clk)
+
+
+@dataclass
+class MeasuredFold:
+    """The outcome of :func:`measured_fold`: ``cfg`` set to the chosen folding, its composed
+    ``report``, why the search stopped, the per-layer notes (:func:`stop_notes`), the
+    points checked, the layer whose next step did not fit and the settings tried for
+    that step, each with what it exceeds (``[(settings, [phrases])]``)."""
+    cfg: object
+    report: object
+    reason: str
+    notes: dict
+    measured: int
+    stopper: str | None = None
+    rejected: list = dataclasses.field(default_factory=list)
+
+
+def _variants(settings, layer):
+    """``settings`` with ``layer``'s other weight memory styles, and at pipeline = "max"."""
+    own = settings[layer]
+    if "weight_memory" not in own:
+        return []
+    out = []
+    for style in ("auto", "block", "distributed"):
+        for pipe in dict.fromkeys((own["pipeline"], PIPELINE_MAX)):
+            if (style, pipe) != (own["weight_memory"], own["pipeline"]):
+                s = {k: dict(v) for k, v in settings.items()}
+                s[layer].update(weight_memory=style, pipeline=pipe)
+                out.append(s)
+    return out
+
+
+def _over_timing(rep, budget):
+    """Compute layers whose logic delay exceeds the budget's."""
+    if budget.logic_ps is None:
+        return []
+    return [L.name for L in rep.layers if L.type in COMPUTE and L.resources.logic_ps is not None
+            and L.resources.logic_ps > budget.logic_ps]
+
+
+def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=100e6, prune=0.15,
+                  lookahead=None, progress=print, fps_name=("measured_fold", "target_fps")):
+    """Choose every layer's folding of ``cfg`` (in place) on measured figures; a :class:`MeasuredFold`.
+
+    ``target_fps=None``: the fastest design whose measured figures fit ``budget``; else the
+    first point of the path reaching ``target_fps`` (ConfigError if it does not fit).
+    ``lookahead`` points (default twice the pool's workers) are submitted ahead of the one
+    being checked."""
+    fps_where, fps_field = fps_name
+    if target_fps is not None and not (target_fps > 0 and math.isfinite(target_fps)):
+        raise ConfigError(fps_where, fps_field, f"must be a positive number, not {target_fps:g}",
+                          "e.g. 3000 frames/s, or no target for the fastest design that fits")
+    target_cycles = None if target_fps is None else f_clk / target_fps
+    points, end = proposals(cfg, device, budget, target_cycles=target_cycles, prune=prune)
+    if progress:
+        progress(f"{len(points)} foldings proposed by the cost model ({end}); measuring them in order")
+    comp = Composer(pool, f_clk)
+    lookahead = lookahead or 2 * pool.workers
+    pipelined = set()      # layers the logic-delay target moved to pipeline = "max"
+    pinned = {}            # layer: its measured alternative {simd, pe, weight_memory, pipeline}, kept while
+    submitted = 0          # the path leaves its SIMD and PE as they are
+    best, best_rep, reason, stopper, rejected = None, None, end, None, []
+
+    def settle(p):
+        s = {k: dict(v) for k, v in p.settings.items()}
+        for name in pipelined:
+            s[name]["pipeline"] = PIPELINE_MAX
+        for name, alt in pinned.items():
+            if (s[name]["simd"], s[name]["pe"]) == (alt["simd"], alt["pe"]):
+                s[name].update(alt)
+        return s
+
+    checked = 0
+    for i, p in enumerate(points):
+        checked = i + 1
+        while submitted < min(len(points), i + lookahead):
+            apply(cfg, settle(points[submitted]))
+            comp.requests(cfg, priority=-submitted)
+            submitted += 1
+        apply(cfg, settle(p))
+        rep = comp.report(cfg, priority=-i)
+        slow = [n for n in _over_timing(rep, budget) if n not in pipelined]
+        if slow:
+            pipelined.update(slow)
+            apply(cfg, settle(p))
+            rep = comp.report(cfg, priority=-i)
+        over = budget.over(rep.total, device)
+        if progress:
+            r = rep.total
+            progress(f"point {i + 1}/{len(points)}: {rep.bottleneck_cycles:,} cycles/frame, "
+                     f"{r.lut + r.lutram:,} LUT, {r.bram36:g} BRAM36, {r.dsp} DSP, {r.ff:,} FF measured"
+                     f"{'  <- over: ' + '; '.join(over) if over else ''}")
+        if over and best is not None:
+            # the same step with the layer's other memory styles / pipelined, measured: the fewest LUTs that fits
+            tried = [(settle(p), over)]
+            fitting = []
+            variants = _variants(tried[0][0], p.raised)
+            for alt in variants:                 # all submitted first: they run in parallel
+                apply(cfg, alt)
+                comp.requests(cfg, priority=-i)
+            for alt in variants:
+                apply(cfg, alt)
+                alt_rep = comp.report(cfg, priority=-i)
+                alt_over = budget.over(alt_rep.total, device)
+                tried.append((alt, alt_over))
+                if not alt_over:
+                    fitting.append((alt_rep.total.lut + alt_rep.total.lutram, alt, alt_rep))
+            if fitting:
+                luts, alt, rep = min(fitting, key=lambda f: f[0])
+                pinned[p.raised] = dict(alt[p.raised])
+                if progress:
+                    a = alt[p.raised]
+                    progress(f"  {p.raised} fits as weight_memory = {a['weight_memory']!r}, pipeline = "
+                             f"{a['pipeline']!r}: {luts:,} LUT")
+                best, best_rep = alt, rep
+                continue
+        if over:
+            if best is None:
+                raise ConfigError(f"network '{cfg.name}'", "resources", "does not fit even fully folded "
+                                  f"(PE = SIMD = 1): measured {'; '.join(over)}",
+                                  "use a smaller network, a larger device or a larger budget")
+            stopper, rejected = p.raised, tried
+            s = p.settings[p.raised]
+            reason = (f"the next step of bottleneck {p.raised} (SIMD {s['simd']}, PE {s['pe']}) measures "
+                      f"{'; '.join(over)}" + (", and with each other weight memory style and pipeline too"
+                                              if len(tried) > 1 else ""))
+            break
+        best, best_rep = settle(p), rep
+    pool.cancel_pending()
+    apply(cfg, best)
+    if target_cycles is not None and (stopper is not None or best_rep.bottleneck_cycles > target_cycles):
+        wc = best_rep.bottleneck_cycles
+        raise ConfigError(f"network '{cfg.name}'", fps_field,
+                          f"{target_fps:,.0f} frames/s is out of reach: {reason}; best measured to fit is "
+                          f"{f_clk / wc:,.0f} frames/s ({wc:,} cycles/frame)",
+                          "lower the target, raise the budget, or fold for the fastest design that fits")
+    notes = stop_notes(cfg, best_rep.bottleneck_cycles, stopper, reason, target_cycles, pipelined)
+    for name, alt in pinned.items():
+        if best[name] == alt:
+            notes[name] += (f"; weight_memory = {alt['weight_memory']!r}, pipeline = {alt['pipeline']!r} "
+                            "chosen among the measured alternatives (the cost model's choice did not fit)")
+    return MeasuredFold(cfg, best_rep, reason, notes, checked, stopper, rejected)
+
+
+def stop_notes(cfg, bottleneck_cycles, stopper, reason, target_cycles=None, pipelined=()):
+    """``{layer: why its folding stopped where it is}``, one line each: ``stopper`` is the
+    layer whose next step did not fit (``reason``), None when the search ended otherwise."""
+    notes = {}
+    for L in cfg.layers:
+        c = layer_cycles(L)
+        steps = folding_steps(L)
+        at_top = (L.simd, L.pe) == steps[-1]
+        if L.name == stopper:
+            why = f"bottleneck; {reason}"
+        elif target_cycles is not None and c <= target_cycles:
+            why = f"{c:,} cycles/frame meets the target ({target_cycles:,.0f})"
+        elif at_top:
+            why = "fully parallel"
+        elif c < bottleneck_cycles:
+            why = (f"not the bottleneck ({c:,} < {bottleneck_cycles:,} cycles/frame): more parallelism "
+                   "would not raise frames/s")
+        else:
+            why = f"a bottleneck ({c:,} cycles/frame); {reason}"
+        if L.name in pipelined:
+            why += "; pipeline = \"max\" to meet the logic-delay target"
+        notes[L.name] = why
+    return notes
+
+
+def pareto_front(rows):
+    """The rows (each with ``cycles``, ``lut`` and ``bram36``) no other row beats: at most its
+    cycles, LUT and BRAM and better in one. In increasing cycles."""
+    front = []
+    for a in rows:
+        ka = (a["cycles"], a["lut"], a["bram36"])
+        if not any(all(x <= y for x, y in zip(kb, ka)) and kb != ka
+                   for kb in ((b["cycles"], b["lut"], b["bram36"]) for b in rows)):
+            if ka not in [(f["cycles"], f["lut"], f["bram36"]) for f in front]:
+                front.append(a)
+    return sorted(front, key=lambda r: (r["cycles"], r["lut"]))
+
+
+def explore(cfg, device, pool, *, budget=Budget(lut=1.0), f_clk=100e6, prune=0.15, progress=print):
+    """Measure the auto-folder's whole path within ``budget`` (the cost model pruning beyond
+    it); ``(rows, front)``: one row per measured point (``settings``, ``cycles``, ``lut``
+    (logic and LUT-RAM), ``bram36``, ``dsp``, ``ff``, ``fits``, ``report``) and their
+    :func:`pareto_front` among the points that fit."""
+    points, end = proposals(cfg, device, budget, prune=prune)
+    if progress:
+        progress(f"{len(points)} foldings proposed by the cost model ({end}); measuring all of them")
+    comp = Composer(pool, f_clk)
+    for i, p in enumerate(points):
+        apply(cfg, p.settings)
+        comp.requests(cfg, priority=-i)
+    rows = []
+    for i, p in enumerate(points):
+        apply(cfg, p.settings)
+        rep = comp.report(cfg, priority=-i)
+        r = rep.total
+        rows.append({"settings": p.settings, "cycles": rep.bottleneck_cycles, "lut": r.lut + r.lutram,
+                     "bram36": r.bram36, "dsp": r.dsp, "ff": r.ff, "logic_ps": r.logic_ps,
+                     "fits": not budget.over(r, device), "report": rep})
+        if progress:
+            progress(f"point {i + 1}/{len(points)}: {rep.bottleneck_cycles:,} cycles/frame, "
+                     f"{r.lut + r.lutram:,} LUT, {r.bram36:g} BRAM36 ({pool.status()})")
+    apply(cfg, points[0].settings)
+    return rows, pareto_front([r for r in rows if r["fits"]])
+
+
+def layer_candidates(cfg, layer, *, styles=("auto", "block", "distributed"), pipelines=(0, PIPELINE_MAX)):
+    """Every folding of ``layer`` (a name) the search may give it: its steps (SIMD, PE,
+    then several kernel positions per word), each weight memory style and pipeline of an
+    fc/conv layer; ``[{simd, pe[, weight_memory, pipeline]}]``."""
+    L = next(x for x in cfg.layers if x.name == layer)
+    out = []
+    for simd, pe in folding_steps(L):
+        if L.type not in COMPUTE:
+            out.append({"simd": simd, "pe": pe})
+            continue
+        for st in styles:
+            for pp in pipelines:
+                out.append({"simd": simd, "pe": pe, "weight_memory": st, "pipeline": pp})
+    return out
+
+
+def prune_candidates(cfg, layer, candidates, device, budget):
+    """The candidates (:func:`layer_candidates`) whose layer the cost model puts within
+    ``budget`` of ``device`` on its own (the others cannot be part of a design that fits)."""
+    L = next(x for x in cfg.layers if x.name == layer)
+    before = {k: getattr(L, k) for k in _SETTINGS if hasattr(L, k)}
+    keep = []
+    try:
+        for cand in candidates:
+            for k, v in cand.items():
+                setattr(L, k, v)
+            if not budget.over(estimate_layer(L, cfg.weights_mode == "runtime"), device):
+                keep.append(cand)
+    finally:
+        for k, v in before.items():
+            setattr(L, k, v)
+    return keep
+
+
+def layer_table(cfg, layer, candidates, pool, f_clk=100e6):
+    """The measured table of ``layer``: for each candidate setting (:func:`layer_candidates`),
+    ``(setting, cycles, Resources of the layer's own stage)``, the others layers as in ``cfg``
+    (their stages are not synthesized). ``cfg`` is left as it was."""
+    comp = Composer(pool, f_clk)
+    before = settings_of(cfg)
+    rows, reqs = [], []
+    try:
+        for k, cand in enumerate(candidates):
+            s = {n: dict(v) for n, v in before.items()}
+            s[layer].update(cand)
+            apply(cfg, s)
+            own = [req for _, _, req in comp.requests(cfg, priority=-k, only={layer})]
+            reqs.append((cand, layer_cycles(next(L for L in cfg.layers if L.name == layer)), own))
+        for cand, cycles, own in reqs:
+            total = Resources()
+            for req in own:
+                total = total + pool.result(req)
+            rows.append((cand, cycles, total))
+    finally:
+        apply(cfg, before)
+    return rows

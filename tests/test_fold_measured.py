@@ -1,0 +1,255 @@
+"""The measured folding search (qnnfab.boards.estimate.measured) on Dask (synth_pool), and its options.
+
+The expected figures come from ``qnnfab report``'s own path (network_report: the
+stage components synthesized in threads through the Yosys cache), not from the
+search's composition; the budgets are set from the fully folded design's report so
+the tests hold whatever the RTL's LUT counts are.
+"""
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from qnnfab import netconfig
+from qnnfab.boards.estimate.fold import assign_memory_styles, folding_steps
+from qnnfab.boards.estimate.measured import (Budget, Composer, apply, measured_fold, pareto_front, proposals,
+                                             settings_of)
+from qnnfab.boards.estimate.report import network_report
+from qnnfab.boards.estimate.synth_pool import SynthesisPool
+from qnnfab.boards.targets import XC7Z020
+from qnnfab.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY = """[network]
+name = "tiny"
+input_shape = [16]
+input_kind = "bipolar"
+weights = "random"
+seed = 3
+
+[[layer]]
+name = "fc0"
+type = "fc"
+out = 8
+act = "bipolar"
+
+[[layer]]
+name = "fc1"
+type = "fc"
+out = 4
+act = "acc"
+"""
+
+
+def _tiny(tmp_path):
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY)
+    return netconfig.load(p)
+
+
+def _luts(res):
+    return res.lut + res.lutram
+
+
+def _figures(res):
+    return (res.lut, res.lutram, res.ff, res.bram36, res.dsp, res.logic_ps)
+
+
+def _budget_after_first_point(cfg, extra):
+    """A LUT budget ``extra`` LUTs above the fully folded design's report (the path's first point)."""
+    points, _ = proposals(cfg, XC7Z020, Budget(), prune=100.0)
+    apply(cfg, points[0].settings)
+    first = network_report(cfg, progress=None, jobs=2)
+    return Budget(lut=(_luts(first.total) + extra) / XC7Z020.lut), first
+
+
+def _check_stop(tmp_path, cfg, res, budget):
+    """The chosen folding fits by ``report``; every setting the search rejected for the
+    bottleneck's next step (SIMD/PE one step up, each memory style and pipeline) does not."""
+    chosen = network_report(cfg, progress=None, jobs=2)
+    assert _figures(chosen.total) == _figures(res.report.total)     # composition == report, every figure
+    assert _luts(chosen.total) <= budget.lut * XC7Z020.lut
+    assert res.stopper is not None, res.reason
+    L = next(x for x in cfg.layers if x.name == res.stopper)
+    steps = folding_steps(L)
+    nxt = steps[steps.index((L.simd, L.pe)) + 1]
+    assert {(s[L.name]["simd"], s[L.name]["pe"]) for s, _ in res.rejected} == {nxt}
+    assert {(s[L.name]["weight_memory"], s[L.name]["pipeline"]) for s, _ in res.rejected} == \
+        {(st, p) for st in ("auto", "block", "distributed") for p in (0, "max")}
+    for settings, over in res.rejected:
+        probe = _tiny(tmp_path)
+        apply(probe, settings)
+        rep = network_report(probe, progress=None, jobs=2)
+        assert _luts(rep.total) > budget.lut * XC7Z020.lut and over, settings
+    assert res.stopper in res.notes and "next step" in res.notes[res.stopper]
+
+
+def test_measured_fold_stops_where_report_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    cfg = _tiny(tmp_path)
+    budget, first = _budget_after_first_point(cfg, 12)
+    with SynthesisPool(workers=2, progress=None) as pool:
+        res = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None)
+        chosen = settings_of(cfg)
+        assert res.report.bottleneck_cycles < first.bottleneck_cycles   # it did raise something
+        # a layer table: the layer's own stage at two settings, the others untouched
+        from qnnfab.boards.estimate.measured import layer_candidates, layer_table
+        cands = layer_candidates(cfg, "fc1", styles=("auto",), pipelines=(0,))[:2]
+        table = layer_table(cfg, "fc1", cands, pool)
+        assert settings_of(cfg) == chosen
+    for cand, cycles, res_stage in table:
+        probe = _tiny(tmp_path)
+        apply(probe, chosen)
+        L = probe.layers[1]
+        L.simd, L.pe, L.weight_memory, L.pipeline = cand["simd"], cand["pe"], "auto", 0
+        rep = network_report(probe, progress=None, stages=[s for s in _stages(probe) if s[0] == "fc1"])
+        assert _figures(rep.layers[1].resources) == _figures(res_stage)
+        assert cycles == probe.layer_cycles(L)
+    _check_stop(tmp_path, cfg, res, budget)
+
+
+def _stages(cfg):
+    from qnnfab.boards.estimate.report import synthesis_stages
+    return synthesis_stages(cfg)
+
+
+def test_search_survives_a_killed_worker_and_resumes_from_the_cache(tmp_path, monkeypatch):
+    """A real local cluster of two worker processes; one is killed (SIGKILL) while it runs a
+    synthesis: Dask runs the task again, the search completes, and a second search over the
+    same cache synthesizes nothing and chooses the same folding."""
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    cfg = _tiny(tmp_path)
+    budget, _ = _budget_after_first_point(cfg, 3)    # a short search: the kill is what is tested here
+    out, killed = {}, []
+    with SynthesisPool(workers=2, progress=None) as pool:
+        client = pool.dask_client()
+        pids = client.run(os.getpid)
+
+        def search():
+            out["res"] = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=3, progress=None)
+
+        t = threading.Thread(target=search)
+        t.start()
+        while t.is_alive() and not killed:
+            busy = [w for w, keys in client.processing().items() if any("yosys-" in str(k) for k in keys)]
+            if busy:
+                os.kill(pids[busy[0]], signal.SIGKILL)
+                killed.append(busy[0])
+            else:
+                t.join(0.05)
+        t.join()
+    assert killed, "the search ended before a worker could be killed"
+    res = out["res"]
+    chosen = settings_of(cfg)
+    rep = network_report(cfg, progress=None, jobs=2)
+    assert _figures(rep.total) == _figures(res.report.total) and _luts(rep.total) <= budget.lut * XC7Z020.lut
+    again = _tiny(tmp_path)
+    with SynthesisPool(workers=1, progress=None) as pool:
+        res2 = measured_fold(again, XC7Z020, pool, budget=budget, prune=100.0, lookahead=3, progress=None)
+        # every point it checks was measured before (points ahead it may submit, then cancel)
+        assert pool.synthesized == 0 and pool.cached > 0
+    assert settings_of(again) == chosen
+    assert _figures(res2.report.total) == _figures(res.report.total)
+
+
+def test_composer_reuses_one_text_per_stage(tmp_path, monkeypatch):
+    """Two configs that differ only in fc1 share fc0's result; no Yosys runs when cached."""
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    cfg = _tiny(tmp_path)
+    network_report(cfg, progress=None, jobs=2)
+    with SynthesisPool(workers=1, progress=None) as pool:
+        rep = Composer(pool).report(cfg)
+        assert pool.synthesized == 0 and pool._cluster is None
+    assert [_figures(L.resources) for L in rep.layers] == \
+        [_figures(L.resources) for L in network_report(cfg, progress=None).layers]
+
+
+def test_entries_made_elsewhere_land_in_this_cache(tmp_path, monkeypatch):
+    """What a remote worker hands back (synth_xc7_entries) makes the result a cache hit here."""
+    from qnnfab.boards.estimate.yosys import store_entries, synth_xc7, synth_xc7_cached, synth_xc7_entries
+    text = ("module top(input clk, input [3:0] a, input [3:0] b, output reg [3:0] y);\n"
+            "  always @(posedge clk) y <= a + b;\nendmodule\n")
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "worker"))
+    res, how, entries = synth_xc7_entries(text, "top")
+    assert how == "synthesized" and len(entries) == 1 and res.ff == 4
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "here"))
+    assert synth_xc7_cached(text, "top") is None
+    store_entries(entries)
+    assert synth_xc7_cached(text, "top") == res == synth_xc7(text, "top")
+    with pytest.raises(ValueError):
+        store_entries({"../x.json": next(iter(entries.values()))})
+    with pytest.raises(ValueError):
+        store_entries({"top-0.json": "[1, 2]"})   # not a cell count table
+
+
+def test_pareto_front_from_first_principles():
+    rows = [{"cycles": 100, "lut": 10, "bram36": 1}, {"cycles": 50, "lut": 20, "bram36": 1},
+            {"cycles": 50, "lut": 25, "bram36": 1},      # beaten by the one before
+            {"cycles": 50, "lut": 25, "bram36": 0},      # less BRAM: kept
+            {"cycles": 100, "lut": 10, "bram36": 1},     # a duplicate: once
+            {"cycles": 25, "lut": 40, "bram36": 2}, {"cycles": 30, "lut": 45, "bram36": 2}]
+    front = pareto_front(rows)
+    assert [(r["cycles"], r["lut"], r["bram36"]) for r in front] == [(25, 40, 2), (50, 20, 1), (50, 25, 0),
+                                                                   (100, 10, 1)]
+
+
+def test_budget_names_what_is_over():
+    from qnnfab.boards.estimate.yosys import Resources
+    b = Budget(lut=0.5, bram36=0.5, dsp=1.0, ff=1.0, margin=0.1, logic_ps=5000)
+    fits = Resources(lut=20_000, lutram=4_000, bram36=63, ff=1000, logic_ps=5000)   # 24,000 * 1.1 <= 26,600
+    assert b.over(fits, XC7Z020) == []
+    over = b.over(Resources(lut=24_000, lutram=500, bram36=64, dsp=221, ff=1000, logic_ps=5001), XC7Z020)
+    assert [o.split()[0] for o in over] == ["LUT", "BRAM36", "DSP", "logic"]
+
+
+@pytest.mark.parametrize("extra, option", [
+    (["--ff", "50"], "--ff"), (["--margin", "5"], "--margin"), (["--meet-clock"], "--meet-clock"),
+    (["--workers", "2"], "--workers"), (["--measured", "--lut", "150"], "--lut"),
+    (["--measured", "--lut", "0"], "--lut"), (["--measured", "--workers", "0"], "--workers"),
+    (["--measured", "--scheduler", "host:8786"], "--scheduler"),
+    (["--measured", "--scheduler", "tcp://h:1", "--workers", "2"], "--workers"),
+    (["--measured", "--margin", "-1"], "--margin")])
+def test_fold_search_options_refused_in_one_line(tmp_path, capsys, extra, option):
+    out = tmp_path / "x.toml"
+    rc = main(["fold", "--config", str(ROOT / "configs" / "lfc_small.toml"), "--fastest", *extra, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"qnnfab fold: {option}:" in err[0], err
+    assert not out.exists()
+
+
+def test_model_fold_writes_why_each_layer_stopped(tmp_path, capsys):
+    out = tmp_path / "x.toml"
+    assert main(["fold", "--config", str(ROOT / "configs" / "cnv_w1a1.toml"), "--fastest", "--lut", "90",
+                 "--bram", "100", "--out", str(out)]) == 0
+    text = out.read_text()
+    cfg = netconfig.load(out)
+    worst = max(cfg.layer_cycles(L) for L in cfg.layers)
+    for L in cfg.layers:
+        line = next(x for x in text.splitlines() if x.startswith(f"#   {L.name}: "))
+        c = cfg.layer_cycles(L)
+        assert ("not the bottleneck" in line) == (c < worst and (L.simd, L.pe) != folding_steps(L)[-1]), line
+    assert "90% LUT, 100% BRAM36" in text
+
+
+@pytest.mark.parametrize("extra, option", [(["--layer", "nope"], "--layer"), (["--lut", "101"], "--lut"),
+                                           (["--meet-clock"], "--meet-clock"), (["--workers", "0"], "--workers")])
+def test_explore_options_refused_in_one_line(tmp_path, capsys, extra, option):
+    out = tmp_path / "pareto"
+    rc = main(["explore", "--config", str(ROOT / "configs" / "lfc_small.toml"), *extra, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and f"qnnfab explore: {option}:" in err[0], err
+    assert not out.exists()
+
+
+def test_explore_refuses_a_folder_with_files(tmp_path, capsys):
+    out = tmp_path / "pareto"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    rc = main(["explore", "--config", str(ROOT / "configs" / "lfc_small.toml"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--out" in err[0], err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep"
