@@ -192,6 +192,32 @@ def share_modules(text):
     return _INSTANCE.sub(instance, "".join(out))
 
 
+def build_key(*parts):
+    """The cache key of a build: a hash of ``parts`` (strings, or anything with a stable ``repr``)."""
+    h = hashlib.sha256()
+    for part in (*parts, "qnnfab-build-v3"):
+        h.update((part if isinstance(part, str) else repr(part)).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:20]
+
+
+@dataclass
+class Build:
+    """A built simulation model: the cache entry ``directory``."""
+    simulator: str
+    toplevel: str
+    directory: Path
+    key: str
+    cached: bool        # True when an earlier build was reused
+    seconds: float      # time spent building (0 when cached)
+    executable: Path | None = None   # the model's program (Verilator), None for Icarus
+
+    @property
+    def verilog_path(self):
+        return self.directory / f"{self.toplevel}.v"
+
+
+
 # ---------------------------------------------------------------------------
 # one atomic cache entry
 
@@ -409,9 +435,13 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
 
 
 # the compiled engine's own Verilator options: a plain C++ main (no cocotb, no
-# timing constructs), and X values resolved once at build time
+# timing constructs), X values resolved once at build time, and no V3MergeCond
+# pass: it merges neighbouring conditionals of one function in time that grows
+# faster than linearly with them, and the pipelined datapaths of the fast
+# designs hold tens of thousands of `if (enable)` registers (lfc_w1a1_fast fc1
+# alone: 355 of its 371 s front end; see README, "Simulation build times").
 COMPILED_VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast", "--x-initial", "fast",
-                           "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
+                           "-fno-merge-cond", "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
 
 
 def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
