@@ -18,7 +18,8 @@ from qnnfab.netconfig import MEMORY_STYLES, PIPELINE_MAX
 from qnnfab.plan import layer_memories
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 
-from .dot_product import dot_product, range_shape, tree_depth
+from .dot_product import range_shape, tree_depth
+from .dot_product_unit import SHARED_SUFFIX, DotProductUnit
 from .loadable_memory import bus_size, load_bus, weight_memory
 from .lanes import lanes
 from .threshold import check_thresholds, prepare_thresholds, threshold_search, wrap_increment
@@ -274,7 +275,6 @@ class MVTU(wiring.Component):
 
         xdata = read_register(rd.data, "xdata_q") if self.read_register else rd.data
         dots = []
-        lat = 0
         load = self.load if self.runtime else None
         for p in range(PE):
             wdata = weight_memory(m, f"wmem{p}", shape=unsigned(self.simd * self.weight_bits), depth=NF * SF,
@@ -282,13 +282,13 @@ class MVTU(wiring.Component):
                                   load=load, group=self.memory_groups[0], index=0, lane=p, port_name="wrd",
                                   style=self.weight_memory, read_register=self.read_register,
                                   register_name=f"wdata{p}_q")
-            v, lo, hi, lat = dot_product(m, wdata, xdata, simd=self.simd, w_kind=self.weight_dkind,
-                                         x_kind=self.act_dkind, stages=self.pipeline, enable=advance,
-                                         name=f"pe{p}")
-            assert lat == self.pipeline
-            dots.append(v)
+            unit = DotProductUnit(simd=self.simd, w_kind=self.weight_dkind, x_kind=self.act_dkind,
+                                  stages=self.pipeline)
+            m.submodules[f"pe{p}{SHARED_SUFFIX}"] = unit
+            m.d.comb += [unit.w.eq(wdata), unit.x.eq(xdata), unit.enable.eq(advance)]
+            dots.append(unit.dot)
         valid, first, last, fold = v1, first1, last1, nf1
-        for s in range(int(self.read_register) + lat):
+        for s in range(int(self.read_register) + self.pipeline):
             nv, nfi, nla, nfo = Signal(name=f"v_p{s}"), Signal(name=f"first_p{s}"), Signal(name=f"last_p{s}"), \
                 Signal(range(NF), name=f"nf_p{s}")
             with m.If(advance):

@@ -26,6 +26,7 @@ verilator and the make step (:func:`verilator_steps`).
 import glob
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,10 +40,11 @@ from amaranth.back import verilog
 
 from qnnfab.cache import cache_dir, entry_lock
 from qnnfab.errors import QnnfabError
+from qnnfab.rtl.dot_product_unit import SHARED_SUFFIX
 
 from .toolchain import ToolError, icarus_version, setup_verilator, simulator_name, verilator_version
 
-__all__ = ["to_verilog", "cache_dir", "Build", "build", "build_compiled", "build_key", "cached_build",
+__all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
            "COCOTB_OPT_FAST", "COMPILED_OPT_FAST"]
 
@@ -98,8 +100,96 @@ def make_variables(opt_fast):
 
 
 def to_verilog(component, name):
-    """Convert an Amaranth component to Verilog text with module ``name``."""
-    return verilog.convert(component, name=name, emit_src=False)
+    """Convert an Amaranth component to Verilog text with module ``name``, every shared
+    submodule written once (:func:`share_modules`). The one Verilog writer of the project:
+    simulation, synthesis and the emitted folders all read its text."""
+    return share_modules(verilog.convert(component, name=name, emit_src=False))
+
+
+_MODULE = re.compile(r"^(?:\(\* [^\n]*\*\)\n)*module (\\?\S+) ?\(.*?^endmodule\n", re.M | re.S)
+# names numbered across the whole design: Yosys' \$auto$...$N, Amaranth's split ports \port$N$M
+_DESIGN_NUMBERED = (re.compile(r"\\\$auto\$\S+"), re.compile(r"\\port\$\d+\$\d+(?=\s)"))
+_INSTANCE = re.compile(r"^  (\\?\S+) +(\\?\S+) \(\n(.*?)^  \);\n", re.M | re.S)
+_CONNECTION = re.compile(r"^    \.(\\?\S+?) ?\(", re.M)
+
+
+_DECLARATION = re.compile(r"^  (?:\(\* .*\*\)|(?:input|output|inout|wire|reg)(?: signed)?(?: \[[^\]]*\])? (\\\S+|[\w$]+))")
+
+
+def _sorted_declarations(module):
+    """``module``'s text with its declarations (the lines after the header up to the first
+    statement; Yosys writes them sorted by name) sorted by the declared name, a name's lines
+    and their attributes kept in their order: the same declarations in one order whatever
+    the names were before renaming."""
+    head, _, rest = module.partition(";\n")
+    lines = rest.split("\n")
+    items, pending, n = {}, [], 0
+    for n, line in enumerate(lines):
+        d = _DECLARATION.match(line)
+        if d is None:
+            break
+        pending.append(line)
+        if d.group(1):
+            items.setdefault(d.group(1), []).extend(pending)
+            pending = []
+    if pending:   # attributes of the first statement
+        n -= len(pending)
+    body = [line for name in sorted(items) for line in items[name]]
+    return head + ";\n" + "\n".join(body + lines[n:])
+
+
+def share_modules(text):
+    r"""Verilog ``text`` with each distinct module among those named ``...__shared``
+    (:data:`qnnfab.rtl.dot_product_unit.SHARED_SUFFIX`) written once.
+
+    Amaranth writes every submodule instance as a module of its own, so the
+    PEs of an MVTU (:class:`~qnnfab.rtl.dot_product_unit.DotProductUnit`)
+    appear as many identical modules. Two modules are the same when their
+    texts are equal up to their names and the names numbered across the whole
+    design (Yosys' ``\$auto$...$N``, Amaranth's split ports ``\port$N$M``),
+    which are renamed in order of first appearance. The first of them is
+    kept, named ``shared_<hash of that text>``; the others are dropped, and
+    their instances instantiate it with their port names renamed alike. Only
+    names change, so the design's function is the same
+    (``tests/test_rtl_dot_product_unit.py`` checks it with Yosys ``equiv_*``).
+    """
+    kept, drop, renamed = {}, [], {}
+    for m in _MODULE.finditer(text):
+        name = m.group(1)
+        if not name.endswith(SHARED_SUFFIX):
+            continue
+        body = m.group(0)
+        header = body.index("module ")
+        canon, ports = body[:header] + body[header:].replace(name, "@MODULE@", 1), {}
+        for pattern, prefix in zip(_DESIGN_NUMBERED, ("\\$auto$shared$", "\\port$shared$")):
+            names = {}
+            for found in pattern.findall(canon):
+                names.setdefault(found, f"{prefix}{len(names)}")
+            canon = pattern.sub(lambda f: names[f.group(0)], canon)
+            if prefix.startswith("\\port"):
+                ports = names
+        canon = _sorted_declarations(canon)
+        key = "shared_" + hashlib.sha256(canon.encode()).hexdigest()[:16]
+        if key in kept:
+            drop.append(m.span())
+        else:
+            kept[key] = (m.span(), canon.replace("@MODULE@", key, 1))
+        renamed[name] = (key, ports)
+    if not renamed:
+        return text
+    out, pos = [], 0
+    for (start, end), new in sorted([*kept.values(), *((span, "") for span in drop)]):
+        out += [text[pos:start], new]
+        pos = end
+    out.append(text[pos:])
+
+    def instance(m):
+        if m.group(1) not in renamed:
+            return m.group(0)
+        key, ports = renamed[m.group(1)]
+        conns = _CONNECTION.sub(lambda c: f"    .{ports.get(c.group(1), c.group(1))} (", m.group(3))
+        return f"  {key} {m.group(2)} (\n{conns}  );\n"
+    return _INSTANCE.sub(instance, "".join(out))
 
 
 def build_key(*parts):
@@ -125,6 +215,7 @@ class Build:
     @property
     def verilog_path(self):
         return self.directory / f"{self.toplevel}.v"
+
 
 
 # ---------------------------------------------------------------------------
@@ -344,9 +435,13 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
 
 
 # the compiled engine's own Verilator options: a plain C++ main (no cocotb, no
-# timing constructs), and X values resolved once at build time
+# timing constructs), X values resolved once at build time, and no V3MergeCond
+# pass: it merges neighbouring conditionals of one function in time that grows
+# faster than linearly with them, and the pipelined datapaths of the fast
+# designs hold tens of thousands of `if (enable)` registers (lfc_w1a1_fast fc1
+# alone: 355 of its 371 s front end; see README, "Simulation build times").
 COMPILED_VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast", "--x-initial", "fast",
-                           "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
+                           "-fno-merge-cond", "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
 
 
 def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):

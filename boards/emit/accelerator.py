@@ -10,9 +10,9 @@
 import math
 from pathlib import Path
 
-from amaranth.back import verilog
 
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+from qnnfab.sim.build import to_verilog
 
 from .render import render
 
@@ -85,6 +85,6 @@ def write_accelerator(cfg, out_dir):
     out.mkdir(parents=True, exist_ok=True)
     readme = accelerator_readme(cfg, top)
     path = out / f"{name}.v"
-    path.write_text(verilog.convert(top, name=name, emit_src=False))
+    path.write_text(to_verilog(top, name))
     (out / "README.md").write_text(readme)
     return name, path

@@ -15,13 +15,13 @@ import json
 import re
 from pathlib import Path
 
-from amaranth.back import verilog
 
 from qnnfab.boards.estimate.cost import memory_bram36
 from qnnfab.boards.estimate.yosys import Resources
 from qnnfab.boards.targets.device import XC7Z020
 from qnnfab.errors import ConfigError
 from qnnfab.rtl.gemm import GemmShell
+from qnnfab.sim.build import to_verilog
 
 from .overlay import driver_modules
 from .render import render
@@ -100,7 +100,7 @@ def write_gemm_overlay(rows, cols, board, clock_mhz, out_dir, data_width=64, pan
     shell = gemm_shell(rows, cols, data_width, panels=panels)
     fm = shell.formats
     name = module_name(rows, cols)
-    text = verilog.convert(shell, name=name, emit_src=False)
+    text = to_verilog(shell, name)
     bd = BlockDesign(project=f"gemm_{rows}x{cols}", board=board, clock_mhz=clock_mhz, shell_module=name,
                      gmem_data_width=data_width)
     (out / bd.sources[0]).write_text(text)

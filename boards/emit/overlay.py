@@ -21,13 +21,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from amaranth.back import verilog
 
 from qnnfab import overlay_map, packing, weights_image
 from qnnfab.boards.onboard import driver
 from qnnfab.errors import ConfigError
 from qnnfab.plan import plan_of, save_image
 from qnnfab.rtl.overlay import OverlayShell
+from qnnfab.sim.build import to_verilog
 
 from .accelerator import accelerator_name, padding_notes
 from .render import render
@@ -58,7 +58,7 @@ def overlay_shell(cfg, data_width=64):
 def overlay_verilog(cfg, data_width=64):
     """``(module name, Verilog text)`` of ``cfg``'s overlay shell."""
     name = overlay_name(cfg)
-    return name, verilog.convert(overlay_shell(cfg, data_width), name=name, emit_src=False)
+    return name, to_verilog(overlay_shell(cfg, data_width), name)
 
 
 def driver_modules():
@@ -111,7 +111,7 @@ def overlay_parts(cfg, data_width=64):
     """The overlay shell's Verilog, driver files, register map and buffer formats
     (:mod:`qnnfab.overlay_map`) at AXI ``data_width``."""
     shell = overlay_shell(cfg, data_width)
-    text = verilog.convert(shell, name=overlay_name(cfg), emit_src=False)
+    text = to_verilog(shell, overlay_name(cfg))
     return OverlayParts(shell_verilog=text, driver_files=driver_files(cfg, data_width, formats=shell.formats),
                         registers=tuple(overlay_map.REGISTERS), formats=shell.formats)
 

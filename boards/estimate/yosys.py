@@ -31,14 +31,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from amaranth.back import verilog
-
 from qnnfab.cache import atomic_write_text, cache_dir, entry_lock, read_entry
 from qnnfab.errors import QnnfabError
 from qnnfab.rtl.loadable_memory import LUT_ROM_SUFFIX
+from qnnfab.sim.build import to_verilog
 
-__all__ = ["Resources", "synth_xc7", "synth_xc7_how", "synth_xc7_path", "synth_xc7_cached", "synth_xc7_entries",
-           "store_entries", "SYNTHESIZED", "CACHED", "WAITED", "count_cells", "parse_sta", "sta_path"]
+__all__ = ["Resources", "equivalent", "synth_xc7", "synth_xc7_how", "synth_xc7_path", "synth_xc7_cached",
+           "synth_xc7_entries", "store_entries", "SYNTHESIZED", "CACHED", "WAITED", "count_cells", "parse_sta", "sta_path"]
 
 SCRIPT = ("read_verilog -sv {src}; synth_xilinx -family xc7 -top {top} -flatten -noiopad; "
           "tee -q -o {stat} stat -json")
@@ -271,7 +270,7 @@ def _synth_entry(design, top, cache, timing, outcomes, lookup=False, files=None)
     if isinstance(design, str):
         text = design
     else:
-        text = verilog.convert(design, name=top, emit_src=False)
+        text = to_verilog(design, top)
     text = yosys_safe_names(drop_element_aliases(text))
     roms, rest = split_lut_roms(text)
     if sum(rom_bits(r) for r in roms.values()) > SPLIT_ROM_BITS:
@@ -422,6 +421,33 @@ def _run_yosys(text, top, script, stubs, timing, cfile):
     if cfile is not None and proc.returncode == 0:  # an STA failure is not cached: the next run retries
         atomic_write_text(cfile, json.dumps(entry))
     return entry
+
+
+# Both designs flattened, memories mapped to flip-flops, the names Yosys and
+# Amaranth number ($N) hidden so that only named signals are matched; `opt
+# -fast` merges the cells both designs have alike before the proof.
+_EQUIV_PREPARE = ("hierarchy -top {top}; proc; flatten; memory -nomap; opt_clean; memory_map; opt_clean; "
+                  "rename -hide w:\\$*")
+_EQUIV_SCRIPT = ("read_verilog gold.v; {prepare}; design -stash gold; read_verilog gate.v; {prepare}; "
+                 "{renames}design -stash gate; design -copy-from gold -as gold {top}; "
+                 "design -copy-from gate -as gate {top}; equiv_make gold gate equiv; hierarchy -top equiv; "
+                 "opt -fast; equiv_simple; equiv_induct; equiv_status -assert")
+
+
+def equivalent(gold, gate, top="top", renames=()):
+    """Whether Verilog texts ``gold`` and ``gate`` (top module ``top``) are the same sequential
+    circuit, by Yosys ``equiv_make``/``equiv_simple``/``equiv_induct`` on the flattened designs,
+    signals matched by name (``renames``: ``(name in gate, name in gold)`` pairs applied to
+    the flattened gate first). Returns ``(bool, the end of Yosys' log)``."""
+    prepare = _EQUIV_PREPARE.format(top=top)
+    renames = f"cd {top}; {''.join(f'rename {a} {b}; ' for a, b in renames)}cd; " if renames else ""
+    with tempfile.TemporaryDirectory(prefix="qnnfab-equiv-") as tmp:
+        (Path(tmp) / "gold.v").write_text(gold)
+        (Path(tmp) / "gate.v").write_text(gate)
+        proc = subprocess.run([sys.executable, "-c", _RUN_YOSYS, "-q", "-p",
+                               _EQUIV_SCRIPT.format(prepare=prepare, renames=renames, top=top)],
+                              cwd=tmp, capture_output=True, text=True)
+    return proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
 
 
 def _entry_cells(entry):

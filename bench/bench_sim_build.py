@@ -1,0 +1,167 @@
+"""Simulation builds of whole networks: cold build, rebuild after one layer's folding change, cycles/s.
+
+For every config, on the compiled engine (:mod:`qnnfab.sim.compiled`), in a
+fresh build cache (a temporary ``$QNNFAB_CACHE``, so Verilator's runtime
+objects are compiled too):
+
+* cold: seconds from the config to its first simulated frame checked against
+  the golden model (Verilog, Verilator, C++ compile, the run);
+* rebuild: the same after the last fc/conv layer's PE changes (the runtime
+  objects are cached by then; every stage's Verilog is rebuilt with it);
+* simulated cycles/s over ``--frames`` frames (checked), per wall second and
+  per CPU second of the simulator process (the machine is shared: CPU seconds
+  are the steadier figure), and the Verilog's size.
+
+``--before REF`` measures the same on git ``REF``'s code in the same run (a
+``git archive`` of REF in a temporary folder whose packages come first on
+``PYTHONPATH``), printed beside. Both CPU times (user + sys of this process
+and its children) are printed too.
+
+Usage::
+
+    nice .venv/bin/python bench/bench_sim_build.py                              # cnv_w1a1
+    nice .venv/bin/python bench/bench_sim_build.py --configs cnv_w1a1 --before main
+    nice .venv/bin/python bench/bench_sim_build.py --configs cnv_w1a1_fast lfc_w1a1_fast --frames 4
+
+Figures are printed, never asserted. The issue's goals: a fast config from a
+cold cache to its first frame in at most 5 minutes on 2 cores, a one-layer
+rebuild in at most 2, and cycles/s no lower than 90% of before.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from common import ROOT, find_config  # bench/ is the script's folder
+
+# the figures of the README measured on the code before shared PE modules (not re-run: half an hour each)
+README_BEFORE = {"cnv_w1a1_fast": "compiled-engine build 1,742 s (README, loaded machine)",
+                 "lfc_w1a1_fast": "compiled-engine build 2,048 s (README, loaded machine)"}
+
+
+def _cpu():
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _children_cpu():
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return kids.ru_utime + kids.ru_stime
+
+
+def _refold(cfg):
+    """Change the last fc/conv layer's PE to another divisor of its outputs; return its description."""
+    L = [L for L in cfg.layers if L.type in ("fc", "conv")][-1]
+    divisors = [d for d in range(1, L.out + 1) if L.out % d == 0 and d != L.pe]
+    new = min(divisors, key=lambda d: (abs(d - L.pe), d))
+    old, L.pe = L.pe, new
+    return f"{L.name} pe {old} -> {new}"
+
+
+def _first_frame(cfg):
+    """(seconds, CPU seconds, Verilog bytes) from ``cfg`` to its first checked frame in the current cache."""
+    from qnnfab.sim.compiled import NetworkBench, check_network
+    t0, c0 = time.monotonic(), _cpu()
+    bench = NetworkBench(cfg, log=lambda m: print("  " + m, flush=True))
+    x = cfg.random_inputs(1, 1)
+    check_network(bench, x, bench.run(x))
+    return time.monotonic() - t0, _cpu() - c0, len(bench._verilog), bench
+
+
+def measure(path, frames):
+    """The figures of one config (a dict), measured in a fresh cache."""
+    from qnnfab import netconfig
+    from qnnfab.sim.compiled import check_network
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="qnnfab-bench-sim-build-") as cache:
+        os.environ["QNNFAB_CACHE"] = cache
+        cfg = netconfig.load(path)
+        print(f"{cfg.name}: cold build ...", flush=True)
+        out["cold_s"], out["cold_cpu"], out["verilog_bytes"], bench = _first_frame(cfg)
+        x = cfg.random_inputs(frames, 2)
+        c0 = _children_cpu()
+        run = bench.run(x)
+        sim_cpu = _children_cpu() - c0
+        check_network(bench, x, run)
+        out["cycles"], out["cycles_per_s"] = run.cycles, run.cycles_per_second
+        out["cycles_per_cpu_s"] = run.cycles / sim_cpu if sim_cpu > 0 else float("nan")
+        cfg2 = netconfig.load(path)
+        out["refold"] = _refold(cfg2)
+        print(f"{cfg.name}: rebuild after {out['refold']} ...", flush=True)
+        out["rebuild_s"], out["rebuild_cpu"], _, _ = _first_frame(cfg2)
+    return out
+
+
+def _archive(ref, into):
+    """``git archive`` of ``ref`` in ``into``/src, its packages mapped as pyproject.toml maps them
+    in ``into``/pkg (the PYTHONPATH of a run on that code)."""
+    src, pkg = into / "src", into / "pkg"
+    src.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    shutil.copytree(src / "qnnfab", pkg / "qnnfab")
+    for top in ("rtl", "golden", "train", "sim", "boards", "interop"):
+        (pkg / "qnnfab" / top).symlink_to(src / top)
+    return pkg
+
+
+def measure_before(ref, configs, frames):
+    with tempfile.TemporaryDirectory(prefix="qnnfab-bench-before-") as tmp:
+        pkg = _archive(ref, Path(tmp))
+        env = dict(os.environ, PYTHONPATH=str(pkg))
+        proc = subprocess.run([sys.executable, __file__, "--child", str(pkg), "--frames", str(frames),
+                               "--configs", *configs], env=env, stdout=subprocess.PIPE, text=True, check=True)
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _row(label, r):
+    return (f"{label:<22} {r['verilog_bytes'] / 1e6:>7.1f} MB {r['cold_s']:>8.0f} s {r['cold_cpu']:>8.0f} s "
+            f"{r['rebuild_s']:>9.0f} s {r['rebuild_cpu']:>8.0f} s {r['cycles_per_s']:>12,.0f} "
+            f"{r['cycles_per_cpu_s']:>14,.0f}   ({r['refold']})")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", nargs="+", default=["cnv_w1a1"])
+    ap.add_argument("--frames", type=int, default=20, help="frames of the cycles/s run")
+    ap.add_argument("--before", metavar="REF", help="also measure git REF's code (e.g. main) in the same run")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    paths = [find_config(c, "bench_sim_build") for c in args.configs]
+    if args.child:
+        import qnnfab
+        if not Path(qnnfab.__file__).resolve().is_relative_to(Path(args.child).resolve()):
+            raise SystemExit(f"bench_sim_build: the before run imported qnnfab from {qnnfab.__file__}")
+        sys.stdout, out = sys.stderr, sys.stdout   # progress to stderr, the figures as the last line
+        figures = {p.stem: measure(p, args.frames) for p in paths}
+        print(json.dumps(figures), file=out)
+        return 0
+    before = measure_before(args.before, [str(p) for p in paths], args.frames) if args.before else {}
+    after = {p.stem: measure(p, args.frames) for p in paths}
+    print()
+    print(f"{'config / code':<22} {'Verilog':>10} {'cold':>10} {'cold CPU':>10} {'rebuild':>11} "
+          f"{'reb. CPU':>10} {'cycles/s':>12} {'cycles/CPU s':>14}")
+    for p in paths:
+        if p.stem in before:
+            print(_row(f"{p.stem} {args.before}", before[p.stem]))
+        elif p.stem in README_BEFORE:
+            print(f"{p.stem + ' before':<22} {README_BEFORE[p.stem]}")
+        print(_row(f"{p.stem} this", after[p.stem]))
+        if p.stem in before:
+            b, a = before[p.stem], after[p.stem]
+            print(f"{'':<22} CPU seconds: cold {b['cold_cpu'] / a['cold_cpu']:.2f}x, rebuild "
+                  f"{b['rebuild_cpu'] / a['rebuild_cpu']:.2f}x as fast; cycles/CPU s "
+                  f"{100 * a['cycles_per_cpu_s'] / b['cycles_per_cpu_s']:.0f}% of before")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
