@@ -78,6 +78,36 @@ class InputCodes:
     raw_scale: float = 1.0
     raw_offset: float = 0.0
 
+    def __post_init__(self):
+        """Refuses (ValueError) a field of the wrong type or value, e.g. from a hand-edited JSON file."""
+        kind = self.data_kind
+        if self.bits is not None and (type(self.bits) is not int or self.bits != kind.bits):
+            raise ValueError(f"bits {self.bits!r} does not match kind {self.kind!r}")
+        for name in ("scale", "zero_point", "raw_scale", "raw_offset"):
+            v = getattr(self, name)
+            if not (v is None and name == "scale") and (
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        if self.rounding not in _ROUNDING:
+            raise ValueError(f"rounding {self.rounding!r} is none of {', '.join(_ROUNDING)}")
+        if not isinstance(self.narrow, bool):
+            raise ValueError(f"narrow must be true or false, got {self.narrow!r}")
+        if self.layout not in ("NCHW", "NHWC", "NC"):
+            raise ValueError(f"layout {self.layout!r} is none of NCHW, NHWC, NC")
+
+    @property
+    def data_kind(self):
+        """The :class:`DataKind` of the codes (ValueError for a name that is none)."""
+        m = isinstance(self.kind, str) and re.fullmatch(r"(bipolar|ternary|uint|int)(\d*)", self.kind)
+        if not m:
+            raise ValueError(f"kind {self.kind!r} is no input kind (bipolar, ternary, uint<bits>, int<bits>)")
+        kind = DataKind.of(*_kind_bits(self.kind), where="input codes")
+        if kind.name != self.kind:
+            raise ValueError(f"kind {self.kind!r} is no input kind (bipolar, ternary, uint<bits>, int<bits>)")
+        return kind
+
     def to_codes(self, x):
         """Float model inputs (the graph's input layout, batch first; raw values when ``raw_scale`` and
         ``raw_offset`` say how to map them) -> stored hardware frames (NHWC)."""
@@ -106,7 +136,12 @@ class InputCodes:
 
     @classmethod
     def from_json(cls, text):
-        return cls(**json.loads(text))
+        """The codes a :meth:`to_json` text describes; ValueError (or TypeError for a missing or unknown
+        field) when it is none."""
+        d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError("it holds no JSON object")
+        return cls(**d)
 
 
 def _kind_bits(name):

@@ -5,13 +5,13 @@ The counterpart of :func:`qnnfab.golden.graph.elementwise_add` (and of
 :class:`ResidualAdd`).
 """
 
-from amaranth.hdl import Module, Shape, signed, unsigned
+from amaranth.hdl import Module, Shape, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import check_int
-from qnnfab.kinds import range_bits
 
+from .dot_product import range_shape
 from .lanes import lanes
 from .threshold import Threshold
 
@@ -27,8 +27,7 @@ def shape_range(shape):
 def sum_shape(a_shape, b_shape):
     """The narrowest shape holding every sum of an ``a_shape`` and a ``b_shape`` integer."""
     (alo, ahi), (blo, bhi) = shape_range(a_shape), shape_range(b_shape)
-    bits, is_signed = range_bits(alo + blo, ahi + bhi)
-    return signed(bits) if is_signed else unsigned(bits)
+    return range_shape(alo + blo, ahi + bhi)
 
 
 class ElementwiseAdd(wiring.Component):

@@ -6,14 +6,14 @@ The counterpart of :func:`qnnfab.golden.graph.global_sum_pool` (and of
 :class:`GlobalAveragePool`).
 """
 
-from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Shape, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
-from qnnfab.kinds import range_bits
 
+from .dot_product import range_shape
 from .elementwise_add import shape_range
 from .lanes import lanes
 from .threshold import Threshold
@@ -56,8 +56,7 @@ class GlobalSum(wiring.Component):
         check_divisor(name, "simd", simd, channels, "channels")
         s = Shape.cast(shape)
         lo, hi = shape_range(s)
-        bits, is_signed = range_bits(lo * pixels, hi * pixels)
-        self.sum_shape = signed(bits) if is_signed else unsigned(bits)
+        self.sum_shape = range_shape(lo * pixels, hi * pixels)
         self.pixels, self.channels, self.simd, self.cw = pixels, channels, simd, channels // simd
         self.in_words, self.out_words = pixels * self.cw, self.cw
         self.latency = 1

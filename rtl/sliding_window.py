@@ -106,7 +106,7 @@ class SlidingWindow(wiring.Component):
 
     With M positions per word (SIMD = M * C) the M reads of a word go to M
     different pixels in one cycle, so the buffer is replicated: M identical
-    memories of ``min(K, H) * W`` pixel words (``C * bits`` bits), written
+    memories of ``KR * W`` pixel words (KR: :func:`qnnfab.folding.window_buffer_rows`) (``C * bits`` bits), written
     together, each read by one position lane of the word (``buffer_bits``
     counts all copies); copies of :data:`BLOCK_RAM_COPY_BITS` or more are
     marked ``ram_style = "block"`` (``buffer_in_block_ram``). Each lane has its own address, padding check and

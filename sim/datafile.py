@@ -73,11 +73,21 @@ def load_frames(path, cfg, *, field="data", codes=None):
     images (:func:`qnnfab.train.formats.read_images`), each checked against the
     input shape as it is read. ``codes``: an
     :class:`~qnnfab.interop.qonnx_import.InputCodes` turning those raw pixels
-    into the input codes (never applied to an ``.npz``, which holds codes)."""
+    into the input codes, whose kind must be the network's input kind (refused
+    with an ``.npz``, which holds codes)."""
     p = Path(path)
     where = str(path)
     shape = tuple(cfg.input_shape)
     fmt = detect_format(p, where, field)
+    kind = DataKind.of(cfg.input_kind, cfg.input_bits, where)
+    if codes is not None:
+        if fmt in (None, "npz"):
+            raise ConfigError(where, "--input-codes", "an .npz holds frames that are already input codes; "
+                              "input codes convert the raw pixels of images, MNIST or CIFAR-10 files",
+                              "leave out --input-codes for an .npz")
+        if codes.data_kind != kind:
+            raise ConfigError(where, "--input-codes", f"the codes are {codes.data_kind.name} but the network "
+                              f"reads {kind.name} inputs", "pass the input codes file written for this network")
     if fmt in (None, "npz"):   # None: npz_frames says what the file is
         xname, x, yname, y = npz_frames(p, where, field)
     else:
@@ -96,7 +106,6 @@ def load_frames(path, cfg, *, field="data", codes=None):
                           "store one row per frame, e.g. x of shape (B, features)")
     if x.shape[0] == 0:
         raise ConfigError(where, xname, "holds no frames", "store at least one frame")
-    kind = DataKind.of(cfg.input_kind, cfg.input_bits, where)
     lo, hi = kind.stored_range
     what = "bits (0 = -1, 1 = +1)" if kind.kind == "bipolar" else f"{kind.name} codes"
     if not np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.bool_):

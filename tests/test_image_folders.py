@@ -37,6 +37,18 @@ def test_class_subfolders_in_sorted_order(tmp_path):
     np.testing.assert_array_equal(read_dataset(tmp_path)[0], x)
 
 
+def test_an_empty_class_folder_is_refused(tmp_path):
+    """Classes are numbered over all subfolders: an empty one would shift every later label."""
+    _save(tmp_path / "airplane" / "a.png", _rgb(1))
+    (tmp_path / "bird").mkdir()
+    _save(tmp_path / "cat" / "c.png", _rgb(2))
+    with pytest.raises(ConfigError, match=r"class folder .*bird holds no .png/.jpg/.jpeg images") as e:
+        read_images(tmp_path, shape=(4, 5, 3))
+    assert "\n" not in str(e.value)
+    _save(tmp_path / "bird" / "b.png", _rgb(3))
+    assert read_images(tmp_path, shape=(4, 5, 3))[1].tolist() == [0, 1, 2]
+
+
 def test_flat_folder_with_and_without_labels(tmp_path):
     gray = np.arange(20, dtype=np.uint8).reshape(4, 5)
     _save(tmp_path / "one.png", gray)
@@ -98,18 +110,19 @@ def test_refusals_name_the_file(tmp_path, case, match):
 
 
 def _tiny_cnv_config(tmp_path):
-    """A one-layer 4x5x3 int8 conv network config (loaded through netconfig)."""
+    """A one-layer 4x5x3 int8 conv network config (loaded through netconfig; also written to c.toml)."""
     from qnnfab import netconfig
     np.savez(tmp_path / "c.npz", **{"conv0/weights": np.ones((2, 3, 3, 3), np.uint8)})
     text = "\n".join(['[network]', 'name = "c"', 'input_shape = [4, 5, 3]', 'input_kind = "int"', 'input_bits = 8',
                       'weights = "c.npz"', '[[layer]]', 'name = "conv0"', 'type = "conv"', 'out = 2', 'kernel = 3',
                       'act = "acc"', 'simd = 3', 'pe = 1']) + "\n"
+    (tmp_path / "c.toml").write_text(text)
     return netconfig.loads(text, base_dir=tmp_path)
 
 
 def test_load_frames_applies_input_codes_to_image_pixels(tmp_path):
     """With BNN-PYNQ's CIFAR-10 input codes the pixels become its host's codes; without them 8-bit
-    pixels do not fit an int8 network and are refused; an .npz is never converted."""
+    pixels do not fit an int8 network and are refused; input codes with an .npz (already codes) are refused."""
     from qnnfab.interop.bnn_pynq import CIFAR_INPUT_CODES
     from qnnfab.sim.datafile import load_frames
     cfg = _tiny_cnv_config(tmp_path)
@@ -125,14 +138,31 @@ def test_load_frames_applies_input_codes_to_image_pixels(tmp_path):
     with pytest.raises(ConfigError, match=r"values span \[\d+, 255\]"):
         load_frames(tmp_path / "img", cfg)
     np.savez(tmp_path / "f.npz", x=x)
-    np.testing.assert_array_equal(load_frames(tmp_path / "f.npz", cfg, codes=CIFAR_INPUT_CODES)[0], x)
+    np.testing.assert_array_equal(load_frames(tmp_path / "f.npz", cfg)[0], x)
+    with pytest.raises(ConfigError, match="--input-codes: an .npz holds frames that are already input codes"):
+        load_frames(tmp_path / "f.npz", cfg, codes=CIFAR_INPUT_CODES)
     _save(tmp_path / "big" / "a.png", _rgb(6, (32, 32)))
     with pytest.raises(ConfigError, match="is 32x32x3 .* the network reads 4x5x3"):
         load_frames(tmp_path / "big", cfg, codes=CIFAR_INPUT_CODES)
 
 
-@pytest.mark.parametrize("content, match", [(None, "cannot be read"), ("{not json", "not an input codes file"),
-                                            ('{"kind": "int8", "colour": 1}', "not an input codes file")])
+_GOOD_CODES = '"kind": "int8", "bits": 8, "scale": 0.0078125'
+
+
+@pytest.mark.parametrize("content, match", [
+    (None, "cannot be read"), ("{not json", "not an input codes file"),
+    ('{"kind": "int8", "colour": 1}', "not an input codes file"),
+    ('[1, 2]', "holds no JSON object"),
+    ('{"bits": 8}', "kind"),                                               # a missing field
+    ('{"kind": "foo", "bits": 8}', "kind 'foo' is no input kind"),
+    ('{"kind": "int08", "bits": 8}', "kind 'int08' is no input kind"),
+    ('{"kind": "int8", "bits": 4}', "bits 4 does not match kind 'int8'"),
+    ('{' + _GOOD_CODES + ', "rounding": "XX"}', "rounding 'XX' is none of"),
+    ('{' + _GOOD_CODES + ', "raw_scale": "2/255"}', "raw_scale must be a finite number, got '2/255'"),
+    ('{' + _GOOD_CODES + ', "zero_point": null}', "zero_point must be a finite number"),
+    ('{' + _GOOD_CODES + ', "narrow": "no"}', "narrow must be true or false"),
+    ('{' + _GOOD_CODES + ', "layout": "CHW"}', "layout 'CHW' is none of"),
+])
 def test_verify_refuses_a_bad_input_codes_file(tmp_path, capsys, content, match):
     """qnnfab verify --input-codes: a missing or malformed file ends with exit 2, before any build."""
     from qnnfab.cli import main
@@ -141,6 +171,26 @@ def test_verify_refuses_a_bad_input_codes_file(tmp_path, capsys, content, match)
         codes.write_text(content)
     assert main(["verify", "--config", str(tmp_path / "none.toml"), "--data", str(tmp_path),
                  "--input-codes", str(codes)]) == 2
+    err = capsys.readouterr().err
+    assert "--input-codes" in err and match in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("data, codes, match", [
+    ("f.npz", "CIFAR", "an .npz holds frames that are already input codes"),
+    ("img", "MNIST", "the codes are bipolar but the network reads int8 inputs"),
+])
+def test_verify_refuses_input_codes_that_cannot_apply(tmp_path, capsys, data, codes, match):
+    """qnnfab verify --input-codes: with an .npz (frames already codes), or codes of another kind than the
+    network's input (BNN-PYNQ's bipolar MNIST codes for an int8 CNV), exit 2 before any build."""
+    from qnnfab.cli import main
+    from qnnfab.interop import bnn_pynq
+    _tiny_cnv_config(tmp_path)
+    np.savez(tmp_path / "f.npz", x=np.zeros((1, 4, 5, 3), np.int64))
+    _save(tmp_path / "img" / "k" / "a.png", _rgb(5))
+    (tmp_path / "codes.json").write_text(getattr(bnn_pynq, f"{codes}_INPUT_CODES").to_json())
+    assert main(["verify", "--config", str(tmp_path / "c.toml"), "--data", str(tmp_path / data),
+                 "--input-codes", str(tmp_path / "codes.json")]) == 2
     err = capsys.readouterr().err
     assert "--input-codes" in err and match in err and len(err.strip().splitlines()) == 1
 

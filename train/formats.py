@@ -377,8 +377,12 @@ def read_images(folder, *, shape=None, where=None, field="path"):
            f"(with {IMAGE_LABELS_FILE} for their labels)")
     if not folder.is_dir():
         raise ConfigError(where, field, f"{folder} is not a folder", fix)
-    classes = sorted(d for d in folder.iterdir() if d.is_dir() and _image_files(d))
-    if classes:
+    classes = sorted(d for d in folder.iterdir() if d.is_dir())
+    if classes and any(_image_files(d) for d in classes):
+        empty = next((d for d in classes if not _image_files(d)), None)
+        if empty is not None:   # dropping it would shift the labels of every later class
+            raise ConfigError(where, field, f"class folder {empty} holds no {'/'.join(IMAGE_SUFFIXES)} images",
+                              "put that class's images in it, or remove the folder")
         stray = _image_files(folder)
         if stray:
             raise ConfigError(where, field, f"{folder} holds class subfolders and also images ({stray[0].name}); "

@@ -901,6 +901,10 @@ def train(dataset, scheme="ste", hidden=(256, 256), epochs=30, batch=32, lr=None
                           "1 = bipolar (sign), k >= 2 = unsigned k-bit activations")
     act_bits = int(act_bits)
     weight_bits = _check_weight_bits(scheme, weight_bits, where)
+    if not recalibrate and scheme in ("dorefa", "ttq"):   # BN statistics of training are on the real weights
+        raise ConfigError(where, "recalibrate", f"must be True for scheme {scheme!r}: its BN statistics from "
+                          "training are at the real weights' scale, the network is evaluated on integer codes",
+                          "leave recalibrate=True")
     if progressive_acts and act_bits > 1 and scheme == "progressive":
         raise ConfigError(where, "progressive_acts", f"is only defined for act_bits = 1 (got {act_bits})",
                           "use progressive_acts=False with k-bit activations")

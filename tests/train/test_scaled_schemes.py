@@ -221,3 +221,11 @@ def test_weight_bits_errors(small):
         T.train(small, "ttq", hidden=(8,), epochs=1, weight_bits=1)
     r = T.train(small, "dorefa", hidden=(8,), epochs=1)
     assert r.weight_bits == 2 and r.weight_width == 3 and math.isfinite(r.test_acc)
+
+
+@pytest.mark.parametrize("scheme", ["dorefa", "ttq"])
+def test_integer_code_schemes_refuse_recalibrate_false(small, scheme):
+    # training's BN statistics are at the real weights' scale (codes / m, Wp / Wn); evaluation uses codes
+    with pytest.raises(ConfigError, match="recalibrate") as e:
+        T.train(small, scheme, hidden=(8,), epochs=1, recalibrate=False)
+    assert "\n" not in str(e.value)
