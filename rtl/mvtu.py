@@ -284,6 +284,7 @@ class MVTU(wiring.Component):
                                   register_name=f"wdata{p}_q")
             unit = DotProductUnit(simd=self.simd, w_kind=self.weight_dkind, x_kind=self.act_dkind,
                                   stages=self.pipeline)
+            assert unit.latency == self.pipeline   # the valid/first/last pipeline below is sized by it
             m.submodules[f"pe{p}{SHARED_SUFFIX}"] = unit
             m.d.comb += [unit.w.eq(wdata), unit.x.eq(xdata), unit.enable.eq(advance)]
             dots.append(unit.dot)

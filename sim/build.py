@@ -148,7 +148,10 @@ def share_modules(text):
     texts are equal up to their names and the names numbered across the whole
     design (Yosys' ``\$auto$...$N``, Amaranth's split ports ``\port$N$M``),
     which are renamed in order of first appearance. The first of them is
-    kept, named ``shared_<hash of that text>``; the others are dropped, and
+    kept, named ``<top>__shared_<hash of that text>`` (``<top>``: the design's top
+    module, as Amaranth prefixes its submodules, non-word characters as ``_``, so
+    two designs in one project or testbench define no module twice); the others
+    are dropped, and
     their instances instantiate it with their port names renamed alike. Only
     names change, so the design's function is the same
     (``tests/test_rtl_dot_product_unit.py`` checks it with Yosys ``equiv_*``).
@@ -169,7 +172,8 @@ def share_modules(text):
             if prefix.startswith("\\port"):
                 ports = names
         canon = _sorted_declarations(canon)
-        key = "shared_" + hashlib.sha256(canon.encode()).hexdigest()[:16]
+        top = re.sub(r"\W", "_", name.lstrip("\\").split(".")[0])
+        key = f"{top}__shared_" + hashlib.sha256(canon.encode()).hexdigest()[:16]
         if key in kept:
             drop.append(m.span())
         else:

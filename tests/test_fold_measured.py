@@ -212,7 +212,8 @@ def test_budget_names_what_is_over():
     (["--measured", "--lut", "0"], "--lut"), (["--measured", "--workers", "0"], "--workers"),
     (["--measured", "--scheduler", "host:8786"], "--scheduler"),
     (["--measured", "--scheduler", "tcp://h:1", "--workers", "2"], "--workers"),
-    (["--measured", "--margin", "-1"], "--margin")])
+    (["--measured", "--margin", "-1"], "--margin"), (["--prune", "15"], "--prune"),
+    (["--measured", "--prune", "-1"], "--prune"), (["--measured", "--prune", "nan"], "--prune")])
 def test_fold_search_options_refused_in_one_line(tmp_path, capsys, extra, option):
     out = tmp_path / "x.toml"
     rc = main(["fold", "--config", str(ROOT / "configs" / "lfc_small.toml"), "--fastest", *extra, "--out", str(out)])
@@ -236,7 +237,8 @@ def test_model_fold_writes_why_each_layer_stopped(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, option", [(["--layer", "nope"], "--layer"), (["--lut", "101"], "--lut"),
-                                           (["--meet-clock"], "--meet-clock"), (["--workers", "0"], "--workers")])
+                                           (["--meet-clock"], "--meet-clock"), (["--workers", "0"], "--workers"),
+                                           (["--prune", "-1"], "--prune"), (["--prune", "nan"], "--prune")])
 def test_explore_options_refused_in_one_line(tmp_path, capsys, extra, option):
     out = tmp_path / "pareto"
     rc = main(["explore", "--config", str(ROOT / "configs" / "lfc_small.toml"), *extra, "--out", str(out)])
@@ -253,3 +255,41 @@ def test_explore_refuses_a_folder_with_files(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--out" in err[0], err
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep"
+
+
+def test_composer_key_follows_upstream_formats(tmp_path):
+    """fc1's own settings alike, its input uint2 instead of bipolar (fc0's act): fc1's Verilog
+    differs, so its Composer key must too (one Composer serves --config and every --mark)."""
+    from qnnfab.boards.estimate.measured import synthesis_stages
+    from qnnfab.boards.estimate.synth_pool import stage_verilog
+    from qnnfab.plan import plan_of
+    a = _tiny(tmp_path)
+    p = tmp_path / "tiny_uint2.toml"
+    p.write_text(TINY.replace('act = "bipolar"', 'act = "uint2"'))
+    b = netconfig.load(p)
+    keys, texts = [], []
+    for cfg in (a, b):
+        stages = {s.name: s for s in plan_of(cfg).stages}
+        comps = dict(synthesis_stages(cfg))
+        name = next(n for n, s in stages.items() if s.layer is cfg.layers[1] and s.kind not in ("fifo", "width"))
+        keys.append(Composer(None)._key(cfg, stages, name))
+        texts.append(stage_verilog(comps[name][1], "fc1"))
+        for n, (_, comp) in comps.items():
+            comp._MustUse__silence = True
+    assert texts[0] != texts[1]
+    assert keys[0] != keys[1]
+
+
+def test_explore_unreachable_scheduler_refused_and_out_undone(tmp_path, capsys, monkeypatch):
+    """A --scheduler nobody answers at: one line naming it, exit 2, the --out folders the
+    command created removed again."""
+    import qnnfab.boards.estimate.synth_pool as synth_pool
+    monkeypatch.setattr(synth_pool, "CONNECT_TIMEOUT", "2s")
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))   # empty: the first stage needs the cluster
+    _tiny(tmp_path)
+    out = tmp_path / "new" / "pareto"
+    rc = main(["explore", "--config", str(tmp_path / "tiny.toml"),
+               "--scheduler", "tcp://127.0.0.1:1", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--scheduler: " in err[0] and "127.0.0.1:1" in err[0], err
+    assert not (tmp_path / "new").exists()

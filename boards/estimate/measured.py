@@ -174,7 +174,9 @@ class Composer:
             return (stage, net, tuple(_layer_key(L) for L in cfg.layers))
         if s.kind in ("fifo", "width"):
             return (stage, net, s.kind, repr(s.i), repr(s.o), s.fifo_depth)
-        return (stage, net, _layer_key(s.layer))
+        L = s.layer   # its Verilog also depends on what upstream sets: the links' formats, its input's
+        return (stage, net, _layer_key(L), repr(s.i), repr(s.o),
+                repr((L.in_shape, L.in_kind, L.in_bits, L.in_shapes)))
 
     def requests(self, cfg, priority=0, only=None):
         """``[(stage, layer it counts in, pool handle)]`` of every stage of ``cfg`` (or of the

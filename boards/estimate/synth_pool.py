@@ -26,17 +26,22 @@ import os
 import time
 from dataclasses import dataclass
 
-from amaranth.back import verilog
+from qnnfab.errors import ConfigError
+from qnnfab.sim.build import to_verilog
 
 from .yosys import SYNTHESIZED, Resources, store_entries, synth_xc7_cached, synth_xc7_entries
 
 __all__ = ["SynthesisPool", "synthesize_stage", "stage_verilog"]
 
+#: how long a ``scheduler`` may take to answer before it counts as unreachable
+CONNECT_TIMEOUT = "30s"
+
 
 def stage_verilog(comp, top):
-    """The Verilog text of stage component ``comp`` under module name ``top``, as
-    :func:`~qnnfab.boards.estimate.yosys.synth_xc7` converts it (same cache key)."""
-    return verilog.convert(comp, name=top, emit_src=False)
+    """The Verilog text of stage component ``comp`` under module name ``top``, written by
+    :func:`qnnfab.sim.build.to_verilog` as :func:`~qnnfab.boards.estimate.yosys.synth_xc7`
+    and ``qnnfab report`` write it (same cache key)."""
+    return to_verilog(comp, top)
 
 
 def synthesize_stage(text, top, timing=True):
@@ -84,20 +89,29 @@ class SynthesisPool:
 
     def close(self):
         """Cancel what is still queued and stop the local cluster (a remote one keeps running)."""
-        if self._client is not None:
-            self.cancel_pending()
-            self._client.close()
-            self._client = None
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
+        try:
+            if self._client is not None:
+                try:
+                    self.cancel_pending()
+                finally:
+                    client, self._client = self._client, None
+                    client.close()
+        finally:
+            if self._cluster is not None:
+                cluster, self._cluster = self._cluster, None
+                cluster.close()
 
     def dask_client(self):
         """The ``distributed.Client`` (the local cluster is started on the first call)."""
         if self._client is None:
             from dask.distributed import Client, LocalCluster   # here: heavy, and a warm search needs none
             if self.scheduler:
-                self._client = Client(self.scheduler, timeout="30s")
+                try:
+                    self._client = Client(self.scheduler, timeout=CONNECT_TIMEOUT)
+                except (OSError, TimeoutError) as e:
+                    raise ConfigError("synthesis", "--scheduler", f"no Dask scheduler answers at "
+                                      f"{self.scheduler!r} ({type(e).__name__})",
+                                      "start one there (dask scheduler) or leave --scheduler out") from e
             else:
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                              dashboard_address=":0")   # any free port: no clash

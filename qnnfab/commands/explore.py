@@ -14,8 +14,8 @@ from qnnfab.errors import ConfigError
 from qnnfab.flow import steps
 from qnnfab.flow.output import OutputFolder
 
-from .common import as_option, board_args, check_clock_jobs
-from .fold import check_pool_args, pool_of, search_args, search_budget
+from .common import as_option, board_args, check_clock_jobs, number
+from .fold import check_pool_args, pool_of, prune_of, search_args, search_budget
 
 COLUMNS = ("config", "cycles", "frames_per_s", "lut", "bram36", "dsp", "ff", "logic_ns", "folding")
 
@@ -88,6 +88,7 @@ def run(args):
         budget = Budget(lut=1.0, bram36=budget.bram36, dsp=budget.dsp, ff=budget.ff, margin=budget.margin,
                         logic_ps=budget.logic_ps)
     check_pool_args(args, where)
+    number(where, "--prune", args.prune, minimum=0, fix="a percentage, e.g. --prune 15")
     if args.meet_clock:
         raise ConfigError(where, "--meet-clock", "applies to qnnfab fold --measured only",
                           "drop it (the table lists every point's logic delay)")
@@ -104,22 +105,26 @@ def run(args):
     out = OutputFolder(where, "--out", args.out, staged=True, reads=[args.config, *(args.mark or [])])
     f_clk = args.clock * 1e6
     device = board.capacity
-    with pool_of(args) as pool:
-        rows, front = explore(cfg, device, pool, budget=budget, f_clk=f_clk, prune=args.prune / 100)
-        comp = Composer(pool, f_clk)
-        marked = []
-        for name, mcfg in marks:
-            rep = comp.report(mcfg)
-            t = rep.total
-            marked.append((name, {"config": name, "cycles": rep.bottleneck_cycles,
-                                  "lut": t.lut + t.lutram, "bram36": t.bram36, "dsp": t.dsp, "ff": t.ff,
-                                  "logic_ps": t.logic_ps, "settings": settings_of(mcfg)}))
-        tables = {}
-        for name in args.layer or []:
-            cands = prune_candidates(cfg, name, layer_candidates(cfg, name), device, budget)
-            print(f"layer {name}: {len(cands)} candidate settings within the budget by the cost model; measuring")
-            tables[name] = layer_table(cfg, name, cands, pool, f_clk)
-        print(f"syntheses: {pool.synthesized} run, {pool.cached} cached")
+    try:
+        with pool_of(args) as pool:
+            rows, front = explore(cfg, device, pool, budget=budget, f_clk=f_clk, prune=prune_of(args))
+            comp = Composer(pool, f_clk)
+            marked = []
+            for name, mcfg in marks:
+                rep = comp.report(mcfg)
+                t = rep.total
+                marked.append((name, {"config": name, "cycles": rep.bottleneck_cycles,
+                                      "lut": t.lut + t.lutram, "bram36": t.bram36, "dsp": t.dsp, "ff": t.ff,
+                                      "logic_ps": t.logic_ps, "settings": settings_of(mcfg)}))
+            tables = {}
+            for name in args.layer or []:
+                cands = prune_candidates(cfg, name, layer_candidates(cfg, name), device, budget)
+                print(f"layer {name}: {len(cands)} candidate settings within the budget by the cost model; measuring")
+                tables[name] = layer_table(cfg, name, cands, pool, f_clk)
+            print(f"syntheses: {pool.synthesized} run, {pool.cached} cached")
+    except BaseException:
+        out.undo()   # the folders the checks created
+        raise
     ref = cfg.weights_ref
     with out.staging() as stage:
         (stage / "configs").mkdir()

@@ -53,6 +53,11 @@ def pool_of(args):
     return SynthesisPool(scheduler=args.scheduler, workers=args.workers)
 
 
+def prune_of(args):
+    """``--prune`` as a fraction (default 15 %)."""
+    return (15.0 if args.prune is None else args.prune) / 100
+
+
 def run(args):
     where = "qnnfab fold"
     if (args.fps is None) == (not args.fastest):
@@ -61,7 +66,7 @@ def run(args):
     check_clock_jobs(args, where)
     number(where, "--fps", args.fps, above=0, fix="e.g. --fps 100000, or --fastest")
     if not args.measured:
-        for opt in ("ff", "dsp", "margin", "scheduler", "workers"):
+        for opt in ("ff", "dsp", "margin", "prune", "scheduler", "workers"):
             if getattr(args, opt) is not None:
                 raise ConfigError(where, f"--{opt}", "applies to the measured search only",
                                   "add --measured, or drop it")
@@ -80,7 +85,7 @@ def run(args):
     if args.measured:
         with pool_of(args) as pool:
             res = measured_fold(cfg, board.capacity, pool, budget=budget, target_fps=args.fps, f_clk=f_clk,
-                                prune=args.prune / 100, fps_name=(where, "--fps"))
+                                prune=prune_of(args), fps_name=(where, "--fps"))
         rep = res.report
         bottleneck, worst_cycles = rep.bottleneck, rep.bottleneck_cycles
         t = rep.total
@@ -130,8 +135,9 @@ def search_args(f):
     f.add_argument("--meet-clock", action="store_true",
                    help="every layer's Yosys logic-delay bound must be within one --clock period; a layer "
                         "beyond it gets pipeline = \"max\" and is measured again (measured only)")
-    f.add_argument("--prune", type=float, default=15.0, metavar="PCT",
-                   help="measure the cost model's proposals up to this far beyond the budget (default 15)")
+    f.add_argument("--prune", type=float, metavar="PCT",
+                   help="measure the cost model's proposals up to this far beyond the budget (default 15; "
+                        "measured only)")
     f.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                    help="run the Yosys syntheses on this Dask scheduler's workers (qnnfab installed there; "
                         "default: a local cluster, one worker per core)")
@@ -144,10 +150,10 @@ def add_parser(sub):
         description="FINN-style folding search: raise the bottleneck layer's SIMD, then PE, until the "
                     "target is met or the board's budget is reached; writes the folded config, with why each "
                     "layer stopped where it did. By default the budget is checked on the cost model "
-                    "(qnnfab.boards.estimate.cost, calibrated on Yosys; 80%% LUT, 90%% BRAM); with "
+                    "(qnnfab.boards.estimate.cost, calibrated on Yosys; 80% LUT, 90% BRAM); with "
                     "--measured every proposed folding is measured with Yosys, stage by stage as "
                     "`qnnfab report` does (cached; the syntheses run as Dask tasks), and the search stops "
-                    "at the first one whose measured figures exceed the budget (90%% LUT, 100%% BRAM, DSP, FF).",
+                    "at the first one whose measured figures exceed the budget (90% LUT, 100% BRAM, DSP, FF).",
         epilog="examples:\n  qnnfab fold --config configs/cnv_w1a1.toml --fps 3000 --out cnv_3k.toml\n"
                "  qnnfab fold --config configs/lfc_w1a1.toml --fastest --out lfc_fast.toml\n"
                "  qnnfab fold --config configs/cnv_w1a1.toml --fastest --measured --out cnv_fast.toml\n"
