@@ -28,7 +28,7 @@ from .stream_fifo import StreamFIFO
 from .weight_loader import WeightLoader, wload_signature
 from .width_converter import WidthConverter
 
-__all__ = ["Dataflow", "ArgMax", "stage_components"]
+__all__ = ["Dataflow", "ArgMax", "stage_component", "stage_components"]
 
 
 def _shape(elem):
@@ -47,13 +47,15 @@ def stage_components(plan, pipeline=None):
     """``[(kind, name, component)]`` of every stage of ``plan`` (a :class:`qnnfab.plan.Plan`) in
     stream order, each component checked against the plan's word formats. ``pipeline``
     overrides every fc/conv layer's ``pipeline``."""
-    out = []
-    for s in plan.stages:
-        comp = _stage_component(plan, s, pipeline)
-        _check_link(comp.i.payload.shape(), s.i, s.name, "input")
-        _check_link(comp.o.payload.shape(), s.o, s.name, "output")
-        out.append((s.kind, s.name, comp))
-    return out
+    return [(s.kind, s.name, stage_component(plan, s, pipeline)) for s in plan.stages]
+
+
+def stage_component(plan, s, pipeline=None):
+    """The component of plan stage ``s``, checked against the plan's word formats."""
+    comp = _stage_component(plan, s, pipeline)
+    _check_link(comp.i.payload.shape(), s.i, s.name, "input")
+    _check_link(comp.o.payload.shape(), s.o, s.name, "output")
+    return comp
 
 
 def _stage_component(plan, s, pipeline):

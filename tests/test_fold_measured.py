@@ -260,7 +260,7 @@ def test_explore_refuses_a_folder_with_files(tmp_path, capsys):
 def test_composer_key_follows_upstream_formats(tmp_path):
     """fc1's own settings alike, its input uint2 instead of bipolar (fc0's act): fc1's Verilog
     differs, so its Composer key must too (one Composer serves --config and every --mark)."""
-    from qnnfab.boards.estimate.measured import synthesis_stages
+    from qnnfab.boards.estimate.report import synthesis_component
     from qnnfab.boards.estimate.synth_pool import stage_verilog
     from qnnfab.plan import plan_of
     a = _tiny(tmp_path)
@@ -269,13 +269,11 @@ def test_composer_key_follows_upstream_formats(tmp_path):
     b = netconfig.load(p)
     keys, texts = [], []
     for cfg in (a, b):
-        stages = {s.name: s for s in plan_of(cfg).stages}
-        comps = dict(synthesis_stages(cfg))
+        plan = plan_of(cfg)
+        stages = {s.name: s for s in plan.stages}
         name = next(n for n, s in stages.items() if s.layer is cfg.layers[1] and s.kind not in ("fifo", "width"))
         keys.append(Composer(None)._key(cfg, stages, name))
-        texts.append(stage_verilog(comps[name][1], "fc1"))
-        for n, (_, comp) in comps.items():
-            comp._MustUse__silence = True
+        texts.append(stage_verilog(synthesis_component(plan, name), "fc1"))
     assert texts[0] != texts[1]
     assert keys[0] != keys[1]
 

@@ -1,7 +1,7 @@
 """Folding chosen on measured figures: each stage's Yosys result, composed into the network's.
 
 ``qnnfab report`` synthesizes every stage of the dataflow on its own
-(:func:`~qnnfab.boards.estimate.report.synthesis_stages`) and sums them per
+(:func:`~qnnfab.boards.estimate.report.stage_owners`) and sums them per
 layer. A stage's Verilog depends only on its own layer's settings (a layer) or
 on the two layers it joins (a FIFO or width converter in front of a layer), so
 a design's measured figures are the composition of per-stage results, each
@@ -38,7 +38,7 @@ from qnnfab.netconfig import COMPUTE, PIPELINE_MAX
 from qnnfab.plan import plan_of
 
 from .fold import assign_memory_styles, estimate, estimate_layer, folding_steps
-from .report import compose_report, synthesis_stages
+from .report import compose_report, stage_owners, synthesis_component
 from .synth_pool import stage_verilog
 from .yosys import Resources
 
@@ -158,7 +158,7 @@ def _layer_key(L):
 
 
 class Composer:
-    """A config's measured figures from its stages' (:func:`synthesis_stages`), each stage
+    """A config's measured figures from its stages' (:func:`stage_owners`), each stage
     converted to Verilog once per search and synthesized once through ``pool``
     (a :class:`~qnnfab.boards.estimate.synth_pool.SynthesisPool`)."""
 
@@ -180,19 +180,18 @@ class Composer:
 
     def requests(self, cfg, priority=0, only=None):
         """``[(stage, layer it counts in, pool handle)]`` of every stage of ``cfg`` (or of the
-        stages named in ``only``), submitted."""
-        plan_stages = {s.name: s for s in plan_of(cfg).stages}
+        stages named in ``only``), submitted; a stage's component is built only when its
+        Verilog is not known yet."""
+        plan = plan_of(cfg)
+        plan_stages = {s.name: s for s in plan.stages}
         out = []
-        for stage, (layer, comp) in synthesis_stages(cfg):
+        for stage, layer in stage_owners(plan):
             if only is not None and stage not in only:
-                comp._MustUse__silence = True
                 continue
             key = self._key(cfg, plan_stages, stage)
             if key not in self._texts:
                 top = stage.replace("-", "_")
-                self._texts[key] = (top, stage_verilog(comp, top))
-            else:
-                comp._MustUse__silence = True   # built by synthesis_stages, its Verilog known: no warning
+                self._texts[key] = (top, stage_verilog(synthesis_component(plan, stage), top))
             top, text = self._texts[key]
             out.append((stage, layer, self.pool.request(text, top, priority)))
         return out

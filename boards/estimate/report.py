@@ -30,12 +30,12 @@ from amaranth.lib import wiring
 
 from qnnfab.boards.targets.device import describe_overflows, overflows
 from qnnfab.plan import plan_of
-from qnnfab.rtl.dataflow import stage_components
+from qnnfab.rtl.dataflow import stage_component, stage_components
 from qnnfab.rtl.weight_loader import WeightLoader
 
 from .yosys import SYNTHESIZED, Resources, synth_xc7_how, synth_xc7_path
 
-__all__ = ["LayerReport", "NetworkReport", "network_report", "compose_report", "synthesis_stages", "format_report",
+__all__ = ["LayerReport", "NetworkReport", "network_report", "compose_report", "stage_owners", "synthesis_component", "synthesis_stages", "format_report",
            "fit_verdict", "plot_report", "StagePair", "LinkReport", "link_report", "format_links", "path_stages"]
 
 
@@ -90,28 +90,34 @@ def _as_completed(run, items, jobs):
             raise
 
 
+def stage_owners(plan):
+    """``[(stage name, layer it is counted in)]`` of every stage :func:`network_report`
+    synthesizes, from the plan alone: every layer, the FIFOs and width converters between
+    layers (counted in the layer they feed) and, for run-time weights, the loader."""
+    out, pending = [], []
+    for s in plan.stages:
+        if s.kind in ("fifo", "width"):
+            pending.append(s.name)
+            continue
+        out += [(n, s.name) for n in pending] + [(s.name, s.name)]
+        pending = []
+    if plan.runtime:
+        out.append(("weight_loader", "weight_loader"))
+    return out
+
+
+def synthesis_component(plan, stage):
+    """The component of stage ``stage`` (a name of :func:`stage_owners`)."""
+    if stage == "weight_loader":
+        return WeightLoader(list(plan.groups), plan.topology_hash)
+    return stage_component(plan, next(s for s in plan.stages if s.name == stage))
+
+
 def synthesis_stages(cfg):
     """The stages :func:`network_report` synthesizes, one Yosys run each: ``[(stage name,
-    (layer it is counted in, component))]``: every layer, the FIFOs and width converters
-    between layers (counted in the layer they feed) and, for run-time weights, the loader."""
+    (layer it is counted in, component))]`` (:func:`stage_owners`)."""
     plan = plan_of(cfg)
-    owner = {}
-    current = None
-    # FIFOs and width converters belong to the layer they feed
-    pending = []
-    for kind, name, comp in stage_components(plan):
-        if kind in ("fifo", "width"):
-            pending.append((name, comp))
-            continue
-        current = name
-        for n, c in pending:
-            owner[n] = (current, c)
-        pending = []
-        owner[name] = (current, comp)
-    items = list(owner.items())
-    if plan.runtime:
-        items.append(("weight_loader", ("weight_loader", WeightLoader(list(plan.groups), plan.topology_hash))))
-    return items
+    return [(stage, (layer, synthesis_component(plan, stage))) for stage, layer in stage_owners(plan)]
 
 
 def network_report(cfg, *, jobs=2, f_clk=100e6, progress=print, timing=True, stages=None):
