@@ -227,3 +227,15 @@ def test_bad_graphs_and_options_are_refused(small):
         G.train(small, G.resnet((4,), 10), act_bits=0)
     with pytest.raises(ConfigError, match="expected"):
         G.scores(G.train(small, G.resnet((4,), 10), epochs=1, monitor=0), np.zeros((2, 7)))
+
+
+def test_trained_graph_runs_in_qonnx_equal_to_the_trained_network(trained, small, tmp_path):
+    """The exported graph config through the QONNX export (Conv with strides and pads, Add,
+    GlobalAveragePool, MultiThreshold), executed by qonnx: the trained network's integer scores."""
+    from qnnfab.interop.qonnx_export import execute, export_qonnx, input_values, stored_outputs
+    model = trained[("ternary", 2)]
+    cfg = _golden(tmp_path, model, "q")
+    x = _images(small, small.x_test[:40])
+    onnx_model = export_qonnx(cfg)
+    assert {"Add", "GlobalAveragePool", "MultiThreshold", "Conv"} <= {n.op_type for n in onnx_model.graph.node}
+    assert np.array_equal(stored_outputs(cfg, execute(onnx_model, input_values(cfg, x))), G.scores(model, x))
