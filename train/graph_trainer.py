@@ -54,7 +54,7 @@ from qnnfab.golden.conv import conv_output_size, im2col
 from qnnfab.netconfig import NETWORK_INPUT
 
 from .codebooks import level_offsets
-from .trainer import KBIT_BN_INIT, _Adam, _wgrad_factor, binarize, kbit_act, ternarize
+from .trainer import KBIT_BN_INIT, _Adam, _Box, _wgrad_factor, binarize, kbit_act, ternarize
 
 __all__ = ["Node", "GraphModel", "NODE_KINDS", "GRAPH_SCHEMES", "resnet", "resnet8", "build", "train", "scores",
            "predict", "accuracy", "col2im_strided"]
@@ -460,9 +460,8 @@ def train(dataset, nodes, scheme="ste", act_bits=1, epochs=10, batch=64, lr=0.03
             params[(n.name, "gamma")] = (n, "gamma")
             params[(n.name, "beta")] = (n, "beta")
 
-    class _Box:
-        value = np.array(model.log_alpha)
-    params["log_alpha"] = (_Box, "value")
+    alpha_box = _Box(np.array(model.log_alpha))
+    params["log_alpha"] = (alpha_box, "value")
     opt = _Adam()
     sum_nodes = [n for n in model.nodes if n.kind in ("add", "global_avgpool")]
     hist = {k: [] for k in ("epoch", "loss", "train_acc", "monitor_acc", "seconds")}
@@ -479,7 +478,7 @@ def train(dataset, nodes, scheme="ste", act_bits=1, epochs=10, batch=64, lr=0.03
             if augment:
                 flip = rng.random(len(idx)) < 0.5
                 xb = np.where(flip[:, None, None, None], xb[:, :, ::-1, :], xb)
-            model.log_alpha = float(_Box.value)
+            model.log_alpha = float(alpha_box.value)
             loss, grads, ga = _train_step(model, xb, ytr[idx], dtype)
             grads["log_alpha"] = np.array(ga)
             opt.step(params, grads, lr_ep)
@@ -489,7 +488,7 @@ def train(dataset, nodes, scheme="ste", act_bits=1, epochs=10, batch=64, lr=0.03
             for n in sum_nodes:           # no weights to absorb a negative gamma: keep it >= 0
                 np.maximum(n.gamma, 0.0, out=n.gamma)
             losses.append(loss)
-        model.log_alpha = float(_Box.value)
+        model.log_alpha = float(alpha_box.value)
         _recalibrate(model, recal)
         tr_acc = accuracy(model, recal, recal_y)
         mon_acc = accuracy(model, xte[watch], dataset.y_test[watch]) if monitor else float("nan")
