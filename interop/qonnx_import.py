@@ -66,6 +66,7 @@ __all__ = ["InputCodes", "Imported", "import_qonnx", "imported_files", "write_im
 
 _SKIP = {"Identity", "Dropout"}
 _ARITH = {"Add", "Sub", "Mul", "Div"}
+SUMS = ("add", "global_avgpool")   # layers thresholding an integer sum (no weights)
 
 
 @dataclass
@@ -555,9 +556,6 @@ def import_qonnx(model, name="imported"):
         _refuse(None, "the input is neither quantized by the model nor annotated with an integer datatype")
     cfg = _config(name, hw_shape, codes, w.layers)
     return Imported(cfg, codes, w.notes)
-
-
-SUMS = ("add", "global_avgpool")
 
 
 def _join(w, node, data):

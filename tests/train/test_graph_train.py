@@ -239,3 +239,17 @@ def test_trained_graph_runs_in_qonnx_equal_to_the_trained_network(trained, small
     onnx_model = export_qonnx(cfg)
     assert {"Add", "GlobalAveragePool", "MultiThreshold", "Conv"} <= {n.op_type for n in onnx_model.graph.node}
     assert np.array_equal(stored_outputs(cfg, execute(onnx_model, input_values(cfg, x))), G.scores(model, x))
+
+
+def test_the_shipped_trained_resnet8_is_mlperf_tinys_topology():
+    """configs/trained/resnet8_w2a2.toml (bench/bench_resnet8_train.py's export): ResNet-8's layers and
+    shapes, ternary weights, uint2 activations, 8-bit input; its golden model runs."""
+    from pathlib import Path
+    cfg = netconfig.load(Path(__file__).resolve().parents[2] / "configs" / "trained" / "resnet8_w2a2.toml")
+    want = G.build(G.resnet8(), (32, 32, 3), 10)
+    assert cfg.is_graph and (cfg.input_shape, cfg.input_kind, cfg.input_bits) == ((32, 32, 3), "uint", 8)
+    assert [(L.name, L.type, L.out_shape) for L in cfg.layers] == [
+        (n.name, n.kind, n.out_shape) for n in want]
+    assert all(L.weight_kind == "ternary" for L in cfg.layers if L.type in ("conv", "fc"))
+    x = cfg.random_inputs(2, seed=0)
+    assert graph_forward(cfg, x).shape == (2, 10)
