@@ -110,4 +110,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ConfigError as e:
+        print(f"bench_resnet8_train: error: {e}", file=sys.stderr)
+        sys.exit(2)
