@@ -28,7 +28,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do \
-	  case $$b in *bnn_pynq*) echo "== $$b: needs a BNN-PYNQ checkout and the MNIST test set (README: Run BNN-PYNQ's networks)"; continue;; esac; \
+	  case $$b in *bnn_pynq*) echo "== $$b: needs a BNN-PYNQ checkout and the MNIST test set (README: Run BNN-PYNQ's networks)"; continue;; \
+	    *resnet8_train*) echo "== $$b: needs CIFAR-10 image folders and ~40 min (README: Training residual graphs)"; continue;; esac; \
 	  echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

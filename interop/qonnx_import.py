@@ -22,9 +22,19 @@ streamlining does, but exactly (with rational arithmetic):
 * ``MaxPool`` (after an activation), ``Pad`` (constant), ``Transpose``,
   ``Flatten``/``Reshape``, ``Identity``/``Dropout`` shape the data path; an
   FC after a flatten of NCHW data gets its weight columns permuted to the
-  hardware's NHWC order.
+  hardware's NHWC order;
+* residual graphs (a graph config, :mod:`qnnfab.netconfig`): the nodes are
+  walked in the graph's order, each data tensor carrying its own state
+  (:class:`_Path`), so a layer's codes may feed several nodes (a fork; in the
+  middle of a layer it is refused). An ``Add`` of two branches' codes (same
+  kind and scale) is an "add" layer, a ``GlobalAveragePool`` a
+  "global_avgpool" layer: the scale, biases and batch norm after them and
+  their activation fold into thresholds on the integer sum (a global pool's
+  mean is its sum / (H W), exactly); a ``Concat`` of two branches' channels
+  is a "concat" layer. A layer reading other than the layer above it names
+  its inputs (``input``).
 
-Anything else (an op, a padding mode, a residual branch, a signed activation
+Anything else (an op, a padding mode, a join of differently quantized branches, a signed activation
 quantizer, scales that make a row's thresholds depend on the input) is
 refused with a :class:`~qnnfab.errors.ConfigError` naming the node, its op
 type and why. A last layer without activation outputs its accumulators; a
@@ -37,6 +47,7 @@ the hardware reads, exactly as that node does) or annotated with an integer
 QONNX datatype (BIPOLAR, UINTk, INTk) whose values the hardware reads.
 """
 
+import dataclasses
 import json
 import math
 import re
@@ -49,11 +60,13 @@ import numpy as np
 from qnnfab.cache import atomic_paths
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind
+from qnnfab.netconfig import NETWORK_INPUT
 
 __all__ = ["InputCodes", "Imported", "import_qonnx", "imported_files", "write_imported"]
 
 _SKIP = {"Identity", "Dropout"}
 _ARITH = {"Add", "Sub", "Mul", "Div"}
+SUMS = ("add", "global_avgpool")   # layers thresholding an integer sum (no weights)
 
 
 @dataclass
@@ -190,6 +203,26 @@ class _Pending:
     B: np.ndarray
     conv: dict
     relu: bool = False
+    reads: tuple = ()          # the config layers it reads (NETWORK_INPUT: the network's input)
+    acc_range: tuple = ()      # an add's or global pool's integer sum: (lo, hi)
+    divisor: int = 1           # a global pool: z = A * (sum / divisor) + B
+
+
+@dataclass
+class _Path:
+    """What a tensor on the data path carries: the activation codes of layer ``src`` (or of the
+    network's input), or a layer still waiting for its activation (``pending``)."""
+    act: object                # _Act, or None before the input quantizer
+    layout: str
+    shape: tuple
+    src: str
+    pending: object = None     # _Pending
+    pad: tuple | None = None
+    flat_perm: np.ndarray | None = None
+
+    @property
+    def at_layer_boundary(self):
+        return self.act is not None and self.pending is None and self.pad is None and self.flat_perm is None
 
 
 class _Walker:
@@ -202,6 +235,7 @@ class _Walker:
         self.producer = {o: n for n in g.node for o in n.output}
         self.layers = []           # dicts for the config
         self.notes = []
+        self.n_layer = 0           # the index in the emitted layers' names
 
     # --- parameters: initializers or constant sub-graphs (a Quant on weights) ---
     def const(self, name):
@@ -332,6 +366,11 @@ def _flip_negative_rows(p):
     so every row's pre-activation grows with its accumulator. In the value domain, before
     :func:`_to_hardware_domain`."""
     neg = p.A < 0
+    if p.type in SUMS:
+        if neg.any():
+            _refuse(p.node, f"a negative scale on channel {int(np.nonzero(neg)[0][0])} of an {p.type}'s sum "
+                    "(a sum has no weights to negate)", "keep the scales after a join or pool positive")
+        return
     p.weights[neg] = -p.weights[neg]
     p.A = np.abs(p.A)
     lo, hi = p.wkind.value_range
@@ -356,7 +395,7 @@ def _threshold_rows(pending, levels, acc_lo, acc_hi):
                 hit = b > t if strict else b >= t
                 row.append(acc_lo if hit else acc_hi + 1)
                 continue
-            q = (t - b) / a
+            q = (t - b) / a * pending.divisor
             T = (math.floor(q) + 1) if strict else _ceil(q)
             row.append(min(max(T, acc_lo), acc_hi + 1))
         rows.append(row)
@@ -396,7 +435,6 @@ def import_qonnx(model, name="imported"):
 
     codes = None
     annotated = w.m.get_tensor_datatype(inp).name
-    cur = inp
     act = None
     if annotated != "FLOAT32":
         kind = _annotated_kind(annotated)
@@ -405,84 +443,89 @@ def import_qonnx(model, name="imported"):
         act = _Act(kind, np.float64(1.0))
         codes = InputCodes(kind.kind if kind.kind == "bipolar" else kind.name, kind.bits if kind.kind != "bipolar" else None,
                            layout=layout if layout != "NHWC" else "NHWC")
-    pending = None
-    pad = None
-    flat_perm = None
-    cur_shape = hw_shape
-    n_layer = 0
-
-    while True:
-        nexts = [n for n in consumers.get(cur, []) if not w.is_param(n.output[0]) or cur in n.input[:1]]
-        if cur == g.output[0].name:
-            if nexts:
-                _refuse(nexts[0], "the graph output is also used inside the graph")
-            break
-        if len(nexts) != 1:
-            _refuse(nexts[1] if nexts else None, f"tensor {cur!r} feeds {len(nexts)} nodes",
-                    "qnnfab import reads chains: branches and residual adds are not imported yet (a graph "
-                    "config can be written by hand: README, Graphs)")
-        node = nexts[0]
+    state = {inp: _Path(act, layout, hw_shape, NETWORK_INPUT)}
+    uses = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    out_name = g.output[0].name
+    for node in g.node:
+        if not any(i in state for i in node.input):
+            continue                                    # a parameter (weights and their quantizers)
         op = node.op_type
-        if node.input[0] != cur:
+        if node.input[0] not in state:
             _refuse(node, "the data path is not its first input")
-        out = node.output[0]
+        for i in node.input:
+            if i in state and uses[i] > 1 and not state[i].at_layer_boundary:
+                _refuse(node, f"tensor {i!r} feeds {uses[i]} nodes in the middle of a layer",
+                        "branch only from an activation's output (a layer's codes)")
+        if out_name in node.input:
+            _refuse(node, "the graph output is also used inside the graph")
+        data = [state[i] for i in node.input if i in state]
+        if op in ("Add", "Concat") and len(data) > 1:
+            state[node.output[0]] = _join(w, node, data)
+            continue
+        st = dataclasses.replace(data[0])
         if op in _SKIP:
             pass
-        elif op in ("Quant", "BipolarQuant") and pending is None and act is None:
-            codes, act = _input_quant(w, node, layout)
+        elif op in ("Quant", "BipolarQuant") and st.pending is None and st.act is None:
+            codes, st.act = _input_quant(w, node, st.layout)
         elif op in ("Quant", "BipolarQuant", "MultiThreshold"):
-            if pending is None:
+            if st.pending is None:
                 _refuse(node, "an activation without a linear layer before it")
-            act = _activation(w, node, pending, act, n_layer)
-            n_layer += 1
-            pending = None
+            st.act = _activation(w, node, st.pending, st.act, w.n_layer)
+            w.n_layer += 1
+            st.pending, st.src = None, w.layers[-1]["name"]
         elif op == "Relu":
-            if pending is None:
+            if st.pending is None:
                 _refuse(node, "a Relu outside a layer")
-            pending.relu = True
+            st.pending.relu = True
         elif op in _ARITH or op == "BatchNormalization":
-            if act is None:
+            if st.act is None:
                 _refuse(node, "arithmetic on the unquantized input", "quantize the input first")
-            if pending is None:
-                if op == "Mul" and (s := w.const(node.input[1])) is not None and s.size == 1 and float(s) > 0:
-                    act = _Act(act.kind, act.scale * float(s))     # a rescale of the codes' values
-                elif op == "Div" and (s := w.const(node.input[1])) is not None and s.size == 1 and float(s) > 0:
-                    act = _Act(act.kind, act.scale / float(s))
+            if st.pending is None:
+                if op == "Mul" and (c := w.const(node.input[1])) is not None and c.size == 1 and float(c) > 0:
+                    st.act = _Act(st.act.kind, st.act.scale * float(c))     # a rescale of the codes' values
+                elif op == "Div" and (c := w.const(node.input[1])) is not None and c.size == 1 and float(c) > 0:
+                    st.act = _Act(st.act.kind, st.act.scale / float(c))
                 else:
                     _refuse(node, "arithmetic on activations outside a layer changes the integer codes")
             else:
-                _compose(w, node, pending)
+                _compose(w, node, st.pending)
         elif op in ("MatMul", "Gemm", "Conv"):
-            if act is None:
+            if st.act is None:
                 _refuse(node, "a linear layer on the unquantized input",
                         "quantize the input (Quant/BipolarQuant) or annotate its integer datatype")
-            if pending is not None:
+            if st.pending is not None:
                 _refuse(node, "two linear layers without an activation between them")
-            pending, cur_shape = _linear(w, node, act, layout, cur_shape, flat_perm, pad)
-            pad = None
-            flat_perm = None
-            layout = "NCHW" if op == "Conv" else "NC"
+            st.pending, st.shape = _linear(w, node, st.act, st.layout, st.shape, st.flat_perm, st.pad)
+            st.pending.reads = (st.src,)
+            st.pad = st.flat_perm = None
+            st.layout = "NCHW" if op == "Conv" else "NC"
+        elif op == "GlobalAveragePool":
+            st = _global_pool(node, st)
         elif op == "MaxPool":
-            if pending is not None:
+            if st.pending is not None:
                 _refuse(node, "a max pool before the activation", "pool after the activation (as FINN's CNV does)")
             k = list(_attr(node, "kernel_shape"))
-            s = list(_attr(node, "strides", k))
-            if k[0] != k[1] or s[0] != s[1] or any(_attr(node, "pads", [0, 0, 0, 0])) or _attr(node, "ceil_mode", 0):
-                _refuse(node, f"kernel {k}, strides {s}, pads or ceil_mode", "use square kernels, no padding")
-            if act.kind.kind not in ("bipolar", "uint"):
-                _refuse(node, f"a max pool of {act.kind.name} data")
-            h, wd, c = cur_shape
-            cur_shape = ((h - k[0]) // s[0] + 1, (wd - k[0]) // s[0] + 1, c)
-            w.layers.append(dict(name=f"pool{n_layer}", type="maxpool", kernel=k[0], stride=s[0]))
-            n_layer += 1
+            s_ = list(_attr(node, "strides", k))
+            if k[0] != k[1] or s_[0] != s_[1] or any(_attr(node, "pads", [0, 0, 0, 0])) or _attr(node, "ceil_mode", 0):
+                _refuse(node, f"kernel {k}, strides {s_}, pads or ceil_mode", "use square kernels, no padding")
+            if st.act.kind.kind not in ("bipolar", "uint"):
+                _refuse(node, f"a max pool of {st.act.kind.name} data")
+            h, wd, c = st.shape
+            st.shape = ((h - k[0]) // s_[0] + 1, (wd - k[0]) // s_[0] + 1, c)
+            w.layers.append(dict(name=f"pool{w.n_layer}", type="maxpool", kernel=k[0], stride=s_[0], reads=(st.src,)))
+            st.src = w.layers[-1]["name"]
+            w.n_layer += 1
         elif op == "Transpose":
             perm = list(_attr(node, "perm"))
-            if layout == "NCHW" and perm == [0, 2, 3, 1]:
-                layout = "NHWC"
-            elif layout == "NHWC" and perm == [0, 3, 1, 2]:
-                layout = "NCHW"
+            if st.layout == "NCHW" and perm == [0, 2, 3, 1]:
+                st.layout = "NHWC"
+            elif st.layout == "NHWC" and perm == [0, 3, 1, 2]:
+                st.layout = "NCHW"
             else:
-                _refuse(node, f"permutation {perm} of {layout} data")
+                _refuse(node, f"permutation {perm} of {st.layout} data")
         elif op in ("Flatten", "Reshape"):
             if op == "Flatten" and _attr(node, "axis", 1) != 1:
                 _refuse(node, "flattening from an axis other than 1")
@@ -490,24 +533,80 @@ def import_qonnx(model, name="imported"):
                 target = w.const(node.input[1])
                 if target is None or len(target) != 2:
                     _refuse(node, "a reshape to anything but (N, features)")
-            if layout == "NCHW":
-                h, wd, c = cur_shape
-                flat_perm = np.arange(h * wd * c).reshape(c, h, wd).transpose(1, 2, 0).reshape(-1)
-            layout = "NC"
-            cur_shape = (math.prod(cur_shape),)
+            if st.layout == "NCHW":
+                h, wd, c = st.shape
+                st.flat_perm = np.arange(h * wd * c).reshape(c, h, wd).transpose(1, 2, 0).reshape(-1)
+            st.layout = "NC"
+            st.shape = (math.prod(st.shape),)
         elif op == "Pad":
-            pad = _pad(w, node, act)
+            st.pad = _pad(w, node, st.act)
         else:
             _refuse(node, "is not an op qnnfab's hardware implements")
-        cur = out
-    if pending is not None:
-        _last_layer(w, pending, n_layer)
+        state[node.output[0]] = st
+    if out_name not in state:
+        _refuse(None, "the graph output is not reached from its input", "export a model whose output depends on its input")
+    for t in state:
+        if t != out_name and not uses.get(t):
+            _refuse(w.producer.get(t), "its output is used by no node: a branch that ends nowhere")
+    if state[out_name].pending is not None:
+        _last_layer(w, state[out_name].pending, w.n_layer)
     if not w.layers:
         _refuse(None, "no layers", "export a model with at least one linear layer")
     if codes is None:
         _refuse(None, "the input is neither quantized by the model nor annotated with an integer datatype")
     cfg = _config(name, hw_shape, codes, w.layers)
     return Imported(cfg, codes, w.notes)
+
+
+def _join(w, node, data):
+    """An ``Add`` of two data tensors (a residual join: a pending "add" layer, thresholded by the
+    activation that follows) or a ``Concat`` of two (a "concat" layer); the joined tensor's path."""
+    op = node.op_type
+    if len(data) != 2:
+        _refuse(node, f"joins {len(data)} tensors", "join two branches at a time")
+    a, b = data
+    for side in (a, b):
+        if not side.at_layer_boundary:
+            _refuse(node, "joins a tensor in the middle of a layer", "join activation outputs (layer codes)")
+    if a.act.kind != b.act.kind or float(a.act.scale) != float(b.act.scale):
+        _refuse(node, f"joins {a.act.kind.name} codes at scale {float(a.act.scale):g} with {b.act.kind.name} codes "
+                f"at scale {float(b.act.scale):g}", "quantize both branches with the same quantizer")
+    if a.layout not in ("NCHW", "NHWC") or b.layout != a.layout:
+        _refuse(node, f"joins {a.layout} and {b.layout} data", "join image maps of one layout")
+    if op == "Add":
+        if a.shape != b.shape:
+            _refuse(node, f"adds maps of shapes {a.shape} and {b.shape}")
+        if a.act.kind.kind == "bipolar":
+            _refuse(node, "adds bipolar codes", "quantize the branches to unsigned k-bit codes")
+        c = a.shape[2]
+        lo, hi = a.act.kind.stored_range
+        p = _Pending(node, "add", None, None, a.act.kind, np.full(c, float(a.act.scale)), np.zeros(c), {},
+                     reads=(a.src, b.src), acc_range=(2 * lo, 2 * hi))
+        return _Path(a.act, a.layout, a.shape, a.src, pending=p)
+    axis = _attr(node, "axis", 1)
+    if axis < 0:
+        axis += 4
+    if axis != {"NCHW": 1, "NHWC": 3}[a.layout] or a.shape[:2] != b.shape[:2]:
+        _refuse(node, f"concatenates on axis {axis} of {a.layout} maps {a.shape} and {b.shape}",
+                "concatenate the channels of maps of one height and width")
+    w.layers.append(dict(name=f"concat{w.n_layer}", type="concat", reads=(a.src, b.src)))
+    w.n_layer += 1
+    return _Path(a.act, a.layout, a.shape[:2] + (a.shape[2] + b.shape[2],), w.layers[-1]["name"])
+
+
+def _global_pool(node, st):
+    """A ``GlobalAveragePool`` of a layer's codes: a pending "global_avgpool" layer whose integer is
+    each channel's sum over H x W (its mean is that sum / (H W))."""
+    if not st.at_layer_boundary or st.layout != "NCHW":
+        _refuse(node, "a global average pool inside a layer or of non-NCHW data",
+                "pool an activation's output (NCHW)")
+    if st.act.kind.kind == "bipolar":
+        _refuse(node, "a global average pool of bipolar codes", "quantize its input to unsigned k-bit codes")
+    h, wd, c = st.shape
+    lo, hi = st.act.kind.stored_range
+    p = _Pending(node, "global_avgpool", None, None, st.act.kind, np.full(c, float(st.act.scale)), np.zeros(c), {},
+                 reads=(st.src,), acc_range=(lo * h * wd, hi * h * wd), divisor=h * wd)
+    return _Path(st.act, "NCHW", (1, 1, c), st.src, pending=p)
 
 
 def _annotated_kind(name):
@@ -666,6 +765,8 @@ def _compose(w, node, p):
 
 def _acc_bounds(p):
     """(lo, hi) of the hardware accumulator and the affine map from it to the value-domain dot product."""
+    if p.type in SUMS:
+        return p.acc_range[0], p.acc_range[1], False
     n = p.weights[0].size
     binary = p.wkind.kind == "bipolar" and p.xkind.kind == "bipolar"
     if binary:
@@ -742,7 +843,7 @@ def _activation(w, node, p, act, idx):
         rows = []
         missing = (1 << out_kind.bits) - 1 - n_t if out_kind.kind == "uint" else 0
         for r in range(O):   # per-row thresholds: one row at a time through the same rule
-            sub = _Pending(p.node, p.type, p.weights[r:r + 1], p.wkind, p.xkind, p.A[r:r + 1], p.B[r:r + 1], p.conv, p.relu)
+            sub = dataclasses.replace(p, A=p.A[r:r + 1], B=p.B[r:r + 1])
             row = _threshold_rows(sub, [(float(v), False) for v in t[r]], lo, hi)[0]
             rows.append(np.concatenate([row, np.full(missing, hi + 1)]))
         _emit(w, p, np.array(rows, dtype=np.int64), out_kind, idx)
@@ -753,14 +854,21 @@ def _activation(w, node, p, act, idx):
 
 
 def _emit(w, p, thresholds, out_kind, idx):
-    weights = p.wkind.stored(p.weights)
     act = "bipolar" if out_kind.kind == "bipolar" else f"uint{out_kind.bits}"
+    if p.type in SUMS:
+        w.layers.append(dict(name=f"{'add' if p.type == 'add' else 'gap'}{idx}", type=p.type, act=act,
+                             thresholds=np.sort(thresholds, axis=1), reads=p.reads))
+        return
+    weights = p.wkind.stored(p.weights)
     w.layers.append(dict(name=f"{p.type}{idx}", type=p.type, out=len(p.A), act=act, weight_kind=p.wkind.kind,
                          weight_bits=p.wkind.bits if p.wkind.kind == "int" else None,
-                         weights=weights, thresholds=np.sort(thresholds, axis=1), **p.conv))
+                         weights=weights, thresholds=np.sort(thresholds, axis=1), reads=p.reads, **p.conv))
 
 
 def _last_layer(w, p, idx):
+    if p.type in SUMS:
+        _refuse(p.node, f"the graph ends in an {p.type} without an activation",
+                "requantize the sum (a Quant or MultiThreshold), then end in a linear layer")
     lo, hi, binary = _acc_bounds(p)
     _to_hardware_domain(p, binary)
     if np.any(p.A <= 0) or not (np.all(p.A == p.A[0]) and np.all(p.B == p.B[0])):
@@ -775,7 +883,7 @@ def _last_layer(w, p, idx):
     weights = p.wkind.stored(p.weights)
     w.layers.append(dict(name=f"{p.type}{idx}", type=p.type, out=len(p.A), act="acc", weight_kind=p.wkind.kind,
                          weight_bits=p.wkind.bits if p.wkind.kind == "int" else None, weights=weights,
-                         thresholds=None, **p.conv))
+                         thresholds=None, reads=p.reads, **p.conv))
 
 
 def _config(name, hw_shape, codes, layers):
@@ -790,14 +898,21 @@ def _config(name, hw_shape, codes, layers):
         lines.append(f"input_bits = {bits}")
     lines.append('weights = "weights.npz"')
     arrays = {}
+    prev = NETWORK_INPUT
     for L in layers:
         lines += ["", "[[layer]]"]
+        reads = list(L.get("reads") or (prev,))
         for k, v in L.items():
+            if k == "reads":
+                continue
             if k in ("weights", "thresholds"):
                 if v is not None:
                     arrays[f"{L['name']}/{k}"] = v
             elif v is not None:
                 lines.append(f"{k} = {json.dumps(v)}")
+            if k == "name" and reads != [prev]:     # a layer reading other than the one above it
+                lines.append(f"input = {json.dumps(reads if len(reads) > 1 else reads[0])}")
+        prev = L["name"]
     with tempfile.TemporaryDirectory(prefix="qnnfab-import-") as d:
         np.savez(Path(d) / "weights.npz", **arrays)
         cfg = netconfig.loads("\n".join(lines) + "\n", d, f"<import of {name}>")

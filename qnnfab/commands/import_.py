@@ -113,7 +113,11 @@ def run(args):
     out = OutputFolder(where, "--out", args.out)
     try:
         imp = import_qonnx(proto, name=name)
-        fold = auto_fold(imp.cfg, board.capacity, target_fps=args.fps, lut_budget=0.5, fps_name=(where, "--fps"))
+        if imp.cfg.is_graph and args.fps is not None:
+            raise ConfigError(where, "--fps", "does not apply to a graph config (fold takes chains only so far)",
+                              "leave --fps out")
+        fold = None if imp.cfg.is_graph else auto_fold(imp.cfg, board.capacity, target_fps=args.fps, lut_budget=0.5,
+                                                       fps_name=(where, "--fps"))
     except BaseException:
         out.undo()
         raise
@@ -121,9 +125,15 @@ def run(args):
     cfg = netconfig.load(toml)
     print(f"imported {model}: {len(cfg.layers)} layers -> {toml} (+ {name}.npz)")
     for L in cfg.layers:
-        extra = "" if L.type == "maxpool" else f", {L.weight_kind}{L.weight_bits or ''} weights, act {L.act}"
-        print(f"  {L.name:<8} {L.type:<8} {L.in_shape} -> {L.out_shape}{extra}, PE {L.pe} SIMD {L.simd}")
-    print(f"folding: {fold.reason}; bottleneck {fold.bottleneck[0]}, {fold.bottleneck[1]:,} cycles/frame")
+        extra = ("" if L.type in ("maxpool", "concat") else f", act {L.act}" if L.type in netconfig.SUM_TYPES
+                 else f", {L.weight_kind}{L.weight_bits or ''} weights, act {L.act}")
+        reads = f" (reads {', '.join(L.inputs)})" if L.inputs else ""
+        print(f"  {L.name:<8} {L.type:<8} {L.in_shape} -> {L.out_shape}{extra}, PE {L.pe} SIMD {L.simd}{reads}")
+    if fold is None:
+        print("folding: PE = SIMD = 1 (a graph config: its golden model and QONNX export run it; fold and the "
+              "hardware commands take chains only so far)")
+    else:
+        print(f"folding: {fold.reason}; bottleneck {fold.bottleneck[0]}, {fold.bottleneck[1]:,} cycles/frame")
     codes = imp.input_codes
     how = ("the graph input holds them already" if codes.scale is None else
            f"the model's input quantizer: {codes.rounding.lower()}(x / {codes.scale:g}), clipped")
@@ -141,7 +151,8 @@ def add_parser(sub):
         description="Read a QONNX model and write a qnnfab config (TOML), its weights (.npz) and the input "
                     "codes the hardware reads (.input_codes.json). Brevitas-style graphs (Quant/BipolarQuant on "
                     "weights and activations, MatMul/Gemm/Conv, BatchNormalization, Mul/Add scales and biases, "
-                    "Relu before unsigned k-bit activations, MaxPool, Pad, Flatten/Reshape/Transpose) and "
+                    "Relu before unsigned k-bit activations, MaxPool, Pad, Flatten/Reshape/Transpose; residual "
+                    "graphs: a tensor read by several nodes, Add of two branches, GlobalAveragePool, Concat) and "
                     "streamlined graphs (integer weights + MultiThreshold) fold into integer weights and "
                     "thresholds exactly; anything else is refused naming the node. Needs qnnfab[onnx].",
         epilog="examples:\n  qnnfab import model.onnx --out out/imported\n"
