@@ -99,7 +99,8 @@ def main():
             with cache_at(tmp):
                 wall, res, (synth, cached) = search(args.config, device, budget, workers)
             print(f"  cold cache, local cluster of {workers} worker{'s' * (workers > 1)}: {wall:,.1f} s "
-                  f"({synth} syntheses, {cached} cached, {res.measured} foldings measured)")
+                  f"({synth} syntheses, {cached} cached, {res.measured} foldings measured, "
+                  f"{res.elaborated} stages elaborated)", flush=True)
             if workers == 1:
                 cold1 = wall
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -120,9 +121,10 @@ def run_warm(args, device, budget):
     folding and its composition against report (and the whole design)."""
     if args.no_cold:
         wall, _, (synth, cached) = search(args.config, device, budget, 2)
-        print(f"  search in $QNNFAB_CACHE: {wall:,.1f} s ({synth} syntheses, {cached} cached)")
+        print(f"  search in $QNNFAB_CACHE: {wall:,.1f} s ({synth} syntheses, {cached} cached)", flush=True)
     wall2, res2, (synth2, cached2) = search(args.config, device, budget, 2)
-    print(f"  warm cache: {wall2:,.1f} s ({synth2} syntheses, {cached2} cached)")
+    print(f"  warm cache: {wall2:,.1f} s ({synth2} syntheses, {cached2} cached, {res2.elaborated} stages "
+          "elaborated: the others' Verilog and result known by their description)", flush=True)
     t = res2.report.total
     print(f"  measured search: {res2.report.bottleneck_cycles:,} cycles/frame, measured {t.lut + t.lutram:,} LUT, "
           f"{t.bram36:g} BRAM36, {t.dsp} DSP, {t.ff:,} FF; stopped: {res2.reason}")

@@ -84,6 +84,7 @@ class SynthesisPool:
         self._durations = []
         self.synthesized = 0   # results made by a Yosys run of this search
         self.cached = 0        # results the cache held
+        self.submitted = 0     # tasks submitted (results the cache lacked)
 
     def __enter__(self):
         return self
@@ -139,6 +140,7 @@ class SynthesisPool:
             return req
         req.future = self.dask_client().submit(synthesize_stage, text, top, self.timing, key=f"yosys-{top}-{key}",
                                          priority=priority, pure=False)
+        self.submitted += 1
         return req
 
     def request_known(self, top, key):
