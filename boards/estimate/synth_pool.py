@@ -50,8 +50,12 @@ def stage_verilog(comp, top):
 
 def synthesize_stage(text, top, timing=True):
     """The Dask task: synthesize Verilog ``text`` on this worker (through its cache);
-    ``(Resources as a dict, how it was had, {cache file: JSON text})``."""
+    ``(Resources as a dict, how it was had, {cache file: JSON text})``. The result is
+    remembered by its Verilog's key in the worker's cache too (a task whose result is
+    never collected, cancelled after it ran, is known there by its key)."""
     res, how, entries = synth_xc7_entries(text, top, timing=timing)
+    if all(t is not None for t in entries.values()):
+        remember_result(top, verilog_key(text, top, timing), res, list(entries))
     return res.as_dict(), how, entries
 
 
