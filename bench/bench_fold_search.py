@@ -14,6 +14,7 @@ second one's cache).
     python bench/bench_fold_search.py --config configs/cnv_small.toml --lut 5 --whole
     python bench/bench_fold_search.py --config configs/cnv_w1a1.toml --hand configs/cnv_w1a1_fast.toml \\
         --lut 90 --no-cold           # the issue's figure (hours of Yosys the first time; uses $QNNFAB_CACHE)
+    python bench/bench_fold_search.py --config configs/cnv_w1a1.toml --lut 90 --path-only   # what a cold search needs
 
 Cold runs use temporary caches (removed after); ``--no-cold`` runs only the
 warm search in ``$QNNFAB_CACHE`` (a first run there is cold too).
@@ -30,11 +31,13 @@ from pathlib import Path
 
 from qnnfab import netconfig
 from qnnfab.boards.estimate.fold import auto_fold
-from qnnfab.boards.estimate.measured import Budget, measured_fold
-from qnnfab.boards.estimate.report import network_report
+from qnnfab.boards.estimate.measured import Budget, apply, measured_fold, proposals
+from qnnfab.boards.estimate.report import network_report, stage_owners
+from qnnfab.boards.estimate.stage_cache import stage_description
 from qnnfab.boards.estimate.synth_pool import SynthesisPool
 from qnnfab.boards.estimate.yosys import synth_xc7
 from qnnfab.boards.targets import get_board
+from qnnfab.plan import plan_of
 from qnnfab.rtl.dataflow import Dataflow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +78,8 @@ def main():
     ap.add_argument("--lut", type=float, default=2.0, help="LUT budget in percent (default 2)")
     ap.add_argument("--no-cold", action="store_true", help="only the warm search in $QNNFAB_CACHE")
     ap.add_argument("--whole", action="store_true", help="also synthesize the chosen design whole (small nets only)")
+    ap.add_argument("--path-only", action="store_true",
+                    help="only count the foldings on the path and the distinct stages a cold search synthesizes")
     args = ap.parse_args()
     device = get_board(args.board).capacity
     budget = Budget(lut=args.lut / 100)
@@ -92,6 +97,18 @@ def main():
         print(f"  hand-picked {Path(args.hand).name}: {max(hand.layer_cycles(L) for L in hand.layers):,} "
               "cycles/frame (model)")
 
+    if args.path_only:
+        points, end = proposals(cfg, device, budget)
+        stages = set()
+        for p in points:
+            apply(cfg, p.settings)
+            plan = plan_of(cfg)
+            stages.update(stage_description(plan, stage) for stage, _ in stage_owners(plan))
+        print(f"  path of the measured search: {len(points)} foldings ({points[0].cycles:,} to {points[-1].cycles:,} "
+              f"cycles/frame; {end}), {len(stages)} distinct stages to synthesize from a cold cache (before the "
+              "bottleneck's memory-style variants)")
+        return 0
+
     keep = None
     if not args.no_cold:
         for workers in (1, 2):
@@ -99,7 +116,8 @@ def main():
             with cache_at(tmp):
                 wall, res, (synth, cached) = search(args.config, device, budget, workers)
             print(f"  cold cache, local cluster of {workers} worker{'s' * (workers > 1)}: {wall:,.1f} s "
-                  f"({synth} syntheses, {cached} cached, {res.measured} foldings measured)")
+                  f"({synth} syntheses, {cached} cached, {res.measured} foldings measured, "
+                  f"{res.elaborated} stages elaborated)", flush=True)
             if workers == 1:
                 cold1 = wall
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -120,9 +138,10 @@ def run_warm(args, device, budget):
     folding and its composition against report (and the whole design)."""
     if args.no_cold:
         wall, _, (synth, cached) = search(args.config, device, budget, 2)
-        print(f"  search in $QNNFAB_CACHE: {wall:,.1f} s ({synth} syntheses, {cached} cached)")
+        print(f"  search in $QNNFAB_CACHE: {wall:,.1f} s ({synth} syntheses, {cached} cached)", flush=True)
     wall2, res2, (synth2, cached2) = search(args.config, device, budget, 2)
-    print(f"  warm cache: {wall2:,.1f} s ({synth2} syntheses, {cached2} cached)")
+    print(f"  warm cache: {wall2:,.1f} s ({synth2} syntheses, {cached2} cached, {res2.elaborated} stages "
+          "elaborated: the others' Verilog and result known by their description)", flush=True)
     t = res2.report.total
     print(f"  measured search: {res2.report.bottleneck_cycles:,} cycles/frame, measured {t.lut + t.lutram:,} LUT, "
           f"{t.bram36:g} BRAM36, {t.dsp} DSP, {t.ff:,} FF; stopped: {res2.reason}")

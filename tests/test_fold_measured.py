@@ -152,6 +152,8 @@ def test_search_survives_a_killed_worker_and_resumes_from_the_cache(tmp_path, mo
         res2 = measured_fold(again, XC7Z020, pool, budget=budget, prune=100.0, lookahead=3, progress=None)
         # every point it checks was measured before (points ahead it may submit, then cancel)
         assert pool.synthesized == 0 and pool.cached > 0
+        # only stages the cache lacks (of points ahead the first search cancelled) are elaborated
+        assert res2.elaborated == pool.submitted
     assert settings_of(again) == chosen
     assert _figures(res2.report.total) == _figures(res.report.total)
 
@@ -257,25 +259,87 @@ def test_explore_refuses_a_folder_with_files(tmp_path, capsys):
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep"
 
 
-def test_composer_key_follows_upstream_formats(tmp_path):
-    """fc1's own settings alike, its input uint2 instead of bipolar (fc0's act): fc1's Verilog
-    differs, so its Composer key must too (one Composer serves --config and every --mark)."""
-    from qnnfab.boards.estimate.report import synthesis_component
+VARIANTS = [("seed = 3", "seed = 4"),                                  # other weights
+            ('act = "bipolar"', 'act = "uint2"'),                      # fc0's output: fc1's input format
+            ('out = 4\nact = "acc"', 'out = 4\nact = "acc"\npe = 2'),   # fc1's folding
+            ('out = 8\nact = "bipolar"', 'out = 8\nact = "bipolar"\nsimd = 4'),   # fc0's: fc1's input word
+            ('out = 4\nact = "acc"', 'out = 4\nact = "acc"\npipeline = "max"'),
+            ('out = 4\nact = "acc"', 'out = 4\nact = "acc"\nweight_memory = "distributed"'),
+            ('out = 4\nact = "acc"', 'out = 4\nact = "acc"\nfifo_depth = 7'),
+            ('name = "tiny"', 'name = "tiny"\nweights_mode = "runtime"')]
+
+
+def _descriptions_and_texts(tmp_path, text, tag):
+    from qnnfab.boards.estimate.report import stage_owners, synthesis_component
+    from qnnfab.boards.estimate.stage_cache import stage_description
     from qnnfab.boards.estimate.synth_pool import stage_verilog
     from qnnfab.plan import plan_of
-    a = _tiny(tmp_path)
-    p = tmp_path / "tiny_uint2.toml"
-    p.write_text(TINY.replace('act = "bipolar"', 'act = "uint2"'))
-    b = netconfig.load(p)
-    keys, texts = [], []
-    for cfg in (a, b):
-        plan = plan_of(cfg)
-        stages = {s.name: s for s in plan.stages}
-        name = next(n for n, s in stages.items() if s.layer is cfg.layers[1] and s.kind not in ("fifo", "width"))
-        keys.append(Composer(None)._key(cfg, stages, name))
-        texts.append(stage_verilog(synthesis_component(plan, name), "fc1"))
-    assert texts[0] != texts[1]
-    assert keys[0] != keys[1]
+    p = tmp_path / f"tiny_{tag}.toml"
+    p.write_text(text)
+    plan = plan_of(netconfig.load(p))
+    return {stage: (stage_description(plan, stage), stage_verilog(synthesis_component(plan, stage), stage))
+            for stage, _ in stage_owners(plan)}
+
+
+def test_stage_description_changes_with_the_verilog(tmp_path):
+    """The stage cache's key (stage_description) of every stage of the tiny network and of
+    variants of it (weights, upstream formats, folding, pipeline, memory style, FIFO depth,
+    run-time weights): wherever two stages' Verilog differ, their descriptions differ; the
+    same config loaded twice gives the same descriptions."""
+    base = _descriptions_and_texts(tmp_path, TINY, "base")
+    assert base == _descriptions_and_texts(tmp_path, TINY, "again")
+    assert all(d is not None for d, _ in base.values())
+    differing = 0
+    for k, (old, new) in enumerate(VARIANTS):
+        assert old in TINY
+        variant = _descriptions_and_texts(tmp_path, TINY.replace(old, new, 1), k)
+        for stage in base.keys() & variant.keys():
+            (d0, t0), (d1, t1) = base[stage], variant[stage]
+            if t0 != t1:
+                differing += 1
+                assert d0 != d1, (new, stage)
+        assert any(base.get(s, (None, None))[1] != t for s, (_, t) in variant.items()), new   # it changed some
+    assert differing >= len(VARIANTS)
+    # weights from a file whose content changes (the config's text stays the same): fc0's Verilog
+    # and description change with its weights
+    cfg = _tiny(tmp_path)
+    npz = tmp_path / "w.npz"
+    from_file = TINY.replace('weights = "random"', 'weights = "w.npz"')
+    netconfig.save_weights(npz, cfg)
+    before = _descriptions_and_texts(tmp_path, from_file, "file")
+    cfg.layers[0].weights[0, 0] ^= 1          # bipolar weights are stored as bits
+    netconfig.save_weights(npz, cfg)
+    after = _descriptions_and_texts(tmp_path, from_file, "file")
+    assert before["fc0"][1] != after["fc0"][1] and before["fc0"][0] != after["fc0"][0]
+    assert before["fc1"] == after["fc1"]
+
+
+def test_warm_composition_elaborates_only_what_the_cache_lacks(tmp_path, monkeypatch):
+    """A second Composer over the same cache elaborates no stage and gives report's figures;
+    a stage whose Yosys entry is gone, or every stage after a source change, is elaborated
+    again (and its result read or synthesized anew)."""
+    import qnnfab.boards.estimate.stage_cache as stage_cache
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    cfg = _tiny(tmp_path)
+    expected = [_figures(L.resources) for L in network_report(cfg, progress=None, jobs=2).layers]
+    n = len(_stages(cfg))
+
+    def compose():
+        with SynthesisPool(workers=1, progress=None) as pool:
+            comp = Composer(pool)
+            rep = comp.report(cfg)
+            assert [_figures(L.resources) for L in rep.layers] == expected
+            return comp.elaborated, pool.synthesized
+
+    assert compose() == (n, 0)      # report's entries are read; the stages' Verilog was not known
+    assert compose() == (0, 0)
+    entries = sorted((tmp_path / "cache" / "yosys").glob("fc1-*.json"))
+    assert len(entries) == 1
+    entries[0].unlink()
+    assert compose() == (1, 1)
+    monkeypatch.setattr(stage_cache, "source_hash", lambda: "another version of the sources")
+    assert compose() == (n, 0)
+    assert compose() == (0, 0)
 
 
 def test_explore_unreachable_scheduler_refused_and_out_undone(tmp_path, capsys, monkeypatch):

@@ -39,6 +39,7 @@ from qnnfab.plan import plan_of
 
 from .fold import assign_memory_styles, estimate, estimate_layer, folding_steps
 from .report import compose_report, stage_owners, synthesis_component
+from .stage_cache import known_verilog, remember_verilog, stage_description
 from .synth_pool import stage_verilog
 from .yosys import Resources
 
@@ -151,50 +152,46 @@ def proposals(cfg, device, budget, *, target_cycles=None, prune=0.15):
     return points, end
 
 
-def _layer_key(L):
-    """A layer's config fields (not its weights, fixed during a search): equal keys, equal stage."""
-    return tuple((f.name, repr(getattr(L, f.name))) for f in dataclasses.fields(L)
-                 if "config" in f.metadata)
-
-
 class Composer:
     """A config's measured figures from its stages' (:func:`stage_owners`), each stage
-    converted to Verilog once per search and synthesized once through ``pool``
-    (a :class:`~qnnfab.boards.estimate.synth_pool.SynthesisPool`)."""
+    synthesized once through ``pool`` (a :class:`~qnnfab.boards.estimate.synth_pool.SynthesisPool`).
+    A stage is elaborated (its component built, its Verilog written) only when its
+    description (:func:`~qnnfab.boards.estimate.stage_cache.stage_description`) has no
+    known Verilog whose result the cache holds; ``elaborated`` counts those that were."""
 
     def __init__(self, pool, f_clk=100e6):
         self.pool = pool
         self.f_clk = f_clk
-        self._texts = {}
+        self._keys = {}        # stage description: (top, Verilog key) of this search
+        self.elaborated = 0
 
-    def _key(self, cfg, plan_stages, stage):
-        s = plan_stages.get(stage)
-        net = (cfg.name, cfg.weights_ref, cfg.seed, cfg.weights_mode)   # the weights, names in the Verilog
-        if s is None:      # the weight loader: the memories of every layer
-            return (stage, net, tuple(_layer_key(L) for L in cfg.layers))
-        if s.kind in ("fifo", "width"):
-            return (stage, net, s.kind, repr(s.i), repr(s.o), s.fifo_depth)
-        L = s.layer   # its Verilog also depends on what upstream sets: the links' formats, its input's
-        return (stage, net, _layer_key(L), repr(s.i), repr(s.o),
-                repr((L.in_shape, L.in_kind, L.in_bits, L.in_shapes)))
+    def _request(self, plan, stage, priority):
+        desc = stage_description(plan, stage)
+        known = self._keys.get(desc) if desc is not None else None
+        if known is None:
+            known = known_verilog(desc)
+        if known is not None:
+            req = self.pool.request_known(*known)
+            if req is not None:
+                self._keys[desc] = known
+                return req
+        top = stage.replace("-", "_")
+        text = stage_verilog(synthesis_component(plan, stage), top)
+        self.elaborated += 1
+        req = self.pool.request(text, top, priority)
+        if desc is not None:
+            if known != (top, req.key):
+                remember_verilog(desc, top, req.key)
+            self._keys[desc] = (top, req.key)
+        return req
 
     def requests(self, cfg, priority=0, only=None):
-        """``[(stage, layer it counts in, pool handle)]`` of every stage of ``cfg`` (or of the
-        stages named in ``only``), submitted; a stage's component is built only when its
-        Verilog is not known yet."""
+        """``[(stage, layer it is counted in, pool handle)]`` of every stage of ``cfg`` (or of the
+        stages named in ``only``), submitted; a stage is elaborated only when its Verilog and
+        result are not known yet."""
         plan = plan_of(cfg)
-        plan_stages = {s.name: s for s in plan.stages}
-        out = []
-        for stage, layer in stage_owners(plan):
-            if only is not None and stage not in only:
-                continue
-            key = self._key(cfg, plan_stages, stage)
-            if key not in self._texts:
-                top = stage.replace("-", "_")
-                self._texts[key] = (top, stage_verilog(synthesis_component(plan, stage), top))
-            top, text = self._texts[key]
-            out.append((stage, layer, self.pool.request(text, top, priority)))
-        return out
+        return [(stage, layer, self._request(plan, stage, priority)) for stage, layer in stage_owners(plan)
+                if only is None or stage in only]
 
     def report(self, cfg, priority=0):
         """The :class:`~qnnfab.boards.estimate.report.NetworkReport` of ``cfg`` composed from
@@ -210,7 +207,8 @@ class MeasuredFold:
     """The outcome of :func:`measured_fold`: ``cfg`` set to the chosen folding, its composed
     ``report``, why the search stopped, the per-layer notes (:func:`stop_notes`), the
     points checked, the layer whose next step did not fit and the settings tried for
-    that step, each with what it exceeds (``[(settings, [phrases])]``)."""
+    that step, each with what it exceeds (``[(settings, [phrases])]``), and how many
+    stages were elaborated (:class:`Composer`)."""
     cfg: object
     report: object
     reason: str
@@ -218,6 +216,7 @@ class MeasuredFold:
     measured: int
     stopper: str | None = None
     rejected: list = dataclasses.field(default_factory=list)
+    elaborated: int = 0     # stages elaborated (the others' Verilog and result were known)
 
 
 def _variants(settings, layer):
@@ -344,7 +343,7 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
         if best[name] == alt:
             notes[name] += (f"; weight_memory = {alt['weight_memory']!r}, pipeline = {alt['pipeline']!r} "
                             "chosen among the measured alternatives (the cost model's choice did not fit)")
-    return MeasuredFold(cfg, best_rep, reason, notes, checked, stopper, rejected)
+    return MeasuredFold(cfg, best_rep, reason, notes, checked, stopper, rejected, comp.elaborated)
 
 
 def stop_notes(cfg, bottleneck_cycles, stopper, reason, target_cycles=None, pipelined=()):

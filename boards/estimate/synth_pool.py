@@ -15,13 +15,16 @@ gives its :class:`~qnnfab.boards.estimate.yosys.Resources`:
   the result lands in the same cache whichever worker made it, and a search
   started again after an interruption finds it there.
 
+Each result is also remembered by its Verilog's key
+(:func:`~qnnfab.boards.estimate.stage_cache.remember_result`): :meth:`SynthesisPool.request_known`
+gives it from that key alone, for a stage whose Verilog is known without elaborating it.
+
 Dask does the scheduling: a worker lost during a synthesis makes the scheduler
 run the task again on another worker (a worker's half-written cache entry
 never exists: entries are renamed into place whole, and its entry lock dies
 with it).
 """
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from qnnfab.errors import ConfigError
 from qnnfab.sim.build import to_verilog
 
+from .stage_cache import known_result, remember_result, verilog_key
 from .yosys import SYNTHESIZED, Resources, store_entries, synth_xc7_cached, synth_xc7_entries
 
 __all__ = ["SynthesisPool", "synthesize_stage", "stage_verilog"]
@@ -46,8 +50,12 @@ def stage_verilog(comp, top):
 
 def synthesize_stage(text, top, timing=True):
     """The Dask task: synthesize Verilog ``text`` on this worker (through its cache);
-    ``(Resources as a dict, how it was had, {cache file: JSON text})``."""
+    ``(Resources as a dict, how it was had, {cache file: JSON text})``. The result is
+    remembered by its Verilog's key in the worker's cache too (a task whose result is
+    never collected, cancelled after it ran, is known there by its key)."""
     res, how, entries = synth_xc7_entries(text, top, timing=timing)
+    if all(t is not None for t in entries.values()):
+        remember_result(top, verilog_key(text, top, timing), res, list(entries))
     return res.as_dict(), how, entries
 
 
@@ -80,6 +88,7 @@ class SynthesisPool:
         self._durations = []
         self.synthesized = 0   # results made by a Yosys run of this search
         self.cached = 0        # results the cache held
+        self.submitted = 0     # tasks submitted (results the cache lacked)
 
     def __enter__(self):
         return self
@@ -121,18 +130,35 @@ class SynthesisPool:
     def request(self, text, top, priority=0):
         """A handle on the synthesis of Verilog ``text`` (module ``top``); submitted unless cached
         or already requested. Higher ``priority`` runs first."""
-        key = hashlib.sha256(f"{top}\0{self.timing}\0{text}".encode()).hexdigest()[:24]
+        key = verilog_key(text, top, self.timing)
         req = self._requests.get(key)
         if req is not None:
             return req
         req = self._requests[key] = _Request(top, key)
-        hit = synth_xc7_cached(text, top, timing=self.timing)
+        files = []
+        hit = synth_xc7_cached(text, top, timing=self.timing, files=files)
         if hit is not None:
             req.result, req.cached = hit, True
             self.cached += 1
+            remember_result(top, key, hit, [f.name for f in files])
             return req
         req.future = self.dask_client().submit(synthesize_stage, text, top, self.timing, key=f"yosys-{top}-{key}",
                                          priority=priority, pure=False)
+        self.submitted += 1
+        return req
+
+    def request_known(self, top, key):
+        """A handle on the result of the Verilog whose :meth:`request` key is ``key`` (module
+        ``top``) when it is known without its text (remembered, and still in the Yosys cache);
+        else None."""
+        req = self._requests.get(key)
+        if req is not None:
+            return req
+        hit = known_result(top, key)
+        if hit is None:
+            return None
+        req = self._requests[key] = _Request(top, key, hit, cached=True)
+        self.cached += 1
         return req
 
     def result(self, req):
@@ -141,6 +167,8 @@ class SynthesisPool:
             res, how, entries = req.future.result()
             store_entries(entries)
             req.result = Resources(**res)
+            if all(t is not None for t in entries.values()):   # else a part of it is not cached
+                remember_result(req.top, req.key, req.result, list(entries))
             req.future = None
             if how == SYNTHESIZED:
                 self.synthesized += 1

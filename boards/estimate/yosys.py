@@ -232,21 +232,23 @@ def synth_xc7_path(design, top="top", *, cache=True):
     return _from_cache(entry), list(entry.get("path", [])) if isinstance(entry.get("cells"), dict) else []
 
 
-def synth_xc7_cached(design, top="top", *, timing=True):
-    """:func:`synth_xc7`'s result when the cache holds it, else None (Yosys is not run)."""
+def synth_xc7_cached(design, top="top", *, timing=True, files=None):
+    """:func:`synth_xc7`'s result when the cache holds it, else None (Yosys is not run); the
+    paths of the cache entries it was read from are appended to ``files`` (a list)."""
     try:
-        return _from_cache(_synth_entry(design, top, True, timing, [], lookup=True))
+        return _from_cache(_synth_entry(design, top, True, timing, [], lookup=True, files=files))
     except _NotCached:
         return None
 
 
 def synth_xc7_entries(design, top="top", *, timing=True):
     """:func:`synth_xc7_how` and the cache entries its result is made of, ``{file name: JSON
-    text}``: what a synthesis on another machine hands back (:func:`store_entries`)."""
+    text}``: what a synthesis on another machine hands back (:func:`store_entries`); None for
+    an entry not stored (a run whose timing failed is not cached)."""
     outcomes, files = [], []
     res = _from_cache(_synth_entry(design, top, True, timing, outcomes, files=files))
     how = next((h for h in (SYNTHESIZED, WAITED) if h in outcomes), CACHED)
-    return res, how, {f.name: f.read_text() for f in files if f.exists()}
+    return res, how, {f.name: f.read_text() if f.exists() else None for f in files}
 
 
 def store_entries(entries):
@@ -256,6 +258,8 @@ def store_entries(entries):
     for name, text in entries.items():
         if "/" in name or name.startswith("."):
             raise ValueError(f"not a cache entry name: {name!r}")
+        if text is None:
+            continue
         _parse_entry(text)
         path = folder / name
         if not path.exists():
