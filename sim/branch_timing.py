@@ -15,7 +15,8 @@ over named streams of a design: when no stream has moved a word for
 ``quiet`` cycles it raises :class:`StreamDeadlock`, naming the streams that
 hold a word nobody takes and the ones that have nothing to offer.
 :func:`run_residual_block` runs a whole :class:`~qnnfab.rtl.residual_block.ResidualBlock`
-under that watch.
+under that watch, :func:`run_dataflow` a whole network's
+:class:`~qnnfab.rtl.dataflow.Dataflow` (graphs included), watching the input of every stage.
 """
 
 import random
@@ -26,12 +27,14 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.fifo_sizing import deadlock_depth, repeat_frames, skip_fifo_depth, throughput_depth
+from qnnfab.packing import unpack_words
+from qnnfab.rtl.dataflow import input_ports
 from qnnfab.rtl.stream_fork import StreamFork
 
 from .amaranth_stream import StreamSink, StreamSource, run_streams
 
 __all__ = ["ForkedBranch", "fork_branch_schedule", "starved_schedule", "SkipDepths", "skip_depths", "StreamDeadlock",
-           "deadlock_watch", "run_residual_block"]
+           "deadlock_watch", "run_residual_block", "dataflow_streams", "run_dataflow"]
 
 
 class ForkedBranch(wiring.Component):
@@ -104,6 +107,36 @@ def run_residual_block(block, words, n_out, *, quiet=200, max_cycles=200_000):
     if len(snk.words) != n_out:
         raise AssertionError(f"{len(snk.words) - n_out} words after the {n_out} expected")
     return list(snk.words), list(src.sent_cycles), list(snk.cycles)
+
+
+def dataflow_streams(dataflow):
+    """``{name: stream}`` of every stage input of a :class:`~qnnfab.rtl.dataflow.Dataflow`: ``"<stage>
+    input"`` (``"<stage> input a"`` / ``"b"`` of a join), and ``"output"``."""
+    streams = {}
+    for _, name, comp in dataflow.stages:
+        ports = input_ports(comp)
+        for port, suffix in zip(ports, (" a", " b") if len(ports) == 2 else ("",)):
+            streams[f"{name} input{suffix}"] = port
+    streams["output"] = dataflow.o
+    return streams
+
+
+def run_dataflow(dataflow, frames, *, quiet=300, max_cycles=500_000):
+    """Send ``frames`` (stored input values, (B,) + input shape) through ``dataflow`` on Amaranth's
+    simulator, input always offered, output always taken; return ``(scores (B, outputs), output
+    cycles)``, or raise :class:`StreamDeadlock` naming the stage inputs that hold a word nobody
+    takes (:func:`dataflow_streams`)."""
+    fmt = dataflow.plan.word_format
+    words = fmt.pack_frames(frames)
+    n_out = len(frames) * fmt.out_words
+    src, snk = StreamSource(dataflow.i, words, name="i"), StreamSink(dataflow.o, name="o")
+    run_streams(dataflow, [src], [snk], [n_out], max_cycles=max_cycles, extra_cycles=5,
+                monitors=[deadlock_watch(dataflow_streams(dataflow), quiet)])
+    if len(snk.words) != n_out:
+        raise AssertionError(f"{len(snk.words) - n_out} words after the {n_out} expected")
+    data = [int(w) & ((1 << (fmt.out_elems * fmt.out_bits)) - 1) for w in snk.words]
+    scores = unpack_words(data, fmt.out_elems, fmt.out_bits, fmt.out_signed)
+    return scores.reshape(len(frames), -1), list(snk.cycles)
 
 
 def starved_schedule(branch, words, n_out, *, quiet=64):
