@@ -343,6 +343,13 @@ class Plan:
             identity_hash=self.identity_hash, bus_bytes=data_width // 8, runtime_weights=self.runtime,
             label_rule=self.label_rule, input_pad=self.cfg.input_pad, classes=self.cfg.layers[-1].classes)
 
+    def join_paths(self, join):
+        """Graphs: ``(fork stage, [path to input a], [path to input b])`` of add stage ``join``, each path
+        the stages from the fork's consumer to the join's FIFO on that input, included."""
+        by_name = {s.name: s for s in self.stages}
+        fork, a, b = _join_paths(by_name, [r[0] for r in by_name[join].reads], by_name[join].where)
+        return by_name[fork], a, b
+
     @property
     def image_body_words(self):
         """Body words of the weights image (runtime weights)."""
@@ -479,16 +486,23 @@ def _path_to_fork(by_name, name, port):
         name, port = s.reads[0]
 
 
-def _join_depths(by_name, join, fifos, where):
-    """The least depth that cannot deadlock of the FIFOs ``fifos`` (names, input 0 and 1) in front of
-    join stage ``join``, from the geometry of both paths back to their common fork."""
+def _join_paths(by_name, fifos, where):
+    """``(fork stage name, [stages of the path to input 0], [... to input 1])`` of the join whose
+    input FIFOs are ``fifos``: each path from the fork's consumer to the join's FIFO, included."""
     paths = [_path_to_fork(by_name, f, 0) for f in fifos]
     if paths[0][0] is None or paths[0][0] != paths[1][0]:
         raise ConfigError(where, "input", "the two inputs do not branch from one layer through single-input "
                           "layers: this graph is not built in hardware yet",
                           "add two branches that leave the same layer (a residual block)")
-    needs = [fifo_sizing.chain_need(*[_stage_need(s) for s in path]) for _, _, path in paths]
-    fork_words = by_name[paths[0][0]].o.words
+    return paths[0][0], paths[0][2], paths[1][2]
+
+
+def _join_depths(by_name, join, fifos, where):
+    """The least depth that cannot deadlock of the FIFOs ``fifos`` (names, input 0 and 1) in front of
+    join stage ``join``, from the geometry of both paths back to their common fork."""
+    fork, *paths = _join_paths(by_name, fifos, where)
+    needs = [fifo_sizing.chain_need(*[_stage_need(s) for s in path]) for path in paths]
+    fork_words = by_name[fork].o.words
     return (fifo_sizing.join_deadlock_depth(needs[1], needs[0], fork_words),
             fifo_sizing.join_deadlock_depth(needs[0], needs[1], fork_words))
 

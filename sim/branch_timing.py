@@ -28,13 +28,15 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.fifo_sizing import deadlock_depth, repeat_frames, skip_fifo_depth, throughput_depth
 from qnnfab.packing import unpack_words
-from qnnfab.rtl.dataflow import input_ports
+from qnnfab.plan import plan_of
+from qnnfab.rtl.dataflow import input_ports, stage_component
 from qnnfab.rtl.stream_fork import StreamFork
 
 from .amaranth_stream import StreamSink, StreamSource, run_streams
 
 __all__ = ["ForkedBranch", "fork_branch_schedule", "starved_schedule", "SkipDepths", "skip_depths", "StreamDeadlock",
-           "deadlock_watch", "run_residual_block", "dataflow_streams", "run_dataflow"]
+           "deadlock_watch", "run_residual_block", "dataflow_streams", "run_dataflow", "StageChain",
+           "graph_skip_depths", "graph_throughput_depths"]
 
 
 class ForkedBranch(wiring.Component):
@@ -107,6 +109,56 @@ def run_residual_block(block, words, n_out, *, quiet=200, max_cycles=200_000):
     if len(snk.words) != n_out:
         raise AssertionError(f"{len(snk.words) - n_out} words after the {n_out} expected")
     return list(snk.words), list(src.sent_cycles), list(snk.cycles)
+
+
+class StageChain(wiring.Component):
+    """Plan stages in sequence (``stages``: components with ``i`` and ``o``), ``i`` -> ... -> ``o``."""
+
+    def __init__(self, stages):
+        self.chain = list(stages)
+        super().__init__({
+            "i": In(stream.Signature(self.chain[0].i.payload.shape())),
+            "o": Out(stream.Signature(self.chain[-1].o.payload.shape())),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for k, comp in enumerate(self.chain):
+            m.submodules[f"stage{k}"] = comp
+        wiring.connect(m, wiring.flipped(self.i), self.chain[0].i)
+        for a, b in zip(self.chain, self.chain[1:]):
+            wiring.connect(m, a.o, b.i)
+        wiring.connect(m, self.chain[-1].o, wiring.flipped(self.o))
+        return m
+
+
+def graph_skip_depths(cfg, frames=3, seed=0):
+    """``{fifo stage name: SkipDepths}`` of every join of graph config ``cfg`` whose one input is a FIFO
+    straight from the fork (an identity shortcut): the other path (its stages from the plan) is
+    characterised alone (:func:`skip_depths`) over ``frames`` frames of random words. Joins whose
+    both paths compute are left out (their plan depth stands)."""
+    plan = plan_of(cfg, "const")
+    rng = random.Random(seed)
+    found = {}
+    for join in (s for s in plan.stages if s.kind == "add"):
+        fork, a, b = plan.join_paths(join.name)
+        for short, long in ((a, b), (b, a)):
+            if len(short) != 1 or short[0].kind != "fifo":
+                continue
+            width = fork.o.width
+            words = [rng.getrandbits(width) for _ in range(frames * fork.o.words)]
+            found[short[0].name] = skip_depths(lambda: StageChain([stage_component(plan, s) for s in long]),
+                                               words, frames)
+    return found
+
+
+def graph_throughput_depths(cfg):
+    """``{fifo stage name: depth}``: the characterised throughput-keeping depth of every identity
+    shortcut's FIFO (:func:`graph_skip_depths`), for :func:`qnnfab.plan.plan_of`'s ``skip_depths``;
+    empty for a chain."""
+    if not cfg.is_graph:
+        return {}
+    return {name: d.throughput for name, d in graph_skip_depths(cfg).items()}
 
 
 def dataflow_streams(dataflow):

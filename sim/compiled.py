@@ -40,6 +40,7 @@ from qnnfab.errors import QnnfabError
 from qnnfab.packing import frame_labels, pack_bytes, unpack_bytes
 from qnnfab.golden.graph_network import graph_forward
 
+from .branch_timing import graph_throughput_depths
 from .build import Build, build_compiled, to_verilog
 
 __all__ = ["StreamPorts", "CompiledRun", "SimulationMismatch", "network_ports", "testbench_source",
@@ -179,7 +180,10 @@ class NetworkBench:
     returns the :class:`CompiledRun`; :meth:`scores` decodes its output words.
     The build happens on first use (cached across runs and processes). ``top``
     replaces the accelerator by another component with its ports (the tests
-    pass deliberately broken ones).
+    pass deliberately broken ones). A graph's identity-shortcut FIFOs take their
+    characterised throughput-keeping depths
+    (:func:`~qnnfab.sim.branch_timing.graph_throughput_depths`) unless
+    ``skip_depths`` names depths.
     """
 
     TOPLEVEL = "network"
@@ -188,6 +192,8 @@ class NetworkBench:
         from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 
         self.cfg = cfg
+        if skip_depths is None and top is None:
+            skip_depths = graph_throughput_depths(cfg)
         # a runtime-weights config runs with its weights as constants here (the same datapath);
         # loading them through wload is the weights_reload regression's job
         self.top = top if top is not None else AxiStreamAccelerator(cfg, pipeline=pipeline, weights_mode="const",
