@@ -180,3 +180,29 @@ def test_the_compiled_engine_runs_a_residual_network_at_the_bottleneck_and_one_w
     slow = less.run(x)
     check_network(less, x, slow)
     assert steady_cycles_per_frame(slow, less.format.out_words) > bottleneck
+
+
+def test_commands_refuse_the_overlay_and_runtime_weights_of_a_graph_in_one_line(tmp_path, capsys):
+    from qnnfab.cli import main
+
+    rc = main(["generate", "--config", str(TINY), "--no-report", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "--top: overlay" in err and "--top selftest" in err
+    assert not (tmp_path / "out").exists()
+    rc = main(["pack-weights", "--config", str(TINY), "--out", str(tmp_path / "w.bin")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "runtime weights are not built for graphs" in err
+    assert not (tmp_path / "w.bin").exists()
+
+
+def test_fold_on_the_cost_model_folds_a_graph_and_the_folded_plan_builds(tmp_path):
+    from qnnfab.cli import main
+
+    out = tmp_path / "folded.toml"
+    assert main(["fold", "--config", str(TINY), "--fastest", "--out", str(out)]) == 0
+    cfg = netconfig.load(out)
+    plan = plan_of(cfg)
+    assert plan.slowest[1] < 1152                 # faster than the config as written
+    adds = [s for s in plan.stages if s.kind == "add"]
+    assert all(s.i.elems == s.layer.simd for s in adds)
+    assert Dataflow(cfg).plan.stages == plan.stages
