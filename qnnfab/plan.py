@@ -308,8 +308,8 @@ class Plan:
 
     @property
     def layers(self):
-        """The fc/conv/maxpool stages, in order."""
-        return tuple(s for s in self.stages if s.kind in ("fc", "conv", "maxpool"))
+        """The stages of the config's layers (fc/conv/maxpool; a graph's add/global_avgpool), in order."""
+        return tuple(s for s in self.stages if s.kind in GRAPH_HARDWARE)
 
     @property
     def input(self):
