@@ -560,12 +560,15 @@ def _graph_stages(cfg, skip_depths):
         if L.type == "add":
             for fifo, least in zip(fifos, _join_depths(by_name, L.name, fifos, layer.where)):
                 f = by_name[fifo]
-                depth = skip_depths.get(fifo, max(least, f.fifo_depth) if least > fifo_sizing.MIN_FIFO_DEPTH
-                                        else f.fifo_depth)
-                stages[stages.index(f)] = by_name[fifo] = _replace(f, fifo_depth=depth, min_depth=least)
-        add(_replace(layer, reads=tuple(reads)))
+                depth = skip_depths.get(fifo, max(least, f.fifo_depth))
+                stages[stages.index(f)] = by_name[fifo] = dataclasses.replace(f, fifo_depth=depth, min_depth=least)
+        add(dataclasses.replace(layer, reads=tuple(reads)))
         ends[L.name] = (L.name, 0)
         produce(L.name, layer.o, L)
+    unknown = set(skip_depths) - {s.name for s in stages if s.min_depth}
+    if unknown:
+        raise ConfigError(f"network '{cfg.name}'", "skip_depths", f"names {sorted(unknown)}, not FIFOs in front of "
+                          "an add", f"name some of {[s.name for s in stages if s.min_depth]}")
     return stages
 
 
@@ -575,10 +578,6 @@ def _producer_cycles(by_name, name):
     while name and by_name[name].kind in ("width", "fork", "fifo"):
         name = by_name[name].reads[0][0]
     return by_name[name].cycles if name else 0
-
-
-def _replace(stage, **fields):
-    return dataclasses.replace(stage, **fields)
 
 
 def _shape_text(elem):
