@@ -206,3 +206,14 @@ def test_fold_on_the_cost_model_folds_a_graph_and_the_folded_plan_builds(tmp_pat
     adds = [s for s in plan.stages if s.kind == "add"]
     assert all(s.i.elems == s.layer.simd for s in adds)
     assert Dataflow(cfg).plan.stages == plan.stages
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "resnet8_w2a2"])
+def test_shipped_graph_configs_run_on_the_golden_model_with_sorted_thresholds(name):
+    cfg = netconfig.load(ROOT / "configs" / f"{name}.toml")
+    assert cfg.is_graph and cfg.layers[-1].out_shape == (10,)
+    for L in cfg.layers:
+        if L.thresholds is not None:
+            assert np.all(np.diff(L.thresholds, axis=1) >= 0), L.name
+    y = graph_forward(cfg, cfg.random_inputs(2, 0))
+    assert y.shape == (2, 10)
