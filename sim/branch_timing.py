@@ -36,7 +36,7 @@ from .amaranth_stream import StreamSink, StreamSource, run_streams
 
 __all__ = ["ForkedBranch", "fork_branch_schedule", "starved_schedule", "SkipDepths", "skip_depths", "StreamDeadlock",
            "deadlock_watch", "run_residual_block", "dataflow_streams", "run_dataflow", "StageChain",
-           "graph_skip_depths", "graph_throughput_depths"]
+           "graph_skip_depths", "graph_throughput_depths", "CHARACTERISATION_CYCLES"]
 
 
 class ForkedBranch(wiring.Component):
@@ -132,11 +132,16 @@ class StageChain(wiring.Component):
         return m
 
 
-def graph_skip_depths(cfg, frames=3, seed=0):
+CHARACTERISATION_CYCLES = 100_000   # the most cycles a characterisation may simulate (Amaranth: about a minute)
+
+
+def graph_skip_depths(cfg, frames=3, seed=0, *, quiet=64, limit=CHARACTERISATION_CYCLES):
     """``{fifo stage name: SkipDepths}`` of every join of graph config ``cfg`` whose one input is a FIFO
     straight from the fork (an identity shortcut): the other path (its stages from the plan) is
     characterised alone (:func:`skip_depths`) over ``frames`` frames of random words. Joins whose
-    both paths compute are left out (their plan depth stands)."""
+    both paths compute, and those whose characterisation would simulate more than ``limit``
+    cycles (``frames`` frames at the path's slowest stage, then ``quiet`` cycles per word of the
+    starved run), are left out: their plan depth stands."""
     plan = plan_of(cfg, "const")
     rng = random.Random(seed)
     found = {}
@@ -145,10 +150,12 @@ def graph_skip_depths(cfg, frames=3, seed=0):
         for short, long in ((a, b), (b, a)):
             if len(short) != 1 or short[0].kind != "fifo":
                 continue
+            if frames * max(s.cycles for s in long) + quiet * fork.o.words > limit:
+                continue
             width = fork.o.width
             words = [rng.getrandbits(width) for _ in range(frames * fork.o.words)]
             found[short[0].name] = skip_depths(lambda: StageChain([stage_component(plan, s) for s in long]),
-                                               words, frames)
+                                               words, frames, quiet=quiet)
     return found
 
 

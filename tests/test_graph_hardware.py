@@ -217,3 +217,11 @@ def test_shipped_graph_configs_run_on_the_golden_model_with_sorted_thresholds(na
             assert np.all(np.diff(L.thresholds, axis=1) >= 0), L.name
     y = graph_forward(cfg, cfg.random_inputs(2, 0))
     assert y.shape == (2, 10)
+
+
+def test_a_characterisation_over_its_cycle_limit_leaves_the_plan_depth():
+    cfg = netconfig.load(TINY)
+    # the long path of b1: 3 frames at 1,152 cycles, 64 quiet cycles for each of the fork's 128 words
+    assert graph_skip_depths(cfg, limit=3 * 1152 + 64 * 128 - 1) == {}
+    big = netconfig.load(ROOT / "configs" / "resnet8_w2a2.toml")
+    assert graph_skip_depths(big) == {}          # 32x32 blocks: hours on Amaranth's simulator
