@@ -168,8 +168,7 @@ def test_the_compiled_engine_runs_a_residual_network_at_the_bottleneck_and_one_w
     cfg = netconfig.load(TINY)
     x = cfg.random_inputs(24, 3)
     bench = NetworkBench(cfg)
-    assert bench.top.dataflow.plan.stages[[s.name for s in bench.top.dataflow.plan.stages].index("b1_fifo1")] \
-        .fifo_depth == tiny_depths["b1_fifo1"].throughput
+    assert _stages(bench.top.dataflow.plan)["b1_fifo1"].fifo_depth == tiny_depths["b1_fifo1"].throughput
     run = bench.run(x)
     check_network(bench, x, run)
     bottleneck = max(cfg.layer_cycles(L) for L in cfg.layers)
