@@ -70,8 +70,9 @@ import numpy as np
 
 from qnnfab.errors import ConfigError
 
-__all__ = ["skip_fifo_depth", "keeps_schedule", "throughput_depth", "keeps_throughput", "deadlock_depth", "conv_need", "pointwise_need", "vector_need",
-           "chain_need", "repeat_frames", "SKIP_PATH_REGISTERS", "MIN_FIFO_DEPTH"]
+__all__ = ["skip_fifo_depth", "keeps_schedule", "throughput_depth", "keeps_throughput", "deadlock_depth",
+           "join_deadlock_depth", "conv_need", "pointwise_need", "vector_need", "regroup_need", "chain_need",
+           "repeat_frames", "SKIP_PATH_REGISTERS", "MIN_FIFO_DEPTH"]
 
 MIN_FIFO_DEPTH = 2          # StreamFIFO's smallest depth
 SKIP_PATH_REGISTERS = 2     # words the skip path holds besides the FIFO memory: its output register, the fork's
@@ -177,6 +178,34 @@ def deadlock_depth(need):
     fork words the long branch takes before its output word k can exist."""
     n = np.asarray(need, dtype=np.int64)
     return max(MIN_FIFO_DEPTH, int((n - np.arange(n.size)).max()) - SKIP_PATH_REGISTERS)
+
+
+def join_deadlock_depth(long_need, short_need, in_words):
+    """The least StreamFIFO depth, on the short path's last link before a join, below which the join may
+    deadlock, when both paths leave one fork: ``long_need[k]`` / ``short_need[k]`` (one frame, in the
+    join's words) are the fork words each path takes before its word k can exist; ``in_words``: fork
+    words per frame.
+
+    While the join waits for long word k, the FIFO holds short words k .. k + D (its memory and output
+    register), for which the short path took at least ``short_need[k + D]`` fork words, and the fork's
+    register holds one more: the long path is sure to get ``long_need[k]`` words only if
+    ``long_need[k] <= short_need[k + D] + 1``. Nothing is counted of the short path's own buffers (they
+    can only take more), so the figure is exact for a FIFO alone on the short path (then it equals
+    :func:`deadlock_depth`) and an upper bound of the least safe depth otherwise."""
+    long_n = np.asarray(long_need, dtype=np.int64)
+    short_n = np.asarray(short_need, dtype=np.int64)
+    if long_n.shape != short_n.shape or long_n.ndim != 1:
+        raise ConfigError("join_deadlock_depth", "short_need", f"has shape {short_n.shape}, long_need "
+                          f"{long_n.shape}", "pass one need per join word of one frame on both paths")
+    later = repeat_frames(short_n, in_words, 2)                     # a need is at most a frame: two reach it
+    first = np.searchsorted(later, long_n - 1)                      # least m with short_need[m] >= need - 1
+    return max(MIN_FIFO_DEPTH, int((first - np.arange(long_n.size)).max()))
+
+
+def regroup_need(in_elems, out_elems, out_words):
+    """Need of a width converter from ``in_elems`` to ``out_elems`` per word: output word k needs the
+    input words holding its last element, ``ceil((k + 1) * out_elems / in_elems)``; one frame."""
+    return -(-(np.arange(1, out_words + 1) * out_elems) // in_elems)
 
 
 def conv_need(height, width, in_words, kernel, stride, pad, out_words):

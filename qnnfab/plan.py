@@ -24,8 +24,28 @@ kind      name                 what
 "fifo"    ``<layer>_fifo``     :class:`~qnnfab.rtl.stream_fifo.StreamFIFO` in
                                front of every layer but the first
 ========  ===================  ===============================================
+
+A graph config (:attr:`~qnnfab.netconfig.NetConfig.is_graph`) adds:
+
+================  ====================  =======================================
+kind              name                  what
+================  ====================  =======================================
+"add"             the layer's name      :class:`~qnnfab.rtl.elementwise_add.ResidualAdd`
+"global_avgpool"  the layer's name      :class:`~qnnfab.rtl.global_pool.GlobalAveragePool`
+"fork"            ``<layer>_fork``      :class:`~qnnfab.rtl.stream_fork.StreamFork`
+                                        after a layer (or ``input_fork`` after
+                                        the network's input) that several read
+================  ====================  =======================================
+
+and every stage of a graph names what it reads (:attr:`Stage.reads`); a two-input
+layer's width converters and FIFOs are ``<layer>_dwc<p>`` and ``<layer>_fifo<p>``
+for its input p (0: ``a``, 1: ``b``). A FIFO in front of a join (an add) gets
+at least the depth below which the join may deadlock, from the geometry of the
+two paths from their fork (:func:`qnnfab.fifo_sizing.join_deadlock_depth`,
+:attr:`Stage.min_depth`); a characterised depth (``skip_depths``) replaces it.
 """
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -33,12 +53,12 @@ from pathlib import Path
 
 import numpy as np
 
-from qnnfab import folding
+from qnnfab import fifo_sizing, folding
 from qnnfab import overlay_map as om
 from qnnfab.cache import atomic_paths
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind, accumulator_range, range_bits
-from qnnfab.netconfig import layer_where
+from qnnfab.netconfig import NETWORK_INPUT, layer_where
 from qnnfab.packing import pack_words, pad_frames, unpack_fields, unpack_words
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
@@ -96,6 +116,9 @@ class Stage:
     fifo_depth: int = 0         # words, for "fifo" stages
     memories: LayerMemories = None   # fc/conv stages
     where: str = ""             # a layer stage's name in messages (:func:`qnnfab.netconfig.layer_where`)
+    reads: tuple = ()           # graphs: per input port, (stage name, output port) it reads ("" = network input)
+    fanout: int = 0             # "fork" stages: outputs
+    min_depth: int = 0          # "fifo" stages in front of a join: the least depth that cannot deadlock
 
 
 def _bytes(bits):
@@ -285,8 +308,8 @@ class Plan:
 
     @property
     def layers(self):
-        """The fc/conv/maxpool stages, in order."""
-        return tuple(s for s in self.stages if s.kind in ("fc", "conv", "maxpool"))
+        """The stages of the config's layers (fc/conv/maxpool; a graph's add/global_avgpool), in order."""
+        return tuple(s for s in self.stages if s.kind in GRAPH_HARDWARE)
 
     @property
     def input(self):
@@ -319,6 +342,13 @@ class Plan:
             out_signed=o.elem.signed, out_words=o.words, topology_hash=self.topology_hash,
             identity_hash=self.identity_hash, bus_bytes=data_width // 8, runtime_weights=self.runtime,
             label_rule=self.label_rule, input_pad=self.cfg.input_pad, classes=self.cfg.layers[-1].classes)
+
+    def join_paths(self, join):
+        """Graphs: ``(fork stage, [path to input a], [path to input b])`` of add stage ``join``, each path
+        the stages from the fork's consumer to the join's FIFO on that input, included."""
+        by_name = {s.name: s for s in self.stages}
+        fork, a, b = _join_paths(by_name, [r[0] for r in by_name[join].reads], by_name[join].where)
+        return by_name[fork], a, b
 
     @property
     def image_body_words(self):
@@ -369,18 +399,22 @@ def _conv_matrix(w):
     return np.transpose(w, (0, 2, 3, 1)).reshape(w.shape[0], -1)
 
 
-def plan_of(cfg, weights_mode=None):
+def plan_of(cfg, weights_mode=None, skip_depths=None):
     """The :class:`Plan` of NetConfig ``cfg`` with ``weights_mode`` ("const" or
-    "runtime"; default the config's)."""
+    "runtime"; default the config's). ``skip_depths``: graphs only, ``{fifo stage name: depth}``
+    replacing the computed depth of FIFOs in front of joins (characterised depths, tests)."""
     mode = weights_mode or getattr(cfg, "weights_mode", "const")
     if mode not in WEIGHTS_MODES:
         raise ConfigError(f"network '{cfg.name}'", "weights_mode", f"unknown mode {mode!r}",
                           'use "const" or "runtime"')
-    if cfg.is_graph:
-        raise ConfigError(f"network '{cfg.name}'", "layer", "is a graph (add, global_avgpool, concat or input = ...): it "
-                          "has a golden model and a QONNX export but no hardware yet",
-                          "build hardware from a chain of fc/conv/maxpool layers")
     runtime = mode == "runtime"
+    if cfg.is_graph:
+        if runtime:
+            raise ConfigError(f"network '{cfg.name}'", "weights_mode", "runtime weights are not built for graphs "
+                              "(add, global_avgpool, input = ...) yet", 'use weights_mode = "const"')
+        stages = _graph_stages(cfg, skip_depths or {})
+        model = tuple((L.name, folding.layer_cycles(L)) for L in cfg.layers)
+        return Plan(cfg, mode, tuple(stages), model, (), cfg.topology_hash())
     stages = []
     prev = None
     for index, L in enumerate(cfg.layers):
@@ -401,6 +435,149 @@ def plan_of(cfg, weights_mode=None):
     groups = tuple(g for s in stages if s.memories is not None for g in s.memories.groups) if runtime else ()
     model = tuple((L.name, folding.layer_cycles(L)) for L in cfg.layers)
     return Plan(cfg, mode, tuple(stages), model, groups, cfg.topology_hash())
+
+
+GRAPH_HARDWARE = ("fc", "conv", "maxpool", "add", "global_avgpool")
+
+
+def _graph_layer_stage(index, L):
+    """The stage of graph layer ``L`` (fc/conv/maxpool as in a chain; add, global_avgpool)."""
+    if L.type in ("fc", "conv", "maxpool"):
+        return _layer_stage(index, L, False)
+    where = layer_where(index, L.name)
+    if L.type not in GRAPH_HARDWARE:
+        raise ConfigError(where, "type", f"{L.type} layers have a golden model and a QONNX export but no hardware "
+                          "yet", "build hardware from fc, conv, maxpool, add and global_avgpool layers")
+    in_elem = _elements(L.in_kind, L.in_bits)
+    i = Link(in_elem, L.simd, math.prod(L.in_shape) // L.simd)
+    o = Link(_elements(L.out_kind, L.out_bits), L.simd, math.prod(L.out_shape) // L.simd)
+    return Stage(L.type, L.name, i, o, folding.layer_cycles(L), L, where=where)
+
+
+def _stage_need(s):
+    """One frame's need of stage ``s`` (:mod:`qnnfab.fifo_sizing`): per output word, its input words."""
+    if s.kind in ("fifo", "add"):
+        return fifo_sizing.pointwise_need(s.o.words)
+    if s.kind == "width":
+        return fifo_sizing.regroup_need(s.i.elems, s.o.elems, s.o.words)
+    if s.kind in ("fc", "global_avgpool"):
+        return fifo_sizing.vector_need(s.i.words, s.o.words)
+    L = s.layer
+    h, w, _ = L.in_shape
+    oh, ow, _ = L.out_shape
+    if s.i.words % (h * w) or s.o.words % (oh * ow):
+        raise ConfigError(s.where, "simd", "takes words of several pixels: the skip FIFO depth is not computed for "
+                          "it", "choose simd dividing the input channels")
+    pad = L.pad if L.type == "conv" else 0
+    return fifo_sizing.conv_need(h, w, s.i.words // (h * w), L.kernel, L.stride, pad, s.o.words // (oh * ow))
+
+
+def _path_to_fork(by_name, name, port):
+    """``(fork stage name, its output port, [stages from the fork's consumer to the join])`` of the
+    path ending in stage ``name``: the stages read one by one back to the fork."""
+    path = []
+    while True:
+        s = by_name[name]
+        if s.kind == "fork":
+            return name, port, path[::-1]
+        if len(s.reads) != 1 or not s.reads[0][0]:
+            return None, None, path[::-1]
+        path.append(s)
+        name, port = s.reads[0]
+
+
+def _join_paths(by_name, fifos, where):
+    """``(fork stage name, [stages of the path to input 0], [... to input 1])`` of the join whose
+    input FIFOs are ``fifos``: each path from the fork's consumer to the join's FIFO, included."""
+    paths = [_path_to_fork(by_name, f, 0) for f in fifos]
+    if paths[0][0] is None or paths[0][0] != paths[1][0]:
+        raise ConfigError(where, "input", "the two inputs do not branch from one layer through single-input "
+                          "layers: this graph is not built in hardware yet",
+                          "add two branches that leave the same layer (a residual block)")
+    return paths[0][0], paths[0][2], paths[1][2]
+
+
+def _join_depths(by_name, join, fifos, where):
+    """The least depth that cannot deadlock of the FIFOs ``fifos`` (names, input 0 and 1) in front of
+    join stage ``join``, from the geometry of both paths back to their common fork."""
+    fork, *paths = _join_paths(by_name, fifos, where)
+    needs = [fifo_sizing.chain_need(*[_stage_need(s) for s in path]) for path in paths]
+    fork_words = by_name[fork].o.words
+    return (fifo_sizing.join_deadlock_depth(needs[1], needs[0], fork_words),
+            fifo_sizing.join_deadlock_depth(needs[0], needs[1], fork_words))
+
+
+def _graph_stages(cfg, skip_depths):
+    """The stages of graph config ``cfg`` in a topological order, each naming what it reads."""
+    sources = []
+    for index, L in enumerate(cfg.layers):
+        sources.append(L.inputs or ((cfg.layers[index - 1].name,) if index else (NETWORK_INPUT,)))
+    readers = {}
+    for index, names in enumerate(sources):
+        for n in names:
+            readers.setdefault(n, []).append(index)
+    stages, by_name, ends = [], {}, {}
+
+    def add(stage):
+        stages.append(stage)
+        by_name[stage.name] = stage
+
+    def produce(name, link, layer):
+        """Record the output ``(stage, port)`` each reader of ``name`` gets, behind a fork if several read it."""
+        who = readers.get(name, [])
+        if len(who) > 1:
+            fork = Stage("fork", f"{name}_fork", link, link, 0, layer, reads=((ends[name][0], 0),),
+                         fanout=len(who))
+            add(fork)
+            for port, index in enumerate(who):
+                ends[(name, index)] = (fork.name, port)
+        elif who:
+            ends[(name, who[0])] = ends[name]
+
+    first = cfg.layers[0]
+    ends[NETWORK_INPUT] = ("", 0)
+    produce(NETWORK_INPUT, _graph_layer_stage(0, first).i, first)
+    for index, L in enumerate(cfg.layers):
+        layer = _graph_layer_stage(index, L)
+        reads, fifos = [], []
+        for port, name in enumerate(sources[index]):
+            end = ends[(name, index)]
+            suffix = str(port) if len(sources[index]) > 1 else ""
+            prev_o = by_name[end[0]].o if end[0] else layer.i
+            if prev_o.elem != layer.i.elem:
+                raise ConfigError(layer.where, "input", f"{name!r} outputs {_shape_text(prev_o.elem)} elements but "
+                                  f"this layer reads {_shape_text(layer.i.elem)} ones", "match act and input kinds")
+            if end == ("", 0):          # the network's input straight into its first layer
+                reads.append(end)
+                continue
+            if prev_o.elems != layer.i.elems:
+                add(Stage("width", f"{L.name}_dwc{suffix}", prev_o, layer.i, 0, L, reads=(end,)))
+                end = (f"{L.name}_dwc{suffix}", 0)
+            depth = L.fifo_depth or fifo_depth_for(layer.i.words, _producer_cycles(by_name, end[0]), layer.cycles)
+            add(Stage("fifo", f"{L.name}_fifo{suffix}", layer.i, layer.i, 0, L, fifo_depth=depth, reads=(end,)))
+            fifos.append(f"{L.name}_fifo{suffix}")
+            reads.append((f"{L.name}_fifo{suffix}", 0))
+        if L.type == "add":
+            for fifo, least in zip(fifos, _join_depths(by_name, L.name, fifos, layer.where)):
+                f = by_name[fifo]
+                depth = skip_depths.get(fifo, max(least, f.fifo_depth))
+                stages[stages.index(f)] = by_name[fifo] = dataclasses.replace(f, fifo_depth=depth, min_depth=least)
+        add(dataclasses.replace(layer, reads=tuple(reads)))
+        ends[L.name] = (L.name, 0)
+        produce(L.name, layer.o, L)
+    unknown = set(skip_depths) - {s.name for s in stages if s.min_depth}
+    if unknown:
+        raise ConfigError(f"network '{cfg.name}'", "skip_depths", f"names {sorted(unknown)}, not FIFOs in front of "
+                          "an add", f"name some of {[s.name for s in stages if s.min_depth]}")
+    return stages
+
+
+def _producer_cycles(by_name, name):
+    """Cycles per frame of the layer behind stage ``name`` (through width converters and forks; 0 for
+    the network's input)."""
+    while name and by_name[name].kind in ("width", "fork", "fifo"):
+        name = by_name[name].reads[0][0]
+    return by_name[name].cycles if name else 0
 
 
 def _shape_text(elem):

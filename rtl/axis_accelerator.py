@@ -47,8 +47,8 @@ class AxiStreamAccelerator(wiring.Component):
     Adds no register and no cycle to the dataflow's data path.
     """
 
-    def __init__(self, cfg, *, pipeline=None, weights_mode=None):
-        self.dataflow = Dataflow(cfg, pipeline=pipeline, weights_mode=weights_mode)
+    def __init__(self, cfg, *, pipeline=None, weights_mode=None, skip_depths=None):
+        self.dataflow = Dataflow(cfg, pipeline=pipeline, weights_mode=weights_mode, skip_depths=skip_depths)
         self.format = fmt = self.dataflow.plan.word_format
         self.model = self.dataflow.model
         ports = {

@@ -20,11 +20,14 @@ from qnnfab.plan import plan_of
 from qnnfab.weights_image import ERROR_BITS
 
 from .conv import ConvLayer
+from .elementwise_add import ResidualAdd
+from .global_pool import GlobalAveragePool
 from .highest_set_bit import HighestSetBit
 from .lanes import if_output, lanes
 from .maxpool import MaxPool
 from .mvtu import MVTU
 from .stream_fifo import StreamFIFO
+from .stream_fork import StreamFork
 from .weight_loader import WeightLoader, wload_signature
 from .width_converter import WidthConverter
 
@@ -53,9 +56,21 @@ def stage_components(plan, pipeline=None):
 def stage_component(plan, s, pipeline=None):
     """The component of plan stage ``s``, checked against the plan's word formats."""
     comp = _stage_component(plan, s, pipeline)
-    _check_link(comp.i.payload.shape(), s.i, s.name, "input")
-    _check_link(comp.o.payload.shape(), s.o, s.name, "output")
+    for port in input_ports(comp):
+        _check_link(port.payload.shape(), s.i, s.name, "input")
+    for port in output_ports(comp):
+        _check_link(port.payload.shape(), s.o, s.name, "output")
     return comp
+
+
+def input_ports(comp):
+    """The input streams of a stage's component: ``a`` and ``b`` of a join, else ``i``."""
+    return [comp.a, comp.b] if isinstance(comp, ResidualAdd) else [comp.i]
+
+
+def output_ports(comp):
+    """The output streams of a stage's component: each output of a fork, else ``o``."""
+    return [comp.o[k] for k in range(comp.n)] if isinstance(comp, StreamFork) else [comp.o]
 
 
 def _stage_component(plan, s, pipeline):
@@ -64,7 +79,14 @@ def _stage_component(plan, s, pipeline):
         return WidthConverter(s.i.elems, s.o.elems, _shape(s.i.elem), name=f"{s.layer.name} width converter")
     if s.kind == "fifo":
         return StreamFIFO(lanes(_shape(s.i.elem), s.i.elems), s.fifo_depth)
+    if s.kind == "fork":
+        return StreamFork(lanes(_shape(s.i.elem), s.i.elems), s.fanout)
     L = s.layer
+    if s.kind == "add":
+        return ResidualAdd(_shape(s.i.elem), _shape(s.i.elem), L.thresholds, pe=s.i.elems, name=s.where)
+    if s.kind == "global_avgpool":
+        h, w, c = L.in_shape
+        return GlobalAveragePool(h * w, c, s.i.elems, _shape(s.i.elem), L.thresholds, name=s.where)
     where = s.where
     act_kind = L.in_kind
     act_bits = None if act_kind == "bipolar" else L.in_bits
@@ -190,14 +212,20 @@ class Dataflow(wiring.Component):
     tree (default: each layer's ``pipeline`` from the config).
     ``weights_mode``: "const" (weights are constants of the hardware) or
     "runtime" (RAMs loaded through ``wload``); default: the config's.
+    ``skip_depths``: graphs, ``{fifo stage: depth}`` replacing the plan's depths of
+    FIFOs in front of joins (:func:`qnnfab.plan.plan_of`).
+
+    A graph config (:attr:`~qnnfab.netconfig.NetConfig.is_graph`) wires every stage to
+    the outputs it reads (:attr:`qnnfab.plan.Stage.reads`): forks, joins (adds) with a
+    FIFO on each input, global average pooling.
 
     ``self.stages`` lists ``(kind, name, component)`` in stream order;
     ``self.model`` the per-layer cycles per frame.
     """
 
-    def __init__(self, cfg, *, pipeline=None, weights_mode=None):
+    def __init__(self, cfg, *, pipeline=None, weights_mode=None, skip_depths=None):
         self.cfg = cfg
-        self.plan = plan = plan_of(cfg, weights_mode)
+        self.plan = plan = plan_of(cfg, weights_mode, skip_depths)
         self.weights_mode = plan.weights_mode
         self.stages = stage_components(plan, pipeline)
         self.in_layout = self.stages[0][2].i.payload.shape()
@@ -227,8 +255,14 @@ class Dataflow(wiring.Component):
         for kind, name, comp in self.stages:
             m.submodules[name] = comp
             comps.append(comp)
-        for a, b in zip(comps, comps[1:]):
-            wiring.connect(m, a.o, b.i)
+        if self.plan.stages[0].reads:       # a graph: every stage names the outputs it reads
+            by_name = {name: comp for _, name, comp in self.stages}
+            for s, comp in zip(self.plan.stages[1:], comps[1:]):
+                for (source, port), i in zip(s.reads, input_ports(comp)):
+                    wiring.connect(m, output_ports(by_name[source])[port], i)
+        else:
+            for a, b in zip(comps, comps[1:]):
+                wiring.connect(m, a.o, b.i)
         first, last = comps[0], comps[-1]
         hold = self._weight_loading(m, comps) if self.loader is not None else 0
         m.d.comb += [

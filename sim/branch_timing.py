@@ -15,7 +15,8 @@ over named streams of a design: when no stream has moved a word for
 ``quiet`` cycles it raises :class:`StreamDeadlock`, naming the streams that
 hold a word nobody takes and the ones that have nothing to offer.
 :func:`run_residual_block` runs a whole :class:`~qnnfab.rtl.residual_block.ResidualBlock`
-under that watch.
+under that watch, :func:`run_dataflow` a whole network's
+:class:`~qnnfab.rtl.dataflow.Dataflow` (graphs included), watching the input of every stage.
 """
 
 import random
@@ -26,12 +27,16 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.fifo_sizing import deadlock_depth, repeat_frames, skip_fifo_depth, throughput_depth
+from qnnfab.packing import unpack_words
+from qnnfab.plan import plan_of
+from qnnfab.rtl.dataflow import input_ports, stage_component
 from qnnfab.rtl.stream_fork import StreamFork
 
 from .amaranth_stream import StreamSink, StreamSource, run_streams
 
 __all__ = ["ForkedBranch", "fork_branch_schedule", "starved_schedule", "SkipDepths", "skip_depths", "StreamDeadlock",
-           "deadlock_watch", "run_residual_block"]
+           "deadlock_watch", "run_residual_block", "dataflow_streams", "run_dataflow", "StageChain",
+           "graph_skip_depths", "graph_throughput_depths", "CHARACTERISATION_CYCLES"]
 
 
 class ForkedBranch(wiring.Component):
@@ -104,6 +109,93 @@ def run_residual_block(block, words, n_out, *, quiet=200, max_cycles=200_000):
     if len(snk.words) != n_out:
         raise AssertionError(f"{len(snk.words) - n_out} words after the {n_out} expected")
     return list(snk.words), list(src.sent_cycles), list(snk.cycles)
+
+
+class StageChain(wiring.Component):
+    """Plan stages in sequence (``stages``: components with ``i`` and ``o``), ``i`` -> ... -> ``o``."""
+
+    def __init__(self, stages):
+        self.chain = list(stages)
+        super().__init__({
+            "i": In(stream.Signature(self.chain[0].i.payload.shape())),
+            "o": Out(stream.Signature(self.chain[-1].o.payload.shape())),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        for k, comp in enumerate(self.chain):
+            m.submodules[f"stage{k}"] = comp
+        wiring.connect(m, wiring.flipped(self.i), self.chain[0].i)
+        for a, b in zip(self.chain, self.chain[1:]):
+            wiring.connect(m, a.o, b.i)
+        wiring.connect(m, self.chain[-1].o, wiring.flipped(self.o))
+        return m
+
+
+CHARACTERISATION_CYCLES = 100_000   # the most cycles a characterisation may simulate (Amaranth: about a minute)
+
+
+def graph_skip_depths(cfg, frames=3, seed=0, *, quiet=64, limit=CHARACTERISATION_CYCLES):
+    """``{fifo stage name: SkipDepths}`` of every join of graph config ``cfg`` whose one input is a FIFO
+    straight from the fork (an identity shortcut): the other path (its stages from the plan) is
+    characterised alone (:func:`skip_depths`) over ``frames`` frames of random words. Joins whose
+    both paths compute, and those whose characterisation would simulate more than ``limit``
+    cycles (``frames`` frames at the path's slowest stage, then ``quiet`` cycles per word of the
+    starved run), are left out: their plan depth stands."""
+    plan = plan_of(cfg, "const")
+    rng = random.Random(seed)
+    found = {}
+    for join in (s for s in plan.stages if s.kind == "add"):
+        fork, a, b = plan.join_paths(join.name)
+        for short, long in ((a, b), (b, a)):
+            if len(short) != 1 or short[0].kind != "fifo":
+                continue
+            if frames * max(s.cycles for s in long) + quiet * fork.o.words > limit:
+                continue
+            width = fork.o.width
+            words = [rng.getrandbits(width) for _ in range(frames * fork.o.words)]
+            found[short[0].name] = skip_depths(lambda: StageChain([stage_component(plan, s) for s in long]),
+                                               words, frames, quiet=quiet)
+    return found
+
+
+def graph_throughput_depths(cfg):
+    """``{fifo stage name: depth}``: the characterised throughput-keeping depth of every identity
+    shortcut's FIFO (:func:`graph_skip_depths`), for :func:`qnnfab.plan.plan_of`'s ``skip_depths``;
+    empty for a chain."""
+    if not cfg.is_graph:
+        return {}
+    return {name: d.throughput for name, d in graph_skip_depths(cfg).items()}
+
+
+def dataflow_streams(dataflow):
+    """``{name: stream}`` of every stage input of a :class:`~qnnfab.rtl.dataflow.Dataflow`: ``"<stage>
+    input"`` (``"<stage> input a"`` / ``"b"`` of a join), and ``"output"``."""
+    streams = {}
+    for _, name, comp in dataflow.stages:
+        ports = input_ports(comp)
+        for port, suffix in zip(ports, (" a", " b") if len(ports) == 2 else ("",)):
+            streams[f"{name} input{suffix}"] = port
+    streams["output"] = dataflow.o
+    return streams
+
+
+def run_dataflow(dataflow, frames, *, quiet=300, max_cycles=500_000):
+    """Send ``frames`` (stored input values, (B,) + input shape) through ``dataflow`` on Amaranth's
+    simulator, input always offered, output always taken; return ``(scores (B, outputs), output
+    cycles)``, or raise :class:`StreamDeadlock` naming the stage inputs that hold a word nobody
+    takes (:func:`dataflow_streams`)."""
+    fmt = dataflow.plan.word_format
+    words = fmt.pack_frames(frames)
+    n_out = len(frames) * fmt.out_words
+    src, snk = StreamSource(dataflow.i, words, name="i"), StreamSink(dataflow.o, name="o")
+    run_streams(dataflow, [src], [snk], [n_out], max_cycles=max_cycles, extra_cycles=5,
+                monitors=[deadlock_watch(dataflow_streams(dataflow), quiet)])
+    if len(snk.words) != n_out:
+        raise AssertionError(f"{len(snk.words) - n_out} words after the {n_out} expected")
+    data = [int(w) & ((1 << (fmt.out_elems * fmt.out_bits)) - 1) for w in snk.words]
+    scores = unpack_words(data, fmt.out_elems, fmt.out_bits, fmt.out_signed)
+    return scores.reshape(len(frames), -1), list(snk.cycles)
 
 
 def starved_schedule(branch, words, n_out, *, quiet=64):

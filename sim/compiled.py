@@ -38,8 +38,9 @@ import numpy as np
 
 from qnnfab.errors import QnnfabError
 from qnnfab.packing import frame_labels, pack_bytes, unpack_bytes
-from qnnfab.golden.network import network_of
+from qnnfab.golden.graph_network import graph_forward
 
+from .branch_timing import graph_throughput_depths
 from .build import Build, build_compiled, to_verilog
 
 __all__ = ["StreamPorts", "CompiledRun", "SimulationMismatch", "network_ports", "testbench_source",
@@ -179,18 +180,24 @@ class NetworkBench:
     returns the :class:`CompiledRun`; :meth:`scores` decodes its output words.
     The build happens on first use (cached across runs and processes). ``top``
     replaces the accelerator by another component with its ports (the tests
-    pass deliberately broken ones).
+    pass deliberately broken ones). A graph's identity-shortcut FIFOs take their
+    characterised throughput-keeping depths
+    (:func:`~qnnfab.sim.branch_timing.graph_throughput_depths`) unless
+    ``skip_depths`` names depths.
     """
 
     TOPLEVEL = "network"
 
-    def __init__(self, cfg, *, pipeline=None, top=None, log=None):
+    def __init__(self, cfg, *, pipeline=None, top=None, log=None, skip_depths=None):
         from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 
         self.cfg = cfg
+        if skip_depths is None and top is None:
+            skip_depths = graph_throughput_depths(cfg)
         # a runtime-weights config runs with its weights as constants here (the same datapath);
         # loading them through wload is the weights_reload regression's job
-        self.top = top if top is not None else AxiStreamAccelerator(cfg, pipeline=pipeline, weights_mode="const")
+        self.top = top if top is not None else AxiStreamAccelerator(cfg, pipeline=pipeline, weights_mode="const",
+                                                                     skip_depths=skip_depths)
         self.format = self.top.format
         self.ports = network_ports(self.top)
         self.in_words_per_frame = cfg.input_words()
@@ -241,7 +248,7 @@ def check_network(bench, frames, run, golden_scores=None):
     """
     frames = np.asarray(frames)
     if golden_scores is None:
-        golden_scores = network_of(bench.cfg).forward(frames).reshape(frames.shape[0], -1)
+        golden_scores = graph_forward(bench.cfg, frames).reshape(frames.shape[0], -1)
     n_frames = frames.shape[0]
     per = bench.format.out_words
     if run.words.shape[0] != n_frames * per:
@@ -319,7 +326,7 @@ def verify_network(cfg, frames, *, seed=1, stalled_frames=None, pipeline=None, l
     frames = np.asarray(frames)
     n = frames.shape[0]
     bench = NetworkBench(cfg, pipeline=pipeline, log=log)
-    golden = network_of(cfg).forward(frames).reshape(n, -1)
+    golden = graph_forward(cfg, frames).reshape(n, -1)
     if stalled_frames is None:
         stalled_frames = min(n, max(4, n // 5))
     if stalled_frames:

@@ -9,7 +9,8 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.errors import ConfigError
 from qnnfab.fifo_sizing import (chain_need, conv_need, deadlock_depth, keeps_schedule, keeps_throughput, pointwise_need,
-                                repeat_frames, skip_fifo_depth, throughput_depth, vector_need)
+                                join_deadlock_depth, regroup_need, repeat_frames, skip_fifo_depth, throughput_depth,
+                                vector_need)
 from qnnfab.golden import binary_weight_matvec, conv_weights_to_matrix, im2col, multithreshold
 from qnnfab.golden.graph import elementwise_add
 from qnnfab.packing import pack_words, unpack_words
@@ -225,3 +226,15 @@ def test_throughput_depth_of_a_two_convolution_branch_is_exact():
     assert _steady(cycles, per) == bottleneck
     _, _, cycles = run_residual_block(ResidualBlock(branch(), depths.throughput - 1, ADD_T), words, len(words))
     assert _steady(cycles, per) > bottleneck
+
+
+def test_a_join_whose_short_path_is_a_fifo_alone_has_the_deadlock_depth_of_its_long_path():
+    for h, w, c in ((4, 4, 1), (6, 6, 2), (8, 8, 3)):
+        need = conv_need(h, w, c, 3, 1, 1, c)
+        assert join_deadlock_depth(need, pointwise_need(h * w * c), h * w * c) == deadlock_depth(need)
+
+
+def test_a_width_converter_needs_the_input_words_holding_its_last_element():
+    assert regroup_need(2, 4, 3).tolist() == [2, 4, 6]          # two 2-element words per 4-element word
+    assert regroup_need(4, 2, 4).tolist() == [1, 1, 2, 2]       # half a word each
+    assert regroup_need(3, 2, 3).tolist() == [1, 2, 2]          # elements 0-1, 2-3, 4-5 of 3-element words

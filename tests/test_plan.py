@@ -15,7 +15,7 @@ from qnnfab.errors import ConfigError
 from qnnfab.kinds import range_bits
 from qnnfab.plan import fifo_depth_for, plan_of, threshold_memory
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
-from qnnfab.rtl.dataflow import Dataflow
+from qnnfab.rtl.dataflow import Dataflow, input_ports, output_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted(p for p in (ROOT / "configs").glob("*.toml") if "fast" not in p.name)
@@ -33,8 +33,11 @@ def test_every_link_carries_the_whole_tensor_and_the_chain_connects(path):
     cfg = netconfig.load(path)
     plan = plan_of(cfg)
     assert plan.input.elems * plan.input.words == math.prod(cfg.input_shape)
+    by_name = {s.name: s for s in plan.stages}
     for a, b in zip(plan.stages, plan.stages[1:]):
-        assert a.o.elem == b.i.elem and a.o.elems * a.o.words == b.i.elems * b.i.words, (a.name, b.name)
+        for source in ([by_name[n] for n, _ in b.reads if n] if cfg.is_graph else [a]):
+            assert source.o.elem == b.i.elem and source.o.elems * source.o.words == b.i.elems * b.i.words, \
+                (source.name, b.name)
     for L, s in zip(cfg.layers, plan.layers):
         assert s.name == L.name and s.i.elems * s.i.words == math.prod(L.in_shape)
         assert s.o.elems * s.o.words == math.prod(L.out_shape)
@@ -48,14 +51,21 @@ def test_every_link_carries_the_whole_tensor_and_the_chain_connects(path):
 @pytest.mark.parametrize("mode", ["const", "runtime"])
 def test_plan_agrees_with_the_elaborated_hardware(path, mode):
     cfg = netconfig.load(path)
+    if cfg.is_graph and mode == "runtime":
+        with pytest.raises(ConfigError, match="runtime weights are not built for graphs"):
+            plan_of(cfg, mode)
+        return
     plan = plan_of(cfg, mode)
     top = AxiStreamAccelerator(cfg, weights_mode=mode)
     df = top.dataflow
     assert [(k, n) for k, n, _ in df.stages] == [(s.kind, s.name) for s in plan.stages]
     for (_, _, comp), s in zip(df.stages, plan.stages):
-        i, o = comp.i.payload.shape(), comp.o.payload.shape()
-        assert (i.length, Shape.cast(i.elem_shape).width) == (s.i.elems, s.i.elem.bits)
-        assert (o.length, Shape.cast(o.elem_shape).width) == (s.o.elems, s.o.elem.bits)
+        for port in input_ports(comp):
+            i = port.payload.shape()
+            assert (i.length, Shape.cast(i.elem_shape).width) == (s.i.elems, s.i.elem.bits)
+        for port in output_ports(comp):
+            o = port.payload.shape()
+            assert (o.length, Shape.cast(o.elem_shape).width) == (s.o.elems, s.o.elem.bits)
         if s.kind == "fifo":
             assert comp.depth == s.fifo_depth
         mvtu = comp if s.kind == "fc" else getattr(comp, "mvtu", None)

@@ -94,6 +94,8 @@ POOL_BRAM_LUT = 40
 POOL_LANE_BIT_LUT = 0.7
 FIFO_FIXED_LUT = 8      # a depth-2 FIFO (stream handshakes, level)
 FIFO_DEPTH_LUT = 3      # per doubling of the depth beyond 2 (pointers and level compare)
+FORK_OUTPUT_LUT = 2     # a stream fork, per output (its outstanding bit and the input ready)
+SUM_STAGE_FIXED_LUT = 10   # an add's or global pool's handshake and counters (not calibrated on Yosys)
 # width converter (rtl/width_converter.py): a buffer of in + out elements, each
 # bit a shift / hold / write multiplexer, and its element count (compare and add)
 WIDTH_CONVERTER_BIT_LUT = 0.9
@@ -280,7 +282,10 @@ def _fifo(width, depth, res):
 def _link(stage, res):
     """Add the cost of a plan's width converter or FIFO ``stage`` to ``res``."""
     bits = stage.i.elem.bits
-    if stage.kind == "width":
+    if stage.kind == "fork":     # one held word, an outstanding bit per output
+        res.lut += FORK_OUTPUT_LUT * stage.fanout
+        res.ff += stage.i.width + stage.fanout
+    elif stage.kind == "width":
         res.lut += width_converter_lut(stage.i.elems, stage.o.elems, bits)
         res.ff += (stage.i.elems + stage.o.elems) * bits + 8
     else:
@@ -297,7 +302,9 @@ def estimate_layer(L, runtime=False, links=()):
     bits = L.in_bits
     for stage in links:
         _link(stage, res)
-    if L.type == "maxpool":
+    if L.type in ("add", "global_avgpool"):
+        _sum_stage(L, res)
+    elif L.type == "maxpool":
         h, w, c = L.in_shape
         rows = window_buffer_rows(h, w, L.kernel, L.stride, 0)
         kind, amount = ram_mapping(max(2, rows * w * c // L.simd), L.simd * bits)
@@ -327,6 +334,19 @@ def estimate_layer(L, runtime=False, links=()):
     return Resources(lut=round(res.lut), ff=round(res.ff), bram36=float(res.bram36), lutram=round(res.lutram))
 
 
+def _sum_stage(L, res):
+    """An add's or global pool's adders and threshold compare (``simd`` lanes), and a global pool's
+    line of partial sums (C sums, flip-flops)."""
+    bits = L.in_bits
+    sum_bits = bits + 1 if L.type == "add" else bits + math.ceil(math.log2(L.in_shape[0] * L.in_shape[1]))
+    stages = L.n_thresholds.bit_length()
+    res.lut += L.simd * sum_bits * (1 + ACC_BIT_LUT + EXTRA_STAGE_ACC_BIT_LUT * max(0, stages - 1))
+    res.lut += SUM_STAGE_FIXED_LUT
+    res.ff += L.simd * sum_bits * (1 + stages) + 16
+    if L.type == "global_avgpool":
+        res.ff += L.in_shape[2] * sum_bits
+
+
 def _cycles(L):
     return layer_cycles(L)
 
@@ -337,7 +357,7 @@ def estimate_layers(cfg):
     plan = plan_of(cfg)
     rows, links = [], []
     for stage in plan.stages:
-        if stage.kind in ("width", "fifo"):
+        if stage.kind in ("width", "fifo", "fork"):
             links.append(stage)
             continue
         rows.append((stage.name, estimate_layer(stage.layer, plan.runtime, links)))

@@ -92,11 +92,11 @@ def _as_completed(run, items, jobs):
 
 def stage_owners(plan):
     """``[(stage name, layer it is counted in)]`` of every stage :func:`network_report`
-    synthesizes, from the plan alone: every layer, the FIFOs and width converters between
-    layers (counted in the layer they feed) and, for run-time weights, the loader."""
+    synthesizes, from the plan alone: every layer, the FIFOs, width converters and forks
+    between layers (counted in the layer after them) and, for run-time weights, the loader."""
     out, pending = [], []
     for s in plan.stages:
-        if s.kind in ("fifo", "width"):
+        if s.kind in ("fifo", "width", "fork"):
             pending.append(s.name)
             continue
         out += [(n, s.name) for n in pending] + [(s.name, s.name)]

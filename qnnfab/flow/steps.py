@@ -25,7 +25,7 @@ from qnnfab.packing import frame_labels
 from qnnfab.plan import save_image
 from qnnfab.sim import registry
 from qnnfab.sim.compiled import verify_network
-from qnnfab.golden.network import network_of
+from qnnfab.golden.graph_network import graph_forward
 
 __all__ = ["load", "estimate", "check_fit", "synthesis_stages", "synthesize_report", "synthesize_links",
            "write_accelerator",
@@ -161,4 +161,4 @@ def cosimulate_overlay(cfg_path, inputs_path, frames, *, seed, progress):
 
 def golden_labels(cfg, frames):
     """The golden model's labels of ``frames`` under the config's label rule."""
-    return frame_labels(network_of(cfg).forward(frames), cfg.label)
+    return frame_labels(graph_forward(cfg, frames), cfg.label)

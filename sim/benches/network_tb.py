@@ -10,10 +10,11 @@ from qnnfab.kinds import DataKind
 from qnnfab.plan import plan_of
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 from qnnfab.packing import frame_labels, pack_fields, pack_words
+from qnnfab.sim.branch_timing import graph_throughput_depths
 from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import (bench_params, bench_random, reset_mid_stream, reset_point,
                                run_streams, stall_limit, StreamSink, StreamSource, write_metrics)
-from qnnfab.golden.network import network_of
+from qnnfab.golden.graph_network import graph_forward
 
 NAME = "network"
 CASES = [
@@ -23,6 +24,8 @@ CASES = [
     {"config": "lfc_small.toml", "frames": 40, "pipeline": 2},
     # signed scores: 3-bit int weights in the last layer (the arg-max's signed path, sign-extended fields)
     {"config": "lfc_small.toml", "frames": 40, "last_layer": {"weight_kind": "int", "weight_bits": 3}},
+    # a graph: two residual blocks (identity and 1x1 stride-2 shortcuts), global average pooling
+    {"config": "resnet_tiny.toml", "frames": 24},
 ]
 
 
@@ -39,8 +42,11 @@ def load_config(params):
 
 
 def design(params):
-    # runtime-weights configs run with constant weights here (loading: the weights_reload regression)
-    return AxiStreamAccelerator(load_config(params), pipeline=params.get("pipeline"), weights_mode="const")
+    # runtime-weights configs run with constant weights here (loading: the weights_reload regression);
+    # a graph's identity shortcuts at their characterised throughput-keeping depths
+    cfg = load_config(params)
+    return AxiStreamAccelerator(cfg, pipeline=params.get("pipeline"), weights_mode="const",
+                                skip_depths=graph_throughput_depths(cfg))
 
 
 async def start(dut, reset_cycles=2):
@@ -149,8 +155,7 @@ async def _run(dut, frames_n, valid_prob, ready_prob, salt):
     p, cfg, rng, top = _bench(salt)
     frames = bench_frames(cfg, p, frames_n, rng.getrandbits(32))
     frames_n = frames.shape[0]
-    golden = network_of(cfg)
-    scores = golden.forward(frames).reshape(frames_n, -1)
+    scores = graph_forward(cfg, frames).reshape(frames_n, -1)
     labels = frame_labels(scores, cfg.label)
     fmt = top.word_format
     src = StreamSource(dut, "s_axis", rng, valid_prob, axis=True)
@@ -218,7 +223,7 @@ async def badly_framed_inputs_set_the_error_and_the_next_frames_come_out_right(d
         lasts += [False] * (len(sent) - 1) + [True]
         seen.append((kind, eff))
     eff_frames = np.stack([e for _, e in seen]).reshape((len(seen),) + tuple(cfg.input_shape))
-    scores = network_of(cfg).forward(eff_frames).reshape(len(seen), -1)
+    scores = graph_forward(cfg, eff_frames).reshape(len(seen), -1)
     src = StreamSource(dut, "s_axis", rng, 0.8, axis=True)
     snk = StreamSink(dut, "m_axis", rng, 0.7, axis=True)
     src.send(words, lasts)

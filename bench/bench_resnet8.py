@@ -1,0 +1,90 @@
+"""ResNet-8 (MLPerf Tiny's image-classification topology) folded for the xc7z020, on the compiled engine.
+
+Usage::
+
+    .venv/bin/python bench/bench_resnet8.py [--frames N] [--config FILE]
+
+Loads ``configs/resnet8_w2a2.toml`` (random weights from the config's seed), folds it to the
+fastest design the cost model fits on the PYNQ-Z2's xc7z020 (``qnnfab fold --fastest``), builds
+its accelerator on the compiled Verilator engine with the plan's skip FIFO depths (the least
+that cannot deadlock, from the geometry of each block: a characterisation run of a 32x32 block
+on Amaranth's simulator would take hours) or, with ``--skip frame``, a whole frame of each add's
+words, and runs random 32x32x3 8-bit frames:
+
+* every output word and label against the golden model (:func:`qnnfab.golden.graph_network.graph_forward`);
+* latency: first input word (cycle 0) to the first frame's label, one frame alone;
+* steady-state cycles per frame over the frames back to back, against the bottleneck model;
+* frames/s and latency at 100 MHz beside MLPerf Tiny's Pynq-Z2 figures (hls4ml and FINN,
+  arXiv:2206.11791: image-classification latencies down to 20 us across the submissions on
+  the Pynq-Z2 and Arty; accuracy target 85%; /work/shared/REFERENCES.md).
+
+Resources: the cost model's estimate is printed; `qnnfab report --config <folded config>` measures
+LUT/BRAM36/DSP with Yosys (minutes; not run here).
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from qnnfab import netconfig
+from qnnfab.boards.estimate.cost import estimate
+from qnnfab.boards.estimate.fold import auto_fold
+from qnnfab.boards.targets import get_board
+from qnnfab.plan import plan_of
+from qnnfab.sim.compiled import NetworkBench, check_network, run_testbench, steady_cycles_per_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+F_CLK = 100e6
+REFERENCE = "MLPerf Tiny image classification on the Pynq-Z2 (hls4ml/FINN, arXiv:2206.11791): latency down to 20 us"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=str(ROOT / "configs" / "resnet8_w2a2.toml"))
+    ap.add_argument("--frames", type=int, default=6)
+    ap.add_argument("--folded", default="/tmp/resnet8_folded.toml", help="where to write the folded config")
+    ap.add_argument("--skip", choices=("plan", "frame"), default="plan",
+                    help="skip FIFO depths: the plan's (least that cannot deadlock) or a whole frame of the add's "
+                         "words")
+    args = ap.parse_args()
+    cfg = netconfig.load(args.config)
+    device = get_board("pynq-z2").capacity
+    auto_fold(cfg, device)
+    Path(args.folded).write_text(netconfig.dumps(cfg))
+    est = estimate(cfg)
+    plan = plan_of(cfg)
+    name, model = plan.slowest
+    print(f"{cfg.name}: folded (cost model, fastest that fits {device.part}): bottleneck {name} {model:,} "
+          f"cycles/frame; estimated {est.lut + est.lutram:,} LUT, {est.bram36:g} BRAM36, {est.dsp} DSP "
+          f"(folded config: {args.folded})")
+    depths = {s.name: s.i.words for s in plan.stages if s.min_depth > 2} if args.skip == "frame" else {}
+    for s in plan.stages:
+        if s.min_depth > 2:
+            print(f"  skip FIFO {s.name}: {depths.get(s.name, s.fifo_depth)} words of {s.i.width} bits "
+                  f"(least that cannot deadlock: {s.min_depth})")
+    t0 = time.monotonic()
+    bench = NetworkBench(cfg, skip_depths=depths)
+    bench.build
+    print(f"compiled engine build: {time.monotonic() - t0:.0f} s")
+    frames = cfg.random_inputs(args.frames, 1)
+    one = bench.run(frames[:1])
+    check_network(bench, frames[:1], one)
+    latency = int(one.label_cycles[0])
+    # frames back to back; the run's bound from the measured latency (the model's may be far below it)
+    run = run_testbench(bench.build, bench.ports, bench.pack(frames), bench.format.out_words,
+                        max_cycles=2 * len(frames) * latency + 20_000)
+    check_network(bench, frames, run)
+    per = steady_cycles_per_frame(run, bench.format.out_words)
+    print(f"{args.frames} frames identical to golden (every score and label); simulated {run.cycles:,} cycles "
+          f"at {run.cycles_per_second:,.0f} cycles/s")
+    print(f"steady state {per:,.1f} cycles/frame vs bottleneck model {model:,} ({100 * (per / model - 1):+.1f}%)")
+    print(f"at 100 MHz: {F_CLK / per:,.0f} frames/s, latency {latency:,} cycles = {latency / F_CLK * 1e6:,.1f} us "
+          f"(first input word to label)")
+    print(f"reference: {REFERENCE}")
+    return 0 if np.isfinite(per) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Hardware of graph configs: the plan of a residual network (forks, joins, skip FIFO depths), the
+Dataflow that wires it, run on Amaranth's simulator and the compiled engine against the golden
+graph model; a skip FIFO below its computed depth deadlocks or loses throughput."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qnnfab import netconfig
+from qnnfab.errors import ConfigError
+from qnnfab.golden.graph_network import graph_forward
+from qnnfab.plan import plan_of
+from qnnfab.rtl.dataflow import Dataflow
+from qnnfab.sim.branch_timing import StreamDeadlock, graph_skip_depths, run_dataflow
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "configs" / "resnet_tiny.toml"
+
+# a stem, one 3x3 "same" convolution on the long path, an identity shortcut, global pooling
+MINI = """
+[network]
+name = "res-mini"
+input_shape = [4, 4, 2]
+input_kind = "uint"
+input_bits = 2
+seed = 3
+
+[[layer]]
+name = "stem"
+type = "conv"
+out = 2
+act = "uint2"
+pad = 1
+pe = 2
+simd = 2
+
+[[layer]]
+name = "c1"
+type = "conv"
+out = 2
+act = "uint2"
+pad = 1
+pe = 2
+simd = 2
+
+[[layer]]
+name = "res"
+type = "add"
+input = ["c1", "stem"]
+act = "uint2"
+
+[[layer]]
+name = "gap"
+type = "global_avgpool"
+act = "uint2"
+
+[[layer]]
+name = "fc"
+type = "fc"
+out = 3
+act = "acc"
+simd = 2
+pe = 3
+"""
+
+
+def _stages(plan):
+    return {s.name: s for s in plan.stages}
+
+
+def _same_conv_need(size, convs, words_per_pixel):
+    """Fork words the long path of ``convs`` 3x3 "same" convolutions (stride 1) over a ``size`` x
+    ``size`` map must take before each of its output pixels, outputs in raster order: the last
+    input pixel of the receptive field, (y + convs, x + convs) clipped to the map."""
+    need, most = [], 0
+    for y in range(size):
+        for x in range(size):
+            last = min(size - 1, y + convs) * size + min(size - 1, x + convs) + 1
+            most = max(most, last)
+            need.append(most * words_per_pixel)
+    return need
+
+
+def test_the_plan_of_a_residual_network_names_what_every_stage_reads():
+    plan = plan_of(netconfig.load(TINY))
+    s = _stages(plan)
+    assert s["stem_fork"].kind == "fork" and s["stem_fork"].fanout == 2 and s["stem_fork"].reads == (("stem", 0),)
+    assert s["b1"].kind == "add" and s["b1"].reads == (("b1_fifo0", 0), ("b1_fifo1", 0))
+    assert s["b1_fifo1"].reads == (("stem_fork", 1),)            # the identity shortcut: a FIFO alone
+    assert s["b1c1_dwc"].reads == (("stem_fork", 0),)             # stem's 2 lanes to b1c1's 4
+    assert s["b2sc_dwc"].reads == (("b1_fork", 1),) and s["b2sc"].layer.kernel == 1
+    assert s["b2_fifo1"].reads == (("b2_dwc1", 0),)
+    assert s["gap"].kind == "global_avgpool" and s["gap"].o.words == 2
+    assert plan.stages[-1].name == "fc" and plan.output.words == 5
+    names = [st.name for st in plan.stages]
+    for st in plan.stages:                                         # a topological order
+        assert all(src == "" or names.index(src) < names.index(st.name) for src, _ in st.reads), st.name
+
+
+def test_the_identity_shortcut_depth_is_the_receptive_field_bound():
+    """Fork word per join word (both 2 lanes of 4 channels: 2 words a pixel): while the join waits
+    for long word k, the FIFO (depth D, and its output register) and the fork's register hold
+    words k .. k + D + 1, so D = max_k(need[k] - k) - 2."""
+    s = _stages(plan_of(netconfig.load(TINY)))
+    need = np.array([_same_conv_need(8, 2, 2)[k // 2] for k in range(128)])
+    assert s["b1_fifo1"].min_depth == int((need - np.arange(128)).max()) - 2 == 36
+    assert s["b1_fifo0"].min_depth == 2          # the long path never waits for the shortcut
+
+
+def test_a_shortcut_convolution_bounds_its_depth_by_both_paths():
+    """b2 over b1's 8x8 map (2 fork words a pixel): a 1x1 stride-2 shortcut against a 3x3 stride-2
+    then a 3x3 stride-1 "same" path, joined 4x4 at 2 words a pixel. While the join waits for long
+    word k, the shortcut's FIFO holds words k .. k + D, for which the fork gave it short[k + D]
+    words, and the fork holds one more: D is the least with long[k] <= short[k + D] + 1."""
+    s = _stages(plan_of(netconfig.load(TINY)))
+    long, short, most = [], [], 0
+    for m in range(32):
+        oy, ox = divmod(m // 2, 4)
+        y1, x1 = min(3, oy + 1), min(3, ox + 1)                  # b2c1's pixel the stride-1 conv needs
+        most = max(most, (min(7, 2 * y1 + 1) * 8 + min(7, 2 * x1 + 1) + 1) * 2)
+        long.append(most)
+        short.append(((2 * oy) * 8 + 2 * ox + 1) * 2)
+    short += [128 + w for w in short]                             # the next frame's words
+    least = max(next(j for j in range(64) if short[j] + 1 >= long[k]) - k for k in range(32))
+    assert s["b2_fifo1"].min_depth == least
+
+
+def test_a_graph_runs_identical_to_golden_on_amaranth_and_one_word_less_deadlocks_naming_the_fifo():
+    cfg = netconfig.loads(MINI)
+    x = cfg.random_inputs(3, 1)
+    golden = graph_forward(cfg, x).reshape(3, -1)
+    depth = _stages(plan_of(cfg))["res_fifo1"].min_depth
+    assert depth == 4                            # pixel (1, 1) of a 4x4 map, 1 word a pixel: 6 - 0 - 2
+    scores, _ = run_dataflow(Dataflow(cfg), x)
+    np.testing.assert_array_equal(scores, golden)
+    with pytest.raises(StreamDeadlock, match=r"holding a word nobody takes: .*res_fifo1 input"):
+        run_dataflow(Dataflow(cfg, skip_depths={"res_fifo1": depth - 1}), x)
+
+
+def test_graphs_refuse_runtime_weights_and_concat_hardware_in_one_line():
+    cfg = netconfig.loads(MINI)
+    with pytest.raises(ConfigError, match="runtime weights are not built for graphs") as e:
+        plan_of(cfg, "runtime")
+    assert "\n" not in str(e.value)
+    text = MINI.replace('name = "res"\ntype = "add"\ninput = ["c1", "stem"]\nact = "uint2"',
+                        'name = "res"\ntype = "concat"\ninput = ["c1", "stem"]')
+    with pytest.raises(ConfigError, match="concat layers have a golden model .* but no hardware yet"):
+        plan_of(netconfig.loads(text))
+
+
+@pytest.fixture(scope="module")
+def tiny_depths():
+    return graph_skip_depths(netconfig.load(TINY))
+
+
+def test_characterised_depths_of_the_identity_shortcut(tiny_depths):
+    d = tiny_depths["b1_fifo1"]
+    assert set(tiny_depths) == {"b1_fifo1"}       # b2's shortcut computes: its plan depth stands
+    # the starved run measures the long path's need: the same bound as the plan's geometry
+    assert d.deadlock == _stages(plan_of(netconfig.load(TINY)))["b1_fifo1"].min_depth
+    assert d.deadlock <= d.throughput <= d.schedule
+
+
+def test_the_compiled_engine_runs_a_residual_network_at_the_bottleneck_and_one_word_less_is_slower(tiny_depths):
+    from qnnfab.sim.compiled import NetworkBench, check_network, steady_cycles_per_frame
+
+    cfg = netconfig.load(TINY)
+    x = cfg.random_inputs(24, 3)
+    bench = NetworkBench(cfg)
+    assert _stages(bench.top.dataflow.plan)["b1_fifo1"].fifo_depth == tiny_depths["b1_fifo1"].throughput
+    run = bench.run(x)
+    check_network(bench, x, run)
+    bottleneck = max(cfg.layer_cycles(L) for L in cfg.layers)
+    assert steady_cycles_per_frame(run, bench.format.out_words) == bottleneck == 1152
+    stalled = bench.run(x[:6], seed=5, valid_prob=0.6, ready_prob=0.5)
+    check_network(bench, x[:6], stalled)
+    less = NetworkBench(cfg, skip_depths={"b1_fifo1": tiny_depths["b1_fifo1"].throughput - 1})
+    slow = less.run(x)
+    check_network(less, x, slow)
+    assert steady_cycles_per_frame(slow, less.format.out_words) > bottleneck
+
+
+def test_commands_refuse_the_overlay_and_runtime_weights_of_a_graph_in_one_line(tmp_path, capsys):
+    from qnnfab.cli import main
+
+    rc = main(["generate", "--config", str(TINY), "--no-report", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "--top: overlay" in err and "--top selftest" in err
+    assert not (tmp_path / "out").exists()
+    rc = main(["pack-weights", "--config", str(TINY), "--out", str(tmp_path / "w.bin")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "runtime weights are not built for graphs" in err
+    assert not (tmp_path / "w.bin").exists()
+
+
+def test_fold_on_the_cost_model_folds_a_graph_and_the_folded_plan_builds(tmp_path):
+    from qnnfab.cli import main
+
+    out = tmp_path / "folded.toml"
+    assert main(["fold", "--config", str(TINY), "--fastest", "--out", str(out)]) == 0
+    cfg = netconfig.load(out)
+    plan = plan_of(cfg)
+    assert plan.slowest[1] < 1152                 # faster than the config as written
+    adds = [s for s in plan.stages if s.kind == "add"]
+    assert all(s.i.elems == s.layer.simd for s in adds)
+    assert Dataflow(cfg).plan.stages == plan.stages
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "resnet8_w2a2"])
+def test_shipped_graph_configs_run_on_the_golden_model_with_sorted_thresholds(name):
+    cfg = netconfig.load(ROOT / "configs" / f"{name}.toml")
+    assert cfg.is_graph and cfg.layers[-1].out_shape == (10,)
+    for L in cfg.layers:
+        if L.thresholds is not None:
+            assert np.all(np.diff(L.thresholds, axis=1) >= 0), L.name
+    y = graph_forward(cfg, cfg.random_inputs(2, 0))
+    assert y.shape == (2, 10)
+
+
+def test_a_characterisation_over_its_cycle_limit_leaves_the_plan_depth():
+    cfg = netconfig.load(TINY)
+    # the long path of b1: 3 frames at 1,152 cycles, 64 quiet cycles for each of the fork's 128 words
+    assert graph_skip_depths(cfg, limit=3 * 1152 + 64 * 128 - 1) == {}
+    big = netconfig.load(ROOT / "configs" / "resnet8_w2a2.toml")
+    assert graph_skip_depths(big) == {}          # 32x32 blocks: hours on Amaranth's simulator
