@@ -190,14 +190,20 @@ class Dataflow(wiring.Component):
     tree (default: each layer's ``pipeline`` from the config).
     ``weights_mode``: "const" (weights are constants of the hardware) or
     "runtime" (RAMs loaded through ``wload``); default: the config's.
+    ``stages_outside=True`` (const weights only): the stages are not
+    instantiated; the ports ``stages_i`` (out: the stream into the first
+    stage) and ``stages_o`` (in: the stream out of the last stage) take the
+    chain's place, so that each stage can be simulated as a model of its own
+    (:func:`qnnfab.sim.build.build_staged`); the rest is the same logic.
 
     ``self.stages`` lists ``(kind, name, component)`` in stream order;
     ``self.model`` the per-layer cycles per frame.
     """
 
-    def __init__(self, cfg, *, pipeline=None, weights_mode=None):
+    def __init__(self, cfg, *, pipeline=None, weights_mode=None, stages_outside=False):
         self.cfg = cfg
         self.plan = plan = plan_of(cfg, weights_mode)
+        self.stages_outside = stages_outside
         self.weights_mode = plan.weights_mode
         self.stages = stage_components(plan, pipeline)
         self.in_layout = self.stages[0][2].i.payload.shape()
@@ -215,6 +221,11 @@ class Dataflow(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({"data": self.out_layout, "last": unsigned(1)}))),
             "label": Out(range(max(2, self.out_words * self.out_elems))), "label_valid": Out(1),
         }
+        if stages_outside:
+            if plan.runtime:
+                raise ValueError("stages_outside needs const weights (the weight loader feeds the stages)")
+            ports.update({"stages_i": Out(stream.Signature(self.in_layout)),
+                          "stages_o": In(stream.Signature(self.out_layout))})
         self.loader = None
         if plan.runtime:
             self.loader = WeightLoader(list(plan.groups), plan.topology_hash)
@@ -223,23 +234,26 @@ class Dataflow(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        comps = []
-        for kind, name, comp in self.stages:
-            m.submodules[name] = comp
-            comps.append(comp)
-        for a, b in zip(comps, comps[1:]):
-            wiring.connect(m, a.o, b.i)
-        first, last = comps[0], comps[-1]
+        if self.stages_outside:
+            first_i, last_o = self.stages_i, self.stages_o
+        else:
+            comps = []
+            for kind, name, comp in self.stages:
+                m.submodules[name] = comp
+                comps.append(comp)
+            for a, b in zip(comps, comps[1:]):
+                wiring.connect(m, a.o, b.i)
+            first_i, last_o = comps[0].i, comps[-1].o
         hold = self._weight_loading(m, comps) if self.loader is not None else 0
         m.d.comb += [
-            first.i.payload.eq(self.i.payload),
-            first.i.valid.eq(self.i.valid & ~hold) if self.loader is not None
-            else first.i.valid.eq(self.i.valid),
-            self.i.ready.eq(first.i.ready & ~hold) if self.loader is not None
-            else self.i.ready.eq(first.i.ready),
-            self.o.payload.data.eq(last.o.payload),
-            self.o.valid.eq(last.o.valid),
-            last.o.ready.eq(self.o.ready),
+            first_i.payload.eq(self.i.payload),
+            first_i.valid.eq(self.i.valid & ~hold) if self.loader is not None
+            else first_i.valid.eq(self.i.valid),
+            self.i.ready.eq(first_i.ready & ~hold) if self.loader is not None
+            else self.i.ready.eq(first_i.ready),
+            self.o.payload.data.eq(last_o.payload),
+            self.o.valid.eq(last_o.valid),
+            last_o.ready.eq(self.o.ready),
         ]
         # last: count output words of a frame
         count = Signal(range(max(2, self.out_words)))
