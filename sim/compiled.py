@@ -155,15 +155,18 @@ def staged_models_source(ports, shell_top, stages):
     What the harness assumes, and checks every settle: the valid and payload a model drives
     do not depend combinationally on a ready it receives (a stage's ``o.valid``/``o.payload``
     on its ``o.ready``; the shell's ``stage_in`` valid/payload and its ``stage_out`` ready on
-    ``stage_in``'s ready); ready may depend on anything. Then one pass forward (each model
-    evaluated after its input stream's valid and payload are set, from the shell through
-    the stages back into the shell) and one pass backward (each model evaluated after its
-    output's ready is set, from the shell's ``stage_out`` to its ``stage_in``) reach the
-    values the same design computes as one model. After the passes every connection is
+    ``stage_in``'s ready); ready may depend on anything. Then one pass forward (each stage
+    given its input stream's valid and payload, from the shell's ``stage_in`` through the
+    stages back into the shell's ``stage_out``) and one pass backward (each stage given its
+    output's ready, from the shell's ``stage_out`` to its ``stage_in``) reach the values the
+    same design computes as one model. A model is evaluated only when an input it receives
+    changed (without a clock edge its outputs are a function of its inputs and state; the
+    shell, whose testbench inputs change, always). After the passes every connection is
     compared once more (each model's outputs as they are now against what its neighbour
     received); a difference means the assumption is broken and the run stops with the stage
-    named (exit code 3). On the rising edge every model is clocked with the settled inputs;
-    each stage's reset (active high) follows the shell's reset port.
+    named (exit code 3). On the rising edge every model is clocked with the settled inputs
+    (evaluated once more at clock low first when the settle did not, so that it sees the
+    edge); each stage's reset (active high) follows the shell's reset port.
     """
     shell = f"V{shell_top}"
     n = len(stages)
@@ -171,42 +174,49 @@ def staged_models_source(ports, shell_top, stages):
     ov, orr, op = _cxx("o__valid"), _cxx("o__ready"), _cxx("o__payload")
     siv, sir, sip = _cxx("stage_in__valid"), _cxx("stage_in__ready"), _cxx("stage_in__payload")
     sov, sor, sop = _cxx("stage_out__valid"), _cxx("stage_out__ready"), _cxx("stage_out__payload")
+    clk = ports.clock
     lines = [f'#include "{shell}.h"', *(f'#include "V{t}.h"' for t, _, _ in stages),
              f"static {shell}* top;", *(f"static V{t}* s{k};" for k, (t, _, _) in enumerate(stages)),
+             f"static bool evaluated[{n}];  // stage k evaluated since the last rising edge",
              "template <class T> static bool same(const T& a, const T& b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }",
+             "template <class T> static bool put(T& to, const T& from) {  // true when `to` changed",
+             "    if (same(to, from)) return false;", "    to = from;", "    return true;", "}",
              "static void broken(uint64_t cycle, const char* who) {",
              '    std::fprintf(stderr, "cycle %llu: %s: a valid or payload changed when a ready did; the per-stage '
              'harness settles valid and payload forward, then ready backward, once (build the design as one model)\\n",',
              "                 (unsigned long long)cycle, who);",
              "    std::exit(3);", "}",
-             "static void make_models() {", f"    top = new {shell};", f"    top->{ports.clock} = 0;"]
-    for k, (t, clk, _) in enumerate(stages):
-        lines.append(f"    s{k} = new V{t};" + (f" s{k}->clk = 0;" if clk else ""))
+             "static void make_models() {", f"    top = new {shell};", f"    top->{clk} = 0;"]
+    for k, (t, has_clk, _) in enumerate(stages):
+        lines.append(f"    s{k} = new V{t};" + (f" s{k}->clk = 0;" if has_clk else ""))
     lines += ["}", "static void settle(uint64_t cycle) {",
-              f"    const bool rst = top->{ports.reset} == {ports.reset_active};",
+              f"    const CData rst = top->{ports.reset} == {ports.reset_active};",
+              "    bool changed;",
               "    top->eval();"]
     src = ("top", siv, sip)
     for k, (t, _, has_rst) in enumerate(stages):
-        lines.append(f"    {'s%d->rst = rst; ' % k if has_rst else ''}s{k}->{v} = {src[0]}->{src[1]}; "
-                     f"s{k}->{pl} = {src[0]}->{src[2]}; s{k}->eval();")
+        lines.append(f"    changed = put(s{k}->{v}, {src[0]}->{src[1]}) | put(s{k}->{pl}, {src[0]}->{src[2]})"
+                     f"{' | put(s%d->rst, rst)' % k if has_rst else ''};")
+        lines.append(f"    if (changed) {{ s{k}->eval(); evaluated[{k}] = true; }}")
         src = (f"s{k}", ov, op)
-    lines.append(f"    top->{sov} = s{n - 1}->{ov}; top->{sop} = s{n - 1}->{op}; top->eval();")
+    lines.append(f"    if (put(top->{sov}, s{n - 1}->{ov}) | put(top->{sop}, s{n - 1}->{op})) top->eval();")
     ready = ("top", sor)
     for k in reversed(range(n)):
-        lines.append(f"    s{k}->{orr} = {ready[0]}->{ready[1]}; s{k}->eval();")
+        lines.append(f"    if (put(s{k}->{orr}, {ready[0]}->{ready[1]})) {{ s{k}->eval(); evaluated[{k}] = true; }}")
         ready = (f"s{k}", r)
-    lines.append(f"    top->{sir} = s0->{r}; top->eval();")
+    lines.append(f"    if (put(top->{sir}, s0->{r})) top->eval();")
     lines.append(f'    if (top->{siv} != s0->{v} || !same(top->{sip}, s0->{pl})) broken(cycle, "stage_in of {shell_top}");')
     for k, (t, _, _) in enumerate(stages):
         dst = (f"s{k + 1}", v, pl) if k + 1 < n else ("top", sov, sop)
         lines.append(f"    if (s{k}->{ov} != {dst[0]}->{dst[1]} || !same(s{k}->{op}, {dst[0]}->{dst[2]})) "
                      f'broken(cycle, "stage {t}");')
     lines.append(f'    if (top->{sor} != s{n - 1}->{orr}) broken(cycle, "stage_out ready of {shell_top}");')
-    lines += ["}", "static void clock_edge() {",
-              f"    top->{ports.clock} = 1;" + "".join(f" s{k}->clk = 1;" for k, (_, c, _) in enumerate(stages) if c),
-              "    top->eval();" + "".join(f" s{k}->eval();" for k in range(n)),
-              f"    top->{ports.clock} = 0;" + "".join(f" s{k}->clk = 0;" for k, (_, c, _) in enumerate(stages) if c),
-              "}", "static void end_models() {",
+    lines += ["}", "static void clock_edge() {", f"    top->{clk} = 1; top->eval(); top->{clk} = 0;"]
+    for k, (_, has_clk, _) in enumerate(stages):
+        if has_clk:
+            lines.append(f"    if (!evaluated[{k}]) s{k}->eval();")
+            lines.append(f"    s{k}->clk = 1; s{k}->eval(); s{k}->clk = 0; evaluated[{k}] = false;")
+    lines += ["}", "static void end_models() {",
               "    top->final(); delete top;" + "".join(f" s{k}->final(); delete s{k};" for k in range(n)), "}"]
     return "\n".join(lines) + "\n"
 
