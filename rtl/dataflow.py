@@ -28,7 +28,7 @@ from .stream_fifo import StreamFIFO
 from .weight_loader import WeightLoader, wload_signature
 from .width_converter import WidthConverter
 
-__all__ = ["Dataflow", "ArgMax", "stage_component", "stage_components"]
+__all__ = ["Dataflow", "ArgMax", "StageChain", "stage_component", "stage_components", "layer_chains"]
 
 
 def _shape(elem):
@@ -82,6 +82,42 @@ def _stage_component(plan, s, pipeline):
     h, w, c = L.in_shape
     return MaxPool(h, w, c, L.simd, L.kernel, L.stride,
                    kind="bipolar" if act_kind == "bipolar" else "uint", bits=L.in_bits)
+
+
+def _chain(m, comps):
+    """Connect each component's output stream ``o`` to the next one's input ``i`` in ``m``."""
+    for a, b in zip(comps, comps[1:]):
+        wiring.connect(m, a.o, b.i)
+
+
+class StageChain(wiring.Component):
+    """Consecutive stages of a plan as one component: ``parts``, ``[(name, component)]`` in
+    stream order, each a submodule ``name``, chained output to input as :class:`Dataflow`
+    chains them. Ports: ``i`` (the first part's input stream), ``o`` (the last part's output
+    stream). Adds no logic, register or cycle."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+        super().__init__({"i": In(stream.Signature(self.parts[0][1].i.payload.shape())),
+                          "o": Out(stream.Signature(self.parts[-1][1].o.payload.shape()))})
+
+    def elaborate(self, platform):
+        m = Module()
+        for name, comp in self.parts:
+            m.submodules[name] = comp
+        _chain(m, [comp for _, comp in self.parts])
+        wiring.connect(m, wiring.flipped(self.i), self.parts[0][1].i)
+        wiring.connect(m, self.parts[-1][1].o, wiring.flipped(self.o))
+        return m
+
+
+def layer_chains(dataflow):
+    """``[(layer name, StageChain)]``: ``dataflow``'s stages grouped per layer (each layer with
+    the width converter and FIFO in front of it), in stream order."""
+    groups = {}
+    for s, (_, name, comp) in zip(dataflow.plan.stages, dataflow.stages):
+        groups.setdefault(s.layer.name, []).append((name, comp))
+    return [(layer, StageChain(parts)) for layer, parts in groups.items()]
 
 
 class ArgMax(wiring.Component):
@@ -241,8 +277,7 @@ class Dataflow(wiring.Component):
             for kind, name, comp in self.stages:
                 m.submodules[name] = comp
                 comps.append(comp)
-            for a, b in zip(comps, comps[1:]):
-                wiring.connect(m, a.o, b.i)
+            _chain(m, comps)
             first_i, last_o = comps[0].i, comps[-1].o
         hold = self._weight_loading(m, comps) if self.loader is not None else 0
         m.d.comb += [

@@ -297,19 +297,21 @@ class NetworkBench:
     pass deliberately broken ones); it is built as one model.
 
     ``per_stage`` (default :data:`PER_STAGE`; the accelerator only): every
-    stage of the plan (:func:`qnnfab.rtl.dataflow.stage_component`) is its own
-    Verilator model, built and cached on its own
+    layer with the width converter and FIFO in front of it
+    (:func:`qnnfab.rtl.dataflow.layer_chains`) is its own Verilator model, built and cached on its own
     (:func:`qnnfab.sim.build.build_staged`), and the accelerator's own logic
     (framing, last, label, the AXI-Stream ports) a shell around them
     (``AxiStreamAccelerator(stages_outside=True)``); the harness
     (:func:`staged_models_source`) runs them cycle for cycle as the one-model
-    build. A change to one layer rebuilds that stage, the shell and the harness.
+    build. A change to one layer rebuilds its model (and the next layer's, when the FIFO
+    in front of that one is resized), the shell and the harness.
     """
 
     TOPLEVEL = "network"
 
     def __init__(self, cfg, *, pipeline=None, top=None, log=None, per_stage=None):
         from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+        from qnnfab.rtl.dataflow import layer_chains
 
         self.cfg = cfg
         self.per_stage = PER_STAGE if per_stage is None else per_stage
@@ -329,7 +331,7 @@ class NetworkBench:
         models = None
         if self.per_stage:
             self._stages = [(t, to_verilog(comp, t)) for t, comp in
-                            (("stage_" + re.sub(r"\W", "_", name), comp) for _, name, comp in self.top.dataflow.stages)]
+                            (("stage_" + re.sub(r"\W", "_", name), comp) for name, comp in layer_chains(self.top.dataflow))]
             models = staged_models_source(self.ports, self.TOPLEVEL,
                                           [(t, *stage_ports(v, t)) for t, v in self._stages])
         self._tb = testbench_source(self.ports, self.TOPLEVEL, self.in_words_per_frame, models)
