@@ -45,7 +45,7 @@ from qnnfab.rtl.dot_product_unit import SHARED_SUFFIX
 
 from .toolchain import ToolError, icarus_version, setup_verilator, simulator_name, verilator_version
 
-__all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_staged",
+__all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
            "StageModel", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
            "COCOTB_OPT_FAST", "COMPILED_OPT_FAST"]
