@@ -188,7 +188,8 @@ def staged_models_source(ports, shell_top, stages):
              "    std::exit(3);", "}",
              "static void make_models() {", f"    top = new {shell};", f"    top->{clk} = 0;"]
     for k, (t, has_clk, _) in enumerate(stages):
-        lines.append(f"    s{k} = new V{t};" + (f" s{k}->clk = 0;" if has_clk else ""))
+        # evaluated once here, so that a model whose inputs never change still computes its outputs
+        lines.append(f"    s{k} = new V{t};" + (f" s{k}->clk = 0;" if has_clk else "") + f" s{k}->eval();")
     lines += ["}", "static void settle(uint64_t cycle) {",
               f"    const CData rst = top->{ports.reset} == {ports.reset_active};",
               "    bool changed;",
