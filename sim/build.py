@@ -5,7 +5,9 @@ Two engines build here, through one cache:
 * :func:`build`: a cocotb build (Verilator or Icarus under cocotb's runner),
   which every regression runs its test modules against;
 * :func:`build_compiled`: a Verilator model with a C++ testbench of our own
-  (:mod:`qnnfab.sim.compiled`), which runs whole test sets.
+  (:mod:`qnnfab.sim.compiled`), which runs whole test sets;
+  :func:`build_staged`: the same engine with one model per stage of a network
+  (:func:`build_stage_model`, each cached on its own) and a harness stepping them.
 
 Every build is a folder ``builds/<name>-<key>`` of the cache
 (``$QNNFAB_CACHE``, default ``~/.cache/qnnfab``); :func:`build_key` hashes

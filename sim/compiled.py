@@ -20,6 +20,10 @@ last word of every frame, and no word or label follows the last frame. A
 broken rule or a timeout stops the run with the cycle and the rule in the
 message.
 
+A network is simulated as one model per layer by default
+(:class:`NetworkBench`, ``per_stage``; the harness: :func:`staged_models_source`);
+the testbench is the same, only how the models settle and clock differs.
+
 Files: ``inputs.bin`` holds ``in_bytes`` little-endian bytes per input word;
 the testbench writes ``outputs.bin`` (per word: the cycle as a little-endian
 uint64, then ``out_bytes`` bytes) and ``labels.bin`` (per frame: cycle,
