@@ -12,6 +12,11 @@ objects are compiled too):
   per CPU second of the simulator process (the machine is shared: CPU seconds
   are the steadier figure), and the Verilog's size.
 
+Each is measured for both builds of the compiled engine (``--engines``): the
+design as one Verilator model (``whole``) and one model per stage
+(``per-stage``, :class:`qnnfab.sim.compiled.NetworkBench` ``per_stage=True``:
+a rebuild after a one-layer change rebuilds that layer's stages only).
+
 ``--before REF`` measures the same on git ``REF``'s code in the same run (a
 ``git archive`` of REF in a temporary folder whose packages come first on
 ``PYTHONPATH``), printed beside. Both CPU times (user + sys of this process
@@ -21,7 +26,7 @@ Usage::
 
     nice .venv/bin/python bench/bench_sim_build.py                              # cnv_w1a1
     nice .venv/bin/python bench/bench_sim_build.py --configs cnv_w1a1 --before main
-    nice .venv/bin/python bench/bench_sim_build.py --configs cnv_w1a1_fast lfc_w1a1_fast --frames 4
+    nice .venv/bin/python bench/bench_sim_build.py --configs cnv_w1a1_fast --engines per-stage --frames 4
 
 Figures are printed, never asserted. The issue's goals: a fast config from a
 cold cache to its first frame in at most 5 minutes on 2 cores, a one-layer
@@ -47,6 +52,9 @@ README_BEFORE = {"cnv_w1a1_fast": "compiled-engine build 1,742 s (README, loaded
                  "lfc_w1a1_fast": "compiled-engine build 2,048 s (README, loaded machine)"}
 
 
+ENGINES = ("whole", "per-stage")
+
+
 def _cpu():
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
@@ -66,26 +74,30 @@ def _refold(cfg):
     return f"{L.name} pe {old} -> {new}"
 
 
-def _first_frame(cfg):
+def _first_frame(cfg, engine):
     """(seconds, CPU seconds, Verilog bytes) from ``cfg`` to its first checked frame in the current cache."""
     from qnnfab.sim.compiled import NetworkBench, check_network
     t0, c0 = time.monotonic(), _cpu()
-    bench = NetworkBench(cfg, log=lambda m: print("  " + m, flush=True))
+    # a --before run on code older than the per-stage engine knows one engine only
+    kw = {} if engine is None else {"per_stage": engine == "per-stage"}
+    bench = NetworkBench(cfg, log=lambda m: print("  " + m, flush=True), **kw)
     x = cfg.random_inputs(1, 1)
     check_network(bench, x, bench.run(x))
-    return time.monotonic() - t0, _cpu() - c0, len(bench._verilog), bench
+    size = bench.verilog_bytes if hasattr(bench, "verilog_bytes") else len(bench._verilog)
+    return time.monotonic() - t0, _cpu() - c0, size, bench
 
 
-def measure(path, frames):
-    """The figures of one config (a dict), measured in a fresh cache."""
+def measure(path, frames, engine=None):
+    """The figures of one config (a dict) on ``engine`` ("whole", "per-stage"; None: the code's
+    default), measured in a fresh cache."""
     from qnnfab import netconfig
     from qnnfab.sim.compiled import check_network
     out = {}
     with tempfile.TemporaryDirectory(prefix="qnnfab-bench-sim-build-") as cache:
         os.environ["QNNFAB_CACHE"] = cache
         cfg = netconfig.load(path)
-        print(f"{cfg.name}: cold build ...", flush=True)
-        out["cold_s"], out["cold_cpu"], out["verilog_bytes"], bench = _first_frame(cfg)
+        print(f"{cfg.name}: cold build ({engine or 'default engine'}) ...", flush=True)
+        out["cold_s"], out["cold_cpu"], out["verilog_bytes"], bench = _first_frame(cfg, engine)
         x = cfg.random_inputs(frames, 2)
         c0 = _children_cpu()
         run = bench.run(x)
@@ -96,7 +108,7 @@ def measure(path, frames):
         cfg2 = netconfig.load(path)
         out["refold"] = _refold(cfg2)
         print(f"{cfg.name}: rebuild after {out['refold']} ...", flush=True)
-        out["rebuild_s"], out["rebuild_cpu"], _, _ = _first_frame(cfg2)
+        out["rebuild_s"], out["rebuild_cpu"], _, _ = _first_frame(cfg2, engine)
     return out
 
 
@@ -123,7 +135,7 @@ def measure_before(ref, configs, frames):
 
 
 def _row(label, r):
-    return (f"{label:<22} {r['verilog_bytes'] / 1e6:>7.1f} MB {r['cold_s']:>8.0f} s {r['cold_cpu']:>8.0f} s "
+    return (f"{label:<28} {r['verilog_bytes'] / 1e6:>7.1f} MB {r['cold_s']:>8.0f} s {r['cold_cpu']:>8.0f} s "
             f"{r['rebuild_s']:>9.0f} s {r['rebuild_cpu']:>8.0f} s {r['cycles_per_s']:>12,.0f} "
             f"{r['cycles_per_cpu_s']:>14,.0f}   ({r['refold']})")
 
@@ -132,6 +144,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", nargs="+", default=["cnv_w1a1"])
     ap.add_argument("--frames", type=int, default=20, help="frames of the cycles/s run")
+    ap.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
+                    help="builds of the compiled engine to measure (default both)")
     ap.add_argument("--before", metavar="REF", help="also measure git REF's code (e.g. main) in the same run")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -145,21 +159,24 @@ def main(argv=None):
         print(json.dumps(figures), file=out)
         return 0
     before = measure_before(args.before, [str(p) for p in paths], args.frames) if args.before else {}
-    after = {p.stem: measure(p, args.frames) for p in paths}
+    after = {(p.stem, e): measure(p, args.frames, e) for p in paths for e in args.engines}
     print()
-    print(f"{'config / code':<22} {'Verilog':>10} {'cold':>10} {'cold CPU':>10} {'rebuild':>11} "
+    print(f"{'config / code':<28} {'Verilog':>10} {'cold':>10} {'cold CPU':>10} {'rebuild':>11} "
           f"{'reb. CPU':>10} {'cycles/s':>12} {'cycles/CPU s':>14}")
     for p in paths:
         if p.stem in before:
             print(_row(f"{p.stem} {args.before}", before[p.stem]))
         elif p.stem in README_BEFORE:
-            print(f"{p.stem + ' before':<22} {README_BEFORE[p.stem]}")
-        print(_row(f"{p.stem} this", after[p.stem]))
-        if p.stem in before:
-            b, a = before[p.stem], after[p.stem]
-            print(f"{'':<22} CPU seconds: cold {b['cold_cpu'] / a['cold_cpu']:.2f}x, rebuild "
-                  f"{b['rebuild_cpu'] / a['rebuild_cpu']:.2f}x as fast; cycles/CPU s "
-                  f"{100 * a['cycles_per_cpu_s'] / b['cycles_per_cpu_s']:.0f}% of before")
+            print(f"{p.stem + ' before':<28} {README_BEFORE[p.stem]}")
+        for e in args.engines:
+            print(_row(f"{p.stem} {e}", after[p.stem, e]))
+        base = before.get(p.stem) or after.get((p.stem, "whole"))
+        if base is not None and (p.stem, "per-stage") in after:
+            a = after[p.stem, "per-stage"]
+            print(f"{'':<28} per-stage vs {args.before if p.stem in before else 'whole'}: CPU seconds cold "
+                  f"{base['cold_cpu'] / a['cold_cpu']:.2f}x, rebuild {base['rebuild_cpu'] / a['rebuild_cpu']:.2f}x "
+                  f"as fast; wall cold {base['cold_s'] / a['cold_s']:.2f}x, rebuild {base['rebuild_s'] / a['rebuild_s']:.2f}x; "
+                  f"cycles/CPU s {100 * a['cycles_per_cpu_s'] / base['cycles_per_cpu_s']:.0f}% of it")
     return 0
 
 

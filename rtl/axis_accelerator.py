@@ -6,7 +6,7 @@ the plan's :class:`qnnfab.plan.WordFormat`.
 """
 
 from amaranth.hdl import ClockDomain, DomainRenamer, Module, Value, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.packing import pack_words, unpack_words
@@ -44,11 +44,17 @@ class AxiStreamAccelerator(wiring.Component):
         runtime weights: the dataflow's ``wload`` stream (64-bit words of the
         weights image, ``tlast`` on the final one) and its outputs.
 
+    stage_in (out), stage_out (in) : only with ``stages_outside=True``: the
+        dataflow's ``stages_i`` / ``stages_o`` streams (see
+        :class:`~qnnfab.rtl.dataflow.Dataflow`; its stages are left out, its
+        ``stages`` components to be simulated each on its own).
+
     Adds no register and no cycle to the dataflow's data path.
     """
 
-    def __init__(self, cfg, *, pipeline=None, weights_mode=None, skip_depths=None):
-        self.dataflow = Dataflow(cfg, pipeline=pipeline, weights_mode=weights_mode, skip_depths=skip_depths)
+    def __init__(self, cfg, *, pipeline=None, weights_mode=None, skip_depths=None, stages_outside=False):
+        self.dataflow = Dataflow(cfg, pipeline=pipeline, weights_mode=weights_mode, skip_depths=skip_depths,
+                                 stages_outside=stages_outside)
         self.format = fmt = self.dataflow.plan.word_format
         self.model = self.dataflow.model
         ports = {
@@ -66,6 +72,9 @@ class AxiStreamAccelerator(wiring.Component):
                 "wload_tready": Out(1), "wload_tlast": In(1),
                 "wload_done": Out(1), "wload_error": Out(len(self.dataflow.wload_error)),
             })
+        if stages_outside:
+            ports.update({"stage_in": Out(stream.Signature(self.dataflow.in_layout)),
+                          "stage_out": In(stream.Signature(self.dataflow.out_layout))})
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -78,6 +87,9 @@ class AxiStreamAccelerator(wiring.Component):
         m.submodules.dataflow = DomainRenamer("aclk")(df)
         m.submodules.framing = DomainRenamer("aclk")(fc)
         wiring.connect(m, fc.o, df.i)
+        if df.stages_outside:
+            wiring.connect(m, wiring.flipped(self.stage_in), df.stages_i)
+            wiring.connect(m, wiring.flipped(self.stage_out), df.stages_o)
         width = df.in_layout.size
         m.d.comb += [
             Value.cast(fc.i.payload.data).eq(self.s_axis_tdata[:width]),

@@ -31,7 +31,7 @@ from .stream_fork import StreamFork
 from .weight_loader import WeightLoader, wload_signature
 from .width_converter import WidthConverter
 
-__all__ = ["Dataflow", "ArgMax", "stage_component", "stage_components"]
+__all__ = ["Dataflow", "ArgMax", "StageChain", "stage_component", "stage_components", "layer_chains"]
 
 
 def _shape(elem):
@@ -104,6 +104,42 @@ def _stage_component(plan, s, pipeline):
     h, w, c = L.in_shape
     return MaxPool(h, w, c, L.simd, L.kernel, L.stride,
                    kind="bipolar" if act_kind == "bipolar" else "uint", bits=L.in_bits)
+
+
+def _chain(m, comps):
+    """Connect each component's output stream ``o`` to the next one's input ``i`` in ``m``."""
+    for a, b in zip(comps, comps[1:]):
+        wiring.connect(m, a.o, b.i)
+
+
+class StageChain(wiring.Component):
+    """Consecutive stages of a plan as one component: ``parts``, ``[(name, component)]`` in
+    stream order, each a submodule ``name``, chained output to input as :class:`Dataflow`
+    chains them. Ports: ``i`` (the first part's input stream), ``o`` (the last part's output
+    stream). Adds no logic, register or cycle."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+        super().__init__({"i": In(stream.Signature(self.parts[0][1].i.payload.shape())),
+                          "o": Out(stream.Signature(self.parts[-1][1].o.payload.shape()))})
+
+    def elaborate(self, platform):
+        m = Module()
+        for name, comp in self.parts:
+            m.submodules[name] = comp
+        _chain(m, [comp for _, comp in self.parts])
+        wiring.connect(m, wiring.flipped(self.i), self.parts[0][1].i)
+        wiring.connect(m, self.parts[-1][1].o, wiring.flipped(self.o))
+        return m
+
+
+def layer_chains(dataflow):
+    """``[(layer name, StageChain)]``: ``dataflow``'s stages grouped per layer (each layer with
+    the width converter and FIFO in front of it), in stream order."""
+    groups = {}
+    for s, (_, name, comp) in zip(dataflow.plan.stages, dataflow.stages):
+        groups.setdefault(s.layer.name, []).append((name, comp))
+    return [(layer, StageChain(parts)) for layer, parts in groups.items()]
 
 
 class ArgMax(wiring.Component):
@@ -219,13 +255,20 @@ class Dataflow(wiring.Component):
     the outputs it reads (:attr:`qnnfab.plan.Stage.reads`): forks, joins (adds) with a
     FIFO on each input, global average pooling.
 
+    ``stages_outside=True`` (chains with const weights only): the stages are not
+    instantiated; the ports ``stages_i`` (out: the stream into the first
+    stage) and ``stages_o`` (in: the stream out of the last stage) take the
+    chain's place, so that each stage can be simulated as a model of its own
+    (:func:`qnnfab.sim.build.build_staged`); the rest is the same logic.
+
     ``self.stages`` lists ``(kind, name, component)`` in stream order;
     ``self.model`` the per-layer cycles per frame.
     """
 
-    def __init__(self, cfg, *, pipeline=None, weights_mode=None, skip_depths=None):
+    def __init__(self, cfg, *, pipeline=None, weights_mode=None, skip_depths=None, stages_outside=False):
         self.cfg = cfg
         self.plan = plan = plan_of(cfg, weights_mode, skip_depths)
+        self.stages_outside = stages_outside
         self.weights_mode = plan.weights_mode
         self.stages = stage_components(plan, pipeline)
         self.in_layout = self.stages[0][2].i.payload.shape()
@@ -243,6 +286,13 @@ class Dataflow(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({"data": self.out_layout, "last": unsigned(1)}))),
             "label": Out(range(max(2, self.out_words * self.out_elems))), "label_valid": Out(1),
         }
+        if stages_outside:
+            if plan.runtime:
+                raise ValueError("stages_outside needs const weights (the weight loader feeds the stages)")
+            if plan.stages[0].reads:
+                raise ValueError("stages_outside takes a chain (a graph's stages are wired by what they read)")
+            ports.update({"stages_i": Out(stream.Signature(self.in_layout)),
+                          "stages_o": In(stream.Signature(self.out_layout))})
         self.loader = None
         if plan.runtime:
             self.loader = WeightLoader(list(plan.groups), plan.topology_hash)
@@ -252,28 +302,30 @@ class Dataflow(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         comps = []
-        for kind, name, comp in self.stages:
-            m.submodules[name] = comp
-            comps.append(comp)
-        if self.plan.stages[0].reads:       # a graph: every stage names the outputs it reads
-            by_name = {name: comp for _, name, comp in self.stages}
-            for s, comp in zip(self.plan.stages[1:], comps[1:]):
-                for (source, port), i in zip(s.reads, input_ports(comp)):
-                    wiring.connect(m, output_ports(by_name[source])[port], i)
+        if self.stages_outside:
+            first_i, last_o = self.stages_i, self.stages_o
         else:
-            for a, b in zip(comps, comps[1:]):
-                wiring.connect(m, a.o, b.i)
-        first, last = comps[0], comps[-1]
+            for kind, name, comp in self.stages:
+                m.submodules[name] = comp
+                comps.append(comp)
+            if self.plan.stages[0].reads:       # a graph: every stage names the outputs it reads
+                by_name = {name: comp for _, name, comp in self.stages}
+                for s, comp in zip(self.plan.stages[1:], comps[1:]):
+                    for (source, port), i in zip(s.reads, input_ports(comp)):
+                        wiring.connect(m, output_ports(by_name[source])[port], i)
+            else:
+                _chain(m, comps)
+            first_i, last_o = comps[0].i, comps[-1].o
         hold = self._weight_loading(m, comps) if self.loader is not None else 0
         m.d.comb += [
-            first.i.payload.eq(self.i.payload),
-            first.i.valid.eq(self.i.valid & ~hold) if self.loader is not None
-            else first.i.valid.eq(self.i.valid),
-            self.i.ready.eq(first.i.ready & ~hold) if self.loader is not None
-            else self.i.ready.eq(first.i.ready),
-            self.o.payload.data.eq(last.o.payload),
-            self.o.valid.eq(last.o.valid),
-            last.o.ready.eq(self.o.ready),
+            first_i.payload.eq(self.i.payload),
+            first_i.valid.eq(self.i.valid & ~hold) if self.loader is not None
+            else first_i.valid.eq(self.i.valid),
+            self.i.ready.eq(first_i.ready & ~hold) if self.loader is not None
+            else self.i.ready.eq(first_i.ready),
+            self.o.payload.data.eq(last_o.payload),
+            self.o.valid.eq(last_o.valid),
+            last_o.ready.eq(self.o.ready),
         ]
         # last: count output words of a frame
         count = Signal(range(max(2, self.out_words)))

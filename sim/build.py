@@ -5,7 +5,9 @@ Two engines build here, through one cache:
 * :func:`build`: a cocotb build (Verilator or Icarus under cocotb's runner),
   which every regression runs its test modules against;
 * :func:`build_compiled`: a Verilator model with a C++ testbench of our own
-  (:mod:`qnnfab.sim.compiled`), which runs whole test sets.
+  (:mod:`qnnfab.sim.compiled`), which runs whole test sets;
+  :func:`build_staged`: the same engine with one model per stage of a network
+  (:func:`build_stage_model`, each cached on its own) and a harness stepping them.
 
 Every build is a folder ``builds/<name>-<key>`` of the cache
 (``$QNNFAB_CACHE``, default ``~/.cache/qnnfab``); :func:`build_key` hashes
@@ -32,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -44,7 +47,8 @@ from qnnfab.rtl.dot_product_unit import SHARED_SUFFIX
 
 from .toolchain import ToolError, icarus_version, setup_verilator, simulator_name, verilator_version
 
-__all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_key", "cached_build",
+__all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
+           "StageModel", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
            "COCOTB_OPT_FAST", "COMPILED_OPT_FAST"]
 
@@ -448,6 +452,11 @@ COMPILED_VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast",
                            "-fno-merge-cond", "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
 
 
+def _jobs():
+    """Parallel jobs of a compiled-engine build: every core, at most 2."""
+    return min(2, os.cpu_count() or 1)
+
+
 def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
     """The Verilator executable of ``verilog_text`` with the C++ testbench ``tb_text`` (the compiled
     engine); reuses a cached one. ``design`` (default ``toplevel``) names the cache entry and the
@@ -463,10 +472,9 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
     def build_into(d):
         (d / f"{toplevel}.v").write_text(verilog_text)
         (d / "tb.cpp").write_text(tb_text)
-        jobs = str(min(2, os.cpu_count() or 1))
         steps = verilator_steps(
             ["verilator", *args, "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb", f"{toplevel}.v", "tb.cpp"],
-            ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", jobs, "Vtb"], d / "obj", runtime,
+            ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", str(_jobs()), "Vtb"], d / "obj", runtime,
             COMPILED_OPT_FAST)
         run_steps(steps, d, d / "build.log", "Verilator build of the compiled testbench")
         keep_runtime(runtime, d / "obj")
@@ -476,3 +484,83 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
         f"{design}-compiled", key, build_into, usable=lambda d: (d / "obj" / "Vtb").is_file(), log=log,
         what=f"the compiled testbench of {design} with Verilator")
     return Build("verilator", toplevel, entry, key, cached, seconds, entry / "obj" / "Vtb")
+
+
+# ---------------------------------------------------------------------------
+# the compiled engine, one model per stage
+
+@dataclass(frozen=True)
+class StageModel:
+    """One stage's Verilator model, built and cached on its own: its static library
+    ``V<toplevel>__ALL.a`` and headers in ``directory``/obj."""
+    toplevel: str
+    directory: Path
+    cached: bool
+    seconds: float
+
+    @property
+    def library(self):
+        return self.directory / "obj" / f"V{self.toplevel}__ALL.a"
+
+
+def build_stage_model(verilog_text, toplevel, *, log=None):
+    """The Verilator model of one stage (``verilog_text``, top module ``toplevel``) as a static
+    library, without a main, with the compiled engine's options; cached by its Verilog and
+    the options alone, so a stage that did not change is never rebuilt. Its C++ classes are
+    prefixed ``V<toplevel>``: stages of distinct top names link into one program."""
+    setup_verilator()
+    args = COMPILED_VERILATOR_ARGS
+    make_vars = make_variables(COMPILED_OPT_FAST)
+    key = build_key(verilog_text, toplevel, "stage-model", verilator_version(), args, make_vars,
+                    os.environ.get("CXX", ""))
+
+    def build_into(d):
+        (d / f"{toplevel}.v").write_text(verilog_text)
+        steps = [["verilator", *(a for a in args if a != "--exe"), "--top-module", toplevel, "--prefix",
+                  f"V{toplevel}", "--Mdir", "obj", f"{toplevel}.v"],
+                 ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", str(_jobs()), f"V{toplevel}__ALL.a",
+                  *make_vars]]
+        run_steps(steps, d, d / "build.log", f"Verilator build of stage {toplevel}")
+
+    entry, cached, seconds = cached_build(
+        f"{toplevel}-stage", key, build_into, usable=lambda d: (d / "obj" / f"V{toplevel}__ALL.a").is_file(),
+        log=log, what=f"stage {toplevel} with Verilator")
+    return StageModel(toplevel, entry, cached, seconds)
+
+
+def build_staged(shell_verilog, shell_top, stages, tb_text, *, log=None, design=None):
+    """The compiled engine's executable of a design simulated as separate models: the shell
+    ``shell_verilog`` (top ``shell_top``, the part outside the stages) and ``stages``, a list
+    of ``(toplevel, verilog_text)``, each built as its own cached model (:func:`build_stage_model`,
+    the missing ones in parallel on all cores), linked with the harness ``tb_text`` (which
+    steps them all; :func:`qnnfab.sim.compiled.staged_models_source`). Only the shell and the
+    harness are compiled for every new combination. Returns a :class:`Build`."""
+    setup_verilator()
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=_jobs()) as pool:
+        models = list(pool.map(lambda st: build_stage_model(st[1], st[0], log=log), stages))
+    args = COMPILED_VERILATOR_ARGS
+    make_vars = make_variables(COMPILED_OPT_FAST)
+    key = build_key(shell_verilog, tb_text, shell_top, "staged", [m.directory.name for m in models],
+                    verilator_version(), args, make_vars, os.environ.get("CXX", ""))
+    runtime = runtime_dir(("compiled", *args), make_vars)
+
+    def build_into(d):
+        (d / f"{shell_top}.v").write_text(shell_verilog)
+        (d / "tb.cpp").write_text(tb_text)
+        includes = " ".join(f"-I{m.directory / 'obj'}" for m in models)
+        steps = verilator_steps(
+            ["verilator", *args, "--top-module", shell_top, "--Mdir", "obj", "-o", "Vtb", "-CFLAGS", includes,
+             f"{shell_top}.v", "tb.cpp", *(str(m.library) for m in models)],
+            ["make", "-C", "obj", "-f", f"V{shell_top}.mk", "-j", str(_jobs()), "Vtb"], d / "obj", runtime,
+            COMPILED_OPT_FAST)
+        run_steps(steps, d, d / "build.log", "Verilator build of the per-stage compiled testbench")
+        keep_runtime(runtime, d / "obj")
+
+    design = design or shell_top
+    entry, cached, seconds = cached_build(
+        f"{design}-staged", key, build_into, usable=lambda d: (d / "obj" / "Vtb").is_file(), log=log,
+        what=f"the per-stage compiled testbench of {design} with Verilator")
+    reused = cached and all(m.cached for m in models)
+    return Build("verilator", shell_top, entry, key, reused, 0.0 if reused else time.monotonic() - t0,
+                 entry / "obj" / "Vtb")

@@ -20,6 +20,10 @@ last word of every frame, and no word or label follows the last frame. A
 broken rule or a timeout stops the run with the cycle and the rule in the
 message.
 
+A network is simulated as one model per layer by default
+(:class:`NetworkBench`, ``per_stage``; the harness: :func:`staged_models_source`);
+the testbench is the same, only how the models settle and clock differs.
+
 Files: ``inputs.bin`` holds ``in_bytes`` little-endian bytes per input word;
 the testbench writes ``outputs.bin`` (per word: the cycle as a little-endian
 uint64, then ``out_bytes`` bytes) and ``labels.bin`` (per frame: cycle,
@@ -41,9 +45,10 @@ from qnnfab.packing import frame_labels, pack_bytes, unpack_bytes
 from qnnfab.golden.graph_network import graph_forward
 
 from .branch_timing import graph_throughput_depths
-from .build import Build, build_compiled, to_verilog
+from .build import Build, build_compiled, build_staged, to_verilog
 
 __all__ = ["StreamPorts", "CompiledRun", "SimulationMismatch", "network_ports", "testbench_source",
+           "whole_models_source", "staged_models_source", "stage_ports",
            "run_testbench", "NetworkBench", "check_network", "steady_cycles_per_frame", "Verification",
            "verify_network"]
 
@@ -91,9 +96,10 @@ def network_ports(top):
 # ---------------------------------------------------------------------------
 # the C++ testbench: compiled_tb.cpp, shipped with this module
 
-def testbench_source(ports, toplevel, in_words_per_frame):
+def testbench_source(ports, toplevel, in_words_per_frame, models=None):
     """The C++ testbench for ``ports`` (a :class:`StreamPorts`): ``compiled_tb.cpp`` with its
-    placeholders (``@IN_BYTES@``, ...) filled in."""
+    placeholders (``@IN_BYTES@``, ...) filled in. ``models``: the C++ that declares, settles and
+    clocks the models (default :func:`whole_models_source`, one model ``V<toplevel>``)."""
     absent = "0"   # the port of a feature the design lacks: in an #if 0 block, never compiled
     values = {
         "TOP": toplevel, "CLK": ports.clock, "RESET": ports.reset, "RESET_ACTIVE": str(ports.reset_active),
@@ -107,8 +113,118 @@ def testbench_source(ports, toplevel, in_words_per_frame):
         "HAS_LABEL": str(int(ports.label is not None)), "LABEL": ports.label or absent,
         "LABEL_VALID": ports.label_valid or absent,
     }
+    values["MODELS"] = whole_models_source(ports, toplevel) if models is None else models
     template = files(__package__).joinpath("compiled_tb.cpp").read_text()
     return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], template)
+
+
+def whole_models_source(ports, toplevel):
+    """The testbench's models (see ``compiled_tb.cpp``) when the design is one Verilator model."""
+    t, clk = f"V{toplevel}", ports.clock
+    return f"""#include "{t}.h"
+static {t}* top;
+static void make_models() {{ top = new {t}; top->{clk} = 0; }}
+static void settle(uint64_t) {{ top->eval(); }}
+static void clock_edge() {{ top->{clk} = 1; top->eval(); top->{clk} = 0; }}
+static void end_models() {{ top->final(); delete top; }}
+"""
+
+
+def _cxx(port):
+    """The C++ member Verilator makes of the Verilog port ``port`` (it encodes ``__`` as ``___05F``)."""
+    return port.replace("__", "___05F")
+
+
+def stage_ports(verilog_text, toplevel):
+    """The ports of the stage module ``toplevel`` in ``verilog_text``: ``(has clk, has rst)``.
+    Refuses a stage whose ports are not one stream in (``i``), one out (``o``) and its clock and
+    reset (the per-stage harness connects nothing else)."""
+    m = re.search(rf"^module {re.escape(toplevel)}\((.*?)\);", verilog_text, re.M | re.S)
+    if m is None:
+        raise ValueError(f"no module {toplevel} in the stage's Verilog")
+    names = {n.strip() for n in m.group(1).split(",")}
+    stream_ports = {f"{s}__{p}" for s in "io" for p in ("valid", "ready", "payload")}
+    if not stream_ports <= names or names - stream_ports - {"clk", "rst"}:
+        raise ValueError(f"stage {toplevel} has ports {sorted(names)}: the per-stage harness connects a stream "
+                         "i, a stream o, clk and rst only")
+    return "clk" in names, "rst" in names
+
+
+def staged_models_source(ports, shell_top, stages):
+    """The testbench's models (see ``compiled_tb.cpp``) when the design is simulated as a shell
+    ``V<shell_top>`` (the accelerator's ports and the logic outside the stages, with the stream
+    ``stage_in`` to the first stage and ``stage_out`` from the last) and one model per stage,
+    ``stages`` = ``[(toplevel, has clk, has rst)]`` in stream order, each with a stream ``i`` in
+    and ``o`` out.
+
+    What the harness assumes, and checks every settle: the valid and payload a model drives
+    do not depend combinationally on a ready it receives (a stage's ``o.valid``/``o.payload``
+    on its ``o.ready``; the shell's ``stage_in`` valid/payload and its ``stage_out`` ready on
+    ``stage_in``'s ready); ready may depend on anything. Then one pass forward (each stage
+    given its input stream's valid and payload, from the shell's ``stage_in`` through the
+    stages back into the shell's ``stage_out``) and one pass backward (each stage given its
+    output's ready, from the shell's ``stage_out`` to its ``stage_in``) reach the values the
+    same design computes as one model. A model is evaluated only when an input it receives
+    changed (without a clock edge its outputs are a function of its inputs and state; the
+    shell, whose testbench inputs change, always). After the passes every connection is
+    compared once more (each model's outputs as they are now against what its neighbour
+    received); a difference means the assumption is broken and the run stops with the stage
+    named (exit code 3). On the rising edge every model is clocked with the settled inputs
+    (evaluated once more at clock low first when the settle did not, so that it sees the
+    edge); each stage's reset (active high) follows the shell's reset port.
+    """
+    shell = f"V{shell_top}"
+    n = len(stages)
+    v, r, pl = _cxx("i__valid"), _cxx("i__ready"), _cxx("i__payload")
+    ov, orr, op = _cxx("o__valid"), _cxx("o__ready"), _cxx("o__payload")
+    siv, sir, sip = _cxx("stage_in__valid"), _cxx("stage_in__ready"), _cxx("stage_in__payload")
+    sov, sor, sop = _cxx("stage_out__valid"), _cxx("stage_out__ready"), _cxx("stage_out__payload")
+    clk = ports.clock
+    lines = [f'#include "{shell}.h"', *(f'#include "V{t}.h"' for t, _, _ in stages),
+             f"static {shell}* top;", *(f"static V{t}* s{k};" for k, (t, _, _) in enumerate(stages)),
+             f"static bool evaluated[{n}];  // stage k evaluated since the last rising edge",
+             "template <class T> static bool same(const T& a, const T& b) { return std::memcmp(&a, &b, sizeof(T)) == 0; }",
+             "template <class T> static bool put(T& to, const T& from) {  // true when `to` changed",
+             "    if (same(to, from)) return false;", "    to = from;", "    return true;", "}",
+             "static void broken(uint64_t cycle, const char* who) {",
+             '    std::fprintf(stderr, "cycle %llu: %s: a valid or payload changed when a ready did; the per-stage '
+             'harness settles valid and payload forward, then ready backward, once (build the design as one model)\\n",',
+             "                 (unsigned long long)cycle, who);",
+             "    std::exit(3);", "}",
+             "static void make_models() {", f"    top = new {shell};", f"    top->{clk} = 0;"]
+    for k, (t, has_clk, _) in enumerate(stages):
+        # evaluated once here, so that a model whose inputs never change still computes its outputs
+        lines.append(f"    s{k} = new V{t};" + (f" s{k}->clk = 0;" if has_clk else "") + f" s{k}->eval();")
+    lines += ["}", "static void settle(uint64_t cycle) {",
+              f"    const CData rst = top->{ports.reset} == {ports.reset_active};",
+              "    bool changed;",
+              "    top->eval();"]
+    src = ("top", siv, sip)
+    for k, (t, _, has_rst) in enumerate(stages):
+        lines.append(f"    changed = put(s{k}->{v}, {src[0]}->{src[1]}) | put(s{k}->{pl}, {src[0]}->{src[2]})"
+                     f"{' | put(s%d->rst, rst)' % k if has_rst else ''};")
+        lines.append(f"    if (changed) {{ s{k}->eval(); evaluated[{k}] = true; }}")
+        src = (f"s{k}", ov, op)
+    lines.append(f"    if (put(top->{sov}, s{n - 1}->{ov}) | put(top->{sop}, s{n - 1}->{op})) top->eval();")
+    ready = ("top", sor)
+    for k in reversed(range(n)):
+        lines.append(f"    if (put(s{k}->{orr}, {ready[0]}->{ready[1]})) {{ s{k}->eval(); evaluated[{k}] = true; }}")
+        ready = (f"s{k}", r)
+    lines.append(f"    if (put(top->{sir}, s0->{r})) top->eval();")
+    lines.append(f'    if (top->{siv} != s0->{v} || !same(top->{sip}, s0->{pl})) broken(cycle, "stage_in of {shell_top}");')
+    for k, (t, _, _) in enumerate(stages):
+        dst = (f"s{k + 1}", v, pl) if k + 1 < n else ("top", sov, sop)
+        lines.append(f"    if (s{k}->{ov} != {dst[0]}->{dst[1]} || !same(s{k}->{op}, {dst[0]}->{dst[2]})) "
+                     f'broken(cycle, "stage {t}");')
+    lines.append(f'    if (top->{sor} != s{n - 1}->{orr}) broken(cycle, "stage_out ready of {shell_top}");')
+    lines += ["}", "static void clock_edge() {", f"    top->{clk} = 1; top->eval(); top->{clk} = 0;"]
+    for k, (_, has_clk, _) in enumerate(stages):
+        if has_clk:
+            lines.append(f"    if (!evaluated[{k}]) s{k}->eval();")
+            lines.append(f"    s{k}->clk = 1; s{k}->eval(); s{k}->clk = 0; evaluated[{k}] = false;")
+    lines += ["}", "static void end_models() {",
+              "    top->final(); delete top;" + "".join(f" s{k}->final(); delete s{k};" for k in range(n)), "}"]
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------
@@ -172,6 +288,10 @@ def run_testbench(build, ports, in_bytes_data, out_words_per_frame, *, seed=1, v
 # ---------------------------------------------------------------------------
 # whole networks
 
+# whether NetworkBench builds a network as one model per stage (see NetworkBench)
+PER_STAGE = True
+
+
 class NetworkBench:
     """A network config's accelerator on the compiled engine.
 
@@ -180,39 +300,70 @@ class NetworkBench:
     returns the :class:`CompiledRun`; :meth:`scores` decodes its output words.
     The build happens on first use (cached across runs and processes). ``top``
     replaces the accelerator by another component with its ports (the tests
-    pass deliberately broken ones). A graph's identity-shortcut FIFOs take their
+    pass deliberately broken ones); it is built as one model. A graph's identity-shortcut FIFOs take their
     characterised throughput-keeping depths
     (:func:`~qnnfab.sim.branch_timing.graph_throughput_depths`) unless
     ``skip_depths`` names depths.
+
+    ``per_stage`` (default :data:`PER_STAGE`; the accelerator of a chain only; a graph is built as one model): every
+    layer with the width converter and FIFO in front of it
+    (:func:`qnnfab.rtl.dataflow.layer_chains`) is its own Verilator model, built and cached on its own
+    (:func:`qnnfab.sim.build.build_staged`), and the accelerator's own logic
+    (framing, last, label, the AXI-Stream ports) a shell around them
+    (``AxiStreamAccelerator(stages_outside=True)``); the harness
+    (:func:`staged_models_source`) runs them cycle for cycle as the one-model
+    build. A change to one layer rebuilds its model (and the next layer's, when the FIFO
+    in front of that one is resized), the shell and the harness.
     """
 
     TOPLEVEL = "network"
 
-    def __init__(self, cfg, *, pipeline=None, top=None, log=None, skip_depths=None):
+    def __init__(self, cfg, *, pipeline=None, top=None, log=None, skip_depths=None, per_stage=None):
         from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+        from qnnfab.rtl.dataflow import layer_chains
 
         self.cfg = cfg
+        self.per_stage = PER_STAGE if per_stage is None else per_stage
+        if top is not None or cfg.is_graph:
+            self.per_stage = False
         if skip_depths is None and top is None:
             skip_depths = graph_throughput_depths(cfg)
         # a runtime-weights config runs with its weights as constants here (the same datapath);
         # loading them through wload is the weights_reload regression's job
         self.top = top if top is not None else AxiStreamAccelerator(cfg, pipeline=pipeline, weights_mode="const",
-                                                                     skip_depths=skip_depths)
+                                                                     skip_depths=skip_depths,
+                                                                     stages_outside=self.per_stage)
         self.format = self.top.format
         self.ports = network_ports(self.top)
         self.in_words_per_frame = cfg.input_words()
         self.in_simd = self.format.in_elems
         self.in_bits = self.format.in_bits
         self._verilog = to_verilog(self.top, self.TOPLEVEL)
-        self._tb = testbench_source(self.ports, self.TOPLEVEL, self.in_words_per_frame)
+        self._stages = []
+        models = None
+        if self.per_stage:
+            self._stages = [(t, to_verilog(comp, t)) for t, comp in
+                            (("stage_" + re.sub(r"\W", "_", name), comp) for name, comp in layer_chains(self.top.dataflow))]
+            models = staged_models_source(self.ports, self.TOPLEVEL,
+                                          [(t, *stage_ports(v, t)) for t, v in self._stages])
+        self._tb = testbench_source(self.ports, self.TOPLEVEL, self.in_words_per_frame, models)
         self._log = log
         self._build = None
 
     @property
+    def verilog_bytes(self):
+        """Bytes of Verilog the simulator reads (the shell and every stage when per stage)."""
+        return len(self._verilog) + sum(len(v) for _, v in self._stages)
+
+    @property
     def build(self):
         if self._build is None:
-            self._build = build_compiled(self._verilog, self.TOPLEVEL, self._tb, log=self._log,
-                                         design=f"network-{self.cfg.name}")
+            design = f"network-{self.cfg.name}"
+            if self.per_stage:
+                self._build = build_staged(self._verilog, self.TOPLEVEL, self._stages, self._tb, log=self._log,
+                                           design=design)
+            else:
+                self._build = build_compiled(self._verilog, self.TOPLEVEL, self._tb, log=self._log, design=design)
         return self._build
 
     def pack(self, frames):

@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
-#include "V@TOP@.h"
 #include "verilated.h"
 
 // Ports wider than 64 bits are arrays of 32-bit words in Verilator.
@@ -41,7 +40,9 @@ static uint32_t le32(const uint8_t* b, int n) { return n <= 0 ? 0 : (uint32_t)le
 static void put64(uint8_t* b, int n, uint64_t v) { for (int i = 0; i < n && i < 8; ++i) b[i] = (uint8_t)(v >> (8 * i)); }
 static void put32(uint8_t* b, int n, uint32_t v) { for (int i = 0; i < n && i < 4; ++i) b[i] = (uint8_t)(v >> (8 * i)); }
 
-static V@TOP@* top;
+// The models and how one cycle settles and clocks them: make_models(), settle(cycle),
+// clock_edge(), end_models(); `top` is the model with the accelerator's ports.
+@MODELS@
 
 static void set_input(const uint8_t* w) {
     const int nb = in_bytes;
@@ -92,14 +93,13 @@ int main(int argc, char** argv) {
     if (!fout || !flab) { std::perror("output"); return 2; }
 
     Verilated::randReset(0);
-    top = new V@TOP@;
-    top->@CLK@ = 0;
+    make_models();
     top->@RESET@ = @RESET_ACTIVE@;
     top->@IN_VALID@ = 0;
     top->@OUT_READY@ = 0;
-    for (int k = 0; k < 2; ++k) { top->eval(); top->@CLK@ = 1; top->eval(); top->@CLK@ = 0; }
+    for (int k = 0; k < 2; ++k) { settle(0); clock_edge(); }
     top->@RESET@ = !@RESET_ACTIVE@;
-    top->eval();
+    settle(0);
 
     std::vector<uint8_t> word(out_bytes), held(out_bytes), probe(out_bytes);
     size_t pos = 0;
@@ -121,11 +121,11 @@ int main(int argc, char** argv) {
         const bool ready = out_words < expected_out && chance(ready_thr);
         if (check_hs) {  // valid and payload must not depend on ready
             top->@OUT_READY@ = !ready;
-            top->eval();
+            settle(cycle);
             const bool v = top->@OUT_VALID@;
             if (v) get_output(probe.data());
             top->@OUT_READY@ = ready;
-            top->eval();
+            settle(cycle);
             if (v != (bool)top->@OUT_VALID@) { rc = fail(cycle, "output valid depends on ready"); break; }
             if (v) {
                 get_output(word.data());
@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
             }
         } else {
             top->@OUT_READY@ = ready;
-            top->eval();
+            settle(cycle);
         }
         // sample (the transfers of the coming rising edge)
         const bool in_fire = offering && top->@IN_READY@;
@@ -173,10 +173,7 @@ int main(int argc, char** argv) {
             ++labels;
         }
 #endif
-        // rising edge
-        top->@CLK@ = 1;
-        top->eval();
-        top->@CLK@ = 0;
+        clock_edge();
         if (in_fire) { offering = false; ++pos; }
         ++cycle;
         if (out_words >= expected_out && pos >= in_words) {
@@ -188,7 +185,6 @@ int main(int argc, char** argv) {
     std::fclose(flab);
     std::printf("cycles %llu out_words %llu labels %llu\n", (unsigned long long)cycle,
                 (unsigned long long)out_words, (unsigned long long)labels);
-    top->final();
-    delete top;
+    end_models();
     return rc;
 }
