@@ -27,8 +27,8 @@ Each stage is counted the way the RTL builds it and the way Yosys maps it:
   :data:`PIPELINED_BIT_LANE`.
 * **Per PE**: accumulator (adder + clear multiplexer) and one comparator per
   threshold stage, :data:`ACC_BIT_LUT` per accumulator bit each; with
-  ``accumulator = "reset"`` :data:`RESET_SAVED_ACC_BIT_LUT` less per bit above
-  one word's dot product (no clear multiplexer: those adder bits need no LUT).
+  ``accumulator = "reset"`` :data:`RESET_SAVED_ACC_BIT_LUT` less per bit (no
+  clear multiplexer: the adder bits above a word's dot product need no LUT).
 * **Fixed** control per stage (counters, handshakes), measured.
 
 Figures are estimates: ``qnnfab report`` measures the design with Yosys, and
@@ -58,9 +58,11 @@ PIPELINED_BINARY_LANE = 0.92
 PIPELINED_BIT_LANE = 0.75
 ACC_BIT_LUT = 1.0           # per PE and accumulator bit (adder, clear, threshold compare)
 EXTRA_STAGE_ACC_BIT_LUT = 0.5  # per further threshold-search stage (k-bit activations)
-# accumulator = "reset": LUTs saved per PE and accumulator bit above one word's dot product
-# (bench/bench_mvtu.py, datapath PE = SIMD = 32, MW = 1024: 46 -> 42 LUT per PE for 5 such bits)
-RESET_SAVED_ACC_BIT_LUT = 0.8
+# accumulator = "reset": LUTs saved per PE and accumulator bit. Fitted on lfc_w1a1_fast's fc0 by
+# `qnnfab report` (PE = SIMD = 64, 10-bit accumulators, one threshold, pipeline "max": 6,705 -> 6,104 LUT,
+# 0.94 per bit; ABC also maps the threshold compare behind the accumulator smaller); the datapath alone
+# saves less (bench/bench_mvtu.py, PE = SIMD = 32, 11 bits, no thresholds: 46 -> 42 LUT per PE, 0.36)
+RESET_SAVED_ACC_BIT_LUT = 0.9
 # LUTs per stored bit of a PE's weight word (SIMD * weight bits) when the weight
 # ROM is logic inside an MVTU, by ROM depth NF*SF, for 256 ROM columns sharing
 # the address (PE * SIMD * weight bits). ABC merges ROM, XNOR and popcount, far
@@ -252,7 +254,7 @@ def _mvtu(L, mh, mw, res, runtime):
     stages = L.n_thresholds.bit_length()
     res.lut += pe * acc_bits * (ACC_BIT_LUT + EXTRA_STAGE_ACC_BIT_LUT * max(0, stages - 1))
     if getattr(L, "accumulator", "mux") == "reset":
-        res.lut -= pe * max(0, acc_bits - _bits(*accumulator_range(simd, wk, xk))) * RESET_SAVED_ACC_BIT_LUT
+        res.lut -= pe * acc_bits * RESET_SAVED_ACC_BIT_LUT
     res.lut += MVTU_FIXED_LUT if stages else RAW_MVTU_FIXED_LUT
     res.ff += pe * acc_bits * (2 + stages) + pe * max(stages, 1) + (simd * abits if binary else lanes * abits)
     depth, width = nf * sf, simd * wbits
