@@ -2,9 +2,13 @@
 
 Prints:
 * the XNOR-popcount/accumulate datapath alone (weights as an input port, no
-  memories) at PE=SIMD=32: LUTs per binary PE x SIMD lane (target <= 1.5);
+  memories) at PE=SIMD=32: LUTs per binary PE x SIMD lane (target <= 1.5),
+  with the accumulator cleared by a multiplexer (``accumulator = "mux"``,
+  the default) and zeroed by the flip-flops' reset (``"reset"``), and what
+  the popcount alone takes of it;
 * full MVTUs (weights in on-chip memory) for a sweep of sizes: LUT, FF,
-  BRAM36, LUTRAM, DSP (bipolar x bipolar must use 0 DSP);
+  BRAM36, LUTRAM, DSP (bipolar x bipolar must use 0 DSP), both accumulator
+  styles;
 * the threshold unit at N=4-bit output (15 thresholds), 16-bit input, C=64,
   PE=4 (thresholds in on-chip memory).
 
@@ -32,10 +36,13 @@ BIPOLAR = DataKind("bipolar")
 
 class Datapath(wiring.Component):
     """PE x SIMD bipolar datapath of the MVTU without weight storage: registered
-    weight/input words in, XNOR-popcount trees, accumulators out."""
+    weight/input words in, XNOR-popcount trees, accumulators (as the MVTU's
+    ``accumulator`` style: cleared by a multiplexer on a row's first word, or
+    zeroed after its last) and their registered sums out; ``accumulator=None``:
+    the popcounts alone, registered."""
 
-    def __init__(self, pe, simd, mw, pipeline):
-        self.pe, self.simd, self.mw, self.pipeline = pe, simd, mw, pipeline
+    def __init__(self, pe, simd, mw, pipeline, accumulator="mux"):
+        self.pe, self.simd, self.mw, self.pipeline, self.accumulator = pe, simd, mw, pipeline, accumulator
         self.acc_shape = range_shape(0, mw)
         super().__init__({"w": In(pe * simd), "x": In(simd), "first": In(1), "valid": In(1),
                           "acc": Out(pe * self.acc_shape.width)})
@@ -43,6 +50,7 @@ class Datapath(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         w, x, first, valid = Signal(self.pe * self.simd), Signal(self.simd), Signal(), Signal()
+        # a row of one word per cycle: first and last the same flag (only the structure is measured)
         m.d.sync += [w.eq(self.w), x.eq(self.x), first.eq(self.first), valid.eq(self.valid)]
         en = Signal()
         m.d.comb += en.eq(1)
@@ -57,20 +65,34 @@ class Datapath(wiring.Component):
                 m.d.sync += [f2.eq(f), v2.eq(vv)]
                 f, vv = f2, v2
             acc = Signal(self.acc_shape, name=f"acc{p}")
-            with m.If(vv):
-                m.d.sync += acc.eq(Mux(f, 0, acc) + v)
-            accs.append(acc)
+            nxt = Signal(self.acc_shape, name=f"acc_next{p}")
+            out = Signal(self.acc_shape, name=f"out{p}")
+            if self.accumulator is None:
+                m.d.comb += nxt.eq(v)
+            elif self.accumulator == "mux":
+                m.d.comb += nxt.eq(Mux(f, 0, acc) + v)
+                with m.If(vv):
+                    m.d.sync += acc.eq(nxt)
+            else:
+                m.d.comb += nxt.eq(acc + v)
+                with m.If(vv & f):
+                    m.d.sync += acc.eq(0)
+                with m.Elif(vv):
+                    m.d.sync += acc.eq(nxt)
+            m.d.sync += out.eq(nxt)
+            accs.append(out)
         m.d.comb += self.acc.eq(Cat(*accs))
         return m
 
 
-def _mvtu(mh, mw, pe, simd, thr, pipeline=1, seed=0):
+def _mvtu(mh, mw, pe, simd, thr, pipeline=1, seed=0, accumulator="mux"):
     rng = np.random.default_rng(seed)
     w = rng.integers(0, 2, (mh, mw))
     t = None
     if thr:
         t = np.sort(rng.integers(0, mw + 1, (mh, thr)), axis=1)
-    return MVTU(w, t, pe=pe, simd=simd, weight_kind="bipolar", act_kind="bipolar", pipeline=pipeline)
+    return MVTU(w, t, pe=pe, simd=simd, weight_kind="bipolar", act_kind="bipolar", pipeline=pipeline,
+                accumulator=accumulator)
 
 
 def _timed(label, comp, top):
@@ -82,22 +104,26 @@ def _timed(label, comp, top):
 def main(argv):
     quick = "--quick" in argv
     print("== XNOR-popcount + accumulate datapath, weights as a port (no memories)")
-    print(f"{'PE':>4} {'SIMD':>4} {'MW':>5} {'pipe':>4} {'LUT':>6} {'LUT/lane':>8} {'FF':>6} {'CARRY4':>6} {'DSP':>4}")
-    for pe, simd, mw, pipe in [(1, 32, 1024, 1), (32, 32, 1024, 1), (32, 32, 1024, 2)]:
-        r, dt = _timed("dp", Datapath(pe, simd, mw, pipe), "mvtu_datapath")
-        print(f"{pe:>4} {simd:>4} {mw:>5} {pipe:>4} {r.lut:>6} {r.lut / (pe * simd):>8.2f} {r.ff:>6} "
-              f"{r.carry4:>6} {r.dsp:>4}   ({dt:.1f} s)", flush=True)
+    print("   (acc: the accumulator style; \"none\": the popcounts alone. logic ns: Yosys sta, cells only)")
+    print(f"{'PE':>4} {'SIMD':>4} {'MW':>5} {'pipe':>4} {'acc':>5} {'LUT':>6} {'LUT/lane':>8} {'FF':>6} {'CARRY4':>6} "
+          f"{'DSP':>4} {'logic ns':>8}")
+    for pe, simd, mw, pipe in [(1, 32, 1024, 1), (32, 32, 1024, 1), (32, 32, 1024, 2), (32, 32, 64, 2)]:
+        for acc in ("mux", "reset", None):
+            r, dt = _timed("dp", Datapath(pe, simd, mw, pipe, acc), "mvtu_datapath")
+            print(f"{pe:>4} {simd:>4} {mw:>5} {pipe:>4} {acc or 'none':>5} {r.lut:>6} {r.lut / (pe * simd):>8.2f} "
+                  f"{r.ff:>6} {r.carry4:>6} {r.dsp:>4} {r.logic_ns:>8.2f}   ({dt:.1f} s)", flush=True)
 
     print("== full MVTU, bipolar x bipolar, weights in on-chip memory")
-    print(f"{'MH':>5} {'MW':>5} {'PE':>3} {'SIMD':>4} {'thr':>3} {'LUT':>6} {'LUT/lane':>8} {'FF':>6} "
-          f"{'BRAM36':>6} {'LUTRAM':>6} {'DSP':>4}")
+    print(f"{'MH':>5} {'MW':>5} {'PE':>3} {'SIMD':>4} {'thr':>3} {'acc':>5} {'LUT':>6} {'LUT/lane':>8} {'FF':>6} "
+          f"{'BRAM36':>6} {'LUTRAM':>6} {'DSP':>4} {'logic ns':>8}")
     cfgs = [(64, 64, 8, 8, 1), (256, 256, 16, 16, 1), (256, 256, 32, 32, 1)]
     if not quick:
         cfgs.append((1024, 1024, 32, 32, 1))
     for mh, mw, pe, simd, thr in cfgs:
-        r, dt = _timed("mvtu", _mvtu(mh, mw, pe, simd, thr), "mvtu")
-        print(f"{mh:>5} {mw:>5} {pe:>3} {simd:>4} {thr:>3} {r.lut:>6} {r.lut / (pe * simd):>8.2f} {r.ff:>6} "
-              f"{r.bram36:>6} {r.lutram:>6} {r.dsp:>4}   ({dt:.1f} s)", flush=True)
+        for acc in ("mux", "reset"):
+            r, dt = _timed("mvtu", _mvtu(mh, mw, pe, simd, thr, accumulator=acc), "mvtu")
+            print(f"{mh:>5} {mw:>5} {pe:>3} {simd:>4} {thr:>3} {acc:>5} {r.lut:>6} {r.lut / (pe * simd):>8.2f} "
+                  f"{r.ff:>6} {r.bram36:>6} {r.lutram:>6} {r.dsp:>4} {r.logic_ns:>8.2f}   ({dt:.1f} s)", flush=True)
 
     print("== threshold unit: N=15 thresholds (4-bit out), 16-bit signed input, C=64, PE=4")
     rng = np.random.default_rng(1)

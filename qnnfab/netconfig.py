@@ -58,6 +58,10 @@ TOML format::
     # optional: weight_memory = "auto" | "block" | "distributed" (fc/conv:
     #   where the weight memories go: synthesis' choice, block RAM, or LUTs
     #   (a LUT ROM, or LUT-RAM with weights_mode = "runtime"))
+    # optional: accumulator = "mux" | "reset" (fc/conv; default the network's,
+    #   itself default "mux"). "mux": a row's first word clears the accumulator through a multiplexer;
+    #   "reset": the flip-flops' synchronous reset zeroes it after a row's last
+    #   word, so the accumulator bits above the dot product need no LUT)
 
 Each field is declared once, on :class:`NetConfig` or :class:`LayerSpec`
 (:func:`config_field`: its reader and check, the layer types it belongs to,
@@ -93,6 +97,9 @@ from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
 from qnnfab.packing import LABEL_RULES, pad_frames
 
 MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rtl/loadable_memory.py)
+# how an MVTU's accumulators start a row (qnnfab.rtl.mvtu.MVTU): "mux" clears through a multiplexer at a row's
+# first word, "reset" zeroes the register after a row's last word (the flip-flops' synchronous reset)
+ACCUMULATOR_STYLES = ("mux", "reset")
 
 __all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "SUM_TYPES", "NETWORK_INPUT", "sum_range", "load", "loads", "dumps",
            "save_weights", "check_name", "check_label_rule", "safe_name", "LIMITS", "config_field", "config_fields",
@@ -574,6 +581,11 @@ class LayerSpec:
         _choice(MEMORY_STYLES, "unknown memory style {v!r}", f"use one of {MEMORY_STYLES}"), default="auto",
         types=COMPUTE, hashed=HASHED_UNLESS_DEFAULT, dump=UNLESS_DEFAULT, group="folding",
         misplaced=("a max pool has no weights", "set weight_memory on fc/conv layers only"))
+    accumulator: str = config_field(
+        f"how the accumulators start a row, one of {ACCUMULATOR_STYLES} (rtl/mvtu.py); default: the network's",
+        _choice(ACCUMULATOR_STYLES, "unknown accumulator style {v!r}", f"use one of {ACCUMULATOR_STYLES}"),
+        default="mux", types=COMPUTE, inherit=True, hashed=HASHED_UNLESS_DEFAULT, dump=UNLESS_DEFAULT,
+        group="folding", misplaced=("a max pool has no accumulator", "set accumulator on fc/conv layers only"))
     classes: int | None = config_field(
         "last fc layer only: the network's outputs are its first classes rows, the rest padding (so pe may "
         "divide out); default: out", _read_classes, default=None, types=("fc",), hashed=HASHED_UNLESS_DEFAULT,
@@ -636,6 +648,10 @@ class NetConfig:
                 strings_only=False), default="const", dump=UNLESS_DEFAULT)
     pipeline: int | str = config_field("default of the layers' pipeline (each layer writes its own)",
                                        _read_pipeline, default=0, dump=NEVER)
+    accumulator: str = config_field(
+        "default of the layers' accumulator (each layer writes its own)",
+        _choice(ACCUMULATOR_STYLES, "unknown accumulator style {v!r}", f"use one of {ACCUMULATOR_STYLES}"),
+        default="mux", dump=NEVER)
     input_pad: int = config_field(
         "padding elements (stored value 0) after the input_shape elements of every frame: the first layer "
         "reads prod(input_shape) + input_pad inputs (1-D inputs only)", _read_input_pad, default=0,

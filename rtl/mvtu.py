@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
-from qnnfab.netconfig import MEMORY_STYLES, PIPELINE_MAX
+from qnnfab.netconfig import ACCUMULATOR_STYLES, MEMORY_STYLES, PIPELINE_MAX
 from qnnfab.plan import layer_memories
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 
@@ -63,6 +63,13 @@ class MVTU(wiring.Component):
     weight_memory : "auto" | "block" | "distributed"
         Where the PE weight memories go (:mod:`qnnfab.rtl.loadable_memory`):
         synthesis' choice, block RAM, or LUTs (a LUT ROM; LUT-RAM when ``runtime``).
+    accumulator : "mux" | "reset"
+        How a row's accumulation starts. "mux": the accumulator adds the dot
+        product to zero instead of itself on a row's first word (a multiplexer,
+        one LUT per accumulator bit). "reset": the accumulator register is
+        zeroed (the flip-flops' synchronous reset) as it takes a row's last
+        sum, so the adder's bits above the dot product's width need no LUT.
+        Same ports, contents and timing.
 
     Accumulator domain: bipolar x bipolar accumulates the XNOR popcount
     P in [0, MW] (unsigned, as FINN; the dot product is 2P - MW); every other
@@ -102,8 +109,12 @@ class MVTU(wiring.Component):
     """
 
     def __init__(self, weights, thresholds=None, *, pe, simd, weight_kind="bipolar", weight_bits=None,
-                 act_kind="bipolar", act_bits=None, vectors=1, pipeline=0, runtime=False, weight_memory="auto", name="mvtu"):
+                 act_kind="bipolar", act_bits=None, vectors=1, pipeline=0, runtime=False, weight_memory="auto", accumulator="mux",
+                 name="mvtu"):
         where = name
+        if accumulator not in ACCUMULATOR_STYLES:
+            raise ConfigError(where, "accumulator", f"unknown accumulator style {accumulator!r}",
+                              f"use one of {ACCUMULATOR_STYLES}")
         if weight_memory not in MEMORY_STYLES:
             raise ConfigError(where, "weight_memory", f"unknown memory style {weight_memory!r}",
                               f"use one of {MEMORY_STYLES}")
@@ -178,6 +189,7 @@ class MVTU(wiring.Component):
         self._weight_words = weight_words(w, pe, simd, self.weight_bits)
         self.runtime = bool(runtime)
         self.weight_memory = weight_memory
+        self.accumulator = accumulator
         self.memory_groups = list(memories.groups)
 
         self.in_shape = akind.shape()
@@ -301,9 +313,18 @@ class MVTU(wiring.Component):
         for p in range(PE):
             acc = Signal(self.acc_shape, name=f"acc{p}")
             nxt = Signal(self.acc_shape, name=f"acc_next{p}")
-            m.d.comb += nxt.eq(Mux(first, 0, acc) + dots[p])
-            with m.If(advance & valid):
-                m.d.sync += acc.eq(nxt)
+            if self.accumulator == "mux":
+                m.d.comb += nxt.eq(Mux(first, 0, acc) + dots[p])
+                with m.If(advance & valid):
+                    m.d.sync += acc.eq(nxt)
+            else:   # zero after a row's last word (and after reset): the next row starts from 0
+                m.d.comb += nxt.eq(acc + dots[p])
+                # the zeroing as its own condition, not a Mux under the enable: a reset that
+                # overrides the enable is the FDRE's own (one shared signal, no LUT per bit)
+                with m.If(advance & valid & last):
+                    m.d.sync += acc.eq(0)
+                with m.Elif(advance & valid):
+                    m.d.sync += acc.eq(nxt)
             acc_next.append(nxt)
         done = Signal()
         m.d.comb += done.eq(valid & last)

@@ -133,3 +133,16 @@ def test_lfc_w1a1_fast_fits_with_its_memory_styles():
         L.weight_memory = "auto"
     t = estimate(cfg)
     assert t.bram36 == 0 and t.lut + t.lutram > 2.5 * XC7Z020.lut
+
+
+def test_accumulator_reset_is_priced_below_mux_and_within_tolerance_of_yosys():
+    """lfc_w1a1_fast with accumulator = "reset": fc0 measured by `qnnfab report` at 6,104 LUT (6,705 with "mux")."""
+    text = (ROOT / "configs" / "lfc_w1a1_fast.toml").read_text()
+    reset = text.replace('pipeline = "max"\n', 'pipeline = "max"\naccumulator = "reset"\n', 1)
+    assert reset != text
+    mux_rows = _rows("lfc_w1a1_fast")
+    reset_rows = dict(estimate_layers(netconfig.loads(reset, source=str(ROOT / "configs" / "x.toml"))))
+    for name in ("fc0", "fc1", "fc2", "fc_out"):
+        assert reset_rows[name].lut < mux_rows[name].lut, name
+    model = reset_rows["fc0"].lut + reset_rows["fc0"].lutram
+    assert abs(model - 6104) <= TOLERANCE * 6104, model

@@ -483,6 +483,35 @@ def test_pipeline_errors():
             + _layer(name="fc0", type="fc", out=16, pe=4, simd=16), "network 't'", "pipline", "known")
 
 
+# --------------------------------------------------------------------------- accumulator style
+
+def test_accumulator_defaults_from_the_network_reaches_the_mvtus_and_survives_a_round_trip():
+    text = (_net().replace('name = "t"\n', 'name = "t"\naccumulator = "reset"\n')
+            + _layer(name="fc0", type="fc", out=16, pe=4, simd=16)
+            + _layer(name="fc1", type="fc", out=10, act="acc", pe=2, simd=16, accumulator="mux"))
+    cfg = netconfig.loads(text)
+    assert [L.accumulator for L in cfg.layers] == ["reset", "mux"]
+    assert [L.accumulator for L in netconfig.loads(netconfig.dumps(cfg)).layers] == ["reset", "mux"]
+    from qnnfab.rtl.dataflow import Dataflow
+    assert [c.accumulator for kind, _, c in Dataflow(cfg).stages if kind == "fc"] == ["reset", "mux"]
+    plain = netconfig.loads(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16))
+    assert plain.layers[0].accumulator == "mux" and "accumulator" not in netconfig.dumps(plain)
+    # a different accumulator style is different hardware; the default keeps the hash of configs without it
+    explicit = netconfig.loads(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, accumulator="mux"))
+    assert explicit.topology_hash() == plain.topology_hash()
+    reset = netconfig.loads(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, accumulator="reset"))
+    assert reset.topology_hash() != plain.topology_hash()
+
+
+def test_accumulator_errors():
+    _expect(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, accumulator="clear"), "'fc0'",
+            "accumulator", "unknown accumulator style 'clear'", "reset")
+    _expect(_net().replace('name = "t"\n', 'name = "t"\naccumulator = 1\n')
+            + _layer(name="fc0", type="fc", out=16, pe=4, simd=16), "network 't'", "accumulator", "unknown")
+    _expect(_net(shape="[4, 4, 2]") + _layer(name="pool", type="maxpool", kernel=2, accumulator="reset")
+            + _layer(name="fc0", type="fc", out=4, act="acc", pe=1, simd=2), "'pool'", "accumulator", "max pool")
+
+
 # --------------------------------------------------------------------------- weight memory style
 
 def test_weight_memory_style_reaches_the_layers_and_survives_a_round_trip():

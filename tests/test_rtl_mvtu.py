@@ -70,8 +70,10 @@ def _adder_levels(simd, binary):
     return (n - 1).bit_length()
 
 
+@pytest.mark.parametrize("accumulator", ["mux", "reset"])
 @pytest.mark.parametrize("mh,mw,pe,simd,wk,wb,ak,ab,nthr,vectors,pipe", CASES)
-def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, pipe):
+def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, pipe,
+                                                              accumulator):
     rng = np.random.default_rng(mh * 1000 + mw)
     w = _stored(rng, wk, wb, (mh, mw))
     x = _stored(rng, ak, ab, (2 * vectors, mw))
@@ -84,7 +86,7 @@ def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, 
         acc = quantized_matvec(w, x, wk, ak, wb, ab)
     t = np.sort(rng.integers(acc.min() - 1, acc.max() + 2, size=(mh, nthr)), axis=1) if nthr else None
     dut = MVTU(w, t, pe=pe, simd=simd, weight_kind=wk, weight_bits=wb, act_kind=ak, act_bits=ab,
-               vectors=vectors, pipeline=pipe)
+               vectors=vectors, pipeline=pipe, accumulator=accumulator)
     expected = acc if t is None else multithreshold(acc, t)
     words = pack_words(x.reshape(-1, simd), dut.act_bits)
     signed = t is None and dut.acc_signed
@@ -124,6 +126,7 @@ def test_widths_are_derived_from_the_reachable_range():
     ({"thresholds": np.zeros((3, 1), int)}, "thresholds"),
     ({"thresholds": np.array([[2, 1]] * 4)}, "thresholds"),
     ({"thresholds": np.full((4, 1), 0.5)}, "thresholds"),
+    ({"accumulator": "clear"}, "accumulator"),
 ])
 def test_bad_configuration_raises_config_error_naming_the_field(kwargs, field):
     args = {"weights": np.ones((4, 8), int), "thresholds": None, "pe": 2, "simd": 4}

@@ -26,7 +26,9 @@ Each stage is counted the way the RTL builds it and the way Yosys maps it:
   at ``pipeline = "max"`` times :data:`PIPELINED_BINARY_LANE` /
   :data:`PIPELINED_BIT_LANE`.
 * **Per PE**: accumulator (adder + clear multiplexer) and one comparator per
-  threshold stage, :data:`ACC_BIT_LUT` per accumulator bit each.
+  threshold stage, :data:`ACC_BIT_LUT` per accumulator bit each; with
+  ``accumulator = "reset"`` :data:`RESET_SAVED_ACC_BIT_LUT` less per bit (no
+  clear multiplexer: the adder bits above a word's dot product need no LUT).
 * **Fixed** control per stage (counters, handshakes), measured.
 
 Figures are estimates: ``qnnfab report`` measures the design with Yosys, and
@@ -56,6 +58,11 @@ PIPELINED_BINARY_LANE = 0.92
 PIPELINED_BIT_LANE = 0.75
 ACC_BIT_LUT = 1.0           # per PE and accumulator bit (adder, clear, threshold compare)
 EXTRA_STAGE_ACC_BIT_LUT = 0.5  # per further threshold-search stage (k-bit activations)
+# accumulator = "reset": LUTs saved per PE and accumulator bit. Fitted on lfc_w1a1_fast's fc0 by
+# `qnnfab report` (PE = SIMD = 64, 10-bit accumulators, one threshold, pipeline "max": 6,705 -> 6,104 LUT,
+# 0.94 per bit; ABC also maps the threshold compare behind the accumulator smaller); the datapath alone
+# saves less (bench/bench_mvtu.py, PE = SIMD = 32, 11 bits, no thresholds: 46 -> 42 LUT per PE, 0.36)
+RESET_SAVED_ACC_BIT_LUT = 0.9
 # LUTs per stored bit of a PE's weight word (SIMD * weight bits) when the weight
 # ROM is logic inside an MVTU, by ROM depth NF*SF, for 256 ROM columns sharing
 # the address (PE * SIMD * weight bits). ABC merges ROM, XNOR and popcount, far
@@ -228,6 +235,11 @@ def _add_mem(res, kind, amount, logic_factor=1.0):
         res.lut += amount * logic_factor
 
 
+def _bits(lo, hi):
+    """Bits of an accumulator reaching [lo, hi], as the model counts them."""
+    return max(abs(lo), hi + 1).bit_length() + (1 if lo < 0 else 0)
+
+
 def _mvtu(L, mh, mw, res, runtime):
     pe, simd = L.pe, L.simd
     nf, sf = mh // pe, mw // simd
@@ -235,8 +247,7 @@ def _mvtu(L, mh, mw, res, runtime):
     xk = DataKind.of(L.in_kind, L.in_bits if L.in_kind != "bipolar" else None)
     binary = wk.kind == "bipolar" and xk.kind == "bipolar"
     abits, wbits = xk.width, wk.width
-    lo, hi = accumulator_range(mw, wk, xk)
-    acc_bits = max(abs(lo), hi + 1).bit_length() + (1 if lo < 0 else 0)
+    acc_bits = _bits(*accumulator_range(mw, wk, xk))
     lanes = pe * simd
     lane_lut = BINARY_LANE_LUT if binary else BIT_LANE_LUT * abits * wbits
     if getattr(L, "pipeline", 0) == PIPELINE_MAX:
@@ -244,6 +255,8 @@ def _mvtu(L, mh, mw, res, runtime):
     res.lut += lanes * lane_lut
     stages = L.n_thresholds.bit_length()
     res.lut += pe * acc_bits * (ACC_BIT_LUT + EXTRA_STAGE_ACC_BIT_LUT * max(0, stages - 1))
+    if getattr(L, "accumulator", "mux") == "reset":
+        res.lut -= pe * acc_bits * RESET_SAVED_ACC_BIT_LUT
     res.lut += MVTU_FIXED_LUT if stages else RAW_MVTU_FIXED_LUT
     res.ff += pe * acc_bits * (2 + stages) + pe * max(stages, 1) + (simd * abits if binary else lanes * abits)
     depth, width = nf * sf, simd * wbits

@@ -39,6 +39,11 @@ CASES = [
      "out": 3, "vectors": 3, "pipeline": "max", "wm": "distributed"},
     {"mh": 10, "mw": 9, "pe": 5, "simd": 3, "wk": "int", "wb": 4, "ak": "int", "ab": 8,
      "out": "raw", "vectors": 3, "pipeline": 1, "wm": "distributed"},
+    # accumulator "reset": zeroed by the flip-flops' reset after a row's last word
+    {"mh": 16, "mw": 64, "pe": 4, "simd": 32, "wk": "bipolar", "wb": 1, "ak": "bipolar", "ab": 1,
+     "out": 3, "vectors": 3, "pipeline": "max", "acc": "reset"},
+    {"mh": 10, "mw": 9, "pe": 5, "simd": 3, "wk": "int", "wb": 4, "ak": "int", "ab": 8,
+     "out": "raw", "vectors": 3, "pipeline": 1, "acc": "reset"},
 ]
 
 
@@ -72,7 +77,7 @@ def design(p):
     return MVTU(w, t, pe=p["pe"], simd=p["simd"], weight_kind=p["wk"],
                 weight_bits=p["wb"] if p["wk"] == "int" else None, act_kind=p["ak"],
                 act_bits=p["ab"] if p["ak"] != "bipolar" else None, vectors=p["vectors"], pipeline=p["pipeline"],
-                weight_memory=p.get("wm", "auto"))
+                weight_memory=p.get("wm", "auto"), accumulator=p.get("acc", "mux"))
 
 
 def summarize(result):
