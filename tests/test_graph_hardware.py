@@ -179,6 +179,11 @@ def test_the_compiled_engine_runs_a_residual_network_at_the_bottleneck_and_one_w
     slow = less.run(x)
     check_network(less, x, slow)
     assert steady_cycles_per_frame(slow, less.format.out_words) > bottleneck
+    computed = NetworkBench(cfg, skip_depths={})                 # the plan's never-binding depths
+    assert _stages(computed.top.dataflow.plan)["b1_fifo1"].fifo_depth > tiny_depths["b1_fifo1"].throughput
+    run = computed.run(x)
+    check_network(computed, x, run)
+    assert steady_cycles_per_frame(run, computed.format.out_words) == bottleneck
 
 
 def test_commands_refuse_the_overlay_and_runtime_weights_of_a_graph_in_one_line(tmp_path, capsys):
