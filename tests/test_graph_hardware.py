@@ -285,3 +285,7 @@ def test_the_never_binding_skip_depth_is_the_plan_default_and_covers_the_charact
     assert s["b1_fifo1"].fifo_depth == computed["b1_fifo1"] >= tiny_depths["b1_fifo1"].throughput
     assert s["b2_fifo1"].fifo_depth == computed["b2_fifo1"] >= s["b2_fifo1"].min_depth
     assert _stages(plan_of(netconfig.load(TINY), skip_depths={"b1_fifo1": 40}))["b1_fifo1"].fifo_depth == 40
+    text = TINY.read_text().replace('name = "b1"\ntype = "add"', 'name = "b1"\ntype = "add"\nfifo_depth = 50')
+    set_in_config = _stages(plan_of(netconfig.loads(text)))
+    assert set_in_config["b1_fifo1"].fifo_depth == 50 and set_in_config["b1_fifo0"].fifo_depth == 50
+    assert set_in_config["b2_fifo1"].fifo_depth == computed["b2_fifo1"]
