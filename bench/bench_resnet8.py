@@ -6,10 +6,11 @@ Usage::
 
 Loads ``configs/resnet8_w2a2.toml`` (random weights from the config's seed), folds it to the
 fastest design the cost model fits on the PYNQ-Z2's xc7z020 (``qnnfab fold --fastest``), builds
-its accelerator on the compiled Verilator engine with the plan's skip FIFO depths (the least
-that cannot deadlock, from the geometry of each block: a characterisation run of a 32x32 block
-on Amaranth's simulator would take hours) or, with ``--skip frame``, a whole frame of each add's
-words, and runs random 32x32x3 8-bit frames:
+its accelerator on the compiled Verilator engine with the plan's skip FIFO depths (the never-binding
+depth computed from the capacities of each block's long path, :func:`qnnfab.plan.join_throughput_depths`:
+a characterisation run of a 32x32 block on Amaranth's simulator would take hours), or with
+``--skip least`` the least that cannot deadlock (geometry), or with ``--skip frame`` a whole frame
+of each add's words, and runs random 32x32x3 8-bit frames:
 
 * every output word and label against the golden model (:func:`qnnfab.golden.graph_network.graph_forward`);
 * latency: first input word (cycle 0) to the first frame's label, one frame alone;
@@ -32,7 +33,7 @@ from qnnfab import netconfig
 from qnnfab.boards.estimate.cost import estimate
 from qnnfab.boards.estimate.fold import auto_fold
 from qnnfab.boards.targets import get_board
-from qnnfab.plan import plan_of
+from qnnfab.plan import join_throughput_depths, plan_of
 from qnnfab.sim.compiled import NetworkBench, check_network, run_testbench, steady_cycles_per_frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +46,9 @@ def main():
     ap.add_argument("--config", default=str(ROOT / "configs" / "resnet8_w2a2.toml"))
     ap.add_argument("--frames", type=int, default=6)
     ap.add_argument("--folded", default="/tmp/resnet8_folded.toml", help="where to write the folded config")
-    ap.add_argument("--skip", choices=("plan", "frame"), default="plan",
-                    help="skip FIFO depths: the plan's (least that cannot deadlock) or a whole frame of the add's "
-                         "words")
+    ap.add_argument("--skip", choices=("plan", "least", "frame"), default="plan",
+                    help="skip FIFO depths: the plan's (never-binding, computed), the least that cannot deadlock, or "
+                         "a whole frame of the add's words")
     args = ap.parse_args()
     cfg = netconfig.load(args.config)
     device = get_board("pynq-z2").capacity
@@ -59,11 +60,13 @@ def main():
     print(f"{cfg.name}: folded (cost model, fastest that fits {device.part}): bottleneck {name} {model:,} "
           f"cycles/frame; estimated {est.lut + est.lutram:,} LUT, {est.bram36:g} BRAM36, {est.dsp} DSP "
           f"(folded config: {args.folded})")
-    depths = {s.name: s.i.words for s in plan.stages if s.min_depth > 2} if args.skip == "frame" else {}
-    for s in plan.stages:
-        if s.min_depth > 2:
-            print(f"  skip FIFO {s.name}: {depths.get(s.name, s.fifo_depth)} words of {s.i.width} bits "
-                  f"(least that cannot deadlock: {s.min_depth})")
+    computed, by_name = join_throughput_depths(plan), {s.name: s for s in plan.stages}
+    depths = {"plan": {}, "least": {n: by_name[n].min_depth for n in computed},
+              "frame": {n: by_name[n].i.words for n in computed}}[args.skip]
+    for name, depth in computed.items():
+        s = by_name[name]
+        print(f"  skip FIFO {name}: {depths.get(name, s.fifo_depth)} words of {s.i.width} bits "
+              f"(computed never-binding: {depth}; least that cannot deadlock: {s.min_depth}; a frame: {s.i.words})")
     t0 = time.monotonic()
     bench = NetworkBench(cfg, skip_depths=depths)
     bench.build

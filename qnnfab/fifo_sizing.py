@@ -64,6 +64,18 @@ side only ever moves later) is the constrained schedule; a depth keeps
 throughput when that schedule's steady-state cycles per frame equal the
 unconstrained one's, and deadlocks when the fixed point does not exist (the
 times grow without bound). :func:`keeps_throughput` checks a depth.
+
+**Never-binding depth** (:func:`join_throughput_depth`), from the plan alone, no
+simulation: a *capacity* per stage (``cap[k]``, the most input words the stage can have
+taken while its output word k is not yet taken downstream: a FIFO of depth D holds words
+k .. k + D, a sliding window's line buffer holds ``KR * W`` pixels from the oldest one a
+pending window needs; :func:`fifo_capacity`, :func:`conv_capacity`,
+:func:`regroup_capacity`, chained by :func:`chain_capacity`), the capacity of the long path
+in place of its need in :func:`join_deadlock_depth`. With that depth the skip FIFO is
+never full while the long path could still take a fork word, so it never stalls the fork
+that the long path would not stall anyway: the block's schedule is the one with an
+unbounded skip FIFO (the throughput-keeping depth is at most this one). The capacities
+are upper bounds (every register counted), so the figure is sufficient, not least.
 """
 
 import numpy as np
@@ -72,7 +84,8 @@ from qnnfab.errors import ConfigError
 
 __all__ = ["skip_fifo_depth", "keeps_schedule", "throughput_depth", "keeps_throughput", "deadlock_depth",
            "join_deadlock_depth", "conv_need", "pointwise_need", "vector_need", "regroup_need", "chain_need",
-           "repeat_frames", "SKIP_PATH_REGISTERS", "MIN_FIFO_DEPTH"]
+           "repeat_frames", "SKIP_PATH_REGISTERS", "MIN_FIFO_DEPTH", "fifo_capacity", "regroup_capacity",
+           "conv_capacity", "chain_capacity", "join_throughput_depth"]
 
 MIN_FIFO_DEPTH = 2          # StreamFIFO's smallest depth
 SKIP_PATH_REGISTERS = 2     # words the skip path holds besides the FIFO memory: its output register, the fork's
@@ -245,3 +258,63 @@ def chain_need(*needs):
     for n in reversed(needs[:-1]):
         total = np.asarray(n, dtype=np.int64)[total - 1]
     return total
+
+
+def _periodic(cap, in_words, index):
+    """``cap`` (one frame of output words) at output words ``index``, frames beyond the first included
+    (frame f takes ``f * in_words`` more input words)."""
+    c = np.asarray(cap, dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64)
+    return c[index % c.size] + (index // c.size) * in_words
+
+
+def fifo_capacity(words, depth):
+    """Capacity of a StreamFIFO of ``depth`` (or any stage holding ``depth`` + 1 words, output register
+    included): while output word k waits, it holds words k .. k + depth; one frame of ``words``."""
+    return np.arange(words, dtype=np.int64) + depth + 1
+
+
+def regroup_capacity(in_elems, out_elems, out_words):
+    """Capacity of a width converter: while output word k waits (in its register), the input words
+    up to those holding the elements of word k + 1, and one more (its input register)."""
+    return regroup_need(in_elems, out_elems, out_words + 1)[1:] + 1
+
+
+def conv_capacity(height, width, in_words, kernel, stride, pad, out_words, rows, held_words, held_windows):
+    """Capacity of a K x K convolution (or pool) whose sliding window keeps ``rows`` image rows
+    (:func:`qnnfab.folding.window_buffer_rows`): while output word k waits, the unit holds at most
+    ``held_words`` output words after it (its pipeline) and ``held_windows`` windows after theirs (between
+    the sliding window and the matrix unit); the sliding window reads no later window, and its line
+    buffer holds at most ``rows * W`` pixels from that window's top-left one (a slot is rewritten only
+    once no current or later window needs its pixel), its input register one more pixel.
+    ``in_words`` / ``out_words``: words per input / output pixel; one frame."""
+    oh = (height + 2 * pad - kernel) // stride + 1
+    ow = (width + 2 * pad - kernel) // stride + 1
+    k = np.arange(oh * ow * out_words, dtype=np.int64)
+    window = (k + held_words) // out_words + held_windows           # the latest window the reader may be in
+    frame, window = np.divmod(window, oh * ow)
+    oy, ox = np.divmod(window, ow)
+    oldest = np.maximum(oy * stride - pad, 0) * width + np.maximum(ox * stride - pad, 0)   # its top-left pixel
+    pixels = oldest + frame * height * width + rows * width + 1
+    return pixels * in_words
+
+
+def chain_capacity(caps_in_words):
+    """Capacity of stages in sequence: ``caps_in_words`` lists ``(cap, in_words)`` per stage, first stage
+    first (``in_words``: its input words per frame). While the chain's output word k waits, the last stage
+    has taken at most ``cap_last[k]`` words, so the stage before's output word ``cap_last[k]`` waits."""
+    total = np.asarray(caps_in_words[-1][0], dtype=np.int64)
+    for cap, in_words in reversed(caps_in_words[:-1]):
+        total = _periodic(cap, in_words, total)
+    return total
+
+
+def join_throughput_depth(long_cap, short_need, in_words):
+    """The depth of the short path's FIFO before a join that never stalls the fork while the long path
+    (capacity ``long_cap``, one frame of join words) could take a word (module docstring): the least
+    ``D`` with ``long_cap[k] <= short_need[k + D] + SKIP_PATH_REGISTERS - 1`` for every k."""
+    long_c = np.asarray(long_cap, dtype=np.int64)
+    frames = 2 + int(long_c.max()) // in_words                        # the short path's need over enough frames
+    later = repeat_frames(short_need, in_words, frames)
+    first = np.searchsorted(later, long_c - 1)
+    return max(MIN_FIFO_DEPTH, int((first - np.arange(long_c.size)).max()))

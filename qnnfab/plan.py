@@ -42,7 +42,11 @@ layer's width converters and FIFOs are ``<layer>_dwc<p>`` and ``<layer>_fifo<p>`
 for its input p (0: ``a``, 1: ``b``). A FIFO in front of a join (an add) gets
 at least the depth below which the join may deadlock, from the geometry of the
 two paths from their fork (:func:`qnnfab.fifo_sizing.join_deadlock_depth`,
-:attr:`Stage.min_depth`); a characterised depth (``skip_depths``) replaces it.
+:attr:`Stage.min_depth`); the FIFO on the path the other waits for (the shortcut)
+gets the depth at which it never stalls the fork while the other path could take
+a word (:func:`join_throughput_depths`, from the capacities of the other path's
+stages: the block then runs as with an unbounded FIFO), unless the add's
+``fifo_depth`` is set; a characterised depth (``skip_depths``) replaces either.
 """
 
 import dataclasses
@@ -64,7 +68,8 @@ from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
 
 __all__ = ["Elements", "Link", "Stage", "LayerMemories", "WordFormat", "Plan", "plan_of", "fifo_depth_for",
-           "threshold_memory", "layer_memories", "pack_image", "save_image", "weights_identity", "WEIGHTS_MODES"]
+           "join_throughput_depths", "stage_capacity", "threshold_memory", "layer_memories", "pack_image", "save_image",
+           "weights_identity", "WEIGHTS_MODES"]
 
 WEIGHTS_MODES = ("const", "runtime")
 
@@ -472,6 +477,61 @@ def _stage_need(s):
     return fifo_sizing.conv_need(h, w, s.i.words // (h * w), L.kernel, L.stride, pad, s.o.words // (oh * ow))
 
 
+def stage_capacity(s):
+    """``(capacity, input words per frame)`` of stage ``s`` over one frame (:mod:`qnnfab.fifo_sizing`): per
+    output word k, the most input words it can have taken while k waits; None when not modelled."""
+    if s.kind == "fifo":
+        return fifo_sizing.fifo_capacity(s.o.words, s.fifo_depth), s.i.words
+    if s.kind in ("add", "fork"):
+        return fifo_sizing.fifo_capacity(s.o.words, 1), s.i.words          # one register
+    if s.kind == "width":
+        return fifo_sizing.regroup_capacity(s.i.elems, s.o.elems, s.o.words), s.i.words
+    if s.kind != "conv":
+        return None
+    L = s.layer
+    h, w, _ = L.in_shape
+    oh, ow, _ = L.out_shape
+    if s.i.words % (h * w) or s.o.words % (oh * ow):
+        return None
+    # the MVTU's latency bounds its output words in flight (3 + read register + adder-tree registers, at most
+    # its SIMD's bit length, + one stage per output bit); windows after them, one per word held: the MVTU's
+    # input double buffer's other half, the ConvLayer's FIFO between window and MVTU (depth 2 and its output
+    # register; none for wide words) and the window's read and output registers
+    latency = 4 + min(L.simd.bit_length() if L.pipeline == "max" else L.pipeline, L.simd.bit_length()) + s.o.elem.bits
+    windows = 1 + (0 if L.simd > L.in_shape[2] else 3) + 2
+    rows = folding.window_buffer_rows(h, w, L.kernel, L.stride, L.pad)
+    cap = fifo_sizing.conv_capacity(h, w, s.i.words // (h * w), L.kernel, L.stride, L.pad, s.o.words // (oh * ow),
+                                    rows, latency, windows)
+    return cap, s.i.words
+
+
+def join_throughput_depths(plan):
+    """``{fifo stage name: depth}``: the never-binding depth of every join's short-path FIFO
+    (:func:`_join_throughput_depth`), the figure :func:`plan_of` gives it unless told otherwise."""
+    by_name = {s.name: s for s in plan.stages}
+    found = {}
+    for join in (s for s in plan.stages if s.kind == "add"):
+        keep = _join_throughput_depth(by_name, [r[0] for r in join.reads], join.where)
+        if keep:
+            found[keep[0]] = keep[1]
+    return found
+
+
+def _join_throughput_depth(by_name, fifos, where):
+    """``(fifo name, depth)``: the never-binding depth (:func:`qnnfab.fifo_sizing.join_throughput_depth`)
+    of the FIFO, of the two ``fifos`` in front of a join, whose path the other one waits for (the larger
+    least depth; input 1 when equal), from the capacities of the other path's stages (its own FIFO at
+    its depth in ``by_name``); None when a stage's capacity is not modelled."""
+    fork, *paths = _join_paths(by_name, fifos, where)
+    short = 0 if by_name[fifos[0]].min_depth > by_name[fifos[1]].min_depth else 1
+    caps = [stage_capacity(s) for s in paths[1 - short]]
+    if any(c is None for c in caps):
+        return None
+    need = fifo_sizing.chain_need(*[_stage_need(s) for s in paths[short]])
+    return fifos[short], fifo_sizing.join_throughput_depth(fifo_sizing.chain_capacity(caps), need,
+                                                           by_name[fork].o.words)
+
+
 def _path_to_fork(by_name, name, port):
     """``(fork stage name, its output port, [stages from the fork's consumer to the join])`` of the
     path ending in stage ``name``: the stages read one by one back to the fork."""
@@ -562,6 +622,10 @@ def _graph_stages(cfg, skip_depths):
                 f = by_name[fifo]
                 depth = skip_depths.get(fifo, max(least, f.fifo_depth))
                 stages[stages.index(f)] = by_name[fifo] = dataclasses.replace(f, fifo_depth=depth, min_depth=least)
+            keep = _join_throughput_depth(by_name, fifos, layer.where)
+            if keep and keep[0] not in skip_depths and L.fifo_depth is None:
+                f = by_name[keep[0]]
+                stages[stages.index(f)] = by_name[f.name] = dataclasses.replace(f, fifo_depth=max(f.min_depth, keep[1]))
         add(dataclasses.replace(layer, reads=tuple(reads)))
         ends[L.name] = (L.name, 0)
         produce(L.name, layer.o, L)

@@ -238,3 +238,28 @@ def test_a_width_converter_needs_the_input_words_holding_its_last_element():
     assert regroup_need(2, 4, 3).tolist() == [2, 4, 6]          # two 2-element words per 4-element word
     assert regroup_need(4, 2, 4).tolist() == [1, 1, 2, 2]       # half a word each
     assert regroup_need(3, 2, 3).tolist() == [1, 2, 2]          # elements 0-1, 2-3, 4-5 of 3-element words
+
+
+def test_capacities_by_hand():
+    """A FIFO of depth D holds words k .. k + D while word k waits; FIFOs in sequence add up (over the
+    frame's end too); a 4x4 3x3 "same" window with a 3-row buffer holds 12 pixels from the top-left one
+    of the latest window it may read (here one window after the waiting output's), and one in its
+    input register; past the frame's last window, the next frame's."""
+    from qnnfab.fifo_sizing import chain_capacity, conv_capacity, fifo_capacity
+
+    assert list(fifo_capacity(4, 2)) == [3, 4, 5, 6]
+    assert list(chain_capacity([(fifo_capacity(8, 2), 8), (fifo_capacity(8, 3), 8)])) == [k + 7 for k in range(8)]
+    cap = conv_capacity(4, 4, 1, 3, 1, 1, 1, 3, 0, 1)
+    assert (cap[0], cap[5], cap[15]) == (13, 14, 16 + 12 + 1)
+    assert conv_capacity(4, 4, 2, 3, 1, 1, 1, 3, 0, 1)[0] == 26          # 2 words a pixel
+
+
+def test_never_binding_depth_of_two_fifos_is_the_long_fifo_less_one():
+    """Long path a FIFO of depth L (holds k .. k + L while the join waits for k), shortcut a FIFO of D:
+    the fork's register holds k + D + 1, and the long path can take no more once it holds k + L, so the
+    shortcut never stalls the fork alone when D + 1 >= L."""
+    from qnnfab.fifo_sizing import fifo_capacity, join_throughput_depth
+
+    for long in (3, 10, 40):
+        assert join_throughput_depth(fifo_capacity(64, long), pointwise_need(64), 64) == long - 1
+    assert join_throughput_depth(fifo_capacity(64, 2), pointwise_need(64), 64) == 2       # StreamFIFO's least

@@ -179,6 +179,11 @@ def test_the_compiled_engine_runs_a_residual_network_at_the_bottleneck_and_one_w
     slow = less.run(x)
     check_network(less, x, slow)
     assert steady_cycles_per_frame(slow, less.format.out_words) > bottleneck
+    computed = NetworkBench(cfg, skip_depths={})                 # the plan's never-binding depths
+    assert _stages(computed.top.dataflow.plan)["b1_fifo1"].fifo_depth > tiny_depths["b1_fifo1"].throughput
+    run = computed.run(x)
+    check_network(computed, x, run)
+    assert steady_cycles_per_frame(run, computed.format.out_words) == bottleneck
 
 
 def test_commands_refuse_the_overlay_and_runtime_weights_of_a_graph_in_one_line(tmp_path, capsys):
@@ -224,3 +229,63 @@ def test_a_characterisation_over_its_cycle_limit_leaves_the_plan_depth():
     assert graph_skip_depths(cfg, limit=3 * 1152 + 64 * 128 - 1) == {}
     big = netconfig.load(ROOT / "configs" / "resnet8_w2a2.toml")
     assert graph_skip_depths(big) == {}          # 32x32 blocks: hours on Amaranth's simulator
+
+
+def _taken_while_output_waits(plan, stage, k, rng):
+    """Input words ``stage`` (built as the plan builds it) takes, input always offered, when its output
+    word k is never taken (its output taken up to word k - 1)."""
+    from qnnfab.rtl.dataflow import stage_component
+    from qnnfab.sim.amaranth_stream import StreamSink, StreamSource, run_streams
+
+    comp = stage_component(plan, stage)
+    words = [rng.getrandbits(stage.i.width) for _ in range(2 * stage.i.words)]
+    src, out = StreamSource(comp.i, words, name="i"), StreamSink(comp.o, name="o")
+
+    def stop_after_k(ctx, cycle):
+        if len(out.words) >= k:
+            out.ready_prob = 0.0
+    run_streams(comp, [src], [out], [k], max_cycles=50 * stage.i.words, extra_cycles=4 * stage.i.words,
+                drivers=[stop_after_k])
+    assert len(out.words) == k
+    return len(src.sent_cycles)
+
+
+def test_stage_capacities_bound_what_each_stage_takes_while_an_output_word_waits():
+    """The capacities behind the never-binding skip depth are upper bounds of the real stages: a 3x3
+    "same" convolution, a 3x3 stride-2 one, a 1x1 stride-2 one and a width converter of resnet_tiny,
+    their output stopped at word k (first, inside and last word of a frame) with the input always
+    offered. The figure is no lower than the need (the stage must take that much for word k)."""
+    import random
+
+    from qnnfab.fifo_sizing import chain_need
+    from qnnfab.plan import _stage_need, stage_capacity
+
+    plan = plan_of(netconfig.load(TINY))
+    s = _stages(plan)
+    rng = random.Random(4)
+    for name in ("b1c1", "b2c1", "b2sc", "b2c1_dwc"):
+        stage = s[name]
+        cap, _ = stage_capacity(stage)
+        need = chain_need(_stage_need(stage))
+        for k in (0, stage.o.words // 2 + 1, stage.o.words - 1):
+            taken = _taken_while_output_waits(plan, stage, k, rng)
+            assert need[k] <= taken <= cap[k], (name, k, taken, cap[k])
+
+
+def test_the_never_binding_skip_depth_is_the_plan_default_and_covers_the_characterised_one(tiny_depths):
+    """resnet_tiny's identity shortcut: the plan's default depth is the never-binding one, at least the
+    characterised least throughput-keeping depth (it counts all the long path can hold, not only
+    what the bottleneck needs); an add's fifo_depth or skip_depths override it."""
+    from qnnfab.plan import join_throughput_depths
+
+    plan = plan_of(netconfig.load(TINY))
+    s = _stages(plan)
+    computed = join_throughput_depths(plan)
+    assert set(computed) == {"b1_fifo1", "b2_fifo1"}
+    assert s["b1_fifo1"].fifo_depth == computed["b1_fifo1"] >= tiny_depths["b1_fifo1"].throughput
+    assert s["b2_fifo1"].fifo_depth == computed["b2_fifo1"] >= s["b2_fifo1"].min_depth
+    assert _stages(plan_of(netconfig.load(TINY), skip_depths={"b1_fifo1": 40}))["b1_fifo1"].fifo_depth == 40
+    text = TINY.read_text().replace('name = "b1"\ntype = "add"', 'name = "b1"\ntype = "add"\nfifo_depth = 50')
+    set_in_config = _stages(plan_of(netconfig.loads(text)))
+    assert set_in_config["b1_fifo1"].fifo_depth == 50 and set_in_config["b1_fifo0"].fifo_depth == 50
+    assert set_in_config["b2_fifo1"].fifo_depth == computed["b2_fifo1"]
