@@ -124,9 +124,9 @@ class SynthesisPool:
                                       "start one there (dask scheduler) or leave --scheduler out") from e
             else:
                 # any free port for the dashboard: no clash; a failed task is reported by the search in one
-                # line, not also by the worker's log (a warning with its traceback)
+                # line, not also by the worker's log (an error with its traceback)
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=":0", silence_logs=logging.ERROR)
+                                             dashboard_address=":0", silence_logs=logging.CRITICAL)
                 self._client = Client(self._cluster)
         return self._client
 

@@ -212,7 +212,8 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
     ``sta`` latest arrival of the same run (None if STA found no path or
     failed; the counts are kept then). ``timing=False`` runs the script without
     STA (``logic_ps`` None) and reuses cache entries written before STA was added.
-    Raises :class:`QnnfabError` with the end of the Yosys log when synthesis fails.
+    Raises :class:`SynthesisFailed` (a QnnfabError: the module, Yosys' error line, where
+    its log is kept) when synthesis fails.
     """
     return synth_xc7_how(design, top, cache=cache, timing=timing)[0]
 
