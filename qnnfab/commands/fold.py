@@ -151,9 +151,10 @@ def add_parser(sub):
                     "target is met or the board's budget is reached; writes the folded config, with why each "
                     "layer stopped where it did. By default the budget is checked on the cost model "
                     "(qnnfab.boards.estimate.cost, calibrated on Yosys; 80% LUT, 90% BRAM); with "
-                    "--measured every proposed folding is measured with Yosys, stage by stage as "
-                    "`qnnfab report` does (cached; the syntheses run as Dask tasks), and the search stops "
-                    "at the first one whose measured figures exceed the budget (90% LUT, 100% BRAM, DSP, FF).",
+                    "--measured the foldings are measured with Yosys, stage by stage as "
+                    "`qnnfab report` does (cached; the syntheses run as Dask tasks), from where the cost model's "
+                    "search stops: back along its path while the measured design exceeds the budget, then "
+                    "forward until the next step does (90% LUT, 100% BRAM, DSP, FF).",
         epilog="examples:\n  qnnfab fold --config configs/cnv_w1a1.toml --fps 3000 --out cnv_3k.toml\n"
                "  qnnfab fold --config configs/lfc_w1a1.toml --fastest --out lfc_fast.toml\n"
                "  qnnfab fold --config configs/cnv_w1a1.toml --fastest --measured --out cnv_fast.toml\n"
