@@ -374,6 +374,25 @@ def test_stage_description_changes_with_the_verilog(tmp_path):
     assert before["fc1"] == after["fc1"]
 
 
+def test_stage_description_covers_a_fork_and_the_timing_setting():
+    """A fork stage's description changes with its number of outputs and with what it reads
+    (its Verilog does: StreamFork(lanes, fanout)), and every stage's with whether the synthesis
+    runs static timing (a result without timing must not answer a search that checks the clock)."""
+    import dataclasses
+
+    from qnnfab.boards.estimate.stage_cache import stage_description
+    from qnnfab.plan import plan_of
+    plan = plan_of(netconfig.load(Path(__file__).parent.parent / "configs" / "resnet_tiny.toml"))
+    k, fork = next((k, s) for k, s in enumerate(plan.stages) if s.kind == "fork")
+    base = stage_description(plan, fork.name)
+    for change in ({"fanout": fork.fanout + 1}, {"reads": (("another", 0),)}):
+        stages = list(plan.stages)
+        stages[k] = dataclasses.replace(fork, **change)
+        assert stage_description(dataclasses.replace(plan, stages=stages), fork.name) != base, change
+    assert stage_description(plan, fork.name, timing=False) != base
+    assert stage_description(plan, fork.name, timing=True) == base
+
+
 def test_warm_composition_elaborates_only_what_the_cache_lacks(tmp_path, monkeypatch):
     """A second Composer over the same cache elaborates no stage and gives report's figures;
     a stage whose Yosys entry is gone, or every stage after a source change, is elaborated

@@ -171,7 +171,7 @@ class Composer:
         self.elaborated = 0
 
     def _request(self, plan, stage, priority):
-        desc = stage_description(plan, stage)
+        desc = stage_description(plan, stage, self.pool.timing)
         known = self._keys.get(desc) if desc is not None else None
         if known is None:
             known = known_verilog(desc)

@@ -35,14 +35,16 @@ __all__ = ["source_hash", "stage_description", "verilog_key", "known_verilog", "
 
 #: the folders (below the installed packages) and files whose sources make a stage's Verilog
 _SOURCES = (("qnnfab", "*.py"), ("qnnfab.rtl", "**/*.py"), ("qnnfab.golden", "**/*.py"),
-            ("qnnfab.sim", "build.py"), ("qnnfab.boards.estimate", "report.py"))
+            ("qnnfab.sim", "build.py"), ("qnnfab.boards.estimate", "report.py"),
+            ("qnnfab.boards.estimate", "yosys.py"))
 _FORMAT = "qnnfab-stage-cache-v1"
 
 
 @functools.cache
 def source_hash():
-    """SHA-256 (hex) of every source file a stage's Verilog depends on (the ground modules,
-    ``rtl``, ``golden``, ``sim/build.py``, ``boards/estimate/report.py``) and of Amaranth's
+    """SHA-256 (hex) of every source file a stage's Verilog or its counted result depends on
+    (the ground modules, ``rtl``, ``golden``, ``sim/build.py``, ``boards/estimate/report.py``,
+    and ``boards/estimate/yosys.py``: the Yosys script and the cell counting) and of Amaranth's
     and NumPy's versions."""
     import importlib
 
@@ -71,21 +73,22 @@ def _array_hash(a):
     return f"{a.shape}:" + hashlib.sha256(a.tobytes()).hexdigest()
 
 
-def stage_description(plan, stage):
-    """The hash (hex) of everything stage ``stage``'s Verilog is made from (a name of
+def stage_description(plan, stage, timing=True):
+    """The hash (hex) of everything stage ``stage``'s synthesis result is made from (a name of
     :func:`~.report.stage_owners`): the plan's stage (kind, name, links, FIFO depth,
-    memories), its layer's config fields, input shape, weights and thresholds, the
-    network's config fields and weights mode, and :func:`source_hash`; None when a part
+    memories, what it reads, a fork's outputs), its layer's config fields, input shape,
+    weights and thresholds, the network's config fields and weights mode, whether the
+    synthesis runs static timing (``timing``), and :func:`source_hash`; None when a part
     has no stable text (an object printed by its address)."""
     cfg = plan.cfg
-    parts = [source_hash(), plan.weights_mode, _config_fields(cfg), stage]
+    parts = [source_hash(), plan.weights_mode, _config_fields(cfg), stage, bool(timing)]
     if stage == "weight_loader":
         parts += [repr(plan.groups), plan.topology_hash]
     else:
         s = next(s for s in plan.stages if s.name == stage)
         L = s.layer
         parts += [s.kind, repr(s.i), repr(s.o), s.cycles, s.fifo_depth, repr(s.memories), s.where,
-                  _config_fields(L), repr((L.in_shape, L.in_kind, L.in_bits, L.in_shapes))]
+                  repr(s.reads), s.fanout, _config_fields(L), repr((L.in_shape, L.in_kind, L.in_bits, L.in_shapes))]
         if s.kind not in ("fifo", "width"):
             parts += [_array_hash(L.weights), _array_hash(L.thresholds)]
     text = repr(parts)
