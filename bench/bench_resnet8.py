@@ -24,6 +24,7 @@ LUT/BRAM36/DSP with Yosys (minutes; not run here).
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from qnnfab import netconfig
 from qnnfab.boards.estimate.cost import estimate
+from qnnfab.cache import atomic_write_text
 from qnnfab.boards.estimate.fold import auto_fold
 from qnnfab.boards.targets import get_board
 from qnnfab.plan import join_throughput_depths, plan_of
@@ -45,21 +47,25 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "resnet8_w2a2.toml"))
     ap.add_argument("--frames", type=int, default=6)
-    ap.add_argument("--folded", default="/tmp/resnet8_folded.toml", help="where to write the folded config")
+    ap.add_argument("--folded", default=None, help="where to write the folded config (a new file; default: not written)")
     ap.add_argument("--skip", choices=("plan", "least", "frame"), default="plan",
                     help="skip FIFO depths: the plan's (never-binding, computed), the least that cannot deadlock, or "
                          "a whole frame of the add's words")
     args = ap.parse_args()
+    if args.folded and Path(args.folded).exists():
+        print(f"error: {args.folded} exists: pass a new file to --folded (a file is never overwritten)", file=sys.stderr)
+        raise SystemExit(2)
     cfg = netconfig.load(args.config)
     device = get_board("pynq-z2").capacity
     auto_fold(cfg, device)
-    Path(args.folded).write_text(netconfig.dumps(cfg))
+    if args.folded:
+        atomic_write_text(Path(args.folded), netconfig.dumps(cfg))
     est = estimate(cfg)
     plan = plan_of(cfg)
     name, model = plan.slowest
     print(f"{cfg.name}: folded (cost model, fastest that fits {device.part}): bottleneck {name} {model:,} "
           f"cycles/frame; estimated {est.lut + est.lutram:,} LUT, {est.bram36:g} BRAM36, {est.dsp} DSP "
-          f"(folded config: {args.folded})")
+          f"(folded config: {args.folded or 'not written; --folded FILE writes it'})")
     computed, by_name = join_throughput_depths(plan), {s.name: s for s in plan.stages}
     depths = {"plan": {}, "least": {n: by_name[n].min_depth for n in computed},
               "frame": {n: by_name[n].i.words for n in computed}}[args.skip]

@@ -75,11 +75,18 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="export folder (default: a temporary one)")
     args = ap.parse_args()
+    wbits = {"ste": 1, "ternary": 2}[args.scheme]
+    if args.out:        # refused now, not after the training (export_graph never overwrites)
+        taken = [p for p in (Path(args.out) / f"resnet8_w{wbits}a{args.act_bits}{ext}" for ext in (".toml", ".npz"))
+                 if p.exists()]
+        if taken:
+            print(f"error: {taken[0]} exists: pass another --out folder (the export never overwrites a file)",
+                  file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     ds = load(args.data, args.train_images, args.seed)
     print(f"data: {args.data}: {len(ds.y_train)} training images, {len(ds.y_test)} test images, "
           f"32x32x3 8-bit ({time.perf_counter() - t0:.0f} s to read)", flush=True)
-    wbits = {"ste": 1, "ternary": 2}[args.scheme]
     print(f"ResNet-8: {args.scheme} weights ({wbits} bit), {args.act_bits}-bit activations, 8-bit input; "
           f"{args.epochs} epochs, batch {args.batch}, Adam lr {args.lr} decayed to {args.lr / 10}, "
           f"random horizontal flips, seed {args.seed}", flush=True)

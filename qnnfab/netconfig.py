@@ -121,8 +121,10 @@ NAME_RULES = {
     "network": (re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}"),
                 "a letter, then up to 63 letters, digits, _ or - (e.g. lfc-small)"),
 }
-# suffixes of the stages Dataflow adds in front of a layer (<layer>_fifo, <layer>_dwc)
-RESERVED_SUFFIXES = ("_fifo", "_dwc")
+# suffixes of the stages the plan adds around a layer (<layer>_fifo, <layer>_dwc; a graph's
+# <layer>_fork after a layer read twice and <layer>_fifo<p>, <layer>_dwc<p> on input p of an add)
+RESERVED_SUFFIXES = ("_fifo", "_dwc", "_fork")
+_RESERVED = re.compile(r".*_(fifo|dwc)\d+|.*_fork")
 
 
 def check_name(where, field, name, kind="layer"):
@@ -132,9 +134,9 @@ def check_name(where, field, name, kind="layer"):
     if not isinstance(name, str) or not pattern.fullmatch(name):
         raise ConfigError(where, field, f"{name!r} is not a valid {kind} name",
                           f"use {rule}")
-    if kind == "layer" and name.endswith(RESERVED_SUFFIXES):
-        raise ConfigError(where, field, f"{name!r} ends in one of {RESERVED_SUFFIXES}, reserved for the "
-                          "stages in front of a layer", "choose another name")
+    if kind == "layer" and (name.endswith(RESERVED_SUFFIXES) or _RESERVED.fullmatch(name)):
+        raise ConfigError(where, field, f"{name!r} ends in one of {RESERVED_SUFFIXES} (or _fifo/_dwc and a number), "
+                          "reserved for the stages the plan adds around a layer", "choose another name")
     return name
 
 

@@ -29,13 +29,13 @@ from amaranth.lib.wiring import In, Out
 from qnnfab.fifo_sizing import deadlock_depth, repeat_frames, skip_fifo_depth, throughput_depth
 from qnnfab.packing import unpack_words
 from qnnfab.plan import plan_of
-from qnnfab.rtl.dataflow import input_ports, stage_component
+from qnnfab.rtl.dataflow import StageChain, input_ports, stage_component
 from qnnfab.rtl.stream_fork import StreamFork
 
 from .amaranth_stream import StreamSink, StreamSource, run_streams
 
 __all__ = ["ForkedBranch", "fork_branch_schedule", "starved_schedule", "SkipDepths", "skip_depths", "StreamDeadlock",
-           "deadlock_watch", "run_residual_block", "dataflow_streams", "run_dataflow", "StageChain",
+           "deadlock_watch", "run_residual_block", "dataflow_streams", "run_dataflow",
            "graph_skip_depths", "graph_throughput_depths", "CHARACTERISATION_CYCLES"]
 
 
@@ -111,27 +111,6 @@ def run_residual_block(block, words, n_out, *, quiet=200, max_cycles=200_000):
     return list(snk.words), list(src.sent_cycles), list(snk.cycles)
 
 
-class StageChain(wiring.Component):
-    """Plan stages in sequence (``stages``: components with ``i`` and ``o``), ``i`` -> ... -> ``o``."""
-
-    def __init__(self, stages):
-        self.chain = list(stages)
-        super().__init__({
-            "i": In(stream.Signature(self.chain[0].i.payload.shape())),
-            "o": Out(stream.Signature(self.chain[-1].o.payload.shape())),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        for k, comp in enumerate(self.chain):
-            m.submodules[f"stage{k}"] = comp
-        wiring.connect(m, wiring.flipped(self.i), self.chain[0].i)
-        for a, b in zip(self.chain, self.chain[1:]):
-            wiring.connect(m, a.o, b.i)
-        wiring.connect(m, self.chain[-1].o, wiring.flipped(self.o))
-        return m
-
-
 CHARACTERISATION_CYCLES = 100_000   # the most cycles a characterisation may simulate (Amaranth: about a minute)
 
 
@@ -154,7 +133,8 @@ def graph_skip_depths(cfg, frames=3, seed=0, *, quiet=64, limit=CHARACTERISATION
                 continue
             width = fork.o.width
             words = [rng.getrandbits(width) for _ in range(frames * fork.o.words)]
-            found[short[0].name] = skip_depths(lambda: StageChain([stage_component(plan, s) for s in long]),
+            found[short[0].name] = skip_depths(lambda: StageChain([(f"stage{k}", stage_component(plan, s))
+                                                              for k, s in enumerate(long)]),
                                                words, frames, quiet=quiet)
     return found
 

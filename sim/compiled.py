@@ -44,7 +44,6 @@ from qnnfab.errors import QnnfabError
 from qnnfab.packing import frame_labels, pack_bytes, unpack_bytes
 from qnnfab.golden.graph_network import graph_forward
 
-from .branch_timing import graph_throughput_depths
 from .build import Build, build_compiled, build_staged, to_verilog
 
 __all__ = ["StreamPorts", "CompiledRun", "SimulationMismatch", "network_ports", "testbench_source",
@@ -300,10 +299,9 @@ class NetworkBench:
     returns the :class:`CompiledRun`; :meth:`scores` decodes its output words.
     The build happens on first use (cached across runs and processes). ``top``
     replaces the accelerator by another component with its ports (the tests
-    pass deliberately broken ones); it is built as one model. A graph's identity-shortcut FIFOs take their
-    characterised throughput-keeping depths
-    (:func:`~qnnfab.sim.branch_timing.graph_throughput_depths`) unless
-    ``skip_depths`` names depths.
+    pass deliberately broken ones); it is built as one model. A graph's skip FIFOs take the
+    plan's depths (what ``generate`` builds) unless ``skip_depths`` names others (e.g. the
+    characterised ones of :func:`~qnnfab.sim.branch_timing.graph_throughput_depths`).
 
     ``per_stage`` (default :data:`PER_STAGE`; the accelerator of a chain only; a graph is built as one model): every
     layer with the width converter and FIFO in front of it
@@ -326,8 +324,6 @@ class NetworkBench:
         self.per_stage = PER_STAGE if per_stage is None else per_stage
         if top is not None or cfg.is_graph:
             self.per_stage = False
-        if skip_depths is None and top is None:
-            skip_depths = graph_throughput_depths(cfg)
         # a runtime-weights config runs with its weights as constants here (the same datapath);
         # loading them through wload is the weights_reload regression's job
         self.top = top if top is not None else AxiStreamAccelerator(cfg, pipeline=pipeline, weights_mode="const",

@@ -178,7 +178,7 @@ def test_generate_force_refuses_a_folder_marked_without_a_manifest(cwd, capsys):
 # --------------------------------------------------------------------------- names
 
 @pytest.mark.parametrize("name", ["fc 0", "fc/out", "../../escaped", "", "0fc", "fc-0", "fc0_fifo", "x" * 65,
-                                  "ü"])
+                                  "ü", "stem_fork", "b1_fifo1", "b1_dwc0"])
 def test_layer_names_must_be_identifiers(cwd, capsys, name):
     text = LFC_SMALL.read_text().replace('name = "fc1"', f'name = "{name}"')
     p = _config(text)

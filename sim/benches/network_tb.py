@@ -10,7 +10,6 @@ from qnnfab.kinds import DataKind
 from qnnfab.plan import plan_of
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 from qnnfab.packing import frame_labels, pack_fields, pack_words
-from qnnfab.sim.branch_timing import graph_throughput_depths
 from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import (bench_params, bench_random, reset_mid_stream, reset_point,
                                run_streams, stall_limit, StreamSink, StreamSource, write_metrics)
@@ -43,10 +42,9 @@ def load_config(params):
 
 def design(params):
     # runtime-weights configs run with constant weights here (loading: the weights_reload regression);
-    # a graph's identity shortcuts at their characterised throughput-keeping depths
+    # a graph's skip FIFOs at the plan's depths, as generate builds them
     cfg = load_config(params)
-    return AxiStreamAccelerator(cfg, pipeline=params.get("pipeline"), weights_mode="const",
-                                skip_depths=graph_throughput_depths(cfg))
+    return AxiStreamAccelerator(cfg, pipeline=params.get("pipeline"), weights_mode="const")
 
 
 async def start(dut, reset_cycles=2):
