@@ -289,3 +289,14 @@ def test_the_never_binding_skip_depth_is_the_plan_default_and_covers_the_charact
     set_in_config = _stages(plan_of(netconfig.loads(text)))
     assert set_in_config["b1_fifo1"].fifo_depth == 50 and set_in_config["b1_fifo0"].fifo_depth == 50
     assert set_in_config["b2_fifo1"].fifo_depth == computed["b2_fifo1"]
+
+
+def test_a_graph_is_never_split_into_per_stage_models():
+    """The per-stage harness chains stage models output to input: a graph's Dataflow refuses
+    stages_outside, and NetworkBench builds a graph as one model whatever it is asked."""
+    from qnnfab.sim.compiled import NetworkBench
+
+    cfg = netconfig.load(TINY)
+    with pytest.raises(ValueError, match="chain"):
+        Dataflow(cfg, stages_outside=True)
+    assert NetworkBench(cfg, per_stage=True).per_stage is False
