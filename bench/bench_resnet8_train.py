@@ -40,7 +40,7 @@ from qnnfab.golden.graph_network import graph_forward  # noqa: E402
 from qnnfab.train import graph_trainer as G  # noqa: E402
 from qnnfab.train.datasets import from_arrays  # noqa: E402
 from qnnfab.train.formats import read_images  # noqa: E402
-from qnnfab.train.graph_export import export_graph  # noqa: E402
+from qnnfab.train.graph_export import export_graph, export_paths  # noqa: E402
 
 # /work/shared/REFERENCES.md, "MLPerf Tiny on PYNQ-class boards" (arXiv:2206.11791)
 REFERENCES = [
@@ -76,13 +76,9 @@ def main():
     ap.add_argument("--out", default=None, help="export folder (default: a temporary one)")
     args = ap.parse_args()
     wbits = {"ste": 1, "ternary": 2}[args.scheme]
-    if args.out:        # refused now, not after the training (export_graph never overwrites)
-        taken = [p for p in (Path(args.out) / f"resnet8_w{wbits}a{args.act_bits}{ext}" for ext in (".toml", ".npz"))
-                 if p.exists()]
-        if taken:
-            print(f"error: {taken[0]} exists: pass another --out folder (the export never overwrites a file)",
-                  file=sys.stderr)
-            return 2
+    name = f"resnet8_w{wbits}a{args.act_bits}"
+    if args.out:
+        export_paths(args.out, name)        # refused now, not after the training
     t0 = time.perf_counter()
     ds = load(args.data, args.train_images, args.seed)
     print(f"data: {args.data}: {len(ds.y_train)} training images, {len(ds.y_test)} test images, "
@@ -98,7 +94,7 @@ def main():
     model = G.train(ds, G.resnet8(), scheme=args.scheme, act_bits=args.act_bits, epochs=args.epochs,
                     batch=args.batch, lr=args.lr, seed=args.seed, augment=True, progress=progress)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="resnet8-"))
-    toml_path, npz_path = export_graph(model, out, f"resnet8_w{wbits}a{args.act_bits}")
+    toml_path, npz_path = export_graph(model, out, name)
     cfg = netconfig.load(toml_path)
     x = ds.x_test.reshape((-1, 32, 32, 3))
     golden = np.concatenate([graph_forward(cfg, x[i:i + 200]) for i in range(0, len(x), 200)])

@@ -34,7 +34,7 @@ from qnnfab.netconfig import NETWORK_INPUT
 from .export import bn_fold_layer
 from .trainer import CONV_FOLD
 
-__all__ = ["sum_thresholds", "graph_config", "export_graph"]
+__all__ = ["sum_thresholds", "graph_config", "export_paths", "export_graph"]
 
 
 def sum_thresholds(gamma, beta, mean, var, eps, scale, acc_range, offsets, where="sum_thresholds"):
@@ -94,18 +94,26 @@ def graph_config(model, name=None):
     return netconfig.NetConfig(name, tuple(model.input_shape), "uint", model.pixel_bits, specs)
 
 
-def export_graph(model, out_dir, name=None):
-    """Write ``<name>.npz`` and ``<name>.toml`` (a graph config) into ``out_dir``, each atomically;
-    returns (toml_path, npz_path). Refuses to overwrite an existing file."""
-    cfg = graph_config(model, name)
-    if not all(c.isalnum() or c in "-_." for c in cfg.name):
-        raise ConfigError("export", "name", f"{cfg.name!r} is not a plain file name", "use letters, digits, - _ .")
+def export_paths(out_dir, name):
+    """``(npz path, toml path)`` of an export named ``name`` into ``out_dir``; refuses a name
+    that is not a plain file name, and paths that exist (an export never overwrites a file),
+    so a caller can check before it trains."""
+    if not all(c.isalnum() or c in "-_." for c in name):
+        raise ConfigError("export", "name", f"{name!r} is not a plain file name", "use letters, digits, - _ .")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    npz_path, toml_path = out / f"{cfg.name}.npz", out / f"{cfg.name}.toml"
-    for p in (npz_path, toml_path):
+    paths = out / f"{name}.npz", out / f"{name}.toml"
+    for p in paths:
         if p.exists():
             raise ConfigError("export", "out_dir", f"{p} exists", "export into a new folder or under another name")
+    return paths
+
+
+def export_graph(model, out_dir, name=None):
+    """Write ``<name>.npz`` and ``<name>.toml`` (a graph config) into ``out_dir``, each atomically;
+    returns (toml_path, npz_path). Refuses to overwrite an existing file (:func:`export_paths`)."""
+    cfg = graph_config(model, name)
+    npz_path, toml_path = export_paths(out_dir, cfg.name)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     acc = f"{model.test_acc:.4f}"
     with atomic_paths(npz_path, toml_path) as (tmp_npz, tmp_toml):
         netconfig.save_weights(tmp_npz, cfg)
