@@ -30,7 +30,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from qnnfab.cache import cache_dir, entry_lock
+from qnnfab.children import run_child
 from qnnfab.errors import QnnfabError
 from qnnfab.rtl.dot_product_unit import SHARED_SUFFIX
 
@@ -287,7 +287,7 @@ def run_steps(steps, cwd, log_path, what):
     :class:`~qnnfab.errors.QnnfabError` with the log's end."""
     text = ""
     for cmd in steps:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+        proc = run_child(cmd, cwd=cwd, capture_output=True, text=True)
         text += proc.stdout + proc.stderr
         Path(log_path).write_text(text)
         if proc.returncode != 0:

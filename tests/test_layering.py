@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: layers, ground first; a module belongs to the first pattern it matches
 LAYERS = [
     ("ground", r"qnnfab(\.(errors|kinds|cache|npzfile|folding|fifo_sizing|netconfig|plan|weights_image|weight_layout"
-               r"|overlay_map|packing))?$"),
+               r"|overlay_map|packing|children))?$"),
     ("on-board driver", r"qnnfab\.boards\.onboard(\..*)?$"),
     ("models", r"qnnfab\.(golden|train|interop)(\..*)?$"),
     ("rtl", r"qnnfab\.rtl(\..*)?$"),

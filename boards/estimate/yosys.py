@@ -31,6 +31,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from qnnfab.children import run_child
 from qnnfab.cache import atomic_write_text, cache_dir, entry_lock, read_entry
 from qnnfab.errors import QnnfabError
 from qnnfab.rtl.loadable_memory import LUT_ROM_SUFFIX
@@ -442,7 +443,7 @@ def _run_yosys(text, top, script, stubs, timing, cfile):
         # yowasp's WASI sandbox sees the working directory: use relative paths
         cmd = [sys.executable, "-c", _RUN_YOSYS, "-q", "-l", log.name, "-p",
                script.format(src=src.name, top=top, stat=stat.name, sta=sta.name, bufg="sta_bufg.v")]
-        proc = subprocess.run(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        proc = run_child(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               text=True)
         # a failure after the statistics (in STA) keeps the counts, without timing
         if not stat.exists() or (proc.returncode != 0 and not timing):
@@ -483,7 +484,7 @@ def equivalent(gold, gate, top="top", renames=()):
     with tempfile.TemporaryDirectory(prefix="qnnfab-equiv-") as tmp:
         (Path(tmp) / "gold.v").write_text(gold)
         (Path(tmp) / "gate.v").write_text(gate)
-        proc = subprocess.run([sys.executable, "-c", _RUN_YOSYS, "-q", "-p",
+        proc = run_child([sys.executable, "-c", _RUN_YOSYS, "-q", "-p",
                                _EQUIV_SCRIPT.format(prepare=prepare, renames=renames, top=top)],
                               cwd=tmp, capture_output=True, text=True)
     return proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]

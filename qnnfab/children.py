@@ -1,0 +1,31 @@
+"""Child processes that end with the process that started them.
+
+A long tool run (Yosys in a Dask worker, Verilator and make) is started with
+:func:`run_child`. On Linux the command is started through a small launcher
+that asks the kernel for ``SIGKILL`` when its parent dies
+(``prctl(PR_SET_PDEATHSIG)``) and then ``exec``s the command, which keeps that
+request; so a search or build killed by a signal (a Dask worker terminated with
+its cluster, ``qnnfab`` killed with ``SIGKILL``) leaves no Yosys running on.
+(The launcher is a process of its own rather than a ``preexec_fn``, which is
+unsafe in a process with threads, as the Dask workers and ``report`` are.)
+Elsewhere :func:`run_child` is ``subprocess.run``.
+"""
+
+import os
+import subprocess
+import sys
+
+__all__ = ["run_child"]
+
+# argv: parent pid, command...; PR_SET_PDEATHSIG = 1, SIGKILL = 9
+_LAUNCHER = ("import ctypes, os, sys\n"
+             "ctypes.CDLL(None, use_errno=True).prctl(1, 9)\n"
+             "if os.getppid() != int(sys.argv[1]): os._exit(1)\n"   # the parent died before the request
+             "os.execvp(sys.argv[2], sys.argv[2:])\n")
+
+
+def run_child(cmd, **kwargs):
+    """``subprocess.run(cmd, **kwargs)``; on Linux the child is killed when this process dies."""
+    if sys.platform.startswith("linux"):
+        cmd = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *map(str, cmd)]
+    return subprocess.run(cmd, **kwargs)
