@@ -186,13 +186,29 @@ def test_the_compiled_engine_runs_a_residual_network_at_the_bottleneck_and_one_w
     assert steady_cycles_per_frame(run, computed.format.out_words) == bottleneck
 
 
-def test_commands_refuse_the_overlay_and_runtime_weights_of_a_graph_in_one_line(tmp_path, capsys):
+def test_generate_writes_the_overlay_of_a_graph_and_refuses_its_runtime_weights_in_one_line(tmp_path, capsys):
+    import json
+
     from qnnfab.cli import main
 
-    rc = main(["generate", "--config", str(TINY), "--no-report", "--out", str(tmp_path / "out")])
+    out = tmp_path / "out"
+    rc = main(["generate", "--config", str(TINY), "--no-report", "--out", str(out)])
+    capsys.readouterr()
+    assert rc == 0
+    overlay = out / "overlay"
+    for name in ("qnnfab_resnet_tiny_overlay.v", "block_design.tcl", "build.sh", "driver.py",
+                 "qnnfab_overlay_map.py", "qnnfab_packing.py", "qnnfab_weights_image.py", "README.md"):
+        assert (overlay / name).is_file(), name
+    fm = json.loads((overlay / "network.json").read_text())
+    # the config's input (8x8x3, 8-bit, the stem's simd 3) and its classifier fc (10 scores, pe 2)
+    assert (fm["input_shape"], fm["input_kind"], fm["input_bits"], fm["in_simd"]) == ([8, 8, 3], "uint", 8, 3)
+    assert (fm["out_elems"], fm["out_words"], fm["runtime_weights"]) == (2, 5, False)
+    assert "module qnnfab_resnet_tiny_overlay(" in (overlay / "qnnfab_resnet_tiny_overlay.v").read_text()
+    rc = main(["generate", "--config", str(TINY), "--no-report", "--weights-mode", "runtime",
+               "--out", str(tmp_path / "rt")])
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and "\n" not in err and "--top: overlay" in err and "--top selftest" in err
-    assert not (tmp_path / "out").exists()
+    assert rc == 2 and "\n" not in err and "runtime weights are not built for graphs" in err
+    assert not (tmp_path / "rt").exists()
     rc = main(["pack-weights", "--config", str(TINY), "--out", str(tmp_path / "w.bin")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and "runtime weights are not built for graphs" in err

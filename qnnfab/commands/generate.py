@@ -34,10 +34,6 @@ def run(args):
                           "GEMM engine)")
     board = check_board_clock(args, where, args.top)
     cfg = steps.load(args.config, args.weights_mode)
-    if cfg.is_graph and args.top == "overlay":
-        raise ConfigError(where, "--top", "overlay: the PYNQ overlay shell and its driver are not built for graph "
-                          "configs (add, global_avgpool, input = ...) yet", "use --top selftest (the accelerator "
-                          "and its self-test top)")
     # checks before any Verilog is written: the folder, the model, then Yosys
     reads = [args.config] + ([cfg.weights_ref] if cfg.weights_ref != "random" else [])
     out = OutputFolder(where, "--out", args.out, staged=True, force=args.force, reads=reads)

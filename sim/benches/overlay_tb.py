@@ -32,7 +32,7 @@ from qnnfab.plan import plan_of
 from qnnfab.sim.axi_board import Board, CosimBackend
 from qnnfab.sim.configs import config_path
 from qnnfab.sim.stream import bench_params, bench_random, write_metrics
-from qnnfab.golden.network import network_of
+from qnnfab.golden.graph_network import graph_forward
 
 NAME = "overlay"
 KBIT_FC = """
@@ -110,6 +110,7 @@ NAMED_CONFIGS = {"fc-kbit": KBIT_FC, "fc-kbit-odd": KBIT_FC_ODD_IMAGE, "digits-m
 CASES = [
     {"config": "lfc_small.toml", "frames": [1, 7, 100], "width": 64, "batch_size": 64, "pause": 0.3},
     {"config": "cnv_small.toml", "frames": [7], "width": 64, "batch_size": 4, "pause": 0.3},
+    {"config": "resnet_tiny.toml", "frames": [1, 7], "width": 64, "batch_size": 4, "pause": 0.3},
     {"config": "fc-kbit", "frames": [1, 7], "width": 32, "batch_size": 8, "pause": 0.5},
     {"config": "fc-kbit", "frames": [7], "width": 128, "batch_size": 8, "pause": 0.2},
     {"config": "lfc_small.toml", "bad_use": True, "width": 64, "pause": 0.3},
@@ -185,7 +186,8 @@ def input_images(cfg, n, rng):
 
 
 def golden(cfg, images):
-    scores = network_of(cfg).forward(images.astype(np.int64)).reshape(images.shape[0], -1)
+    """Scores and labels of the golden model (chains and graphs alike)."""
+    scores = graph_forward(cfg, images.astype(np.int64)).reshape(images.shape[0], -1)
     return scores, frame_labels(scores, cfg.label)
 
 
