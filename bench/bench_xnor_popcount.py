@@ -34,7 +34,7 @@ from qnnfab.rtl.xnor_popcount import XnorPopcount, popcount_width
 
 CONFIGS = [(1, 0), (7, 1), (32, 2), (64, 0), (64, 2), (256, 3)]
 # (SIMD, pipeline) of the compressor-tree comparison
-COMPRESSOR_CONFIGS = [(32, 0), (32, 2), (64, 2), (256, 0), (256, 3)]
+COMPRESSOR_CONFIGS = [(32, 0), (32, 1), (32, 2), (64, 2), (256, 0), (256, 3)]
 
 
 class Counter(wiring.Component):
@@ -100,6 +100,11 @@ def compare_compressor():
             r = synth_xc7(dut, top="xnor_popcount")
             print(f"{simd:>5} {pipe:>4} {label:>10} {r.lut:>5} {r.lut / simd:>9.2f} {r.ff:>5} {r.carry4:>6} "
                   f"{r.logic_ps if r.logic_ps is not None else '-':>8}", flush=True)
+    print("compressor with lane chains of 6 LUTs (default 4): fewer weight-1 bits, a longer first level")
+    for simd, pipe in ((256, 0), (256, 3)):
+        r = synth_xc7(CompressorPopcount(simd, pipe, lane_chain=6), top="xnor_popcount")
+        print(f"{simd:>5} {pipe:>4} {'chain 6':>10} {r.lut:>5} {r.lut / simd:>9.2f} {r.ff:>5} {r.carry4:>6} "
+              f"{r.logic_ps if r.logic_ps is not None else '-':>8}", flush=True)
 
 
 if __name__ == "__main__":
