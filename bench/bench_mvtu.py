@@ -5,7 +5,9 @@ Prints:
   memories) at PE=SIMD=32: LUTs per binary PE x SIMD lane (target <= 1.5),
   with the accumulator cleared by a multiplexer (``accumulator = "mux"``,
   the default) and zeroed by the flip-flops' reset (``"reset"``), and what
-  the popcount alone takes of it;
+  the popcount alone takes of it; then the same with the compressor-tree
+  popcount (``popcount = "compressor"``: LUT6_2/CARRY4 cells,
+  :mod:`qnnfab.rtl.compressor_popcount`) beside today's tree;
 * full MVTUs (weights in on-chip memory) for a sweep of sizes: LUT, FF,
   BRAM36, LUTRAM, DSP (bipolar x bipolar must use 0 DSP), both accumulator
   styles;
@@ -26,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from qnnfab.boards.estimate.yosys import synth_xc7
 from qnnfab.kinds import DataKind
+from qnnfab.rtl.compressor_popcount import compressor_popcount
 from qnnfab.rtl.dot_product import dot_product, range_shape
 from qnnfab.rtl.mvtu import MVTU
 from qnnfab.rtl.threshold import Threshold
@@ -39,10 +42,12 @@ class Datapath(wiring.Component):
     weight/input words in, XNOR-popcount trees, accumulators (as the MVTU's
     ``accumulator`` style: cleared by a multiplexer on a row's first word, or
     zeroed after its last) and their registered sums out; ``accumulator=None``:
-    the popcounts alone, registered."""
+    the popcounts alone, registered. ``popcount``: "tree" (today's, :func:`dot_product`) or
+    "compressor" (:func:`compressor_popcount`)."""
 
-    def __init__(self, pe, simd, mw, pipeline, accumulator="mux"):
+    def __init__(self, pe, simd, mw, pipeline, accumulator="mux", popcount="tree"):
         self.pe, self.simd, self.mw, self.pipeline, self.accumulator = pe, simd, mw, pipeline, accumulator
+        self.popcount = popcount
         self.acc_shape = range_shape(0, mw)
         super().__init__({"w": In(pe * simd), "x": In(simd), "first": In(1), "valid": In(1),
                           "acc": Out(pe * self.acc_shape.width)})
@@ -56,9 +61,12 @@ class Datapath(wiring.Component):
         m.d.comb += en.eq(1)
         accs = []
         for p in range(self.pe):
-            v, lo, hi, lat = dot_product(m, w[p * self.simd:(p + 1) * self.simd], x, simd=self.simd,
-                                         w_kind=BIPOLAR, x_kind=BIPOLAR, stages=self.pipeline, enable=en,
-                                         name=f"pe{p}")
+            wp = w[p * self.simd:(p + 1) * self.simd]
+            if self.popcount == "compressor":
+                v, lo, hi, lat = compressor_popcount(m, wp, x, self.simd, self.pipeline, en, name=f"pe{p}")
+            else:
+                v, lo, hi, lat = dot_product(m, wp, x, simd=self.simd, w_kind=BIPOLAR, x_kind=BIPOLAR,
+                                             stages=self.pipeline, enable=en, name=f"pe{p}")
             f, vv = first, valid
             for s in range(lat):
                 f2, v2 = Signal(), Signal()
@@ -112,6 +120,17 @@ def main(argv):
             r, dt = _timed("dp", Datapath(pe, simd, mw, pipe, acc), "mvtu_datapath")
             print(f"{pe:>4} {simd:>4} {mw:>5} {pipe:>4} {acc or 'none':>5} {r.lut:>6} {r.lut / (pe * simd):>8.2f} "
                   f"{r.ff:>6} {r.carry4:>6} {r.dsp:>4} {r.logic_ns:>8.2f}   ({dt:.1f} s)", flush=True)
+
+    print("== the same datapath, today's popcount tree beside the compressor tree (LUT6_2 + CARRY4)")
+    print(f"{'PE':>4} {'SIMD':>4} {'MW':>5} {'pipe':>4} {'acc':>5} {'popcount':>10} {'LUT':>6} {'LUT/lane':>8} "
+          f"{'FF':>6} {'CARRY4':>6} {'logic ns':>8}")
+    for pe, simd, mw, pipe in [(32, 32, 1024, 1), (32, 32, 1024, 2)]:
+        for acc in ("mux", "reset", None):
+            for popcount in ("tree", "compressor"):
+                r, dt = _timed("dp", Datapath(pe, simd, mw, pipe, acc, popcount), "mvtu_datapath")
+                print(f"{pe:>4} {simd:>4} {mw:>5} {pipe:>4} {acc or 'none':>5} {popcount:>10} {r.lut:>6} "
+                      f"{r.lut / (pe * simd):>8.2f} {r.ff:>6} {r.carry4:>6} {r.logic_ns:>8.2f}   ({dt:.1f} s)",
+                      flush=True)
 
     print("== full MVTU, bipolar x bipolar, weights in on-chip memory")
     print(f"{'MH':>5} {'MW':>5} {'PE':>3} {'SIMD':>4} {'thr':>3} {'acc':>5} {'LUT':>6} {'LUT/lane':>8} {'FF':>6} "

@@ -9,7 +9,14 @@ CARRY4s. Then where the LUTs go, measured on the same Yosys:
   a LUT6 sees at most three lanes);
 * the unit's popcount with constant weights beside runtime weights.
 
-Results are cached by Verilog hash in $QNNFAB_CACHE/yosys.
+Last, the compressor-tree unit (:class:`qnnfab.rtl.compressor_popcount.CompressorPopcount`,
+LUT6_2/CARRY4 cells; Yosys counts a LUT6_2 as one LUT) beside today's unit for the
+same SIMD and pipeline: LUT, LUT per lane, FF, CARRY4 and the logic-delay bound
+(Yosys ``sta``, cell delays only; the LUT6_2's assumed delays are in
+:data:`qnnfab.boards.estimate.yosys.STA_LUT6_2`).
+
+``--compressor``: only that comparison. Results are cached by Verilog hash in
+$QNNFAB_CACHE/yosys.
 """
 
 import sys
@@ -21,10 +28,13 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.boards.estimate.yosys import synth_xc7
+from qnnfab.rtl.compressor_popcount import CompressorPopcount
 from qnnfab.rtl.dot_product import xnor_popcount
 from qnnfab.rtl.xnor_popcount import XnorPopcount, popcount_width
 
 CONFIGS = [(1, 0), (7, 1), (32, 2), (64, 0), (64, 2), (256, 3)]
+# (SIMD, pipeline) of the compressor-tree comparison
+COMPRESSOR_CONFIGS = [(32, 0), (32, 1), (32, 2), (64, 2), (256, 0), (256, 3)]
 
 
 class Counter(wiring.Component):
@@ -58,6 +68,9 @@ class Counter(wiring.Component):
 
 
 def main():
+    if "--compressor" in sys.argv[1:]:
+        compare_compressor()
+        return 0
     print(f"{'SIMD':>5} {'pipe':>4} {'LUT':>6} {'LUT/lane':>9} {'FF':>5} {'CARRY4':>6} {'DSP':>4}")
     for simd, pipe in CONFIGS:
         t0 = time.monotonic()
@@ -75,7 +88,23 @@ def main():
         runtime = synth_xc7(Counter(simd, "xnor", True, pipe), top="counter", timing=False).lut
         print(f"SIMD {simd:>3} pipe {pipe}: constant {const} ({const / simd:.2f}), runtime {runtime} "
               f"({runtime / simd:.2f})", flush=True)
+    compare_compressor()
     return 0
+
+
+def compare_compressor():
+    print("== compressor-tree unit (LUT6_2 + CARRY4 cells) beside today's unit, same SIMD and pipeline")
+    print(f"{'SIMD':>5} {'pipe':>4} {'unit':>10} {'LUT':>5} {'LUT/lane':>9} {'FF':>5} {'CARRY4':>6} {'logic ps':>8}")
+    for simd, pipe in COMPRESSOR_CONFIGS:
+        for label, dut in (("today", XnorPopcount(simd, pipe)), ("compressor", CompressorPopcount(simd, pipe))):
+            r = synth_xc7(dut, top="xnor_popcount")
+            print(f"{simd:>5} {pipe:>4} {label:>10} {r.lut:>5} {r.lut / simd:>9.2f} {r.ff:>5} {r.carry4:>6} "
+                  f"{r.logic_ps if r.logic_ps is not None else '-':>8}", flush=True)
+    print("compressor with lane chains of 6 LUTs (default 4): fewer weight-1 bits, a longer first level")
+    for simd, pipe in ((256, 0), (256, 3)):
+        r = synth_xc7(CompressorPopcount(simd, pipe, lane_chain=6), top="xnor_popcount")
+        print(f"{simd:>5} {pipe:>4} {'chain 6':>10} {r.lut:>5} {r.lut / simd:>9.2f} {r.ff:>5} {r.carry4:>6} "
+              f"{r.logic_ps if r.logic_ps is not None else '-':>8}", flush=True)
 
 
 if __name__ == "__main__":

