@@ -50,7 +50,7 @@ from .toolchain import ToolError, icarus_version, setup_verilator, simulator_nam
 __all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
            "StageModel", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
-           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "STAGE_OPT_FAST", "largest_first"]
+           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "largest_first"]
 
 # Verilator options of every build: Amaranth's Verilog is lint-clean for
 # simulation but widens and narrows freely, which Verilator warns about.
@@ -86,13 +86,6 @@ endmodule
 # of cycles) in C++ alone, on few designs: -O2 pays for its longer build.
 COCOTB_OPT_FAST = "-O1"
 COMPILED_OPT_FAST = "-O2"
-# The per-cycle code of one stage's model (:func:`build_stage_model`). The fast
-# designs' stage models are mostly per-PE-instance functions (Verilator writes
-# each PE instance's scheduled logic as functions of its own: cnv_w1a1_fast conv1,
-# 16 PEs, 26 MB of C++), which GCC compiles about twice as fast at -O1 as at -O2
-# (conv1: 262 s CPU at -O2); the network runs at the speed measured in README,
-# "Simulation build times".
-STAGE_OPT_FAST = "-O1"
 
 
 def make_variables(opt_fast):
@@ -523,11 +516,10 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
     """The Verilator model of one stage (``verilog_text``, top module ``toplevel``) as a static
     library, without a main, with the compiled engine's options; cached by its Verilog and
     the options alone, so a stage that did not change is never rebuilt. Its C++ classes are
-    prefixed ``V<toplevel>``: stages of distinct top names link into one program; its
-    per-cycle code is compiled at :data:`STAGE_OPT_FAST`."""
+    prefixed ``V<toplevel>``: stages of distinct top names link into one program."""
     setup_verilator()
     args = COMPILED_VERILATOR_ARGS
-    make_vars = make_variables(STAGE_OPT_FAST)
+    make_vars = make_variables(COMPILED_OPT_FAST)
     cpu = []
     key = build_key(verilog_text, toplevel, "stage-model", verilator_version(), args, make_vars,
                     os.environ.get("CXX", ""))

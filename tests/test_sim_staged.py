@@ -9,7 +9,7 @@ import pytest
 
 from qnnfab import netconfig
 from qnnfab.errors import QnnfabError
-from qnnfab.sim.build import COMPILED_OPT_FAST, STAGE_OPT_FAST, largest_first, run_steps
+from qnnfab.sim.build import largest_first, run_steps
 from qnnfab.sim.compiled import NetworkBench, SimulationMismatch, check_network, stage_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,10 +57,6 @@ def test_a_one_layer_change_rebuilds_only_that_layers_model(tmp_path, monkeypatc
     assert len(by_size[1][1]) > len(by_size[2][1])
     started = [line.split()[2] for line in lines if line.startswith("building stage ")]
     assert sorted(started) == sorted(names) and set(started[:2]) == {by_size[0][0], by_size[1][0]}
-    # a stage model's per-cycle code is compiled at STAGE_OPT_FAST, the harness's at COMPILED_OPT_FAST
-    log = (first.build.stage_models[0].directory / "build.log").read_text()
-    assert f"c++ {STAGE_OPT_FAST} " in log and f"c++ {COMPILED_OPT_FAST} " not in log
-    assert f"c++ {COMPILED_OPT_FAST} " in (first.build.directory / "build.log").read_text()
     cfg2 = netconfig.load(LFC_SMALL)
     last = [L for L in cfg2.layers if L.type == "fc"][-1]
     last.pe = 2 if last.pe != 2 else 5
