@@ -10,7 +10,11 @@ objects are compiled too):
   objects are cached by then; every stage's Verilog is rebuilt with it);
 * simulated cycles/s over ``--frames`` frames (checked), per wall second and
   per CPU second of the simulator process (the machine is shared: CPU seconds
-  are the steadier figure), and the Verilog's size.
+  are the steadier figure), and the Verilog's size;
+* per-stage: the cold build's stage models' CPU seconds, the longest one's wall
+  and CPU seconds (the critical path), the load average, and an estimate of the
+  cold build's wall seconds on 2 idle cores from them (:func:`critical_path`;
+  the machine is shared, so wall seconds measured here are not that figure).
 
 Each is measured for both builds of the compiled engine (``--engines``): the
 design as one Verilator model (``whole``) and one model per stage
