@@ -291,7 +291,12 @@ def run_steps(steps, cwd, log_path, what):
     for cmd in steps:
         with tempfile.TemporaryFile(mode="w+") as out:
             proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
-            _, status, usage = os.wait4(proc.pid, 0)
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:   # interrupted: the command does not outlive its caller
+                proc.kill()
+                proc.wait()
+                raise
             proc.returncode = os.waitstatus_to_exitcode(status)
             cpu += usage.ru_utime + usage.ru_stime
             out.seek(0)
