@@ -10,7 +10,11 @@ objects are compiled too):
   objects are cached by then; every stage's Verilog is rebuilt with it);
 * simulated cycles/s over ``--frames`` frames (checked), per wall second and
   per CPU second of the simulator process (the machine is shared: CPU seconds
-  are the steadier figure), and the Verilog's size.
+  are the steadier figure), and the Verilog's size;
+* per-stage: the cold build's stage models' CPU seconds, the longest one's wall
+  and CPU seconds (the critical path), the load average, and an estimate of the
+  cold build's wall seconds on 2 idle cores from them (:func:`critical_path`;
+  the machine is shared, so wall seconds measured here are not that figure).
 
 Each is measured for both builds of the compiled engine (``--engines``): the
 design as one Verilator model (``whole``) and one model per stage
@@ -87,6 +91,25 @@ def _first_frame(cfg, engine):
     return time.monotonic() - t0, _cpu() - c0, size, bench
 
 
+def _models(bench):
+    """The stage models built (not reused) for ``bench``: [(name, wall s, CPU s)]; [] for one model or
+    code that does not record them."""
+    return [(m.toplevel, m.seconds, m.cpu_seconds) for m in getattr(bench.build, "stage_models", ())
+            if not m.cached]
+
+
+def critical_path(cold_cpu, models):
+    """(lower, upper) estimate of the cold build's wall seconds on 2 idle cores, from its CPU seconds
+    ``cold_cpu`` and its stage models' [(name, wall, CPU)]: the rest of the build (Verilog, shell,
+    harness, run) counted as serial; the models, started largest first on 2 workers, take at least
+    max(sum, longest) / 2 (all of both cores) and at most sum / 2 + longest / 2 (list scheduling,
+    each model on one core only)."""
+    total = sum(c for _, _, c in models)
+    longest = max((c for _, _, c in models), default=0.0)
+    serial = cold_cpu - total
+    return serial + max(total, longest) / 2, serial + total / 2 + longest / 2
+
+
 def measure(path, frames, engine=None):
     """The figures of one config (a dict) on ``engine`` ("whole", "per-stage"; None: the code's
     default), measured in a fresh cache."""
@@ -98,6 +121,8 @@ def measure(path, frames, engine=None):
         cfg = netconfig.load(path)
         print(f"{cfg.name}: cold build ({engine or 'default engine'}) ...", flush=True)
         out["cold_s"], out["cold_cpu"], out["verilog_bytes"], bench = _first_frame(cfg, engine)
+        out["models"] = _models(bench)
+        out["load"] = os.getloadavg()[1]
         x = cfg.random_inputs(frames, 2)
         c0 = _children_cpu()
         run = bench.run(x)
@@ -134,6 +159,16 @@ def measure_before(ref, configs, frames):
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _critical_row(r):
+    if not r.get("models"):
+        return None
+    name, wall, cpu = max(r["models"], key=lambda m: m[2])
+    low, high = critical_path(r["cold_cpu"], r["models"])
+    return (f"{'':<28} cold: {len(r['models'])} stage models, {sum(m[2] for m in r['models']):,.0f} s CPU; "
+            f"the longest {name}: {wall:,.0f} s wall, {cpu:,.0f} s CPU; load average (5 min) "
+            f"{r['load']:.1f}; on 2 idle cores an estimated {low:,.0f}-{high:,.0f} s (not measured)")
+
+
 def _row(label, r):
     return (f"{label:<28} {r['verilog_bytes'] / 1e6:>7.1f} MB {r['cold_s']:>8.0f} s {r['cold_cpu']:>8.0f} s "
             f"{r['rebuild_s']:>9.0f} s {r['rebuild_cpu']:>8.0f} s {r['cycles_per_s']:>12,.0f} "
@@ -168,8 +203,12 @@ def main(argv=None):
             print(_row(f"{p.stem} {args.before}", before[p.stem]))
         elif p.stem in README_BEFORE:
             print(f"{p.stem + ' before':<28} {README_BEFORE[p.stem]}")
+        if p.stem in before and _critical_row(before[p.stem]):
+            print(_critical_row(before[p.stem]))
         for e in args.engines:
             print(_row(f"{p.stem} {e}", after[p.stem, e]))
+            if _critical_row(after[p.stem, e]):
+                print(_critical_row(after[p.stem, e]))
         base = before.get(p.stem) or after.get((p.stem, "whole"))
         if base is not None and (p.stem, "per-stage") in after:
             a = after[p.stem, "per-stage"]

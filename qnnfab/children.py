@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-__all__ = ["run_child"]
+__all__ = ["run_child", "child_argv"]
 
 # argv: parent pid, command...; PR_SET_PDEATHSIG = 1, SIGKILL = 9
 _LAUNCHER = ("import ctypes, os, sys\n"
@@ -24,8 +24,15 @@ _LAUNCHER = ("import ctypes, os, sys\n"
              "os.execvp(sys.argv[2], sys.argv[2:])\n")
 
 
+def child_argv(cmd):
+    """The argv that runs ``cmd`` (a list) as a child killed when this process dies (on Linux;
+    elsewhere ``cmd`` itself), for ``subprocess.Popen``. The launcher ``exec``s the command, so the
+    child's pid, exit status and resource usage are the command's."""
+    if sys.platform.startswith("linux"):
+        return [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *map(str, cmd)]
+    return list(cmd)
+
+
 def run_child(cmd, **kwargs):
     """``subprocess.run(cmd, **kwargs)``; on Linux the child is killed when this process dies."""
-    if sys.platform.startswith("linux"):
-        cmd = [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *map(str, cmd)]
-    return subprocess.run(cmd, **kwargs)
+    return subprocess.run(child_argv(cmd), **kwargs)

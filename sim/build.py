@@ -30,6 +30,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +42,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from qnnfab.cache import cache_dir, entry_lock
-from qnnfab.children import run_child
+from qnnfab.children import child_argv
 from qnnfab.errors import QnnfabError
 from qnnfab.rtl.dot_product_unit import SHARED_SUFFIX
 
@@ -50,7 +51,7 @@ from .toolchain import ToolError, icarus_version, setup_verilator, simulator_nam
 __all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
            "StageModel", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
-           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST"]
+           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "largest_first"]
 
 # Verilator options of every build: Amaranth's Verilog is lint-clean for
 # simulation but widens and narrows freely, which Verilator warns about.
@@ -219,6 +220,7 @@ class Build:
     cached: bool        # True when an earlier build was reused
     seconds: float      # time spent building (0 when cached)
     executable: Path | None = None   # the model's program (Verilator), None for Icarus
+    stage_models: tuple = ()         # a per-stage build's models (:class:`StageModel`), in stage order
 
     @property
     def verilog_path(self):
@@ -284,15 +286,27 @@ def cached_build(name, key, build_into, *, usable=lambda entry: True, log=None, 
 
 def run_steps(steps, cwd, log_path, what):
     """Run the commands ``steps`` in ``cwd``, their output in ``log_path``; a failure raises
-    :class:`~qnnfab.errors.QnnfabError` with the log's end."""
-    text = ""
+    :class:`~qnnfab.errors.QnnfabError` with the log's end. Returns the CPU seconds (user +
+    system) the commands and the processes they waited for took."""
+    text, cpu = "", 0.0
     for cmd in steps:
-        proc = run_child(cmd, cwd=cwd, capture_output=True, text=True)
-        text += proc.stdout + proc.stderr
+        with tempfile.TemporaryFile(mode="w+") as out:
+            proc = subprocess.Popen(child_argv(cmd), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+            except BaseException:   # interrupted: the command does not outlive its caller
+                proc.kill()
+                proc.wait()
+                raise
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
+            out.seek(0)
+            text += out.read()
         Path(log_path).write_text(text)
         if proc.returncode != 0:
             tail = "\n".join(text.splitlines()[-20:])
             raise QnnfabError(f"{what} failed (log: {log_path}):\n{tail}")
+    return cpu
 
 
 # ---------------------------------------------------------------------------
@@ -496,7 +510,8 @@ class StageModel:
     toplevel: str
     directory: Path
     cached: bool
-    seconds: float
+    seconds: float       # wall seconds of its build (0 when cached)
+    cpu_seconds: float   # CPU seconds of its Verilator and C++ compile (0 when cached)
 
     @property
     def library(self):
@@ -511,6 +526,7 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
     setup_verilator()
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
+    cpu = []
     key = build_key(verilog_text, toplevel, "stage-model", verilator_version(), args, make_vars,
                     os.environ.get("CXX", ""))
 
@@ -520,25 +536,29 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
                   f"V{toplevel}", "--Mdir", "obj", f"{toplevel}.v"],
                  ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", str(_jobs()), f"V{toplevel}__ALL.a",
                   *make_vars]]
-        run_steps(steps, d, d / "build.log", f"Verilator build of stage {toplevel}")
+        cpu.append(run_steps(steps, d, d / "build.log", f"Verilator build of stage {toplevel}"))
 
     entry, cached, seconds = cached_build(
         f"{toplevel}-stage", key, build_into, usable=lambda d: (d / "obj" / f"V{toplevel}__ALL.a").is_file(),
         log=log, what=f"stage {toplevel} with Verilator")
-    return StageModel(toplevel, entry, cached, seconds)
+    return StageModel(toplevel, entry, cached, seconds, sum(cpu))
 
 
 def build_staged(shell_verilog, shell_top, stages, tb_text, *, log=None, design=None):
     """The compiled engine's executable of a design simulated as separate models: the shell
     ``shell_verilog`` (top ``shell_top``, the part outside the stages) and ``stages``, a list
     of ``(toplevel, verilog_text)``, each built as its own cached model (:func:`build_stage_model`,
-    the missing ones in parallel on all cores), linked with the harness ``tb_text`` (which
-    steps them all; :func:`qnnfab.sim.compiled.staged_models_source`). Only the shell and the
-    harness are compiled for every new combination. Returns a :class:`Build`."""
+    the missing ones in parallel on all cores, the largest Verilog first: the largest model's
+    build is the longest, so the others fill the cores beside it), linked with the harness
+    ``tb_text`` (which steps them all; :func:`qnnfab.sim.compiled.staged_models_source`). Only
+    the shell and the harness are compiled for every new combination. Returns a :class:`Build`
+    whose ``stage_models`` are the models in the order of ``stages``."""
     setup_verilator()
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=_jobs()) as pool:
-        models = list(pool.map(lambda st: build_stage_model(st[1], st[0], log=log), stages))
+        started = {i: pool.submit(build_stage_model, stages[i][1], stages[i][0], log=log)
+                   for i in largest_first([v for _, v in stages])}
+        models = [started[i].result() for i in range(len(stages))]
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
     key = build_key(shell_verilog, tb_text, shell_top, "staged", [m.directory.name for m in models],
@@ -563,4 +583,10 @@ def build_staged(shell_verilog, shell_top, stages, tb_text, *, log=None, design=
         what=f"the per-stage compiled testbench of {design} with Verilator")
     reused = cached and all(m.cached for m in models)
     return Build("verilator", shell_top, entry, key, reused, 0.0 if reused else time.monotonic() - t0,
-                 entry / "obj" / "Vtb")
+                 entry / "obj" / "Vtb", tuple(models))
+
+
+def largest_first(texts):
+    """The indices of ``texts`` (stage Verilog), the longest text first, equal lengths in their
+    order: the order in which stage models start building (longest processing time first)."""
+    return sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from qnnfab import netconfig
+from qnnfab.errors import QnnfabError
+from qnnfab.sim.build import largest_first, run_steps
 from qnnfab.sim.compiled import NetworkBench, SimulationMismatch, check_network, stage_ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,10 +44,19 @@ def _stage_entries(cache):
 def test_a_one_layer_change_rebuilds_only_that_layers_model(tmp_path, monkeypatch):
     monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
     cfg = netconfig.load(LFC_SMALL)
-    first = NetworkBench(cfg, per_stage=True)
+    lines = []
+    first = NetworkBench(cfg, per_stage=True, log=lines.append)
     assert not first.build.cached
     before = _stage_entries(tmp_path)
     assert len(before) == len(first._stages)
+    names = [t for t, _ in first._stages]
+    assert [m.toplevel for m in first.build.stage_models] == names
+    assert all(not m.cached and m.cpu_seconds > 0 for m in first.build.stage_models)
+    # the two largest stage models start first, one on each worker
+    by_size = sorted(first._stages, key=lambda st: -len(st[1]))
+    assert len(by_size[1][1]) > len(by_size[2][1])
+    started = [line.split()[2] for line in lines if line.startswith("building stage ")]
+    assert sorted(started) == sorted(names) and set(started[:2]) == {by_size[0][0], by_size[1][0]}
     cfg2 = netconfig.load(LFC_SMALL)
     last = [L for L in cfg2.layers if L.type == "fc"][-1]
     last.pe = 2 if last.pe != 2 else 5
@@ -54,6 +65,9 @@ def test_a_one_layer_change_rebuilds_only_that_layers_model(tmp_path, monkeypatc
     check_network(second, x, second.run(x))
     new = {name.rsplit("-", 2)[0] for name in _stage_entries(tmp_path) - before}
     assert new == {"stage_fc_out"}
+    rebuilt = {m.toplevel: m for m in second.build.stage_models if not m.cached}
+    assert list(rebuilt) == ["stage_fc_out"] and rebuilt["stage_fc_out"].cpu_seconds > 0
+    assert all(m.cpu_seconds == 0 for m in second.build.stage_models if m.cached)
     assert NetworkBench(cfg2, per_stage=True).build.cached
 
 
@@ -91,3 +105,18 @@ def test_stages_outside_needs_const_weights():
     from qnnfab.rtl.dataflow import Dataflow
     with pytest.raises(ValueError, match="stages_outside needs const weights"):
         Dataflow(netconfig.load(LFC_SMALL), weights_mode="runtime", stages_outside=True)
+
+
+def test_largest_first_orders_by_length_ties_in_order():
+    assert largest_first(["bb", "a", "ccc", "dd", ""]) == [2, 0, 3, 1, 4]
+    assert largest_first([]) == []
+
+
+def test_run_steps_returns_the_cpu_seconds_of_its_commands_and_names_a_failure(tmp_path):
+    import sys
+    busy = "import time\nwhile time.process_time() < 0.3: pass\nprint('done')"
+    cpu = run_steps([[sys.executable, "-c", busy], [sys.executable, "-c", busy]], tmp_path, tmp_path / "log", "busy")
+    assert cpu >= 0.6
+    assert (tmp_path / "log").read_text() == "done\ndone\n"
+    with pytest.raises(QnnfabError, match=r"(?s)broken failed \(log: .*\):\n.*oops"):
+        run_steps([[sys.executable, "-c", "import sys; sys.exit('oops')"]], tmp_path, tmp_path / "log2", "broken")
