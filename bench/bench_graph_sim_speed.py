@@ -11,8 +11,10 @@ model, its stage inputs watched) and of each chain (default ``configs/lfc_small.
 chain both as the engine runs chains by default (one model per layer) and as one model, like a
 graph. Every word is checked against golden; the build is cached. Prints the cost model's LUT of
 each (its size), simulated cycles per second of wall time and per CPU second of the simulation
-process (the figure the shared machine's load disturbs least), and the graph's rate as a fraction
-of each chain's (the issue asks for a residual network within 2x of a chain of its size).
+process (the figure the shared machine's load disturbs least), the graph's rate as a fraction of
+each chain's (the issue asks for a residual network within 2x of a chain of its size), and the
+size of a one-model build's generated evaluation C++ (Verilator's ``V*root__N.cpp``, what runs
+every cycle; the rate goes about inversely with it).
 """
 
 import argparse
@@ -39,7 +41,10 @@ def measure(cfg, frames, per_stage):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     check_network(bench, frames, run)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return run.cycles, wall, cpu, bench.per_stage
+    # what Verilator evaluates every cycle: its generated C++ of the model (one model only)
+    code = None if bench.per_stage else sum(f.stat().st_size for f in bench.build.executable.parent.glob("V*root__*.cpp")
+                                            if "Slow" not in f.name)
+    return run.cycles, wall, cpu, bench.per_stage, code
 
 
 def main():
@@ -58,15 +63,15 @@ def main():
         _, (_, model), _ = cfg.throughput()
         frames = cfg.random_inputs(max(args.frames, -(-args.cycles // model)), 1)
         for per_stage in modes:
-            cycles, wall, cpu, staged = measure(cfg, frames, per_stage)
+            cycles, wall, cpu, staged, code = measure(cfg, frames, per_stage)
             rows.append((cfg.name, "graph" if cfg.is_graph else "chain", est.lut + est.lutram,
                          len(plan_of(cfg).stages), "one model per layer" if staged else "one model",
-                         cycles, cycles / wall, cycles / cpu))
-    graph_rate = rows[0][7]
-    print(f"{'network':<13} {'kind':<5} {'LUT (est.)':>10} {'stages':>6}  {'engine':<19} {'cycles':>9} "
-          f"{'cycles/s wall':>13} {'cycles/CPU s':>12} {'graph / this':>12}")
-    for name, kind, lut, stages, engine, cycles, per_wall, per_cpu in rows:
-        print(f"{name:<13} {kind:<5} {lut:>10,} {stages:>6}  {engine:<19} {cycles:>9,} {per_wall:>13,.0f} "
+                         "-" if code is None else f"{code / 1000:,.0f}", cycles, cycles / wall, cycles / cpu))
+    graph_rate = rows[0][-1]
+    print(f"{'network':<13} {'kind':<5} {'LUT (est.)':>10} {'stages':>6}  {'engine':<19} {'eval C++ kB':>11} "
+          f"{'cycles':>9} {'cycles/s wall':>13} {'cycles/CPU s':>12} {'graph / this':>12}")
+    for name, kind, lut, stages, engine, code, cycles, per_wall, per_cpu in rows:
+        print(f"{name:<13} {kind:<5} {lut:>10,} {stages:>6}  {engine:<19} {code:>11} {cycles:>9,} {per_wall:>13,.0f} "
               f"{per_cpu:>12,.0f} {graph_rate / per_cpu:>11.2f}x")
     print("(every word identical to golden; the issue's goal: the residual network within 2x of a chain of its "
           "size, a ratio >= 0.5)")

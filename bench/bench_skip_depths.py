@@ -90,6 +90,8 @@ def smallest(probe, name, first, failing, passing, budget):
             continue
         verdict, per, run = probe.run({name: d})
         seen.append((d, verdict, per, run if verdict == "deadlock" else ""))
+        print(f"    {name} at {d:,}: {verdict}" + (f", {per:,.1f} cycles/frame" if verdict != "deadlock" else ""),
+              flush=True)
         if verdict == "keeps":
             passing = d
         else:
@@ -119,18 +121,25 @@ def main():
         if verdict != "keeps":
             print("  the computed depths do not keep the bottleneck's rate: no search")
             continue
-        print(f"  {'skip FIFO':<10} {'computed':>8} {'most held':>9} {'smallest':>12} {'computed - smallest':>20} "
-              f"{'ratio':>6}  probes (depth: result)")
+        searches = []
         for name, depth in computed.items():
             held = run.fifo_occupancy[name]
-            upper = min(depth, max(2, held + 1))
+            print(f"  {name}: computed {depth:,} words, held at most {held:,} in that run, so {max(2, held + 1):,} "
+                  f"keeps it (the same run)", flush=True)
             # an identity shortcut deadlocks below the plan's least depth (exact); a computing one may
             # not (the bound is an upper one there): its first probe is StreamFIFO's least depth, 2
             join = next(s for s in plan.stages if (name, 0) in s.reads)
             _, *paths = plan.join_paths(join.name)
             identity = any(len(p) == 1 and p[0].name == name for p in paths)
             first = [by_name[name].min_depth] if identity else [2, by_name[name].min_depth]
-            failing, passing, seen = smallest(probe, name, first, 1, upper, args.probes)
+            searches.append((identity, name, depth, held, first))
+        rows = []
+        for _, name, depth, held, first in sorted(searches):    # the shortest searches (from 2) first
+            failing, passing, seen = smallest(probe, name, first, 1, min(depth, max(2, held + 1)), args.probes)
+            rows.append((name, depth, held, failing, passing, seen))
+        print(f"  {'skip FIFO':<10} {'computed':>8} {'most held':>9} {'smallest':>12} {'computed - smallest':>20} "
+              f"{'ratio':>6}  probes (depth: result)")
+        for name, depth, held, failing, passing, seen in sorted(rows):
             found = f"{passing:,}" if passing - failing <= 1 else f"({failing:,}, {passing:,}]"
             probes = ", ".join(f"{d}: {v if v != 'slower' else f'{p:,.1f}'}" for d, v, p, _ in seen)
             print(f"  {name:<10} {depth:>8,} {held:>9,} {found:>12} {depth - passing:>+20,} {depth / passing:>5.2f}x  "

@@ -20,8 +20,14 @@ last word of every frame, and no word or label follows the last frame. A
 broken rule or a timeout stops the run with the cycle and the rule in the
 message.
 
-A network is simulated as one model per layer by default
-(:class:`NetworkBench`, ``per_stage``; the harness: :func:`staged_models_source`);
+A graph is simulated as one model with its stage inputs watched
+(:func:`watched_accelerator`, a simulation-only wrapper: the accelerator's ports plus the
+valid and ready of every stage input): a run in which no watched stream moves for
+:meth:`NetworkBench.stall_limit` cycles stops with :class:`CompiledDeadlock`, one line
+naming the stage inputs holding a word nobody takes ("deadlock: no progress for N cycles:
+valid without ready ... on res_fifo1 input, ..."), and every run reports the most words each
+skip FIFO held (``CompiledRun.fifo_occupancy``). A chain is simulated as one model per layer by
+default (:class:`NetworkBench`, ``per_stage``; the harness: :func:`staged_models_source`);
 the testbench is the same, only how the models settle and clock differs.
 
 Files: ``inputs.bin`` holds ``in_bytes`` little-endian bytes per input word;
