@@ -138,11 +138,14 @@ def main():
             failing, passing, seen = smallest(probe, name, first, 1, min(depth, max(2, held + 1)), args.probes)
             rows.append((name, depth, held, failing, passing, seen))
         print(f"  {'skip FIFO':<10} {'computed':>8} {'most held':>9} {'smallest':>12} {'computed - smallest':>20} "
-              f"{'ratio':>6}  probes (depth: result)")
+              f"{'ratio':>8}  probes (depth: result)")
         for name, depth, held, failing, passing, seen in sorted(rows):
-            found = f"{passing:,}" if passing - failing <= 1 else f"({failing:,}, {passing:,}]"
+            exact = passing - failing <= 1
+            found = f"{passing:,}" if exact else f"({failing:,}, {passing:,}]"
+            at_least = "" if exact else ">="   # a bracket: the smallest is at most its passing end
             probes = ", ".join(f"{d}: {v if v != 'slower' else f'{p:,.1f}'}" for d, v, p, _ in seen)
-            print(f"  {name:<10} {depth:>8,} {held:>9,} {found:>12} {depth - passing:>+20,} {depth / passing:>5.2f}x  "
+            print(f"  {name:<10} {depth:>8,} {held:>9,} {found:>12} {at_least + f'{depth - passing:+,}':>20} "
+                  f"{at_least + f'{depth / passing:.2f}x':>8}  "
                   f"{probes or '-'}")
             for d, v, _, message in seen:
                 if v == "deadlock":
