@@ -36,7 +36,7 @@ from qnnfab.cache import atomic_write_text
 from qnnfab.boards.estimate.fold import auto_fold
 from qnnfab.boards.targets import get_board
 from qnnfab.plan import join_throughput_depths, plan_of
-from qnnfab.sim.compiled import NetworkBench, check_network, run_testbench, steady_cycles_per_frame
+from qnnfab.sim.compiled import NetworkBench, check_network, steady_cycles_per_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 F_CLK = 100e6
@@ -82,8 +82,7 @@ def main():
     check_network(bench, frames[:1], one)
     latency = int(one.label_cycles[0])
     # frames back to back; the run's bound from the measured latency (the model's may be far below it)
-    run = run_testbench(bench.build, bench.ports, bench.pack(frames), bench.format.out_words,
-                        max_cycles=2 * len(frames) * latency + 20_000)
+    run = bench.run(frames, max_cycles=2 * len(frames) * latency + 20_000)
     check_network(bench, frames, run)
     per = steady_cycles_per_frame(run, bench.format.out_words)
     print(f"{args.frames} frames identical to golden (every score and label); simulated {run.cycles:,} cycles "

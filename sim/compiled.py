@@ -20,8 +20,14 @@ last word of every frame, and no word or label follows the last frame. A
 broken rule or a timeout stops the run with the cycle and the rule in the
 message.
 
-A network is simulated as one model per layer by default
-(:class:`NetworkBench`, ``per_stage``; the harness: :func:`staged_models_source`);
+A graph is simulated as one model with its stage inputs watched
+(:func:`watched_accelerator`, a simulation-only wrapper: the accelerator's ports plus the
+valid and ready of every stage input): a run in which no watched stream moves for
+:meth:`NetworkBench.stall_limit` cycles stops with :class:`CompiledDeadlock`, one line
+naming the stage inputs holding a word nobody takes ("deadlock: no progress for N cycles:
+valid without ready ... on res_fifo1 input, ..."), and every run reports the most words each
+skip FIFO held (``CompiledRun.fifo_occupancy``). A chain is simulated as one model per layer by
+default (:class:`NetworkBench`, ``per_stage``; the harness: :func:`staged_models_source`);
 the testbench is the same, only how the models settle and clock differs.
 
 Files: ``inputs.bin`` holds ``in_bytes`` little-endian bytes per input word;
@@ -46,14 +52,20 @@ from qnnfab.golden.graph_network import graph_forward
 
 from .build import Build, build_compiled, build_staged, to_verilog
 
-__all__ = ["StreamPorts", "CompiledRun", "SimulationMismatch", "network_ports", "testbench_source",
-           "whole_models_source", "staged_models_source", "stage_ports",
+__all__ = ["StreamPorts", "CompiledRun", "SimulationMismatch", "CompiledDeadlock", "network_ports",
+           "testbench_source", "whole_models_source", "staged_models_source", "stage_ports", "Watch",
+           "watched_accelerator", "watch_source",
            "run_testbench", "NetworkBench", "check_network", "steady_cycles_per_frame", "Verification",
            "verify_network"]
 
 
 class SimulationMismatch(QnnfabError, AssertionError):
     """The hardware broke a stream rule or disagreed with the golden model."""
+
+
+class CompiledDeadlock(SimulationMismatch):
+    """No watched stream of the design moved for the run's stall limit: the message names the
+    streams holding a word nobody takes ("deadlock: no progress for N cycles: ...")."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +107,11 @@ def network_ports(top):
 # ---------------------------------------------------------------------------
 # the C++ testbench: compiled_tb.cpp, shipped with this module
 
-def testbench_source(ports, toplevel, in_words_per_frame, models=None):
+def testbench_source(ports, toplevel, in_words_per_frame, models=None, watch=None):
     """The C++ testbench for ``ports`` (a :class:`StreamPorts`): ``compiled_tb.cpp`` with its
     placeholders (``@IN_BYTES@``, ...) filled in. ``models``: the C++ that declares, settles and
-    clocks the models (default :func:`whole_models_source`, one model ``V<toplevel>``)."""
+    clocks the models (default :func:`whole_models_source`, one model ``V<toplevel>``); ``watch``:
+    the :class:`Watch` of a :func:`watched_accelerator` (default: nothing watched inside)."""
     absent = "0"   # the port of a feature the design lacks: in an #if 0 block, never compiled
     values = {
         "TOP": toplevel, "CLK": ports.clock, "RESET": ports.reset, "RESET_ACTIVE": str(ports.reset_active),
@@ -113,6 +126,7 @@ def testbench_source(ports, toplevel, in_words_per_frame, models=None):
         "LABEL_VALID": ports.label_valid or absent,
     }
     values["MODELS"] = whole_models_source(ports, toplevel) if models is None else models
+    values["WATCH"] = watch_source(watch)
     template = files(__package__).joinpath("compiled_tb.cpp").read_text()
     return re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], template)
 
@@ -127,6 +141,86 @@ static void settle(uint64_t) {{ top->eval(); }}
 static void clock_edge() {{ top->{clk} = 1; top->eval(); top->{clk} = 0; }}
 static void end_models() {{ top->final(); delete top; }}
 """
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What a :func:`watched_accelerator` brings out: on port ``port`` bit ``2k`` is the valid and
+    ``2k + 1`` the ready of stream ``names[k]``, on ``moved`` whether any of them transfers this
+    cycle; ``fifos`` maps each skip FIFO (a FIFO stage in front of an add) to the indices of the
+    stream into it and the stream out of it (the add's input)."""
+    port: str
+    moved: str
+    names: tuple
+    fifos: dict
+
+    @property
+    def width(self):
+        return 2 * len(self.names)
+
+
+def watch_source(watch):
+    """The testbench's watched handshakes (``@WATCH@`` of ``compiled_tb.cpp``) for ``watch``
+    (a :class:`Watch`, or None: nothing watched)."""
+    if watch is None or not watch.names:
+        return ("static const int n_watch = 0;\nstatic const char* const watch_names[] = {\"\"};\n"
+                "static bool watch_valid(int) { return false; }\nstatic bool watch_ready(int) { return false; }\n"
+                "static bool watch_moved() { return false; }\n"
+                "static const int n_pairs = 0;\nstatic const int occupancy_pairs[][2] = {{0, 0}};\n")
+    port = _cxx(watch.port)
+    # Verilator: up to 64 bits an integer, wider an array of 32-bit words
+    bit = (f"(top->{port}[(b) / 32] >> ((b) % 32)) & 1" if watch.width > 64
+           else f"((uint64_t)top->{port} >> (b)) & 1")
+    names = ", ".join('"' + n.replace('"', "'") + '"' for n in watch.names)
+    pairs = ", ".join(f"{{{a}, {b}}}" for a, b in watch.fifos.values()) or "{0, 0}"
+    return (f"static const int n_watch = {len(watch.names)};\n"
+            f"static const char* const watch_names[] = {{{names}}};\n"
+            f"#define WATCH_BIT(b) ({bit})\n"
+            "static bool watch_valid(int k) { return WATCH_BIT(2 * k); }\n"
+            "static bool watch_ready(int k) { return WATCH_BIT(2 * k + 1); }\n"
+            f"static bool watch_moved() {{ return top->{_cxx(watch.moved)}; }}\n"
+            f"static const int n_pairs = {len(watch.fifos)};\n"
+            f"static const int occupancy_pairs[][2] = {{{pairs}}};\n")
+
+
+def watched_accelerator(accelerator):
+    """A simulation-only wrapper of an :class:`~qnnfab.rtl.axis_accelerator.AxiStreamAccelerator`
+    (not generated as hardware): the same ports, wired straight through, plus ``watch`` (out), the
+    valid and ready of every stage input of its dataflow
+    (:func:`~qnnfab.sim.branch_timing.dataflow_streams`), and ``watch_moved`` (out), high in a
+    cycle in which any of them transfers. Returns ``(component, Watch)``. The
+    watched signals are read, not driven: the accelerator's logic is the same."""
+    from amaranth.hdl import Cat, Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from .branch_timing import dataflow_streams
+
+    df = accelerator.dataflow
+    streams = dataflow_streams(df)
+    names = tuple(streams)
+    index = {n: k for k, n in enumerate(names)}
+    # each skip FIFO's input stream, and the add's input it feeds
+    fifos = {src: (index[f"{src} input"], index[f"{s.name} input {'ab'[j]}"])
+             for s in df.plan.stages if s.kind == "add" for j, (src, _) in enumerate(s.reads)}
+    watch = Watch("watch", "watch_moved", names, fifos)
+    members = dict(accelerator.signature.members.items())
+
+    class _Watched(wiring.Component):
+        def __init__(self):
+            super().__init__({**members, "watch": Out(watch.width), "watch_moved": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.accelerator = accelerator
+            for name, member in members.items():
+                ours, theirs = getattr(self, name), getattr(accelerator, name)
+                m.d.comb += theirs.eq(ours) if member.flow == In else ours.eq(theirs)
+            m.d.comb += [self.watch.eq(Cat(*(Cat(s.valid, s.ready) for s in streams.values()))),
+                         self.watch_moved.eq(Cat(*(s.valid & s.ready for s in streams.values())).any())]
+            return m
+
+    return _Watched(), watch
 
 
 def _cxx(port):
@@ -239,6 +333,7 @@ class CompiledRun:
     cycles: int                 # cycles simulated (reset excluded)
     sim_seconds: float
     build: Build
+    fifo_occupancy: dict = None  # watched FIFO stage -> most words it held (into it minus out of it)
 
     @property
     def cycles_per_second(self):
@@ -252,12 +347,14 @@ def _threshold(p):
 
 
 def run_testbench(build, ports, in_bytes_data, out_words_per_frame, *, seed=1, valid_prob=1.0,
-                  ready_prob=1.0, check_handshake=None, max_cycles=None):
+                  ready_prob=1.0, check_handshake=None, max_cycles=None, stall_limit=0, watch=None):
     """Run ``build`` on packed input words; return a :class:`CompiledRun`.
 
     ``check_handshake`` (default: when anything is stalled) probes both ready
     values every cycle. Raises :class:`SimulationMismatch` when the testbench
-    reports a broken stream rule or a timeout.
+    reports a broken stream rule or a timeout, :class:`CompiledDeadlock` when no
+    watched stream (the ports, and the ``watch`` of a :func:`watched_accelerator`
+    build) moved for ``stall_limit`` cycles (0: not watched).
     """
     n_in = len(in_bytes_data) // ports.in_bytes
     if check_handshake is None:
@@ -269,19 +366,23 @@ def run_testbench(build, ports, in_bytes_data, out_words_per_frame, *, seed=1, v
         (d / "inputs.bin").write_bytes(in_bytes_data)
         cmd = [str(build.executable), str(d / "inputs.bin"), str(d / "outputs.bin"), str(d / "labels.bin"),
                str(out_words_per_frame), str(seed), str(_threshold(valid_prob)), str(_threshold(ready_prob)),
-               "1" if check_handshake else "0", str(max_cycles)]
+               "1" if check_handshake else "0", str(max_cycles), str(int(stall_limit))]
         t0 = time.monotonic()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.monotonic() - t0
         if proc.returncode != 0:
-            raise SimulationMismatch(f"compiled simulation stopped: {proc.stderr.strip() or proc.stdout.strip()} "
-                                     f"(seed {seed}; valid {valid_prob}, ready {ready_prob})")
-        cycles = int(proc.stdout.split()[1])
+            error = CompiledDeadlock if proc.returncode == 4 else SimulationMismatch
+            raise error(f"compiled simulation stopped: {proc.stderr.strip() or proc.stdout.strip()} "
+                        f"(seed {seed}; valid {valid_prob}, ready {ready_prob})")
+        lines = proc.stdout.split("\n")
+        cycles = int(lines[0].split()[1])
+        held = {int(k): int(v) for _, k, v in (ln.split() for ln in lines[1:] if ln.startswith("occupancy "))}
+        occupancy = {name: held[k] for k, name in enumerate(watch.fifos)} if watch is not None else None
         rec = np.dtype([("cycle", "<u8"), ("word", np.uint8, (ports.out_bytes,))])
         out = np.fromfile(d / "outputs.bin", dtype=rec)
         lab = np.fromfile(d / "labels.bin", dtype=[("cycle", "<u8"), ("label", "<u8")])
     return CompiledRun(out["word"], out["cycle"].astype(np.int64), lab["label"].astype(np.int64),
-                       lab["cycle"].astype(np.int64), cycles, seconds, build)
+                       lab["cycle"].astype(np.int64), cycles, seconds, build, occupancy)
 
 
 # ---------------------------------------------------------------------------
@@ -334,7 +435,13 @@ class NetworkBench:
         self.in_words_per_frame = cfg.input_words()
         self.in_simd = self.format.in_elems
         self.in_bits = self.format.in_bits
-        self._verilog = to_verilog(self.top, self.TOPLEVEL)
+        # a graph is watched inside: a deadlock names the stage inputs that stopped, and the
+        # run reports the most words each FIFO held
+        self.watch = None
+        simulated = self.top
+        if top is None and cfg.is_graph:
+            simulated, self.watch = watched_accelerator(self.top)
+        self._verilog = to_verilog(simulated, self.TOPLEVEL)
         self._stages = []
         models = None
         if self.per_stage:
@@ -342,7 +449,7 @@ class NetworkBench:
                             (("stage_" + re.sub(r"\W", "_", name), comp) for name, comp in layer_chains(self.top.dataflow))]
             models = staged_models_source(self.ports, self.TOPLEVEL,
                                           [(t, *stage_ports(v, t)) for t, v in self._stages])
-        self._tb = testbench_source(self.ports, self.TOPLEVEL, self.in_words_per_frame, models)
+        self._tb = testbench_source(self.ports, self.TOPLEVEL, self.in_words_per_frame, models, self.watch)
         self._log = log
         self._build = None
 
@@ -369,15 +476,26 @@ class NetworkBench:
         frames = self.cfg.pad_frames(frames)
         return pack_bytes(frames.reshape(-1, self.in_simd), self.in_bits, self.ports.in_bytes).tobytes()
 
-    def run(self, frames, *, seed=1, valid_prob=1.0, ready_prob=1.0, check_handshake=None):
+    def stall_limit(self, valid_prob=1.0, ready_prob=1.0):
+        """Cycles without a transfer on any watched stream after which a run of a watched design
+        stops as a deadlock (0: not watched): two frames of the bottleneck at the stalled rates
+        (every stage takes an input word at least once a frame while the network runs)."""
+        if self.watch is None:
+            return 0
+        _, (_, model), _ = self.cfg.throughput()
+        return int(1000 + 2 * model / min(valid_prob, ready_prob))
+
+    def run(self, frames, *, seed=1, valid_prob=1.0, ready_prob=1.0, check_handshake=None, max_cycles=None):
         n = np.asarray(frames).shape[0]
         _, (_, model), _ = self.cfg.throughput()
         # a generous bound: every frame at its bottleneck, its words at the stalled rates, plus the pipeline
         per_frame = model + (self.in_words_per_frame + self.format.out_words) / min(valid_prob, ready_prob)
-        max_cycles = int(20_000 + 4 * n * per_frame)
+        if max_cycles is None:
+            max_cycles = int(20_000 + 4 * n * per_frame)
         return run_testbench(self.build, self.ports, self.pack(frames), self.format.out_words, seed=seed,
                              valid_prob=valid_prob, ready_prob=ready_prob, check_handshake=check_handshake,
-                             max_cycles=max_cycles)
+                             max_cycles=max_cycles, stall_limit=self.stall_limit(valid_prob, ready_prob),
+                             watch=self.watch)
 
     def scores(self, run):
         """The run's output words as the reported scores, shape (frames, classes)."""

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 #include "verilated.h"
 
@@ -44,6 +45,11 @@ static void put32(uint8_t* b, int n, uint32_t v) { for (int i = 0; i < n && i < 
 // clock_edge(), end_models(); `top` is the model with the accelerator's ports.
 @MODELS@
 
+// The watched handshakes inside the design (none when n_watch is 0): watch_valid(k),
+// watch_ready(k) and watch_names[k] of stream k; watch_moved(): a transfer on any of them
+// this cycle; occupancy_pairs: the streams (into, out of) a FIFO.
+@WATCH@
+
 static void set_input(const uint8_t* w) {
     const int nb = in_bytes;
 #if IN_WIDE
@@ -69,9 +75,9 @@ static int fail(uint64_t cycle, const char* what) {
 }
 
 int main(int argc, char** argv) {
-    if (argc != 10) {
+    if (argc != 11) {
         std::fprintf(stderr, "usage: %s inputs.bin outputs.bin labels.bin words_per_frame_out seed "
-                     "valid_threshold ready_threshold check_handshake max_cycles\n", argv[0]);
+                     "valid_threshold ready_threshold check_handshake max_cycles stall_limit\n", argv[0]);
         return 2;
     }
     FILE* fin = std::fopen(argv[1], "rb");
@@ -88,6 +94,7 @@ int main(int argc, char** argv) {
     const uint64_t ready_thr = std::strtoull(argv[7], nullptr, 10);
     const bool check_hs = std::atoi(argv[8]) != 0;
     const uint64_t max_cycles = std::strtoull(argv[9], nullptr, 10);
+    const uint64_t stall_limit = std::strtoull(argv[10], nullptr, 10);  // 0: no progress watch
     FILE* fout = std::fopen(argv[2], "wb");
     FILE* flab = std::fopen(argv[3], "wb");
     if (!fout || !flab) { std::perror("output"); return 2; }
@@ -108,6 +115,10 @@ int main(int argc, char** argv) {
     const uint64_t expected_out = (in_words / in_words_per_frame) * out_per_frame;
     uint64_t cycle = 0, tail = 0;
     int rc = 0;
+    // progress watch: cycles since the last transfer anywhere; words in each watched FIFO
+    std::vector<int64_t> held_words(n_pairs > 0 ? n_pairs : 1, 0), occupancy(n_pairs > 0 ? n_pairs : 1, 0);
+    uint64_t quiet = 0, last_cycle = 0;
+    bool any_transfer = false;
     while (true) {
         // drive (clock low): a new input word, and this cycle's ready
         if (!offering && pos < in_words && chance(valid_thr)) {
@@ -173,6 +184,33 @@ int main(int argc, char** argv) {
             ++labels;
         }
 #endif
+        const bool inside = watch_moved();
+        if (inside) {
+            for (int p = 0; p < n_pairs; ++p) {
+                const int a = occupancy_pairs[p][0], b = occupancy_pairs[p][1];
+                held_words[p] += (watch_valid(a) && watch_ready(a)) - (watch_valid(b) && watch_ready(b));
+                if (held_words[p] > occupancy[p]) occupancy[p] = held_words[p];
+            }
+        }
+        if (inside || in_fire || (out_valid && ready)) { quiet = 0; last_cycle = cycle; any_transfer = true; }
+        else ++quiet;
+        if (stall_limit && quiet >= stall_limit) {  // one line: what holds a word nobody takes, what waits
+            std::string full, empty;
+            int waiting = 0;
+            for (int k = 0; k < n_watch; ++k) {
+                const bool v = watch_valid(k), r = watch_ready(k);
+                if (v && !r) full += std::string(full.empty() ? "" : ", ") + watch_names[k];
+                if (!v && r) { if (waiting++ < 4) empty += std::string(empty.empty() ? "" : ", ") + watch_names[k]; }
+            }
+            std::fprintf(stderr, "cycle %llu: deadlock: no progress for %llu cycles: valid without ready "
+                         "(holding a word nobody takes) on %s; ready without valid on %d stream(s) (%s%s); "
+                         "%s %llu\n", (unsigned long long)cycle,
+                         (unsigned long long)quiet, full.empty() ? "none" : full.c_str(), waiting,
+                         empty.empty() ? "none" : empty.c_str(), waiting > 4 ? ", ..." : "",
+                         any_transfer ? "last transfer at cycle" : "no transfer since cycle", (unsigned long long)last_cycle);
+            rc = 4;
+            break;
+        }
         clock_edge();
         if (in_fire) { offering = false; ++pos; }
         ++cycle;
@@ -185,6 +223,7 @@ int main(int argc, char** argv) {
     std::fclose(flab);
     std::printf("cycles %llu out_words %llu labels %llu\n", (unsigned long long)cycle,
                 (unsigned long long)out_words, (unsigned long long)labels);
+    for (int p = 0; p < n_pairs; ++p) std::printf("occupancy %d %lld\n", p, (long long)occupancy[p]);
     end_models();
     return rc;
 }

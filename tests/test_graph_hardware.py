@@ -2,6 +2,7 @@
 Dataflow that wires it, run on Amaranth's simulator and the compiled engine against the golden
 graph model; a skip FIFO below its computed depth deadlocks or loses throughput."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -316,3 +317,43 @@ def test_a_graph_is_never_split_into_per_stage_models():
     with pytest.raises(ValueError, match="chain"):
         Dataflow(cfg, stages_outside=True)
     assert NetworkBench(cfg, per_stage=True).per_stage is False
+
+
+def test_compiled_engine_a_skip_fifo_below_the_smallest_found_loses_throughput_or_deadlocks_naming_the_stage():
+    """MINI on the compiled engine (one model of the graph, its stage inputs watched). At the plan's
+    computed depth it keeps the bottleneck's 144 cycles/frame and reports the most words res_fifo1
+    held; at that many + 1 the run is the same cycle for cycle (the FIFO never refuses a word). The
+    smallest depth keeping 144 (bench/bench_skip_depths.py's bisection: 5) keeps it, one word less
+    loses throughput, and one word below the deadlock bound (4, by hand above) deadlocks: the engine
+    stops the run and names, in one line, the FIFO input holding a word nobody takes."""
+    from qnnfab.sim.compiled import CompiledDeadlock, NetworkBench, check_network, steady_cycles_per_frame
+
+    cfg = netconfig.loads(MINI)
+    x = cfg.random_inputs(8, 2)
+    bottleneck = max(cfg.layer_cycles(L) for L in cfg.layers)
+    assert bottleneck == 4 * 4 * 9 == 144          # the stem: 16 pixels, 9 window words each (pe = simd = 2 = ch)
+
+    def run(depths):
+        bench = NetworkBench(cfg, skip_depths=depths)
+        r = bench.run(x)
+        check_network(bench, x, r)
+        return r, steady_cycles_per_frame(r, bench.format.out_words)
+
+    computed = _stages(plan_of(cfg))["res_fifo1"].fifo_depth
+    at_computed, per = run({})
+    assert per == bottleneck
+    held = at_computed.fifo_occupancy["res_fifo1"]
+    assert 4 < held < computed
+    at_held, _ = run({"res_fifo1": held + 1})
+    np.testing.assert_array_equal(at_held.word_cycles, at_computed.word_cycles)
+    smallest = 5
+    assert run({"res_fifo1": smallest})[1] == bottleneck
+    assert run({"res_fifo1": smallest - 1})[1] > bottleneck
+    assert computed >= smallest
+    with pytest.raises(CompiledDeadlock) as e:
+        NetworkBench(cfg, skip_depths={"res_fifo1": 3}).run(x)
+    message = str(e.value)
+    assert "\n" not in message
+    assert re.search(r"deadlock: no progress for \d+ cycles: valid without ready \(holding a word nobody takes\) "
+                     r"on [^;]*\bres_fifo1 input\b", message), message
+    assert "c1 input" not in message.split(";")[0]  # the long path is starved, not stopped
