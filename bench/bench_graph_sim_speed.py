@@ -41,9 +41,10 @@ def measure(cfg, frames, per_stage):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     check_network(bench, frames, run)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    # what Verilator evaluates every cycle: its generated C++ of the model (one model only)
-    code = None if bench.per_stage else sum(f.stat().st_size for f in bench.build.executable.parent.glob("V*root__*.cpp")
-                                            if "Slow" not in f.name)
+    # what Verilator evaluates every cycle: its generated C++ of the model but the construction
+    # ("Slow") and symbol-table files, every class (root and shared modules) (one model only)
+    code = None if bench.per_stage else sum(f.stat().st_size for f in bench.build.executable.parent.glob("V*.cpp")
+                                            if "Slow" not in f.name and "__Syms" not in f.name)
     return run.cycles, wall, cpu, bench.per_stage, code
 
 

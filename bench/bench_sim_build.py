@@ -102,12 +102,12 @@ def critical_path(cold_cpu, models):
     """(lower, upper) estimate of the cold build's wall seconds on 2 idle cores, from its CPU seconds
     ``cold_cpu`` and its stage models' [(name, wall, CPU)]: the rest of the build (Verilog, shell,
     harness, run) counted as serial; the models, started largest first on 2 workers, take at least
-    max(sum, longest) / 2 (all of both cores) and at most sum / 2 + longest / 2 (list scheduling,
-    each model on one core only)."""
+    sum / 2 (both cores busy throughout: each model's make -j2 can use both) and at most
+    sum / 2 + longest / 2 (list scheduling, each model on one core only)."""
     total = sum(c for _, _, c in models)
     longest = max((c for _, _, c in models), default=0.0)
     serial = cold_cpu - total
-    return serial + max(total, longest) / 2, serial + total / 2 + longest / 2
+    return serial + total / 2, serial + total / 2 + longest / 2
 
 
 def measure(path, frames, engine=None):

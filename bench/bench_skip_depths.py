@@ -115,9 +115,12 @@ def main():
         by_name = {s.name: s for s in plan.stages}
         probe = Probe(cfg, args.frames)
         verdict, per, run = probe.run({})
-        print(f"{cfg.name} ({how}): bottleneck {probe.bottleneck} {probe.model:,} cycles/frame; computed skip depths "
-              f"{computed}: {verdict}, {per:,.1f} cycles/frame over {args.frames} frames identical to golden "
-              f"({run.cycles_per_second:,.0f} cycles/s)")
+        head = f"{cfg.name} ({how}): bottleneck {probe.bottleneck} {probe.model:,} cycles/frame; computed skip depths"
+        if verdict == "deadlock":
+            print(f"{head} {computed}: deadlock ({run})")
+        else:
+            print(f"{head} {computed}: {verdict}, {per:,.1f} cycles/frame over {args.frames} frames identical to "
+                  f"golden ({run.cycles_per_second:,.0f} cycles/s)")
         if verdict != "keeps":
             print("  the computed depths do not keep the bottleneck's rate: no search")
             continue

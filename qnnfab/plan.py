@@ -416,7 +416,7 @@ def plan_of(cfg, weights_mode=None, skip_depths=None):
     if cfg.is_graph:
         if runtime:
             raise ConfigError(f"network '{cfg.name}'", "weights_mode", "runtime weights are not built for graphs "
-                              "(add, global_avgpool, input = ...) yet", 'use weights_mode = "const"')
+                              "(add, global_avgpool, input = ...) yet", 'use weights_mode = "const" (or drop --weights-mode runtime)')
         stages = _graph_stages(cfg, skip_depths or {})
         model = tuple((L.name, folding.layer_cycles(L)) for L in cfg.layers)
         return Plan(cfg, mode, tuple(stages), model, (), cfg.topology_hash())

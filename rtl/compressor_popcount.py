@@ -144,10 +144,10 @@ def _lane_level(cells, lanes, lane_chain):
     for c in range(nchains):
         size = npairs // nchains + (1 if c < npairs % nchains else 0)
         s = None
-        for pair in pairs[start:start + size]:
+        for i, pair in enumerate(pairs[start:start + size]):
             (x1, w1), (x2, w2) = pair[0], (pair[1] if len(pair) > 1 else _NO_LANE)
-            o6, o5 = cells.lut6_2(LANE_INIT, [x1, w1, x2, w2, Const(0, 1) if s is None else s])
-            if len(pair) > 1 or s is not None:   # else O5 = maj(agree, 0, 0) = 0
+            o6, o5 = cells.lut6_2(LANE_INIT, [x1, w1, x2, w2, Const(0, 1) if i == 0 else s])
+            if len(pair) > 1 or i > 0:   # else O5 = maj(agree, 0, 0) = 0 (s is None when only planned)
                 heap[1].append(o5)
             s = o6
         heap[0].append(s)

@@ -558,7 +558,11 @@ def build_staged(shell_verilog, shell_top, stages, tb_text, *, log=None, design=
     with ThreadPoolExecutor(max_workers=_jobs()) as pool:
         started = {i: pool.submit(build_stage_model, stages[i][1], stages[i][0], log=log)
                    for i in largest_first([v for _, v in stages])}
-        models = [started[i].result() for i in range(len(stages))]
+        try:
+            models = [started[i].result() for i in range(len(stages))]
+        except BaseException:      # interrupted or failed: start no queued model
+            pool.shutdown(cancel_futures=True)
+            raise
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
     key = build_key(shell_verilog, tb_text, shell_top, "staged", [m.directory.name for m in models],

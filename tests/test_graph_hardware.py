@@ -343,15 +343,18 @@ def test_compiled_engine_a_skip_fifo_below_the_smallest_found_loses_throughput_o
     at_computed, per = run({})
     assert per == bottleneck
     held = at_computed.fifo_occupancy["res_fifo1"]
-    assert 4 < held < computed
+    assert 4 < held and held + 1 < computed       # so the next run is a different hardware
     at_held, _ = run({"res_fifo1": held + 1})
     np.testing.assert_array_equal(at_held.word_cycles, at_computed.word_cycles)
-    smallest = 5
+    # the least depths from the long path characterised alone on Amaranth's simulator
+    characterised = graph_skip_depths(cfg)["res_fifo1"]
+    assert characterised.deadlock == _stages(plan_of(cfg))["res_fifo1"].min_depth
+    smallest = characterised.throughput
     assert run({"res_fifo1": smallest})[1] == bottleneck
     assert run({"res_fifo1": smallest - 1})[1] > bottleneck
     assert computed >= smallest
     with pytest.raises(CompiledDeadlock) as e:
-        NetworkBench(cfg, skip_depths={"res_fifo1": 3}).run(x)
+        NetworkBench(cfg, skip_depths={"res_fifo1": characterised.deadlock - 1}).run(x)
     message = str(e.value)
     assert "\n" not in message
     assert re.search(r"deadlock: no progress for \d+ cycles: valid without ready \(holding a word nobody takes\) "
