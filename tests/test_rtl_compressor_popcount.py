@@ -132,3 +132,18 @@ def test_yosys_counts_each_lut6_2_as_one_lut_and_times_it():
     assert (r.lut, r.carry4, r.ff) == (luts, carry4s, 2 * simd + popcount_width(simd))
     # a lane chain of 3-4 LUTs, then two levels of a LUT and a carry chain: more than 5 LUT delays
     assert r.logic_ps is not None and r.logic_ps > 303 + 5 * 238
+
+
+def test_lut6_2_timing_has_arcs_only_from_the_pins_each_output_depends_on():
+    from qnnfab.boards.estimate.yosys import LUT6_PIN_PS, lut6_2_timing
+    from qnnfab.rtl.compressor_popcount import TERNARY_INIT
+    text = f"  LUT6_2 #(\n    .INIT(64'h{TERNARY_INIT:016x})\n  ) u (...);\n"
+    models, commands = lut6_2_timing(text)
+    arcs = set(re.findall(r"\((I\d) => (O\d)\) = (\d+);", models))
+    # pins (unused, x, y, z, w), I5 = 1 in use: O6 = x ^ y ^ z ^ w (I1-I4; INIT's halves differ, so
+    # I5 too), O5 = maj(x, y, z) (I1-I3); I0 is unused by both
+    assert {(i, o) for i, o, _ in arcs} == {(f"I{k}", "O6") for k in (1, 2, 3, 4, 5)} | \
+        {(f"I{k}", "O5") for k in (1, 2, 3)}
+    assert all(int(ps) == LUT6_PIN_PS[int(i[1])] for i, _, ps in arcs)
+    assert commands.count("select -assert-min 1 ") == 1 and commands.count("chtype -set LUT6_2_") == 1
+

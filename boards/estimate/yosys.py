@@ -87,7 +87,8 @@ def lut6_2_timing(text):
         name = f"LUT6_2_{hexinit.zfill(16)}"
         models.append(f"module {name}(input I0, I1, I2, I3, I4, I5, output O5, O6); parameter [63:0] INIT = 0; "
                       f"specify {' '.join(arcs)} endspecify endmodule\n")
-        commands.append(f"chtype -set {name} t:LUT6_2 r:INIT=64'b{init:064b} %i; ")
+        match = f"t:LUT6_2 r:INIT=64'b{init:064b} %i"     # a selection that misses fails the run loudly
+        commands.append(f"select -assert-min 1 {match}; chtype -set {name} {match}; ")
     return "".join(models), "".join(commands)
 
 
