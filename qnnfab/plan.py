@@ -68,7 +68,8 @@ from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
 
 __all__ = ["Elements", "Link", "Stage", "LayerMemories", "WordFormat", "Plan", "plan_of", "fifo_depth_for",
-           "join_throughput_depths", "stage_capacity", "threshold_memory", "layer_memories", "pack_image", "save_image",
+           "join_throughput_depths", "stage_capacity", "threshold_memory", "layer_memories", "threshold_memories",
+           "threshold_input", "pack_image", "save_image",
            "weights_identity", "WEIGHTS_MODES"]
 
 WEIGHTS_MODES = ("const", "runtime")
@@ -79,6 +80,11 @@ class Elements:
     """One stream element: ``bits`` wide, two's complement when ``signed``."""
     bits: int
     signed: bool = False
+
+    @property
+    def range(self):
+        """``(lo, hi)`` of the integers an element holds."""
+        return (-(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1) if self.signed else (0, (1 << self.bits) - 1)
 
 
 @dataclass(frozen=True)
@@ -231,14 +237,22 @@ def layer_memories(name, *, mh, mw, pe, simd, weight_kind, act_kind, thresholds,
     :class:`~qnnfab.kinds.DataKind` ``weight_kind`` over ``act_kind``
     activations at ``pe`` x ``simd``, named ``name`` in its groups."""
     lo, hi = accumulator_range(mw, weight_kind, act_kind)
-    nf, sf = mh // pe, mw // simd
-    groups = [MemoryGroup(name, "weights", pe, simd * weight_kind.width, nf * sf)]
-    tmem = None
-    if thresholds is not None:
-        tmem = threshold_memory(thresholds, lo, hi, runtime)
-        for s in range(int(np.asarray(thresholds).shape[1]).bit_length()):
-            groups.append(MemoryGroup(name, f"thresholds{s}", pe, tmem[0], nf << s, tmem[1]))
-    return LayerMemories(tuple(groups), tmem, (lo, hi))
+    weights = MemoryGroup(name, "weights", pe, simd * weight_kind.width, (mh // pe) * (mw // simd))
+    if thresholds is None:
+        return LayerMemories((weights,), None, (lo, hi))
+    mem = threshold_memories(name, thresholds, pe=pe, lo=lo, hi=hi, runtime=runtime)
+    return dataclasses.replace(mem, groups=(weights,) + mem.groups)
+
+
+def threshold_memories(name, thresholds, *, pe, lo, hi, runtime):
+    """The :class:`LayerMemories` of a threshold unit alone (thresholds on inputs in ``[lo, hi]``, C / ``pe``
+    folds of ``pe`` channels): its threshold stage groups 0 .. n-1, named ``name``."""
+    t = np.asarray(thresholds)
+    tmem = threshold_memory(t, lo, hi, runtime)
+    folds = t.shape[0] // pe
+    groups = tuple(MemoryGroup(name, f"thresholds{s}", pe, tmem[0], folds << s, tmem[1])
+                   for s in range(int(t.shape[1]).bit_length()))
+    return LayerMemories(groups, tmem, (lo, hi))
 
 
 def _elements(kind, bits):
@@ -361,18 +375,21 @@ class Plan:
         return sum(g.words for g in self.groups)
 
     def memory_contents(self, stage):
-        """Logical words of every memory group of fc/conv ``stage``: per group,
-        PE lists of ``depth`` integers (weights, then threshold stages)."""
+        """Logical words of every memory group of ``stage`` (fc/conv; a graph's add/global_avgpool): per
+        group, PE lists of ``depth`` integers (weights, then threshold stages)."""
         L, mem = stage.layer, stage.memories
-        w = np.asarray(L.weights, dtype=np.int64)
-        matrix = w if L.type == "fc" else _conv_matrix(w)
-        out = [weight_words(matrix, L.pe, L.simd, DataKind.of(L.weight_kind, L.weight_bits).width)]
+        out = []
+        if stage.kind in ("fc", "conv"):
+            w = np.asarray(L.weights, dtype=np.int64)
+            matrix = w if L.type == "fc" else _conv_matrix(w)
+            out.append(weight_words(matrix, L.pe, L.simd, DataKind.of(L.weight_kind, L.weight_bits).width))
         if L.thresholds is not None:
             lo, hi = mem.acc_range
+            pe = mem.groups[-1].pe
             t = np.asarray(L.thresholds, dtype=np.int64)
             n = int(t.shape[1]).bit_length()
-            tables = threshold_stage_tables(np.clip(t, lo, hi + 1), L.pe, n, hi + 1)
-            out += [[tables[p][s] for p in range(L.pe)] for s in range(n)]
+            tables = threshold_stage_tables(np.clip(t, lo, hi + 1), pe, n, hi + 1)
+            out += [[tables[p][s] for p in range(pe)] for s in range(n)]
         return out
 
     def image_words(self):
@@ -414,12 +431,9 @@ def plan_of(cfg, weights_mode=None, skip_depths=None):
                           'use "const" or "runtime"')
     runtime = mode == "runtime"
     if cfg.is_graph:
-        if runtime:
-            raise ConfigError(f"network '{cfg.name}'", "weights_mode", "runtime weights are not built for graphs "
-                              "(add, global_avgpool, input = ...) yet", 'use weights_mode = "const" (or drop --weights-mode runtime)')
-        stages = _graph_stages(cfg, skip_depths or {})
+        stages = _graph_stages(cfg, skip_depths or {}, runtime)
         model = tuple((L.name, folding.layer_cycles(L)) for L in cfg.layers)
-        return Plan(cfg, mode, tuple(stages), model, (), cfg.topology_hash())
+        return Plan(cfg, mode, tuple(stages), model, _image_groups(stages, runtime), cfg.topology_hash())
     stages = []
     prev = None
     for index, L in enumerate(cfg.layers):
@@ -437,18 +451,23 @@ def plan_of(cfg, weights_mode=None, skip_depths=None):
             stages.append(Stage("fifo", f"{L.name}_fifo", link, link, 0, L, fifo_depth=depth))
         stages.append(layer)
         prev = layer
-    groups = tuple(g for s in stages if s.memories is not None for g in s.memories.groups) if runtime else ()
     model = tuple((L.name, folding.layer_cycles(L)) for L in cfg.layers)
-    return Plan(cfg, mode, tuple(stages), model, groups, cfg.topology_hash())
+    return Plan(cfg, mode, tuple(stages), model, _image_groups(stages, runtime), cfg.topology_hash())
+
+
+def _image_groups(stages, runtime):
+    """The weights image's memory groups: every stage's, in stage order (runtime weights; else none)."""
+    return tuple(g for s in stages if s.memories is not None for g in s.memories.groups) if runtime else ()
 
 
 GRAPH_HARDWARE = ("fc", "conv", "maxpool", "add", "global_avgpool")
 
 
-def _graph_layer_stage(index, L):
-    """The stage of graph layer ``L`` (fc/conv/maxpool as in a chain; add, global_avgpool)."""
+def _graph_layer_stage(index, L, runtime=False):
+    """The stage of graph layer ``L`` (fc/conv/maxpool as in a chain; add, global_avgpool with the
+    memories of their thresholds, on the sum: :func:`threshold_input`)."""
     if L.type in ("fc", "conv", "maxpool"):
-        return _layer_stage(index, L, False)
+        return _layer_stage(index, L, runtime)
     where = layer_where(index, L.name)
     if L.type not in GRAPH_HARDWARE:
         raise ConfigError(where, "type", f"{L.type} layers have a golden model and a QONNX export but no hardware "
@@ -456,7 +475,18 @@ def _graph_layer_stage(index, L):
     in_elem = _elements(L.in_kind, L.in_bits)
     i = Link(in_elem, L.simd, math.prod(L.in_shape) // L.simd)
     o = Link(_elements(L.out_kind, L.out_bits), L.simd, math.prod(L.out_shape) // L.simd)
-    return Stage(L.type, L.name, i, o, folding.layer_cycles(L), L, where=where)
+    lo, hi = threshold_input(L.type, in_elem, L.in_shape).range
+    mem = threshold_memories(where, L.thresholds, pe=L.simd, lo=lo, hi=hi, runtime=runtime)
+    return Stage(L.type, L.name, i, o, folding.layer_cycles(L), L, memories=mem, where=where)
+
+
+def threshold_input(kind, elem, in_shape):
+    """The :class:`Elements` an add (``kind`` "add": the sum of two ``elem`` s) or a global average pool
+    ("global_avgpool": the sum of ``elem`` over the H x W pixels of ``in_shape``) thresholds: the
+    narrowest holding every such sum."""
+    lo, hi = elem.range
+    n = 2 if kind == "add" else math.prod(in_shape[:2])
+    return Elements(*range_bits(n * lo, n * hi))
 
 
 def _stage_need(s):
@@ -567,7 +597,7 @@ def _join_depths(by_name, join, fifos, where):
             fifo_sizing.join_deadlock_depth(needs[0], needs[1], fork_words))
 
 
-def _graph_stages(cfg, skip_depths):
+def _graph_stages(cfg, skip_depths, runtime=False):
     """The stages of graph config ``cfg`` in a topological order, each naming what it reads."""
     sources = []
     for index, L in enumerate(cfg.layers):
@@ -598,7 +628,7 @@ def _graph_stages(cfg, skip_depths):
     ends[NETWORK_INPUT] = ("", 0)
     produce(NETWORK_INPUT, _graph_layer_stage(0, first).i, first)
     for index, L in enumerate(cfg.layers):
-        layer = _graph_layer_stage(index, L)
+        layer = _graph_layer_stage(index, L, runtime)
         reads, fifos = [], []
         for port, name in enumerate(sources[index]):
             end = ends[(name, index)]

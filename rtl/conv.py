@@ -105,6 +105,7 @@ class ConvLayer(wiring.Component):
         self.height, self.width, self.ifm, self.ofm, self.kernel = height, width, ifm, ofm, k
         self.stride, self.pad, self.pad_value = stride, pad, pad_value
         self.simd, self.pe = simd, pe
+        self.memory_groups = self.mvtu.memory_groups
         self.in_simd = self.window.in_simd
         self.out_height, self.out_width = oh, ow
         self.matrix = matrix

@@ -56,6 +56,8 @@ def stage_components(plan, pipeline=None):
 def stage_component(plan, s, pipeline=None):
     """The component of plan stage ``s``, checked against the plan's word formats."""
     comp = _stage_component(plan, s, pipeline)
+    if s.memories is not None and plan.runtime and list(s.memories.groups) != comp.memory_groups:
+        raise AssertionError(f"{s.name}: memory groups {comp.memory_groups}, the plan says {list(s.memories.groups)}")
     for port in input_ports(comp):
         _check_link(port.payload.shape(), s.i, s.name, "input")
     for port in output_ports(comp):
@@ -83,10 +85,12 @@ def _stage_component(plan, s, pipeline):
         return StreamFork(lanes(_shape(s.i.elem), s.i.elems), s.fanout)
     L = s.layer
     if s.kind == "add":
-        return ResidualAdd(_shape(s.i.elem), _shape(s.i.elem), L.thresholds, pe=s.i.elems, name=s.where)
+        return ResidualAdd(_shape(s.i.elem), _shape(s.i.elem), L.thresholds, pe=s.i.elems, runtime=plan.runtime,
+                           name=s.where)
     if s.kind == "global_avgpool":
         h, w, c = L.in_shape
-        return GlobalAveragePool(h * w, c, s.i.elems, _shape(s.i.elem), L.thresholds, name=s.where)
+        return GlobalAveragePool(h * w, c, s.i.elems, _shape(s.i.elem), L.thresholds, runtime=plan.runtime,
+                                 name=s.where)
     where = s.where
     act_kind = L.in_kind
     act_bits = None if act_kind == "bipolar" else L.in_bits

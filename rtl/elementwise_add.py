@@ -15,7 +15,7 @@ from .dot_product import range_shape
 from .lanes import lanes
 from .threshold import Threshold
 
-__all__ = ["ElementwiseAdd", "ResidualAdd", "shape_range", "sum_shape"]
+__all__ = ["ElementwiseAdd", "ResidualAdd", "shape_range", "sum_shape", "threshold_load_port", "connect_threshold_load"]
 
 
 def shape_range(shape):
@@ -88,22 +88,26 @@ class ResidualAdd(wiring.Component):
 
     Ports: ``a``, ``b`` as :class:`ElementwiseAdd`; ``o``: stream of
     ``lanes(unsigned(n), pe)``, n = bit_length(N): the number of thresholds
-    each sum is >= to.
+    each sum is >= to. With ``runtime``: the threshold unit's RAMs and its
+    ``load`` port (:class:`~qnnfab.rtl.threshold.Threshold`, :attr:`memory_groups`).
 
     Timing: latency 1 + the threshold unit's ``n + 1``; one word per cycle.
     """
 
-    def __init__(self, a_shape, b_shape, thresholds, *, pe, name="residual add"):
+    def __init__(self, a_shape, b_shape, thresholds, *, pe, runtime=False, name="residual add"):
         check_int(name, "pe", pe, 1)
         self.add = ElementwiseAdd(a_shape, b_shape, pe)
         s = self.add.out_shape
-        self.threshold = Threshold(thresholds, pe=pe, in_width=s.width, in_signed=s.signed, name=name)
+        self.threshold = Threshold(thresholds, pe=pe, in_width=s.width, in_signed=s.signed, runtime=runtime,
+                                   name=name)
         self.pe, self.out_bits = pe, self.threshold.out_bits
+        self.memory_groups = self.threshold.memory_groups
         self.latency = self.add.latency + self.threshold.latency
         super().__init__({
             "a": In(stream.Signature(lanes(a_shape, pe))),
             "b": In(stream.Signature(lanes(b_shape, pe))),
             "o": Out(stream.Signature(lanes(unsigned(self.out_bits), pe))),
+            **threshold_load_port(self.threshold),
         })
 
     def elaborate(self, platform):
@@ -114,4 +118,17 @@ class ResidualAdd(wiring.Component):
         wiring.connect(m, wiring.flipped(self.b), self.add.b)
         wiring.connect(m, self.add.o, self.threshold.i)
         wiring.connect(m, self.threshold.o, wiring.flipped(self.o))
+        connect_threshold_load(m, self, self.threshold)
         return m
+
+
+def threshold_load_port(threshold):
+    """The ``load`` port member of a component wrapping ``threshold`` (a
+    :class:`~qnnfab.rtl.threshold.Threshold`): its own when runtime, else none."""
+    return {"load": threshold.signature.members["load"]} if threshold.runtime else {}
+
+
+def connect_threshold_load(m, outer, threshold):
+    """Connect ``outer``'s ``load`` port to ``threshold``'s (runtime only)."""
+    if threshold.runtime:
+        wiring.connect(m, wiring.flipped(outer.load), threshold.load)

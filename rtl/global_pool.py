@@ -14,7 +14,7 @@ from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
 
 from .dot_product import range_shape
-from .elementwise_add import shape_range
+from .elementwise_add import connect_threshold_load, shape_range, threshold_load_port
 from .lanes import lanes
 from .threshold import Threshold
 
@@ -101,15 +101,19 @@ class GlobalAveragePool(wiring.Component):
     sum (a threshold ``t`` on the average is ``ceil(t * pixels)`` on the sum).
 
     Ports: ``i`` as :class:`GlobalSum`; ``o``: stream of ``lanes(unsigned(n),
-    simd)``, n = bit_length(N), C / SIMD words per image.
+    simd)``, n = bit_length(N), C / SIMD words per image. With ``runtime``: the
+    threshold unit's RAMs and its ``load`` port (:class:`~qnnfab.rtl.threshold.Threshold`,
+    :attr:`memory_groups`).
 
     Timing: latency 1 + the threshold unit's ``n + 1``; one word per cycle.
     """
 
-    def __init__(self, pixels, channels, simd, shape, thresholds, name="global average pool"):
+    def __init__(self, pixels, channels, simd, shape, thresholds, runtime=False, name="global average pool"):
         self.sum = GlobalSum(pixels, channels, simd, shape, name=name)
         s = self.sum.sum_shape
-        self.threshold = Threshold(thresholds, pe=simd, in_width=s.width, in_signed=s.signed, name=name)
+        self.threshold = Threshold(thresholds, pe=simd, in_width=s.width, in_signed=s.signed, runtime=runtime,
+                                   name=name)
+        self.memory_groups = self.threshold.memory_groups
         if self.threshold.channels != channels:
             raise ConfigError(name, "thresholds", f"has {self.threshold.channels} rows for {channels} channels",
                               "pass one row of thresholds per channel")
@@ -120,6 +124,7 @@ class GlobalAveragePool(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(lanes(shape, simd))),
             "o": Out(stream.Signature(lanes(unsigned(self.out_bits), simd))),
+            **threshold_load_port(self.threshold),
         })
 
     def elaborate(self, platform):
@@ -129,4 +134,5 @@ class GlobalAveragePool(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), self.sum.i)
         wiring.connect(m, self.sum.o, self.threshold.i)
         wiring.connect(m, self.threshold.o, wiring.flipped(self.o))
+        connect_threshold_load(m, self, self.threshold)
         return m

@@ -23,9 +23,9 @@ from amaranth.lib.wiring import In, Out
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
 from qnnfab.kinds import DataKind
-from qnnfab.plan import threshold_memory
+from qnnfab.plan import threshold_memories
 
-from .loadable_memory import weight_memory
+from .loadable_memory import bus_size, load_bus, weight_memory
 from .lanes import lanes
 from qnnfab.weight_layout import threshold_stage_tables
 
@@ -106,6 +106,11 @@ class Threshold(wiring.Component):
         Accumulator width in bits.
     in_signed : bool
         Accumulators are two's complement (True) or unsigned (False).
+    runtime : bool
+        The stage memories are RAMs written through the ``load`` port
+        (:attr:`memory_groups`, :func:`qnnfab.plan.threshold_memories`; the
+        image's contents: :meth:`qnnfab.plan.Plan.memory_contents`);
+        ``thresholds`` then gives only their shape.
 
     Ports
     -----
@@ -115,6 +120,8 @@ class Threshold(wiring.Component):
         C/PE channel folds.
     o : stream of ``lanes(unsigned(n), pe)``: PE counts in [0, N],
         n = bit_length(N); same channel order.
+    load : (runtime only) the load bus of :mod:`qnnfab.rtl.loadable_memory`,
+        one enable per stage memory group. Write only while no word is in flight.
 
     Timing
     ------
@@ -122,7 +129,7 @@ class Threshold(wiring.Component):
     per cycle. ``i.ready = ~o.valid | o.ready``.
     """
 
-    def __init__(self, thresholds, *, pe, in_width, in_signed=True, name="threshold"):
+    def __init__(self, thresholds, *, pe, in_width, in_signed=True, runtime=False, name="threshold"):
         where = name
         check_int(where, "in_width", in_width, 1, "pass the accumulator width in bits")
         t = np.asarray(thresholds)
@@ -134,8 +141,11 @@ class Threshold(wiring.Component):
         t = check_thresholds(where, t, c, pe)
         lo, hi = DataKind.of("int" if in_signed else "uint", in_width, where).stored_range
         clamped, n, pad = prepare_thresholds(t, lo, hi)
-        bits, is_signed = threshold_memory(t, lo, hi, runtime=False)
+        memories = threshold_memories(name, t, pe=pe, lo=lo, hi=hi, runtime=runtime)
+        bits, is_signed = memories.threshold
         t_shape = signed(bits) if is_signed else unsigned(bits)
+        self.runtime = bool(runtime)
+        self.memory_groups = list(memories.groups)
         self.channels, self.pe, self.folds = c, pe, c // pe
         self.in_width, self.in_signed = in_width, in_signed
         self.out_bits = n
@@ -143,10 +153,13 @@ class Threshold(wiring.Component):
         self.threshold_shape = t_shape
         self.latency = n + 1
         self._tables = threshold_stage_tables(clamped, pe, n, pad)
-        super().__init__({
+        ports = {
             "i": In(stream.Signature(lanes(signed(in_width) if in_signed else unsigned(in_width), pe))),
             "o": Out(stream.Signature(lanes(unsigned(n), pe))),
-        })
+        }
+        if self.runtime:
+            ports["load"] = In(load_bus(*bus_size(self.memory_groups), len(self.memory_groups)))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -157,7 +170,8 @@ class Threshold(wiring.Component):
             m.d.sync += fold.eq(wrap_increment(fold, self.folds))
         accs = [self.i.payload[p] for p in range(self.pe)]
         counts, valid = threshold_search(m, accs, fold, self.i.valid, advance, self._tables,
-                                         self.threshold_shape, self.folds)
+                                         self.threshold_shape, self.folds, load=self.load if self.runtime else None,
+                                         groups=self.memory_groups)
         with m.If(advance):
             m.d.sync += self.o.valid.eq(valid)
             m.d.sync += [self.o.payload[p].eq(c) for p, c in enumerate(counts)]

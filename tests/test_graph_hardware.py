@@ -139,11 +139,7 @@ def test_a_graph_runs_identical_to_golden_on_amaranth_and_one_word_less_deadlock
         run_dataflow(Dataflow(cfg, skip_depths={"res_fifo1": depth - 1}), x)
 
 
-def test_graphs_refuse_runtime_weights_and_concat_hardware_in_one_line():
-    cfg = netconfig.loads(MINI)
-    with pytest.raises(ConfigError, match="runtime weights are not built for graphs") as e:
-        plan_of(cfg, "runtime")
-    assert "\n" not in str(e.value)
+def test_graphs_refuse_concat_hardware_in_one_line():
     text = MINI.replace('name = "res"\ntype = "add"\ninput = ["c1", "stem"]\nact = "uint2"',
                         'name = "res"\ntype = "concat"\ninput = ["c1", "stem"]')
     with pytest.raises(ConfigError, match="concat layers have a golden model .* but no hardware yet"):
@@ -187,7 +183,7 @@ def test_the_compiled_engine_runs_a_residual_network_at_the_bottleneck_and_one_w
     assert steady_cycles_per_frame(run, computed.format.out_words) == bottleneck
 
 
-def test_generate_writes_the_overlay_of_a_graph_and_refuses_its_runtime_weights_in_one_line(tmp_path, capsys):
+def test_generate_writes_the_overlay_of_a_graph_and_its_runtime_weights_image(tmp_path, capsys):
     import json
 
     from qnnfab.cli import main
@@ -207,13 +203,23 @@ def test_generate_writes_the_overlay_of_a_graph_and_refuses_its_runtime_weights_
     assert "module qnnfab_resnet_tiny_overlay(" in (overlay / "qnnfab_resnet_tiny_overlay.v").read_text()
     rc = main(["generate", "--config", str(TINY), "--no-report", "--weights-mode", "runtime",
                "--out", str(tmp_path / "rt")])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and "\n" not in err and "runtime weights are not built for graphs" in err
-    assert not (tmp_path / "rt").exists()
+    capsys.readouterr()
+    assert rc == 0
+    fm = json.loads((tmp_path / "rt" / "overlay" / "network.json").read_text())
+    assert fm["runtime_weights"] is True and fm["topology_hash"] == netconfig.load(TINY).topology_hash()
     rc = main(["pack-weights", "--config", str(TINY), "--out", str(tmp_path / "w.bin")])
-    err = capsys.readouterr().err.strip()
-    assert rc == 2 and "\n" not in err and "runtime weights are not built for graphs" in err
-    assert not (tmp_path / "w.bin").exists()
+    capsys.readouterr()
+    assert rc == 0
+    image = (tmp_path / "w.bin").read_bytes()
+    assert (tmp_path / "rt" / "accel" / "weights.bin").read_bytes() == image
+    # the header: magic, version, topology hash and the body's words, which hold every group of the
+    # plan: the adds' and the global pool's thresholds among them
+    plan = plan_of(netconfig.load(TINY), "runtime")
+    words = [int.from_bytes(image[k:k + 8], "little") for k in range(0, len(image), 8)]
+    assert words[:2] == [0x49574E51 | (1 << 32), plan.topology_hash | (plan.image_body_words << 32)]
+    assert len(words) == 2 + sum(g.words for g in plan.groups)
+    assert {g.layer for g in plan.groups if not g.memory.startswith("weights")} >= {"layer 3 'b1'", "layer 7 'b2'",
+                                                                                   "layer 8 'gap'"}
 
 
 def test_fold_on_the_cost_model_folds_a_graph_and_the_folded_plan_builds(tmp_path):

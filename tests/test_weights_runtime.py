@@ -21,7 +21,7 @@ from qnnfab.plan import pack_image, plan_of
 from qnnfab.rtl.dataflow import Dataflow
 from qnnfab.sim.benches.network_tb import input_words
 from qnnfab.sim.benches.weights_reload_tb import NETS, network
-from qnnfab.golden.network import network_of
+from qnnfab.golden.graph_network import graph_forward
 
 ROOT = Path(__file__).resolve().parent.parent
 LFC_SMALL = ROOT / "configs" / "lfc_small.toml"
@@ -107,25 +107,28 @@ def test_every_group_fills_more_than_half_of_its_words():
 
 
 def _load_then_frames(cfg_loaded, cfg_build, image, frames=2):
-    """Amaranth simulation: load ``image`` into ``cfg_build``'s runtime hardware, stream frames."""
+    """Amaranth simulation: load ``image`` (or each image of a list in turn) into ``cfg_build``'s runtime
+    hardware, stream frames; ``(last load's error, outputs, golden outputs of cfg_loaded)``."""
     top = Dataflow(cfg_build, weights_mode="runtime")
     x = cfg_loaded.random_inputs(frames, 1)
     words = input_words(cfg_loaded, x)
     outs, res = [], {}
+    images = image if isinstance(image[0], list) else [image]
 
     async def bench(ctx):
-        for k, w in enumerate(image):
-            ctx.set(top.wload.payload, {"data": w, "last": int(k == len(image) - 1)})
-            ctx.set(top.wload.valid, 1)
-            await ctx.tick()
-            assert ctx.get(top.wload.ready)
-            if ctx.get(top.wload_done):
-                res["error"] = ctx.get(top.wload_error)
-        ctx.set(top.wload.valid, 0)
-        for _ in range(2):
-            await ctx.tick()
-            if ctx.get(top.wload_done):
-                res["error"] = ctx.get(top.wload_error)
+        for image in images:
+            for k, w in enumerate(image):
+                ctx.set(top.wload.payload, {"data": w, "last": int(k == len(image) - 1)})
+                ctx.set(top.wload.valid, 1)
+                await ctx.tick()
+                assert ctx.get(top.wload.ready)
+                if ctx.get(top.wload_done):
+                    res["error"] = ctx.get(top.wload_error)
+            ctx.set(top.wload.valid, 0)
+            for _ in range(2):
+                await ctx.tick()
+                if ctx.get(top.wload_done):
+                    res["error"] = ctx.get(top.wload_error)
         pos = 0
         ctx.set(top.o.ready, 1)
         for _ in range(20000):
@@ -145,7 +148,7 @@ def _load_then_frames(cfg_loaded, cfg_build, image, frames=2):
     sim.add_testbench(bench)
     sim.run()
     got = [e for w in outs for e in unpack_fields(w, [top.out_bits] * top.out_elems, signed=top.out_signed)]
-    return res.get("error"), got, network_of(cfg_loaded).forward(x).reshape(-1).tolist()
+    return res.get("error"), got, graph_forward(cfg_loaded, x).reshape(-1).tolist()
 
 
 def test_kbit_network_loaded_at_run_time_matches_golden():
@@ -154,6 +157,72 @@ def test_kbit_network_loaded_at_run_time_matches_golden():
     err, got, want = _load_then_frames(b, a, plan_of(b, "runtime").image_words())
     assert err == wi.WloadError.OK
     assert got == want
+
+
+def _signed(v, g):
+    return v - (1 << g.width) if g.signed and v >> (g.width - 1) else v
+
+
+def test_graph_image_holds_every_stage_where_the_layout_says():
+    """The residual graph: groups in layer order, an add's and the global pool's thresholds (no weights)
+    in their binary-search stages, at the width of their sum's range (widths from first principles)."""
+    cfg = network({"net": "graph"}, "A")
+    plan = plan_of(cfg, "runtime")
+    words = plan.image_words()
+    assert words[1] == cfg.topology_hash() | ((len(words) - 2) << 32)
+    # every layer with 3 thresholds (uint2) has stages 0, 1; conv/fc weights first; fc has no thresholds
+    want = []
+    for k, L in enumerate(cfg.layers):
+        where = f"layer {k} {L.name!r}" + (" (mvtu)" if L.type == "conv" else "")
+        want += [(where, "weights")] if L.type in ("conv", "fc") else []
+        want += [(where, "thresholds0"), (where, "thresholds1")] if L.type != "fc" else []
+    assert [(g.layer, g.memory) for g in plan.groups] == want
+    body = dict(zip([(g.layer, g.memory) for g in plan.groups], zip(plan.groups, _unpack_body(words, plan.groups))))
+    by_name = {L.name: (k, L) for k, L in enumerate(cfg.layers)}
+    # add of two uint2 streams: sums 0..6 in unsigned(3), values 0..7; a threshold holds 0..8: 4 bits.
+    # global pool of uint2 over 2x2 pixels: sums 0..12 in unsigned(4), 0..15; thresholds 0..16: 5 bits
+    for name, width, channels, pe in (("res1", 4, 2, 2), ("res2", 4, 4, 2), ("gap", 5, 4, 2)):
+        k, L = by_name[name]
+        t = np.clip(L.thresholds, 0, 1 << (width - 1))   # clamped to [0, the largest sum of the shape + 1]
+        assert L.thresholds.shape == (channels, 3)
+        g0, s0 = body[(f"layer {k} {name!r}", "thresholds0")]
+        g1, s1 = body[(f"layer {k} {name!r}", "thresholds1")]
+        assert (g0.pe, g0.width, g0.depth, g0.signed) == (pe, width, channels // pe, False)
+        assert (g1.pe, g1.width, g1.depth) == (pe, width, 2 * channels // pe)
+        for c in range(channels):                # channel c: PE c % pe, fold c // pe
+            p, f = c % pe, c // pe
+            assert _signed(s0[p][f], g0) == t[c, 1], (name, c)          # stage 0: the middle threshold
+            assert _signed(s1[p][2 * f], g1) == t[c, 0], (name, c)      # stage 1, count < 2: the first
+            assert _signed(s1[p][2 * f + 1], g1) == t[c, 2], (name, c)  # count >= 2: the last
+    # a conv's weights in the graph as in a chain: row r on PE r % PE, fold r // PE
+    k, L = by_name["sc2"]
+    g, mem = body[(f"layer {k} 'sc2' (mvtu)", "weights")]
+    w = L.weights.transpose(0, 2, 3, 1).reshape(L.out, -1)
+    for r in range(w.shape[0]):
+        for c in range(w.shape[1]):
+            word = mem[r % L.pe][(r // L.pe) * (w.shape[1] // L.simd) + c // L.simd]
+            assert (word >> (c % L.simd)) & 1 == w[r, c], (r, c)
+
+
+def test_graph_loaded_at_run_time_matches_golden_and_reloads_the_add_and_pool_thresholds():
+    """A graph's runtime hardware loads A, then an image differing from A in the adds' and the global
+    pool's thresholds only: the outputs follow the new thresholds (golden of that network, not A's)."""
+    import copy
+
+    a, b = network({"net": "graph"}, "A"), network({"net": "graph"}, "B")
+    c = copy.deepcopy(a)
+    for la, lb in zip(c.layers, b.layers):
+        if la.type in ("add", "global_avgpool"):
+            assert not np.array_equal(la.thresholds, lb.thresholds)
+            la.thresholds = lb.thresholds
+    images = [plan_of(a, "runtime").image_words(), plan_of(c, "runtime").image_words()]
+    err, got, want = _load_then_frames(c, a, images, frames=3)
+    assert err == wi.WloadError.OK
+    assert got == want
+    x = c.random_inputs(3, 1)                    # the frames the helper streams
+    assert graph_forward(c, x).reshape(-1).tolist() == want
+    assert not np.array_equal(graph_forward(a, x), graph_forward(c, x)), \
+        "the adds' and the pool's thresholds of B change nothing on these frames"
 
 
 def test_image_of_another_topology_is_refused_by_the_hardware():

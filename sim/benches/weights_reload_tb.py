@@ -2,9 +2,11 @@
 
 Each case builds one ``weights_mode = "runtime"`` accelerator (its Verilog does
 not depend on the weights) and, without rebuilding, loads the weights image of
-network A (the case's config), runs frames (every output = golden(A)), loads
-network B (the same topology with other random weights and thresholds), runs
-frames (= golden(B)) and loads A again. The error tests load a truncated image,
+network A (the case's config), runs frames (every output = golden(A), the graph
+model :func:`~qnnfab.golden.graph_network.graph_forward`, chains and graphs), loads
+network B (the same topology with other random weights and thresholds: every
+layer's, a graph's adds and global pools included), runs frames (= golden(B))
+and loads A again. The error tests load a truncated image,
 wrong headers, an over-long image and an image offered while a frame is in
 flight, check the ``wload_error`` code, that the weights are untouched where
 the contract says so, and that the next correct load makes the accelerator
@@ -24,7 +26,7 @@ from qnnfab.sim.stream import (bench_params, bench_random, ProgressWatchdog, run
                                StreamSink, StreamSource, write_metrics)
 
 from qnnfab.sim.configs import config_path
-from qnnfab.golden.network import network_of
+from qnnfab.golden.graph_network import graph_forward
 
 from .network_tb import input_words
 
@@ -111,9 +113,86 @@ act = "acc"
 pe = 5
 simd = 4
 """,
+    # a residual graph: an identity block, a downsampling block with a 1x1 stride-2 shortcut, global
+    # average pooling (the adds' and the pool's thresholds are in the image too)
+    "graph": """
+[network]
+name = "res-small"
+input_shape = [4, 4, 2]
+input_kind = "uint"
+input_bits = 2
+weights = "random"
+seed = 3
+
+[[layer]]
+name = "stem"
+type = "conv"
+out = 2
+act = "uint2"
+pad = 1
+pe = 2
+simd = 2
+
+[[layer]]
+name = "c1"
+type = "conv"
+out = 2
+act = "uint2"
+pad = 1
+pe = 2
+simd = 2
+
+[[layer]]
+name = "res1"
+type = "add"
+input = ["c1", "stem"]
+act = "uint2"
+
+[[layer]]
+name = "c2"
+type = "conv"
+out = 4
+act = "uint2"
+stride = 2
+pad = 1
+pe = 2
+simd = 2
+
+[[layer]]
+name = "sc2"
+type = "conv"
+input = "res1"
+out = 4
+act = "uint2"
+kernel = 1
+stride = 2
+pe = 2
+simd = 2
+
+[[layer]]
+name = "res2"
+type = "add"
+input = ["c2", "sc2"]
+act = "uint2"
+simd = 2
+
+[[layer]]
+name = "gap"
+type = "global_avgpool"
+act = "uint2"
+simd = 2
+
+[[layer]]
+name = "fc"
+type = "fc"
+out = 3
+act = "acc"
+pe = 3
+simd = 4
+""",
 }
 
-CASES = [{"net": "lfc_small"}, {"net": "kbit"}, {"net": "conv"}]
+CASES = [{"net": "lfc_small"}, {"net": "kbit"}, {"net": "conv"}, {"net": "graph"}]
 # bench/bench_weights.py passes {"config": <path of a config with random weights>, "reload_only": True,
 # "frames": 1}: the A-B-A test alone, on a full-size network, for the load time.
 
@@ -206,7 +285,7 @@ class Bench:
         """Stream ``n`` random frames; every output word must equal golden(cfg)."""
         dut, top = self.dut, self.top
         x = cfg.random_inputs(n, self.rng.getrandbits(32))
-        want = network_of(cfg).forward(x).reshape(n, -1)
+        want = graph_forward(cfg, x).reshape(n, -1)
         src = StreamSource(dut, "i", self.rng, valid_prob)
         snk = StreamSink(dut, "o", self.rng, ready_prob)
         src.send(input_words(cfg, x))
@@ -229,10 +308,16 @@ class Bench:
             assert not s.offering
 
     def differ(self):
-        """A and B must disagree on these frames (else a failed load could pass unseen)."""
+        """A and B must disagree on these frames (else a failed load could pass unseen), and every
+        layer's weights and thresholds must differ (a graph's adds and pools have thresholds only)."""
         x = self.a.random_inputs(4, 5)
-        ya, yb = network_of(self.a).forward(x), network_of(self.b).forward(x)
+        ya, yb = graph_forward(self.a, x), graph_forward(self.b, x)
         assert not np.array_equal(ya, yb), "networks A and B give the same outputs: pick other seeds"
+        for la, lb in zip(self.a.layers, self.b.layers):
+            for what in ("weights", "thresholds"):
+                wa, wb = getattr(la, what), getattr(lb, what)
+                assert (wa is None) == (wb is None)
+                assert wa is None or not np.array_equal(wa, wb), f"{la.name}: A and B have the same {what}"
 
 
 @cocotb.test()
@@ -313,7 +398,7 @@ async def load_during_a_frame_is_refused_and_the_frame_completes(dut):
     img_a, img_b = image(t.a), image(t.b)
     await t.expect_load(img_a, wi.WloadError.OK)
     x = cfg.random_inputs(1, 9)
-    want = network_of(cfg).forward(x).reshape(-1)
+    want = graph_forward(cfg, x).reshape(-1)
     words = input_words(cfg, x)
     # first input word of a frame accepted, then an image: refused
     src = StreamSource(dut, "i", t.rng, 1.0)
@@ -348,7 +433,7 @@ async def frames_wait_while_a_load_runs(dut):
     img_a, img_b = image(t.a), image(t.b)
     await t.expect_load(img_a, wi.WloadError.OK)
     x = cfg.random_inputs(2, 3)
-    want = network_of(cfg).forward(x).reshape(-1)
+    want = graph_forward(cfg, x).reshape(-1)
     wl = StreamSource(dut, "wload", t.rng, 1.0)
     wl.send([w | ((k == len(img_b) - 1) << 64) for k, w in enumerate(img_b)])
     src = StreamSource(dut, "i", t.rng, 1.0)
