@@ -4,8 +4,8 @@ No Amaranth here. :func:`plan_of` answers what the generated hardware is
 without building it: the stages in stream order (layers, the width
 converters and FIFOs between them), each link's word format (element width
 and sign, elements per word, words per frame), cycles per frame, FIFO
-depths, the memory groups of every fc/conv layer and the weights image's
-layout, the accelerator's AXI-Stream word formats and the identity hash.
+depths, the memory groups of every fc/conv layer (and of a graph's add and
+global_avgpool thresholds) and the weights image's layout, the accelerator's AXI-Stream word formats and the identity hash.
 The RTL elaborates from it (:class:`qnnfab.rtl.dataflow.Dataflow` checks every
 stage's ports against it); the weights packer, emitters, report, cost model
 and benches read it.
@@ -103,12 +103,13 @@ class Link:
 
 @dataclass(frozen=True)
 class LayerMemories:
-    """The memories of one fc/conv layer's MVTU.
+    """The memories of one fc/conv layer's MVTU, or of an add's or global pool's threshold unit.
 
     ``groups``: its :class:`~qnnfab.weights_image.MemoryGroup` s (weights,
-    then threshold stages 0 .. n-1); ``threshold``: ``(bits, signed)`` of a
-    stored threshold, ``None`` for a layer without thresholds;
-    ``acc_range``: ``(lo, hi)`` of the accumulator.
+    then threshold stages 0 .. n-1; threshold stages only for an add or a
+    global pool); ``threshold``: ``(bits, signed)`` of a stored threshold,
+    ``None`` for a layer without thresholds; ``acc_range``: ``(lo, hi)`` of
+    the accumulator (of the thresholded sum's shape for an add or a pool).
     """
     groups: tuple
     threshold: tuple | None

@@ -1,7 +1,8 @@
 """The weights image: the one definition of how runtime weights are laid out.
 
 A network built with ``weights_mode = "runtime"`` keeps the weights and
-thresholds of every fc/conv layer in RAMs without initial contents; they are
+thresholds of every fc/conv layer, and the thresholds of a graph's add and
+global_avgpool layers, in RAMs without initial contents; they are
 filled through the accelerator's ``wload`` port with a *weights image*. The
 packer (:meth:`qnnfab.plan.Plan.image_words`, ``qnnfab pack-weights``), the loader hardware
 (:class:`qnnfab.rtl.weight_loader.WeightLoader`), the memories of
@@ -13,8 +14,10 @@ Image = 64-bit words, little-endian (byte 8k is the LSB of word k)::
     word 1   NetConfig.topology_hash() (bits 0-31) | body words (bits 32-63)
     word 2.. the body: every memory group in order (below), row by row
 
-Memory groups, in layer order (fc and conv layers; max pools have none):
-the layer's weight memories, then its threshold stage memories 0 .. n-1
+Memory groups, in layer order (the config's; a graph's stages are planned in
+it): an fc/conv layer's weight memories, then its threshold stage memories
+0 .. n-1; an add or global_avgpool layer's threshold stage memories 0 .. n-1
+(thresholds on the sum, PE = the layer's lanes); max pools have none
 (layouts: :mod:`qnnfab.weight_layout`). A group is the PE memories of one
 kind, each ``width`` bits x ``depth`` logical words. In runtime mode each PE
 memory stores ``pack`` consecutive logical words per physical word (``pack``

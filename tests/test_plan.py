@@ -13,7 +13,7 @@ from amaranth.hdl import Shape
 from qnnfab import netconfig
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import range_bits
-from qnnfab.plan import fifo_depth_for, plan_of, threshold_memory
+from qnnfab.plan import fifo_depth_for, plan_of, threshold_input, threshold_memory
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 from qnnfab.rtl.dataflow import Dataflow, input_ports, output_ports
 
@@ -51,10 +51,6 @@ def test_every_link_carries_the_whole_tensor_and_the_chain_connects(path):
 @pytest.mark.parametrize("mode", ["const", "runtime"])
 def test_plan_agrees_with_the_elaborated_hardware(path, mode):
     cfg = netconfig.load(path)
-    if cfg.is_graph and mode == "runtime":
-        with pytest.raises(ConfigError, match="runtime weights are not built for graphs"):
-            plan_of(cfg, mode)
-        return
     plan = plan_of(cfg, mode)
     top = AxiStreamAccelerator(cfg, weights_mode=mode)
     df = top.dataflow
@@ -71,6 +67,10 @@ def test_plan_agrees_with_the_elaborated_hardware(path, mode):
         mvtu = comp if s.kind == "fc" else getattr(comp, "mvtu", None)
         if mvtu is not None:
             assert tuple(mvtu.memory_groups) == s.memories.groups
+        if s.kind in ("add", "global_avgpool"):      # a graph's threshold units
+            assert tuple(comp.threshold.memory_groups) == s.memories.groups
+            summed = threshold_input(s.kind, s.i.elem, s.layer.in_shape)    # the RTL's sum shape
+            assert (comp.threshold.in_width, comp.threshold.in_signed) == (summed.bits, summed.signed)
     fm = plan.word_format
     assert len(top.s_axis_tdata) == 8 * fm.in_bytes and len(top.m_axis_tdata) == 8 * fm.out_bytes
     if mode == "runtime":
