@@ -5,7 +5,8 @@ without building it: the stages in stream order (layers, the width
 converters and FIFOs between them), each link's word format (element width
 and sign, elements per word, words per frame), cycles per frame, FIFO
 depths, the memory groups of every fc/conv layer (and of a graph's add and
-global_avgpool thresholds) and the weights image's layout, the accelerator's AXI-Stream word formats and the identity hash.
+global_avgpool thresholds) and the weights image's layout, the accelerator's
+AXI-Stream word formats and the identity hash.
 The RTL elaborates from it (:class:`qnnfab.rtl.dataflow.Dataflow` checks every
 stage's ports against it); the weights packer, emitters, report, cost model
 and benches read it.
