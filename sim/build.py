@@ -51,7 +51,7 @@ from .toolchain import ToolError, icarus_version, setup_verilator, simulator_nam
 __all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
            "StageModel", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
-           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "largest_first"]
+           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "largest_first", "shared_module_config"]
 
 # Verilator options of every build: Amaranth's Verilog is lint-clean for
 # simulation but widens and narrows freely, which Verilator warns about.
@@ -204,7 +204,7 @@ def share_modules(text):
 def build_key(*parts):
     """The cache key of a build: a hash of ``parts`` (strings, or anything with a stable ``repr``)."""
     h = hashlib.sha256()
-    for part in (*parts, "qnnfab-build-v3"):
+    for part in (*parts, "qnnfab-build-v4"):
         h.update((part if isinstance(part, str) else repr(part)).encode())
         h.update(b"\0")
     return h.hexdigest()[:20]
@@ -456,6 +456,17 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
     return Build(sim, toplevel, entry, key, cached, seconds, entry / toplevel if sim == "verilator" else None)
 
 
+# A shared module's instances (:func:`share_modules`) become one C++ class, but
+# Verilator replaces each instance's input ports by the signals its parent
+# connects, so every instance's logic is written again as functions of its own
+# (cnv_w1a1_fast conv1: 27 MB of C++ for 16 PEs). With those inputs public each
+# instance copies them into its class, and its logic reads the copies: the
+# functions of all instances are equal but for those copies, and splitting
+# functions at this many statements (``--output-split-cfuncs``) puts the copies
+# apart, so Verilator keeps one of each equal rest (V3Combine). See README,
+# "Simulation build times".
+SPLIT_CFUNCS = 1000
+
 # the compiled engine's own Verilator options: a plain C++ main (no cocotb, no
 # timing constructs), X values resolved once at build time, and no V3MergeCond
 # pass: it merges neighbouring conditionals of one function in time that grows
@@ -463,7 +474,36 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
 # designs hold tens of thousands of `if (enable)` registers (lfc_w1a1_fast fc1
 # alone: 355 of its 371 s front end; see README, "Simulation build times").
 COMPILED_VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast", "--x-initial", "fast",
-                           "-fno-merge-cond", "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
+                           "-fno-merge-cond", "--output-split-cfuncs", str(SPLIT_CFUNCS), "-Wno-lint", "-Wno-style",
+                           *VERILATOR_WARNINGS)
+
+
+_SHARED_MODULE = re.compile(r"^module (\w+__shared_[0-9a-f]{16}) ?\(.*?^endmodule\n", re.M | re.S)
+_INPUT = re.compile(r"^  input(?: signed)?(?: \[[^\]]*\])? (\\\S+|[\w$]+)", re.M)
+_CLOCK = re.compile(r"@\((?:pos|neg)edge (\\\S+|[\w$]+)")
+
+
+def shared_module_config(verilog_text):
+    """The Verilator configuration file (``.vlt`` text) of ``verilog_text``: every input port
+    but the clocks of each shared module (:func:`share_modules`) public, so that the
+    instances share their code; ``""`` when the text has no shared module."""
+    lines = []
+    for m in _SHARED_MODULE.finditer(verilog_text):
+        clocks = set(_CLOCK.findall(m.group(0)))
+        lines += [f'public -module "{m.group(1)}" -var "{name.lstrip(chr(92))}"'
+                  for name in _INPUT.findall(m.group(0)) if name not in clocks]
+    return "".join(f"{line}\n" for line in ["`verilator_config", *lines]) if lines else ""
+
+
+def _verilog_sources(d, verilog_text, toplevel):
+    """Write ``verilog_text`` (and its :func:`shared_module_config`, when not empty) into folder
+    ``d``; return the file names Verilator reads, the configuration first."""
+    (d / f"{toplevel}.v").write_text(verilog_text)
+    config = shared_module_config(verilog_text)
+    if not config:
+        return [f"{toplevel}.v"]
+    (d / "shared.vlt").write_text(config)
+    return ["shared.vlt", f"{toplevel}.v"]
 
 
 def _jobs():
@@ -484,10 +524,10 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
     runtime = runtime_dir(("compiled", *args), make_vars)
 
     def build_into(d):
-        (d / f"{toplevel}.v").write_text(verilog_text)
+        sources = _verilog_sources(d, verilog_text, toplevel)
         (d / "tb.cpp").write_text(tb_text)
         steps = verilator_steps(
-            ["verilator", *args, "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb", f"{toplevel}.v", "tb.cpp"],
+            ["verilator", *args, "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb", *sources, "tb.cpp"],
             ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", str(_jobs()), "Vtb"], d / "obj", runtime,
             COMPILED_OPT_FAST)
         run_steps(steps, d, d / "build.log", "Verilator build of the compiled testbench")
@@ -531,9 +571,9 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
                     os.environ.get("CXX", ""))
 
     def build_into(d):
-        (d / f"{toplevel}.v").write_text(verilog_text)
+        sources = _verilog_sources(d, verilog_text, toplevel)
         steps = [["verilator", *(a for a in args if a != "--exe"), "--top-module", toplevel, "--prefix",
-                  f"V{toplevel}", "--Mdir", "obj", f"{toplevel}.v"],
+                  f"V{toplevel}", "--Mdir", "obj", *sources],
                  ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", str(_jobs()), f"V{toplevel}__ALL.a",
                   *make_vars]]
         cpu.append(run_steps(steps, d, d / "build.log", f"Verilator build of stage {toplevel}"))
