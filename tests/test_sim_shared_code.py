@@ -2,12 +2,15 @@
 the code Verilator writes for the PEs of an MVTU does not grow with the number of PEs."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 
 from qnnfab.rtl.mvtu import MVTU
 from qnnfab.sim.build import (COMPILED_VERILATOR_ARGS, SHARED_CODE_ARGS, SHARED_CODE_MIN_BYTES, run_steps,
                               setup_verilator, shared_module_config, to_verilog)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _mvtu(pe):
@@ -68,3 +71,27 @@ def test_the_pes_code_is_written_once_not_per_instance(tmp_path):
     assert eight < 1.5 * two, (two, eight)
     # without the configuration Verilator writes each instance's logic again
     assert _pe_class_cpp_bytes(tmp_path, 8, config=False) > 3 * eight
+
+
+def test_a_network_with_shared_pe_code_runs_as_golden_and_as_specialised_code(tmp_path, monkeypatch):
+    """lfc_small with every shared module's code shared (threshold 0): the same run, word for word
+    and cycle for cycle, as the default build (its PEs specialised per instance), and golden."""
+    import qnnfab.sim.build as build
+    from qnnfab import netconfig
+    from qnnfab.sim.compiled import NetworkBench, check_network
+
+    cfg = netconfig.load(ROOT / "configs" / "lfc_small.toml")
+    x = cfg.random_inputs(6, 3)
+    kw = {"seed": 2, "valid_prob": 0.7, "ready_prob": 0.6}
+    specialised = NetworkBench(cfg, per_stage=True).run(x, **kw)
+    monkeypatch.setattr(build, "SHARED_CODE_MIN_BYTES", 0)
+    bench = NetworkBench(cfg, per_stage=True)
+    shared = bench.run(x, **kw)
+    configs = [(m.directory / "shared.vlt").read_text() for m in bench.build.stage_models
+               if (m.directory / "shared.vlt").exists()]
+    # every layer's stage has a shared PE module (lfc_small: 4 fc layers)
+    assert len(configs) == len(bench._stages) == 4 and all('-var "w"' in c for c in configs)
+    assert shared.cycles == specialised.cycles
+    np.testing.assert_array_equal(shared.words, specialised.words)
+    np.testing.assert_array_equal(shared.word_cycles, specialised.word_cycles)
+    check_network(bench, x, shared)
