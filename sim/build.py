@@ -470,8 +470,8 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
 # each module before inlining stays). A design without such a module is verilated
 # without these options. See README, "Simulation build times".
 SHARED_CODE_ARGS = ("--output-split-cfuncs", "1000", "-fno-dfg-scoped")
-# Shared code costs simulation speed (cnv_w1a1, every module shared: 60% of the
-# cycles per CPU second), so only a module whose copies would add this much
+# Shared code costs simulation speed (cnv_w1a1 with every module shared: about
+# 60% of the cycles per CPU second, one run at a higher load than main's), so only a module whose copies would add this much
 # Verilog (its text times its instances but one) is shared: the large PEs of the
 # fast designs (cnv_w1a1_fast conv1: 0.83 MB x 15), not the small ones of the
 # folded designs (cnv_w1a1: at most 0.23 MB), whose copies compile quickly.
