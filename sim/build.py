@@ -471,8 +471,9 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
 # without these options. See README, "Simulation build times".
 SHARED_CODE_ARGS = ("--output-split-cfuncs", "1000", "-fno-dfg-scoped")
 # Shared code costs simulation speed (cnv_w1a1 with every module shared: about
-# 60% of the cycles per CPU second, one run at a higher load than main's), so only a module whose copies would add this much
-# Verilog (its text times its instances but one) is shared: the large PEs of the
+# 60% of the cycles per CPU second, one run at a higher load than main's), so
+# only a module whose copies would add this much Verilog (its text times its
+# instances but one) is shared: the large PEs of the
 # fast designs (cnv_w1a1_fast conv1: 0.83 MB x 15), not the small ones of the
 # folded designs (cnv_w1a1: at most 0.23 MB), whose copies compile quickly.
 SHARED_CODE_MIN_BYTES = 1_000_000
@@ -534,7 +535,7 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
     setup_verilator()
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
-    key = build_key(verilog_text, shared_module_config(verilog_text), tb_text, toplevel, "compiled",
+    key = build_key(verilog_text, shared_module_config(verilog_text), SHARED_CODE_ARGS, tb_text, toplevel, "compiled",
                     verilator_version(), args, make_vars, os.environ.get("CXX", ""))
     runtime = runtime_dir(("compiled", *args), make_vars)
 
@@ -582,7 +583,7 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
     cpu = []
-    key = build_key(verilog_text, shared_module_config(verilog_text), toplevel, "stage-model",
+    key = build_key(verilog_text, shared_module_config(verilog_text), SHARED_CODE_ARGS, toplevel, "stage-model",
                     verilator_version(), args, make_vars, os.environ.get("CXX", ""))
 
     def build_into(d):
