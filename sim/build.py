@@ -51,7 +51,8 @@ from .toolchain import ToolError, icarus_version, setup_verilator, simulator_nam
 __all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
            "StageModel", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
-           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "largest_first"]
+           "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "largest_first", "shared_module_config",
+           "SHARED_CODE_ARGS"]
 
 # Verilator options of every build: Amaranth's Verilog is lint-clean for
 # simulation but widens and narrows freely, which Verilator warns about.
@@ -456,6 +457,27 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
     return Build(sim, toplevel, entry, key, cached, seconds, entry / toplevel if sim == "verilator" else None)
 
 
+# A shared module's instances (:func:`share_modules`) become one C++ class, but
+# Verilator replaces each instance's input ports by the signals its parent
+# connects, so every instance's logic is written again as functions of its own
+# (cnv_w1a1_fast conv1: 27 MB of C++ for 16 PEs). With those inputs public each
+# instance copies them into its class, and its logic reads the copies: the
+# functions of all instances are equal but for those copies, and splitting
+# functions at 1,000 statements (``--output-split-cfuncs``) puts the copies
+# apart, so Verilator keeps one of each equal rest (V3Combine). Its DFG pass on
+# the scoped design (``-fdfg-scoped``) names the temporaries it makes per
+# instance, which makes the functions differ again: it is off (the DFG pass on
+# each module before inlining stays). A design without such a module is verilated
+# without these options. See README, "Simulation build times".
+SHARED_CODE_ARGS = ("--output-split-cfuncs", "1000", "-fno-dfg-scoped")
+# Shared code costs simulation speed (cnv_w1a1 with every module shared: about
+# 60% of the cycles per CPU second, one run at a higher load than main's), so
+# only a module whose copies would add this much Verilog (its text times its
+# instances but one) is shared: the large PEs of the
+# fast designs (cnv_w1a1_fast conv1: 0.83 MB x 15), not the small ones of the
+# folded designs (cnv_w1a1: at most 0.23 MB), whose copies compile quickly.
+SHARED_CODE_MIN_BYTES = 1_000_000
+
 # the compiled engine's own Verilator options: a plain C++ main (no cocotb, no
 # timing constructs), X values resolved once at build time, and no V3MergeCond
 # pass: it merges neighbouring conditionals of one function in time that grows
@@ -464,6 +486,40 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
 # alone: 355 of its 371 s front end; see README, "Simulation build times").
 COMPILED_VERILATOR_ARGS = ("--cc", "--exe", "--no-timing", "--x-assign", "fast", "--x-initial", "fast",
                            "-fno-merge-cond", "-Wno-lint", "-Wno-style", *VERILATOR_WARNINGS)
+
+
+_SHARED_MODULE = re.compile(r"^module (\w+__shared_[0-9a-f]{16}) ?\(.*?^endmodule\n", re.M | re.S)
+_INPUT = re.compile(r"^  input(?: signed)?(?: \[[^\]]*\])? (\\\S+|[\w$]+)", re.M)
+_CLOCK = re.compile(r"@\((?:pos|neg)edge (\\\S+|[\w$]+)")
+
+
+def shared_module_config(verilog_text, min_bytes=None):
+    """The Verilator configuration file (``.vlt`` text) of ``verilog_text``: every input port
+    but the clocks of each shared module (:func:`share_modules`) whose copies would add at
+    least ``min_bytes`` (default :data:`SHARED_CODE_MIN_BYTES`) of Verilog public, so that its
+    instances share their code; ``""`` when there is none."""
+    min_bytes = SHARED_CODE_MIN_BYTES if min_bytes is None else min_bytes
+    lines = []
+    for m in _SHARED_MODULE.finditer(verilog_text):
+        copies = len(re.findall(rf"^  {m.group(1)} ", verilog_text, re.M)) - 1
+        if len(m.group(0)) * copies < min_bytes:
+            continue
+        clocks = set(_CLOCK.findall(m.group(0)))
+        lines += [f'public -module "{m.group(1)}" -var "{name.lstrip(chr(92))}"'
+                  for name in _INPUT.findall(m.group(0)) if name not in clocks]
+    return "".join(f"{line}\n" for line in ["`verilator_config", *lines]) if lines else ""
+
+
+def _verilog_sources(d, verilog_text, toplevel):
+    """Write ``verilog_text`` (and its :func:`shared_module_config`, when not empty) into folder
+    ``d``; return Verilator's arguments that read them (with the configuration,
+    :data:`SHARED_CODE_ARGS` and the configuration file first)."""
+    (d / f"{toplevel}.v").write_text(verilog_text)
+    config = shared_module_config(verilog_text)
+    if not config:
+        return [f"{toplevel}.v"]
+    (d / "shared.vlt").write_text(config)
+    return [*SHARED_CODE_ARGS, "shared.vlt", f"{toplevel}.v"]
 
 
 def _jobs():
@@ -479,15 +535,15 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
     setup_verilator()
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
-    key = build_key(verilog_text, tb_text, toplevel, "compiled", verilator_version(), args, make_vars,
-                    os.environ.get("CXX", ""))
+    key = build_key(verilog_text, shared_module_config(verilog_text), SHARED_CODE_ARGS, tb_text, toplevel, "compiled",
+                    verilator_version(), args, make_vars, os.environ.get("CXX", ""))
     runtime = runtime_dir(("compiled", *args), make_vars)
 
     def build_into(d):
-        (d / f"{toplevel}.v").write_text(verilog_text)
+        sources = _verilog_sources(d, verilog_text, toplevel)
         (d / "tb.cpp").write_text(tb_text)
         steps = verilator_steps(
-            ["verilator", *args, "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb", f"{toplevel}.v", "tb.cpp"],
+            ["verilator", *args, "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb", *sources, "tb.cpp"],
             ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", str(_jobs()), "Vtb"], d / "obj", runtime,
             COMPILED_OPT_FAST)
         run_steps(steps, d, d / "build.log", "Verilator build of the compiled testbench")
@@ -527,13 +583,13 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
     cpu = []
-    key = build_key(verilog_text, toplevel, "stage-model", verilator_version(), args, make_vars,
-                    os.environ.get("CXX", ""))
+    key = build_key(verilog_text, shared_module_config(verilog_text), SHARED_CODE_ARGS, toplevel, "stage-model",
+                    verilator_version(), args, make_vars, os.environ.get("CXX", ""))
 
     def build_into(d):
-        (d / f"{toplevel}.v").write_text(verilog_text)
+        sources = _verilog_sources(d, verilog_text, toplevel)
         steps = [["verilator", *(a for a in args if a != "--exe"), "--top-module", toplevel, "--prefix",
-                  f"V{toplevel}", "--Mdir", "obj", f"{toplevel}.v"],
+                  f"V{toplevel}", "--Mdir", "obj", *sources],
                  ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", str(_jobs()), f"V{toplevel}__ALL.a",
                   *make_vars]]
         cpu.append(run_steps(steps, d, d / "build.log", f"Verilator build of stage {toplevel}"))
