@@ -10,7 +10,8 @@ Prints:
   :mod:`qnnfab.rtl.compressor_popcount`) beside today's tree;
 * full MVTUs (weights in on-chip memory) for a sweep of sizes: LUT, FF,
   BRAM36, LUTRAM, DSP (bipolar x bipolar must use 0 DSP), both accumulator
-  styles;
+  styles, each with the MVTU's ``popcount`` option at "adder-tree" (default)
+  and "compressor";
 * the threshold unit at N=4-bit output (15 thresholds), 16-bit input, C=64,
   PE=4 (thresholds in on-chip memory).
 
@@ -93,14 +94,14 @@ class Datapath(wiring.Component):
         return m
 
 
-def _mvtu(mh, mw, pe, simd, thr, pipeline=1, seed=0, accumulator="mux"):
+def _mvtu(mh, mw, pe, simd, thr, pipeline=1, seed=0, accumulator="mux", popcount="adder-tree"):
     rng = np.random.default_rng(seed)
     w = rng.integers(0, 2, (mh, mw))
     t = None
     if thr:
         t = np.sort(rng.integers(0, mw + 1, (mh, thr)), axis=1)
     return MVTU(w, t, pe=pe, simd=simd, weight_kind="bipolar", act_kind="bipolar", pipeline=pipeline,
-                accumulator=accumulator)
+                accumulator=accumulator, popcount=popcount)
 
 
 def _timed(label, comp, top):
@@ -132,17 +133,20 @@ def main(argv):
                       f"{r.lut / (pe * simd):>8.2f} {r.ff:>6} {r.carry4:>6} {r.logic_ns:>8.2f}   ({dt:.1f} s)",
                       flush=True)
 
-    print("== full MVTU, bipolar x bipolar, weights in on-chip memory")
-    print(f"{'MH':>5} {'MW':>5} {'PE':>3} {'SIMD':>4} {'thr':>3} {'acc':>5} {'LUT':>6} {'LUT/lane':>8} {'FF':>6} "
-          f"{'BRAM36':>6} {'LUTRAM':>6} {'DSP':>4} {'logic ns':>8}")
+    print("== full MVTU, bipolar x bipolar, weights in on-chip memory, pipeline 1; the MVTU's popcount option")
+    print("   (adder-tree: today's default; compressor: popcount = \"compressor\", LUT6_2/CARRY4 cells)")
+    print(f"{'MH':>5} {'MW':>5} {'PE':>3} {'SIMD':>4} {'thr':>3} {'acc':>5} {'popcount':>10} {'LUT':>6} {'LUT/lane':>8} "
+          f"{'FF':>6} {'BRAM36':>6} {'LUTRAM':>6} {'DSP':>4} {'logic ns':>8}")
     cfgs = [(64, 64, 8, 8, 1), (256, 256, 16, 16, 1), (256, 256, 32, 32, 1)]
     if not quick:
         cfgs.append((1024, 1024, 32, 32, 1))
     for mh, mw, pe, simd, thr in cfgs:
         for acc in ("mux", "reset"):
-            r, dt = _timed("mvtu", _mvtu(mh, mw, pe, simd, thr, accumulator=acc), "mvtu")
-            print(f"{mh:>5} {mw:>5} {pe:>3} {simd:>4} {thr:>3} {acc:>5} {r.lut:>6} {r.lut / (pe * simd):>8.2f} "
-                  f"{r.ff:>6} {r.bram36:>6} {r.lutram:>6} {r.dsp:>4} {r.logic_ns:>8.2f}   ({dt:.1f} s)", flush=True)
+            for popcount in ("adder-tree", "compressor"):
+                r, dt = _timed("mvtu", _mvtu(mh, mw, pe, simd, thr, accumulator=acc, popcount=popcount), "mvtu")
+                print(f"{mh:>5} {mw:>5} {pe:>3} {simd:>4} {thr:>3} {acc:>5} {popcount:>10} {r.lut:>6} "
+                      f"{r.lut / (pe * simd):>8.2f} {r.ff:>6} {r.bram36:>6} {r.lutram:>6} {r.dsp:>4} "
+                      f"{r.logic_ns:>8.2f}   ({dt:.1f} s)", flush=True)
 
     print("== threshold unit: N=15 thresholds (4-bit out), 16-bit signed input, C=64, PE=4")
     rng = np.random.default_rng(1)

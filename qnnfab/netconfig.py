@@ -62,6 +62,11 @@ TOML format::
     #   itself default "mux"). "mux": a row's first word clears the accumulator through a multiplexer;
     #   "reset": the flip-flops' synchronous reset zeroes it after a row's last
     #   word, so the accumulator bits above the dot product need no LUT)
+    # optional: popcount = "adder-tree" | "compressor" (fc/conv with bipolar
+    #   weights and inputs; default the network's, itself default "adder-tree";
+    #   other layers keep their datapath). "compressor": the XNOR popcount as
+    #   Xilinx LUT6_2 + CARRY4 cells (rtl/compressor_popcount.py), fewer LUTs,
+    #   same result and latency
 
 Each field is declared once, on :class:`NetConfig` or :class:`LayerSpec`
 (:func:`config_field`: its reader and check, the layer types it belongs to,
@@ -100,6 +105,10 @@ MEMORY_STYLES = ("auto", "block", "distributed")  # where weight memories go (rt
 # how an MVTU's accumulators start a row (qnnfab.rtl.mvtu.MVTU): "mux" clears through a multiplexer at a row's
 # first word, "reset" zeroes the register after a row's last word (the flip-flops' synchronous reset)
 ACCUMULATOR_STYLES = ("mux", "reset")
+# how an MVTU counts the agreeing lanes of a bipolar x bipolar dot product: "adder-tree" (full adders and
+# carry-chain adders in generic logic, qnnfab.rtl.dot_product.xnor_popcount) or "compressor" (explicit
+# LUT6_2 / CARRY4 cells, qnnfab.rtl.compressor_popcount)
+POPCOUNT_STYLES = ("adder-tree", "compressor")
 
 __all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "SUM_TYPES", "NETWORK_INPUT", "sum_range", "load", "loads", "dumps",
            "save_weights", "check_name", "check_label_rule", "safe_name", "LIMITS", "config_field", "config_fields",
@@ -588,6 +597,12 @@ class LayerSpec:
         _choice(ACCUMULATOR_STYLES, "unknown accumulator style {v!r}", f"use one of {ACCUMULATOR_STYLES}"),
         default="mux", types=COMPUTE, inherit=True, hashed=HASHED_UNLESS_DEFAULT, dump=UNLESS_DEFAULT,
         group="folding", misplaced=("a max pool has no accumulator", "set accumulator on fc/conv layers only"))
+    popcount: str = config_field(
+        f"how a bipolar x bipolar layer counts agreeing lanes, one of {POPCOUNT_STYLES} "
+        "(rtl/compressor_popcount.py; other layers keep their datapath); default: the network's",
+        _choice(POPCOUNT_STYLES, "unknown popcount style {v!r}", f"use one of {POPCOUNT_STYLES}"),
+        default="adder-tree", types=COMPUTE, inherit=True, hashed=HASHED_UNLESS_DEFAULT, dump=UNLESS_DEFAULT,
+        group="folding", misplaced=("a max pool has no popcount", "set popcount on fc/conv layers only"))
     classes: int | None = config_field(
         "last fc layer only: the network's outputs are its first classes rows, the rest padding (so pe may "
         "divide out); default: out", _read_classes, default=None, types=("fc",), hashed=HASHED_UNLESS_DEFAULT,
@@ -654,6 +669,10 @@ class NetConfig:
         "default of the layers' accumulator (each layer writes its own)",
         _choice(ACCUMULATOR_STYLES, "unknown accumulator style {v!r}", f"use one of {ACCUMULATOR_STYLES}"),
         default="mux", dump=NEVER)
+    popcount: str = config_field(
+        "default of the layers' popcount (each layer writes its own)",
+        _choice(POPCOUNT_STYLES, "unknown popcount style {v!r}", f"use one of {POPCOUNT_STYLES}"),
+        default="adder-tree", dump=NEVER)
     input_pad: int = config_field(
         "padding elements (stored value 0) after the input_shape elements of every frame: the first layer "
         "reads prod(input_shape) + input_pad inputs (1-D inputs only)", _read_input_pad, default=0,

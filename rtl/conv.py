@@ -45,7 +45,7 @@ class ConvLayer(wiring.Component):
         input words are whole pixels): :func:`qnnfab.folding.conv_simd_choices`.
     pe : int
         Output channels per output word (divides OFM).
-    weight_kind, weight_bits, act_kind, act_bits, pipeline, runtime, weight_memory, accumulator :
+    weight_kind, weight_bits, act_kind, act_bits, pipeline, runtime, weight_memory, accumulator, popcount :
         Passed to :class:`MVTU` (``runtime``: weights loaded at run time
         through the ``load`` port, which goes to the MVTU's).
     fifo_depth : int or None
@@ -77,7 +77,8 @@ class ConvLayer(wiring.Component):
 
     def __init__(self, height, width, weights, thresholds=None, *, stride=1, pad=0, pad_value=0, simd, pe,
                  weight_kind="bipolar", weight_bits=None, act_kind="bipolar", act_bits=None, pipeline=0,
-                 fifo_depth=None, runtime=False, weight_memory="auto", accumulator="mux", name="conv"):
+                 fifo_depth=None, runtime=False, weight_memory="auto", accumulator="mux", popcount="adder-tree",
+                 name="conv"):
         w = np.asarray(weights)
         if w.ndim != 4 or w.shape[2] != w.shape[3] or 0 in w.shape:
             raise ConfigError(name, "weights", f"must be 4-D (OFM, IFM, K, K) with a square kernel, got shape "
@@ -99,7 +100,7 @@ class ConvLayer(wiring.Component):
         oh, ow = self.window.out_height, self.window.out_width
         self.mvtu = MVTU(matrix, thresholds, pe=pe, simd=simd, weight_kind=weight_kind, weight_bits=weight_bits,
                          act_kind=act_kind, act_bits=act_bits, vectors=oh * ow, pipeline=pipeline,
-                         runtime=runtime, weight_memory=weight_memory, accumulator=accumulator,
+                         runtime=runtime, weight_memory=weight_memory, accumulator=accumulator, popcount=popcount,
                          name=f"{name} (mvtu)")
         self.fifo = StreamFIFO(self.window.o.payload.shape(), fifo_depth) if fifo_depth else None
         self.height, self.width, self.ifm, self.ofm, self.kernel = height, width, ifm, ofm, k

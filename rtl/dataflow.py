@@ -99,14 +99,14 @@ def _stage_component(plan, s, pipeline):
         return MVTU(L.weights, L.thresholds, pe=L.pe, simd=L.simd, weight_kind=L.weight_kind,
                     weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits, vectors=1,
                     pipeline=pipe, runtime=plan.runtime, weight_memory=L.weight_memory,
-                    accumulator=L.accumulator, name=where)
+                    accumulator=L.accumulator, popcount=L.popcount, name=where)
     if L.type == "conv":
         h, w, _ = L.in_shape
         return ConvLayer(h, w, L.weights, L.thresholds, stride=L.stride, pad=L.pad,
                          pad_value=L.pad_value, simd=L.simd, pe=L.pe, weight_kind=L.weight_kind,
                          weight_bits=L.weight_bits, act_kind=act_kind, act_bits=act_bits,
                          pipeline=pipe, runtime=plan.runtime, weight_memory=L.weight_memory,
-                    accumulator=L.accumulator, name=where)
+                         accumulator=L.accumulator, popcount=L.popcount, name=where)
     h, w, c = L.in_shape
     return MaxPool(h, w, c, L.simd, L.kernel, L.stride,
                    kind="bipolar" if act_kind == "bipolar" else "uint", bits=L.in_bits)

@@ -11,7 +11,9 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from qnnfab.kinds import accumulator_range
+from qnnfab.netconfig import POPCOUNT_STYLES
 
+from .compressor_popcount import compressor_popcount
 from .dot_product import dot_product, range_shape, tree_depth
 
 __all__ = ["DotProductUnit", "SHARED_SUFFIX"]
@@ -33,6 +35,15 @@ class DotProductUnit(wiring.Component):
     stages : int
         Pipeline registers on the path, clamped to
         :func:`qnnfab.rtl.dot_product.tree_depth`: :attr:`latency` cycles.
+    popcount : "adder-tree" | "compressor"
+        Bipolar x bipolar only (other kinds ignore it): the XNOR popcount of
+        :func:`qnnfab.rtl.dot_product.xnor_popcount` or the LUT6_2/CARRY4 tree of
+        :func:`qnnfab.rtl.compressor_popcount.compressor_popcount` (same result
+        and latency).
+    primitives : bool
+        With the compressor: ``LUT6_2``/``CARRY4`` instances (True: synthesis and
+        the Verilog simulators, which add the cells' models) or their Amaranth
+        model (False: Amaranth's simulator).
 
     Ports
     -----
@@ -46,7 +57,8 @@ class DotProductUnit(wiring.Component):
         ``w``/``x``.
     """
 
-    def __init__(self, *, simd, w_kind, x_kind, stages):
+    def __init__(self, *, simd, w_kind, x_kind, stages, popcount="adder-tree", primitives=True):
+        assert popcount in POPCOUNT_STYLES, popcount
         self.simd, self.w_kind, self.x_kind, self.stages = simd, w_kind, x_kind, stages
         self.lo, self.hi = accumulator_range(simd, w_kind, x_kind)
         super().__init__({
@@ -57,11 +69,17 @@ class DotProductUnit(wiring.Component):
         })
         binary = w_kind.kind == "bipolar" and x_kind.kind == "bipolar"
         self.latency = min(stages, tree_depth(simd, binary))
+        self.compressor = binary and popcount == "compressor"
+        self.primitives = primitives
 
     def elaborate(self, platform):
         m = Module()
-        v, lo, hi, lat = dot_product(m, self.w, self.x, simd=self.simd, w_kind=self.w_kind, x_kind=self.x_kind,
-                                     stages=self.stages, enable=self.enable, name="dp")
+        if self.compressor:
+            v, lo, hi, lat = compressor_popcount(m, self.w, self.x, self.simd, self.stages, self.enable, name="dp",
+                                                 primitives=self.primitives)
+        else:
+            v, lo, hi, lat = dot_product(m, self.w, self.x, simd=self.simd, w_kind=self.w_kind,
+                                         x_kind=self.x_kind, stages=self.stages, enable=self.enable, name="dp")
         assert (lo, hi, lat) == (self.lo, self.hi, self.latency), "dot_product's range or latency changed"
         m.d.comb += self.dot.eq(v)
         return m

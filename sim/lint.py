@@ -26,6 +26,11 @@ do not point at real problems:
 
 Everything else (other ``WIDTHTRUNC``, ``LATCH``, ``MULTIDRIVEN``,
 ``UNOPTFLAT`` combinational loops, ...) is reported as a problem.
+
+A design that instantiates Xilinx cells (``LUT6_2``, ``CARRY4``) is linted with
+the cells' models every simulator build adds (:func:`qnnfab.sim.build.cell_models`,
+Yosys' own) in a file of their own, whose warnings (its ``specify`` blocks) are
+waived by a Verilator configuration file for that file only.
 """
 
 import re
@@ -33,6 +38,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .build import cell_models
 from .toolchain import setup_verilator
 
 __all__ = ["lint", "BENIGN"]
@@ -61,8 +67,15 @@ def lint(verilog_text, top):
     with tempfile.TemporaryDirectory(prefix="qnnfab-lint-") as tmp:
         path = Path(tmp) / f"{top}.v"
         path.write_text(verilog_text)
+        library = []
+        models = cell_models(verilog_text)
+        if models:
+            (Path(tmp) / "xilinx_cells.v").write_text(models)
+            (Path(tmp) / "xilinx_cells.vlt").write_text("`verilator_config\nlint_off -file \"*/xilinx_cells.v\"\n"
+                                                         "lint_off -rule SPECIFYIGN -file \"*/xilinx_cells.v\"\n")
+            library = [str(Path(tmp) / "xilinx_cells.vlt"), str(Path(tmp) / "xilinx_cells.v")]
         proc = subprocess.run([str(root / "bin" / "verilator"), "--lint-only", "-Wall",
-                               "--top-module", top, str(path)],
+                               "--top-module", top, *library, str(path)],
                               capture_output=True, text=True)
     problems, benign = [], []
     for line in proc.stderr.splitlines():

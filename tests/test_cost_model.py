@@ -146,3 +146,24 @@ def test_accumulator_reset_is_priced_below_mux_and_within_tolerance_of_yosys():
         assert reset_rows[name].lut < mux_rows[name].lut, name
     model = reset_rows["fc0"].lut + reset_rows["fc0"].lutram
     assert abs(model - 6104) <= TOLERANCE * 6104, model
+
+
+@pytest.mark.parametrize("simd", [1, 7, 32, 64])
+def test_compressor_lanes_cost_the_lut6_2_cells_the_rtl_instantiates(simd):
+    import re
+
+    from qnnfab.boards.estimate.cost import compressor_lane_lut
+    from qnnfab.rtl.compressor_popcount import CompressorPopcount
+    from qnnfab.sim.build import to_verilog
+    cells = len(re.findall(r"^  LUT6_2 #", to_verilog(CompressorPopcount(simd), "top"), re.M))
+    assert compressor_lane_lut(simd) * simd == pytest.approx(cells)
+
+
+def test_the_popcount_option_changes_only_the_binary_layers_estimate():
+    text = (ROOT / "configs" / "cnv_small.toml").read_text()
+    plain = netconfig.loads(text)
+    compressor = netconfig.loads(text.replace("[network]\n", '[network]\npopcount = "compressor"\n'))
+    before, after = estimate_layers(plain), estimate_layers(compressor)
+    for L, b, a in zip(plain.layers, before, after):
+        binary = L.type in ("fc", "conv") and L.weight_kind == "bipolar" and L.in_kind == "bipolar"
+        assert (a[1].lut < b[1].lut) if binary else (a[1].lut == b[1].lut), L.name

@@ -36,3 +36,14 @@ def test_only_amaranths_idioms_count_as_benign():
     assert not _benign("WIDTHTRUNC", "Operator ASSIGNW expects 8 bits on the Assign RHS, but Assign RHS's ADD "
                                      "generates 9 bits.")
     assert not _benign("LATCH", "Latch inferred for signal")
+
+
+def test_a_design_with_xilinx_cells_is_linted_with_their_models_and_its_own_problems_still_count():
+    # the cells' models (Yosys' cells_sim.v) are waived; the design's truncation is not
+    text = ("module t(input [3:0] a, output [1:0] y, output o6, output o5);\n"
+            "  assign y = a;\n"
+            "  LUT6_2 #(.INIT(64'h1)) l (.I0(a[0]), .I1(a[1]), .I2(1'b0), .I3(1'b0), .I4(1'b0), .I5(1'b1),\n"
+            "    .O6(o6), .O5(o5));\n"
+            "endmodule\n")
+    problems, _ = lint(text, "t")
+    assert [code for code, _ in problems] == ["WIDTHTRUNC"], problems

@@ -512,6 +512,38 @@ def test_accumulator_errors():
             + _layer(name="fc0", type="fc", out=4, act="acc", pe=1, simd=2), "'pool'", "accumulator", "max pool")
 
 
+# --------------------------------------------------------------------------- popcount style
+
+def test_popcount_defaults_from_the_network_reaches_the_pes_and_survives_a_round_trip():
+    text = (_net("[6, 6, 4]").replace('name = "t"\n', 'name = "t"\npopcount = "compressor"\n')
+            + _layer(name="c0", type="conv", out=8, pe=4, simd=4)
+            + _layer(name="fc0", type="fc", out=16, pe=4, simd=8)
+            + _layer(name="fc1", type="fc", out=10, act="acc", pe=2, simd=16, popcount="adder-tree"))
+    cfg = netconfig.loads(text)
+    assert [L.popcount for L in cfg.layers] == ["compressor", "compressor", "adder-tree"]
+    assert [L.popcount for L in netconfig.loads(netconfig.dumps(cfg)).layers] == [
+        "compressor", "compressor", "adder-tree"]
+    from qnnfab.rtl.dataflow import Dataflow
+    mvtus = [c.mvtu if kind == "conv" else c for kind, _, c in Dataflow(cfg).stages if kind in ("conv", "fc")]
+    assert [m.popcount for m in mvtus] == ["compressor", "compressor", "adder-tree"]
+    plain = netconfig.loads(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16))
+    assert plain.layers[0].popcount == "adder-tree" and "popcount" not in netconfig.dumps(plain)
+    # a different popcount is different hardware; the default keeps the hash of configs without it
+    explicit = netconfig.loads(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, popcount="adder-tree"))
+    assert explicit.topology_hash() == plain.topology_hash()
+    compressor = netconfig.loads(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, popcount="compressor"))
+    assert compressor.topology_hash() != plain.topology_hash()
+
+
+def test_popcount_errors():
+    _expect(_net() + _layer(name="fc0", type="fc", out=16, pe=4, simd=16, popcount="wallace"), "'fc0'",
+            "popcount", "unknown popcount style 'wallace'", "compressor")
+    _expect(_net().replace('name = "t"\n', 'name = "t"\npopcount = true\n')
+            + _layer(name="fc0", type="fc", out=16, pe=4, simd=16), "network 't'", "popcount", "unknown")
+    _expect(_net(shape="[4, 4, 2]") + _layer(name="pool", type="maxpool", kernel=2, popcount="compressor")
+            + _layer(name="fc0", type="fc", out=4, act="acc", pe=1, simd=2), "'pool'", "popcount", "max pool")
+
+
 # --------------------------------------------------------------------------- weight memory style
 
 def test_weight_memory_style_reaches_the_layers_and_survives_a_round_trip():

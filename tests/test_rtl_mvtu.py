@@ -1,6 +1,7 @@
 """MVTU and the per-PE weight layout in Amaranth's own simulator (fast unit tests)."""
 
 import bisect
+import re
 
 import numpy as np
 import pytest
@@ -74,6 +75,30 @@ def _adder_levels(simd, binary):
 @pytest.mark.parametrize("mh,mw,pe,simd,wk,wb,ak,ab,nthr,vectors,pipe", CASES)
 def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, pipe,
                                                               accumulator):
+    _check_rows_and_frame(mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, pipe, accumulator=accumulator)
+
+
+COMPRESSOR_CASES = [  # bipolar x bipolar: mh, mw, pe, simd, thresholds per row, vectors, pipeline
+    (3, 5, 1, 1, 1, 3, 0),          # PE 1, SIMD 1: a single lane, no carry chain
+    (6, 15, 3, 5, 0, 3, 1),         # odd SIMD, raw accumulators
+    (4, 13, 2, 13, 1, 3, 0),        # SIMD = MW, not a multiple of 6
+    (2, 47, 1, 47, 0, 2, 2),        # SIMD = MW with a cascaded CARRY4, PE 1
+    (8, 96, 4, 32, 3, 2, "max"),    # every register
+]
+
+
+@pytest.mark.parametrize("accumulator", ["mux", "reset"])
+@pytest.mark.parametrize("mh,mw,pe,simd,nthr,vectors,pipe", COMPRESSOR_CASES)
+def test_compressor_popcount_rows_match_golden_and_latency_is_unchanged(mh, mw, pe, simd, nthr, vectors, pipe,
+                                                                        accumulator):
+    _check_rows_and_frame(mh, mw, pe, simd, "bipolar", None, "bipolar", None, nthr, vectors, pipe,
+                          accumulator=accumulator, popcount="compressor")
+
+
+def _check_rows_and_frame(mh, mw, pe, simd, wk, wb, ak, ab, nthr, vectors, pipe, **options):
+    """Two frames under gaps and backpressure equal to golden, then one unstalled frame in
+    ``vectors * NF * SF + latency`` cycles with the documented latency; ``options`` go to the MVTU
+    (the compressor as its Amaranth model: this is Amaranth's simulator)."""
     rng = np.random.default_rng(mh * 1000 + mw)
     w = _stored(rng, wk, wb, (mh, mw))
     x = _stored(rng, ak, ab, (2 * vectors, mw))
@@ -86,7 +111,7 @@ def test_rows_match_golden_and_frame_takes_folds_plus_latency(mh, mw, pe, simd, 
         acc = quantized_matvec(w, x, wk, ak, wb, ab)
     t = np.sort(rng.integers(acc.min() - 1, acc.max() + 2, size=(mh, nthr)), axis=1) if nthr else None
     dut = MVTU(w, t, pe=pe, simd=simd, weight_kind=wk, weight_bits=wb, act_kind=ak, act_bits=ab,
-               vectors=vectors, pipeline=pipe, accumulator=accumulator)
+               vectors=vectors, pipeline=pipe, primitives=False, **options)
     expected = acc if t is None else multithreshold(acc, t)
     words = pack_words(x.reshape(-1, simd), dut.act_bits)
     signed = t is None and dut.acc_signed
@@ -127,6 +152,7 @@ def test_widths_are_derived_from_the_reachable_range():
     ({"thresholds": np.array([[2, 1]] * 4)}, "thresholds"),
     ({"thresholds": np.full((4, 1), 0.5)}, "thresholds"),
     ({"accumulator": "clear"}, "accumulator"),
+    ({"popcount": "wallace"}, "popcount"),
 ])
 def test_bad_configuration_raises_config_error_naming_the_field(kwargs, field):
     args = {"weights": np.ones((4, 8), int), "thresholds": None, "pe": 2, "simd": 4}
@@ -188,3 +214,20 @@ def test_unknown_weight_memory_style_is_refused():
     with pytest.raises(ConfigError) as e:
         MVTU(np.ones((4, 8), int), pe=2, simd=4, weight_memory="bram")
     assert e.value.field == "weight_memory" and "distributed" in e.value.fix
+
+
+def test_compressor_popcount_builds_each_pe_from_lut6_2_and_carry4_cells_of_binary_layers_only():
+    from qnnfab.rtl.compressor_popcount import compressor_levels
+    from qnnfab.sim.build import to_verilog
+    rng = np.random.default_rng(5)
+    w = rng.integers(0, 2, (4, 40))
+    text = to_verilog(MVTU(w, pe=2, simd=20, popcount="compressor"), "top")
+    _, luts, carry4s = compressor_levels(20)
+    # every PE is the same shared module: its cells appear once
+    assert len(re.findall(r"^  LUT6_2 #", text, re.M)) == luts
+    assert len(re.findall(r"^  CARRY4 ", text, re.M)) == carry4s > 0
+    assert "LUT6_2" not in to_verilog(MVTU(w, pe=2, simd=20), "top")
+    # k-bit lanes keep their datapath: the option changes nothing there
+    wi = rng.integers(-4, 4, (4, 6))
+    kbit = dict(pe=2, simd=3, weight_kind="int", weight_bits=3, act_kind="uint", act_bits=2)
+    assert _verilog(MVTU(wi, popcount="compressor", **kbit)) == _verilog(MVTU(wi, **kbit))

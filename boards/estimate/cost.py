@@ -41,12 +41,13 @@ from qnnfab.folding import layer_cycles, window_buffer_rows
 from qnnfab.kinds import DataKind, accumulator_range
 from qnnfab.netconfig import PIPELINE_MAX
 from qnnfab.plan import plan_of
+from qnnfab.rtl.compressor_popcount import compressor_levels
 from qnnfab.rtl.sliding_window import BLOCK_RAM_COPY_BITS
 
 from .yosys import Resources
 
 __all__ = ["estimate_layer", "estimate_layers", "estimate", "rom_mapping", "ram_mapping", "rom_bit_lut_in_mvtu",
-           "weight_memory_mapping", "lut_rom_lut"]
+           "weight_memory_mapping", "lut_rom_lut", "compressor_lane_lut"]
 
 BINARY_LANE_LUT = 1.44      # XNOR + popcount share per bipolar lane
 BIT_LANE_LUT = 2.0          # per activation bit x weight bit of a k-bit lane (cnv conv0: 8-bit pixels)
@@ -240,6 +241,12 @@ def _bits(lo, hi):
     return max(abs(lo), hi + 1).bit_length() + (1 if lo < 0 else 0)
 
 
+def compressor_lane_lut(simd):
+    """LUTs per lane of the compressor-tree popcount over ``simd`` lanes (its LUT6_2 cells;
+    the CARRY4s are not LUTs)."""
+    return compressor_levels(simd)[1] / simd
+
+
 def _mvtu(L, mh, mw, res, runtime):
     pe, simd = L.pe, L.simd
     nf, sf = mh // pe, mw // simd
@@ -249,9 +256,12 @@ def _mvtu(L, mh, mw, res, runtime):
     abits, wbits = xk.width, wk.width
     acc_bits = _bits(*accumulator_range(mw, wk, xk))
     lanes = pe * simd
-    lane_lut = BINARY_LANE_LUT if binary else BIT_LANE_LUT * abits * wbits
-    if getattr(L, "pipeline", 0) == PIPELINE_MAX:
-        lane_lut *= PIPELINED_BINARY_LANE if binary else PIPELINED_BIT_LANE
+    if binary and getattr(L, "popcount", "adder-tree") == "compressor":
+        lane_lut = compressor_lane_lut(simd)
+    else:
+        lane_lut = BINARY_LANE_LUT if binary else BIT_LANE_LUT * abits * wbits
+        if getattr(L, "pipeline", 0) == PIPELINE_MAX:
+            lane_lut *= PIPELINED_BINARY_LANE if binary else PIPELINED_BIT_LANE
     res.lut += lanes * lane_lut
     stages = L.n_thresholds.bit_length()
     res.lut += pe * acc_bits * (ACC_BIT_LUT + EXTRA_STAGE_ACC_BIT_LUT * max(0, stages - 1))

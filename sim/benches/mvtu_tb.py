@@ -44,6 +44,12 @@ CASES = [
      "out": 3, "vectors": 3, "pipeline": "max", "acc": "reset"},
     {"mh": 10, "mw": 9, "pe": 5, "simd": 3, "wk": "int", "wb": 4, "ak": "int", "ab": 8,
      "out": "raw", "vectors": 3, "pipeline": 1, "acc": "reset"},
+    # popcount "compressor": LUT6_2/CARRY4 instances with Yosys' cell models (sim/build.py);
+    # PE 1 with SIMD = MW = 13 (odd, no multiple of 6), and every register with the reset accumulator
+    {"mh": 3, "mw": 13, "pe": 1, "simd": 13, "wk": "bipolar", "wb": 1, "ak": "bipolar", "ab": 1,
+     "out": 1, "vectors": 4, "pipeline": 0, "pc": "compressor"},
+    {"mh": 16, "mw": 64, "pe": 4, "simd": 32, "wk": "bipolar", "wb": 1, "ak": "bipolar", "ab": 1,
+     "out": 3, "vectors": 3, "pipeline": "max", "acc": "reset", "pc": "compressor"},
 ]
 
 
@@ -77,7 +83,8 @@ def design(p):
     return MVTU(w, t, pe=p["pe"], simd=p["simd"], weight_kind=p["wk"],
                 weight_bits=p["wb"] if p["wk"] == "int" else None, act_kind=p["ak"],
                 act_bits=p["ab"] if p["ak"] != "bipolar" else None, vectors=p["vectors"], pipeline=p["pipeline"],
-                weight_memory=p.get("wm", "auto"), accumulator=p.get("acc", "mux"))
+                weight_memory=p.get("wm", "auto"), accumulator=p.get("acc", "mux"),
+                popcount=p.get("pc", "adder-tree"))
 
 
 def summarize(result):

@@ -25,19 +25,27 @@ CASES = [
     {"config": "lfc_small.toml", "frames": 40, "last_layer": {"weight_kind": "int", "weight_bits": 3}},
     # a graph: two residual blocks (identity and 1x1 stride-2 shortcuts), global average pooling
     {"config": "resnet_tiny.toml", "frames": 24},
+    # every layer's popcount a LUT6_2/CARRY4 compressor tree (the network's popcount), registers in it
+    {"config": "lfc_small.toml", "frames": 40, "pipeline": 2, "network": {"popcount": "compressor"}},
 ]
 
 
 def load_config(params):
-    """The case's network: its config file, with ``params["last_layer"]``'s fields
-    (if any) added to the last ``[[layer]]`` table."""
+    """The case's network: its config file, with ``params["network"]``'s fields (if any)
+    added to its ``[network]`` table and ``params["last_layer"]``'s to the last ``[[layer]]`` table."""
     path = config_path(params["config"])
-    extra = params.get("last_layer")
-    if not extra:
+    extra, network = params.get("last_layer"), params.get("network")
+    if not extra and not network:
         return netconfig.load(path)
+
+    def lines(fields):
+        return "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in (fields or {}).items())
+
     text = path.read_text().rstrip("\n") + "\n"
-    text += "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in extra.items())
-    return netconfig.loads(text)
+    if network:
+        assert text.count("[network]\n") == 1, "one [network] table"
+        text = text.replace("[network]\n", "[network]\n" + lines(network))
+    return netconfig.loads(text + lines(extra))
 
 
 def design(params):
