@@ -693,13 +693,16 @@ class Rebalancer:
     (:func:`foldings` x weight memory style x pipeline) with the fewest LUTs (logic and LUT-RAM,
     then fewest BRAM36) among those with cycles <= ``T``: by the layer's own stage measured
     where it is, else by the cost model scaled by the ratio measured / model of the layer's
-    settings measured so far. The cheapest estimate is measured (its stage synthesized through
-    the :class:`Composer`) until the cheapest is a measured one, so the cost model only proposes
-    which settings are worth a synthesis; before a synthesis the cheapest :data:`PROBED` estimates
+    settings measured so far (of the same folding where measured). The cheapest estimates are
+    measured (:meth:`worth_measuring`; their stages synthesized through the :class:`Composer`)
+    until those are measured ones, so the cost model only proposes which settings are worth a
+    synthesis; before a synthesis the cheapest :data:`PROBED` estimates
     of each layer are looked up in the cache (free when an earlier search or report measured
     them). ``pipelined`` layers keep ``pipeline = "max"``."""
 
     PROBED = 8
+    SPREAD = 2
+    CLOSE = 0.15
 
     def __init__(self, cfg, comp, pipelined=()):
         self.cfg = cfg
@@ -739,20 +742,41 @@ class Rebalancer:
         return [(s, c, m) for s, c, m in self.candidates(name) if c <= target
                 and (name not in self.pipelined or s.get("pipeline") == PIPELINE_MAX)]
 
-    def _ratio(self, name):
-        """Measured / model LUTs over ``name``'s settings measured so far (1 before any)."""
+    def _ratio(self, name, folding=None):
+        """Measured / model LUTs over ``name``'s settings measured so far (those of ``folding``,
+        a ``(simd, pe)``, when given); None before any."""
         pairs = [(self.measured[name, _key(s)], m) for s, _, m in self.candidates(name)
-                 if (name, _key(s)) in self.measured]
+                 if (name, _key(s)) in self.measured and (folding is None or (s["simd"], s["pe"]) == folding)]
         model = sum(m.lut + m.lutram for _, m in pairs)
-        return sum(r.lut + r.lutram for r, _ in pairs) / model if model else 1.0
+        return sum(r.lut + r.lutram for r, _ in pairs) / model if model else None
 
     def cost(self, name, setting, model):
-        """``(LUT, BRAM36, cycles-free tie-breaks)`` of a setting: measured, else the scaled model."""
+        """``(LUT, BRAM36, 1 if estimated)`` of a setting: measured, else the model scaled by the
+        ratio measured / model of the same folding's other settings, else of the layer's."""
         got = self.measured.get((name, _key(setting)))
         if got is not None:
             return (got.lut + got.lutram, got.bram36, 0)
-        r = self._ratio(name)
+        r = self._ratio(name, (setting["simd"], setting["pe"])) or self._ratio(name) or 1.0
         return (r * (model.lut + model.lutram), model.bram36, 1)
+
+    def worth_measuring(self, name, target, bram_price=0):
+        """The settings of ``name`` to know measured before its cheapest is chosen: the cheapest
+        (by :meth:`cost`) of each of the :data:`SPREAD` cheapest foldings whose cost is within
+        :data:`CLOSE` of the cheapest's (the cost model can rank close foldings wrongly: the
+        measured ratio of one folding says little about another's)."""
+        rows = sorted(self.within(name, target), key=lambda r: self._rank(name, r, bram_price))
+        out, seen = [], set()
+        for row in rows:
+            folding = (row[0]["simd"], row[0]["pe"])
+            if folding in seen:
+                continue
+            if out and (len(out) >= self.SPREAD
+                        or self._rank(name, row, bram_price)[0] > (1 + self.CLOSE) * self._rank(name, rows[0],
+                                                                                            bram_price)[0]):
+                break
+            seen.add(folding)
+            out.append(row[0])
+        return out
 
     def _measure(self, todo, base):
         """Synthesize each ``(layer, setting)`` of ``todo``'s own stage, ``base`` the other layers."""
@@ -810,7 +834,8 @@ class Rebalancer:
                 picks = {L.name: self.cheapest(L.name, target, bram_price) for L in self.cfg.layers}
                 if any(p is None for p in picks.values()):
                     return None
-                todo = [(n, p) for n, p in picks.items() if (n, _key(p)) not in self.measured]
+                todo = [(n, p) for n in picks for p in self.worth_measuring(n, target, bram_price)
+                        if (n, _key(p)) not in self.measured]
                 if not todo:
                     out = {n: dict(v) for n, v in base.items()}
                     for n, p in picks.items():
