@@ -339,8 +339,11 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
                               f"(PE = SIMD = 1): measured {'; '.join(over)}",
                               "use a smaller network, a larger device or a larger budget")
         first -= 1
-    if progress and first < start:
-        progress(f"walked back {start - first} point(s) from the cost model's stop to the first that fits")
+    if first < start:
+        pool.cancel_pending()     # the points before ``first`` submitted ahead are not needed
+        submitted.clear()
+        if progress:
+            progress(f"walked back {start - first} point(s) from the cost model's stop to the first that fits")
     # forward from the first point that fits: raise the bottleneck while the measured design fits
     for i in range(first + 1, len(points)):
         p = points[i]
