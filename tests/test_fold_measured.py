@@ -467,6 +467,12 @@ BALANCED = {"conv0": (6, 2), "fc0": (2, 1)}
 BALANCED_CYCLES = max(9 * (8 // 2) * (18 // 6), (4 // 1) * (72 // 2))
 
 
+@pytest.fixture(scope="module")
+def convnet_cache(tmp_path_factory):
+    """One Yosys cache for the tests of the conv network (they measure many of the same stages)."""
+    return tmp_path_factory.mktemp("convnet_cache")
+
+
 def _convnet(tmp_path, folding=None):
     p = tmp_path / "convnet.toml"
     p.write_text(CONVNET)
@@ -487,12 +493,12 @@ def test_foldings_include_kernel_positions_at_every_pe(tmp_path):
     assert sorted(foldings(L1)) == sorted((s, p) for s in (1, 2, 4, 8) for p in (1, 2, 4))
 
 
-def test_rebalancing_reaches_the_balanced_folding_the_path_misses(tmp_path, monkeypatch):
+def test_rebalancing_reaches_the_balanced_folding_the_path_misses(tmp_path, monkeypatch, convnet_cache):
     """Budget: the LUTs of the hand-balanced folding (BALANCED, weight memory and pipeline left at
     their defaults) by ``report``. Without rebalancing the search cannot reach its 144 cycles/frame
     (the path gets there only with conv0 at PE 8, measured over); with it, the search reaches at least
     that speed, and its choice fits by ``report``."""
-    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
     balanced = network_report(_convnet(tmp_path, BALANCED), progress=None, jobs=2)
     assert balanced.bottleneck_cycles == BALANCED_CYCLES == 144
     budget = Budget(lut=_luts(balanced.total) / XC7Z020.lut)
@@ -516,11 +522,12 @@ def test_rebalancing_reaches_the_balanced_folding_the_path_misses(tmp_path, monk
             "cheapest measured setting within" in note, note
 
 
-def test_measured_fps_target_met_by_rebalancing_and_out_of_reach_in_one_line(tmp_path, monkeypatch, capfd):
+def test_measured_fps_target_met_by_rebalancing_and_out_of_reach_in_one_line(tmp_path, monkeypatch, capfd,
+                                                                            convnet_cache):
     """``fold --fps --measured`` for the balanced folding's speed (1e8 / 144 frames/s) under its LUTs:
     met (exit 0, every layer's reason written); fully parallel under the same budget: out of reach,
     exit 2 in one line, no config written."""
-    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
     balanced = network_report(_convnet(tmp_path, BALANCED), progress=None, jobs=2)
     pct = 100 * _luts(balanced.total) / XC7Z020.lut
     out = tmp_path / "fps.toml"
