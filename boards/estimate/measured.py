@@ -29,6 +29,12 @@ before it. With a
 logic-delay target (a clock to meet), a layer whose stage is measured slower
 gets ``pipeline = "max"`` and is measured again.
 
+Then it rebalances (:class:`Rebalancer`): the path raises only the bottleneck,
+along a fixed chain, so it ends with layers faster than they need to be; for a
+cycles target T every layer takes its cheapest measured setting with cycles <= T
+(any legal SIMD with any legal PE, each memory style and pipeline), and T is
+lowered while the rebalanced design measures to fit.
+
 :func:`explore` measures the whole path and keeps its Pareto front (cycles
 per frame against LUT and BRAM).
 """
@@ -262,7 +268,8 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
     back along the path while the measured design does not fit, then forward while it
     does (``start``, an index into :func:`proposals`' path, starts it elsewhere;
     the last point with -1); ``lookahead`` points (default twice the pool's workers) are submitted ahead of
-    the one being checked, in the direction of the walk."""
+    the one being checked, in the direction of the walk. ``rebalance``: after the walk, the
+    rebalancing (:func:`_rebalance`) may replace its choice by a faster (or, for a target, cheaper) one."""
     fps_where, fps_field = fps_name
     if target_fps is not None and not (target_fps > 0 and math.isfinite(target_fps)):
         raise ConfigError(fps_where, fps_field, f"must be a positive number, not {target_fps:g}",
@@ -759,7 +766,9 @@ class Rebalancer:
         got = self.measured.get((name, _key(setting)))
         if got is not None:
             return (got.lut + got.lutram, got.bram36, 0)
-        r = self._ratio(name, (setting["simd"], setting["pe"])) or self._ratio(name) or 1.0
+        r = self._ratio(name, (setting["simd"], setting["pe"]))
+        r = self._ratio(name) if r is None else r
+        r = 1.0 if r is None else r
         return (r * (model.lut + model.lutram), model.bram36, 1)
 
     def worth_measuring(self, name, target, bram_price=0):
