@@ -93,7 +93,8 @@ def test_measured_fold_stops_where_report_says(tmp_path, monkeypatch):
     cfg = _tiny(tmp_path)
     budget, first = _budget_after_first_point(cfg, 12)
     with SynthesisPool(workers=2, progress=None) as pool:
-        res = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None)
+        res = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None,
+                            rebalance=False)
         chosen = settings_of(cfg)
         assert res.report.bottleneck_cycles < first.bottleneck_cycles   # it did raise something
         # a layer table: the layer's own stage at two settings, the others untouched
@@ -126,7 +127,7 @@ def test_search_started_over_budget_walks_back_to_a_fit(tmp_path, monkeypatch):
     lines = []
     with SynthesisPool(workers=2, progress=None) as pool:
         res = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=lines.append,
-                            start=-1)
+                            start=-1, rebalance=False)
     assert res.start == len(points) - 1 and res.walked_back >= 1
     assert any("walked back" in line for line in lines), lines
     _check_stop(tmp_path, cfg, res, budget)
@@ -434,3 +435,114 @@ def test_explore_unreachable_scheduler_refused_and_out_undone(tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--scheduler: " in err[0] and "127.0.0.1:1" in err[0], err
     assert not (tmp_path / "new").exists()
+
+
+# conv0 over 5x5x2 (3x3 kernel, 8 outputs: a 72 x 18 matrix over 9 pixels), fc0 over its 3x3x8 output (4 x 72)
+CONVNET = """[network]
+name = "convnet"
+input_shape = [5, 5, 2]
+input_kind = "bipolar"
+weights = "random"
+seed = 3
+
+[[layer]]
+name = "conv0"
+type = "conv"
+out = 8
+kernel = 3
+act = "bipolar"
+
+[[layer]]
+name = "fc0"
+type = "fc"
+out = 4
+act = "acc"
+"""
+
+# The balanced folding by hand: conv0 three kernel positions per word (SIMD 6 = 3 x 2 channels) at PE 2,
+# 9 * (8/2) * (18/6) = 108 cycles/frame; fc0 SIMD 2, (4/1) * (72/2) = 144: bottleneck 144. The path reaches
+# 144 only with conv0 at SIMD 2, PE 8 (81 cycles/frame: it takes SIMD beyond the channels only after the
+# full PE), eight lanes of adders and thresholds where three kernel positions at two lanes suffice.
+BALANCED = {"conv0": (6, 2), "fc0": (2, 1)}
+BALANCED_CYCLES = max(9 * (8 // 2) * (18 // 6), (4 // 1) * (72 // 2))
+
+
+@pytest.fixture(scope="module")
+def convnet_cache(tmp_path_factory):
+    """One Yosys cache for the tests of the conv network (they measure many of the same stages)."""
+    return tmp_path_factory.mktemp("convnet_cache")
+
+
+def _convnet(tmp_path, folding=None):
+    p = tmp_path / "convnet.toml"
+    p.write_text(CONVNET)
+    cfg = netconfig.load(p)
+    for L in cfg.layers:
+        if folding:
+            L.simd, L.pe = folding[L.name]
+    return cfg
+
+
+def test_foldings_include_kernel_positions_at_every_pe(tmp_path):
+    from qnnfab.boards.estimate.measured import foldings
+    L0, L1 = _convnet(tmp_path).layers
+    # conv0: SIMD divides the 2 channels or is m x 2 with m dividing 9; PE divides 8
+    assert sorted(foldings(L0)) == sorted((s, p) for s in (1, 2, 6, 18) for p in (1, 2, 4, 8))
+    assert (6, 2) in foldings(L0) and (6, 2) not in folding_steps(L0)     # off the path
+    # fc0: SIMD divides 72 and the 8 channels of the flattened map; PE divides 4
+    assert sorted(foldings(L1)) == sorted((s, p) for s in (1, 2, 4, 8) for p in (1, 2, 4))
+
+
+def test_rebalancing_reaches_the_balanced_folding_the_path_misses(tmp_path, monkeypatch, convnet_cache):
+    """Budget: the LUTs of the hand-balanced folding (BALANCED, weight memory and pipeline left at
+    their defaults) by ``report``. Without rebalancing the search cannot reach its 144 cycles/frame
+    (the path gets there only with conv0 at PE 8, measured over); with it, the search reaches at least
+    that speed, and its choice fits by ``report``."""
+    monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
+    balanced = network_report(_convnet(tmp_path, BALANCED), progress=None, jobs=2)
+    assert balanced.bottleneck_cycles == BALANCED_CYCLES == 144
+    budget = Budget(lut=_luts(balanced.total) / XC7Z020.lut)
+    greedy, cfg = _convnet(tmp_path), _convnet(tmp_path)
+    with SynthesisPool(workers=2, progress=None) as pool:
+        walk = measured_fold(greedy, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None,
+                             rebalance=False)
+        res = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None)
+    assert walk.report.bottleneck_cycles > BALANCED_CYCLES          # the walk alone falls short
+    assert res.report.bottleneck_cycles <= BALANCED_CYCLES < walk.report.bottleneck_cycles
+    assert max(cfg.layer_cycles(L) for L in cfg.layers) == res.report.bottleneck_cycles
+    chosen = network_report(cfg, progress=None, jobs=2)
+    assert _figures(chosen.total) == _figures(res.report.total) and not budget.over(chosen.total, XC7Z020)
+    assert res.balanced.target is not None and res.report.bottleneck_cycles <= res.balanced.target
+    # the next lower target was measured over the budget: that is why it stopped
+    assert res.balanced.tried[-1][3] and "rebalanced for" in res.reason
+    worst = res.report.bottleneck_cycles
+    for L in cfg.layers:
+        note = res.notes[L.name]
+        assert note.startswith("bottleneck; rebalanced for") if cfg.layer_cycles(L) == worst else \
+            "cheapest measured setting within" in note, note
+
+
+def test_measured_fps_target_met_by_rebalancing_and_out_of_reach_in_one_line(tmp_path, monkeypatch, capfd,
+                                                                            convnet_cache):
+    """``fold --fps --measured`` for the balanced folding's speed (1e8 / 144 frames/s) under its LUTs:
+    met (exit 0, every layer's reason written); fully parallel under the same budget: out of reach,
+    exit 2 in one line, no config written."""
+    monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
+    balanced = network_report(_convnet(tmp_path, BALANCED), progress=None, jobs=2)
+    pct = 100 * _luts(balanced.total) / XC7Z020.lut
+    out = tmp_path / "fps.toml"
+    args = ["fold", "--config", str(tmp_path / "convnet.toml"), "--measured", "--workers", "2",
+            "--lut", repr(pct), "--prune", "10000"]
+    assert main([*args, "--fps", str(1e8 / BALANCED_CYCLES), "--out", str(out)]) == 0
+    cfg = netconfig.load(out)
+    assert max(cfg.layer_cycles(L) for L in cfg.layers) <= BALANCED_CYCLES
+    assert not Budget(lut=pct / 100).over(network_report(cfg, progress=None, jobs=2).total, XC7Z020)
+    text = out.read_text()
+    for L in cfg.layers:
+        assert any(x.startswith(f"#   {L.name}: ") and "meeting the target" in x for x in text.splitlines())
+    capfd.readouterr()
+    far = tmp_path / "far.toml"
+    assert main([*args, "--fps", str(1e8 / 9), "--out", str(far)]) == 2      # 9: every layer fully parallel
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of reach" in err[0] and "--fps" in err[0], err
+    assert not far.exists()

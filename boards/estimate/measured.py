@@ -29,6 +29,12 @@ before it. With a
 logic-delay target (a clock to meet), a layer whose stage is measured slower
 gets ``pipeline = "max"`` and is measured again.
 
+Then it rebalances (:class:`Rebalancer`): the path raises only the bottleneck,
+along a fixed chain, so it ends with layers faster than they need to be; for a
+cycles target T every layer takes its cheapest measured setting with cycles <= T
+(any legal SIMD with any legal PE, each memory style and pipeline), and T is
+lowered while the rebalanced design measures to fit.
+
 :func:`explore` measures the whole path and keeps its Pareto front (cycles
 per frame against LUT and BRAM).
 """
@@ -38,7 +44,7 @@ import math
 from dataclasses import dataclass
 
 from qnnfab.errors import ConfigError
-from qnnfab.folding import layer_cycles
+from qnnfab.folding import layer_cycles, pe_choices, simd_choices
 from qnnfab.netconfig import COMPUTE, PIPELINE_MAX
 from qnnfab.plan import plan_of
 
@@ -49,7 +55,8 @@ from .synth_pool import stage_verilog
 from .yosys import Resources, SynthesisFailed
 
 __all__ = ["Budget", "Point", "Composer", "proposals", "measured_fold", "MeasuredFold", "explore", "pareto_front",
-           "model_stop", "layer_candidates", "prune_candidates", "layer_table", "apply", "settings_of", "stop_notes"]
+           "model_stop", "layer_candidates", "prune_candidates", "layer_table", "apply", "settings_of", "stop_notes",
+           "foldings", "Rebalancer"]
 
 _SETTINGS = ("simd", "pe", "weight_memory", "pipeline")
 
@@ -224,6 +231,7 @@ class MeasuredFold:
     elaborated: int = 0     # stages elaborated (the others' Verilog and result were known)
     start: int = 0          # the index on the path where the walk started
     walked_back: int = 0    # points walked back from there before one fitted
+    balanced: object = None   # the rebalancing's outcome (:class:`Rebalanced`), None without it
 
 
 def _variants(settings, layer):
@@ -250,7 +258,8 @@ def _over_timing(rep, budget):
 
 
 def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=100e6, prune=0.15,
-                  lookahead=None, progress=print, fps_name=("measured_fold", "target_fps"), start=None):
+                  lookahead=None, progress=print, fps_name=("measured_fold", "target_fps"), start=None,
+                  rebalance=True):
     """Choose every layer's folding of ``cfg`` (in place) on measured figures; a :class:`MeasuredFold`.
 
     ``target_fps=None``: the fastest design whose measured figures fit ``budget``; else the
@@ -259,7 +268,8 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
     back along the path while the measured design does not fit, then forward while it
     does (``start``, an index into :func:`proposals`' path, starts it elsewhere;
     the last point with -1); ``lookahead`` points (default twice the pool's workers) are submitted ahead of
-    the one being checked, in the direction of the walk."""
+    the one being checked, in the direction of the walk. ``rebalance``: after the walk, the
+    rebalancing (:func:`_rebalance`) may replace its choice by a faster (or, for a target, cheaper) one."""
     fps_where, fps_field = fps_name
     if target_fps is not None and not (target_fps > 0 and math.isfinite(target_fps)):
         raise ConfigError(fps_where, fps_field, f"must be a positive number, not {target_fps:g}",
@@ -336,8 +346,11 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
                               f"(PE = SIMD = 1): measured {'; '.join(over)}",
                               "use a smaller network, a larger device or a larger budget")
         first -= 1
-    if progress and first < start:
-        progress(f"walked back {start - first} point(s) from the cost model's stop to the first that fits")
+    if first < start:
+        pool.cancel_pending()     # the points before ``first`` submitted ahead are not needed
+        submitted.clear()
+        if progress:
+            progress(f"walked back {start - first} point(s) from the cost model's stop to the first that fits")
     # forward from the first point that fits: raise the bottleneck while the measured design fits
     for i in range(first + 1, len(points)):
         p = points[i]
@@ -384,20 +397,150 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
             break
         best, best_rep = settings, rep
     pool.cancel_pending()
+    balanced = None
+    if rebalance:
+        balanced = _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles, pipelined,
+                              progress)
+        if balanced.settings is not None:
+            best, best_rep = balanced.settings, balanced.report
+            stopper, rejected = None, []
+            reason = balanced.reason
+        elif balanced.tried:
+            reason += f"; {balanced.reason}"
     apply(cfg, best)
-    if target_cycles is not None and (stopper is not None or best_rep.bottleneck_cycles > target_cycles):
+    if target_cycles is not None and best_rep.bottleneck_cycles > target_cycles:
         wc = best_rep.bottleneck_cycles
         raise ConfigError(f"network '{cfg.name}'", fps_field,
                           f"{target_fps:,.0f} frames/s is out of reach: {reason}; best measured to fit is "
                           f"{f_clk / wc:,.0f} frames/s ({wc:,} cycles/frame)",
                           "lower the target, raise the budget, or fold for the fastest design that fits")
-    notes = stop_notes(cfg, best_rep.bottleneck_cycles, stopper, reason, target_cycles, pipelined)
+    if balanced is not None and balanced.settings is not None:
+        notes = balanced.notes(cfg, best_rep.bottleneck_cycles, target_cycles, pipelined)
+    else:
+        notes = stop_notes(cfg, best_rep.bottleneck_cycles, stopper, reason, target_cycles, pipelined)
     for name, alt in pinned.items():
-        if best[name] == alt:
+        if best[name] == alt and (balanced is None or balanced.settings is None):
             notes[name] += (f"; weight_memory = {alt['weight_memory']!r}, pipeline = {alt['pipeline']!r} "
                             "chosen among the measured alternatives (the cost model's choice did not fit)")
     return MeasuredFold(cfg, best_rep, reason, notes, checked, stopper, rejected, comp.elaborated, start,
-                        start - first)
+                        start - first, balanced)
+
+
+# what a BRAM36 counts in LUTs while the rebalancing looks for a design whose block RAMs fit
+# (0 first: the fewest LUTs; a BRAM36 holds what about 576 LUT ROMs of 64 bits do)
+BRAM_PRICES = (0, 64, 256, 1024, 4096)
+
+
+@dataclass
+class Rebalanced:
+    """The outcome of the rebalancing (:class:`Rebalancer`) after the walk: ``settings`` and
+    ``report`` of the fastest rebalanced design that fits (None when none beat the walk's),
+    ``target`` its cycles target, ``reason`` why it stopped there, ``tried`` ``[(target,
+    cycles, LUT, over)]`` of each design measured."""
+    settings: dict | None
+    report: object
+    target: int | None
+    reason: str
+    tried: list
+
+    def notes(self, cfg, bottleneck_cycles, target_cycles=None, pipelined=()):
+        """``{layer: why}`` of the rebalanced design (see :func:`stop_notes`)."""
+        notes = {}
+        for L in cfg.layers:
+            c = layer_cycles(L)
+            if target_cycles is not None:
+                why = f"{c:,} cycles/frame: its cheapest measured setting meeting the target ({target_cycles:,.0f})"
+            elif c == bottleneck_cycles:
+                why = f"bottleneck; {self.reason}"
+            else:
+                why = (f"{c:,} cycles/frame: its cheapest measured setting within the bottleneck's "
+                       f"{self.target:,} (rebalanced; more parallelism would not raise frames/s)")
+            if L.name in pipelined:
+                why += "; pipeline = \"max\" to meet the logic-delay target"
+            notes[L.name] = why
+        return notes
+
+
+def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles, pipelined, progress):
+    """After the walk (its choice ``best``, measured ``best_rep``): every layer at its cheapest
+    measured setting within a cycles target T (:class:`Rebalancer`); a :class:`Rebalanced`.
+    With ``target_cycles``, T is the target (the design with the fewest LUTs meeting it, taken
+    when it fits and the walk's misses the target or uses more LUTs). Else T runs over the
+    path's cycles below the walk's choice, then every cycles value between the last that fits
+    and the first that does not, in decreasing order, while the rebalanced design fits. BRAM36
+    over the budget raises their price in LUTs (:data:`BRAM_PRICES`); a logic delay over the
+    target pipelines the layer, as the walk does."""
+    rb = Rebalancer(cfg, comp, pipelined)
+    cur, cur_rep = best, best_rep
+
+    def luts(rep):
+        return rep.total.lut + rep.total.lutram
+
+    tried = []
+
+    def attempt(T):
+        """The rebalanced design for T: ``(settings, report, over)``; settings None if unreachable."""
+        for price in BRAM_PRICES:
+            s = rb.choose(cur, T, price)
+            if s is None:
+                return None, None, ["a layer cannot reach it"]
+            apply(cfg, s)
+            rep = comp.report(cfg)
+            slow = [n for n in _over_timing(rep, budget) if n not in pipelined]
+            if slow:
+                pipelined.update(slow)
+                return attempt(T)
+            over = budget.over(rep.total, device)
+            if progress:
+                r = rep.total
+                progress(f"rebalanced for {T:,} cycles/frame"
+                         f"{f' (a BRAM36 priced {price} LUT)' if price else ''}: {rep.bottleneck_cycles:,} "
+                         f"cycles/frame, {luts(rep):,} LUT, {r.bram36:g} BRAM36, {r.dsp} DSP, {r.ff:,} FF measured"
+                         f"{'  <- over: ' + '; '.join(over) if over else ''}")
+            tried.append((T, rep.bottleneck_cycles, luts(rep), over))
+            if not over or any(not o.startswith("BRAM36") for o in over):
+                return s, rep, over
+        return s, rep, over
+
+    if target_cycles is not None:
+        s, rep, over = attempt(target_cycles)
+        apply(cfg, best)
+        if s is not None and not over and (best_rep.bottleneck_cycles > target_cycles or luts(rep) < luts(best_rep)):
+            return Rebalanced(s, rep, target_cycles, "every layer at its cheapest measured setting meeting "
+                              "the target", tried)
+        why = "over" if s is None else "; ".join(over) or "not cheaper than the walk's"
+        return Rebalanced(None, None, target_cycles, f"rebalanced for the target: {why}", tried)
+    fitted, fitted_rep, fitted_T, reason = None, None, None, None
+    over_T = None
+    for T in sorted({p.cycles for p in points if p.cycles < cur_rep.bottleneck_cycles}, reverse=True):
+        if T >= cur_rep.bottleneck_cycles:
+            continue
+        s, rep, over = attempt(T)
+        if s is None or over:
+            over_T, reason = T, _over_reason(T, over)
+            break
+        cur, cur_rep, fitted, fitted_rep, fitted_T = s, rep, s, rep, T
+    while True:
+        lower = [T for T in rb.targets(cur_rep.bottleneck_cycles) if over_T is None or T > over_T]
+        if not lower:
+            break
+        T = lower[0]
+        s, rep, over = attempt(T)
+        if s is None or over:
+            over_T, reason = T, _over_reason(T, over)
+            break
+        cur, cur_rep, fitted, fitted_rep, fitted_T = s, rep, s, rep, T
+    if reason is None:
+        reason = "no layer can go faster"
+    apply(cfg, best)
+    if fitted is None:
+        return Rebalanced(None, None, None, reason, tried)
+    return Rebalanced(fitted, fitted_rep, fitted_T, reason, tried)
+
+
+def _over_reason(T, over):
+    return (f"rebalanced for {T:,} cycles/frame (every layer at its cheapest measured setting within it), "
+            f"the design measures {'; '.join(over)}")
 
 
 def model_stop(points, budget, device):
@@ -532,3 +675,192 @@ def layer_table(cfg, layer, candidates, pool, f_clk=100e6):
     finally:
         apply(cfg, before)
     return rows
+
+
+def foldings(L):
+    """Every ``(simd, pe)`` layer ``L`` may take, the auto-folder's path
+    (:func:`~qnnfab.boards.estimate.fold.folding_steps`) and off it: for an fc or conv
+    layer each legal SIMD (for a convolution also m kernel positions per word) with each
+    legal PE; for another layer its steps."""
+    if L.type not in COMPUTE:
+        return folding_steps(L)
+    simds = simd_choices(L.type, L.in_shape, L.kernel) if L.type == "conv" else simd_choices(L.type, L.in_shape)
+    return [(s, p) for s in simds for p in pe_choices(L.out)]
+
+
+def _key(setting):
+    return tuple(sorted(setting.items()))
+
+
+class Rebalancer:
+    """Each layer at its cheapest setting within a cycles target, on measured figures.
+
+    The auto-folder's path only ever raises the bottleneck, one step along a fixed chain, so
+    at its end some layers run much faster than the bottleneck (a step of their chain
+    overshot; a folding off the chain, such as several kernel positions per word at a
+    smaller PE, or another weight memory style or pipeline, reaches the target for fewer
+    LUTs). :meth:`choose` gives every layer, for a target of ``T`` cycles/frame, the setting
+    (:func:`foldings` x weight memory style x pipeline) with the fewest LUTs (logic and LUT-RAM,
+    then fewest BRAM36) among those with cycles <= ``T``: by the layer's own stage measured
+    where it is, else by the cost model scaled by the ratio measured / model of the layer's
+    settings measured so far (of the same folding where measured). The cheapest estimates are
+    measured (:meth:`worth_measuring`; their stages synthesized through the :class:`Composer`)
+    until those are measured ones, so the cost model only proposes which settings are worth a
+    synthesis; before a synthesis the cheapest :data:`PROBED` estimates
+    of each layer are looked up in the cache (free when an earlier search or report measured
+    them). ``pipelined`` layers keep ``pipeline = "max"``."""
+
+    PROBED = 8
+    SPREAD = 2
+    CLOSE = 0.15
+
+    def __init__(self, cfg, comp, pipelined=()):
+        self.cfg = cfg
+        self.comp = comp
+        self.pipelined = pipelined
+        self.runtime = cfg.weights_mode == "runtime"
+        self.measured = {}     # (layer, setting key): Resources of the layer's own stage
+        self._cands = {}       # layer: [(setting, cycles, model Resources)]
+        self._probed = set()   # (layer, setting key) looked up in the cache
+
+    def candidates(self, name):
+        """``[(setting, cycles, model Resources)]`` of every setting of layer ``name``."""
+        if name not in self._cands:
+            L = next(x for x in self.cfg.layers if x.name == name)
+            before = {k: getattr(L, k) for k in _SETTINGS if hasattr(L, k)}
+            rows = []
+            try:
+                for simd, pe in foldings(L):
+                    L.simd, L.pe = simd, pe
+                    cycles = layer_cycles(L)
+                    if L.type not in COMPUTE:
+                        rows.append(({"simd": simd, "pe": pe}, cycles, estimate_layer(L, self.runtime)))
+                        continue
+                    for style in ("auto", "block", "distributed"):
+                        for pipe in (0, PIPELINE_MAX):
+                            L.weight_memory, L.pipeline = style, pipe
+                            rows.append(({"simd": simd, "pe": pe, "weight_memory": style, "pipeline": pipe},
+                                         cycles, estimate_layer(L, self.runtime)))
+            finally:
+                for k, v in before.items():
+                    setattr(L, k, v)
+            self._cands[name] = rows
+        return self._cands[name]
+
+    def within(self, name, target):
+        """The settings of ``name`` with cycles <= ``target``, pipeline = "max" only if it is pipelined."""
+        return [(s, c, m) for s, c, m in self.candidates(name) if c <= target
+                and (name not in self.pipelined or s.get("pipeline") == PIPELINE_MAX)]
+
+    def _ratio(self, name, folding=None):
+        """Measured / model LUTs over ``name``'s settings measured so far (those of ``folding``,
+        a ``(simd, pe)``, when given); None before any."""
+        pairs = [(self.measured[name, _key(s)], m) for s, _, m in self.candidates(name)
+                 if (name, _key(s)) in self.measured and (folding is None or (s["simd"], s["pe"]) == folding)]
+        model = sum(m.lut + m.lutram for _, m in pairs)
+        return sum(r.lut + r.lutram for r, _ in pairs) / model if model else None
+
+    def cost(self, name, setting, model):
+        """``(LUT, BRAM36, 1 if estimated)`` of a setting: measured, else the model scaled by the
+        ratio measured / model of the same folding's other settings, else of the layer's."""
+        got = self.measured.get((name, _key(setting)))
+        if got is not None:
+            return (got.lut + got.lutram, got.bram36, 0)
+        r = self._ratio(name, (setting["simd"], setting["pe"]))
+        r = self._ratio(name) if r is None else r
+        r = 1.0 if r is None else r
+        return (r * (model.lut + model.lutram), model.bram36, 1)
+
+    def worth_measuring(self, name, target, bram_price=0):
+        """The settings of ``name`` to know measured before its cheapest is chosen: the cheapest
+        (by :meth:`cost`) of each of the :data:`SPREAD` cheapest foldings whose cost is within
+        :data:`CLOSE` of the cheapest's (the cost model can rank close foldings wrongly: the
+        measured ratio of one folding says little about another's)."""
+        rows = sorted(self.within(name, target), key=lambda r: self._rank(name, r, bram_price))
+        out, seen = [], set()
+        for row in rows:
+            folding = (row[0]["simd"], row[0]["pe"])
+            if folding in seen:
+                continue
+            if out and (len(out) >= self.SPREAD
+                        or self._rank(name, row, bram_price)[0] > (1 + self.CLOSE) * self._rank(name, rows[0],
+                                                                                            bram_price)[0]):
+                break
+            seen.add(folding)
+            out.append(row[0])
+        return out
+
+    def _measure(self, todo, base):
+        """Synthesize each ``(layer, setting)`` of ``todo``'s own stage, ``base`` the other layers."""
+        reqs = []
+        for name, setting in todo:
+            s = {n: dict(v) for n, v in base.items()}
+            s[name] = dict(setting)
+            apply(self.cfg, s)
+            reqs.append((name, setting, [req for _, _, req in self.comp.requests(self.cfg, only={name})]))
+        for name, setting, own in reqs:
+            total = Resources()
+            for req in own:
+                total = total + self.comp.pool.result(req)
+            self.measured[name, _key(setting)] = total
+
+    def _probe(self, base, target, bram_price):
+        """Record the cached results (known by their stage description, nothing elaborated) of the
+        :data:`PROBED` cheapest settings not measured yet of every layer; whether any was."""
+        found = False
+        for L in self.cfg.layers:
+            rows = sorted(self.within(L.name, target),
+                          key=lambda r: self._rank(L.name, r, bram_price))
+            fresh = [r[0] for r in rows if (L.name, _key(r[0])) not in self.measured
+                     and (L.name, _key(r[0])) not in self._probed][:self.PROBED]
+            for setting in fresh:
+                self._probed.add((L.name, _key(setting)))
+                s = {n: dict(v) for n, v in base.items()}
+                s[L.name] = dict(setting)
+                apply(self.cfg, s)
+                known = known_verilog(stage_description(plan_of(self.cfg), L.name, self.comp.pool.timing))
+                req = None if known is None else self.comp.pool.request_known(*known)
+                if req is not None and req.result is not None:
+                    self.measured[L.name, _key(setting)] = req.result
+                    found = True
+        return found
+
+    def _rank(self, name, row, bram_price):
+        lut, bram, estimated = self.cost(name, row[0], row[2])
+        return (lut + bram_price * bram, bram, estimated, -row[1])
+
+    def cheapest(self, name, target, bram_price=0):
+        """``name``'s cheapest setting with cycles <= ``target`` by :meth:`cost`, a BRAM36 counted
+        as ``bram_price`` LUTs (None if none reaches ``target``)."""
+        rows = self.within(name, target)
+        if not rows:
+            return None
+        return min(rows, key=lambda r: self._rank(name, r, bram_price))[0]
+
+    def choose(self, base, target, bram_price=0):
+        """``base`` (:func:`settings_of`) with every layer at its cheapest measured setting with
+        cycles <= ``target`` (None if a layer cannot reach it), a BRAM36 counted as ``bram_price``
+        LUTs; ``cfg`` is left at ``base``."""
+        try:
+            while True:
+                picks = {L.name: self.cheapest(L.name, target, bram_price) for L in self.cfg.layers}
+                if any(p is None for p in picks.values()):
+                    return None
+                todo = [(n, p) for n in picks for p in self.worth_measuring(n, target, bram_price)
+                        if (n, _key(p)) not in self.measured]
+                if not todo:
+                    out = {n: dict(v) for n, v in base.items()}
+                    for n, p in picks.items():
+                        out[n].update(p)
+                    return out
+                if not self._probe(base, target, bram_price):
+                    self._measure(todo, base)
+        finally:
+            apply(self.cfg, base)
+
+    def targets(self, below):
+        """Every cycles/frame value below ``below`` some setting of a layer takes and every layer
+        can reach, in decreasing order."""
+        floor = max(min(c for _, c, _ in self.candidates(L.name)) for L in self.cfg.layers)
+        values = {c for L in self.cfg.layers for _, c, _ in self.candidates(L.name)}
+        return sorted((c for c in values if floor <= c < below), reverse=True)
