@@ -65,8 +65,9 @@ TOML format::
     # optional: popcount = "adder-tree" | "compressor" (fc/conv with bipolar
     #   weights and inputs; default the network's, itself default "adder-tree";
     #   other layers keep their datapath). "compressor": the XNOR popcount as
-    #   Xilinx LUT6_2 + CARRY4 cells (rtl/compressor_popcount.py), fewer LUTs,
-    #   same result and latency
+    #   Xilinx LUT6_2 + CARRY4 cells (rtl/compressor_popcount.py), same result
+    #   and latency, fewer LUTs in the datapath; with weights in logic ROMs
+    #   (read without a register) a whole MVTU may take more (README)
 
 Each field is declared once, on :class:`NetConfig` or :class:`LayerSpec`
 (:func:`config_field`: its reader and check, the layer types it belongs to,

@@ -70,7 +70,8 @@ def fork_branch_schedule(branch, words, n_out, *, valid_prob=1.0, seed=0):
     src = StreamSource(dut.i, words, valid_prob=valid_prob, rng=rng, name="i")
     out = StreamSink(dut.o, name="branch")
     skip = StreamSink(dut.skip, name="skip")
-    run_streams(dut, [src], [out, skip], [n_out, len(words)], max_cycles=100 * (len(words) + n_out) + 1000)
+    run_streams(dut, [src], [out, skip], [n_out, len(words)], max_cycles=100 * (len(words) + n_out) + 1000,
+                timing_only=True)
     return list(src.sent_cycles), list(out.cycles)
 
 
@@ -197,7 +198,7 @@ def starved_schedule(branch, words, n_out, *, quiet=64):
             state["moved"] = cycle
 
     run_streams(branch, [src], [out], [n_out], max_cycles=(quiet + 50) * (len(words) + n_out) + 1000,
-                drivers=[feed], monitors=[watch])
+                drivers=[feed], monitors=[watch], timing_only=True)
     taken = src.sent_cycles
     need = [sum(1 for c in taken if c < o) for o in out.cycles]
     latency = [o - taken[n - 1] for o, n in zip(out.cycles, need)]

@@ -536,12 +536,17 @@ def shared_module_config(verilog_text, min_bytes=None):
     return "".join(f"{line}\n" for line in ["`verilator_config", *lines]) if lines else ""
 
 
-def _verilog_sources(d, verilog_text, toplevel):
-    """Write ``verilog_text`` (and its :func:`shared_module_config`, when not empty) into folder
-    ``d``; return Verilator's arguments that read them (with the configuration,
+def _shared_code_key(config):
+    """What a build key adds for :func:`shared_module_config` ``config``: nothing when it is empty
+    (such a design verilates as it did before the shared-code options existed)."""
+    return (config, *SHARED_CODE_ARGS) if config else ()
+
+
+def _verilog_sources(d, verilog_text, toplevel, config):
+    """Write ``verilog_text`` (and its :func:`shared_module_config` ``config``, when not empty) into
+    folder ``d``; return Verilator's arguments that read them (with the configuration,
     :data:`SHARED_CODE_ARGS` and the configuration file first)."""
     (d / f"{toplevel}.v").write_text(verilog_text)
-    config = shared_module_config(verilog_text)
     if not config:
         return [f"{toplevel}.v"]
     (d / "shared.vlt").write_text(config)
@@ -562,12 +567,13 @@ def build_compiled(verilog_text, toplevel, tb_text, *, log=None, design=None):
     verilog_text = with_cell_models(verilog_text)
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
-    key = build_key(verilog_text, shared_module_config(verilog_text), SHARED_CODE_ARGS, tb_text, toplevel, "compiled",
+    config = shared_module_config(verilog_text)
+    key = build_key(verilog_text, *_shared_code_key(config), tb_text, toplevel, "compiled",
                     verilator_version(), args, make_vars, os.environ.get("CXX", ""))
     runtime = runtime_dir(("compiled", *args), make_vars)
 
     def build_into(d):
-        sources = _verilog_sources(d, verilog_text, toplevel)
+        sources = _verilog_sources(d, verilog_text, toplevel, config)
         (d / "tb.cpp").write_text(tb_text)
         steps = verilator_steps(
             ["verilator", *args, "--top-module", toplevel, "--Mdir", "obj", "-o", "Vtb", *sources, "tb.cpp"],
@@ -611,11 +617,12 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
     cpu = []
-    key = build_key(verilog_text, shared_module_config(verilog_text), SHARED_CODE_ARGS, toplevel, "stage-model",
+    config = shared_module_config(verilog_text)
+    key = build_key(verilog_text, *_shared_code_key(config), toplevel, "stage-model",
                     verilator_version(), args, make_vars, os.environ.get("CXX", ""))
 
     def build_into(d):
-        sources = _verilog_sources(d, verilog_text, toplevel)
+        sources = _verilog_sources(d, verilog_text, toplevel, config)
         steps = [["verilator", *(a for a in args if a != "--exe"), "--top-module", toplevel, "--prefix",
                   f"V{toplevel}", "--Mdir", "obj", *sources],
                  ["make", "-C", "obj", "-f", f"V{toplevel}.mk", "-j", str(_jobs()), f"V{toplevel}__ALL.a",
