@@ -63,14 +63,14 @@ from qnnfab import overlay_map as om
 from qnnfab.cache import atomic_paths
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import DataKind, accumulator_range, range_bits
-from qnnfab.netconfig import NETWORK_INPUT, layer_where
+from qnnfab.netconfig import NETWORK_INPUT, layer_where, sum_range
 from qnnfab.packing import pack_words, pad_frames, unpack_fields, unpack_words
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
 
 __all__ = ["Elements", "Link", "Stage", "LayerMemories", "WordFormat", "Plan", "plan_of", "fifo_depth_for",
            "join_throughput_depths", "stage_capacity", "threshold_memory", "layer_memories", "threshold_memories",
-           "threshold_input", "pack_image", "save_image",
+           "sum_threshold_memories", "pack_image", "save_image",
            "weights_identity", "WEIGHTS_MODES"]
 
 WEIGHTS_MODES = ("const", "runtime")
@@ -81,11 +81,6 @@ class Elements:
     """One stream element: ``bits`` wide, two's complement when ``signed``."""
     bits: int
     signed: bool = False
-
-    @property
-    def range(self):
-        """``(lo, hi)`` of the integers an element holds."""
-        return (-(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1) if self.signed else (0, (1 << self.bits) - 1)
 
 
 @dataclass(frozen=True)
@@ -467,7 +462,7 @@ GRAPH_HARDWARE = ("fc", "conv", "maxpool", "add", "global_avgpool")
 
 def _graph_layer_stage(index, L, runtime=False):
     """The stage of graph layer ``L`` (fc/conv/maxpool as in a chain; add, global_avgpool with the
-    memories of their thresholds, on the sum: :func:`threshold_input`)."""
+    memories of their thresholds, on the sum: :func:`sum_threshold_memories`)."""
     if L.type in ("fc", "conv", "maxpool"):
         return _layer_stage(index, L, runtime)
     where = layer_where(index, L.name)
@@ -477,18 +472,17 @@ def _graph_layer_stage(index, L, runtime=False):
     in_elem = _elements(L.in_kind, L.in_bits)
     i = Link(in_elem, L.simd, math.prod(L.in_shape) // L.simd)
     o = Link(_elements(L.out_kind, L.out_bits), L.simd, math.prod(L.out_shape) // L.simd)
-    lo, hi = threshold_input(L.type, in_elem, L.in_shape).range
-    mem = threshold_memories(where, L.thresholds, pe=L.simd, lo=lo, hi=hi, runtime=runtime)
+    mem = sum_threshold_memories(where, L, runtime)
     return Stage(L.type, L.name, i, o, folding.layer_cycles(L), L, memories=mem, where=where)
 
 
-def threshold_input(kind, elem, in_shape):
-    """The :class:`Elements` an add (``kind`` "add": the sum of two ``elem`` s) or a global average pool
-    ("global_avgpool": the sum of ``elem`` over the H x W pixels of ``in_shape``) thresholds: the
-    narrowest holding every such sum."""
-    lo, hi = elem.range
-    n = 2 if kind == "add" else math.prod(in_shape[:2])
-    return Elements(*range_bits(n * lo, n * hi))
+def sum_threshold_memories(name, L, runtime):
+    """The :class:`LayerMemories` (named ``name``) of the threshold unit of add or global_avgpool layer ``L``:
+    ``L.simd`` lanes thresholding the sum (:func:`qnnfab.netconfig.sum_range`) in the narrowest integer shape
+    holding it (:func:`qnnfab.kinds.range_bits`), over every value of that shape."""
+    bits, is_signed = range_bits(*sum_range(L))
+    lo, hi = DataKind.of("int" if is_signed else "uint", bits).stored_range
+    return threshold_memories(name, L.thresholds, pe=L.simd, lo=lo, hi=hi, runtime=runtime)
 
 
 def _stage_need(s):

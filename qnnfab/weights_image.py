@@ -6,7 +6,8 @@ global_avgpool layers, in RAMs without initial contents; they are
 filled through the accelerator's ``wload`` port with a *weights image*. The
 packer (:meth:`qnnfab.plan.Plan.image_words`, ``qnnfab pack-weights``), the loader hardware
 (:class:`qnnfab.rtl.weight_loader.WeightLoader`), the memories of
-:class:`~qnnfab.rtl.mvtu.MVTU` and the drivers all use the definitions below.
+:class:`~qnnfab.rtl.mvtu.MVTU` and of :class:`~qnnfab.rtl.threshold.Threshold` (an add's and a
+global pool's thresholds) and the drivers all use the definitions below.
 
 Image = 64-bit words, little-endian (byte 8k is the LSB of word k)::
 

@@ -13,9 +13,9 @@ from qnnfab.errors import check_int
 
 from .dot_product import range_shape
 from .lanes import lanes
-from .threshold import Threshold
+from .threshold import Threshold, connect_threshold_load, threshold_load_port
 
-__all__ = ["ElementwiseAdd", "ResidualAdd", "shape_range", "sum_shape", "threshold_load_port", "connect_threshold_load"]
+__all__ = ["ElementwiseAdd", "ResidualAdd", "shape_range", "sum_shape"]
 
 
 def shape_range(shape):
@@ -120,15 +120,3 @@ class ResidualAdd(wiring.Component):
         wiring.connect(m, self.threshold.o, wiring.flipped(self.o))
         connect_threshold_load(m, self, self.threshold)
         return m
-
-
-def threshold_load_port(threshold):
-    """The ``load`` port member of a component wrapping ``threshold`` (a
-    :class:`~qnnfab.rtl.threshold.Threshold`): its own when runtime, else none."""
-    return {"load": threshold.signature.members["load"]} if threshold.runtime else {}
-
-
-def connect_threshold_load(m, outer, threshold):
-    """Connect ``outer``'s ``load`` port to ``threshold``'s (runtime only)."""
-    if threshold.runtime:
-        wiring.connect(m, wiring.flipped(outer.load), threshold.load)

@@ -14,9 +14,9 @@ from qnnfab.errors import ConfigError, check_int
 from qnnfab.folding import check_divisor
 
 from .dot_product import range_shape
-from .elementwise_add import connect_threshold_load, shape_range, threshold_load_port
+from .elementwise_add import shape_range
 from .lanes import lanes
-from .threshold import Threshold
+from .threshold import Threshold, connect_threshold_load, threshold_load_port
 
 __all__ = ["GlobalSum", "GlobalAveragePool"]
 

@@ -29,7 +29,8 @@ from .loadable_memory import bus_size, load_bus, weight_memory
 from .lanes import lanes
 from qnnfab.weight_layout import threshold_stage_tables
 
-__all__ = ["Threshold", "check_thresholds", "prepare_thresholds", "threshold_search", "wrap_increment"]
+__all__ = ["Threshold", "check_thresholds", "prepare_thresholds", "threshold_search", "wrap_increment",
+           "threshold_load_port", "connect_threshold_load"]
 
 
 def check_thresholds(where, thresholds, rows, pe):
@@ -176,6 +177,18 @@ class Threshold(wiring.Component):
             m.d.sync += self.o.valid.eq(valid)
             m.d.sync += [self.o.payload[p].eq(c) for p, c in enumerate(counts)]
         return m
+
+
+def threshold_load_port(threshold):
+    """The ``load`` port member of a component wrapping ``threshold`` (a
+    :class:`~qnnfab.rtl.threshold.Threshold`): its own when runtime, else none."""
+    return {"load": threshold.signature.members["load"]} if threshold.runtime else {}
+
+
+def connect_threshold_load(m, outer, threshold):
+    """Connect ``outer``'s ``load`` port to ``threshold``'s (runtime only)."""
+    if threshold.runtime:
+        wiring.connect(m, wiring.flipped(outer.load), threshold.load)
 
 
 def wrap_increment(counter, modulus):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from qnnfab import netconfig
-from qnnfab.boards.estimate.cost import (estimate, estimate_layers, lut_rom_lut, ram_mapping, rom_mapping,
-                                weight_memory_mapping, width_converter_lut)
+from qnnfab.boards.estimate.cost import (estimate, estimate_layer, estimate_layers, lut_rom_lut, ram_mapping,
+                                rom_mapping, weight_memory_mapping, width_converter_lut)
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 0.15
@@ -67,6 +67,23 @@ def test_every_layer_within_15_percent_of_yosys(name):
         within = abs((r.lut + r.lutram) / lut - 1) <= TOLERANCE
         assert within != ((cfg, layer) in KNOWN_LUT_MISSES), (layer, r, lut)
         assert r.bram36 == pytest.approx(bram, rel=TOLERANCE, abs=0), (layer, r, bram)
+
+
+# resnet_tiny's adds and global pool with runtime thresholds, Yosys FF (README: `qnnfab report --config
+# configs/resnet_tiny.toml --weights-mode runtime`)
+RUNTIME_SUM_STAGE_FF = {"b1": 127, "b2": 247, "gap": 480}
+
+
+def test_runtime_thresholds_of_adds_and_pools_are_priced_as_the_flip_flops_yosys_builds():
+    cfg = netconfig.load(ROOT / "configs" / "resnet_tiny.toml")
+    const = {L.name: estimate_layer(L) for L in cfg.layers}
+    runtime = {L.name: estimate_layer(L, runtime=True) for L in cfg.layers}
+    for name, ff in RUNTIME_SUM_STAGE_FF.items():
+        assert runtime[name].ff == pytest.approx(ff, rel=TOLERANCE), name
+        assert runtime[name].lut > const[name].lut, name
+    # b1: 2 lanes, 3 thresholds on a sum of two uint2 (0..6, unsigned(3)), at run time any of 0..8: 4 bits;
+    # stage 0 holds one a fold, stage 1 two, over 4 / 2 = 2 folds: 6 a lane, 48 bits, each stored and read out
+    assert runtime["b1"].ff - const["b1"].ff == 2 * 48
 
 
 def test_total_is_the_sum_of_the_layers():

@@ -212,14 +212,20 @@ def test_generate_writes_the_overlay_of_a_graph_and_its_runtime_weights_image(tm
     assert rc == 0
     image = (tmp_path / "w.bin").read_bytes()
     assert (tmp_path / "rt" / "accel" / "weights.bin").read_bytes() == image
-    # the header: magic, version, topology hash and the body's words, which hold every group of the
-    # plan: the adds' and the global pool's thresholds among them
-    plan = plan_of(netconfig.load(TINY), "runtime")
+    # the header: magic "QNWI", version 1, the config's topology hash and the file's body length
     words = [int.from_bytes(image[k:k + 8], "little") for k in range(0, len(image), 8)]
-    assert words[:2] == [0x49574E51 | (1 << 32), plan.topology_hash | (plan.image_body_words << 32)]
+    assert words[:2] == [0x49574E51 | (1 << 32), netconfig.load(TINY).topology_hash() | ((len(words) - 2) << 32)]
+    # the groups, in layer order: a conv's weights and its 2 threshold stages (uint2: 3 thresholds), an add's
+    # and the global pool's 2 threshold stages, the classifier's weights alone (acc)
+    want = []
+    for k, name in enumerate(("stem", "b1c1", "b1c2", "b1", "b2c1", "b2c2", "b2sc", "b2", "gap", "fc")):
+        where = f"layer {k} {name!r}" + (" (mvtu)" if name not in ("b1", "b2", "gap", "fc") else "")
+        want += [(where, "weights")] if name not in ("b1", "b2", "gap") else []
+        want += [(where, "thresholds0"), (where, "thresholds1")] if name != "fc" else []
+    plan = plan_of(netconfig.load(TINY), "runtime")
+    assert [(g.layer, g.memory) for g in plan.groups] == want
+    # consistency: the body is the plan's groups, nothing else
     assert len(words) == 2 + sum(g.words for g in plan.groups)
-    assert {g.layer for g in plan.groups if not g.memory.startswith("weights")} >= {"layer 3 'b1'", "layer 7 'b2'",
-                                                                                   "layer 8 'gap'"}
 
 
 def test_fold_on_the_cost_model_folds_a_graph_and_the_folded_plan_builds(tmp_path):

@@ -13,7 +13,8 @@ from amaranth.hdl import Shape
 from qnnfab import netconfig
 from qnnfab.errors import ConfigError
 from qnnfab.kinds import range_bits
-from qnnfab.plan import fifo_depth_for, plan_of, threshold_input, threshold_memory
+from qnnfab.netconfig import sum_range
+from qnnfab.plan import fifo_depth_for, plan_of, threshold_memory
 from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
 from qnnfab.rtl.dataflow import Dataflow, input_ports, output_ports
 
@@ -69,8 +70,8 @@ def test_plan_agrees_with_the_elaborated_hardware(path, mode):
             assert tuple(mvtu.memory_groups) == s.memories.groups
         if s.kind in ("add", "global_avgpool"):      # a graph's threshold units
             assert tuple(comp.threshold.memory_groups) == s.memories.groups
-            summed = threshold_input(s.kind, s.i.elem, s.layer.in_shape)    # the RTL's sum shape
-            assert (comp.threshold.in_width, comp.threshold.in_signed) == (summed.bits, summed.signed)
+            summed = range_bits(*sum_range(s.layer))    # the RTL's sum shape
+            assert (comp.threshold.in_width, comp.threshold.in_signed) == summed
     fm = plan.word_format
     assert len(top.s_axis_tdata) == 8 * fm.in_bytes and len(top.m_axis_tdata) == 8 * fm.out_bytes
     if mode == "runtime":

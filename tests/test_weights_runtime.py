@@ -108,27 +108,30 @@ def test_every_group_fills_more_than_half_of_its_words():
 
 def _load_then_frames(cfg_loaded, cfg_build, image, frames=2):
     """Amaranth simulation: load ``image`` (or each image of a list in turn) into ``cfg_build``'s runtime
-    hardware, stream frames; ``(last load's error, outputs, golden outputs of cfg_loaded)``."""
+    hardware, stream frames; ``(each load's error, None where no load finished; outputs, golden outputs of
+    cfg_loaded)``."""
     top = Dataflow(cfg_build, weights_mode="runtime")
     x = cfg_loaded.random_inputs(frames, 1)
     words = input_words(cfg_loaded, x)
-    outs, res = [], {}
+    outs, errors = [], []
     images = image if isinstance(image[0], list) else [image]
 
     async def bench(ctx):
         for image in images:
+            error = None
             for k, w in enumerate(image):
                 ctx.set(top.wload.payload, {"data": w, "last": int(k == len(image) - 1)})
                 ctx.set(top.wload.valid, 1)
                 await ctx.tick()
                 assert ctx.get(top.wload.ready)
                 if ctx.get(top.wload_done):
-                    res["error"] = ctx.get(top.wload_error)
+                    error = ctx.get(top.wload_error)
             ctx.set(top.wload.valid, 0)
             for _ in range(2):
                 await ctx.tick()
                 if ctx.get(top.wload_done):
-                    res["error"] = ctx.get(top.wload_error)
+                    error = ctx.get(top.wload_error)
+            errors.append(error)
         pos = 0
         ctx.set(top.o.ready, 1)
         for _ in range(20000):
@@ -148,14 +151,14 @@ def _load_then_frames(cfg_loaded, cfg_build, image, frames=2):
     sim.add_testbench(bench)
     sim.run()
     got = [e for w in outs for e in unpack_fields(w, [top.out_bits] * top.out_elems, signed=top.out_signed)]
-    return res.get("error"), got, graph_forward(cfg_loaded, x).reshape(-1).tolist()
+    return errors, got, graph_forward(cfg_loaded, x).reshape(-1).tolist()
 
 
 def test_kbit_network_loaded_at_run_time_matches_golden():
     """Groups of different row lengths (1 and 2 words) and signed multi-stage thresholds."""
     a, b = network({"net": "kbit"}, "A"), network({"net": "kbit"}, "B")
-    err, got, want = _load_then_frames(b, a, plan_of(b, "runtime").image_words())
-    assert err == wi.WloadError.OK
+    errors, got, want = _load_then_frames(b, a, plan_of(b, "runtime").image_words())
+    assert errors == [wi.WloadError.OK]
     assert got == want
 
 
@@ -216,8 +219,8 @@ def test_graph_loaded_at_run_time_matches_golden_and_reloads_the_add_and_pool_th
             assert not np.array_equal(la.thresholds, lb.thresholds)
             la.thresholds = lb.thresholds
     images = [plan_of(a, "runtime").image_words(), plan_of(c, "runtime").image_words()]
-    err, got, want = _load_then_frames(c, a, images, frames=3)
-    assert err == wi.WloadError.OK
+    errors, got, want = _load_then_frames(c, a, images, frames=3)
+    assert errors == [wi.WloadError.OK, wi.WloadError.OK]
     assert got == want
     x = c.random_inputs(3, 1)                    # the frames the helper streams
     assert graph_forward(c, x).reshape(-1).tolist() == want
@@ -225,12 +228,89 @@ def test_graph_loaded_at_run_time_matches_golden_and_reloads_the_add_and_pool_th
         "the adds' and the pool's thresholds of B change nothing on these frames"
 
 
+SIGNED_GRAPH = """
+[network]
+name = "signed-sum"
+input_shape = [2, 2, 2]
+input_kind = "int"
+input_bits = 3
+weights = "random"
+seed = {seed}
+
+[[layer]]
+name = "gap"
+type = "global_avgpool"
+act = "uint2"
+
+[[layer]]
+name = "c0"
+type = "conv"
+kernel = 1
+out = 2
+act = "uint2"
+pe = 2
+simd = 2
+
+[[layer]]
+name = "c1"
+type = "conv"
+kernel = 1
+out = 2
+act = "uint2"
+pe = 2
+simd = 2
+
+[[layer]]
+name = "r"
+type = "add"
+input = ["c1", "c0"]
+act = "bipolar"
+
+[[layer]]
+name = "fc"
+type = "fc"
+out = 2
+act = "acc"
+pe = 2
+simd = 2
+"""
+
+
+def test_graph_with_a_signed_sum_and_a_bipolar_add_loads_at_run_time():
+    """Edges of the graph stages' threshold groups: a global pool of int3 network inputs (a signed sum:
+    signed threshold groups) and an add with one threshold (bipolar out: one stage); widths from first
+    principles, contents where the layout says, and the loaded hardware matches the golden model."""
+    a, b = (netconfig.loads(SIGNED_GRAPH.format(seed=s), ROOT / "configs") for s in (11, 12))
+    plan = plan_of(b, "runtime")
+    # gap: 4 pixels of int3 sum to [-16, 12], held by signed(5): [-16, 15]; a runtime threshold holds
+    # [-16, 16]: signed 6 bits. r: uint2 + uint2 in [0, 6], unsigned(3): [0, 7]; thresholds [0, 8]: unsigned
+    # 4 bits; N = 1: one stage
+    got = {(g.layer, g.memory): (g.pe, g.width, g.depth, g.signed) for g in plan.groups
+           if g.layer in ("layer 0 'gap'", "layer 3 'r'")}
+    assert got == {("layer 0 'gap'", "thresholds0"): (2, 6, 1, True),
+                   ("layer 0 'gap'", "thresholds1"): (2, 6, 2, True),
+                   ("layer 3 'r'", "thresholds0"): (2, 4, 1, False)}
+    words = plan.image_words()
+    body = dict(zip([(g.layer, g.memory) for g in plan.groups], zip(plan.groups, _unpack_body(words, plan.groups))))
+    t = np.clip(b.layers[0].thresholds, -16, 16)
+    assert (t < 0).any(), "no negative threshold: the signed read is not exercised"
+    (g0, s0), (g1, s1) = body[("layer 0 'gap'", "thresholds0")], body[("layer 0 'gap'", "thresholds1")]
+    for c in range(2):                           # channel c on PE c, fold 0
+        assert _signed(s0[c][0], g0) == t[c, 1]
+        assert [_signed(s1[c][k], g1) for k in (0, 1)] == [t[c, 0], t[c, 2]]
+    g, s = body[("layer 3 'r'", "thresholds0")]
+    assert [s[c][0] for c in range(2)] == np.clip(b.layers[3].thresholds, 0, 8)[:, 0].tolist()
+    errors, got, want = _load_then_frames(b, a, words, frames=3)
+    assert errors == [wi.WloadError.OK]
+    assert got == want
+
+
 def test_image_of_another_topology_is_refused_by_the_hardware():
     a = network({"net": "kbit"}, "A")
     other = netconfig.loads(NETS["kbit"].replace("pe = 4\n", "pe = 8\n", 1), ROOT / "configs")
     assert other.topology_hash() != a.topology_hash()
-    err, _, _ = _load_then_frames(a, a, plan_of(other, "runtime").image_words(), frames=1)
-    assert err == wi.WloadError.WRONG_NETWORK
+    errors, _, _ = _load_then_frames(a, a, plan_of(other, "runtime").image_words(), frames=1)
+    assert errors == [wi.WloadError.WRONG_NETWORK]
 
 
 def test_error_codes_are_distinct_and_fit_the_port():

@@ -38,9 +38,9 @@ Figures are estimates: ``qnnfab report`` measures the design with Yosys, and
 import math
 
 from qnnfab.folding import layer_cycles, window_buffer_rows
-from qnnfab.kinds import DataKind, accumulator_range
-from qnnfab.netconfig import PIPELINE_MAX
-from qnnfab.plan import plan_of
+from qnnfab.kinds import DataKind, accumulator_range, range_bits
+from qnnfab.netconfig import PIPELINE_MAX, sum_range
+from qnnfab.plan import plan_of, sum_threshold_memories
 from qnnfab.rtl.compressor_popcount import compressor_levels
 from qnnfab.rtl.sliding_window import BLOCK_RAM_COPY_BITS
 
@@ -104,6 +104,10 @@ FIFO_FIXED_LUT = 8      # a depth-2 FIFO (stream handshakes, level)
 FIFO_DEPTH_LUT = 3      # per doubling of the depth beyond 2 (pointers and level compare)
 FORK_OUTPUT_LUT = 2     # a stream fork, per output (its outstanding bit and the input ready)
 SUM_STAGE_FIXED_LUT = 10   # an add's or global pool's handshake and counters (not calibrated on Yosys)
+# per stored bit of an add's or global pool's one-word runtime threshold RAMs (flip-flops): their write enables
+# and word selects; fitted on resnet_tiny's b1, b2, gap (Yosys, runtime minus const: 18, 39, 81 LUT on 48, 96,
+# 168 bits; FF 90, 181, 331, the model's 96, 192, 336)
+RUNTIME_SUM_THRESHOLD_BIT_LUT = 0.45
 # width converter (rtl/width_converter.py): a buffer of in + out elements, each
 # bit a shift / hold / write multiplexer, and its element count (compare and add)
 WIDTH_CONVERTER_BIT_LUT = 0.9
@@ -319,14 +323,15 @@ def estimate_layer(L, runtime=False, links=()):
     """Estimated :class:`Resources` of layer ``L`` at its current PE/SIMD, with the
     ``links`` in front of it (the width converter and FIFO stages of its
     :class:`~qnnfab.plan.Plan` that feed it).
-    ``runtime``: ``weights_mode = "runtime"``, weights and thresholds in RAMs
-    (mapped by the RAM rule; their packing and the weight loader are not modelled)."""
+    ``runtime``: ``weights_mode = "runtime"``, weights and thresholds in RAMs (an MVTU's
+    mapped by the RAM rule, an add's or global pool's in flip-flops: :func:`_sum_stage`;
+    the weight loader is not modelled)."""
     res = Resources()
     bits = L.in_bits
     for stage in links:
         _link(stage, res)
     if L.type in ("add", "global_avgpool"):
-        _sum_stage(L, res)
+        _sum_stage(L, res, runtime)
     elif L.type == "maxpool":
         h, w, c = L.in_shape
         rows = window_buffer_rows(h, w, L.kernel, L.stride, 0)
@@ -357,17 +362,27 @@ def estimate_layer(L, runtime=False, links=()):
     return Resources(lut=round(res.lut), ff=round(res.ff), bram36=float(res.bram36), lutram=round(res.lutram))
 
 
-def _sum_stage(L, res):
+def _sum_stage(L, res, runtime):
     """An add's or global pool's adders and threshold compare (``simd`` lanes), and a global pool's
-    line of partial sums (C sums, flip-flops)."""
-    bits = L.in_bits
-    sum_bits = bits + 1 if L.type == "add" else bits + math.ceil(math.log2(L.in_shape[0] * L.in_shape[1]))
+    line of partial sums (C sums, flip-flops). Runtime thresholds: a threshold RAM of one stored word
+    (packed) is flip-flops, as Yosys builds it (each stored bit, each bit of the registered read word,
+    their write enables and word selects in LUTs); a deeper one is mapped by the RAM rule."""
+    sum_bits = range_bits(*sum_range(L))[0]
     stages = L.n_thresholds.bit_length()
     res.lut += L.simd * sum_bits * (1 + ACC_BIT_LUT + EXTRA_STAGE_ACC_BIT_LUT * max(0, stages - 1))
     res.lut += SUM_STAGE_FIXED_LUT
     res.ff += L.simd * sum_bits * (1 + stages) + 16
     if L.type == "global_avgpool":
         res.ff += L.in_shape[2] * sum_bits
+    if runtime:
+        for g in sum_threshold_memories(L.name, L, runtime).groups:
+            res.ff += g.pe * g.stored_width      # the registered read words
+            if g.stored_depth == 1:
+                res.ff += g.pe * g.stored_width
+                res.lut += RUNTIME_SUM_THRESHOLD_BIT_LUT * g.pe * g.stored_width
+            else:
+                kind, amount = ram_mapping(g.stored_depth, g.stored_width)
+                _add_mem(res, kind, g.pe * amount)
 
 
 def _cycles(L):
