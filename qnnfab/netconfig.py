@@ -828,9 +828,6 @@ def _layer_sources(table, where, specs):
         raise ConfigError(where, "input", f"must be a layer name or a list of one or two, got {entry!r}",
                           f'write input = "conv1", or input = ["conv2", "pool1"] ("{NETWORK_INPUT}": the '
                           "network's input)")
-    if len(names) == 2 and names[0] == names[1]:
-        raise ConfigError(where, "input", f"names {names[0]!r} twice (a stream added to itself)",
-                          "read two different layers; x + x is 2x: double the next thresholds instead")
     earlier = {L.name: L for L in specs}
     for n in names:
         if n != NETWORK_INPUT and n not in earlier:

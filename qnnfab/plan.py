@@ -600,8 +600,8 @@ def _graph_stages(cfg, skip_depths, runtime=False):
         sources.append(L.inputs or ((cfg.layers[index - 1].name,) if index else (NETWORK_INPUT,)))
     readers = {}
     for index, names in enumerate(sources):
-        for n in names:
-            readers.setdefault(n, []).append(index)
+        for port, n in enumerate(names):
+            readers.setdefault(n, []).append((index, port))
     stages, by_name, ends = [], {}, {}
 
     def add(stage):
@@ -609,16 +609,17 @@ def _graph_stages(cfg, skip_depths, runtime=False):
         by_name[stage.name] = stage
 
     def produce(name, link, layer):
-        """Record the output ``(stage, port)`` each reader of ``name`` gets, behind a fork if several read it."""
+        """Record the output ``(stage, port)`` each reader ``(layer index, input port)`` of ``name`` gets,
+        behind a fork if several read it (one layer reading it twice too)."""
         who = readers.get(name, [])
         if len(who) > 1:
             fork = Stage("fork", f"{name}_fork", link, link, 0, layer, reads=((ends[name][0], 0),),
                          fanout=len(who))
             add(fork)
-            for port, index in enumerate(who):
-                ends[(name, index)] = (fork.name, port)
+            for fork_port, reader in enumerate(who):
+                ends[(name, *reader)] = (fork.name, fork_port)
         elif who:
-            ends[(name, who[0])] = ends[name]
+            ends[(name, *who[0])] = ends[name]
 
     first = cfg.layers[0]
     ends[NETWORK_INPUT] = ("", 0)
@@ -627,7 +628,7 @@ def _graph_stages(cfg, skip_depths, runtime=False):
         layer = _graph_layer_stage(index, L, runtime)
         reads, fifos = [], []
         for port, name in enumerate(sources[index]):
-            end = ends[(name, index)]
+            end = ends[(name, index, port)]
             suffix = str(port) if len(sources[index]) > 1 else ""
             prev_o = by_name[end[0]].o if end[0] else layer.i
             if prev_o.elem != layer.i.elem:

@@ -139,6 +139,16 @@ def test_a_graph_runs_identical_to_golden_on_amaranth_and_one_word_less_deadlock
         run_dataflow(Dataflow(cfg, skip_depths={"res_fifo1": depth - 1}), x)
 
 
+def test_an_add_of_one_layer_with_itself_forks_it_and_runs_identical_to_golden():
+    cfg = netconfig.loads(MINI.replace('input = ["c1", "stem"]', 'input = ["c1", "c1"]'))
+    s = _stages(plan_of(cfg))
+    assert s["c1_fork"].fanout == 2
+    assert sorted(r for f in ("res_fifo0", "res_fifo1") for r in s[f].reads) == [("c1_fork", 0), ("c1_fork", 1)]
+    x = cfg.random_inputs(2, 4)
+    scores, _ = run_dataflow(Dataflow(cfg), x)
+    np.testing.assert_array_equal(scores, graph_forward(cfg, x).reshape(2, -1))
+
+
 def test_graphs_refuse_concat_hardware_in_one_line():
     text = MINI.replace('name = "res"\ntype = "add"\ninput = ["c1", "stem"]\nact = "uint2"',
                         'name = "res"\ntype = "concat"\ninput = ["c1", "stem"]')
