@@ -526,7 +526,7 @@ def test_rebalancing_reaches_the_balanced_folding_the_path_misses(tmp_path, monk
 def test_measured_fps_target_met_by_rebalancing_and_out_of_reach_in_one_line(tmp_path, monkeypatch, capfd,
                                                                             convnet_cache):
     """``fold --fps --measured`` for the balanced folding's speed (1e8 / 144 frames/s) under its LUTs:
-    met (exit 0, every layer's reason written); fully parallel under the same budget: out of reach,
+    met (exit 0, every layer's reason written), out of reach with ``--no-rebalance``; fully parallel under the same budget: out of reach,
     exit 2 in one line, no config written."""
     monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
     balanced = network_report(_convnet(tmp_path, BALANCED), progress=None, jobs=2)
@@ -542,6 +542,11 @@ def test_measured_fps_target_met_by_rebalancing_and_out_of_reach_in_one_line(tmp
     for L in cfg.layers:
         assert any(x.startswith(f"#   {L.name}: ") and "meeting the target" in x for x in text.splitlines())
     capfd.readouterr()
+    walk = tmp_path / "walk.toml"       # the walk alone reaches 144 only with conv0 at PE 8, over the budget
+    assert main([*args, "--no-rebalance", "--fps", str(1e8 / BALANCED_CYCLES), "--out", str(walk)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of reach" in err[0] and "rebalanced" not in err[0], err
+    assert not walk.exists()
     far = tmp_path / "far.toml"
     assert main([*args, "--fps", str(1e8 / 9), "--out", str(far)]) == 2      # 9: every layer fully parallel
     err = capfd.readouterr().err.strip().splitlines()

@@ -125,6 +125,13 @@ class Point:
     model: Resources
 
 
+def _pruned(budget, prune):
+    """The budget the cost model's estimates are checked against: ``budget`` raised by ``prune``
+    (a fraction), without margin or logic-delay target."""
+    return dataclasses.replace(budget, lut=budget.lut * (1 + prune), bram36=budget.bram36 * (1 + prune),
+                               dsp=budget.dsp * (1 + prune), ff=budget.ff * (1 + prune), margin=0.0, logic_ps=None)
+
+
 def proposals(cfg, device, budget, *, target_cycles=None, prune=0.15):
     """The auto-folder's path from the fully folded design, each point a :class:`Point`;
     ``(points, end)``. The path ends when the target is met, when the bottleneck is fully
@@ -137,9 +144,7 @@ def proposals(cfg, device, budget, *, target_cycles=None, prune=0.15):
         pos[L.name] = 0
         L.simd, L.pe = folding_steps(L)[0]
     points, raised = [], None
-    model_budget = dataclasses.replace(budget, lut=budget.lut * (1 + prune), bram36=budget.bram36 * (1 + prune),
-                                       dsp=budget.dsp * (1 + prune), ff=budget.ff * (1 + prune), margin=0.0,
-                                       logic_ps=None)
+    model_budget = _pruned(budget, prune)
     while True:
         assign_memory_styles(cfg, bram_limit)
         model = estimate(cfg)
@@ -480,9 +485,7 @@ def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles,
     ends there); a setting or design Yosys cannot synthesize is left out or does not fit."""
     rb = Rebalancer(cfg, comp, set(pipelined))
     cur, cur_rep = best, best_rep
-    model_budget = dataclasses.replace(budget, lut=budget.lut * (1 + prune), bram36=budget.bram36 * (1 + prune),
-                                       dsp=budget.dsp * (1 + prune), ff=budget.ff * (1 + prune), margin=0.0,
-                                       logic_ps=None)
+    model_budget = _pruned(budget, prune)
 
     def luts(rep):
         return rep.total.lut + rep.total.lutram
