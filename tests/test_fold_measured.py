@@ -276,7 +276,8 @@ def test_budget_names_what_is_over():
     (["--measured", "--scheduler", "host:8786"], "--scheduler"),
     (["--measured", "--scheduler", "tcp://h:1", "--workers", "2"], "--workers"),
     (["--measured", "--margin", "-1"], "--margin"), (["--prune", "15"], "--prune"),
-    (["--measured", "--prune", "-1"], "--prune"), (["--measured", "--prune", "nan"], "--prune")])
+    (["--measured", "--prune", "-1"], "--prune"), (["--measured", "--prune", "nan"], "--prune"),
+    (["--no-rebalance"], "--no-rebalance")])
 def test_fold_search_options_refused_in_one_line(tmp_path, capsys, extra, option):
     out = tmp_path / "x.toml"
     rc = main(["fold", "--config", str(ROOT / "configs" / "lfc_small.toml"), "--fastest", *extra, "--out", str(out)])
@@ -501,7 +502,7 @@ def test_rebalancing_reaches_the_balanced_folding_the_path_misses(tmp_path, monk
     monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
     balanced = network_report(_convnet(tmp_path, BALANCED), progress=None, jobs=2)
     assert balanced.bottleneck_cycles == BALANCED_CYCLES == 144
-    budget = Budget(lut=_luts(balanced.total) / XC7Z020.lut)
+    budget = Budget(lut=(_luts(balanced.total) + 0.5) / XC7Z020.lut)     # half a LUT: no float rounding
     greedy, cfg = _convnet(tmp_path), _convnet(tmp_path)
     with SynthesisPool(workers=2, progress=None) as pool:
         walk = measured_fold(greedy, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None,
@@ -525,11 +526,11 @@ def test_rebalancing_reaches_the_balanced_folding_the_path_misses(tmp_path, monk
 def test_measured_fps_target_met_by_rebalancing_and_out_of_reach_in_one_line(tmp_path, monkeypatch, capfd,
                                                                             convnet_cache):
     """``fold --fps --measured`` for the balanced folding's speed (1e8 / 144 frames/s) under its LUTs:
-    met (exit 0, every layer's reason written); fully parallel under the same budget: out of reach,
+    met (exit 0, every layer's reason written), out of reach with ``--no-rebalance``; fully parallel under the same budget: out of reach,
     exit 2 in one line, no config written."""
     monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
     balanced = network_report(_convnet(tmp_path, BALANCED), progress=None, jobs=2)
-    pct = 100 * _luts(balanced.total) / XC7Z020.lut
+    pct = 100 * (_luts(balanced.total) + 0.5) / XC7Z020.lut       # half a LUT: no float rounding
     out = tmp_path / "fps.toml"
     args = ["fold", "--config", str(tmp_path / "convnet.toml"), "--measured", "--workers", "2",
             "--lut", repr(pct), "--prune", "10000"]
@@ -541,8 +542,122 @@ def test_measured_fps_target_met_by_rebalancing_and_out_of_reach_in_one_line(tmp
     for L in cfg.layers:
         assert any(x.startswith(f"#   {L.name}: ") and "meeting the target" in x for x in text.splitlines())
     capfd.readouterr()
+    walk = tmp_path / "walk.toml"       # the walk alone reaches 144 only with conv0 at PE 8, over the budget
+    assert main([*args, "--no-rebalance", "--fps", str(1e8 / BALANCED_CYCLES), "--out", str(walk)]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "out of reach" in err[0] and "rebalanced" not in err[0], err
+    assert not walk.exists()
     far = tmp_path / "far.toml"
     assert main([*args, "--fps", str(1e8 / 9), "--out", str(far)]) == 2      # 9: every layer fully parallel
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "out of reach" in err[0] and "--fps" in err[0], err
     assert not far.exists()
+
+
+def _balanced_budget(tmp_path):
+    """The LUTs of the hand-balanced folding (BALANCED) by ``report``, half a LUT above."""
+    balanced = network_report(_convnet(tmp_path, BALANCED), progress=None, jobs=2)
+    return Budget(lut=(_luts(balanced.total) + 0.5) / XC7Z020.lut)
+
+
+def test_unreachable_fps_rebalancing_synthesizes_nothing_beyond_the_walk(tmp_path, monkeypatch, convnet_cache):
+    """A target every layer can reach only (nearly) fully parallel, 25 cycles/frame (conv0 reads its 5x5
+    input a pixel per cycle), under the balanced folding's LUTs, the default ``prune``: the cost model puts the rebalanced design far beyond the budget, so the rebalancing
+    synthesizes nothing. The walk alone fills the cache, then the search with the rebalancing: no
+    synthesis at all, out of reach (ConfigError), the rebalancing's reason names the cost model."""
+    from qnnfab.errors import ConfigError
+    monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
+    budget = _balanced_budget(tmp_path)
+    for rebalance in (False, True):
+        lines = []
+        with SynthesisPool(workers=2, progress=None) as pool:
+            with pytest.raises(ConfigError, match="out of reach") as err:
+                measured_fold(_convnet(tmp_path), XC7Z020, pool, budget=budget, target_fps=1e8 / 25,
+                              lookahead=2, progress=lines.append, rebalance=rebalance)
+            synthesized = pool.synthesized
+    assert synthesized == 0, lines
+    assert "cost model puts it more than 15% beyond the budget" in str(err.value), err.value
+    assert any(line.startswith("rebalanced for 25 cycles/frame: not measured") for line in lines), lines
+
+
+def test_synthesis_failing_while_rebalancing_keeps_the_walks_answer(tmp_path, monkeypatch):
+    """Every stage Yosys is given during the rebalancing fails (its Verilog broken on the way): the
+    failed settings are left out, a failed design does not fit, and the search ends with a design
+    (the walk's or a rebalanced one from stages already measured) at least as fast as the walk's
+    that fits by ``report``; no SynthesisFailed."""
+    import qnnfab.boards.estimate.measured as measured
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    budget = _balanced_budget(tmp_path)
+    walk_cfg, cfg = _convnet(tmp_path), _convnet(tmp_path)
+    rebalancing, broken = [], []
+    real_verilog, real_rebalance = measured.stage_verilog, measured._rebalance
+
+    def breaking(comp, top):
+        text = real_verilog(comp, top)
+        if rebalancing:
+            broken.append(top)
+            return text.replace("endmodule", "endmodule garbage(", 1)
+        return text
+
+    def flagged(*args, **kw):
+        rebalancing.append(True)
+        try:
+            return real_rebalance(*args, **kw)
+        finally:
+            rebalancing.clear()
+
+    monkeypatch.setattr(measured, "stage_verilog", breaking)
+    monkeypatch.setattr(measured, "_rebalance", flagged)
+    with SynthesisPool(workers=2, progress=None) as pool:
+        walk = measured_fold(walk_cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None,
+                             rebalance=False)
+        res = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None)
+    assert broken, "the rebalancing asked for no new stage: the test checks nothing"
+    assert res.report.bottleneck_cycles <= walk.report.bottleneck_cycles
+    monkeypatch.setattr(measured, "stage_verilog", real_verilog)
+    chosen = network_report(cfg, progress=None, jobs=2)
+    assert _figures(chosen.total) == _figures(res.report.total) and not budget.over(chosen.total, XC7Z020)
+
+
+def test_rebalancing_pipelines_its_own_copy_of_the_walks_layers(tmp_path, monkeypatch, convnet_cache):
+    """Every layer over the logic-delay target while rebalancing (``_over_timing`` made to say so
+    there only): the walk's set of pipelined layers is left as it was, the outcome's set holds only
+    layers its design has at pipeline = "max", and the notes claim pipeline = "max" exactly for the
+    layers the chosen design has at pipeline = "max"."""
+    import qnnfab.boards.estimate.measured as measured
+    from qnnfab.boards.estimate.measured import Composer
+    monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
+    budget = _balanced_budget(tmp_path)
+    rebalancing = []
+    real_over, real_rebalance = measured._over_timing, measured._rebalance
+
+    def over_while_rebalancing(rep, b):
+        return [L.name for L in rep.layers if L.type in ("fc", "conv")] if rebalancing else real_over(rep, b)
+
+    def flagged(*args, **kw):
+        rebalancing.append(True)
+        try:
+            return real_rebalance(*args, **kw)
+        finally:
+            rebalancing.clear()
+
+    monkeypatch.setattr(measured, "_over_timing", over_while_rebalancing)
+    monkeypatch.setattr(measured, "_rebalance", flagged)
+    cfg = _convnet(tmp_path)
+    with SynthesisPool(workers=2, progress=None) as pool:
+        walk = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None,
+                             rebalance=False)
+        points, _ = proposals(_convnet(tmp_path), XC7Z020, budget, prune=100.0)
+        pipelined = set()
+        out = measured._rebalance(cfg, XC7Z020, Composer(pool, 100e6), budget, settings_of(cfg), walk.report,
+                                  points, None, pipelined, None, 100.0)
+        res = measured_fold(_convnet(tmp_path), XC7Z020, pool, budget=budget, prune=100.0, lookahead=2,
+                            progress=None)
+    assert pipelined == set()
+    assert out.tried, "the rebalancing measured nothing: the test checks nothing"
+    if out.settings is not None:
+        assert out.pipelined and all(out.settings[n]["pipeline"] == "max" for n in out.pipelined)
+    else:
+        assert out.pipelined == set()
+    for L in res.cfg.layers:
+        assert ('pipeline = "max"' in res.notes[L.name]) == (L.pipeline == "max"), (L.name, res.notes[L.name])

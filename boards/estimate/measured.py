@@ -125,6 +125,13 @@ class Point:
     model: Resources
 
 
+def _pruned(budget, prune):
+    """The budget the cost model's estimates are checked against: ``budget`` raised by ``prune``
+    (a fraction), without margin or logic-delay target."""
+    return dataclasses.replace(budget, lut=budget.lut * (1 + prune), bram36=budget.bram36 * (1 + prune),
+                               dsp=budget.dsp * (1 + prune), ff=budget.ff * (1 + prune), margin=0.0, logic_ps=None)
+
+
 def proposals(cfg, device, budget, *, target_cycles=None, prune=0.15):
     """The auto-folder's path from the fully folded design, each point a :class:`Point`;
     ``(points, end)``. The path ends when the target is met, when the bottleneck is fully
@@ -137,9 +144,7 @@ def proposals(cfg, device, budget, *, target_cycles=None, prune=0.15):
         pos[L.name] = 0
         L.simd, L.pe = folding_steps(L)[0]
     points, raised = [], None
-    model_budget = dataclasses.replace(budget, lut=budget.lut * (1 + prune), bram36=budget.bram36 * (1 + prune),
-                                       dsp=budget.dsp * (1 + prune), ff=budget.ff * (1 + prune), margin=0.0,
-                                       logic_ps=None)
+    model_budget = _pruned(budget, prune)
     while True:
         assign_memory_styles(cfg, bram_limit)
         model = estimate(cfg)
@@ -262,8 +267,10 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
                   rebalance=True):
     """Choose every layer's folding of ``cfg`` (in place) on measured figures; a :class:`MeasuredFold`.
 
-    ``target_fps=None``: the fastest design whose measured figures fit ``budget``; else the
-    first point of the path reaching ``target_fps`` (ConfigError if it does not fit).
+    ``target_fps=None``: the fastest design whose measured figures fit ``budget``; else a design
+    meeting ``target_fps`` that fits: the first point of the path reaching it, replaced by the
+    rebalanced design for it when that fits and the path's point does not or uses more LUTs
+    (ConfigError if neither fits).
     The walk starts where the cost model's own search stops (:func:`model_stop`), goes
     back along the path while the measured design does not fit, then forward while it
     does (``start``, an index into :func:`proposals`' path, starts it elsewhere;
@@ -400,12 +407,13 @@ def measured_fold(cfg, device, pool, *, budget=Budget(), target_fps=None, f_clk=
     balanced = None
     if rebalance:
         balanced = _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles, pipelined,
-                              progress)
+                              progress, prune)
         if balanced.settings is not None:
             best, best_rep = balanced.settings, balanced.report
+            pipelined |= balanced.pipelined
             stopper, rejected = None, []
             reason = balanced.reason
-        elif balanced.tried:
+        else:
             reason += f"; {balanced.reason}"
     apply(cfg, best)
     if target_cycles is not None and best_rep.bottleneck_cycles > target_cycles:
@@ -436,12 +444,14 @@ class Rebalanced:
     """The outcome of the rebalancing (:class:`Rebalancer`) after the walk: ``settings`` and
     ``report`` of the fastest rebalanced design that fits (None when none beat the walk's),
     ``target`` its cycles target, ``reason`` why it stopped there, ``tried`` ``[(target,
-    cycles, LUT, over)]`` of each design measured."""
+    cycles, LUT, over)]`` of each design measured, ``pipelined`` the layers its design has at
+    pipeline = "max" for the logic-delay target."""
     settings: dict | None
     report: object
     target: int | None
     reason: str
     tried: list
+    pipelined: set = dataclasses.field(default_factory=set)
 
     def notes(self, cfg, bottleneck_cycles, target_cycles=None, pipelined=()):
         """``{layer: why}`` of the rebalanced design (see :func:`stop_notes`)."""
@@ -461,7 +471,7 @@ class Rebalanced:
         return notes
 
 
-def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles, pipelined, progress):
+def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles, pipelined, progress, prune=0.15):
     """After the walk (its choice ``best``, measured ``best_rep``): every layer at its cheapest
     measured setting within a cycles target T (:class:`Rebalancer`); a :class:`Rebalanced`.
     With ``target_cycles``, T is the target (the design with the fewest LUTs meeting it, taken
@@ -469,9 +479,13 @@ def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles,
     path's cycles below the walk's choice, then every cycles value between the last that fits
     and the first that does not, in decreasing order, while the rebalanced design fits. BRAM36
     over the budget raises their price in LUTs (:data:`BRAM_PRICES`); a logic delay over the
-    target pipelines the layer, as the walk does."""
-    rb = Rebalancer(cfg, comp, pipelined)
+    target pipelines the layer, as the walk does (in the rebalancer's own copy of ``pipelined``,
+    kept in the outcome with the design that fits). A T whose cheapest choice by the cost model
+    alone is beyond the budget by more than ``prune`` is not synthesized (as the walk's path
+    ends there); a setting or design Yosys cannot synthesize is left out or does not fit."""
+    rb = Rebalancer(cfg, comp, set(pipelined))
     cur, cur_rep = best, best_rep
+    model_budget = _pruned(budget, prune)
 
     def luts(rep):
         return rep.total.lut + rep.total.lutram
@@ -479,21 +493,38 @@ def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles,
     tried = []
 
     def attempt(T):
-        """The rebalanced design for T: ``(settings, report, over)``; settings None if unreachable."""
+        """The rebalanced design for T: ``(settings, report, over)``; settings None if unreachable
+        or put beyond the budget by the cost model (nothing synthesized then); report None if
+        Yosys could not synthesize it."""
+        model = rb.model_choice(cur, T)
+        if model is None:
+            return None, None, ["a layer cannot reach it"]
+        model_over = model_budget.over(model, device)
+        if model_over:
+            if progress:
+                progress(f"rebalanced for {T:,.0f} cycles/frame: not measured, the cost model puts it more than "
+                         f"{100 * prune:g}% beyond the budget ({'; '.join(model_over)})")
+            return None, None, [f"the cost model puts it more than {100 * prune:g}% beyond the budget "
+                                f"({'; '.join(model_over)})"]
         for price in BRAM_PRICES:
             s = rb.choose(cur, T, price)
             if s is None:
                 return None, None, ["a layer cannot reach it"]
             apply(cfg, s)
-            rep = comp.report(cfg)
-            slow = [n for n in _over_timing(rep, budget) if n not in pipelined]
+            try:
+                rep = comp.report(cfg)
+            except SynthesisFailed as e:      # as the walk's variants: a design Yosys cannot synthesize does not fit
+                if progress:
+                    progress(f"rebalanced for {T:,.0f} cycles/frame: not synthesized: {e}")
+                return s, None, [f"not synthesized ({e.reason}; log: {e.log})"]
+            slow = [n for n in _over_timing(rep, budget) if n not in rb.pipelined]
             if slow:
-                pipelined.update(slow)
+                rb.pipelined.update(slow)
                 return attempt(T)
             over = budget.over(rep.total, device)
             if progress:
                 r = rep.total
-                progress(f"rebalanced for {T:,} cycles/frame"
+                progress(f"rebalanced for {T:,.0f} cycles/frame"
                          f"{f' (a BRAM36 priced {price} LUT)' if price else ''}: {rep.bottleneck_cycles:,} "
                          f"cycles/frame, {luts(rep):,} LUT, {r.bram36:g} BRAM36, {r.dsp} DSP, {r.ff:,} FF measured"
                          f"{'  <- over: ' + '; '.join(over) if over else ''}")
@@ -507,19 +538,20 @@ def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles,
         apply(cfg, best)
         if s is not None and not over and (best_rep.bottleneck_cycles > target_cycles or luts(rep) < luts(best_rep)):
             return Rebalanced(s, rep, target_cycles, "every layer at its cheapest measured setting meeting "
-                              "the target", tried)
-        why = "over" if s is None else "; ".join(over) or "not cheaper than the walk's"
+                              "the target", tried, set(rb.pipelined))
+        why = "; ".join(over) or "not cheaper than the walk's"
         return Rebalanced(None, None, target_cycles, f"rebalanced for the target: {why}", tried)
-    fitted, fitted_rep, fitted_T, reason = None, None, None, None
+    fitted, fitted_rep, fitted_T, reason, fitted_pipelined = None, None, None, None, set()
     over_T = None
     for T in sorted({p.cycles for p in points if p.cycles < cur_rep.bottleneck_cycles}, reverse=True):
         if T >= cur_rep.bottleneck_cycles:
             continue
         s, rep, over = attempt(T)
         if s is None or over:
-            over_T, reason = T, _over_reason(T, over)
+            over_T, reason = T, _over_reason(T, rep, over)
             break
         cur, cur_rep, fitted, fitted_rep, fitted_T = s, rep, s, rep, T
+        fitted_pipelined = set(rb.pipelined)
     while True:
         lower = [T for T in rb.targets(cur_rep.bottleneck_cycles) if over_T is None or T > over_T]
         if not lower:
@@ -527,20 +559,23 @@ def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles,
         T = lower[0]
         s, rep, over = attempt(T)
         if s is None or over:
-            over_T, reason = T, _over_reason(T, over)
+            over_T, reason = T, _over_reason(T, rep, over)
             break
         cur, cur_rep, fitted, fitted_rep, fitted_T = s, rep, s, rep, T
+        fitted_pipelined = set(rb.pipelined)
     if reason is None:
         reason = "no layer can go faster"
     apply(cfg, best)
     if fitted is None:
         return Rebalanced(None, None, None, reason, tried)
-    return Rebalanced(fitted, fitted_rep, fitted_T, reason, tried)
+    return Rebalanced(fitted, fitted_rep, fitted_T, reason, tried, fitted_pipelined)
 
 
-def _over_reason(T, over):
-    return (f"rebalanced for {T:,} cycles/frame (every layer at its cheapest measured setting within it), "
-            f"the design measures {'; '.join(over)}")
+def _over_reason(T, rep, over):
+    """Why the rebalancing for ``T`` stopped: its design measured (``rep``) ``over`` the budget, or
+    (``rep`` None) not measured or not synthesized, ``over`` saying why."""
+    return (f"rebalanced for {T:,.0f} cycles/frame (every layer at its cheapest measured setting within it), "
+            + (f"the design measures {'; '.join(over)}" if rep is not None else "; ".join(over)))
 
 
 def model_stop(points, budget, device):
@@ -708,7 +743,8 @@ class Rebalancer:
     until those are measured ones, so the cost model only proposes which settings are worth a
     synthesis; before a synthesis the cheapest :data:`PROBED` estimates
     of each layer are looked up in the cache (free when an earlier search or report measured
-    them). ``pipelined`` layers keep ``pipeline = "max"``."""
+    them). ``pipelined`` layers keep ``pipeline = "max"``; a setting whose stage Yosys cannot
+    synthesize is noted in ``failed`` (``{(layer, setting key): the error}``) and never chosen."""
 
     PROBED = 8
     SPREAD = 2
@@ -720,6 +756,7 @@ class Rebalancer:
         self.pipelined = pipelined
         self.runtime = cfg.weights_mode == "runtime"
         self.measured = {}     # (layer, setting key): Resources of the layer's own stage
+        self.failed = {}       # (layer, setting key): the SynthesisFailed of its stage
         self._cands = {}       # layer: [(setting, cycles, model Resources)]
         self._probed = set()   # (layer, setting key) looked up in the cache
 
@@ -750,7 +787,8 @@ class Rebalancer:
     def within(self, name, target):
         """The settings of ``name`` with cycles <= ``target``, pipeline = "max" only if it is pipelined."""
         return [(s, c, m) for s, c, m in self.candidates(name) if c <= target
-                and (name not in self.pipelined or s.get("pipeline") == PIPELINE_MAX)]
+                and (name not in self.pipelined or s.get("pipeline") == PIPELINE_MAX)
+                and (name, _key(s)) not in self.failed]
 
     def _ratio(self, name, folding=None):
         """Measured / model LUTs over ``name``'s settings measured so far (those of ``folding``,
@@ -800,8 +838,12 @@ class Rebalancer:
             reqs.append((name, setting, [req for _, _, req in self.comp.requests(self.cfg, only={name})]))
         for name, setting, own in reqs:
             total = Resources()
-            for req in own:
-                total = total + self.comp.pool.result(req)
+            try:
+                for req in own:
+                    total = total + self.comp.pool.result(req)
+            except SynthesisFailed as e:     # as the walk's variants: skipped, not chosen
+                self.failed[name, _key(setting)] = e
+                continue
             self.measured[name, _key(setting)] = total
 
     def _probe(self, base, target, bram_price):
@@ -836,6 +878,22 @@ class Rebalancer:
         if not rows:
             return None
         return min(rows, key=lambda r: self._rank(name, r, bram_price))[0]
+
+    def model_choice(self, base, target):
+        """The cost model's :class:`Resources` of ``base`` with every layer at its setting with
+        cycles <= ``target`` the cost model alone puts at the fewest LUTs (then BRAM36); None if
+        a layer cannot reach ``target``. Nothing is synthesized; ``cfg`` is left at ``base``."""
+        out = {n: dict(v) for n, v in base.items()}
+        for L in self.cfg.layers:
+            rows = self.within(L.name, target)
+            if not rows:
+                return None
+            out[L.name].update(min(rows, key=lambda r: (r[2].lut + r[2].lutram, r[2].bram36, -r[1]))[0])
+        try:
+            apply(self.cfg, out)
+            return estimate(self.cfg)
+        finally:
+            apply(self.cfg, base)
 
     def choose(self, base, target, bram_price=0):
         """``base`` (:func:`settings_of`) with every layer at its cheapest measured setting with

@@ -70,6 +70,9 @@ def run(args):
             if getattr(args, opt) is not None:
                 raise ConfigError(where, f"--{opt}", "applies to the measured search only",
                                   "add --measured, or drop it")
+        if args.no_rebalance:
+            raise ConfigError(where, "--no-rebalance", "applies to the measured search only",
+                              "add --measured, or drop it")
         if args.meet_clock:
             raise ConfigError(where, "--meet-clock", "applies to the measured search only (the cost model has "
                               "no logic delays)", "add --measured, or drop it")
@@ -85,7 +88,7 @@ def run(args):
     if args.measured:
         with pool_of(args) as pool:
             res = measured_fold(cfg, board.capacity, pool, budget=budget, target_fps=args.fps, f_clk=f_clk,
-                                prune=prune_of(args), fps_name=(where, "--fps"))
+                                prune=prune_of(args), fps_name=(where, "--fps"), rebalance=not args.no_rebalance)
         rep = res.report
         bottleneck, worst_cycles = rep.bottleneck, rep.bottleneck_cycles
         t = rep.total
@@ -168,6 +171,11 @@ def add_parser(sub):
                    help="check every proposed folding on Yosys results (per stage, cached) instead of the "
                         "cost model")
     search_args(f)
+    f.add_argument("--no-rebalance", action="store_true",
+                   help="measured only: keep the walk's choice (the cost model's path, each step raising "
+                        "the bottleneck) without the rebalancing after it, which gives every layer its "
+                        "cheapest measured folding within a cycles target and may find a faster (or, for "
+                        "--fps, cheaper) design at the price of more syntheses")
     f.add_argument("--out", required=True, metavar="FILE.toml",
                    help="where to write the folded config (a .toml in an existing folder)")
     f.set_defaults(func=run)
