@@ -46,7 +46,7 @@ import random as _random
 from amaranth.hdl import Const, Instance, ShapeCastable, Value
 from amaranth.sim import Simulator
 
-__all__ = ["StreamRuleError", "StreamSource", "StreamSink", "StreamRun", "run_streams", "stream_through"]
+__all__ = ["StreamRuleError", "StreamSource", "StreamSink", "StreamRun", "run_streams", "stream_through", "vendor_cells"]
 
 
 class StreamRuleError(AssertionError):
