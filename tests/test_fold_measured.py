@@ -580,6 +580,23 @@ def test_unreachable_fps_rebalancing_synthesizes_nothing_beyond_the_walk(tmp_pat
     assert any(line.startswith("rebalanced for 25 cycles/frame: not measured") for line in lines), lines
 
 
+def _while_rebalancing(monkeypatch):
+    """A list that is non-empty exactly while the measured search's rebalancing step runs
+    (``measured._rebalance`` wrapped for the test)."""
+    import qnnfab.boards.estimate.measured as measured
+    flag, real = [], measured._rebalance
+
+    def flagged(*args, **kw):
+        flag.append(True)
+        try:
+            return real(*args, **kw)
+        finally:
+            flag.clear()
+
+    monkeypatch.setattr(measured, "_rebalance", flagged)
+    return flag
+
+
 def test_synthesis_failing_while_rebalancing_keeps_the_walks_answer(tmp_path, monkeypatch):
     """Every stage Yosys is given during the rebalancing fails (its Verilog broken on the way): the
     failed settings are left out, a failed design does not fit, and the search ends with a design
@@ -589,8 +606,8 @@ def test_synthesis_failing_while_rebalancing_keeps_the_walks_answer(tmp_path, mo
     monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
     budget = _balanced_budget(tmp_path)
     walk_cfg, cfg = _convnet(tmp_path), _convnet(tmp_path)
-    rebalancing, broken = [], []
-    real_verilog, real_rebalance = measured.stage_verilog, measured._rebalance
+    rebalancing, broken = _while_rebalancing(monkeypatch), []
+    real_verilog = measured.stage_verilog
 
     def breaking(comp, top):
         text = real_verilog(comp, top)
@@ -599,15 +616,7 @@ def test_synthesis_failing_while_rebalancing_keeps_the_walks_answer(tmp_path, mo
             return text.replace("endmodule", "endmodule garbage(", 1)
         return text
 
-    def flagged(*args, **kw):
-        rebalancing.append(True)
-        try:
-            return real_rebalance(*args, **kw)
-        finally:
-            rebalancing.clear()
-
     monkeypatch.setattr(measured, "stage_verilog", breaking)
-    monkeypatch.setattr(measured, "_rebalance", flagged)
     with SynthesisPool(workers=2, progress=None) as pool:
         walk = measured_fold(walk_cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None,
                              rebalance=False)
@@ -628,21 +637,13 @@ def test_rebalancing_pipelines_its_own_copy_of_the_walks_layers(tmp_path, monkey
     from qnnfab.boards.estimate.measured import Composer
     monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
     budget = _balanced_budget(tmp_path)
-    rebalancing = []
-    real_over, real_rebalance = measured._over_timing, measured._rebalance
+    rebalancing = _while_rebalancing(monkeypatch)
+    real_over = measured._over_timing
 
     def over_while_rebalancing(rep, b):
         return [L.name for L in rep.layers if L.type in ("fc", "conv")] if rebalancing else real_over(rep, b)
 
-    def flagged(*args, **kw):
-        rebalancing.append(True)
-        try:
-            return real_rebalance(*args, **kw)
-        finally:
-            rebalancing.clear()
-
     monkeypatch.setattr(measured, "_over_timing", over_while_rebalancing)
-    monkeypatch.setattr(measured, "_rebalance", flagged)
     cfg = _convnet(tmp_path)
     with SynthesisPool(workers=2, progress=None) as pool:
         walk = measured_fold(cfg, XC7Z020, pool, budget=budget, prune=100.0, lookahead=2, progress=None,
