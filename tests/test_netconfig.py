@@ -602,6 +602,7 @@ SHIPPED_TOPOLOGY_HASHES = {
     "lfc_w1a1": 0x9216D34A,
     "lfc_w1a1_fast": 0x3A538EF5,
     "lfc_w1a1_fast_measured": 0xD654E91A,   # qnnfab fold --measured's choice, added later
+    "cnv_w1a1_fast_measured": 0xFD262EFE,   # qnnfab fold --measured --fps 27778 (rebalanced), added later
     # graphs, pinned when they were added
     "resnet8_w2a2": 0xC5A09D33,
     "resnet_tiny": 0x5819B132,
