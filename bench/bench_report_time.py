@@ -24,6 +24,13 @@ Usage::
     nice -n 19 .venv/bin/python bench/bench_report_time.py --before 4269fbc --stop-at 00:00 \\
         configs/lfc_w1a1_fast.toml configs/cnv_w1a1_fast.toml
 
+``--netlists STAGE`` instead writes STAGE's Verilog on each revision and prints its cell counts
+before LUT mapping (the gate netlist ABC maps) and after ``synth_xilinx``: where resource
+figures differ, whether the logic differs or only its mapping.
+
+    nice -n 19 .venv/bin/python bench/bench_report_time.py --before 4269fbc --netlists fc_out \
+        configs/lfc_w1a1_fast.toml
+
 Figures are printed, never asserted.
 """
 
