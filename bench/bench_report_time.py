@@ -14,8 +14,8 @@ deleted afterwards), and prints
 * the whole command's wall seconds and CPU seconds (user + sys of the child and everything
   it waited for: Yosys included), and the load average (1 min) seen during the run.
 
-``--stop-at HH:MM`` (UTC) stops a run that is still going then (its process group is sent
-SIGTERM): its stages done so far are printed and compared, the run marked stopped (its
+``--stop-at HH:MM`` (UTC) stops a run that is still going then, ``--run-limit SECONDS`` one
+that has run that long (its process group is sent SIGTERM): its stages done so far are printed and compared, the run marked stopped (its
 CPU seconds then miss the Yosys run that was killed).
 
 Usage::
@@ -275,6 +275,8 @@ def main(argv=None):
     ap.add_argument("--before", metavar="REV", required=True, help="the older git revision, e.g. 4269fbc")
     ap.add_argument("--jobs", type=int, default=1, help="qnnfab report --jobs (default 1: stage times exact)")
     ap.add_argument("--stop-at", metavar="HH:MM", help="stop a run still going at this UTC time of day")
+    ap.add_argument("--run-limit", metavar="SECONDS", type=float,
+                    help="stop each run still going after this many seconds (as --stop-at does)")
     ap.add_argument("--netlists", metavar="STAGE", help="instead of the reports: STAGE's cell counts before "
                     "LUT mapping (the gates ABC maps) and after synth_xilinx on both revisions")
     args = ap.parse_args(argv)
@@ -299,7 +301,9 @@ def main(argv=None):
                     runs.append({"label": label, "wall": 0.0, "cpu": 0.0, "load": (0.0, 0.0),
                                  "status": "not run", "stages": [], "layers": {}})
                 else:
-                    runs.append(run_report(p, args.jobs, label, tmp, pythonpath, deadline))
+                    limit = deadline if args.run_limit is None else min(deadline or float("inf"),
+                                                                         time.time() + args.run_limit)
+                    runs.append(run_report(p, args.jobs, label, tmp, pythonpath, limit))
             before, after = runs
             results.append((p, before, after))
             compare(p, before, after)
