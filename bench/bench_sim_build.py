@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-from common import ROOT, find_config  # bench/ is the script's folder
+from common import archive_revision, find_config  # bench/ is the script's folder
 
 # the figures of the README measured on the code before shared PE modules (not re-run: half an hour each)
 README_BEFORE = {"cnv_w1a1_fast": "compiled-engine build 1,742 s (README, loaded machine)",
@@ -137,22 +136,9 @@ def measure(path, frames, engine=None):
     return out
 
 
-def _archive(ref, into):
-    """``git archive`` of ``ref`` in ``into``/src, its packages mapped as pyproject.toml maps them
-    in ``into``/pkg (the PYTHONPATH of a run on that code)."""
-    src, pkg = into / "src", into / "pkg"
-    src.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-    shutil.copytree(src / "qnnfab", pkg / "qnnfab")
-    for top in ("rtl", "golden", "train", "sim", "boards", "interop"):
-        (pkg / "qnnfab" / top).symlink_to(src / top)
-    return pkg
-
-
 def measure_before(ref, configs, frames):
     with tempfile.TemporaryDirectory(prefix="qnnfab-bench-before-") as tmp:
-        pkg = _archive(ref, Path(tmp))
+        pkg = archive_revision(ref, Path(tmp))
         env = dict(os.environ, PYTHONPATH=str(pkg))
         proc = subprocess.run([sys.executable, __file__, "--child", str(pkg), "--frames", str(frames),
                                "--configs", *configs], env=env, stdout=subprocess.PIPE, text=True, check=True)

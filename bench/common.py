@@ -1,5 +1,7 @@
-"""What the benches share: the repository root and config lookup by name."""
+"""What the benches share: the repository root, config lookup by name, an older revision's code."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,3 +16,16 @@ def find_config(name, bench):
         if cand.is_file():
             return cand.resolve()
     raise SystemExit(f"{bench}: no config file {name!r} (tried ., {ROOT}, {ROOT / 'configs'})")
+
+
+def archive_revision(ref, into):
+    """``git archive`` of ``ref`` in ``into``/src, its packages mapped as pyproject.toml maps them
+    in ``into``/pkg (the PYTHONPATH of a run on that code); returns ``into``/pkg."""
+    src, pkg = into / "src", into / "pkg"
+    src.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    shutil.copytree(src / "qnnfab", pkg / "qnnfab")
+    for top in ("rtl", "golden", "train", "sim", "boards", "interop"):
+        (pkg / "qnnfab" / top).symlink_to(src / top)
+    return pkg
