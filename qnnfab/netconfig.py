@@ -41,7 +41,7 @@ TOML format::
     # optional: fifo_depth = N (words of the FIFO in front of this layer)
     # optional: input = "name" or ["a", "b"]: the layer(s) it reads ("input": the
     #   network's input; default the previous layer), so a network may be a graph
-    # graph layers (golden model, QONNX export; hardware for add and global_avgpool):
+    # graph layers (golden model, QONNX export, hardware):
     #   type = "add": input = ["a", "b"], two maps of one shape and kind (uint or
     #     int), act = "uint<n>" | "bipolar" thresholds on the sum of the stored
     #     integers, simd = channels per word (default the first input's pe)
@@ -116,7 +116,7 @@ __all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "SUM_TYPES", "NETWORK_INPUT"
            "toml_fields", "toml_value"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool", "add", "global_avgpool", "concat")
-GRAPH_TYPES = ("add", "global_avgpool", "concat")   # concat: golden model and QONNX export, no hardware yet
+GRAPH_TYPES = ("add", "global_avgpool", "concat")
 SUM_TYPES = ("add", "global_avgpool")                # graph layers that threshold integer sums
 NETWORK_INPUT = "input"                   # the name an `input` entry gives the network's input
 WEIGHTS_MODES = ("const", "runtime")

@@ -263,3 +263,29 @@ def test_never_binding_depth_of_two_fifos_is_the_long_fifo_less_one():
     for long in (3, 10, 40):
         assert join_throughput_depth(fifo_capacity(64, long), pointwise_need(64), 64) == long - 1
     assert join_throughput_depth(fifo_capacity(64, 2), pointwise_need(64), 64) == 2       # StreamFIFO's least
+
+
+def test_what_a_concat_has_taken_of_one_input_when_it_waits_for_the_other_by_hand():
+    """2 words of a then 3 of b a pixel, 2 pixels: a's words of pixel p wait after b's of the pixels
+    before (0, 0, 3, 3); b's after a's up to pixel p (2, 2, 2, 4, 4, 4). While a's word k is not taken
+    but word k - 1 is, at fewest the b words before word k - 1: the previous frame's last a word's
+    (3 - 6) for k = 0."""
+    from qnnfab.fifo_sizing import concat_taken, pending_taken
+
+    assert concat_taken(2, 3, 2, 0).tolist() == [0, 0, 3, 3]
+    assert concat_taken(2, 3, 2, 1).tolist() == [2, 2, 2, 4, 4, 4]
+    assert pending_taken(concat_taken(2, 3, 2, 0), 6).tolist() == [-3, 0, 0, 3]
+
+
+def test_a_concat_of_an_identity_path_needs_the_words_it_has_not_yet_taken_by_hand():
+    """3 pixels; the identity path (b, 2 fork words a pixel) beside a path whose every word needs the
+    whole frame (6 fork words). Long a first: while the concat waits for a's pixel 0 it has taken no b
+    word, so the b FIFO holds b words 0 .. D and the fork one more: D + 2 >= 6, D = 4. b first: a's pixel
+    p waits after b's pixels 0 .. p, so 2 b words are gone before the first wait: D = 2."""
+    from qnnfab.fifo_sizing import concat_taken
+
+    long_need, short_need = [6, 6, 6], pointwise_need(6)
+    assert join_deadlock_depth(long_need, short_need, 6, concat_taken(1, 2, 3, 0)) == 4
+    assert join_deadlock_depth(long_need, short_need, 6, concat_taken(2, 1, 3, 1)) == 2
+    with pytest.raises(ConfigError, match="taken"):
+        join_deadlock_depth(long_need, short_need, 6, [0, 2])
