@@ -136,6 +136,12 @@ class Stage:
         """The :class:`Link` of input ``port`` (a concat's inputs differ in words; every other stage: ``i``)."""
         return self.ins[port] if self.ins else self.i
 
+    def pixel_words(self, port):
+        """Words a pixel of input ``port`` of a layer stage whose layer outputs an image (a concat's
+        inputs: each its own)."""
+        h, w, _ = self.layer.out_shape
+        return self.input_link(port).words // (h * w)
+
 
 def _bytes(bits):
     return -(-bits // 8)
@@ -579,8 +585,7 @@ def _join_taken(join, port):
     if join.kind != "concat":
         return None
     h, w, _ = join.layer.out_shape
-    a, b = (join.input_link(p).words // (h * w) for p in (0, 1))
-    return fifo_sizing.concat_taken(a, b, h * w, port)
+    return fifo_sizing.concat_taken(join.pixel_words(0), join.pixel_words(1), h * w, port)
 
 
 def _path_to_fork(by_name, name, port):

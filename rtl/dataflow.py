@@ -89,8 +89,7 @@ def _stage_component(plan, s, pipeline):
         return ResidualAdd(_shape(s.i.elem), _shape(s.i.elem), L.thresholds, pe=s.i.elems, runtime=plan.runtime,
                            name=s.where)
     if s.kind == "concat":
-        h, w, _ = L.out_shape
-        return ChannelConcat(*(s.input_link(p).words // (h * w) for p in (0, 1)), _shape(s.i.elem), s.i.elems)
+        return ChannelConcat(s.pixel_words(0), s.pixel_words(1), _shape(s.i.elem), s.i.elems)
     if s.kind == "global_avgpool":
         h, w, c = L.in_shape
         return GlobalAveragePool(h * w, c, s.i.elems, _shape(s.i.elem), L.thresholds, runtime=plan.runtime,

@@ -403,7 +403,8 @@ class NetworkBench:
     replaces the accelerator by another component with its ports (the tests
     pass deliberately broken ones); it is built as one model. A graph's skip FIFOs take the
     plan's depths (what ``generate`` builds) unless ``skip_depths`` names others (e.g. the
-    characterised ones of :func:`~qnnfab.sim.branch_timing.graph_throughput_depths`).
+    characterised ones of :func:`~qnnfab.sim.branch_timing.graph_throughput_depths`, an add's;
+    a concat's smallest depths come from ``bench/bench_skip_depths.py``'s bisection).
 
     ``per_stage`` (default :data:`PER_STAGE`; the accelerator of a chain only; a graph is built as one model): every
     layer with the width converter and FIFO in front of it

@@ -165,6 +165,21 @@ def _concat_identity_depth(identity_first):
     return max(n - (p + identity_first) for p, n in enumerate(need)) - 2
 
 
+def _concat_identity_never_binding_depth(identity_first):
+    """The never-binding depth of the stem's FIFO in front of CONCAT's concat, by hand: the least D
+    with (fork words the c1 path may hold while c1's word k waits) <= (stem words the concat has taken
+    before k, t) + D + 2 (the FIFO holds stem words t .. t + D, the fork's register the next), at
+    c1's word 11 (pixel 5's second). While it waits res_fifo0 (depth 2) holds c1's words 11 .. 13, so
+    c1's word 14 waits; c1 holds 6 output words in its pipeline (4 + 2 output bits) and 6 windows after
+    theirs (the MVTU's other input buffer, its FIFO of depth 2 and output register, the window's two
+    registers): window (14 + 6) // 2 + 6 = 16, the next frame's first, whose line buffer has taken
+    3 rows of 4 pixels and its input register one more: 16 + 13 stem words. c1_fifo (depth 8, the
+    chain's rule) holds 29 .. 37: 38 fork words. The concat has taken the stem's words of pixels
+    0 .. 4 (c1 first) or 0 .. 5 (stem first)."""
+    long_path = 16 + 3 * 4 + 1 + 8 + 1
+    return long_path - (5 + identity_first) - 2
+
+
 def test_the_plan_of_a_concat_reads_each_input_at_its_own_words_and_sizes_both_fifos():
     cfg = netconfig.loads(CONCAT)
     s = _stages(plan_of(cfg))
@@ -179,8 +194,10 @@ def test_the_plan_of_a_concat_reads_each_input_at_its_own_words_and_sizes_both_f
     swapped = _stages(plan_of(netconfig.loads(CONCAT.replace('["c1", "stem"]', '["stem", "c1"]'))))
     assert swapped["res_fifo0"].min_depth == _concat_identity_depth(True) == 3
     assert swapped["res"].input_link(0).words == 16
-    # the never-binding depth of the identity path by default, above the least
-    assert s["res_fifo1"].fifo_depth > s["res_fifo1"].min_depth
+    # the never-binding depth of the identity path by default
+    assert s["c1_fifo"].fifo_depth == swapped["c1_fifo"].fifo_depth == 8
+    assert s["res_fifo1"].fifo_depth == _concat_identity_never_binding_depth(False) == 31
+    assert swapped["res_fifo0"].fifo_depth == _concat_identity_never_binding_depth(True) == 30
 
 
 @pytest.mark.parametrize("order", ['["c1", "stem"]', '["stem", "c1"]'])
@@ -198,20 +215,23 @@ def test_a_concat_runs_identical_to_golden_on_amaranth_and_one_word_below_its_fi
 
 def test_on_amaranth_a_concat_fifo_at_its_deadlock_bound_loses_throughput_and_one_word_more_keeps_the_bottleneck():
     """Stem first: at the plan's least depth (3) the concat runs, slower than c1's 288 cycles/frame (the
-    fork waits on the full FIFO while c1 still has a window to fill); 4 words keep the 288, and so does
-    the plan's default (never-binding) depth: every frame identical to golden."""
+    fork waits on the full FIFO while c1 still has a window to fill): 351 (Amaranth's simulator is
+    deterministic; README); 4 words keep the 288, and so does the plan's default (never-binding) depth,
+    30: every frame identical to golden."""
     cfg = netconfig.loads(CONCAT.replace('["c1", "stem"]', '["stem", "c1"]'))
     bottleneck = max(cfg.layer_cycles(L) for L in cfg.layers)
     assert bottleneck == 16 * 9 * 2 == 288                # c1: 16 pixels, 9 window words, 2 folds of PE 2
     x = cfg.random_inputs(4, 2)
     golden = graph_forward(cfg, x).reshape(4, -1)
-    least = _stages(plan_of(cfg))["res_fifo0"].min_depth
+    fifo = _stages(plan_of(cfg))["res_fifo0"]
+    least = fifo.min_depth
+    assert (least, fifo.fifo_depth) == (3, 30)
     per = {}
     for depth in (None, least + 1, least):
         scores, cycles = run_dataflow(Dataflow(cfg, skip_depths={} if depth is None else {"res_fifo0": depth}), x)
         np.testing.assert_array_equal(scores, golden)
         per[depth] = cycles[-1] - cycles[-2]
-    assert per[None] == per[least + 1] == bottleneck < per[least]
+    assert per[None] == per[least + 1] == bottleneck < per[least] == 351
 
 
 def test_the_compiled_engine_runs_concat_tiny_at_the_bottleneck_identical_to_golden_under_stalls():
@@ -231,6 +251,24 @@ def test_the_compiled_engine_runs_concat_tiny_at_the_bottleneck_identical_to_gol
     assert set(run.fifo_occupancy) == {"mix_fifo0", "mix_fifo1", "dense_fifo0", "dense_fifo1"}
     stalled = bench.run(x[:4], seed=5, valid_prob=0.6, ready_prob=0.5)
     check_network(bench, x[:4], stalled)
+
+
+def test_concat_tiny_sizes_the_dense_identity_fifo_from_two_frames_of_the_grow_path_by_hand():
+    """dense joins grow's 4 channels (a) and down's (b, the identity: down_fork -> dense_dwc1 -> dense_fifo1),
+    1 word a pixel each, 4 x 4 pixels; the fork (down) sends 2 words a pixel. At dense's a word 2: while
+    it waits (word 1 taken) the concat has taken b's word of pixel 0, t = 1. dense_fifo0 (depth 2) holds
+    a words 2 .. 4, so dense_dwc0's word 5 waits, holding grow's words to word 6's (12, 13) and its input
+    register one more: 15 taken, grow's word 15 waits. grow (as c1 of CONCAT: 6 words in its pipeline, 6
+    windows after theirs) reaches window (15 + 6) // 2 + 6 = 16, the next frame's first: 3 line-buffer
+    rows of 4 pixels and its input register, 16 + 13 = 29 words taken. grow_fifo (depth 2) holds 29 .. 31,
+    so grow_dwc's word 32 (two frames on) waits, holding fork words to those of its word 33 and its input
+    register one more: 64 + 5 = 69 fork words. The b FIFO holds b words 1 .. 1 + D, b word m from fork
+    words 2m, 2m + 1, and the fork's register one more: 2 (1 + D + 1) + 1 >= 69, D = 32."""
+    s = _stages(plan_of(netconfig.load(CONCAT_TINY)))
+    assert s["grow_dwc"].reads == (("down_fork", 0),) and s["dense_fifo0"].reads == (("dense_dwc0", 0),)
+    assert (s["grow_fifo"].fifo_depth, s["dense_fifo0"].fifo_depth) == (2, 2)
+    assert s["dense_fifo1"].reads == (("dense_dwc1", 0),) and s["dense_dwc1"].reads == (("down_fork", 1),)
+    assert s["dense_fifo1"].fifo_depth == (69 - 1) // 2 - 2 == 32
 
 
 def test_a_concat_whose_inputs_do_not_branch_from_one_layer_is_refused_in_one_line(tmp_path, capsys):
@@ -372,6 +410,9 @@ def test_fold_keeps_a_concats_simd_dividing_both_inputs_and_stops_at_its_word_a_
     assert plan.slowest == ("mix", 192)
     for cat in (s["mix"], s["dense"]):
         assert all(shape[2] % cat.layer.simd == 0 for shape in cat.layer.in_shapes)
+    from qnnfab.boards.estimate.fold import folding_steps
+    # mix joins 4 and 2 channels, dense 4 and 4; a concat's pe is its simd (as the config loader sets it)
+    assert [folding_steps(s[n].layer) for n in ("mix", "dense")] == [[(1, 1), (2, 2)], [(1, 1), (2, 2), (4, 4)]]
     assert Dataflow(cfg).plan.stages == plan.stages
 
 

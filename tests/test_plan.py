@@ -70,9 +70,8 @@ def test_plan_agrees_with_the_elaborated_hardware(path, mode):
         mvtu = comp if s.kind == "fc" else getattr(comp, "mvtu", None)
         if mvtu is not None:
             assert tuple(mvtu.memory_groups) == s.memories.groups
-        if s.kind == "concat":                       # each input's words a pixel, as the plan's words a frame
-            pixels = math.prod(s.layer.out_shape[:2])
-            assert (comp.a_words * pixels, comp.b_words * pixels) == (s.input_link(0).words, s.input_link(1).words)
+        if s.kind == "concat":                       # each input's words a pixel: its channels / simd
+            assert (comp.a_words, comp.b_words) == tuple(sh[2] // s.layer.simd for sh in s.layer.in_shapes)
         if s.kind in ("add", "global_avgpool"):      # a graph's threshold units
             assert tuple(comp.threshold.memory_groups) == s.memories.groups
             summed = range_bits(*sum_range(s.layer))    # the RTL's sum shape
