@@ -3,7 +3,9 @@
 A skip path runs from a :class:`~qnnfab.rtl.stream_fork.StreamFork` through a
 :class:`~qnnfab.rtl.stream_fifo.StreamFIFO` to the join (an
 :class:`~qnnfab.rtl.elementwise_add.ElementwiseAdd`, which takes word k of
-both branches in one cycle). The long branch (the block's convolutions)
+both branches in one cycle, or a :class:`~qnnfab.rtl.channel_concat.ChannelConcat`, which takes
+each pixel's words of its first input, then those of its second: :func:`concat_taken` says how many
+of one input's words it has taken when it waits for a word of the other). The long branch (the block's convolutions)
 cannot give its output word k before it has taken some number of the fork's
 words; meanwhile every word the fork hands it also waits on the skip path.
 Three figures follow, none from a simulation of the block (the second and third
@@ -85,7 +87,7 @@ from qnnfab.errors import ConfigError
 __all__ = ["skip_fifo_depth", "keeps_schedule", "throughput_depth", "keeps_throughput", "deadlock_depth",
            "join_deadlock_depth", "conv_need", "pointwise_need", "vector_need", "regroup_need", "chain_need",
            "repeat_frames", "SKIP_PATH_REGISTERS", "MIN_FIFO_DEPTH", "fifo_capacity", "regroup_capacity",
-           "conv_capacity", "chain_capacity", "join_throughput_depth"]
+           "conv_capacity", "chain_capacity", "join_throughput_depth", "concat_taken", "pending_taken"]
 
 MIN_FIFO_DEPTH = 2          # StreamFIFO's smallest depth
 SKIP_PATH_REGISTERS = 2     # words the skip path holds besides the FIFO memory: its output register, the fork's
@@ -193,26 +195,59 @@ def deadlock_depth(need):
     return max(MIN_FIFO_DEPTH, int((n - np.arange(n.size)).max()) - SKIP_PATH_REGISTERS)
 
 
-def join_deadlock_depth(long_need, short_need, in_words):
+def join_deadlock_depth(long_need, short_need, in_words, taken=None):
     """The least StreamFIFO depth, on the short path's last link before a join, below which the join may
-    deadlock, when both paths leave one fork: ``long_need[k]`` / ``short_need[k]`` (one frame, in the
-    join's words) are the fork words each path takes before its word k can exist; ``in_words``: fork
-    words per frame.
+    deadlock, when both paths leave one fork: ``long_need[k]`` / ``short_need[k]`` (one frame, in each
+    path's words at the join) are the fork words each path takes before its word k can exist;
+    ``in_words``: fork words per frame; ``taken[k]``: the short path's words the join has taken when it
+    waits for long word k (default ``k``: an add takes word k of both at once; a concat:
+    :func:`concat_taken`).
 
-    While the join waits for long word k, the FIFO holds short words k .. k + D (its memory and output
-    register), for which the short path took at least ``short_need[k + D]`` fork words, and the fork's
-    register holds one more: the long path is sure to get ``long_need[k]`` words only if
-    ``long_need[k] <= short_need[k + D] + 1``. Nothing is counted of the short path's own buffers (they
-    can only take more), so the figure is exact for a FIFO alone on the short path (then it equals
-    :func:`deadlock_depth`) and an upper bound of the least safe depth otherwise."""
+    While the join waits for long word k, the FIFO holds short words t .. t + D (t = ``taken[k]``; its
+    memory and output register), for which the short path took at least ``short_need[t + D]`` fork
+    words, and the fork's register holds one more: the long path is sure to get ``long_need[k]`` words
+    only if ``long_need[k] <= short_need[t + D] + 1``. Nothing is counted of the short path's own
+    buffers (they can only take more), so the figure is exact for a FIFO alone on the short path (then,
+    for an add, it equals :func:`deadlock_depth`) and an upper bound of the least safe depth otherwise."""
     long_n = np.asarray(long_need, dtype=np.int64)
     short_n = np.asarray(short_need, dtype=np.int64)
-    if long_n.shape != short_n.shape or long_n.ndim != 1:
-        raise ConfigError("join_deadlock_depth", "short_need", f"has shape {short_n.shape}, long_need "
-                          f"{long_n.shape}", "pass one need per join word of one frame on both paths")
+    taken = _taken(taken, long_n, short_n, "join_deadlock_depth")
     later = repeat_frames(short_n, in_words, 2)                     # a need is at most a frame: two reach it
     first = np.searchsorted(later, long_n - 1)                      # least m with short_need[m] >= need - 1
-    return max(MIN_FIFO_DEPTH, int((first - np.arange(long_n.size)).max()))
+    return max(MIN_FIFO_DEPTH, int((first - taken).max()))
+
+
+def _taken(taken, long_n, short_n, where):
+    """``taken`` checked (one count per long word), or ``arange`` when None (an add: equal words)."""
+    if taken is None:
+        if long_n.shape != short_n.shape or long_n.ndim != 1:
+            raise ConfigError(where, "short_need", f"has shape {short_n.shape}, long_need {long_n.shape}",
+                              "pass one need per join word of one frame on both paths")
+        return np.arange(long_n.size)
+    t = np.asarray(taken, dtype=np.int64)
+    if t.shape != long_n.shape or long_n.ndim != 1 or short_n.ndim != 1:
+        raise ConfigError(where, "taken", f"has shape {t.shape}, long_need {long_n.shape}",
+                          "pass one count of taken short words per long word")
+    return t
+
+
+def concat_taken(a_words, b_words, pixels, port):
+    """Per word k of input ``port`` (0: ``a``, 1: ``b``) of a
+    :class:`~qnnfab.rtl.channel_concat.ChannelConcat` taking ``a_words`` then ``b_words`` words of each of
+    ``pixels`` pixels: the other input's words it has taken when it waits for word k (its turn). An ``a``
+    word of pixel p: the ``b`` words of the pixels before, ``p * b_words``; a ``b`` word of pixel p: the
+    ``a`` words of the pixels up to p, ``(p + 1) * a_words``. One frame."""
+    own, other = (a_words, b_words) if port == 0 else (b_words, a_words)
+    pixel = np.arange(pixels * own) // own
+    return (pixel + port) * other
+
+
+def pending_taken(taken, other_words):
+    """The fewest of the other input's words a concat has taken while its word k of this input is not
+    yet taken (word k - 1 is): ``taken[k - 1]``, the previous frame's last word's for k = 0 (``taken``:
+    :func:`concat_taken`; ``other_words``: the other input's words per frame)."""
+    t = np.asarray(taken, dtype=np.int64)
+    return np.concatenate([t[-1:] - other_words, t[:-1]])
 
 
 def regroup_need(in_elems, out_elems, out_words):
@@ -309,12 +344,16 @@ def chain_capacity(caps_in_words):
     return total
 
 
-def join_throughput_depth(long_cap, short_need, in_words):
+def join_throughput_depth(long_cap, short_need, in_words, taken=None):
     """The depth of the short path's FIFO before a join that never stalls the fork while the long path
-    (capacity ``long_cap``, one frame of join words) could take a word (module docstring): the least
-    ``D`` with ``long_cap[k] <= short_need[k + D] + SKIP_PATH_REGISTERS - 1`` for every k."""
+    (capacity ``long_cap``, one frame of its words at the join) could take a word (module docstring): the
+    least ``D`` with ``long_cap[k] <= short_need[t + D] + SKIP_PATH_REGISTERS - 1`` for every k, t =
+    ``taken[k]`` the fewest short words the join has taken while long word k waits (default ``k``, an
+    add; a concat: :func:`pending_taken`)."""
     long_c = np.asarray(long_cap, dtype=np.int64)
+    short_n = np.asarray(short_need, dtype=np.int64)
+    taken = _taken(taken, long_c, short_n, "join_throughput_depth")
     frames = 2 + int(long_c.max()) // in_words                        # the short path's need over enough frames
-    later = repeat_frames(short_need, in_words, frames)
+    later = repeat_frames(short_n, in_words, frames)
     first = np.searchsorted(later, long_c - 1)
-    return max(MIN_FIFO_DEPTH, int((first - np.arange(long_c.size)).max()))
+    return max(MIN_FIFO_DEPTH, int((first - taken).max()))

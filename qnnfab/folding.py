@@ -31,8 +31,8 @@ import math
 
 from qnnfab.errors import ConfigError, check_int
 
-__all__ = ["divisors", "largest_divisor", "check_divisor", "simd_choices", "conv_simd_choices", "check_conv_simd",
-           "conv_in_simd", "in_simd", "pe_choices", "fc_cycles", "conv_cycles", "maxpool_cycles", "layer_cycles",
+__all__ = ["divisors", "largest_divisor", "check_divisor", "simd_choices", "concat_simd_choices", "conv_simd_choices",
+           "check_conv_simd", "conv_in_simd", "in_simd", "pe_choices", "fc_cycles", "conv_cycles", "maxpool_cycles", "layer_cycles",
            "window_buffer_rows"]
 
 
@@ -63,6 +63,12 @@ def simd_choices(layer_type, in_shape, kernel=1):
     if layer_type == "conv":
         return conv_simd_choices(in_shape[2], kernel)
     return divisors(in_shape[2])
+
+
+def concat_simd_choices(in_shapes):
+    """Legal SIMD of a channel concatenation of images of ``in_shapes``, increasing: the divisors of
+    both inputs' channels (each word holds channels of one input)."""
+    return divisors(math.gcd(*(shape[2] for shape in in_shapes)))
 
 
 def conv_simd_choices(channels, kernel):

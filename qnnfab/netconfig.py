@@ -41,7 +41,7 @@ TOML format::
     # optional: fifo_depth = N (words of the FIFO in front of this layer)
     # optional: input = "name" or ["a", "b"]: the layer(s) it reads ("input": the
     #   network's input; default the previous layer), so a network may be a graph
-    # graph layers (golden model, QONNX export; hardware for add and global_avgpool):
+    # graph layers (golden model, QONNX export, hardware):
     #   type = "add": input = ["a", "b"], two maps of one shape and kind (uint or
     #     int), act = "uint<n>" | "bipolar" thresholds on the sum of the stored
     #     integers, simd = channels per word (default the first input's pe)
@@ -49,7 +49,7 @@ TOML format::
     #     H x W pixels (a threshold t on the average is ceil(t * H * W) on the
     #     sum); output shape [1, 1, C]; simd as "add"
     #   type = "concat": input = ["a", "b"], two maps of one height, width and
-    #     kind: the channels of a, then those of b (no activation); simd divides both
+    #     kind: the channels of a, then those of b (no act, no pe: refused); simd divides both
     # optional: pipeline = N (fc/conv: registers inside the popcount / adder
     #   tree, clamped to its depth; each adds a cycle of latency, not of
     #   throughput, and shortens the longest path: see `qnnfab report`)
@@ -116,7 +116,7 @@ __all__ = ["LayerSpec", "NetConfig", "GRAPH_TYPES", "SUM_TYPES", "NETWORK_INPUT"
            "toml_fields", "toml_value"]
 
 LAYER_TYPES = ("fc", "conv", "maxpool", "add", "global_avgpool", "concat")
-GRAPH_TYPES = ("add", "global_avgpool", "concat")   # concat: golden model and QONNX export, no hardware yet
+GRAPH_TYPES = ("add", "global_avgpool", "concat")
 SUM_TYPES = ("add", "global_avgpool")                # graph layers that threshold integer sums
 NETWORK_INPUT = "input"                   # the name an `input` entry gives the network's input
 WEIGHTS_MODES = ("const", "runtime")
@@ -873,6 +873,12 @@ def _read_layer(table, index, network, specs, seen):
             raise ConfigError(where, "input", f"{t}s {entry[0]!r} ({ka} {ba}-bit, shape {list(sa)}) and {entry[1]!r} "
                               f"({kb} {bb}-bit, shape {list(sb)}): the {what} must be equal",
                               "give both branches the same output size and act (a 1x1 convolution on the shortcut)")
+    if t == "concat":
+        for key, what, fix in (("act", "a concat passes its inputs' values unchanged (no thresholds)",
+                                "remove act (set it on the layers the concat reads)"),
+                               ("pe", "a concat has no PE (its pe is its simd)", "remove pe (set simd)")):
+            if key in table:
+                raise ConfigError(where, key, what, fix)
     return LayerSpec(**values, in_shape=in_shape, in_kind=in_kind, in_bits=in_bits,
                      in_shapes=tuple(f[0] for f in formats) if wanted == 2 else ())
 
@@ -891,7 +897,7 @@ def _infer_shapes(s, where):
         parts = [shape[2] for shape in s.in_shapes]
         if any(c % s.simd for c in parts):
             raise ConfigError(where, "simd", f"{s.simd} does not divide the {parts[0]} and {parts[1]} channels "
-                              "of both inputs", f"choose simd among {divisors(math.gcd(*parts))}")
+                              "of both inputs", f"choose simd among {folding.concat_simd_choices(s.in_shapes)}")
         s.out_shape = (h, w, sum(parts))
         s.out_kind, s.out_bits = s.in_kind, s.in_bits
         s.pe = s.simd

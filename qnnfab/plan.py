@@ -32,6 +32,9 @@ A graph config (:attr:`~qnnfab.netconfig.NetConfig.is_graph`) adds:
 kind              name                  what
 ================  ====================  =======================================
 "add"             the layer's name      :class:`~qnnfab.rtl.elementwise_add.ResidualAdd`
+"concat"          the layer's name      :class:`~qnnfab.rtl.channel_concat.ChannelConcat`
+                                        (each pixel's channels of input a, then
+                                        of input b; its input links: ``ins``)
 "global_avgpool"  the layer's name      :class:`~qnnfab.rtl.global_pool.GlobalAveragePool`
 "fork"            ``<layer>_fork``      :class:`~qnnfab.rtl.stream_fork.StreamFork`
                                         after a layer (or ``input_fork`` after
@@ -40,7 +43,7 @@ kind              name                  what
 
 and every stage of a graph names what it reads (:attr:`Stage.reads`); a two-input
 layer's width converters and FIFOs are ``<layer>_dwc<p>`` and ``<layer>_fifo<p>``
-for its input p (0: ``a``, 1: ``b``). A FIFO in front of a join (an add) gets
+for its input p (0: ``a``, 1: ``b``). A FIFO in front of a join (an add or a concat) gets
 at least the depth below which the join may deadlock, from the geometry of the
 two paths from their fork (:func:`qnnfab.fifo_sizing.join_deadlock_depth`,
 :attr:`Stage.min_depth`); the FIFO on the path the other waits for (the shortcut)
@@ -68,7 +71,7 @@ from qnnfab.packing import pack_words, pad_frames, unpack_fields, unpack_words
 from qnnfab.weight_layout import threshold_stage_tables, weight_words
 from qnnfab.weights_image import MemoryGroup, WORD_BITS, group_rows, header_words
 
-__all__ = ["Elements", "Link", "Stage", "LayerMemories", "WordFormat", "Plan", "plan_of", "fifo_depth_for",
+__all__ = ["Elements", "Link", "Stage", "JOINS", "LayerMemories", "WordFormat", "Plan", "plan_of", "fifo_depth_for",
            "join_throughput_depths", "stage_capacity", "threshold_memory", "layer_memories", "threshold_memories",
            "sum_threshold_memories", "pack_image", "save_image",
            "weights_identity", "WEIGHTS_MODES"]
@@ -127,6 +130,17 @@ class Stage:
     reads: tuple = ()           # graphs: per input port, (stage name, output port) it reads ("" = network input)
     fanout: int = 0             # "fork" stages: outputs
     min_depth: int = 0          # "fifo" stages in front of a join: the least depth that cannot deadlock
+    ins: tuple = ()             # "concat" stages: the Link of each input port (``i`` is input 0's)
+
+    def input_link(self, port):
+        """The :class:`Link` of input ``port`` (a concat's inputs differ in words; every other stage: ``i``)."""
+        return self.ins[port] if self.ins else self.i
+
+    def pixel_words(self, port):
+        """Words a pixel of input ``port`` of a layer stage whose layer outputs an image (a concat's
+        inputs: each its own)."""
+        h, w, _ = self.layer.out_shape
+        return self.input_link(port).words // (h * w)
 
 
 def _bytes(bits):
@@ -360,7 +374,7 @@ class Plan:
             label_rule=self.label_rule, input_pad=self.cfg.input_pad, classes=self.cfg.layers[-1].classes)
 
     def join_paths(self, join):
-        """Graphs: ``(fork stage, [path to input a], [path to input b])`` of add stage ``join``, each path
+        """Graphs: ``(fork stage, [path to input a], [path to input b])`` of join stage ``join``, each path
         the stages from the fork's consumer to the join's FIFO on that input, included."""
         by_name = {s.name: s for s in self.stages}
         fork, a, b = _join_paths(by_name, [r[0] for r in by_name[join].reads], by_name[join].where)
@@ -457,19 +471,22 @@ def _image_groups(stages, runtime):
     return tuple(g for s in stages if s.memories is not None for g in s.memories.groups) if runtime else ()
 
 
-GRAPH_HARDWARE = ("fc", "conv", "maxpool", "add", "global_avgpool")
+GRAPH_HARDWARE = ("fc", "conv", "maxpool", "add", "global_avgpool", "concat")
+JOINS = ("add", "concat")       # stages of two inputs, a FIFO in front of each, depths from both paths
 
 
 def _graph_layer_stage(index, L, runtime=False):
     """The stage of graph layer ``L`` (fc/conv/maxpool as in a chain; add, global_avgpool with the
-    memories of their thresholds, on the sum: :func:`sum_threshold_memories`)."""
+    memories of their thresholds, on the sum: :func:`sum_threshold_memories`; concat with the link of
+    each input)."""
     if L.type in ("fc", "conv", "maxpool"):
         return _layer_stage(index, L, runtime)
     where = layer_where(index, L.name)
-    if L.type not in GRAPH_HARDWARE:
-        raise ConfigError(where, "type", f"{L.type} layers have a golden model and a QONNX export but no hardware "
-                          "yet", "build hardware from fc, conv, maxpool, add and global_avgpool layers")
     in_elem = _elements(L.in_kind, L.in_bits)
+    if L.type == "concat":
+        ins = tuple(Link(in_elem, L.simd, math.prod(shape) // L.simd) for shape in L.in_shapes)
+        o = Link(in_elem, L.simd, math.prod(L.out_shape) // L.simd)
+        return Stage("concat", L.name, ins[0], o, folding.layer_cycles(L), L, where=where, ins=ins)
     i = Link(in_elem, L.simd, math.prod(L.in_shape) // L.simd)
     o = Link(_elements(L.out_kind, L.out_bits), L.simd, math.prod(L.out_shape) // L.simd)
     mem = sum_threshold_memories(where, L, runtime)
@@ -536,26 +553,39 @@ def join_throughput_depths(plan):
     (:func:`_join_throughput_depth`), the figure :func:`plan_of` gives it unless told otherwise."""
     by_name = {s.name: s for s in plan.stages}
     found = {}
-    for join in (s for s in plan.stages if s.kind == "add"):
-        keep = _join_throughput_depth(by_name, [r[0] for r in join.reads], join.where)
+    for join in (s for s in plan.stages if s.kind in JOINS):
+        keep = _join_throughput_depth(by_name, join, [r[0] for r in join.reads])
         if keep:
             found[keep[0]] = keep[1]
     return found
 
 
-def _join_throughput_depth(by_name, fifos, where):
+def _join_throughput_depth(by_name, join, fifos):
     """``(fifo name, depth)``: the never-binding depth (:func:`qnnfab.fifo_sizing.join_throughput_depth`)
-    of the FIFO, of the two ``fifos`` in front of a join, whose path the other one waits for (the larger
-    least depth; input 1 when equal), from the capacities of the other path's stages (its own FIFO at
-    its depth in ``by_name``); None when a stage's capacity is not modelled."""
-    fork, *paths = _join_paths(by_name, fifos, where)
+    of the FIFO, of the two ``fifos`` in front of join stage ``join``, whose path the other one waits for
+    (the larger least depth; input 1 when equal), from the capacities of the other path's stages (its own
+    FIFO at its depth in ``by_name``); None when a stage's capacity is not modelled."""
+    fork, *paths = _join_paths(by_name, fifos, join.where)
     short = 0 if by_name[fifos[0]].min_depth > by_name[fifos[1]].min_depth else 1
     caps = [stage_capacity(s) for s in paths[1 - short]]
     if any(c is None for c in caps):
         return None
     need = fifo_sizing.chain_need(*[_stage_need(s) for s in paths[short]])
+    taken = _join_taken(join, 1 - short)
+    if taken is not None:
+        taken = fifo_sizing.pending_taken(taken, join.input_link(short).words)
     return fifos[short], fifo_sizing.join_throughput_depth(fifo_sizing.chain_capacity(caps), need,
-                                                           by_name[fork].o.words)
+                                                           by_name[fork].o.words, taken)
+
+
+def _join_taken(join, port):
+    """Per word k of input ``port`` of join stage ``join``, the other input's words it has taken when it
+    waits for k: None for an add (k: it takes word k of both at once), a concat's
+    :func:`qnnfab.fifo_sizing.concat_taken`."""
+    if join.kind != "concat":
+        return None
+    h, w, _ = join.layer.out_shape
+    return fifo_sizing.concat_taken(join.pixel_words(0), join.pixel_words(1), h * w, port)
 
 
 def _path_to_fork(by_name, name, port):
@@ -579,18 +609,19 @@ def _join_paths(by_name, fifos, where):
     if paths[0][0] is None or paths[0][0] != paths[1][0]:
         raise ConfigError(where, "input", "the two inputs do not branch from one layer through single-input "
                           "layers: this graph is not built in hardware yet",
-                          "add two branches that leave the same layer (a residual block)")
+                          "join two branches that leave the same layer (a residual, inception or dense block)")
     return paths[0][0], paths[0][2], paths[1][2]
 
 
-def _join_depths(by_name, join, fifos, where):
+def _join_depths(by_name, join, fifos):
     """The least depth that cannot deadlock of the FIFOs ``fifos`` (names, input 0 and 1) in front of
-    join stage ``join``, from the geometry of both paths back to their common fork."""
-    fork, *paths = _join_paths(by_name, fifos, where)
+    join stage ``join``, from the geometry of both paths back to their common fork (and, for a concat,
+    the order it takes their words in)."""
+    fork, *paths = _join_paths(by_name, fifos, join.where)
     needs = [fifo_sizing.chain_need(*[_stage_need(s) for s in path]) for path in paths]
     fork_words = by_name[fork].o.words
-    return (fifo_sizing.join_deadlock_depth(needs[1], needs[0], fork_words),
-            fifo_sizing.join_deadlock_depth(needs[0], needs[1], fork_words))
+    return (fifo_sizing.join_deadlock_depth(needs[1], needs[0], fork_words, _join_taken(join, 1)),
+            fifo_sizing.join_deadlock_depth(needs[0], needs[1], fork_words, _join_taken(join, 0)))
 
 
 def _graph_stages(cfg, skip_depths, runtime=False):
@@ -630,26 +661,27 @@ def _graph_stages(cfg, skip_depths, runtime=False):
         for port, name in enumerate(sources[index]):
             end = ends[(name, index, port)]
             suffix = str(port) if len(sources[index]) > 1 else ""
-            prev_o = by_name[end[0]].o if end[0] else layer.i
-            if prev_o.elem != layer.i.elem:
+            link = layer.input_link(port)
+            prev_o = by_name[end[0]].o if end[0] else link
+            if prev_o.elem != link.elem:
                 raise ConfigError(layer.where, "input", f"{name!r} outputs {_shape_text(prev_o.elem)} elements but "
                                   f"this layer reads {_shape_text(layer.i.elem)} ones", "match act and input kinds")
             if end == ("", 0):          # the network's input straight into its first layer
                 reads.append(end)
                 continue
-            if prev_o.elems != layer.i.elems:
-                add(Stage("width", f"{L.name}_dwc{suffix}", prev_o, layer.i, 0, L, reads=(end,)))
+            if prev_o.elems != link.elems:
+                add(Stage("width", f"{L.name}_dwc{suffix}", prev_o, link, 0, L, reads=(end,)))
                 end = (f"{L.name}_dwc{suffix}", 0)
-            depth = L.fifo_depth or fifo_depth_for(layer.i.words, _producer_cycles(by_name, end[0]), layer.cycles)
-            add(Stage("fifo", f"{L.name}_fifo{suffix}", layer.i, layer.i, 0, L, fifo_depth=depth, reads=(end,)))
+            depth = L.fifo_depth or fifo_depth_for(link.words, _producer_cycles(by_name, end[0]), layer.cycles)
+            add(Stage("fifo", f"{L.name}_fifo{suffix}", link, link, 0, L, fifo_depth=depth, reads=(end,)))
             fifos.append(f"{L.name}_fifo{suffix}")
             reads.append((f"{L.name}_fifo{suffix}", 0))
-        if L.type == "add":
-            for fifo, least in zip(fifos, _join_depths(by_name, L.name, fifos, layer.where)):
+        if L.type in JOINS:
+            for fifo, least in zip(fifos, _join_depths(by_name, layer, fifos)):
                 f = by_name[fifo]
                 depth = skip_depths.get(fifo, max(least, f.fifo_depth))
                 stages[stages.index(f)] = by_name[fifo] = dataclasses.replace(f, fifo_depth=depth, min_depth=least)
-            keep = _join_throughput_depth(by_name, fifos, layer.where)
+            keep = _join_throughput_depth(by_name, layer, fifos)
             if keep and keep[0] not in skip_depths and L.fifo_depth is None:
                 f = by_name[keep[0]]
                 stages[stages.index(f)] = by_name[f.name] = dataclasses.replace(f, fifo_depth=max(f.min_depth, keep[1]))
@@ -659,7 +691,7 @@ def _graph_stages(cfg, skip_depths, runtime=False):
     unknown = set(skip_depths) - {s.name for s in stages if s.min_depth}
     if unknown:
         raise ConfigError(f"network '{cfg.name}'", "skip_depths", f"names {sorted(unknown)}, not FIFOs in front of "
-                          "an add", f"name some of {[s.name for s in stages if s.min_depth]}")
+                          "an add or concat", f"name some of {[s.name for s in stages if s.min_depth]}")
     return stages
 
 

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 from qnnfab.plan import plan_of
 from qnnfab.weights_image import ERROR_BITS
 
+from .channel_concat import ChannelConcat
 from .conv import ConvLayer
 from .elementwise_add import ResidualAdd
 from .global_pool import GlobalAveragePool
@@ -58,16 +59,16 @@ def stage_component(plan, s, pipeline=None):
     comp = _stage_component(plan, s, pipeline)
     if s.memories is not None and plan.runtime and list(s.memories.groups) != comp.memory_groups:
         raise AssertionError(f"{s.name}: memory groups {comp.memory_groups}, the plan says {list(s.memories.groups)}")
-    for port in input_ports(comp):
-        _check_link(port.payload.shape(), s.i, s.name, "input")
+    for k, port in enumerate(input_ports(comp)):
+        _check_link(port.payload.shape(), s.input_link(k), s.name, "input")
     for port in output_ports(comp):
         _check_link(port.payload.shape(), s.o, s.name, "output")
     return comp
 
 
 def input_ports(comp):
-    """The input streams of a stage's component: ``a`` and ``b`` of a join, else ``i``."""
-    return [comp.a, comp.b] if isinstance(comp, ResidualAdd) else [comp.i]
+    """The input streams of a stage's component: ``a`` and ``b`` of a join (add, concat), else ``i``."""
+    return [comp.a, comp.b] if isinstance(comp, (ResidualAdd, ChannelConcat)) else [comp.i]
 
 
 def output_ports(comp):
@@ -87,6 +88,8 @@ def _stage_component(plan, s, pipeline):
     if s.kind == "add":
         return ResidualAdd(_shape(s.i.elem), _shape(s.i.elem), L.thresholds, pe=s.i.elems, runtime=plan.runtime,
                            name=s.where)
+    if s.kind == "concat":
+        return ChannelConcat(s.pixel_words(0), s.pixel_words(1), _shape(s.i.elem), s.i.elems)
     if s.kind == "global_avgpool":
         h, w, c = L.in_shape
         return GlobalAveragePool(h * w, c, s.i.elems, _shape(s.i.elem), L.thresholds, runtime=plan.runtime,
@@ -258,8 +261,8 @@ class Dataflow(wiring.Component):
     FIFOs in front of joins (:func:`qnnfab.plan.plan_of`).
 
     A graph config (:attr:`~qnnfab.netconfig.NetConfig.is_graph`) wires every stage to
-    the outputs it reads (:attr:`qnnfab.plan.Stage.reads`): forks, joins (adds) with a
-    FIFO on each input, global average pooling.
+    the outputs it reads (:attr:`qnnfab.plan.Stage.reads`): forks, joins (adds,
+    channel concatenations) with a FIFO on each input, global average pooling.
 
     ``stages_outside=True`` (chains with const weights only): the stages are not
     instantiated; the ports ``stages_i`` (out: the stream into the first

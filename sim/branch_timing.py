@@ -116,12 +116,14 @@ CHARACTERISATION_CYCLES = 100_000   # the most cycles a characterisation may sim
 
 
 def graph_skip_depths(cfg, frames=3, seed=0, *, quiet=64, limit=CHARACTERISATION_CYCLES):
-    """``{fifo stage name: SkipDepths}`` of every join of graph config ``cfg`` whose one input is a FIFO
+    """``{fifo stage name: SkipDepths}`` of every add of graph config ``cfg`` whose one input is a FIFO
     straight from the fork (an identity shortcut): the other path (its stages from the plan) is
-    characterised alone (:func:`skip_depths`) over ``frames`` frames of random words. Joins whose
-    both paths compute, and those whose characterisation would simulate more than ``limit``
-    cycles (``frames`` frames at the path's slowest stage, then ``quiet`` cycles per word of the
-    starved run), are left out: their plan depth stands."""
+    characterised alone (:func:`skip_depths`) over ``frames`` frames of random words. Adds only:
+    :func:`skip_depths` models a join taking word k of both inputs together, not a concat taking one
+    input's words of a pixel, then the other's (its depths: ``bench/bench_skip_depths.py``'s bisection
+    on the whole graph). Adds whose both paths compute, and those whose characterisation would
+    simulate more than ``limit`` cycles (``frames`` frames at the path's slowest stage, then
+    ``quiet`` cycles per word of the starved run), are left out: their plan depth stands."""
     plan = plan_of(cfg, "const")
     rng = random.Random(seed)
     found = {}

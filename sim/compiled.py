@@ -48,6 +48,7 @@ import numpy as np
 
 from qnnfab.errors import QnnfabError
 from qnnfab.packing import frame_labels, pack_bytes, unpack_bytes
+from qnnfab.plan import JOINS
 from qnnfab.golden.graph_network import graph_forward
 
 from .build import Build, build_compiled, build_staged, to_verilog
@@ -147,8 +148,8 @@ static void end_models() {{ top->final(); delete top; }}
 class Watch:
     """What a :func:`watched_accelerator` brings out: on port ``port`` bit ``2k`` is the valid and
     ``2k + 1`` the ready of stream ``names[k]``, on ``moved`` whether any of them transfers this
-    cycle; ``fifos`` maps each skip FIFO (a FIFO stage in front of an add) to the indices of the
-    stream into it and the stream out of it (the add's input)."""
+    cycle; ``fifos`` maps each skip FIFO (a FIFO stage in front of a join: an add or concat) to the
+    indices of the stream into it and the stream out of it (the join's input)."""
     port: str
     moved: str
     names: tuple
@@ -200,9 +201,9 @@ def watched_accelerator(accelerator):
     streams = dataflow_streams(df)
     names = tuple(streams)
     index = {n: k for k, n in enumerate(names)}
-    # each skip FIFO's input stream, and the add's input it feeds
+    # each skip FIFO's input stream, and the join's input it feeds
     fifos = {src: (index[f"{src} input"], index[f"{s.name} input {'ab'[j]}"])
-             for s in df.plan.stages if s.kind == "add" for j, (src, _) in enumerate(s.reads)}
+             for s in df.plan.stages if s.kind in JOINS for j, (src, _) in enumerate(s.reads)}
     watch = Watch("watch", "watch_moved", names, fifos)
     members = dict(accelerator.signature.members.items())
 
@@ -402,7 +403,8 @@ class NetworkBench:
     replaces the accelerator by another component with its ports (the tests
     pass deliberately broken ones); it is built as one model. A graph's skip FIFOs take the
     plan's depths (what ``generate`` builds) unless ``skip_depths`` names others (e.g. the
-    characterised ones of :func:`~qnnfab.sim.branch_timing.graph_throughput_depths`).
+    characterised ones of :func:`~qnnfab.sim.branch_timing.graph_throughput_depths`, an add's;
+    a concat's smallest depths come from ``bench/bench_skip_depths.py``'s bisection).
 
     ``per_stage`` (default :data:`PER_STAGE`; the accelerator of a chain only; a graph is built as one model): every
     layer with the width converter and FIFO in front of it

@@ -44,6 +44,9 @@ MEASURED = {
     # at pipeline "max", fc0/fc2 weights in block RAM, fc1's in LUT ROMs (synthesized one at a time)
     ("lfc_w1a1_fast", "fc0"): (6705, 64), ("lfc_w1a1_fast", "fc1"): (23264, 0),
     ("lfc_w1a1_fast", "fc2"): (6858, 64), ("lfc_w1a1_fast", "fc_out"): (1312, 0),
+    # channel concatenations with their FIFOs and width converters (`qnnfab report --config
+    # configs/concat_tiny.toml`: mix 40 LUT + 12 LUT-RAM, dense 89 + 16)
+    ("concat_tiny", "mix"): (52, 0), ("concat_tiny", "dense"): (105, 0),
 }
 
 

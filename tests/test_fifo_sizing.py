@@ -263,3 +263,59 @@ def test_never_binding_depth_of_two_fifos_is_the_long_fifo_less_one():
     for long in (3, 10, 40):
         assert join_throughput_depth(fifo_capacity(64, long), pointwise_need(64), 64) == long - 1
     assert join_throughput_depth(fifo_capacity(64, 2), pointwise_need(64), 64) == 2       # StreamFIFO's least
+
+
+def test_what_a_concat_has_taken_of_one_input_when_it_waits_for_the_other_by_hand():
+    """2 words of a then 3 of b a pixel, 2 pixels: a's words of pixel p wait after b's of the pixels
+    before (0, 0, 3, 3); b's after a's up to pixel p (2, 2, 2, 4, 4, 4). While a's word k is not taken
+    but word k - 1 is, at fewest the b words before word k - 1: the previous frame's last a word's
+    (3 - 6) for k = 0."""
+    from qnnfab.fifo_sizing import concat_taken, pending_taken
+
+    assert concat_taken(2, 3, 2, 0).tolist() == [0, 0, 3, 3]
+    assert concat_taken(2, 3, 2, 1).tolist() == [2, 2, 2, 4, 4, 4]
+    assert pending_taken(concat_taken(2, 3, 2, 0), 6).tolist() == [-3, 0, 0, 3]
+
+
+def test_a_concat_of_an_identity_path_needs_the_words_it_has_not_yet_taken_by_hand():
+    """3 pixels; the identity path (b, 2 fork words a pixel) beside a path whose every word needs the
+    whole frame (6 fork words). Long a first: while the concat waits for a's pixel 0 it has taken no b
+    word, so the b FIFO holds b words 0 .. D and the fork one more: D + 2 >= 6, D = 4."""
+    from qnnfab.fifo_sizing import concat_taken
+
+    long_need, short_need = [6, 6, 6], pointwise_need(6)
+    assert join_deadlock_depth(long_need, short_need, 6, concat_taken(1, 2, 3, 0)) == 4
+    with pytest.raises(ConfigError, match="taken"):
+        join_deadlock_depth(long_need, short_need, 6, [0, 2])
+
+
+def test_a_concat_taking_the_short_path_first_needs_less_of_its_fifo_by_hand():
+    """3 pixels; the short path (3 fork words a pixel, 9 a frame) beside a long one of 1 word a pixel
+    whose every word needs the whole frame (9 fork words). Short path first (a: 3 words, then b's 1):
+    while the concat waits for b's word of pixel 0 it has taken a's words 0 .. 2, so the a FIFO holds
+    a words 3 .. 3 + D (memory and output register) and the fork's register the next: the long path
+    has had 3 + D + 2 fork words, >= 9 once D = 4. Long path first (a: its 1 word, then b's 3): nothing
+    of the short path is taken at the first wait, 0 + D + 2 >= 9, D = 7."""
+    from qnnfab.fifo_sizing import concat_taken
+
+    long_need, short_need = [9, 9, 9], pointwise_need(9)
+    assert join_deadlock_depth(long_need, short_need, 9, concat_taken(3, 1, 3, 1)) == 4
+    assert join_deadlock_depth(long_need, short_need, 9, concat_taken(1, 3, 3, 0)) == 7
+
+
+def test_a_concat_never_stalls_its_fork_only_if_the_fifo_holds_the_words_it_has_not_yet_taken_by_hand():
+    """3 pixels; long a (1 word a pixel) may have taken the whole frame (6 fork words) while any of its
+    words waits; short b (the identity, 2 fork words a pixel), taken after a's word of each pixel. While
+    a's word 0 of a frame is not yet taken (the previous frame's last a word, pixel 2's, is), the concat
+    has taken that frame's b words up to pixel 2's, not pixel 2's two: the b FIFO holds b words -2 .. 4
+    (memory and output register, D + 1 words, the frame's own numbered from 0) and the fork's register
+    word 5, so the long path can have its 6 fork words: -2 + D + 2 >= 6, D = 6. Counting the b words
+    taken once a's word k is taken instead (concat_taken: 0 at k = 0), or a frame of 3 b words (1 at
+    k = 0), leaves a word that waits with no b word taken binding: 0 + D + 2 >= 6, D = 4."""
+    from qnnfab.fifo_sizing import concat_taken, join_throughput_depth, pending_taken
+
+    long_cap, short_need = [6, 6, 6], pointwise_need(6)
+    taken = concat_taken(1, 2, 3, 0)
+    assert join_throughput_depth(long_cap, short_need, 6, pending_taken(taken, 6)) == 6
+    assert join_throughput_depth(long_cap, short_need, 6, taken) == 4
+    assert join_throughput_depth(long_cap, short_need, 6, pending_taken(taken, 3)) == 4

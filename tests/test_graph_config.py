@@ -242,6 +242,21 @@ def test_concat_mistakes_are_refused(edit, problem):
     assert problem in e.value.problem
 
 
+@pytest.mark.parametrize("field,fix", [('act = "uint2"', "remove act (set it on the layers the concat reads)"),
+                                       ("pe = 4", "remove pe (set simd)")])
+def test_a_concat_refuses_act_and_pe_at_load_with_exit_2_in_one_line(tmp_path, capsys, field, fix):
+    """A concat passes its inputs' values and its pe is its simd: an act or pe on it would be ignored."""
+    from qnnfab.cli import main
+
+    path = tmp_path / "cat.toml"
+    path.write_text(CONCAT.replace('input = ["c2", "stem"]\nsimd = 2', f'input = ["c2", "stem"]\nsimd = 2\n{field}'))
+    assert main(["generate", "--config", str(path), "--no-report", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    key = field.split()[0]
+    assert "\n" not in err and f"layer 3 'res': {key}: " in err and fix in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_concat_of_maps_of_other_sizes_is_refused():
     text = CONCAT.replace('name = "c2"\ntype = "conv"\nout = 4\nact = "uint2"\npad = 1',
                           'name = "c2"\ntype = "conv"\nout = 4\nact = "uint2"\npad = 0')

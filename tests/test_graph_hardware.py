@@ -149,11 +149,155 @@ def test_an_add_of_one_layer_with_itself_forks_it_and_runs_identical_to_golden()
     np.testing.assert_array_equal(scores, graph_forward(cfg, x).reshape(2, -1))
 
 
-def test_graphs_refuse_concat_hardware_in_one_line():
-    text = MINI.replace('name = "res"\ntype = "add"\ninput = ["c1", "stem"]\nact = "uint2"',
-                        'name = "res"\ntype = "concat"\ninput = ["c1", "stem"]')
-    with pytest.raises(ConfigError, match="concat layers have a golden model .* but no hardware yet"):
-        plan_of(netconfig.loads(text))
+# MINI with a concat in place of the add: c1's 4 channels (2 words a pixel), then the stem's 2 (1 word)
+CONCAT = MINI.replace('name = "c1"\ntype = "conv"\nout = 2', 'name = "c1"\ntype = "conv"\nout = 4').replace(
+    'name = "res"\ntype = "add"\ninput = ["c1", "stem"]\nact = "uint2"',
+    'name = "res"\ntype = "concat"\ninput = ["c1", "stem"]\nsimd = 2')
+CONCAT_TINY = ROOT / "configs" / "concat_tiny.toml"
+
+
+def _concat_identity_depth(identity_first):
+    """The least depth of the identity path's FIFO (the stem, 1 word a pixel) in front of CONCAT's
+    concat, by hand: while the concat waits for c1's words of pixel p it has taken the stem's words of
+    pixels < p (c1 first) or <= p (stem first); the FIFO holds the words after those (its memory and
+    output register: D + 1) and the fork one more, and c1's pixel p needs need[p] stem words."""
+    need = _same_conv_need(4, 1, 1)
+    return max(n - (p + identity_first) for p, n in enumerate(need)) - 2
+
+
+def _concat_identity_never_binding_depth(identity_first):
+    """The never-binding depth of the stem's FIFO in front of CONCAT's concat, by hand: the least D
+    with (fork words the c1 path may hold while c1's word k waits) <= (stem words the concat has taken
+    before k, t) + D + 2 (the FIFO holds stem words t .. t + D, the fork's register the next), at
+    c1's word 11 (pixel 5's second). While it waits res_fifo0 (depth 2) holds c1's words 11 .. 13, so
+    c1's word 14 waits; c1 holds 6 output words in its pipeline (4 + 2 output bits) and 6 windows after
+    theirs (the MVTU's other input buffer, its FIFO of depth 2 and output register, the window's two
+    registers): window (14 + 6) // 2 + 6 = 16, the next frame's first, whose line buffer has taken
+    3 rows of 4 pixels and its input register one more: 16 + 13 stem words. c1_fifo (depth 8, the
+    chain's rule) holds 29 .. 37: 38 fork words. The concat has taken the stem's words of pixels
+    0 .. 4 (c1 first) or 0 .. 5 (stem first)."""
+    long_path = 16 + 3 * 4 + 1 + 8 + 1
+    return long_path - (5 + identity_first) - 2
+
+
+def test_the_plan_of_a_concat_reads_each_input_at_its_own_words_and_sizes_both_fifos():
+    cfg = netconfig.loads(CONCAT)
+    s = _stages(plan_of(cfg))
+    cat = s["res"]
+    assert cat.kind == "concat" and cat.reads == (("res_fifo0", 0), ("res_fifo1", 0))
+    assert [(cat.input_link(p).elems, cat.input_link(p).words) for p in (0, 1)] == [(2, 32), (2, 16)]
+    assert (cat.o.elems, cat.o.words, cat.cycles) == (2, 48, 48)     # 16 pixels of 3 words, a word a cycle
+    assert (s["res_fifo0"].i.words, s["res_fifo1"].i.words) == (32, 16)
+    assert s["res_fifo1"].reads == (("stem_fork", 1),) and s["res_fifo0"].reads == (("c1", 0),)
+    assert s["res_fifo1"].min_depth == _concat_identity_depth(False) == 4
+    assert s["res_fifo0"].min_depth == 2             # c1 never waits for the stem
+    swapped = _stages(plan_of(netconfig.loads(CONCAT.replace('["c1", "stem"]', '["stem", "c1"]'))))
+    assert swapped["res_fifo0"].min_depth == _concat_identity_depth(True) == 3
+    assert swapped["res"].input_link(0).words == 16
+    # the never-binding depth of the identity path by default
+    assert s["c1_fifo"].fifo_depth == swapped["c1_fifo"].fifo_depth == 8
+    assert s["res_fifo1"].fifo_depth == _concat_identity_never_binding_depth(False) == 31
+    assert swapped["res_fifo0"].fifo_depth == _concat_identity_never_binding_depth(True) == 30
+
+
+@pytest.mark.parametrize("order", ['["c1", "stem"]', '["stem", "c1"]'])
+def test_a_concat_runs_identical_to_golden_on_amaranth_and_one_word_below_its_fifo_bound_deadlocks_naming_it(order):
+    cfg = netconfig.loads(CONCAT.replace('["c1", "stem"]', order))
+    x = cfg.random_inputs(3, 1)
+    golden = graph_forward(cfg, x).reshape(3, -1)
+    scores, _ = run_dataflow(Dataflow(cfg), x)
+    np.testing.assert_array_equal(scores, golden)
+    fifo = "res_fifo1" if order.startswith('["c1"') else "res_fifo0"
+    depth = _stages(plan_of(cfg))[fifo].min_depth
+    with pytest.raises(StreamDeadlock, match=rf"holding a word nobody takes: .*{fifo} input"):
+        run_dataflow(Dataflow(cfg, skip_depths={fifo: depth - 1}), x)
+
+
+def test_on_amaranth_a_concat_fifo_at_its_deadlock_bound_loses_throughput_and_one_word_more_keeps_the_bottleneck():
+    """Stem first: at the plan's least depth (3) the concat runs, slower than c1's 288 cycles/frame (the
+    fork waits on the full FIFO while c1 still has a window to fill): 351 (Amaranth's simulator is
+    deterministic; README); 4 words keep the 288, and so does the plan's default (never-binding) depth,
+    30: every frame identical to golden."""
+    cfg = netconfig.loads(CONCAT.replace('["c1", "stem"]', '["stem", "c1"]'))
+    bottleneck = max(cfg.layer_cycles(L) for L in cfg.layers)
+    assert bottleneck == 16 * 9 * 2 == 288                # c1: 16 pixels, 9 window words, 2 folds of PE 2
+    x = cfg.random_inputs(4, 2)
+    golden = graph_forward(cfg, x).reshape(4, -1)
+    fifo = _stages(plan_of(cfg))["res_fifo0"]
+    least = fifo.min_depth
+    assert (least, fifo.fifo_depth) == (3, 30)
+    per = {}
+    for depth in (None, least + 1, least):
+        scores, cycles = run_dataflow(Dataflow(cfg, skip_depths={} if depth is None else {"res_fifo0": depth}), x)
+        np.testing.assert_array_equal(scores, golden)
+        per[depth] = cycles[-1] - cycles[-2]
+    assert per[None] == per[least + 1] == bottleneck < per[least] == 351
+
+
+def test_the_compiled_engine_runs_concat_tiny_at_the_bottleneck_identical_to_golden_under_stalls():
+    """configs/concat_tiny.toml (an inception-like and a DenseNet-like concat) on the compiled engine
+    at the plan's depths: every word and label equal to golden, steady state = the stem's 1,152
+    cycles/frame, and again with random gaps on the input and backpressure on the output."""
+    from qnnfab.sim.compiled import NetworkBench, check_network, steady_cycles_per_frame
+
+    cfg = netconfig.load(CONCAT_TINY)
+    bottleneck = max(cfg.layer_cycles(L) for L in cfg.layers)
+    assert bottleneck == 64 * 9 * 2 == 1152               # the stem: 64 pixels, 9 window words, 2 folds
+    x = cfg.random_inputs(8, 3)
+    bench = NetworkBench(cfg)
+    run = bench.run(x)
+    check_network(bench, x, run)
+    assert steady_cycles_per_frame(run, bench.format.out_words) == bottleneck
+    assert set(run.fifo_occupancy) == {"mix_fifo0", "mix_fifo1", "dense_fifo0", "dense_fifo1"}
+    stalled = bench.run(x[:4], seed=5, valid_prob=0.6, ready_prob=0.5)
+    check_network(bench, x[:4], stalled)
+
+
+def test_concat_tiny_sizes_the_dense_identity_fifo_from_two_frames_of_the_grow_path_by_hand():
+    """dense joins grow's 4 channels (a) and down's (b, the identity: down_fork -> dense_dwc1 -> dense_fifo1),
+    1 word a pixel each, 4 x 4 pixels; the fork (down) sends 2 words a pixel. At dense's a word 2: while
+    it waits (word 1 taken) the concat has taken b's word of pixel 0, t = 1. dense_fifo0 (depth 2) holds
+    a words 2 .. 4, so dense_dwc0's word 5 waits, holding grow's words to word 6's (12, 13) and its input
+    register one more: 15 taken, grow's word 15 waits. grow (as c1 of CONCAT: 6 words in its pipeline, 6
+    windows after theirs) reaches window (15 + 6) // 2 + 6 = 16, the next frame's first: 3 line-buffer
+    rows of 4 pixels and its input register, 16 + 13 = 29 words taken. grow_fifo (depth 2) holds 29 .. 31,
+    so grow_dwc's word 32 (two frames on) waits, holding fork words to those of its word 33 and its input
+    register one more: 64 + 5 = 69 fork words. The b FIFO holds b words 1 .. 1 + D, b word m from fork
+    words 2m, 2m + 1, and the fork's register one more: 2 (1 + D + 1) + 1 >= 69, D = 32."""
+    s = _stages(plan_of(netconfig.load(CONCAT_TINY)))
+    assert s["grow_dwc"].reads == (("down_fork", 0),) and s["dense_fifo0"].reads == (("dense_dwc0", 0),)
+    assert (s["grow_fifo"].fifo_depth, s["dense_fifo0"].fifo_depth) == (2, 2)
+    assert s["dense_fifo1"].reads == (("dense_dwc1", 0),) and s["dense_dwc1"].reads == (("down_fork", 1),)
+    assert s["dense_fifo1"].fifo_depth == (69 - 1) // 2 - 2 == 32
+
+
+def test_a_concat_whose_inputs_do_not_branch_from_one_layer_is_refused_in_one_line(tmp_path, capsys):
+    from qnnfab.cli import main
+
+    # res (an add of c1 and the stem) and the stem again: the paths meet in the add, not in a fork
+    gap = MINI.index('[[layer]]\nname = "gap"')
+    text = (MINI[:gap] + '[[layer]]\nname = "cat"\ntype = "concat"\ninput = ["res", "stem"]\nsimd = 2\n\n'
+            + MINI[gap:])
+    cfg = netconfig.loads(text)
+    assert [L.type for L in cfg.layers] == ["conv", "conv", "add", "concat", "global_avgpool", "fc"]
+    with pytest.raises(ConfigError, match="do not branch from one layer"):
+        plan_of(cfg)
+    path = tmp_path / "cat.toml"
+    path.write_text(text)
+    assert main(["generate", "--config", str(path), "--no-report", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "layer 3 'cat'" in err and "do not branch from one layer" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_runtime_weights_of_concat_tiny_are_its_convolutions_and_pools_thresholds_only():
+    plan = plan_of(netconfig.load(CONCAT_TINY), "runtime")
+    owners = []
+    for g in plan.groups:
+        if g.layer not in owners:
+            owners.append(g.layer)
+    assert owners == [f"layer {k} {n!r}" + (" (mvtu)" if n not in ("gap", "fc") else "")
+                      for k, n in ((0, "stem"), (1, "i3"), (2, "i1"), (4, "down"), (5, "grow"), (7, "gap"), (8, "fc"))]
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +395,28 @@ def test_fold_on_the_cost_model_folds_a_graph_and_the_folded_plan_builds(tmp_pat
     assert Dataflow(cfg).plan.stages == plan.stages
 
 
-@pytest.mark.parametrize("name", ["resnet_tiny", "resnet8_w2a2"])
+def test_fold_keeps_a_concats_simd_dividing_both_inputs_and_stops_at_its_word_a_cycle(tmp_path):
+    """concat_tiny folded for speed: mix joins 4 and 2 channels, so its simd is at most 2 and it passes
+    64 pixels x 3 words a frame, one a cycle: 192 cycles/frame, the bottleneck once every other layer is
+    faster (`qnnfab sim` of this folding: 192.0 cycles/frame, every frame identical, README)."""
+    from qnnfab.cli import main
+
+    out = tmp_path / "folded.toml"
+    assert main(["fold", "--config", str(CONCAT_TINY), "--fastest", "--out", str(out)]) == 0
+    cfg = netconfig.load(out)
+    plan = plan_of(cfg)
+    s = _stages(plan)
+    assert s["mix"].layer.simd == 2 and s["mix"].cycles == 64 * 3 == 192
+    assert plan.slowest == ("mix", 192)
+    for cat in (s["mix"], s["dense"]):
+        assert all(shape[2] % cat.layer.simd == 0 for shape in cat.layer.in_shapes)
+    from qnnfab.boards.estimate.fold import folding_steps
+    # mix joins 4 and 2 channels, dense 4 and 4; a concat's pe is its simd (as the config loader sets it)
+    assert [folding_steps(s[n].layer) for n in ("mix", "dense")] == [[(1, 1), (2, 2)], [(1, 1), (2, 2), (4, 4)]]
+    assert Dataflow(cfg).plan.stages == plan.stages
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "resnet8_w2a2", "concat_tiny"])
 def test_shipped_graph_configs_run_on_the_golden_model_with_sorted_thresholds(name):
     cfg = netconfig.load(ROOT / "configs" / f"{name}.toml")
     assert cfg.is_graph and cfg.layers[-1].out_shape == (10,)

@@ -36,8 +36,10 @@ def test_every_link_carries_the_whole_tensor_and_the_chain_connects(path):
     assert plan.input.elems * plan.input.words == math.prod(cfg.input_shape)
     by_name = {s.name: s for s in plan.stages}
     for a, b in zip(plan.stages, plan.stages[1:]):
-        for source in ([by_name[n] for n, _ in b.reads if n] if cfg.is_graph else [a]):
-            assert source.o.elem == b.i.elem and source.o.elems * source.o.words == b.i.elems * b.i.words, \
+        sources = [(by_name[n], port) for port, (n, _) in enumerate(b.reads) if n] if cfg.is_graph else [(a, 0)]
+        for source, port in sources:
+            i = b.input_link(port)
+            assert source.o.elem == i.elem and source.o.elems * source.o.words == i.elems * i.words, \
                 (source.name, b.name)
     for L, s in zip(cfg.layers, plan.layers):
         assert s.name == L.name and s.i.elems * s.i.words == math.prod(L.in_shape)
@@ -57,9 +59,9 @@ def test_plan_agrees_with_the_elaborated_hardware(path, mode):
     df = top.dataflow
     assert [(k, n) for k, n, _ in df.stages] == [(s.kind, s.name) for s in plan.stages]
     for (_, _, comp), s in zip(df.stages, plan.stages):
-        for port in input_ports(comp):
+        for k, port in enumerate(input_ports(comp)):
             i = port.payload.shape()
-            assert (i.length, Shape.cast(i.elem_shape).width) == (s.i.elems, s.i.elem.bits)
+            assert (i.length, Shape.cast(i.elem_shape).width) == (s.input_link(k).elems, s.input_link(k).elem.bits)
         for port in output_ports(comp):
             o = port.payload.shape()
             assert (o.length, Shape.cast(o.elem_shape).width) == (s.o.elems, s.o.elem.bits)
@@ -68,6 +70,8 @@ def test_plan_agrees_with_the_elaborated_hardware(path, mode):
         mvtu = comp if s.kind == "fc" else getattr(comp, "mvtu", None)
         if mvtu is not None:
             assert tuple(mvtu.memory_groups) == s.memories.groups
+        if s.kind == "concat":                       # each input's words a pixel: its channels / simd
+            assert (comp.a_words, comp.b_words) == tuple(sh[2] // s.layer.simd for sh in s.layer.in_shapes)
         if s.kind in ("add", "global_avgpool"):      # a graph's threshold units
             assert tuple(comp.threshold.memory_groups) == s.memories.groups
             summed = range_bits(*sum_range(s.layer))    # the RTL's sum shape

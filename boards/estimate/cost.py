@@ -103,6 +103,11 @@ POOL_LANE_BIT_LUT = 0.7
 FIFO_FIXED_LUT = 8      # a depth-2 FIFO (stream handshakes, level)
 FIFO_DEPTH_LUT = 3      # per doubling of the depth beyond 2 (pointers and level compare)
 FORK_OUTPUT_LUT = 2     # a stream fork, per output (its outstanding bit and the input ready)
+# a channel concatenation (rtl/channel_concat.py): its output register's input multiplexer, one LUT a bit,
+# and its handshake, turn and word count; Yosys on 6 foldings (2 to 8 words a pixel, 4 to 32 bits a word):
+# LUT = bits + 5 .. 8, FF = bits + 2 + the count's bits
+CONCAT_BIT_LUT = 1
+CONCAT_FIXED_LUT = 6
 SUM_STAGE_FIXED_LUT = 10   # an add's or global pool's handshake and counters (not calibrated on Yosys)
 # per stored bit of an add's or global pool's one-word runtime threshold RAMs (flip-flops): their write enables
 # and word selects; fitted on resnet_tiny's b1, b2, gap (Yosys, runtime minus const: 18, 39, 81 LUT on 48, 96,
@@ -332,6 +337,11 @@ def estimate_layer(L, runtime=False, links=()):
         _link(stage, res)
     if L.type in ("add", "global_avgpool"):
         _sum_stage(L, res, runtime)
+    elif L.type == "concat":
+        bits = L.simd * L.in_bits
+        res.lut += CONCAT_FIXED_LUT + CONCAT_BIT_LUT * bits
+        words = max(L.in_shapes[0][2] // L.simd, L.in_shapes[1][2] // L.simd, 2)     # its word count's range
+        res.ff += bits + 2 + (words - 1).bit_length()
     elif L.type == "maxpool":
         h, w, c = L.in_shape
         rows = window_buffer_rows(h, w, L.kernel, L.stride, 0)

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 
 from qnnfab.errors import ConfigError
-from qnnfab.folding import layer_cycles, pe_choices, simd_choices
+from qnnfab.folding import concat_simd_choices, layer_cycles, pe_choices, simd_choices
 
 from .cost import estimate, estimate_layer
 from .yosys import Resources
@@ -71,6 +71,8 @@ def folding_steps(L):
     """Valid (simd, pe) settings in increasing parallelism: SIMD first, then PE; then, for a
     convolution, every larger PE * SIMD that SIMD = m * channels reaches (the smaller SIMD
     of equal products: fewer line-buffer copies)."""
+    if L.type == "concat":            # simd divides both inputs' channels; its pe is its simd (no PE)
+        return [(s, s) for s in concat_simd_choices(L.in_shapes)]
     simds = simd_choices(L.type, L.in_shape)
     if L.type == "maxpool":
         return [(s, s) for s in simds]

@@ -25,6 +25,8 @@ CASES = [
     {"config": "lfc_small.toml", "frames": 40, "last_layer": {"weight_kind": "int", "weight_bits": 3}},
     # a graph: two residual blocks (identity and 1x1 stride-2 shortcuts), global average pooling
     {"config": "resnet_tiny.toml", "frames": 24},
+    # a graph of channel concatenations (an inception-like mix, a DenseNet-like block), global average pooling
+    {"config": "concat_tiny.toml", "frames": 24},
     # every layer's popcount a LUT6_2/CARRY4 compressor tree (the network's popcount), registers in it
     {"config": "lfc_small.toml", "frames": 40, "pipeline": 2, "network": {"popcount": "compressor"}},
 ]
