@@ -496,16 +496,17 @@ def _rebalance(cfg, device, comp, budget, best, best_rep, points, target_cycles,
         """The rebalanced design for T: ``(settings, report, over)``; settings None if unreachable
         or put beyond the budget by the cost model (nothing synthesized then); report None if
         Yosys could not synthesize it."""
-        model = rb.model_choice(cur, T)
-        if model is None:
+        models = [rb.model_choice(cur, T, price) for price in BRAM_PRICES]
+        if models[0] is None:
             return None, None, ["a layer cannot reach it"]
-        model_over = model_budget.over(model, device)
+        # pruned only when no BRAM36 price gives a choice the cost model puts near the budget
+        model_over = min((model_budget.over(m, device) for m in models), key=len)
         if model_over:
+            why = (f"the cost model puts it more than {100 * prune:g}% beyond the budget whatever a BRAM36 is "
+                   f"priced ({'; '.join(model_over)})")
             if progress:
-                progress(f"rebalanced for {T:,.0f} cycles/frame: not measured, the cost model puts it more than "
-                         f"{100 * prune:g}% beyond the budget ({'; '.join(model_over)})")
-            return None, None, [f"the cost model puts it more than {100 * prune:g}% beyond the budget "
-                                f"({'; '.join(model_over)})"]
+                progress(f"rebalanced for {T:,.0f} cycles/frame: not measured, {why}")
+            return None, None, [why]
         for price in BRAM_PRICES:
             s = rb.choose(cur, T, price)
             if s is None:
@@ -877,16 +878,18 @@ class Rebalancer:
             return None
         return min(rows, key=lambda r: self._rank(name, r, bram_price))[0]
 
-    def model_choice(self, base, target):
+    def model_choice(self, base, target, bram_price=0):
         """The cost model's :class:`Resources` of ``base`` with every layer at its setting with
-        cycles <= ``target`` the cost model alone puts at the fewest LUTs (then BRAM36); None if
-        a layer cannot reach ``target``. Nothing is synthesized; ``cfg`` is left at ``base``."""
+        cycles <= ``target`` the cost model alone puts at the fewest LUTs (then BRAM36), a BRAM36
+        counted as ``bram_price`` LUTs; None if a layer cannot reach ``target``. Nothing is
+        synthesized; ``cfg`` is left at ``base``."""
         out = {n: dict(v) for n, v in base.items()}
         for L in self.cfg.layers:
             rows = self.within(L.name, target)
             if not rows:
                 return None
-            out[L.name].update(min(rows, key=lambda r: (r[2].lut + r[2].lutram, r[2].bram36, -r[1]))[0])
+            out[L.name].update(min(rows, key=lambda r: (r[2].lut + r[2].lutram + bram_price * r[2].bram36,
+                                                         r[2].bram36, -r[1]))[0])
         try:
             apply(self.cfg, out)
             return estimate(self.cfg)
