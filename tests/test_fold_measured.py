@@ -15,8 +15,8 @@ import pytest
 
 from qnnfab import netconfig
 from qnnfab.boards.estimate.fold import assign_memory_styles, folding_steps
-from qnnfab.boards.estimate.measured import (Budget, Composer, apply, measured_fold, pareto_front, proposals,
-                                             settings_of)
+from qnnfab.boards.estimate.measured import (BRAM_PRICES, Budget, Composer, apply, measured_fold, pareto_front,
+                                             proposals, settings_of)
 from qnnfab.boards.estimate.report import network_report
 from qnnfab.boards.estimate.synth_pool import SynthesisPool
 from qnnfab.boards.targets import XC7Z020
@@ -662,3 +662,116 @@ def test_rebalancing_pipelines_its_own_copy_of_the_walks_layers(tmp_path, monkey
         assert out.pipelined == set()
     for L in res.cfg.layers:
         assert ('pipeline = "max"' in res.notes[L.name]) == (L.pipeline == "max"), (L.name, res.notes[L.name])
+
+
+# conv0's and fc0's weights in block RAM take the fewest LUTs at 144 cycles/frame (BALANCED_CYCLES), a
+# RAMB18 (half a BRAM36) a PE each: a budget of one BRAM36 (and a quarter: no float rounding) leaves
+# room for one layer's only, so the rebalancing's price-0 design does not fit and a priced one must.
+# LUT: room for a rebalanced design without block RAM (about 260 to 280 measured).
+BRAM_BUDGET = 1.25
+BRAM_TEST_LUT = 400
+
+
+def _bram_budget(lut=BRAM_TEST_LUT):
+    """``lut`` LUTs and BRAM_BUDGET BRAM36."""
+    return Budget(lut=lut / XC7Z020.lut, bram36=BRAM_BUDGET / XC7Z020.bram36)
+
+
+def _model_over(tmp_path, budget, prune, price):
+    """What the cost model's rebalanced choice for BALANCED_CYCLES, a BRAM36 priced ``price`` LUTs
+    (Rebalancer.model_choice), exceeds of ``budget`` raised by ``prune``: the phrases' first words."""
+    from qnnfab.boards.estimate.measured import Rebalancer, _pruned
+    cfg = _convnet(tmp_path)
+    model = Rebalancer(cfg, None).model_choice(settings_of(cfg), BALANCED_CYCLES, price)
+    return [o.split()[0] for o in _pruned(budget, prune).over(model, XC7Z020)], model
+
+
+@pytest.mark.parametrize("prune", [100.0, 0.5])
+def test_fps_rebalancing_prices_block_rams_until_the_design_fits(tmp_path, monkeypatch, convnet_cache, prune):
+    """``--fps`` for 144 cycles/frame under BRAM_TEST_LUT LUTs and BRAM_BUDGET BRAM36: the rebalanced
+    design of fewest LUTs (a BRAM36 priced 0) measures over on BRAM36 alone; a higher price moves
+    weights out of block RAM and that design, measured to fit (by ``report``), is the search's answer
+    (fewer LUTs than the walk's point for 144). With ``prune`` 0.5 the cost model puts the price-0
+    choice beyond the pruned budget on BRAM36 (a priced choice within it): the target is measured all
+    the same, not skipped."""
+    monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
+    budget = _bram_budget()
+    if prune < 100:
+        assert _model_over(tmp_path, budget, prune, 0)[0] == ["BRAM36"]
+        assert any(not _model_over(tmp_path, budget, prune, p)[0] for p in BRAM_PRICES[1:])
+    cfg, lines = _convnet(tmp_path), []
+    with SynthesisPool(workers=2, progress=None) as pool:
+        res = measured_fold(cfg, XC7Z020, pool, budget=budget, target_fps=1e8 / BALANCED_CYCLES, prune=prune,
+                            lookahead=2, progress=lines.append)
+    assert res.balanced.settings == settings_of(cfg), res.reason          # the rebalanced design is the answer
+    chosen = network_report(cfg, progress=None, jobs=2)
+    assert _figures(chosen.total) == _figures(res.report.total)
+    assert chosen.bottleneck_cycles <= BALANCED_CYCLES
+    assert chosen.total.bram36 <= BRAM_BUDGET and _luts(chosen.total) <= budget.lut * XC7Z020.lut
+    # price 0's design was measured, over on BRAM36 only; the answer is the last design measured
+    (t0, _, _, over0), *_, (t1, _, lut1, over1) = res.balanced.tried
+    assert t0 == t1 == BALANCED_CYCLES and len(res.balanced.tried) >= 2
+    assert over0 and all(o.startswith("BRAM36") for o in over0), over0
+    assert not over1 and lut1 == _luts(chosen.total)
+    assert any("(a BRAM36 priced" in line for line in lines), lines
+
+
+def test_fps_rebalancing_not_measured_when_every_bram_price_is_beyond_the_budget(tmp_path, monkeypatch,
+                                                                               convnet_cache):
+    """The cost model's rebalanced choice for 144 cycles/frame over the pruned budget at every BRAM36
+    price: on BRAM36 at price 0, on LUT at every other (the LUT budget between the two choices'
+    estimates). The walk alone fills the cache; the search with the rebalancing then synthesizes
+    nothing and the target is out of reach, the rebalancing's reason naming the cost model."""
+    from qnnfab.errors import ConfigError
+    monkeypatch.setenv("QNNFAB_CACHE", str(convnet_cache))
+    prune = 0.15
+    lut0 = _luts(_model_over(tmp_path, Budget(), prune, 0)[1])
+    lut64 = _luts(_model_over(tmp_path, Budget(), prune, 64)[1])
+    assert lut0 < lut64
+    budget = _bram_budget(lut=(lut0 + lut64) / 2 / (1 + prune))
+    assert _model_over(tmp_path, budget, prune, 0)[0] == ["BRAM36"]
+    assert all(_model_over(tmp_path, budget, prune, p)[0] == ["LUT"] for p in BRAM_PRICES[1:])
+    for rebalance in (False, True):
+        lines = []
+        with SynthesisPool(workers=2, progress=None) as pool:
+            with pytest.raises(ConfigError, match="out of reach") as err:
+                measured_fold(_convnet(tmp_path), XC7Z020, pool, budget=budget, target_fps=1e8 / BALANCED_CYCLES,
+                              prune=prune, lookahead=2, progress=lines.append, rebalance=rebalance)
+            synthesized = pool.synthesized
+    assert synthesized == 0, lines
+    assert "cost model puts it more than 15% beyond the budget" in str(err.value), err.value
+    assert any(line.startswith(f"rebalanced for {BALANCED_CYCLES} cycles/frame: not measured") for line in lines)
+
+
+def test_rebalancing_pipelines_a_layer_over_the_clock_target(tmp_path, monkeypatch):
+    """``--meet-clock`` while rebalancing, on real logic delays: the tiny network for 32 cycles/frame
+    under a 2.5 ns logic-delay target (the walk's set of pipelined layers empty). A layer of the
+    rebalanced design is over the target at pipeline 0 (by ``report``) and the design returned has it
+    at pipeline = "max", within the target; the outcome's set is not empty and names only layers at
+    pipeline = "max", and the walk's set is left empty."""
+    import qnnfab.boards.estimate.measured as measured
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path / "cache"))
+    budget = Budget(lut=1.0, logic_ps=2500)
+    cfg = _tiny(tmp_path)
+    points, _ = proposals(_tiny(tmp_path), XC7Z020, budget, prune=100.0)
+    walk_pipelined = set()
+    with SynthesisPool(workers=2, progress=None) as pool:
+        comp = Composer(pool)
+        apply(cfg, points[0].settings)
+        start = comp.report(cfg)
+        assert start.bottleneck_cycles > 32
+        out = measured._rebalance(cfg, XC7Z020, comp, budget, settings_of(cfg), start, points, 32,
+                                  walk_pipelined, None, 100.0)
+    assert walk_pipelined == set()
+    assert out.settings is not None and out.pipelined, out.reason
+    assert {n for n, s in out.settings.items() if s.get("pipeline") == "max"} >= out.pipelined
+    apply(cfg, out.settings)
+    chosen = network_report(cfg, progress=None, jobs=2)
+    assert _figures(chosen.total) == _figures(out.report.total)
+    assert chosen.bottleneck_cycles <= 32 and not budget.over(chosen.total, XC7Z020)
+    for name in out.pipelined:       # each pipelined layer: over the target at pipeline 0
+        unpipelined = _tiny(tmp_path)
+        apply(unpipelined, out.settings)
+        next(L for L in unpipelined.layers if L.name == name).pipeline = 0
+        rep = network_report(unpipelined, progress=None, jobs=2)
+        assert next(L for L in rep.layers if L.name == name).resources.logic_ps > budget.logic_ps, name

@@ -56,7 +56,7 @@ from .yosys import Resources, SynthesisFailed
 
 __all__ = ["Budget", "Point", "Composer", "proposals", "measured_fold", "MeasuredFold", "explore", "pareto_front",
            "model_stop", "layer_candidates", "prune_candidates", "layer_table", "apply", "settings_of", "stop_notes",
-           "foldings", "Rebalancer"]
+           "foldings", "Rebalancer", "layer_estimates", "measure_layers"]
 
 _SETTINGS = ("simd", "pe", "weight_memory", "pipeline")
 
@@ -655,13 +655,15 @@ def explore(cfg, device, pool, *, budget=Budget(lut=1.0), f_clk=100e6, prune=0.1
     return rows, pareto_front([r for r in rows if r["fits"]])
 
 
-def layer_candidates(cfg, layer, *, styles=("auto", "block", "distributed"), pipelines=(0, PIPELINE_MAX)):
-    """Every folding of ``layer`` (a name) the search may give it: its steps (SIMD, PE,
-    then several kernel positions per word), each weight memory style and pipeline of an
-    fc/conv layer; ``[{simd, pe[, weight_memory, pipeline]}]``."""
+def layer_candidates(cfg, layer, *, styles=("auto", "block", "distributed"), pipelines=(0, PIPELINE_MAX),
+                     folds=None):
+    """Every folding of ``layer`` (a name) the search may give it: ``folds`` (``[(simd, pe)]``;
+    by default its steps, SIMD, PE, then several kernel positions per word: :func:`folding_steps`),
+    each with each weight memory style and pipeline of an fc/conv layer;
+    ``[{simd, pe[, weight_memory, pipeline]}]``."""
     L = next(x for x in cfg.layers if x.name == layer)
     out = []
-    for simd, pe in folding_steps(L):
+    for simd, pe in (folding_steps(L) if folds is None else folds):
         if L.type not in COMPUTE:
             out.append({"simd": simd, "pe": pe})
             continue
@@ -671,45 +673,69 @@ def layer_candidates(cfg, layer, *, styles=("auto", "block", "distributed"), pip
     return out
 
 
-def prune_candidates(cfg, layer, candidates, device, budget):
-    """The candidates (:func:`layer_candidates`) whose layer the cost model puts within
-    ``budget`` of ``device`` on its own (the others cannot be part of a design that fits)."""
+def layer_estimates(cfg, layer, candidates):
+    """``[(setting, cycles, the cost model's Resources of the layer)]`` of each candidate setting
+    of ``layer`` (:func:`layer_candidates`); ``cfg`` is left as it was."""
     L = next(x for x in cfg.layers if x.name == layer)
+    runtime = cfg.weights_mode == "runtime"
     before = {k: getattr(L, k) for k in _SETTINGS if hasattr(L, k)}
-    keep = []
+    rows = []
     try:
         for cand in candidates:
             for k, v in cand.items():
                 setattr(L, k, v)
-            if not budget.over(estimate_layer(L, cfg.weights_mode == "runtime"), device):
-                keep.append(cand)
+            rows.append((cand, layer_cycles(L), estimate_layer(L, runtime)))
     finally:
         for k, v in before.items():
             setattr(L, k, v)
-    return keep
+    return rows
+
+
+def prune_candidates(cfg, layer, candidates, device, budget):
+    """The candidates (:func:`layer_candidates`) whose layer the cost model puts within
+    ``budget`` of ``device`` on its own (the others cannot be part of a design that fits)."""
+    return [cand for cand, _, model in layer_estimates(cfg, layer, candidates) if not budget.over(model, device)]
+
+
+def measure_layers(comp, cfg, base, todo):
+    """Each ``(layer, setting)`` of ``todo`` measured on its own: the layer's own stage synthesized
+    through ``comp`` (a :class:`Composer`), the layer at ``setting`` and the other layers as in
+    ``base`` (:func:`settings_of`; their stages are not synthesized). All are submitted before
+    the first is waited for; ``[(layer, setting, cycles, Resources of the layer's own stage, or
+    the SynthesisFailed of a stage Yosys could not synthesize)]`` in ``todo``'s order. ``cfg`` is
+    left at ``base``."""
+    pending = []
+    try:
+        for k, (name, setting) in enumerate(todo):
+            s = {n: dict(v) for n, v in base.items()}
+            s[name].update(setting)
+            apply(cfg, s)
+            own = [req for _, _, req in comp.requests(cfg, priority=-k, only={name})]
+            pending.append((name, setting, layer_cycles(next(L for L in cfg.layers if L.name == name)), own))
+        out = []
+        for name, setting, cycles, own in pending:
+            total = Resources()
+            try:
+                for req in own:
+                    total = total + comp.pool.result(req)
+            except SynthesisFailed as e:
+                total = e
+            out.append((name, setting, cycles, total))
+        return out
+    finally:
+        apply(cfg, base)
 
 
 def layer_table(cfg, layer, candidates, pool, f_clk=100e6):
     """The measured table of ``layer``: for each candidate setting (:func:`layer_candidates`),
     ``(setting, cycles, Resources of the layer's own stage)``, the others layers as in ``cfg``
-    (their stages are not synthesized). ``cfg`` is left as it was."""
-    comp = Composer(pool, f_clk)
-    before = settings_of(cfg)
-    rows, reqs = [], []
-    try:
-        for k, cand in enumerate(candidates):
-            s = {n: dict(v) for n, v in before.items()}
-            s[layer].update(cand)
-            apply(cfg, s)
-            own = [req for _, _, req in comp.requests(cfg, priority=-k, only={layer})]
-            reqs.append((cand, layer_cycles(next(L for L in cfg.layers if L.name == layer)), own))
-        for cand, cycles, own in reqs:
-            total = Resources()
-            for req in own:
-                total = total + pool.result(req)
-            rows.append((cand, cycles, total))
-    finally:
-        apply(cfg, before)
+    (their stages are not synthesized; :func:`measure_layers`). ``cfg`` is left as it was."""
+    rows = []
+    for _, cand, cycles, res in measure_layers(Composer(pool, f_clk), cfg, settings_of(cfg),
+                                               [(layer, cand) for cand in candidates]):
+        if isinstance(res, SynthesisFailed):
+            raise res
+        rows.append((cand, cycles, res))
     return rows
 
 
@@ -755,7 +781,6 @@ class Rebalancer:
         self.cfg = cfg
         self.comp = comp
         self.pipelined = pipelined
-        self.runtime = cfg.weights_mode == "runtime"
         self.measured = {}     # (layer, setting key): Resources of the layer's own stage
         self.failed = {}       # (layer, setting key): the SynthesisFailed of its stage
         self._cands = {}       # layer: [(setting, cycles, model Resources)]
@@ -765,24 +790,7 @@ class Rebalancer:
         """``[(setting, cycles, model Resources)]`` of every setting of layer ``name``."""
         if name not in self._cands:
             L = next(x for x in self.cfg.layers if x.name == name)
-            before = {k: getattr(L, k) for k in _SETTINGS if hasattr(L, k)}
-            rows = []
-            try:
-                for simd, pe in foldings(L):
-                    L.simd, L.pe = simd, pe
-                    cycles = layer_cycles(L)
-                    if L.type not in COMPUTE:
-                        rows.append(({"simd": simd, "pe": pe}, cycles, estimate_layer(L, self.runtime)))
-                        continue
-                    for style in ("auto", "block", "distributed"):
-                        for pipe in (0, PIPELINE_MAX):
-                            L.weight_memory, L.pipeline = style, pipe
-                            rows.append(({"simd": simd, "pe": pe, "weight_memory": style, "pipeline": pipe},
-                                         cycles, estimate_layer(L, self.runtime)))
-            finally:
-                for k, v in before.items():
-                    setattr(L, k, v)
-            self._cands[name] = rows
+            self._cands[name] = layer_estimates(self.cfg, name, layer_candidates(self.cfg, name, folds=foldings(L)))
         return self._cands[name]
 
     def within(self, name, target):
@@ -831,21 +839,11 @@ class Rebalancer:
 
     def _measure(self, todo, base):
         """Synthesize each ``(layer, setting)`` of ``todo``'s own stage, ``base`` the other layers."""
-        reqs = []
-        for name, setting in todo:
-            s = {n: dict(v) for n, v in base.items()}
-            s[name] = dict(setting)
-            apply(self.cfg, s)
-            reqs.append((name, setting, [req for _, _, req in self.comp.requests(self.cfg, only={name})]))
-        for name, setting, own in reqs:
-            total = Resources()
-            try:
-                for req in own:
-                    total = total + self.comp.pool.result(req)
-            except SynthesisFailed as e:     # as the walk's variants: skipped, not chosen
-                self.failed[name, _key(setting)] = e
-                continue
-            self.measured[name, _key(setting)] = total
+        for name, setting, _, res in measure_layers(self.comp, self.cfg, base, todo):
+            if isinstance(res, SynthesisFailed):     # as the walk's variants: skipped, not chosen
+                self.failed[name, _key(setting)] = res
+            else:
+                self.measured[name, _key(setting)] = res
 
     def _probe(self, base, target, bram_price):
         """Record the cached results (known by their stage description, nothing elaborated) of the
