@@ -19,6 +19,13 @@ concurrent builders of one key (pytest-xdist workers, other processes), which
 then all use the one entry. ``build.ok`` in an entry holds the build's
 seconds (and, for a cocotb Verilator model, the cocotb libraries it links).
 
+A per-stage build also remembers, in ``stages/sim-<description>.json`` of the
+cache, which stage model holds the Verilog of a stage described by
+:func:`qnnfab.sim.stage_identity.chain_description` (:func:`remember_stage_verilog`),
+so that a rebuild reads an unchanged stage's Verilog from that entry instead of
+elaborating it (:func:`known_stage_verilog`; the text is served only while its
+SHA-256 is the one remembered).
+
 Verilator's design-independent runtime objects (``verilated*.o``) are
 compiled once per set of flags into ``verilator-runtime/<hash>``
 (:func:`runtime_dir`) and copied into each new model folder between the

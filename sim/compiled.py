@@ -407,7 +407,7 @@ class NetworkBench:
 
     ``per_stage`` (default :data:`PER_STAGE`; the accelerator of a chain only; a graph is built as one model): every
     layer with the width converter and FIFO in front of it
-    (:func:`qnnfab.rtl.dataflow.layer_chains`) is its own Verilator model, built and cached on its own
+    (:func:`qnnfab.rtl.dataflow.layer_chain`) is its own Verilator model, built and cached on its own
     (:func:`qnnfab.sim.build.build_staged`), and the accelerator's own logic
     (framing, last, label, the AXI-Stream ports) a shell around them
     (``AxiStreamAccelerator(stages_outside=True)``); the harness
@@ -424,7 +424,7 @@ class NetworkBench:
 
     def __init__(self, cfg, *, pipeline=None, top=None, log=None, skip_depths=None, per_stage=None):
         from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
-        from qnnfab.rtl.dataflow import layer_chains
+        from qnnfab.rtl.dataflow import chain_layers, layer_chain
 
         self.cfg = cfg
         self.per_stage = PER_STAGE if per_stage is None else per_stage
@@ -451,12 +451,12 @@ class NetworkBench:
         models = None
         if self.per_stage:
             plan = self.top.dataflow.plan
-            for layer, comp in layer_chains(self.top.dataflow):
+            for layer in chain_layers(plan):
                 t = "stage_" + re.sub(r"\W", "_", layer)
                 description = chain_description(plan, layer, t, pipeline)
                 text = known_stage_verilog(description, t)
                 if text is None:
-                    text = to_verilog(comp, t)
+                    text = to_verilog(layer_chain(plan, layer, pipeline), t)
                     self.elaborated.append(t)
                 self._stages.append((t, text))
                 self._descriptions.append((description, text))

@@ -106,7 +106,7 @@ def description_of(parts):
 def chain_description(plan, layer, toplevel, pipeline=None):
     """The description of the Verilog module ``toplevel`` of layer ``layer``'s stages (the layer with
     the width converter and FIFO in front of it: every plan stage of that layer, as
-    :func:`qnnfab.rtl.dataflow.layer_chains` groups them), its fc/conv layers' ``pipeline``
+    :func:`qnnfab.rtl.dataflow.layer_chain` makes them), its fc/conv layers' ``pipeline``
     overridden by ``pipeline`` unless None."""
     parts = [verilog_source_hash(), "layer chain", toplevel, repr(pipeline), *network_parts(plan)]
     parts += [plan_stage_parts(s) for s in plan.stages if s.layer.name == layer]
