@@ -627,13 +627,13 @@ def known_stage_verilog(description, toplevel):
     if description is None:
         return None
     record = read_entry(_stage_record(description), json.loads)
-    if not isinstance(record, dict) or record.get("top") != toplevel or not {"entry", "bytes", "sha256"} <= record.keys():
+    if not isinstance(record, dict) or record.get("top") != toplevel or not {"entry", "length", "sha256"} <= record.keys():
         return None
     try:
         text = (cache_dir("builds") / str(record["entry"]) / f"{toplevel}.v").read_text()
     except (OSError, ValueError):
         return None
-    text = text[:record["bytes"]] if isinstance(record["bytes"], int) else ""
+    text = text[:record["length"]] if isinstance(record["length"], int) else ""
     return text if hashlib.sha256(text.encode()).hexdigest() == record["sha256"] else None
 
 
@@ -643,7 +643,7 @@ def remember_stage_verilog(description, model, verilog_text):
     if description is None:
         return
     atomic_write_text(_stage_record(description), json.dumps(
-        {"top": model.toplevel, "entry": model.directory.name, "bytes": len(verilog_text),
+        {"top": model.toplevel, "entry": model.directory.name, "length": len(verilog_text),
          "sha256": hashlib.sha256(verilog_text.encode()).hexdigest()}))
 
 
