@@ -7,7 +7,8 @@ objects are compiled too):
 * cold: seconds from the config to its first simulated frame checked against
   the golden model (Verilog, Verilator, C++ compile, the run);
 * rebuild: the same after the last fc/conv layer's PE changes (the runtime
-  objects are cached by then; every stage's Verilog is rebuilt with it);
+  objects are cached by then; on the per-stage engine only the changed layer's
+  Verilog is written again, the others' read from their models' cache entries);
 * simulated cycles/s over ``--frames`` frames (checked), per wall second and
   per CPU second of the simulator process (the machine is shared: CPU seconds
   are the steadier figure), and the Verilog's size;

@@ -32,7 +32,7 @@ from .stream_fork import StreamFork
 from .weight_loader import WeightLoader, wload_signature
 from .width_converter import WidthConverter
 
-__all__ = ["Dataflow", "ArgMax", "StageChain", "stage_component", "stage_components", "layer_chains"]
+__all__ = ["Dataflow", "ArgMax", "StageChain", "stage_component", "stage_components", "chain_layers", "layer_chain"]
 
 
 def _shape(elem):
@@ -142,13 +142,17 @@ class StageChain(wiring.Component):
         return m
 
 
-def layer_chains(dataflow):
-    """``[(layer name, StageChain)]``: ``dataflow``'s stages grouped per layer (each layer with
-    the width converter and FIFO in front of it), in stream order."""
-    groups = {}
-    for s, (_, name, comp) in zip(dataflow.plan.stages, dataflow.stages):
-        groups.setdefault(s.layer.name, []).append((name, comp))
-    return [(layer, StageChain(parts)) for layer, parts in groups.items()]
+def chain_layers(plan):
+    """The names of ``plan``'s layers in stream order: each names one chain of stages (the
+    layer with the width converter and FIFO in front of it, :func:`layer_chain`)."""
+    return list(dict.fromkeys(s.layer.name for s in plan.stages))
+
+
+def layer_chain(plan, layer, pipeline=None):
+    """The :class:`StageChain` of layer ``layer``'s stages of ``plan`` (the layer with the width
+    converter and FIFO in front of it), each made as :func:`stage_components` makes it
+    (``pipeline`` overrides the layer's ``pipeline``)."""
+    return StageChain([(s.name, stage_component(plan, s, pipeline)) for s in plan.stages if s.layer.name == layer])
 
 
 class ArgMax(wiring.Component):
@@ -270,7 +274,8 @@ class Dataflow(wiring.Component):
     chain's place, so that each stage can be simulated as a model of its own
     (:func:`qnnfab.sim.build.build_staged`); the rest is the same logic.
 
-    ``self.stages`` lists ``(kind, name, component)`` in stream order;
+    ``self.stages`` lists ``(kind, name, component)`` in stream order (none with
+    ``stages_outside``: :func:`layer_chain` makes a layer's stages from the plan);
     ``self.model`` the per-layer cycles per frame.
     """
 
@@ -279,9 +284,15 @@ class Dataflow(wiring.Component):
         self.plan = plan = plan_of(cfg, weights_mode, skip_depths)
         self.stages_outside = stages_outside
         self.weights_mode = plan.weights_mode
-        self.stages = stage_components(plan, pipeline)
-        self.in_layout = self.stages[0][2].i.payload.shape()
-        self.out_layout = self.stages[-1][2].o.payload.shape()
+        if stages_outside:     # the stages are made where they are simulated (layer_chain)
+            self.stages = []
+            first, last = plan.stages[0], plan.stages[-1]
+            self.in_layout = lanes(_shape(first.i.elem), first.i.elems)
+            self.out_layout = lanes(_shape(last.o.elem), last.o.elems)
+        else:
+            self.stages = stage_components(plan, pipeline)
+            self.in_layout = self.stages[0][2].i.payload.shape()
+            self.out_layout = self.stages[-1][2].o.payload.shape()
         self.out_shape, self.out_elems = self.out_layout.elem_shape, self.out_layout.length
         self.out_bits = self.out_shape.width
         self.out_signed = self.out_shape.signed

@@ -19,6 +19,13 @@ concurrent builders of one key (pytest-xdist workers, other processes), which
 then all use the one entry. ``build.ok`` in an entry holds the build's
 seconds (and, for a cocotb Verilator model, the cocotb libraries it links).
 
+A per-stage build also remembers, in ``stages/sim-<description>.json`` of the
+cache, which stage model holds the Verilog of a stage described by
+:func:`qnnfab.sim.stage_identity.chain_description` (:func:`remember_stage_verilog`),
+so that a rebuild reads an unchanged stage's Verilog from that entry instead of
+elaborating it (:func:`known_stage_verilog`; the text is served only while its
+SHA-256 is the one remembered).
+
 Verilator's design-independent runtime objects (``verilated*.o``) are
 compiled once per set of flags into ``verilator-runtime/<hash>``
 (:func:`runtime_dir`) and copied into each new model folder between the
@@ -27,6 +34,7 @@ verilator and the make step (:func:`verilator_steps`).
 
 import glob
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -42,7 +50,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-from qnnfab.cache import cache_dir, entry_lock
+from qnnfab.cache import atomic_write_text, cache_dir, entry_lock, read_entry
 from qnnfab.children import child_argv
 from qnnfab.errors import QnnfabError
 from qnnfab.rtl.dot_product_unit import SHARED_SUFFIX
@@ -50,7 +58,7 @@ from qnnfab.rtl.dot_product_unit import SHARED_SUFFIX
 from .toolchain import ToolError, icarus_version, setup_verilator, simulator_name, verilator_version
 
 __all__ = ["to_verilog", "share_modules", "cell_models", "with_cell_models", "cache_dir", "Build", "build", "build_compiled", "build_staged", "build_stage_model",
-           "StageModel", "build_key", "cached_build",
+           "StageModel", "known_stage_verilog", "remember_stage_verilog", "build_key", "cached_build",
            "make_variables", "runtime_dir", "verilator_steps", "keep_runtime", "run_steps",
            "COCOTB_OPT_FAST", "COMPILED_OPT_FAST", "largest_first", "shared_module_config",
            "SHARED_CODE_ARGS"]
@@ -607,13 +615,47 @@ class StageModel:
         return self.directory / "obj" / f"V{self.toplevel}__ALL.a"
 
 
-def build_stage_model(verilog_text, toplevel, *, log=None):
+def _stage_record(description):
+    return cache_dir("stages") / f"sim-{description}.json"
+
+
+def known_stage_verilog(description, toplevel):
+    """The Verilog of the stage model ``toplevel`` remembered for ``description`` (a hash of what the
+    stage's Verilog is made from, :mod:`qnnfab.sim.stage_identity`) by :func:`remember_stage_verilog`,
+    read back from that model's cache entry; None when there is none, the entry is gone, or its
+    Verilog is not the text remembered (its SHA-256 differs): the caller elaborates the stage."""
+    if description is None:
+        return None
+    record = read_entry(_stage_record(description), json.loads)
+    if not isinstance(record, dict) or record.get("top") != toplevel or not {"entry", "length", "sha256"} <= record.keys():
+        return None
+    try:
+        text = (cache_dir("builds") / str(record["entry"]) / f"{toplevel}.v").read_text()
+    except (OSError, ValueError):
+        return None
+    text = text[:record["length"]] if isinstance(record["length"], int) else ""
+    return text if hashlib.sha256(text.encode()).hexdigest() == record["sha256"] else None
+
+
+def remember_stage_verilog(description, model, verilog_text):
+    """Remember that the stage described by ``description`` has Verilog ``verilog_text`` (as written by
+    :func:`to_verilog`), built as ``model`` (:class:`StageModel`, whose entry holds the text)."""
+    if description is None:
+        return
+    atomic_write_text(_stage_record(description), json.dumps(
+        {"top": model.toplevel, "entry": model.directory.name, "length": len(verilog_text),
+         "sha256": hashlib.sha256(verilog_text.encode()).hexdigest()}))
+
+
+def build_stage_model(verilog_text, toplevel, *, log=None, description=None):
     """The Verilator model of one stage (``verilog_text``, top module ``toplevel``) as a static
     library, without a main, with the compiled engine's options; cached by its Verilog and
     the options alone, so a stage that did not change is never rebuilt. Its C++ classes are
-    prefixed ``V<toplevel>``: stages of distinct top names link into one program."""
+    prefixed ``V<toplevel>``: stages of distinct top names link into one program.
+    ``description`` (when not None): what the stage's Verilog is made from, remembered for
+    :func:`known_stage_verilog` once the model is there."""
     setup_verilator()
-    verilog_text = with_cell_models(verilog_text)
+    written, verilog_text = verilog_text, with_cell_models(verilog_text)
     args = COMPILED_VERILATOR_ARGS
     make_vars = make_variables(COMPILED_OPT_FAST)
     cpu = []
@@ -632,23 +674,29 @@ def build_stage_model(verilog_text, toplevel, *, log=None):
     entry, cached, seconds = cached_build(
         f"{toplevel}-stage", key, build_into, usable=lambda d: (d / "obj" / f"V{toplevel}__ALL.a").is_file(),
         log=log, what=f"stage {toplevel} with Verilator")
-    return StageModel(toplevel, entry, cached, seconds, sum(cpu))
+    model = StageModel(toplevel, entry, cached, seconds, sum(cpu))
+    remember_stage_verilog(description, model, written)
+    return model
 
 
-def build_staged(shell_verilog, shell_top, stages, tb_text, *, log=None, design=None):
+def build_staged(shell_verilog, shell_top, stages, tb_text, *, log=None, design=None, descriptions=None):
     """The compiled engine's executable of a design simulated as separate models: the shell
     ``shell_verilog`` (top ``shell_top``, the part outside the stages) and ``stages``, a list
     of ``(toplevel, verilog_text)``, each built as its own cached model (:func:`build_stage_model`,
     the missing ones in parallel on all cores, the largest Verilog first: the largest model's
     build is the longest, so the others fill the cores beside it), linked with the harness
     ``tb_text`` (which steps them all; :func:`qnnfab.sim.compiled.staged_models_source`). Only
-    the shell and the harness are compiled for every new combination. Returns a :class:`Build`
-    whose ``stage_models`` are the models in the order of ``stages``."""
+    the shell and the harness are compiled for every new combination. ``descriptions`` (one per
+    stage, or None): what each stage's Verilog is made from, remembered for
+    :func:`known_stage_verilog`. Returns a :class:`Build` whose ``stage_models`` are the models
+    in the order of ``stages``."""
     setup_verilator()
     shell_verilog = with_cell_models(shell_verilog)
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=_jobs()) as pool:
-        started = {i: pool.submit(build_stage_model, stages[i][1], stages[i][0], log=log)
+        descriptions = descriptions or [None] * len(stages)
+        started = {i: pool.submit(build_stage_model, stages[i][1], stages[i][0], log=log,
+                                  description=descriptions[i])
                    for i in largest_first([v for _, v in stages])}
         try:
             models = [started[i].result() for i in range(len(stages))]

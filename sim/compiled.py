@@ -51,7 +51,8 @@ from qnnfab.packing import frame_labels, pack_bytes, unpack_bytes
 from qnnfab.plan import JOINS
 from qnnfab.golden.graph_network import graph_forward
 
-from .build import Build, build_compiled, build_staged, to_verilog
+from .build import Build, build_compiled, build_staged, known_stage_verilog, to_verilog
+from .stage_identity import chain_description
 
 __all__ = ["StreamPorts", "CompiledRun", "SimulationMismatch", "CompiledDeadlock", "network_ports",
            "testbench_source", "whole_models_source", "staged_models_source", "stage_ports", "Watch",
@@ -408,20 +409,24 @@ class NetworkBench:
 
     ``per_stage`` (default :data:`PER_STAGE`; the accelerator of a chain only; a graph is built as one model): every
     layer with the width converter and FIFO in front of it
-    (:func:`qnnfab.rtl.dataflow.layer_chains`) is its own Verilator model, built and cached on its own
+    (:func:`qnnfab.rtl.dataflow.layer_chain`) is its own Verilator model, built and cached on its own
     (:func:`qnnfab.sim.build.build_staged`), and the accelerator's own logic
     (framing, last, label, the AXI-Stream ports) a shell around them
     (``AxiStreamAccelerator(stages_outside=True)``); the harness
     (:func:`staged_models_source`) runs them cycle for cycle as the one-model
     build. A change to one layer rebuilds its model (and the next layer's, when the FIFO
-    in front of that one is resized), the shell and the harness.
+    in front of that one is resized), the shell and the harness. A stage whose description
+    (:func:`~qnnfab.sim.stage_identity.chain_description`: its plan stages, layer settings,
+    weights, thresholds, the network's settings and the sources that write Verilog) has a
+    built model is not elaborated: its Verilog is read from that model's cache entry
+    (:func:`~qnnfab.sim.build.known_stage_verilog`); ``elaborated`` names the stages that were.
     """
 
     TOPLEVEL = "network"
 
     def __init__(self, cfg, *, pipeline=None, top=None, log=None, skip_depths=None, per_stage=None):
         from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
-        from qnnfab.rtl.dataflow import layer_chains
+        from qnnfab.rtl.dataflow import chain_layers, layer_chain
 
         self.cfg = cfg
         self.per_stage = PER_STAGE if per_stage is None else per_stage
@@ -444,11 +449,19 @@ class NetworkBench:
         if top is None and cfg.is_graph:
             simulated, self.watch = watched_accelerator(self.top)
         self._verilog = to_verilog(simulated, self.TOPLEVEL)
-        self._stages = []
+        self._stages, self._descriptions, self.elaborated = [], [], []
         models = None
         if self.per_stage:
-            self._stages = [(t, to_verilog(comp, t)) for t, comp in
-                            (("stage_" + re.sub(r"\W", "_", name), comp) for name, comp in layer_chains(self.top.dataflow))]
+            plan = self.top.dataflow.plan
+            for layer in chain_layers(plan):
+                t = "stage_" + re.sub(r"\W", "_", layer)
+                description = chain_description(plan, layer, t, pipeline)
+                text = known_stage_verilog(description, t)
+                if text is None:
+                    text = to_verilog(layer_chain(plan, layer, pipeline), t)
+                    self.elaborated.append(t)
+                self._stages.append((t, text))
+                self._descriptions.append((description, text))
             models = staged_models_source(self.ports, self.TOPLEVEL,
                                           [(t, *stage_ports(v, t)) for t, v in self._stages])
         self._tb = testbench_source(self.ports, self.TOPLEVEL, self.in_words_per_frame, models, self.watch)
@@ -466,10 +479,15 @@ class NetworkBench:
             design = f"network-{self.cfg.name}"
             if self.per_stage:
                 self._build = build_staged(self._verilog, self.TOPLEVEL, self._stages, self._tb, log=self._log,
-                                           design=design)
+                                           design=design, descriptions=self._stage_descriptions())
             else:
                 self._build = build_compiled(self._verilog, self.TOPLEVEL, self._tb, log=self._log, design=design)
         return self._build
+
+    def _stage_descriptions(self):
+        """Each stage's description, None for a stage whose Verilog is not the text it describes
+        (replaced after construction: the tests break stages on purpose)."""
+        return [d if text is v else None for (d, text), (_, v) in zip(self._descriptions, self._stages)]
 
     def pack(self, frames):
         frames = np.asarray(frames)

@@ -68,7 +68,26 @@ def test_a_one_layer_change_rebuilds_only_that_layers_model(tmp_path, monkeypatc
     rebuilt = {m.toplevel: m for m in second.build.stage_models if not m.cached}
     assert list(rebuilt) == ["stage_fc_out"] and rebuilt["stage_fc_out"].cpu_seconds > 0
     assert all(m.cpu_seconds == 0 for m in second.build.stage_models if m.cached)
-    assert NetworkBench(cfg2, per_stage=True).build.cached
+    # only the changed layer was elaborated; the others' Verilog, read from their models' entries,
+    # is the text elaborated the first time
+    assert first.elaborated == names and second.elaborated == ["stage_fc_out"]
+    assert second._stages[:-1] == first._stages[:-1]
+    third = NetworkBench(cfg2, per_stage=True)
+    assert third.elaborated == [] and third._stages == second._stages and third.build.cached
+    # a stage read from the cache is not even made (Amaranth would warn of it as never used)
+    import gc
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert NetworkBench(cfg2, per_stage=True).elaborated == []
+        gc.collect()
+    assert not [w for w in caught if "never used" in str(w.message)]
+    # a model entry whose Verilog is not the text remembered is not served: that stage is elaborated
+    entry = next(m.directory for m in third.build.stage_models if m.toplevel == "stage_fc1")
+    text = (entry / "stage_fc1.v").read_text()
+    (entry / "stage_fc1.v").write_text(text.replace("module stage_fc1(", "module stage_fc1 (", 1))
+    fourth = NetworkBench(cfg2, per_stage=True)
+    assert fourth.elaborated == ["stage_fc1"] and fourth._stages == second._stages
 
 
 def test_a_stage_whose_valid_depends_on_its_ready_is_refused():
@@ -120,3 +139,117 @@ def test_run_steps_returns_the_cpu_seconds_of_its_commands_and_names_a_failure(t
     assert (tmp_path / "log").read_text() == "done\ndone\n"
     with pytest.raises(QnnfabError, match=r"(?s)broken failed \(log: .*\):\n.*oops"):
         run_steps([[sys.executable, "-c", "import sys; sys.exit('oops')"]], tmp_path, tmp_path / "log2", "broken")
+
+
+TINY = """[network]
+name = "tiny"
+input_shape = [16]
+input_kind = "bipolar"
+weights = "random"
+seed = 3
+
+[[layer]]
+name = "fc0"
+type = "fc"
+out = 8
+act = "bipolar"
+
+[[layer]]
+name = "fc1"
+type = "fc"
+out = 4
+act = "acc"
+"""
+
+VARIANTS = [("seed = 3", "seed = 4"),                                  # other weights
+            ('act = "bipolar"', 'act = "uint2"'),                      # fc0's output: fc1's input format
+            ('out = 4\nact = "acc"', 'out = 4\nact = "acc"\npe = 2'),   # fc1's folding
+            ('out = 8\nact = "bipolar"', 'out = 8\nact = "bipolar"\nsimd = 4'),   # fc0's: fc1's input word
+            ('out = 4\nact = "acc"', 'out = 4\nact = "acc"\npipeline = "max"'),
+            ('out = 4\nact = "acc"', 'out = 4\nact = "acc"\nfifo_depth = 7')]
+
+
+def _chains(cfg, pipeline=None):
+    """{stage module: (chain_description, its Verilog)} of ``cfg`` as NetworkBench builds it per stage."""
+    import re
+
+    from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
+    from qnnfab.rtl.dataflow import chain_layers, layer_chain
+    from qnnfab.sim.build import to_verilog
+    from qnnfab.sim.stage_identity import chain_description
+    plan = AxiStreamAccelerator(cfg, pipeline=pipeline, weights_mode="const", stages_outside=True).dataflow.plan
+    out = {}
+    for layer in chain_layers(plan):
+        t = "stage_" + re.sub(r"\W", "_", layer)
+        out[t] = (chain_description(plan, layer, t, pipeline), to_verilog(layer_chain(plan, layer, pipeline), t))
+    return out
+
+
+def _tiny(tmp_path, text, tag):
+    p = tmp_path / f"tiny_{tag}.toml"
+    p.write_text(text)
+    return netconfig.load(p)
+
+
+def test_chain_description_changes_whenever_the_stage_verilog_does(tmp_path, monkeypatch):
+    """The key under which a stage's Verilog is served without elaborating it
+    (chain_description): the same for the same config loaded twice; wherever a variant
+    (weights, upstream format, folding, pipeline, FIFO depth, a pipeline override) changes a
+    stage's Verilog, its key changes; one flipped weight, a plan's FIFO depth and another
+    version of the sources each change it too."""
+    import dataclasses
+
+    import qnnfab.sim.stage_identity as stage_identity
+    from qnnfab.plan import plan_of
+    base = _chains(_tiny(tmp_path, TINY, "base"))
+    assert base == _chains(_tiny(tmp_path, TINY, "again"))
+    assert all(d is not None for d, _ in base.values()) and len({d for d, _ in base.values()}) == len(base)
+    differing = 0
+    variants = [_chains(_tiny(tmp_path, TINY.replace(old, new, 1), k)) for k, (old, new) in enumerate(VARIANTS)]
+    variants.append(_chains(_tiny(tmp_path, TINY, "override"), pipeline="max"))
+    for k, variant in enumerate(variants):
+        assert variant.keys() == base.keys()
+        changed = [t for t in base if base[t][1] != variant[t][1]]
+        assert changed, k
+        for t in changed:
+            differing += 1
+            assert base[t][0] != variant[t][0], (k, t)
+    assert differing >= len(variants)
+    cfg = _tiny(tmp_path, TINY, "weights")
+    plan = plan_of(cfg, "const")
+    from qnnfab.sim.stage_identity import chain_description
+    d0 = chain_description(plan, "fc0", "stage_fc0")
+    cfg.layers[0].weights[0, 0] ^= 1          # bipolar weights are stored as bits
+    assert chain_description(plan_of(cfg, "const"), "fc0", "stage_fc0") != d0
+    cfg.layers[0].weights[0, 0] ^= 1
+    d1 = chain_description(plan, "fc1", "stage_fc1")
+    k, fifo = next((k, s) for k, s in enumerate(plan.stages) if s.kind == "fifo" and s.layer.name == "fc1")
+    stages = list(plan.stages)
+    stages[k] = dataclasses.replace(fifo, fifo_depth=fifo.fifo_depth + 1)
+    assert chain_description(dataclasses.replace(plan, stages=stages), "fc1", "stage_fc1") != d1
+    assert chain_description(plan, "fc1", "stage_fc1") == d1
+    monkeypatch.setattr(stage_identity, "verilog_source_hash", lambda: "another version of the sources")
+    assert chain_description(plan, "fc1", "stage_fc1") != d1
+
+
+def test_a_stage_record_serves_only_the_text_it_remembered(tmp_path, monkeypatch):
+    """known_stage_verilog: a miss without a record, with a record of another module, when the
+    model's entry is gone, or when the entry's Verilog is not the remembered text; the
+    remembered text (without the cell models after it) otherwise."""
+    from qnnfab.sim.build import StageModel, cache_dir, known_stage_verilog, remember_stage_verilog, with_cell_models
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
+    text = "module stage_a(clk);\n  LUT6_2 x (\n  );\nendmodule\n"
+    entry = cache_dir("builds") / "stage_a-stage-0123"
+    entry.mkdir()
+    assert known_stage_verilog("d" * 32, "stage_a") is None
+    (entry / "stage_a.v").write_text(with_cell_models(text))
+    assert with_cell_models(text) != text
+    remember_stage_verilog("d" * 32, StageModel("stage_a", entry, False, 1.0, 1.0), text)
+    assert known_stage_verilog("d" * 32, "stage_a") == text
+    assert known_stage_verilog("e" * 32, "stage_a") is None
+    assert known_stage_verilog("d" * 32, "stage_b") is None
+    assert known_stage_verilog(None, "stage_a") is None
+    (entry / "stage_a.v").write_text(with_cell_models(text.replace("clk", "clj")))
+    assert known_stage_verilog("d" * 32, "stage_a") is None
+    (entry / "stage_a.v").unlink()
+    assert known_stage_verilog("d" * 32, "stage_a") is None

@@ -6,7 +6,8 @@ time there). So a measured search keeps, in ``$QNNFAB_CACHE/stages``:
 
 * ``stage-<hash>.json``: a stage's description (:func:`stage_description`: its
   plan stage, its layer's config fields, weights and thresholds, the network's
-  fields, and the hash of the sources the Verilog is made by, :func:`source_hash`)
+  fields, and the hash of the sources the Verilog is made by, :func:`source_hash`;
+  the parts shared with the simulation's cache, :mod:`qnnfab.sim.stage_identity`)
   -> the key of its Verilog (:func:`verilog_key`, the Synthesis pool's key);
 * ``verilog-<top>-<key>.json``: that Verilog's :class:`~.yosys.Resources` and the
   Yosys cache entries (``$QNNFAB_CACHE/yosys``) they were read from.
@@ -18,83 +19,46 @@ Any change to the sources changes every description: the stages are then
 elaborated again (their Yosys results, keyed by the Verilog, stay valid).
 """
 
-import dataclasses
 import functools
 import hashlib
 import json
-from pathlib import Path
-
-import numpy as np
 
 from qnnfab.cache import atomic_write_text, cache_dir, read_entry
+from qnnfab.sim.stage_identity import description_of, hash_sources, network_parts, plan_stage_parts, verilog_source_hash
 
 from .yosys import Resources
 
 __all__ = ["source_hash", "stage_description", "verilog_key", "known_verilog", "remember_verilog",
            "known_result", "remember_result"]
 
-#: the folders (below the installed packages) and files whose sources make a stage's Verilog
-_SOURCES = (("qnnfab", "*.py"), ("qnnfab.rtl", "**/*.py"), ("qnnfab.golden", "**/*.py"),
-            ("qnnfab.sim", "build.py"), ("qnnfab.boards.estimate", "report.py"),
-            ("qnnfab.boards.estimate", "yosys.py"))
-_FORMAT = "qnnfab-stage-cache-v1"
+#: what a stage's counted Yosys result depends on beyond its Verilog's sources: the Yosys script
+#: and the cell counting
+_RESULT_SOURCES = (("qnnfab.boards.estimate", "report.py"), ("qnnfab.boards.estimate", "yosys.py"))
+_FORMAT = "qnnfab-stage-cache-v2"
 
 
 @functools.cache
 def source_hash():
-    """SHA-256 (hex) of every source file a stage's Verilog or its counted result depends on
-    (the ground modules, ``rtl``, ``golden``, ``sim/build.py``, ``boards/estimate/report.py``,
-    and ``boards/estimate/yosys.py``: the Yosys script and the cell counting) and of Amaranth's
-    and NumPy's versions."""
-    import importlib
-
-    import amaranth
-
-    h = hashlib.sha256(f"{_FORMAT}\0amaranth {amaranth.__version__}\0numpy {np.__version__}\0".encode())
-    for package, pattern in _SOURCES:
-        folder = Path(importlib.import_module(package).__file__).parent
-        for path in sorted(folder.glob(pattern)):
-            h.update(f"{path.relative_to(folder).as_posix()}\0".encode())
-            h.update(path.read_bytes())
-            h.update(b"\0")
+    """SHA-256 (hex) of every source file a stage's Verilog or its counted result depends on:
+    :func:`~qnnfab.sim.stage_identity.verilog_source_hash` and ``boards/estimate/report.py``
+    and ``yosys.py``."""
+    h = hashlib.sha256(f"{_FORMAT}\0{verilog_source_hash()}\0".encode())
+    hash_sources(h, _RESULT_SOURCES)
     return h.hexdigest()
-
-
-def _config_fields(obj):
-    """``[(field, repr)]`` of ``obj``'s config fields (those a TOML file sets)."""
-    return [(f.name, repr(getattr(obj, f.name))) for f in dataclasses.fields(obj) if "config" in f.metadata
-            and f.name != "layers"]
-
-
-def _array_hash(a):
-    if a is None:
-        return "none"
-    a = np.ascontiguousarray(np.asarray(a), dtype="<i8")
-    return f"{a.shape}:" + hashlib.sha256(a.tobytes()).hexdigest()
 
 
 def stage_description(plan, stage, timing=True):
     """The hash (hex) of everything stage ``stage``'s synthesis result is made from (a name of
-    :func:`~.report.stage_owners`): the plan's stage (kind, name, links, FIFO depth,
-    memories, what it reads, a fork's outputs), its layer's config fields, input shape,
-    weights and thresholds, the network's config fields and weights mode, whether the
-    synthesis runs static timing (``timing``), and :func:`source_hash`; None when a part
+    :func:`~.report.stage_owners`): the network's and the plan stage's parts
+    (:func:`~qnnfab.sim.stage_identity.network_parts`, :func:`~qnnfab.sim.stage_identity.plan_stage_parts`),
+    whether the synthesis runs static timing (``timing``), and :func:`source_hash`; None when a part
     has no stable text (an object printed by its address)."""
-    cfg = plan.cfg
-    parts = [source_hash(), plan.weights_mode, _config_fields(cfg), stage, bool(timing)]
+    parts = [source_hash(), *network_parts(plan), stage, bool(timing)]
     if stage == "weight_loader":
         parts += [repr(plan.groups), plan.topology_hash]
     else:
-        s = next(s for s in plan.stages if s.name == stage)
-        L = s.layer
-        parts += [s.kind, repr(s.i), repr(s.o), s.cycles, s.fifo_depth, repr(s.memories), s.where,
-                  repr(s.reads), s.fanout, _config_fields(L), repr((L.in_shape, L.in_kind, L.in_bits, L.in_shapes))]
-        if s.kind not in ("fifo", "width"):
-            parts += [_array_hash(L.weights), _array_hash(L.thresholds)]
-    text = repr(parts)
-    if " at 0x" in text:
-        return None
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+        parts += plan_stage_parts(next(s for s in plan.stages if s.name == stage))
+    return description_of(parts)
 
 
 def verilog_key(text, top, timing):
