@@ -629,11 +629,15 @@ def known_stage_verilog(description, toplevel):
     record = read_entry(_stage_record(description), json.loads)
     if not isinstance(record, dict) or record.get("top") != toplevel or not {"entry", "length", "sha256"} <= record.keys():
         return None
+    entry, length = record["entry"], record["length"]
+    # the entry a plain folder name of the builds cache, the length a count (not a bool)
+    if type(length) is not int or length < 0 or not isinstance(entry, str) or entry in ("", ".", "..") \
+            or entry != Path(entry).name:
+        return None
     try:
-        text = (cache_dir("builds") / str(record["entry"]) / f"{toplevel}.v").read_text()
+        text = (cache_dir("builds") / entry / f"{toplevel}.v").read_text()[:length]
     except (OSError, ValueError):
         return None
-    text = text[:record["length"]] if isinstance(record["length"], int) else ""
     return text if hashlib.sha256(text.encode()).hexdigest() == record["sha256"] else None
 
 

@@ -52,7 +52,7 @@ from qnnfab.plan import JOINS
 from qnnfab.golden.graph_network import graph_forward
 
 from .build import Build, build_compiled, build_staged, known_stage_verilog, to_verilog
-from .stage_identity import chain_description
+from .stage_identity import chain_description, chain_toplevel, chain_verilog
 
 __all__ = ["StreamPorts", "CompiledRun", "SimulationMismatch", "CompiledDeadlock", "network_ports",
            "testbench_source", "whole_models_source", "staged_models_source", "stage_ports", "Watch",
@@ -426,7 +426,7 @@ class NetworkBench:
 
     def __init__(self, cfg, *, pipeline=None, top=None, log=None, skip_depths=None, per_stage=None):
         from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
-        from qnnfab.rtl.dataflow import chain_layers, layer_chain
+        from qnnfab.rtl.dataflow import chain_layers
 
         self.cfg = cfg
         self.per_stage = PER_STAGE if per_stage is None else per_stage
@@ -454,11 +454,11 @@ class NetworkBench:
         if self.per_stage:
             plan = self.top.dataflow.plan
             for layer in chain_layers(plan):
-                t = "stage_" + re.sub(r"\W", "_", layer)
+                t = chain_toplevel(layer)
                 description = chain_description(plan, layer, t, pipeline)
                 text = known_stage_verilog(description, t)
                 if text is None:
-                    text = to_verilog(layer_chain(plan, layer, pipeline), t)
+                    text = chain_verilog(plan, layer, t, pipeline)
                     self.elaborated.append(t)
                 self._stages.append((t, text))
                 self._descriptions.append((description, text))

@@ -90,9 +90,14 @@ def test_a_one_layer_change_rebuilds_only_that_layers_model(tmp_path, monkeypatc
     assert fourth.elaborated == ["stage_fc1"] and fourth._stages == second._stages
 
 
-def test_a_stage_whose_valid_depends_on_its_ready_is_refused():
+def test_a_stage_whose_valid_depends_on_its_ready_is_refused(tmp_path, monkeypatch):
+    """A stage model that breaks the handshake rule is refused; built from a text other than
+    the elaborated one, it is not remembered as that stage's Verilog: a new bench in the same
+    cache still gets the elaborated text."""
+    monkeypatch.setenv("QNNFAB_CACHE", str(tmp_path))
     cfg = netconfig.load(LFC_SMALL)
     bench = NetworkBench(cfg, per_stage=True)
+    original = list(bench._stages)
     k = next(i for i, (t, _) in enumerate(bench._stages) if t == "stage_fc_out")
     t, v = bench._stages[k]
     # in the model's top module: the layer's output valid, passed out, gated by the model's o.ready
@@ -109,6 +114,8 @@ def test_a_stage_whose_valid_depends_on_its_ready_is_refused():
     x = cfg.random_inputs(8, 2)
     with pytest.raises(SimulationMismatch, match="stage stage_fc_out: a valid or payload changed when a ready did"):
         bench.run(x, valid_prob=0.9, ready_prob=0.05)
+    again = NetworkBench(cfg, per_stage=True)
+    assert again._stages == original and again.elaborated == ["stage_fc_out"]
 
 
 def test_a_stage_with_other_ports_is_refused():
@@ -171,17 +178,14 @@ VARIANTS = [("seed = 3", "seed = 4"),                                  # other w
 
 def _chains(cfg, pipeline=None):
     """{stage module: (chain_description, its Verilog)} of ``cfg`` as NetworkBench builds it per stage."""
-    import re
-
     from qnnfab.rtl.axis_accelerator import AxiStreamAccelerator
-    from qnnfab.rtl.dataflow import chain_layers, layer_chain
-    from qnnfab.sim.build import to_verilog
-    from qnnfab.sim.stage_identity import chain_description
+    from qnnfab.rtl.dataflow import chain_layers
+    from qnnfab.sim.stage_identity import chain_description, chain_toplevel, chain_verilog
     plan = AxiStreamAccelerator(cfg, pipeline=pipeline, weights_mode="const", stages_outside=True).dataflow.plan
     out = {}
     for layer in chain_layers(plan):
-        t = "stage_" + re.sub(r"\W", "_", layer)
-        out[t] = (chain_description(plan, layer, t, pipeline), to_verilog(layer_chain(plan, layer, pipeline), t))
+        t = chain_toplevel(layer)
+        out[t] = (chain_description(plan, layer, t, pipeline), chain_verilog(plan, layer, t, pipeline))
     return out
 
 
@@ -222,6 +226,11 @@ def test_chain_description_changes_whenever_the_stage_verilog_does(tmp_path, mon
     cfg.layers[0].weights[0, 0] ^= 1          # bipolar weights are stored as bits
     assert chain_description(plan_of(cfg, "const"), "fc0", "stage_fc0") != d0
     cfg.layers[0].weights[0, 0] ^= 1
+    assert chain_description(plan_of(cfg, "const"), "fc0", "stage_fc0") == d0
+    assert cfg.layers[0].thresholds.shape == (8, 1)   # one threshold a row: any value keeps it sorted
+    cfg.layers[0].thresholds[0, 0] += 1
+    assert chain_description(plan_of(cfg, "const"), "fc0", "stage_fc0") != d0
+    cfg.layers[0].thresholds[0, 0] -= 1
     d1 = chain_description(plan, "fc1", "stage_fc1")
     k, fifo = next((k, s) for k, s in enumerate(plan.stages) if s.kind == "fifo" and s.layer.name == "fc1")
     stages = list(plan.stages)
@@ -230,6 +239,27 @@ def test_chain_description_changes_whenever_the_stage_verilog_does(tmp_path, mon
     assert chain_description(plan, "fc1", "stage_fc1") == d1
     monkeypatch.setattr(stage_identity, "verilog_source_hash", lambda: "another version of the sources")
     assert chain_description(plan, "fc1", "stage_fc1") != d1
+
+
+def test_the_source_hash_names_the_yosys_amaranth_writes_verilog_with(monkeypatch):
+    """Another Yosys (a system one Amaranth prefers to its built-in one, another version)
+    changes the source hash; the one found is the one Amaranth's Verilog back end would use."""
+    from amaranth._toolchain import yosys
+
+    import qnnfab.sim.stage_identity as stage_identity
+    found = yosys.find_yosys(lambda v: v >= (0, 40))
+    assert stage_identity.amaranth_yosys() == f"{found.__name__} {found.version()}"
+    source_hash = stage_identity.verilog_source_hash.__wrapped__
+    base = source_hash()
+    assert source_hash() == base
+
+    class OtherYosys:
+        @staticmethod
+        def version():
+            return (0, 41, 0)
+    monkeypatch.setattr(stage_identity, "find_yosys", lambda requirement: OtherYosys)
+    assert stage_identity.amaranth_yosys() == "OtherYosys (0, 41, 0)"
+    assert source_hash() != base
 
 
 def test_a_stage_record_serves_only_the_text_it_remembered(tmp_path, monkeypatch):
@@ -249,6 +279,18 @@ def test_a_stage_record_serves_only_the_text_it_remembered(tmp_path, monkeypatch
     assert known_stage_verilog("e" * 32, "stage_a") is None
     assert known_stage_verilog("d" * 32, "stage_b") is None
     assert known_stage_verilog(None, "stage_a") is None
+    # a hand-written record naming the same file by a path, or with a length not a count, is refused
+    import hashlib
+    import json
+    record_path = cache_dir("stages") / f"sim-{'d' * 32}.json"
+    record = json.loads(record_path.read_text())
+    for bad in ({"entry": f"../builds/{entry.name}"}, {"entry": str(entry)}, {"entry": "."}, {"entry": 7},
+                {"length": True, "sha256": hashlib.sha256(text[:1].encode()).hexdigest()},
+                {"length": float(len(text))}, {"length": -1}):
+        record_path.write_text(json.dumps({**record, **bad}))
+        assert known_stage_verilog("d" * 32, "stage_a") is None, bad
+    record_path.write_text(json.dumps(record))
+    assert known_stage_verilog("d" * 32, "stage_a") == text
     (entry / "stage_a.v").write_text(with_cell_models(text.replace("clk", "clj")))
     assert known_stage_verilog("d" * 32, "stage_a") is None
     (entry / "stage_a.v").unlink()
