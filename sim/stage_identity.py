@@ -14,8 +14,8 @@ look it up by a description of everything it is made from:
   of Amaranth and NumPy, and the name and version of the Yosys Amaranth writes Verilog
   with (:func:`amaranth_yosys`: its built-in one or a system ``yosys``);
 * :func:`plan_stage_parts`: a plan stage's facts (kind, name, links, cycles, FIFO
-  depth and least depth, memories, what it reads, a fork's outputs, a concat's inputs), its layer's config fields and
-  input shape, weights and thresholds;
+  depth and least depth, memories, what it reads, a fork's outputs, a concat's
+  inputs), its layer's config fields and input shape, weights and thresholds;
 * the network's config fields and weights mode (:func:`network_parts`).
 
 A description is None when a part has no stable text (an object printed by its address).
