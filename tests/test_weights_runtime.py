@@ -207,6 +207,22 @@ def test_graph_image_holds_every_stage_where_the_layout_says():
             assert (word >> (c % L.simd)) & 1 == w[r, c], (r, c)
 
 
+def test_concat_graph_image_has_no_group_for_a_concat_and_every_other_layer_in_order():
+    """A concat passes values unchanged: no memory of its own in the image; the layers around it keep
+    theirs in config order (conv: weights, then the two threshold stages of uint2; pool: thresholds)."""
+    cfg = network({"net": "concat"}, "A")
+    plan = plan_of(cfg, "runtime")
+    assert [L.type for L in cfg.layers].count("concat") == 2
+    want = []
+    for k, L in enumerate(cfg.layers):
+        where = f"layer {k} {L.name!r}" + (" (mvtu)" if L.type == "conv" else "")
+        want += [(where, "weights")] if L.type in ("conv", "fc") else []
+        want += [(where, "thresholds0"), (where, "thresholds1")] if L.type in ("conv", "global_avgpool") else []
+    assert [(g.layer, g.memory) for g in plan.groups] == want
+    words = plan.image_words()
+    assert len(words) == 2 + sum(g.words for g in plan.groups)
+
+
 def test_graph_loaded_at_run_time_matches_golden_and_reloads_the_add_and_pool_thresholds():
     """A graph's runtime hardware loads A, then an image differing from A in the adds' and the global
     pool's thresholds only: the outputs follow the new thresholds (golden of that network, not A's)."""

@@ -38,6 +38,8 @@ from .weights_reload_tb import NETS
 
 # the residual graph of the weights_reload regression (its adds' and global pool's thresholds are in the image)
 RESIDUAL_GRAPH = NETS["graph"]
+# its graph of channel concatenations (two concats, one with a branch straight from the fork)
+CONCAT_GRAPH = NETS["concat"]
 
 NAME = "overlay"
 KBIT_FC = """
@@ -111,7 +113,8 @@ simd = 64
 KBIT_FC_ODD_IMAGE = KBIT_FC.replace('name = "fc-kbit"', 'name = "fc-kbit-odd"').replace(
     "out = 16", "out = 12").replace("simd = 6", "simd = 8")
 NAMED_CONFIGS = {"fc-kbit": KBIT_FC, "fc-kbit-odd": KBIT_FC_ODD_IMAGE, "digits-mlp": DIGITS_MLP,
-                 "dma-bound": DMA_BOUND, "res-small": RESIDUAL_GRAPH}
+                 "dma-bound": DMA_BOUND, "res-small": RESIDUAL_GRAPH,
+                 "concat-small": CONCAT_GRAPH}
 CASES = [
     {"config": "lfc_small.toml", "frames": [1, 7, 100], "width": 64, "batch_size": 64, "pause": 0.3},
     {"config": "cnv_small.toml", "frames": [7], "width": 64, "batch_size": 4, "pause": 0.3},
@@ -123,6 +126,7 @@ CASES = [
     {"config": "fc-kbit-odd", "runtime": True, "odd_image": True, "frames": [3], "width": 128, "batch_size": 4,
      "pause": 0.3},
     {"config": "res-small", "runtime": True, "frames": [3], "width": 64, "batch_size": 4, "pause": 0.3},
+    {"config": "concat-small", "runtime": True, "frames": [3], "width": 64, "batch_size": 4, "pause": 0.3},
 ]
 
 

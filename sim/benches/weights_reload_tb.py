@@ -190,9 +190,96 @@ act = "acc"
 pe = 3
 simd = 4
 """,
+    # channel concatenations: an inception-like mix (a 3x3 and a 1x1 convolution of the stem, of 2 and
+    # 4 channels), a stride-2 convolution, a DenseNet-like block (a 3x3 convolution's channels, then
+    # those of its input: one branch straight from the fork), global average pooling on words of 3
+    # channels (the concat's words of 2 widened). The concats have no weights or thresholds; every
+    # other layer's are in the image.
+    "concat": """
+[network]
+name = "concat-small"
+input_shape = [4, 4, 2]
+input_kind = "uint"
+input_bits = 2
+weights = "random"
+seed = 3
+
+[[layer]]
+name = "stem"
+type = "conv"
+out = 2
+act = "uint2"
+pad = 1
+pe = 2
+simd = 2
+
+[[layer]]
+name = "i3"
+type = "conv"
+out = 2
+act = "uint2"
+pad = 1
+pe = 2
+simd = 2
+
+[[layer]]
+name = "i1"
+type = "conv"
+input = "stem"
+out = 4
+act = "uint2"
+kernel = 1
+pe = 2
+simd = 2
+
+[[layer]]
+name = "mix"
+type = "concat"
+input = ["i3", "i1"]
+simd = 2
+
+[[layer]]
+name = "down"
+type = "conv"
+out = 4
+act = "uint2"
+stride = 2
+pad = 1
+pe = 2
+simd = 6
+
+[[layer]]
+name = "grow"
+type = "conv"
+out = 2
+act = "uint2"
+pad = 1
+pe = 2
+simd = 4
+
+[[layer]]
+name = "dense"
+type = "concat"
+input = ["grow", "down"]
+simd = 2
+
+[[layer]]
+name = "gap"
+type = "global_avgpool"
+act = "uint2"
+simd = 3
+
+[[layer]]
+name = "fc"
+type = "fc"
+out = 3
+act = "acc"
+pe = 3
+simd = 6
+""",
 }
 
-CASES = [{"net": "lfc_small"}, {"net": "kbit"}, {"net": "conv"}, {"net": "graph"}]
+CASES = [{"net": "lfc_small"}, {"net": "kbit"}, {"net": "conv"}, {"net": "graph"}, {"net": "concat"}]
 # bench/bench_weights.py passes {"config": <path of a config with random weights>, "reload_only": True,
 # "frames": 1}: the A-B-A test alone, on a full-size network, for the load time.
 
